@@ -1,0 +1,1 @@
+"""The CRM side: connectors that speak the CRM contract."""

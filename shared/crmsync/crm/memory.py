@@ -1,0 +1,169 @@
+"""A CRM in memory that implements the CrmConnector port like a real CRM would.
+
+It keeps contacts, activities, to-dos, leads and accounts; one contact sync group per
+user (CON-1); declared field length limits that it enforces by refusing longer
+values (SYN-3); visibility per user (AUTH-5); and addresses a contact may share with
+its account (CON-7).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from crmsync import model
+from crmsync.engine.plan import AccountSpec, Write
+from crmsync.engine.records import CrmSchema, SideRecord
+from crmsync.errors import PermanentError
+from crmsync.model import Kind
+from crmsync.ports import ChangePage, WriteResult
+from crmsync.recordlog import Entry, Faults, RecordLog
+
+
+class MemoryCrm:
+    """The whole CRM of one tenant."""
+
+    def __init__(self, clock: Callable[[], datetime], faults: Faults | None = None) -> None:
+        self.log = RecordLog("crm", clock, faults or Faults(), prefix="crm-")
+        self.groups: dict[str, set[str]] = {}
+        self.accounts: list[dict[str, Any]] = []
+        self.limits: dict[Kind, dict[str, int]] = {}
+        self.infinite_series = True
+        self.recurring_todos = True
+
+    def connector(self, user: str) -> MemoryCrmConnector:
+        return MemoryCrmConnector(self, user)
+
+    # -- the CRM's own behaviour --------------------------------------------------
+    def schema(self) -> CrmSchema:
+        return CrmSchema(
+            limits={k: dict(v) for k, v in self.limits.items()},
+            infinite_series=self.infinite_series,
+            recurring_todos=self.recurring_todos,
+        )
+
+    def validate(self, kind: Kind, raw: Mapping[str, Any]) -> None:
+        for name, limit in self.limits.get(kind, {}).items():
+            value = raw.get(name)
+            if isinstance(value, str) and len(value) > limit:
+                raise PermanentError(f"{kind}.{name} is longer than {limit} characters")
+
+    def ensure_account(self, spec: AccountSpec) -> dict[str, Any]:
+        """First account whose name equals the spec's, else a new one (CON-5)."""
+        for account in self.accounts:
+            if account["name"] == spec.name:
+                return account
+        account = {
+            "id": f"acc-{len(self.accounts) + 1}",
+            "name": spec.name,
+            "type": spec.type,
+            "status": spec.status,
+            "owner": spec.owner,
+            "manager": spec.manager,
+            "address": None,
+        }
+        self.accounts.append(account)
+        return account
+
+    def account(self, account_id: str | None) -> dict[str, Any] | None:
+        return next((a for a in self.accounts if a["id"] == account_id), None)
+
+    def read(self, kind: Kind, entry: Entry) -> dict[str, Any]:
+        raw = entry.raw
+        if kind == "contact" and entry.extra.get("address_shared"):
+            account = self.account(entry.extra.get("account_id"))
+            if account is not None and account["address"] is not None:
+                raw = {**raw, "address": account["address"]}
+        return model.normalize(kind, raw)
+
+    def visible(self, kind: str, entry: Entry, user: str) -> bool:
+        if kind == "activity":
+            fields = entry.raw
+            return user in (entry.owner, fields.get("leader")) or user in (
+                fields.get("members") or ()
+            )
+        if kind == "todo":
+            return entry.owner == user
+        return True
+
+
+class MemoryCrmConnector:
+    """The CrmConnector port for one CRM user: sees only what that user may see."""
+
+    def __init__(self, crm: MemoryCrm, user: str) -> None:
+        self.crm = crm
+        self.user = user
+
+    def schema(self) -> CrmSchema:
+        self.crm.log._count("schema")
+        return self.crm.schema()
+
+    def _in_scope(self, kind: Kind, entry: Entry) -> bool:
+        return kind != "contact" or entry.id in self.crm.groups.get(self.user, set())
+
+    def _record(self, kind: Kind, entry: Entry | None, record_id: str) -> SideRecord:
+        in_scope = entry is not None and self._in_scope(kind, entry)
+        return self.crm.log.record(kind, entry, record_id, self.crm.read, in_scope)
+
+    def changes(self, kind: Kind, cursor: str | None) -> ChangePage:
+        entries, new_cursor, more = self.crm.log.feed(
+            kind, cursor, lambda e: self.crm.visible(kind, e, self.user)
+        )
+        records = [self._record(kind, e, e.id) for e in entries]
+        if cursor is None and kind == "contact":
+            records = [r for r in records if r.in_scope]
+        return ChangePage(records, new_cursor, more)
+
+    def get(self, kind: Kind, record_id: str) -> SideRecord:
+        self.crm.log._count("get")
+        entry = self.crm.log.table(kind).get(record_id)
+        if entry is not None and not self.crm.visible(kind, entry, self.user):
+            entry = None
+        return self._record(kind, entry, record_id)
+
+    def create(self, write: Write) -> WriteResult:
+        self.crm.log._count("create")
+        assert write.fields is not None
+        fields = model.to_plain(dict(write.fields))
+        self.crm.validate(write.kind, fields)
+        extra: dict[str, Any] = {}
+        table = "lead" if write.as_lead else write.kind
+        if write.account is not None and not write.as_lead:
+            extra["account_id"] = self.crm.ensure_account(write.account)["id"]
+        entry = self.crm.log.insert(
+            table, fields, key=write.key, ref=write.ref, owner=self.user, extra=extra
+        )
+        if write.kind == "contact" and write.in_scope and not write.as_lead:
+            self.crm.groups.setdefault(self.user, set()).add(entry.id)
+        return WriteResult(entry.id, str(entry.version))
+
+    def update(self, write: Write) -> WriteResult:
+        self.crm.log._count("update")
+        assert write.fields is not None
+        fields = model.to_plain(dict(write.fields))
+        self.crm.validate(write.kind, fields)
+        entry = self.crm.log.live(write.kind, write.target)
+        if write.kind == "contact" and "address" in fields and entry.extra.get("address_shared"):
+            account = self.crm.account(entry.extra.get("account_id"))
+            if write.shared_address and account is not None:  # CON-7
+                account["address"] = fields.pop("address")
+            else:
+                entry.extra["address_shared"] = False
+        entry = self.crm.log.patch(write.kind, write.target, fields, write.version)
+        return WriteResult(entry.id, str(entry.version))
+
+    def delete(self, write: Write) -> None:
+        self.crm.log._count("delete")
+        self.crm.log.remove(write.kind, write.target, write.version)
+        self.crm.groups.get(self.user, set()).discard(write.target or "")
+
+    def set_scope(self, write: Write) -> WriteResult:
+        self.crm.log._count("scope")
+        group = self.crm.groups.setdefault(self.user, set())
+        entry = self.crm.log.touch(write.kind, write.target, write.version)
+        if write.in_scope:
+            group.add(entry.id)
+        else:
+            group.discard(entry.id)
+        return WriteResult(entry.id, str(entry.version))

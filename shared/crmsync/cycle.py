@@ -1,0 +1,375 @@
+"""One sync cycle for one connection: lease, read, plan, apply with a journal, record.
+
+Order matters for crash safety (BEY-4, SYN-4):
+1. creates a previous run journaled but may not have finished are completed first,
+   with the same idempotency key, so they can never happen twice;
+2. before a remote create, the link is stored in state `creating` with its key;
+3. after each decision, the link is stored with the versions our writes produced, so
+   their echo in the next change feed is recognised;
+4. cursors are saved only after every change they cover was applied or recorded as
+   failed (and queued for retry).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from crmsync.engine import Context, Decision, Links, Plan, SideRecord, Write, reconcile
+from crmsync.engine.records import Link
+from crmsync.errors import CursorExpired, NotFound, PermanentError, TransientError
+from crmsync.model import KINDS, Kind
+from crmsync.ports import Connection, CrmConnector, ProviderAccount, RecordSide, Store
+from crmsync.settings import Settings, Side
+
+log = logging.getLogger("crmsync.cycle")
+
+LEASE_SECONDS = 600
+
+
+@dataclass
+class Cycle:
+    """Everything one run needs; `clock` is the only source of time."""
+
+    connection: Connection
+    store: Store
+    crm: CrmConnector
+    provider: ProviderAccount
+    settings: Settings
+    clock: Callable[[], datetime]
+    syncing_users: frozenset[str] = frozenset()
+    trigger: str = "schedule"
+    run_id: str = ""
+    budget_seconds: float | None = None
+    _items: list[dict[str, Any]] = field(default_factory=list)
+    _counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    _errors: list[str] = field(default_factory=list)
+
+    @property
+    def conn(self) -> str:
+        return self.connection.id
+
+    def side(self, side: Side) -> RecordSide:
+        return self.crm if side == "crm" else self.provider
+
+    # -- the run --------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        started = self.clock()
+        self.run_id = self.run_id or f"{self.conn}-{started.strftime('%Y%m%dT%H%M%S.%f')}"
+        run: dict[str, Any] = {
+            "id": self.run_id,
+            "connection": self.conn,
+            "tenant": self.connection.tenant,
+            "trigger": self.trigger,
+            "started": started,
+            "ended": None,
+            "status": "running",
+            "counts": self._counts,
+            "errors": self._errors,
+        }
+        if not self.store.acquire_lease(self.conn, self.run_id, started, LEASE_SECONDS):
+            return {**run, "status": "busy", "ended": started}
+        self.store.save_run(self.conn, run)
+        deadline = time.monotonic() + self.budget_seconds if self.budget_seconds else None
+        pending_kinds: list[Kind] = []
+        self.finish_journal()
+        for kind in KINDS:
+            if deadline is not None and time.monotonic() > deadline:
+                pending_kinds.append(kind)  # RUN-6: the next run takes it from here
+                continue
+            if self.settings.enabled(kind):
+                self.sync_kind(kind)
+        self.store.add_items(self.conn, self.run_id, self._items)
+        failed = any(i["outcome"] == "fail" for i in self._items)
+        status = "continued" if pending_kinds else ("partial" if failed else "ok")
+        run.update(status=status, ended=self.clock(), pending=pending_kinds)
+        self.store.save_run(self.conn, run)
+        self.store.release_lease(self.conn, self.run_id)
+        log.info(
+            "cycle finished",
+            extra={
+                "tenant": self.connection.tenant,
+                "connection": self.conn,
+                "run": self.run_id,
+                "status": status,
+            },
+        )
+        return run
+
+    def finish_journal(self) -> None:
+        """Complete creates that a killed run journaled (same key: no second copy)."""
+        for link in self.store.creating_links(self.conn):
+            write: Write = link.pending
+            try:
+                result = self.side(write.side).create(write)
+            except (TransientError, PermanentError) as exc:
+                self.record_failure(link.kind, link.crm_id, link.provider_id, exc, "create")
+                continue
+            done = replace(
+                link.with_side(write.side, result.id, result.version), state="linked", pending=None
+            )
+            self.store.save_link(self.conn, done)
+
+    # -- one kind -------------------------------------------------------------------
+    def read(self, side: Side, kind: Kind) -> tuple[list[SideRecord], str, bool]:
+        """All changes since the cursor; a whole listing when it expired (RUN-4)."""
+        cursor = self.store.cursor(self.conn, side, kind)
+        source = self.side(side)
+        records: list[SideRecord] = []
+        full = cursor is None
+        while True:
+            try:
+                page = source.changes(kind, cursor)
+            except CursorExpired:
+                records, cursor, full = [], None, True
+                continue
+            records.extend(page.records)
+            cursor = page.cursor
+            if not page.more:
+                return records, cursor, full
+
+    def sync_kind(self, kind: Kind) -> None:
+        crm_first = self.store.cursor(self.conn, "crm", kind) is None
+        prov_first = self.store.cursor(self.conn, "provider", kind) is None
+        crm_changes, crm_cursor, crm_full = self.read("crm", kind)
+        prov_changes, prov_cursor, prov_full = self.read("provider", kind)
+        changes: dict[Side, dict[str, SideRecord]] = {
+            "crm": {r.id: r for r in crm_changes},
+            "provider": {r.id: r for r in prov_changes},
+        }
+        resolutions = self.resolutions(kind, changes)
+        for side, record_id in self.store.retries(self.conn, kind):
+            if record_id not in changes[side]:
+                changes[side][record_id] = self.side(side).get(kind, record_id)
+        links = Links.of(self.store.links_for(self.conn, kind, changes["crm"], changes["provider"]))
+        for side, full in (("crm", crm_full), ("provider", prov_full)):
+            if full and not (crm_first and prov_first):
+                self.add_vanished(kind, side, changes, links)
+        ctx = Context(
+            now=self.clock(),
+            user=self.connection.user,
+            settings=self.settings,
+            schema=self.crm.schema(),
+            syncing_users=self.syncing_users,
+            first_cycle=crm_first and prov_first,
+            linked_count=self.store.linked_count(self.conn, kind),
+            resolutions=resolutions,
+        )
+        plan = reconcile(kind, changes["crm"].values(), changes["provider"].values(), links, ctx)
+        retry = self.apply(plan)
+        self.store.set_retries(self.conn, kind, retry)
+        self.store.save_cursor(self.conn, "crm", kind, crm_cursor)
+        self.store.save_cursor(self.conn, "provider", kind, prov_cursor)
+
+    def add_vanished(
+        self, kind: Kind, side: Side, changes: dict[Side, dict[str, SideRecord]], links: Links
+    ) -> None:
+        """After a whole re-listing, a linked record that was not listed is gone."""
+        seen = changes[side]
+        for link in self.store.links(self.conn, kind):
+            record_id = link.side_id(side)
+            if record_id and record_id not in seen:
+                seen[record_id] = self.side(side).get(kind, record_id)
+                (links.crm if side == "crm" else links.provider)[record_id] = link
+                other = link.side_id("provider" if side == "crm" else "crm")
+                if other:
+                    (links.provider if side == "crm" else links.crm)[other] = link
+
+    def resolutions(
+        self, kind: Kind, changes: dict[Side, dict[str, SideRecord]]
+    ) -> dict[str, Side]:
+        """Queue items the user settled: their records are read again and re-planned."""
+        chosen: dict[str, Side] = {}
+        for item in self.store.queue(self.conn):
+            if item["kind"] != kind or item.get("choice") is None:
+                continue
+            chosen[item["id"]] = item["choice"]
+            for side, record_id in (
+                ("crm", item.get("crm_id")),
+                ("provider", item.get("provider_id")),
+            ):
+                if record_id and record_id not in changes[side]:  # type: ignore[index]
+                    changes[side][record_id] = self.side(side).get(kind, record_id)  # type: ignore[arg-type, index]
+        return chosen
+
+    # -- applying a plan ---------------------------------------------------------------
+    def apply(self, plan: Plan) -> set[tuple[Side, str]]:
+        retry: set[tuple[Side, str]] = set()
+        for decision in plan.decisions:
+            try:
+                self.apply_one(decision)
+            except (TransientError, PermanentError) as exc:
+                self.record_failure(
+                    decision.kind,
+                    decision.crm_id,
+                    decision.provider_id,
+                    exc,
+                    decision.outcome,
+                    decision,
+                )
+                retry.update(self.ids(decision))
+                continue
+            if decision.retry:
+                retry.update(self.ids(decision))
+            self.record(decision)
+        return retry
+
+    @staticmethod
+    def ids(decision: Decision) -> set[tuple[Side, str]]:
+        out: set[tuple[Side, str]] = set()
+        if decision.crm_id:
+            out.add(("crm", decision.crm_id))
+        if decision.provider_id:
+            out.add(("provider", decision.provider_id))
+        return out
+
+    def apply_one(self, decision: Decision) -> None:
+        link, dropped = decision.link, decision.dropped
+        replaced = dropped is not None and (link is None or link.key != dropped.key)
+        create = next((w for w in decision.writes if w.op == "create"), None)
+        if create is not None and link is not None:
+            if replaced and dropped is not None:  # one link per record, also mid-journal
+                self.store.delete_link(self.conn, dropped.kind, dropped.key)
+            self.store.save_link(self.conn, replace(link, state="creating", pending=create))
+        for write in decision.writes:
+            result = self.write(write)
+            if link is not None and result is not None:
+                link = link.with_side(write.side, result[0], result[1])
+        if link is not None:
+            self.store.save_link(self.conn, replace(link, pending=None))
+        if replaced and dropped is not None:
+            self.store.delete_link(self.conn, dropped.kind, dropped.key)
+        if decision.hold is not None:
+            self.store.put_queue_item(self.conn, self.queue_item(decision))
+        else:
+            key = (dropped or decision.link or _NO_LINK).key
+            self.store.drop_queue_item(self.conn, key)
+
+    def write(self, write: Write) -> tuple[str, str] | None:
+        side = self.side(write.side)
+        if write.op == "create":
+            result = side.create(write)
+        elif write.op == "update":
+            result = side.update(write)
+        elif write.op == "scope":
+            result = side.set_scope(write)
+        else:
+            with contextlib.suppress(NotFound):  # already gone is what we wanted
+                side.delete(write)
+            return None
+        if write.op != "create" and write.target and result.id != write.target:
+            return None
+        return result.id, result.version
+
+    def queue_item(self, decision: Decision) -> dict[str, Any]:
+        hold = decision.hold
+        assert hold is not None
+        return {
+            "id": hold.id,
+            "kind": hold.kind,
+            "reason": hold.reason,
+            "source": hold.source,
+            "crm_id": hold.crm_id,
+            "provider_id": hold.provider_id,
+            "fields": list(hold.fields),
+            "summary": hold.summary,
+            "crm_values": dict(hold.crm_values),
+            "provider_values": dict(hold.provider_values),
+            "created": self.clock(),
+            "run": self.run_id,
+        }
+
+    # -- history (HIS-1) ---------------------------------------------------------------
+    def count(self, kind: str, outcome: str) -> None:
+        per_kind = self._counts.setdefault(kind, {})
+        per_kind[outcome] = per_kind.get(outcome, 0) + 1
+
+    def record(self, decision: Decision) -> None:
+        if decision.outcome == "none":
+            return
+        self.count(decision.kind, decision.outcome)
+        self._items.append(
+            {
+                "kind": decision.kind,
+                "outcome": decision.outcome,
+                "direction": decision.direction,
+                "crm_id": decision.crm_id,
+                "provider_id": decision.provider_id,
+                "reason": decision.reason,
+                "fields": list(decision.changed),
+                "error": None,
+                "at": self.clock(),
+            }
+        )
+
+    def record_failure(
+        self,
+        kind: Kind,
+        crm_id: str | None,
+        provider_id: str | None,
+        exc: Exception,
+        action: str,
+        decision: Decision | None = None,
+    ) -> None:
+        self.count(kind, "fail")
+        message = f"{type(exc).__name__}: {exc}"
+        self._errors.append(message)
+        self._items.append(
+            {
+                "kind": kind,
+                "outcome": "fail",
+                "direction": decision.direction if decision else "none",
+                "crm_id": crm_id,
+                "provider_id": provider_id,
+                "reason": f"{action} failed",
+                "fields": list(decision.changed) if decision else [],
+                "error": message,
+                "at": self.clock(),
+            }
+        )
+        log.warning(
+            "record failed",
+            extra={
+                "tenant": self.connection.tenant,
+                "connection": self.conn,
+                "run": self.run_id,
+                "kind": kind,
+                "error": type(exc).__name__,
+            },
+        )
+
+
+_NO_LINK = Link(key="", kind="contact", crm_id=None, provider_id=None)
+
+
+def run_cycle(
+    connection: Connection,
+    store: Store,
+    crm: CrmConnector,
+    provider: ProviderAccount,
+    settings: Settings,
+    clock: Callable[[], datetime],
+    *,
+    trigger: str = "schedule",
+    syncing_users: Iterable[str] = (),
+    run_id: str = "",
+    budget_seconds: float | None = None,
+) -> Mapping[str, Any]:
+    """Run one cycle and return its run record (HIS-1)."""
+    return Cycle(
+        connection,
+        store,
+        crm,
+        provider,
+        settings,
+        clock,
+        frozenset(syncing_users),
+        trigger,
+        run_id,
+        budget_seconds,
+    ).run()

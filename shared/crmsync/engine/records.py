@@ -1,0 +1,99 @@
+"""What the planner is given: records seen on each side, links, and the cycle's context."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Literal, TypeAlias
+
+from crmsync.model import Kind
+from crmsync.settings import Settings, Side
+
+LinkState: TypeAlias = Literal["linked", "creating", "conflict", "detached"]
+
+
+@dataclass(frozen=True, slots=True)
+class SideRecord:
+    """One record as a change feed (or a direct read) reported it.
+
+    `fields` is None when the record is gone. `in_scope` is False when the record
+    still exists but left the sync scope (removed from the contact sync group, or the
+    provider label was taken off). `ref` is the link key a record carries when crmsync
+    created it (kept in the provider's extended properties or the CRM's client key).
+    `error` says why the record could not be read into canonical form (SYN-5).
+    """
+
+    id: str
+    version: str
+    fields: Mapping[str, Any] | None
+    modified: datetime | None = None
+    in_scope: bool = True
+    ref: str | None = None
+    error: str | None = None
+
+    @property
+    def gone(self) -> bool:
+        return self.fields is None or not self.in_scope
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """The stored pairing of one CRM record with one provider record.
+
+    `base` holds the last field values both sides agreed on (canonical form; for a
+    field truncated in the CRM it keeps the provider's full text, SYN-3). Versions are
+    those our own last writes produced, so a change feed echo of them is recognised.
+    """
+
+    key: str
+    kind: Kind
+    crm_id: str | None
+    provider_id: str | None
+    crm_version: str | None = None
+    provider_version: str | None = None
+    base: Mapping[str, Any] = field(default_factory=dict)
+    state: LinkState = "linked"
+    pending: Any = None  # the create this link waits for while `creating`
+    note: str = ""
+
+    def with_side(self, side: Side, record_id: str | None, version: str | None) -> Link:
+        if side == "crm":
+            return replace(self, crm_id=record_id, crm_version=version)
+        return replace(self, provider_id=record_id, provider_version=version)
+
+    def side_id(self, side: Side) -> str | None:
+        return self.crm_id if side == "crm" else self.provider_id
+
+    def side_version(self, side: Side) -> str | None:
+        return self.crm_version if side == "crm" else self.provider_version
+
+
+@dataclass(frozen=True, slots=True)
+class CrmSchema:
+    """What the CRM declares about itself: field length limits and capabilities."""
+
+    limits: Mapping[Kind, Mapping[str, int]] = field(default_factory=dict)
+    infinite_series: bool = True
+    recurring_todos: bool = True
+
+    def limit(self, kind: Kind, name: str) -> int | None:
+        return self.limits.get(kind, {}).get(name)
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Everything besides the records that a decision depends on. No clock inside the
+    engine: `now` is given."""
+
+    now: datetime
+    user: str
+    settings: Settings
+    schema: CrmSchema = CrmSchema()
+    syncing_users: frozenset[str] = frozenset()
+    first_cycle: bool = False
+    linked_count: int = 0
+    resolutions: Mapping[str, Side] = field(default_factory=dict)
+
+    def syncs(self, user: str | None) -> bool:
+        return user is not None and (user == self.user or user in self.syncing_users)

@@ -1,0 +1,39 @@
+"""Errors are types: adapters raise them, the cycle handles them in one place."""
+
+from __future__ import annotations
+
+
+class SyncError(Exception):
+    """Base of every error an adapter raises on purpose."""
+
+
+class TransientError(SyncError):
+    """Worth trying again later: timeouts, 5xx, throttling."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RateLimited(TransientError):
+    """HTTP 429 or a quota error; `retry_after` in seconds when the server said."""
+
+
+class PermanentError(SyncError):
+    """The other side refused this record; retrying unchanged will not help."""
+
+
+class Conflict(PermanentError):
+    """A precondition failed (HTTP 412): the record changed since it was read."""
+
+
+class NotFound(PermanentError):
+    """The record does not exist (HTTP 404/410 on a record)."""
+
+
+class CursorExpired(SyncError):
+    """A sync token or change cursor is too old (HTTP 410): list everything again."""
+
+
+class GrantRevoked(SyncError):
+    """The user's grant is gone (`invalid_grant`): the connection needs re-authorization."""

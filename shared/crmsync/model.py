@@ -1,0 +1,311 @@
+"""Canonical records: the one shape every adapter maps to and the engine compares.
+
+A record is an immutable value with normalised fields, so that two sides holding the
+same data compare equal: e-mail addresses lower-cased and trimmed, phone numbers in
+E.164 where they parse, timed activities as aware UTC datetimes with their IANA zone
+kept beside them, all-day activities as dates with an exclusive end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal, TypeAlias, TypeVar, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+
+Kind: TypeAlias = Literal["contact", "activity", "todo"]
+KINDS: tuple[Kind, ...] = get_args(Kind)
+ActivityType: TypeAlias = Literal["meeting", "call", "personal", "event"]
+ActivityStatus: TypeAlias = Literal["confirmed", "unconfirmed", "declined", "completed"]
+TodoStatus: TypeAlias = Literal["open", "in_progress", "completed", "cancelled"]
+Fields: TypeAlias = Mapping[str, Any]
+_T = TypeVar("_T")
+
+
+class InvalidRecord(ValueError):
+    """A record whose data cannot be normalised; it fails alone (SYN-5)."""
+
+
+@dataclass(frozen=True)
+class Phone:
+    kind: str
+    number: str
+
+
+@dataclass(frozen=True)
+class Address:
+    street: str = ""
+    city: str = ""
+    region: str = ""
+    postal_code: str = ""
+    country: str = ""
+
+
+@dataclass(frozen=True)
+class Regarding:
+    contact: str | None = None
+    account: str | None = None
+    lead: str | None = None
+    company: str | None = None
+    opportunity: str | None = None
+    ticket: str | None = None
+
+    def is_empty(self) -> bool:
+        return not any(dataclasses.astuple(self))
+
+
+@dataclass(frozen=True)
+class Contact:
+    first_name: str = ""
+    last_name: str = ""
+    company: str = ""
+    title: str = ""
+    emails: tuple[str, ...] = ()
+    phones: tuple[Phone, ...] = ()
+    address: Address = field(default_factory=Address)
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class Activity:
+    type: ActivityType = "meeting"
+    subject: str = ""
+    start: datetime | date | None = None
+    end: datetime | date | None = None
+    all_day: bool = False
+    timezone: str = "UTC"
+    location: str = ""
+    notes: str = ""
+    private: bool = False
+    status: ActivityStatus = "confirmed"
+    recurrence: str | None = None
+    leader: str | None = None
+    members: tuple[str, ...] = ()
+    regarding: Regarding = field(default_factory=Regarding)
+
+
+@dataclass(frozen=True)
+class Todo:
+    subject: str = ""
+    start: date | None = None
+    due: date | None = None
+    status: TodoStatus = "open"
+    priority: str = "normal"
+    notes: str = ""
+    recurrence: str | None = None
+
+
+Record: TypeAlias = Contact | Activity | Todo
+RECORD_TYPES: dict[Kind, type[Record]] = {"contact": Contact, "activity": Activity, "todo": Todo}
+FIELD_NAMES: dict[Kind, tuple[str, ...]] = {
+    kind: tuple(f.name for f in dataclasses.fields(cls)) for kind, cls in RECORD_TYPES.items()
+}
+
+
+def normalize_email(value: str) -> str:
+    return value.strip().lower()
+
+
+def normalize_phone(number: str, region: str | None = None) -> str:
+    """E.164 when the number parses and is valid, otherwise the trimmed original."""
+    text = number.strip()
+    try:
+        parsed = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return text
+    if not phonenumbers.is_valid_number(parsed):
+        return text
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise InvalidRecord(f"unknown time zone {name!r}") from exc
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def _dedup(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(v for v in values if v))
+
+
+def _as_date(value: Any, name: str) -> date | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value)[:10])
+    except ValueError as exc:
+        raise InvalidRecord(f"{name}: not a date: {value!r}") from exc
+
+
+def _as_instant(value: Any, tz: ZoneInfo, name: str) -> datetime | date | None:
+    """An aware UTC datetime; a bare date stays a date (a timeless activity)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise InvalidRecord(f"{name}: not a date or time: {value!r}") from exc
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo else value.replace(tzinfo=tz)
+        return aware.astimezone(UTC)
+    if isinstance(value, date):
+        return value
+    raise InvalidRecord(f"{name}: not a date or time: {value!r}")
+
+
+def _phones(raw: Any, region: str | None) -> tuple[Phone, ...]:
+    phones: list[Phone] = []
+    for item in raw or ():
+        if isinstance(item, Phone):
+            kind, number = item.kind, item.number
+        elif isinstance(item, Mapping):
+            kind, number = _text(item.get("kind")) or "other", _text(item.get("number"))
+        else:
+            kind, number = "other", _text(item)
+        if number:
+            phones.append(Phone(kind, normalize_phone(number, region)))
+    return tuple(dict.fromkeys(phones))
+
+
+def _nested(cls: type[_T], raw: Any) -> _T:
+    if isinstance(raw, cls):
+        return raw
+    if raw is None:
+        return cls()
+    if not isinstance(raw, Mapping):
+        raise InvalidRecord(f"{cls.__name__.lower()}: expected a mapping")
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = set(raw) - names
+    if unknown:
+        raise InvalidRecord(f"{cls.__name__.lower()}: unknown fields {sorted(unknown)}")
+    return cls(**{k: (_text(v) or None) if cls is Regarding else _text(v) for k, v in raw.items()})
+
+
+def _check_choice(value: Any, choices: tuple[str, ...], name: str) -> str:
+    if value not in choices:
+        raise InvalidRecord(f"{name}: {value!r} is not one of {', '.join(choices)}")
+    return str(value)
+
+
+def make_contact(raw: Fields, region: str | None = None) -> Contact:
+    return Contact(
+        first_name=_text(raw.get("first_name")),
+        last_name=_text(raw.get("last_name")),
+        company=_text(raw.get("company")),
+        title=_text(raw.get("title")),
+        emails=_dedup(normalize_email(e) for e in raw.get("emails") or ()),
+        phones=_phones(raw.get("phones"), region),
+        address=_nested(Address, raw.get("address")),
+        notes=_text(raw.get("notes")),
+    )
+
+
+def make_activity(raw: Fields) -> Activity:
+    tz_name = _text(raw.get("timezone")) or "UTC"
+    tz = zone(tz_name)
+    start = _as_instant(raw.get("start"), tz, "start")
+    end = _as_instant(raw.get("end"), tz, "end")
+    all_day = bool(raw.get("all_day")) or (type(start) is date)
+    if start is None:
+        raise InvalidRecord("start: an activity needs a start")
+    if all_day:
+        start_day = _as_date(start.astimezone(tz) if isinstance(start, datetime) else start, "")
+        end_day = _as_date(end.astimezone(tz) if isinstance(end, datetime) else end, "")
+        assert start_day is not None
+        start, end = start_day, end_day or start_day + timedelta(days=1)
+    elif type(end) is date or end is None:
+        end = start + timedelta(hours=1) if isinstance(start, datetime) else None
+    if end is not None and end <= start:
+        raise InvalidRecord(f"end {end} is not after start {start}")
+    return Activity(
+        type=_check_choice(raw.get("type") or "meeting", get_args(ActivityType), "type"),  # type: ignore[arg-type]
+        subject=_text(raw.get("subject")),
+        start=start,
+        end=end,
+        all_day=all_day,
+        timezone=tz_name,
+        location=_text(raw.get("location")),
+        notes=_text(raw.get("notes")),
+        private=bool(raw.get("private")),
+        status=_check_choice(  # type: ignore[arg-type]
+            raw.get("status") or "confirmed", get_args(ActivityStatus), "status"
+        ),
+        recurrence=_text(raw.get("recurrence")) or None,
+        leader=_text(raw.get("leader")) or None,
+        members=tuple(sorted(set(_dedup(_text(m) for m in raw.get("members") or ())))),
+        regarding=_nested(Regarding, raw.get("regarding")),
+    )
+
+
+def make_todo(raw: Fields) -> Todo:
+    return Todo(
+        subject=_text(raw.get("subject")),
+        start=_as_date(raw.get("start"), "start"),
+        due=_as_date(raw.get("due"), "due"),
+        status=_check_choice(raw.get("status") or "open", get_args(TodoStatus), "status"),  # type: ignore[arg-type]
+        priority=_text(raw.get("priority")) or "normal",
+        notes=_text(raw.get("notes")),
+        recurrence=_text(raw.get("recurrence")) or None,
+    )
+
+
+def make(kind: Kind, raw: Fields, region: str | None = None) -> Record:
+    """Build and normalise a canonical record; raises InvalidRecord for bad data."""
+    if kind == "contact":
+        return make_contact(raw, region)
+    if kind == "activity":
+        return make_activity(raw)
+    return make_todo(raw)
+
+
+def fields_of(record: Record) -> dict[str, Any]:
+    """The record's fields as a flat mapping of immutable values (the engine's view)."""
+    return {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
+
+
+def normalize(kind: Kind, raw: Fields, region: str | None = None) -> dict[str, Any]:
+    """Normalised canonical fields; keys outside the canonical set are not kept."""
+    return fields_of(make(kind, raw, region))
+
+
+def to_plain(value: Any) -> Any:
+    """Canonical value → plain data (dicts, lists, dates kept) for callers and tests."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple | list):
+        return [to_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: to_plain(v) for k, v in value.items()}
+    return value
+
+
+def to_json(value: Any) -> Any:
+    """Canonical value → JSON-safe data, the form the stores persist."""
+    plain = to_plain(value)
+    if isinstance(plain, dict):
+        return {k: to_json(v) for k, v in plain.items()}
+    if isinstance(plain, list):
+        return [to_json(v) for v in plain]
+    if isinstance(plain, datetime | date):
+        return plain.isoformat()
+    return plain
+
+
+def now_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("now must be an aware datetime")
+    return value.astimezone(UTC)

@@ -1,0 +1,105 @@
+"""The ports: what the cycle needs from the world, as Protocols.
+
+Production adapters (Firestore, Cloud Tasks, Google, Microsoft, the CRM over HTTP)
+and the memory adapters used by tests implement the same Protocols.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from crmsync.engine.plan import Write
+from crmsync.engine.records import CrmSchema, Link, SideRecord
+from crmsync.model import Kind
+from crmsync.settings import Side
+
+
+@dataclass(frozen=True, slots=True)
+class ChangePage:
+    """One page of a change feed. `cursor` resumes after this page; `more` says whether
+    another page follows before the feed is caught up."""
+
+    records: Sequence[SideRecord]
+    cursor: str
+    more: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    id: str
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """One user's connected provider account within a tenant."""
+
+    tenant: str
+    id: str
+    user: str
+    provider: str
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    status: str = "active"
+
+
+class RecordSide(Protocol):
+    """What the cycle reads and writes on either side."""
+
+    def changes(self, kind: Kind, cursor: str | None) -> ChangePage:
+        """Records changed since `cursor` (everything when None); raises CursorExpired."""
+
+    def get(self, kind: Kind, record_id: str) -> SideRecord:
+        """The record as it is now; a gone record has `fields` None."""
+
+    def create(self, write: Write) -> WriteResult:
+        """Create once per `write.key`: a retried create returns the first result."""
+
+    def update(self, write: Write) -> WriteResult:
+        """Patch `write.fields`, only if the record is still at `write.version` (412)."""
+
+    def delete(self, write: Write) -> None:
+        """Delete; raises NotFound when already gone."""
+
+    def set_scope(self, write: Write) -> WriteResult:
+        """Put the record into the sync scope or take it out (group / label)."""
+
+
+class CrmConnector(RecordSide, Protocol):
+    def schema(self) -> CrmSchema:
+        """Field length limits and capabilities the CRM declares (SYN-3, CAL-9, TSK-3)."""
+
+
+class ProviderAccount(RecordSide, Protocol):
+    pass
+
+
+class Store(Protocol):
+    """Durable state of connections: cursors, links, runs, the queue, the lease."""
+
+    def acquire_lease(self, connection: str, holder: str, now: datetime, seconds: int) -> bool: ...
+    def release_lease(self, connection: str, holder: str) -> None: ...
+    def cursor(self, connection: str, side: Side, kind: Kind) -> str | None: ...
+    def save_cursor(self, connection: str, side: Side, kind: Kind, cursor: str) -> None: ...
+    def links_for(
+        self, connection: str, kind: Kind, crm_ids: Iterable[str], provider_ids: Iterable[str]
+    ) -> list[Link]: ...
+    def links(self, connection: str, kind: Kind) -> Iterable[Link]: ...
+    def creating_links(self, connection: str) -> list[Link]: ...
+    def save_link(self, connection: str, link: Link) -> None: ...
+    def delete_link(self, connection: str, kind: Kind, key: str) -> None: ...
+    def linked_count(self, connection: str, kind: Kind) -> int: ...
+    def retries(self, connection: str, kind: Kind) -> set[tuple[Side, str]]: ...
+    def set_retries(self, connection: str, kind: Kind, pending: set[tuple[Side, str]]) -> None: ...
+    def put_queue_item(self, connection: str, item: Mapping[str, Any]) -> None: ...
+    def drop_queue_item(self, connection: str, item_id: str) -> None: ...
+    def queue(self, connection: str) -> list[dict[str, Any]]: ...
+    def resolve_queue_item(self, connection: str, item_id: str, choice: Side) -> None: ...
+    def save_run(self, connection: str, run: Mapping[str, Any]) -> None: ...
+    def add_items(
+        self, connection: str, run_id: str, items: Sequence[Mapping[str, Any]]
+    ) -> None: ...
+    def runs(self, connection: str) -> list[dict[str, Any]]: ...
+    def items(self, connection: str, run_id: str) -> list[dict[str, Any]]: ...

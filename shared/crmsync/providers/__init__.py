@@ -1,0 +1,1 @@
+"""Provider accounts: Google, Microsoft, and the memory provider for tests."""

@@ -1,0 +1,98 @@
+"""A provider account in memory that implements the ProviderAccount port.
+
+It holds records the way the provider would (only the fields it has, extra native
+fields kept and never touched by sync), labels contacts (CON-2), honours idempotency
+keys on create, and records the invitations that writes send (SYN-8).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from crmsync import model
+from crmsync.engine.plan import Write
+from crmsync.engine.records import SideRecord
+from crmsync.model import FIELD_NAMES, Kind
+from crmsync.ports import ChangePage, WriteResult
+from crmsync.recordlog import Entry, Faults, RecordLog
+
+
+class MemoryProvider:
+    def __init__(
+        self,
+        clock: Callable[[], datetime],
+        held: Mapping[Kind, tuple[str, ...]],
+        faults: Faults | None = None,
+    ) -> None:
+        self.log = RecordLog("provider", clock, faults or Faults(), prefix="prov-")
+        self.held = dict(held)
+        self.labelled: set[str] = set()
+        self.invitations: list[tuple[str, str]] = []
+
+    def split(self, kind: Kind, raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Fields the provider holds for this kind, and its extra native fields."""
+        canonical = set(FIELD_NAMES[kind])
+        held = {k: v for k, v in raw.items() if k in self.held[kind]}
+        extra = {k: v for k, v in raw.items() if k not in canonical}
+        return held, extra
+
+    def read(self, kind: Kind, entry: Entry) -> dict[str, Any]:
+        fields = model.normalize(kind, entry.raw)
+        return {name: fields[name] for name in self.held[kind]}
+
+    def _in_scope(self, kind: Kind, entry: Entry | None) -> bool:
+        return entry is not None and (kind != "contact" or entry.id in self.labelled)
+
+    def _record(self, kind: Kind, entry: Entry | None, record_id: str) -> SideRecord:
+        return self.log.record(kind, entry, record_id, self.read, self._in_scope(kind, entry))
+
+    # -- the ProviderAccount port -------------------------------------------------
+    def changes(self, kind: Kind, cursor: str | None) -> ChangePage:
+        entries, new_cursor, more = self.log.feed(kind, cursor, lambda e: True)
+        records = [self._record(kind, e, e.id) for e in entries]
+        if cursor is None and kind == "contact":
+            records = [r for r in records if r.in_scope]
+        return ChangePage(records, new_cursor, more)
+
+    def get(self, kind: Kind, record_id: str) -> SideRecord:
+        self.log._count("get")
+        return self._record(kind, self.log.table(kind).get(record_id), record_id)
+
+    def _invite(self, write: Write, entry: Entry) -> None:
+        if write.kind == "activity" and write.notify:
+            for member in entry.raw.get("members") or ():
+                self.invitations.append((entry.id, member))
+
+    def create(self, write: Write) -> WriteResult:
+        self.log._count("create")
+        assert write.fields is not None
+        held, _ = self.split(write.kind, model.to_plain(dict(write.fields)))
+        entry = self.log.insert(write.kind, held, key=write.key, ref=write.ref)
+        if write.kind == "contact" and write.in_scope:
+            self.labelled.add(entry.id)
+        self._invite(write, entry)
+        return WriteResult(entry.id, str(entry.version))
+
+    def update(self, write: Write) -> WriteResult:
+        self.log._count("update")
+        assert write.fields is not None
+        held, _ = self.split(write.kind, model.to_plain(dict(write.fields)))
+        entry = self.log.patch(write.kind, write.target, held, write.version)
+        self._invite(write, entry)
+        return WriteResult(entry.id, str(entry.version))
+
+    def delete(self, write: Write) -> None:
+        self.log._count("delete")
+        self.log.remove(write.kind, write.target, write.version)
+        self.labelled.discard(write.target or "")
+
+    def set_scope(self, write: Write) -> WriteResult:
+        self.log._count("scope")
+        entry = self.log.touch(write.kind, write.target, write.version)
+        if write.in_scope:
+            self.labelled.add(entry.id)
+        else:
+            self.labelled.discard(entry.id)
+        return WriteResult(entry.id, str(entry.version))

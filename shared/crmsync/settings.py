@@ -1,0 +1,299 @@
+"""Tenant and user settings (SET-1..5), with per-provider defaults, validated.
+
+Effective settings for one user are layered: provider defaults, then the tenant's
+defaults (SET-2), then the user's own choices (SET-1). Every layer is a plain dict in
+the same shape; nested dicts merge key by key, so a user may override one cell of
+the permission matrix without restating the rest.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Literal, TypeAlias, get_args
+
+from crmsync.model import FIELD_NAMES, KINDS, Kind
+
+Provider: TypeAlias = Literal["google", "microsoft"]
+PROVIDERS: tuple[Provider, ...] = get_args(Provider)
+Direction: TypeAlias = Literal["both", "crm_to_provider", "provider_to_crm"]
+ConflictPolicy: TypeAlias = Literal["provider_wins", "latest_wins", "crm_wins", "manual"]
+Side: TypeAlias = Literal["crm", "provider"]
+SIDES: tuple[Side, ...] = get_args(Side)
+Operation: TypeAlias = Literal["create", "update", "delete"]
+OPERATIONS: tuple[Operation, ...] = get_args(Operation)
+Category: TypeAlias = Literal["contact", "appointment", "call", "todo"]
+CATEGORIES: tuple[Category, ...] = get_args(Category)
+
+DEFAULT_TEMPLATE = (
+    "Contact: {contact}\nAccount: {account}\nLead: {lead}\nCompany: {company}\n"
+    "Opportunity: {opportunity}\nTicket: {ticket}\nLeader: {leader}"
+)
+
+_ALL_ALLOWED = {op: True for op in OPERATIONS}
+
+# The user-settings contract (SET-1, SET-3, SET-4, SET-5) with its base defaults.
+BASE_DEFAULTS: dict[str, Any] = {
+    "enabled": {kind: True for kind in KINDS},
+    "direction": {kind: "both" for kind in KINDS},
+    "permissions": {c: {s: dict(_ALL_ALLOWED) for s in SIDES} for c in CATEGORIES},
+    "conflict_policy": "latest_wins",
+    "confirm": {"new": False, "modified": False, "deleted": False},
+    "window_days": 14,
+    "not_before": None,
+    "private_items": False,
+    "declined": "skip_then_remove",
+    "contact_delete": "unlink",
+    "mass_delete_ratio": 0.25,
+    "mass_delete_min": 10,
+    "frequency_minutes": 15,
+    "calendar": "primary",
+    "task_list": "default",
+    "contact_label": "CRM",
+    "timezone": "UTC",
+    "notify_attendees": False,
+    "completed_marker": "Completed: {subject}",
+    "new_contacts": "contact",
+    "update_shared_address": True,
+    "recurrence_years": 2,
+    "related_info_template": DEFAULT_TEMPLATE,
+    "field_map": {kind: list(FIELD_NAMES[kind]) for kind in KINDS},
+    "todo_status": {s: s for s in ("open", "in_progress", "completed", "cancelled")},
+    "provider_recurring_todos": True,
+    "exclusions": {kind: {} for kind in KINDS},
+}
+
+_ACTIVITY_PROVIDER_FIELDS = [
+    f for f in FIELD_NAMES["activity"] if f not in ("type", "leader", "regarding")
+]
+
+PROVIDER_DEFAULTS: dict[Provider, dict[str, Any]] = {
+    "google": {
+        "conflict_policy": "provider_wins",
+        "declined": "sync_hidden",
+        "completed_marker": "*{subject}*",
+        "field_map": {
+            "contact": list(FIELD_NAMES["contact"]),
+            "activity": _ACTIVITY_PROVIDER_FIELDS,
+            "todo": ["subject", "due", "status", "notes"],
+        },
+        "todo_status": {
+            "open": "open",
+            "in_progress": "open",
+            "completed": "completed",
+            "cancelled": "completed",
+        },
+        "provider_recurring_todos": False,
+    },
+    "microsoft": {
+        "conflict_policy": "latest_wins",
+        "declined": "skip_then_remove",
+        "completed_marker": "Completed: {subject}",
+        "field_map": {
+            "contact": list(FIELD_NAMES["contact"]),
+            "activity": _ACTIVITY_PROVIDER_FIELDS,
+            "todo": list(FIELD_NAMES["todo"]),
+        },
+        "provider_recurring_todos": True,
+    },
+}
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "conflict_policy": get_args(ConflictPolicy),
+    "declined": ("skip_then_remove", "sync_hidden"),
+    "contact_delete": ("unlink", "delete", "ignore"),
+    "new_contacts": ("contact", "lead", "review"),
+}
+
+# Keys whose value is a free-form mapping: a layer replaces it whole.
+_REPLACED = {"field_map", "todo_status", "exclusions"}
+
+
+class SettingsError(ValueError):
+    """A setting that cannot be used, with the key that is wrong and why."""
+
+
+def _merge(base: dict[str, Any], layer: Mapping[str, Any], path: str = "") -> dict[str, Any]:
+    out = dict(base)
+    for key, value in layer.items():
+        where = f"{path}{key}"
+        if key not in base:
+            raise SettingsError(f"unknown setting {where!r}")
+        if isinstance(base[key], dict) and key not in _REPLACED:
+            if not isinstance(value, Mapping):
+                raise SettingsError(f"{where}: expected a mapping, got {value!r}")
+            out[key] = _merge(base[key], value, f"{where}.")
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def overlay(layer: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """A settings layer with `changes` merged in, nested dicts key by key."""
+    out = copy.deepcopy(dict(layer))
+    for key, value in changes.items():
+        if (
+            isinstance(value, Mapping)
+            and isinstance(out.get(key), Mapping)
+            and (key not in _REPLACED)
+        ):
+            out[key] = overlay(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Effective, validated settings of one user on one provider."""
+
+    provider: Provider
+    values: Mapping[str, Any]
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+    def enabled(self, kind: Kind) -> bool:
+        return bool(self.values["enabled"][kind])
+
+    def direction(self, kind: Kind) -> Direction:
+        return self.values["direction"][kind]  # type: ignore[no-any-return]
+
+    def flows_to(self, kind: Kind, side: Side) -> bool:
+        """Whether changes may flow into `side` for this kind (SET-1 direction)."""
+        wanted = "provider_to_crm" if side == "crm" else "crm_to_provider"
+        return self.direction(kind) in ("both", wanted)
+
+    def allows(self, category: Category, side: Side, op: Operation) -> bool:
+        return bool(self.values["permissions"][category][side][op])
+
+    def mapped(self, kind: Kind) -> tuple[str, ...]:
+        return tuple(self.values["field_map"][kind])
+
+    def excluded(self, kind: Kind, crm_id: str, now: datetime) -> bool:
+        """SET-4: excluded for good (no end) or until a time still ahead."""
+        table = self.values["exclusions"][kind]
+        if crm_id not in table:
+            return False
+        until = table[crm_id]
+        if isinstance(until, str):
+            until = datetime.fromisoformat(until)
+        return until is None or bool(now < until)
+
+    def with_changes(self, changes: Mapping[str, Any]) -> Settings:
+        return Settings(self.provider, validate(self.provider, _merge(dict(self.values), changes)))
+
+
+def _check_bool_tree(tree: Mapping[str, Any], where: str) -> None:
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            _check_bool_tree(value, f"{where}.{key}")
+        elif not isinstance(value, bool):
+            raise SettingsError(f"{where}.{key}: expected true or false, got {value!r}")
+
+
+def validate(provider: str, values: dict[str, Any]) -> dict[str, Any]:
+    """Check every value; return them unchanged or raise SettingsError naming the key."""
+    if provider not in PROVIDERS:
+        raise SettingsError(f"provider {provider!r} is not one of {', '.join(PROVIDERS)}")
+    for key, choices in _CHOICES.items():
+        if values[key] not in choices:
+            raise SettingsError(f"{key}: {values[key]!r} is not one of {', '.join(choices)}")
+    for kind, direction in values["direction"].items():
+        if direction not in get_args(Direction):
+            raise SettingsError(
+                f"direction.{kind}: {direction!r} is not one of both, "
+                "crm_to_provider, provider_to_crm"
+            )
+    for name in ("enabled", "permissions", "confirm"):
+        _check_bool_tree(values[name], name)
+    for name in (
+        "private_items",
+        "notify_attendees",
+        "update_shared_address",
+        "provider_recurring_todos",
+    ):
+        if not isinstance(values[name], bool):
+            raise SettingsError(f"{name}: expected true or false, got {values[name]!r}")
+    for name, low in (
+        ("window_days", 0),
+        ("mass_delete_min", 1),
+        ("frequency_minutes", 1),
+        ("recurrence_years", 1),
+    ):
+        value = values[name]
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise SettingsError(f"{name}: expected a whole number of at least {low}")
+    ratio = values["mass_delete_ratio"]
+    if not isinstance(ratio, int | float) or isinstance(ratio, bool) or not 0 < ratio <= 1:
+        raise SettingsError("mass_delete_ratio: expected a fraction above 0 and at most 1")
+    not_before = values["not_before"]
+    if isinstance(not_before, str):
+        try:
+            values["not_before"] = date.fromisoformat(not_before)
+        except ValueError as exc:
+            raise SettingsError(f"not_before: not a date: {not_before!r}") from exc
+    elif not_before is not None and not isinstance(not_before, date):
+        raise SettingsError(f"not_before: not a date: {not_before!r}")
+    if "{subject}" not in values["completed_marker"]:
+        raise SettingsError("completed_marker: must contain {subject}")
+    for kind in KINDS:
+        unknown = set(values["field_map"].get(kind, ())) - set(FIELD_NAMES[kind])
+        if kind not in values["field_map"] or unknown:
+            raise SettingsError(f"field_map.{kind}: unknown fields {sorted(unknown)}")
+    bad_status = set(values["todo_status"].values()) - set(BASE_DEFAULTS["todo_status"])
+    if set(values["todo_status"]) != set(BASE_DEFAULTS["todo_status"]) or bad_status:
+        raise SettingsError(
+            "todo_status: must map each of open, in_progress, completed, cancelled to one of them"
+        )
+    for kind, table in values["exclusions"].items():
+        if kind not in KINDS or not isinstance(table, Mapping):
+            raise SettingsError(f"exclusions.{kind}: expected a record kind with a mapping")
+    return values
+
+
+def resolve(
+    provider: str,
+    tenant: Mapping[str, Any] | None = None,
+    user: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Provider defaults, then tenant defaults (SET-2), then the user's choices (SET-1)."""
+    if provider not in PROVIDERS:
+        raise SettingsError(f"provider {provider!r} is not one of {', '.join(PROVIDERS)}")
+    values = _merge(BASE_DEFAULTS, PROVIDER_DEFAULTS[provider])
+    values = _merge(values, tenant or {})
+    values = _merge(values, user or {})
+    return Settings(provider, validate(provider, values))
+
+
+@dataclass(frozen=True)
+class TenantSettings:
+    """What a tenant admin sets for everyone (SET-2)."""
+
+    defaults: Mapping[str, Any]
+    providers: tuple[Provider, ...] = PROVIDERS
+    services: tuple[str, ...] = ("sync", "mail")
+    seats: int = 10
+
+    def __post_init__(self) -> None:
+        unknown = set(self.providers) - set(PROVIDERS)
+        if unknown:
+            raise SettingsError(f"providers: unknown {sorted(unknown)}")
+        if not set(self.services) <= {"sync", "mail"}:
+            raise SettingsError("services: expected sync and/or mail")
+        for provider in self.providers:
+            resolve(provider, self.defaults)
+
+    def for_user(self, provider: str, user: Mapping[str, Any] | None = None) -> Settings:
+        if provider not in self.providers:
+            raise SettingsError(f"provider {provider!r} is not allowed for this tenant")
+        return resolve(provider, self.defaults, user)
+
+
+def category(kind: Kind, activity_type: str | None) -> Category:
+    """The permission-matrix row of a record (SET-3): meetings and personal are appointments."""
+    if kind == "activity":
+        return "call" if activity_type == "call" else "appointment"
+    return kind

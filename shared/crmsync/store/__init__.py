@@ -1,0 +1,1 @@
+"""Stores of connection state: Firestore in production, memory for tests."""

@@ -1,0 +1,174 @@
+"""The Store port in memory: same contract as the Firestore store, for unit tests.
+
+Links are kept under their key and found through per-side indexes, as the Firestore
+layout keeps lookup keys, so a cycle reads only the links of the records it saw.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from crmsync.engine.records import Link
+from crmsync.model import Kind
+from crmsync.settings import Side
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self._leases: dict[str, tuple[str, datetime]] = {}
+        self._cursors: dict[tuple[str, Side, Kind], str] = {}
+        self._links: dict[tuple[str, Kind], dict[str, Link]] = {}
+        self._by_side: dict[tuple[str, Kind, Side], dict[str, str]] = {}
+        self._retries: dict[tuple[str, Kind], set[tuple[Side, str]]] = {}
+        self._queue: dict[str, dict[str, dict[str, Any]]] = {}
+        self._runs: dict[str, dict[str, dict[str, Any]]] = {}
+        self._items: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self.reads = 0
+        self.writes = 0
+
+    # -- lease (RUN-3) --------------------------------------------------------------
+    def acquire_lease(self, connection: str, holder: str, now: datetime, seconds: int) -> bool:
+        self.reads += 1
+        current = self._leases.get(connection)
+        if current is not None and current[0] != holder and current[1] > now:
+            return False
+        self.writes += 1
+        self._leases[connection] = (holder, now + timedelta(seconds=seconds))
+        return True
+
+    def release_lease(self, connection: str, holder: str) -> None:
+        if self._leases.get(connection, ("",))[0] == holder:
+            self.writes += 1
+            del self._leases[connection]
+
+    def lease_holder(self, connection: str) -> str | None:
+        current = self._leases.get(connection)
+        return current[0] if current else None
+
+    # -- cursors -------------------------------------------------------------------
+    def cursor(self, connection: str, side: Side, kind: Kind) -> str | None:
+        self.reads += 1
+        return self._cursors.get((connection, side, kind))
+
+    def save_cursor(self, connection: str, side: Side, kind: Kind, cursor: str) -> None:
+        self.writes += 1
+        self._cursors[(connection, side, kind)] = cursor
+
+    # -- links ---------------------------------------------------------------------
+    def _table(self, connection: str, kind: Kind) -> dict[str, Link]:
+        return self._links.setdefault((connection, kind), {})
+
+    def _index(self, connection: str, kind: Kind, side: Side) -> dict[str, str]:
+        return self._by_side.setdefault((connection, kind, side), {})
+
+    def links_for(
+        self, connection: str, kind: Kind, crm_ids: Iterable[str], provider_ids: Iterable[str]
+    ) -> list[Link]:
+        table = self._table(connection, kind)
+        keys: dict[str, None] = {}
+        for side, ids in (("crm", crm_ids), ("provider", provider_ids)):
+            index = self._index(connection, kind, side)  # type: ignore[arg-type]
+            for record_id in ids:
+                self.reads += 1
+                key = index.get(record_id)
+                if key is not None:
+                    keys[key] = None
+        return [table[key] for key in keys]
+
+    def links(self, connection: str, kind: Kind) -> Iterable[Link]:
+        table = self._table(connection, kind)
+        self.reads += len(table)
+        return list(table.values())
+
+    def creating_links(self, connection: str) -> list[Link]:
+        return [
+            link
+            for (conn, _), table in self._links.items()
+            if conn == connection
+            for link in table.values()
+            if link.state == "creating"
+        ]
+
+    def save_link(self, connection: str, link: Link) -> None:
+        self.writes += 1
+        table = self._table(connection, link.kind)
+        old = table.get(link.key)
+        if old is not None:
+            self._unindex(connection, old)
+        table[link.key] = link
+        for side, record_id in (("crm", link.crm_id), ("provider", link.provider_id)):
+            if record_id:
+                self._index(connection, link.kind, side)[record_id] = link.key  # type: ignore[arg-type]
+
+    def _unindex(self, connection: str, link: Link) -> None:
+        for side, record_id in (("crm", link.crm_id), ("provider", link.provider_id)):
+            index = self._index(connection, link.kind, side)  # type: ignore[arg-type]
+            if record_id and index.get(record_id) == link.key:
+                del index[record_id]
+
+    def delete_link(self, connection: str, kind: Kind, key: str) -> None:
+        self.writes += 1
+        link = self._table(connection, kind).pop(key, None)
+        if link is not None:
+            self._unindex(connection, link)
+
+    def linked_count(self, connection: str, kind: Kind) -> int:
+        self.reads += 1
+        return sum(
+            1
+            for link in self._table(connection, kind).values()
+            if link.state in ("linked", "conflict")
+        )
+
+    # -- retries (SYN-5) -----------------------------------------------------------
+    def retries(self, connection: str, kind: Kind) -> set[tuple[Side, str]]:
+        self.reads += 1
+        return set(self._retries.get((connection, kind), set()))
+
+    def set_retries(self, connection: str, kind: Kind, pending: set[tuple[Side, str]]) -> None:
+        if pending or self._retries.get((connection, kind)):
+            self.writes += 1
+            self._retries[(connection, kind)] = set(pending)
+
+    # -- queue (SYN-2 manual, SET-5) -----------------------------------------------
+    def put_queue_item(self, connection: str, item: Mapping[str, Any]) -> None:
+        self.writes += 1
+        queue = self._queue.setdefault(connection, {})
+        old = queue.get(item["id"], {})
+        queue[item["id"]] = {
+            **copy.deepcopy(dict(item)),
+            "choice": old.get("choice") if old.get("reason") == item.get("reason") else None,
+        }
+
+    def drop_queue_item(self, connection: str, item_id: str) -> None:
+        if item_id in self._queue.get(connection, {}):
+            self.writes += 1
+            del self._queue[connection][item_id]
+
+    def queue(self, connection: str) -> list[dict[str, Any]]:
+        return [copy.deepcopy(item) for item in self._queue.get(connection, {}).values()]
+
+    def resolve_queue_item(self, connection: str, item_id: str, choice: Side) -> None:
+        item = self._queue.get(connection, {}).get(item_id)
+        if item is None:
+            raise KeyError(f"no queue item {item_id!r}")
+        self.writes += 1
+        item["choice"] = choice
+
+    # -- history (HIS-1) -----------------------------------------------------------
+    def save_run(self, connection: str, run: Mapping[str, Any]) -> None:
+        self.writes += 1
+        self._runs.setdefault(connection, {})[run["id"]] = copy.deepcopy(dict(run))
+
+    def add_items(self, connection: str, run_id: str, items: Sequence[Mapping[str, Any]]) -> None:
+        self.writes += len(items)
+        self._items.setdefault((connection, run_id), []).extend(dict(i) for i in items)
+
+    def runs(self, connection: str) -> list[dict[str, Any]]:
+        return [copy.deepcopy(r) for r in self._runs.get(connection, {}).values()]
+
+    def items(self, connection: str, run_id: str) -> list[dict[str, Any]]:
+        return [dict(i) for i in self._items.get((connection, run_id), [])]

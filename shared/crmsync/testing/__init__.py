@@ -1,0 +1,334 @@
+"""SyncWorld: one CRM user, one provider account, and the real cycle between them.
+
+Our own tests drive the product through it, and CRM vendors can use it to try their
+mappings and settings. Both sides are memory systems that behave like real ones
+(versions, change feeds with expiring cursors, idempotent creates, field limits,
+injectable failures and crashes); the cycle, planner and store are the production code.
+
+    world = SyncWorld(provider="google")
+    cid = world.crm.create("contact", {"first_name": "Ada", "emails": ["ada@example.com"]})
+    world.crm.add_to_sync_group(cid)
+    world.sync()
+    assert world.provider.labelled()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from crmsync import model
+from crmsync.crm.memory import MemoryCrm
+from crmsync.cycle import LEASE_SECONDS, Cycle
+from crmsync.model import Kind
+from crmsync.ports import Connection
+from crmsync.providers.memory import MemoryProvider
+from crmsync.recordlog import Crash, Entry, Faults, RecordLog
+from crmsync.settings import PROVIDER_DEFAULTS, Settings, Side, overlay, resolve
+from crmsync.store.memory import MemoryStore
+
+__all__ = ["Crash", "SyncWorld"]
+
+DEFAULT_NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+
+
+def _plain(kind: Kind, entry: Entry, fields: Mapping[str, Any] | None) -> dict[str, Any]:
+    if fields is None:  # a record the system holds but crmsync cannot read
+        return {"id": entry.id, "version": str(entry.version), **entry.raw}
+    return {"id": entry.id, "version": str(entry.version), **model.to_plain(dict(fields))}
+
+
+class _Side:
+    def __init__(self, world: SyncWorld, log: RecordLog) -> None:
+        self._world = world
+        self._log = log
+
+    def _read(self, kind: Kind, entry: Entry) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    def get(self, kind: Kind, record_id: str) -> dict[str, Any] | None:
+        entry = self._log.table(kind).get(record_id)
+        if entry is None or entry.deleted:
+            return None
+        return self._read(kind, entry)
+
+    def all(self, kind: Kind) -> list[dict[str, Any]]:
+        found = (self.get(kind, i) for i in list(self._log.table(kind)))
+        return [r for r in found if r is not None]
+
+    def delete(self, kind: Kind, record_id: str) -> None:
+        self._log.remove(kind, record_id, remote=False)
+
+
+class CrmHandle(_Side):
+    """The CRM as its users see it (records carry `id`, `version`, `owner`)."""
+
+    def __init__(self, world: SyncWorld, crm: MemoryCrm) -> None:
+        super().__init__(world, crm.log)
+        self._crm = crm
+
+    def _read(self, kind: Kind, entry: Entry) -> dict[str, Any] | None:
+        try:
+            fields: dict[str, Any] | None = self._crm.read(kind, entry)
+        except model.InvalidRecord:
+            fields = None
+        out = _plain(kind, entry, fields)
+        out["owner"] = entry.owner
+        if kind == "contact":
+            out["account_id"] = entry.extra.get("account_id")
+        return out
+
+    def create(self, kind: Kind, fields: Mapping[str, Any], owner: str = "u1") -> str:
+        raw = dict(fields)
+        if kind == "activity":
+            raw.setdefault("leader", owner)
+        return self._log.insert(kind, raw, owner=owner, remote=False).id
+
+    def update(self, kind: Kind, record_id: str, fields: Mapping[str, Any]) -> None:
+        self._log.patch(kind, record_id, fields, remote=False)
+
+    def leads(self) -> list[dict[str, Any]]:
+        return [{"id": e.id, **e.raw} for e in self._log.table("lead").values() if not e.deleted]
+
+    def add_to_sync_group(self, contact_id: str, user: str = "u1") -> None:
+        self._log.touch("contact", contact_id, remote=False)
+        self._crm.groups.setdefault(user, set()).add(contact_id)
+
+    def remove_from_sync_group(self, contact_id: str, user: str = "u1") -> None:
+        self._log.touch("contact", contact_id, remote=False)
+        self._crm.groups.setdefault(user, set()).discard(contact_id)
+
+    def sync_group(self, user: str = "u1") -> list[str]:
+        return sorted(
+            i
+            for i in self._crm.groups.get(user, set())
+            if not self._log.table("contact")[i].deleted
+        )
+
+    def accounts(self) -> list[dict[str, Any]]:
+        return [
+            {k: a[k] for k in ("id", "name", "type", "status", "owner", "manager")}
+            for a in self._crm.accounts
+        ]
+
+    def account(self, account_id: str) -> dict[str, Any] | None:
+        return self._crm.account(account_id)
+
+    def create_account(self, name: str, address: Mapping[str, Any] | None = None) -> str:
+        account = {
+            "id": f"acc-{len(self._crm.accounts) + 1}",
+            "name": name,
+            "type": "Customer",
+            "status": "Active",
+            "owner": "Everyone",
+            "manager": None,
+            "address": dict(address) if address else None,
+        }
+        self._crm.accounts.append(account)
+        return str(account["id"])
+
+    def attach_to_account(
+        self, contact_id: str, account_id: str, share_address: bool = False
+    ) -> None:
+        """The contact belongs to the account; with `share_address` it uses its address."""
+        entry = self._log.live("contact", contact_id)
+        entry.extra.update(account_id=account_id, address_shared=share_address)
+        self._log.touch("contact", contact_id, remote=False)
+
+    def set_field_limit(self, kind: Kind, field: str, n: int) -> None:
+        self._crm.limits.setdefault(kind, {})[field] = n
+
+    def set_capabilities(
+        self, *, infinite_series: bool | None = None, recurring_todos: bool | None = None
+    ) -> None:
+        if infinite_series is not None:
+            self._crm.infinite_series = infinite_series
+        if recurring_todos is not None:
+            self._crm.recurring_todos = recurring_todos
+
+    def expire_cursors(self) -> None:
+        self._log.expire_cursors()
+
+
+class ProviderHandle(_Side):
+    """The provider account as the user sees it, values as the provider holds them."""
+
+    def __init__(self, world: SyncWorld, provider: MemoryProvider) -> None:
+        super().__init__(world, provider.log)
+        self._provider = provider
+
+    def _read(self, kind: Kind, entry: Entry) -> dict[str, Any] | None:
+        try:
+            fields: dict[str, Any] | None = self._provider.read(kind, entry)
+        except model.InvalidRecord:
+            fields = None
+        return {**entry.extra, **_plain(kind, entry, fields)}
+
+    def create(self, kind: Kind, fields: Mapping[str, Any]) -> str:
+        held, extra = self._provider.split(kind, fields)
+        return self._log.insert(kind, held, extra=extra, remote=False).id
+
+    def update(self, kind: Kind, record_id: str, fields: Mapping[str, Any]) -> None:
+        held, extra = self._provider.split(kind, fields)
+        self._log.live(kind, record_id).extra.update(extra)
+        self._log.patch(kind, record_id, held, remote=False)
+
+    def label(self, contact_id: str) -> None:
+        self._log.touch("contact", contact_id, remote=False)
+        self._provider.labelled.add(contact_id)
+
+    def unlabel(self, contact_id: str) -> None:
+        self._log.touch("contact", contact_id, remote=False)
+        self._provider.labelled.discard(contact_id)
+
+    def labelled(self) -> list[str]:
+        return sorted(
+            i for i in self._provider.labelled if not self._log.table("contact")[i].deleted
+        )
+
+    def invitations(self) -> list[tuple[str, str]]:
+        return list(self._provider.invitations)
+
+    def expire_cursors(self) -> None:
+        self._log.expire_cursors()
+
+
+class SyncWorld:
+    """A CRM user ("u1") connected to a Google or Microsoft account, in memory."""
+
+    def __init__(
+        self,
+        provider: Literal["google", "microsoft"] = "google",
+        settings: Mapping[str, Any] | None = None,
+        now: datetime = DEFAULT_NOW,
+        tenant: Mapping[str, Any] | None = None,
+        user: str = "u1",
+        syncing_users: tuple[str, ...] = (),
+    ) -> None:
+        self._now = model.now_utc(now)
+        self.user = user
+        self.faults = Faults()
+        self.store = MemoryStore()
+        self._crm = MemoryCrm(self.now, self.faults)
+        held = {k: tuple(v) for k, v in PROVIDER_DEFAULTS[provider]["field_map"].items()}
+        self._provider = MemoryProvider(self.now, held, self.faults)
+        self.crm = CrmHandle(self, self._crm)
+        self.provider = ProviderHandle(self, self._provider)
+        self.tenant = dict(tenant or {})
+        self.syncing_users = frozenset(syncing_users)
+        self._user_settings: dict[str, Any] = {}
+        self.connection = Connection("t1", "c1", user, provider)
+        self._dead_runs: set[str] = set()
+        self._runs = 0
+        self.settings(**(settings or {}))
+
+    # -- time and settings ------------------------------------------------------------
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, delta: timedelta) -> None:
+        self._now += delta
+
+    def effective_settings(self) -> Settings:
+        return resolve(self.connection.provider, self.tenant, self._user_settings)
+
+    def settings(self, **changes: Any) -> Settings:
+        """Change the user's settings (SET-1..5); a bad value raises SettingsError."""
+        candidate = overlay(self._user_settings, changes)
+        resolved = resolve(self.connection.provider, self.tenant, candidate)
+        self._user_settings = candidate
+        return resolved
+
+    def exclude(self, kind: Kind, crm_id: str, until: datetime | None = None) -> None:
+        """SET-4: never touch this record (until `until`, when given)."""
+        table = dict(self.effective_settings()["exclusions"])
+        table[kind] = {**table.get(kind, {}), crm_id: until}
+        self.settings(exclusions=table)
+
+    def include(self, kind: Kind, crm_id: str) -> None:
+        """SET-4: sync the record again; the next cycle re-reads it on both sides."""
+        table = dict(self.effective_settings()["exclusions"])
+        table[kind] = {k: v for k, v in table.get(kind, {}).items() if k != crm_id}
+        self.settings(exclusions=table)
+        pending = self.store.retries(self.connection.id, kind)
+        pending.add(("crm", crm_id))
+        for link in self.store.links_for(self.connection.id, kind, [crm_id], []):
+            if link.provider_id:
+                pending.add(("provider", link.provider_id))
+        self.store.set_retries(self.connection.id, kind, pending)
+
+    # -- faults -----------------------------------------------------------------------
+    def crash_after(self, n: int) -> None:
+        """The next sync dies right after its n-th remote write."""
+        self.faults.crash_after(n)
+
+    def fail(
+        self,
+        side: Side | None = None,
+        op: str | None = None,
+        error: Literal["transient", "permanent"] = "transient",
+        times: int = 1,
+    ) -> None:
+        """The next matching remote write(s) fail with a transient or permanent error."""
+        self.faults.fail(side, op, error, times)
+
+    # -- running ----------------------------------------------------------------------
+    def cycle(self, trigger: str = "schedule") -> Cycle:
+        self._runs += 1
+        return Cycle(
+            self.connection,
+            self.store,
+            self._crm.connector(self.user),
+            self._provider,
+            self.effective_settings(),
+            self.now,
+            self.syncing_users,
+            trigger,
+            run_id=f"run-{self._runs}",
+        )
+
+    def sync(self, trigger: str = "schedule") -> dict[str, Any]:
+        """Run one cycle; returns its run record. A crashed run returns status "crashed"."""
+        holder = self.store.lease_holder(self.connection.id)
+        if holder in self._dead_runs:  # the retry comes once the dead run's lease expired
+            self.advance(timedelta(seconds=LEASE_SECONDS + 1))
+        cycle = self.cycle(trigger)
+        try:
+            return cycle.run()
+        except Crash:
+            self._dead_runs.add(cycle.run_id)
+            return {"id": cycle.run_id, "status": "crashed", "counts": cycle._counts, "errors": []}
+
+    # -- what happened ------------------------------------------------------------------
+    def queue(self) -> list[dict[str, Any]]:
+        return self.store.queue(self.connection.id)
+
+    def resolve(self, item_id: str, choice: Side) -> None:
+        if choice not in ("crm", "provider"):
+            raise ValueError("choice is 'crm' or 'provider'")
+        self.store.resolve_queue_item(self.connection.id, item_id, choice)
+
+    def links(self, kind: Kind) -> list[dict[str, Any]]:
+        return [
+            {
+                "key": link.key,
+                "crm_id": link.crm_id,
+                "provider_id": link.provider_id,
+                "state": link.state,
+                "crm_version": link.crm_version,
+                "provider_version": link.provider_version,
+                "base": model.to_plain(dict(link.base)),
+            }
+            for link in self.store.links(self.connection.id, kind)
+        ]
+
+    def runs(self) -> list[dict[str, Any]]:
+        return self.store.runs(self.connection.id)
+
+    def history(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        """Record-level items of one run (the last one by default)."""
+        runs = self.runs()
+        if not runs:
+            return []
+        return self.store.items(self.connection.id, run_id or runs[-1]["id"])
