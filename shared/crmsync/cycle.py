@@ -21,9 +21,11 @@ from datetime import datetime
 from typing import Any
 
 from crmsync.engine import Context, Decision, Links, Plan, SideRecord, Write, reconcile
-from crmsync.engine.records import Link
+from crmsync.engine.lens import crm_view, provider_view
+from crmsync.engine.plan import Intent
+from crmsync.engine.records import CrmSchema, Link, LinkState
 from crmsync.errors import CursorExpired, NotFound, PermanentError, TransientError
-from crmsync.model import KINDS, Kind
+from crmsync.model import KINDS, Kind, to_json
 from crmsync.ports import Connection, CrmConnector, ProviderAccount, RecordSide, Store
 from crmsync.settings import Settings, Side
 
@@ -49,6 +51,7 @@ class Cycle:
     _items: list[dict[str, Any]] = field(default_factory=list)
     _counts: dict[str, dict[str, int]] = field(default_factory=dict)
     _errors: list[str] = field(default_factory=list)
+    _schema: CrmSchema | None = None
 
     @property
     def conn(self) -> str:
@@ -102,18 +105,78 @@ class Cycle:
         return run
 
     def finish_journal(self) -> None:
-        """Complete creates that a killed run journaled (same key: no second copy)."""
-        for link in self.store.creating_links(self.conn):
-            write: Write = link.pending
+        """Settle what a killed or failed run journaled before its remote writes."""
+        for link in self.store.journaled_links(self.conn):
             try:
-                result = self.side(write.side).create(write)
+                if link.state == "creating":
+                    self.finish_create(link)
+                else:
+                    self.finish_intent(link)
             except (TransientError, PermanentError) as exc:
-                self.record_failure(link.kind, link.crm_id, link.provider_id, exc, "create")
+                self.record_failure(link.kind, link.crm_id, link.provider_id, exc, "resume")
+
+    def finish_create(self, link: Link) -> None:
+        """Run the journaled create again: same key, so never a second copy."""
+        write: Write = link.pending
+        result = self.side(write.side).create(write)
+        state: LinkState = "detached" if write.as_lead else "linked"
+        done = replace(
+            link.with_side(write.side, result.id, result.version), state=state, pending=None
+        )
+        self.store.save_link(self.conn, done)
+        self.record_item(
+            link.kind, "create", f"to_{write.side}", done, "finished an interrupted create"
+        )
+
+    def finish_intent(self, link: Link) -> None:
+        """Find out, field by field, which journaled writes reached the other side.
+
+        A field that still shows the value it had when the write was planned was not
+        written: the link keeps the old base for it, so the change is planned again. Any other value
+        was written, or edited by the user afterwards, which the next plan sees as theirs.
+        """
+        intent: Intent = link.pending
+        before = intent.previous
+        base = dict(link.base)
+        undone = False
+        touched: set[Side] = {"crm", "provider"}  # what was agreed is re-read by value
+        for write in intent.writes:
+            assert write.target is not None
+            now = self.side(write.side).get(link.kind, write.target)
+            if write.op in ("delete", "scope"):
+                undone = undone or (not now.gone and now.version == write.version)
                 continue
-            done = replace(
-                link.with_side(write.side, result.id, result.version), state="linked", pending=None
-            )
-            self.store.save_link(self.conn, done)
+            if now.fields is None or write.fields is None:
+                continue
+            prior = write.prior or self.view(write.side, link.kind, before.base)
+            for name, value in write.fields.items():
+                seen = now.fields.get(name)
+                if seen != value and seen == prior.get(name):
+                    base[name] = before.base.get(name)
+        if undone:
+            self.store.save_link(self.conn, _forget_versions(before, touched))
+        elif intent.keeps_link:
+            self.store.save_link(self.conn, _forget_versions(replace(link, base=base), touched))
+        else:
+            self.store.delete_link(self.conn, link.kind, link.key)
+
+    def view(self, side: Side, kind: Kind, fields: Mapping[str, Any]) -> dict[str, Any]:
+        ctx = self.context(kind)
+        if side == "crm":
+            return crm_view(kind, fields, ctx)
+        return provider_view(kind, fields, ctx)
+
+    def context(self, kind: Kind, **kw: Any) -> Context:
+        if self._schema is None:
+            self._schema = self.crm.schema()
+        return Context(
+            now=self.clock(),
+            user=self.connection.user,
+            settings=self.settings,
+            schema=self._schema,
+            syncing_users=self.syncing_users,
+            **kw,
+        )
 
     # -- one kind -------------------------------------------------------------------
     def read(self, side: Side, kind: Kind) -> tuple[list[SideRecord], str, bool]:
@@ -150,12 +213,8 @@ class Cycle:
         for side, full in (("crm", crm_full), ("provider", prov_full)):
             if full and not (crm_first and prov_first):
                 self.add_vanished(kind, side, changes, links)
-        ctx = Context(
-            now=self.clock(),
-            user=self.connection.user,
-            settings=self.settings,
-            schema=self.crm.schema(),
-            syncing_users=self.syncing_users,
+        ctx = self.context(
+            kind,
             first_cycle=crm_first and prov_first,
             linked_count=self.store.linked_count(self.conn, kind),
             resolutions=resolutions,
@@ -202,7 +261,7 @@ class Cycle:
         retry: set[tuple[Side, str]] = set()
         for decision in plan.decisions:
             try:
-                self.apply_one(decision)
+                stored = self.apply_one(decision)
             except (TransientError, PermanentError) as exc:
                 self.record_failure(
                     decision.kind,
@@ -216,7 +275,7 @@ class Cycle:
                 continue
             if decision.retry:
                 retry.update(self.ids(decision))
-            self.record(decision)
+            self.record(decision, stored)
         return retry
 
     @staticmethod
@@ -228,17 +287,28 @@ class Cycle:
             out.add(("provider", decision.provider_id))
         return out
 
-    def apply_one(self, decision: Decision) -> None:
-        link, dropped = decision.link, decision.dropped
+    def apply_one(self, decision: Decision) -> Link | None:
+        """Journal, write, then store the link; returns the link as stored."""
+        link, dropped, previous = decision.link, decision.dropped, decision.previous
         replaced = dropped is not None and (link is None or link.key != dropped.key)
         create = next((w for w in decision.writes if w.op == "create"), None)
+        others = tuple(w for w in decision.writes if w.op != "create")
         if create is not None and link is not None:
             if replaced and dropped is not None:  # one link per record, also mid-journal
                 self.store.delete_link(self.conn, dropped.kind, dropped.key)
             self.store.save_link(self.conn, replace(link, state="creating", pending=create))
+        elif others and previous is not None:
+            keeps = link is not None and link.key == previous.key
+            journal = link if keeps and link is not None else previous
+            intent = Intent(previous, others, keeps)
+            self.store.save_link(self.conn, replace(journal, state="applying", pending=intent))
         for write in decision.writes:
             result = self.write(write)
-            if link is not None and result is not None:
+            if (
+                link is not None
+                and result is not None
+                and (write.op == "create" or write.target == link.side_id(write.side))
+            ):
                 link = link.with_side(write.side, result[0], result[1])
         if link is not None:
             self.store.save_link(self.conn, replace(link, pending=None))
@@ -249,6 +319,7 @@ class Cycle:
         else:
             key = (dropped or decision.link or _NO_LINK).key
             self.store.drop_queue_item(self.conn, key)
+        return link
 
     def write(self, write: Write) -> tuple[str, str] | None:
         side = self.side(write.side)
@@ -289,19 +360,50 @@ class Cycle:
         per_kind = self._counts.setdefault(kind, {})
         per_kind[outcome] = per_kind.get(outcome, 0) + 1
 
-    def record(self, decision: Decision) -> None:
+    def record(self, decision: Decision, stored: Link | None) -> None:
         if decision.outcome == "none":
             return
-        self.count(decision.kind, decision.outcome)
+        ids = stored or decision.dropped
+        changes = {
+            name: [to_json(old), to_json(new)] for name, (old, new) in decision.summary.items()
+        }
+        self.record_item(
+            decision.kind,
+            decision.outcome,
+            decision.direction,
+            ids,
+            decision.reason,
+            fields=list(decision.changed),
+            changes=changes,
+            crm_id=decision.crm_id,
+            provider_id=decision.provider_id,
+        )
+
+    def record_item(
+        self,
+        kind: Kind,
+        outcome: str,
+        direction: str,
+        link: Link | None,
+        reason: str,
+        *,
+        fields: list[str] | None = None,
+        changes: Mapping[str, Any] | None = None,
+        crm_id: str | None = None,
+        provider_id: str | None = None,
+    ) -> None:
+        """One record-level history item (HIS-1): what, which way, when, before/after."""
+        self.count(kind, outcome)
         self._items.append(
             {
-                "kind": decision.kind,
-                "outcome": decision.outcome,
-                "direction": decision.direction,
-                "crm_id": decision.crm_id,
-                "provider_id": decision.provider_id,
-                "reason": decision.reason,
-                "fields": list(decision.changed),
+                "kind": kind,
+                "outcome": outcome,
+                "direction": direction,
+                "crm_id": (link.crm_id if link else None) or crm_id,
+                "provider_id": (link.provider_id if link else None) or provider_id,
+                "reason": reason,
+                "fields": fields or [],
+                "changes": dict(changes or {}),
                 "error": None,
                 "at": self.clock(),
             }
@@ -342,6 +444,13 @@ class Cycle:
                 "error": type(exc).__name__,
             },
         )
+
+
+def _forget_versions(link: Link, sides: Iterable[Side]) -> Link:
+    """Versions we cannot vouch for: the next plan compares values instead."""
+    for side in sides:
+        link = link.with_side(side, link.side_id(side), None)
+    return replace(link, state="linked", pending=None)
 
 
 _NO_LINK = Link(key="", kind="contact", crm_id=None, provider_id=None)

@@ -72,6 +72,7 @@ class Faults:
                 raise PermanentError(f"injected permanent failure on {side} {op}")
 
     def after_write(self) -> None:
+        """Called by an adapter once a remote write has fully taken effect."""
         self.writes += 1
         if self._crash_in is not None:
             self._crash_in -= 1
@@ -159,8 +160,6 @@ class RecordLog:
         if key is not None:
             self._keys[key] = (kind, entry.id)
         self._touch(kind, entry)
-        if remote:
-            self.faults.after_write()
         return entry
 
     def live(self, kind: str, record_id: str | None) -> Entry:
@@ -188,8 +187,6 @@ class RecordLog:
             self._check(entry, version)
         entry.raw.update(copy.deepcopy(dict(fields)))
         self._touch(kind, entry)
-        if remote:
-            self.faults.after_write()
         return entry
 
     def touch(
@@ -206,8 +203,6 @@ class RecordLog:
             self.faults.before_write(self.side, op)
             self._check(entry, version)
         self._touch(kind, entry)
-        if remote:
-            self.faults.after_write()
         return entry
 
     def remove(
@@ -219,8 +214,6 @@ class RecordLog:
             self._check(entry, version)
         entry.deleted = True
         self._touch(kind, entry)
-        if remote:
-            self.faults.after_write()
 
     # -- reads -------------------------------------------------------------------
     def expire_cursors(self, kind: str | None = None) -> None:

@@ -66,6 +66,13 @@ class MemoryCrm:
         self.accounts.append(account)
         return account
 
+    def touch_sharers(self, account_id: str, but: str) -> None:
+        """Contacts using an account's address changed too: their feed reports them."""
+        for entry in self.log.table("contact").values():
+            shares = entry.extra.get("address_shared") and entry.extra.get("account_id")
+            if shares == account_id and entry.id != but and not entry.deleted:
+                self.log.touch("contact", entry.id, remote=False)
+
     def account(self, account_id: str | None) -> dict[str, Any] | None:
         return next((a for a in self.accounts if a["id"] == account_id), None)
 
@@ -95,6 +102,9 @@ class MemoryCrmConnector:
         self.crm = crm
         self.user = user
 
+    def _written(self) -> None:
+        self.crm.log.faults.after_write()
+
     def schema(self) -> CrmSchema:
         self.crm.log._count("schema")
         return self.crm.schema()
@@ -111,8 +121,6 @@ class MemoryCrmConnector:
             kind, cursor, lambda e: self.crm.visible(kind, e, self.user)
         )
         records = [self._record(kind, e, e.id) for e in entries]
-        if cursor is None and kind == "contact":
-            records = [r for r in records if r.in_scope]
         return ChangePage(records, new_cursor, more)
 
     def get(self, kind: Kind, record_id: str) -> SideRecord:
@@ -136,6 +144,7 @@ class MemoryCrmConnector:
         )
         if write.kind == "contact" and write.in_scope and not write.as_lead:
             self.crm.groups.setdefault(self.user, set()).add(entry.id)
+        self._written()
         return WriteResult(entry.id, str(entry.version))
 
     def update(self, write: Write) -> WriteResult:
@@ -148,15 +157,18 @@ class MemoryCrmConnector:
             account = self.crm.account(entry.extra.get("account_id"))
             if write.shared_address and account is not None:  # CON-7
                 account["address"] = fields.pop("address")
+                self.crm.touch_sharers(account["id"], but=entry.id)
             else:
                 entry.extra["address_shared"] = False
         entry = self.crm.log.patch(write.kind, write.target, fields, write.version)
+        self._written()
         return WriteResult(entry.id, str(entry.version))
 
     def delete(self, write: Write) -> None:
         self.crm.log._count("delete")
         self.crm.log.remove(write.kind, write.target, write.version)
         self.crm.groups.get(self.user, set()).discard(write.target or "")
+        self._written()
 
     def set_scope(self, write: Write) -> WriteResult:
         self.crm.log._count("scope")
@@ -166,4 +178,5 @@ class MemoryCrmConnector:
             group.add(entry.id)
         else:
             group.discard(entry.id)
+        self._written()
         return WriteResult(entry.id, str(entry.version))

@@ -21,7 +21,7 @@ from crmsync.model import FIELD_NAMES, RECORD_TYPES, Kind, Regarding, fields_of
 
 BLOCK_START = "[CRM]"
 BLOCK_END = "[/CRM]"
-_BLOCK = re.compile(r"(?:\n\n)?\[CRM\]\n.*?\n\[/CRM\]\s*$", re.DOTALL)
+_BLOCK = re.compile(r"\[CRM\]\n.*?\n\[/CRM\]", re.DOTALL)
 _RRULE_END = re.compile(r"(?:^|;)(?:COUNT|UNTIL)=", re.IGNORECASE)
 _TODO_STATUSES = ("open", "in_progress", "completed", "cancelled")
 
@@ -42,7 +42,9 @@ def related_info(fields: Mapping[str, Any], template: str) -> str:
 
 
 def strip_block(notes: str) -> str:
-    return _BLOCK.sub("", notes).rstrip()
+    """The user's own notes: the first related-info block removed wherever it sits."""
+    before, _, after = _BLOCK.sub("\0", notes, count=1).partition("\0")
+    return "\n\n".join(p for p in (before.strip(), after.strip()) if p)
 
 
 def _marker_parts(template: str) -> tuple[str, str]:
@@ -158,7 +160,9 @@ def cap_series(recurrence: str, start: date | datetime | None, years: int) -> st
         rule = line.split(":", 1)[1] if line.upper().startswith("RRULE:") else line
         if "FREQ=" in rule.upper() and not _RRULE_END.search(rule):
             day = start.date() if isinstance(start, datetime) else start
-            until = (day + timedelta(days=round(365.25 * years))).strftime("%Y%m%dT235959Z")
+            end = day + timedelta(days=round(365.25 * years))
+            # RFC 5545: UNTIL takes the value type of DTSTART (a date for all-day series)
+            until = end.strftime("%Y%m%dT235959Z" if isinstance(start, datetime) else "%Y%m%d")
             lines[i] = f"{line};UNTIL={until}"
     return "\n".join(lines)
 

@@ -64,6 +64,7 @@ class Write:
     as_lead: bool = False
     notify: bool = False
     shared_address: bool = False
+    prior: Mapping[str, Any] | None = None  # what the target held for these fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,16 @@ class Hold:
 
 
 @dataclass(frozen=True, slots=True)
+class Intent:
+    """Journal of a decision's updates, deletes and scope changes, stored on the link
+    before they run, so a killed run can tell which of them happened (SYN-4)."""
+
+    previous: Link
+    writes: tuple[Write, ...]
+    keeps_link: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     """What happens to one pair. The cycle runs `writes` in order, then stores `link`
     (or drops `dropped` when `link` is None), then records the history item."""
@@ -99,6 +110,8 @@ class Decision:
     reason: str = ""
     changed: tuple[str, ...] = ()
     retry: bool = False
+    previous: Link | None = None
+    summary: Mapping[str, tuple[Any, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

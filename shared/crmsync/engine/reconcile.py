@@ -139,6 +139,10 @@ class _Planner:
             op,  # type: ignore[arg-type]
         )
 
+    def excluded_for_now(self, crm_id: str | None) -> bool:
+        """A temporary exclusion: the record is read again each cycle until it ends."""
+        return crm_id is not None and self.s["exclusions"][self.kind].get(crm_id) is not None
+
     def excluded(self, crm_id: str | None) -> bool:
         if crm_id is None:
             return False
@@ -150,7 +154,7 @@ class _Planner:
         crm_id = pair.crm_id if pair else (c.id if c else None)
         provider_id = pair.provider_id if pair else (p.id if p else None)
         kw.setdefault("direction", "none")
-        return Decision(kind=self.kind, crm_id=crm_id, provider_id=provider_id, **kw)
+        return Decision(kind=self.kind, crm_id=crm_id, provider_id=provider_id, previous=pair, **kw)
 
     def hold(
         self,
@@ -190,7 +194,7 @@ class _Planner:
             p = None
         if c is None and p is None:
             return None
-        if link.state == "creating":
+        if link.state in ("creating", "applying"):
             return self.decision(
                 link,
                 c,
@@ -198,7 +202,7 @@ class _Planner:
                 outcome="skip",
                 link=link,
                 retry=True,
-                reason="the record is still being created on the other side",
+                reason="an earlier write to this record is still unfinished",
             )
         broken = next((r for r in (c, p) if r is not None and r.error), None)
         if broken is not None:
@@ -215,7 +219,13 @@ class _Planner:
             return self.decision(link, c, p, outcome="skip", link=link, reason=link.note)
         if self.excluded(link.crm_id):
             return self.decision(
-                link, c, p, outcome="skip", link=link, reason="excluded from sync by the user"
+                link,
+                c,
+                p,
+                outcome="skip",
+                link=link,
+                retry=self.excluded_for_now(link.crm_id),
+                reason="excluded from sync by the user",
             )
         if c_gone and p_gone:
             return self.decision(
@@ -256,14 +266,14 @@ class _Planner:
                 m.conflicts,
                 f"changed on both sides: {', '.join(m.conflicts)}",
             )
+        if self.kind == "activity" and self.declined_now(base, m.merged):
+            return self.remove_declined(link, c, p, m.merged)
         if (
             self.kind == "activity"
             and m.from_provider
             and base["leader"] not in (None, self.ctx.user)
         ):
             return self.fork(link, c, p, m.merged)
-        if self.kind == "activity" and self.declined_now(base, m.merged):
-            return self.remove_declined(link, c, p, m.merged)
         crm_target = {**base, **c_delta, **{n: m.merged[n] for n in m.from_provider}}
         prov_target = {**base, **p_delta, **{n: m.merged[n] for n in m.from_crm}}
         crm_now = c.fields if c and c.fields else self.view("crm", base)
@@ -308,6 +318,7 @@ class _Planner:
                     crm_patch,
                     c.version if c else link.crm_version,
                     shared_address=self.s["update_shared_address"],
+                    prior={n: crm_now.get(n) for n in crm_patch},
                 )
             )
         if prov_patch and prov_ok:
@@ -320,6 +331,7 @@ class _Planner:
                     prov_patch,
                     p.version if p else link.provider_version,
                     notify=self.s["notify_attendees"],
+                    prior={n: prov_now.get(n) for n in prov_patch},
                 )
             )
         crm_end = crm_target if crm_ok else {**base, **c_delta}
@@ -342,6 +354,11 @@ class _Planner:
         ]
         reason = f"settings do not allow updating on the {' and '.join(blocked)}" if blocked else ""
         changed = tuple(sorted(set(crm_patch) | set(prov_patch)))
+        summary = {
+            n: (base.get(n), m.merged[n])
+            for n in sorted(set(c_delta) | set(p_delta))
+            if base.get(n) != m.merged[n]
+        }
         if not writes:
             return self.decision(
                 link,
@@ -364,6 +381,7 @@ class _Planner:
             link=new_link,
             reason=reason,
             changed=changed,
+            summary=summary,
         )
 
     def declined_now(self, base: Mapping[str, Any], merged: Mapping[str, Any]) -> bool:
@@ -593,50 +611,76 @@ class _Planner:
 
     # -- records with no link --------------------------------------------------------
     def unlinked(self, crm: list[SideRecord], provider: list[SideRecord]) -> list[Decision]:
+        """Records with no link: match them across sides, else create their twins.
+
+        Contacts outside the sync scope (not in the group, no label) are offered as
+        match targets only, so a group member whose twin exists unlabelled is linked and
+        labelled rather than copied (CON-3); they never create anything themselves.
+        """
         decisions: list[Decision] = []
-        crm_cands: list[Candidate] = []
-        prov_cands: list[Candidate] = []
-        for record in crm:
-            if record.error:
-                decisions.append(
-                    self.decision(
-                        None, record, None, outcome="fail", reason=record.error, retry=True
+        cands: dict[Side, list[Candidate]] = {"crm": [], "provider": []}
+        outside: dict[Side, list[Candidate]] = {"crm": [], "provider": []}
+        sides: tuple[tuple[Side, list[SideRecord]], ...] = (("crm", crm), ("provider", provider))
+        for side, records in sides:
+            for record in records:
+                if record.error:
+                    pair = (record, None) if side == "crm" else (None, record)
+                    decisions.append(
+                        self.decision(None, *pair, outcome="fail", reason=record.error, retry=True)
                     )
-                )
-            elif not record.gone:
-                crm_cands.append(Candidate(record, record.fields or {}))
-        for record in provider:
-            if record.error:
-                decisions.append(
-                    self.decision(
-                        None, None, record, outcome="fail", reason=record.error, retry=True
-                    )
-                )
-            elif not record.gone:
-                prov_cands.append(Candidate(record, self.lifted(record)))
-        found = match(self.kind, crm_cands, prov_cands)
-        decisions.extend(self.matched(c, p) for c, p in found.pairs)
-        decisions.extend(self.new("crm", c) for c in found.crm_alone)
-        decisions.extend(self.new("provider", p) for p in found.provider_alone)
+                    continue
+                if record.fields is None:
+                    continue
+                fields = record.fields if side == "crm" else self.lifted(record)
+                cand = Candidate(record, fields)
+                if not record.in_scope:
+                    if self.kind == "contact":
+                        outside[side].append(cand)
+                    continue
+                skipped = self.admit(side, cand)
+                if skipped is not None:
+                    decisions.append(skipped)
+                else:
+                    cands[side].append(cand)
+        found = match(
+            self.kind, cands["crm"] + outside["crm"], cands["provider"] + outside["provider"]
+        )
+        decisions.extend(
+            self.matched(c, p) for c, p in found.pairs if c.record.in_scope or p.record.in_scope
+        )
+        decisions.extend(self.new("crm", c) for c in found.crm_alone if c.record.in_scope)
+        decisions.extend(self.new("provider", p) for p in found.provider_alone if p.record.in_scope)
         for c, p in found.near_duplicates:
-            decisions.append(
-                self.decision(
-                    None,
-                    c.record,
-                    p.record,
-                    outcome="skip",
-                    reason="possible duplicate: same name and phone, different e-mail; not merged",
+            if c.record.in_scope or p.record.in_scope:
+                decisions.append(
+                    self.decision(
+                        None,
+                        c.record,
+                        p.record,
+                        outcome="skip",
+                        reason="possible duplicate: same name and phone, different e-mail; "
+                        "not merged",
+                    )
                 )
-            )
         return decisions
 
+    def admit(self, side: Side, cand: Candidate) -> Decision | None:
+        """A skip decision when an unlinked record stays out of sync, else None."""
+        record = cand.record
+        reason = new_record_reason(self.kind, side, cand.fields, record.modified, self.ctx)
+        retry = False
+        if reason is None and side == "crm" and self.excluded(record.id):
+            reason = "excluded from sync by the user"
+            retry = self.excluded_for_now(record.id)
+        if reason is None:
+            return None
+        c, p = (record, None) if side == "crm" else (None, record)
+        return self.decision(None, c, p, outcome="skip", reason=reason, retry=retry)
+
     def matched(self, c: Candidate, p: Candidate) -> Decision:
-        if self.excluded(c.record.id):
-            return self.decision(
-                None, c.record, p.record, outcome="skip", reason="excluded from sync by the user"
-            )
         crm_fields = dict(c.fields)
-        differing = [n for n in self.mapped if crm_fields[n] != p.fields[n]]
+        seen = lift_provider(self.kind, self.provider_now(p.record), crm_fields, self.ctx)
+        differing = [n for n, value in seen.items() if crm_fields[n] != value]
         link = Link(
             key=f"{self.kind}-crm-{c.record.id}",
             kind=self.kind,
@@ -644,26 +688,33 @@ class _Planner:
             provider_id=p.record.id,
             base=crm_fields,
         )
-        return self.update(
+        decision = self.update(
             link,
             c.record,
             p.record,
             {n: crm_fields[n] for n in differing},
-            {n: p.fields[n] for n in differing},
+            {n: seen[n] for n in differing},
             "link",
         )
+        if decision.hold is not None:
+            return decision
+        both: tuple[tuple[Side, SideRecord], ...] = (("crm", c.record), ("provider", p.record))
+        scope = tuple(
+            Write(side, "scope", self.kind, record.id, in_scope=True)
+            for side, record in both
+            if not record.in_scope and self.may(crm_fields, side, "update")
+        )
+        return replace(decision, outcome="link", writes=decision.writes + scope)
 
     def new(self, side: Side, cand: Candidate) -> Decision:
         record, fields = cand.record, cand.fields
         other = OTHER[side]
         c, p = (record, None) if side == "crm" else (None, record)
         key = f"{self.kind}-{side}-{record.id}"
-        reason = new_record_reason(self.kind, side, fields, record.modified, self.ctx)
-        if reason is None and side == "crm" and self.excluded(record.id):
-            reason = "excluded from sync by the user"
-        if reason is None and not self.s.flows_to(self.kind, other):
+        reason = None
+        if not self.s.flows_to(self.kind, other):
             reason = f"the sync direction does not create records on the {other}"
-        if reason is None and not self.s.allows(self.category(fields), other, "create"):
+        elif not self.s.allows(self.category(fields), other, "create"):
             reason = f"settings do not allow creating on the {other}"
         if reason is not None:
             return self.decision(None, c, p, outcome="skip", reason=reason)
@@ -695,6 +746,9 @@ class _Planner:
                 link=replace(seen, state="detached", note=note),
             )
         write = self.create_write(other, fields, key, record.id)
+        link = replace(seen, base=dict(fields))
+        if write.as_lead:  # CON-8: a lead is the CRM's to work on; it does not sync back
+            link = replace(link, state="detached", note="imported into the CRM as a lead")
         return self.decision(
             None,
             c,
@@ -702,7 +756,7 @@ class _Planner:
             outcome="create",
             direction=_DIRECTION[other],
             writes=(write,),
-            link=replace(seen, base=dict(fields)),
+            link=link,
             reason=f"new on the {side}",
         )
 

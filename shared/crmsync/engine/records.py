@@ -10,7 +10,7 @@ from typing import Any, Literal, TypeAlias
 from crmsync.model import Kind
 from crmsync.settings import Settings, Side
 
-LinkState: TypeAlias = Literal["linked", "creating", "conflict", "detached"]
+LinkState: TypeAlias = Literal["linked", "creating", "applying", "conflict", "detached"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +54,7 @@ class Link:
     provider_version: str | None = None
     base: Mapping[str, Any] = field(default_factory=dict)
     state: LinkState = "linked"
-    pending: Any = None  # the create this link waits for while `creating`
+    pending: Any = None  # the journaled write(s) while `creating` or `applying`
     note: str = ""
 
     def with_side(self, side: Side, record_id: str | None, version: str | None) -> Link:

@@ -48,12 +48,13 @@ class MemoryProvider:
     def _record(self, kind: Kind, entry: Entry | None, record_id: str) -> SideRecord:
         return self.log.record(kind, entry, record_id, self.read, self._in_scope(kind, entry))
 
+    def _written(self) -> None:
+        self.log.faults.after_write()
+
     # -- the ProviderAccount port -------------------------------------------------
     def changes(self, kind: Kind, cursor: str | None) -> ChangePage:
         entries, new_cursor, more = self.log.feed(kind, cursor, lambda e: True)
         records = [self._record(kind, e, e.id) for e in entries]
-        if cursor is None and kind == "contact":
-            records = [r for r in records if r.in_scope]
         return ChangePage(records, new_cursor, more)
 
     def get(self, kind: Kind, record_id: str) -> SideRecord:
@@ -73,6 +74,7 @@ class MemoryProvider:
         if write.kind == "contact" and write.in_scope:
             self.labelled.add(entry.id)
         self._invite(write, entry)
+        self._written()
         return WriteResult(entry.id, str(entry.version))
 
     def update(self, write: Write) -> WriteResult:
@@ -81,12 +83,14 @@ class MemoryProvider:
         held, _ = self.split(write.kind, model.to_plain(dict(write.fields)))
         entry = self.log.patch(write.kind, write.target, held, write.version)
         self._invite(write, entry)
+        self._written()
         return WriteResult(entry.id, str(entry.version))
 
     def delete(self, write: Write) -> None:
         self.log._count("delete")
         self.log.remove(write.kind, write.target, write.version)
         self.labelled.discard(write.target or "")
+        self._written()
 
     def set_scope(self, write: Write) -> WriteResult:
         self.log._count("scope")
@@ -95,4 +99,5 @@ class MemoryProvider:
             self.labelled.add(entry.id)
         else:
             self.labelled.discard(entry.id)
+        self._written()
         return WriteResult(entry.id, str(entry.version))

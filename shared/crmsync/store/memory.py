@@ -83,13 +83,13 @@ class MemoryStore:
         self.reads += len(table)
         return list(table.values())
 
-    def creating_links(self, connection: str) -> list[Link]:
+    def journaled_links(self, connection: str) -> list[Link]:
         return [
             link
             for (conn, _), table in self._links.items()
             if conn == connection
             for link in table.values()
-            if link.state == "creating"
+            if link.state in ("creating", "applying")
         ]
 
     def save_link(self, connection: str, link: Link) -> None:

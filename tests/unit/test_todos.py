@@ -1,0 +1,374 @@
+"""To-dos and tasks (TSK-1..3), driven through SyncWorld."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal
+
+from crmsync.testing import SyncWorld
+
+NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # SyncWorld's default `now`
+DUE = date(2026, 11, 5)
+GOOGLE_TASK_FIELDS = {"subject", "due", "status", "notes"}
+
+
+def todos(world: SyncWorld, side: str) -> dict[str, dict[str, Any]]:
+    """Records of one side by subject (subjects are unique within a test)."""
+    handle = world.crm if side == "crm" else world.provider
+    return {t["subject"]: t for t in handle.all("todo")}
+
+
+def aged_world(
+    provider: Literal["google", "microsoft"] = "google", days: int = 30, **kw: Any
+) -> SyncWorld:
+    """A world whose clock starts `days` before NOW, so records made now are that old."""
+    return SyncWorld(provider, now=NOW - timedelta(days=days), **kw)
+
+
+def linked_todo(world: SyncWorld, **fields: Any) -> tuple[str, str]:
+    crm_id = world.crm.create("todo", {"subject": "Send offer", "due": DUE, **fields})
+    world.sync()
+    [link] = [lk for lk in world.links("todo") if lk["crm_id"] == crm_id]
+    assert link["provider_id"] is not None
+    return crm_id, link["provider_id"]
+
+
+# -- TSK-1: CRM to-dos become provider tasks; tasks arrive as timeless to-dos ---------------
+
+
+def test_TSK1_crm_todo_becomes_google_task() -> None:
+    world = SyncWorld("google")
+    world.crm.create(
+        "todo",
+        {"subject": "Send offer", "due": DUE, "priority": "high", "notes": "v2 pricing"},
+    )
+
+    world.sync()
+
+    [task] = world.provider.all("todo")
+    assert task["subject"] == "Send offer"
+    assert task["due"] == DUE
+    assert task["status"] == "open"
+    assert task["notes"] == "v2 pricing"
+    assert set(task) - {"id", "version"} == GOOGLE_TASK_FIELDS  # Google Tasks has no priority
+
+
+def test_TSK1_crm_todo_becomes_microsoft_task_with_all_its_fields() -> None:
+    world = SyncWorld("microsoft")
+    world.crm.create(
+        "todo",
+        {
+            "subject": "Prepare demo",
+            "start": date(2026, 11, 3),
+            "due": DUE,
+            "status": "in_progress",
+            "priority": "high",
+            "notes": "use the sandbox",
+        },
+    )
+
+    world.sync()
+
+    [task] = world.provider.all("todo")
+    assert task["subject"] == "Prepare demo"
+    assert task["start"] == date(2026, 11, 3)
+    assert task["due"] == DUE
+    assert task["status"] == "in_progress"
+    assert task["priority"] == "high"
+    assert task["notes"] == "use the sandbox"
+
+
+def test_TSK1_provider_task_arrives_as_timeless_crm_todo() -> None:
+    world = SyncWorld("microsoft")
+    world.provider.create(
+        "todo",
+        {"subject": "Renew domain", "due": datetime(2026, 11, 9, 15, 30, tzinfo=UTC)},
+    )
+
+    world.sync()
+
+    [todo] = world.crm.all("todo")
+    assert todo["subject"] == "Renew domain"
+    assert todo["due"] == date(2026, 11, 9)
+    assert not isinstance(todo["due"], datetime)  # a to-do carries no time of day
+    assert todo["owner"] == "u1"
+
+
+def test_TSK1_google_task_arrives_in_crm_with_its_status_and_notes() -> None:
+    world = SyncWorld("google")
+    world.provider.create(
+        "todo", {"subject": "Order cards", "due": DUE, "status": "completed", "notes": "x"}
+    )
+
+    world.sync()
+
+    [todo] = world.crm.all("todo")
+    assert (todo["subject"], todo["due"], todo["status"], todo["notes"]) == (
+        "Order cards",
+        DUE,
+        "completed",
+        "x",
+    )
+
+
+def test_TSK1_edits_flow_both_ways_between_todo_and_task() -> None:
+    world = SyncWorld("google")
+    crm_id, task_id = linked_todo(world)
+
+    world.crm.update("todo", crm_id, {"subject": "Send revised offer"})
+    world.provider.update("todo", task_id, {"due": date(2026, 11, 12)})
+    world.sync()
+
+    todo, task = world.crm.get("todo", crm_id), world.provider.get("todo", task_id)
+    assert todo is not None and task is not None
+    assert task["subject"] == todo["subject"] == "Send revised offer"
+    assert task["due"] == todo["due"] == date(2026, 11, 12)
+
+
+def test_TSK1_completing_a_task_on_the_provider_completes_the_crm_todo() -> None:
+    world = SyncWorld("microsoft")
+    crm_id, task_id = linked_todo(world)
+
+    world.provider.update("todo", task_id, {"status": "completed"})
+    world.sync()
+
+    todo = world.crm.get("todo", crm_id)
+    assert todo is not None and todo["status"] == "completed"
+
+
+# -- TSK-2: first-cycle pairing and scope --------------------------------------------------
+
+
+def test_TSK2_first_cycle_links_todo_and_task_with_same_subject_and_due_date() -> None:
+    world = SyncWorld("google")
+    crm_id = world.crm.create("todo", {"subject": "Send offer", "due": DUE})
+    task_id = world.provider.create("todo", {"subject": "Send offer", "due": DUE})
+
+    world.sync()
+
+    assert len(world.crm.all("todo")) == 1
+    assert len(world.provider.all("todo")) == 1
+    [link] = world.links("todo")
+    assert (link["crm_id"], link["provider_id"], link["state"]) == (crm_id, task_id, "linked")
+
+
+def test_TSK2_first_cycle_links_by_start_date_when_there_is_no_due_date() -> None:
+    world = SyncWorld("microsoft")
+    crm_id = world.crm.create("todo", {"subject": "Plan trip", "start": date(2026, 11, 4)})
+    task_id = world.provider.create("todo", {"subject": "Plan trip", "start": date(2026, 11, 4)})
+
+    world.sync()
+
+    assert len(world.crm.all("todo")) == 1
+    assert len(world.provider.all("todo")) == 1
+    [link] = world.links("todo")
+    assert (link["crm_id"], link["provider_id"]) == (crm_id, task_id)
+
+
+def test_TSK2_first_cycle_creates_both_when_due_dates_differ() -> None:
+    world = SyncWorld("google")
+    world.crm.create("todo", {"subject": "Send offer", "due": DUE})
+    world.provider.create("todo", {"subject": "Send offer", "due": DUE + timedelta(days=1)})
+
+    world.sync()
+
+    for side in ("crm", "provider"):
+        handle = world.crm if side == "crm" else world.provider
+        dues = sorted(t["due"] for t in handle.all("todo"))
+        assert dues == [DUE, DUE + timedelta(days=1)], side
+
+
+def test_TSK2_first_cycle_creates_both_when_subjects_differ() -> None:
+    world = SyncWorld("google")
+    world.crm.create("todo", {"subject": "Send offer", "due": DUE})
+    world.provider.create("todo", {"subject": "Send invoice", "due": DUE})
+
+    world.sync()
+
+    assert set(todos(world, "crm")) == {"Send offer", "Send invoice"}
+    assert set(todos(world, "provider")) == {"Send offer", "Send invoice"}
+    assert len(world.links("todo")) == 2
+
+
+def test_TSK2_first_cycle_skips_closed_todos_not_modified_in_the_window() -> None:
+    world = aged_world("microsoft", days=30)
+    world.crm.create("todo", {"subject": "Old done", "status": "completed"})
+    world.crm.create("todo", {"subject": "Old cancelled", "status": "cancelled"})
+    world.provider.create("todo", {"subject": "Old task done", "status": "completed"})
+    world.advance(timedelta(days=30))
+
+    world.sync()
+
+    assert set(todos(world, "provider")) == {"Old task done"}
+    assert set(todos(world, "crm")) == {"Old done", "Old cancelled"}
+
+
+def test_TSK2_first_cycle_takes_open_and_in_progress_todos_of_any_age() -> None:
+    world = aged_world("microsoft", days=400)
+    world.crm.create("todo", {"subject": "Open", "status": "open"})
+    world.crm.create("todo", {"subject": "Busy", "status": "in_progress"})
+    world.provider.create("todo", {"subject": "Task open", "status": "open"})
+    world.provider.create("todo", {"subject": "Task busy", "status": "in_progress"})
+    world.advance(timedelta(days=400))
+
+    world.sync()
+
+    expected = {"Open", "Busy", "Task open", "Task busy"}
+    assert set(todos(world, "crm")) == expected
+    assert set(todos(world, "provider")) == expected
+
+
+def test_TSK2_first_cycle_takes_closed_todos_modified_in_the_window() -> None:
+    world = aged_world("google", days=30)
+    edited = world.crm.create("todo", {"subject": "Done long ago", "status": "open"})
+    world.advance(timedelta(days=27))  # three days before the first sync
+    world.crm.update("todo", edited, {"status": "completed"})
+    world.provider.create("todo", {"subject": "Task done", "status": "completed"})
+    world.advance(timedelta(days=3))
+
+    world.sync()
+
+    assert todos(world, "provider")["Done long ago"]["status"] == "completed"
+    assert todos(world, "crm")["Task done"]["status"] == "completed"
+
+
+def test_TSK2_window_days_setting_sets_the_first_cycle_scope() -> None:
+    world = aged_world("google", days=30, settings={"window_days": 45})
+    world.crm.create("todo", {"subject": "Done a month ago", "status": "completed"})
+    world.advance(timedelta(days=30))
+
+    world.sync()
+
+    assert set(todos(world, "provider")) == {"Done a month ago"}
+
+
+def test_TSK2_after_the_first_cycle_a_closed_todo_syncs_once_modified() -> None:
+    world = aged_world("google", days=30)
+    old = world.crm.create("todo", {"subject": "Done long ago", "status": "completed"})
+    world.advance(timedelta(days=30))
+    world.sync()
+    assert todos(world, "provider") == {}
+
+    world.crm.update("todo", old, {"notes": "reopened the file"})
+    world.crm.create("todo", {"subject": "Done just now", "status": "completed"})
+    world.sync()
+
+    assert set(todos(world, "provider")) == {"Done long ago", "Done just now"}
+
+
+# -- TSK-3: recurring to-dos and the status table -----------------------------------------
+
+
+def test_TSK3_recurring_crm_todo_is_not_sent_to_google_tasks() -> None:
+    world = SyncWorld("google")
+    recurring = world.crm.create(
+        "todo", {"subject": "Weekly report", "due": DUE, "recurrence": "RRULE:FREQ=WEEKLY"}
+    )
+    world.crm.create("todo", {"subject": "One-off", "due": DUE})
+
+    run = world.sync()
+
+    assert set(todos(world, "provider")) == {"One-off"}
+    assert run["status"] == "ok"
+    [item] = [i for i in world.history() if i["crm_id"] == recurring]
+    assert item["outcome"] == "skip"
+    assert item["reason"]
+    assert world.crm.get("todo", recurring) is not None  # the CRM keeps it as it was
+
+
+def test_TSK3_recurring_crm_todo_is_sent_to_microsoft_to_do_with_its_rule() -> None:
+    world = SyncWorld("microsoft")
+    world.crm.create(
+        "todo",
+        {"subject": "Weekly report", "due": DUE, "recurrence": "RRULE:FREQ=WEEKLY;BYDAY=MO"},
+    )
+
+    world.sync()
+
+    [task] = world.provider.all("todo")
+    assert task["subject"] == "Weekly report"
+    assert task["recurrence"] == "RRULE:FREQ=WEEKLY;BYDAY=MO"
+
+
+def test_TSK3_google_shows_in_progress_as_open_and_cancelled_as_completed() -> None:
+    world = SyncWorld("google")
+    world.crm.create("todo", {"subject": "Busy", "status": "in_progress"})
+    world.crm.create("todo", {"subject": "Dropped", "status": "cancelled"})
+    world.crm.create("todo", {"subject": "Open", "status": "open"})
+    world.crm.create("todo", {"subject": "Done", "status": "completed"})
+
+    world.sync()
+
+    statuses = {s: t["status"] for s, t in todos(world, "provider").items()}
+    assert statuses == {
+        "Busy": "open",
+        "Dropped": "completed",
+        "Open": "open",
+        "Done": "completed",
+    }
+
+
+def test_TSK3_google_status_table_never_flips_the_crm_status_back() -> None:
+    world = SyncWorld("google")
+    busy, busy_task = linked_todo(world, subject="Busy", status="in_progress")
+    dropped, dropped_task = linked_todo(world, subject="Dropped", status="cancelled")
+
+    world.sync()
+    world.provider.update("todo", busy_task, {"notes": "called twice"})
+    world.provider.update("todo", dropped_task, {"due": date(2026, 11, 20)})
+    world.sync()
+    world.sync()
+
+    busy_todo, dropped_todo = world.crm.get("todo", busy), world.crm.get("todo", dropped)
+    assert busy_todo is not None and dropped_todo is not None
+    assert busy_todo["status"] == "in_progress"
+    assert busy_todo["notes"] == "called twice"  # the provider's edit did arrive
+    assert dropped_todo["status"] == "cancelled"
+    assert dropped_todo["due"] == date(2026, 11, 20)
+
+
+def test_TSK3_first_cycle_link_on_google_keeps_the_crm_in_progress_status() -> None:
+    world = SyncWorld("google")
+    crm_id = world.crm.create("todo", {"subject": "Busy", "due": DUE, "status": "in_progress"})
+    task_id = world.provider.create("todo", {"subject": "Busy", "due": DUE, "status": "open"})
+
+    world.sync()
+
+    [link] = world.links("todo")
+    assert (link["crm_id"], link["provider_id"]) == (crm_id, task_id)
+    todo = world.crm.get("todo", crm_id)
+    assert todo is not None and todo["status"] == "in_progress"
+
+
+def test_TSK3_completing_an_in_progress_todo_on_google_completes_it_in_the_crm() -> None:
+    world = SyncWorld("google")
+    crm_id, task_id = linked_todo(world, status="in_progress")
+
+    world.provider.update("todo", task_id, {"status": "completed"})
+    world.sync()
+
+    todo = world.crm.get("todo", crm_id)
+    assert todo is not None and todo["status"] == "completed"
+
+
+def test_TSK3_custom_todo_status_table_is_honoured() -> None:
+    table = {
+        "open": "open",
+        "in_progress": "in_progress",
+        "completed": "completed",
+        "cancelled": "completed",
+    }
+    world = SyncWorld("microsoft", settings={"todo_status": table})
+    dropped, _ = linked_todo(world, subject="Dropped", status="cancelled")
+    busy, busy_task = linked_todo(world, subject="Busy", status="in_progress")
+
+    assert todos(world, "provider")["Dropped"]["status"] == "completed"
+    assert todos(world, "provider")["Busy"]["status"] == "in_progress"
+
+    world.provider.update("todo", busy_task, {"status": "completed"})
+    world.sync()
+    world.sync()
+
+    dropped_todo, busy_todo = world.crm.get("todo", dropped), world.crm.get("todo", busy)
+    assert dropped_todo is not None and dropped_todo["status"] == "cancelled"
+    assert busy_todo is not None and busy_todo["status"] == "completed"
