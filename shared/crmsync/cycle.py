@@ -160,7 +160,7 @@ class Cycle:
         else:
             self.store.delete_link(self.conn, link.kind, link.key)
 
-    def view(self, side: Side, kind: Kind, fields: Mapping[str, Any]) -> dict[str, Any]:
+    def view(self, side: Side, kind: Kind, fields: Mapping[str, Any]) -> Mapping[str, Any]:
         ctx = self.context(kind)
         if side == "crm":
             return crm_view(kind, fields, ctx)

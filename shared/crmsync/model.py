@@ -55,7 +55,14 @@ class Regarding:
     ticket: str | None = None
 
     def is_empty(self) -> bool:
-        return not any(dataclasses.astuple(self))
+        return not (
+            self.contact
+            or self.account
+            or self.lead
+            or self.company
+            or self.opportunity
+            or self.ticket
+        )
 
 
 @dataclass(frozen=True)

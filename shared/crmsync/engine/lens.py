@@ -137,8 +137,11 @@ def _todo_status_back(seen: str, before: str, table: Mapping[str, str]) -> str:
     return seen if seen in _TODO_STATUSES else before
 
 
-def crm_view(kind: Kind, fields: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
+def crm_view(kind: Kind, fields: Mapping[str, Any], ctx: Context) -> Mapping[str, Any]:
     """How the CRM holds a canonical record: text cut to its limits, series capped."""
+    capped = kind == "activity" and not ctx.schema.infinite_series
+    if not capped and not ctx.schema.limits.get(kind):
+        return fields  # nothing to cut: the CRM holds the canonical values as they are
     view = dict(fields)
     for name, limit in ctx.schema.limits.get(kind, {}).items():
         value = view.get(name)

@@ -1,5 +1,10 @@
 """What the planner returns: per pair of records, a decision of remote writes, the
-link to keep afterwards, and what to record in the history."""
+link to keep afterwards, and what to record in the history.
+
+These are plain (unfrozen) slotted classes: the planner builds one or two per changed
+record, and frozen dataclasses cost several times more to construct. Nothing mutates
+them after the planner returns.
+"""
 
 from __future__ import annotations
 
@@ -46,7 +51,7 @@ class AccountSpec:
     manager: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Write:
     """One remote write. `fields` are in the receiving side's own view; for an update
     only the fields that change. `version` is the If-Match precondition."""
@@ -67,7 +72,7 @@ class Write:
     prior: Mapping[str, Any] | None = None  # what the target held for these fields
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Hold:
     """An item waiting in the user's queue: a manual conflict or a confirmation (SET-5)."""
 
@@ -83,7 +88,7 @@ class Hold:
     summary: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Intent:
     """Journal of a decision's updates, deletes and scope changes, stored on the link
     before they run, so a killed run can tell which of them happened (SYN-4)."""
@@ -93,7 +98,7 @@ class Intent:
     keeps_link: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decision:
     """What happens to one pair. The cycle runs `writes` in order, then stores `link`
     (or drops `dropped` when `link` is None), then records the history item."""
@@ -114,7 +119,7 @@ class Decision:
     summary: Mapping[str, tuple[Any, Any]] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Plan:
     kind: Kind
     decisions: tuple[Decision, ...]

@@ -57,6 +57,24 @@ class Link:
     pending: Any = None  # the journaled write(s) while `creating` or `applying`
     note: str = ""
 
+    def agreed(
+        self, base: Mapping[str, Any], crm_version: str | None, provider_version: str | None
+    ) -> Link:
+        """This link, linked again on a new agreed base (built directly: the planner
+        calls it once per changed record, where `dataclasses.replace` is slow)."""
+        return Link(
+            self.key,
+            self.kind,
+            self.crm_id,
+            self.provider_id,
+            crm_version,
+            provider_version,
+            base,
+            "linked",
+            self.pending,
+            self.note,
+        )
+
     def with_side(self, side: Side, record_id: str | None, version: str | None) -> Link:
         if side == "crm":
             return replace(self, crm_id=record_id, crm_version=version)
