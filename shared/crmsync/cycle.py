@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from crmsync.calls import CallsAsTodos
 from crmsync.engine import Context, Decision, Links, Plan, SideRecord, Write, reconcile
 from crmsync.engine.lens import crm_view, provider_view
 from crmsync.engine.plan import Intent
@@ -52,6 +53,10 @@ class Cycle:
     _counts: dict[str, dict[str, int]] = field(default_factory=dict)
     _errors: list[str] = field(default_factory=list)
     _schema: CrmSchema | None = None
+
+    def __post_init__(self) -> None:
+        if self.settings["calls_as"] == "task":  # CAL-1: calls sync as provider tasks
+            self.crm = CallsAsTodos(self.crm)
 
     @property
     def conn(self) -> str:
@@ -143,8 +148,11 @@ class Cycle:
         for write in intent.writes:
             assert write.target is not None
             now = self.side(write.side).get(link.kind, write.target)
-            if write.op in ("delete", "scope"):
-                undone = undone or (not now.gone and now.version == write.version)
+            if write.op == "delete":  # a record still there was not deleted
+                undone = undone or now.fields is not None
+                continue
+            if write.op == "scope":  # still on the wrong side of the scope: not written
+                undone = undone or (now.fields is not None and now.in_scope != write.in_scope)
                 continue
             if now.fields is None or write.fields is None:
                 continue

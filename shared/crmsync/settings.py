@@ -52,10 +52,12 @@ BASE_DEFAULTS: dict[str, Any] = {
     "calendar": "primary",
     "task_list": "default",
     "contact_label": "CRM",
+    "contact_group": None,  # the CRM contact sync group; None: the user's own (CON-1)
     "timezone": "UTC",
     "notify_attendees": False,
     "completed_marker": "Completed: {subject}",
     "new_contacts": "contact",
+    "calls_as": "event",
     "update_shared_address": True,
     "recurrence_years": 2,
     "related_info_template": DEFAULT_TEMPLATE,
@@ -105,6 +107,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "declined": ("skip_then_remove", "sync_hidden"),
     "contact_delete": ("unlink", "delete", "ignore"),
     "new_contacts": ("contact", "lead", "review"),
+    "calls_as": ("event", "task"),
 }
 
 # Keys whose value is a free-form mapping: a layer replaces it whole.
@@ -237,6 +240,9 @@ def validate(provider: str, values: dict[str, Any]) -> dict[str, Any]:
             raise SettingsError(f"not_before: not a date: {not_before!r}") from exc
     elif not_before is not None and not isinstance(not_before, date):
         raise SettingsError(f"not_before: not a date: {not_before!r}")
+    group = values["contact_group"]
+    if group is not None and (not isinstance(group, str) or not group.strip()):
+        raise SettingsError(f"contact_group: expected a group id or null, got {group!r}")
     if "{subject}" not in values["completed_marker"]:
         raise SettingsError("completed_marker: must contain {subject}")
     for kind in KINDS:

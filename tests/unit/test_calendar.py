@@ -184,6 +184,121 @@ def test_CAL1_timeless_activity_becomes_an_all_day_event(provider: Provider) -> 
     assert (created["start"], created["end"]) == (date(2026, 11, 5), date(2026, 11, 6))
 
 
+# -- CAL-1 calls as provider tasks (setting calls_as) ---------------------------------------
+
+BERLIN_CALL = {
+    "type": "call",
+    "subject": "Call Bob",
+    "start": datetime(2026, 11, 4, 23, 30, tzinfo=UTC),  # 00:30 on the 5th in Berlin
+    "end": datetime(2026, 11, 4, 23, 45, tzinfo=UTC),
+    "timezone": "Europe/Berlin",
+    "notes": "ask about the renewal",
+}
+
+
+def calls_as_tasks(provider: Provider) -> tuple[SyncWorld, str, dict[str, Any]]:
+    """A world syncing calls as tasks, one CRM call synced; (world, call id, its task)."""
+    world = SyncWorld(provider=provider, settings={"calls_as": "task"})
+    call = world.crm.create("activity", BERLIN_CALL)
+    world.sync()
+    return world, call, only(world.provider.all("todo"))
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_CAL1_call_becomes_a_provider_task_due_on_its_local_day(provider: Provider) -> None:
+    world, _, task = calls_as_tasks(provider)
+
+    assert world.provider.all("activity") == []
+    assert (task["subject"], task["due"], task["notes"]) == (
+        "Call Bob",
+        date(2026, 11, 5),
+        "ask about the renewal",
+    )
+    assert task["status"] == "open"
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_CAL1_meetings_stay_events_while_calls_are_tasks(provider: Provider) -> None:
+    world = SyncWorld(provider=provider, settings={"calls_as": "task"})
+    world.crm.create("activity", meeting(subject="Review"))
+    world.crm.create("activity", BERLIN_CALL)
+
+    world.sync()
+
+    assert [e["subject"] for e in world.provider.all("activity")] == ["Review"]
+    assert [t["subject"] for t in world.provider.all("todo")] == ["Call Bob"]
+    assert world.crm.all("todo") == []
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_CAL1_completing_the_task_completes_the_call(provider: Provider) -> None:
+    world, call, task = calls_as_tasks(provider)
+
+    world.provider.update("todo", task["id"], {"status": "completed"})
+    world.sync()
+
+    assert crm_activity(world, call)["status"] == "completed"
+    assert world.crm.all("todo") == []
+    second = world.sync()
+    assert world.provider.get("todo", task["id"])["status"] == "completed"
+    assert second["status"] == "ok"
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_CAL1_new_due_date_moves_the_call_keeping_its_local_time(provider: Provider) -> None:
+    world, call, task = calls_as_tasks(provider)
+
+    world.provider.update("todo", task["id"], {"due": date(2026, 11, 9), "subject": "Call Bob!"})
+    world.sync()
+
+    moved = crm_activity(world, call)
+    assert moved["subject"] == "Call Bob!"
+    assert moved["start"] == datetime(2026, 11, 8, 23, 30, tzinfo=UTC)  # 00:30 Berlin, 9th
+    assert moved["end"] - moved["start"] == timedelta(minutes=15)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_CAL1_crm_edit_of_the_call_reaches_the_task(provider: Provider) -> None:
+    world, call, task = calls_as_tasks(provider)
+
+    world.crm.update("activity", call, {"notes": "renewal signed", "status": "completed"})
+    world.sync()
+
+    updated = world.provider.get("todo", task["id"])
+    assert (updated["notes"], updated["status"]) == ("renewal signed", "completed")
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_CAL1_deleting_the_task_deletes_the_call_and_new_tasks_are_crm_todos(
+    provider: Provider,
+) -> None:
+    world, call, task = calls_as_tasks(provider)
+    world.provider.create("todo", {"subject": "Send offer", "due": date(2026, 11, 6)})
+
+    world.provider.delete("todo", task["id"])
+    world.sync()
+
+    assert world.crm.get("activity", call) is None
+    assert [t["subject"] for t in world.crm.all("todo")] == ["Send offer"]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_CAL1_switching_calls_to_tasks_moves_an_existing_call_off_the_calendar(
+    provider: Provider,
+) -> None:
+    world = SyncWorld(provider=provider)
+    call = world.crm.create("activity", BERLIN_CALL)
+    world.sync()
+    assert len(world.provider.all("activity")) == 1
+
+    world.settings(calls_as="task")
+    world.sync()
+
+    assert world.provider.all("activity") == []
+    assert [t["subject"] for t in world.provider.all("todo")] == ["Call Bob"]
+    assert crm_activity(world, call)["subject"] == "Call Bob"
+
+
 # -- CAL-2 first-cycle pairing -------------------------------------------------------------
 
 
@@ -324,6 +439,26 @@ def test_CAL3_window_days_setting_widens_the_first_cycle(provider: Provider) -> 
     world.sync()
 
     assert len(world.provider.all("activity")) == 1
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_CAL3_widening_the_window_later_brings_in_unchanged_older_activities(
+    provider: Provider,
+) -> None:
+    world = world_with_history(provider, created_days_ago=60)
+    world.crm.create(
+        "activity", meeting(subject="Old", start=days_ago(20), end=days_ago(20) + HOUR)
+    )
+    world.advance(timedelta(days=60))
+    world.crm.create("activity", meeting(subject="Current"))
+    world.sync()
+    assert [e["subject"] for e in world.provider.all("activity")] == ["Current"]
+
+    world.settings(window_days=30)
+    world.sync()
+
+    assert sorted(e["subject"] for e in world.provider.all("activity")) == ["Current", "Old"]
+    assert len(world.links("activity")) == 2
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from crmsync.settings import SettingsError
 from crmsync.testing import SyncWorld
 
 PROVIDERS = ("google", "microsoft")
@@ -112,6 +113,66 @@ def test_CON1_contact_in_another_users_sync_group_is_not_synced() -> None:
 
     assert world.provider.all("contact") == []
     assert world.links("contact") == []
+
+
+def test_CON1_sync_group_chosen_in_settings_is_the_crm_side() -> None:
+    world = SyncWorld(settings={"contact_group": "key-accounts"})
+    chosen = world.crm.create("contact", ADA)
+    world.crm.add_to_sync_group(chosen, group="key-accounts")
+    own = world.crm.create("contact", GRACE)
+    world.crm.add_to_sync_group(own, group="u1")  # the user's own group, not chosen
+
+    world.sync()
+
+    assert emails(world.provider.all("contact")) == ["ada@example.com"]
+    assert world.crm.sync_group() == [chosen]
+
+
+def test_CON1_sync_group_cannot_change_after_contacts_synced() -> None:
+    world = SyncWorld()
+    crm_member(world, ADA)
+    world.sync()
+
+    with pytest.raises(SettingsError, match=r"contact_group.*reset"):
+        world.settings(contact_group="key-accounts")
+
+    assert world.effective_settings()["contact_group"] is None
+    world.sync()
+    assert emails(world.provider.all("contact")) == ["ada@example.com"]
+
+
+def test_CON1_sync_group_may_change_before_the_first_cycle() -> None:
+    world = SyncWorld()
+    world.settings(contact_group="key-accounts")
+    world.settings(contact_group="partners")
+
+    assert world.effective_settings()["contact_group"] == "partners"
+
+
+def test_CON1_bad_sync_group_is_a_clear_error() -> None:
+    with pytest.raises(SettingsError, match="contact_group"):
+        SyncWorld(settings={"contact_group": "  "})
+
+
+@both_providers
+def test_CON1_reset_unlinks_everything_then_the_new_group_syncs_without_duplicates(
+    provider: str,
+) -> None:
+    world = SyncWorld(provider=provider)
+    ada = crm_member(world, ADA)
+    world.sync()
+    grace = world.crm.create("contact", GRACE)
+    world.crm.add_to_sync_group(ada, group="key-accounts")
+    world.crm.add_to_sync_group(grace, group="key-accounts")
+
+    assert world.reset("contact") == 1
+    assert world.links("contact") == []
+    world.settings(contact_group="key-accounts")
+    world.sync()
+
+    assert emails(world.provider.all("contact")) == ["ada@example.com", "grace@example.org"]
+    assert {link["crm_id"] for link in world.links("contact")} == {ada, grace}
+    assert len(world.crm.all("contact")) == 2
 
 
 @both_providers

@@ -434,3 +434,62 @@ def test_SYN5_transient_update_failure_is_retried_without_a_new_change() -> None
     event = world.provider.get("activity", twin_of(world, "activity", crm_id))
     assert event is not None and event["subject"] == "Planning v2"
     assert len(world.provider.all("activity")) == 1
+
+
+@pytest.mark.parametrize("failures", [1, 2, 3])
+def test_SYN5_delete_failing_several_cycles_in_a_row_still_happens(failures: int) -> None:
+    """A failed delete leaves its journal; each later cycle settles it (the record is
+    still there, so it was not deleted) and tries again, until it succeeds."""
+    world = SyncWorld()
+    crm_id = world.crm.create("activity", meeting("Planning"))
+    world.sync()
+    event_id = twin_of(world, "activity", crm_id)
+    world.crm.delete("activity", crm_id)
+    world.fail("provider", "delete", "transient", times=failures)
+
+    statuses = [world.sync()["status"] for _ in range(failures)]
+    sync_until_quiet(world)
+
+    assert statuses == ["partial"] * failures
+    assert world.provider.get("activity", event_id) is None
+    assert world.links("activity") == []
+
+
+def test_SYN5_delete_failing_again_after_a_killed_cycle_still_happens() -> None:
+    """Found by the state machine: an event's first sync is killed, two provider
+    deletes are armed to fail, the CRM activity is deleted and a later run is killed.
+    The delete is then planned from a link whose versions could no longer be vouched
+    for and fails again; the next cycle must still see the event as not deleted, and
+    delete it, instead of dropping the link and bringing the event back to the CRM."""
+    world = SyncWorld(provider="google")
+    contact = world.crm.create("contact", {"last_name": "N1", "emails": ["p1@example.com"]})
+    world.crm.add_to_sync_group(contact)
+    sync_until_quiet(world)
+    event_id = world.provider.create("activity", meeting("Planning", type="meeting"))
+    world.fail("provider", "delete", "transient")
+    world.crash_after(1)
+    world.sync()
+    sync_until_quiet(world)
+    world.fail("provider", "delete", "transient")  # armed twice, used much later
+    crm_id = only_link(world)["crm_id"]
+    world.crm.delete("contact", contact)
+    world.crm.delete("activity", crm_id)
+    for n in range(3, 6):
+        other = world.crm.create("contact", {"last_name": f"N{n}", "emails": [f"p{n}@x.com"]})
+        world.crm.add_to_sync_group(other)
+    world.crm.create("activity", meeting("Review"))
+    world.crash_after(5)
+
+    assert world.sync()["status"] == "crashed"
+    sync_until_quiet(world, limit=8)
+
+    assert world.provider.get("activity", event_id) is None
+    assert world.crm.get("activity", crm_id) is None
+    assert subjects(world.crm.all("activity")) == ["Review"]
+    assert subjects(world.provider.all("activity")) == ["Review"]
+
+
+def only_link(world: SyncWorld) -> dict[str, Any]:
+    links = world.links("activity")
+    assert len(links) == 1, links
+    return links[0]

@@ -32,8 +32,8 @@ class MemoryCrm:
         self.infinite_series = True
         self.recurring_todos = True
 
-    def connector(self, user: str) -> MemoryCrmConnector:
-        return MemoryCrmConnector(self, user)
+    def connector(self, user: str, group: str | None = None) -> MemoryCrmConnector:
+        return MemoryCrmConnector(self, user, group)
 
     # -- the CRM's own behaviour --------------------------------------------------
     def schema(self) -> CrmSchema:
@@ -98,9 +98,10 @@ class MemoryCrm:
 class MemoryCrmConnector:
     """The CrmConnector port for one CRM user: sees only what that user may see."""
 
-    def __init__(self, crm: MemoryCrm, user: str) -> None:
+    def __init__(self, crm: MemoryCrm, user: str, group: str | None = None) -> None:
         self.crm = crm
         self.user = user
+        self.group = group or user  # the contact sync group (CON-1): the user's own by default
 
     def _written(self) -> None:
         self.crm.log.faults.after_write()
@@ -110,7 +111,7 @@ class MemoryCrmConnector:
         return self.crm.schema()
 
     def _in_scope(self, kind: Kind, entry: Entry) -> bool:
-        return kind != "contact" or entry.id in self.crm.groups.get(self.user, set())
+        return kind != "contact" or entry.id in self.crm.groups.get(self.group, set())
 
     def _record(self, kind: Kind, entry: Entry | None, record_id: str) -> SideRecord:
         in_scope = entry is not None and self._in_scope(kind, entry)
@@ -143,7 +144,7 @@ class MemoryCrmConnector:
             table, fields, key=write.key, ref=write.ref, owner=self.user, extra=extra
         )
         if write.kind == "contact" and write.in_scope and not write.as_lead:
-            self.crm.groups.setdefault(self.user, set()).add(entry.id)
+            self.crm.groups.setdefault(self.group, set()).add(entry.id)
         self._written()
         return WriteResult(entry.id, str(entry.version))
 
@@ -167,12 +168,12 @@ class MemoryCrmConnector:
     def delete(self, write: Write) -> None:
         self.crm.log._count("delete")
         self.crm.log.remove(write.kind, write.target, write.version)
-        self.crm.groups.get(self.user, set()).discard(write.target or "")
+        self.crm.groups.get(self.group, set()).discard(write.target or "")
         self._written()
 
     def set_scope(self, write: Write) -> WriteResult:
         self.crm.log._count("scope")
-        group = self.crm.groups.setdefault(self.user, set())
+        group = self.crm.groups.setdefault(self.group, set())
         entry = self.crm.log.touch(write.kind, write.target, write.version)
         if write.in_scope:
             group.add(entry.id)

@@ -57,6 +57,10 @@ class MemoryStore:
         self.writes += 1
         self._cursors[(connection, side, kind)] = cursor
 
+    def forget_cursor(self, connection: str, side: Side, kind: Kind) -> None:
+        self.writes += 1
+        self._cursors.pop((connection, side, kind), None)
+
     # -- links ---------------------------------------------------------------------
     def _table(self, connection: str, kind: Kind) -> dict[str, Link]:
         return self._links.setdefault((connection, kind), {})

@@ -19,13 +19,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from crmsync import model
+from crmsync.configure import change_settings, reset
 from crmsync.crm.memory import MemoryCrm
 from crmsync.cycle import LEASE_SECONDS, Cycle
 from crmsync.model import Kind
 from crmsync.ports import Connection
 from crmsync.providers.memory import MemoryProvider
 from crmsync.recordlog import Crash, Entry, Faults, RecordLog
-from crmsync.settings import PROVIDER_DEFAULTS, Settings, Side, overlay, resolve
+from crmsync.settings import PROVIDER_DEFAULTS, Settings, Side, resolve
 from crmsync.store.memory import MemoryStore
 
 __all__ = ["Crash", "SyncWorld"]
@@ -91,18 +92,31 @@ class CrmHandle(_Side):
     def leads(self) -> list[dict[str, Any]]:
         return [{"id": e.id, **e.raw} for e in self._log.table("lead").values() if not e.deleted]
 
-    def add_to_sync_group(self, contact_id: str, user: str = "u1") -> None:
-        self._log.touch("contact", contact_id, remote=False)
-        self._crm.groups.setdefault(user, set()).add(contact_id)
+    def _group(self, user: str, group: str | None) -> str:
+        """A named group, else the group `user` syncs: the one chosen in the world's
+        settings for the world's user, each user's own group otherwise."""
+        if group is not None:
+            return group
+        if user == self._world.user:
+            return self._world.effective_settings()["contact_group"] or user
+        return user
 
-    def remove_from_sync_group(self, contact_id: str, user: str = "u1") -> None:
+    def add_to_sync_group(
+        self, contact_id: str, user: str = "u1", group: str | None = None
+    ) -> None:
         self._log.touch("contact", contact_id, remote=False)
-        self._crm.groups.setdefault(user, set()).discard(contact_id)
+        self._crm.groups.setdefault(self._group(user, group), set()).add(contact_id)
 
-    def sync_group(self, user: str = "u1") -> list[str]:
+    def remove_from_sync_group(
+        self, contact_id: str, user: str = "u1", group: str | None = None
+    ) -> None:
+        self._log.touch("contact", contact_id, remote=False)
+        self._crm.groups.setdefault(self._group(user, group), set()).discard(contact_id)
+
+    def sync_group(self, user: str = "u1", group: str | None = None) -> list[str]:
         return sorted(
             i
-            for i in self._crm.groups.get(user, set())
+            for i in self._crm.groups.get(self._group(user, group), set())
             if not self._log.table("contact")[i].deleted
         )
 
@@ -234,11 +248,21 @@ class SyncWorld:
         return resolve(self.connection.provider, self.tenant, self._user_settings)
 
     def settings(self, **changes: Any) -> Settings:
-        """Change the user's settings (SET-1..5); a bad value raises SettingsError."""
-        candidate = overlay(self._user_settings, changes)
-        resolved = resolve(self.connection.provider, self.tenant, candidate)
-        self._user_settings = candidate
-        return resolved
+        """Change the user's settings (SET-1..5); a bad value, or a change not allowed
+        now (the contact sync group after contacts synced, CON-1), raises SettingsError."""
+        self._user_settings = change_settings(
+            self.store,
+            self.connection.id,
+            self.connection.provider,
+            self.tenant,
+            self._user_settings,
+            changes,
+        )
+        return self.effective_settings()
+
+    def reset(self, kind: Kind) -> int:
+        """Unlink every record of `kind`; the next cycle pairs them again (CON-1)."""
+        return reset(self.store, self.connection.id, kind)
 
     def exclude(self, kind: Kind, crm_id: str, until: datetime | None = None) -> None:
         """SET-4: never touch this record (until `until`, when given)."""
@@ -251,12 +275,6 @@ class SyncWorld:
         table = dict(self.effective_settings()["exclusions"])
         table[kind] = {k: v for k, v in table.get(kind, {}).items() if k != crm_id}
         self.settings(exclusions=table)
-        pending = self.store.retries(self.connection.id, kind)
-        pending.add(("crm", crm_id))
-        for link in self.store.links_for(self.connection.id, kind, [crm_id], []):
-            if link.provider_id:
-                pending.add(("provider", link.provider_id))
-        self.store.set_retries(self.connection.id, kind, pending)
 
     # -- faults -----------------------------------------------------------------------
     def crash_after(self, n: int) -> None:
@@ -279,7 +297,7 @@ class SyncWorld:
         return Cycle(
             self.connection,
             self.store,
-            self._crm.connector(self.user),
+            self._crm.connector(self.user, self.effective_settings()["contact_group"]),
             self._provider,
             self.effective_settings(),
             self.now,

@@ -1,0 +1,98 @@
+"""Changing a connection's settings, and what a change does to its stored sync state.
+
+Settings are plain values (`crmsync.settings`); some changes also need the stored state
+of the connection to follow, or are not allowed once it exists:
+
+- the contact sync group cannot change once contacts have synced, only after an
+  explicit reset that unlinks every contact (CON-1);
+- a change of what is in scope (calls as tasks, the calendar window, private items)
+  makes the next cycle list the affected feeds whole, so records that did not change
+  still enter or leave the sync (CAL-1, CAL-3, CAL-4);
+- a record taken off the exclusion list is read again on both sides by the next cycle,
+  so changes made while it was excluded sync (SET-4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from crmsync.model import KINDS, Kind
+from crmsync.ports import Store
+from crmsync.settings import Settings, SettingsError, Side, overlay, resolve
+
+# Settings whose change alters which records of a feed are in scope: (side, kind) feeds
+# to list whole on the next cycle.
+_RESCOPING: dict[str, tuple[tuple[Side, Kind], ...]] = {
+    "calls_as": (("crm", "activity"), ("crm", "todo")),
+    "window_days": (("crm", "activity"), ("provider", "activity")),
+    "not_before": (("crm", "activity"), ("provider", "activity")),
+    "private_items": (("crm", "activity"), ("provider", "activity")),
+}
+
+
+def change_settings(
+    store: Store,
+    connection: str,
+    provider: str,
+    tenant: Mapping[str, Any] | None,
+    current: Mapping[str, Any],
+    changes: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The user's new settings layer, validated; raises SettingsError for a bad value or
+    a change that is not allowed now. Updates the stored state the change affects."""
+    layer = overlay(current, changes)
+    before = resolve(provider, tenant, current)
+    after = resolve(provider, tenant, layer)
+    if before["contact_group"] != after["contact_group"] and has_synced(
+        store, connection, "contact"
+    ):
+        raise SettingsError(
+            "contact_group: cannot change after contacts have synced; "
+            "reset the contact sync first, which unlinks every contact (CON-1)"
+        )
+    for key, feeds in _RESCOPING.items():
+        if before[key] != after[key]:
+            for side, kind in feeds:
+                store.forget_cursor(connection, side, kind)
+    for kind in KINDS:
+        for crm_id in _released(before, after, kind):
+            recheck(store, connection, kind, crm_id)
+    return layer
+
+
+def has_synced(store: Store, connection: str, kind: Kind) -> bool:
+    return any(store.cursor(connection, side, kind) is not None for side in ("crm", "provider"))
+
+
+def reset(store: Store, connection: str, kind: Kind) -> int:
+    """Unlink every record of `kind` and start its sync afresh; returns how many links
+    were dropped. Records stay as they are on both sides; the next cycle pairs them
+    again by their matching rules (CON-3, CAL-2), so nothing is duplicated."""
+    links = list(store.links(connection, kind))
+    for link in links:
+        store.delete_link(connection, kind, link.key)
+    for side in ("crm", "provider"):
+        store.forget_cursor(connection, side, kind)
+    store.set_retries(connection, kind, set())
+    for item in store.queue(connection):
+        if item["kind"] == kind:
+            store.drop_queue_item(connection, item["id"])
+    return len(links)
+
+
+def recheck(store: Store, connection: str, kind: Kind, crm_id: str) -> None:
+    """The next cycle reads this CRM record, and its linked provider record, again."""
+    pending = store.retries(connection, kind)
+    pending.add(("crm", crm_id))
+    for link in store.links_for(connection, kind, [crm_id], []):
+        if link.provider_id:
+            pending.add(("provider", link.provider_id))
+    store.set_retries(connection, kind, pending)
+
+
+def _released(before: Settings, after: Settings, kind: Kind) -> set[str]:
+    """CRM ids excluded before and not after (SET-4)."""
+    was = before["exclusions"].get(kind, {})
+    now = after["exclusions"].get(kind, {})
+    return {crm_id for crm_id in was if crm_id not in now}
