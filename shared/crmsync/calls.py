@@ -15,7 +15,7 @@ declines the call. A call has no "in progress": such a task reads back as open.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
@@ -116,6 +116,9 @@ class CallsAsTodos:
             return _as_todo(self.crm.get("activity", record_id[len(PREFIX) :]))
         record = self.crm.get(kind, record_id)
         return _without_call(record) if kind == "activity" else record
+
+    def find_by_email(self, kind: Kind, emails: Sequence[str]) -> list[SideRecord]:
+        return self.crm.find_by_email(kind, emails)
 
     # -- writing ----------------------------------------------------------------------
     def create(self, write: Write) -> WriteResult:

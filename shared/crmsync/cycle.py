@@ -218,6 +218,8 @@ class Cycle:
             if record_id not in changes[side]:
                 changes[side][record_id] = self.side(side).get(kind, record_id)
         links = Links.of(self.store.links_for(self.conn, kind, changes["crm"], changes["provider"]))
+        if kind == "contact":
+            self.add_twins(kind, changes, links, {"crm": crm_full, "provider": prov_full})
         for side, full in (("crm", crm_full), ("provider", prov_full)):
             if full and not (crm_first and prov_first):
                 self.add_vanished(kind, side, changes, links)
@@ -232,6 +234,46 @@ class Cycle:
         self.store.set_retries(self.conn, kind, retry)
         self.store.save_cursor(self.conn, "crm", kind, crm_cursor)
         self.store.save_cursor(self.conn, "provider", kind, prov_cursor)
+
+    def add_twins(
+        self,
+        kind: Kind,
+        changes: dict[Side, dict[str, SideRecord]],
+        links: Links,
+        full: Mapping[Side, bool],
+    ) -> None:
+        """CON-3: the twin by e-mail of a new record joins the plan even when it did not
+        change or is outside the sync scope, so the two are linked, not duplicated.
+        One lookup per side and cycle, for all new records together."""
+        sides: tuple[tuple[Side, Side], ...] = (("crm", "provider"), ("provider", "crm"))
+        for side, other in sides:
+            if full[other]:  # a whole listing already holds every candidate
+                continue
+            linked = links.crm if side == "crm" else links.provider
+            emails = sorted(
+                {
+                    email
+                    for record in changes[side].values()
+                    if record.fields and record.in_scope and record.id not in linked
+                    for email in record.fields.get("emails") or ()
+                }
+            )
+            if not emails:
+                continue
+            found = [
+                record
+                for record in self.side(other).find_by_email(kind, emails)
+                if record.id not in changes[other]
+            ]
+            for record in found:
+                changes[other][record.id] = record
+            ids = [record.id for record in found]
+            crm_ids, provider_ids = (ids, []) if other == "crm" else ([], ids)
+            for link in self.store.links_for(self.conn, kind, crm_ids, provider_ids):
+                if link.crm_id:
+                    links.crm[link.crm_id] = link
+                if link.provider_id:
+                    links.provider[link.provider_id] = link
 
     def add_vanished(
         self, kind: Kind, side: Side, changes: dict[Side, dict[str, SideRecord]], links: Links

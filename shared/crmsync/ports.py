@@ -54,6 +54,10 @@ class RecordSide(Protocol):
     def get(self, kind: Kind, record_id: str) -> SideRecord:
         """The record as it is now; a gone record has `fields` None."""
 
+    def find_by_email(self, kind: Kind, emails: Sequence[str]) -> list[SideRecord]:
+        """Live records holding any of these e-mail addresses (lower-cased), in the sync
+        scope or not: the twins a new record must be linked to, not duplicated (CON-3)."""
+
     def create(self, write: Write) -> WriteResult:
         """Create once per `write.key`: a retried create returns the first result."""
 

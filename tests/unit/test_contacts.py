@@ -297,6 +297,46 @@ def test_CON3_labelled_contact_matching_crm_contact_outside_group_is_not_duplica
 
 
 @both_providers
+def test_CON3_later_group_member_is_linked_to_its_unchanged_unlabelled_twin(
+    provider: str,
+) -> None:
+    world = SyncWorld(provider=provider)
+    crm_member(world, GRACE)
+    world.sync()
+    existing = world.provider.create("contact", {**ADA, "emails": [" ADA@example.com"]})
+    ada = world.crm.create("contact", ADA)
+    world.sync()  # neither is in the sync yet; the provider contact does not change again
+
+    world.crm.add_to_sync_group(ada)
+    world.sync()
+
+    assert emails(world.provider.all("contact")) == ["ada@example.com", "grace@example.org"]
+    assert (ada, existing) in pairs(world)
+    assert existing in world.provider.labelled()
+    assert_converged(world)
+
+
+@both_providers
+def test_CON3_later_labelled_contact_is_linked_to_its_unchanged_twin_outside_the_group(
+    provider: str,
+) -> None:
+    world = SyncWorld(provider=provider)
+    crm_member(world, GRACE)
+    world.sync()
+    existing = world.crm.create("contact", ADA)
+    ada = world.provider.create("contact", {**ADA, "emails": ["Ada@Example.com"]})
+    world.sync()
+
+    world.provider.label(ada)
+    world.sync()
+
+    assert emails(world.crm.all("contact")) == ["ada@example.com", "grace@example.org"]
+    assert (existing, ada) in pairs(world)
+    assert existing in world.crm.sync_group()
+    assert_converged(world)
+
+
+@both_providers
 def test_CON3_near_duplicate_is_reported_not_merged(provider: str) -> None:
     world = SyncWorld(provider=provider)
     cid = crm_member(world, {**GRACE, "emails": ["grace@navy.example"]})

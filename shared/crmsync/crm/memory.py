@@ -8,7 +8,7 @@ its account (CON-7).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -130,6 +130,18 @@ class MemoryCrmConnector:
         if entry is not None and not self.crm.visible(kind, entry, self.user):
             entry = None
         return self._record(kind, entry, record_id)
+
+    def find_by_email(self, kind: Kind, emails: Sequence[str]) -> list[SideRecord]:
+        self.crm.log._count("find")
+        wanted = set(emails)
+        found = []
+        for entry in self.crm.log.table(kind).values():
+            if entry.deleted or not self.crm.visible(kind, entry, self.user):
+                continue
+            record = self._record(kind, entry, entry.id)
+            if record.fields and wanted.intersection(record.fields.get("emails") or ()):
+                found.append(record)
+        return found
 
     def create(self, write: Write) -> WriteResult:
         self.crm.log._count("create")

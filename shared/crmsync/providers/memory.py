@@ -7,7 +7,7 @@ keys on create, and records the invitations that writes send (SYN-8).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -56,6 +56,18 @@ class MemoryProvider:
         entries, new_cursor, more = self.log.feed(kind, cursor, lambda e: True)
         records = [self._record(kind, e, e.id) for e in entries]
         return ChangePage(records, new_cursor, more)
+
+    def find_by_email(self, kind: Kind, emails: Sequence[str]) -> list[SideRecord]:
+        self.log._count("find")
+        wanted = set(emails)
+        found = []
+        for entry in self.log.table(kind).values():
+            if entry.deleted:
+                continue
+            record = self._record(kind, entry, entry.id)
+            if record.fields and wanted.intersection(record.fields.get("emails") or ()):
+                found.append(record)
+        return found
 
     def get(self, kind: Kind, record_id: str) -> SideRecord:
         self.log._count("get")
