@@ -37,3 +37,12 @@ class CursorExpired(SyncError):
 
 class GrantRevoked(SyncError):
     """The user's grant is gone (`invalid_grant`): the connection needs re-authorization."""
+
+
+class PermissionDenied(PermanentError):
+    """The acting user may not see or change this record (HTTP 403; AUTH-5)."""
+
+
+class CrmUnauthorized(SyncError):
+    """The CRM refused the tenant's credentials (HTTP 401): no request of this tenant
+    can succeed until an operator replaces them, so the cycle stops."""

@@ -14,6 +14,7 @@ injectable failures and crashes); the cycle, planner and store are the productio
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -23,11 +24,12 @@ from crmsync.configure import change_settings, reset
 from crmsync.crm.memory import MemoryCrm
 from crmsync.cycle import LEASE_SECONDS, Cycle
 from crmsync.model import Kind
-from crmsync.ports import Connection
+from crmsync.ports import Connection, CrmConnector
 from crmsync.providers.memory import MemoryProvider
 from crmsync.recordlog import Crash, Entry, Faults, RecordLog
 from crmsync.settings import PROVIDER_DEFAULTS, Settings, Side, resolve
 from crmsync.store.memory import MemoryStore
+from crmsync.testing.rest import ReferenceCrmSide, RestCrmHandle
 
 __all__ = ["Crash", "SyncWorld"]
 
@@ -219,6 +221,7 @@ class SyncWorld:
         tenant: Mapping[str, Any] | None = None,
         user: str = "u1",
         syncing_users: tuple[str, ...] = (),
+        crm: Literal["memory", "rest"] | None = None,
     ) -> None:
         self._now = model.now_utc(now)
         self.user = user
@@ -227,7 +230,16 @@ class SyncWorld:
         self._crm = MemoryCrm(self.now, self.faults)
         held = {k: tuple(v) for k, v in PROVIDER_DEFAULTS[provider]["field_map"].items()}
         self._provider = MemoryProvider(self.now, held, self.faults)
-        self.crm = CrmHandle(self, self._crm)
+        self.crm_mode = crm or os.environ.get("CRMSYNC_WORLD_CRM", "memory")
+        self._reference: ReferenceCrmSide | None = None
+        self.crm: CrmHandle | RestCrmHandle
+        if self.crm_mode == "rest":
+            self._reference = ReferenceCrmSide(self.now, self.faults)
+            self.crm = RestCrmHandle(self, self._reference)
+        elif self.crm_mode == "memory":
+            self.crm = CrmHandle(self, self._crm)
+        else:
+            raise ValueError(f"crm is 'memory' or 'rest', not {self.crm_mode!r}")
         self.provider = ProviderHandle(self, self._provider)
         self.tenant = dict(tenant or {})
         self.syncing_users = frozenset(syncing_users)
@@ -297,7 +309,7 @@ class SyncWorld:
         return Cycle(
             self.connection,
             self.store,
-            self._crm.connector(self.user, self.effective_settings()["contact_group"]),
+            self.crm_connector(),
             self._provider,
             self.effective_settings(),
             self.now,
@@ -305,6 +317,18 @@ class SyncWorld:
             trigger,
             run_id=f"run-{self._runs}",
         )
+
+    def crm_connector(self) -> CrmConnector:
+        group = self.effective_settings()["contact_group"]
+        if self._reference is not None:
+            return self._reference.connector(self.user, group, self.faults.after_write)
+        return self._crm.connector(self.user, group)
+
+    def close(self) -> None:
+        """Stop the reference CRM's server, when there is one (it also stops when the
+        world is garbage collected)."""
+        if self._reference is not None:
+            self._reference.close()
 
     def sync(self, trigger: str = "schedule") -> dict[str, Any]:
         """Run one cycle; returns its run record. A crashed run returns status "crashed"."""

@@ -1,0 +1,352 @@
+"""The CrmConnector port over HTTP: crmsync's side of the CRM contract.
+
+`docs/crm-contract.yaml` is the contract. This module is the only place that knows its
+paths and bodies. Requests carry the tenant's bearer token and the CRM user crmsync
+acts for (AUTH-5); transient answers (429, 5xx, timeouts, broken connections) are
+retried with exponential backoff that honours `Retry-After`; every other answer
+becomes one of crmsync's typed errors. Nothing secret or personal is logged: a log
+line holds the method, the path template, the status and the time taken.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from crmsync import model
+from crmsync.engine.plan import Write
+from crmsync.engine.records import CrmSchema, SideRecord
+from crmsync.errors import (
+    Conflict,
+    CrmUnauthorized,
+    CursorExpired,
+    NotFound,
+    PermanentError,
+    PermissionDenied,
+    RateLimited,
+    TransientError,
+)
+from crmsync.model import Kind
+from crmsync.ports import ChangePage, WriteResult
+
+log = logging.getLogger("crmsync.crm.rest")
+
+_RETRIED = {429, 500, 502, 503, 504}
+_GONE = SideRecord("", "0", None)
+
+
+class RestCrmConnector:
+    """One CRM user's view of the CRM, over the contract's HTTP API.
+
+    `group` is the contact sync group (CON-1); None is the user's own (`default`).
+    `after_write` is called once each write has been answered with success (metrics,
+    and fault injection in tests). `max_wait` bounds how long one request may wait
+    for a `Retry-After`; a longer wait is raised as RateLimited for the cycle to
+    yield instead of sleeping through its time budget.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        user: str,
+        group: str | None = None,
+        *,
+        timeout: float = 10.0,
+        attempts: int = 4,
+        backoff: float = 0.5,
+        max_wait: float = 30.0,
+        page_size: int = 200,
+        session: requests.Session | None = None,
+        after_write: Callable[[], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.user = user
+        self.group = group or "default"
+        self.timeout = timeout
+        self.attempts = attempts
+        self.backoff = backoff
+        self.max_wait = max_wait
+        self.page_size = page_size
+        self.session = session or requests.Session()
+        self.after_write = after_write
+        self.sleep = sleep
+        self._headers = {
+            "Authorization": f"Bearer {token}",
+            "X-Crm-User": user,
+            "Accept": "application/json",
+        }
+
+    def __repr__(self) -> str:  # never the token
+        return f"RestCrmConnector({self.base_url!r}, user={self.user!r}, group={self.group!r})"
+
+    # -- the CrmConnector port: reading ----------------------------------------------
+    def schema(self) -> CrmSchema:
+        body = self._call("GET", "/schema", "/schema")
+        caps = body.get("capabilities", {})
+        limits = body.get("limits", {})
+        return CrmSchema(
+            limits={kind: dict(limits.get(kind, {})) for kind in model.KINDS},
+            infinite_series=bool(caps.get("infinite_series", True)),
+            recurring_todos=bool(caps.get("recurring_todos", True)),
+        )
+
+    def changes(self, kind: Kind, cursor: str | None) -> ChangePage:
+        params: dict[str, Any] = {"limit": self.page_size, "group": self.group}
+        if cursor is not None:
+            params["cursor"] = cursor
+        try:
+            body = self._call("GET", f"/changes/{kind}", "/changes/{kind}", params=params)
+        except NotFound as exc:  # a 410 on the feed: the cursor is too old
+            raise CursorExpired(str(exc)) from exc
+        records = [_side_record(kind, item) for item in body["items"]]
+        return ChangePage(records, str(body["cursor"]), bool(body["more"]))
+
+    def get(self, kind: Kind, record_id: str) -> SideRecord:
+        try:
+            body = self._call(
+                "GET",
+                f"/records/{kind}/{quote(record_id, safe='')}",
+                "/records/{kind}/{id}",
+                params={"group": self.group},
+            )
+        except NotFound:
+            return SideRecord(record_id, "0", None)
+        return _side_record(kind, body)
+
+    def find_by_email(self, kind: Kind, emails: Sequence[str]) -> list[SideRecord]:
+        found: list[SideRecord] = []
+        for start in range(0, len(emails), 100):  # the contract takes 100 addresses a call
+            params = {"email": list(emails[start : start + 100]), "group": self.group}
+            body = self._call("GET", f"/records/{kind}", "/records/{kind}", params=params)
+            found.extend(_side_record(kind, item) for item in body["items"])
+        return found
+
+    # -- writing --------------------------------------------------------------------------
+    def create(self, write: Write) -> WriteResult:
+        assert write.fields is not None and write.key is not None
+        headers = {"Idempotency-Key": write.key}
+        if write.as_lead:
+            body = {"fields": model.to_json(dict(write.fields)), "ref": write.ref}
+            answer = self._call("POST", "/leads", "/leads", json=body, headers=headers)
+        else:
+            body = {"fields": model.to_json(dict(write.fields)), "ref": write.ref}
+            if write.kind == "contact":
+                body["group"] = self.group if write.in_scope else None
+                if write.account is not None:
+                    body["account"] = _account(write)
+            answer = self._call(
+                "POST", f"/records/{write.kind}", "/records/{kind}", json=body, headers=headers
+            )
+        return self._written(answer)
+
+    def update(self, write: Write) -> WriteResult:
+        assert write.fields is not None and write.target is not None
+        version = write.version or self._current_version(write.kind, write.target)
+        body: dict[str, Any] = {"fields": model.to_json(dict(write.fields))}
+        if write.kind == "contact":
+            body["shared_address"] = write.shared_address
+        answer = self._call(
+            "PATCH",
+            f"/records/{write.kind}/{quote(write.target, safe='')}",
+            "/records/{kind}/{id}",
+            json=body,
+            headers={"If-Match": version},
+            params={"group": self.group},
+        )
+        return self._written(answer)
+
+    def delete(self, write: Write) -> None:
+        assert write.target is not None
+        headers = {"If-Match": write.version} if write.version else {}
+        self._call(
+            "DELETE",
+            f"/records/{write.kind}/{quote(write.target, safe='')}",
+            "/records/{kind}/{id}",
+            headers=headers,
+        )
+        if self.after_write is not None:
+            self.after_write()
+
+    def set_scope(self, write: Write) -> WriteResult:
+        assert write.target is not None
+        answer = self._call(
+            "PUT" if write.in_scope else "DELETE",
+            f"/groups/{quote(self.group, safe='')}/members/{quote(write.target, safe='')}",
+            "/groups/{group}/members/{id}",
+        )
+        return self._written(answer)
+
+    def _written(self, answer: Mapping[str, Any]) -> WriteResult:
+        if self.after_write is not None:
+            self.after_write()
+        return WriteResult(str(answer["id"]), str(answer["version"]))
+
+    def _current_version(self, kind: Kind, record_id: str) -> str:
+        """The version to update from when the link could not vouch for one: the next
+        plan compared values, so the record as it is now is what the update is based on."""
+        record = self.get(kind, record_id)
+        if record.fields is None:
+            raise NotFound(f"{kind} {record_id} is gone")
+        return record.version
+
+    # -- HTTP ---------------------------------------------------------------------------------
+    def _call(
+        self,
+        method: str,
+        path: str,
+        template: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """One request, retried while the answer is transient; the JSON body or a typed
+        error. `template` is what the log shows instead of the path with its ids."""
+        for attempt in range(1, self.attempts + 1):
+            started = time.monotonic()
+            try:
+                response = self.session.request(
+                    method,
+                    self.base_url + path,
+                    params=params,
+                    json=json,
+                    headers={**self._headers, **(headers or {})},
+                    timeout=self.timeout,
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                self._log(method, template, None, started, attempt)
+                if attempt == self.attempts:
+                    raise TransientError(f"CRM unreachable: {type(exc).__name__}") from exc
+                self.sleep(self._delay(attempt, None))
+                continue
+            self._log(method, template, response.status_code, started, attempt)
+            if response.status_code not in _RETRIED:
+                return _answer(response)
+            wait = _retry_after(response)
+            if attempt == self.attempts or (wait is not None and wait > self.max_wait):
+                raise _error(response)
+            self.sleep(self._delay(attempt, wait))
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return retry_after
+        return float(min(self.backoff * 2.0 ** (attempt - 1), self.max_wait))
+
+    def _log(
+        self, method: str, template: str, status: int | None, started: float, attempt: int
+    ) -> None:
+        log.info(
+            "crm request",
+            extra={
+                "method": method,
+                "path": template,
+                "status": status,
+                "ms": round((time.monotonic() - started) * 1000, 1),
+                "attempt": attempt,
+            },
+        )
+
+
+def _answer(response: requests.Response) -> dict[str, Any]:
+    if response.status_code >= 400:
+        raise _error(response)
+    if response.status_code == 204 or not response.content:
+        return {}
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise TransientError("the CRM answered with a body that is not JSON") from exc
+    if not isinstance(body, dict):
+        raise TransientError("the CRM answered with JSON that is not an object")
+    return body
+
+
+def _reason(response: requests.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code}"
+    if isinstance(body, dict):
+        return f"{body.get('error', 'error')}: {body.get('reason', '')}".strip()
+    return f"HTTP {response.status_code}"
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        return None  # an HTTP date: fall back to our own backoff
+
+
+def _error(response: requests.Response) -> Exception:
+    status, reason = response.status_code, _reason(response)
+    if status == 401:
+        return CrmUnauthorized(f"the CRM refused the tenant's credentials ({reason})")
+    if status == 403:
+        return PermissionDenied(reason)
+    if status in (404, 410):
+        return NotFound(reason)
+    if status == 412:
+        return Conflict(reason)
+    if status == 429:
+        return RateLimited(reason, _retry_after(response))
+    if status >= 500:
+        return TransientError(reason, _retry_after(response))
+    return PermanentError(reason)
+
+
+def _account(write: Write) -> dict[str, Any]:
+    spec = write.account
+    assert spec is not None
+    return {
+        "name": spec.name,
+        "type": spec.type,
+        "status": spec.status,
+        "owner": spec.owner,
+        "manager": spec.manager,
+    }
+
+
+def _side_record(kind: Kind, item: Mapping[str, Any]) -> SideRecord:
+    """A contract Record or Tombstone as the planner sees it; fields that do not read
+    as a canonical record become a per-record error (SYN-5)."""
+    record_id = str(item["id"])
+    version = str(item.get("version", "0"))
+    modified = _instant(item.get("modified"))
+    if item.get("deleted"):
+        return SideRecord(record_id, version, None, modified=modified)
+    error: str | None = None
+    try:
+        fields: dict[str, Any] = model.normalize(kind, item.get("fields") or {})
+    except model.InvalidRecord as exc:
+        fields, error = {}, str(exc)
+    return SideRecord(
+        record_id,
+        version,
+        fields,
+        modified=modified,
+        in_scope=bool(item.get("in_scope", True)),
+        ref=item.get("ref"),
+        error=error,
+    )
+
+
+def _instant(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return model.now_utc(datetime.fromisoformat(value))
+    except ValueError:
+        return None

@@ -1,0 +1,280 @@
+"""The REST connector's HTTP behaviour against a scripted peer on a real socket:
+retries with backoff honouring Retry-After, typed errors, no secret in any log line.
+
+The peer answers each request with the next scripted response and records what it
+was sent, so the tests see exactly what went over the wire.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from crmsync.crm.rest import RestCrmConnector
+from crmsync.engine.plan import Write
+from crmsync.errors import (
+    Conflict,
+    CrmUnauthorized,
+    CursorExpired,
+    PermanentError,
+    PermissionDenied,
+    RateLimited,
+    TransientError,
+)
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "secret-token-value"
+
+
+@dataclass
+class Scripted:
+    """Responses to give, in order: (status, headers, JSON body or None)."""
+
+    responses: list[tuple[int, dict[str, str], Any]] = field(default_factory=list)
+    seen: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _handler(script: Scripted) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            script.seen.append(
+                {
+                    "method": self.command,
+                    "path": self.path,
+                    "headers": dict(self.headers),
+                    "body": json.loads(body) if body else None,
+                }
+            )
+            status, headers, payload = script.responses.pop(0)
+            data = b"" if payload is None else json.dumps(payload).encode()
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _answer
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Handler
+
+
+@pytest.fixture
+def peer() -> Iterator[tuple[Scripted, str]]:
+    script = Scripted()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(script))
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
+    thread.start()
+    yield script, f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+def connector(base_url: str, waits: list[float] | None = None, **kw: Any) -> RestCrmConnector:
+    sleeps = waits if waits is not None else []
+    return RestCrmConnector(base_url, TOKEN, "u1", sleep=sleeps.append, **kw)
+
+
+RECORD = {
+    "id": "a-1",
+    "kind": "activity",
+    "version": "7",
+    "modified": "2026-11-02T09:00:00+00:00",
+    "owner": "u1",
+    "in_scope": True,
+    "ref": None,
+    "fields": {
+        "type": "meeting",
+        "subject": "Kickoff",
+        "start": "2026-11-03T10:00:00+00:00",
+        "end": "2026-11-03T11:00:00+00:00",
+    },
+}
+UPDATE = Write("crm", "update", "activity", "a-1", {"subject": "Kickoff v2"}, "7")
+
+
+def test_contract_requests_carry_the_token_and_the_acting_user(
+    peer: tuple[Scripted, str],
+) -> None:
+    script, url = peer
+    script.responses.append((200, {}, RECORD))
+
+    connector(url).get("activity", "a-1")
+
+    sent = script.seen[0]
+    assert sent["headers"]["Authorization"] == f"Bearer {TOKEN}"
+    assert sent["headers"]["X-Crm-User"] == "u1"
+    assert sent["path"].startswith("/v1/records/activity/a-1?")
+
+
+def test_SYN4_update_sends_the_version_it_is_based_on(peer: tuple[Scripted, str]) -> None:
+    script, url = peer
+    script.responses.append((200, {}, {**RECORD, "version": "8"}))
+
+    result = connector(url).update(UPDATE)
+
+    assert script.seen[0]["method"] == "PATCH"
+    assert script.seen[0]["headers"]["If-Match"] == "7"
+    assert script.seen[0]["body"] == {"fields": {"subject": "Kickoff v2"}}
+    assert (result.id, result.version) == ("a-1", "8")
+
+
+def test_SYN4_create_sends_its_idempotency_key_on_every_attempt(
+    peer: tuple[Scripted, str],
+) -> None:
+    script, url = peer
+    script.responses += [(503, {"Retry-After": "0"}, {"error": "unavailable", "reason": ""})]
+    script.responses += [(201, {}, RECORD)]
+    write = Write("crm", "create", "activity", fields=RECORD["fields"], key="k-1", ref="link-1")
+
+    result = connector(url).create(write)
+
+    assert [s["headers"]["Idempotency-Key"] for s in script.seen] == ["k-1", "k-1"]
+    assert script.seen[1]["body"]["ref"] == "link-1"
+    assert result.id == "a-1"
+
+
+def test_SYN5_transient_answers_are_retried_honouring_retry_after(
+    peer: tuple[Scripted, str],
+) -> None:
+    script, url = peer
+    script.responses += [
+        (429, {"Retry-After": "3"}, {"error": "rate_limited", "reason": "slow down"}),
+        (502, {}, None),
+        (200, {}, {**RECORD, "version": "8"}),
+    ]
+    waits: list[float] = []
+
+    connector(url, waits, backoff=0.5).update(UPDATE)
+
+    assert waits == [3.0, 1.0]  # the server's Retry-After, then our own backoff
+    assert len(script.seen) == 3
+
+
+def test_SYN5_a_retry_after_longer_than_the_cycle_may_wait_is_raised(
+    peer: tuple[Scripted, str],
+) -> None:
+    script, url = peer
+    script.responses.append((429, {"Retry-After": "120"}, {"error": "rate_limited", "reason": ""}))
+
+    with pytest.raises(RateLimited) as raised:
+        connector(url, max_wait=30).update(UPDATE)
+
+    assert raised.value.retry_after == 120
+    assert len(script.seen) == 1
+
+
+def test_SYN5_transient_failure_that_persists_is_a_transient_error(
+    peer: tuple[Scripted, str],
+) -> None:
+    script, url = peer
+    script.responses += [(503, {}, {"error": "unavailable", "reason": "maintenance"})] * 3
+    waits: list[float] = []
+
+    with pytest.raises(TransientError, match="maintenance"):
+        connector(url, waits, attempts=3).update(UPDATE)
+
+    assert len(script.seen) == 3
+    assert waits == [0.5, 1.0]
+
+
+def test_SYN5_unreachable_crm_is_a_transient_error() -> None:
+    waits: list[float] = []
+    dead = connector("http://127.0.0.1:9/v1", waits, attempts=2, timeout=1)
+
+    with pytest.raises(TransientError, match="unreachable"):
+        dead.get("activity", "a-1")
+
+    assert waits == [0.5]
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (401, CrmUnauthorized),
+        (403, PermissionDenied),
+        (412, Conflict),
+        (422, PermanentError),
+        (400, PermanentError),
+    ],
+)
+def test_SYN5_refusals_become_typed_errors_without_a_retry(
+    peer: tuple[Scripted, str], status: int, error: type[Exception]
+) -> None:
+    script, url = peer
+    script.responses.append((status, {}, {"error": "x", "reason": "refused for a reason"}))
+
+    with pytest.raises(error, match="refused for a reason"):
+        connector(url).update(UPDATE)
+
+    assert len(script.seen) == 1
+
+
+def test_RUN4_gone_cursor_is_cursor_expired(peer: tuple[Scripted, str]) -> None:
+    script, url = peer
+    script.responses.append((410, {}, {"error": "cursor_expired", "reason": "too old"}))
+
+    with pytest.raises(CursorExpired):
+        connector(url).changes("activity", "42")
+
+    assert "cursor=42" in script.seen[0]["path"]
+
+
+def test_SYN5_record_the_crm_holds_in_a_bad_form_fails_alone(
+    peer: tuple[Scripted, str],
+) -> None:
+    script, url = peer
+    bad = {**RECORD, "id": "a-2", "fields": {**RECORD["fields"], "timezone": "Mars/Base"}}
+    script.responses.append((200, {}, {"items": [RECORD, bad], "cursor": "9", "more": False}))
+
+    page = connector(url).changes("activity", None)
+
+    good, broken = page.records
+    assert good.error is None and good.fields is not None
+    assert good.fields["subject"] == "Kickoff"
+    assert broken.id == "a-2" and broken.error is not None and "Mars/Base" in broken.error
+    assert page.cursor == "9"
+
+
+def test_contract_tombstones_are_gone_records(peer: tuple[Scripted, str]) -> None:
+    script, url = peer
+    tombstone = {"id": "a-3", "kind": "activity", "version": "12", "deleted": True}
+    script.responses.append((200, {}, {"items": [tombstone], "cursor": "12", "more": True}))
+
+    page = connector(url).changes("activity", "9")
+
+    (gone,) = page.records
+    assert (gone.id, gone.version, gone.fields, gone.gone) == ("a-3", "12", None, True)
+    assert page.more is True
+
+
+def test_contract_no_token_in_any_log_line(
+    peer: tuple[Scripted, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    script, url = peer
+    script.responses += [(503, {}, None), (200, {}, RECORD)]
+    caplog.set_level(logging.DEBUG)
+
+    crm = connector(url)
+    crm.update(UPDATE)
+
+    assert caplog.records, "requests are logged"
+    for record in caplog.records:
+        text = record.getMessage() + json.dumps(record.__dict__, default=str)
+        assert TOKEN not in text
+        assert "Kickoff" not in text  # no record content either
+    assert TOKEN not in repr(crm)
