@@ -1,0 +1,403 @@
+"""The conformance kit: behavioural checks of a CRM's implementation of the contract.
+
+`crmsync conformance --base-url URL --token T` runs every check against a test tenant
+of the CRM, then fuzzes each operation of the OpenAPI document (`fuzz.py`), prints a
+pass/fail table and exits non-zero on any failure. The checks create, change and
+delete to-dos of their own, with subjects starting with "conformance", and remove
+them again.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+
+@dataclass(frozen=True)
+class Target:
+    """The implementation under test and the credentials the checks may use."""
+
+    base_url: str
+    token: str
+    user: str | None = None
+    other_token: str | None = None
+    expired_token: str | None = None
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    check: str
+    passed: bool
+    detail: str
+
+
+class CheckFailed(Exception):
+    """A rule of the contract does not hold; the message says which and how."""
+
+
+class Client:
+    """Plain HTTP to the implementation, as one tenant acting for one user."""
+
+    def __init__(self, target: Target, token: str | None, user: str | None) -> None:
+        self.target = target
+        self.session = requests.Session()
+        self.headers: dict[str, str] = {"Accept": "application/json"}
+        if token is not None:
+            self.headers["Authorization"] = f"Bearer {token}"
+        if user is not None:
+            self.headers["X-Crm-User"] = user
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> requests.Response:
+        sent = {**self.headers, **(headers or {})}
+        if data is not None:
+            sent.setdefault("Content-Type", "application/json")
+        return self.session.request(
+            method,
+            self.target.base_url.rstrip("/") + path,
+            json=json_body,
+            data=data,
+            headers=sent,
+            params=params,
+            timeout=self.target.timeout,
+        )
+
+    def ok(self, response: requests.Response, *statuses: int) -> dict[str, Any]:
+        """The JSON body of an answer that must have one of `statuses`."""
+        if response.status_code not in statuses:
+            raise CheckFailed(
+                f"{response.request.method} {_path(response)} answered "
+                f"{response.status_code}, expected {' or '.join(map(str, statuses))}"
+                f"{_reason(response)}"
+            )
+        if not response.content:
+            return {}
+        body = response.json()
+        if not isinstance(body, dict):
+            raise CheckFailed(f"{_path(response)} answered JSON that is not an object")
+        return body
+
+    # -- to-dos, the kind the checks write ----------------------------------------------
+    def create_todo(self, subject: str, key: str | None = None) -> dict[str, Any]:
+        response = self.request(
+            "POST",
+            "/records/todo",
+            json_body={"fields": {"subject": subject}},
+            headers={"Idempotency-Key": key or _key()},
+        )
+        return self.ok(response, 201)
+
+    def delete_todo(self, record_id: str) -> None:
+        self.request("DELETE", f"/records/todo/{record_id}")
+
+    def feed(self, kind: str, cursor: str | None, limit: int = 100) -> tuple[list[Any], str]:
+        """Every item after `cursor`, paging to the end; and the cursor to resume from."""
+        items: list[Any] = []
+        while True:
+            params: dict[str, Any] = {"limit": limit}
+            if cursor is not None:
+                params["cursor"] = cursor
+            page = self.ok(self.request("GET", f"/changes/{kind}", params=params), 200)
+            items.extend(page["items"])
+            cursor = str(page["cursor"])
+            if not page["more"]:
+                return items, cursor
+
+
+def _key() -> str:
+    return f"conformance-{secrets.token_hex(8)}"
+
+
+def _subject(what: str) -> str:
+    return f"conformance {what} {secrets.token_hex(4)}"
+
+
+def _path(response: requests.Response) -> str:
+    return (response.request.path_url or "").split("?")[0]
+
+
+def _reason(response: requests.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    return f" ({body.get('error')}: {body.get('reason')})" if isinstance(body, dict) else ""
+
+
+# -- the checks ---------------------------------------------------------------------------
+Check = Callable[["Kit"], str]
+
+
+class Kit:
+    """Runs the checks. Each one returns a short note when it passes and raises
+    CheckFailed (or any error) when it does not; one failing check never stops the rest."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.user = target.user or self._first_user()
+        self.crm = Client(target, target.token, self.user)
+
+    def _first_user(self) -> str:
+        client = Client(self.target, self.target.token, None)
+        users = client.ok(client.request("GET", "/users"), 200)["items"]
+        active = [u["id"] for u in users if u.get("active", True)]
+        if not active:
+            raise CheckFailed("GET /users lists no active user to act for")
+        return str(active[0])
+
+    def run(self, checks: list[tuple[str, Check]]) -> Iterator[Outcome]:
+        for name, check in checks:
+            try:
+                note = check(self)
+            except CheckFailed as exc:
+                yield Outcome(name, False, str(exc))
+            except Exception as exc:  # a crash of the implementation or of the check
+                yield Outcome(name, False, f"{type(exc).__name__}: {exc}")
+            else:
+                yield Outcome(name, True, note)
+
+
+def check_schema(kit: Kit) -> str:
+    body = kit.crm.ok(kit.crm.request("GET", "/schema"), 200)
+    if not isinstance(body.get("limits"), dict) or not isinstance(body.get("capabilities"), dict):
+        raise CheckFailed("GET /schema lacks `limits` or `capabilities`")
+    for name in ("infinite_series", "recurring_todos"):
+        if not isinstance(body["capabilities"].get(name), bool):
+            raise CheckFailed(f"GET /schema: capabilities.{name} is not true or false")
+    return "limits and capabilities declared"
+
+
+def check_tokens_rejected(kit: Kit) -> str:
+    cases = {"no token": None, "unknown token": f"conformance-{secrets.token_hex(16)}"}
+    if kit.target.expired_token is None:
+        raise CheckFailed("not shown: give --expired-token to check expired tokens")
+    cases["expired token"] = kit.target.expired_token
+    before = _todo_ids(kit)
+    for label, token in cases.items():
+        client = Client(kit.target, token, kit.user)
+        for method, path, body in (
+            ("GET", "/schema", None),
+            ("GET", "/changes/todo", None),
+            ("POST", "/records/todo", {"fields": {"subject": _subject("unauthorised")}}),
+        ):
+            headers = {"Idempotency-Key": _key()} if method == "POST" else None
+            answer = client.request(method, path, json_body=body, headers=headers)
+            if answer.status_code != 401:
+                raise CheckFailed(f"{label}: {method} {path} answered {answer.status_code}")
+    if _todo_ids(kit) != before:
+        raise CheckFailed("a request without a valid token wrote a record")
+    return "no, unknown and expired tokens get 401 and write nothing"
+
+
+def check_acting_user_required(kit: Kit) -> str:
+    client = Client(kit.target, kit.target.token, None)
+    answer = client.request("GET", "/changes/todo")
+    if answer.status_code != 400:
+        raise CheckFailed(f"GET /changes/todo without X-Crm-User answered {answer.status_code}")
+    stranger = Client(kit.target, kit.target.token, f"conformance-{secrets.token_hex(6)}")
+    answer = stranger.request("GET", "/changes/todo")
+    if answer.status_code != 403:
+        raise CheckFailed(f"an unknown X-Crm-User answered {answer.status_code}, expected 403")
+    return "missing user 400, unknown user 403"
+
+
+def check_idempotent_create(kit: Kit) -> str:
+    key, subject = _key(), _subject("idempotent")
+    first = kit.crm.create_todo(subject, key)
+    try:
+        again = kit.crm.ok(
+            kit.crm.request(
+                "POST",
+                "/records/todo",
+                json_body={"fields": {"subject": subject}},
+                headers={"Idempotency-Key": key},
+            ),
+            200,
+        )
+        if again.get("id") != first["id"]:
+            raise CheckFailed(f"the same key created a second record: {again.get('id')}")
+        items, _ = kit.crm.feed("todo", None)
+        copies = [i for i in items if i.get("fields", {}).get("subject") == subject]
+        if len(copies) != 1:
+            raise CheckFailed(f"the feed lists {len(copies)} records for one key")
+    finally:
+        kit.crm.delete_todo(first["id"])
+    return "the same key returns the first record (200), once in the feed"
+
+
+def check_stale_version(kit: Kit) -> str:
+    record = kit.crm.create_todo(_subject("versions"))
+    path = f"/records/todo/{record['id']}"
+    try:
+        first = record["version"]
+        updated = kit.crm.ok(
+            kit.crm.request(
+                "PATCH", path, json_body={"fields": {"notes": "one"}}, headers={"If-Match": first}
+            ),
+            200,
+        )
+        if updated["version"] == first:
+            raise CheckFailed("an update did not change the version")
+        stale = kit.crm.request(
+            "PATCH", path, json_body={"fields": {"notes": "two"}}, headers={"If-Match": first}
+        )
+        kit.crm.ok(stale, 412)
+        kit.crm.ok(kit.crm.request("DELETE", path, headers={"If-Match": first}), 412)
+        now = kit.crm.ok(kit.crm.request("GET", path), 200)
+        if now["fields"].get("notes") != "one":
+            raise CheckFailed("a refused stale update changed the record")
+    finally:
+        kit.crm.delete_todo(record["id"])
+    return "updates change the version; a stale If-Match gets 412 and changes nothing"
+
+
+def check_feed_complete(kit: Kit) -> str:
+    changed = kit.crm.create_todo(_subject("feed changed"))
+    deleted = kit.crm.create_todo(_subject("feed deleted"))
+    _, cursor = kit.crm.feed("todo", None)
+    created = kit.crm.create_todo(_subject("feed created"))
+    try:
+        kit.crm.ok(
+            kit.crm.request(
+                "PATCH",
+                f"/records/todo/{changed['id']}",
+                json_body={"fields": {"notes": "changed"}},
+                headers={"If-Match": changed["version"]},
+            ),
+            200,
+        )
+        kit.crm.ok(kit.crm.request("DELETE", f"/records/todo/{deleted['id']}"), 204)
+        items, _ = kit.crm.feed("todo", cursor, limit=1)
+        seen = {i["id"]: i for i in items}
+        for label, record in (("created", created), ("changed", changed)):
+            if record["id"] not in seen or seen[record["id"]].get("deleted"):
+                raise CheckFailed(f"the feed since the cursor lacks the {label} record")
+        if seen[changed["id"]]["fields"].get("notes") != "changed":
+            raise CheckFailed("the feed shows the changed record without its change")
+        if not seen.get(deleted["id"], {}).get("deleted"):
+            raise CheckFailed("the feed since the cursor has no tombstone for the deleted record")
+        repeated = len(items) - len(seen)
+    finally:
+        kit.crm.delete_todo(created["id"])
+        kit.crm.delete_todo(changed["id"])
+    return f"creates, changes and a tombstone, paged one by one ({repeated} repeats)"
+
+
+def check_cursor_gone(kit: Kit) -> str:
+    answer = kit.crm.request("GET", "/changes/todo", params={"cursor": "conformance-no-cursor"})
+    kit.crm.ok(answer, 410)
+    return "a cursor it cannot resume from gets 410"
+
+
+def check_field_limits(kit: Kit) -> str:
+    schema = kit.crm.ok(kit.crm.request("GET", "/schema"), 200)
+    limit = schema.get("limits", {}).get("todo", {}).get("subject")
+    if limit is None:
+        return "no limit declared for todo.subject: nothing to enforce"
+    before = _todo_ids(kit)
+    answer = kit.crm.request(
+        "POST",
+        "/records/todo",
+        json_body={"fields": {"subject": "c" * (int(limit) + 1)}},
+        headers={"Idempotency-Key": _key()},
+    )
+    kit.crm.ok(answer, 422)
+    if _todo_ids(kit) != before:
+        raise CheckFailed("a subject over the declared limit was written")
+    return f"todo.subject over {limit} characters gets 422 and is not written"
+
+
+def check_tenant_isolation(kit: Kit) -> str:
+    if kit.target.other_token is None:
+        raise CheckFailed("not shown: give --other-token (a second tenant) to check isolation")
+    record = kit.crm.create_todo(_subject("isolation"))
+    try:
+        other = Client(kit.target, kit.target.other_token, kit.user)
+        path = f"/records/todo/{record['id']}"
+        for method, body in (("GET", None), ("PATCH", {"fields": {"notes": "stolen"}})):
+            headers = {"If-Match": record["version"]} if method == "PATCH" else None
+            answer = other.request(method, path, json_body=body, headers=headers)
+            if answer.status_code not in (401, 403, 404):
+                raise CheckFailed(f"another tenant's {method} answered {answer.status_code}")
+        feed = other.request("GET", "/changes/todo")
+        if feed.status_code == 200 and any(i["id"] == record["id"] for i in feed.json()["items"]):
+            raise CheckFailed("another tenant's feed lists this tenant's record")
+        now = kit.crm.ok(kit.crm.request("GET", path), 200)
+        if now["version"] != record["version"]:
+            raise CheckFailed("another tenant's request changed the record")
+    finally:
+        kit.crm.delete_todo(record["id"])
+    return "another tenant's token neither sees nor changes the record"
+
+
+def check_bad_input(kit: Kit) -> str:
+    before = _todo_ids(kit)
+    cases: list[tuple[str, str, str, bytes]] = [
+        ("malformed JSON", "POST", "/records/todo", b'{"fields": {"subject": '),
+        ("wrong types", "POST", "/records/todo", b'{"fields": {"subject": 42}}'),
+        ("unknown field", "POST", "/records/todo", b'{"fields": {"subjekt": "x"}}'),
+        ("invalid UTF-8", "POST", "/records/todo", b'{"fields": {"subject": "\xff\xfe"}}'),
+        ("unknown kind", "POST", "/records/widget", b'{"fields": {"subject": "x"}}'),
+        ("huge body", "POST", "/records/todo", _huge_body()),
+        ("not an object", "POST", "/records/todo", b"[1, 2, 3]"),
+    ]
+    for label, method, path, data in cases:
+        answer = kit.crm.request(method, path, data=data, headers={"Idempotency-Key": _key()})
+        if not 400 <= answer.status_code < 500:
+            raise CheckFailed(f"{label}: answered {answer.status_code}, expected a 4xx")
+        try:
+            body = answer.json()
+        except ValueError as exc:
+            raise CheckFailed(f"{label}: the 4xx answer has no JSON reason") from exc
+        if not (isinstance(body, dict) and body.get("error") and "reason" in body):
+            raise CheckFailed(f"{label}: the answer lacks error and reason")
+    if _todo_ids(kit) != before:
+        raise CheckFailed("bad input wrote a record")
+    return f"{len(cases)} kinds of bad input get a 4xx with a reason; nothing written"
+
+
+def _huge_body() -> bytes:
+    return json.dumps({"fields": {"subject": "x", "notes": "n" * (2 * 1024 * 1024)}}).encode()
+
+
+def _todo_ids(kit: Kit) -> set[str]:
+    items, _ = kit.crm.feed("todo", None, limit=1000)
+    return {str(i["id"]) for i in items}
+
+
+CHECKS: list[tuple[str, Check]] = [
+    ("schema declared", check_schema),
+    ("tokens rejected", check_tokens_rejected),
+    ("acting user required", check_acting_user_required),
+    ("idempotent create", check_idempotent_create),
+    ("stale version refused", check_stale_version),
+    ("change feed complete", check_feed_complete),
+    ("old cursor gone", check_cursor_gone),
+    ("field limits honoured", check_field_limits),
+    ("tenant isolation", check_tenant_isolation),
+    ("bad input refused", check_bad_input),
+]
+
+
+def table(outcomes: list[Outcome]) -> str:
+    width = max(len(o.check) for o in outcomes)
+    lines = [f"{'check':<{width}}  result  detail", f"{'-' * width}  ------  ------"]
+    for o in outcomes:
+        lines.append(f"{o.check:<{width}}  {'pass' if o.passed else 'FAIL':<6}  {o.detail}")
+    failed = sum(not o.passed for o in outcomes)
+    lines.append(f"{len(outcomes) - failed} passed, {failed} failed")
+    return "\n".join(lines)
