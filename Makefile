@@ -32,8 +32,11 @@ format: venv
 typecheck: venv
 	$(BIN)/mypy
 
+# The unit suite runs twice: against the memory CRM, and against the reference CRM over
+# HTTP through the production connector (the same scenarios, fewer random examples).
 pytest: venv
 	HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(BIN)/pytest $(PYTEST_ARGS)
+	CRMSYNC_WORLD_CRM=rest HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE)-rest $(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 test: venv lint typecheck pytest
 
