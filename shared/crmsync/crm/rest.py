@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -308,15 +309,8 @@ def _error(response: requests.Response) -> Exception:
 
 
 def _account(write: Write) -> dict[str, Any]:
-    spec = write.account
-    assert spec is not None
-    return {
-        "name": spec.name,
-        "type": spec.type,
-        "status": spec.status,
-        "owner": spec.owner,
-        "manager": spec.manager,
-    }
+    assert write.account is not None
+    return asdict(write.account)
 
 
 def _side_record(kind: Kind, item: Mapping[str, Any]) -> SideRecord:

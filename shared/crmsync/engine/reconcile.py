@@ -58,20 +58,6 @@ class Links:
         return self.provider.get(provider_id)
 
 
-def reconcile(
-    kind: Kind,
-    crm_changes: Iterable[SideRecord],
-    provider_changes: Iterable[SideRecord],
-    links: LinkIndex,
-    ctx: Context,
-) -> Plan:
-    """Decide, for every record that changed on either side, what must happen."""
-    if not ctx.settings.enabled(kind):
-        return Plan(kind, ())
-    with _collector_paused():
-        return _reconcile(kind, crm_changes, provider_changes, links, ctx)
-
-
 @contextmanager
 def _collector_paused() -> Iterator[None]:
     was_enabled = gc.isenabled()
@@ -83,13 +69,17 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _reconcile(
+@_collector_paused()
+def reconcile(
     kind: Kind,
     crm_changes: Iterable[SideRecord],
     provider_changes: Iterable[SideRecord],
     links: LinkIndex,
     ctx: Context,
 ) -> Plan:
+    """Decide, for every record that changed on either side, what must happen."""
+    if not ctx.settings.enabled(kind):
+        return Plan(kind, ())
     pairs: dict[str, list[Any]] = {}
     lone_crm: list[SideRecord] = []
     lone_provider: list[SideRecord] = []
