@@ -271,12 +271,17 @@ def make_todo(raw: Fields) -> Todo:
 
 
 def make(kind: Kind, raw: Fields, region: str | None = None) -> Record:
-    """Build and normalise a canonical record; raises InvalidRecord for bad data."""
-    if kind == "contact":
-        return make_contact(raw, region)
-    if kind == "activity":
-        return make_activity(raw)
-    return make_todo(raw)
+    """Build and normalise a canonical record; raises InvalidRecord for bad data, also
+    for values of the wrong shape (a number where a list belongs), so a record some
+    system holds in an odd form fails alone (SYN-5)."""
+    try:
+        if kind == "contact":
+            return make_contact(raw, region)
+        if kind == "activity":
+            return make_activity(raw)
+        return make_todo(raw)
+    except (TypeError, AttributeError) as exc:
+        raise InvalidRecord(f"{kind}: a value has the wrong shape ({exc})") from exc
 
 
 def fields_of(record: Record) -> dict[str, Any]:

@@ -247,6 +247,22 @@ def test_SYN5_unreadable_date_is_an_invalid_record(kind: model.Kind, raw: dict[s
         model.normalize(kind, raw)
 
 
+@pytest.mark.parametrize(
+    ("kind", "raw"),
+    [
+        ("contact", {"emails": 5}),
+        ("contact", {"phones": 5}),
+        ("activity", {"start": "2026-11-03T10:00:00+00:00", "members": 5}),
+        ("todo", {"subject": "x", "status": ["open"]}),
+    ],
+)
+def test_SYN5_value_of_the_wrong_shape_is_an_invalid_record(
+    kind: model.Kind, raw: dict[str, object]
+) -> None:
+    with pytest.raises(InvalidRecord):
+        model.normalize(kind, raw)
+
+
 def test_SYN5_record_with_unknown_time_zone_fails_alone_and_is_retried() -> None:
     world = SyncWorld("google")
     bad = world.crm.create(

@@ -290,6 +290,23 @@ def test_TSK3_recurring_crm_todo_is_sent_to_microsoft_to_do_with_its_rule() -> N
     assert task["recurrence"] == "RRULE:FREQ=WEEKLY;BYDAY=MO"
 
 
+def test_TSK3_repeating_task_reaches_a_crm_without_recurring_todos_as_a_single_todo() -> None:
+    world = SyncWorld("microsoft")
+    world.crm.set_capabilities(recurring_todos=False)
+    task = world.provider.create(
+        "todo", {"subject": "Weekly report", "due": DUE, "recurrence": "RRULE:FREQ=WEEKLY"}
+    )
+
+    first = world.sync()
+    second = world.sync()
+
+    [todo] = world.crm.all("todo")
+    assert (todo["subject"], todo["recurrence"]) == ("Weekly report", None)
+    assert world.provider.get("todo", task)["recurrence"] == "RRULE:FREQ=WEEKLY"
+    assert first["status"] == "ok"
+    assert second["counts"] == {}
+
+
 def test_TSK3_google_shows_in_progress_as_open_and_cancelled_as_completed() -> None:
     world = SyncWorld("google")
     world.crm.create("todo", {"subject": "Busy", "status": "in_progress"})

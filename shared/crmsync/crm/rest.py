@@ -97,6 +97,7 @@ class RestCrmConnector:
             limits={kind: dict(limits.get(kind, {})) for kind in model.KINDS},
             infinite_series=bool(caps.get("infinite_series", True)),
             recurring_todos=bool(caps.get("recurring_todos", True)),
+            max_recurrence_years=caps.get("max_recurrence_years"),
         )
 
     def changes(self, kind: Kind, cursor: str | None) -> ChangePage:

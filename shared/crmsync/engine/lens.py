@@ -138,19 +138,25 @@ def _todo_status_back(seen: str, before: str, table: Mapping[str, str]) -> str:
 
 
 def crm_view(kind: Kind, fields: Mapping[str, Any], ctx: Context) -> Mapping[str, Any]:
-    """How the CRM holds a canonical record: text cut to its limits, series capped."""
+    """How the CRM holds a canonical record: text cut to its limits, series capped, no
+    repetition on to-dos where the CRM cannot hold it (SYN-3, CAL-9, TSK-3). Like cut
+    text, what the CRM cannot hold stays on the provider, untouched."""
     capped = kind == "activity" and not ctx.schema.infinite_series
-    if not capped and not ctx.schema.limits.get(kind):
+    single = kind == "todo" and not ctx.schema.recurring_todos
+    if not capped and not single and not ctx.schema.limits.get(kind):
         return fields  # nothing to cut: the CRM holds the canonical values as they are
     view = dict(fields)
     for name, limit in ctx.schema.limits.get(kind, {}).items():
         value = view.get(name)
         if isinstance(value, str) and len(value) > limit:
             view[name] = value[:limit]
-    if kind == "activity" and not ctx.schema.infinite_series and view.get("recurrence"):
-        view["recurrence"] = cap_series(
-            view["recurrence"], view["start"], ctx.settings["recurrence_years"]
-        )
+    if capped and view.get("recurrence"):
+        years = ctx.settings["recurrence_years"]
+        if ctx.schema.max_recurrence_years is not None:
+            years = min(years, ctx.schema.max_recurrence_years)
+        view["recurrence"] = cap_series(view["recurrence"], view["start"], years)
+    if single:
+        view["recurrence"] = None
     return view
 
 

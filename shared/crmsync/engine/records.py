@@ -94,6 +94,7 @@ class CrmSchema:
     limits: Mapping[Kind, Mapping[str, int]] = field(default_factory=dict)
     infinite_series: bool = True
     recurring_todos: bool = True
+    max_recurrence_years: int | None = None  # how far a capped series may run
 
     def limit(self, kind: Kind, name: str) -> int | None:
         return self.limits.get(kind, {}).get(name)

@@ -1,0 +1,115 @@
+"""The conformance kit against the reference CRM: the reference passes every check and
+the fuzzing, and the kit catches an implementation that breaks a rule (SYN-4, AUTH-5)."""
+
+from __future__ import annotations
+
+import io
+import itertools
+from collections.abc import Callable, Iterator
+from contextlib import redirect_stdout
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from crmsync.cli import main
+from crmsync.conformance import CHECKS, Kit, Target
+from sandbox.crm.app import ReferenceCrm
+from sandbox.crm.database import CrmDatabase
+from sandbox.crm.server import serve
+
+pytestmark = pytest.mark.integration
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
+
+
+def reference_crm() -> ReferenceCrm:
+    crm = ReferenceCrm(CrmDatabase(":memory:"))
+    crm.add_tenant("vendor", "token-vendor")
+    crm.add_token("vendor", "token-old", expires_at=datetime.now(UTC) - timedelta(days=1))
+    crm.add_tenant("other", "token-other")
+    for tenant in ("vendor", "other"):
+        crm.add_user(tenant, "rep", name="Dana Rep", email="dana@crm.example")
+    crm.set_field_limit("vendor", "todo", "subject", 80)
+    return crm
+
+
+@pytest.fixture
+def served() -> Iterator[str]:
+    base_url, stop = serve(reference_crm())
+    yield base_url
+    stop()
+
+
+def target(base_url: str) -> Target:
+    return Target(
+        base_url=base_url,
+        token="token-vendor",
+        other_token="token-other",
+        expired_token="token-old",
+    )
+
+
+def test_SYN4_reference_crm_passes_every_behavioural_check(served: str) -> None:
+    outcomes = list(Kit(target(served)).run(CHECKS))
+
+    failed = [(o.check, o.detail) for o in outcomes if not o.passed]
+    assert failed == []
+    assert len(outcomes) == len(CHECKS)
+
+
+def test_SYN4_reference_crm_passes_the_command_with_fuzzing(served: str) -> None:
+    out = io.StringIO()
+    with redirect_stdout(out):
+        code = main(
+            [
+                "conformance",
+                "--base-url",
+                served,
+                "--token",
+                "token-vendor",
+                "--other-token",
+                "token-other",
+                "--expired-token",
+                "token-old",
+                "--examples",
+                "10",
+            ]
+        )
+
+    report = out.getvalue()
+    assert code == 0, report
+    assert "FAIL" not in report
+    assert "fuzz POST /records/{kind} (positive)" in report
+
+
+def test_AUTH5_checks_that_were_not_shown_fail_rather_than_pass(served: str) -> None:
+    outcomes = {o.check: o for o in Kit(Target(served, "token-vendor")).run(CHECKS)}
+
+    assert not outcomes["tenant isolation"].passed
+    assert "--other-token" in outcomes["tenant isolation"].detail
+    assert not outcomes["tokens rejected"].passed
+
+
+def _forgetful(app: WsgiApp) -> WsgiApp:
+    """An implementation that ignores Idempotency-Key: every retry creates again."""
+    fresh = itertools.count()
+
+    def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if environ.get("REQUEST_METHOD") == "POST":
+            environ = {**environ, "HTTP_IDEMPOTENCY_KEY": f"forgotten-{next(fresh)}"}
+        return app(environ, start_response)
+
+    return wrapped
+
+
+def test_SYN4_kit_fails_an_implementation_that_ignores_idempotency_keys() -> None:
+    crm = reference_crm()
+    base_url, stop = serve(crm, wrap=_forgetful)
+    try:
+        outcomes = {o.check: o for o in Kit(target(base_url)).run(CHECKS)}
+    finally:
+        stop()
+
+    assert not outcomes["idempotent create"].passed
+    assert outcomes["stale version refused"].passed
