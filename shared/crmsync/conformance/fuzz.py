@@ -54,12 +54,13 @@ def fuzz(
         for mode, checks in modes.items():
             name = f"fuzz {operation.label} ({mode.value})"
             try:
-                _exercise(operation, mode, checks, target, headers, examples)
+                sent = _exercise(operation, mode, checks, target, headers, examples)
             except Exception as exc:
                 detail = " ".join(str(exc).split())[:300]
                 yield Outcome(name, False, detail or type(exc).__name__)
             else:
-                yield Outcome(name, True, f"{examples} generated requests")
+                note = f"{examples} generated requests" if sent else "nothing to make invalid"
+                yield Outcome(name, True, note)
 
 
 def _exercise(
@@ -69,9 +70,9 @@ def _exercise(
     target: Target,
     headers: dict[str, str],
     examples: int,
-) -> None:
+) -> bool:
     """Send `examples` generated requests for one operation; raises on the first one
-    whose answer breaks a check."""
+    whose answer breaks a check. False when no request of this mode can be made."""
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis.errors import Unsatisfiable
 
@@ -92,4 +93,5 @@ def _exercise(
     try:
         run()
     except Unsatisfiable:
-        return  # nothing about this operation can be made invalid: nothing to send
+        return False
+    return True
