@@ -266,7 +266,7 @@ class SyncMachine(RuleBasedStateMachine):
             st.none(),
             st.tuples(
                 st.sampled_from(["crm", "provider"]),
-                st.sampled_from(["create", "update", "delete"]),
+                st.sampled_from(["create", "update", "delete", "scope"]),
                 st.sampled_from(["transient", "permanent"]),
             ),
         ),

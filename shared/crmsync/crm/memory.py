@@ -186,7 +186,7 @@ class MemoryCrmConnector:
     def set_scope(self, write: Write) -> WriteResult:
         self.crm.log._count("scope")
         group = self.crm.groups.setdefault(self.group, set())
-        entry = self.crm.log.touch(write.kind, write.target, write.version)
+        entry = self.crm.log.touch(write.kind, write.target, write.version, op="scope")
         if write.in_scope:
             group.add(entry.id)
         else:

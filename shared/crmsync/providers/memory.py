@@ -106,7 +106,7 @@ class MemoryProvider:
 
     def set_scope(self, write: Write) -> WriteResult:
         self.log._count("scope")
-        entry = self.log.touch(write.kind, write.target, write.version)
+        entry = self.log.touch(write.kind, write.target, write.version, op="scope")
         if write.in_scope:
             self.labelled.add(entry.id)
         else:
