@@ -1,0 +1,284 @@
+"""The Google sandbox's shared core: accounts, OAuth clients and grants, the clock,
+injected faults, Google's error format, and the router every API module plugs into.
+
+Each API module (`calendar.py`, `tasks.py`, `people.py`, `oauth.py`) exposes
+`routes(sandbox) -> list[Route]`. Paths are those of Google's discovery documents
+below the root URL, so the real google-api-python-client reaches the sandbox through
+its `api_endpoint` client option, which replaces root URL and service path together:
+`<base>calendar/v3/` for Calendar, `<base>` for Tasks and People.
+
+    calendar/v3/...   (Calendar v3)      tasks/v1/...   (Tasks v1)
+    v1/people/...     (People v1)        v1/contactGroups/...
+    o/oauth2/auth, token, revoke         (OAuth 2.0 web-server flow)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from werkzeug.wrappers import Request, Response
+
+Clock = Callable[[], datetime]
+
+# Scope URLs as the discovery documents name them; a token's scopes must include one
+# of an operation's scopes.
+SCOPE = "https://www.googleapis.com/auth/"
+CALENDAR_SCOPES = frozenset({SCOPE + "calendar", SCOPE + "calendar.events"})
+TASKS_SCOPES = frozenset({SCOPE + "tasks"})
+CONTACTS_SCOPES = frozenset({SCOPE + "contacts"})
+
+
+class ApiError(Exception):
+    """Answered in Google's JSON error format; raise it from any handler."""
+
+    def __init__(
+        self,
+        code: int,
+        reason: str,
+        message: str,
+        *,
+        status: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code, self.reason, self.message = code, reason, message
+        self.status = status or _STATUS.get(code, "UNKNOWN")
+        self.headers = headers or {}
+
+    def response(self) -> Response:
+        body = {
+            "error": {
+                "code": self.code,
+                "message": self.message,
+                "errors": [{"domain": "global", "reason": self.reason, "message": self.message}],
+                "status": self.status,
+            }
+        }
+        return json_response(body, self.code, self.headers)
+
+
+_STATUS = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ALREADY_EXISTS",
+    410: "FAILED_PRECONDITION",
+    412: "FAILED_PRECONDITION",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+}
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    response = Response(json.dumps(body), status=status, mimetype="application/json")
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+@dataclass
+class Account:
+    """One Google user. `data` is where each API module keeps that user's resources,
+    under its own key ("calendar", "tasks", "people")."""
+
+    email: str
+    id: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Client:
+    client_id: str
+    secret: str
+    redirect_uris: tuple[str, ...]
+
+
+@dataclass
+class Grant:
+    account: Account
+    client_id: str
+    scopes: frozenset[str]
+    expires: datetime | None = None  # access tokens only
+    revoked: bool = False
+
+
+@dataclass
+class Fault:
+    """An injected failure: the next `times` matching requests get `code`."""
+
+    code: int
+    reason: str
+    method: str | None
+    path: re.Pattern[str] | None
+    times: int
+    retry_after: int | None
+
+
+@dataclass
+class Route:
+    method: str
+    pattern: re.Pattern[str]
+    handler: Callable[..., Response]
+    scopes: frozenset[str] | None  # None: no bearer token needed (OAuth endpoints)
+
+
+def route(
+    method: str, path: str, handler: Callable[..., Response], scopes: Iterable[str] | None
+) -> Route:
+    """`path` with `{name}` segments, e.g. "calendar/v3/calendars/{calendarId}/events".
+    The handler is called as handler(request, account, **segments) (account is None for
+    routes without scopes); a segment may hold any character but "/"."""
+    regex = re.sub(r"\\{(\w+)\\}", r"(?P<\1>[^/]+)", re.escape(path.strip("/")))
+    return Route(method, re.compile(f"^{regex}$"), handler, frozenset(scopes) if scopes else None)
+
+
+class GoogleSandbox:
+    """All state of the sandbox; every request is served under `lock`."""
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.clock: Clock = clock or (lambda: datetime.now(UTC))
+        self.lock = threading.RLock()
+        self.accounts: dict[str, Account] = {}
+        self.clients: dict[str, Client] = {}
+        self.access_tokens: dict[str, Grant] = {}
+        self.refresh_tokens: dict[str, Grant] = {}
+        self.faults: list[Fault] = []
+        self.base_url = ""  # set by serve(); push notifications and links use it
+        self._ids = 0
+
+    # -- ids and accounts ------------------------------------------------------------------
+    def next_id(self, prefix: str = "") -> str:
+        with self.lock:
+            self._ids += 1
+            return f"{prefix}{self._ids}"
+
+    def add_account(self, email: str) -> Account:
+        with self.lock:
+            if email not in self.accounts:
+                self.accounts[email] = Account(email, self.next_id("1000"))
+            return self.accounts[email]
+
+    def add_client(self, client_id: str, secret: str, redirect_uris: Iterable[str]) -> Client:
+        client = Client(client_id, secret, tuple(redirect_uris))
+        self.clients[client_id] = client
+        return client
+
+    def issue_token(
+        self, email: str, scopes: Iterable[str], *, client_id: str = "sandbox", seconds: int = 3600
+    ) -> str:
+        """An access token for `email`, as if the OAuth flow had run (for tests of an API)."""
+        token = "ya29." + secrets.token_urlsafe(24)
+        self.access_tokens[token] = Grant(
+            self.add_account(email),
+            client_id,
+            frozenset(scopes),
+            self.clock() + timedelta(seconds=seconds),
+        )
+        return token
+
+    # -- faults --------------------------------------------------------------------------------
+    def inject(
+        self,
+        code: int,
+        *,
+        reason: str = "backendError",
+        method: str | None = None,
+        path: str | None = None,
+        times: int = 1,
+        retry_after: int | None = None,
+    ) -> None:
+        """The next `times` requests matching `method` and the `path` regex (searched in
+        the path below the root URL) are answered `code` with `reason`, e.g. 429
+        rateLimitExceeded, 403 rateLimitExceeded, 500 backendError, 503."""
+        pattern = re.compile(path) if path else None
+        self.faults.append(Fault(code, reason, method, pattern, times, retry_after))
+
+    def take_fault(self, method: str, path: str) -> Fault | None:
+        for fault in self.faults:
+            if fault.method not in (None, method):
+                continue
+            if fault.path is not None and not fault.path.search(path):
+                continue
+            fault.times -= 1
+            self.faults = [f for f in self.faults if f.times > 0]
+            return fault
+        return None
+
+    # -- authentication ------------------------------------------------------------------------
+    def authenticate(self, request: Request, scopes: frozenset[str]) -> Account:
+        header = request.headers.get("Authorization", "")
+        token = header[7:] if header.startswith("Bearer ") else ""
+        grant = self.access_tokens.get(token)
+        if grant is None or grant.revoked:
+            raise ApiError(401, "authError", "Invalid Credentials")
+        if grant.expires is not None and grant.expires <= self.clock():
+            raise ApiError(401, "authError", "Invalid Credentials")
+        if not grant.scopes & scopes:
+            raise ApiError(
+                403, "insufficientPermissions", "Request had insufficient authentication scopes."
+            )
+        return grant.account
+
+
+class Router:
+    """The WSGI application: finds the route, applies faults and authentication."""
+
+    def __init__(self, sandbox: GoogleSandbox, routes: Iterable[Route]) -> None:
+        self.sandbox = sandbox
+        self.routes = list(routes)
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        request = Request(environ)
+        return self.dispatch(request)(environ, start_response)
+
+    def dispatch(self, request: Request) -> Response:
+        path = request.path.strip("/")
+        try:
+            with self.sandbox.lock:
+                found = [(r, r.pattern.match(path)) for r in self.routes]
+                matches = [(r, m) for r, m in found if m is not None]
+                if not matches:
+                    raise ApiError(404, "notFound", f"no such path: /{path}")
+                allowed = [(r, m) for r, m in matches if r.method == request.method]
+                if not allowed:
+                    raise ApiError(405, "methodNotAllowed", f"{request.method} not allowed")
+                chosen, match = allowed[0]
+                fault = self.sandbox.take_fault(request.method, path)
+                if fault is not None:
+                    headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
+                    raise ApiError(fault.code, fault.reason, "injected fault", headers=headers)
+                account = (
+                    self.sandbox.authenticate(request, chosen.scopes)
+                    if chosen.scopes is not None
+                    else None
+                )
+                return chosen.handler(request, account, **match.groupdict())
+        except ApiError as exc:
+            return exc.response()
+
+
+def read_json(request: Request) -> dict[str, Any]:
+    """The request's JSON object body, or a 400 in Google's format."""
+    try:
+        body = json.loads(request.get_data(as_text=False) or b"{}")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "parseError", "Parse Error") from exc
+    if not isinstance(body, dict):
+        raise ApiError(400, "badRequest", "the body must be a JSON object")
+    return body
+
+
+def rfc3339(moment: datetime) -> str:
+    """Google's timestamp form: UTC with milliseconds and a Z."""
+    return (
+        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    )
