@@ -46,3 +46,8 @@ class PermissionDenied(PermanentError):
 class CrmUnauthorized(SyncError):
     """The CRM refused the tenant's credentials (HTTP 401): no request of this tenant
     can succeed until an operator replaces them, so the cycle stops."""
+
+
+class AlreadyExists(PermanentError):
+    """A create with an id that is taken (HTTP 409): for a client-chosen id derived from
+    the idempotency key, the sign of an earlier attempt that went through."""

@@ -112,3 +112,35 @@ class Store(Protocol):
     ) -> None: ...
     def runs(self, connection: str) -> list[dict[str, Any]]: ...
     def items(self, connection: str, run_id: str) -> list[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """A provider push channel (Calendar watch, Graph subscription) and whose it is.
+    Only a digest of its secret token is kept."""
+
+    id: str
+    tenant: str
+    connection: str
+    provider: str
+    resource_id: str
+    token_digest: str
+    expires: datetime
+
+
+class ChannelDirectory(Protocol):
+    """Channel id → channel, the route a push notification takes to its connection."""
+
+    def channel(self, channel_id: str) -> Channel | None: ...
+    def save_channel(self, channel: Channel) -> None: ...
+    def drop_channel(self, channel_id: str) -> None: ...
+
+
+class TaskQueue(Protocol):
+    """Where cycles wait to run (Cloud Tasks in production)."""
+
+    def enqueue(
+        self, tenant: str, connection: str, *, name: str, not_before: datetime, trigger: str
+    ) -> bool:
+        """A cycle of `connection` at `not_before`; False when a task of this name is
+        already waiting, so a burst of triggers collapses into one cycle."""

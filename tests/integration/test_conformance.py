@@ -1,5 +1,5 @@
 """The conformance kit against the reference CRM: the reference passes every check and
-the fuzzing, and the kit catches an implementation that breaks a rule (SYN-4, AUTH-5)."""
+the fuzzing, and the kit catches an implementation that breaks a rule (BEY-6)."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def target(base_url: str) -> Target:
     )
 
 
-def test_SYN4_reference_crm_passes_every_behavioural_check(served: str) -> None:
+def test_BEY6_reference_crm_passes_every_behavioural_check(served: str) -> None:
     outcomes = list(Kit(target(served)).run(CHECKS))
 
     failed = [(o.check, o.detail) for o in outcomes if not o.passed]
@@ -58,7 +58,7 @@ def test_SYN4_reference_crm_passes_every_behavioural_check(served: str) -> None:
     assert len(outcomes) == len(CHECKS)
 
 
-def test_SYN4_reference_crm_passes_the_command_with_fuzzing(served: str) -> None:
+def test_BEY6_reference_crm_passes_the_command_with_fuzzing(served: str) -> None:
     out = io.StringIO()
     with redirect_stdout(out):
         code = main(
@@ -83,7 +83,7 @@ def test_SYN4_reference_crm_passes_the_command_with_fuzzing(served: str) -> None
     assert "fuzz POST /records/{kind} (positive)" in report
 
 
-def test_AUTH5_checks_that_were_not_shown_fail_rather_than_pass(served: str) -> None:
+def test_BEY6_checks_that_were_not_shown_fail_rather_than_pass(served: str) -> None:
     outcomes = {o.check: o for o in Kit(Target(served, "token-vendor")).run(CHECKS)}
 
     assert not outcomes["tenant isolation"].passed
@@ -103,7 +103,7 @@ def _forgetful(app: WsgiApp) -> WsgiApp:
     return wrapped
 
 
-def test_SYN4_kit_fails_an_implementation_that_ignores_idempotency_keys() -> None:
+def test_BEY6_kit_fails_an_implementation_that_ignores_idempotency_keys() -> None:
     crm = reference_crm()
     base_url, stop = serve(crm, wrap=_forgetful)
     try:

@@ -23,7 +23,7 @@ def load() -> dict[str, Any]:
     return document
 
 
-def test_SYN1_contract_is_a_valid_openapi_31_document() -> None:
+def test_BEY6_contract_is_a_valid_openapi_31_document() -> None:
     document = load()
 
     validate(document)
@@ -31,7 +31,7 @@ def test_SYN1_contract_is_a_valid_openapi_31_document() -> None:
     assert document["openapi"] == "3.1.0"
 
 
-def test_SYN1_the_kit_fuzzes_the_published_contract() -> None:
+def test_BEY6_the_kit_fuzzes_the_published_contract() -> None:
     assert DOCS.resolve() == CONTRACT.resolve()
 
 

@@ -1,5 +1,5 @@
 """Change events from the CRM (the contract's crmChanged webhook): signed, fresh and
-well-formed, or refused with a reason (AUTH-2 for the signature, SYN-4: an event only
+well-formed, or refused with a reason (RUN-1 and RUN-3: an event only
 triggers a cycle)."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def body(**changes: object) -> bytes:
     return json.dumps({**EVENT, **changes}).encode()
 
 
-def test_AUTH2_signed_fresh_event_is_accepted() -> None:
+def test_RUN1_signed_fresh_event_is_accepted() -> None:
     event = verify(SECRET, sign(SECRET, body(), NOW - timedelta(seconds=2)), body(), NOW)
 
     assert (event.tenant, event.user, event.kind, event.ids) == (
@@ -47,12 +47,12 @@ def test_AUTH2_signed_fresh_event_is_accepted() -> None:
         (sign(SECRET, body(), NOW + timedelta(minutes=6)), "five minutes"),
     ],
 )
-def test_AUTH2_unsigned_forged_or_stale_event_is_refused(header: str | None, reason: str) -> None:
+def test_RUN1_unsigned_forged_or_stale_event_is_refused(header: str | None, reason: str) -> None:
     with pytest.raises(BadEvent, match=reason):
         verify(SECRET, header, body(), NOW)
 
 
-def test_AUTH2_a_signature_covers_the_whole_body() -> None:
+def test_RUN1_a_signature_covers_the_whole_body() -> None:
     header = sign(SECRET, body(), NOW)
 
     with pytest.raises(BadEvent, match="does not match"):

@@ -13,6 +13,7 @@ from typing import Any
 
 from crmsync.engine.records import Link
 from crmsync.model import Kind
+from crmsync.ports import Channel
 from crmsync.settings import Side
 
 
@@ -26,6 +27,7 @@ class MemoryStore:
         self._queue: dict[str, dict[str, dict[str, Any]]] = {}
         self._runs: dict[str, dict[str, dict[str, Any]]] = {}
         self._items: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self._channels: dict[str, Channel] = {}
         self.reads = 0
         self.writes = 0
 
@@ -176,3 +178,16 @@ class MemoryStore:
 
     def items(self, connection: str, run_id: str) -> list[dict[str, Any]]:
         return [dict(i) for i in self._items.get((connection, run_id), [])]
+
+    # -- channels ------------------------------------------------------------------
+    def channel(self, channel_id: str) -> Channel | None:
+        self.reads += 1
+        return self._channels.get(channel_id)
+
+    def save_channel(self, channel: Channel) -> None:
+        self.writes += 1
+        self._channels[channel.id] = channel
+
+    def drop_channel(self, channel_id: str) -> None:
+        self.writes += 1
+        self._channels.pop(channel_id, None)
