@@ -46,22 +46,24 @@ class ApiError(Exception):
         *,
         status: str | None = None,
         headers: dict[str, str] | None = None,
+        details: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(message)
         self.code, self.reason, self.message = code, reason, message
         self.status = status or _STATUS.get(code, "UNKNOWN")
         self.headers = headers or {}
+        self.details = details or []
 
     def response(self) -> Response:
-        body = {
-            "error": {
-                "code": self.code,
-                "message": self.message,
-                "errors": [{"domain": "global", "reason": self.reason, "message": self.message}],
-                "status": self.status,
-            }
+        error: dict[str, Any] = {
+            "code": self.code,
+            "message": self.message,
+            "errors": [{"domain": "global", "reason": self.reason, "message": self.message}],
+            "status": self.status,
         }
-        return json_response(body, self.code, self.headers)
+        if self.details:  # google.rpc details such as ErrorInfo, e.g. reason EXPIRED_SYNC_TOKEN
+            error["details"] = self.details
+        return json_response({"error": error}, self.code, self.headers)
 
 
 _STATUS = {
