@@ -1,0 +1,1 @@
+"""Google Workspace: OAuth, Calendar, Tasks and People behind the ProviderAccount port."""

@@ -1,0 +1,295 @@
+"""CRM activities as Google Calendar events: the only place Calendar field names appear.
+
+Mapping (canonical ← → event):
+    subject ↔ summary            notes ↔ description        location ↔ location
+    start/end/all_day/timezone ↔ start/end {date | dateTime + timeZone}
+    private ↔ visibility "private"         recurrence ↔ recurrence[] lines
+    status: "declined" when the user's own attendee entry declined, or crmsync marked
+            it declined (shown as free time); "unconfirmed" ↔ status "tentative"
+    members ↔ a private extended property (CRM user ids are no Google attendees,
+            and crmsync never invites anyone on its own, SYN-8)
+    the link key ↔ private extended property `crmsyncLink` (SYN-9)
+
+Events crmsync creates get an id derived from the create's idempotency key, so a
+retried insert answers 409 and the event already made is used instead (SYN-4).
+Exceptions of a recurring series (events with `recurringEventId`) are not synced as
+records of their own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from crmsync import model
+from crmsync.engine.plan import Write
+from crmsync.engine.records import SideRecord
+from crmsync.errors import AlreadyExists, Conflict, CursorExpired, NotFound
+from crmsync.ports import ChangePage, WriteResult
+from crmsync.providers.google.client import GoogleClient
+
+LINK = "crmsyncLink"
+MEMBERS = "crmsyncMembers"
+STATUS = "crmsyncStatus"
+_BASE32HEX = "0123456789abcdefghijklmnopqrstuv"
+# The canonical activity fields a Google event holds (type, leader and regarding stay
+# in the CRM; regarding reaches the event as the related-info block, CAL-5).
+HELD = (
+    "subject",
+    "start",
+    "end",
+    "all_day",
+    "timezone",
+    "location",
+    "notes",
+    "private",
+    "status",
+    "recurrence",
+    "members",
+)
+
+
+def event_id(key: str) -> str:
+    """A valid client-chosen event id (base32hex, 26 characters) for an idempotency key."""
+    digest = int.from_bytes(hashlib.sha256(key.encode()).digest()[:17], "big")
+    chars = []
+    for _ in range(26):
+        digest, rest = divmod(digest, 32)
+        chars.append(_BASE32HEX[rest])
+    return "cs" + "".join(chars)
+
+
+# -- mapping ---------------------------------------------------------------------------------
+def to_event(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Event fields for the canonical fields given (all of them, or a patch)."""
+    event: dict[str, Any] = {}
+    private: dict[str, str] = {}
+    if "subject" in fields:
+        event["summary"] = fields["subject"]
+    if "notes" in fields:
+        event["description"] = fields["notes"]
+    if "location" in fields:
+        event["location"] = fields["location"]
+    if {"start", "end", "all_day", "timezone"} & set(fields):
+        event.update(_times(fields))
+    if "private" in fields:
+        event["visibility"] = "private" if fields["private"] else "default"
+    if "recurrence" in fields:
+        rule = fields["recurrence"]
+        event["recurrence"] = [line for line in (rule or "").splitlines() if line.strip()]
+    if "status" in fields:
+        status = fields["status"]
+        event["status"] = "tentative" if status == "unconfirmed" else "confirmed"
+        event["transparency"] = "transparent" if status == "declined" else "opaque"
+        private[STATUS] = status
+    if "members" in fields:
+        private[MEMBERS] = ",".join(fields["members"])
+    if private:
+        event["extendedProperties"] = {"private": private}
+    return event
+
+
+def _times(fields: Mapping[str, Any]) -> dict[str, Any]:
+    start, end = fields["start"], fields["end"]
+    if fields.get("all_day") or (isinstance(start, date) and not isinstance(start, datetime)):
+        return {"start": {"date": start.isoformat()}, "end": {"date": end.isoformat()}}
+    tz = fields.get("timezone") or "UTC"
+    return {
+        "start": {"dateTime": start.isoformat(), "timeZone": tz},
+        "end": {"dateTime": end.isoformat(), "timeZone": tz},
+    }
+
+
+def from_event(event: Mapping[str, Any]) -> dict[str, Any]:
+    """Canonical fields of an event, as the provider side holds them (raw: to be
+    normalised, so bad data surfaces as an invalid record)."""
+    start, end = event.get("start") or {}, event.get("end") or {}
+    private = (event.get("extendedProperties") or {}).get("private") or {}
+    all_day = "date" in start
+    members = private.get(MEMBERS, "")
+    return {
+        "subject": event.get("summary", ""),
+        "notes": event.get("description", ""),
+        "location": event.get("location", ""),
+        "all_day": all_day,
+        "start": start.get("date") if all_day else start.get("dateTime"),
+        "end": end.get("date") if all_day else end.get("dateTime"),
+        "timezone": start.get("timeZone") or "UTC",
+        "private": event.get("visibility") in ("private", "confidential"),
+        "recurrence": "\n".join(event.get("recurrence") or ()) or None,
+        "status": _status(event, private),
+        "members": [m for m in members.split(",") if m],
+    }
+
+
+def _status(event: Mapping[str, Any], private: Mapping[str, str]) -> str:
+    if any(
+        a.get("self") and a.get("responseStatus") == "declined"
+        for a in event.get("attendees") or ()
+    ):
+        return "declined"
+    if private.get(STATUS) == "declined":
+        return "declined"
+    return "unconfirmed" if event.get("status") == "tentative" else "confirmed"
+
+
+# -- the resource ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class WatchResult:
+    channel_id: str
+    resource_id: str
+    expires: datetime
+
+
+class GoogleCalendar:
+    """The activity side of one Google account: one calendar (SET-1, default primary)."""
+
+    def __init__(self, client: GoogleClient, calendar: str = "primary") -> None:
+        self.client = client
+        self.calendar = calendar
+        self.held = HELD
+
+    @property
+    def events(self) -> Any:
+        return self.client.service("calendar", "v3").events()
+
+    def record(self, event: Mapping[str, Any]) -> SideRecord:
+        event_id_ = str(event["id"])
+        version = str(event.get("etag", ""))
+        modified = _instant(event.get("updated"))
+        if event.get("status") == "cancelled":
+            return SideRecord(event_id_, version, None, modified=modified)
+        ref = ((event.get("extendedProperties") or {}).get("private") or {}).get(LINK)
+        try:
+            canonical = model.normalize("activity", from_event(event))
+        except model.InvalidRecord as exc:
+            return SideRecord(event_id_, version, {}, modified=modified, ref=ref, error=str(exc))
+        fields = {name: canonical[name] for name in self.held}
+        return SideRecord(event_id_, version, fields, modified=modified, ref=ref)
+
+    def changes(self, cursor: str | None) -> ChangePage:
+        """Every event changed since the sync token (all of them without one), all pages."""
+        records: list[SideRecord] = []
+        page_token: str | None = None
+        while True:
+            params: dict[str, Any] = {"calendarId": self.calendar, "maxResults": 250}
+            params["singleEvents"] = False
+            if cursor is not None:
+                params["syncToken"] = cursor
+            if page_token is not None:
+                params["pageToken"] = page_token
+            answer = self.client.execute(self.events.list(**params), "calendar events.list")
+            records.extend(
+                self.record(e) for e in answer.get("items", []) if not e.get("recurringEventId")
+            )
+            page_token = answer.get("nextPageToken")
+            if page_token is None:
+                token = answer.get("nextSyncToken")
+                if not token:
+                    raise CursorExpired("calendar listing ended without a sync token")
+                return ChangePage(records, str(token))
+
+    def get(self, record_id: str) -> SideRecord:
+        request = self.events.get(calendarId=self.calendar, eventId=record_id)
+        try:
+            return self.record(self.client.execute(request, "calendar events.get"))
+        except NotFound:
+            return SideRecord(record_id, "0", None)
+
+    def create(self, write: Write) -> WriteResult:
+        assert write.fields is not None and write.key is not None
+        body = to_event(write.fields)
+        body["id"] = event_id(write.key)
+        private = body.setdefault("extendedProperties", {}).setdefault("private", {})
+        if write.ref:
+            private[LINK] = write.ref
+        request = self.events.insert(
+            calendarId=self.calendar, body=body, sendUpdates=_updates(write)
+        )
+        try:
+            answer = self.client.execute(request, "calendar events.insert")
+        except AlreadyExists:
+            existing = self.get(body["id"])  # a retried create: the first one happened
+            if existing.fields is None:
+                raise
+            return WriteResult(existing.id, existing.version)
+        return WriteResult(str(answer["id"]), str(answer["etag"]))
+
+    def update(self, write: Write) -> WriteResult:
+        assert write.fields is not None and write.target is not None
+        body = to_event(_whole_times(write, self.get))
+        request = self.events.patch(
+            calendarId=self.calendar, eventId=write.target, body=body, sendUpdates=_updates(write)
+        )
+        if write.version:
+            request.headers["If-Match"] = write.version
+        answer = self.client.execute(request, "calendar events.patch")
+        return WriteResult(str(answer["id"]), str(answer["etag"]))
+
+    def delete(self, write: Write) -> None:
+        assert write.target is not None
+        request = self.events.delete(
+            calendarId=self.calendar, eventId=write.target, sendUpdates=_updates(write)
+        )
+        if write.version:
+            request.headers["If-Match"] = write.version
+        try:
+            self.client.execute(request, "calendar events.delete")
+        except CursorExpired as exc:  # 410 on an event: already deleted
+            raise NotFound(f"event {write.target} is already deleted") from exc
+
+    def watch(self, address: str, channel_id: str, token: str, ttl: timedelta) -> WatchResult:
+        """Open a push channel on the calendar; Google may grant a shorter life than asked."""
+        now_ms = int(datetime.now(UTC).timestamp() * 1000)
+        body = {
+            "id": channel_id,
+            "type": "web_hook",
+            "address": address,
+            "token": token,
+            "expiration": str(now_ms + int(ttl.total_seconds() * 1000)),
+        }
+        request = self.events.watch(calendarId=self.calendar, body=body)
+        answer = self.client.execute(request, "calendar events.watch")
+        expires = datetime.fromtimestamp(int(answer["expiration"]) / 1000, UTC)
+        return WatchResult(str(answer["id"]), str(answer["resourceId"]), expires)
+
+    def stop(self, channel_id: str, resource_id: str) -> None:
+        """Close a push channel; one Google no longer knows is closed already."""
+        channels = self.client.service("calendar", "v3").channels()
+        request = channels.stop(body={"id": channel_id, "resourceId": resource_id})
+        try:
+            self.client.execute(request, "calendar channels.stop")
+        except NotFound:
+            return
+
+
+def _whole_times(write: Write, get: Any) -> Mapping[str, Any]:
+    """A patch touching any time field carries all of them: Google replaces start and
+    end as a whole, with their time zone."""
+    fields = dict(write.fields or {})
+    times = {"start", "end", "all_day", "timezone"}
+    if times & set(fields) and not times <= set(fields):
+        assert write.target is not None
+        current = get(write.target)
+        if current.fields is None:
+            raise Conflict("the event is gone")
+        for name in times - set(fields):
+            fields[name] = current.fields[name]
+    return fields
+
+
+def _updates(write: Write) -> str:
+    """SYN-8: attendees hear of a change only when the CRM activity asked for it."""
+    return "all" if write.notify else "none"
+
+
+def _instant(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return model.now_utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
+    except ValueError:
+        return None
