@@ -1,0 +1,162 @@
+"""Google's OAuth 2.0 web-server flow with the official libraries (AUTH-1..AUTH-4).
+
+Two services are authorised separately, each with its own scopes: "sync" (contacts,
+calendar events, tasks) and "mail" (Gmail labels and modify). Consent asks for offline
+access (a refresh token), PKCE protects the code, and `include_granted_scopes` makes a
+second consent add to the first instead of replacing it. Users may untick scopes, so
+what was granted is read from the token answer, never assumed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import requests
+from google.auth.exceptions import RefreshError
+from google.auth.transport.requests import Request
+from google.oauth2.credentials import Credentials
+from google_auth_oauthlib.flow import Flow
+
+from crmsync.errors import GrantRevoked, PermanentError, TransientError
+
+SCOPE = "https://www.googleapis.com/auth/"
+# The narrowest scopes that do the job; the calendar list (to pick a calendar, SET-1)
+# needs its own read-only scope.
+SERVICES: dict[str, tuple[str, ...]] = {
+    "sync": (
+        SCOPE + "contacts",
+        SCOPE + "calendar.events",
+        SCOPE + "calendar.calendarlist.readonly",
+        SCOPE + "tasks",
+    ),
+    "mail": (SCOPE + "gmail.labels", SCOPE + "gmail.modify"),
+}
+
+
+@dataclass(frozen=True)
+class GoogleOAuth:
+    """The OAuth client crmsync is registered as, and Google's endpoints (the sandbox's
+    in development and tests)."""
+
+    client_id: str
+    client_secret: str
+    redirect_uri: str
+    auth_uri: str = "https://accounts.google.com/o/oauth2/v2/auth"
+    token_uri: str = "https://oauth2.googleapis.com/token"
+    revoke_uri: str = "https://oauth2.googleapis.com/revoke"
+
+    def flow(self, scopes: Iterable[str]) -> Flow:
+        config = {
+            "web": {
+                "client_id": self.client_id,
+                "client_secret": self.client_secret,
+                "auth_uri": self.auth_uri,
+                "token_uri": self.token_uri,
+                "redirect_uris": [self.redirect_uri],
+            }
+        }
+        return Flow.from_client_config(
+            config,
+            scopes=list(scopes),
+            redirect_uri=self.redirect_uri,
+            autogenerate_code_verifier=False,
+        )
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a consent gave: tokens and the scopes actually granted."""
+
+    access_token: str
+    refresh_token: str | None
+    expires: datetime | None
+    scopes: frozenset[str]
+
+
+def scopes_for(services: Iterable[str]) -> list[str]:
+    unknown = set(services) - set(SERVICES)
+    if unknown:
+        raise ValueError(f"unknown services: {sorted(unknown)}")
+    return sorted({scope for service in services for scope in SERVICES[service]})
+
+
+def authorization_url(
+    oauth: GoogleOAuth, services: Iterable[str], state: str, challenge: str, login_hint: str = ""
+) -> str:
+    """Where to send the user to consent."""
+    flow = oauth.flow(scopes_for(services))
+    extra = {"login_hint": login_hint} if login_hint else {}
+    url, _ = flow.authorization_url(
+        state=state,
+        access_type="offline",
+        include_granted_scopes="true",
+        prompt="consent",
+        code_challenge=challenge,
+        code_challenge_method="S256",
+        **extra,
+    )
+    return str(url)
+
+
+def exchange(oauth: GoogleOAuth, services: Iterable[str], code: str, verifier: str) -> Grant:
+    """Redeem the callback's code with the PKCE verifier kept for its state."""
+    flow = oauth.flow(scopes_for(services))
+    flow.code_verifier = verifier
+    try:
+        token = flow.fetch_token(code=code, code_verifier=verifier)
+    except Warning as changed:  # granular consent: fewer scopes than asked; take them
+        token = changed.token  # type: ignore[attr-defined]
+    except Exception as exc:  # oauthlib raises its own error types for RFC 6749 answers
+        raise PermanentError(
+            f"Google refused the authorization code: {type(exc).__name__}"
+        ) from exc
+    expires = token.get("expires_at")
+    return Grant(
+        access_token=str(token["access_token"]),
+        refresh_token=token.get("refresh_token"),
+        expires=datetime.fromtimestamp(float(expires), UTC) if expires else None,
+        scopes=frozenset(_scopes(token.get("scope"))),
+    )
+
+
+def credentials(oauth: GoogleOAuth, grant: Grant) -> Credentials:
+    return Credentials(  # type: ignore[no-untyped-call]
+        token=grant.access_token,
+        refresh_token=grant.refresh_token,
+        token_uri=oauth.token_uri,
+        client_id=oauth.client_id,
+        client_secret=oauth.client_secret,
+        scopes=sorted(grant.scopes),
+        expiry=grant.expires.replace(tzinfo=None) if grant.expires else None,
+    )
+
+
+def refresh(oauth: GoogleOAuth, grant: Grant) -> Grant:
+    """A fresh access token; GrantRevoked when Google says `invalid_grant` (AUTH-3)."""
+    creds = credentials(oauth, grant)
+    try:
+        creds.refresh(Request())  # type: ignore[no-untyped-call]
+    except RefreshError as exc:
+        raise GrantRevoked("the Google grant no longer works; the user must reconnect") from exc
+    expiry = creds.expiry.replace(tzinfo=UTC) if creds.expiry else None
+    return Grant(str(creds.token), grant.refresh_token, expiry, grant.scopes)
+
+
+def revoke(oauth: GoogleOAuth, token: str) -> None:
+    """Revoke the grant (AUTH-4); one Google no longer knows is revoked already."""
+    try:
+        response = requests.post(oauth.revoke_uri, data={"token": token}, timeout=10)
+    except requests.RequestException as exc:
+        raise TransientError("Google's revoke endpoint is unreachable") from exc
+    if response.status_code >= 500:
+        raise TransientError(f"Google's revoke endpoint answered {response.status_code}")
+
+
+def _scopes(value: object) -> list[str]:
+    if isinstance(value, str):
+        return value.split()
+    if isinstance(value, list | tuple):
+        return [str(v) for v in value]
+    return []

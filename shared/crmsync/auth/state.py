@@ -1,0 +1,108 @@
+"""OAuth `state`: signed, single-use and expiring (AUTH-2).
+
+The state a provider sends back is `<nonce>.<signature>`; the nonce keys a record kept
+server-side (Firestore `oauth_states/{nonce}` in production) that holds who started
+the flow and the PKCE verifier, which therefore never travels through the browser.
+Finishing takes the record away, so a replayed state finds nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+TTL = timedelta(minutes=10)
+
+
+class BadState(ValueError):
+    """The callback's state is not one crmsync issued, was used already, or expired."""
+
+
+class StateStore(Protocol):
+    def put_state(self, nonce: str, record: Mapping[str, Any]) -> None: ...
+    def take_state(self, nonce: str) -> dict[str, Any] | None:
+        """The record, removed in the same step (a second take finds nothing)."""
+
+
+@dataclass(frozen=True)
+class PendingAuth:
+    """Who started an OAuth flow, and the PKCE verifier to redeem its code with."""
+
+    tenant: str
+    user: str
+    provider: str
+    services: tuple[str, ...]
+    verifier: str
+    expires: datetime
+
+
+@dataclass(frozen=True)
+class Started:
+    state: str
+    challenge: str  # PKCE S256 code challenge, for the authorization URL
+    pending: PendingAuth
+
+
+def begin(
+    secret: bytes,
+    states: StateStore,
+    *,
+    tenant: str,
+    user: str,
+    provider: str,
+    services: tuple[str, ...],
+    now: datetime,
+    ttl: timedelta = TTL,
+) -> Started:
+    nonce = secrets.token_urlsafe(24)
+    verifier = secrets.token_urlsafe(64)[:96]
+    pending = PendingAuth(tenant, user, provider, tuple(services), verifier, now + ttl)
+    states.put_state(
+        nonce,
+        {
+            "tenant": tenant,
+            "user": user,
+            "provider": provider,
+            "services": list(services),
+            "verifier": verifier,
+            "expires": pending.expires.isoformat(),
+        },
+    )
+    return Started(f"{nonce}.{_sign(secret, nonce)}", challenge(verifier), pending)
+
+
+def finish(secret: bytes, states: StateStore, state: str | None, now: datetime) -> PendingAuth:
+    """The pending flow this state belongs to; raises BadState otherwise."""
+    nonce, _, signature = (state or "").partition(".")
+    if not nonce or not hmac.compare_digest(_sign(secret, nonce), signature):
+        raise BadState("the state was not issued by crmsync")
+    record = states.take_state(nonce)
+    if record is None:
+        raise BadState("the state was used already or is unknown")
+    expires = datetime.fromisoformat(record["expires"])
+    if expires <= now:
+        raise BadState("the sign-in took too long; start again")
+    return PendingAuth(
+        record["tenant"],
+        record["user"],
+        record["provider"],
+        tuple(record["services"]),
+        record["verifier"],
+        expires,
+    )
+
+
+def challenge(verifier: str) -> str:
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def _sign(secret: bytes, nonce: str) -> str:
+    mac = hmac.new(secret, b"oauth-state:" + nonce.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode("ascii")
