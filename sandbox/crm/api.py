@@ -28,7 +28,13 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from crmsync import model
-from crmsync.errors import PermanentError, TransientError
+from crmsync.errors import (
+    CrmUnauthorized,
+    GrantRevoked,
+    PermanentError,
+    RateLimited,
+    TransientError,
+)
 from crmsync.recordlog import Faults
 from sandbox.crm import validation
 from sandbox.crm.database import Attachment, CrmDatabase, StoredRecord, User
@@ -362,16 +368,15 @@ class Api:
 
     def _before_write(self, op: str) -> None:
         """The injected failure for this write, if any, as a CRM would answer it."""
-        if self.faults is None:
-            return
-        try:
-            self.faults.before_write("crm", op)
-        except TransientError as exc:
-            raise ApiError(
-                503, "unavailable", "the CRM is unavailable; try again", {"Retry-After": "0"}
-            ) from exc
-        except PermanentError as exc:
-            raise ApiError(422, "injected", "the CRM refused this write") from exc
+        faults = self.faults
+        if faults is not None:
+            _answer_fault(lambda: faults.before_write("crm", op), "write")
+
+    def _before_read(self, op: str) -> None:
+        """The injected failure for this read (a change feed), if any."""
+        faults = self.faults
+        if faults is not None:
+            _answer_fault(lambda: faults.before_read("crm", op), "read")
 
     def _accept(
         self, tenant: str, kind: str, raw: Mapping[str, Any], changed: Iterable[str]
@@ -567,6 +572,7 @@ class Api:
         limit = self._limit(call.request)
         cursor = call.request.args.get("cursor")
         group = self._scope_group(call)
+        self._before_read("changes")
         with self.db.transaction():
             members = self.db.members(call.tenant, group)
             if cursor is None:  # everything live the user sees, and where that leaves off
@@ -752,3 +758,22 @@ class Api:
         except (binascii.Error, ValueError) as exc:
             raise bad_request("an attachment's content_base64 is not base64") from exc
         return Attachment(item["filename"], item["content_type"], content)
+
+
+def _answer_fault(trip: Callable[[], None], what: str) -> None:
+    """Run an injected-fault check and answer its failure as a CRM would over HTTP."""
+    try:
+        trip()
+    except RateLimited as exc:
+        wait = str(int(exc.retry_after or 1))
+        raise ApiError(429, "rate_limited", "slow down", {"Retry-After": wait}) from exc
+    except TransientError as exc:
+        raise ApiError(
+            503, "unavailable", "the CRM is unavailable; try again", {"Retry-After": "0"}
+        ) from exc
+    except (CrmUnauthorized, GrantRevoked) as exc:
+        raise ApiError(401, "unauthorized", "the token is no longer valid") from exc
+    except PermanentError as exc:
+        raise ApiError(
+            422 if what == "write" else 403, "injected", f"the CRM refused this {what}"
+        ) from exc

@@ -25,7 +25,14 @@ from crmsync.engine import Context, Decision, Links, Plan, SideRecord, Write, re
 from crmsync.engine.lens import crm_view, provider_view
 from crmsync.engine.plan import Intent
 from crmsync.engine.records import CrmSchema, Link, LinkState
-from crmsync.errors import CursorExpired, NotFound, PermanentError, TransientError
+from crmsync.errors import (
+    CrmUnauthorized,
+    CursorExpired,
+    GrantRevoked,
+    NotFound,
+    PermanentError,
+    TransientError,
+)
 from crmsync.model import KINDS, Kind, to_json
 from crmsync.ports import Connection, CrmConnector, ProviderAccount, RecordSide, Store
 from crmsync.settings import Settings, Side
@@ -53,6 +60,8 @@ class Cycle:
     _counts: dict[str, dict[str, int]] = field(default_factory=dict)
     _errors: list[str] = field(default_factory=list)
     _schema: CrmSchema | None = None
+    _failed_kinds: list[Kind] = field(default_factory=list)
+    _retry_after: float | None = None
 
     def __post_init__(self) -> None:
         if self.settings["calls_as"] == "task":  # CAL-1: calls sync as provider tasks
@@ -83,21 +92,13 @@ class Cycle:
         if not self.store.acquire_lease(self.conn, self.run_id, started, LEASE_SECONDS):
             return {**run, "status": "busy", "ended": started}
         self.store.save_run(self.conn, run)
-        deadline = time.monotonic() + self.budget_seconds if self.budget_seconds else None
-        pending_kinds: list[Kind] = []
-        self.finish_journal()
-        for kind in KINDS:
-            if deadline is not None and time.monotonic() > deadline:
-                pending_kinds.append(kind)  # RUN-6: the next run takes it from here
-                continue
-            if self.settings.enabled(kind):
-                self.sync_kind(kind)
-        self.store.add_items(self.conn, self.run_id, self._items)
-        failed = any(i["outcome"] == "fail" for i in self._items)
-        status = "continued" if pending_kinds else ("partial" if failed else "ok")
-        run.update(status=status, ended=self.clock(), pending=pending_kinds)
-        self.store.save_run(self.conn, run)
-        self.store.release_lease(self.conn, self.run_id)
+        try:
+            status, pending_kinds = self.run_kinds()
+        except Exception as exc:  # a defect: record it, free the lease, let the task retry
+            self._errors.append(f"{type(exc).__name__}: {exc}")
+            self.finish_run(run, "failed", [])
+            raise
+        self.finish_run(run, status, pending_kinds)
         log.info(
             "cycle finished",
             extra={
@@ -108,6 +109,64 @@ class Cycle:
             },
         )
         return run
+
+    def run_kinds(self) -> tuple[str, list[Kind]]:
+        """Sync each enabled kind; returns the run's status and the kinds left over.
+
+        A kind whose change feed cannot be read now (throttled, unavailable, refused)
+        is skipped with its cursors untouched, so the next cycle reads those changes
+        again; the other kinds go on (SYN-5). A grant that no longer works stops the
+        cycle: nothing can succeed until the user reconnects (AUTH-3)."""
+        deadline = time.monotonic() + self.budget_seconds if self.budget_seconds else None
+        pending_kinds: list[Kind] = []
+        try:
+            self.finish_journal()
+            for kind in KINDS:
+                if deadline is not None and time.monotonic() > deadline:
+                    pending_kinds.append(kind)  # RUN-6: the next run takes it from here
+                    continue
+                if self.settings.enabled(kind):
+                    try:
+                        self.sync_kind(kind)
+                    except (TransientError, PermanentError) as exc:
+                        self.kind_failed(kind, exc)
+        except GrantRevoked as exc:
+            self._errors.append(f"{type(exc).__name__}: {exc}")
+            return "needs_reauth", []
+        except CrmUnauthorized as exc:
+            self._errors.append(f"{type(exc).__name__}: {exc}")
+            return "crm_unauthorized", []
+        if pending_kinds:
+            return "continued", pending_kinds
+        failed = self._failed_kinds or any(i["outcome"] == "fail" for i in self._items)
+        return ("partial" if failed else "ok"), []
+
+    def kind_failed(self, kind: Kind, exc: Exception) -> None:
+        """One kind could not be read or planned this cycle; it is tried again next."""
+        self._failed_kinds.append(kind)
+        self.count(kind, "fail")
+        self._errors.append(f"{kind}: {type(exc).__name__}: {exc}")
+        wait = getattr(exc, "retry_after", None)
+        if wait is not None:
+            self._retry_after = max(self._retry_after or 0.0, float(wait))
+        log.warning(
+            "kind skipped",
+            extra={
+                "tenant": self.connection.tenant,
+                "connection": self.conn,
+                "run": self.run_id,
+                "kind": kind,
+                "error": type(exc).__name__,
+            },
+        )
+
+    def finish_run(self, run: dict[str, Any], status: str, pending: list[Kind]) -> None:
+        self.store.add_items(self.conn, self.run_id, self._items)
+        run.update(status=status, ended=self.clock(), pending=pending)
+        if self._retry_after is not None:
+            run["retry_after"] = self._retry_after  # throttled: when to come back (RUN-6)
+        self.store.save_run(self.conn, run)
+        self.store.release_lease(self.conn, self.run_id)
 
     def finish_journal(self) -> None:
         """Settle what a killed or failed run journaled before its remote writes."""

@@ -18,7 +18,15 @@ from typing import Any, Literal
 from crmsync import model
 from crmsync.engine.records import SideRecord
 from crmsync.errors import Conflict as StaleVersion
-from crmsync.errors import CursorExpired, NotFound, PermanentError, TransientError
+from crmsync.errors import (
+    CrmUnauthorized,
+    CursorExpired,
+    GrantRevoked,
+    NotFound,
+    PermanentError,
+    RateLimited,
+    TransientError,
+)
 from crmsync.model import Kind
 from crmsync.settings import Side
 
@@ -27,11 +35,15 @@ class Crash(BaseException):
     """The process died (a killed instance): nothing after this point runs."""
 
 
+FaultKind = Literal["transient", "permanent", "rate_limited", "revoked", "unauthorized"]
+READS = frozenset({"changes"})
+
+
 @dataclass
 class _Failure:
     side: Side | None
     op: str | None
-    error: Literal["transient", "permanent"]
+    error: FaultKind
     times: int
 
 
@@ -53,9 +65,11 @@ class Faults:
         self,
         side: Side | None = None,
         op: str | None = None,
-        error: Literal["transient", "permanent"] = "transient",
+        error: FaultKind = "transient",
         times: int = 1,
     ) -> None:
+        """The next matching calls fail. `op` is a write (create, update, delete, scope;
+        None: any write) or a read named explicitly ("changes": reading a change feed)."""
         self._failures.append(_Failure(side, op, error, times))
 
     @property
@@ -63,13 +77,17 @@ class Faults:
         return self._crash_in is not None
 
     def before_write(self, side: Side, op: str) -> None:
+        self._trip(side, op, (None, op))
+
+    def before_read(self, side: Side, op: str) -> None:
+        self._trip(side, op, (op,))
+
+    def _trip(self, side: Side, op: str, ops: tuple[str | None, ...]) -> None:
         for failure in self._failures:
-            if failure.times > 0 and failure.side in (None, side) and failure.op in (None, op):
+            if failure.times > 0 and failure.side in (None, side) and failure.op in ops:
                 failure.times -= 1
                 self._failures = [f for f in self._failures if f.times > 0]
-                if failure.error == "transient":
-                    raise TransientError(f"injected transient failure on {side} {op}")
-                raise PermanentError(f"injected permanent failure on {side} {op}")
+                raise _error(failure.error, f"injected {failure.error} failure on {side} {op}")
 
     def after_write(self) -> None:
         """Called by an adapter once a remote write has fully taken effect."""
@@ -79,6 +97,18 @@ class Faults:
             if self._crash_in == 0:
                 self._crash_in = None
                 raise Crash("the process died after a remote write")
+
+
+def _error(kind: FaultKind, message: str) -> Exception:
+    if kind == "transient":
+        return TransientError(message)
+    if kind == "rate_limited":
+        return RateLimited(message, retry_after=120.0)
+    if kind == "revoked":
+        return GrantRevoked(message)
+    if kind == "unauthorized":
+        return CrmUnauthorized(message)
+    return PermanentError(message)
 
 
 @dataclass
@@ -225,6 +255,7 @@ class RecordLog:
         self, kind: str, cursor: str | None, visible: Callable[[Entry], bool]
     ) -> tuple[list[Entry], str, bool]:
         self._count("changes")
+        self.faults.before_read(self.side, "changes")
         table = self.table(kind)
         if cursor is None:
             ids = [i for i, e in table.items() if not e.deleted and visible(e)]

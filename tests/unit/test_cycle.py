@@ -493,3 +493,78 @@ def only_link(world: SyncWorld) -> dict[str, Any]:
     links = world.links("activity")
     assert len(links) == 1, links
     return links[0]
+
+
+# -- a kind that cannot be read, a grant that no longer works ------------------------------
+
+
+NO_CONTACTS = {"enabled": {"contact": False}}  # activities are then the first kind read
+
+
+@pytest.mark.parametrize("side", ["crm", "provider"])
+def test_SYN5_a_change_feed_that_cannot_be_read_skips_that_kind_only(side: str) -> None:
+    world = SyncWorld(settings=NO_CONTACTS)
+    world.crm.create("todo", {"subject": "Call back"})
+    world.crm.create("activity", meeting("Planning"))
+    world.fail(side, "changes", "transient")  # type: ignore[arg-type]
+
+    run = world.sync()
+
+    assert run["status"] == "partial"
+    assert run["counts"] == {"activity": {"fail": 1}, "todo": {"create": 1}}
+    assert world.provider.all("activity") == []
+    assert any("activity: TransientError" in e for e in run["errors"])
+    assert world.sync()["counts"] == {"activity": {"create": 1}}  # read again, not lost
+    assert subjects(world.provider.all("activity")) == ["Planning"]
+
+
+def test_RUN6_a_throttled_feed_tells_when_to_come_back() -> None:
+    world = SyncWorld(settings=NO_CONTACTS)
+    world.provider.create("activity", meeting("Planning"))
+    world.fail("provider", "changes", "rate_limited")
+
+    run = world.sync()
+
+    assert run["status"] == "partial"
+    assert run["retry_after"] == 120.0
+    assert world.sync()["counts"] == {"activity": {"create": 1}}
+
+
+def test_AUTH3_a_revoked_grant_stops_the_cycle_and_loses_nothing() -> None:
+    world = SyncWorld(settings=NO_CONTACTS)
+    crm_id = world.crm.create("activity", meeting("Planning"))
+    world.fail("provider", "changes", "revoked")
+
+    run = world.sync()
+
+    assert run["status"] == "needs_reauth"
+    assert world.provider.all("activity") == []
+    assert world.store.lease_holder(world.connection.id) is None  # the lease is freed
+    world.sync()  # reconnected
+    assert twin_of(world, "activity", crm_id)
+
+
+def test_AUTH3_a_grant_revoked_during_a_write_stops_the_cycle_and_resumes_later() -> None:
+    world = SyncWorld()
+    first = world.crm.create("activity", meeting("Planning"))
+    second = world.crm.create("activity", meeting("Review"))
+    world.fail("provider", "create", "revoked")
+
+    assert world.sync()["status"] == "needs_reauth"
+    sync_until_quiet(world)
+
+    assert twin_of(world, "activity", first) and twin_of(world, "activity", second)
+    assert len(world.provider.all("activity")) == 2
+
+
+def test_RUN1_a_crm_token_that_stopped_working_stops_the_cycle() -> None:
+    world = SyncWorld(settings=NO_CONTACTS)
+    world.provider.create("activity", meeting("Planning"))
+    world.fail("crm", "changes", "unauthorized")
+
+    run = world.sync()
+
+    assert run["status"] == "crm_unauthorized"
+    assert world.crm.all("activity") == []
+    assert world.sync()["status"] == "ok"
+    assert subjects(world.crm.all("activity")) == ["Planning"]

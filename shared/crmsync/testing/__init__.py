@@ -26,7 +26,7 @@ from crmsync.cycle import LEASE_SECONDS, Cycle
 from crmsync.model import Kind
 from crmsync.ports import Connection, CrmConnector
 from crmsync.providers.memory import MemoryProvider
-from crmsync.recordlog import Crash, Entry, Faults, RecordLog
+from crmsync.recordlog import Crash, Entry, FaultKind, Faults, RecordLog
 from crmsync.settings import PROVIDER_DEFAULTS, Settings, Side, resolve
 from crmsync.store.memory import MemoryStore
 from crmsync.testing.rest import ReferenceCrmSide, RestCrmHandle
@@ -297,10 +297,12 @@ class SyncWorld:
         self,
         side: Side | None = None,
         op: str | None = None,
-        error: Literal["transient", "permanent"] = "transient",
+        error: FaultKind = "transient",
         times: int = 1,
     ) -> None:
-        """The next matching remote write(s) fail with a transient or permanent error."""
+        """The next matching remote write(s) fail: transient, permanent, rate_limited,
+        revoked (the provider grant) or unauthorized (the CRM token). With
+        `op="changes"` it is the reading of a change feed that fails."""
         self.faults.fail(side, op, error, times)
 
     # -- running ----------------------------------------------------------------------
