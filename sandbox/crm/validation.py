@@ -132,7 +132,7 @@ ACTIVITY_FIELDS: dict[str, Check] = {
     "members": array(text()),
     "regarding": shape({name: text(nullable=True) for name in REGARDING}),
 }
-TODO_FIELDS: dict[str, Check] = {
+TO_DO_FIELDS: dict[str, Check] = {
     "subject": text(),
     "start": text(nullable=True),
     "due": text(nullable=True),
@@ -144,7 +144,7 @@ TODO_FIELDS: dict[str, Check] = {
 FIELDS: dict[str, dict[str, Check]] = {
     "contact": CONTACT_FIELDS,
     "activity": ACTIVITY_FIELDS,
-    "todo": TODO_FIELDS,
+    "todo": TO_DO_FIELDS,
 }
 
 NEW_ACCOUNT_PROPERTIES: dict[str, Check] = {

@@ -29,8 +29,8 @@ from crmsync.ports import ChangePage, CrmConnector, WriteResult
 
 PREFIX = "call:"
 
-_STATUS_TO_TODO = {"completed": "completed", "declined": "cancelled"}
-_STATUS_TO_CALL = {"completed": "completed", "cancelled": "declined"}
+_CALL_STATUS_AS_TASK = {"completed": "completed", "declined": "cancelled"}
+_TASK_STATUS_AS_CALL = {"completed": "completed", "cancelled": "declined"}
 
 
 def is_call(fields: Mapping[str, Any] | None) -> bool:
@@ -43,7 +43,7 @@ def call_as_todo(call: Mapping[str, Any]) -> dict[str, Any]:
         "subject": call["subject"],
         "start": None,
         "due": _day(call["start"], call.get("timezone") or "UTC"),
-        "status": _STATUS_TO_TODO.get(call["status"], "open"),
+        "status": _CALL_STATUS_AS_TASK.get(call["status"], "open"),
         "priority": None,
         "notes": call["notes"],
         "recurrence": call["recurrence"],
@@ -57,9 +57,11 @@ def todo_patch_to_call(patch: Mapping[str, Any], call: Mapping[str, Any]) -> dic
         if name in patch:
             out[name] = patch[name]
     if "status" in patch:
-        status = _STATUS_TO_CALL.get(patch["status"])
+        status = _TASK_STATUS_AS_CALL.get(patch["status"])
         if status is None:  # open again
-            status = "confirmed" if call["status"] in _STATUS_TO_CALL.values() else call["status"]
+            status = (
+                "confirmed" if call["status"] in _TASK_STATUS_AS_CALL.values() else call["status"]
+            )
         out["status"] = status
     due = patch.get("due")
     if isinstance(due, date) and not isinstance(due, datetime):

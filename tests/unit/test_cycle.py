@@ -230,7 +230,7 @@ ACTIVITIES = {
     "New provider meeting": ("Room 2", ""),
     "Provider meeting": ("Room 9", ""),
 }
-TODOS = ["CRM todo v2", "New CRM todo", "New provider task"]
+TO_DOS = ["CRM todo v2", "New CRM todo", "New provider task"]
 CONTACTS = {
     "ada@example.com": "CTO",
     "bob@example.com": "Buyer",
@@ -250,7 +250,7 @@ def converged(world: SyncWorld) -> list[str]:
         want = sorted((s, loc, notes) for s, (loc, notes) in ACTIVITIES.items())
         if activities != want:
             problems.append(f"{side} activities {activities}")
-        if subjects(handle.all("todo")) != TODOS:
+        if subjects(handle.all("todo")) != TO_DOS:
             problems.append(f"{side} todos {subjects(handle.all('todo'))}")
     in_group = [world.crm.get("contact", i) for i in world.crm.sync_group()]
     labelled = [world.provider.get("contact", i) for i in world.provider.labelled()]

@@ -23,7 +23,7 @@ BLOCK_START = "[CRM]"
 BLOCK_END = "[/CRM]"
 _BLOCK = re.compile(r"\[CRM\]\n.*?\n\[/CRM\]", re.DOTALL)
 _RRULE_END = re.compile(r"(?:^|;)(?:COUNT|UNTIL)=", re.IGNORECASE)
-_TODO_STATUSES = ("open", "in_progress", "completed", "cancelled")
+_TO_DO_STATUSES = ("open", "in_progress", "completed", "cancelled")
 
 BLANK: dict[Kind, dict[str, Any]] = {kind: fields_of(cls()) for kind, cls in RECORD_TYPES.items()}
 
@@ -131,10 +131,10 @@ def lift_provider(
 def _todo_status_back(seen: str, before: str, table: Mapping[str, str]) -> str:
     if table.get(before) == seen:
         return before  # a lossy table: "open" on Google still means in_progress in the CRM
-    for status in _TODO_STATUSES:
+    for status in _TO_DO_STATUSES:
         if table[status] == seen:
             return status
-    return seen if seen in _TODO_STATUSES else before
+    return seen if seen in _TO_DO_STATUSES else before
 
 
 def crm_view(kind: Kind, fields: Mapping[str, Any], ctx: Context) -> Mapping[str, Any]:
