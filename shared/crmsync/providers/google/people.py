@@ -1,0 +1,490 @@
+"""CRM contacts as Google People contacts: the only place People field names appear.
+
+Mapping (canonical ← → Person):
+    first_name, last_name ↔ names[0].givenName, familyName
+    company, title ↔ organizations[0].name, title
+    emails ↔ emailAddresses[].value
+    phones ↔ phoneNumbers[] {value, type}: kinds work, mobile, home, other ↔ the type of
+             the same name, fax ↔ workFax (homeFax and otherFax read as fax; any other
+             type reads as other); numbers read in their E.164 canonical form
+    address ↔ addresses[0] {streetAddress, city, region, postalCode, country | countryCode}
+    notes ↔ biographies[0].value
+    in the sync scope ↔ member of the user contact group named after the label (CON-2)
+    the link key ↔ clientData `crmsyncLink` (SYN-9)
+    the create's idempotency key ↔ clientData `crmsyncKey` (SYN-4)
+
+An update replaces only the Person fields its canonical fields map to, and rebuilds
+them from the contact as it is now, so what crmsync does not map (a middle name, an
+e-mail's type, further organisations and addresses, other apps' clientData) survives.
+The People API has no client-chosen ids, so a create first searches for a contact that
+carries its idempotency key and returns that one when an earlier attempt went through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, TypeAlias
+
+from crmsync import model
+from crmsync.engine.plan import Write
+from crmsync.engine.records import SideRecord
+from crmsync.errors import AlreadyExists, Conflict, NotFound, PermanentError
+from crmsync.ports import ChangePage, WriteResult
+from crmsync.providers.google.client import GoogleClient
+
+LINK = "crmsyncLink"
+KEY = "crmsyncKey"
+MY_CONTACTS = "contactGroups/myContacts"
+# One mask for every read and write: a person's etag is only comparable between
+# answers that carry the same fields.
+PERSON_FIELDS = ",".join(
+    (
+        "names",
+        "organizations",
+        "emailAddresses",
+        "phoneNumbers",
+        "addresses",
+        "biographies",
+        "metadata",
+        "memberships",
+        "clientData",
+    )
+)
+# The Person field each canonical field lives in.
+PERSON_FIELD = {
+    "first_name": "names",
+    "last_name": "names",
+    "company": "organizations",
+    "title": "organizations",
+    "emails": "emailAddresses",
+    "phones": "phoneNumbers",
+    "address": "addresses",
+    "notes": "biographies",
+}
+PHONE_TYPES = {"work": "work", "mobile": "mobile", "home": "home", "fax": "workFax"}
+PHONE_KINDS = {
+    "work": "work",
+    "mobile": "mobile",
+    "workMobile": "mobile",
+    "home": "home",
+    "workFax": "fax",
+    "homeFax": "fax",
+    "otherFax": "fax",
+}
+ADDRESS_PARTS = {
+    "street": "streetAddress",
+    "city": "city",
+    "region": "region",
+    "postal_code": "postalCode",
+}
+# Properties that describe an item rather than hold data of it.
+_ITEM_LABELS = frozenset({"metadata", "type", "formattedType", "current"})
+SEARCH_PAGE = 30  # the most results searchContacts returns
+
+
+# -- reading -----------------------------------------------------------------------------------
+def from_person(person: Mapping[str, Any]) -> dict[str, Any]:
+    """Canonical fields of a person, as the provider holds them (raw: to be normalised,
+    so data of an odd shape surfaces as an invalid record)."""
+    name, org = _first(person, "names"), _first(person, "organizations")
+    address, biography = _first(person, "addresses"), _first(person, "biographies")
+    return {
+        "first_name": name.get("givenName", ""),
+        "last_name": name.get("familyName", ""),
+        "company": org.get("name", ""),
+        "title": org.get("title", ""),
+        "emails": [e.get("value", "") for e in person.get("emailAddresses") or ()],
+        "phones": [
+            {"kind": phone_kind(p.get("type")), "number": p.get("canonicalForm") or p.get("value")}
+            for p in person.get("phoneNumbers") or ()
+        ],
+        "address": {
+            **{part: address.get(key, "") for part, key in ADDRESS_PARTS.items()},
+            "country": address.get("country") or address.get("countryCode", ""),
+        },
+        "notes": biography.get("value", ""),
+    }
+
+
+def phone_kind(phone_type: Any) -> str:
+    """The canonical kind of a Google phone type (custom types read as other)."""
+    return PHONE_KINDS.get(str(phone_type or "other"), "other")
+
+
+def client_data(person: Mapping[str, Any]) -> dict[str, str]:
+    """The person's clientData as key → value (crmsync's keys and other apps')."""
+    return {
+        str(item["key"]): str(item.get("value", ""))
+        for item in person.get("clientData") or ()
+        if item.get("key")
+    }
+
+
+def groups_of(person: Mapping[str, Any]) -> set[str]:
+    """Resource names of the contact groups the person belongs to."""
+    groups = set()
+    for membership in person.get("memberships") or ():
+        group = membership.get("contactGroupMembership")
+        if group:  # a domain membership names no group
+            name = group.get("contactGroupResourceName")
+            groups.add(str(name or "contactGroups/" + str(group.get("contactGroupId"))))
+    return groups
+
+
+def _first(person: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    items = person.get(name) or ()
+    return items[0] if items else {}
+
+
+def _updated(metadata: Mapping[str, Any]) -> datetime | None:
+    """When the contact itself last changed: its CONTACT source's updateTime."""
+    sources = metadata.get("sources") or ()
+    source = next((s for s in sources if s.get("type") == "CONTACT"), None)
+    value = (source or {}).get("updateTime")
+    if not isinstance(value, str):
+        return None
+    try:
+        return model.now_utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
+    except ValueError:
+        return None
+
+
+# -- writing -----------------------------------------------------------------------------------
+def to_person(
+    fields: Mapping[str, Any], current: Mapping[str, Any] | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """The Person fields the canonical fields given map to, each rebuilt whole from the
+    contact as it is now (`current`; nothing for a new contact), because an update
+    replaces the fields it names."""
+    plain: dict[str, Any] = model.to_plain(dict(fields))
+    held = current or {}
+    touched = sorted({PERSON_FIELD[name] for name in plain if name in PERSON_FIELD})
+    return {name: _BUILDERS[name](plain, list(held.get(name) or ())) for name in touched}
+
+
+def _names(fields: Mapping[str, Any], items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # The display forms are derived from the parts; a stale one sent back would win.
+    drop = {"displayName", "displayNameLastFirst", "unstructuredName"}
+    name = {k: v for k, v in (items[0] if items else {}).items() if k not in drop}
+    _put(name, "givenName", fields, "first_name")
+    _put(name, "familyName", fields, "last_name")
+    return [name] if _has_data(name) else []
+
+
+def _organizations(fields: Mapping[str, Any], items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    org = dict(items[0]) if items else {}
+    _put(org, "name", fields, "company")
+    _put(org, "title", fields, "title")
+    return ([org] if _has_data(org) else []) + items[1:]
+
+
+def _emails(fields: Mapping[str, Any], items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The addresses given, in their order; one the contact already holds keeps its
+    type, display name and metadata."""
+    held = {model.normalize_email(str(item.get("value", ""))): item for item in items}
+    return [held.get(email) or {"value": email} for email in fields.get("emails") or ()]
+
+
+def _phones(fields: Mapping[str, Any], items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The numbers given, in their order; one the contact already holds keeps how the
+    user wrote it and its exact type (a pager stays a pager while its kind is other)."""
+    unused = list(items)
+    out: list[dict[str, Any]] = []
+    for phone in fields.get("phones") or ():
+        kind, number = str(phone.get("kind") or "other"), model.normalize_phone(phone["number"])
+        same = [p for p in unused if _phone_number(p) == number]
+        exact = next((p for p in same if phone_kind(p.get("type")) == kind), None)
+        if exact is not None:
+            unused.remove(exact)
+            out.append(exact)
+            continue
+        if same:  # the number is kept as written, its kind changed
+            unused.remove(same[0])
+            kept = {k: v for k, v in same[0].items() if k != "formattedType"}
+            out.append({**kept, "type": PHONE_TYPES.get(kind, "other")})
+            continue
+        out.append({"value": number, "type": PHONE_TYPES.get(kind, "other")})
+    return out
+
+
+def _phone_number(item: Mapping[str, Any]) -> str:
+    return model.normalize_phone(str(item.get("canonicalForm") or item.get("value") or ""))
+
+
+def _addresses(fields: Mapping[str, Any], items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """addresses[0] with the canonical parts set; its own extras (type, extended address,
+    P.O. box) kept. Google rebuilds formattedValue from the parts when it is not sent."""
+    given = fields.get("address") or {}
+    address = {k: v for k, v in (items[0] if items else {}).items() if k != "formattedValue"}
+    for part, key in ADDRESS_PARTS.items():
+        _set(address, key, given.get(part))
+    country = str(given.get("country") or "")
+    if country != (address.get("country") or address.get("countryCode") or ""):
+        _set(address, "country", country)
+        # A code that no longer goes with the country would contradict it.
+        code = country.upper() if len(country) == 2 and country.isalpha() else ""
+        _set(address, "countryCode", code)
+    return ([address] if _has_data(address) else []) + items[1:]
+
+
+def _biographies(fields: Mapping[str, Any], items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    notes = str(fields.get("notes") or "")
+    if not notes:
+        return []
+    return [{**(items[0] if items else {}), "value": notes, "contentType": "TEXT_PLAIN"}]
+
+
+Builder: TypeAlias = Callable[[Mapping[str, Any], list[dict[str, Any]]], list[dict[str, Any]]]
+_BUILDERS: dict[str, Builder] = {
+    "names": _names,
+    "organizations": _organizations,
+    "emailAddresses": _emails,
+    "phoneNumbers": _phones,
+    "addresses": _addresses,
+    "biographies": _biographies,
+}
+
+
+def _put(item: dict[str, Any], key: str, fields: Mapping[str, Any], name: str) -> None:
+    """Sets `key` from canonical field `name` when the write carries it."""
+    if name in fields:
+        _set(item, key, fields[name])
+
+
+def _set(item: dict[str, Any], key: str, value: Any) -> None:
+    if value:
+        item[key] = value
+    else:
+        item.pop(key, None)
+
+
+def _has_data(item: Mapping[str, Any]) -> bool:
+    return any(value for key, value in item.items() if key not in _ITEM_LABELS)
+
+
+def _membership(group: str) -> dict[str, Any]:
+    return {"contactGroupMembership": {"contactGroupResourceName": group}}
+
+
+def _search_terms(fields: Mapping[str, Any]) -> list[str]:
+    """What a contact created from these fields can be found by: its first e-mail,
+    else its name, else its company."""
+    emails = list(fields.get("emails") or ())
+    name = " ".join(str(fields.get(n) or "") for n in ("first_name", "last_name")).strip()
+    for term in (emails[0] if emails else "", name, str(fields.get("company") or "")):
+        if term:
+            return [term]
+    return []
+
+
+# -- the resource ------------------------------------------------------------------------------
+class GoogleContacts:
+    """The contact side of one Google account; the sync scope is one contact group."""
+
+    def __init__(self, client: GoogleClient, label: str = "CRM") -> None:
+        self.client = client
+        self.label = label
+        self._group: str | None = None
+        self._warmed = False
+
+    @property
+    def people(self) -> Any:
+        return self.client.service("people", "v1").people()
+
+    @property
+    def groups(self) -> Any:
+        return self.client.service("people", "v1").contactGroups()
+
+    # -- the label ---------------------------------------------------------------------------
+    def group(self) -> str:
+        """The label's contact group resource name; the group is made on first use."""
+        if self._group is None:
+            self._group = self._find_group() or self._create_group()
+        return self._group
+
+    def _find_group(self) -> str | None:
+        wanted = self.label.casefold()  # Google refuses names differing only in case
+        page_token: str | None = None
+        while True:
+            params: dict[str, Any] = {"groupFields": "name,groupType", "pageSize": 1000}
+            if page_token is not None:
+                params["pageToken"] = page_token
+            answer = self.client.execute(self.groups.list(**params), "people contactGroups.list")
+            for group in answer.get("contactGroups") or ():
+                user_group = group.get("groupType") == "USER_CONTACT_GROUP"
+                if user_group and str(group.get("name", "")).casefold() == wanted:
+                    return str(group["resourceName"])
+            page_token = answer.get("nextPageToken")
+            if page_token is None:
+                return None
+
+    def _create_group(self) -> str:
+        request = self.groups.create(body={"contactGroup": {"name": self.label}})
+        try:
+            answer = self.client.execute(request, "people contactGroups.create")
+        except AlreadyExists as exc:  # made meanwhile by another run or by the user
+            found = self._find_group()
+            if found is None:
+                raise PermanentError(f"the label {self.label!r} names a system group") from exc
+            return found
+        return str(answer["resourceName"])
+
+    # -- reading -----------------------------------------------------------------------------
+    def record(self, person: Mapping[str, Any]) -> SideRecord:
+        person_id = str(person["resourceName"])
+        version = str(person.get("etag", ""))
+        metadata = person.get("metadata") or {}
+        modified = _updated(metadata)
+        if metadata.get("deleted"):
+            return SideRecord(person_id, version, None, modified=modified)
+        ref = client_data(person).get(LINK)
+        in_scope = self.group() in groups_of(person)
+        try:
+            fields = model.normalize("contact", from_person(person))
+        except model.InvalidRecord as exc:
+            return SideRecord(
+                person_id, version, {}, modified, in_scope=in_scope, ref=ref, error=str(exc)
+            )
+        return SideRecord(person_id, version, fields, modified, in_scope=in_scope, ref=ref)
+
+    def changes(self, cursor: str | None) -> ChangePage:
+        """Every contact changed since the sync token (all of them without one), all
+        pages; deleted contacts and label changes included."""
+        records: list[SideRecord] = []
+        page_token: str | None = None
+        while True:
+            params: dict[str, Any] = {
+                "resourceName": "people/me",
+                "personFields": PERSON_FIELDS,
+                "pageSize": 1000,
+                "requestSyncToken": True,
+            }
+            if cursor is not None:
+                params["syncToken"] = cursor
+            if page_token is not None:
+                params["pageToken"] = page_token
+            request = self.people.connections().list(**params)
+            answer = self.client.execute(request, "people connections.list")
+            records.extend(self.record(p) for p in answer.get("connections") or ())
+            page_token = answer.get("nextPageToken")
+            if page_token is None:
+                token = answer.get("nextSyncToken")
+                if not token:
+                    raise PermanentError("contact listing ended without a sync token")
+                return ChangePage(records, str(token))
+
+    def _person(self, person_id: str) -> dict[str, Any]:
+        request = self.people.get(resourceName=person_id, personFields=PERSON_FIELDS)
+        person: dict[str, Any] = self.client.execute(request, "people people.get")
+        return person
+
+    def get(self, record_id: str) -> SideRecord:
+        try:
+            return self.record(self._person(record_id))
+        except NotFound:
+            return SideRecord(record_id, "0", None)
+
+    def _search(self, query: str) -> list[dict[str, Any]]:
+        """Contacts matching `query` by prefix (names, e-mails, phones, organisations)."""
+        if not self._warmed:  # Google asks for one empty query first to fill its cache
+            warm = self.people.searchContacts(query="", readMask="names")
+            self.client.execute(warm, "people searchContacts")
+            self._warmed = True
+        request = self.people.searchContacts(
+            query=query, readMask=PERSON_FIELDS, pageSize=SEARCH_PAGE
+        )
+        answer = self.client.execute(request, "people searchContacts")
+        return [r["person"] for r in answer.get("results") or () if r.get("person")]
+
+    def find_by_email(self, emails: Sequence[str]) -> list[SideRecord]:
+        """Contacts holding any of these addresses exactly, labelled or not (CON-3)."""
+        found: dict[str, SideRecord] = {}
+        for email in dict.fromkeys(model.normalize_email(e) for e in emails):
+            for person in self._search(email):
+                record = self.record(person)
+                if record.fields and email in (record.fields.get("emails") or ()):
+                    found[record.id] = record
+        return list(found.values())
+
+    # -- writing -----------------------------------------------------------------------------
+    def _created_before(self, write: Write) -> dict[str, Any] | None:
+        """The contact an earlier attempt of this create made, if any (SYN-4)."""
+        assert write.fields is not None
+        for term in _search_terms(model.to_plain(dict(write.fields))):
+            for person in self._search(term):
+                if client_data(person).get(KEY) == write.key:
+                    return person
+        return None
+
+    def create(self, write: Write) -> WriteResult:
+        assert write.fields is not None and write.key is not None
+        existing = self._created_before(write)
+        if existing is not None:
+            return WriteResult(str(existing["resourceName"]), str(existing["etag"]))
+        body: dict[str, Any] = dict(to_person(write.fields))
+        body["clientData"] = [{"key": KEY, "value": write.key}]
+        if write.ref:
+            body["clientData"].append({"key": LINK, "value": write.ref})
+        if write.in_scope:
+            # My Contacts too: a contact must keep one group when the label comes off.
+            body["memberships"] = [_membership(MY_CONTACTS), _membership(self.group())]
+        request = self.people.createContact(body=body, personFields=PERSON_FIELDS)
+        answer = self.client.execute(request, "people createContact")
+        return WriteResult(str(answer["resourceName"]), str(answer["etag"]))
+
+    def update(self, write: Write) -> WriteResult:
+        """Replace the Person fields the changed canonical fields live in, rebuilt from
+        the contact as it is now; only if it is still at `write.version`."""
+        assert write.fields is not None and write.target is not None
+        current = self._person(write.target)
+        etag = str(current.get("etag", ""))
+        # Google checks the source etag sent back below, which only guards this
+        # read-modify-write; the version the engine read must be checked here.
+        if write.version and write.version != etag:
+            raise Conflict(f"contact {write.target} changed since it was read")
+        body: dict[str, Any] = dict(to_person(write.fields, current))
+        if not body:
+            return WriteResult(write.target, etag)
+        mask = ",".join(sorted(body))
+        sources = (current.get("metadata") or {}).get("sources") or ()
+        body["etag"] = etag
+        body["metadata"] = {"sources": [s for s in sources if s.get("type") == "CONTACT"]}
+        request = self.people.updateContact(
+            resourceName=write.target,
+            updatePersonFields=mask,
+            personFields=PERSON_FIELDS,
+            body=body,
+        )
+        answer = self.client.execute(request, "people updateContact")
+        return WriteResult(str(answer["resourceName"]), str(answer["etag"]))
+
+    def delete(self, write: Write) -> None:
+        """Delete the contact; NotFound (from Google's 404) when it is already gone."""
+        assert write.target is not None
+        request = self.people.deleteContact(resourceName=write.target)
+        self.client.execute(request, "people deleteContact")
+
+    def set_scope(self, write: Write) -> WriteResult:
+        """Put the contact under the label or take the label off (CON-2, CON-6)."""
+        assert write.target is not None
+        group = self.group()
+        if write.in_scope:
+            self._modify(group, add=[write.target])
+        else:
+            stuck = self._modify(group, remove=[write.target])
+            if stuck:  # the label was its only group: keep it in My Contacts instead
+                self._modify(MY_CONTACTS, add=[write.target])
+                self._modify(group, remove=[write.target])
+        person = self._person(write.target)
+        return WriteResult(str(person["resourceName"]), str(person["etag"]))
+
+    def _modify(self, group: str, add: Iterable[str] = (), remove: Iterable[str] = ()) -> list[str]:
+        """Change a group's members; returns those that could not leave their last group."""
+        body = {"resourceNamesToAdd": list(add), "resourceNamesToRemove": list(remove)}
+        request = self.groups.members().modify(resourceName=group, body=body)
+        answer = self.client.execute(request, "people contactGroups.members.modify")
+        missing = answer.get("notFoundResourceNames") or ()
+        if missing:
+            raise NotFound(f"no contact {', '.join(missing)}")
+        return [str(n) for n in answer.get("canNotRemoveLastContactGroupResourceNames") or ()]
