@@ -27,7 +27,7 @@ from typing import Any
 from crmsync import model
 from crmsync.engine.plan import Write
 from crmsync.engine.records import SideRecord
-from crmsync.errors import AlreadyExists, Conflict, CursorExpired, NotFound
+from crmsync.errors import AlreadyExists, Conflict, CursorExpired, NotFound, PermanentError
 from crmsync.ports import ChangePage, WriteResult
 from crmsync.providers.google.client import GoogleClient
 
@@ -188,8 +188,8 @@ class GoogleCalendar:
             page_token = answer.get("nextPageToken")
             if page_token is None:
                 token = answer.get("nextSyncToken")
-                if not token:
-                    raise CursorExpired("calendar listing ended without a sync token")
+                if not token:  # not a stale token: listing again would end the same way
+                    raise PermanentError("calendar listing ended without a sync token")
                 return ChangePage(records, str(token))
 
     def get(self, record_id: str) -> SideRecord:
