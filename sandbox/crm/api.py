@@ -30,6 +30,7 @@ from werkzeug.wrappers import Request, Response
 from crmsync import model
 from crmsync.errors import (
     CrmUnauthorized,
+    CursorExpired,
     GrantRevoked,
     PermanentError,
     RateLimited,
@@ -764,6 +765,8 @@ def _answer_fault(trip: Callable[[], None], what: str) -> None:
     """Run an injected-fault check and answer its failure as a CRM would over HTTP."""
     try:
         trip()
+    except CursorExpired as exc:
+        raise ApiError(410, "cursor_expired", "the CRM cannot resume from this cursor") from exc
     except RateLimited as exc:
         wait = str(int(exc.retry_after or 1))
         raise ApiError(429, "rate_limited", "slow down", {"Retry-After": wait}) from exc

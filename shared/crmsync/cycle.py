@@ -255,7 +255,9 @@ class Cycle:
         while True:
             try:
                 page = source.changes(kind, cursor)
-            except CursorExpired:
+            except CursorExpired as exc:
+                if cursor is None:  # a whole listing cannot expire: listing again won't help
+                    raise PermanentError(f"{side} {kind}: the full listing failed") from exc
                 records, cursor, full = [], None, True
                 continue
             records.extend(page.records)

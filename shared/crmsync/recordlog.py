@@ -35,7 +35,9 @@ class Crash(BaseException):
     """The process died (a killed instance): nothing after this point runs."""
 
 
-FaultKind = Literal["transient", "permanent", "rate_limited", "revoked", "unauthorized"]
+FaultKind = Literal[
+    "transient", "permanent", "rate_limited", "revoked", "unauthorized", "cursor_expired"
+]
 READS = frozenset({"changes"})
 
 
@@ -108,6 +110,8 @@ def _error(kind: FaultKind, message: str) -> Exception:
         return GrantRevoked(message)
     if kind == "unauthorized":
         return CrmUnauthorized(message)
+    if kind == "cursor_expired":
+        return CursorExpired(message)
     return PermanentError(message)
 
 

@@ -391,6 +391,24 @@ def test_RUN4_cursor_expired_again_after_the_fallback_still_syncs() -> None:
     assert len(world.provider.all("activity")) == len(world.crm.all("activity")) == 1
 
 
+@pytest.mark.parametrize("side", ["crm", "provider"])
+def test_RUN4_a_feed_that_expires_even_its_full_listing_fails_that_kind_and_does_not_hang(
+    side: str,
+) -> None:
+    world = SyncWorld(settings={"enabled": {"contact": False}})
+    world.crm.create("activity", meeting("From CRM"))
+    world.sync()
+    world.crm.create("activity", meeting("Later"))
+    world.fail(side, "changes", "cursor_expired", times=2)  # type: ignore[arg-type]
+
+    run = world.sync()
+
+    assert run["status"] == "partial"
+    assert run["counts"]["activity"] == {"fail": 1}
+    sync_until_quiet(world)
+    assert subjects(world.provider.all("activity")) == ["From CRM", "Later"]
+
+
 # -- SYN-5 a transient failure makes the run partial and is retried -----------------------
 
 
