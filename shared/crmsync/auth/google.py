@@ -19,6 +19,7 @@ from google.auth.transport.requests import Request
 from google.oauth2.credentials import Credentials
 from google_auth_oauthlib.flow import Flow
 
+from crmsync.connections import Grant
 from crmsync.errors import GrantRevoked, PermanentError, TransientError
 
 SCOPE = "https://www.googleapis.com/auth/"
@@ -63,16 +64,6 @@ class GoogleOAuth:
             redirect_uri=self.redirect_uri,
             autogenerate_code_verifier=False,
         )
-
-
-@dataclass(frozen=True)
-class Grant:
-    """What a consent gave: tokens and the scopes actually granted."""
-
-    access_token: str
-    refresh_token: str | None
-    expires: datetime | None
-    scopes: frozenset[str]
 
 
 def scopes_for(services: Iterable[str]) -> list[str]:

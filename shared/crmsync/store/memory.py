@@ -28,6 +28,8 @@ class MemoryStore:
         self._runs: dict[str, dict[str, dict[str, Any]]] = {}
         self._items: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self._channels: dict[str, Channel] = {}
+        self._grants: dict[str, dict[str, str]] = {}
+        self._status: dict[str, tuple[str, str]] = {}
         self.reads = 0
         self.writes = 0
 
@@ -191,3 +193,43 @@ class MemoryStore:
     def drop_channel(self, channel_id: str) -> None:
         self.writes += 1
         self._channels.pop(channel_id, None)
+
+    def channels_of(self, connection: str) -> list[Channel]:
+        self.reads += 1
+        return [c for c in self._channels.values() if c.connection == connection]
+
+    # -- the grant and the connection's status (AUTH-2..AUTH-4) ------------------------
+    def sealed_grant(self, connection: str) -> dict[str, str] | None:
+        self.reads += 1
+        found = self._grants.get(connection)
+        return dict(found) if found is not None else None
+
+    def save_sealed_grant(self, connection: str, sealed: Mapping[str, str]) -> None:
+        self.writes += 1
+        self._grants[connection] = dict(sealed)
+
+    def set_status(self, connection: str, status: str, reason: str = "") -> None:
+        self.writes += 1
+        self._status[connection] = (status, reason)
+
+    def status(self, connection: str) -> tuple[str, str]:
+        self.reads += 1
+        return self._status.get(connection, ("active", ""))
+
+    def erase_connection(self, connection: str) -> None:
+        """AUTH-4: everything crmsync keeps of a connection, but its status."""
+        self.writes += 1
+        self._grants.pop(connection, None)
+        self._leases.pop(connection, None)
+        tables: list[dict[Any, Any]] = [
+            self._cursors,
+            self._links,
+            self._by_side,
+            self._retries,
+            self._items,
+        ]
+        for table in tables:
+            for key in [k for k in table if k[0] == connection]:
+                del table[key]
+        self._queue.pop(connection, None)
+        self._runs.pop(connection, None)
