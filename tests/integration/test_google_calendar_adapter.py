@@ -19,7 +19,13 @@ from crmsync.errors import Conflict, CursorExpired, GrantRevoked, RateLimited
 from crmsync.model import normalize
 from crmsync.providers.google.calendar import HELD, GoogleCalendar
 from crmsync.providers.google.client import GoogleClient
-from crmsync.providers.google.push import channel_record, new_token, on_notification
+from crmsync.providers.google.push import (
+    channel_record,
+    new_token,
+    on_notification,
+    open_channel,
+    renew_channels,
+)
 from crmsync.queue.inline import InlineQueue
 from crmsync.store.memory import MemoryStore
 from sandbox.google import calendar as sandbox_calendar
@@ -295,3 +301,48 @@ def test_RUN5_a_watched_calendar_pushes_changes_that_enqueue_one_cycle(
     assert (queued.connection, queued.trigger) == ("c1", "push")
     states = [n["state"] for n in sandbox_calendar.notifications(google)]
     assert states == ["sync", "exists"]
+
+
+def test_RUN5_channels_are_renewed_before_they_expire_and_the_old_one_stopped(
+    sandbox: tuple[GoogleSandbox, str],
+) -> None:
+    google, base = sandbox
+    cal = calendar_of(google, base)
+    store = MemoryStore()
+    first = open_channel(cal, store, "t1", "c1", "http://127.0.0.1:9/google")
+
+    early = renew_channels(
+        cal, store, store.channels_of("c1"), "http://127.0.0.1:9/google", datetime.now(UTC)
+    )
+    assert early == [] and [c.id for c in store.channels_of("c1")] == [first.id]
+
+    later = first.expires - timedelta(hours=2)
+    problems = renew_channels(
+        cal, store, store.channels_of("c1"), "http://127.0.0.1:9/google", later
+    )
+
+    (renewed,) = store.channels_of("c1")
+    assert problems == []
+    assert renewed.id != first.id and renewed.token_digest != first.token_digest
+    assert store.channel(first.id) is None
+
+
+def test_RUN5_a_failed_renewal_keeps_the_old_channel_and_says_so(
+    sandbox: tuple[GoogleSandbox, str],
+) -> None:
+    google, base = sandbox
+    cal = calendar_of(google, base)
+    store = MemoryStore()
+    first = open_channel(cal, store, "t1", "c1", "http://127.0.0.1:9/google")
+    google.inject(403, reason="forbidden", method="POST", path="watch")
+
+    problems = renew_channels(
+        cal,
+        store,
+        store.channels_of("c1"),
+        "http://127.0.0.1:9/google",
+        first.expires - timedelta(hours=1),
+    )
+
+    assert problems and "polling on schedule" in problems[0]
+    assert [c.id for c in store.channels_of("c1")] == [first.id]

@@ -11,17 +11,22 @@ ignored.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, Protocol
 
+from crmsync.errors import SyncError
 from crmsync.ports import Channel, ChannelDirectory, TaskQueue
 from crmsync.queue import task_name
 
 DEBOUNCE = timedelta(seconds=20)
+CHANNEL_TTL = timedelta(days=7)  # Google may grant less; its answer is what counts
+RENEW_MARGIN = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -84,3 +89,56 @@ def channel_record(
     expires: datetime,
 ) -> Channel:
     return Channel(channel_id, tenant, connection, "google", resource_id, token_digest, expires)
+
+
+class Watcher(Protocol):
+    """The calendar side of a push channel (GoogleCalendar)."""
+
+    def watch(self, address: str, channel_id: str, token: str, ttl: timedelta) -> Any: ...
+    def stop(self, channel_id: str, resource_id: str) -> None: ...
+
+
+def open_channel(
+    calendar: Watcher,
+    channels: ChannelDirectory,
+    tenant: str,
+    connection: str,
+    address: str,
+    ttl: timedelta = CHANNEL_TTL,
+) -> Channel:
+    """A new push channel on the connection's calendar, with a fresh secret token
+    (RUN-5: opened at connect, and again to renew)."""
+    token, kept = new_token()
+    channel_id = f"cs-{secrets.token_hex(16)}"
+    watched = calendar.watch(address, channel_id, token, ttl)
+    channel = channel_record(
+        channel_id, tenant, connection, watched.resource_id, kept, watched.expires
+    )
+    channels.save_channel(channel)
+    return channel
+
+
+def renew_channels(
+    calendar: Watcher,
+    channels: ChannelDirectory,
+    current: list[Channel],
+    address: str,
+    now: datetime,
+    margin: timedelta = RENEW_MARGIN,
+) -> list[str]:
+    """RUN-5: replace channels that expire within `margin` before they do: the new one
+    first, then the old one is stopped, so no change goes unnoticed in between. Returns
+    what failed; the connection is then still synced on its schedule, only later."""
+    problems: list[str] = []
+    for channel in current:
+        if channel.provider != "google" or channel.expires - now > margin:
+            continue
+        try:
+            open_channel(calendar, channels, channel.tenant, channel.connection, address)
+        except SyncError as exc:
+            problems.append(f"channel not renewed ({type(exc).__name__}); polling on schedule")
+            continue
+        with contextlib.suppress(SyncError):  # it expires on its own; once dropped, its
+            calendar.stop(channel.id, channel.resource_id)  # notifications are refused
+        channels.drop_channel(channel.id)
+    return problems
