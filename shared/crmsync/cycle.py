@@ -40,6 +40,7 @@ from crmsync.settings import Settings, Side
 log = logging.getLogger("crmsync.cycle")
 
 LEASE_SECONDS = 600
+_SIDES: tuple[Side, Side] = ("crm", "provider")
 
 
 @dataclass
@@ -246,9 +247,10 @@ class Cycle:
         )
 
     # -- one kind -------------------------------------------------------------------
-    def read(self, side: Side, kind: Kind) -> tuple[list[SideRecord], str, bool]:
+    def read(
+        self, side: Side, kind: Kind, cursor: str | None
+    ) -> tuple[list[SideRecord], str, bool]:
         """All changes since the cursor; a whole listing when it expired (RUN-4)."""
-        cursor = self.store.cursor(self.conn, side, kind)
         source = self.side(side)
         records: list[SideRecord] = []
         full = cursor is None
@@ -266,16 +268,17 @@ class Cycle:
                 return records, cursor, full
 
     def sync_kind(self, kind: Kind) -> None:
-        crm_first = self.store.cursor(self.conn, "crm", kind) is None
-        prov_first = self.store.cursor(self.conn, "provider", kind) is None
-        crm_changes, crm_cursor, crm_full = self.read("crm", kind)
-        prov_changes, prov_cursor, prov_full = self.read("provider", kind)
+        start = {side: self.store.cursor(self.conn, side, kind) for side in _SIDES}
+        crm_first, prov_first = start["crm"] is None, start["provider"] is None
+        crm_changes, crm_cursor, crm_full = self.read("crm", kind, start["crm"])
+        prov_changes, prov_cursor, prov_full = self.read("provider", kind, start["provider"])
         changes: dict[Side, dict[str, SideRecord]] = {
             "crm": {r.id: r for r in crm_changes},
             "provider": {r.id: r for r in prov_changes},
         }
         resolutions = self.resolutions(kind, changes)
-        for side, record_id in self.store.retries(self.conn, kind):
+        pending = self.store.retries(self.conn, kind)
+        for side, record_id in pending:
             if record_id not in changes[side]:
                 changes[side][record_id] = self.side(side).get(kind, record_id)
         links = Links.of(self.store.links_for(self.conn, kind, changes["crm"], changes["provider"]))
@@ -292,9 +295,13 @@ class Cycle:
         )
         plan = reconcile(kind, changes["crm"].values(), changes["provider"].values(), links, ctx)
         retry = self.apply(plan)
-        self.store.set_retries(self.conn, kind, retry)
-        self.store.save_cursor(self.conn, "crm", kind, crm_cursor)
-        self.store.save_cursor(self.conn, "provider", kind, prov_cursor)
+        # Written only when changed: an idle cycle, every few minutes for every user,
+        # should cost as few store writes as it can.
+        if retry != pending:
+            self.store.set_retries(self.conn, kind, retry)
+        for side, cursor in (("crm", crm_cursor), ("provider", prov_cursor)):
+            if cursor != start[side]:
+                self.store.save_cursor(self.conn, side, kind, cursor)
 
     def add_twins(
         self,
