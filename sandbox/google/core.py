@@ -119,7 +119,7 @@ class Fault:
 
     code: int
     reason: str
-    method: str | None
+    methods: frozenset[str] | None  # None: any method
     path: re.Pattern[str] | None
     times: int
     retry_after: int | None
@@ -193,20 +193,33 @@ class GoogleSandbox:
         code: int,
         *,
         reason: str = "backendError",
-        method: str | None = None,
+        method: str | Iterable[str] | None = None,
         path: str | None = None,
         times: int = 1,
         retry_after: int | None = None,
-    ) -> None:
-        """The next `times` requests matching `method` and the `path` regex (searched in
-        the path below the root URL) are answered `code` with `reason`, e.g. 429
-        rateLimitExceeded, 403 rateLimitExceeded, 500 backendError, 503."""
+    ) -> Fault:
+        """The next `times` requests matching `method` (one, or any of several) and the
+        `path` regex (searched in the path below the root URL) are answered `code` with
+        `reason`, e.g. 429 rateLimitExceeded, 403 rateLimitExceeded, 500 backendError,
+        503. Returns the fault, whose `times` counts down as requests take it."""
         pattern = re.compile(path) if path else None
-        self.faults.append(Fault(code, reason, method, pattern, times, retry_after))
+        methods = (
+            None if method is None else frozenset([method] if isinstance(method, str) else method)
+        )
+        fault = Fault(code, reason, methods, pattern, times, retry_after)
+        with self.lock:
+            self.faults.append(fault)
+        return fault
+
+    def withdraw(self, faults: Iterable[Fault]) -> None:
+        """Injected faults no request has taken yet are taken back."""
+        gone = {id(fault) for fault in faults}
+        with self.lock:
+            self.faults = [f for f in self.faults if id(f) not in gone]
 
     def take_fault(self, method: str, path: str) -> Fault | None:
         for fault in self.faults:
-            if fault.method not in (None, method):
+            if fault.methods is not None and method not in fault.methods:
                 continue
             if fault.path is not None and not fault.path.search(path):
                 continue

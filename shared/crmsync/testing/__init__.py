@@ -4,6 +4,9 @@ Our own tests drive the product through it, and CRM vendors can use it to try th
 mappings and settings. Both sides are memory systems that behave like real ones
 (versions, change feeds with expiring cursors, idempotent creates, field limits,
 injectable failures and crashes); the cycle, planner and store are the production code.
+Either side can instead be a real system over HTTP: the reference CRM (`crm="rest"`,
+see `crmsync.testing.rest`) and, for Google, the Google sandbox behind crmsync's Google
+adapters (`provider_backend="google-sandbox"`, see `crmsync.testing.google`).
 
     world = SyncWorld(provider="google")
     cid = world.crm.create("contact", {"first_name": "Ada", "emails": ["ada@example.com"]})
@@ -14,22 +17,26 @@ injectable failures and crashes); the cycle, planner and store are the productio
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from crmsync import model
 from crmsync.configure import change_settings, reset
 from crmsync.crm.memory import MemoryCrm
 from crmsync.cycle import LEASE_SECONDS, Cycle
 from crmsync.model import Kind
-from crmsync.ports import Connection, CrmConnector
+from crmsync.ports import Connection, CrmConnector, ProviderAccount
 from crmsync.providers.memory import MemoryProvider
 from crmsync.recordlog import Crash, Entry, FaultKind, Faults, RecordLog
 from crmsync.settings import PROVIDER_DEFAULTS, Settings, Side, resolve
 from crmsync.store.memory import MemoryStore
 from crmsync.testing.rest import ReferenceCrmSide, RestCrmHandle
+
+if TYPE_CHECKING:
+    from crmsync.testing.google import GoogleProviderHandle, GoogleSandboxSide
 
 __all__ = ["Crash", "SyncWorld"]
 
@@ -210,8 +217,15 @@ class ProviderHandle(_Side):
         self._log.expire_cursors()
 
 
+ProviderBackend = Literal["memory", "google-sandbox"]
+
+
 class SyncWorld:
-    """A CRM user ("u1") connected to a Google or Microsoft account, in memory."""
+    """A CRM user ("u1") connected to a Google or Microsoft account, in memory.
+
+    `crm` ("memory" or "rest"; env CRMSYNC_WORLD_CRM) chooses the CRM side;
+    `provider_backend` ("memory" or "google-sandbox"; env CRMSYNC_WORLD_PROVIDER) the
+    provider side of a Google world (a Microsoft world's provider is always memory)."""
 
     def __init__(
         self,
@@ -222,6 +236,7 @@ class SyncWorld:
         user: str = "u1",
         syncing_users: tuple[str, ...] = (),
         crm: Literal["memory", "rest"] | None = None,
+        provider_backend: ProviderBackend | None = None,
     ) -> None:
         self._now = model.now_utc(now)
         self.user = user
@@ -240,7 +255,18 @@ class SyncWorld:
             self.crm = CrmHandle(self, self._crm)
         else:
             raise ValueError(f"crm is 'memory' or 'rest', not {self.crm_mode!r}")
-        self.provider = ProviderHandle(self, self._provider)
+        self.provider_backend = _provider_backend(provider, provider_backend)
+        self._google: GoogleSandboxSide | None = None
+        self.provider: ProviderHandle | GoogleProviderHandle
+        if self.provider_backend == "google-sandbox":
+            from crmsync.testing.google import GoogleProviderHandle, GoogleSandboxSide
+
+            self._google = GoogleSandboxSide(
+                self.now, self.faults, PROVIDER_DEFAULTS["google"], email=f"{user}@example.com"
+            )
+            self.provider = GoogleProviderHandle(self, self._google)
+        else:
+            self.provider = ProviderHandle(self, self._provider)
         self.tenant = dict(tenant or {})
         self.syncing_users = frozenset(syncing_users)
         self._user_settings: dict[str, Any] = {}
@@ -302,7 +328,8 @@ class SyncWorld:
     ) -> None:
         """The next matching remote write(s) fail: transient, permanent, rate_limited,
         revoked (the provider grant) or unauthorized (the CRM token). With
-        `op="changes"` it is the reading of a change feed that fails."""
+        `op="changes"` it is the reading of a change feed that fails. In a Google
+        sandbox world the provider's failures are the sandbox's HTTP answers."""
         self.faults.fail(side, op, error, times)
 
     # -- running ----------------------------------------------------------------------
@@ -312,7 +339,7 @@ class SyncWorld:
             self.connection,
             self.store,
             self.crm_connector(),
-            self._provider,
+            self.provider_account(),
             self.effective_settings(),
             self.now,
             self.syncing_users,
@@ -326,11 +353,19 @@ class SyncWorld:
             return self._reference.connector(self.user, group, self.faults.after_write)
         return self._crm.connector(self.user, group)
 
+    def provider_account(self) -> ProviderAccount:
+        """The provider side of one cycle: built anew per cycle, like a new process."""
+        if self._google is not None:
+            return self._google.account(self.effective_settings(), self.store, self.connection)
+        return self._provider
+
     def close(self) -> None:
-        """Stop the reference CRM's server, when there is one (it also stops when the
-        world is garbage collected)."""
+        """Stop the reference CRM's and the Google sandbox's servers, when there are
+        any (they also stop when the world is garbage collected)."""
         if self._reference is not None:
             self._reference.close()
+        if self._google is not None:
+            self._google.close()
 
     def sync(self, trigger: str = "schedule") -> dict[str, Any]:
         """Run one cycle; returns its run record. A crashed run returns status "crashed"."""
@@ -338,8 +373,10 @@ class SyncWorld:
         if holder in self._dead_runs:  # the retry comes once the dead run's lease expired
             self.advance(timedelta(seconds=LEASE_SECONDS + 1))
         cycle = self.cycle(trigger)
+        armed = self._google.armed() if self._google is not None else contextlib.nullcontext()
         try:
-            return cycle.run()
+            with armed:
+                return cycle.run()
         except Crash:
             self._dead_runs.add(cycle.run_id)
             return {"id": cycle.run_id, "status": "crashed", "counts": cycle._counts, "errors": []}
@@ -376,3 +413,17 @@ class SyncWorld:
         if not runs:
             return []
         return self.store.items(self.connection.id, run_id or runs[-1]["id"])
+
+
+def _provider_backend(provider: str, chosen: ProviderBackend | None) -> ProviderBackend:
+    """The provider backend asked for, else the environment's (CRMSYNC_WORLD_PROVIDER),
+    else memory. The Google sandbox serves Google worlds only: a Microsoft world named
+    through the environment stays in memory, one asked for explicitly is refused."""
+    backend = chosen or os.environ.get("CRMSYNC_WORLD_PROVIDER", "memory")
+    if backend not in ("memory", "google-sandbox"):
+        raise ValueError(f"provider_backend is 'memory' or 'google-sandbox', not {backend!r}")
+    if backend == "google-sandbox" and provider != "google":
+        if chosen is not None:
+            raise ValueError("the google-sandbox provider backend serves Google worlds only")
+        return "memory"
+    return "google-sandbox" if backend == "google-sandbox" else "memory"

@@ -2,7 +2,7 @@
 
 Mapping (canonical ← → event):
     subject ↔ summary            notes ↔ description        location ↔ location
-    start/end/all_day/timezone ↔ start/end {date | dateTime + timeZone}
+    start/end/all_day/timezone ↔ start/end {date | dateTime, + timeZone}
     private ↔ visibility "private"         recurrence ↔ recurrence[] lines
     status: "declined" when the user's own attendee entry declined, or crmsync marked
             it declined (shown as free time); "unconfirmed" ↔ status "tentative"
@@ -93,10 +93,15 @@ def to_event(fields: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _times(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Start and end with their time zone, all-day ones too: Google requires the zone
+    of a recurring event, the one its occurrences are expanded in."""
     start, end = fields["start"], fields["end"]
-    if fields.get("all_day") or (isinstance(start, date) and not isinstance(start, datetime)):
-        return {"start": {"date": start.isoformat()}, "end": {"date": end.isoformat()}}
     tz = fields.get("timezone") or "UTC"
+    if fields.get("all_day") or (isinstance(start, date) and not isinstance(start, datetime)):
+        return {
+            "start": {"date": start.isoformat(), "timeZone": tz},
+            "end": {"date": end.isoformat(), "timeZone": tz},
+        }
     return {
         "start": {"dateTime": start.isoformat(), "timeZone": tz},
         "end": {"dateTime": end.isoformat(), "timeZone": tz},

@@ -3,7 +3,9 @@ google-api-python-client, requests retried on throttling and server errors with
 backoff that honours Retry-After, and Google's errors turned into crmsync's types.
 
 `endpoints` maps an API name to the endpoint to use instead of Google's (the local
-sandbox in development and tests); production passes none.
+sandbox in development and tests); production passes none. `after_write` is called
+after every successful request that writes (any HTTP method but GET): the benchmarks
+count writes with it, and test worlds end a process right after a write.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class GoogleClient:
         backoff: float = 0.5,
         max_wait: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
+        after_write: Callable[[], None] | None = None,
     ) -> None:
         self.credentials = credentials
         self.endpoints = dict(endpoints or {})
@@ -55,6 +58,7 @@ class GoogleClient:
         self.backoff = backoff
         self.max_wait = max_wait
         self.sleep = sleep
+        self.after_write = after_write
         self._services: dict[str, Any] = {}
         self.calls = 0  # requests sent, for the benchmarks' API calls per change
 
@@ -99,6 +103,8 @@ class GoogleClient:
                 self.sleep(self._delay(attempt))
                 continue
             self._log(what, 200, started, attempt)
+            if self.after_write is not None and getattr(request, "method", "GET") != "GET":
+                self.after_write()
             return answer
         raise AssertionError("unreachable")  # the loop returns or raises
 

@@ -300,11 +300,14 @@ class _InsertOnce:
 
     GoogleClient.execute sends a request again after a timeout or a server error, and
     Google may have made the task before its answer was lost; looking before every
-    attempt turns that resend, like a resumed create, into finding the first task."""
+    attempt turns that resend, like a resumed create, into finding the first task.
+    `method` is that of the last request it sent itself: POST once it inserted, GET
+    while it only looked (so GoogleClient counts a write only when one was made)."""
 
     def __init__(self, resource: GoogleTasks, body: Mapping[str, Any]) -> None:
         self.resource = resource
         self.body = dict(body)
+        self.method = "GET"
 
     def execute(self, num_retries: int = 0) -> Any:
         found = self.resource.earlier(self.body)
@@ -313,6 +316,7 @@ class _InsertOnce:
         resource = self.resource
         listed, resource.recent = resource.recent, None  # no listing holds what this makes
         request = resource.tasks.insert(tasklist=resource.tasklist, body=self.body)
+        self.method = str(request.method)
         answer = request.execute(num_retries=num_retries)
         resource.recent = listed  # answered: the new task is known by id from here on
         return answer

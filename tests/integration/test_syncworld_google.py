@@ -1,0 +1,254 @@
+"""SyncWorld with its provider side as the Google sandbox behind crmsync's Google
+adapters: whole sync cycles between a CRM and Google Calendar, Contacts and Tasks over
+real sockets, with failures answered over HTTP and crashes after real write requests
+(CAL-1, CON-2, TSK-1, SYN-4, SYN-5, AUTH-3, BEY-5)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from crmsync.providers.google.account import GoogleAccount
+from crmsync.testing import SyncWorld
+from crmsync.testing.google import GoogleProviderHandle
+from sandbox.google.calendar import calendar_events
+from sandbox.google.people import get_contact
+from sandbox.google.tasks import stored_tasks
+
+pytestmark = pytest.mark.integration
+
+START = datetime(2026, 11, 3, 10, 0, tzinfo=UTC)
+MEETING = {
+    "type": "meeting",
+    "subject": "Kickoff",
+    "start": START,
+    "end": START + timedelta(hours=1),
+    "timezone": "Europe/Berlin",
+    "location": "Room 4",
+}
+ADA = {"first_name": "Ada", "last_name": "Lovelace", "emails": ["ada@example.com"]}
+TODO = {"subject": "Call Bob", "due": date(2026, 11, 5), "notes": "about the renewal"}
+
+
+@pytest.fixture
+def world() -> Iterator[SyncWorld]:
+    world = SyncWorld(provider="google", provider_backend="google-sandbox")
+    yield world
+    world.close()
+
+
+def google(world: SyncWorld) -> GoogleProviderHandle:
+    assert isinstance(world.provider, GoogleProviderHandle)
+    return world.provider
+
+
+def twin(world: SyncWorld, kind: str, crm_id: str) -> str:
+    [provider_id] = [ln["provider_id"] for ln in world.links(kind) if ln["crm_id"] == crm_id]  # type: ignore[arg-type]
+    return str(provider_id)
+
+
+def sync_until_quiet(world: SyncWorld, limit: int = 5) -> None:
+    for _ in range(limit):
+        run = world.sync()
+        if run["status"] == "ok" and not run["counts"]:
+            return
+    raise AssertionError(f"still not quiet after {limit} cycles: {run}")
+
+
+def only(records: list[dict[str, Any]]) -> dict[str, Any]:
+    assert len(records) == 1, records
+    return records[0]
+
+
+# -- BEY-5: the scenarios run against Google's real API clients ---------------------------
+def test_BEY5_the_provider_side_is_the_google_sandbox_behind_the_production_adapters(
+    world: SyncWorld,
+) -> None:
+    world.crm.create("activity", MEETING)
+
+    assert isinstance(world.provider_account(), GoogleAccount)
+    assert world.sync()["status"] == "ok"
+
+    [stored] = calendar_events(google(world).sandbox, google(world).email)
+    assert (stored["summary"], stored["location"]) == ("Kickoff", "Room 4")
+    assert world.faults.writes == 1  # the one insert, counted by the client's hook
+
+
+def test_BEY5_a_microsoft_world_cannot_ask_for_the_google_sandbox() -> None:
+    with pytest.raises(ValueError, match="Google worlds only"):
+        SyncWorld(provider="microsoft", provider_backend="google-sandbox")
+
+
+# -- CAL-1, CON-2, TSK-1: CRM records reach Google and come back edited ----------------------
+def test_CAL1_crm_meeting_reaches_google_calendar_and_comes_back_edited(
+    world: SyncWorld,
+) -> None:
+    crm_id = world.crm.create("activity", MEETING)
+    world.sync()
+    event_id = twin(world, "activity", crm_id)
+    event = world.provider.get("activity", event_id)
+    assert event is not None
+    assert (event["subject"], event["start"], event["timezone"]) == (
+        "Kickoff",
+        START,
+        "Europe/Berlin",
+    )
+
+    world.advance(timedelta(minutes=15))
+    world.provider.update("activity", event_id, {"location": "Room 9", "notes": "agenda"})
+    world.sync()
+
+    back = world.crm.get("activity", crm_id)
+    assert back is not None
+    assert (back["location"], back["notes"]) == ("Room 9", "agenda")
+    sync_until_quiet(world)
+
+
+def test_CON2_contact_in_the_sync_group_reaches_google_under_the_label_and_comes_back_edited(
+    world: SyncWorld,
+) -> None:
+    crm_id = world.crm.create("contact", ADA)
+    world.crm.add_to_sync_group(crm_id)
+    world.sync()
+    person = twin(world, "contact", crm_id)
+    assert world.provider.labelled() == [person]
+    stored = get_contact(google(world).sandbox, google(world).email, person)
+    assert stored is not None
+    assert stored["emailAddresses"][0]["value"] == "ada@example.com"
+
+    world.advance(timedelta(minutes=15))
+    world.provider.update("contact", person, {"title": "Countess", "company": "Engines"})
+    world.sync()
+
+    back = world.crm.get("contact", crm_id)
+    assert back is not None
+    assert (back["title"], back["company"]) == ("Countess", "Engines")
+    sync_until_quiet(world)
+
+
+def test_TSK1_crm_todo_reaches_google_tasks_and_comes_back_edited(world: SyncWorld) -> None:
+    crm_id = world.crm.create("todo", TODO)
+    world.sync()
+    task_id = twin(world, "todo", crm_id)
+    [stored] = stored_tasks(google(world).sandbox, google(world).email)
+    assert (stored["id"], stored["title"], stored["due"]) == (
+        task_id,
+        "Call Bob",
+        "2026-11-05T00:00:00.000Z",
+    )
+
+    world.advance(timedelta(minutes=15))
+    world.provider.update("todo", task_id, {"subject": "Call Bob today", "status": "completed"})
+    world.sync()
+
+    back = world.crm.get("todo", crm_id)
+    assert back is not None
+    assert (back["subject"], back["status"]) == ("Call Bob today", "completed")
+    sync_until_quiet(world)
+
+
+# -- SYN-4: a process killed after any write converges without duplicates -------------------
+def scenario() -> SyncWorld:
+    world = SyncWorld(provider="google", provider_backend="google-sandbox")
+    contact = world.crm.create("contact", ADA)
+    world.crm.add_to_sync_group(contact)
+    world.crm.create("activity", MEETING)
+    world.crm.create("todo", TODO)
+    world.provider.create("activity", {**MEETING, "subject": "From Google"})
+    return world
+
+
+def holdings(world: SyncWorld) -> dict[str, list[str]]:
+    """What each side holds, by kind: contact e-mails and subjects, sorted."""
+    out: dict[str, list[str]] = {}
+    for side, handle in (("crm", world.crm), ("provider", world.provider)):
+        out[f"{side} contact"] = sorted(c["emails"][0] for c in handle.all("contact"))
+        for kind in ("activity", "todo"):
+            out[f"{side} {kind}"] = sorted(r["subject"] for r in handle.all(kind))  # type: ignore[arg-type]
+    return out
+
+
+EXPECTED = {
+    "crm contact": ["ada@example.com"],
+    "crm activity": ["From Google", "Kickoff"],
+    "crm todo": ["Call Bob"],
+    "provider contact": ["ada@example.com"],
+    "provider activity": ["From Google", "Kickoff"],
+    "provider todo": ["Call Bob"],
+}
+
+
+def test_SYN4_a_run_killed_after_any_google_write_converges_without_duplicates() -> None:
+    clean = scenario()
+    clean.sync()
+    writes = clean.faults.writes
+    clean.close()
+    assert writes >= 4  # the label group, the contact, the event, the task
+
+    for n in range(1, writes + 1):
+        world = scenario()
+        try:
+            world.crash_after(n)
+            assert world.sync()["status"] == "crashed", f"no crash after write {n}"
+            sync_until_quiet(world)
+            assert holdings(world) == EXPECTED, f"after a crash at write {n}"
+            links = [ln for kind in ("contact", "activity", "todo") for ln in world.links(kind)]  # type: ignore[arg-type]
+            assert len(links) == 4 and {ln["state"] for ln in links} == {"linked"}
+            [contact] = world.links("contact")
+            assert world.provider.labelled() == [contact["provider_id"]]
+        finally:
+            world.close()
+
+
+# -- SYN-5: a failure answered by Google fails the run partly; the next run completes -------
+def test_SYN5_a_503_from_google_makes_the_run_partial_and_the_next_run_completes(
+    world: SyncWorld,
+) -> None:
+    world.crm.create("activity", MEETING)
+    world.crm.create("todo", TODO)
+    world.fail("provider", "create", "transient")
+
+    run = world.sync()
+
+    assert run["status"] == "partial"
+    [failed] = [i for i in world.history() if i["outcome"] == "fail"]
+    assert "HTTP 503" in f"{failed.get('reason')} {failed.get('error')}"
+    assert len(world.provider.all("activity")) + len(world.provider.all("todo")) == 1
+
+    assert world.sync()["status"] == "ok"
+    assert only(world.provider.all("activity"))["subject"] == "Kickoff"
+    assert only(world.provider.all("todo"))["subject"] == "Call Bob"
+    sync_until_quiet(world)
+
+
+def test_SYN5_a_failure_no_request_took_waits_for_the_next_run(world: SyncWorld) -> None:
+    world.fail("provider", "delete", "transient")
+    assert world.sync()["status"] == "ok"  # nothing to delete: the failure is kept
+
+    crm_id = world.crm.create("activity", MEETING)
+    world.sync()
+    world.crm.delete("activity", crm_id)
+
+    assert world.sync()["status"] == "partial"
+    assert len(world.provider.all("activity")) == 1
+    world.sync()
+    assert world.provider.all("activity") == []
+
+
+# -- AUTH-3: a grant Google no longer honours ---------------------------------------------------
+def test_AUTH3_a_revoked_google_grant_makes_the_run_need_reauthorisation(
+    world: SyncWorld,
+) -> None:
+    world.crm.create("activity", MEETING)
+    world.fail("provider", "changes", "revoked")
+
+    run = world.sync()
+
+    assert run["status"] == "needs_reauth"
+    assert any("GrantRevoked" in error for error in run["errors"])
+    assert world.provider.all("activity") == []
+    assert world.sync()["status"] == "ok"  # reconnected: the run goes through
+    assert len(world.provider.all("activity")) == 1
