@@ -11,7 +11,7 @@ SRC_DIRS := $(wildcard shared tests bench functions sandbox)
 HYPOTHESIS_PROFILE ?= ci
 PYTEST_ARGS ?=
 
-.PHONY: venv lint format typecheck pytest test bench dev clean
+.PHONY: venv lint format typecheck pytest test test-google-sandbox bench dev clean
 
 venv: $(STAMP)
 
@@ -40,8 +40,15 @@ pytest: venv
 
 test: venv lint typecheck pytest
 
+# The unit suite with the provider side as the Google sandbox behind the real Google
+# adapters (not yet part of `make test`: see the Google issue for the tests that do not
+# hold there yet).
+test-google-sandbox: venv
+	CRMSYNC_WORLD_PROVIDER=google-sandbox HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE)-rest $(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
 bench: venv
 	$(BIN)/python bench/engine.py
+	$(BIN)/python bench/cycle.py
 
 dev:
 	@echo "make dev: the local product (Firestore and Pub/Sub emulators, the Cloud Tasks"

@@ -42,7 +42,9 @@ READS = frozenset({"changes"})
 
 
 @dataclass
-class _Failure:
+class Failure:
+    """One injected failure: the next `times` calls matching side and op fail."""
+
     side: Side | None
     op: str | None
     error: FaultKind
@@ -55,7 +57,7 @@ class Faults:
     def __init__(self) -> None:
         self.writes = 0
         self._crash_in: int | None = None
-        self._failures: list[_Failure] = []
+        self._failures: list[Failure] = []
 
     def crash_after(self, n: int) -> None:
         """The process dies right after the n-th remote write from now."""
@@ -72,7 +74,14 @@ class Faults:
     ) -> None:
         """The next matching calls fail. `op` is a write (create, update, delete, scope;
         None: any write) or a read named explicitly ("changes": reading a change feed)."""
-        self._failures.append(_Failure(side, op, error, times))
+        self._failures.append(Failure(side, op, error, times))
+
+    def take(self, keep: Callable[[Failure], bool]) -> list[Failure]:
+        """Hand over the armed failures `keep` accepts, e.g. for a system that answers
+        them itself over HTTP; what it did not use can be armed again with `fail`."""
+        taken = [f for f in self._failures if keep(f)]
+        self._failures = [f for f in self._failures if f not in taken]
+        return taken
 
     @property
     def crash_pending(self) -> bool:

@@ -53,7 +53,7 @@ from crmsync.providers.google.people import (
     to_person,
 )
 from crmsync.providers.google.tasks import GoogleTasks, from_task, to_task
-from crmsync.recordlog import FaultKind, Faults, _Failure
+from crmsync.recordlog import Failure, FaultKind, Faults
 from crmsync.settings import Settings
 
 if TYPE_CHECKING:
@@ -121,16 +121,14 @@ def _request_match(op: str | None) -> tuple[frozenset[str], str]:
     return methods, "^(?:" + "|".join(paths) + ")$"
 
 
-def _take_provider_failures(faults: Faults) -> list[_Failure]:
+def _take_provider_failures(faults: Faults) -> list[Failure]:
     """The failures injected for the provider that Google can answer, taken out of
     `faults` (failures for either side stay with the CRM)."""
-    mine = [
-        f
-        for f in faults._failures
-        if f.side == "provider" and f.error in _ANSWERS and (f.op is None or f.op in _REQUESTS)
-    ]
-    faults._failures = [f for f in faults._failures if f not in mine]
-    return mine
+    return faults.take(
+        lambda f: (
+            f.side == "provider" and f.error in _ANSWERS and (f.op is None or f.op in _REQUESTS)
+        )
+    )
 
 
 def tasklist_of(settings: Settings) -> str:
@@ -216,7 +214,7 @@ class GoogleSandboxSide:
                 if fault.times > 0:
                     self.faults.fail(failure.side, failure.op, failure.error, fault.times)
 
-    def _inject(self, failure: _Failure) -> Any:
+    def _inject(self, failure: Failure) -> Any:
         """Google's answer to one injected failure, armed for crmsync's next requests of
         its operation."""
         code, reason, retry_after = _ANSWERS[failure.error]
