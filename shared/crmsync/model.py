@@ -321,3 +321,15 @@ def now_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("now must be an aware datetime")
     return value.astimezone(UTC)
+
+
+def parse_instant(value: Any) -> datetime | None:
+    """A timestamp another system sent (ISO 8601 / RFC 3339, "Z" allowed) as an aware
+    UTC datetime; None when absent or unreadable (it only orders changes)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.astimezone(UTC) if moment.tzinfo else None

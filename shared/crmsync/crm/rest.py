@@ -14,7 +14,6 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
-from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -319,7 +318,7 @@ def _side_record(kind: Kind, item: Mapping[str, Any]) -> SideRecord:
     as a canonical record become a per-record error (SYN-5)."""
     record_id = str(item["id"])
     version = str(item.get("version", "0"))
-    modified = _instant(item.get("modified"))
+    modified = model.parse_instant(item.get("modified"))
     if item.get("deleted"):
         return SideRecord(record_id, version, None, modified=modified)
     error: str | None = None
@@ -336,12 +335,3 @@ def _side_record(kind: Kind, item: Mapping[str, Any]) -> SideRecord:
         ref=item.get("ref"),
         error=error,
     )
-
-
-def _instant(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return model.now_utc(datetime.fromisoformat(value))
-    except ValueError:
-        return None

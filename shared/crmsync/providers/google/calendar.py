@@ -164,7 +164,7 @@ class GoogleCalendar:
     def record(self, event: Mapping[str, Any]) -> SideRecord:
         event_id_ = str(event["id"])
         version = str(event.get("etag", ""))
-        modified = _instant(event.get("updated"))
+        modified = model.parse_instant(event.get("updated"))
         if event.get("status") == "cancelled":
             return SideRecord(event_id_, version, None, modified=modified)
         ref = ((event.get("extendedProperties") or {}).get("private") or {}).get(LINK)
@@ -289,12 +289,3 @@ def _whole_times(write: Write, get: Any) -> Mapping[str, Any]:
 def _updates(write: Write) -> str:
     """SYN-8: attendees hear of a change only when the CRM activity asked for it."""
     return "all" if write.notify else "none"
-
-
-def _instant(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return model.now_utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
-    except ValueError:
-        return None

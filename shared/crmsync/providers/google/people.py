@@ -141,13 +141,7 @@ def _updated(metadata: Mapping[str, Any]) -> datetime | None:
     """When the contact itself last changed: its CONTACT source's updateTime."""
     sources = metadata.get("sources") or ()
     source = next((s for s in sources if s.get("type") == "CONTACT"), None)
-    value = (source or {}).get("updateTime")
-    if not isinstance(value, str):
-        return None
-    try:
-        return model.now_utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
-    except ValueError:
-        return None
+    return model.parse_instant((source or {}).get("updateTime"))
 
 
 # -- writing -----------------------------------------------------------------------------------

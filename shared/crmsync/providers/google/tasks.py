@@ -124,7 +124,7 @@ def _read_cursor(tasklist: str, cursor: str) -> datetime | None:
     try:
         held = json.loads(cursor)
         after = held["after"]
-        moment = None if after is None else _instant(after)
+        moment = None if after is None else model.parse_instant(after)
         readable = held["list"] == tasklist and (after is None or moment is not None)
     except (ValueError, TypeError, KeyError) as exc:
         raise CursorExpired("the task list cursor is unreadable") from exc
@@ -164,7 +164,7 @@ class GoogleTasks:
     def record(self, task: Mapping[str, Any]) -> SideRecord:
         task_id = str(task["id"])
         version = str(task.get("etag", ""))
-        modified = _instant(task.get("updated"))
+        modified = model.parse_instant(task.get("updated"))
         if task.get("deleted"):
             return SideRecord(task_id, version, None, modified=modified)
         try:
@@ -203,7 +203,9 @@ class GoogleTasks:
         included; the new cursor trails the newest `updated` by the safety margin."""
         after = None if cursor is None else _read_cursor(self.tasklist, cursor)
         tasks = list(self._list_tasks(after, deleted=True))
-        stamps = [moment for t in tasks if (moment := _instant(t.get("updated"))) is not None]
+        stamps = [
+            moment for t in tasks if (moment := model.parse_instant(t.get("updated"))) is not None
+        ]
         bound = max(stamps) - SAFETY_MARGIN if stamps else after
         return ChangePage([self.record(t) for t in tasks], _cursor(self.tasklist, bound))
 
@@ -325,12 +327,3 @@ class _InsertOnce:
 def _rfc3339(moment: datetime) -> str:
     utc = moment.astimezone(UTC)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
-
-
-def _instant(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return model.now_utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
-    except ValueError:
-        return None
