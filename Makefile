@@ -32,19 +32,20 @@ format: venv
 typecheck: venv
 	$(BIN)/mypy
 
-# The unit suite runs twice: against the memory CRM, and against the reference CRM over
-# HTTP through the production connector (the same scenarios, fewer random examples).
+# The unit suite runs three times: against the memory systems; with the reference CRM
+# over HTTP behind the production connector; and with the Google sandbox behind the
+# production Google adapters (the same scenarios, fewer random examples over HTTP).
 pytest: venv
 	HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(BIN)/pytest $(PYTEST_ARGS)
 	CRMSYNC_WORLD_CRM=rest HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE)-rest $(BIN)/pytest tests/unit $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-google-sandbox
 
 test: venv lint typecheck pytest
 
 # The unit suite with the provider side as the Google sandbox behind the real Google
-# adapters (not yet part of `make test`: see the Google issue for the tests that do not
-# hold there yet).
+# adapters; tests that give the provider data Google refuses to store do not apply.
 test-google-sandbox: venv
-	CRMSYNC_WORLD_PROVIDER=google-sandbox HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE)-rest $(BIN)/pytest tests/unit $(PYTEST_ARGS)
+	CRMSYNC_WORLD_PROVIDER=google-sandbox HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE)-rest $(BIN)/pytest tests/unit -m "not provider_stores_anything" $(PYTEST_ARGS)
 
 bench: venv
 	$(BIN)/python bench/engine.py

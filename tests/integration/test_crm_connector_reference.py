@@ -240,3 +240,12 @@ def test_SYN5_a_record_the_crm_holds_in_a_bad_form_reads_as_a_failed_record(
 
     assert record.id == bad
     assert record.error is not None and "Mars/Base" in record.error
+
+
+def test_CAL6_the_crm_user_directory_maps_users_to_their_addresses(
+    crm: tuple[ReferenceCrm, str, Clock],
+) -> None:
+    reference, url, _ = crm
+    reference.add_user("t1", "u3", name="Gone", email="gone@crm.example", active=False)
+
+    assert connector(url).users() == {"u1": "dana@crm.example", "u2": "max@crm.example"}

@@ -346,3 +346,50 @@ def test_RUN5_a_failed_renewal_keeps_the_old_channel_and_says_so(
 
     assert problems and "polling on schedule" in problems[0]
     assert [c.id for c in store.channels_of("c1")] == [first.id]
+
+
+def test_CAL6_members_become_attendees_and_guests_invited_in_google_stay(
+    sandbox: tuple[GoogleSandbox, str],
+) -> None:
+    google, base = sandbox
+    token = google.issue_token(EMAIL, CALENDAR_SCOPES)
+    client = GoogleClient(Credentials(token), {"calendar": base + "calendar/v3/"})
+    directory = {"u2": "max@example.com", "u3": "ida@example.com"}
+    cal = GoogleCalendar(client, directory=directory)
+    event_id = create(cal, members=["u2"])
+    events = cal.events
+    guest = {"email": "client@customer.example"}
+    current = cal.client.execute(events.get(calendarId="primary", eventId=event_id), "get")
+    cal.client.execute(
+        events.patch(
+            calendarId="primary",
+            eventId=event_id,
+            body={"attendees": [*current["attendees"], guest]},
+        ),
+        "the user invites a guest in Google",
+    )
+
+    cal.update(Write("provider", "update", "activity", event_id, {"members": ["u2", "u3"]}))
+
+    event = cal.client.execute(events.get(calendarId="primary", eventId=event_id), "get")
+    emails = sorted(a["email"] for a in event["attendees"])
+    assert emails == ["client@customer.example", "ida@example.com", "max@example.com"]
+    assert cal.get(event_id).fields["members"] == ("u2", "u3")  # type: ignore[index]
+
+
+def test_CAL6_an_event_made_in_google_reads_crm_users_among_its_attendees_as_members(
+    sandbox: tuple[GoogleSandbox, str],
+) -> None:
+    google, base = sandbox
+    token = google.issue_token(EMAIL, CALENDAR_SCOPES)
+    client = GoogleClient(Credentials(token), {"calendar": base + "calendar/v3/"})
+    cal = GoogleCalendar(client, directory={"u2": "Max@Example.com"})
+    body = {
+        "summary": "Lunch",
+        "start": {"dateTime": START.isoformat(), "timeZone": "UTC"},
+        "end": {"dateTime": (START + timedelta(hours=1)).isoformat(), "timeZone": "UTC"},
+        "attendees": [{"email": "max@example.com"}, {"email": "someone@else.example"}],
+    }
+    made = client.execute(cal.events.insert(calendarId="primary", body=body), "insert")
+
+    assert cal.get(made["id"]).fields["members"] == ("u2",)  # type: ignore[index]

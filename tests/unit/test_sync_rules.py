@@ -479,6 +479,7 @@ def mentions(item: dict[str, Any], text: str) -> bool:
     return text in f"{item.get('reason')} {item.get('error')}"
 
 
+@pytest.mark.provider_stores_anything
 def test_SYN5_unknown_time_zone_fails_alone_with_its_reason() -> None:
     world = SyncWorld()
     bad = world.provider.create("activity", meeting("On Mars", timezone="Mars/Olympus"))
@@ -494,6 +495,7 @@ def test_SYN5_unknown_time_zone_fails_alone_with_its_reason() -> None:
     assert mentions(item, "Mars/Olympus")
 
 
+@pytest.mark.provider_stores_anything
 def test_SYN5_bad_record_is_retried_next_cycle_and_syncs_once_fixed() -> None:
     world = SyncWorld()
     bad = world.provider.create("activity", meeting("On Mars", timezone="Mars/Olympus"))
@@ -527,6 +529,7 @@ def test_SYN5_end_before_start_in_the_crm_fails_alone() -> None:
     assert mentions(item, "end")
 
 
+@pytest.mark.provider_stores_anything
 def test_SYN5_linked_record_turned_bad_fails_alone_and_the_other_side_is_kept() -> None:
     world = SyncWorld()
     crm_id, pid = linked_meeting(world, subject="Kept")

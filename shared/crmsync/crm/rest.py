@@ -99,6 +99,16 @@ class RestCrmConnector:
             max_recurrence_years=caps.get("max_recurrence_years"),
         )
 
+    def users(self) -> dict[str, str]:
+        """The tenant's active CRM users and their e-mail addresses: the directory that
+        turns activity members into provider attendees (CAL-6)."""
+        body = self._call("GET", "/users", "/users")
+        return {
+            str(u["id"]): str(u["email"]).lower()
+            for u in body.get("items", [])
+            if u.get("active", True) and u.get("email")
+        }
+
     def changes(self, kind: Kind, cursor: str | None) -> ChangePage:
         params: dict[str, Any] = {"limit": self.page_size, "group": self.group}
         if cursor is not None:

@@ -131,6 +131,11 @@ def _take_provider_failures(faults: Faults) -> list[Failure]:
     )
 
 
+# The CRM users of a world and their Google addresses: members of CRM activities become
+# attendees of the events (CAL-6); the world's own user is u1@example.com.
+DIRECTORY = {f"u{n}": f"u{n}@example.com" for n in range(1, 10)}
+
+
 def tasklist_of(settings: Settings) -> str:
     """The Tasks list id of the `task_list` setting ("default": the user's default)."""
     chosen = str(settings["task_list"])
@@ -191,7 +196,7 @@ class GoogleSandboxSide:
 
         return GoogleAccount(
             {
-                "activity": GoogleCalendar(client, settings["calendar"]),
+                "activity": GoogleCalendar(client, settings["calendar"], DIRECTORY),
                 "contact": GoogleContacts(client, label=settings["contact_label"]),
                 "todo": GoogleTasks(
                     client, tasklist_of(settings), claimed=claimed, clock=self.clock
@@ -474,7 +479,12 @@ class GoogleProviderHandle:
         from sandbox.google.calendar import sent_updates
 
         sent = sent_updates(self._side.sandbox, self._side.email)
-        return [(str(s["eventId"]), str(guest)) for s in sent for guest in s["notified"]]
+        users = {email: user for user, email in DIRECTORY.items()}
+        return [
+            (str(s["eventId"]), users.get(str(guest), str(guest)))
+            for s in sent
+            for guest in s["notified"]
+        ]
 
     def expire_cursors(self) -> None:
         """Calendar's and People's sync tokens expire; Tasks has none (its cursor is

@@ -63,8 +63,11 @@ def event_id(key: str) -> str:
 
 
 # -- mapping ---------------------------------------------------------------------------------
-def to_event(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """Event fields for the canonical fields given (all of them, or a patch)."""
+def to_event(
+    fields: Mapping[str, Any], directory: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Event fields for the canonical fields given (all of them, or a patch).
+    `directory` (CRM user id → e-mail) turns members into attendees (CAL-6)."""
     event: dict[str, Any] = {}
     private: dict[str, str] = {}
     if "subject" in fields:
@@ -87,6 +90,10 @@ def to_event(fields: Mapping[str, Any]) -> dict[str, Any]:
         private[STATUS] = status
     if "members" in fields:
         private[MEMBERS] = ",".join(fields["members"])
+        if directory is not None:
+            event["attendees"] = [
+                {"email": directory[m]} for m in fields["members"] if m in directory
+            ]
     if private:
         event["extendedProperties"] = {"private": private}
     return event
@@ -108,13 +115,16 @@ def _times(fields: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def from_event(event: Mapping[str, Any]) -> dict[str, Any]:
+def from_event(event: Mapping[str, Any], users: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Canonical fields of an event, as the provider side holds them (raw: to be
-    normalised, so bad data surfaces as an invalid record)."""
+    normalised, so bad data surfaces as an invalid record). `users` (e-mail → CRM user
+    id) reads the members of an event crmsync did not write from its attendees."""
     start, end = event.get("start") or {}, event.get("end") or {}
     private = (event.get("extendedProperties") or {}).get("private") or {}
     all_day = "date" in start
-    members = private.get(MEMBERS, "")
+    members = private.get(MEMBERS)
+    if members is None:
+        members = ",".join(_attending_users(event, users or {}))
     return {
         "subject": event.get("summary", ""),
         "notes": event.get("description", ""),
@@ -128,6 +138,11 @@ def from_event(event: Mapping[str, Any]) -> dict[str, Any]:
         "status": _status(event, private),
         "members": [m for m in members.split(",") if m],
     }
+
+
+def _attending_users(event: Mapping[str, Any], users: Mapping[str, str]) -> list[str]:
+    found = (users.get(str(a.get("email", "")).lower()) for a in event.get("attendees") or ())
+    return [user for user in found if user]
 
 
 def _status(event: Mapping[str, Any], private: Mapping[str, str]) -> str:
@@ -152,9 +167,19 @@ class WatchResult:
 class GoogleCalendar:
     """The activity side of one Google account: one calendar (SET-1, default primary)."""
 
-    def __init__(self, client: GoogleClient, calendar: str = "primary") -> None:
+    def __init__(
+        self,
+        client: GoogleClient,
+        calendar: str = "primary",
+        directory: Mapping[str, str] | None = None,
+    ) -> None:
+        """`directory` maps CRM user ids to their e-mail addresses: members then become
+        attendees (CAL-6), told of changes only when the CRM activity asks (SYN-8).
+        Without one, members stay crmsync's own note on the event."""
         self.client = client
         self.calendar = calendar
+        self.directory = dict(directory) if directory is not None else None
+        self.users = {e.lower(): u for u, e in (directory or {}).items()}
         self.held = HELD
 
     @property
@@ -169,7 +194,7 @@ class GoogleCalendar:
             return SideRecord(event_id_, version, None, modified=modified)
         ref = ((event.get("extendedProperties") or {}).get("private") or {}).get(LINK)
         try:
-            canonical = model.normalize("activity", from_event(event))
+            canonical = model.normalize("activity", from_event(event, self.users))
         except model.InvalidRecord as exc:
             return SideRecord(event_id_, version, {}, modified=modified, ref=ref, error=str(exc))
         fields = {name: canonical[name] for name in self.held}
@@ -206,7 +231,7 @@ class GoogleCalendar:
 
     def create(self, write: Write) -> WriteResult:
         assert write.fields is not None and write.key is not None
-        body = to_event(write.fields)
+        body = to_event(write.fields, self.directory)
         body["id"] = event_id(write.key)
         private = body.setdefault("extendedProperties", {}).setdefault("private", {})
         if write.ref:
@@ -225,7 +250,9 @@ class GoogleCalendar:
 
     def update(self, write: Write) -> WriteResult:
         assert write.fields is not None and write.target is not None
-        body = to_event(_whole_times(write, self.get))
+        body = to_event(_whole_times(write, self.get), self.directory)
+        if "attendees" in body:
+            body["attendees"] = self._guests_kept(write.target) + body["attendees"]
         request = self.events.patch(
             calendarId=self.calendar, eventId=write.target, body=body, sendUpdates=_updates(write)
         )
@@ -233,6 +260,17 @@ class GoogleCalendar:
             request.headers["If-Match"] = write.version
         answer = self.client.execute(request, "calendar events.patch")
         return WriteResult(str(answer["id"]), str(answer["etag"]))
+
+    def _guests_kept(self, event: str) -> list[dict[str, Any]]:
+        """Attendees that are no CRM users (guests the user invited in Google): a change
+        of members must not drop them, and Google replaces the attendee list whole."""
+        request = self.events.get(calendarId=self.calendar, eventId=event)
+        current = self.client.execute(request, "calendar events.get")
+        return [
+            a
+            for a in current.get("attendees") or ()
+            if a.get("email", "").lower() not in self.users
+        ]
 
     def delete(self, write: Write) -> None:
         assert write.target is not None
