@@ -1,17 +1,23 @@
 """SyncWorld with its provider side as the Google sandbox behind crmsync's Google
 adapters: whole sync cycles between a CRM and Google Calendar, Contacts and Tasks over
 real sockets, with failures answered over HTTP and crashes after real write requests
-(CAL-1, CON-2, TSK-1, SYN-4, SYN-5, AUTH-3, BEY-5)."""
+(CAL-1, CON-2, TSK-1, SYN-4, SYN-5, AUTH-3, BEY-5), and push notifications that
+trigger cycles (RUN-3)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+from werkzeug.serving import make_server
 
 from crmsync.providers.google.account import GoogleAccount
+from crmsync.providers.google.calendar import GoogleCalendar
+from crmsync.providers.google.push import on_notification, open_channel
+from crmsync.queue.inline import InlineQueue
 from crmsync.testing import SyncWorld
 from crmsync.testing.google import GoogleProviderHandle
 from sandbox.google.calendar import calendar_events
@@ -252,3 +258,53 @@ def test_AUTH3_a_revoked_google_grant_makes_the_run_need_reauthorisation(
     assert world.provider.all("activity") == []
     assert world.sync()["status"] == "ok"  # reconnected: the run goes through
     assert len(world.provider.all("activity")) == 1
+
+
+def test_RUN3_a_change_in_google_pushes_a_notification_that_runs_a_cycle(
+    world: SyncWorld,
+) -> None:
+    """The whole push path: a channel on the user's calendar, Google's notification to
+    crmsync's webhook, one debounced cycle enqueued, and that cycle syncing the change."""
+    side = world._google
+    assert side is not None
+    queue = InlineQueue()
+    notified = threading.Event()
+
+    def webhook(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        headers = {
+            key[5:].replace("_", "-"): value
+            for key, value in environ.items()
+            if key.startswith("HTTP_")
+        }
+        answer = on_notification(headers, world.store, queue, world.now())
+        if answer.status == 202:
+            notified.set()
+        start_response(f"{answer.status} {answer.reason}", [("Content-Length", "0")])
+        return [b""]
+
+    server = make_server("127.0.0.1", 0, webhook, threaded=True)
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    ).start()
+    try:
+        calendar = GoogleCalendar(side.client(side.token))
+        open_channel(
+            calendar,
+            world.store,
+            "t1",
+            world.connection.id,
+            f"http://127.0.0.1:{server.port}/google",
+        )
+        world.sync()  # the first cycle: nothing yet
+        world.provider.create("activity", {k: v for k, v in MEETING.items() if k != "type"})
+        assert notified.wait(5), "no notification reached the webhook"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    world.advance(timedelta(seconds=30))
+    (due,) = queue.due(world.now())
+    assert (due.connection, due.trigger) == (world.connection.id, "push")
+    run = world.sync(trigger=due.trigger)
+    assert run["trigger"] == "push"
+    assert [a["subject"] for a in world.crm.all("activity")] == ["Kickoff"]
