@@ -393,3 +393,23 @@ def test_CAL6_an_event_made_in_google_reads_crm_users_among_its_attendees_as_mem
     made = client.execute(cal.events.insert(calendarId="primary", body=body), "insert")
 
     assert cal.get(made["id"]).fields["members"] == ("u2",)  # type: ignore[index]
+
+
+def test_CAL9_an_occurrence_cancelled_in_google_reaches_the_series_as_an_exdate(
+    sandbox: tuple[GoogleSandbox, str],
+) -> None:
+    google, base = sandbox
+    cal = calendar_of(google, base)
+    series = create(cal, recurrence="RRULE:FREQ=WEEKLY;BYDAY=TU", timezone="UTC")
+    cursor = cal.changes(None).cursor
+    occurrence = f"{series}_20261110T090000Z"  # the second Tuesday, as Google names it
+    cal.client.execute(
+        cal.events.delete(calendarId="primary", eventId=occurrence), "the user cancels one"
+    )
+
+    (changed,) = cal.changes(cursor).records
+
+    assert changed.id == series
+    assert changed.fields is not None
+    assert changed.fields["recurrence"] == "RRULE:FREQ=WEEKLY;BYDAY=TU\nEXDATE:20261110T090000Z"
+    assert cal.get(series).fields == changed.fields  # read alone, the same

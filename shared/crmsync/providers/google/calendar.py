@@ -140,6 +140,19 @@ def from_event(event: Mapping[str, Any], users: Mapping[str, str] | None = None)
     }
 
 
+def _exdate(original: Mapping[str, Any]) -> str:
+    if "date" in original:
+        return "EXDATE;VALUE=DATE:" + str(original["date"]).replace("-", "")
+    moment = model.parse_instant(original.get("dateTime"))
+    return "EXDATE:" + moment.strftime("%Y%m%dT%H%M%SZ") if moment else ""
+
+
+def _with_exdates(recurrence: str, exdates: list[str]) -> str:
+    lines = [line for line in recurrence.splitlines() if line.strip()]
+    lines += [line for line in exdates if line not in lines]
+    return "\n".join(lines)
+
+
 def _attending_users(event: Mapping[str, Any], users: Mapping[str, str]) -> list[str]:
     found = (users.get(str(a.get("email", "")).lower()) for a in event.get("attendees") or ())
     return [user for user in found if user]
@@ -193,16 +206,22 @@ class GoogleCalendar:
         if event.get("status") == "cancelled":
             return SideRecord(event_id_, version, None, modified=modified)
         ref = ((event.get("extendedProperties") or {}).get("private") or {}).get(LINK)
+        raw = from_event(event, self.users)
+        if raw["recurrence"]:
+            raw["recurrence"] = _with_exdates(raw["recurrence"], self._cancelled(event_id_))
         try:
-            canonical = model.normalize("activity", from_event(event, self.users))
+            canonical = model.normalize("activity", raw)
         except model.InvalidRecord as exc:
             return SideRecord(event_id_, version, {}, modified=modified, ref=ref, error=str(exc))
         fields = {name: canonical[name] for name in self.held}
         return SideRecord(event_id_, version, fields, modified=modified, ref=ref)
 
     def changes(self, cursor: str | None) -> ChangePage:
-        """Every event changed since the sync token (all of them without one), all pages."""
+        """Every event changed since the sync token (all of them without one), all pages.
+        An occurrence cancelled in Google arrives as an event of its own; it is read as a
+        change of its series, whose recurrence then lists it as an EXDATE (CAL-9)."""
         records: list[SideRecord] = []
+        touched_series: set[str] = set()
         page_token: str | None = None
         while True:
             params: dict[str, Any] = {"calendarId": self.calendar, "maxResults": 250}
@@ -212,15 +231,36 @@ class GoogleCalendar:
             if page_token is not None:
                 params["pageToken"] = page_token
             answer = self.client.execute(self.events.list(**params), "calendar events.list")
-            records.extend(
-                self.record(e) for e in answer.get("items", []) if not e.get("recurringEventId")
-            )
+            for event in answer.get("items", []):
+                if event.get("recurringEventId"):
+                    touched_series.add(str(event["recurringEventId"]))
+                else:
+                    records.append(self.record(event))
             page_token = answer.get("nextPageToken")
             if page_token is None:
                 token = answer.get("nextSyncToken")
                 if not token:  # not a stale token: listing again would end the same way
                     raise PermanentError("calendar listing ended without a sync token")
+                listed = {r.id for r in records}
+                records.extend(self.get(m) for m in sorted(touched_series - listed))
                 return ChangePage(records, str(token))
+
+    def _cancelled(self, series: str) -> list[str]:
+        """EXDATE lines for the occurrences of a series cancelled in Google."""
+        lines: list[str] = []
+        page_token: str | None = None
+        while True:
+            params: dict[str, Any] = {"calendarId": self.calendar, "eventId": series}
+            params["showDeleted"] = True
+            if page_token is not None:
+                params["pageToken"] = page_token
+            answer = self.client.execute(self.events.instances(**params), "calendar instances")
+            for occurrence in answer.get("items", []):
+                if occurrence.get("status") == "cancelled":
+                    lines.append(_exdate(occurrence.get("originalStartTime") or {}))
+            page_token = answer.get("nextPageToken")
+            if page_token is None:
+                return [line for line in lines if line]
 
     def get(self, record_id: str) -> SideRecord:
         request = self.events.get(calendarId=self.calendar, eventId=record_id)
