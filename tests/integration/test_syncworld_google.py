@@ -36,7 +36,7 @@ MEETING = {
     "location": "Room 4",
 }
 ADA = {"first_name": "Ada", "last_name": "Lovelace", "emails": ["ada@example.com"]}
-TODO = {"subject": "Call Bob", "due": date(2026, 11, 5), "notes": "about the renewal"}
+A_TO_DO = {"subject": "Call Bob", "due": date(2026, 11, 5), "notes": "about the renewal"}
 
 
 @pytest.fixture
@@ -136,7 +136,7 @@ def test_CON2_contact_in_the_sync_group_reaches_google_under_the_label_and_comes
 
 
 def test_TSK1_crm_todo_reaches_google_tasks_and_comes_back_edited(world: SyncWorld) -> None:
-    crm_id = world.crm.create("todo", TODO)
+    crm_id = world.crm.create("todo", A_TO_DO)
     world.sync()
     task_id = twin(world, "todo", crm_id)
     [stored] = stored_tasks(google(world).sandbox, google(world).email)
@@ -162,7 +162,7 @@ def scenario() -> SyncWorld:
     contact = world.crm.create("contact", ADA)
     world.crm.add_to_sync_group(contact)
     world.crm.create("activity", MEETING)
-    world.crm.create("todo", TODO)
+    world.crm.create("todo", A_TO_DO)
     world.provider.create("activity", {**MEETING, "subject": "From Google"})
     return world
 
@@ -214,7 +214,7 @@ def test_SYN5_a_503_from_google_makes_the_run_partial_and_the_next_run_completes
     world: SyncWorld,
 ) -> None:
     world.crm.create("activity", MEETING)
-    world.crm.create("todo", TODO)
+    world.crm.create("todo", A_TO_DO)
     world.fail("provider", "create", "transient")
 
     run = world.sync()
