@@ -156,6 +156,7 @@ class GoogleSandbox:
         self.faults: list[Fault] = []
         self.base_url = ""  # set by serve(); push notifications and links use it
         self._ids = 0
+        self.requests: dict[str, int] = {}  # per HTTP method, for the benchmarks
 
     # -- ids and accounts ------------------------------------------------------------------
     def next_id(self, prefix: str = "") -> str:
@@ -259,6 +260,8 @@ class Router:
         path = request.path.strip("/")
         try:
             with self.sandbox.lock:
+                counts = self.sandbox.requests
+                counts[request.method] = counts.get(request.method, 0) + 1
                 found = [(r, r.pattern.match(path)) for r in self.routes]
                 matches = [(r, m) for r, m in found if m is not None]
                 if not matches:

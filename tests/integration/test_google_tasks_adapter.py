@@ -255,6 +255,20 @@ def test_RUN4_a_task_stamped_just_before_the_newest_one_seen_is_not_missed(
     assert late in by_id(tasks.changes(cursor).records)
 
 
+def test_RUN4_a_quiet_list_is_not_listed_again_once_the_margin_has_passed(world: World) -> None:
+    tasks = world.adapter()
+    create(tasks, key="one", subject="One")
+    first = tasks.changes(None)
+    world.clock.advance(minutes=15)  # the next scheduled cycle
+    second = tasks.changes(first.cursor)
+
+    world.clock.advance(minutes=15)
+    third = tasks.changes(second.cursor)
+
+    assert [r.fields["subject"] for r in second.records] == ["One"]  # type: ignore[index]
+    assert third.records == []
+
+
 def test_RUN4_polling_reads_every_page(world: World) -> None:
     tasks = world.adapter()
     made = {user_adds(world, f"Task {n}") for n in range(130)}

@@ -200,13 +200,18 @@ class GoogleTasks:
 
     def changes(self, cursor: str | None) -> ChangePage:
         """Every task updated since the cursor (all of them without one), deletions
-        included; the new cursor trails the newest `updated` by the safety margin."""
+        included. The new cursor trails the later of the newest `updated` seen and the
+        time the listing started by the safety margin: a task updated while the listing
+        ran is listed again next time, and a quiet list is not listed again and again."""
+        started = self.clock()
         after = None if cursor is None else _read_cursor(self.tasklist, cursor)
         tasks = list(self._list_tasks(after, deleted=True))
         stamps = [
             moment for t in tasks if (moment := model.parse_instant(t.get("updated"))) is not None
         ]
-        bound = max(stamps) - SAFETY_MARGIN if stamps else after
+        bound = max([*stamps, started]) - SAFETY_MARGIN
+        if after is not None:
+            bound = max(bound, after)
         return ChangePage([self.record(t) for t in tasks], _cursor(self.tasklist, bound))
 
     def _task(self, task_id: str) -> dict[str, Any]:
