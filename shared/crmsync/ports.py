@@ -45,6 +45,16 @@ class Connection:
     status: str = "active"
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class Due:
+    """A connection the scheduler should enqueue: ordered by time, then by id, the
+    order the scheduler pages through them in."""
+
+    due: datetime
+    tenant: str
+    connection: str
+
+
 class RecordSide(Protocol):
     """What the cycle reads and writes on either side."""
 

@@ -13,12 +13,24 @@ from typing import Any
 
 from crmsync.engine.records import Link
 from crmsync.model import Kind
-from crmsync.ports import Channel
+from crmsync.ports import Channel, Due
 from crmsync.settings import Side
 
 
 class MemoryStore:
-    def __init__(self) -> None:
+    """One tenant's state (Firestore: everything under `tenants/{t}`), plus the global
+    channel directory and OAuth states, which a MemoryBackend shares between tenants."""
+
+    def __init__(
+        self,
+        tenant: str = "",
+        channels: dict[str, Channel] | None = None,
+        states: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        self.tenant = tenant
+        self._tenant_record: dict[str, Any] | None = None
+        self._users: dict[str, dict[str, Any]] = {}
+        self._connections: dict[str, dict[str, Any]] = {}
         self._leases: dict[str, tuple[str, datetime]] = {}
         self._cursors: dict[tuple[str, Side, Kind], str] = {}
         self._links: dict[tuple[str, Kind], dict[str, Link]] = {}
@@ -27,7 +39,8 @@ class MemoryStore:
         self._queue: dict[str, dict[str, dict[str, Any]]] = {}
         self._runs: dict[str, dict[str, dict[str, Any]]] = {}
         self._items: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        self._channels: dict[str, Channel] = {}
+        self._channels: dict[str, Channel] = channels if channels is not None else {}
+        self._states: dict[str, dict[str, Any]] = states if states is not None else {}
         self._grants: dict[str, dict[str, str]] = {}
         self._status: dict[str, tuple[str, str]] = {}
         self.reads = 0
@@ -233,3 +246,95 @@ class MemoryStore:
                 del table[key]
         self._queue.pop(connection, None)
         self._runs.pop(connection, None)
+
+    # -- the tenant, its users and connections (the registry) -----------------------
+    def tenant_record(self) -> dict[str, Any] | None:
+        self.reads += 1
+        return copy.deepcopy(self._tenant_record)
+
+    def save_tenant_record(self, record: Mapping[str, Any]) -> None:
+        """Merge `record` into the tenant document (top-level keys replace)."""
+        self.writes += 1
+        self._tenant_record = {**(self._tenant_record or {}), **copy.deepcopy(dict(record))}
+
+    def user_record(self, user: str) -> dict[str, Any] | None:
+        self.reads += 1
+        found = self._users.get(user)
+        return copy.deepcopy(found) if found is not None else None
+
+    def save_user_record(self, user: str, record: Mapping[str, Any]) -> None:
+        self.writes += 1
+        self._users[user] = {**self._users.get(user, {}), **copy.deepcopy(dict(record))}
+
+    def connection_record(self, connection: str) -> dict[str, Any] | None:
+        """The connection document: id, user, provider, account, settings, status,
+        next_due, health; None when there is no such connection."""
+        self.reads += 1
+        found = self._connections.get(connection)
+        if found is None:
+            return None
+        status, reason = self._status.get(connection, ("active", ""))
+        return {**copy.deepcopy(found), "id": connection, "status": status, "reason": reason}
+
+    def save_connection_record(self, connection: str, record: Mapping[str, Any]) -> None:
+        """Merge `record` into the connection document (top-level keys replace)."""
+        self.writes += 1
+        merged = {**self._connections.get(connection, {}), **copy.deepcopy(dict(record))}
+        if "status" in record:
+            self._status[connection] = (record["status"], record.get("reason", ""))
+        merged.pop("status", None)
+        merged.pop("reason", None)
+        self._connections[connection] = merged
+
+    def connection_records(self) -> list[dict[str, Any]]:
+        """Every connection of the tenant (admin status), in id order."""
+        return [r for c in sorted(self._connections) if (r := self.connection_record(c))]
+
+    def set_next_due(self, connection: str, when: datetime | None) -> None:
+        """When the scheduler next enqueues a cycle (None: never, e.g. needs_reauth)."""
+        if connection in self._connections:
+            self.writes += 1
+            self._connections[connection]["next_due"] = when
+
+    # -- OAuth states (AUTH-2; global, single use) -----------------------------------
+    def put_state(self, nonce: str, record: Mapping[str, Any]) -> None:
+        self.writes += 1
+        self._states[nonce] = copy.deepcopy(dict(record))
+
+    def take_state(self, nonce: str) -> dict[str, Any] | None:
+        self.reads += 1
+        return self._states.pop(nonce, None)
+
+
+class MemoryBackend:
+    """Every tenant's MemoryStore, and the queries that span tenants (the scheduler's)."""
+
+    def __init__(self) -> None:
+        self._channels: dict[str, Channel] = {}
+        self._states: dict[str, dict[str, Any]] = {}
+        self._stores: dict[str, MemoryStore] = {}
+
+    def store(self, tenant: str) -> MemoryStore:
+        if tenant not in self._stores:
+            self._stores[tenant] = MemoryStore(tenant, self._channels, self._states)
+        return self._stores[tenant]
+
+    def due(self, now: datetime, limit: int, after: Due | None = None) -> list[Due]:
+        """Connections whose next_due is at or before `now`, oldest first, `limit` at a
+        time; pass the last one of a page as `after` for the next page (RUN-2)."""
+        found = sorted(
+            Due(record["next_due"], tenant, connection)
+            for tenant, store in self._stores.items()
+            for connection, record in store._connections.items()
+            if record.get("next_due") is not None and record["next_due"] <= now
+        )
+        if after is not None:
+            found = [d for d in found if d > after]
+        return found[:limit]
+
+    def expiring_channels(self, before: datetime, limit: int) -> list[Channel]:
+        """Push channels that expire before `before`, soonest first (RUN-5)."""
+        return sorted(
+            (c for c in self._channels.values() if c.expires < before),
+            key=lambda c: (c.expires, c.id),
+        )[:limit]
