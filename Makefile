@@ -2,6 +2,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The Cloud Tasks emulator pins an older protobuf than crmsync's libraries: its own venv.
+TASKS_VENV := .venv-tasks
+TASKS_EMULATOR_VERSION := 0.6.2
+TASKS_STAMP := $(TASKS_VENV)/.installed-$(TASKS_EMULATOR_VERSION)
 
 # Only the source directories that exist are linted.
 SRC_DIRS := $(wildcard shared tests bench functions sandbox)
@@ -13,12 +17,17 @@ PYTEST_ARGS ?=
 
 .PHONY: venv lint format typecheck pytest test test-google-sandbox bench dev clean
 
-venv: $(STAMP)
+venv: $(STAMP) $(TASKS_STAMP)
 
 $(STAMP): pyproject.toml requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install -r requirements.txt -e '.[dev]'
+	touch $@
+
+$(TASKS_STAMP):
+	test -x $(TASKS_VENV)/bin/python || $(PYTHON) -m venv $(TASKS_VENV)
+	$(TASKS_VENV)/bin/python -m pip install 'gcloud-tasks-emulator==$(TASKS_EMULATOR_VERSION)'
 	touch $@
 
 lint: venv
@@ -50,14 +59,15 @@ test-google-sandbox: venv
 bench: venv
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/cycle.py
+	$(BIN)/python bench/runtime.py
 
-dev:
-	@echo "make dev: the local product (Firestore and Pub/Sub emulators, the Cloud Tasks"
-	@echo "emulator, sandbox Google/Microsoft simulators, a reference CRM, a demo tenant"
-	@echo "and a live sync) arrives with the serverless-runtime issue. Not available yet."
-	@exit 1
+# The whole product on this machine: Google's Firestore and Pub/Sub emulators, the Cloud
+# Tasks emulator, every function, the reference CRM and the Google sandbox, a demo
+# tenant with user u1 connected through OAuth, and a line per sync cycle. Ctrl-C stops.
+dev: venv
+	$(BIN)/python -m sandbox.local.dev
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(TASKS_VENV) build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis
 	find . -name '*.egg-info' -prune -exec rm -rf {} +
 	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -2,11 +2,24 @@
 
 The `-rest` profiles are for runs with CRMSYNC_WORLD_CRM=rest, where every CRM call of
 a cycle goes over HTTP to the reference CRM: the same properties, fewer examples.
+
+Google's Firestore and Pub/Sub emulators are session fixtures (`firestore_emulator`,
+`pubsub_emulator`); `firestore_client` gives each test an emptied Firestore.
 """
 
-import os
+from __future__ import annotations
 
+import os
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+import pytest
 from hypothesis import HealthCheck, settings
+
+from sandbox.local.emulators import Emulator, EmulatorUnavailable, start_firestore, start_pubsub
+
+if TYPE_CHECKING:
+    from google.cloud import firestore
 
 settings.register_profile(
     "ci", max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -23,3 +36,44 @@ settings.register_profile(
 )
 settings.register_profile("dev-rest", max_examples=10, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+# -- Google's emulators (sandbox/local/emulators.py) --------------------------------------
+# Started once per test session, on free ports, and stopped at its end. A missing
+# emulator fails the tests that need it, with the way to install it: never a skip.
+
+
+@pytest.fixture(scope="session")
+def firestore_emulator() -> Iterator[Emulator]:
+    emulator = _started(start_firestore)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FIRESTORE_EMULATOR_HOST", emulator.host)
+        yield emulator
+    emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def pubsub_emulator() -> Iterator[Emulator]:
+    emulator = _started(start_pubsub)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PUBSUB_EMULATOR_HOST", emulator.host)
+        yield emulator
+    emulator.stop()
+
+
+@pytest.fixture
+def firestore_client(firestore_emulator: Emulator) -> Iterator[firestore.Client]:
+    """A client of the session's Firestore emulator, which holds no documents yet."""
+    from google.cloud import firestore
+
+    firestore_emulator.reset()
+    client = firestore.Client(project=firestore_emulator.project)
+    yield client
+    client.close()
+
+
+def _started(start: Callable[[], Emulator]) -> Emulator:
+    try:
+        return start()
+    except EmulatorUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)

@@ -25,6 +25,7 @@ import json
 import re
 import secrets
 import threading
+import time as clock_time
 import urllib.error
 import urllib.request
 import weakref
@@ -1316,6 +1317,16 @@ class Postman:
             self._running = True
         threading.Thread(target=self._drain, name="calendar-push", daemon=True).start()
 
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Wait until every message posted so far was delivered (or dropped)."""
+        deadline = clock_time.monotonic() + timeout
+        while clock_time.monotonic() < deadline:
+            with self._guard:
+                if not self._queue and not self._running:
+                    return True
+            clock_time.sleep(0.02)
+        return False
+
     def _drain(self) -> None:
         while True:
             with self._guard:
@@ -1340,6 +1351,11 @@ def _deliver(address: str, headers: dict[str, str]) -> None:
 
 _POSTMEN: weakref.WeakKeyDictionary[GoogleSandbox, Postman] = weakref.WeakKeyDictionary()
 _POSTMEN_GUARD = threading.Lock()
+
+
+def push_delivered(sandbox: GoogleSandbox, timeout: float = 10.0) -> bool:
+    """Wait until the push messages the sandbox sent so far reached their addresses."""
+    return _push(sandbox).wait_idle(timeout)
 
 
 def _push(sandbox: GoogleSandbox) -> Postman:

@@ -133,18 +133,18 @@ def disconnect(
     CRM and provider records stay as they are. Returns what could not be done (a
     provider that was unreachable), after erasing everything of crmsync's anyway."""
     problems: list[str] = []
+    for channel in store.channels_of(connection):  # while the grant still works
+        try:
+            stop_channel(channel)
+        except SyncError as exc:
+            problems.append(f"channel {channel.id} not stopped: {type(exc).__name__}")
+        store.drop_channel(channel.id)
     try:
         grant = grants.load(connection)
         token = grant.refresh_token or grant.access_token
         revoker(token)
     except (SyncError, ValueError) as exc:
         problems.append(f"grant not revoked: {type(exc).__name__}")
-    for channel in store.channels_of(connection):
-        try:
-            stop_channel(channel)
-        except SyncError as exc:
-            problems.append(f"channel {channel.id} not stopped: {type(exc).__name__}")
-        store.drop_channel(channel.id)
     store.erase_connection(connection)
     store.set_status(connection, "disconnected")
     return problems

@@ -11,5 +11,7 @@ def task_name(tenant: str, connection: str, when: datetime, window: timedelta) -
     The hash comes first because Cloud Tasks serves sequential names slowly."""
     bucket = int(when.timestamp() // window.total_seconds())
     digest = hashlib.sha256(f"{tenant}|{connection}|{bucket}".encode()).hexdigest()[:16]
-    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in connection)[:80]
+    safe = "".join(c if (c.isascii() and c.isalnum()) or c in "-_" else "_" for c in connection)[
+        :80
+    ]
     return f"{digest}-{safe}-{bucket}"

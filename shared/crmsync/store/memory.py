@@ -208,8 +208,14 @@ class MemoryStore:
         self._channels.pop(channel_id, None)
 
     def channels_of(self, connection: str) -> list[Channel]:
+        """This tenant's channels of the connection (the directory holds every tenant's;
+        a store made without a tenant sees them all)."""
         self.reads += 1
-        return [c for c in self._channels.values() if c.connection == connection]
+        return [
+            c
+            for c in self._channels.values()
+            if c.connection == connection and (not self.tenant or c.tenant == self.tenant)
+        ]
 
     # -- the grant and the connection's status (AUTH-2..AUTH-4) ------------------------
     def sealed_grant(self, connection: str) -> dict[str, str] | None:

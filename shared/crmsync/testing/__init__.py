@@ -36,6 +36,7 @@ from crmsync.store.memory import MemoryStore
 from crmsync.testing.rest import ReferenceCrmSide, RestCrmHandle
 
 if TYPE_CHECKING:
+    from crmsync.store.firestore import FirestoreStore
     from crmsync.testing.google import GoogleProviderHandle, GoogleSandboxSide
 
 __all__ = ["Crash", "SyncWorld"]
@@ -225,7 +226,9 @@ class SyncWorld:
 
     `crm` ("memory" or "rest"; env CRMSYNC_WORLD_CRM) chooses the CRM side;
     `provider_backend` ("memory" or "google-sandbox"; env CRMSYNC_WORLD_PROVIDER) the
-    provider side of a Google world (a Microsoft world's provider is always memory)."""
+    provider side of a Google world (a Microsoft world's provider is always memory).
+    `store` keeps the connection's state (a fresh MemoryStore by default; a
+    FirestoreStore runs the same world over Firestore)."""
 
     def __init__(
         self,
@@ -237,11 +240,12 @@ class SyncWorld:
         syncing_users: tuple[str, ...] = (),
         crm: Literal["memory", "rest"] | None = None,
         provider_backend: ProviderBackend | None = None,
+        store: MemoryStore | FirestoreStore | None = None,
     ) -> None:
         self._now = model.now_utc(now)
         self.user = user
         self.faults = Faults()
-        self.store = MemoryStore()
+        self.store: MemoryStore | FirestoreStore = store if store is not None else MemoryStore()
         self._crm = MemoryCrm(self.now, self.faults)
         held = {k: tuple(v) for k, v in PROVIDER_DEFAULTS[provider]["field_map"].items()}
         self._provider = MemoryProvider(self.now, held, self.faults)

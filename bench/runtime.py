@@ -1,0 +1,201 @@
+"""What the serverless runtime costs, measured on Google's Firestore emulator.
+
+1. Incremental cycles over the Firestore store: document reads and writes and provider
+   calls per cycle for N linked contacts (N = 1k and 10k) and k = 0 or 100 changes.
+   The goal: the cost of a cycle depends on k, not on N.
+2. Fan-out: due connections enqueued per second, for 10k due connections paged out of
+   Firestore (the queue is the inline one: this measures crmsync, not Cloud Tasks).
+3. Cold start: the import time of functions/main.py with what its first request
+   imports, against a bare functions-framework hello function, as a ratio.
+
+    python bench/runtime.py                 # all three, N = 1k and 10k
+    python bench/runtime.py --links 1000    # a quicker cycle figure
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the sandbox package
+
+from crmsync import service  # noqa: E402
+from crmsync.auth.vault import LocalKek, TokenVault  # noqa: E402
+from crmsync.queue.inline import InlineQueue  # noqa: E402
+from crmsync.testing import SyncWorld  # noqa: E402
+
+
+def cycles(client: Any, links: int) -> list[dict[str, Any]]:
+    from crmsync.store.firestore import FirestoreStore
+
+    store = FirestoreStore(client, f"bench-{links}")
+    world = SyncWorld(provider="google", crm="memory", provider_backend="memory", store=store)
+    ids = [
+        world.crm.create(
+            "contact", {"first_name": f"P{i}", "last_name": "Bench", "emails": [f"p{i}@x.example"]}
+        )
+        for i in range(links)
+    ]
+    for crm_id in ids:
+        world.crm.add_to_sync_group(crm_id)
+    started = time.perf_counter()
+    first = world.sync()
+    initial_seconds = time.perf_counter() - started
+    world.advance(timedelta(minutes=15))
+    world.sync()  # the echo of the first cycle's writes
+    rows = [
+        {
+            "phase": "initial",
+            "links": links,
+            "k": links,
+            "s": initial_seconds,
+            "status": first["status"],
+        }
+    ]
+    for k in (0, 100):
+        for crm_id in ids[:k]:
+            world.crm.update("contact", crm_id, {"title": f"t{time.perf_counter_ns()}"})
+        world.advance(timedelta(minutes=15))
+        reads, writes = store.reads, store.writes
+        calls = sum(world._provider.log.calls.values())
+        started = time.perf_counter()
+        run = world.sync()
+        rows.append(
+            {
+                "phase": f"incremental k={k}",
+                "links": links,
+                "k": k,
+                "s": time.perf_counter() - started,
+                "status": run["status"],
+                "reads": store.reads - reads,
+                "writes": store.writes - writes,
+                "provider calls": sum(world._provider.log.calls.values()) - calls,
+            }
+        )
+        world.advance(timedelta(minutes=15))
+        world.sync()  # settle the echo before the next phase
+    world.close()
+    return rows
+
+
+def fanout(client: Any, connections: int) -> dict[str, Any]:
+    from crmsync.store.firestore import FirestoreBackend
+
+    backend = FirestoreBackend(client)
+    now = datetime.now(UTC)
+    tenants = 10
+    for t in range(tenants):
+        store = backend.store(f"fan-{t}")
+        store.save_tenant_record({"settings": {}})
+        for c in range(connections // tenants):
+            store.save_connection_record(
+                f"c{c}",
+                {"user": f"u{c}", "provider": "google", "status": "active", "next_due": now},
+            )
+    queue = InlineQueue()
+    services = service.Services(
+        backend=backend,
+        queue=queue,
+        vault=TokenVault(LocalKek(b"k" * 32)),
+        secret=b"s",
+        public_url="http://127.0.0.1:9",
+        clock=lambda: now + timedelta(seconds=1),
+    )
+    started = time.perf_counter()
+    report = service.fanout(services)
+    seconds = time.perf_counter() - started
+    return {
+        "due": connections,
+        "enqueued": report.enqueued,
+        "pages": report.pages,
+        "s": seconds,
+        "per s": report.enqueued / seconds,
+    }
+
+
+HELLO = """
+import functions_framework
+
+@functions_framework.http
+def hello(request):
+    return "hello"
+"""
+
+PROBE = """
+import sys, time
+started = time.perf_counter()
+from functions_framework import create_app
+app = create_app(sys.argv[1], sys.argv[2], "http")
+client = app.test_client()
+client.get("/health")
+print(time.perf_counter() - started)
+"""
+
+
+def cold_start(repeats: int = 5) -> dict[str, Any]:
+    """Seconds from a fresh interpreter to the first answer, crmsync's admin function vs
+    a hello function; each the median of `repeats` fresh processes."""
+    with tempfile.TemporaryDirectory() as folder:
+        hello = Path(folder) / "main.py"
+        hello.write_text(textwrap.dedent(HELLO))
+        env_path = f"{ROOT / 'shared'}:{ROOT}"
+
+        def probe(target: str, source: Path) -> float:
+            out = subprocess.run(
+                [sys.executable, "-c", PROBE, target, str(source)],
+                capture_output=True,
+                text=True,
+                check=True,
+                env={"PYTHONPATH": env_path, "CRMSYNC_STORE": "memory", "PATH": "/usr/bin:/bin"},
+            )
+            return float(out.stdout.strip().splitlines()[-1])
+
+        bare = statistics.median(probe("hello", hello) for _ in range(repeats))
+        ours = statistics.median(
+            probe("admin", ROOT / "functions" / "main.py") for _ in range(repeats)
+        )
+    return {"hello s": bare, "crmsync admin s": ours, "ratio": ours / bare}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--links", type=int, nargs="*", default=[1000, 10000])
+    parser.add_argument("--connections", type=int, default=10000)
+    args = parser.parse_args()
+
+    import os
+
+    from google.cloud import firestore
+
+    from sandbox.local.emulators import start_firestore
+
+    with start_firestore() as emulator:
+        os.environ["FIRESTORE_EMULATOR_HOST"] = emulator.host
+        client = firestore.Client(project=emulator.project)
+        print("cycles over the Firestore store (per cycle; the goal: independent of N)")
+        for links in args.links:
+            for row in cycles(client, links):
+                print("  " + "  ".join(f"{k}={_fmt(v)}" for k, v in row.items()), flush=True)
+        print("fan-out")
+        row = fanout(client, args.connections)
+        print("  " + "  ".join(f"{k}={_fmt(v)}" for k, v in row.items()), flush=True)
+    print("cold start (first answer of a fresh instance)")
+    row = cold_start()
+    print("  " + "  ".join(f"{k}={_fmt(v)}" for k, v in row.items()), flush=True)
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,247 @@
+"""crmsync's whole product on one machine: every Cloud Function of functions/main.py
+served by functions-framework on one local port (each under /<entry point>), the
+reference CRM with its demo tenant, and the Google sandbox with crmsync registered as
+its OAuth client. The store and the task queue are whatever the caller passes: the
+memory ones in fast tests, the Firestore emulator and the Cloud Tasks emulator in
+end-to-end tests and `make dev`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urljoin, urlsplit
+
+import requests
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+from crmsync import entrypoints, service
+from crmsync.auth.vault import LocalKek, TokenVault
+from sandbox.crm.app import ReferenceCrm
+from sandbox.crm.database import CrmDatabase
+from sandbox.crm.seed import DEMO_TENANT, DEMO_TOKEN, seed_demo
+from sandbox.google.core import GoogleSandbox
+from sandbox.google.server import serve as serve_google
+
+ROOT = Path(__file__).resolve().parents[2]
+MAIN = ROOT / "functions" / "main.py"
+TARGETS = (
+    "oauth_start",
+    "oauth_callback",
+    "google_webhook",
+    "crm_events",
+    "scheduler_fanout",
+    "sync_worker",
+    "admin",
+)
+CLIENT_ID = "crmsync-local.apps.example"
+CLIENT_SECRET = "local-client-secret"
+EVENT_SECRET = "demo-event-secret"
+DEMO_USERS = {"u1": "dana.rep@demo.example", "u2": "max.manager@demo.example"}
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+
+def functions_app() -> Any:
+    """One WSGI app with each entry point of functions/main.py at /<entry point>, as
+    functions-framework serves it (`functions-framework --target=<entry point>`)."""
+    from functions_framework import create_app
+
+    apps = {f"/{t}": _rooted(create_app(t, str(MAIN), "http")) for t in TARGETS}
+    return DispatcherMiddleware(_not_found, apps)
+
+
+def _rooted(app: Any) -> Any:
+    """/<entry point> reaches the function at its root, as a deployed function's URL does."""
+
+    def run(environ: Any, start_response: Any) -> Any:
+        environ["PATH_INFO"] = environ.get("PATH_INFO") or "/"
+        return app(environ, start_response)
+
+    return run
+
+
+def _not_found(environ: Any, start_response: Any) -> list[bytes]:
+    start_response("404 Not Found", [("Content-Type", "text/plain")])
+    return [b"no such function\n"]
+
+
+def serve_app(app: Any, port: int = 0) -> tuple[str, Callable[[], None]]:
+    server = make_server("127.0.0.1", port, app, threaded=True, request_handler=_Quiet)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.daemon = True
+    thread.start()
+    stopped = threading.Event()
+
+    def stop() -> None:
+        if not stopped.is_set():
+            stopped.set()
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=5)
+
+    return f"http://127.0.0.1:{server.port}", stop
+
+
+@dataclass
+class LocalStack:
+    """The product on loopback sockets. `backend` and `queue` are the store and the task
+    queue the functions use; `functions_port`/`crm_port`/`google_port` 0 pick free ports."""
+
+    backend: Any
+    queue: Any
+    crm_path: str = ":memory:"
+    functions_port: int = 0
+    crm_port: int = 0
+    google_port: int = 0
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    crm_options: dict[str, Any] = field(default_factory=dict)
+    crm_wrap: Callable[[Any], Any] | None = None  # WSGI middleware around the CRM
+
+    def __post_init__(self) -> None:
+        os.environ.setdefault("OAUTHLIB_INSECURE_TRANSPORT", "1")  # the sandbox is plain http
+        self._stops: list[Callable[[], None]] = []
+        self.crm = ReferenceCrm(CrmDatabase(self.crm_path))
+        seed_demo(self.crm)
+        self.crm_url, stop = _serve_crm(self.crm, self.crm_port, self.crm_wrap)
+        self._stops.append(stop)
+        self.google = GoogleSandbox()
+        self.google_url, stop = serve_google(self.google, port=self.google_port)
+        self._stops.append(stop)
+        self.functions_url, stop = serve_app(functions_app(), self.functions_port)
+        self._stops.append(stop)
+        self.google.add_client(CLIENT_ID, CLIENT_SECRET, [self.functions_url + "/oauth_callback"])
+        self.kek = secrets.token_bytes(32)
+        self.secret = secrets.token_urlsafe(32)
+        self.services = service.Services(
+            backend=self.backend,
+            queue=self.queue,
+            vault=TokenVault(LocalKek(self.kek)),
+            secret=self.secret.encode(),
+            public_url=self.functions_url,
+            google=entrypoints.google_setup(self.environment()),
+            clock=self.clock,
+            crm_options=self.crm_options,
+        )
+        entrypoints.use(self.services)
+
+    def environment(self) -> dict[str, str]:
+        """The environment a functions-framework process of its own needs to serve this
+        stack's functions (with the store's and the queue's variables added)."""
+        return {
+            "CRMSYNC_PUBLIC_URL": self.functions_url,
+            "CRMSYNC_GOOGLE_CLIENT_ID": CLIENT_ID,
+            "CRMSYNC_GOOGLE_CLIENT_SECRET": CLIENT_SECRET,
+            "CRMSYNC_GOOGLE_ROOT": self.google_url,
+            "CRMSYNC_SECRET": self.secret,
+            "CRMSYNC_LOCAL_KEK": base64.b64encode(self.kek).decode(),
+            "OAUTHLIB_INSECURE_TRANSPORT": "1",
+        }
+
+    def close(self) -> None:
+        entrypoints.use(None)
+        for stop in reversed(self._stops):
+            stop()
+
+    # -- the demo tenant and its users --------------------------------------------------------
+    def create_demo_tenant(self, **settings: Any) -> str:
+        """The demo tenant, on the reference CRM's demo data; returns the admin token."""
+        return service.create_tenant(
+            self.services,
+            DEMO_TENANT,
+            name="Demo Inc.",
+            crm_base_url=self.crm_url,
+            crm_token=DEMO_TOKEN,
+            event_secret=EVENT_SECRET,
+            settings=settings,
+        )
+
+    def connect(self, user: str = "u1", services: str = "sync") -> requests.Response:
+        """The user opens their onboarding link, chooses services, consents at the Google
+        sandbox as their Google account, and lands on crmsync's callback page."""
+        link = service.onboarding_link(self.services, DEMO_TENANT, user)
+        page = requests.get(link, timeout=10)
+        page.raise_for_status()
+        chosen = requests.get(
+            link + "&provider=google&services=" + services, allow_redirects=False, timeout=10
+        )
+        assert chosen.status_code == 302, chosen.text
+        back = consent(chosen.headers["Location"], DEMO_USERS[user])
+        return requests.get(back, timeout=60)
+
+    def post_event(self, user: str, kind: str, ids: list[str]) -> requests.Response:
+        """The CRM tells crmsync that records of `user` changed (signed)."""
+        from crmsync.crm import events
+
+        body = json.dumps(
+            {
+                "tenant": DEMO_TENANT,
+                "user": user,
+                "kind": kind,
+                "ids": ids,
+                "sent_at": self.clock().isoformat(),
+            }
+        ).encode()
+        signature = events.sign(EVENT_SECRET.encode(), body, self.clock())
+        return requests.post(
+            self.functions_url + "/crm_events",
+            data=body,
+            headers={"Crmsync-Signature": signature, "Content-Type": "application/json"},
+            timeout=10,
+        )
+
+
+def _serve_crm(
+    crm: ReferenceCrm, port: int, wrap: Callable[[Any], Any] | None
+) -> tuple[str, Callable[[], None]]:
+    from sandbox.crm.server import serve
+
+    return serve(crm, port=port, wrap=wrap)
+
+
+# -- the consent page, as a browser submits it ------------------------------------------------
+class _ConsentForm(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.action = ""
+        self.inputs: dict[str, str] = {}
+        self.scopes: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if tag == "form":
+            self.action = found.get("action") or ""
+        elif tag == "input" and found.get("type") == "checkbox" and "checked" in found:
+            self.scopes.append(found.get("value") or "")
+        elif tag == "input" and found.get("name"):
+            self.inputs[found["name"] or ""] = found.get("value") or ""
+
+
+def consent(url: str, email: str) -> str:
+    """Consent to everything asked at the Google sandbox as `email`; the redirect back."""
+    page = requests.get(url, timeout=10)
+    page.raise_for_status()
+    form = _ConsentForm()
+    form.feed(page.text)
+    data = [("consent", form.inputs["consent"]), ("email", email)]
+    data += [("scope", scope) for scope in form.scopes] + [("action", "allow")]
+    answer = requests.post(urljoin(url, form.action), data=data, allow_redirects=False, timeout=10)
+    assert answer.status_code == 302, answer.text
+    return str(answer.headers["Location"])
+
+
+def query(url: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}

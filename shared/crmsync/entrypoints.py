@@ -1,0 +1,284 @@
+"""HTTP requests → crmsync's use cases → HTTP answers; one function per Cloud Function.
+
+Each handler authenticates, validates, resolves the tenant from authenticated input and
+calls one use case of `crmsync.service`. A client's mistake gets a 4xx with the reason
+as JSON; a fault on crmsync's side (or a dependency that is down) gets a 5xx, which
+Cloud Tasks and Pub/Sub answer by retrying. Nothing secret is logged or echoed.
+
+`services()` builds the Services from the environment once per instance:
+
+  CRMSYNC_STORE          firestore (default; FIRESTORE_EMULATOR_HOST locally) or memory
+  GOOGLE_CLOUD_PROJECT   the project of Firestore
+  CRMSYNC_TASKS_QUEUE, CRMSYNC_WORKER_URL, CRMSYNC_TASKS_SERVICE_ACCOUNT
+                         the Cloud Tasks queue of cycles (CLOUD_TASKS_EMULATOR_HOST locally)
+  CRMSYNC_SECRET         signs onboarding links and OAuth states (from Secret Manager)
+  CRMSYNC_KMS_KEY        the Cloud KMS key of the token vault, or
+  CRMSYNC_LOCAL_KEK      a base64 32-byte key instead (development only)
+  CRMSYNC_PUBLIC_URL     where the HTTP functions answer (webhook and callback addresses)
+  CRMSYNC_GOOGLE_CLIENT_ID, CRMSYNC_GOOGLE_CLIENT_SECRET
+                         crmsync's OAuth client at Google
+  CRMSYNC_GOOGLE_ROOT    Google's APIs and OAuth at another root (the local sandbox)
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from crmsync import service
+from crmsync.errors import TransientError
+from crmsync.logs import configure_logging
+
+log = logging.getLogger("crmsync.entrypoints")
+
+MAX_BODY = 64 * 1024  # events and task payloads are small; anything bigger is refused
+Answer = tuple[Any, int, dict[str, str]]
+_JSON = {"Content-Type": "application/json"}
+_HTML = {"Content-Type": "text/html; charset=utf-8"}
+
+_services: service.Services | None = None
+
+
+def services() -> service.Services:
+    global _services
+    if _services is None:
+        configure_logging()
+        _services = from_environment(os.environ)
+    return _services
+
+
+def use(built: service.Services | None) -> None:
+    """Run the handlers on these Services (tests, `make dev`); None: from the environment."""
+    global _services
+    _services = built
+
+
+def from_environment(env: Mapping[str, str]) -> service.Services:
+    from crmsync.auth.vault import LocalKek, TokenVault
+
+    if env.get("CRMSYNC_STORE", "firestore") == "memory":
+        from crmsync.store.memory import MemoryBackend
+
+        backend: Any = MemoryBackend()
+    else:
+        from google.cloud import firestore
+
+        from crmsync.store.firestore import FirestoreBackend
+
+        backend = FirestoreBackend(firestore.Client(project=env.get("GOOGLE_CLOUD_PROJECT")))
+    from crmsync.queue.cloud_tasks import CloudTasksQueue
+
+    queue = CloudTasksQueue.from_environment(env)
+    kek: Any
+    if env.get("CRMSYNC_KMS_KEY"):
+        from crmsync.auth.kms import CloudKmsKek
+
+        kek = CloudKmsKek(env["CRMSYNC_KMS_KEY"], endpoint=env.get("CRMSYNC_KMS_ENDPOINT"))
+    else:
+        kek = LocalKek(base64.b64decode(env["CRMSYNC_LOCAL_KEK"]))
+    google = None
+    if env.get("CRMSYNC_GOOGLE_CLIENT_ID"):
+        google = google_setup(env)
+    return service.Services(
+        backend=backend,
+        queue=queue,
+        vault=TokenVault(kek),
+        secret=env["CRMSYNC_SECRET"].encode(),
+        public_url=env["CRMSYNC_PUBLIC_URL"],
+        google=google,
+    )
+
+
+def google_setup(env: Mapping[str, str]) -> service.GoogleSetup:
+    from crmsync.auth.google import GoogleOAuth
+
+    public = env["CRMSYNC_PUBLIC_URL"].rstrip("/")
+    root = env.get("CRMSYNC_GOOGLE_ROOT", "").rstrip("/")
+    oauth_urls: dict[str, str] = {}
+    endpoints: dict[str, str] = {}
+    if root:
+        oauth_urls = {
+            "auth_uri": root + "/o/oauth2/auth",
+            "token_uri": root + "/token",
+            "revoke_uri": root + "/revoke",
+        }
+        endpoints = {"calendar": root + "/calendar/v3/", "people": root + "/", "tasks": root + "/"}
+    oauth = GoogleOAuth(
+        env["CRMSYNC_GOOGLE_CLIENT_ID"],
+        env["CRMSYNC_GOOGLE_CLIENT_SECRET"],
+        public + "/oauth_callback",
+        **oauth_urls,
+    )
+    return service.GoogleSetup(oauth, endpoints)
+
+
+# -- the handlers --------------------------------------------------------------------------
+def _guarded(handler: Callable[[Any], Answer]) -> Callable[[Any], Answer]:
+    """Refusals become their 4xx; a dependency that is down a 503 (retried by the
+    caller); the request's time and outcome are logged without its content."""
+
+    def run(request: Any) -> Answer:
+        started = time.monotonic()
+        name = handler.__name__
+        try:
+            if (request.content_length or 0) > MAX_BODY:
+                raise service.Refused(413, f"the body is larger than {MAX_BODY} bytes")
+            answer = handler(request)
+        except service.Refused as refused:
+            answer = _json({"error": refused.reason}, refused.status)
+        except TransientError as exc:
+            log.warning(
+                "dependency unavailable", extra={"handler": name, "error": type(exc).__name__}
+            )
+            answer = _json({"error": "temporarily unavailable; try again"}, 503)
+        log.info(
+            "request",
+            extra={
+                "handler": name,
+                "status": answer[1],
+                "ms": round((time.monotonic() - started) * 1000, 1),
+            },
+        )
+        return answer
+
+    run.__name__ = handler.__name__
+    return run
+
+
+@_guarded
+def oauth_start(request: Any) -> Answer:
+    """GET with an onboarding link: a page to pick the services; with `provider` and
+    `services` chosen, a redirect to the provider's consent screen (AUTH-1)."""
+    link = request.args.get("link")
+    provider = request.args.get("provider")
+    wanted = tuple(s for given in request.args.getlist("services") for s in given.split(",") if s)
+    if not provider:
+        service.read_link(services(), link)  # a bad link is refused before any page
+        return _choose_page(link or ""), 200, _HTML
+    url = service.start_oauth(services(), link, provider, wanted)
+    return "", 302, {"Location": url}
+
+
+@_guarded
+def oauth_callback(request: Any) -> Answer:
+    """Where the provider sends the user back: the connection is made, and the user sees
+    the connected account (AUTH-1)."""
+    if request.args.get("error"):
+        raise service.Refused(400, "consent was not given; open your onboarding link again")
+    record = service.finish_oauth(services(), request.args.get("state"), request.args.get("code"))
+    account = html.escape(str(record.get("account") or "your account"))
+    body = (
+        "<!doctype html><title>crmsync: connected</title>"
+        f"<h1>Connected</h1><p>{account} now syncs with your CRM "
+        f"({html.escape(', '.join(record.get('services', [])))}).</p>"
+    )
+    return body, 200, _HTML
+
+
+@_guarded
+def google_webhook(request: Any) -> Answer:
+    """Calendar push notifications (RUN-3): the channel token authenticates the sender."""
+    if request.method != "POST":
+        raise service.Refused(405, "notifications are POSTed")
+    status, reason = service.google_push(services(), dict(request.headers))
+    return _json({"result": reason}, status)
+
+
+@_guarded
+def crm_events(request: Any) -> Answer:
+    """CRM change events (RUN-3), signed with the tenant's event secret: POSTed directly,
+    or delivered by a Pub/Sub push subscription (the event is the message data and the
+    signature its `signature` attribute)."""
+    if request.method != "POST":
+        raise service.Refused(405, "events are POSTed")
+    body = request.get_data(cache=False)
+    signature = request.headers.get("Crmsync-Signature")
+    accepted = 202
+    if request.headers.get("Content-Type", "").startswith("application/json") and not signature:
+        accepted = 200  # Pub/Sub's emulator acknowledges a push only with 200
+        envelope = _json_body(body)
+        message = envelope.get("message") if isinstance(envelope, dict) else None
+        if not isinstance(message, dict) or not isinstance(message.get("data"), str):
+            raise service.Refused(400, "expected a signed event or a Pub/Sub push envelope")
+        try:
+            body = base64.b64decode(message["data"], validate=True)
+        except ValueError as exc:
+            raise service.Refused(400, "the Pub/Sub message data is not base64") from exc
+        signature = (message.get("attributes") or {}).get("signature")
+    enqueued = service.crm_event(services(), signature, body)
+    return _json({"enqueued": enqueued}, accepted)
+
+
+@_guarded
+def scheduler_fanout(request: Any) -> Answer:
+    """Called by Cloud Scheduler (OIDC, invoker-restricted) every minute (RUN-2)."""
+    report = service.fanout(services())
+    return _json(vars(report), 200)
+
+
+@_guarded
+def sync_worker(request: Any) -> Answer:
+    """One cycle, as a Cloud Tasks task asks (OIDC, invoker-restricted): the payload is
+    ids only. 200 ends the task whatever the cycle's outcome (it is in the run record);
+    a 5xx asks Cloud Tasks to try again."""
+    payload = _json_body(request.get_data(cache=False))
+    if not isinstance(payload, dict):
+        raise service.Refused(400, "expected a JSON object")
+    tenant, connection = payload.get("tenant"), payload.get("connection")
+    trigger = payload.get("trigger", "schedule")
+    if not all(isinstance(v, str) and service._safe_id(v) for v in (tenant, connection, trigger)):
+        raise service.Refused(400, "tenant, connection and trigger are ids")
+    run = service.work(services(), str(tenant), str(connection), str(trigger))
+    return _json({"status": run.get("status"), "run": run.get("id")}, 200)
+
+
+@_guarded
+def admin(request: Any) -> Answer:
+    """GET /health: alive. GET /status: the tenant's connections (admin token).
+    POST /sync/<connection>: sync now (RUN-3). POST /disconnect/<connection>: AUTH-4."""
+    path = request.path.rstrip("/") or "/"
+    if path in ("/", "/health"):
+        return _json({"ok": True}, 200)
+    tenant = service.admin_tenant(services(), request.headers.get("Authorization"))
+    if path == "/status" and request.method == "GET":
+        return _json(service.admin_status(services(), tenant), 200)
+    if path.startswith("/sync/") and request.method == "POST":
+        enqueued = service.sync_now(services(), tenant, path.removeprefix("/sync/"))
+        return _json({"enqueued": enqueued}, 202)
+    if path.startswith("/disconnect/") and request.method == "POST":
+        problems = service.disconnect(services(), tenant, path.removeprefix("/disconnect/"))
+        return _json({"disconnected": True, "problems": problems}, 200)
+    raise service.Refused(404, "unknown admin path")
+
+
+# -- helpers ------------------------------------------------------------------------------
+def _json(body: Any, status: int) -> Answer:
+    return json.dumps(body, default=str), status, _JSON
+
+
+def _json_body(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise service.Refused(400, "the body is not valid JSON") from exc
+
+
+def _choose_page(link: str) -> str:
+    quoted = html.escape(link, quote=True)
+    return (
+        "<!doctype html><title>crmsync: connect</title><h1>Connect your account</h1>"
+        '<form method="get" action="oauth_start">'
+        f'<input type="hidden" name="link" value="{quoted}">'
+        '<input type="hidden" name="provider" value="google">'
+        '<label><input type="checkbox" name="services" value="sync" checked> '
+        "Contacts, calendar and tasks</label><br>"
+        '<label><input type="checkbox" name="services" value="mail"> '
+        "Record e-mails in the CRM</label><br>"
+        '<button type="submit">Connect Google</button></form>'
+    )

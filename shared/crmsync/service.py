@@ -1,0 +1,752 @@
+"""The use cases behind crmsync's Cloud Functions, over the ports: onboarding, the
+scheduler's fan-out, the worker's cycle, push notifications, CRM change events and the
+admin status. `crmsync.entrypoints` turns HTTP requests into calls of these; tests call
+them with the memory backend and the same adapters production uses.
+
+Every use case resolves the tenant from authenticated input (a signed link, a signed
+state, a channel token, an event signature, an admin token), never from an id a client
+merely names.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+from urllib.parse import urlencode
+
+from crmsync.auth.state import StateStore, begin, finish
+from crmsync.auth.vault import TokenVault
+from crmsync.connections import Grants
+from crmsync.crm import events
+from crmsync.crm.rest import RestCrmConnector
+from crmsync.cycle import run_cycle
+from crmsync.errors import GrantRevoked, PermanentError, SyncError
+from crmsync.ports import Channel, ChannelDirectory, Connection, Due, TaskQueue
+from crmsync.queue import task_name
+from crmsync.settings import PROVIDERS, Settings, SettingsError, resolve
+
+log = logging.getLogger("crmsync.service")
+
+DEBOUNCE = timedelta(seconds=10)  # RUN-3: triggers this close together share a cycle
+LINK_TTL = timedelta(days=7)  # how long an onboarding link may be opened
+STUCK_AFTER = timedelta(minutes=45)  # a run this long past its lease is stuck (RUN-2)
+STALE_AFTER = timedelta(hours=24)  # no good cycle for this long: cursors are stale
+RENEW_WITHIN = timedelta(days=1)  # RUN-5: channels renewed a day before they expire
+BUDGET_SECONDS = 20 * 60.0  # RUN-6: a cycle yields before the 30-minute task deadline
+FANOUT_PAGE = 500
+
+
+class Refused(Exception):
+    """A request crmsync turns down: `status` is the HTTP status, the message the reason
+    the caller reads (never a secret)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class TenantStore(Protocol):
+    """What the use cases need of one tenant's store (MemoryStore, FirestoreStore)."""
+
+    def tenant_record(self) -> dict[str, Any] | None: ...
+    def save_tenant_record(self, record: Mapping[str, Any]) -> None: ...
+    def user_record(self, user: str) -> dict[str, Any] | None: ...
+    def save_user_record(self, user: str, record: Mapping[str, Any]) -> None: ...
+    def connection_record(self, connection: str) -> dict[str, Any] | None: ...
+    def save_connection_record(self, connection: str, record: Mapping[str, Any]) -> None: ...
+    def connection_records(self) -> list[dict[str, Any]]: ...
+    def set_next_due(self, connection: str, when: datetime | None) -> None: ...
+    def set_status(self, connection: str, status: str, reason: str = "") -> None: ...
+    def channels_of(self, connection: str) -> list[Channel]: ...
+    def runs(self, connection: str) -> list[dict[str, Any]]: ...
+    def lease_holder(self, connection: str) -> str | None: ...
+
+
+class Backend(Protocol):
+    """Every tenant's store, and the queries that span tenants."""
+
+    def store(self, tenant: str) -> Any: ...
+    def due(self, now: datetime, limit: int, after: Due | None = None) -> list[Due]: ...
+    def expiring_channels(self, before: datetime, limit: int) -> list[Channel]: ...
+
+
+@dataclass
+class GoogleSetup:
+    """crmsync's OAuth client at Google, and where Google's APIs answer (the sandbox's
+    addresses in development and tests, Google's own otherwise)."""
+
+    oauth: Any  # crmsync.auth.google.GoogleOAuth
+    endpoints: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Services:
+    """What the use cases run on; built once per function instance."""
+
+    backend: Backend
+    queue: TaskQueue
+    vault: TokenVault
+    secret: bytes  # signs onboarding links and OAuth states
+    public_url: str  # where crmsync's HTTP functions answer, e.g. https://.../
+    google: GoogleSetup | None = None
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    crm_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def url(self, function: str) -> str:
+        return self.public_url.rstrip("/") + "/" + function
+
+    def channels(self) -> ChannelDirectory:
+        directory: ChannelDirectory = self.backend.store("")  # channels are global
+        return directory
+
+
+# -- tenants (set up by the vendor's operator, or `make dev`'s seed) ---------------------
+def create_tenant(
+    services: Services,
+    tenant: str,
+    *,
+    name: str,
+    crm_base_url: str,
+    crm_token: str,
+    event_secret: str,
+    settings: Mapping[str, Any] | None = None,
+    seats: int = 10,
+) -> str:
+    """Register a tenant with its CRM; returns the tenant admin's token (shown once)."""
+    if not _safe_id(tenant):
+        raise Refused(400, "tenant ids are 1-64 letters, digits, '-' or '_'")
+    for provider in PROVIDERS:
+        resolve(provider, settings or {})  # SET-2: tenant defaults must be valid
+    admin_secret = secrets.token_urlsafe(32)
+    services.backend.store(tenant).save_tenant_record(
+        {
+            "name": name,
+            "crm": {"base_url": crm_base_url},
+            "crm_token": services.vault.seal(crm_token.encode(), f"{tenant}/crm-token"),
+            "event_secret": services.vault.seal(event_secret.encode(), f"{tenant}/event-secret"),
+            "admin_token_digest": _digest(admin_secret),
+            "settings": dict(settings or {}),
+            "seats": seats,
+        }
+    )
+    return f"{tenant}.{admin_secret}"
+
+
+def admin_tenant(services: Services, authorization: str | None) -> str:
+    """The tenant whose admin token `Authorization: Bearer <token>` carries."""
+    scheme, _, token = (authorization or "").partition(" ")
+    tenant, _, admin_secret = token.strip().partition(".")
+    if scheme.lower() != "bearer" or not _safe_id(tenant) or not admin_secret:
+        raise Refused(401, "an admin token is required (Authorization: Bearer <token>)")
+    record = services.backend.store(tenant).tenant_record()
+    kept = (record or {}).get("admin_token_digest", "")
+    if not kept or not hmac.compare_digest(kept, _digest(admin_secret)):
+        raise Refused(401, "the admin token is not valid")
+    return tenant
+
+
+# -- onboarding (AUTH-1, AUTH-2, AUTH-6) --------------------------------------------------
+def onboarding_link(
+    services: Services,
+    tenant: str,
+    user: str,
+    *,
+    crm_user: str | None = None,
+    ttl: timedelta = LINK_TTL,
+) -> str:
+    """AUTH-1: the link a tenant admin sends a user: it names the tenant and the CRM user,
+    signed, and expires. The user picks the provider and services on opening it."""
+    if not _safe_id(user):
+        raise Refused(400, "user ids are 1-64 letters, digits, '-' or '_'")
+    store = services.backend.store(tenant)
+    if store.tenant_record() is None:
+        raise Refused(404, "no such tenant")
+    store.save_user_record(user, {"crm_user": crm_user or user})
+    expires = int((services.clock() + ttl).timestamp())
+    payload = _b64(json.dumps({"t": tenant, "u": user, "e": expires}).encode())
+    return (
+        services.url("oauth_start")
+        + "?"
+        + urlencode({"link": f"{payload}.{_mac(services.secret, payload)}"})
+    )
+
+
+def read_link(services: Services, link: str | None) -> tuple[str, str]:
+    """The tenant and user an onboarding link was made for."""
+    payload, _, signature = (link or "").partition(".")
+    if not payload or not hmac.compare_digest(_mac(services.secret, payload), signature):
+        raise Refused(400, "the onboarding link is not one crmsync issued")
+    data = json.loads(_unb64(payload))
+    if data["e"] <= services.clock().timestamp():
+        raise Refused(410, "the onboarding link expired; ask your admin for a new one")
+    return str(data["t"]), str(data["u"])
+
+
+def start_oauth(
+    services: Services, link: str | None, provider: str, wanted: tuple[str, ...]
+) -> str:
+    """AUTH-1/AUTH-2: where to send the user to consent, for the services they chose."""
+    tenant, user = read_link(services, link)
+    if provider != "google" or services.google is None:
+        raise Refused(400, f"provider {provider!r} cannot be connected here")
+    if not wanted or not set(wanted) <= {"sync", "mail"}:
+        raise Refused(400, "services are 'sync' and/or 'mail'")
+    from crmsync.auth import google as google_auth
+
+    started = begin(
+        services.secret,
+        _states(services),
+        tenant=tenant,
+        user=user,
+        provider=provider,
+        services=wanted,
+        now=services.clock(),
+    )
+    return google_auth.authorization_url(
+        services.google.oauth, wanted, started.state, started.challenge
+    )
+
+
+def finish_oauth(services: Services, state: str | None, code: str | None) -> dict[str, Any]:
+    """The OAuth callback: the grant sealed, the connection made (or re-authorized), its
+    push channel opened and its first cycle enqueued. Returns the connection record."""
+    from crmsync.auth import google as google_auth
+    from crmsync.auth.state import BadState
+
+    try:
+        pending = finish(services.secret, _states(services), state, services.clock())
+    except BadState as exc:
+        raise Refused(400, str(exc)) from exc
+    if not code:
+        raise Refused(400, "the provider sent no authorization code (consent declined?)")
+    assert services.google is not None
+    tenant, user = pending.tenant, pending.user
+    store = services.backend.store(tenant)
+    connection = connection_id(user, pending.provider)
+    existing = store.connection_record(connection)
+    if existing is None or existing.get("status") == "disconnected":
+        _check_seats(store)  # AUTH-6: existing connections go on; a new one may not
+    try:
+        grant = google_auth.exchange(
+            services.google.oauth, pending.services, code, pending.verifier
+        )
+    except PermanentError as exc:
+        raise Refused(400, str(exc)) from exc
+    Grants(store, services.vault, tenant).save(connection, grant)
+    account = _google_account_email(services, grant)
+    now = services.clock()
+    store.save_connection_record(
+        connection,
+        {
+            "user": user,
+            "provider": pending.provider,
+            "account": account,
+            "services": sorted(set(pending.services) | set((existing or {}).get("services", []))),
+            "settings": (existing or {}).get("settings", {}),
+            "created": (existing or {}).get("created", now),
+            "status": "active",
+            "reason": "",
+            "next_due": now,
+        },
+    )
+    if "sync" in pending.services:
+        problem = _open_channel(services, tenant, connection)
+        if problem:
+            store.save_connection_record(connection, {"channel_problem": problem})
+    enqueue_cycle(services, tenant, connection, "connect", delay=timedelta(0))
+    log.info("connected", extra={"tenant": tenant, "connection": connection})
+    record: dict[str, Any] | None = store.connection_record(connection)
+    assert record is not None
+    return record
+
+
+def connection_id(user: str, provider: str) -> str:
+    """One connection per CRM user and provider; readable and safe as a document id."""
+    return f"{provider}-{user}"
+
+
+def _check_seats(store: Any) -> None:
+    tenant = store.tenant_record() or {}
+    seats = int(tenant.get("seats", 0))
+    used = sum(1 for r in store.connection_records() if r.get("status") != "disconnected")
+    if used >= seats:
+        raise Refused(
+            403, f"all {seats} seats of this tenant are taken; ask your admin for another seat"
+        )
+
+
+def _google_account_email(services: Services, grant: Any) -> str:
+    from crmsync.auth import google as google_auth
+    from crmsync.providers.google.client import GoogleClient
+
+    assert services.google is not None
+    client = GoogleClient(
+        google_auth.credentials(services.google.oauth, grant), services.google.endpoints
+    )
+    try:
+        events = client.service("calendar", "v3").events()
+        listing = events.list(calendarId="primary", maxResults=1, fields="summary")
+        # the primary calendar is named after the account unless its user renamed it
+        return str(client.execute(listing, "calendar events.list").get("summary", ""))
+    except SyncError:
+        return ""
+
+
+# -- triggers (RUN-2, RUN-3) ------------------------------------------------------------
+def enqueue_cycle(
+    services: Services,
+    tenant: str,
+    connection: str,
+    trigger: str,
+    *,
+    delay: timedelta = DEBOUNCE,
+) -> bool:
+    """One cycle of the connection after `delay`; triggers in the same window collapse."""
+    now = services.clock()
+    window = max(delay, timedelta(seconds=1))
+    return services.queue.enqueue(
+        tenant,
+        connection,
+        name=task_name(tenant, connection, now, window),
+        not_before=now + delay,
+        trigger=trigger,
+    )
+
+
+@dataclass
+class FanoutReport:
+    enqueued: int = 0
+    collapsed: int = 0
+    renewals: int = 0
+    stuck: int = 0
+    stale: int = 0
+    pages: int = 0
+
+
+def fanout(services: Services, page_size: int = FANOUT_PAGE) -> FanoutReport:
+    """RUN-2: page through due connections (never all of them at once), enqueue a cycle
+    for each, and move its next due time by its frequency; flag stuck runs and stale
+    cursors. RUN-5: connections whose push channels expire within a day get a cycle
+    that renews them."""
+    now = services.clock()
+    report = FanoutReport()
+    after: Due | None = None
+    while True:
+        page = services.backend.due(now, page_size, after)
+        report.pages += 1
+        for due in page:
+            store = services.backend.store(due.tenant)
+            record = store.connection_record(due.connection)
+            if record is None or record.get("status") != "active":
+                store.set_next_due(due.connection, None)
+                continue
+            _check_health(store, due.connection, record, now, report)
+            if services.queue.enqueue(
+                due.tenant,
+                due.connection,
+                name=task_name(due.tenant, due.connection, now, timedelta(minutes=1)),
+                not_before=now,
+                trigger="schedule",
+            ):
+                report.enqueued += 1
+            else:
+                report.collapsed += 1
+            store.set_next_due(due.connection, now + _frequency(services, due.tenant, record))
+        if len(page) < page_size:
+            break
+        after = page[-1]
+    for channel in services.backend.expiring_channels(now + RENEW_WITHIN, page_size):
+        if enqueue_cycle(services, channel.tenant, channel.connection, "renew"):
+            report.renewals += 1
+    log.info("fan-out", extra={"enqueued": report.enqueued, "renewals": report.renewals})
+    return report
+
+
+def _frequency(services: Services, tenant: str, record: Mapping[str, Any]) -> timedelta:
+    try:
+        settings = settings_for(services, tenant, record)
+        return timedelta(minutes=int(settings["frequency_minutes"]))
+    except SettingsError:
+        return timedelta(minutes=15)
+
+
+def _check_health(
+    store: Any, connection: str, record: Mapping[str, Any], now: datetime, report: FanoutReport
+) -> None:
+    """A run that holds the lease long past its expiry is stuck; a connection with no good
+    cycle for a day has stale cursors. Both show in the admin status (RUN-2, RUN-5)."""
+    health = "ok"
+    last = record.get("last_run") or {}
+    if last.get("status") == "running" and _aware(last.get("started")) < now - STUCK_AFTER:
+        health = "stuck"
+        report.stuck += 1
+    elif _aware(record.get("last_ok") or record.get("created")) < now - STALE_AFTER:
+        health = "stale"
+        report.stale += 1
+    if record.get("health", "ok") != health:
+        store.save_connection_record(connection, {"health": health})
+        log.warning("connection health", extra={"connection": connection, "health": health})
+
+
+def _aware(value: Any) -> datetime:
+    if not isinstance(value, datetime):
+        return datetime.max.replace(tzinfo=UTC)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+# -- the worker (RUN-3, RUN-6, AUTH-3) --------------------------------------------------
+def settings_for(services: Services, tenant: str, record: Mapping[str, Any]) -> Settings:
+    tenant_record = services.backend.store(tenant).tenant_record() or {}
+    return resolve(record["provider"], tenant_record.get("settings", {}), record.get("settings"))
+
+
+def work(
+    services: Services,
+    tenant: str,
+    connection: str,
+    trigger: str,
+    *,
+    budget_seconds: float = BUDGET_SECONDS,
+) -> dict[str, Any]:
+    """Run one cycle of a connection; what the `sync_worker` task asks for. Returns the run
+    record (status `skipped` when the connection is not active)."""
+    store = services.backend.store(tenant)
+    record = store.connection_record(connection)
+    tenant_record = store.tenant_record()
+    if record is None or tenant_record is None:
+        raise Refused(404, "no such connection")
+    if record.get("status") != "active":
+        return {"status": "skipped", "reason": f"connection is {record.get('status')}"}
+    settings = settings_for(services, tenant, record)
+    crm = _crm(services, tenant, tenant_record, record, settings)
+    grants = Grants(store, services.vault, tenant)
+    now = services.clock()
+    try:
+        provider, calendar = _provider(
+            services, store, grants, tenant, connection, record, settings, crm
+        )
+    except GrantRevoked as exc:  # AUTH-3: stop cycling until the user reconnects
+        store.set_status(connection, "needs_reauth", str(exc))
+        store.set_next_due(connection, None)
+        return {"status": "needs_reauth"}
+    except PermanentError as exc:  # nothing a retry of this task could change
+        store.save_connection_record(connection, {"last_error": str(exc)})
+        return {"status": "failed", "reason": str(exc)}
+    conn = Connection(tenant, connection, record["user"], record["provider"], settings.values)
+    started = time.monotonic()
+    run = dict(
+        run_cycle(
+            conn,
+            store,
+            crm,
+            provider,
+            settings,
+            services.clock,
+            trigger=trigger,
+            budget_seconds=budget_seconds,
+        )
+    )
+    _after_cycle(services, store, tenant, connection, run, now)
+    if calendar is not None and run["status"] not in ("busy", "needs_reauth"):
+        _renew(services, store, tenant, connection, calendar, now)
+    log.info(
+        "worker finished",
+        extra={
+            "tenant": tenant,
+            "connection": connection,
+            "run": run.get("id"),
+            "status": run["status"],
+            "seconds": round(time.monotonic() - started, 3),
+        },
+    )
+    return run
+
+
+def _after_cycle(
+    services: Services,
+    store: Any,
+    tenant: str,
+    connection: str,
+    run: Mapping[str, Any],
+    now: datetime,
+) -> None:
+    status = run["status"]
+    if status == "busy":  # another cycle holds the lease: come back after it
+        enqueue_cycle(services, tenant, connection, "busy", delay=timedelta(seconds=60))
+        return
+    summary = {k: run.get(k) for k in ("id", "status", "trigger", "started", "ended")}
+    update: dict[str, Any] = {"last_run": summary}
+    if status in ("ok", "partial", "continued"):
+        update["last_ok"] = run.get("ended") or now
+        update["health"] = "ok"
+    store.save_connection_record(connection, update)
+    if status == "needs_reauth":  # AUTH-3: no more cycles until the user reconnects
+        store.set_status(connection, "needs_reauth", "; ".join(run.get("errors", [])))
+        store.set_next_due(connection, None)
+    elif status == "crm_unauthorized":
+        log.warning("crm refused the token", extra={"tenant": tenant, "connection": connection})
+    elif status == "continued":  # RUN-6: the budget ran out; the next task resumes
+        enqueue_cycle(services, tenant, connection, "continue", delay=timedelta(0))
+    elif run.get("retry_after"):  # throttled: come back when the provider allows
+        wait = timedelta(seconds=float(run["retry_after"]))
+        enqueue_cycle(services, tenant, connection, "retry", delay=wait)
+
+
+def _renew(
+    services: Services, store: Any, tenant: str, connection: str, calendar: Any, now: datetime
+) -> None:
+    from crmsync.providers.google.push import renew_channels
+
+    current = store.channels_of(connection)
+    if not current:
+        return
+    problems = renew_channels(
+        calendar, services.channels(), current, services.url("google_webhook"), now
+    )
+    if problems:  # RUN-5: the connection is polled on its schedule meanwhile
+        store.save_connection_record(connection, {"channel_problem": problems[0]})
+
+
+def _open_channel(services: Services, tenant: str, connection: str) -> str:
+    from crmsync.providers.google.push import open_channel
+
+    store = services.backend.store(tenant)
+    record = store.connection_record(connection)
+    assert record is not None
+    settings = settings_for(services, tenant, record)
+    grants = Grants(store, services.vault, tenant)
+    try:
+        calendar = _google_calendar(services, grants, connection, settings, {})
+        open_channel(
+            calendar, services.channels(), tenant, connection, services.url("google_webhook")
+        )
+    except SyncError as exc:
+        return f"push channel not opened ({type(exc).__name__}); polling on schedule"
+    return ""
+
+
+def _crm(
+    services: Services,
+    tenant: str,
+    tenant_record: Mapping[str, Any],
+    record: Mapping[str, Any],
+    settings: Settings,
+) -> RestCrmConnector:
+    token = services.vault.open(tenant_record["crm_token"], f"{tenant}/crm-token").decode()
+    user = services.backend.store(tenant).user_record(record["user"]) or {}
+    return RestCrmConnector(
+        tenant_record["crm"]["base_url"],
+        token,
+        str(user.get("crm_user") or record["user"]),
+        settings["contact_group"],
+        **dict(services.crm_options),
+    )
+
+
+def _google_calendar(
+    services: Services,
+    grants: Grants,
+    connection: str,
+    settings: Settings,
+    directory: Mapping[str, str],
+) -> Any:
+    from crmsync.providers.google.calendar import GoogleCalendar
+
+    return GoogleCalendar(
+        _google_client(services, grants, connection), settings["calendar"], directory
+    )
+
+
+def _google_client(services: Services, grants: Grants, connection: str) -> Any:
+    from crmsync.auth import google as google_auth
+    from crmsync.providers.google.client import GoogleClient
+
+    assert services.google is not None
+    oauth = services.google.oauth
+    grant = grants.fresh(connection, lambda g: google_auth.refresh(oauth, g), services.clock())
+    return GoogleClient(google_auth.credentials(oauth, grant), services.google.endpoints)
+
+
+def _provider(
+    services: Services,
+    store: Any,
+    grants: Grants,
+    tenant: str,
+    connection: str,
+    record: Mapping[str, Any],
+    settings: Settings,
+    crm: RestCrmConnector,
+) -> tuple[Any, Any]:
+    """The provider account of one cycle, and its calendar (for channel renewals)."""
+    if record["provider"] != "google" or services.google is None:
+        raise PermanentError(f"provider {record['provider']!r} cannot be synced here")
+    from crmsync.providers.google.account import GoogleAccount
+    from crmsync.providers.google.calendar import GoogleCalendar
+    from crmsync.providers.google.people import GoogleContacts
+    from crmsync.providers.google.tasks import GoogleTasks
+
+    client = _google_client(services, grants, connection)
+    try:
+        directory = crm.users()  # CAL-6: CRM members become attendees
+    except SyncError:
+        directory = {}
+
+    def claimed(task_id: str) -> bool:
+        return bool(store.links_for(connection, "todo", (), (task_id,)))
+
+    chosen = str(settings["task_list"])
+    calendar = GoogleCalendar(client, settings["calendar"], directory)
+    account = GoogleAccount(
+        {
+            "activity": calendar,
+            "contact": GoogleContacts(client, label=settings["contact_label"]),
+            "todo": GoogleTasks(
+                client,
+                "@default" if chosen == "default" else chosen,
+                claimed=claimed,
+                clock=services.clock,
+            ),
+        }
+    )
+    return account, calendar
+
+
+# -- push notifications and CRM events (RUN-3) -------------------------------------------
+def google_push(services: Services, headers: Mapping[str, str]) -> tuple[int, str]:
+    from crmsync.providers.google.push import on_notification
+
+    answer = on_notification(headers, services.channels(), services.queue, services.clock())
+    return answer.status, answer.reason
+
+
+def crm_event(services: Services, signature: str | None, body: bytes) -> int:
+    """A CRM change event, signed with its tenant's event secret: a debounced cycle of
+    each active connection of the user it names. Returns how many were enqueued."""
+    try:
+        claimed = events.parse(body)  # which tenant's secret to check the signature with
+    except events.BadEvent as exc:
+        raise Refused(400, str(exc)) from exc
+    if not _safe_id(claimed.tenant):
+        raise Refused(400, "unknown tenant")
+    store = services.backend.store(claimed.tenant)
+    record = store.tenant_record()
+    if record is None or "event_secret" not in record:
+        raise Refused(401, "the event's signature does not verify")
+    secret = services.vault.open(record["event_secret"], f"{claimed.tenant}/event-secret")
+    try:
+        event = events.verify(secret, signature, body, services.clock())
+    except events.BadEvent as exc:
+        raise Refused(401, str(exc)) from exc
+    enqueued = 0
+    for connection in store.connection_records():
+        if connection.get("user") == event.user and connection.get("status") == "active":
+            enqueue_cycle(services, event.tenant, connection["id"], "crm")
+            enqueued += 1
+    return enqueued
+
+
+# -- admin -------------------------------------------------------------------------------
+def admin_status(services: Services, tenant: str) -> dict[str, Any]:
+    """What a tenant admin sees of their connections: status, health, the last run."""
+    store = services.backend.store(tenant)
+    connections = []
+    for record in store.connection_records():
+        connections.append(
+            {
+                "id": record["id"],
+                "user": record.get("user"),
+                "provider": record.get("provider"),
+                "account": record.get("account", ""),
+                "services": record.get("services", []),
+                "status": record.get("status"),
+                "reason": record.get("reason", ""),
+                "health": record.get("health", "ok"),
+                "channel_problem": record.get("channel_problem", ""),
+                "next_due": _iso(record.get("next_due")),
+                "last_run": {k: _iso(v) for k, v in (record.get("last_run") or {}).items()},
+            }
+        )
+    return {"tenant": tenant, "connections": connections}
+
+
+def sync_now(services: Services, tenant: str, connection: str) -> bool:
+    """RUN-3: "sync now" from the admin API or CLI."""
+    record = services.backend.store(tenant).connection_record(connection)
+    if record is None:
+        raise Refused(404, "no such connection")
+    if record.get("status") != "active":
+        raise Refused(409, f"the connection is {record.get('status')}")
+    return enqueue_cycle(services, tenant, connection, "manual", delay=timedelta(0))
+
+
+def disconnect(services: Services, tenant: str, connection: str) -> list[str]:
+    """AUTH-4: revoke the grant, stop the push channels, erase tokens, links, cursors and
+    history; the connection stays listed as `disconnected` and is never due again.
+    Returns what could not be done at the provider (everything is erased anyway)."""
+    from crmsync.connections import disconnect as erase
+
+    store = services.backend.store(tenant)
+    record = store.connection_record(connection)
+    if record is None:
+        raise Refused(404, "no such connection")
+    grants = Grants(store, services.vault, tenant)
+    revoke: Callable[[str], None] = lambda token: None  # noqa: E731
+    stop: Callable[[Any], None] = lambda channel: None  # noqa: E731
+    if record.get("provider") == "google" and services.google is not None:
+        from crmsync.auth import google as google_auth
+
+        oauth = services.google.oauth
+
+        def revoke(token: str) -> None:
+            google_auth.revoke(oauth, token)
+
+        def stop(channel: Any) -> None:
+            calendar = _google_calendar(
+                services, grants, connection, settings_for(services, tenant, record), {}
+            )
+            calendar.stop(channel.id, channel.resource_id)
+
+    problems = erase(store, grants, connection, revoke, stop)
+    store.set_next_due(connection, None)
+    log.info("disconnected", extra={"tenant": tenant, "connection": connection})
+    return problems
+
+
+# -- helpers -----------------------------------------------------------------------------
+def _states(services: Services) -> StateStore:
+    states: StateStore = services.backend.store("")
+    return states
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _safe_id(value: str) -> bool:
+    return 0 < len(value) <= 64 and all((c.isascii() and c.isalnum()) or c in "-_" for c in value)
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _mac(secret: bytes, payload: str) -> str:
+    return hmac.new(secret, payload.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

@@ -1,0 +1,781 @@
+"""The Store port on Firestore (Native mode), the production store: same contract as
+the memory store.
+
+    tenants/{t}                           the tenant record
+    tenants/{t}/users/{u}                 user records
+    tenants/{t}/connections/{c}           id, tenant, registered, record{..}, next_due,
+                                          status, reason, grant{..}, lease{holder, expires},
+                                          cursors{side_kind: cursor}, retries{kind: [side:id]}
+    .../connections/{c}/links/{l}         one link, with crm_lookup, provider_lookup, saved
+    .../connections/{c}/runs/{r}          one run, with expire_at (TTL)
+    .../connections/{c}/runs/{r}/items/{i}  one history item, with seq and expire_at (TTL)
+    .../connections/{c}/queue/{q}         one queue item
+    channels/{id}                         push channel → tenant and connection
+    oauth_states/{s}                      one pending sign-in, with expires_at (TTL)
+
+Tenant, user and connection ids name their documents as they are when they are short
+and plain; any other id, and every link, run, queue item, channel and state, is named
+by a hash, so ids with "/" or of any length are safe and no collection is written in
+key order (Firestore's hotspot rule). Run items get Firestore's random ids.
+
+A link is found through its lookup fields, hashes of (kind, CRM id) and (kind, provider
+id), queried with `in`: a cycle with k changes reads about k links, never the table.
+Leases and single-use states rest on server-side preconditions (create, or update and
+delete at the last update time read) rather than on transactions: a contended lease
+costs a read and a write, and never waits on another worker's lock.
+Values the engine keeps (tuples, dates, canonical dataclasses) are stored tagged and
+come back equal; times come back as aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import math
+import random
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, TypeAlias
+
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+from google.cloud.firestore_v1.field_path import FieldPath
+
+from crmsync.auth.state import TTL as STATE_TTL
+from crmsync.engine.plan import AccountSpec, Hold, Intent, Write
+from crmsync.engine.records import Link
+from crmsync.model import Activity, Address, Contact, Kind, Phone, Regarding, Todo
+from crmsync.ports import Channel, Due
+from crmsync.settings import Side
+
+Snapshot: TypeAlias = "firestore.DocumentSnapshot[firestore.DocumentReference]"
+
+RETENTION = timedelta(days=90)
+BATCH_LIMIT = 500  # writes per commit
+IN_LIMIT = 30  # values per `in` filter
+LEASE_ATTEMPTS = 8
+
+# Firestore deletes a document once this timestamp field has passed (HIS-3, AUTH-2).
+TTL_FIELDS: dict[str, str] = {
+    "oauth_states": "expires_at",
+    "runs": "expire_at",
+    "items": "expire_at",
+}
+
+# Fields no query filters or orders on: exempt from single-field indexing, so large
+# maps cost no index entries (the TTL fields too, as Firestore advises).
+UNINDEXED_FIELDS: dict[str, tuple[str, ...]] = {
+    "links": ("base", "pending", "saved"),
+    "runs": ("counts", "errors", "expire_at"),
+    "items": ("changes", "expire_at"),
+    "queue": ("crm_values", "provider_values"),
+    "connections": ("record", "grant", "cursors", "retries"),
+    "oauth_states": ("expires_at",),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Index:
+    """A composite index a query of this module needs (`fields`: path and order)."""
+
+    collection_group: str
+    fields: tuple[tuple[str, str], ...]
+    query_scope: str = "COLLECTION"
+
+
+INDEXES: tuple[Index, ...] = (
+    # FirestoreBackend.due: next_due <= now, ordered by (next_due, tenant, id).
+    Index(
+        "connections",
+        (("next_due", "ASCENDING"), ("tenant", "ASCENDING"), ("id", "ASCENDING")),
+        "COLLECTION_GROUP",
+    ),
+    # FirestoreBackend.expiring_channels: expires < before, ordered by (expires, id).
+    Index("channels", (("expires", "ASCENDING"), ("id", "ASCENDING"))),
+    # FirestoreStore.channels_of: tenant == t and connection == c.
+    Index("channels", (("tenant", "ASCENDING"), ("connection", "ASCENDING"))),
+    # FirestoreStore.linked_count: kind == k and state in (linked, conflict).
+    Index("links", (("kind", "ASCENDING"), ("state", "ASCENDING"))),
+)
+
+_JOURNALED = ["creating", "applying"]
+_COUNTED = ["linked", "conflict"]
+_PLAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+#:=-]{0,127}")
+_PLAIN_ID_RESERVED = re.compile(r"__.*__")
+
+
+# -- document ids ------------------------------------------------------------------------
+def _hashed_id(*parts: str) -> str:
+    digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+    return f"~{digest[:40]}"
+
+
+def _name_id(value: str) -> str:
+    """The id itself when it is short and plain, else its hash (never plain: "~")."""
+    if _PLAIN_ID.fullmatch(value) and not _PLAIN_ID_RESERVED.fullmatch(value):
+        return value
+    return _hashed_id("name", value)
+
+
+def _lookup(kind: str, record_id: str | None) -> str | None:
+    return _hashed_id(kind, record_id)[1:] if record_id else None
+
+
+# -- values ------------------------------------------------------------------------------
+_STORED_TYPES: dict[str, type[Any]] = {
+    cls.__name__: cls
+    for cls in (
+        Link,
+        Write,
+        Intent,
+        Hold,
+        AccountSpec,
+        Contact,
+        Activity,
+        Todo,
+        Phone,
+        Address,
+        Regarding,
+    )
+}
+
+
+def _encode(value: Any) -> Any:
+    """A value as Firestore stores it: plain values as they are, aware datetimes as
+    timestamps, the rest as single-key maps tagged "~..." (arrays never nest)."""
+    if value is None or isinstance(value, bool | int | float | str | bytes):
+        return value
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None else {"~naive": value.isoformat()}
+    if isinstance(value, date):
+        return {"~date": value.isoformat()}
+    if isinstance(value, list):
+        return [_encode_item(v) for v in value]
+    if isinstance(value, tuple):
+        return {"~tuple": [_encode_item(v) for v in value]}
+    if isinstance(value, frozenset | set):
+        tag = "~frozenset" if isinstance(value, frozenset) else "~set"
+        return {tag: [_encode_item(v) for v in value]}
+    if isinstance(value, Mapping):
+        if all(isinstance(k, str) and _plain_key(k) for k in value):
+            return {k: _encode(v) for k, v in value.items()}
+        return {"~map": [{"k": _encode_item(k), "v": _encode_item(v)} for k, v in value.items()]}
+    name = type(value).__name__
+    if dataclasses.is_dataclass(value) and _STORED_TYPES.get(name) is type(value):
+        fields = {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {"~dataclass": name, **fields}
+    raise TypeError(f"crmsync does not store values of type {name}")
+
+
+def _encode_item(value: Any) -> Any:
+    encoded = _encode(value)
+    return {"~list": encoded} if isinstance(encoded, list) else encoded
+
+
+def _plain_key(key: str) -> bool:
+    return (
+        bool(key)
+        and not key.startswith("~")
+        and not _PLAIN_ID_RESERVED.fullmatch(key)
+        and len(key.encode()) <= 1500
+    )
+
+
+_TAGS: dict[str, Callable[[Any], Any]] = {
+    "~naive": datetime.fromisoformat,
+    "~date": date.fromisoformat,
+    "~list": lambda items: [_decode(v) for v in items],
+    "~tuple": lambda items: tuple(_decode(v) for v in items),
+    "~set": lambda items: {_decode(v) for v in items},
+    "~frozenset": lambda items: frozenset(_decode(v) for v in items),
+    "~map": lambda pairs: {_decode(p["k"]): _decode(p["v"]) for p in pairs},
+}
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return _utc(value)
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    if isinstance(value, dict):
+        if "~dataclass" in value:
+            cls = _STORED_TYPES[value["~dataclass"]]
+            return cls(**{k: _decode(v) for k, v in value.items() if k != "~dataclass"})
+        if len(value) == 1:
+            [(tag, inner)] = value.items()
+            if tag in _TAGS:
+                return _TAGS[tag](inner)
+        return {k: _decode(v) for k, v in value.items()}
+    return value
+
+
+def _utc(moment: datetime) -> datetime:
+    """A plain aware UTC datetime (not the client's DatetimeWithNanoseconds)."""
+    moment = moment.astimezone(UTC)
+    return datetime(
+        moment.year,
+        moment.month,
+        moment.day,
+        moment.hour,
+        moment.minute,
+        moment.second,
+        moment.microsecond,
+        tzinfo=UTC,
+    )
+
+
+def _fields(record: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: _encode(value) for key, value in record.items()}
+
+
+def _record(data: Mapping[str, Any] | None, internal: Iterable[str] = ()) -> dict[str, Any]:
+    hidden = set(internal)
+    return {k: _decode(v) for k, v in (data or {}).items() if k not in hidden}
+
+
+def _merge_paths(prefix: tuple[str, ...], keys: Iterable[str]) -> list[str]:
+    return [FieldPath(*prefix, key).to_api_repr() for key in keys]
+
+
+def _chunks(values: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _created(snap: Snapshot) -> datetime:
+    created = snap.create_time
+    return created if isinstance(created, datetime) else datetime.min.replace(tzinfo=UTC)
+
+
+def _expiry(moment: Any, retention: timedelta) -> datetime:
+    start = moment if isinstance(moment, datetime) and moment.tzinfo else datetime.now(UTC)
+    return start + retention
+
+
+def _link_fields(link: Link) -> dict[str, Any]:
+    return {
+        "key": link.key,
+        "kind": link.kind,
+        "crm_id": link.crm_id,
+        "provider_id": link.provider_id,
+        "crm_version": link.crm_version,
+        "provider_version": link.provider_version,
+        "base": _encode(dict(link.base)),
+        "state": link.state,
+        "pending": _encode(link.pending),
+        "note": link.note,
+        "crm_lookup": _lookup(link.kind, link.crm_id),
+        "provider_lookup": _lookup(link.kind, link.provider_id),
+        "saved": firestore.SERVER_TIMESTAMP,  # changes on every save, also an unchanged link
+    }
+
+
+def _link_of(data: Mapping[str, Any]) -> Link:
+    return Link(
+        key=data["key"],
+        kind=data["kind"],
+        crm_id=data.get("crm_id"),
+        provider_id=data.get("provider_id"),
+        crm_version=data.get("crm_version"),
+        provider_version=data.get("provider_version"),
+        base=_decode(data.get("base") or {}),
+        state=data.get("state", "linked"),
+        pending=_decode(data.get("pending")),
+        note=data.get("note", ""),
+    )
+
+
+def _channel_of(data: Mapping[str, Any]) -> Channel:
+    return Channel(
+        id=data["id"],
+        tenant=data["tenant"],
+        connection=data["connection"],
+        provider=data["provider"],
+        resource_id=data["resource_id"],
+        token_digest=data["token_digest"],
+        expires=_utc(data["expires"]),
+    )
+
+
+def _pause(attempt: int) -> None:
+    """A jittered wait before trying a contended write again."""
+    time.sleep(random.uniform(0, 0.02 * (attempt + 1)))
+
+
+class FirestoreStore:
+    """One tenant's state under `tenants/{tenant}`, plus the global channel directory
+    and OAuth states. `reads` and `writes` count Firestore document operations."""
+
+    def __init__(
+        self, client: firestore.Client, tenant: str, retention: timedelta = RETENTION
+    ) -> None:
+        self.client = client
+        self.tenant = tenant
+        self.retention = retention
+        self.reads = 0
+        self.writes = 0
+        self._tenant_ref = client.collection("tenants").document(_name_id(tenant))
+        self._channels = client.collection("channels")
+        self._states = client.collection("oauth_states")
+
+    # -- references and counted operations -------------------------------------------
+    def _connection(self, connection: str) -> firestore.DocumentReference:
+        ref: firestore.DocumentReference = self._tenant_ref.collection("connections").document(
+            _name_id(connection)
+        )
+        return ref
+
+    def _under(self, connection: str, name: str) -> firestore.CollectionReference:
+        collection: firestore.CollectionReference = self._connection(connection).collection(name)
+        return collection
+
+    def _links(self, connection: str) -> firestore.CollectionReference:
+        return self._under(connection, "links")
+
+    def _link(self, connection: str, kind: str, key: str) -> firestore.DocumentReference:
+        return self._links(connection).document(_hashed_id(kind, key))
+
+    def _runs(self, connection: str) -> firestore.CollectionReference:
+        return self._under(connection, "runs")
+
+    def _items(self, connection: str, run_id: str) -> firestore.CollectionReference:
+        run = self._runs(connection).document(_hashed_id("run", run_id))
+        collection: firestore.CollectionReference = run.collection("items")
+        return collection
+
+    def _queue(self, connection: str) -> firestore.CollectionReference:
+        return self._under(connection, "queue")
+
+    def _get(self, ref: firestore.DocumentReference) -> Snapshot:
+        self.reads += 1
+        return ref.get()
+
+    def _query(self, query: Any) -> list[Snapshot]:
+        found: list[Snapshot] = list(query.stream())
+        self.reads += max(1, len(found))  # a query costs a read even when empty
+        return found
+
+    def _merge(
+        self, ref: firestore.DocumentReference, data: Mapping[str, Any], paths: list[str]
+    ) -> None:
+        self.writes += 1
+        if paths:
+            fields: Any = paths  # the client takes field paths as well as True
+            ref.set(dict(data), merge=fields)
+        else:
+            ref.set({}, merge=True)
+
+    def _field(self, connection: str, name: str) -> Any:
+        snap = self._get(self._connection(connection))
+        return (snap.to_dict() or {}).get(name) if snap.exists else None
+
+    # -- lease (RUN-3) ----------------------------------------------------------------
+    def acquire_lease(self, connection: str, holder: str, now: datetime, seconds: int) -> bool:
+        """Hold the connection until `now + seconds`, unless another holder's lease is
+        still running. Written only if the document is as it was read, so of two
+        workers racing for a free lease exactly one gets it."""
+        ref = self._connection(connection)
+        lease = {"holder": holder, "expires": now + timedelta(seconds=seconds)}
+        for attempt in range(LEASE_ATTEMPTS):
+            snap = self._get(ref)
+            current = (snap.to_dict() or {}).get("lease") if snap.exists else None
+            if current and current["holder"] != holder and _utc(current["expires"]) > now:
+                return False
+            try:
+                self.writes += 1
+                if snap.exists:
+                    ref.update(
+                        {"lease": lease},
+                        option=self.client.write_option(last_update_time=snap.update_time),
+                    )
+                else:
+                    ref.create({"lease": lease})
+            except (gexc.FailedPrecondition, gexc.AlreadyExists, gexc.NotFound):
+                _pause(attempt)  # the document changed meanwhile: look again
+                continue
+            return True
+        return False
+
+    def release_lease(self, connection: str, holder: str) -> None:
+        """Give the lease up; only its holder can."""
+        ref = self._connection(connection)
+        for attempt in range(LEASE_ATTEMPTS):
+            snap = self._get(ref)
+            current = (snap.to_dict() or {}).get("lease") if snap.exists else None
+            if not current or current["holder"] != holder:
+                return
+            try:
+                self.writes += 1
+                ref.update(
+                    {"lease": firestore.DELETE_FIELD},
+                    option=self.client.write_option(last_update_time=snap.update_time),
+                )
+                return
+            except (gexc.FailedPrecondition, gexc.NotFound):
+                _pause(attempt)
+
+    def lease_holder(self, connection: str) -> str | None:
+        current = self._field(connection, "lease")
+        return str(current["holder"]) if current else None
+
+    # -- cursors ----------------------------------------------------------------------
+    def cursor(self, connection: str, side: Side, kind: Kind) -> str | None:
+        cursors = self._field(connection, "cursors") or {}
+        found = cursors.get(f"{side}_{kind}")
+        return str(found) if found is not None else None
+
+    def save_cursor(self, connection: str, side: Side, kind: Kind, cursor: str) -> None:
+        self.writes += 1
+        self._connection(connection).set({"cursors": {f"{side}_{kind}": cursor}}, merge=True)
+
+    def forget_cursor(self, connection: str, side: Side, kind: Kind) -> None:
+        self.writes += 1
+        self._connection(connection).set(
+            {"cursors": {f"{side}_{kind}": firestore.DELETE_FIELD}}, merge=True
+        )
+
+    # -- links ------------------------------------------------------------------------
+    def links_for(
+        self, connection: str, kind: Kind, crm_ids: Iterable[str], provider_ids: Iterable[str]
+    ) -> list[Link]:
+        """The links of these records: per id, the link saved last that holds it."""
+        links = self._links(connection)
+        chosen: dict[str, Link] = {}
+        for side, ids in (("crm", crm_ids), ("provider", provider_ids)):
+            lookups = list(dict.fromkeys(filter(None, (_lookup(kind, i) for i in ids))))
+            newest: dict[str, tuple[datetime, Link]] = {}
+            for chunk in _chunks(lookups, IN_LIMIT):
+                query = links.where(filter=firestore.FieldFilter(f"{side}_lookup", "in", chunk))
+                for snap in self._query(query):
+                    data = snap.to_dict() or {}
+                    lookup, saved = data[f"{side}_lookup"], data["saved"]
+                    if lookup not in newest or saved > newest[lookup][0]:
+                        newest[lookup] = (saved, _link_of(data))
+            for lookup in lookups:
+                if lookup in newest:
+                    link = newest[lookup][1]
+                    chosen.setdefault(link.key, link)
+        return list(chosen.values())
+
+    def links(self, connection: str, kind: Kind) -> Iterable[Link]:
+        query = self._links(connection).where(filter=firestore.FieldFilter("kind", "==", kind))
+        return [_link_of(s.to_dict() or {}) for s in sorted(self._query(query), key=_created)]
+
+    def journaled_links(self, connection: str) -> list[Link]:
+        query = self._links(connection).where(
+            filter=firestore.FieldFilter("state", "in", _JOURNALED)
+        )
+        return [_link_of(s.to_dict() or {}) for s in sorted(self._query(query), key=_created)]
+
+    def save_link(self, connection: str, link: Link) -> None:
+        self.writes += 1
+        self._link(connection, link.kind, link.key).set(_link_fields(link))
+
+    def delete_link(self, connection: str, kind: Kind, key: str) -> None:
+        self.writes += 1
+        self._link(connection, kind, key).delete()
+
+    def linked_count(self, connection: str, kind: Kind) -> int:
+        query = (
+            self._links(connection)
+            .where(filter=firestore.FieldFilter("kind", "==", kind))
+            .where(filter=firestore.FieldFilter("state", "in", _COUNTED))
+        )
+        aggregation: Any = query.count()
+        [[result]] = aggregation.get()
+        count = int(result.value)
+        self.reads += max(1, math.ceil(count / 1000))  # one read per 1000 index entries
+        return count
+
+    # -- retries (SYN-5) --------------------------------------------------------------
+    def retries(self, connection: str, kind: Kind) -> set[tuple[Side, str]]:
+        stored = (self._field(connection, "retries") or {}).get(kind) or []
+        out: set[tuple[Side, str]] = set()
+        for entry in stored:
+            side, _, record_id = str(entry).partition(":")
+            out.add((side, record_id))  # type: ignore[arg-type]
+        return out
+
+    def set_retries(self, connection: str, kind: Kind, pending: set[tuple[Side, str]]) -> None:
+        value: Any = sorted(f"{side}:{i}" for side, i in pending) or firestore.DELETE_FIELD
+        self.writes += 1
+        self._connection(connection).set({"retries": {kind: value}}, merge=True)
+
+    # -- queue (SYN-2 manual, SET-5) ----------------------------------------------------
+    def put_queue_item(self, connection: str, item: Mapping[str, Any]) -> None:
+        """Store the item; a choice the user made stays only while the reason is the
+        same (read and written in one transaction, as the user may be choosing)."""
+        ref = self._queue(connection).document(_hashed_id("queue", str(item["id"])))
+        fields = _fields(item)
+
+        @firestore.transactional
+        def put(transaction: firestore.Transaction) -> None:
+            snap = ref.get(transaction=transaction)
+            old = (snap.to_dict() or {}) if snap.exists else {}
+            same = _decode(old.get("reason")) == item.get("reason")
+            transaction.set(ref, {**fields, "choice": old.get("choice") if same else None})
+
+        self.reads += 1
+        self.writes += 1
+        put(self.client.transaction())
+
+    def drop_queue_item(self, connection: str, item_id: str) -> None:
+        self.writes += 1
+        self._queue(connection).document(_hashed_id("queue", item_id)).delete()
+
+    def queue(self, connection: str) -> list[dict[str, Any]]:
+        found = sorted(self._query(self._queue(connection)), key=_created)
+        return [_record(s.to_dict()) for s in found]
+
+    def resolve_queue_item(self, connection: str, item_id: str, choice: Side) -> None:
+        ref = self._queue(connection).document(_hashed_id("queue", item_id))
+        self.writes += 1
+        try:
+            ref.update({"choice": choice})
+        except gexc.NotFound:
+            raise KeyError(f"no queue item {item_id!r}") from None
+
+    # -- history (HIS-1, HIS-3) ---------------------------------------------------------
+    def save_run(self, connection: str, run: Mapping[str, Any]) -> None:
+        """Store the run; it expires `retention` after it ended (or started)."""
+        ref = self._runs(connection).document(_hashed_id("run", str(run["id"])))
+        expire_at = _expiry(run.get("ended") or run.get("started"), self.retention)
+        self.writes += 1
+        ref.set({**_fields(run), "expire_at": expire_at})
+
+    def add_items(self, connection: str, run_id: str, items: Sequence[Mapping[str, Any]]) -> None:
+        """Append the run's items, ≤500 per commit; each expires `retention` after it
+        happened."""
+        collection = self._items(connection, run_id)
+        for start in range(0, len(items), BATCH_LIMIT):
+            batch = self.client.batch()
+            for seq, item in enumerate(items[start : start + BATCH_LIMIT], start):
+                expire_at = _expiry(item.get("at"), self.retention)
+                batch.set(
+                    collection.document(), {**_fields(item), "seq": seq, "expire_at": expire_at}
+                )
+            self.writes += len(batch)
+            batch.commit()
+
+    def runs(self, connection: str) -> list[dict[str, Any]]:
+        found = sorted(self._query(self._runs(connection)), key=_created)
+        return [_record(s.to_dict(), ("expire_at",)) for s in found]
+
+    def items(self, connection: str, run_id: str) -> list[dict[str, Any]]:
+        found = self._query(self._items(connection, run_id))
+        found.sort(key=lambda s: (_created(s), (s.to_dict() or {}).get("seq", 0)))
+        return [_record(s.to_dict(), ("expire_at", "seq")) for s in found]
+
+    # -- channels (global) -------------------------------------------------------------
+    def channel(self, channel_id: str) -> Channel | None:
+        snap = self._get(self._channels.document(_hashed_id("channel", channel_id)))
+        return _channel_of(snap.to_dict() or {}) if snap.exists else None
+
+    def save_channel(self, channel: Channel) -> None:
+        self.writes += 1
+        self._channels.document(_hashed_id("channel", channel.id)).set(
+            {f.name: getattr(channel, f.name) for f in dataclasses.fields(channel)}
+        )
+
+    def drop_channel(self, channel_id: str) -> None:
+        self.writes += 1
+        self._channels.document(_hashed_id("channel", channel_id)).delete()
+
+    def channels_of(self, connection: str) -> list[Channel]:
+        query = self._channels.where(
+            filter=firestore.FieldFilter("tenant", "==", self.tenant)
+        ).where(filter=firestore.FieldFilter("connection", "==", connection))
+        return [_channel_of(s.to_dict() or {}) for s in self._query(query)]
+
+    # -- the grant and the connection's status (AUTH-2..AUTH-4) ---------------------------
+    def sealed_grant(self, connection: str) -> dict[str, str] | None:
+        found = self._field(connection, "grant")
+        return dict(found) if found is not None else None
+
+    def save_sealed_grant(self, connection: str, sealed: Mapping[str, str]) -> None:
+        self._merge(self._connection(connection), {"grant": dict(sealed)}, ["grant"])
+
+    def set_status(self, connection: str, status: str, reason: str = "") -> None:
+        data = {"status": status, "reason": reason}
+        self._merge(self._connection(connection), data, ["status", "reason"])
+
+    def status(self, connection: str) -> tuple[str, str]:
+        snap = self._get(self._connection(connection))
+        data = (snap.to_dict() or {}) if snap.exists else {}
+        return data.get("status") or "active", data.get("reason") or ""
+
+    def erase_connection(self, connection: str) -> None:
+        """AUTH-4: everything crmsync keeps of a connection, but its status (and the
+        registry record the status belongs to)."""
+        self._delete_all(self._links(connection))
+        self._delete_all(self._queue(connection))
+        runs = list(self._runs(connection).list_documents(page_size=BATCH_LIMIT))
+        self.reads += max(1, len(runs))
+        for run in runs:  # also runs whose document already expired, items left
+            self._delete_all(run.collection("items"))
+        self._delete_refs(runs)
+        gone = firestore.DELETE_FIELD
+        self.writes += 1
+        with contextlib.suppress(gexc.NotFound):  # nothing was ever kept
+            self._connection(connection).update(
+                {"grant": gone, "lease": gone, "cursors": gone, "retries": gone}
+            )
+
+    def _delete_all(self, collection: firestore.CollectionReference) -> None:
+        while True:
+            page = self._query(collection.select([FieldPath.document_id()]).limit(BATCH_LIMIT))
+            if not page:
+                return
+            self._delete_refs([snap.reference for snap in page])
+
+    def _delete_refs(self, refs: Sequence[firestore.DocumentReference]) -> None:
+        for start in range(0, len(refs), BATCH_LIMIT):
+            batch = self.client.batch()
+            for ref in refs[start : start + BATCH_LIMIT]:
+                batch.delete(ref)
+            self.writes += len(batch)
+            batch.commit()
+
+    # -- the tenant, its users and connections (the registry) -----------------------------
+    def tenant_record(self) -> dict[str, Any] | None:
+        snap = self._get(self._tenant_ref)
+        return _record(snap.to_dict()) if snap.exists else None
+
+    def save_tenant_record(self, record: Mapping[str, Any]) -> None:
+        """Merge `record` into the tenant document (top-level keys replace)."""
+        self._merge(self._tenant_ref, _fields(record), _merge_paths((), record))
+
+    def user_record(self, user: str) -> dict[str, Any] | None:
+        snap = self._get(self._tenant_ref.collection("users").document(_name_id(user)))
+        return _record(snap.to_dict()) if snap.exists else None
+
+    def save_user_record(self, user: str, record: Mapping[str, Any]) -> None:
+        ref = self._tenant_ref.collection("users").document(_name_id(user))
+        self._merge(ref, _fields(record), _merge_paths((), record))
+
+    def connection_record(self, connection: str) -> dict[str, Any] | None:
+        """The connection document: id, user, provider, account, settings, status,
+        next_due, health; None when there is no such connection."""
+        snap = self._get(self._connection(connection))
+        return self._connection_record(snap.to_dict() or {}) if snap.exists else None
+
+    @staticmethod
+    def _connection_record(data: Mapping[str, Any]) -> dict[str, Any] | None:
+        if not data.get("registered"):
+            return None
+        record = _record(data.get("record"))
+        if "next_due" in data:
+            record["next_due"] = _decode(data["next_due"])
+        status, reason = data.get("status") or "active", data.get("reason") or ""
+        return {**record, "id": data["id"], "status": status, "reason": reason}
+
+    def save_connection_record(self, connection: str, record: Mapping[str, Any]) -> None:
+        """Merge `record` into the connection document (top-level keys replace)."""
+        fields = dict(record)
+        data: dict[str, Any] = {"id": connection, "tenant": self.tenant, "registered": True}
+        if "status" in fields:
+            data.update(status=fields["status"], reason=fields.get("reason", ""))
+        fields.pop("status", None)
+        fields.pop("reason", None)
+        if "next_due" in fields:
+            data["next_due"] = _encode(fields.pop("next_due"))
+        paths = list(data)
+        if fields:
+            data["record"] = _fields(fields)
+            paths += _merge_paths(("record",), fields)
+        self._merge(self._connection(connection), data, paths)
+
+    def connection_records(self) -> list[dict[str, Any]]:
+        """Every connection of the tenant (admin status), in id order."""
+        query = self._tenant_ref.collection("connections").where(
+            filter=firestore.FieldFilter("registered", "==", True)
+        )
+        found = [self._connection_record(s.to_dict() or {}) for s in self._query(query)]
+        return sorted((r for r in found if r is not None), key=lambda r: str(r["id"]))
+
+    def set_next_due(self, connection: str, when: datetime | None) -> None:
+        """When the scheduler next enqueues a cycle (None: never, e.g. needs_reauth)."""
+        ref = self._connection(connection)
+        snap = self._get(ref)
+        if snap.exists and (snap.to_dict() or {}).get("registered"):
+            self.writes += 1
+            ref.update({"next_due": when})
+
+    # -- OAuth states (AUTH-2; global, single use) -------------------------------------
+    def put_state(self, nonce: str, record: Mapping[str, Any]) -> None:
+        """Keep the record until its `expires` (an ISO time or datetime) has passed."""
+        expires = record.get("expires")
+        if isinstance(expires, str):
+            expires = datetime.fromisoformat(expires)
+        if not isinstance(expires, datetime) or expires.tzinfo is None:
+            expires = datetime.now(UTC) + STATE_TTL
+        self.writes += 1
+        self._states.document(_hashed_id("state", nonce)).set(
+            {**_fields(record), "expires_at": expires}
+        )
+
+    def take_state(self, nonce: str) -> dict[str, Any] | None:
+        """The record, deleted in the same step: the delete holds only if the document
+        is still as read, so of two concurrent takes exactly one gets it."""
+        ref = self._states.document(_hashed_id("state", nonce))
+        snap = self._get(ref)
+        if not snap.exists:
+            return None
+        try:
+            self.writes += 1
+            ref.delete(option=self.client.write_option(last_update_time=snap.update_time))
+        except (gexc.FailedPrecondition, gexc.NotFound):
+            return None
+        return _record(snap.to_dict(), ("expires_at",))
+
+
+class FirestoreBackend:
+    """Every tenant's FirestoreStore, and the queries that span tenants (the scheduler's)."""
+
+    def __init__(self, client: firestore.Client, retention: timedelta = RETENTION) -> None:
+        self.client = client
+        self.retention = retention
+        self._stores: dict[str, FirestoreStore] = {}
+
+    def store(self, tenant: str) -> FirestoreStore:
+        if tenant not in self._stores:
+            self._stores[tenant] = FirestoreStore(self.client, tenant, self.retention)
+        return self._stores[tenant]
+
+    def due(self, now: datetime, limit: int, after: Due | None = None) -> list[Due]:
+        """Connections whose next_due is at or before `now`, oldest first, `limit` at a
+        time; pass the last one of a page as `after` for the next page (RUN-2)."""
+        if limit <= 0:
+            return []
+        query = (
+            self.client.collection_group("connections")
+            .where(filter=firestore.FieldFilter("next_due", "<=", now))
+            .order_by("next_due")
+            .order_by("tenant")
+            .order_by("id")
+            .limit(limit)
+        )
+        if after is not None:
+            query = query.start_after(
+                {"next_due": after.due, "tenant": after.tenant, "id": after.connection}
+            )
+        return [
+            Due(_utc(data["next_due"]), data["tenant"], data["id"])
+            for data in (snap.to_dict() or {} for snap in query.stream())
+        ]
+
+    def expiring_channels(self, before: datetime, limit: int) -> list[Channel]:
+        """Push channels that expire before `before`, soonest first (RUN-5)."""
+        if limit <= 0:
+            return []
+        query = (
+            self.client.collection("channels")
+            .where(filter=firestore.FieldFilter("expires", "<", before))
+            .order_by("expires")
+            .order_by("id")
+            .limit(limit)
+        )
+        return [_channel_of(snap.to_dict() or {}) for snap in query.stream()]

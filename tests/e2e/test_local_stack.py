@@ -1,0 +1,337 @@
+"""End to end over the local stack, every part real but Google and the CRM: Firestore
+and Pub/Sub are Google's emulators, cycles travel through the Cloud Tasks emulator to
+the sync_worker function served by functions-framework, the CRM is the reference CRM
+and Google the sandbox.
+
+A CRM edit → signed event on Pub/Sub → crm_events → task → worker → Google has it; a
+Google edit → push → google_webhook → task → worker → the CRM has it (RUN-3); two
+workers racing on one connection → one cycle (RUN-3); a worker killed mid-cycle → the
+next task resumes and converges (RUN-6, SYN-4)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from google.cloud import firestore, pubsub_v1
+from google.oauth2.credentials import Credentials
+from googleapiclient.discovery import build
+
+from crmsync import service
+from crmsync.crm import events
+from crmsync.queue.cloud_tasks import CloudTasksQueue, emulator_client
+from crmsync.store.firestore import FirestoreBackend
+from sandbox.crm.seed import DEMO_TENANT
+from sandbox.google.calendar import push_delivered
+from sandbox.local.cloud_tasks import LOCAL_QUEUE, start_cloud_tasks
+from sandbox.local.stack import EVENT_SECRET, LocalStack
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+CONNECTION = "google-u1"
+DANA = "dana.rep@demo.example"
+SCOPES = ["https://www.googleapis.com/auth/" + name for name in ("calendar", "contacts", "tasks")]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def eventually(check: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def tasks_emulator() -> Iterator[Any]:
+    """One per test: tasks a finished test left behind never reach the next one."""
+    emulator = start_cloud_tasks()
+    yield emulator
+    emulator.stop()
+
+
+class Slow:
+    """WSGI middleware: the CRM answers each request `delay` seconds late, so a cycle
+    takes long enough for another worker to arrive while it runs."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.delay = 0.0
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        time.sleep(self.delay)
+        return self.app(environ, start_response)
+
+
+@pytest.fixture
+def live(
+    firestore_client: firestore.Client, pubsub_emulator: Any, tasks_emulator: Any
+) -> Iterator[LocalStack]:
+    os.environ["PUBSUB_EMULATOR_HOST"] = pubsub_emulator.host
+    port = free_port()
+    queue = CloudTasksQueue(
+        emulator_client(tasks_emulator.host), LOCAL_QUEUE, f"http://127.0.0.1:{port}/sync_worker"
+    )
+    slow: list[Slow] = []
+
+    def wrap(app: Any) -> Any:
+        slow.append(Slow(app))
+        return slow[0]
+
+    stack = LocalStack(
+        FirestoreBackend(firestore_client), queue, functions_port=port, crm_wrap=wrap
+    )
+    stack.slow = slow[0]  # type: ignore[attr-defined]
+    stack.create_demo_tenant()
+    topic = subscribe_crm_events(pubsub_emulator.project, stack.functions_url + "/crm_events")
+    stack.topic = topic  # type: ignore[attr-defined]
+    assert stack.connect("u1").status_code == 200
+    eventually(lambda: finished_runs(stack), what="the first cycle")
+    yield stack
+    quiet(stack)
+    stack.close()
+
+
+def quiet(stack: LocalStack, seconds: float = 1.5) -> None:
+    """Wait until no cycle has held the connection's lease for `seconds` and Google has
+    delivered its notifications: the echoes of earlier cycles are over."""
+    store = stack.services.backend.store(DEMO_TENANT)
+    calm_since = time.monotonic()
+    deadline = calm_since + 60
+    while time.monotonic() - calm_since < seconds:
+        assert time.monotonic() < deadline, "the connection never became quiet"
+        if store.lease_holder(CONNECTION) is not None or not push_delivered(stack.google, 0.1):
+            calm_since = time.monotonic()
+        time.sleep(0.1)
+
+
+def subscribe_crm_events(project: str, endpoint: str) -> str:
+    publisher = pubsub_v1.PublisherClient()
+    subscriber = pubsub_v1.SubscriberClient()
+    name = f"crm-events-{time.monotonic_ns()}"
+    topic = publisher.topic_path(project, name)
+    publisher.create_topic(request={"name": topic})
+    subscriber.create_subscription(
+        request={
+            "name": subscriber.subscription_path(project, name),
+            "topic": topic,
+            "push_config": {"push_endpoint": endpoint},
+        }
+    )
+    return topic
+
+
+def finished_runs(stack: LocalStack) -> list[dict[str, Any]]:
+    runs = stack.services.backend.store(DEMO_TENANT).runs(CONNECTION)
+    return [r for r in runs if r["status"] not in ("running",)]
+
+
+def as_dana(stack: LocalStack, api: str, version: str) -> Any:
+    token = stack.google.issue_token(DANA, SCOPES)
+    endpoint = stack.google_url + ("calendar/v3/" if api == "calendar" else "")
+    return build(
+        api,
+        version,
+        credentials=Credentials(token),  # type: ignore[no-untyped-call]
+        client_options={"api_endpoint": endpoint},
+        static_discovery=True,
+        cache_discovery=False,
+    )
+
+
+def google_contacts(stack: LocalStack) -> list[str]:
+    people = as_dana(stack, "people", "v1").people()
+    answer = people.connections().list(resourceName="people/me", personFields="names").execute()
+    return sorted(
+        n.get("displayName", "") for p in answer.get("connections", []) for n in p.get("names", [])
+    )
+
+
+def ada(stack: LocalStack) -> str:
+    return next(
+        r["id"] for r in stack.crm.all(DEMO_TENANT, "contact") if r["last_name"] == "Lovelace"
+    )
+
+
+def test_RUN3_a_crm_edit_reaches_google_through_pubsub_cloud_tasks_and_the_worker(
+    live: LocalStack,
+) -> None:
+    assert google_contacts(live) == ["Ada Lovelace", "Grace Hopper"]
+    ada_id = ada(live)
+    live.crm.update(DEMO_TENANT, "contact", ada_id, {"last_name": "King"})
+    now = datetime.now(UTC)
+    body = json.dumps(
+        {
+            "tenant": DEMO_TENANT,
+            "user": "u1",
+            "kind": "contact",
+            "ids": [ada_id],
+            "sent_at": now.isoformat(),
+        }
+    ).encode()
+    publisher = pubsub_v1.PublisherClient()
+    signature = events.sign(EVENT_SECRET.encode(), body, now)
+    publisher.publish(live.topic, body, signature=signature).result(timeout=30)  # type: ignore[attr-defined]
+
+    eventually(lambda: "Ada King" in google_contacts(live), what="Ada's new name in Google")
+    assert "Ada Lovelace" not in google_contacts(live)
+    eventually(lambda: any(r["trigger"] == "crm" for r in finished_runs(live)), what="the crm run")
+
+
+def test_RUN3_a_google_edit_reaches_the_crm_through_push_cloud_tasks_and_the_worker(
+    live: LocalStack,
+) -> None:
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=2)
+    as_dana(live, "calendar", "v3").events().insert(
+        calendarId="primary",
+        body={
+            "summary": "Demo with Grace",
+            "start": {"dateTime": start.isoformat()},
+            "end": {"dateTime": (start + timedelta(hours=1)).isoformat()},
+        },
+    ).execute()
+
+    def in_crm() -> bool:
+        return "Demo with Grace" in [r["subject"] for r in live.crm.all(DEMO_TENANT, "activity")]
+
+    eventually(in_crm, what="the Google event in the CRM")
+    eventually(
+        lambda: any(r["trigger"] == "push" for r in finished_runs(live)), what="the push run"
+    )
+
+
+def test_RUN3_two_workers_racing_on_one_connection_run_exactly_one_cycle(
+    live: LocalStack,
+) -> None:
+    quiet(live)
+    before = {r["id"] for r in finished_runs(live)}
+    live.slow.delay = 0.05  # type: ignore[attr-defined]
+    barrier = threading.Barrier(2)
+    answers: list[dict[str, Any]] = []
+
+    def worker() -> None:
+        barrier.wait()
+        answer = requests.post(
+            live.functions_url + "/sync_worker",
+            json={"tenant": DEMO_TENANT, "connection": CONNECTION, "trigger": "manual"},
+            timeout=120,
+        )
+        answers.append(answer.json())
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    live.slow.delay = 0.0  # type: ignore[attr-defined]
+
+    assert sorted(a["status"] for a in answers) == ["busy", "ok"]
+    new = [r for r in finished_runs(live) if r["id"] not in before and r["trigger"] == "manual"]
+    assert [r["status"] for r in new] == ["ok"]
+
+
+def test_RUN6_a_worker_killed_mid_cycle_is_resumed_by_the_next_task_and_converges(
+    live: LocalStack, firestore_client: firestore.Client
+) -> None:
+    quiet(live)
+    for i in range(30):
+        contact = live.crm.create(
+            DEMO_TENANT,
+            "contact",
+            {"first_name": f"P{i}", "last_name": "Killed", "emails": [f"p{i}@killed.example"]},
+            "u1",
+        )
+        live.crm.add_to_group(DEMO_TENANT, "u1", contact)
+    port = free_port()
+    env = {
+        **os.environ,
+        **live.environment(),
+        "CRMSYNC_STORE": "firestore",
+        "GOOGLE_CLOUD_PROJECT": firestore_client.project,
+        "CRMSYNC_TASKS_QUEUE": LOCAL_QUEUE,
+        "CRMSYNC_WORKER_URL": live.functions_url + "/sync_worker",
+        "CLOUD_TASKS_EMULATOR_HOST": "127.0.0.1:9",  # this worker enqueues nothing here
+        "PYTHONPATH": f"{ROOT / 'shared'}:{ROOT}",
+    }
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "functions_framework",
+            "--target=sync_worker",
+            f"--source={ROOT / 'functions' / 'main.py'}",
+            "--host=127.0.0.1",
+            f"--port={port}",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        eventually(lambda: _listening(port), what="the worker process")
+        live.slow.delay = 0.05  # type: ignore[attr-defined]
+        created_before = live.google.requests.get("POST", 0)
+
+        def task() -> None:
+            payload = {"tenant": DEMO_TENANT, "connection": CONNECTION, "trigger": "schedule"}
+            with contextlib.suppress(requests.ConnectionError):  # it is killed mid-answer
+                requests.post(f"http://127.0.0.1:{port}/", json=payload, timeout=120)
+
+        threading.Thread(target=task, daemon=True).start()
+        eventually(
+            lambda: live.google.requests.get("POST", 0) >= created_before + 5,
+            what="the worker's first writes to Google",
+        )
+        os.killpg(worker.pid, signal.SIGKILL)  # mid-cycle: some contacts made, most not
+        worker.wait(timeout=10)
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+    live.slow.delay = 0.0  # type: ignore[attr-defined]
+    made = [n for n in google_contacts(live) if n.endswith("Killed")]
+    assert 0 < len(made) < 30
+    store = live.services.backend.store(DEMO_TENANT)
+    holder = store.lease_holder(CONNECTION)
+    assert holder is not None  # the killed worker never released it
+    store.release_lease(CONNECTION, holder)  # as its expiry would, ten minutes later
+
+    service.sync_now(live.services, DEMO_TENANT, CONNECTION)
+
+    def converged() -> bool:
+        names = [n for n in google_contacts(live) if n.endswith("Killed")]
+        return len(names) == 30
+
+    eventually(converged, timeout=60, what="every contact in Google")
+    names = [n for n in google_contacts(live) if n.endswith("Killed")]
+    assert sorted(names) == sorted({f"P{i} Killed" for i in range(30)})  # none twice
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
