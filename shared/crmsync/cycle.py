@@ -40,6 +40,13 @@ from crmsync.settings import Settings, Side
 log = logging.getLogger("crmsync.cycle")
 
 LEASE_SECONDS = 600
+RENEW_EVERY = 60.0  # seconds of work between renewals of the lease
+
+
+class LeaseLost(Exception):
+    """The lease expired while the cycle ran and another cycle took it: stop writing."""
+
+
 _SIDES: tuple[Side, Side] = ("crm", "provider")
 
 
@@ -63,6 +70,8 @@ class Cycle:
     _schema: CrmSchema | None = None
     _failed_kinds: list[Kind] = field(default_factory=list)
     _retry_after: float | None = None
+    ticker: Callable[[], float] = time.monotonic  # elapsed time, for budget and lease
+    _renewed: float = 0.0
 
     def __post_init__(self) -> None:
         if self.settings["calls_as"] == "task":  # CAL-1: calls sync as provider tasks
@@ -118,12 +127,13 @@ class Cycle:
         is skipped with its cursors untouched, so the next cycle reads those changes
         again; the other kinds go on (SYN-5). A grant that no longer works stops the
         cycle: nothing can succeed until the user reconnects (AUTH-3)."""
-        deadline = time.monotonic() + self.budget_seconds if self.budget_seconds else None
+        self._renewed = self.ticker()
+        deadline = self._renewed + self.budget_seconds if self.budget_seconds else None
         pending_kinds: list[Kind] = []
         try:
             self.finish_journal()
             for kind in KINDS:
-                if deadline is not None and time.monotonic() > deadline:
+                if deadline is not None and self.ticker() > deadline:
                     pending_kinds.append(kind)  # RUN-6: the next run takes it from here
                     continue
                 if self.settings.enabled(kind):
@@ -137,6 +147,9 @@ class Cycle:
         except CrmUnauthorized as exc:
             self._errors.append(f"{type(exc).__name__}: {exc}")
             return "crm_unauthorized", []
+        except LeaseLost:
+            self._errors.append("LeaseLost: another cycle took over the connection")
+            return "lease_lost", []
         if pending_kinds:
             return "continued", pending_kinds
         failed = self._failed_kinds or any(i["outcome"] == "fail" for i in self._items)
@@ -268,6 +281,7 @@ class Cycle:
                 return records, cursor, full
 
     def sync_kind(self, kind: Kind) -> None:
+        self.keep_lease()
         start = {side: self.store.cursor(self.conn, side, kind) for side in _SIDES}
         crm_first, prov_first = start["crm"] is None, start["provider"] is None
         crm_changes, crm_cursor, crm_full = self.read("crm", kind, start["crm"])
@@ -375,9 +389,19 @@ class Cycle:
         return chosen
 
     # -- applying a plan ---------------------------------------------------------------
+    def keep_lease(self) -> None:
+        """Renew the lease every RENEW_EVERY seconds of work (RUN-3), so a long cycle
+        keeps the connection to itself; a lease lost meanwhile stops it."""
+        if self.ticker() - self._renewed < RENEW_EVERY:
+            return
+        if not self.store.acquire_lease(self.conn, self.run_id, self.clock(), LEASE_SECONDS):
+            raise LeaseLost()
+        self._renewed = self.ticker()
+
     def apply(self, plan: Plan) -> set[tuple[Side, str]]:
         retry: set[tuple[Side, str]] = set()
         for decision in plan.decisions:
+            self.keep_lease()
             try:
                 stored = self.apply_one(decision)
             except (TransientError, PermanentError) as exc:

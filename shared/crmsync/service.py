@@ -444,6 +444,9 @@ def work(
         return {"status": "failed", "reason": str(exc)}
     conn = Connection(tenant, connection, record["user"], record["provider"], settings.values)
     started = time.monotonic()
+    # A run that never ends (its worker killed, its task given up) shows as stuck (RUN-2).
+    running = {"status": "running", "trigger": trigger, "started": now}
+    store.save_connection_record(connection, {"last_run": running})
     run = dict(
         run_cycle(
             conn,

@@ -314,6 +314,8 @@ def test_RUN6_a_worker_killed_mid_cycle_is_resumed_by_the_next_task_and_converge
     made = [n for n in google_contacts(live) if n.endswith("Killed")]
     assert 0 < len(made) < 30
     store = live.services.backend.store(DEMO_TENANT)
+    record = store.connection_record(CONNECTION)
+    assert record["last_run"]["status"] == "running"  # RUN-2: it shows, and turns stuck
     holder = store.lease_holder(CONNECTION)
     assert holder is not None  # the killed worker never released it
     store.release_lease(CONNECTION, holder)  # as its expiry would, ten minutes later

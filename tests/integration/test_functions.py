@@ -259,6 +259,21 @@ def test_RUN6_a_cycle_past_its_budget_re_enqueues_itself_and_the_next_resumes(
     assert google_contacts(connected) == ["Ada Lovelace", "Grace Hopper"]
 
 
+def test_RUN6_a_throttled_cycle_comes_back_when_google_allows(connected: LocalStack) -> None:
+    drain(connected)
+    connected.google.inject(
+        429, reason="rateLimitExceeded", path=r"v1/people/me/connections", times=5, retry_after=120
+    )
+    before = datetime.now(UTC)
+
+    run = service.work(connected.services, DEMO_TENANT, CONNECTION, "schedule")
+
+    assert run["status"] == "partial" and run["retry_after"] >= 120
+    [task] = queue(connected).waiting.values()
+    assert task.trigger == "retry"
+    assert task.not_before >= before + timedelta(seconds=120)
+
+
 # -- the scheduler --------------------------------------------------------------------------------
 def test_RUN2_fanout_enqueues_each_due_connection_once_and_moves_its_next_due_time(
     connected: LocalStack,

@@ -586,3 +586,61 @@ def test_RUN1_a_crm_token_that_stopped_working_stops_the_cycle() -> None:
     assert world.crm.all("activity") == []
     assert world.sync()["status"] == "ok"
     assert subjects(world.crm.all("activity")) == ["Planning"]
+
+
+class Ticker:
+    """Elapsed seconds that move `step` each time they are read: a slow cycle."""
+
+    def __init__(self, step: float) -> None:
+        self.now, self.step = 0.0, step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def test_RUN3_a_long_cycle_renews_its_lease_as_it_works() -> None:
+    world = SyncWorld()
+    for n in range(6):
+        world.crm.create("activity", meeting(f"M{n}"))
+    expiries: list[datetime] = []
+    acquire = world.store.acquire_lease
+
+    def recorded(connection: str, holder: str, now: datetime, seconds: int) -> bool:
+        taken = acquire(connection, holder, now, seconds)
+        expiries.append(now + timedelta(seconds=seconds))
+        return taken
+
+    world.store.acquire_lease = recorded  # type: ignore[method-assign]
+    cycle = world.cycle()
+    cycle.ticker = Ticker(40.0)  # every decision takes 40 s
+
+    run = cycle.run()
+
+    assert run["status"] == "ok"
+    assert len(expiries) >= 4  # the first take, then a renewal about every minute
+    assert len(world.provider.all("activity")) == 6
+
+
+def test_RUN3_a_cycle_that_lost_its_lease_stops_writing() -> None:
+    world = SyncWorld()
+    for n in range(6):
+        world.crm.create("activity", meeting(f"M{n}"))
+    cycle = world.cycle()
+    cycle.ticker = Ticker(40.0)
+    taken = {"n": 0}
+    acquire = world.store.acquire_lease
+
+    def expires_early(connection: str, holder: str, now: datetime, seconds: int) -> bool:
+        taken["n"] += 1
+        if taken["n"] > 1:  # the lease ran out and another worker has it now
+            return False
+        return acquire(connection, holder, now, seconds)
+
+    world.store.acquire_lease = expires_early  # type: ignore[method-assign]
+
+    run = cycle.run()
+
+    assert run["status"] == "lease_lost"
+    assert len(world.provider.all("activity")) < 6
+    assert world.store.lease_holder(world.connection.id) is None
