@@ -341,6 +341,7 @@ def fanout(services: Services, page_size: int = FANOUT_PAGE) -> FanoutReport:
     now = services.clock()
     report = FanoutReport()
     after: Due | None = None
+    tenants: dict[str, Mapping[str, Any]] = {}  # each tenant's settings read once
     while True:
         page = services.backend.due(now, page_size, after)
         report.pages += 1
@@ -361,7 +362,10 @@ def fanout(services: Services, page_size: int = FANOUT_PAGE) -> FanoutReport:
                 report.enqueued += 1
             else:
                 report.collapsed += 1
-            store.set_next_due(due.connection, now + _frequency(services, due.tenant, record))
+            if due.tenant not in tenants:
+                tenants[due.tenant] = (store.tenant_record() or {}).get("settings", {})
+            every = _frequency(tenants[due.tenant], record)
+            store.set_next_due(due.connection, now + every)
         if len(page) < page_size:
             break
         after = page[-1]
@@ -372,11 +376,12 @@ def fanout(services: Services, page_size: int = FANOUT_PAGE) -> FanoutReport:
     return report
 
 
-def _frequency(services: Services, tenant: str, record: Mapping[str, Any]) -> timedelta:
+def _frequency(tenant_settings: Mapping[str, Any], record: Mapping[str, Any]) -> timedelta:
+    """SET-1: the user's sync frequency (tenant default, provider default)."""
     try:
-        settings = settings_for(services, tenant, record)
+        settings = resolve(record["provider"], tenant_settings, record.get("settings"))
         return timedelta(minutes=int(settings["frequency_minutes"]))
-    except SettingsError:
+    except (SettingsError, KeyError):
         return timedelta(minutes=15)
 
 

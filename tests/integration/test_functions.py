@@ -584,6 +584,7 @@ def test_AUTH2_logs_of_a_whole_run_are_json_with_ids_and_hold_no_token_or_secret
         drain(stack)
     finally:
         logging.getLogger("crmsync").removeHandler(handler)
+        logging.getLogger("crmsync").propagate = True  # other tests read crmsync's logs
     lines = [json.loads(line) for line in captured.getvalue().splitlines()]
     assert any(e.get("tenant") == DEMO_TENANT and e.get("run") for e in lines)
     assert all("severity" in e and "message" in e for e in lines)

@@ -472,3 +472,75 @@ def test_AUTH5_a_grant_without_the_contacts_scope_is_permission_denied(
     with pytest.raises(PermissionDenied):
         read_only.update(Write("provider", "update", "contact", person_id, {"title": "CTO"}))
     assert read_only.get(person_id).fields["title"] == "Engineer"  # type: ignore[index]
+
+
+# -- batch creates -----------------------------------------------------------------------
+def fresh(n: int) -> list[Write]:
+    return [
+        Write(
+            "provider",
+            "create",
+            "contact",
+            fields=contact(first_name=f"P{i}", emails=[f"p{i}@example.com"], phones=[]),
+            key=f"batch-{i}",
+            ref=f"L-{i}",
+            in_scope=True,
+        )
+        for i in range(n)
+    ]
+
+
+def calls(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.call for r in caplog.records if r.getMessage() == "google request"]  # type: ignore[attr-defined]
+
+
+def test_CON2_creates_go_to_google_200_per_request_in_the_crm_group(
+    sandbox: tuple[GoogleSandbox, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    google, base = sandbox
+    people = contacts_of(google, base)
+    people.group()  # the "CRM" group exists before the batch
+    caplog.set_level("INFO", logger="crmsync.providers.google")
+
+    results = people.create_many(fresh(250))
+
+    assert calls(caplog).count("people batchCreateContacts") == 2
+    assert "people createContact" not in calls(caplog)
+    assert len(results) == 250 and len(set(live_contacts(google))) == 250
+    for i in (0, 199, 249):  # each result is the contact made for that write
+        result = results[i]
+        assert not isinstance(result, Exception)
+        person = people.get(result.id)
+        assert person.fields is not None and person.fields["first_name"] == f"P{i}"
+        assert person.in_scope
+
+
+def test_SYN5_a_batch_google_refuses_is_made_one_by_one_so_only_the_bad_contact_fails(
+    sandbox: tuple[GoogleSandbox, str],
+) -> None:
+    google, base = sandbox
+    people = contacts_of(google, base)
+    people.group()
+    google.inject(400, reason="badRequest", path=r"v1/people:batchCreateContacts")
+    google.inject(400, reason="badRequest", path=r"v1/people:createContact")  # the first
+
+    results = people.create_many(fresh(3))
+
+    assert isinstance(results[0], Exception)
+    assert [isinstance(r, Exception) for r in results[1:]] == [False, False]
+    assert len(live_contacts(google)) == 2
+
+
+def test_SYN5_throttling_fails_the_whole_batch_to_be_retried(
+    sandbox: tuple[GoogleSandbox, str],
+) -> None:
+    google, base = sandbox
+    people = contacts_of(google, base)
+    people.group()
+    google.inject(
+        429, reason="rateLimitExceeded", path=r"v1/people:batchCreateContacts", retry_after=120
+    )
+
+    with pytest.raises(RateLimited):
+        people.create_many(fresh(3))
+    assert live_contacts(google) == []

@@ -308,3 +308,23 @@ def test_RUN3_a_change_in_google_pushes_a_notification_that_runs_a_cycle(
     run = world.sync(trigger=due.trigger)
     assert run["trigger"] == "push"
     assert [a["subject"] for a in world.crm.all("activity")] == ["Kickoff"]
+
+
+def test_CON2_new_crm_contacts_reach_google_in_one_batch_request(
+    world: SyncWorld, caplog: pytest.LogCaptureFixture
+) -> None:
+    for n in range(5):
+        contact = world.crm.create(
+            "contact", {"first_name": f"P{n}", "last_name": "Batch", "emails": [f"p{n}@x.org"]}
+        )
+        world.crm.add_to_sync_group(contact)
+    caplog.set_level("INFO", logger="crmsync.providers.google")
+
+    assert world.sync()["status"] == "ok"
+
+    sent = [r.call for r in caplog.records if r.getMessage() == "google request"]  # type: ignore[attr-defined]
+    assert sent.count("people batchCreateContacts") == 1
+    assert "people createContact" not in sent and "people searchContacts" not in sent
+    names = sorted(c["first_name"] for c in world.provider.all("contact"))
+    assert names == [f"P{n}" for n in range(5)]
+    assert len(world.links("contact")) == 5

@@ -85,7 +85,10 @@ DRIVE = "https://drive.google.com/file/d/"  # where an attachment the user adds 
 _EVENTS = r"calendar/v3/calendars/[^/]+/events"
 _TASKS = r"tasks/v1/lists/[^/]+/tasks"
 _REQUESTS: dict[str, tuple[frozenset[str], tuple[str, ...]]] = {
-    "create": (frozenset({"POST"}), (_EVENTS, r"v1/people:createContact", _TASKS)),
+    "create": (
+        frozenset({"POST"}),
+        (_EVENTS, r"v1/people:(createContact|batchCreateContacts)", _TASKS),
+    ),
     "update": (
         frozenset({"PATCH"}),
         (_EVENTS + "/[^/]+", r"v1/people/[^/]+:updateContact", _TASKS + "/[^/]+"),

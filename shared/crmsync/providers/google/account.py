@@ -47,6 +47,16 @@ class GoogleAccount:
     def create(self, write: Write) -> WriteResult:
         return self._resource(write.kind).create(write)
 
+    def can_create_many(self, kind: Kind) -> bool:
+        """Whether the kind's API takes several creates in one request (People does)."""
+        return hasattr(self.resources.get(kind), "create_many")
+
+    def create_many(self, writes: Sequence[Write]) -> list[WriteResult | Exception]:
+        """Fresh creates of one kind in as few requests as its API allows, one result
+        (or the error of that record) per write, in order."""
+        resource: Any = self._resource(writes[0].kind)
+        return list(resource.create_many(writes))
+
     def update(self, write: Write) -> WriteResult:
         return self._resource(write.kind).update(write)
 

@@ -29,10 +29,18 @@ from typing import Any, TypeAlias
 from crmsync import model
 from crmsync.engine.plan import Write
 from crmsync.engine.records import SideRecord
-from crmsync.errors import AlreadyExists, Conflict, NotFound, PermanentError
+from crmsync.errors import (
+    AlreadyExists,
+    Conflict,
+    NotFound,
+    PermanentError,
+    RateLimited,
+    TransientError,
+)
 from crmsync.ports import ChangePage, WriteResult
 from crmsync.providers.google.client import GoogleClient
 
+BATCH_CREATE = 200  # contacts per batchCreateContacts request, Google's limit
 LINK = "crmsyncLink"
 KEY = "crmsyncKey"
 MY_CONTACTS = "contactGroups/myContacts"
@@ -416,6 +424,58 @@ class GoogleContacts:
         existing = self._created_before(write)
         if existing is not None:
             return WriteResult(str(existing["resourceName"]), str(existing["etag"]))
+        request = self.people.createContact(
+            body=self._new_person(write), personFields=PERSON_FIELDS
+        )
+        answer = self.client.execute(request, "people createContact")
+        return WriteResult(str(answer["resourceName"]), str(answer["etag"]))
+
+    def create_many(self, writes: Sequence[Write]) -> list[WriteResult | Exception]:
+        """Fresh creates (journaled in this run, so no earlier attempt exists), up to
+        BATCH_CREATE per batchCreateContacts request; one result per write, in order.
+        Google refuses a batch as a whole when it cannot hold one of its contacts: the
+        batch is then made one by one, so that contact fails alone (SYN-5). Throttling
+        and outages fail the whole batch, to be retried from the journal."""
+        results: list[WriteResult | Exception] = []
+        for start in range(0, len(writes), BATCH_CREATE):
+            chunk = writes[start : start + BATCH_CREATE]
+            body = {
+                "contacts": [{"contactPerson": self._new_person(w)} for w in chunk],
+                "readMask": PERSON_FIELDS,
+            }
+            request = self.people.batchCreateContacts(body=body)
+            try:
+                answer = self.client.execute(request, "people batchCreateContacts")
+            except (RateLimited, TransientError):
+                raise
+            except PermanentError:
+                results.extend(self._one_by_one(chunk))
+                continue
+            made = {
+                client_data(person).get(KEY): person
+                for item in answer.get("createdPeople", [])
+                if isinstance(person := item.get("person"), dict)
+            }
+            for write in chunk:
+                person = made.get(write.key)
+                results.append(
+                    WriteResult(str(person["resourceName"]), str(person["etag"]))
+                    if person is not None
+                    else TransientError("Google did not report the contact it made")
+                )
+        return results
+
+    def _one_by_one(self, writes: Sequence[Write]) -> list[WriteResult | Exception]:
+        results: list[WriteResult | Exception] = []
+        for write in writes:
+            try:
+                results.append(self.create(write))
+            except (TransientError, PermanentError) as exc:
+                results.append(exc)
+        return results
+
+    def _new_person(self, write: Write) -> dict[str, Any]:
+        assert write.fields is not None and write.key is not None
         body: dict[str, Any] = dict(to_person(write.fields))
         body["clientData"] = [{"key": KEY, "value": write.key}]
         if write.ref:
@@ -423,9 +483,7 @@ class GoogleContacts:
         if write.in_scope:
             # My Contacts too: a contact must keep one group when the label comes off.
             body["memberships"] = [_membership(MY_CONTACTS), _membership(self.group())]
-        request = self.people.createContact(body=body, personFields=PERSON_FIELDS)
-        answer = self.client.execute(request, "people createContact")
-        return WriteResult(str(answer["resourceName"]), str(answer["etag"]))
+        return body
 
     def update(self, write: Write) -> WriteResult:
         """Replace the Person fields the changed canonical fields live in, rebuilt from
