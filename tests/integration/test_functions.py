@@ -325,6 +325,24 @@ def test_RUN5_fanout_asks_for_a_renewal_of_channels_expiring_within_a_day(
     assert renewed.id != channel.id and renewed.expires > channel.expires
 
 
+def test_RUN5_a_failed_renewal_is_visible_and_the_connection_is_still_polled(
+    connected: LocalStack,
+) -> None:
+    drain(connected)
+    [channel] = store(connected).channels_of(CONNECTION)  # type: ignore[attr-defined]
+    later = channel.expires - timedelta(hours=2)
+    connected.services.clock = lambda: later
+    connected.google.inject(503, path=r"events/watch", times=10)
+
+    service.fanout(connected.services)
+    drain(connected)
+
+    record = store(connected).connection_record(CONNECTION)  # type: ignore[attr-defined]
+    assert "polling on schedule" in record["channel_problem"]
+    assert [c.id for c in store(connected).channels_of(CONNECTION)] == [channel.id]  # type: ignore[attr-defined]
+    assert record["next_due"] is not None and record["status"] == "active"
+
+
 def test_RUN2_a_run_stuck_past_its_lease_and_stale_cursors_are_flagged(
     connected: LocalStack,
 ) -> None:
@@ -444,6 +462,33 @@ def test_admin_of_one_tenant_cannot_reach_another_tenants_connection(
         timeout=10,
     ).json()
     assert status == {"tenant": "other", "connections": []}
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "&provider=microsoft&services=sync",
+        "&provider=google&services=calendar",
+        "&provider=google",
+    ],
+)
+def test_AUTH1_oauth_start_refuses_what_cannot_be_connected(
+    connected: LocalStack, query: str
+) -> None:
+    link = service.onboarding_link(connected.services, DEMO_TENANT, "u2")
+    url = link + query if query else connected.functions_url + "/oauth_start"
+    answer = requests.get(url, allow_redirects=False, timeout=10)
+    assert answer.status_code == 400 and answer.json()["error"]
+
+
+def test_admin_unknown_path_is_404(connected: LocalStack) -> None:
+    answer = requests.get(
+        connected.functions_url + "/admin/nothing",
+        headers={"Authorization": f"Bearer {connected.admin_token}"},  # type: ignore[attr-defined]
+        timeout=10,
+    )
+    assert answer.status_code == 404
 
 
 @pytest.mark.parametrize(
