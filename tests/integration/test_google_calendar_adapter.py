@@ -413,3 +413,88 @@ def test_CAL9_an_occurrence_cancelled_in_google_reaches_the_series_as_an_exdate(
     assert changed.fields is not None
     assert changed.fields["recurrence"] == "RRULE:FREQ=WEEKLY;BYDAY=TU\nEXDATE:20261110T090000Z"
     assert cal.get(series).fields == changed.fields  # read alone, the same
+
+
+def occurrences(cal: GoogleCalendar, series: str) -> list[str]:
+    """Start instants of the series' live occurrences, as Google lists them."""
+    request = cal.events.instances(calendarId="primary", eventId=series, maxResults=6)
+    items = cal.client.execute(request, "instances")["items"]
+    return [str(i["start"]["dateTime"]) for i in items if i["status"] != "cancelled"]
+
+
+def test_CAL9_an_occurrence_moved_in_google_reaches_the_series_as_exdate_and_rdate(
+    sandbox: tuple[GoogleSandbox, str],
+) -> None:
+    google, base = sandbox
+    cal = calendar_of(google, base)
+    series = create(cal, recurrence="RRULE:FREQ=WEEKLY;BYDAY=TU", timezone="UTC")
+    cursor = cal.changes(None).cursor
+    moved = {  # the second Tuesday moves to Wednesday 14:00
+        "start": {"dateTime": "2026-11-11T14:00:00Z", "timeZone": "UTC"},
+        "end": {"dateTime": "2026-11-11T15:00:00Z", "timeZone": "UTC"},
+    }
+    cal.client.execute(
+        cal.events.patch(calendarId="primary", eventId=f"{series}_20261110T090000Z", body=moved),
+        "the user moves one",
+    )
+
+    (changed,) = cal.changes(cursor).records
+
+    assert changed.id == series and changed.fields is not None
+    assert changed.fields["recurrence"] == (
+        "RRULE:FREQ=WEEKLY;BYDAY=TU\nEXDATE:20261110T090000Z\nRDATE:20261111T140000Z"
+    )
+
+
+def test_CAL9_a_crm_change_of_a_series_keeps_the_occurrence_moved_in_google_once(
+    sandbox: tuple[GoogleSandbox, str],
+) -> None:
+    google, base = sandbox
+    cal = calendar_of(google, base)
+    series = create(cal, recurrence="RRULE:FREQ=WEEKLY;BYDAY=TU", timezone="UTC")
+    moved = {
+        "start": {"dateTime": "2026-11-11T14:00:00Z", "timeZone": "UTC"},
+        "end": {"dateTime": "2026-11-11T15:00:00Z", "timeZone": "UTC"},
+    }
+    cal.client.execute(
+        cal.events.patch(calendarId="primary", eventId=f"{series}_20261110T090000Z", body=moved),
+        "the user moves one",
+    )
+    read = cal.get(series)
+    assert read.fields is not None
+    fields = {**read.fields, "subject": "Weekly (renamed in the CRM)"}
+
+    cal.update(Write("provider", "update", "activity", series, fields=fields, version=read.version))
+
+    after = cal.get(series)
+    assert after.fields is not None and after.fields["subject"] == "Weekly (renamed in the CRM)"
+    assert after.fields["recurrence"] == read.fields["recurrence"]
+    starts = occurrences(cal, series)
+    assert starts.count("2026-11-11T14:00:00Z") == 1  # moved once, not added again
+    assert "2026-11-10T09:00:00Z" not in starts
+
+
+def test_CAL9_a_move_made_in_the_crm_reaches_google(
+    sandbox: tuple[GoogleSandbox, str],
+) -> None:
+    google, base = sandbox
+    cal = calendar_of(google, base)
+    series = create(cal, recurrence="RRULE:FREQ=WEEKLY;BYDAY=TU", timezone="UTC")
+    read = cal.get(series)
+    assert read.fields is not None
+    rule = "RRULE:FREQ=WEEKLY;BYDAY=TU\nEXDATE:20261117T090000Z\nRDATE:20261118T100000Z"
+
+    cal.update(
+        Write(
+            "provider",
+            "update",
+            "activity",
+            series,
+            fields={**read.fields, "recurrence": rule},
+            version=read.version,
+        )
+    )
+
+    starts = occurrences(cal, series)
+    assert "2026-11-17T09:00:00Z" not in starts and "2026-11-18T10:00:00Z" in starts
+    assert cal.get(series).fields["recurrence"] == rule  # type: ignore[index]

@@ -328,3 +328,43 @@ def test_CON2_new_crm_contacts_reach_google_in_one_batch_request(
     names = sorted(c["first_name"] for c in world.provider.all("contact"))
     assert names == [f"P{n}" for n in range(5)]
     assert len(world.links("contact")) == 5
+
+
+def test_CAL9_an_occurrence_moved_in_google_reaches_the_crm_and_stays_moved_once(
+    world: SyncWorld,
+) -> None:
+    series_start = datetime(2026, 11, 3, 9, 0, tzinfo=UTC)  # a Tuesday
+    crm_id = world.crm.create(
+        "activity",
+        {
+            **MEETING,
+            "subject": "Weekly",
+            "start": series_start,
+            "end": series_start + timedelta(hours=1),
+            "timezone": "UTC",
+            "recurrence": "RRULE:FREQ=WEEKLY;BYDAY=TU;COUNT=4",
+        },
+    )
+    sync_until_quiet(world)
+    series = twin(world, "activity", crm_id)
+    events = google(world)._service("calendar").events()
+    moved = {
+        "start": {"dateTime": "2026-11-11T14:00:00Z", "timeZone": "UTC"},
+        "end": {"dateTime": "2026-11-11T15:00:00Z", "timeZone": "UTC"},
+    }
+    events.patch(calendarId="primary", eventId=f"{series}_20261110T090000Z", body=moved).execute()
+    sync_until_quiet(world)
+
+    rule = world.crm.get("activity", crm_id)["recurrence"]  # type: ignore[index]
+    assert rule.splitlines()[1:] == ["EXDATE:20261110T090000Z", "RDATE:20261111T140000Z"]
+
+    world.crm.update("activity", crm_id, {"subject": "Weekly sync"})
+    sync_until_quiet(world)
+
+    listed = events.instances(calendarId="primary", eventId=series).execute()["items"]
+    starts = [i["start"]["dateTime"] for i in listed if i["status"] != "cancelled"]
+    assert starts.count("2026-11-11T14:00:00Z") == 1
+    assert "2026-11-10T09:00:00Z" not in starts and len(starts) == 4
+    # the moved occurrence is an event of its own in Google: it keeps what it had
+    kept = {i["summary"] for i in listed if i["start"]["dateTime"] != "2026-11-11T14:00:00Z"}
+    assert kept == {"Weekly sync"}

@@ -147,6 +147,23 @@ def _exdate(original: Mapping[str, Any]) -> str:
     return "EXDATE:" + moment.strftime("%Y%m%dT%H%M%SZ") if moment else ""
 
 
+EXCEPTIONS = "~"  # joins a series' etag and a digest of its exceptions into its version
+
+
+def _rdate(start: Mapping[str, Any]) -> str:
+    if "date" in start:
+        return "RDATE;VALUE=DATE:" + str(start["date"]).replace("-", "")
+    moment = model.parse_instant(start.get("dateTime"))
+    return "RDATE:" + moment.strftime("%Y%m%dT%H%M%SZ") if moment else ""
+
+
+def _moment(time: Mapping[str, Any]) -> Any:
+    """An event time as one comparable value: its date, or its instant."""
+    if "date" in time:
+        return str(time["date"])
+    return model.parse_instant(time.get("dateTime"))
+
+
 def _with_exdates(recurrence: str, exdates: list[str]) -> str:
     lines = [line for line in recurrence.splitlines() if line.strip()]
     lines += [line for line in exdates if line not in lines]
@@ -208,7 +225,12 @@ class GoogleCalendar:
         ref = ((event.get("extendedProperties") or {}).get("private") or {}).get(LINK)
         raw = from_event(event, self.users)
         if raw["recurrence"]:
-            raw["recurrence"] = _with_exdates(raw["recurrence"], self._cancelled(event_id_))
+            exceptions = self._exceptions(event_id_)
+            raw["recurrence"] = _with_exdates(raw["recurrence"], exceptions)
+            if exceptions:  # changing an occurrence leaves the series' etag as it was
+                version += (
+                    EXCEPTIONS + hashlib.sha256("\n".join(exceptions).encode()).hexdigest()[:12]
+                )
         try:
             canonical = model.normalize("activity", raw)
         except model.InvalidRecord as exc:
@@ -245,9 +267,34 @@ class GoogleCalendar:
                 records.extend(self.get(m) for m in sorted(touched_series - listed))
                 return ChangePage(records, str(token))
 
-    def _cancelled(self, series: str) -> list[str]:
-        """EXDATE lines for the occurrences of a series cancelled in Google."""
+    def _exceptions(self, series: str) -> list[str]:
+        """The series' occurrences changed in Google, as recurrence lines (CAL-9): an
+        EXDATE for each cancelled one; an EXDATE of its original start and an RDATE of
+        its new one for each moved one (what else an occurrence changed, its own
+        subject say, has no place in a recurrence and stays Google's)."""
         lines: list[str] = []
+        for occurrence in self._instances(series):
+            original = occurrence.get("originalStartTime") or {}
+            if occurrence.get("status") == "cancelled":
+                lines.append(_exdate(original))
+            elif _moment(occurrence.get("start") or {}) != _moment(original):
+                lines += [_exdate(original), _rdate(occurrence.get("start") or {})]
+        return [line for line in lines if line]
+
+    def _moved_lines(self, series: str) -> set[str]:
+        """The EXDATE and RDATE lines that Google holds as moved occurrences of the
+        series: written back into its recurrence, they would add each one again."""
+        lines: set[str] = set()
+        for occurrence in self._instances(series):
+            original = occurrence.get("originalStartTime") or {}
+            start = occurrence.get("start") or {}
+            if occurrence.get("status") != "cancelled" and _moment(start) != _moment(original):
+                lines |= {_exdate(original), _rdate(start)}
+        return lines
+
+    def _instances(self, series: str) -> list[dict[str, Any]]:
+        """The changed occurrences (exceptions) of a series, cancelled ones included."""
+        found: list[dict[str, Any]] = []
         page_token: str | None = None
         while True:
             params: dict[str, Any] = {"calendarId": self.calendar, "eventId": series}
@@ -256,11 +303,13 @@ class GoogleCalendar:
                 params["pageToken"] = page_token
             answer = self.client.execute(self.events.instances(**params), "calendar instances")
             for occurrence in answer.get("items", []):
-                if occurrence.get("status") == "cancelled":
-                    lines.append(_exdate(occurrence.get("originalStartTime") or {}))
+                original = occurrence.get("originalStartTime") or {}
+                moved = _moment(occurrence.get("start") or {}) != _moment(original)
+                if occurrence.get("status") == "cancelled" or moved:
+                    found.append(occurrence)
             page_token = answer.get("nextPageToken")
             if page_token is None:
-                return [line for line in lines if line]
+                return found
 
     def get(self, record_id: str) -> SideRecord:
         request = self.events.get(calendarId=self.calendar, eventId=record_id)
@@ -291,13 +340,16 @@ class GoogleCalendar:
     def update(self, write: Write) -> WriteResult:
         assert write.fields is not None and write.target is not None
         body = to_event(_whole_times(write, self.get), self.directory)
+        if body.get("recurrence"):  # moves Google holds as exceptions stay exceptions
+            held = self._moved_lines(write.target)
+            body["recurrence"] = [line for line in body["recurrence"] if line not in held]
         if "attendees" in body:
             body["attendees"] = self._guests_kept(write.target) + body["attendees"]
         request = self.events.patch(
             calendarId=self.calendar, eventId=write.target, body=body, sendUpdates=_updates(write)
         )
         if write.version:
-            request.headers["If-Match"] = write.version
+            request.headers["If-Match"] = write.version.partition(EXCEPTIONS)[0]
         answer = self.client.execute(request, "calendar events.patch")
         return WriteResult(str(answer["id"]), str(answer["etag"]))
 
@@ -318,7 +370,7 @@ class GoogleCalendar:
             calendarId=self.calendar, eventId=write.target, sendUpdates=_updates(write)
         )
         if write.version:
-            request.headers["If-Match"] = write.version
+            request.headers["If-Match"] = write.version.partition(EXCEPTIONS)[0]
         try:
             self.client.execute(request, "calendar events.delete")
         except CursorExpired as exc:  # 410 on an event: already deleted
