@@ -9,6 +9,7 @@ Cloud Tasks and Pub/Sub answer by retrying. Nothing secret is logged or echoed.
 
   CRMSYNC_STORE          firestore (default; FIRESTORE_EMULATOR_HOST locally) or memory
   GOOGLE_CLOUD_PROJECT   the project of Firestore
+  CRMSYNC_HISTORY_DAYS   how long run history is kept (HIS-3; default 90)
   CRMSYNC_TASKS_QUEUE, CRMSYNC_WORKER_URL, CRMSYNC_TASKS_SERVICE_ACCOUNT
                          the Cloud Tasks queue of cycles (CLOUD_TASKS_EMULATOR_HOST locally)
   CRMSYNC_SECRET         signs onboarding links and OAuth states (from Secret Manager)
@@ -29,6 +30,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import Any
 
 from crmsync import service
@@ -71,7 +73,9 @@ def from_environment(env: Mapping[str, str]) -> service.Services:
 
         from crmsync.store.firestore import FirestoreBackend
 
-        backend = FirestoreBackend(firestore.Client(project=env.get("GOOGLE_CLOUD_PROJECT")))
+        days = int(env.get("CRMSYNC_HISTORY_DAYS", "90"))  # HIS-3: then runs are erased
+        client = firestore.Client(project=env.get("GOOGLE_CLOUD_PROJECT"))
+        backend = FirestoreBackend(client, retention=timedelta(days=days))
     from crmsync.queue.cloud_tasks import CloudTasksQueue
 
     queue = CloudTasksQueue.from_environment(env)

@@ -645,3 +645,30 @@ def test_AUTH2_logs_of_a_whole_run_are_json_with_ids_and_hold_no_token_or_secret
     ]
     leaked = [s for s in secrets_seen if s in text]
     assert leaked == []
+
+
+def test_HIS3_the_functions_build_their_services_from_the_environment(
+    firestore_client: Any,
+) -> None:
+    from crmsync import entrypoints
+    from crmsync.store.firestore import FirestoreBackend
+
+    env = {
+        "GOOGLE_CLOUD_PROJECT": firestore_client.project,
+        "CRMSYNC_HISTORY_DAYS": "30",
+        "CRMSYNC_TASKS_QUEUE": "projects/p/locations/l/queues/q",
+        "CRMSYNC_WORKER_URL": "https://worker.example/sync_worker",
+        "CRMSYNC_SECRET": "s" * 32,
+        "CRMSYNC_LOCAL_KEK": base64.b64encode(b"k" * 32).decode(),
+        "CRMSYNC_PUBLIC_URL": "https://functions.example",
+        "CRMSYNC_GOOGLE_CLIENT_ID": "id",
+        "CRMSYNC_GOOGLE_CLIENT_SECRET": "secret",
+    }
+
+    built = entrypoints.from_environment(env)
+
+    assert isinstance(built.backend, FirestoreBackend)
+    assert built.backend.retention == timedelta(days=30)
+    assert built.google is not None
+    assert built.google.oauth.redirect_uri == "https://functions.example/oauth_callback"
+    assert built.url("google_webhook") == "https://functions.example/google_webhook"
