@@ -72,6 +72,7 @@ class Cycle:
     _failed_kinds: list[Kind] = field(default_factory=list)
     _retry_after: float | None = None
     ticker: Callable[[], float] = time.monotonic  # elapsed time, for budget and lease
+    _queued: set[str] | None = None
     _renewed: float = 0.0
 
     def __post_init__(self) -> None:
@@ -479,7 +480,7 @@ class Cycle:
             assert decision.link is not None
             link = decision.link.with_side(write.side, result.id, result.version)
             self.store.save_link(self.conn, replace(link, pending=None))
-            self.store.drop_queue_item(self.conn, decision.link.key)
+            self.unqueue(decision.link.key)
             if decision.retry:
                 retry.update(self.ids(decision))
             self.record(decision, link)
@@ -522,11 +523,26 @@ class Cycle:
         if replaced and dropped is not None:
             self.store.delete_link(self.conn, dropped.kind, dropped.key)
         if decision.hold is not None:
-            self.store.put_queue_item(self.conn, self.queue_item(decision))
+            item = self.queue_item(decision)
+            self.store.put_queue_item(self.conn, item)
+            self.queued().add(item["id"])
         else:
             key = (dropped or decision.link or _NO_LINK).key
-            self.store.drop_queue_item(self.conn, key)
+            self.unqueue(key)
         return link
+
+    def queued(self) -> set[str]:
+        """Ids of the connection's waiting queue items, read once per cycle."""
+        if self._queued is None:
+            self._queued = {str(item["id"]) for item in self.store.queue(self.conn)}
+        return self._queued
+
+    def unqueue(self, item_id: str) -> None:
+        """A decision was applied: its queue item, if one waits, is settled. Only items
+        that exist are deleted, so an ordinary change costs no queue write."""
+        if item_id in self.queued():
+            self.store.drop_queue_item(self.conn, item_id)
+            self.queued().discard(item_id)
 
     def write(self, write: Write) -> tuple[str, str] | None:
         side = self.side(write.side)
