@@ -35,10 +35,12 @@ from crmsync.testing import SyncWorld  # noqa: E402
 
 
 def cycles(client: Any, links: int) -> list[dict[str, Any]]:
+    """The first cycle runs on the memory store (the Firestore emulator, unlike
+    Firestore, slows down as a collection grows, and would time its own scans); its
+    links and cursors are then copied into Firestore, where the measured cycles run."""
     from crmsync.store.firestore import FirestoreStore
 
-    store = FirestoreStore(client, f"bench-{links}")
-    world = SyncWorld(provider="google", crm="memory", provider_backend="memory", store=store)
+    world = SyncWorld(provider="google", crm="memory", provider_backend="memory")
     ids = [
         world.crm.create(
             "contact", {"first_name": f"P{i}", "last_name": "Bench", "emails": [f"p{i}@x.example"]}
@@ -47,18 +49,26 @@ def cycles(client: Any, links: int) -> list[dict[str, Any]]:
     ]
     for crm_id in ids:
         world.crm.add_to_sync_group(crm_id)
-    started = time.perf_counter()
     first = world.sync()
-    initial_seconds = time.perf_counter() - started
     world.advance(timedelta(minutes=15))
     world.sync()  # the echo of the first cycle's writes
-    rows = [
+    store = FirestoreStore(client, f"bench-{links}")
+    started = time.perf_counter()
+    memory = world.store
+    for kind in ("contact", "activity", "todo"):
+        for link in memory.links(world.connection.id, kind):  # type: ignore[arg-type]
+            store.save_link(world.connection.id, link)
+        for side in ("crm", "provider"):
+            cursor = memory.cursor(world.connection.id, side, kind)  # type: ignore[arg-type]
+            if cursor is not None:
+                store.save_cursor(world.connection.id, side, kind, cursor)  # type: ignore[arg-type]
+    world.store = store  # type: ignore[assignment]
+    rows: list[dict[str, Any]] = [
         {
-            "phase": "initial",
+            "phase": "links copied",
             "links": links,
-            "k": links,
-            "s": initial_seconds,
-            "status": first["status"],
+            "s": time.perf_counter() - started,
+            "first cycle": first["status"],
         }
     ]
     for k in (0, 100):
@@ -73,7 +83,6 @@ def cycles(client: Any, links: int) -> list[dict[str, Any]]:
             {
                 "phase": f"incremental k={k}",
                 "links": links,
-                "k": k,
                 "s": time.perf_counter() - started,
                 "status": run["status"],
                 "reads": store.reads - reads,

@@ -303,10 +303,14 @@ class Cycle:
         for side, full in (("crm", crm_full), ("provider", prov_full)):
             if full and not (crm_first and prov_first):
                 self.add_vanished(kind, side, changes, links)
+        # SYN-6 weighs deletes against the linked records only when there can be as
+        # many deletes as it holds back; counting costs a read per 1,000 links.
+        could_delete = len(changes["crm"]) + len(changes["provider"])
+        guarded = could_delete >= int(self.settings["mass_delete_min"])
         ctx = self.context(
             kind,
             first_cycle=crm_first and prov_first,
-            linked_count=self.store.linked_count(self.conn, kind),
+            linked_count=self.store.linked_count(self.conn, kind) if guarded else 0,
             resolutions=resolutions,
         )
         plan = reconcile(kind, changes["crm"].values(), changes["provider"].values(), links, ctx)
