@@ -53,6 +53,7 @@ class Due:
     due: datetime
     tenant: str
     connection: str
+    record: Mapping[str, Any] | None = field(default=None, compare=False)  # as listed
 
 
 class RecordSide(Protocol):

@@ -17,7 +17,8 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -43,6 +44,7 @@ STALE_AFTER = timedelta(hours=24)  # no good cycle for this long: cursors are st
 RENEW_WITHIN = timedelta(days=1)  # RUN-5: channels renewed a day before they expire
 BUDGET_SECONDS = 20 * 60.0  # RUN-6: a cycle yields before the 30-minute task deadline
 FANOUT_PAGE = 500
+FANOUT_THREADS = 16  # Cloud Tasks calls in flight at once while enqueueing a page
 
 
 class Refused(Exception):
@@ -78,6 +80,7 @@ class Backend(Protocol):
     def store(self, tenant: str) -> Any: ...
     def due(self, now: datetime, limit: int, after: Due | None = None) -> list[Due]: ...
     def expiring_channels(self, before: datetime, limit: int) -> list[Channel]: ...
+    def set_next_due_many(self, items: Sequence[tuple[str, str, datetime | None]]) -> None: ...
 
 
 @dataclass
@@ -345,27 +348,30 @@ def fanout(services: Services, page_size: int = FANOUT_PAGE) -> FanoutReport:
     while True:
         page = services.backend.due(now, page_size, after)
         report.pages += 1
+        moves: list[tuple[str, str, datetime | None]] = []
+        ready: list[Due] = []
         for due in page:
             store = services.backend.store(due.tenant)
-            record = store.connection_record(due.connection)
+            record = (
+                due.record if due.record is not None else store.connection_record(due.connection)
+            )
             if record is None or record.get("status") != "active":
-                store.set_next_due(due.connection, None)
+                moves.append((due.tenant, due.connection, None))
                 continue
             _check_health(store, due.connection, record, now, report)
-            if services.queue.enqueue(
-                due.tenant,
-                due.connection,
-                name=task_name(due.tenant, due.connection, now, timedelta(minutes=1)),
-                not_before=now,
-                trigger="schedule",
-            ):
-                report.enqueued += 1
-            else:
-                report.collapsed += 1
             if due.tenant not in tenants:
                 tenants[due.tenant] = (store.tenant_record() or {}).get("settings", {})
-            every = _frequency(tenants[due.tenant], record)
-            store.set_next_due(due.connection, now + every)
+            moves.append(
+                (due.tenant, due.connection, now + _frequency(tenants[due.tenant], record))
+            )
+            ready.append(due)
+        with ThreadPoolExecutor(max_workers=FANOUT_THREADS) as pool:
+            for enqueued in pool.map(lambda due: _enqueue_due(services, due, now), ready):
+                if enqueued:
+                    report.enqueued += 1
+                else:
+                    report.collapsed += 1
+        services.backend.set_next_due_many(moves)  # after enqueueing: none is skipped
         if len(page) < page_size:
             break
         after = page[-1]
@@ -374,6 +380,16 @@ def fanout(services: Services, page_size: int = FANOUT_PAGE) -> FanoutReport:
             report.renewals += 1
     log.info("fan-out", extra={"enqueued": report.enqueued, "renewals": report.renewals})
     return report
+
+
+def _enqueue_due(services: Services, due: Due, now: datetime) -> bool:
+    return services.queue.enqueue(
+        due.tenant,
+        due.connection,
+        name=task_name(due.tenant, due.connection, now, timedelta(minutes=1)),
+        not_before=now,
+        trigger="schedule",
+    )
 
 
 def _frequency(tenant_settings: Mapping[str, Any], record: Mapping[str, Any]) -> timedelta:

@@ -749,6 +749,39 @@ def test_set_next_due_moves_and_clears_the_due_time(store: Store) -> None:
 
 
 # -- RUN-2: the scheduler pages through due connections of every tenant --------------------
+def test_RUN2_due_lists_each_connection_with_its_record(backend: Backend) -> None:
+    backend.store("t1").save_connection_record(
+        "c1", {"user": "u1", "provider": "google", "next_due": NOW}
+    )
+
+    [due] = backend.due(NOW, 10)
+
+    assert due.record is not None
+    assert (due.record["user"], due.record["provider"], due.record["status"]) == (
+        "u1",
+        "google",
+        "active",
+    )
+
+
+def test_RUN2_next_due_times_move_many_at_once_across_tenants(backend: Backend) -> None:
+    t1, t2 = backend.store("t1"), backend.store("t2")
+    t1.save_connection_record("c1", {"next_due": NOW})
+    t1.save_connection_record("c2", {"next_due": NOW})
+    t2.save_connection_record("c1", {"next_due": NOW})
+
+    backend.set_next_due_many(
+        [("t1", "c1", NOW + 15 * MINUTE), ("t1", "c2", None), ("t2", "c1", NOW + MINUTE)]
+    )
+
+    assert backend.due(NOW, 10) == []
+    assert backend.due(NOW + 15 * MINUTE, 10) == [
+        Due(NOW + MINUTE, "t2", "c1"),
+        Due(NOW + 15 * MINUTE, "t1", "c1"),
+    ]
+    assert t1.connection_record("c2")["next_due"] is None  # type: ignore[index]
+
+
 def test_RUN2_due_pages_through_every_tenant_oldest_first(backend: Backend) -> None:
     t1, t2 = backend.store("t1"), backend.store("t2")
     t1.save_connection_record("c2", {"next_due": NOW - 10 * MINUTE})

@@ -763,9 +763,31 @@ class FirestoreBackend:
                 {"next_due": after.due, "tenant": after.tenant, "id": after.connection}
             )
         return [
-            Due(_utc(data["next_due"]), data["tenant"], data["id"])
+            Due(_utc(data["next_due"]), data["tenant"], data["id"], self._listed(data))
             for data in (snap.to_dict() or {} for snap in query.stream())
         ]
+
+    @staticmethod
+    def _listed(data: Mapping[str, Any]) -> dict[str, Any] | None:
+        return FirestoreStore._connection_record(data)
+
+    def set_next_due_many(self, items: Sequence[tuple[str, str, datetime | None]]) -> None:
+        """Move many connections' next due times (tenant, connection, when) in batched
+        writes, with no read: the scheduler's one write per enqueued connection."""
+        for start in range(0, len(items), BATCH_LIMIT):
+            batch = self.client.batch()
+            chunk = items[start : start + BATCH_LIMIT]
+            for tenant, connection, when in chunk:
+                store = self.store(tenant)
+                batch.update(store._connection(connection), {"next_due": when})
+            try:
+                batch.commit()
+            except gexc.NotFound:  # a connection went away meanwhile: one at a time
+                for tenant, connection, when in chunk:
+                    self.store(tenant).set_next_due(connection, when)
+                continue
+            for tenant, _, _ in chunk:
+                self.store(tenant).writes += 1
 
     def expiring_channels(self, before: datetime, limit: int) -> list[Channel]:
         """Push channels that expire before `before`, soonest first (RUN-5)."""

@@ -329,7 +329,7 @@ class MemoryBackend:
         """Connections whose next_due is at or before `now`, oldest first, `limit` at a
         time; pass the last one of a page as `after` for the next page (RUN-2)."""
         found = sorted(
-            Due(record["next_due"], tenant, connection)
+            Due(record["next_due"], tenant, connection, store.connection_record(connection))
             for tenant, store in self._stores.items()
             for connection, record in store._connections.items()
             if record.get("next_due") is not None and record["next_due"] <= now
@@ -337,6 +337,11 @@ class MemoryBackend:
         if after is not None:
             found = [d for d in found if d > after]
         return found[:limit]
+
+    def set_next_due_many(self, items: Sequence[tuple[str, str, datetime | None]]) -> None:
+        """Move many connections' next due times (tenant, connection, when)."""
+        for tenant, connection, when in items:
+            self.store(tenant).set_next_due(connection, when)
 
     def expiring_channels(self, before: datetime, limit: int) -> list[Channel]:
         """Push channels that expire before `before`, soonest first (RUN-5)."""
