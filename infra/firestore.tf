@@ -1,0 +1,113 @@
+# Firestore (Native mode) and what crmsync's queries need of it. The three maps below
+# mirror crmsync.store.firestore (INDEXES, TTL_FIELDS, UNINDEXED_FIELDS); the infra
+# consistency test fails when the two drift apart.
+locals {
+  # Composite indexes, one per query that filters and orders on several fields.
+  firestore_indexes = {
+    # FirestoreBackend.due: every tenant's due connections, in (next_due, tenant, id) order.
+    connections_due = {
+      collection  = "connections"
+      query_scope = "COLLECTION_GROUP"
+      fields      = [["next_due", "ASCENDING"], ["tenant", "ASCENDING"], ["id", "ASCENDING"]]
+    }
+    # FirestoreBackend.expiring_channels: channels expiring before a time, by (expires, id).
+    channels_expiring = {
+      collection  = "channels"
+      query_scope = "COLLECTION"
+      fields      = [["expires", "ASCENDING"], ["id", "ASCENDING"]]
+    }
+    # FirestoreStore.channels_of: a connection's channels.
+    channels_of_connection = {
+      collection  = "channels"
+      query_scope = "COLLECTION"
+      fields      = [["tenant", "ASCENDING"], ["connection", "ASCENDING"]]
+    }
+    # FirestoreStore.linked_count: links of a kind in some states.
+    links_by_state = {
+      collection  = "links"
+      query_scope = "COLLECTION"
+      fields      = [["kind", "ASCENDING"], ["state", "ASCENDING"]]
+    }
+  }
+
+  # Documents Firestore deletes (within a day) after the time in this field.
+  firestore_ttl_fields = {
+    oauth_states = "expires_at"
+    runs         = "expire_at"
+    items        = "expire_at"
+  }
+
+  # Fields no query filters or orders on: no single-field index, so large maps and
+  # increasing timestamps cost no index writes.
+  firestore_unindexed_fields = {
+    links        = ["base", "pending", "saved"]
+    runs         = ["counts", "errors", "expire_at"]
+    items        = ["changes", "expire_at"]
+    queue        = ["crm_values", "provider_values"]
+    connections  = ["record", "grant", "cursors", "retries"]
+    oauth_states = ["expires_at"]
+  }
+
+  firestore_fields = merge(
+    {
+      for pair in flatten([
+        for collection, fields in local.firestore_unindexed_fields : [
+          for field in fields : { collection = collection, field = field }
+        ]
+      ]) : "${pair.collection}.${pair.field}" => merge(pair, { ttl = false })
+    },
+    {
+      for collection, field in local.firestore_ttl_fields :
+      "${collection}.${field}" => { collection = collection, field = field, ttl = true }
+    },
+  )
+}
+
+resource "google_firestore_database" "crmsync" {
+  project                           = var.project_id
+  name                              = "(default)"
+  location_id                       = var.firestore_location
+  type                              = "FIRESTORE_NATIVE"
+  app_engine_integration_mode       = "DISABLED"
+  point_in_time_recovery_enablement = "POINT_IN_TIME_RECOVERY_ENABLED"
+  delete_protection_state           = var.deletion_protection ? "DELETE_PROTECTION_ENABLED" : "DELETE_PROTECTION_DISABLED"
+  # Removing the database from Terraform never deletes crmsync's data.
+  deletion_policy = "ABANDON"
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_firestore_index" "crmsync" {
+  for_each = local.firestore_indexes
+
+  project     = var.project_id
+  database    = google_firestore_database.crmsync.name
+  collection  = each.value.collection
+  query_scope = each.value.query_scope
+
+  dynamic "fields" {
+    for_each = each.value.fields
+    content {
+      field_path = fields.value[0]
+      order      = fields.value[1]
+    }
+  }
+}
+
+# A TTL field gets `ttl_config {}`; every field here gets an empty `index_config {}`,
+# which turns its single-field indexes off.
+resource "google_firestore_field" "crmsync" {
+  for_each = local.firestore_fields
+
+  project    = var.project_id
+  database   = google_firestore_database.crmsync.name
+  collection = each.value.collection
+  field      = each.value.field
+
+  index_config {}
+
+  dynamic "ttl_config" {
+    for_each = each.value.ttl ? [true] : []
+    content {}
+  }
+}

@@ -1,0 +1,149 @@
+# One Cloud Function (2nd gen) per entry point of functions/main.py, all built from
+# the one source archive. Each is named after its entry point (see local.public_url).
+locals {
+  function_defaults = {
+    # Public: a user opening an onboarding link; renders a page or redirects.
+    oauth_start = { memory = "512Mi", cpu = "1", concurrency = 8, min_instances = 0, max_instances = 10, timeout_seconds = 60 }
+    # Public: Google's redirect after consent; exchanges the code, opens the push channel.
+    oauth_callback = { memory = "512Mi", cpu = "1", concurrency = 8, min_instances = 0, max_instances = 10, timeout_seconds = 120 }
+    # Public: Calendar push notifications, authenticated by the channel token. Kept warm:
+    # Google retries slow receivers and eventually stops the channel.
+    google_webhook = { memory = "512Mi", cpu = "1", concurrency = 16, min_instances = 1, max_instances = 20, timeout_seconds = 60 }
+    # Signed CRM events (HMAC checked by crmsync), direct HTTPS or Pub/Sub push; warm.
+    crm_events = { memory = "512Mi", cpu = "1", concurrency = 16, min_instances = 1, max_instances = 20, timeout_seconds = 60 }
+    # Cloud Scheduler only: pages through due connections; one tick at a time.
+    scheduler_fanout = { memory = "1Gi", cpu = "1", concurrency = 1, min_instances = 0, max_instances = 2, timeout_seconds = 540 }
+    # Cloud Tasks only: one cycle per request, 20 minutes of work within the 30-minute
+    # dispatch deadline, so the timeout is the full 30 minutes.
+    sync_worker = { memory = "2Gi", cpu = "1", concurrency = 8, min_instances = 0, max_instances = 50, timeout_seconds = 1800 }
+    # Public: tenant admins, authenticated by crmsync's own admin bearer tokens.
+    admin = { memory = "512Mi", cpu = "1", concurrency = 8, min_instances = 0, max_instances = 5, timeout_seconds = 60 }
+  }
+
+  functions = {
+    for name, defaults in local.function_defaults : name => merge(
+      defaults,
+      { for key, value in try(var.function_overrides[name], {}) : key => value if value != null },
+    )
+  }
+
+  # Who may invoke each function (keyed by a label, so that the keys are known before
+  # the service accounts exist). allUsers marks the public endpoints: each of them
+  # authenticates its caller itself (OAuth state, channel token, HMAC signature, admin
+  # token). `admin` has to be public because its callers' Authorization header carries
+  # crmsync's admin token, which Cloud Run would otherwise take for a Google ID token.
+  # crm_events is public while CRMs may POST signed events directly; its Pub/Sub push
+  # carries an OIDC token either way. The fan-out and the worker are never public.
+  invokers = {
+    oauth_start    = { public = "allUsers" }
+    oauth_callback = { public = "allUsers" }
+    google_webhook = { public = "allUsers" }
+    admin          = { public = "allUsers" }
+    crm_events = merge(
+      { pubsub = google_service_account.caller["pubsub"].member },
+      { for caller, member in { public = "allUsers" } : caller => member if var.crm_events_direct_https },
+    )
+    scheduler_fanout = { scheduler = google_service_account.caller["scheduler"].member }
+    sync_worker      = { tasks = google_service_account.caller["tasks"].member }
+  }
+
+  # Requests from Cloud Scheduler, Cloud Tasks and Pub/Sub of this project count as
+  # internal traffic, so the restricted functions refuse the internet at ingress too.
+  internal_only = toset(concat(["scheduler_fanout", "sync_worker"], var.crm_events_direct_https ? [] : ["crm_events"]))
+
+  # What every function reads from its environment (crmsync.entrypoints builds all of
+  # crmsync's services in every function). Secrets come from Secret Manager.
+  function_environment = {
+    CRMSYNC_STORE                 = "firestore"
+    GOOGLE_CLOUD_PROJECT          = var.project_id
+    CRMSYNC_HISTORY_DAYS          = tostring(var.history_days)
+    CRMSYNC_PUBLIC_URL            = local.public_url
+    CRMSYNC_TASKS_QUEUE           = local.queue_path
+    CRMSYNC_WORKER_URL            = local.worker_url
+    CRMSYNC_TASKS_SERVICE_ACCOUNT = google_service_account.caller["tasks"].email
+    CRMSYNC_KMS_KEY               = google_kms_crypto_key.token_vault.id
+  }
+  function_secrets = {
+    CRMSYNC_SECRET               = "crmsync-secret"
+    CRMSYNC_GOOGLE_CLIENT_ID     = "crmsync-google-client-id"
+    CRMSYNC_GOOGLE_CLIENT_SECRET = "crmsync-google-client-secret"
+  }
+}
+
+resource "google_cloudfunctions2_function" "crmsync" {
+  # checkov:skip=CKV_GCP_124:oauth_start, oauth_callback, google_webhook, admin and (with direct HTTPS) crm_events are called from the internet by users, Google and CRMs, and authenticate each request themselves; the fan-out and the worker are ALLOW_INTERNAL_ONLY (local.internal_only).
+  for_each = local.functions
+
+  project     = var.project_id
+  location    = var.region
+  name        = each.key
+  description = "crmsync ${each.key}"
+
+  build_config {
+    runtime         = var.runtime
+    entry_point     = each.key
+    service_account = google_service_account.caller["build"].id
+
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  service_config {
+    available_memory                 = each.value.memory
+    available_cpu                    = each.value.cpu
+    max_instance_request_concurrency = each.value.concurrency
+    min_instance_count               = each.value.min_instances
+    max_instance_count               = each.value.max_instances
+    timeout_seconds                  = each.value.timeout_seconds
+    service_account_email            = google_service_account.function[each.key].email
+    ingress_settings                 = contains(local.internal_only, each.key) ? "ALLOW_INTERNAL_ONLY" : "ALLOW_ALL"
+    all_traffic_on_latest_revision   = true
+
+    environment_variables = merge(local.function_environment, {
+      # functions-framework serves THREADS requests at once; match the concurrency.
+      THREADS = tostring(each.value.concurrency)
+    })
+
+    dynamic "secret_environment_variables" {
+      for_each = local.function_secrets
+      content {
+        key        = secret_environment_variables.key
+        project_id = var.project_id
+        secret     = google_secret_manager_secret.crmsync[secret_environment_variables.value].secret_id
+        version    = lookup(var.secret_versions, secret_environment_variables.value, "latest")
+      }
+    }
+  }
+
+  lifecycle {
+    precondition {
+      condition     = each.key != "sync_worker" || each.value.timeout_seconds >= 1800
+      error_message = "sync_worker needs a timeout of at least 1800 seconds (the Cloud Tasks dispatch deadline)."
+    }
+  }
+
+  depends_on = [
+    google_project_iam_member.build,
+    google_project_iam_member.firestore_user,
+    google_secret_manager_secret_iam_member.accessor,
+    google_firestore_database.crmsync,
+  ]
+}
+
+resource "google_cloud_run_v2_service_iam_member" "invoker" {
+  for_each = merge([
+    for name, members in local.invokers : {
+      for caller, member in members : "${name}/${caller}" => { name = name, member = member }
+    }
+  ]...)
+
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.crmsync[each.value.name].service_config[0].service
+  role     = "roles/run.invoker"
+  member   = each.value.member
+}

@@ -1,0 +1,49 @@
+# Secret Manager holds what the functions must not carry in plain configuration: the
+# key that signs onboarding links and OAuth states, and crmsync's OAuth client at
+# Google. Their values never pass through Terraform (its state is plain text): the
+# operator creates each secret with its first version (docs/deploy.md), and the apply
+# adopts it, then sets who may read it.
+locals {
+  secrets = {
+    "crmsync-secret"               = "Signs onboarding links and OAuth states (CRMSYNC_SECRET)."
+    "crmsync-google-client-id"     = "crmsync's OAuth client ID at Google (CRMSYNC_GOOGLE_CLIENT_ID)."
+    "crmsync-google-client-secret" = "crmsync's OAuth client secret at Google (CRMSYNC_GOOGLE_CLIENT_SECRET)."
+  }
+}
+
+import {
+  for_each = local.secrets
+  to       = google_secret_manager_secret.crmsync[each.key]
+  id       = "projects/${var.project_id}/secrets/${each.key}"
+}
+
+resource "google_secret_manager_secret" "crmsync" {
+  for_each = local.secrets
+
+  project   = var.project_id
+  secret_id = each.key
+  labels    = var.labels
+
+  annotations = {
+    purpose = each.value
+  }
+
+  replication {
+    auto {}
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+# Every function builds all of crmsync's services at start, so each reads each secret.
+resource "google_secret_manager_secret_iam_member" "accessor" {
+  for_each = {
+    for pair in setproduct(keys(local.secrets), keys(local.functions)) :
+    "${pair[0]}/${pair[1]}" => { secret = pair[0], function = pair[1] }
+  }
+
+  project   = var.project_id
+  secret_id = google_secret_manager_secret.crmsync[each.value.secret].secret_id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = google_service_account.function[each.value.function].member
+}

@@ -1,0 +1,284 @@
+"""infra/ and the code agree: a function per entry point, every variable the code reads
+set on the functions, the indexes and TTLs the store's queries rely on, every topic the
+code publishes to, and only the endpoints that authenticate their own callers public.
+
+The code side is read from the code itself (its AST, crmsync's own constants), so a
+change on one side without the other fails here rather than in production."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+from crmsync.queue.cloud_tasks import DISPATCH_DEADLINE
+from crmsync.store.firestore import INDEXES, TTL_FIELDS, UNINDEXED_FIELDS
+from tests.infra.terraform_config import ROOT, Terraform, block
+
+MAIN = ROOT / "functions" / "main.py"
+PACKAGE = ROOT / "shared" / "crmsync"
+LOCAL_STACK = ROOT / "sandbox" / "local" / "dev.py"
+
+# Variables the code reads only on a developer's machine: production must leave them
+# unset (each would point a function at something local).
+DEVELOPMENT_ONLY = {
+    "CRMSYNC_LOCAL_KEK": "a local key instead of Cloud KMS",
+    "CRMSYNC_KMS_ENDPOINT": "Cloud KMS at another address (the local sandbox)",
+    "CRMSYNC_GOOGLE_ROOT": "Google's APIs at another root (the local sandbox)",
+    "CLOUD_TASKS_EMULATOR_HOST": "the local Cloud Tasks emulator",
+}
+# Only these authenticate their callers themselves (OAuth state, channel token, HMAC
+# signature, admin token) and may be invoked by anyone.
+MAY_BE_PUBLIC = {"oauth_start", "oauth_callback", "google_webhook", "crm_events", "admin"}
+ENV_NAME = re.compile(r"[A-Z][A-Z0-9]*(_[A-Z0-9]+)+")
+
+
+# -- what the code says ---------------------------------------------------------------------
+def entry_points(source: Path = MAIN) -> set[str]:
+    """The module-level functions that functions-framework serves."""
+    tree = ast.parse(source.read_text())
+    return {
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef)
+        and any(
+            isinstance(d, ast.Attribute) and d.attr in ("http", "cloud_event")
+            for d in node.decorator_list
+        )
+    }
+
+
+def environment_read(package: Path = PACKAGE) -> dict[str, set[str]]:
+    """Variable name → the modules that read it: `env["X"]`, `env.get("X")`,
+    `os.environ[...]`, `os.getenv(...)`. SyncWorld (crmsync.testing) never runs in a
+    function."""
+    found: dict[str, set[str]] = {}
+    for path in sorted(package.rglob("*.py")):
+        module = path.relative_to(package.parent).with_suffix("").as_posix().replace("/", ".")
+        if module.startswith("crmsync.testing"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            key = _environment_key(node)
+            if isinstance(key, ast.Constant) and isinstance(key.value, str):
+                found.setdefault(key.value, set()).add(module)
+    return found
+
+
+def _environment_key(node: ast.AST) -> ast.expr | None:
+    """The key of `env[KEY]`, `env.get(KEY)` or `os.getenv(KEY)`, when it is a name."""
+    key: ast.expr | None = None
+    if isinstance(node, ast.Subscript) and _is_environment(node.value):
+        key = node.slice
+    elif isinstance(node, ast.Call) and node.args and isinstance(node.func, ast.Attribute):
+        reads = node.func.attr == "getenv" or (
+            node.func.attr == "get" and _is_environment(node.func.value)
+        )
+        key = node.args[0] if reads else None
+    if isinstance(key, ast.Constant) and isinstance(key.value, str):
+        return key if ENV_NAME.fullmatch(key.value) else None
+    return None
+
+
+def _is_environment(node: ast.expr) -> bool:
+    if isinstance(node, ast.Name):
+        return node.id in ("env", "environ", "environment")
+    return isinstance(node, ast.Attribute) and node.attr == "environ"
+
+
+def topics_published(package: Path = PACKAGE, local_stack: Path = LOCAL_STACK) -> set[str]:
+    """Topics the code publishes to: names given to `topic_path(project, NAME)` in
+    crmsync, and the local stack's CRM event topic (where a CRM publishes in production)."""
+    names: set[str] = set()
+    for path in [*sorted(package.rglob("*.py")), local_stack]:
+        tree = ast.parse(path.read_text())
+        constants = {
+            target.id: node.value.value
+            for node in tree.body
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+            for target in node.targets
+            if isinstance(target, ast.Name) and isinstance(node.value.value, str)
+        }
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            if node.func.attr == "topic_path" and len(node.args) == 2:
+                topic = node.args[1]
+                if isinstance(topic, ast.Constant) and isinstance(topic.value, str):
+                    names.add(topic.value)
+                elif isinstance(topic, ast.Name) and topic.id in constants:
+                    names.add(constants[topic.id])
+    return names
+
+
+def environment_provided(terraform: Terraform) -> set[str]:
+    """The variables functions.tf sets on every function, plain or from Secret Manager."""
+    return set(terraform.local("function_environment")) | set(terraform.local("function_secrets"))
+
+
+# -- functions ------------------------------------------------------------------------------
+def test_every_entry_point_has_a_function_named_after_it_and_vice_versa(
+    terraform: Terraform,
+) -> None:
+    declared = set(terraform.local("function_defaults"))
+    assert declared == entry_points(), "functions.tf and functions/main.py disagree"
+    function = terraform.resource("google_cloudfunctions2_function", "crmsync")
+    assert function["for_each"] == "${local.functions}"
+    assert function["name"] == "${each.key}", "CRMSYNC_PUBLIC_URL/<entry point> needs it"
+    assert block(function, "build_config")["entry_point"] == "${each.key}"
+
+
+def test_function_overrides_accept_exactly_the_entry_points(terraform: Terraform) -> None:
+    (names_check, _) = terraform.variables["function_overrides"]["validation"]
+    listed = set(re.findall(r'"(\w+)"', names_check["condition"]))
+    assert listed == entry_points()
+
+
+def test_every_function_runs_as_its_own_service_account(terraform: Terraform) -> None:
+    account = terraform.resource("google_service_account", "function")
+    assert account["for_each"] == "${local.functions}"
+    function = terraform.resource("google_cloudfunctions2_function", "crmsync")
+    email = block(function, "service_config")["service_account_email"]
+    assert email == "${google_service_account.function[each.key].email}"
+
+
+def test_the_worker_outlives_the_cloud_tasks_dispatch_deadline(terraform: Terraform) -> None:
+    worker = terraform.local("function_defaults")["sync_worker"]
+    assert DISPATCH_DEADLINE.total_seconds() <= worker["timeout_seconds"] <= 3600
+
+
+# -- environment ----------------------------------------------------------------------------
+def test_every_variable_the_code_reads_is_set_on_every_function(terraform: Terraform) -> None:
+    # Every entry point builds all of crmsync's services (crmsync.entrypoints.services),
+    # so every function reads every variable.
+    read = environment_read()
+    assert "CRMSYNC_PUBLIC_URL" in read and "CRMSYNC_TASKS_QUEUE" in read, "scan broken"
+    function = terraform.resource("google_cloudfunctions2_function", "crmsync")
+    config = block(function, "service_config")
+    assert "local.function_environment" in config["environment_variables"]
+    secret_block = config["dynamic"][0]["secret_environment_variables"]
+    assert secret_block["for_each"] == "${local.function_secrets}"
+    provided = environment_provided(terraform)
+    missing = {
+        name: sorted(modules)
+        for name, modules in read.items()
+        if name not in provided and name not in DEVELOPMENT_ONLY
+    }
+    assert not missing, f"read by the code, not set by infra/functions.tf: {missing}"
+
+
+def test_development_only_variables_are_read_by_the_code_and_unset_in_production(
+    terraform: Terraform,
+) -> None:
+    read = environment_read()
+    assert set(DEVELOPMENT_ONLY) <= set(read), "a development-only variable is no longer read"
+    provided = environment_provided(terraform)
+    assert not provided & set(DEVELOPMENT_ONLY)
+
+
+def test_every_secret_a_function_reads_is_a_secret_the_deployment_adopts(
+    terraform: Terraform,
+) -> None:
+    secrets = set(terraform.local("secrets"))
+    assert set(terraform.local("function_secrets").values()) <= secrets
+    (adopted,) = terraform.imports
+    assert adopted["for_each"] == "${local.secrets}"
+    assert adopted["to"] == "${google_secret_manager_secret.crmsync[each.key]}"
+    accessors = terraform.resource("google_secret_manager_secret_iam_member", "accessor")
+    assert "keys(local.secrets), keys(local.functions)" in accessors["for_each"]
+
+
+# -- Firestore ------------------------------------------------------------------------------
+def test_every_composite_index_the_store_needs_is_declared_and_no_other(
+    terraform: Terraform,
+) -> None:
+    needed = {(i.collection_group, i.query_scope, tuple(i.fields)) for i in INDEXES}
+    declared = {
+        (index["collection"], index["query_scope"], tuple(tuple(f) for f in index["fields"]))
+        for index in terraform.local("firestore_indexes").values()
+    }
+    assert declared == needed
+    resource = terraform.resource("google_firestore_index", "crmsync")
+    assert resource["for_each"] == "${local.firestore_indexes}"
+
+
+def test_every_ttl_field_of_the_store_has_a_ttl_policy(terraform: Terraform) -> None:
+    assert terraform.local("firestore_ttl_fields") == TTL_FIELDS
+    field = terraform.resource("google_firestore_field", "crmsync")
+    assert field["for_each"] == "${local.firestore_fields}"
+    assert "local.firestore_ttl_fields" in terraform.local("firestore_fields")
+    assert field["dynamic"][0]["ttl_config"]["for_each"] == "${each.value.ttl ? [true] : []}"
+
+
+def test_every_field_the_store_never_queries_is_exempt_from_indexing(
+    terraform: Terraform,
+) -> None:
+    declared = {k: set(v) for k, v in terraform.local("firestore_unindexed_fields").items()}
+    assert declared == {k: set(v) for k, v in UNINDEXED_FIELDS.items()}
+    assert "local.firestore_unindexed_fields" in terraform.local("firestore_fields")
+    field = terraform.resource("google_firestore_field", "crmsync")
+    assert field["index_config"] == [{}], "an empty index_config turns indexing off"
+
+
+# -- Pub/Sub --------------------------------------------------------------------------------
+def test_every_topic_the_code_publishes_to_exists(terraform: Terraform) -> None:
+    published = topics_published()
+    assert "crm-events" in published, "scan broken: the local stack publishes CRM events"
+    assert published <= set(terraform.local("topics"))
+
+
+def test_crm_events_are_pushed_to_crm_events_with_oidc_and_a_dead_letter_topic(
+    terraform: Terraform,
+) -> None:
+    pushes = terraform.local("push_subscriptions")
+    assert {"topic": "crm-events", "function": "crm_events"} in pushes.values()
+    assert all(push["function"] in entry_points() for push in pushes.values())
+    assert all(push["topic"] in terraform.local("topics") for push in pushes.values())
+    subscription = terraform.resource("google_pubsub_subscription", "push")
+    assert subscription["for_each"] == "${local.push_subscriptions}"
+    push = block(subscription, "push_config")
+    token = block(push, "oidc_token")
+    assert token["audience"] == push["push_endpoint"], "Cloud Run checks the audience"
+    assert 'caller["pubsub"]' in token["service_account_email"]
+    assert block(subscription, "dead_letter_policy")["max_delivery_attempts"] >= 5
+    assert block(subscription, "expiration_policy")["ttl"] == ""
+
+
+def test_gmail_may_publish_its_notifications(terraform: Terraform) -> None:
+    grant = terraform.resource("google_pubsub_topic_iam_member", "gmail_publisher")
+    assert grant["member"] == "serviceAccount:gmail-api-push@system.gserviceaccount.com"
+    assert grant["role"] == "roles/pubsub.publisher"
+    assert "gmail-notifications" in grant["topic"]
+
+
+# -- who may call what ----------------------------------------------------------------------
+def test_only_endpoints_that_authenticate_their_callers_are_public(terraform: Terraform) -> None:
+    invokers = terraform.local("invokers")
+    assert set(invokers) == entry_points(), "every function needs its invokers declared"
+    public = {name for name, members in invokers.items() if "allUsers" in str(members)}
+    assert public <= MAY_BE_PUBLIC
+    assert {"scheduler_fanout", "sync_worker"}.isdisjoint(public)
+    assert '"scheduler_fanout", "sync_worker"' in terraform.local("internal_only")
+
+
+def test_scheduler_and_tasks_call_their_function_with_oidc_for_its_address(
+    terraform: Terraform,
+) -> None:
+    job = block(terraform.resource("google_cloud_scheduler_job", "fanout"), "http_target")
+    assert 'crmsync["scheduler_fanout"]' in job["uri"]
+    assert block(job, "oidc_token")["audience"] == job["uri"]
+    queue = block(terraform.resource("google_cloud_tasks_queue", "cycles"), "http_target")
+    audience = block(queue, "oidc_token")["audience"]
+    assert 'crmsync["sync_worker"].service_config[0].uri' in audience
+    assert block(queue, "uri_override")["uri_override_enforce_mode"] == "ALWAYS"
+
+
+# -- the Terraform itself -------------------------------------------------------------------
+def test_every_variable_is_typed_and_described(terraform: Terraform) -> None:
+    for name, variable in terraform.variables.items():
+        assert variable.get("description"), f"variable {name} has no description"
+        assert variable.get("type"), f"variable {name} has no type"
+
+
+def test_every_output_is_described(terraform: Terraform) -> None:
+    for name, output in terraform.outputs.items():
+        assert output.get("description"), f"output {name} has no description"
