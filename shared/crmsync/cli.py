@@ -1,4 +1,7 @@
-"""The `crmsync` command. Today it has one verb: `conformance`, the CRM vendor's kit."""
+"""The `crmsync` command: `conformance` (the CRM vendor's kit), and the operator's
+`tenant` (register a tenant) and `onboarding-link` (a user's link to connect), which
+act on a deployment through the same environment the functions read (see
+`crmsync.entrypoints`)."""
 
 from __future__ import annotations
 
@@ -25,8 +28,71 @@ def main(argv: Sequence[str] | None = None) -> int:
     kit.add_argument("--examples", type=int, default=20, help="fuzzed requests per operation")
     kit.add_argument("--no-fuzz", action="store_true", help="only the behavioural checks")
     kit.add_argument("--contract", type=Path, help="another copy of the contract to fuzz")
+    tenant = verbs.add_parser(
+        "tenant",
+        help="register a tenant (a CRM installation); prints its admin token once",
+        description="The CRM's API token and the secret that signs its change events are "
+        "read from CRMSYNC_NEW_CRM_TOKEN and CRMSYNC_NEW_EVENT_SECRET, or asked for, so "
+        "they never appear in a shell history.",
+    )
+    tenant.add_argument("--id", required=True, help="the tenant id (letters, digits, - _)")
+    tenant.add_argument("--name", required=True, help="the tenant's display name")
+    tenant.add_argument("--crm-base-url", required=True, help="the CRM contract's base URL")
+    tenant.add_argument("--seats", type=int, default=10, help="connections allowed (AUTH-6)")
+    link = verbs.add_parser("onboarding-link", help="a user's link to connect an account")
+    link.add_argument("--tenant", required=True)
+    link.add_argument("--user", required=True, help="the user id in crmsync")
+    link.add_argument("--crm-user", help="the CRM user id, when it differs (AUTH-5)")
     args = parser.parse_args(argv)
+    if args.verb == "tenant":
+        return register_tenant(args)
+    if args.verb == "onboarding-link":
+        return onboarding_link(args)
     return conformance(args)
+
+
+def register_tenant(args: argparse.Namespace) -> int:
+    import getpass
+    import os
+
+    from crmsync import entrypoints, service
+
+    crm_token = os.environ.get("CRMSYNC_NEW_CRM_TOKEN") or getpass.getpass("CRM API token: ")
+    secret = os.environ.get("CRMSYNC_NEW_EVENT_SECRET") or getpass.getpass("event secret: ")
+    try:
+        admin = service.create_tenant(
+            entrypoints.from_environment(os.environ),
+            args.id,
+            name=args.name,
+            crm_base_url=args.crm_base_url,
+            crm_token=crm_token,
+            event_secret=secret,
+            seats=args.seats,
+        )
+    except service.Refused as refused:
+        print(f"refused: {refused.reason}", file=sys.stderr)
+        return 2
+    print(f"tenant {args.id} registered; its admin token (shown once): {admin}")
+    return 0
+
+
+def onboarding_link(args: argparse.Namespace) -> int:
+    import os
+
+    from crmsync import entrypoints, service
+
+    try:
+        url = service.onboarding_link(
+            entrypoints.from_environment(os.environ),
+            args.tenant,
+            args.user,
+            crm_user=args.crm_user,
+        )
+    except service.Refused as refused:
+        print(f"refused: {refused.reason}", file=sys.stderr)
+        return 2
+    print(url)
+    return 0
 
 
 def conformance(args: argparse.Namespace) -> int:

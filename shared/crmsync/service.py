@@ -131,17 +131,18 @@ def create_tenant(
     for provider in PROVIDERS:
         resolve(provider, settings or {})  # SET-2: tenant defaults must be valid
     admin_secret = secrets.token_urlsafe(32)
-    services.backend.store(tenant).save_tenant_record(
-        {
-            "name": name,
-            "crm": {"base_url": crm_base_url},
-            "crm_token": services.vault.seal(crm_token.encode(), f"{tenant}/crm-token"),
-            "event_secret": services.vault.seal(event_secret.encode(), f"{tenant}/event-secret"),
-            "admin_token_digest": _digest(admin_secret),
-            "settings": dict(settings or {}),
-            "seats": seats,
-        }
-    )
+    store = services.backend.store(tenant)
+    record: dict[str, Any] = {
+        "name": name,
+        "crm": {"base_url": crm_base_url},
+        "crm_token": services.vault.seal(crm_token.encode(), f"{tenant}/crm-token"),
+        "event_secret": services.vault.seal(event_secret.encode(), f"{tenant}/event-secret"),
+        "admin_token_digest": _digest(admin_secret),
+        "seats": seats,
+    }
+    if settings is not None or store.tenant_record() is None:  # a re-registration (to
+        record["settings"] = dict(settings or {})  # rotate secrets) keeps the settings
+    store.save_tenant_record(record)
     return f"{tenant}.{admin_secret}"
 
 

@@ -1,0 +1,61 @@
+"""The operator's `crmsync tenant` and `crmsync onboarding-link` act on a deployment
+through the environment the functions read, here on the Firestore emulator (AUTH-1)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+
+from crmsync import entrypoints, service
+from crmsync.cli import main
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def deployment(firestore_client: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    env = {
+        "GOOGLE_CLOUD_PROJECT": firestore_client.project,
+        "CRMSYNC_TASKS_QUEUE": "projects/p/locations/l/queues/q",
+        "CRMSYNC_WORKER_URL": "https://functions.example/sync_worker",
+        "CRMSYNC_SECRET": "operator-test-secret-0123456789",
+        "CRMSYNC_LOCAL_KEK": base64.b64encode(b"k" * 32).decode(),
+        "CRMSYNC_PUBLIC_URL": "https://functions.example",
+        "CRMSYNC_NEW_CRM_TOKEN": "the-crm-api-token",
+        "CRMSYNC_NEW_EVENT_SECRET": "the-event-secret",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+def test_AUTH1_an_operator_registers_a_tenant_and_makes_onboarding_links(
+    deployment: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        ["tenant", "--id", "acme", "--name", "ACME", "--crm-base-url", "https://crm.example"]
+    )
+    printed = capsys.readouterr().out
+    assert code == 0 and "admin token" in printed
+    admin = printed.rsplit(" ", 1)[1].strip()
+    assert "the-crm-api-token" not in printed
+
+    assert main(["onboarding-link", "--tenant", "acme", "--user", "u7"]) == 0
+    link = capsys.readouterr().out.strip()
+
+    services = entrypoints.from_environment(deployment)
+    assert service.admin_tenant(services, f"Bearer {admin}") == "acme"
+    assert link.startswith("https://functions.example/oauth_start?link=")
+    assert service.read_link(services, link.split("link=", 1)[1]) == ("acme", "u7")
+    record = services.backend.store("acme").tenant_record()
+    assert record["crm"]["base_url"] == "https://crm.example"
+    assert "the-crm-api-token" not in str(record)  # sealed
+
+
+def test_AUTH1_a_link_for_an_unknown_tenant_is_refused(
+    deployment: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["onboarding-link", "--tenant", "nobody", "--user", "u1"]) == 2
+    assert "no such tenant" in capsys.readouterr().err
