@@ -6,11 +6,12 @@ locals {
     oauth_start = { memory = "512Mi", cpu = "1", concurrency = 8, min_instances = 0, max_instances = 10, timeout_seconds = 60 }
     # Public: Google's redirect after consent; exchanges the code, opens the push channel.
     oauth_callback = { memory = "512Mi", cpu = "1", concurrency = 8, min_instances = 0, max_instances = 10, timeout_seconds = 120 }
-    # Public: Calendar push notifications, authenticated by the channel token. Kept warm:
-    # Google retries slow receivers and eventually stops the channel.
-    google_webhook = { memory = "512Mi", cpu = "1", concurrency = 16, min_instances = 1, max_instances = 20, timeout_seconds = 60 }
-    # Signed CRM events (HMAC checked by crmsync), direct HTTPS or Pub/Sub push; warm.
-    crm_events = { memory = "512Mi", cpu = "1", concurrency = 16, min_instances = 1, max_instances = 20, timeout_seconds = 60 }
+    # Public: Calendar push notifications, authenticated by the channel token. Scales to
+    # zero like everything else; set min_instances = 1 in function_overrides to keep one
+    # warm if cold starts delay notifications too much (bench/runtime.py measures them).
+    google_webhook = { memory = "512Mi", cpu = "1", concurrency = 16, min_instances = 0, max_instances = 20, timeout_seconds = 60 }
+    # Signed CRM events (HMAC checked by crmsync), direct HTTPS or Pub/Sub push.
+    crm_events = { memory = "512Mi", cpu = "1", concurrency = 16, min_instances = 0, max_instances = 20, timeout_seconds = 60 }
     # Cloud Scheduler only: pages through due connections; one tick at a time.
     scheduler_fanout = { memory = "1Gi", cpu = "1", concurrency = 1, min_instances = 0, max_instances = 2, timeout_seconds = 540 }
     # Cloud Tasks only: one cycle per request, 20 minutes of work within the 30-minute
