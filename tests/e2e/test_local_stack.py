@@ -256,14 +256,20 @@ def test_RUN6_a_worker_killed_mid_cycle_is_resumed_by_the_next_task_and_converge
     live: LocalStack, firestore_client: firestore.Client
 ) -> None:
     quiet(live)
-    for i in range(30):
-        contact = live.crm.create(
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=3)
+    for i in range(30):  # one insert request each (new contacts would go in one batch)
+        live.crm.create(
             DEMO_TENANT,
-            "contact",
-            {"first_name": f"P{i}", "last_name": "Killed", "emails": [f"p{i}@killed.example"]},
+            "activity",
+            {
+                "type": "meeting",
+                "subject": f"Killed {i}",
+                "start": start + timedelta(hours=i),
+                "end": start + timedelta(hours=i, minutes=30),
+                "timezone": "UTC",
+            },
             "u1",
         )
-        live.crm.add_to_group(DEMO_TENANT, "u1", contact)
     port = free_port()
     env = {
         **os.environ,
@@ -305,13 +311,13 @@ def test_RUN6_a_worker_killed_mid_cycle_is_resumed_by_the_next_task_and_converge
             lambda: live.google.requests.get("POST", 0) >= created_before + 5,
             what="the worker's first writes to Google",
         )
-        os.killpg(worker.pid, signal.SIGKILL)  # mid-cycle: some contacts made, most not
+        os.killpg(worker.pid, signal.SIGKILL)  # mid-cycle: some events made, most not
         worker.wait(timeout=10)
     finally:
         if worker.poll() is None:
             os.killpg(worker.pid, signal.SIGKILL)
     live.slow.delay = 0.0  # type: ignore[attr-defined]
-    made = [n for n in google_contacts(live) if n.endswith("Killed")]
+    made = killed_events(live)
     assert 0 < len(made) < 30
     store = live.services.backend.store(DEMO_TENANT)
     record = store.connection_record(CONNECTION)
@@ -323,12 +329,18 @@ def test_RUN6_a_worker_killed_mid_cycle_is_resumed_by_the_next_task_and_converge
     service.sync_now(live.services, DEMO_TENANT, CONNECTION)
 
     def converged() -> bool:
-        names = [n for n in google_contacts(live) if n.endswith("Killed")]
+        names = killed_events(live)
         return len(names) == 30
 
-    eventually(converged, timeout=60, what="every contact in Google")
-    names = [n for n in google_contacts(live) if n.endswith("Killed")]
-    assert sorted(names) == sorted({f"P{i} Killed" for i in range(30)})  # none twice
+    eventually(converged, timeout=60, what="every event in Google")
+    names = killed_events(live)
+    assert sorted(names) == sorted(f"Killed {i}" for i in range(30))  # none twice
+
+
+def killed_events(stack: LocalStack) -> list[str]:
+    events = as_dana(stack, "calendar", "v3").events()
+    listed = events.list(calendarId="primary", maxResults=250).execute()["items"]
+    return [str(e["summary"]) for e in listed if str(e.get("summary", "")).startswith("Killed")]
 
 
 def _listening(port: int) -> bool:
