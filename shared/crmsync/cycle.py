@@ -44,6 +44,10 @@ BATCH = 200  # plain creates the cycle hands a side in one call, when it takes s
 RENEW_EVERY = 60.0  # seconds of work between renewals of the lease
 
 
+class BudgetSpent(Exception):
+    """The cycle's time budget ran out in the middle of a plan."""
+
+
 class LeaseLost(Exception):
     """The lease expired while the cycle ran and another cycle took it: stop writing."""
 
@@ -73,6 +77,7 @@ class Cycle:
     _retry_after: float | None = None
     ticker: Callable[[], float] = time.monotonic  # elapsed time, for budget and lease
     _queued: set[str] | None = None
+    _deadline: float | None = None
     _renewed: float = 0.0
 
     def __post_init__(self) -> None:
@@ -131,6 +136,7 @@ class Cycle:
         cycle: nothing can succeed until the user reconnects (AUTH-3)."""
         self._renewed = self.ticker()
         deadline = self._renewed + self.budget_seconds if self.budget_seconds else None
+        self._deadline = deadline
         pending_kinds: list[Kind] = []
         try:
             self.finish_journal()
@@ -141,6 +147,8 @@ class Cycle:
                 if self.settings.enabled(kind):
                     try:
                         self.sync_kind(kind)
+                    except BudgetSpent:  # its cursors stay: the next run reads it again
+                        pending_kinds.append(kind)  # and finds what was done linked
                     except (TransientError, PermanentError) as exc:
                         self.kind_failed(kind, exc)
         except GrantRevoked as exc:
@@ -395,6 +403,11 @@ class Cycle:
         return chosen
 
     # -- applying a plan ---------------------------------------------------------------
+    def within_budget(self) -> None:
+        """RUN-6: past the time budget, stop applying (the cycle yields to its next run)."""
+        if self._deadline is not None and self.ticker() > self._deadline:
+            raise BudgetSpent()
+
     def keep_lease(self) -> None:
         """Renew the lease every RENEW_EVERY seconds of work (RUN-3), so a long cycle
         keeps the connection to itself; a lease lost meanwhile stops it."""
@@ -409,6 +422,7 @@ class Cycle:
         decisions = list(plan.decisions)
         at = 0
         while at < len(decisions):
+            self.within_budget()
             batch = self.batch_at(decisions, at)
             if batch:
                 retry |= self.apply_batch(batch)

@@ -643,3 +643,23 @@ def test_RUN3_a_cycle_that_lost_its_lease_stops_writing() -> None:
     assert run["status"] == "lease_lost"
     assert len(world.provider.all("activity")) < 6
     assert world.store.lease_holder(world.connection.id) is None
+
+
+def test_RUN6_a_cycle_out_of_time_mid_plan_yields_and_the_next_resumes_without_redoing() -> None:
+    world = SyncWorld()
+    for n in range(8):
+        world.crm.create("activity", meeting(f"M{n}"))
+    cycle = world.cycle()
+    cycle.ticker = Ticker(10.0)
+    cycle.budget_seconds = 100.0
+
+    first = cycle.run()
+
+    made_first = len(world.provider.all("activity"))
+    assert first["status"] == "continued" and "activity" in first["pending"]
+    assert 0 < made_first < 8
+    world.advance(timedelta(minutes=1))
+    second = world.sync()
+    assert second["status"] == "ok"
+    assert subjects(world.provider.all("activity")) == [f"M{n}" for n in range(8)]
+    assert second["counts"]["activity"]["create"] == 8 - made_first  # nothing twice
