@@ -19,7 +19,7 @@ locals {
   notification_channels = concat(google_monitoring_notification_channel.email[*].id, var.notification_channels)
 
   log_metrics = {
-    # crmsync.service._check_health: a run still holds its lease 45 minutes past expiry.
+    # crmsync.service._check_health: a run has been marked running for 45 minutes.
     stuck_connections = {
       description = "Connections the fan-out found with a stuck run."
       filter      = "jsonPayload.message=\"connection health\" AND jsonPayload.health=\"stuck\""
