@@ -22,17 +22,16 @@ task, and where that differs from Cloud Tasks:
 from __future__ import annotations
 
 import atexit
-import contextlib
 import os
-import signal
 import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import IO
+
+from sandbox.local.emulators import Emulator, free_port
 
 TASKS_VENV = Path(__file__).resolve().parents[2] / ".venv-tasks"
 LOCAL_QUEUE = "projects/crmsync-local/locations/local/queues/sync"
@@ -42,47 +41,15 @@ class EmulatorMissing(RuntimeError):
     """The emulator's virtual environment is not there."""
 
 
-class CloudTasksEmulator:
+class CloudTasksEmulator(Emulator):
     """A running emulator: `host` is its host:port, for CLOUD_TASKS_EMULATOR_HOST."""
 
     def __init__(
         self, process: subprocess.Popen[bytes], host: str, queues: Sequence[str], log: IO[bytes]
     ) -> None:
-        self.process = process
-        self.host = host
+        project = queues[0].split("/")[1] if queues else ""
+        super().__init__("cloud-tasks", process, host, project, log)
         self.queues = tuple(queues)
-        self._log = log
-
-    def output(self) -> str:
-        """What the emulator has printed so far (its errors; task bodies are not logged)."""
-        self._log.flush()
-        self._log.seek(0)
-        return self._log.read().decode(errors="replace")
-
-    def stop(self) -> None:
-        """End the emulator and anything it started; calling it again does nothing."""
-        atexit.unregister(self.stop)
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self._log.close()
-
-    def __enter__(self) -> CloudTasksEmulator:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def start_cloud_tasks(
@@ -99,7 +66,7 @@ def start_cloud_tasks(
         raise EmulatorMissing(
             f"the Cloud Tasks emulator is not installed in {venv.name}: run `make venv`"
         )
-    port = port or _free_port()
+    port = port or free_port()
     command = [str(python), "-m", "gcloud_tasks_emulator", "start", "--port", str(port), "-q"]
     for queue in queues:
         command += ["--default-queue", queue]
@@ -139,10 +106,3 @@ def _wait_until_listening(emulator: CloudTasksEmulator, port: int, timeout: floa
                     f"{emulator.output()}"
                 ) from None
             time.sleep(0.02)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port

@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -44,7 +43,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("OAUTHLIB_INSECURE_TRANSPORT", "1")  # the sandbox is plain http
 
     from sandbox.local.cloud_tasks import LOCAL_QUEUE, start_cloud_tasks
-    from sandbox.local.emulators import EmulatorUnavailable, start_firestore, start_pubsub
+    from sandbox.local.emulators import (
+        EmulatorUnavailable,
+        free_port,
+        start_firestore,
+        start_pubsub,
+    )
 
     with ExitStack() as stack:
         try:
@@ -67,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sandbox.local.stack import DEMO_USERS, LocalStack
 
         configure_logging(open(os.devnull, "w"))  # noqa: SIM115 - the product's own logs
-        port = args.port or _free_port()
+        port = args.port or free_port()
         worker_url = f"http://127.0.0.1:{port}/sync_worker"
         backend = FirestoreBackend(firestore.Client(project=firestore_emulator.project))
         queue = CloudTasksQueue(emulator_client(tasks_emulator.host), LOCAL_QUEUE, worker_url)
@@ -157,28 +161,13 @@ def _demo_google_event(local: Any) -> str:
     """The rep adds a meeting in Google Calendar."""
     from datetime import UTC, datetime, timedelta
 
-    from google.oauth2.credentials import Credentials
-    from googleapiclient.discovery import build
-
-    from sandbox.local.stack import DEMO_USERS
-
-    email = DEMO_USERS["u1"]
-    token = local.google.issue_token(email, ["https://www.googleapis.com/auth/calendar"])
-    calendar = build(
-        "calendar",
-        "v3",
-        credentials=Credentials(token),
-        client_options={"api_endpoint": local.google_url + "calendar/v3/"},
-        static_discovery=True,
-        cache_discovery=False,
-    )
     start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(days=1)
     body = {
         "summary": "Coffee with Grace",
         "start": {"dateTime": start.isoformat()},
         "end": {"dateTime": (start + timedelta(minutes=30)).isoformat()},
     }
-    calendar.events().insert(calendarId="primary", body=body).execute()
+    local.google_api("calendar", "v3").events().insert(calendarId="primary", body=body).execute()
     return "demo: u1 added 'Coffee with Grace' in Google Calendar (push → task → worker)"
 
 
@@ -231,12 +220,6 @@ def _publish_change(local: Any, publisher: Any, topic: str) -> None:
 def say(*lines: str) -> None:
     for line in lines:
         print(line, flush=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 if __name__ == "__main__":

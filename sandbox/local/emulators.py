@@ -32,7 +32,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Self
 
 DEFAULT_SDK_ROOT = Path("/usr/lib/google-cloud-sdk")
 DEFAULT_PROJECT = "crmsync-local"
@@ -85,6 +85,8 @@ class Emulator:
             path = f"/emulator/v1/projects/{self.project}/databases/(default)/documents"
             _request("DELETE", f"http://{self.host}{path}")
             return
+        if self.name != "pubsub":
+            raise NotImplementedError(f"the {self.name} emulator has no reset")
         for collection in ("subscriptions", "topics"):
             listing = _request("GET", f"http://{self.host}/v1/projects/{self.project}/{collection}")
             for name in _names(listing, collection):
@@ -104,7 +106,7 @@ class Emulator:
                 self.process.wait()
         self._log.close()
 
-    def __enter__(self) -> Emulator:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -146,7 +148,7 @@ def start_firestore(
     jar = sdk_root() / FIRESTORE_JAR
     if not jar.is_file():
         raise EmulatorUnavailable(f"the Firestore emulator is not installed.\n{INSTALL_HINT}")
-    port = port or _free_port()
+    port = port or free_port()
     command = [
         _java(),
         "-Duser.language=en",  # the emulator only speaks English
@@ -168,7 +170,7 @@ def start_pubsub(
     jars = sorted((sdk_root() / PUBSUB_LIB).glob("cloud-pubsub-emulator-*.jar"))
     if not jars:
         raise EmulatorUnavailable(f"the Pub/Sub emulator is not installed.\n{INSTALL_HINT}")
-    port = port or _free_port()
+    port = port or free_port()
     command = [_java(), "-jar", str(jars[-1]), "--host=127.0.0.1", f"--port={port}"]
     return _start("pubsub", command, port, project, timeout)
 
@@ -243,7 +245,8 @@ def _names(listing: bytes, collection: str) -> list[str]:
     return [item["name"] for item in found]
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on now."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]

@@ -47,6 +47,7 @@ TARGETS = (
 CLIENT_ID = "crmsync-local.apps.example"
 CLIENT_SECRET = "local-client-secret"
 EVENT_SECRET = "demo-event-secret"
+SCOPE = "https://www.googleapis.com/auth/"
 DEMO_USERS = {"u1": "dana.rep@demo.example", "u2": "max.manager@demo.example"}
 
 
@@ -181,6 +182,34 @@ class LocalStack:
         assert chosen.status_code == 302, chosen.text
         back = consent(chosen.headers["Location"], DEMO_USERS[user])
         return requests.get(back, timeout=60)
+
+    def google_api(self, api: str, version: str, user: str = "u1") -> Any:
+        """The user's own Google apps: a client of their sandbox account (not crmsync's)."""
+        from google.oauth2.credentials import Credentials
+        from googleapiclient.discovery import build
+
+        scopes = [SCOPE + name for name in ("calendar", "contacts", "tasks")]
+        token = self.google.issue_token(DEMO_USERS[user], scopes)
+        endpoint = self.google_url + ("calendar/v3/" if api == "calendar" else "")
+        return build(
+            api,
+            version,
+            credentials=Credentials(token),  # type: ignore[no-untyped-call]
+            client_options={"api_endpoint": endpoint},
+            static_discovery=True,
+            cache_discovery=False,
+        )
+
+    def google_contact_names(self, user: str = "u1") -> list[str]:
+        """The names of the user's Google contacts, sorted."""
+        people = self.google_api("people", "v1", user).people()
+        listing = people.connections().list(resourceName="people/me", personFields="names")
+        answer = listing.execute()
+        return sorted(
+            name.get("displayName", "")
+            for person in answer.get("connections", [])
+            for name in person.get("names", [])
+        )
 
     def post_event(self, user: str, kind: str, ids: list[str]) -> requests.Response:
         """The CRM tells crmsync that records of `user` changed (signed)."""

@@ -27,8 +27,6 @@ from typing import Any
 import pytest
 import requests
 from google.cloud import firestore, pubsub_v1
-from google.oauth2.credentials import Credentials
-from googleapiclient.discovery import build
 
 from crmsync import service
 from crmsync.crm import events
@@ -37,6 +35,7 @@ from crmsync.store.firestore import FirestoreBackend
 from sandbox.crm.seed import DEMO_TENANT
 from sandbox.google.calendar import push_delivered
 from sandbox.local.cloud_tasks import LOCAL_QUEUE, start_cloud_tasks
+from sandbox.local.emulators import free_port
 from sandbox.local.stack import EVENT_SECRET, LocalStack
 
 pytestmark = pytest.mark.integration
@@ -44,13 +43,6 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 CONNECTION = "google-u1"
 DANA = "dana.rep@demo.example"
-SCOPES = ["https://www.googleapis.com/auth/" + name for name in ("calendar", "contacts", "tasks")]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def eventually(check: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
@@ -148,27 +140,6 @@ def finished_runs(stack: LocalStack) -> list[dict[str, Any]]:
     return [r for r in runs if r["status"] not in ("running",)]
 
 
-def as_dana(stack: LocalStack, api: str, version: str) -> Any:
-    token = stack.google.issue_token(DANA, SCOPES)
-    endpoint = stack.google_url + ("calendar/v3/" if api == "calendar" else "")
-    return build(
-        api,
-        version,
-        credentials=Credentials(token),  # type: ignore[no-untyped-call]
-        client_options={"api_endpoint": endpoint},
-        static_discovery=True,
-        cache_discovery=False,
-    )
-
-
-def google_contacts(stack: LocalStack) -> list[str]:
-    people = as_dana(stack, "people", "v1").people()
-    answer = people.connections().list(resourceName="people/me", personFields="names").execute()
-    return sorted(
-        n.get("displayName", "") for p in answer.get("connections", []) for n in p.get("names", [])
-    )
-
-
 def ada(stack: LocalStack) -> str:
     return next(
         r["id"] for r in stack.crm.all(DEMO_TENANT, "contact") if r["last_name"] == "Lovelace"
@@ -178,7 +149,7 @@ def ada(stack: LocalStack) -> str:
 def test_RUN3_a_crm_edit_reaches_google_through_pubsub_cloud_tasks_and_the_worker(
     live: LocalStack,
 ) -> None:
-    assert google_contacts(live) == ["Ada Lovelace", "Grace Hopper"]
+    assert live.google_contact_names() == ["Ada Lovelace", "Grace Hopper"]
     ada_id = ada(live)
     live.crm.update(DEMO_TENANT, "contact", ada_id, {"last_name": "King"})
     now = datetime.now(UTC)
@@ -195,8 +166,8 @@ def test_RUN3_a_crm_edit_reaches_google_through_pubsub_cloud_tasks_and_the_worke
     signature = events.sign(EVENT_SECRET.encode(), body, now)
     publisher.publish(live.topic, body, signature=signature).result(timeout=30)  # type: ignore[attr-defined]
 
-    eventually(lambda: "Ada King" in google_contacts(live), what="Ada's new name in Google")
-    assert "Ada Lovelace" not in google_contacts(live)
+    eventually(lambda: "Ada King" in live.google_contact_names(), what="Ada's new name in Google")
+    assert "Ada Lovelace" not in live.google_contact_names()
     eventually(lambda: any(r["trigger"] == "crm" for r in finished_runs(live)), what="the crm run")
 
 
@@ -204,7 +175,7 @@ def test_RUN3_a_google_edit_reaches_the_crm_through_push_cloud_tasks_and_the_wor
     live: LocalStack,
 ) -> None:
     start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=2)
-    as_dana(live, "calendar", "v3").events().insert(
+    live.google_api("calendar", "v3").events().insert(
         calendarId="primary",
         body={
             "summary": "Demo with Grace",
@@ -338,7 +309,7 @@ def test_RUN6_a_worker_killed_mid_cycle_is_resumed_by_the_next_task_and_converge
 
 
 def killed_events(stack: LocalStack) -> list[str]:
-    events = as_dana(stack, "calendar", "v3").events()
+    events = stack.google_api("calendar", "v3").events()
     listed = events.list(calendarId="primary", maxResults=250).execute()["items"]
     return [str(e["summary"]) for e in listed if str(e.get("summary", "")).startswith("Killed")]
 

@@ -17,8 +17,6 @@ from typing import Any
 
 import pytest
 import requests
-from google.oauth2.credentials import Credentials
-from googleapiclient.discovery import build
 
 from crmsync import service
 from crmsync.logs import configure_logging
@@ -34,7 +32,6 @@ pytestmark = pytest.mark.integration
 CONNECTION = "google-u1"
 DANA = "dana.rep@demo.example"
 SECRET = EVENT_SECRET.encode()
-SCOPES = ["https://www.googleapis.com/auth/" + name for name in ("calendar", "contacts", "tasks")]
 
 
 @pytest.fixture
@@ -84,29 +81,6 @@ def store(stack: LocalStack) -> object:
     return stack.services.backend.store(DEMO_TENANT)
 
 
-def as_dana(stack: LocalStack, api: str, version: str) -> Any:
-    """Dana's own Google apps: a client of her account with a token of its own."""
-    token = stack.google.issue_token(DANA, SCOPES)
-    endpoint = stack.google_url + ("calendar/v3/" if api == "calendar" else "")
-    return build(
-        api,
-        version,
-        credentials=Credentials(token),  # type: ignore[no-untyped-call]
-        client_options={"api_endpoint": endpoint},
-        static_discovery=True,
-        cache_discovery=False,
-    )
-
-
-def google_contacts(stack: LocalStack) -> list[str]:
-    """The names of Dana's Google contacts."""
-    people = as_dana(stack, "people", "v1").people()
-    answer = people.connections().list(resourceName="people/me", personFields="names").execute()
-    return sorted(
-        n.get("displayName", "") for p in answer.get("connections", []) for n in p.get("names", [])
-    )
-
-
 def crm_records(stack: LocalStack, kind: str) -> list[dict[str, Any]]:
     return stack.crm.all(DEMO_TENANT, kind)
 
@@ -125,7 +99,7 @@ def test_AUTH1_connecting_shows_the_account_and_the_first_cycle_syncs_the_crm_gr
 
     assert [r["status"] for r in runs] == ["ok"] * len(runs)
     # the demo CRM's contact sync group of u1 holds Ada and Grace (sandbox/crm/seed.py)
-    assert google_contacts(connected) == ["Ada Lovelace", "Grace Hopper"]
+    assert connected.google_contact_names() == ["Ada Lovelace", "Grace Hopper"]
 
 
 def test_AUTH2_the_grant_is_stored_sealed_and_no_token_reaches_the_page(
@@ -198,7 +172,7 @@ def test_RUN3_a_crm_change_event_enqueues_one_cycle_that_brings_the_change_to_go
     assert len(queue(connected).waiting) == 1  # the burst collapsed into one cycle
     [run] = drain(connected)
     assert run["status"] == "ok"
-    assert "Ada King" in google_contacts(connected)
+    assert "Ada King" in connected.google_contact_names()
 
 
 def test_RUN3_a_google_push_notification_enqueues_a_cycle(connected: LocalStack) -> None:
@@ -206,7 +180,7 @@ def test_RUN3_a_google_push_notification_enqueues_a_cycle(connected: LocalStack)
     [channel] = store(connected).channels_of(CONNECTION)  # type: ignore[attr-defined]
     assert channel.expires > datetime.now(UTC) + timedelta(days=1)
     start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
-    events = as_dana(connected, "calendar", "v3").events()
+    events = connected.google_api("calendar", "v3").events()
     events.insert(
         calendarId="primary",
         body={
@@ -256,7 +230,7 @@ def test_RUN6_a_cycle_past_its_budget_re_enqueues_itself_and_the_next_resumes(
         service.work(connected.services, DEMO_TENANT, CONNECTION, "continue")
     ]
     assert resumed["status"] == "ok"
-    assert google_contacts(connected) == ["Ada Lovelace", "Grace Hopper"]
+    assert connected.google_contact_names() == ["Ada Lovelace", "Grace Hopper"]
 
 
 def test_RUN6_a_throttled_cycle_comes_back_when_google_allows(connected: LocalStack) -> None:
@@ -416,7 +390,7 @@ def test_AUTH4_disconnect_stops_the_channel_revokes_the_grant_and_erases_the_lin
     assert stack_links(connected) == 0
     kept = [g for g in connected.google.refresh_tokens.values() if g.account.email == DANA]
     assert kept and all(g.revoked for g in kept)
-    assert google_contacts(connected) == ["Ada Lovelace", "Grace Hopper"]  # data stays
+    assert connected.google_contact_names() == ["Ada Lovelace", "Grace Hopper"]  # data stays
     old = requests.post(
         connected.functions_url + "/google_webhook",
         headers={"X-Goog-Channel-Id": channel.id, "X-Goog-Resource-State": "exists"},
