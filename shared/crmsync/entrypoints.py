@@ -236,7 +236,7 @@ def sync_worker(request: Any) -> Answer:
         raise service.Refused(400, "expected a JSON object")
     tenant, connection = payload.get("tenant"), payload.get("connection")
     trigger = payload.get("trigger", "schedule")
-    if not all(isinstance(v, str) and service._safe_id(v) for v in (tenant, connection, trigger)):
+    if not all(isinstance(v, str) and service.safe_id(v) for v in (tenant, connection, trigger)):
         raise service.Refused(400, "tenant, connection and trigger are ids")
     run = service.work(services(), str(tenant), str(connection), str(trigger))
     return _json({"status": run.get("status"), "run": run.get("id")}, 200)

@@ -126,7 +126,7 @@ def create_tenant(
     seats: int = 10,
 ) -> str:
     """Register a tenant with its CRM; returns the tenant admin's token (shown once)."""
-    if not _safe_id(tenant):
+    if not safe_id(tenant):
         raise Refused(400, "tenant ids are 1-64 letters, digits, '-' or '_'")
     for provider in PROVIDERS:
         resolve(provider, settings or {})  # SET-2: tenant defaults must be valid
@@ -150,7 +150,7 @@ def admin_tenant(services: Services, authorization: str | None) -> str:
     """The tenant whose admin token `Authorization: Bearer <token>` carries."""
     scheme, _, token = (authorization or "").partition(" ")
     tenant, _, admin_secret = token.strip().partition(".")
-    if scheme.lower() != "bearer" or not _safe_id(tenant) or not admin_secret:
+    if scheme.lower() != "bearer" or not safe_id(tenant) or not admin_secret:
         raise Refused(401, "an admin token is required (Authorization: Bearer <token>)")
     record = services.backend.store(tenant).tenant_record()
     kept = (record or {}).get("admin_token_digest", "")
@@ -170,7 +170,7 @@ def onboarding_link(
 ) -> str:
     """AUTH-1: the link a tenant admin sends a user: it names the tenant and the CRM user,
     signed, and expires. The user picks the provider and services on opening it."""
-    if not _safe_id(user):
+    if not safe_id(user):
         raise Refused(400, "user ids are 1-64 letters, digits, '-' or '_'")
     store = services.backend.store(tenant)
     if store.tenant_record() is None:
@@ -233,7 +233,8 @@ def finish_oauth(services: Services, state: str | None, code: str | None) -> dic
         raise Refused(400, str(exc)) from exc
     if not code:
         raise Refused(400, "the provider sent no authorization code (consent declined?)")
-    assert services.google is not None
+    if pending.provider != "google" or services.google is None:
+        raise Refused(400, f"provider {pending.provider!r} cannot be connected here")
     tenant, user = pending.tenant, pending.user
     store = services.backend.store(tenant)
     connection = connection_id(user, pending.provider)
@@ -661,7 +662,7 @@ def crm_event(services: Services, signature: str | None, body: bytes) -> int:
         claimed = events.parse(body)  # which tenant's secret to check the signature with
     except events.BadEvent as exc:
         raise Refused(400, str(exc)) from exc
-    if not _safe_id(claimed.tenant):
+    if not safe_id(claimed.tenant):
         raise Refused(400, "unknown tenant")
     store = services.backend.store(claimed.tenant)
     record = store.tenant_record()
@@ -757,7 +758,8 @@ def _iso(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
-def _safe_id(value: str) -> bool:
+def safe_id(value: str) -> bool:
+    """Ids crmsync accepts from a request: 1-64 ASCII letters, digits, '-' or '_'."""
     return 0 < len(value) <= 64 and all((c.isascii() and c.isalnum()) or c in "-_" for c in value)
 
 
