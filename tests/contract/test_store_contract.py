@@ -48,7 +48,7 @@ MEETING = normalize(
     },
 )
 DAY_OFF = normalize("activity", {"subject": "Away", "start": "2026-11-05", "all_day": True})
-A_TODO = normalize("todo", {"subject": "Call back", "due": "2026-11-06"})
+OPEN_TASK = normalize("todo", {"subject": "Call back", "due": "2026-11-06"})
 
 
 @pytest.fixture(params=["memory", pytest.param("firestore", marks=pytest.mark.integration)])
@@ -211,7 +211,7 @@ def test_SYN4_a_journaled_intent_round_trips(store: Store) -> None:
 def test_links_keep_dates_times_and_nested_values_of_every_kind(store: Store) -> None:
     saved = [
         link("k-day", "crm-3", "ev-3", kind="activity", base=DAY_OFF),
-        link("k-todo", "crm-4", "task-4", kind="todo", base=A_TODO),
+        link("k-todo", "crm-4", "task-4", kind="todo", base=OPEN_TASK),
         link("k-odd", "crm-5", "p-5", base={"x": [[1, 2], (3, "4")], "when": date(2026, 1, 2)}),
     ]
     for one in saved:
