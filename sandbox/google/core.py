@@ -1,14 +1,15 @@
 """The Google sandbox's shared core: accounts, OAuth clients and grants, the clock,
 injected faults, Google's error format, and the router every API module plugs into.
 
-Each API module (`calendar.py`, `tasks.py`, `people.py`, `oauth.py`) exposes
-`routes(sandbox) -> list[Route]`. Paths are those of Google's discovery documents
-below the root URL, so the real google-api-python-client reaches the sandbox through
-its `api_endpoint` client option, which replaces root URL and service path together:
-`<base>calendar/v3/` for Calendar, `<base>` for Tasks and People.
+Each API module (`calendar.py`, `tasks.py`, `people.py`, `gmail.py`, `oauth.py`)
+exposes `routes(sandbox) -> list[Route]`. Paths are those of Google's discovery
+documents below the root URL, so the real google-api-python-client reaches the sandbox
+through its `api_endpoint` client option, which replaces root URL and service path
+together: `<base>calendar/v3/` for Calendar, `<base>` for Tasks, People and Gmail.
 
     calendar/v3/...   (Calendar v3)      tasks/v1/...   (Tasks v1)
     v1/people/...     (People v1)        v1/contactGroups/...
+    gmail/v1/users/... (Gmail v1)
     o/oauth2/auth, token, revoke         (OAuth 2.0 web-server flow)
 """
 

@@ -10,7 +10,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 from sandbox.google.core import GoogleSandbox, Route, Router
 
-MODULES = ("oauth", "calendar", "tasks", "people", "kms")
+MODULES = ("oauth", "calendar", "tasks", "people", "gmail", "kms")
 
 
 class _QuietHandler(WSGIRequestHandler):

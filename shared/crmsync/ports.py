@@ -6,6 +6,7 @@ and the memory adapters used by tests implement the same Protocols.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -13,7 +14,7 @@ from typing import Any, Protocol
 
 from crmsync.engine.plan import Write
 from crmsync.engine.records import CrmSchema, Link, SideRecord
-from crmsync.model import Kind
+from crmsync.model import Kind, normalize_email
 from crmsync.settings import Side
 
 
@@ -145,6 +146,28 @@ class ChannelDirectory(Protocol):
     def channel(self, channel_id: str) -> Channel | None: ...
     def save_channel(self, channel: Channel) -> None: ...
     def drop_channel(self, channel_id: str) -> None: ...
+
+
+def mailbox_digest(address: str) -> str:
+    """What the mailbox directory keeps of a Gmail address: the SHA-256 digest of the
+    address lower-cased, so the lookup holds no address."""
+    return hashlib.sha256(normalize_email(address).encode()).hexdigest()
+
+
+class MailboxDirectory(Protocol):
+    """Gmail address → the connections its push notifications are for: the route a
+    Gmail notification takes, which names only the mailbox. One address may be
+    connected in several tenants; a connection has one route, replaced when it is saved
+    again and dropped when the connection is erased (AUTH-4)."""
+
+    def mailbox_connections(self, address: str) -> list[tuple[str, str]]:
+        """(tenant, connection) of every route of the address, in that order."""
+
+    def save_mailbox(self, address: str, tenant: str, connection: str) -> None:
+        """Route the address to the connection (its earlier address routes no more)."""
+
+    def drop_mailbox(self, tenant: str, connection: str) -> None:
+        """Drop the connection's route (nothing happens when it has none)."""
 
 
 class TaskQueue(Protocol):

@@ -3,11 +3,13 @@ here on Google's Firestore emulator) keep the same state the same way.
 
 Every test runs against both backends; a backend is a MemoryBackend or FirestoreBackend,
 whose `store(tenant)` is one tenant's store and whose `due` / `expiring_channels` are the
-scheduler's queries across tenants.
+scheduler's queries across tenants. Channels, mailbox routes and OAuth states are global:
+any tenant's store reaches them.
 """
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeAlias
 
@@ -506,6 +508,81 @@ def test_RUN5_expiring_channels_come_soonest_first_up_to_the_limit(backend: Back
     assert backend.expiring_channels(NOW + timedelta(hours=1), 10) == []
     [soonest] = backend.expiring_channels(before, 1)
     assert soonest == channel("ch-a", "t2", "c1", NOW + timedelta(hours=1))
+
+
+# -- RUN-3: Gmail notifications reach the connections of their mailbox ---------------------
+def test_RUN3_a_mailbox_is_found_in_every_tenant_that_connected_it_whatever_its_case(
+    backend: Backend,
+) -> None:
+    """Tenants are isolated: one Gmail address connected in two tenants routes to both
+    connections, each under its own tenant."""
+    backend.store("t1").save_mailbox("Ada@Example.com", "t1", "c1")
+    backend.store("t2").save_mailbox("ada@example.com", "t2", "c7")
+    backend.store("t1").save_mailbox("bob@example.com", "t1", "c2")
+
+    assert backend.store("").mailbox_connections("ADA@example.COM") == [("t1", "c1"), ("t2", "c7")]
+    assert backend.store("t2").mailbox_connections("bob@example.com") == [("t1", "c2")]
+    assert backend.store("t1").mailbox_connections("eve@example.com") == []
+
+
+def test_RUN3_a_connection_saved_with_another_mailbox_is_routed_by_the_new_one_only(
+    store: Store,
+) -> None:
+    store.save_mailbox("ada@example.com", "t1", "c1")
+    store.save_mailbox("ada.l@example.com", "t1", "c1")
+
+    assert store.mailbox_connections("ada@example.com") == []
+    assert store.mailbox_connections("ada.l@example.com") == [("t1", "c1")]
+
+
+def test_RUN3_dropping_a_route_keeps_the_other_routes_of_the_mailbox(backend: Backend) -> None:
+    directory = backend.store("")
+    for tenant, connection in (("t1", "c1"), ("t1", "c2"), ("t2", "c1")):
+        directory.save_mailbox("ada@example.com", tenant, connection)
+
+    directory.drop_mailbox("t1", "c1")
+    directory.drop_mailbox("t3", "c1")  # never routed: nothing happens
+
+    assert directory.mailbox_connections("ada@example.com") == [("t1", "c2"), ("t2", "c1")]
+
+
+def test_AUTH4_erasing_a_connection_drops_its_mailbox_route_and_no_other(
+    backend: Backend,
+) -> None:
+    t1, t2 = backend.store("t1"), backend.store("t2")
+    for store, connection in ((t1, "c1"), (t1, "c2"), (t2, "c1")):
+        store.save_connection_record(connection, {"user": "u1", "provider": "google"})
+        store.save_mailbox("ada@example.com", store.tenant, connection)
+
+    t1.erase_connection("c1")
+
+    assert t2.mailbox_connections("ada@example.com") == [("t1", "c2"), ("t2", "c1")]
+
+
+def stored_anywhere(backend: Backend) -> list[tuple[str, Any]]:
+    """Every document of the database, with its path (Firestore), or the mailbox
+    directory as the memory backend holds it: what a reader of the storage sees."""
+    if isinstance(backend, MemoryBackend):
+        return [(repr(route), digest) for route, digest in backend._mailboxes.items()]
+    found: list[tuple[str, Any]] = []
+    collections = list(backend.client.collections())
+    while collections:
+        collection = collections.pop()
+        for snap in collection.stream():
+            found.append((snap.reference.path, snap.to_dict()))
+            collections.extend(snap.reference.collections())
+    return found
+
+
+def test_RUN3_a_mailbox_route_keeps_a_digest_of_the_address_never_the_address(
+    backend: Backend,
+) -> None:
+    backend.store("t1").save_mailbox("Ada.Lovelace@Example.com", "t1", "c1")
+
+    stored = repr(stored_anywhere(backend)).lower()
+
+    assert hashlib.sha256(b"ada.lovelace@example.com").hexdigest() in stored
+    assert "lovelace" not in stored and "example" not in stored
 
 
 # -- AUTH-2..AUTH-4: the grant, the status, erasing a connection ---------------------------

@@ -11,12 +11,19 @@ the memory store.
     .../connections/{c}/runs/{r}/items/{i}  one history item, with seq and expire_at (TTL)
     .../connections/{c}/queue/{q}         one queue item
     channels/{id}                         push channel → tenant and connection
+    mailboxes/{id}                        address_digest, tenant, connection: a Gmail
+                                          address's route (one per connection)
     oauth_states/{s}                      one pending sign-in, with expires_at (TTL)
 
 Tenant, user and connection ids name their documents as they are when they are short
-and plain; any other id, and every link, run, queue item, channel and state, is named
-by a hash, so ids with "/" or of any length are safe and no collection is written in
-key order (Firestore's hotspot rule). Run items get Firestore's random ids.
+and plain; any other id, and every link, run, queue item, channel, mailbox route and
+state, is named by a hash, so ids with "/" or of any length are safe and no collection
+is written in key order (Firestore's hotspot rule). Run items get Firestore's random ids.
+
+A mailbox route is named by a hash of its tenant and connection, so saving replaces
+the connection's route and erasing the connection deletes it without a query; it keeps
+only a digest of the address, which notifications are routed by (an equality filter,
+served by the single-field index).
 
 A link is found through its lookup fields, hashes of (kind, CRM id) and (kind, provider
 id), queried with `in`: a cycle with k changes reads about k links, never the table.
@@ -48,7 +55,7 @@ from crmsync.auth.state import TTL as STATE_TTL
 from crmsync.engine.plan import AccountSpec, Hold, Intent, Write
 from crmsync.engine.records import Link
 from crmsync.model import Activity, Address, Contact, Kind, Phone, Regarding, Todo
-from crmsync.ports import Channel, Due
+from crmsync.ports import Channel, Due, mailbox_digest
 from crmsync.settings import Side
 
 Snapshot: TypeAlias = "firestore.DocumentSnapshot[firestore.DocumentReference]"
@@ -118,6 +125,10 @@ def _name_id(value: str) -> str:
     if _PLAIN_ID.fullmatch(value) and not _PLAIN_ID_RESERVED.fullmatch(value):
         return value
     return _hashed_id("name", value)
+
+
+def _mailbox_id(tenant: str, connection: str) -> str:
+    return _hashed_id("mailbox", tenant, connection)
 
 
 def _lookup(kind: str, record_id: str | None) -> str | None:
@@ -306,8 +317,9 @@ def _pause(attempt: int) -> None:
 
 
 class FirestoreStore:
-    """One tenant's state under `tenants/{tenant}`, plus the global channel directory
-    and OAuth states. `reads` and `writes` count Firestore document operations."""
+    """One tenant's state under `tenants/{tenant}`, plus the global channel and mailbox
+    directories and OAuth states. `reads` and `writes` count Firestore document
+    operations."""
 
     def __init__(
         self, client: firestore.Client, tenant: str, retention: timedelta = RETENTION
@@ -319,6 +331,7 @@ class FirestoreStore:
         self.writes = 0
         self._tenant_ref = client.collection("tenants").document(_name_id(tenant))
         self._channels = client.collection("channels")
+        self._mailboxes = client.collection("mailboxes")
         self._states = client.collection("oauth_states")
 
     # -- references and counted operations -------------------------------------------
@@ -590,6 +603,24 @@ class FirestoreStore:
         ).where(filter=firestore.FieldFilter("connection", "==", connection))
         return [_channel_of(s.to_dict() or {}) for s in self._query(query)]
 
+    # -- mailboxes (global: Gmail push notifications name only the address) ------------
+    def mailbox_connections(self, address: str) -> list[tuple[str, str]]:
+        query = self._mailboxes.where(
+            filter=firestore.FieldFilter("address_digest", "==", mailbox_digest(address))
+        )
+        routes = (s.to_dict() or {} for s in self._query(query))
+        return sorted((str(data["tenant"]), str(data["connection"])) for data in routes)
+
+    def save_mailbox(self, address: str, tenant: str, connection: str) -> None:
+        self.writes += 1
+        self._mailboxes.document(_mailbox_id(tenant, connection)).set(
+            {"address_digest": mailbox_digest(address), "tenant": tenant, "connection": connection}
+        )
+
+    def drop_mailbox(self, tenant: str, connection: str) -> None:
+        self.writes += 1
+        self._mailboxes.document(_mailbox_id(tenant, connection)).delete()
+
     # -- the grant and the connection's status (AUTH-2..AUTH-4) ---------------------------
     def sealed_grant(self, connection: str) -> dict[str, str] | None:
         found = self._field(connection, "grant")
@@ -617,6 +648,7 @@ class FirestoreStore:
         for run in runs:  # also runs whose document already expired, items left
             self._delete_all(run.collection("items"))
         self._delete_refs(runs)
+        self.drop_mailbox(self.tenant, connection)
         gone = firestore.DELETE_FIELD
         self.writes += 1
         with contextlib.suppress(gexc.NotFound):  # nothing was ever kept

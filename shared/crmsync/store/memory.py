@@ -13,19 +13,21 @@ from typing import Any
 
 from crmsync.engine.records import Link
 from crmsync.model import Kind
-from crmsync.ports import Channel, Due
+from crmsync.ports import Channel, Due, mailbox_digest
 from crmsync.settings import Side
 
 
 class MemoryStore:
     """One tenant's state (Firestore: everything under `tenants/{t}`), plus the global
-    channel directory and OAuth states, which a MemoryBackend shares between tenants."""
+    channel and mailbox directories and OAuth states, which a MemoryBackend shares
+    between tenants."""
 
     def __init__(
         self,
         tenant: str = "",
         channels: dict[str, Channel] | None = None,
         states: dict[str, dict[str, Any]] | None = None,
+        mailboxes: dict[tuple[str, str], str] | None = None,
     ) -> None:
         self.tenant = tenant
         self._tenant_record: dict[str, Any] | None = None
@@ -41,6 +43,8 @@ class MemoryStore:
         self._items: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self._channels: dict[str, Channel] = channels if channels is not None else {}
         self._states: dict[str, dict[str, Any]] = states if states is not None else {}
+        # (tenant, connection) → digest of its Gmail address, never the address
+        self._mailboxes: dict[tuple[str, str], str] = mailboxes if mailboxes is not None else {}
         self._grants: dict[str, dict[str, str]] = {}
         self._status: dict[str, tuple[str, str]] = {}
         self.reads = 0
@@ -217,6 +221,20 @@ class MemoryStore:
             if c.connection == connection and (not self.tenant or c.tenant == self.tenant)
         ]
 
+    # -- mailboxes (global: Gmail push notifications name only the address) ----------
+    def mailbox_connections(self, address: str) -> list[tuple[str, str]]:
+        self.reads += 1
+        wanted = mailbox_digest(address)
+        return sorted(route for route, digest in self._mailboxes.items() if digest == wanted)
+
+    def save_mailbox(self, address: str, tenant: str, connection: str) -> None:
+        self.writes += 1
+        self._mailboxes[(tenant, connection)] = mailbox_digest(address)
+
+    def drop_mailbox(self, tenant: str, connection: str) -> None:
+        self.writes += 1
+        self._mailboxes.pop((tenant, connection), None)
+
     # -- the grant and the connection's status (AUTH-2..AUTH-4) ------------------------
     def sealed_grant(self, connection: str) -> dict[str, str] | None:
         self.reads += 1
@@ -240,6 +258,7 @@ class MemoryStore:
         self.writes += 1
         self._grants.pop(connection, None)
         self._leases.pop(connection, None)
+        self._mailboxes.pop((self.tenant, connection), None)
         tables: list[dict[Any, Any]] = [
             self._cursors,
             self._links,
@@ -318,11 +337,14 @@ class MemoryBackend:
     def __init__(self) -> None:
         self._channels: dict[str, Channel] = {}
         self._states: dict[str, dict[str, Any]] = {}
+        self._mailboxes: dict[tuple[str, str], str] = {}
         self._stores: dict[str, MemoryStore] = {}
 
     def store(self, tenant: str) -> MemoryStore:
         if tenant not in self._stores:
-            self._stores[tenant] = MemoryStore(tenant, self._channels, self._states)
+            self._stores[tenant] = MemoryStore(
+                tenant, self._channels, self._states, self._mailboxes
+            )
         return self._stores[tenant]
 
     def due(self, now: datetime, limit: int, after: Due | None = None) -> list[Due]:
