@@ -40,6 +40,12 @@ def crm_events(request: Any) -> Any:
 
 
 @functions_framework.http
+def gmail_push(request: Any) -> Any:
+    """Pub/Sub push: Gmail's mailbox notifications, routed to their connections."""
+    return _entrypoints().gmail_push(request)
+
+
+@functions_framework.http
 def scheduler_fanout(request: Any) -> Any:
     """Cloud Scheduler, every minute: enqueue due connections (RUN-2)."""
     return _entrypoints().scheduler_fanout(request)

@@ -12,6 +12,8 @@ locals {
     google_webhook = { memory = "512Mi", cpu = "1", concurrency = 16, min_instances = 0, max_instances = 20, timeout_seconds = 60 }
     # Signed CRM events (HMAC checked by crmsync), direct HTTPS or Pub/Sub push.
     crm_events = { memory = "512Mi", cpu = "1", concurrency = 16, min_instances = 0, max_instances = 20, timeout_seconds = 60 }
+    # Pub/Sub push only: Gmail's mailbox notifications, routed to their connections.
+    gmail_push = { memory = "512Mi", cpu = "1", concurrency = 16, min_instances = 0, max_instances = 20, timeout_seconds = 60 }
     # Cloud Scheduler only: pages through due connections; one tick at a time.
     scheduler_fanout = { memory = "1Gi", cpu = "1", concurrency = 1, min_instances = 0, max_instances = 2, timeout_seconds = 540 }
     # Cloud Tasks only: one cycle per request, 20 minutes of work within the 30-minute
@@ -44,13 +46,14 @@ locals {
       { pubsub = google_service_account.caller["pubsub"].member },
       { for caller, member in { public = "allUsers" } : caller => member if var.crm_events_direct_https },
     )
+    gmail_push       = { pubsub = google_service_account.caller["pubsub"].member }
     scheduler_fanout = { scheduler = google_service_account.caller["scheduler"].member }
     sync_worker      = { tasks = google_service_account.caller["tasks"].member }
   }
 
   # Requests from Cloud Scheduler, Cloud Tasks and Pub/Sub of this project count as
   # internal traffic, so the restricted functions refuse the internet at ingress too.
-  internal_only = toset(concat(["scheduler_fanout", "sync_worker"], var.crm_events_direct_https ? [] : ["crm_events"]))
+  internal_only = toset(concat(["scheduler_fanout", "sync_worker", "gmail_push"], var.crm_events_direct_https ? [] : ["crm_events"]))
 
   # What every function reads from its environment (crmsync.entrypoints builds all of
   # crmsync's services in every function). Secrets come from Secret Manager.
@@ -63,6 +66,7 @@ locals {
     CRMSYNC_WORKER_URL            = local.worker_url
     CRMSYNC_TASKS_SERVICE_ACCOUNT = google_service_account.caller["tasks"].email
     CRMSYNC_KMS_KEY               = google_kms_crypto_key.token_vault.id
+    CRMSYNC_EVENTS_TOPIC          = google_pubsub_topic.crmsync["sync-events"].id
   }
   function_secrets = {
     CRMSYNC_SECRET               = "crmsync-secret"

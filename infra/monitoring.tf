@@ -30,6 +30,11 @@ locals {
       description = "Grants a provider refused: connections that now need the user's consent again."
       filter      = "(jsonPayload.message=\"grant refused\" OR (jsonPayload.message=\"worker finished\" AND jsonPayload.status=\"needs_reauth\"))"
     }
+    # crmsync.outbound.publish_all: an event the sync-events topic did not take.
+    events_unpublished = {
+      description = "Outbound events (BEY-7) that could not be published to sync-events."
+      filter      = "jsonPayload.message=\"event not published\""
+    }
   }
 }
 
@@ -206,4 +211,35 @@ resource "google_monitoring_alert_policy" "dead_letters" {
   }
 
   depends_on = [google_pubsub_subscription.dead_letter]
+}
+
+resource "google_monitoring_alert_policy" "events_unpublished" {
+  project               = var.project_id
+  display_name          = "crmsync: outbound events not published"
+  combiner              = "OR"
+  notification_channels = local.notification_channels
+
+  conditions {
+    display_name = "events the sync-events topic did not take"
+    condition_threshold {
+      filter          = "resource.type=\"cloud_run_revision\" AND metric.type=\"logging.googleapis.com/user/${google_logging_metric.crmsync["events_unpublished"].name}\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "crmsync could not publish events to its outbound stream; syncing goes on, but tenants' systems miss those events. Runbook: docs/deploy.md, \"Events not published\"."
+  }
+
+  alert_strategy {
+    auto_close = "86400s"
+  }
 }

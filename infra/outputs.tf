@@ -41,6 +41,11 @@ output "crm_events_topic" {
   value       = google_pubsub_topic.crmsync["crm-events"].id
 }
 
+output "sync_events_topic" {
+  description = "CRMSYNC_EVENTS_TOPIC: crmsync's outbound event stream, which tenants' systems subscribe to (or receive through event_subscriptions)."
+  value       = google_pubsub_topic.crmsync["sync-events"].id
+}
+
 output "topics" {
   description = "Every topic crmsync receives from or offers."
   value       = { for name, topic in google_pubsub_topic.crmsync : name => topic.id }

@@ -1,21 +1,38 @@
 # Topics crmsync receives from or offers, and the push subscriptions that deliver them
-# to a function with an OIDC token. A message a function keeps refusing goes to a
-# dead-letter topic, where its own subscription keeps it for a week.
+# with an OIDC token: to crmsync's own functions, and from the outbound event stream to
+# tenants' systems (var.event_subscriptions). A message its endpoint keeps refusing goes
+# to a dead-letter topic, where its own subscription keeps it for a week.
 locals {
   topics = {
     # A tenant's CRM publishes its signed change events here (the local stack of
     # `make dev` does the same on the emulator).
     "crm-events" = "Signed change events from tenants' CRMs, pushed to crm_events."
-    # Gmail publishes users.watch notifications of connected mailboxes here; its push
-    # subscription arrives with crmsync's Gmail notification handler.
+    # Gmail publishes users.watch notifications of connected mailboxes here (Google's
+    # own account publishes; see gmail_publisher), pushed on to gmail_push.
     "gmail-notifications" = "Gmail push notifications of connected mailboxes."
-    # crmsync's outbound event stream: tenants' own systems subscribe to it.
+    # crmsync's outbound event stream (BEY-7): cycle.finished, conflict.waiting,
+    # connection.* events, with tenant and type as attributes to filter on.
     "sync-events" = "crmsync's outbound event stream, for tenants' systems to subscribe to."
   }
 
+  # Pushes to crmsync's own functions.
   push_subscriptions = {
-    "crm-events-push" = { topic = "crm-events", function = "crm_events" }
+    "crm-events-push"          = { topic = "crm-events", function = "crm_events" }
+    "gmail-notifications-push" = { topic = "gmail-notifications", function = "gmail_push" }
   }
+
+  # Pushes of the outbound stream to tenants' systems, each filtered to its tenant and
+  # event types when those are given.
+  outbound_subscriptions = {
+    for name, subscription in var.event_subscriptions : "sync-events-${name}" => merge(subscription, {
+      filter = join(" AND ", compact([
+        subscription.tenant == null ? "" : "attributes.tenant = \"${subscription.tenant}\"",
+        length(subscription.types) == 0 ? "" : "(${join(" OR ", [for type in subscription.types : "attributes.type = \"${type}\""])})",
+      ]))
+    })
+  }
+
+  dead_lettered = toset(concat(keys(local.push_subscriptions), keys(local.outbound_subscriptions)))
 }
 
 resource "google_pubsub_topic" "crmsync" {
@@ -32,7 +49,7 @@ resource "google_pubsub_topic" "crmsync" {
 
 resource "google_pubsub_topic" "dead_letter" {
   # checkov:skip=CKV_GCP_83:Holds the same messages as the topic it backs (see google_pubsub_topic.crmsync).
-  for_each = local.push_subscriptions
+  for_each = local.dead_lettered
 
   project = var.project_id
   name    = "${each.key}-dead-letter"
@@ -42,7 +59,7 @@ resource "google_pubsub_topic" "dead_letter" {
 }
 
 resource "google_pubsub_subscription" "dead_letter" {
-  for_each = local.push_subscriptions
+  for_each = local.dead_lettered
 
   project                    = var.project_id
   name                       = "${each.key}-dead-letter"
@@ -101,7 +118,7 @@ resource "google_pubsub_subscription" "push" {
 # Pub/Sub moves undeliverable messages itself: it publishes to the dead-letter topic
 # and acknowledges on the source subscription.
 resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
-  for_each = local.push_subscriptions
+  for_each = local.dead_lettered
 
   project = var.project_id
   topic   = google_pubsub_topic.dead_letter[each.key].name
@@ -116,6 +133,65 @@ resource "google_pubsub_subscription_iam_member" "dead_letter_subscriber" {
   subscription = google_pubsub_subscription.push[each.key].name
   role         = "roles/pubsub.subscriber"
   member       = local.pubsub_service_agent
+}
+
+resource "google_pubsub_subscription_iam_member" "outbound_dead_letter_subscriber" {
+  for_each = local.outbound_subscriptions
+
+  project      = var.project_id
+  subscription = google_pubsub_subscription.outbound[each.key].name
+  role         = "roles/pubsub.subscriber"
+  member       = local.pubsub_service_agent
+}
+
+# The outbound stream, pushed to each subscribing system with an OIDC token of the
+# "events" identity for the endpoint (or the audience it asks for), which the system
+# checks; an event it keeps refusing waits a week on the dead-letter topic.
+resource "google_pubsub_subscription" "outbound" {
+  for_each = local.outbound_subscriptions
+
+  project                    = var.project_id
+  name                       = each.key
+  topic                      = google_pubsub_topic.crmsync["sync-events"].id
+  labels                     = var.labels
+  filter                     = each.value.filter == "" ? null : each.value.filter
+  ack_deadline_seconds       = 60
+  message_retention_duration = "604800s"
+
+  push_config {
+    push_endpoint = each.value.push_endpoint
+
+    oidc_token {
+      service_account_email = google_service_account.caller["events"].email
+      audience              = coalesce(each.value.audience, each.value.push_endpoint)
+    }
+  }
+
+  retry_policy {
+    minimum_backoff = "10s"
+    maximum_backoff = "600s"
+  }
+
+  dead_letter_policy {
+    dead_letter_topic     = google_pubsub_topic.dead_letter[each.key].id
+    max_delivery_attempts = 10
+  }
+
+  expiration_policy {
+    ttl = ""
+  }
+
+  depends_on = [google_service_account_iam_member.pubsub_token_creator]
+}
+
+# The functions that publish events (crmsync.outbound.PUBLISHERS), and only they.
+resource "google_pubsub_topic_iam_member" "event_publisher" {
+  for_each = toset(["sync_worker", "oauth_callback", "admin"])
+
+  project = var.project_id
+  topic   = google_pubsub_topic.crmsync["sync-events"].name
+  role    = "roles/pubsub.publisher"
+  member  = google_service_account.function[each.key].member
 }
 
 resource "google_pubsub_topic_iam_member" "gmail_publisher" {

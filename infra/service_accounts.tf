@@ -18,7 +18,8 @@ resource "google_service_account" "caller" {
   for_each = {
     tasks     = "Cloud Tasks: the OIDC identity of every sync task sent to sync_worker"
     scheduler = "Cloud Scheduler: the OIDC identity of the fan-out call"
-    pubsub    = "Pub/Sub: the OIDC identity of pushes to crm_events"
+    pubsub    = "Pub/Sub: the OIDC identity of pushes to crm_events and gmail_push"
+    events    = "Pub/Sub: the OIDC identity of outbound event pushes to tenants' systems"
     build     = "Cloud Build: builds the functions' container images from the source archive"
   }
 
@@ -49,9 +50,11 @@ resource "google_project_iam_member" "build" {
   member  = google_service_account.caller["build"].member
 }
 
-# Pub/Sub signs the OIDC tokens of its pushes with the push identity.
+# Pub/Sub signs the OIDC tokens of its pushes with the push identities.
 resource "google_service_account_iam_member" "pubsub_token_creator" {
-  service_account_id = google_service_account.caller["pubsub"].name
+  for_each = toset(["pubsub", "events"])
+
+  service_account_id = google_service_account.caller[each.key].name
   role               = "roles/iam.serviceAccountTokenCreator"
   member             = local.pubsub_service_agent
 

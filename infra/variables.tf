@@ -73,11 +73,11 @@ variable "function_overrides" {
   validation {
     condition = alltrue([
       for name in keys(var.function_overrides) : contains(
-        ["oauth_start", "oauth_callback", "google_webhook", "crm_events", "scheduler_fanout", "sync_worker", "admin"],
+        ["oauth_start", "oauth_callback", "google_webhook", "crm_events", "gmail_push", "scheduler_fanout", "sync_worker", "admin"],
         name,
       )
     ])
-    error_message = "function_overrides is keyed by entry point: oauth_start, oauth_callback, google_webhook, crm_events, scheduler_fanout, sync_worker or admin."
+    error_message = "function_overrides is keyed by entry point: oauth_start, oauth_callback, google_webhook, crm_events, gmail_push, scheduler_fanout, sync_worker or admin."
   }
 
   validation {
@@ -143,6 +143,41 @@ variable "crm_event_publishers" {
   validation {
     condition     = alltrue([for member in var.crm_event_publishers : can(regex("^(serviceAccount|user|group|domain):", member))])
     error_message = "Each publisher is an IAM member: serviceAccount:, user:, group: or domain:."
+  }
+}
+
+variable "event_subscriptions" {
+  description = "Tenants' systems that receive crmsync's outbound events (BEY-7) by Pub/Sub push, keyed by a short name: the HTTPS endpoint, optionally one tenant's events only and only some types (cycle.finished, conflict.waiting, connection.connected, connection.needs_reauth, connection.disconnected), and the OIDC audience (default: the endpoint). Each push carries an OIDC token of the events identity (output service_accounts.caller_events)."
+  type = map(object({
+    push_endpoint = string
+    tenant        = optional(string)
+    types         = optional(list(string), [])
+    audience      = optional(string)
+  }))
+  default = {}
+
+  validation {
+    condition     = alltrue([for name in keys(var.event_subscriptions) : can(regex("^[a-z][a-z0-9-]{0,40}$", name))])
+    error_message = "Subscription names are 1-41 lowercase letters, digits or hyphens, starting with a letter."
+  }
+
+  validation {
+    condition     = alltrue([for s in values(var.event_subscriptions) : startswith(s.push_endpoint, "https://")])
+    error_message = "Events are pushed over HTTPS only."
+  }
+
+  validation {
+    condition = alltrue([
+      for s in values(var.event_subscriptions) : alltrue([
+        for type in s.types : contains(["cycle.finished", "conflict.waiting", "connection.connected", "connection.needs_reauth", "connection.disconnected"], type)
+      ])
+    ])
+    error_message = "types are cycle.finished, conflict.waiting, connection.connected, connection.needs_reauth or connection.disconnected."
+  }
+
+  validation {
+    condition     = alltrue([for s in values(var.event_subscriptions) : s.tenant == null || can(regex("^[A-Za-z0-9_-]{1,64}$", s.tenant))])
+    error_message = "A tenant id is 1-64 letters, digits, '-' or '_'."
   }
 }
 

@@ -9,9 +9,13 @@ OAuth flow; then keeps running like production does:
 * Cloud Tasks: cycles reach the worker function through the Cloud Tasks emulator;
 * CRM change events: a change in the reference CRM is published, signed, to the
   `crm-events` topic, whose push subscription delivers it to the crm_events function;
-* Google push: the sandbox posts Calendar notifications to the google_webhook function.
+* Google push: the sandbox posts Calendar notifications to the google_webhook function;
+  Gmail's `gmail-notifications` topic is pushed to the gmail_push function;
+* the outbound event stream: crmsync publishes its events to `sync-events`, which a
+  subscription here prints, as a CRM's system would receive them (BEY-7).
 
-It prints the addresses and one line per cycle. Ctrl-C stops everything it started.
+It prints the addresses, one line per cycle and one per outbound event. Ctrl-C stops
+everything it started.
 `--check` stops after the first cycle instead, with exit status 0 when it synced.
 """
 
@@ -32,6 +36,8 @@ import requests
 
 CONNECTION = "google-u1"
 TOPIC = "crm-events"
+GMAIL_TOPIC = "gmail-notifications"
+EVENTS_TOPIC = "sync-events"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -66,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from google.cloud import firestore
 
         from crmsync.logs import configure_logging
+        from crmsync.outbound import PubSubEvents
         from crmsync.queue.cloud_tasks import CloudTasksQueue, emulator_client
         from crmsync.store.firestore import FirestoreBackend
         from sandbox.local.stack import DEMO_USERS, LocalStack
@@ -75,10 +82,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         worker_url = f"http://127.0.0.1:{port}/sync_worker"
         backend = FirestoreBackend(firestore.Client(project=firestore_emulator.project))
         queue = CloudTasksQueue(emulator_client(tasks_emulator.host), LOCAL_QUEUE, worker_url)
-        local = LocalStack(backend, queue, functions_port=port)
+        project = pubsub_emulator.project
+        events = _topic(project, EVENTS_TOPIC)
+        stack.callback(_print_events(project, events))
+        local = LocalStack(backend, queue, functions_port=port, events=PubSubEvents(events))
         stack.callback(local.close)
         admin_token = local.create_demo_tenant()
-        _crm_events_subscription(pubsub_emulator.project, local.functions_url + "/crm_events")
+        _topic(project, TOPIC, push_to=local.functions_url + "/crm_events")
+        _topic(project, GMAIL_TOPIC, push_to=local.functions_url + "/gmail_push")
         say("connecting the demo user u1 through the Google sandbox's OAuth consent ...")
         page = local.connect("u1")
         if page.status_code != 200:
@@ -94,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"  Google sandbox  {local.google_url}  (u1 is {DEMO_USERS['u1']})",
             f"  emulators       Firestore {firestore_emulator.host}, Pub/Sub "
             f"{pubsub_emulator.host}, Cloud Tasks {tasks_emulator.host}",
+            f"  event stream    topic {events} (printed below as 'event')",
             "CRM contacts of u1:",
             f"  curl -H 'Authorization: Bearer demo-token' -H 'X-Crm-User: u1' "
             f"{local.crm_url}/records/contact",
@@ -182,25 +194,51 @@ def _run_line(run: dict[str, Any]) -> str:
     )
 
 
-def _crm_events_subscription(project: str, endpoint: str) -> None:
+def _topic(project: str, name: str, *, push_to: str = "") -> str:
+    """The topic `name` on the emulator, with a push subscription to `push_to`, or a
+    pull subscription of the same name; returns the topic's path."""
     from google.api_core.exceptions import AlreadyExists
     from google.cloud import pubsub_v1
 
     publisher = pubsub_v1.PublisherClient()
     subscriber = pubsub_v1.SubscriberClient()
-    topic = publisher.topic_path(project, TOPIC)
-    subscription = subscriber.subscription_path(project, TOPIC + "-push")
+    topic = publisher.topic_path(project, name)
+    request: dict[str, Any] = {"topic": topic, "ack_deadline_seconds": 60}
+    if push_to:
+        request.update(name=subscriber.subscription_path(project, name + "-push"))
+        request.update(push_config={"push_endpoint": push_to})
+    else:
+        request.update(name=subscriber.subscription_path(project, name))
     with suppress(AlreadyExists):
         publisher.create_topic(request={"name": topic})
     with suppress(AlreadyExists):
-        subscriber.create_subscription(
-            request={
-                "name": subscription,
-                "topic": topic,
-                "push_config": {"push_endpoint": endpoint},
-                "ack_deadline_seconds": 60,
-            }
-        )
+        subscriber.create_subscription(request=request)
+    return topic
+
+
+def _print_events(project: str, topic: str) -> Any:
+    """Print each outbound event as it arrives; returns what stops the printing."""
+    from google.cloud import pubsub_v1
+
+    subscriber = pubsub_v1.SubscriberClient()
+
+    def received(message: Any) -> None:
+        say(_event_line(json.loads(message.data)))
+        message.ack()
+
+    path = subscriber.subscription_path(project, topic.rsplit("/", 1)[-1])
+    return subscriber.subscribe(path, received).cancel
+
+
+def _event_line(event: dict[str, Any]) -> str:
+    data = event.get("data", {})
+    if event["type"] == "cycle.finished":
+        detail = f"run {data['run']} {data['status']}, {len(data['items'])} record actions"
+    elif event["type"] == "conflict.waiting":
+        detail = f"{data['kind']} crm {data['crm_id']} waits ({data['outcome']})"
+    else:
+        detail = ", ".join(f"{k} {v}" for k, v in sorted(data.items()))
+    return f"{event['at'][11:19]} event {event['type']:<22} {event['connection']}: {detail}"
 
 
 def _publish_change(local: Any, publisher: Any, topic: str) -> None:

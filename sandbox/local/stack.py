@@ -27,6 +27,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 from crmsync import entrypoints, service
 from crmsync.auth.vault import LocalKek, TokenVault
+from crmsync.outbound import MemoryEvents
 from sandbox.crm.app import ReferenceCrm
 from sandbox.crm.database import CrmDatabase
 from sandbox.crm.seed import DEMO_TENANT, DEMO_TOKEN, seed_demo
@@ -40,6 +41,7 @@ TARGETS = (
     "oauth_callback",
     "google_webhook",
     "crm_events",
+    "gmail_push",
     "scheduler_fanout",
     "sync_worker",
     "admin",
@@ -100,7 +102,8 @@ def serve_app(app: Any, port: int = 0) -> tuple[str, Callable[[], None]]:
 @dataclass
 class LocalStack:
     """The product on loopback sockets. `backend` and `queue` are the store and the task
-    queue the functions use; `functions_port`/`crm_port`/`google_port` 0 pick free ports."""
+    queue the functions use, `events` their outbound event stream (kept in memory unless
+    given); `functions_port`/`crm_port`/`google_port` 0 pick free ports."""
 
     backend: Any
     queue: Any
@@ -111,6 +114,7 @@ class LocalStack:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     crm_options: dict[str, Any] = field(default_factory=dict)
     crm_wrap: Callable[[Any], Any] | None = None  # WSGI middleware around the CRM
+    events: Any = field(default_factory=MemoryEvents)  # the outbound stream (BEY-7)
 
     def __post_init__(self) -> None:
         os.environ.setdefault("OAUTHLIB_INSECURE_TRANSPORT", "1")  # the sandbox is plain http
@@ -136,6 +140,7 @@ class LocalStack:
             google=entrypoints.google_setup(self.environment()),
             clock=self.clock,
             crm_options=self.crm_options,
+            events=self.events,
         )
         entrypoints.use(self.services)
 

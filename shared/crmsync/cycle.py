@@ -125,7 +125,7 @@ class Cycle:
                 "status": status,
             },
         )
-        return run
+        return {**run, "items": list(self._items)}  # the items are stored apart (HIS-1)
 
     def run_kinds(self) -> tuple[str, list[Kind]]:
         """Sync each enabled kind; returns the run's status and the kinds left over.
@@ -710,7 +710,8 @@ def run_cycle(
     run_id: str = "",
     budget_seconds: float | None = None,
 ) -> Mapping[str, Any]:
-    """Run one cycle and return its run record (HIS-1)."""
+    """Run one cycle and return its run record (HIS-1), with its record-level items
+    under "items" (the store keeps those apart from the run)."""
     return Cycle(
         connection,
         store,

@@ -19,6 +19,8 @@ Cloud Tasks and Pub/Sub answer by retrying. Nothing secret is logged or echoed.
   CRMSYNC_GOOGLE_CLIENT_ID, CRMSYNC_GOOGLE_CLIENT_SECRET
                          crmsync's OAuth client at Google
   CRMSYNC_GOOGLE_ROOT    Google's APIs and OAuth at another root (the local sandbox)
+  CRMSYNC_EVENTS_TOPIC   the Pub/Sub topic of the outbound event stream (BEY-7),
+                         projects/P/topics/T (PUBSUB_EMULATOR_HOST locally); unset: none
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from typing import Any
 from crmsync import service
 from crmsync.errors import TransientError
 from crmsync.logs import configure_logging
+from crmsync.outbound import NoEvents, PubSubEvents
 
 log = logging.getLogger("crmsync.entrypoints")
 
@@ -89,6 +92,9 @@ def from_environment(env: Mapping[str, str]) -> service.Services:
     google = None
     if env.get("CRMSYNC_GOOGLE_CLIENT_ID"):
         google = google_setup(env)
+    events: Any = NoEvents()
+    if env.get("CRMSYNC_EVENTS_TOPIC"):
+        events = PubSubEvents(env["CRMSYNC_EVENTS_TOPIC"])
     return service.Services(
         backend=backend,
         queue=queue,
@@ -96,6 +102,7 @@ def from_environment(env: Mapping[str, str]) -> service.Services:
         secret=env["CRMSYNC_SECRET"].encode(),
         public_url=env["CRMSYNC_PUBLIC_URL"],
         google=google,
+        events=events,
     )
 
 
@@ -112,7 +119,12 @@ def google_setup(env: Mapping[str, str]) -> service.GoogleSetup:
             "token_uri": root + "/token",
             "revoke_uri": root + "/revoke",
         }
-        endpoints = {"calendar": root + "/calendar/v3/", "people": root + "/", "tasks": root + "/"}
+        endpoints = {
+            "calendar": root + "/calendar/v3/",
+            "people": root + "/",
+            "tasks": root + "/",
+            "gmail": root + "/",
+        }
     oauth = GoogleOAuth(
         env["CRMSYNC_GOOGLE_CLIENT_ID"],
         env["CRMSYNC_GOOGLE_CLIENT_SECRET"],
@@ -207,16 +219,23 @@ def crm_events(request: Any) -> Answer:
     if request.headers.get("Content-Type", "").startswith("application/json") and not signature:
         accepted = 200  # Pub/Sub's emulator acknowledges a push only with 200
         envelope = _json_body(body)
-        message = envelope.get("message") if isinstance(envelope, dict) else None
-        if not isinstance(message, dict) or not isinstance(message.get("data"), str):
-            raise service.Refused(400, "expected a signed event or a Pub/Sub push envelope")
-        try:
-            body = base64.b64decode(message["data"], validate=True)
-        except ValueError as exc:
-            raise service.Refused(400, "the Pub/Sub message data is not base64") from exc
-        signature = (message.get("attributes") or {}).get("signature")
+        body = _pubsub_data(envelope, "expected a signed event or a Pub/Sub push envelope")
+        signature = (envelope["message"].get("attributes") or {}).get("signature")
     enqueued = service.crm_event(services(), signature, body)
     return _json({"enqueued": enqueued}, accepted)
+
+
+@_guarded
+def gmail_push(request: Any) -> Answer:
+    """Gmail's mailbox notifications, delivered by the gmail-notifications Pub/Sub push
+    subscription (OIDC, invoker-restricted). 200 acknowledges, also for a mailbox
+    crmsync does not know; a 400 names what is wrong with a message that is not a
+    notification (Pub/Sub gives up on it after its retries: dead letter)."""
+    if request.method != "POST":
+        raise service.Refused(405, "notifications are POSTed")
+    data = _pubsub_data(_json_body(request.get_data(cache=False)))
+    enqueued = service.gmail_notification(services(), data)
+    return _json({"enqueued": enqueued}, 200)
 
 
 @_guarded
@@ -271,6 +290,17 @@ def _json_body(body: bytes) -> Any:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise service.Refused(400, "the body is not valid JSON") from exc
+
+
+def _pubsub_data(envelope: Any, shape: str = "expected a Pub/Sub push envelope") -> bytes:
+    """The decoded data of a Pub/Sub push envelope `{"message": {"data": <base64>}}`."""
+    message = envelope.get("message") if isinstance(envelope, dict) else None
+    if not isinstance(message, dict) or not isinstance(message.get("data"), str):
+        raise service.Refused(400, shape)
+    try:
+        return base64.b64decode(message["data"], validate=True)
+    except ValueError as exc:
+        raise service.Refused(400, "the Pub/Sub message data is not base64") from exc
 
 
 def _choose_page(link: str) -> str:

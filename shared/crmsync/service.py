@@ -31,6 +31,8 @@ from crmsync.crm import events
 from crmsync.crm.rest import RestCrmConnector
 from crmsync.cycle import run_cycle
 from crmsync.errors import GrantRevoked, PermanentError, SyncError
+from crmsync.outbound import EventStream, NoEvents, connection_event, cycle_events, publish_all
+from crmsync.outbound import needs_reauth as needs_reauth_event
 from crmsync.ports import Channel, ChannelDirectory, Connection, Due, TaskQueue
 from crmsync.queue import task_name
 from crmsync.settings import PROVIDERS, Settings, SettingsError, resolve
@@ -104,6 +106,7 @@ class Services:
     google: GoogleSetup | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     crm_options: Mapping[str, Any] = field(default_factory=dict)
+    events: EventStream = field(default_factory=NoEvents)  # BEY-7: the outbound stream
 
     def url(self, function: str) -> str:
         return self.public_url.rstrip("/") + "/" + function
@@ -268,8 +271,20 @@ def finish_oauth(services: Services, state: str | None, code: str | None) -> dic
         problem = _open_channel(services, tenant, connection)
         if problem:
             store.save_connection_record(connection, {"channel_problem": problem})
+    if "mail" in pending.services:
+        problem = _route_mailbox(services, store, tenant, connection)
+        store.save_connection_record(connection, {"mail_problem": problem})
     enqueue_cycle(services, tenant, connection, "connect", delay=timedelta(0))
     log.info("connected", extra={"tenant": tenant, "connection": connection})
+    connected = {
+        "provider": pending.provider,
+        "services": sorted(pending.services),
+        "reconnected": existing is not None,
+    }
+    publish_all(
+        services.events,
+        [connection_event("connection.connected", tenant, connection, user, now, connected)],
+    )
     record: dict[str, Any] | None = store.connection_record(connection)
     assert record is not None
     return record
@@ -461,6 +476,7 @@ def work(
     except GrantRevoked as exc:  # AUTH-3: stop cycling until the user reconnects
         store.set_status(connection, "needs_reauth", str(exc))
         store.set_next_due(connection, None)
+        publish_all(services.events, [needs_reauth_event(tenant, connection, record["user"], now)])
         return {"status": "needs_reauth"}
     except PermanentError as exc:  # nothing a retry of this task could change
         store.save_connection_record(connection, {"last_error": str(exc)})
@@ -482,7 +498,10 @@ def work(
             budget_seconds=budget_seconds,
         )
     )
+    items = run.pop("items", [])
     _after_cycle(services, store, tenant, connection, run, now)
+    if run["status"] != "busy":  # BEY-7: tell the CRM what the cycle did
+        publish_all(services.events, cycle_events(tenant, connection, record["user"], run, items))
     if calendar is not None and run["status"] not in ("busy", "needs_reauth"):
         _renew(services, store, tenant, connection, calendar, now)
     log.info(
@@ -558,6 +577,20 @@ def _open_channel(services: Services, tenant: str, connection: str) -> str:
         )
     except SyncError as exc:
         return f"push channel not opened ({type(exc).__name__}); polling on schedule"
+    return ""
+
+
+def _route_mailbox(services: Services, store: Any, tenant: str, connection: str) -> str:
+    """Gmail's notifications name only the mailbox: route its address to the connection
+    (a digest of it, in the mailbox directory). Returns what went wrong, or ""."""
+    from crmsync.providers.google.gmail_push import mailbox_address
+
+    grants = Grants(store, services.vault, tenant)
+    try:
+        address = mailbox_address(_google_client(services, grants, connection))
+    except SyncError as exc:
+        return f"mailbox not routed ({type(exc).__name__}); reconnect to record mail"
+    store.save_mailbox(address, tenant, connection)
     return ""
 
 
@@ -655,6 +688,28 @@ def google_push(services: Services, headers: Mapping[str, str]) -> tuple[int, st
     return answer.status, answer.reason
 
 
+def gmail_notification(services: Services, data: bytes) -> int:
+    """A Gmail notification (the data of a Pub/Sub push): a debounced cycle of each
+    active connection that records mail of that mailbox. Returns how many were
+    enqueued; a mailbox crmsync does not know is 0 (and acknowledged)."""
+    from crmsync.providers.google.gmail_push import (
+        BadNotification,
+        on_gmail_notification,
+        parse_notification,
+    )
+
+    try:
+        notification = parse_notification(data)
+    except BadNotification as exc:
+        raise Refused(400, str(exc)) from exc
+    return on_gmail_notification(
+        notification,
+        services.backend.store(""),  # the mailbox directory is global
+        lambda tenant, connection: services.backend.store(tenant).connection_record(connection),
+        lambda tenant, connection: enqueue_cycle(services, tenant, connection, "mail"),
+    )
+
+
 def crm_event(services: Services, signature: str | None, body: bytes) -> int:
     """A CRM change event, signed with its tenant's event secret: a debounced cycle of
     each active connection of the user it names. Returns how many were enqueued."""
@@ -698,6 +753,7 @@ def admin_status(services: Services, tenant: str) -> dict[str, Any]:
                 "reason": record.get("reason", ""),
                 "health": record.get("health", "ok"),
                 "channel_problem": record.get("channel_problem", ""),
+                "mail_problem": record.get("mail_problem", ""),
                 "next_due": _iso(record.get("next_due")),
                 "last_run": {k: _iso(v) for k, v in (record.get("last_run") or {}).items()},
             }
@@ -745,6 +801,15 @@ def disconnect(services: Services, tenant: str, connection: str) -> list[str]:
     problems = erase(store, grants, connection, revoke, stop)
     store.set_next_due(connection, None)
     log.info("disconnected", extra={"tenant": tenant, "connection": connection})
+    gone = connection_event(
+        "connection.disconnected",
+        tenant,
+        connection,
+        str(record.get("user", "")),
+        services.clock(),
+        {"provider": record.get("provider"), "problems": len(problems)},
+    )
+    publish_all(services.events, [gone])
     return problems
 
 

@@ -30,6 +30,7 @@ from google.cloud import firestore, pubsub_v1
 
 from crmsync import service
 from crmsync.crm import events
+from crmsync.outbound import PubSubEvents
 from crmsync.queue.cloud_tasks import CloudTasksQueue, emulator_client
 from crmsync.store.firestore import FirestoreBackend
 from sandbox.crm.seed import DEMO_TENANT
@@ -92,9 +93,15 @@ def live(
         slow.append(Slow(app))
         return slow[0]
 
+    sync_events, events_pull = outbound_stream(pubsub_emulator.project)
     stack = LocalStack(
-        FirestoreBackend(firestore_client), queue, functions_port=port, crm_wrap=wrap
+        FirestoreBackend(firestore_client),
+        queue,
+        functions_port=port,
+        crm_wrap=wrap,
+        events=PubSubEvents(sync_events),
     )
+    stack.events_pull = events_pull  # type: ignore[attr-defined]
     stack.slow = slow[0]  # type: ignore[attr-defined]
     stack.create_demo_tenant()
     topic = subscribe_crm_events(pubsub_emulator.project, stack.functions_url + "/crm_events")
@@ -117,6 +124,28 @@ def quiet(stack: LocalStack, seconds: float = 1.5) -> None:
         if store.lease_holder(CONNECTION) is not None or not push_delivered(stack.google, 0.1):
             calm_since = time.monotonic()
         time.sleep(0.1)
+
+
+def outbound_stream(project: str) -> tuple[str, str]:
+    """A topic for crmsync's outbound events (BEY-7) and a pull subscription to it, as a
+    tenant's system would have."""
+    publisher = pubsub_v1.PublisherClient()
+    subscriber = pubsub_v1.SubscriberClient()
+    name = f"sync-events-{time.monotonic_ns()}"
+    topic = publisher.topic_path(project, name)
+    publisher.create_topic(request={"name": topic})
+    pull = subscriber.subscription_path(project, name)
+    subscriber.create_subscription(request={"name": pull, "topic": topic})
+    return topic, pull
+
+
+def received_events(subscription: str) -> list[dict[str, Any]]:
+    subscriber = pubsub_v1.SubscriberClient()
+    answer = subscriber.pull(request={"subscription": subscription, "max_messages": 100}, timeout=5)
+    if answer.received_messages:
+        acks = [m.ack_id for m in answer.received_messages]
+        subscriber.acknowledge(request={"subscription": subscription, "ack_ids": acks})
+    return [json.loads(m.message.data) for m in answer.received_messages]
 
 
 def subscribe_crm_events(project: str, endpoint: str) -> str:
@@ -169,6 +198,43 @@ def test_RUN3_a_crm_edit_reaches_google_through_pubsub_cloud_tasks_and_the_worke
     eventually(lambda: "Ada King" in live.google_contact_names(), what="Ada's new name in Google")
     assert "Ada Lovelace" not in live.google_contact_names()
     eventually(lambda: any(r["trigger"] == "crm" for r in finished_runs(live)), what="the crm run")
+
+    # BEY-7: the CRM hears of it on the outbound stream, by ids
+    heard: list[dict[str, Any]] = []
+
+    def told() -> bool:
+        heard.extend(received_events(live.events_pull))  # type: ignore[attr-defined]
+        return any(
+            item["crm_id"] == ada_id and item["outcome"] == "update"
+            for event in heard
+            if event["type"] == "cycle.finished" and event["data"]["trigger"] == "crm"
+            for item in event["data"]["items"]
+        )
+
+    eventually(told, what="a cycle.finished event naming Ada's update")
+
+
+def test_RUN3_a_gmail_notification_reaches_the_worker_through_pubsub_push_and_cloud_tasks(
+    live: LocalStack, pubsub_emulator: Any
+) -> None:
+    assert live.connect("u1", services="mail").status_code == 200  # mail added to sync
+    publisher = pubsub_v1.PublisherClient()
+    subscriber = pubsub_v1.SubscriberClient()
+    name = f"gmail-notifications-{time.monotonic_ns()}"
+    topic = publisher.topic_path(pubsub_emulator.project, name)
+    publisher.create_topic(request={"name": topic})
+    subscriber.create_subscription(
+        request={
+            "name": subscriber.subscription_path(pubsub_emulator.project, name),
+            "topic": topic,
+            "push_config": {"push_endpoint": live.functions_url + "/gmail_push"},
+        }
+    )
+    notification = {"emailAddress": "dana.rep@demo.example", "historyId": "31337"}
+
+    publisher.publish(topic, json.dumps(notification).encode()).result(timeout=30)
+
+    eventually(lambda: any(r["trigger"] == "mail" for r in finished_runs(live)), what="a mail run")
 
 
 def test_RUN3_a_google_edit_reaches_the_crm_through_push_cloud_tasks_and_the_worker(

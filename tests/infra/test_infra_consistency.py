@@ -11,6 +11,7 @@ import ast
 import re
 from pathlib import Path
 
+from crmsync.outbound import PUBLISHERS, TYPES
 from crmsync.queue.cloud_tasks import DISPATCH_DEADLINE
 from crmsync.store.firestore import INDEXES, TTL_FIELDS, UNINDEXED_FIELDS
 from tests.infra.terraform_config import ROOT, Terraform, block
@@ -128,6 +129,22 @@ def test_every_entry_point_has_a_function_named_after_it_and_vice_versa(
     assert block(function, "build_config")["entry_point"] == "${each.key}"
 
 
+def test_every_function_name_is_one_cloud_functions_2nd_gen_accepts() -> None:
+    """Cloud Functions (2nd gen) names: a letter, then up to 62 letters, digits, hyphens
+    or underscores, ending in a letter or digit. The Cloud Run service behind a function
+    gets a name of its own (lowercase, hyphens), which is why the invoker bindings name
+    `service_config[0].service`, never the function's name."""
+    name_rule = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,61}[A-Za-z0-9]")
+    assert entry_points(), "scan broken"
+    assert [n for n in entry_points() if not name_rule.fullmatch(n)] == []
+
+
+def test_invokers_are_bound_on_each_functions_cloud_run_service(terraform: Terraform) -> None:
+    binding = terraform.resource("google_cloud_run_v2_service_iam_member", "invoker")
+    assert binding["name"].endswith(".service_config[0].service}")
+    assert binding["role"] == "roles/run.invoker"
+
+
 def test_function_overrides_accept_exactly_the_entry_points(terraform: Terraform) -> None:
     (names_check, _) = terraform.variables["function_overrides"]["validation"]
     listed = set(re.findall(r'"(\w+)"', names_check["condition"]))
@@ -242,6 +259,49 @@ def test_crm_events_are_pushed_to_crm_events_with_oidc_and_a_dead_letter_topic(
     assert 'caller["pubsub"]' in token["service_account_email"]
     assert block(subscription, "dead_letter_policy")["max_delivery_attempts"] >= 5
     assert block(subscription, "expiration_policy")["ttl"] == ""
+
+
+def test_gmail_notifications_are_pushed_to_gmail_push(terraform: Terraform) -> None:
+    pushes = terraform.local("push_subscriptions")
+    assert {"topic": "gmail-notifications", "function": "gmail_push"} in pushes.values()
+    assert "gmail_push" not in MAY_BE_PUBLIC
+    assert set(terraform.local("invokers")["gmail_push"]) == {"pubsub"}
+    assert '"gmail_push"' in terraform.local("internal_only")
+
+
+# -- the outbound event stream (BEY-7) -----------------------------------------------------
+def test_the_functions_publish_events_to_the_sync_events_topic(terraform: Terraform) -> None:
+    topic = terraform.local("function_environment")["CRMSYNC_EVENTS_TOPIC"]
+    assert topic == '${google_pubsub_topic.crmsync["sync-events"].id}'
+    assert "sync-events" in terraform.local("topics")
+    assert "CRMSYNC_EVENTS_TOPIC" in environment_read(), "the code reads it"
+
+
+def test_exactly_the_functions_that_publish_events_may_publish(terraform: Terraform) -> None:
+    grant = terraform.resource("google_pubsub_topic_iam_member", "event_publisher")
+    granted = set(re.findall(r'"(\w+)"', grant["for_each"]))
+    assert granted == set(PUBLISHERS) and set(PUBLISHERS) <= entry_points()
+    assert grant["role"] == "roles/pubsub.publisher"
+    assert 'crmsync["sync-events"]' in grant["topic"]
+    assert grant["member"] == "${google_service_account.function[each.key].member}"
+
+
+def test_tenants_systems_get_the_stream_by_filtered_oidc_push_with_a_dead_letter_topic(
+    terraform: Terraform,
+) -> None:
+    subscription = terraform.resource("google_pubsub_subscription", "outbound")
+    assert subscription["for_each"] == "${local.outbound_subscriptions}"
+    assert 'crmsync["sync-events"]' in subscription["topic"]
+    token = block(block(subscription, "push_config"), "oidc_token")
+    assert 'caller["events"]' in token["service_account_email"]
+    assert block(subscription, "dead_letter_policy")["dead_letter_topic"] == (
+        "${google_pubsub_topic.dead_letter[each.key].id}"
+    )
+    assert "local.outbound_subscriptions" in terraform.local("dead_lettered")
+    filters = terraform.local("outbound_subscriptions")
+    assert "attributes.tenant" in filters and "attributes.type" in filters
+    (*_, types_check, _) = terraform.variables["event_subscriptions"]["validation"]
+    assert set(re.findall(r'"([a-z_.]+\.[a-z_]+)"', types_check["condition"])) == set(TYPES)
 
 
 def test_gmail_may_publish_its_notifications(terraform: Terraform) -> None:
