@@ -23,6 +23,27 @@ locals {
     admin = { memory = "512Mi", cpu = "1", concurrency = 8, min_instances = 0, max_instances = 5, timeout_seconds = 60 }
   }
 
+  # What each function uses besides Firestore (crmsync.entrypoints.USES, which the code
+  # enforces): its service account gets the roles and secrets of these uses and no
+  # others. secret: CRMSYNC_SECRET; google: the OAuth client's secrets; vault: the KMS
+  # key; queue: enqueue to Cloud Tasks; events: publish to sync-events.
+  function_uses = {
+    oauth_start      = ["secret", "google"]
+    oauth_callback   = ["secret", "google", "vault", "queue", "events"]
+    google_webhook   = ["queue"]
+    crm_events       = ["vault", "queue"]
+    gmail_push       = ["queue"]
+    scheduler_fanout = ["queue"]
+    sync_worker      = ["google", "vault", "queue", "events"]
+    admin            = ["google", "vault", "queue", "events"]
+  }
+
+  # The functions with each use.
+  users_of = {
+    for use in ["secret", "google", "vault", "queue", "events"] :
+    use => toset([for name, uses in local.function_uses : name if contains(uses, use)])
+  }
+
   functions = {
     for name, defaults in local.function_defaults : name => merge(
       defaults,
@@ -55,8 +76,9 @@ locals {
   # internal traffic, so the restricted functions refuse the internet at ingress too.
   internal_only = toset(concat(["scheduler_fanout", "sync_worker", "gmail_push"], var.crm_events_direct_https ? [] : ["crm_events"]))
 
-  # What every function reads from its environment (crmsync.entrypoints builds all of
-  # crmsync's services in every function). Secrets come from Secret Manager.
+  # What every function reads from its environment (crmsync.entrypoints builds what its
+  # function uses; CRMSYNC_FUNCTION says which that is). Secrets come from Secret
+  # Manager, each only to the functions with its use.
   function_environment = {
     CRMSYNC_STORE                 = "firestore"
     GOOGLE_CLOUD_PROJECT          = var.project_id
@@ -69,9 +91,9 @@ locals {
     CRMSYNC_EVENTS_TOPIC          = google_pubsub_topic.crmsync["sync-events"].id
   }
   function_secrets = {
-    CRMSYNC_SECRET               = "crmsync-secret"
-    CRMSYNC_GOOGLE_CLIENT_ID     = "crmsync-google-client-id"
-    CRMSYNC_GOOGLE_CLIENT_SECRET = "crmsync-google-client-secret"
+    CRMSYNC_SECRET               = { secret = "crmsync-secret", use = "secret" }
+    CRMSYNC_GOOGLE_CLIENT_ID     = { secret = "crmsync-google-client-id", use = "google" }
+    CRMSYNC_GOOGLE_CLIENT_SECRET = { secret = "crmsync-google-client-secret", use = "google" }
   }
 }
 
@@ -109,17 +131,18 @@ resource "google_cloudfunctions2_function" "crmsync" {
     all_traffic_on_latest_revision   = true
 
     environment_variables = merge(local.function_environment, {
+      CRMSYNC_FUNCTION = each.key
       # functions-framework serves THREADS requests at once; match the concurrency.
       THREADS = tostring(each.value.concurrency)
     })
 
     dynamic "secret_environment_variables" {
-      for_each = local.function_secrets
+      for_each = { for name, secret in local.function_secrets : name => secret if contains(local.function_uses[each.key], secret.use) }
       content {
         key        = secret_environment_variables.key
         project_id = var.project_id
-        secret     = google_secret_manager_secret.crmsync[secret_environment_variables.value].secret_id
-        version    = lookup(var.secret_versions, secret_environment_variables.value, "latest")
+        secret     = google_secret_manager_secret.crmsync[secret_environment_variables.value.secret].secret_id
+        version    = lookup(var.secret_versions, secret_environment_variables.value.secret, "latest")
       }
     }
   }

@@ -31,7 +31,7 @@ resource "google_kms_crypto_key" "token_vault" {
 # a new grant, the worker and admin (disconnect) open grants, crm_events opens the
 # tenant's event secret to check a signature.
 resource "google_kms_crypto_key_iam_member" "vault" {
-  for_each = toset(["oauth_callback", "sync_worker", "admin", "crm_events"])
+  for_each = local.users_of["vault"]
 
   crypto_key_id = google_kms_crypto_key.token_vault.id
   role          = "roles/cloudkms.cryptoKeyEncrypterDecrypter"

@@ -184,9 +184,9 @@ resource "google_pubsub_subscription" "outbound" {
   depends_on = [google_service_account_iam_member.pubsub_token_creator]
 }
 
-# The functions that publish events (crmsync.outbound.PUBLISHERS), and only they.
+# The functions that publish events, and only they.
 resource "google_pubsub_topic_iam_member" "event_publisher" {
-  for_each = toset(["sync_worker", "oauth_callback", "admin"])
+  for_each = local.users_of["events"]
 
   project = var.project_id
   topic   = google_pubsub_topic.crmsync["sync-events"].name

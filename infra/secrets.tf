@@ -35,12 +35,14 @@ resource "google_secret_manager_secret" "crmsync" {
   depends_on = [google_project_service.enabled]
 }
 
-# Every function builds all of crmsync's services at start, so each reads each secret.
+# Each function reads the secrets of its uses (local.function_secrets), and only those.
 resource "google_secret_manager_secret_iam_member" "accessor" {
-  for_each = {
-    for pair in setproduct(keys(local.secrets), keys(local.functions)) :
-    "${pair[0]}/${pair[1]}" => { secret = pair[0], function = pair[1] }
-  }
+  for_each = merge([
+    for variable, secret in local.function_secrets : {
+      for function in local.users_of[secret.use] :
+      "${secret.secret}/${function}" => { secret = secret.secret, function = function }
+    }
+  ]...)
 
   project   = var.project_id
   secret_id = google_secret_manager_secret.crmsync[each.value.secret].secret_id

@@ -48,7 +48,7 @@ resource "google_cloud_tasks_queue" "cycles" {
 # The functions that enqueue cycles; every task they create carries the tasks
 # identity's OIDC token, so they also act as that identity.
 locals {
-  enqueuers = toset(["oauth_callback", "google_webhook", "crm_events", "scheduler_fanout", "sync_worker", "admin"])
+  enqueuers = local.users_of["queue"]
 }
 
 resource "google_cloud_tasks_queue_iam_member" "enqueuer" {

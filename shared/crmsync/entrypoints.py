@@ -5,7 +5,12 @@ calls one use case of `crmsync.service`. A client's mistake gets a 4xx with the 
 as JSON; a fault on crmsync's side (or a dependency that is down) gets a 5xx, which
 Cloud Tasks and Pub/Sub answer by retrying. Nothing secret is logged or echoed.
 
-`services()` builds the Services from the environment once per instance:
+`services()` builds the Services from the environment once per instance, with only
+what its function uses (`USES`, by CRMSYNC_FUNCTION); a handler that reaches for
+anything else fails at once, so Terraform can grant each function's service account
+just the roles and secrets of its uses (tests/infra holds the two together):
+
+  CRMSYNC_FUNCTION       the entry point this instance serves; unset: everything
 
   CRMSYNC_STORE          firestore (default; FIRESTORE_EMULATOR_HOST locally) or memory
   GOOGLE_CLOUD_PROJECT   the project of Firestore
@@ -26,17 +31,19 @@ Cloud Tasks and Pub/Sub answer by retrying. Nothing secret is logged or echoed.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import json
 import logging
 import os
 import time
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
 
 from crmsync import service
-from crmsync.errors import TransientError
+from crmsync.errors import TransientError, Undeclared
 from crmsync.logs import configure_logging
 from crmsync.outbound import NoEvents, PubSubEvents
 
@@ -47,15 +54,62 @@ Answer = tuple[Any, int, dict[str, str]]
 _JSON = {"Content-Type": "application/json"}
 _HTML = {"Content-Type": "text/html; charset=utf-8"}
 
+# What each function uses besides the store: "secret" (CRMSYNC_SECRET: onboarding links
+# and OAuth states), "google" (crmsync's OAuth client), "vault" (the KMS key: tokens and
+# tenants' secrets), "queue" (enqueues cycles), "events" (publishes to sync-events).
+USES: dict[str, frozenset[str]] = {
+    "oauth_start": frozenset({"secret", "google"}),
+    "oauth_callback": frozenset({"secret", "google", "vault", "queue", "events"}),
+    "google_webhook": frozenset({"queue"}),
+    "crm_events": frozenset({"vault", "queue"}),
+    "gmail_push": frozenset({"queue"}),
+    "scheduler_fanout": frozenset({"queue"}),
+    "sync_worker": frozenset({"google", "vault", "queue", "events"}),
+    "admin": frozenset({"google", "vault", "queue", "events"}),
+}
+EVERYTHING = frozenset({"secret", "google", "vault", "queue", "events"})
+# The Services field each use is.
+_FIELDS = {"secret": "secret", "google": "google", "vault": "vault", "queue": "queue"}
+_FIELDS["events"] = "events"
+
 _services: service.Services | None = None
+_serving: ContextVar[str] = ContextVar("crmsync_serving", default="")
+
+
+class Denied:
+    """What a function gets in place of something it does not use: any use of it fails
+    with Undeclared, naming the function and the use."""
+
+    def __init__(self, function: str, use: str) -> None:
+        self._what = f"the {function or 'this'} function does not use {use!r} (USES)"
+
+    def __getattr__(self, name: str) -> Any:
+        raise Undeclared(self._what)
+
+    def __bytes__(self) -> bytes:
+        raise Undeclared(self._what)
+
+    def __bool__(self) -> bool:
+        raise Undeclared(self._what)
 
 
 def services() -> service.Services:
+    """The Services of this instance, as the handler being served may use them."""
     global _services
     if _services is None:
         configure_logging()
         _services = from_environment(os.environ)
-    return _services
+    serving = _serving.get()
+    return restricted(_services, serving) if serving else _services
+
+
+def restricted(built: service.Services, function: str) -> service.Services:
+    """`built` with everything `function` does not use replaced by Denied."""
+    uses = USES.get(function, EVERYTHING)
+    denied: dict[str, Any] = {
+        _FIELDS[use]: Denied(function, use) for use in sorted(EVERYTHING - uses)
+    }
+    return dataclasses.replace(built, **denied)
 
 
 def use(built: service.Services | None) -> None:
@@ -66,6 +120,11 @@ def use(built: service.Services | None) -> None:
 
 def from_environment(env: Mapping[str, str]) -> service.Services:
     from crmsync.auth.vault import LocalKek, TokenVault
+
+    function = env.get("CRMSYNC_FUNCTION", "")
+    if function and function not in USES:
+        raise ValueError(f"CRMSYNC_FUNCTION names no entry point: {function!r}")
+    uses = USES.get(function, EVERYTHING)
 
     if env.get("CRMSYNC_STORE", "firestore") == "memory":
         from crmsync.store.memory import MemoryBackend
@@ -79,31 +138,30 @@ def from_environment(env: Mapping[str, str]) -> service.Services:
         days = int(env.get("CRMSYNC_HISTORY_DAYS", "90"))  # HIS-3: then runs are erased
         client = firestore.Client(project=env.get("GOOGLE_CLOUD_PROJECT"))
         backend = FirestoreBackend(client, retention=timedelta(days=days))
-    from crmsync.queue.cloud_tasks import CloudTasksQueue
+    built: dict[str, Any] = {
+        _FIELDS[use]: Denied(function, use) for use in sorted(EVERYTHING - uses)
+    }
+    if "queue" in uses:
+        from crmsync.queue.cloud_tasks import CloudTasksQueue
 
-    queue = CloudTasksQueue.from_environment(env)
-    kek: Any
-    if env.get("CRMSYNC_KMS_KEY"):
-        from crmsync.auth.kms import CloudKmsKek
+        built["queue"] = CloudTasksQueue.from_environment(env)
+    if "vault" in uses:
+        kek: Any
+        if env.get("CRMSYNC_KMS_KEY"):
+            from crmsync.auth.kms import CloudKmsKek
 
-        kek = CloudKmsKek(env["CRMSYNC_KMS_KEY"], endpoint=env.get("CRMSYNC_KMS_ENDPOINT"))
-    else:
-        kek = LocalKek(base64.b64decode(env["CRMSYNC_LOCAL_KEK"]))
-    google = None
-    if env.get("CRMSYNC_GOOGLE_CLIENT_ID"):
-        google = google_setup(env)
-    events: Any = NoEvents()
-    if env.get("CRMSYNC_EVENTS_TOPIC"):
-        events = PubSubEvents(env["CRMSYNC_EVENTS_TOPIC"])
-    return service.Services(
-        backend=backend,
-        queue=queue,
-        vault=TokenVault(kek),
-        secret=env["CRMSYNC_SECRET"].encode(),
-        public_url=env["CRMSYNC_PUBLIC_URL"],
-        google=google,
-        events=events,
-    )
+            kek = CloudKmsKek(env["CRMSYNC_KMS_KEY"], endpoint=env.get("CRMSYNC_KMS_ENDPOINT"))
+        else:
+            kek = LocalKek(base64.b64decode(env["CRMSYNC_LOCAL_KEK"]))
+        built["vault"] = TokenVault(kek)
+    if "google" in uses:
+        built["google"] = google_setup(env) if env.get("CRMSYNC_GOOGLE_CLIENT_ID") else None
+    if "events" in uses:
+        topic = env.get("CRMSYNC_EVENTS_TOPIC")
+        built["events"] = PubSubEvents(topic) if topic else NoEvents()
+    if "secret" in uses:
+        built["secret"] = env["CRMSYNC_SECRET"].encode()
+    return service.Services(backend=backend, public_url=env["CRMSYNC_PUBLIC_URL"], **built)
 
 
 def google_setup(env: Mapping[str, str]) -> service.GoogleSetup:
@@ -142,6 +200,7 @@ def _guarded(handler: Callable[[Any], Answer]) -> Callable[[Any], Answer]:
     def run(request: Any) -> Answer:
         started = time.monotonic()
         name = handler.__name__
+        serving = _serving.set(name)
         try:
             if (request.content_length or 0) > MAX_BODY:
                 raise service.Refused(413, f"the body is larger than {MAX_BODY} bytes")
@@ -153,6 +212,8 @@ def _guarded(handler: Callable[[Any], Answer]) -> Callable[[Any], Answer]:
                 "dependency unavailable", extra={"handler": name, "error": type(exc).__name__}
             )
             answer = _json({"error": "temporarily unavailable; try again"}, 503)
+        finally:
+            _serving.reset(serving)
         log.info(
             "request",
             extra={

@@ -51,3 +51,8 @@ class CrmUnauthorized(SyncError):
 class AlreadyExists(PermanentError):
     """A create with an id that is taken (HTTP 409): for a client-chosen id derived from
     the idempotency key, the sign of an earlier attempt that went through."""
+
+
+class Undeclared(Exception):
+    """A function used something it does not declare in `crmsync.entrypoints.USES`, so
+    its deployment grants it no access: a defect, never caught as a provider's error."""

@@ -31,6 +31,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
+from crmsync.errors import Undeclared
+
 log = logging.getLogger("crmsync.outbound")
 
 VERSION = 1
@@ -41,10 +43,6 @@ TYPES = (
     "connection.needs_reauth",
     "connection.disconnected",
 )
-# The Cloud Functions that publish, so that Terraform grants exactly these the right to
-# (checked by the infra consistency test): the worker ends cycles, the callback connects,
-# the admin API disconnects.
-PUBLISHERS = ("sync_worker", "oauth_callback", "admin")
 TOPIC_PATH = re.compile(r"projects/[^/]+/topics/[^/]+")
 MAX_ITEMS = 500  # record-level actions per cycle.finished; the rest are counted
 WAITING = ("conflict", "hold")  # item outcomes that leave a change waiting for the user
@@ -119,6 +117,8 @@ def publish_all(stream: EventStream, events: Iterable[Mapping[str, Any]]) -> int
         try:
             stream.publish(event)
             published += 1
+        except Undeclared:  # a function that may not publish: a defect, not an outage
+            raise
         except Exception as exc:  # a stream that is down never fails a cycle
             log.warning(
                 "event not published",

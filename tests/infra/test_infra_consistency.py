@@ -11,7 +11,8 @@ import ast
 import re
 from pathlib import Path
 
-from crmsync.outbound import PUBLISHERS, TYPES
+from crmsync.entrypoints import EVERYTHING, USES, from_environment
+from crmsync.outbound import TYPES
 from crmsync.queue.cloud_tasks import DISPATCH_DEADLINE
 from crmsync.store.firestore import INDEXES, TTL_FIELDS, UNINDEXED_FIELDS
 from tests.infra.terraform_config import ROOT, Terraform, block
@@ -113,8 +114,35 @@ def topics_published(package: Path = PACKAGE, local_stack: Path = LOCAL_STACK) -
 
 
 def environment_provided(terraform: Terraform) -> set[str]:
-    """The variables functions.tf sets on every function, plain or from Secret Manager."""
-    return set(terraform.local("function_environment")) | set(terraform.local("function_secrets"))
+    """The variables functions.tf sets on functions, plain or from Secret Manager (each
+    secret only on the functions with its use), and CRMSYNC_FUNCTION, set per function."""
+    provided = set(terraform.local("function_environment")) | {"CRMSYNC_FUNCTION"}
+    return provided | set(terraform.local("function_secrets"))
+
+
+def stub_environment(terraform: Terraform, function: str) -> dict[str, str]:
+    """What Terraform gives `function`: every plain variable and the secrets of its uses,
+    with stand-in values (a memory store and a local key, so nothing is called)."""
+    uses = terraform.local("function_uses")[function]
+    env = {name: "stand-in" for name in terraform.local("function_environment")}
+    env.update(
+        {
+            name: "stand-in"
+            for name, secret in terraform.local("function_secrets").items()
+            if secret["use"] in uses
+        }
+    )
+    env.update(
+        CRMSYNC_FUNCTION=function,
+        CRMSYNC_STORE="memory",
+        CRMSYNC_PUBLIC_URL="https://functions.example",
+        CRMSYNC_TASKS_QUEUE="projects/p/locations/l/queues/q",
+        CRMSYNC_WORKER_URL="https://functions.example/sync_worker",
+        CRMSYNC_EVENTS_TOPIC="projects/p/topics/sync-events",
+        CRMSYNC_LOCAL_KEK="a2V5LWVuY3J5cHRpb24ta2V5LW9mLTMyLWJ5dGVzISE=",
+    )
+    env.pop("CRMSYNC_KMS_KEY")  # Cloud KMS would be called; the local key stands in
+    return env
 
 
 # -- functions ------------------------------------------------------------------------------
@@ -165,16 +193,16 @@ def test_the_worker_outlives_the_cloud_tasks_dispatch_deadline(terraform: Terraf
 
 
 # -- environment ----------------------------------------------------------------------------
-def test_every_variable_the_code_reads_is_set_on_every_function(terraform: Terraform) -> None:
-    # Every entry point builds all of crmsync's services (crmsync.entrypoints.services),
-    # so every function reads every variable.
+def test_every_variable_the_code_reads_is_set_on_the_functions(terraform: Terraform) -> None:
     read = environment_read()
     assert "CRMSYNC_PUBLIC_URL" in read and "CRMSYNC_TASKS_QUEUE" in read, "scan broken"
     function = terraform.resource("google_cloudfunctions2_function", "crmsync")
     config = block(function, "service_config")
     assert "local.function_environment" in config["environment_variables"]
+    assert "CRMSYNC_FUNCTION = each.key" in config["environment_variables"]
     secret_block = config["dynamic"][0]["secret_environment_variables"]
-    assert secret_block["for_each"] == "${local.function_secrets}"
+    assert "local.function_secrets" in secret_block["for_each"]
+    assert "contains(local.function_uses[each.key], secret.use)" in secret_block["for_each"]
     provided = environment_provided(terraform)
     missing = {
         name: sorted(modules)
@@ -182,6 +210,49 @@ def test_every_variable_the_code_reads_is_set_on_every_function(terraform: Terra
         if name not in provided and name not in DEVELOPMENT_ONLY
     }
     assert not missing, f"read by the code, not set by infra/functions.tf: {missing}"
+
+
+# -- each function's uses: roles, secrets and what the code builds -------------------------
+def test_each_function_is_granted_exactly_what_the_code_lets_it_use(terraform: Terraform) -> None:
+    declared = {name: frozenset(uses) for name, uses in terraform.local("function_uses").items()}
+    assert declared == USES
+    assert set(USES) == entry_points()
+    users_of = terraform.local("users_of")
+    assert "local.function_uses" in users_of and "contains(uses, use)" in users_of
+    assert set(re.findall(r'"(\w+)"', users_of.split(":")[0])) == EVERYTHING
+    grants = {
+        "vault": terraform.resource("google_kms_crypto_key_iam_member", "vault")["for_each"],
+        "queue": terraform.local("enqueuers"),
+        "events": terraform.resource("google_pubsub_topic_iam_member", "event_publisher")[
+            "for_each"
+        ],
+    }
+    for use, for_each in grants.items():
+        assert for_each == f'${{local.users_of["{use}"]}}', use
+    tasks = terraform.resource("google_cloud_tasks_queue_iam_member", "enqueuer")
+    assert tasks["for_each"] == "${local.enqueuers}"
+    accessors = terraform.resource("google_secret_manager_secret_iam_member", "accessor")
+    assert "local.users_of[secret.use]" in accessors["for_each"]
+    assert {s["use"] for s in terraform.local("function_secrets").values()} <= EVERYTHING
+
+
+def test_each_function_starts_with_only_what_terraform_gives_it(terraform: Terraform) -> None:
+    for function in sorted(USES):
+        built = from_environment(stub_environment(terraform, function))
+        assert built.public_url == "https://functions.example", function
+
+
+def test_a_function_given_less_than_it_uses_does_not_start(terraform: Terraform) -> None:
+    """The check above can fail: oauth_start signs links, so without CRMSYNC_SECRET it
+    does not start."""
+    env = stub_environment(terraform, "oauth_start")
+    del env["CRMSYNC_SECRET"]
+    try:
+        from_environment(env)
+    except KeyError as missing:
+        assert "CRMSYNC_SECRET" in str(missing)
+    else:
+        raise AssertionError("oauth_start started without CRMSYNC_SECRET")
 
 
 def test_development_only_variables_are_read_by_the_code_and_unset_in_production(
@@ -197,12 +268,12 @@ def test_every_secret_a_function_reads_is_a_secret_the_deployment_adopts(
     terraform: Terraform,
 ) -> None:
     secrets = set(terraform.local("secrets"))
-    assert set(terraform.local("function_secrets").values()) <= secrets
+    assert {s["secret"] for s in terraform.local("function_secrets").values()} <= secrets
     (adopted,) = terraform.imports
     assert adopted["for_each"] == "${local.secrets}"
     assert adopted["to"] == "${google_secret_manager_secret.crmsync[each.key]}"
     accessors = terraform.resource("google_secret_manager_secret_iam_member", "accessor")
-    assert "keys(local.secrets), keys(local.functions)" in accessors["for_each"]
+    assert "local.function_secrets" in accessors["for_each"]
 
 
 # -- Firestore ------------------------------------------------------------------------------
@@ -277,10 +348,15 @@ def test_the_functions_publish_events_to_the_sync_events_topic(terraform: Terraf
     assert "CRMSYNC_EVENTS_TOPIC" in environment_read(), "the code reads it"
 
 
-def test_exactly_the_functions_that_publish_events_may_publish(terraform: Terraform) -> None:
+def test_the_functions_that_publish_events_may_publish_to_sync_events(
+    terraform: Terraform,
+) -> None:
     grant = terraform.resource("google_pubsub_topic_iam_member", "event_publisher")
-    granted = set(re.findall(r'"(\w+)"', grant["for_each"]))
-    assert granted == set(PUBLISHERS) and set(PUBLISHERS) <= entry_points()
+    assert {name for name, uses in USES.items() if "events" in uses} == {
+        "oauth_callback",
+        "sync_worker",
+        "admin",
+    }
     assert grant["role"] == "roles/pubsub.publisher"
     assert 'crmsync["sync-events"]' in grant["topic"]
     assert grant["member"] == "${google_service_account.function[each.key].member}"
