@@ -18,22 +18,38 @@ resource "google_monitoring_notification_channel" "email" {
 locals {
   notification_channels = concat(google_monitoring_notification_channel.email[*].id, var.notification_channels)
 
+  # Each log-based metric pages when its count over `period` passes `threshold`.
   log_metrics = {
     # crmsync.service._check_health: a run has been marked running for 45 minutes.
     stuck_connections = {
       description = "Connections the fan-out found with a stuck run."
       filter      = "jsonPayload.message=\"connection health\" AND jsonPayload.health=\"stuck\""
+      alert       = "crmsync: stuck sync runs"
+      condition   = "a connection's run is stuck"
+      threshold   = 0
+      period      = "300s"
+      runbook     = "A sync run has held its connection's lease for 45 minutes past its expiry. Runbook: docs/deploy.md, \"Stuck runs\"."
     }
     # crmsync.connections (a refresh refused) and crmsync.service.work (a cycle ended
     # needs_reauth): the user must consent again.
     needs_reauth = {
       description = "Grants a provider refused: connections that now need the user's consent again."
       filter      = "(jsonPayload.message=\"grant refused\" OR (jsonPayload.message=\"worker finished\" AND jsonPayload.status=\"needs_reauth\"))"
+      alert       = "crmsync: needs-reauth spike"
+      condition   = "more grants refused than usual within an hour"
+      threshold   = var.alert_thresholds.needs_reauth
+      period      = "3600s"
+      runbook     = "Providers refused more stored grants than usual; those connections stopped syncing until their users consent again. Runbook: docs/deploy.md, \"Needs-reauth spike\"."
     }
     # crmsync.outbound.publish_all: an event the sync-events topic did not take.
     events_unpublished = {
       description = "Outbound events (BEY-7) that could not be published to sync-events."
       filter      = "jsonPayload.message=\"event not published\""
+      alert       = "crmsync: outbound events not published"
+      condition   = "events the sync-events topic did not take"
+      threshold   = 0
+      period      = "300s"
+      runbook     = "crmsync could not publish events to its outbound stream; syncing goes on, but tenants' systems miss those events. Runbook: docs/deploy.md, \"Events not published\"."
     }
   }
 }
@@ -55,21 +71,23 @@ resource "google_logging_metric" "crmsync" {
   depends_on = [google_project_service.enabled]
 }
 
-resource "google_monitoring_alert_policy" "stuck_runs" {
+resource "google_monitoring_alert_policy" "log_metric" {
+  for_each = local.log_metrics
+
   project               = var.project_id
-  display_name          = "crmsync: stuck sync runs"
+  display_name          = each.value.alert
   combiner              = "OR"
   notification_channels = local.notification_channels
 
   conditions {
-    display_name = "a connection's run is stuck"
+    display_name = each.value.condition
     condition_threshold {
-      filter          = "resource.type=\"cloud_run_revision\" AND metric.type=\"logging.googleapis.com/user/${google_logging_metric.crmsync["stuck_connections"].name}\""
+      filter          = "resource.type=\"cloud_run_revision\" AND metric.type=\"logging.googleapis.com/user/${google_logging_metric.crmsync[each.key].name}\""
       comparison      = "COMPARISON_GT"
-      threshold_value = 0
+      threshold_value = each.value.threshold
       duration        = "0s"
       aggregations {
-        alignment_period     = "300s"
+        alignment_period     = each.value.period
         per_series_aligner   = "ALIGN_SUM"
         cross_series_reducer = "REDUCE_SUM"
       }
@@ -78,38 +96,7 @@ resource "google_monitoring_alert_policy" "stuck_runs" {
 
   documentation {
     mime_type = "text/markdown"
-    content   = "A sync run has held its connection's lease for 45 minutes past its expiry. Runbook: docs/deploy.md, \"Stuck runs\"."
-  }
-
-  alert_strategy {
-    auto_close = "86400s"
-  }
-}
-
-resource "google_monitoring_alert_policy" "needs_reauth" {
-  project               = var.project_id
-  display_name          = "crmsync: needs-reauth spike"
-  combiner              = "OR"
-  notification_channels = local.notification_channels
-
-  conditions {
-    display_name = "more grants refused than usual within an hour"
-    condition_threshold {
-      filter          = "resource.type=\"cloud_run_revision\" AND metric.type=\"logging.googleapis.com/user/${google_logging_metric.crmsync["needs_reauth"].name}\""
-      comparison      = "COMPARISON_GT"
-      threshold_value = var.alert_thresholds.needs_reauth
-      duration        = "0s"
-      aggregations {
-        alignment_period     = "3600s"
-        per_series_aligner   = "ALIGN_SUM"
-        cross_series_reducer = "REDUCE_SUM"
-      }
-    }
-  }
-
-  documentation {
-    mime_type = "text/markdown"
-    content   = "Providers refused more stored grants than usual; those connections stopped syncing until their users consent again. Runbook: docs/deploy.md, \"Needs-reauth spike\"."
+    content   = each.value.runbook
   }
 
   alert_strategy {
@@ -211,35 +198,4 @@ resource "google_monitoring_alert_policy" "dead_letters" {
   }
 
   depends_on = [google_pubsub_subscription.dead_letter]
-}
-
-resource "google_monitoring_alert_policy" "events_unpublished" {
-  project               = var.project_id
-  display_name          = "crmsync: outbound events not published"
-  combiner              = "OR"
-  notification_channels = local.notification_channels
-
-  conditions {
-    display_name = "events the sync-events topic did not take"
-    condition_threshold {
-      filter          = "resource.type=\"cloud_run_revision\" AND metric.type=\"logging.googleapis.com/user/${google_logging_metric.crmsync["events_unpublished"].name}\""
-      comparison      = "COMPARISON_GT"
-      threshold_value = 0
-      duration        = "0s"
-      aggregations {
-        alignment_period     = "300s"
-        per_series_aligner   = "ALIGN_SUM"
-        cross_series_reducer = "REDUCE_SUM"
-      }
-    }
-  }
-
-  documentation {
-    mime_type = "text/markdown"
-    content   = "crmsync could not publish events to its outbound stream; syncing goes on, but tenants' systems miss those events. Runbook: docs/deploy.md, \"Events not published\"."
-  }
-
-  alert_strategy {
-    auto_close = "86400s"
-  }
 }

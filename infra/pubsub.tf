@@ -32,7 +32,31 @@ locals {
     })
   }
 
-  dead_lettered = toset(concat(keys(local.push_subscriptions), keys(local.outbound_subscriptions)))
+  # Every push subscription, to crmsync's functions (with the pubsub identity's token for
+  # the function's Cloud Run address, which Cloud Run checks) and to tenants' systems
+  # (with the events identity's token for their endpoint, or the audience they ask for).
+  pushes = merge(
+    {
+      for name, push in local.push_subscriptions : name => {
+        topic    = push.topic
+        endpoint = google_cloudfunctions2_function.crmsync[push.function].service_config[0].uri
+        audience = google_cloudfunctions2_function.crmsync[push.function].service_config[0].uri
+        identity = "pubsub"
+        filter   = null
+      }
+    },
+    {
+      for name, push in local.outbound_subscriptions : name => {
+        topic    = "sync-events"
+        endpoint = push.push_endpoint
+        audience = coalesce(push.audience, push.push_endpoint)
+        identity = "events"
+        filter   = push.filter == "" ? null : push.filter
+      }
+    },
+  )
+
+  dead_lettered = toset(keys(local.pushes))
 }
 
 resource "google_pubsub_topic" "crmsync" {
@@ -74,23 +98,25 @@ resource "google_pubsub_subscription" "dead_letter" {
 }
 
 resource "google_pubsub_subscription" "push" {
-  for_each = local.push_subscriptions
+  for_each = local.pushes
 
   project = var.project_id
   name    = each.key
   topic   = google_pubsub_topic.crmsync[each.value.topic].id
   labels  = var.labels
+  filter  = each.value.filter
 
-  # The handlers only check and enqueue; they answer in seconds.
+  # crmsync's handlers only check and enqueue; they answer in seconds, and so must a
+  # tenant's endpoint.
   ack_deadline_seconds       = 60
   message_retention_duration = "604800s"
 
   push_config {
-    push_endpoint = google_cloudfunctions2_function.crmsync[each.value.function].service_config[0].uri
+    push_endpoint = each.value.endpoint
 
     oidc_token {
-      service_account_email = google_service_account.caller["pubsub"].email
-      audience              = google_cloudfunctions2_function.crmsync[each.value.function].service_config[0].uri
+      service_account_email = google_service_account.caller[each.value.identity].email
+      audience              = each.value.audience
     }
   }
 
@@ -127,61 +153,12 @@ resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
 }
 
 resource "google_pubsub_subscription_iam_member" "dead_letter_subscriber" {
-  for_each = local.push_subscriptions
+  for_each = local.dead_lettered
 
   project      = var.project_id
   subscription = google_pubsub_subscription.push[each.key].name
   role         = "roles/pubsub.subscriber"
   member       = local.pubsub_service_agent
-}
-
-resource "google_pubsub_subscription_iam_member" "outbound_dead_letter_subscriber" {
-  for_each = local.outbound_subscriptions
-
-  project      = var.project_id
-  subscription = google_pubsub_subscription.outbound[each.key].name
-  role         = "roles/pubsub.subscriber"
-  member       = local.pubsub_service_agent
-}
-
-# The outbound stream, pushed to each subscribing system with an OIDC token of the
-# "events" identity for the endpoint (or the audience it asks for), which the system
-# checks; an event it keeps refusing waits a week on the dead-letter topic.
-resource "google_pubsub_subscription" "outbound" {
-  for_each = local.outbound_subscriptions
-
-  project                    = var.project_id
-  name                       = each.key
-  topic                      = google_pubsub_topic.crmsync["sync-events"].id
-  labels                     = var.labels
-  filter                     = each.value.filter == "" ? null : each.value.filter
-  ack_deadline_seconds       = 60
-  message_retention_duration = "604800s"
-
-  push_config {
-    push_endpoint = each.value.push_endpoint
-
-    oidc_token {
-      service_account_email = google_service_account.caller["events"].email
-      audience              = coalesce(each.value.audience, each.value.push_endpoint)
-    }
-  }
-
-  retry_policy {
-    minimum_backoff = "10s"
-    maximum_backoff = "600s"
-  }
-
-  dead_letter_policy {
-    dead_letter_topic     = google_pubsub_topic.dead_letter[each.key].id
-    max_delivery_attempts = 10
-  }
-
-  expiration_policy {
-    ttl = ""
-  }
-
-  depends_on = [google_service_account_iam_member.pubsub_token_creator]
 }
 
 # The functions that publish events, and only they.

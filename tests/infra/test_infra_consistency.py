@@ -323,13 +323,31 @@ def test_crm_events_are_pushed_to_crm_events_with_oidc_and_a_dead_letter_topic(
     assert all(push["function"] in entry_points() for push in pushes.values())
     assert all(push["topic"] in terraform.local("topics") for push in pushes.values())
     subscription = terraform.resource("google_pubsub_subscription", "push")
-    assert subscription["for_each"] == "${local.push_subscriptions}"
+    assert subscription["for_each"] == "${local.pushes}"
     push = block(subscription, "push_config")
     token = block(push, "oidc_token")
-    assert token["audience"] == push["push_endpoint"], "Cloud Run checks the audience"
-    assert 'caller["pubsub"]' in token["service_account_email"]
+    assert push["push_endpoint"] == "${each.value.endpoint}"
+    assert token["audience"] == "${each.value.audience}"
+    assert token["service_account_email"].startswith(
+        "${google_service_account.caller[each.value.identity]"
+    )
+    [internal, _] = pushes_parts(terraform)
+    uri = "google_cloudfunctions2_function.crmsync[push.function].service_config[0].uri"
+    assert f"endpoint = {uri}, audience = {uri}" in internal, "Cloud Run checks the audience"
+    assert 'identity = "pubsub"' in internal and "local.push_subscriptions" in internal
     assert block(subscription, "dead_letter_policy")["max_delivery_attempts"] >= 5
+    assert block(subscription, "dead_letter_policy")["dead_letter_topic"] == (
+        "${google_pubsub_topic.dead_letter[each.key].id}"
+    )
+    assert terraform.local("dead_lettered") == "${toset(keys(local.pushes))}"
     assert block(subscription, "expiration_policy")["ttl"] == ""
+
+
+def pushes_parts(terraform: Terraform) -> list[str]:
+    """local.pushes' two halves: the pushes to crmsync's functions, then the outbound."""
+    pushes = terraform.local("pushes")
+    assert pushes.startswith("${merge(") and pushes.count("{for name, push in") == 2
+    return pushes.split("{for name, push in")[1:]
 
 
 def test_gmail_notifications_are_pushed_to_gmail_push(terraform: Terraform) -> None:
@@ -365,15 +383,14 @@ def test_the_functions_that_publish_events_may_publish_to_sync_events(
 def test_tenants_systems_get_the_stream_by_filtered_oidc_push_with_a_dead_letter_topic(
     terraform: Terraform,
 ) -> None:
-    subscription = terraform.resource("google_pubsub_subscription", "outbound")
-    assert subscription["for_each"] == "${local.outbound_subscriptions}"
-    assert 'crmsync["sync-events"]' in subscription["topic"]
-    token = block(block(subscription, "push_config"), "oidc_token")
-    assert 'caller["events"]' in token["service_account_email"]
-    assert block(subscription, "dead_letter_policy")["dead_letter_topic"] == (
-        "${google_pubsub_topic.dead_letter[each.key].id}"
-    )
-    assert "local.outbound_subscriptions" in terraform.local("dead_lettered")
+    [_, outbound] = pushes_parts(terraform)
+    assert outbound.startswith(" local.outbound_subscriptions")
+    assert 'topic = "sync-events"' in outbound and 'identity = "events"' in outbound
+    assert "endpoint = push.push_endpoint" in outbound
+    assert "audience = coalesce(push.audience, push.push_endpoint)" in outbound
+    assert "filter = push.filter" in outbound
+    subscription = terraform.resource("google_pubsub_subscription", "push")
+    assert subscription["filter"] == "${each.value.filter}"
     filters = terraform.local("outbound_subscriptions")
     assert "attributes.tenant" in filters and "attributes.type" in filters
     (*_, types_check, _) = terraform.variables["event_subscriptions"]["validation"]
@@ -419,3 +436,20 @@ def test_every_variable_is_typed_and_described(terraform: Terraform) -> None:
 def test_every_output_is_described(terraform: Terraform) -> None:
     for name, output in terraform.outputs.items():
         assert output.get("description"), f"output {name} has no description"
+
+
+# -- alerts ---------------------------------------------------------------------------------
+def test_every_alert_points_at_a_runbook_section_of_deploy_md(terraform: Terraform) -> None:
+    sections = set(re.findall(r"^### (.+)$", (ROOT / "docs" / "deploy.md").read_text(), re.M))
+    runbooks = [metric["runbook"] for metric in terraform.local("log_metrics").values()]
+    runbooks += [
+        block(body, "documentation")["content"]
+        for (kind, name), body in terraform.resources.items()
+        if kind == "google_monitoring_alert_policy" and name != "log_metric"
+    ]
+    assert len(runbooks) >= 6, "scan broken"
+    named = [re.search(r'docs/deploy\.md, \\?"([^"\\]+)\\?"', text) for text in runbooks]
+    assert all(named), runbooks
+    assert {m.group(1) for m in named if m} <= sections
+    policy = terraform.resource("google_monitoring_alert_policy", "log_metric")
+    assert policy["for_each"] == "${local.log_metrics}"
