@@ -4,7 +4,13 @@
     POST o/oauth2/auth      the consent form: Allow redirects with a code, Deny with an error
     POST token              authorization_code and refresh_token grants (RFC 6749 JSON errors)
     POST revoke             revokes the whole grant of an access or refresh token
+    GET  oauth2/v1/certs    the certificates that sign ID tokens, by key id
     GET  .well-known/openid-configuration   these endpoints under the sandbox's own root
+
+A code redeemed for a grant with the `openid` scope also brings an ID token (RS256,
+issued by accounts.google.com to the client, `sub` the account's stable id, `email`),
+as Google's does. Google grants the identity scopes with any consent, so the consent
+page offers no box for them.
 
 Access tokens land in `GoogleSandbox.access_tokens` with the granted scopes, so every API
 module accepts them. A bad client or redirect URI is answered with a 400 page and never
@@ -32,6 +38,11 @@ AUTH_PATH = "o/oauth2/auth"
 CODE_LIFETIME = timedelta(minutes=10)
 ACCESS_TOKEN_SECONDS = 3600
 PROMPTS = frozenset({"none", "consent", "select_account"})
+IDENTITY_SCOPES = frozenset(
+    {"openid", "email", "profile", "https://www.googleapis.com/auth/userinfo.email"}
+)
+ISSUER = "https://accounts.google.com"
+ID_TOKEN_SECONDS = 3600
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 Handler = Callable[[GoogleSandbox, Request], Response]
@@ -92,6 +103,71 @@ class OAuthState:
     pending: dict[str, AuthRequest] = field(default_factory=dict)
     codes: dict[str, IssuedCode] = field(default_factory=dict)
     consents: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
+    signing: SigningKey | None = None
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """The RSA key ID tokens are signed with, and its self-signed certificate."""
+
+    key_id: str
+    private_pem: bytes
+    certificate_pem: str
+
+
+def _signing_key(sandbox: GoogleSandbox) -> SigningKey:
+    state = _state(sandbox)
+    with sandbox.lock:
+        if state.signing is None:
+            state.signing = _new_signing_key(sandbox.clock())
+        return state.signing
+
+
+def _new_signing_key(now: datetime) -> SigningKey:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "accounts.google.com")])
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=365))
+        .sign(key, hashes.SHA256())
+    )
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    pem = certificate.public_bytes(serialization.Encoding.PEM).decode()
+    return SigningKey(secrets.token_hex(20), private, pem)
+
+
+def id_token(sandbox: GoogleSandbox, account: Account, client_id: str) -> str:
+    """An ID token of `account` for `client_id`, as Google's token endpoint issues it."""
+    from google.auth import crypt, jwt
+
+    key = _signing_key(sandbox)
+    now = int(sandbox.clock().timestamp())
+    claims = {
+        "iss": ISSUER,
+        "azp": client_id,
+        "aud": client_id,
+        "sub": account.id,
+        "email": account.email,
+        "email_verified": True,
+        "iat": now,
+        "exp": now + ID_TOKEN_SECONDS,
+    }
+    signer = crypt.RSASigner.from_string(key.private_pem, key.key_id)
+    return jwt.encode(signer, claims).decode()
 
 
 _STATES: weakref.WeakKeyDictionary[GoogleSandbox, OAuthState] = weakref.WeakKeyDictionary()
@@ -172,7 +248,13 @@ def routes(sandbox: GoogleSandbox) -> list[Route]:
         route("POST", "token", bind(_token), None),
         route("POST", "revoke", bind(_revoke), None),
         route("GET", ".well-known/openid-configuration", bind(_openid_configuration), None),
+        route("GET", "oauth2/v1/certs", bind(_certs), None),
     ]
+
+
+def _certs(sandbox: GoogleSandbox, _request: Request) -> Response:
+    key = _signing_key(sandbox)
+    return json_response({key.key_id: key.certificate_pem})
 
 
 def _openid_configuration(_sandbox: GoogleSandbox, request: Request) -> Response:
@@ -184,6 +266,8 @@ def _openid_configuration(_sandbox: GoogleSandbox, request: Request) -> Response
             "authorization_endpoint": root + AUTH_PATH,
             "token_endpoint": root + "token",
             "revocation_endpoint": root + "revoke",
+            "jwks_uri": root + "oauth2/v1/certs",
+            "id_token_signing_alg_values_supported": ["RS256"],
             "response_types_supported": ["code"],
             "subject_types_supported": ["public"],
             "scopes_supported": ["openid", "email", "profile"],
@@ -271,6 +355,7 @@ def _consent_page(consent_id: str, auth: AuthRequest, action: str) -> Response:
         f'<li><label><input type="checkbox" name="scope" value="{html.escape(s)}" checked> '
         f"{html.escape(s)}</label></li>"
         for s in auth.scopes
+        if s not in IDENTITY_SCOPES
     )
     page = (
         "<!doctype html><html><head><title>Sign in - Google Accounts</title></head><body>"
@@ -304,10 +389,11 @@ def _submit_consent(sandbox: GoogleSandbox, request: Request) -> Response:
     email = form.get("email", "").strip()
     if not email:
         return _error_page(PageError("invalid_request", "An account e-mail is required."))
-    ticked = frozenset(form.getlist("scope")) & frozenset(auth.scopes)
-    if form.get("action") != "allow" or not ticked:
+    offered = frozenset(auth.scopes) - IDENTITY_SCOPES
+    ticked = frozenset(form.getlist("scope")) & offered
+    if form.get("action") != "allow" or (offered and not ticked):
         return _redirect(auth, {"error": "access_denied"})
-    return _grant_code(sandbox, auth, email, ticked)
+    return _grant_code(sandbox, auth, email, ticked | (frozenset(auth.scopes) - offered))
 
 
 def _silent_consent(sandbox: GoogleSandbox, auth: AuthRequest) -> Response:
@@ -392,6 +478,8 @@ def _exchange_code(
     _check_verifier(auth, form.get("code_verifier"))
     account = sandbox.add_account(issued.email)
     body: dict[str, object] = _access_body(sandbox, account, client.client_id, issued.scopes)
+    if "openid" in issued.scopes:
+        body["id_token"] = id_token(sandbox, account, client.client_id)
     if auth.offline and (issued.first_consent or "consent" in auth.prompts):
         body["refresh_token"] = _mint_refresh(sandbox, account, client.client_id, issued.scopes)
     elif auth.include_granted:

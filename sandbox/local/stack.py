@@ -188,13 +188,14 @@ class LocalStack:
         back = consent(chosen.headers["Location"], DEMO_USERS[user])
         return requests.get(back, timeout=60)
 
-    def google_api(self, api: str, version: str, user: str = "u1") -> Any:
-        """The user's own Google apps: a client of their sandbox account (not crmsync's)."""
+    def google_api(self, api: str, version: str, user: str = "u1", email: str = "") -> Any:
+        """The user's own Google apps: a client of their sandbox account (not crmsync's);
+        `email` names any other account of the sandbox."""
         from google.oauth2.credentials import Credentials
         from googleapiclient.discovery import build
 
         scopes = [SCOPE + name for name in ("calendar", "contacts", "tasks")]
-        token = self.google.issue_token(DEMO_USERS[user], scopes)
+        token = self.google.issue_token(email or DEMO_USERS[user], scopes)
         endpoint = self.google_url + ("calendar/v3/" if api == "calendar" else "")
         return build(
             api,
@@ -205,9 +206,9 @@ class LocalStack:
             cache_discovery=False,
         )
 
-    def google_contact_names(self, user: str = "u1") -> list[str]:
-        """The names of the user's Google contacts, sorted."""
-        people = self.google_api("people", "v1", user).people()
+    def google_contact_names(self, user: str = "u1", email: str = "") -> list[str]:
+        """The names of the user's Google contacts (or those of account `email`), sorted."""
+        people = self.google_api("people", "v1", user, email).people()
         listing = people.connections().list(resourceName="people/me", personFields="names")
         answer = listing.execute()
         return sorted(

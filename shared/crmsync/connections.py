@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from crmsync.auth.vault import TokenVault
-from crmsync.errors import GrantRevoked, SyncError, TransientError
+from crmsync.errors import AccountChanged, GrantRevoked, SyncError, TransientError
 
 log = logging.getLogger("crmsync.connections")
 
@@ -32,6 +32,8 @@ class Grant:
     refresh_token: str | None
     expires: datetime | None
     scopes: frozenset[str]
+    subject: str = ""  # the provider account's stable id, which a connection is bound to
+    email: str = ""  # the account's address, as the provider reported it at consent
 
 
 Refresher = Callable[[Grant], Grant]
@@ -72,28 +74,41 @@ class Grants:
                 "refresh_token": grant.refresh_token,
                 "expires": grant.expires.isoformat() if grant.expires else None,
                 "scopes": sorted(grant.scopes),
+                "subject": grant.subject,
+                "email": grant.email,
             }
         ).encode()
         self.store.save_sealed_grant(connection, self.vault.seal(secret, self._context(connection)))
 
-    def load(self, connection: str) -> Grant:
+    def load(self, connection: str, bound: str = "") -> Grant:
+        """The connection's grant. With `bound` (the account the connection is bound to),
+        a grant of any other account raises AccountChanged instead of being used."""
         sealed = self.store.sealed_grant(connection)
         if sealed is None:
             raise GrantRevoked("the connection has no grant; the user must connect again")
         data = json.loads(self.vault.open(sealed, self._context(connection)))
         expires = data["expires"]
-        return Grant(
+        grant = Grant(
             data["access_token"],
             data["refresh_token"],
             datetime.fromisoformat(expires) if expires else None,
             frozenset(data["scopes"]),
+            data.get("subject", ""),
+            data.get("email", ""),
         )
+        if bound and grant.subject != bound:
+            raise AccountChanged(
+                "the connection's grant is another account's than the one it is bound to; "
+                "the user must reconnect"
+            )
+        return grant
 
-    def fresh(self, connection: str, refresher: Refresher, now: datetime) -> Grant:
+    def fresh(self, connection: str, refresher: Refresher, now: datetime, bound: str = "") -> Grant:
         """A grant whose access token lasts a while yet; refreshed at most once at a time
         per connection, so two workers never spend one refresh token twice. A refused
-        refresh marks the connection `needs_reauth` (AUTH-3)."""
-        grant = self.load(connection)
+        refresh marks the connection `needs_reauth` (AUTH-3). With `bound`, only a grant
+        of that account is ever returned (see `load`)."""
+        grant = self.load(connection, bound)
         if not _expiring(grant, now):
             return grant
         holder = f"refresh-{now.timestamp()}"
@@ -101,7 +116,7 @@ class Grants:
         if not self.store.acquire_lease(lock, holder, now, LOCK_SECONDS):
             raise TransientError("another worker is refreshing this grant")
         try:
-            grant = self.load(connection)  # someone may have refreshed it meanwhile
+            grant = self.load(connection, bound)  # someone may have refreshed it meanwhile
             if not _expiring(grant, now):
                 return grant
             try:

@@ -39,9 +39,12 @@ from crmsync.settings import Settings, Side
 
 log = logging.getLogger("crmsync.cycle")
 
-LEASE_SECONDS = 600
+# A cycle holds its connection for two minutes at a time and renews that every 30
+# seconds of work, so the connection of a worker that died is free again within two
+# minutes (and its run is marked interrupted by the next one).
+LEASE_SECONDS = 120
 BATCH = 200  # plain creates the cycle hands a side in one call, when it takes several
-RENEW_EVERY = 60.0  # seconds of work between renewals of the lease
+RENEW_EVERY = 30.0  # seconds of work between renewals of the lease
 
 
 class BudgetSpent(Exception):
@@ -76,6 +79,7 @@ class Cycle:
     _failed_kinds: list[Kind] = field(default_factory=list)
     _retry_after: float | None = None
     ticker: Callable[[], float] = time.monotonic  # elapsed time, for budget and lease
+    began: Callable[[Mapping[str, Any]], None] | None = None  # told once the lease is held
     _queued: set[str] | None = None
     _deadline: float | None = None
     _renewed: float = 0.0
@@ -109,6 +113,8 @@ class Cycle:
         if not self.store.acquire_lease(self.conn, self.run_id, started, LEASE_SECONDS):
             return {**run, "status": "busy", "ended": started}
         self.store.save_run(self.conn, run)
+        if self.began is not None:
+            self.began(run)
         try:
             status, pending_kinds = self.run_kinds()
         except Exception as exc:  # a defect: record it, free the lease, let the task retry
@@ -709,9 +715,11 @@ def run_cycle(
     syncing_users: Iterable[str] = (),
     run_id: str = "",
     budget_seconds: float | None = None,
+    began: Callable[[Mapping[str, Any]], None] | None = None,
 ) -> Mapping[str, Any]:
     """Run one cycle and return its run record (HIS-1), with its record-level items
-    under "items" (the store keeps those apart from the run)."""
+    under "items" (the store keeps those apart from the run). `began` is called with
+    the run record once the cycle holds the connection's lease."""
     return Cycle(
         connection,
         store,
@@ -723,4 +731,5 @@ def run_cycle(
         trigger,
         run_id,
         budget_seconds,
+        began=began,
     ).run()

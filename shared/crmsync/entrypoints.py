@@ -32,17 +32,17 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import html
 import json
 import logging
 import os
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
 
-from crmsync import service
+from crmsync import service, web
 from crmsync.errors import TransientError, Undeclared
 from crmsync.logs import configure_logging
 from crmsync.outbound import NoEvents, PubSubEvents
@@ -51,6 +51,7 @@ log = logging.getLogger("crmsync.entrypoints")
 
 MAX_BODY = 64 * 1024  # events and task payloads are small; anything bigger is refused
 Answer = tuple[Any, int, dict[str, str]]
+Handler = Callable[[Any], Answer]
 _JSON = {"Content-Type": "application/json"}
 _HTML = {"Content-Type": "text/html; charset=utf-8"}
 
@@ -176,6 +177,7 @@ def google_setup(env: Mapping[str, str]) -> service.GoogleSetup:
             "auth_uri": root + "/o/oauth2/auth",
             "token_uri": root + "/token",
             "revoke_uri": root + "/revoke",
+            "certs_uri": root + "/oauth2/v1/certs",
         }
         endpoints = {
             "calendar": root + "/calendar/v3/",
@@ -193,69 +195,150 @@ def google_setup(env: Mapping[str, str]) -> service.GoogleSetup:
 
 
 # -- the handlers --------------------------------------------------------------------------
-def _guarded(handler: Callable[[Any], Answer]) -> Callable[[Any], Answer]:
+def _guarded(handler: Handler, *, pages: bool = False) -> Handler:
     """Refusals become their 4xx; a dependency that is down a 503 (retried by the
-    caller); the request's time and outcome are logged without its content."""
+    caller); anything else is a defect: one JSON log line with the request's reference
+    and the error's type, and a 500 (which Cloud Tasks and Pub/Sub retry). People
+    (`pages`) get a page saying what happened and what to do next, never JSON."""
+    name = handler.__name__
 
     def run(request: Any) -> Answer:
         started = time.monotonic()
-        name = handler.__name__
+        reference = secrets.token_hex(8)
         serving = _serving.set(name)
         try:
-            if (request.content_length or 0) > MAX_BODY:
-                raise service.Refused(413, f"the body is larger than {MAX_BODY} bytes")
             answer = handler(request)
         except service.Refused as refused:
-            answer = _json({"error": refused.reason}, refused.status)
+            answer = _refusal(refused, pages)
         except TransientError as exc:
             log.warning(
                 "dependency unavailable", extra={"handler": name, "error": type(exc).__name__}
             )
-            answer = _json({"error": "temporarily unavailable; try again"}, 503)
+            answer = _refusal(service.Refused(503, "temporarily unavailable; try again"), pages)
+        except Exception as exc:
+            log.error(
+                "unhandled error",
+                extra={
+                    "handler": name,
+                    "request": reference,
+                    "error": type(exc).__name__,
+                    "where": _where(exc),
+                },
+            )
+            answer = _failure(reference, pages)
         finally:
             _serving.reset(serving)
         log.info(
             "request",
             extra={
                 "handler": name,
+                "request": reference,
                 "status": answer[1],
                 "ms": round((time.monotonic() - started) * 1000, 1),
             },
         )
         return answer
 
-    run.__name__ = handler.__name__
+    run.__name__ = name
     return run
 
 
-@_guarded
+def _page(handler: Handler) -> Handler:
+    """`_guarded` for the functions people open in a browser."""
+    return _guarded(handler, pages=True)
+
+
+def _refusal(refused: service.Refused, pages: bool) -> Answer:
+    if not pages:
+        return _json({"error": refused.reason}, refused.status)
+    if refused.page is not None:
+        template, values = refused.page
+        return web.render(template, **values), refused.status, _HTML
+    reason = refused.reason[:1].upper() + refused.reason[1:] + "."
+    return web.problem(refused.status, reason, refused.next_step), refused.status, _HTML
+
+
+def _failure(reference: str, pages: bool) -> Answer:
+    if not pages:
+        return _json({"error": "internal error", "reference": reference}, 500)
+    page = web.render(
+        "problem.html",
+        status=500,
+        happened="crmsync could not finish this request.",
+        next_step="Try again in a few minutes. If it keeps happening, give your admin "
+        "this reference.",
+        reference=reference,
+    )
+    return page, 500, _HTML
+
+
+def _where(exc: BaseException) -> str:
+    """file:line of the innermost frame of crmsync that raised (no values, no message)."""
+    found = ""
+    trace = exc.__traceback__
+    while trace is not None:
+        code = trace.tb_frame.f_code
+        if "crmsync" in code.co_filename:
+            found = f"{code.co_filename.rsplit('crmsync', 1)[-1]}:{trace.tb_lineno}"
+        trace = trace.tb_next
+    return found
+
+
+def _body(request: Any) -> bytes:
+    """The request's body, refused past MAX_BODY bytes as they are read, whatever the
+    transfer encoding (a chunked body declares no length)."""
+    declared = request.content_length
+    if declared is not None and declared > MAX_BODY:
+        raise service.Refused(413, f"the body is larger than {MAX_BODY} bytes")
+    stream = request.stream
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = stream.read(min(65536, MAX_BODY + 1 - size))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise service.Refused(413, f"the body is larger than {MAX_BODY} bytes")
+
+
+@_page
 def oauth_start(request: Any) -> Answer:
-    """GET with an onboarding link: a page to pick the services; with `provider` and
-    `services` chosen, a redirect to the provider's consent screen (AUTH-1)."""
+    """GET with an onboarding link: a page to pick the services (and, on a new link, to
+    switch accounts); with `provider` and `services` chosen, a redirect to the
+    provider's consent screen (AUTH-1)."""
+    if request.method not in ("GET", "HEAD"):
+        raise service.Refused(405, "open your onboarding link in a browser")
     link = request.args.get("link")
     provider = request.args.get("provider")
     wanted = tuple(s for given in request.args.getlist("services") for s in given.split(",") if s)
     if not provider:
-        service.read_link(services(), link)  # a bad link is refused before any page
-        return _choose_page(link or ""), 200, _HTML
-    url = service.start_oauth(services(), link, provider, wanted)
+        choice = service.connect_choice(services(), link)  # a bad link: refused, no page
+        return _connect_page(link or "", choice), 200, _HTML
+    switch = request.args.get("switch", "") not in ("", "0")
+    url = service.start_oauth(services(), link, provider, wanted, switch=switch)
     return "", 302, {"Location": url}
 
 
-@_guarded
+@_page
 def oauth_callback(request: Any) -> Answer:
     """Where the provider sends the user back: the connection is made, and the user sees
     the connected account (AUTH-1)."""
     if request.args.get("error"):
-        raise service.Refused(400, "consent was not given; open your onboarding link again")
+        raise service.Refused(
+            400,
+            "consent was not given, so nothing was connected",
+            "To connect, open your onboarding link again and allow access.",
+        )
     record = service.finish_oauth(services(), request.args.get("state"), request.args.get("code"))
-    account = html.escape(str(record.get("account") or "your account"))
-    body = (
-        "<!doctype html><title>crmsync: connected</title>"
-        f"<h1>Connected</h1><p>{account} now syncs with your CRM "
-        f"({html.escape(', '.join(record.get('services', [])))}).</p>"
+    page = web.render(
+        "connected.html",
+        account=str(record.get("account") or "Your account"),
+        services=[_SERVICE_NAMES.get(s, s) for s in record.get("services", [])],
+        switched=record.get("switched", ""),
     )
-    return body, 200, _HTML
+    return page, 200, _HTML
 
 
 @_guarded
@@ -264,7 +347,7 @@ def google_webhook(request: Any) -> Answer:
     if request.method != "POST":
         raise service.Refused(405, "notifications are POSTed")
     status, reason = service.google_push(services(), dict(request.headers))
-    return _json({"result": reason}, status)
+    return _json({"error" if status >= 400 else "result": reason}, status)
 
 
 @_guarded
@@ -274,14 +357,19 @@ def crm_events(request: Any) -> Answer:
     signature its `signature` attribute)."""
     if request.method != "POST":
         raise service.Refused(405, "events are POSTed")
-    body = request.get_data(cache=False)
+    body = _body(request)
     signature = request.headers.get("Crmsync-Signature")
     accepted = 202
     if request.headers.get("Content-Type", "").startswith("application/json") and not signature:
         accepted = 200  # Pub/Sub's emulator acknowledges a push only with 200
         envelope = _json_body(body)
         body = _pubsub_data(envelope, "expected a signed event or a Pub/Sub push envelope")
-        signature = (envelope["message"].get("attributes") or {}).get("signature")
+        attributes = envelope["message"].get("attributes") or {}
+        if not isinstance(attributes, dict):
+            raise service.Refused(400, "the Pub/Sub message's attributes are not an object")
+        signature = attributes.get("signature")
+        if signature is not None and not isinstance(signature, str):
+            raise service.Refused(400, "the signature attribute is not a string")
     enqueued = service.crm_event(services(), signature, body)
     return _json({"enqueued": enqueued}, accepted)
 
@@ -294,7 +382,7 @@ def gmail_push(request: Any) -> Answer:
     notification (Pub/Sub gives up on it after its retries: dead letter)."""
     if request.method != "POST":
         raise service.Refused(405, "notifications are POSTed")
-    data = _pubsub_data(_json_body(request.get_data(cache=False)))
+    data = _pubsub_data(_json_body(_body(request)))
     enqueued = service.gmail_notification(services(), data)
     return _json({"enqueued": enqueued}, 200)
 
@@ -302,6 +390,8 @@ def gmail_push(request: Any) -> Answer:
 @_guarded
 def scheduler_fanout(request: Any) -> Answer:
     """Called by Cloud Scheduler (OIDC, invoker-restricted) every minute (RUN-2)."""
+    if request.method != "POST":
+        raise service.Refused(405, "the fan-out is POSTed by Cloud Scheduler")
     report = service.fanout(services())
     return _json(vars(report), 200)
 
@@ -311,7 +401,9 @@ def sync_worker(request: Any) -> Answer:
     """One cycle, as a Cloud Tasks task asks (OIDC, invoker-restricted): the payload is
     ids only. 200 ends the task whatever the cycle's outcome (it is in the run record);
     a 5xx asks Cloud Tasks to try again."""
-    payload = _json_body(request.get_data(cache=False))
+    if request.method != "POST":
+        raise service.Refused(405, "tasks are POSTed by Cloud Tasks")
+    payload = _json_body(_body(request))
     if not isinstance(payload, dict):
         raise service.Refused(400, "expected a JSON object")
     tenant, connection = payload.get("tenant"), payload.get("connection")
@@ -332,12 +424,19 @@ def admin(request: Any) -> Answer:
     tenant = service.admin_tenant(services(), request.headers.get("Authorization"))
     if path == "/status" and request.method == "GET":
         return _json(service.admin_status(services(), tenant), 200)
-    if path.startswith("/sync/") and request.method == "POST":
-        enqueued = service.sync_now(services(), tenant, path.removeprefix("/sync/"))
-        return _json({"enqueued": enqueued}, 202)
-    if path.startswith("/disconnect/") and request.method == "POST":
-        problems = service.disconnect(services(), tenant, path.removeprefix("/disconnect/"))
-        return _json({"disconnected": True, "problems": problems}, 200)
+    for action in ("sync", "disconnect"):
+        if path.startswith(f"/{action}/"):
+            if request.method != "POST":
+                raise service.Refused(405, f"/{action}/<connection> is POSTed")
+            connection = path.removeprefix(f"/{action}/")
+            if not service.safe_id(connection):
+                raise service.Refused(404, "no such connection")
+            if action == "sync":
+                return _json({"enqueued": service.sync_now(services(), tenant, connection)}, 202)
+            problems = service.disconnect(services(), tenant, connection)
+            return _json({"disconnected": True, "problems": problems}, 200)
+    if path == "/status":
+        raise service.Refused(405, "/status is read with GET")
     raise service.Refused(404, "unknown admin path")
 
 
@@ -364,16 +463,17 @@ def _pubsub_data(envelope: Any, shape: str = "expected a Pub/Sub push envelope")
         raise service.Refused(400, "the Pub/Sub message data is not base64") from exc
 
 
-def _choose_page(link: str) -> str:
-    quoted = html.escape(link, quote=True)
-    return (
-        "<!doctype html><title>crmsync: connect</title><h1>Connect your account</h1>"
-        '<form method="get" action="oauth_start">'
-        f'<input type="hidden" name="link" value="{quoted}">'
-        '<input type="hidden" name="provider" value="google">'
-        '<label><input type="checkbox" name="services" value="sync" checked> '
-        "Contacts, calendar and tasks</label><br>"
-        '<label><input type="checkbox" name="services" value="mail"> '
-        "Record e-mails in the CRM</label><br>"
-        '<button type="submit">Connect Google</button></form>'
+_SERVICE_NAMES = {"sync": "contacts, calendar and tasks", "mail": "e-mail recording"}
+_PROVIDER_NAMES = {"google": "Google"}
+
+
+def _connect_page(link: str, choice: service.ConnectChoice) -> str:
+    return web.render(
+        "connect.html",
+        link=link,
+        providers=[{"id": p, "label": _PROVIDER_NAMES.get(p, p.title())} for p in choice.providers],
+        bound=choice.bound,
+        status=choice.status,
+        status_text=choice.status.replace("_", " "),
+        may_switch=choice.may_switch,
     )

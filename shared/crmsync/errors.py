@@ -39,6 +39,12 @@ class GrantRevoked(SyncError):
     """The user's grant is gone (`invalid_grant`): the connection needs re-authorization."""
 
 
+class AccountChanged(GrantRevoked):
+    """The grant is another provider account's than the one the connection is bound to:
+    nothing is read or written under it until the user reconnects the bound account or
+    switches accounts on purpose (a change of account never deletes anything)."""
+
+
 class PermissionDenied(PermanentError):
     """The acting user may not see or change this record (HTTP 403; AUTH-5)."""
 

@@ -92,6 +92,9 @@ class ProviderAccount(RecordSide, Protocol):
     pass
 
 
+INTERRUPTED = "the worker stopped before the run ended; the next run took over"
+
+
 class Store(Protocol):
     """Durable state of connections: cursors, links, runs, the queue, the lease."""
 
@@ -124,6 +127,9 @@ class Store(Protocol):
     ) -> None: ...
     def runs(self, connection: str) -> list[dict[str, Any]]: ...
     def items(self, connection: str, run_id: str) -> list[dict[str, Any]]: ...
+    def interrupt_run(self, connection: str, run_id: str, now: datetime) -> bool:
+        """Mark the run `interrupted` (its worker died: the lease it held ran out) if it
+        is still `running`; whether it was."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,12 +51,21 @@ FANOUT_THREADS = 16  # Cloud Tasks calls in flight at once while enqueueing a pa
 
 class Refused(Exception):
     """A request crmsync turns down: `status` is the HTTP status, the message the reason
-    the caller reads (never a secret)."""
+    the caller reads (never a secret); `next_step` tells a person what to do about it,
+    and `page` names a page of its own (template, values) for people to see instead."""
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        next_step: str = "",
+        page: tuple[str, Mapping[str, Any]] | None = None,
+    ) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.next_step = next_step
+        self.page = page
 
 
 class TenantStore(Protocol):
@@ -179,8 +188,11 @@ def onboarding_link(
     if store.tenant_record() is None:
         raise Refused(404, "no such tenant")
     store.save_user_record(user, {"crm_user": crm_user or user})
-    expires = int((services.clock() + ttl).timestamp())
-    payload = _b64(json.dumps({"t": tenant, "u": user, "e": expires}).encode())
+    now = services.clock()
+    expires = int((now + ttl).timestamp())
+    payload = _b64(
+        json.dumps({"t": tenant, "u": user, "e": expires, "i": now.timestamp()}).encode()
+    )
     return (
         services.url("oauth_start")
         + "?"
@@ -188,36 +200,110 @@ def onboarding_link(
     )
 
 
-def read_link(services: Services, link: str | None) -> tuple[str, str]:
-    """The tenant and user an onboarding link was made for."""
+@dataclass(frozen=True)
+class OnboardingLink:
+    """Who an onboarding link was made for, and when."""
+
+    tenant: str
+    user: str
+    issued: float  # unix seconds; 0 for links made before links carried it
+
+
+def read_link(services: Services, link: str | None) -> OnboardingLink:
+    """The tenant and user an onboarding link was made for, if crmsync made it and it
+    has not expired."""
     payload, _, signature = (link or "").partition(".")
-    if not payload or not hmac.compare_digest(_mac(services.secret, payload), signature):
+    if not payload or not hmac.compare_digest(
+        _mac(services.secret, payload).encode(), signature.encode(errors="replace")
+    ):
         raise Refused(400, "the onboarding link is not one crmsync issued")
-    data = json.loads(_unb64(payload))
-    if data["e"] <= services.clock().timestamp():
+    try:
+        data = json.loads(_unb64(payload))
+        tenant, user, expires = str(data["t"]), str(data["u"]), float(data["e"])
+        issued = float(data.get("i", 0.0))
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:  # signed, yet unreadable
+        raise Refused(400, "the onboarding link is not one crmsync issued") from exc
+    if expires <= services.clock().timestamp():
         raise Refused(410, "the onboarding link expired; ask your admin for a new one")
-    return str(data["t"]), str(data["u"])
+    return OnboardingLink(tenant, user, issued)
+
+
+@dataclass(frozen=True)
+class ConnectChoice:
+    """What the page behind an onboarding link offers: the providers, the account the
+    user's connection is bound to (if any), and whether this link may switch it."""
+
+    link: OnboardingLink
+    providers: tuple[str, ...]
+    bound: str = ""  # the bound account's address
+    status: str = ""  # the bound connection's status
+    may_switch: bool = False
+
+
+def connect_choice(services: Services, link: str | None) -> ConnectChoice:
+    """AUTH-1: what the user who opened `link` may do. A link made before the user's
+    connection was bound to its account may only reconnect that account; switching to
+    another account takes a link made after (so nobody who merely holds an old link can
+    attach their own account to the user's CRM data)."""
+    opened = read_link(services, link)
+    providers = tuple(p for p in PROVIDERS if _connectable(services, p))
+    for provider in providers:
+        record = services.backend.store(opened.tenant).connection_record(
+            connection_id(opened.user, provider)
+        )
+        if record is not None and record.get("status") != "disconnected":
+            return ConnectChoice(
+                opened,
+                providers,
+                str(record.get("account") or "your account"),
+                str(record.get("status", "")),
+                _may_switch(opened.issued, record),
+            )
+    return ConnectChoice(opened, providers)
+
+
+def _may_switch(link_issued: float, record: Mapping[str, Any]) -> bool:
+    bound = record.get("bound") or record.get("created")
+    return isinstance(bound, datetime) and link_issued > _aware(bound).timestamp()
+
+
+def _connectable(services: Services, provider: str) -> bool:
+    return provider == "google" and services.google is not None
 
 
 def start_oauth(
-    services: Services, link: str | None, provider: str, wanted: tuple[str, ...]
+    services: Services,
+    link: str | None,
+    provider: str,
+    wanted: tuple[str, ...],
+    *,
+    switch: bool = False,
 ) -> str:
-    """AUTH-1/AUTH-2: where to send the user to consent, for the services they chose."""
-    tenant, user = read_link(services, link)
-    if provider != "google" or services.google is None:
-        raise Refused(400, f"provider {provider!r} cannot be connected here")
+    """AUTH-1/AUTH-2: where to send the user to consent, for the services they chose;
+    `switch`: to replace the account the user's connection is bound to."""
+    choice = connect_choice(services, link)
+    if provider not in choice.providers or services.google is None:
+        raise Refused(400, "that provider cannot be connected here")
     if not wanted or not set(wanted) <= {"sync", "mail"}:
-        raise Refused(400, "services are 'sync' and/or 'mail'")
+        raise Refused(400, "choose what to sync: 'sync' and/or 'mail'")
+    if switch and not choice.may_switch:
+        raise Refused(
+            403,
+            "this link can only reconnect the account your CRM user is connected to",
+            "To connect a different account, ask your admin for a new onboarding link.",
+        )
     from crmsync.auth import google as google_auth
 
     started = begin(
         services.secret,
         _states(services),
-        tenant=tenant,
-        user=user,
+        tenant=choice.link.tenant,
+        user=choice.link.user,
         provider=provider,
         services=wanted,
         now=services.clock(),
+        switch=switch,
+        link_issued=choice.link.issued,
     )
     return google_auth.authorization_url(
         services.google.oauth, wanted, started.state, started.challenge
@@ -226,7 +312,14 @@ def start_oauth(
 
 def finish_oauth(services: Services, state: str | None, code: str | None) -> dict[str, Any]:
     """The OAuth callback: the grant sealed, the connection made (or re-authorized), its
-    push channel opened and its first cycle enqueued. Returns the connection record."""
+    push channel opened (replacing the ones it had) and its first cycle enqueued.
+    Returns the connection record, with `switched` naming the account it replaced.
+
+    A connection is bound to the account that first consented (its stable subject id):
+    a consent as another account is refused and changes nothing, unless the user chose
+    to switch on a link made after the binding; then the old account is disconnected
+    first (its grant revoked, channels stopped, links and cursors forgotten, nothing
+    deleted on either side) and the new one connects from scratch (SYN-9)."""
     from crmsync.auth import google as google_auth
     from crmsync.auth.state import BadState
 
@@ -236,29 +329,38 @@ def finish_oauth(services: Services, state: str | None, code: str | None) -> dic
         raise Refused(400, str(exc)) from exc
     if not code:
         raise Refused(400, "the provider sent no authorization code (consent declined?)")
-    if pending.provider != "google" or services.google is None:
-        raise Refused(400, f"provider {pending.provider!r} cannot be connected here")
+    if not _connectable(services, pending.provider) or services.google is None:
+        raise Refused(400, "that provider cannot be connected here")
     tenant, user = pending.tenant, pending.user
     store = services.backend.store(tenant)
     connection = connection_id(user, pending.provider)
     existing = store.connection_record(connection)
-    if existing is None or existing.get("status") == "disconnected":
-        _check_seats(store)  # AUTH-6: existing connections go on; a new one may not
+    if existing is not None and existing.get("status") == "disconnected":
+        existing = None
     try:
         grant = google_auth.exchange(
             services.google.oauth, pending.services, code, pending.verifier
         )
     except PermanentError as exc:
         raise Refused(400, str(exc)) from exc
+    switched = ""
+    if existing is not None and not _same_account(existing, grant):
+        _refuse_other_account(existing, grant, pending)
+        switched = str(existing.get("account", ""))
+        disconnect(services, tenant, connection, reason="switched account")
+        existing = None
+    if existing is None:
+        _check_seats(store)  # AUTH-6: existing connections go on; a new one may not
     Grants(store, services.vault, tenant).save(connection, grant)
-    account = _google_account_email(services, grant)
     now = services.clock()
     store.save_connection_record(
         connection,
         {
             "user": user,
             "provider": pending.provider,
-            "account": account,
+            "account": grant.email,
+            "subject": grant.subject,
+            "bound": (existing or {}).get("bound") or now,
             "services": sorted(set(pending.services) | set((existing or {}).get("services", []))),
             "settings": (existing or {}).get("settings", {}),
             "created": (existing or {}).get("created", now),
@@ -287,7 +389,35 @@ def finish_oauth(services: Services, state: str | None, code: str | None) -> dic
     )
     record: dict[str, Any] | None = store.connection_record(connection)
     assert record is not None
-    return record
+    return {**record, "switched": switched}
+
+
+def _same_account(record: Mapping[str, Any], grant: Any) -> bool:
+    """Whether `grant` is of the account the connection is bound to. A connection made
+    before connections were bound knows only its account's address."""
+    if record.get("subject"):
+        return bool(grant.subject == record["subject"])
+    known = str(record.get("account") or "").casefold()
+    return not known or known == str(grant.email).casefold()
+
+
+def _refuse_other_account(record: Mapping[str, Any], grant: Any, pending: Any) -> None:
+    """A consent as another account than the bound one changes nothing, unless the user
+    chose to switch on a link made after the binding. The new grant is dropped, not
+    revoked: revoking it would end that account's grant to crmsync everywhere, also a
+    connection of its own."""
+    if pending.switch and _may_switch(pending.link_issued, record):
+        return
+    log.warning(
+        "consent as another account refused",
+        extra={"tenant": pending.tenant, "user": pending.user},
+    )
+    bound, given = str(record.get("account") or "another account"), grant.email or "another"
+    raise Refused(
+        409,
+        f"your CRM user is connected to {bound}; you signed in as {given}",
+        page=("account_mismatch.html", {"bound": bound, "given": given}),
+    )
 
 
 def connection_id(user: str, provider: str) -> str:
@@ -303,23 +433,6 @@ def _check_seats(store: Any) -> None:
         raise Refused(
             403, f"all {seats} seats of this tenant are taken; ask your admin for another seat"
         )
-
-
-def _google_account_email(services: Services, grant: Any) -> str:
-    from crmsync.auth import google as google_auth
-    from crmsync.providers.google.client import GoogleClient
-
-    assert services.google is not None
-    client = GoogleClient(
-        google_auth.credentials(services.google.oauth, grant), services.google.endpoints
-    )
-    try:
-        events = client.service("calendar", "v3").events()
-        listing = events.list(calendarId="primary", maxResults=1, fields="summary")
-        # the primary calendar is named after the account unless its user renamed it
-        return str(client.execute(listing, "calendar events.list").get("summary", ""))
-    except SyncError:
-        return ""
 
 
 # -- triggers (RUN-2, RUN-3) ------------------------------------------------------------
@@ -483,9 +596,6 @@ def work(
         return {"status": "failed", "reason": str(exc)}
     conn = Connection(tenant, connection, record["user"], record["provider"], settings.values)
     started = time.monotonic()
-    # A run that never ends (its worker killed, its task given up) shows as stuck (RUN-2).
-    running = {"status": "running", "trigger": trigger, "started": now}
-    store.save_connection_record(connection, {"last_run": running})
     run = dict(
         run_cycle(
             conn,
@@ -496,6 +606,7 @@ def work(
             services.clock,
             trigger=trigger,
             budget_seconds=budget_seconds,
+            began=lambda run: _began(store, connection, record, run),
         )
     )
     items = run.pop("items", [])
@@ -515,6 +626,21 @@ def work(
         },
     )
     return run
+
+
+def _began(store: Any, connection: str, record: Mapping[str, Any], run: Mapping[str, Any]) -> None:
+    """The cycle holds the lease: a run the connection still shows as running lost its
+    worker (its lease ran out unreleased) and is marked interrupted; this run shows as
+    running, so one that never ends turns stuck (RUN-2)."""
+    previous = record.get("last_run") or {}
+    died = previous.get("status") == "running" and previous.get("id") not in (None, run["id"])
+    if died and store.interrupt_run(connection, str(previous["id"]), run["started"]):
+        log.warning(
+            "run interrupted",
+            extra={"connection": connection, "run": previous["id"], "by": run["id"]},
+        )
+    running = {"id": run["id"], "status": "running", "trigger": run["trigger"]}
+    store.save_connection_record(connection, {"last_run": {**running, "started": run["started"]}})
 
 
 def _after_cycle(
@@ -563,13 +689,16 @@ def _renew(
 
 
 def _open_channel(services: Services, tenant: str, connection: str) -> str:
-    from crmsync.providers.google.push import open_channel
+    """A push channel for the connection, replacing the ones it had (a reconnect opens a
+    new one; the old ones are stopped, never left to pile up). Returns what went wrong."""
+    from crmsync.providers.google.push import open_channel, stop_channels
 
     store = services.backend.store(tenant)
     record = store.connection_record(connection)
     assert record is not None
     settings = settings_for(services, tenant, record)
     grants = Grants(store, services.vault, tenant)
+    replaced = store.channels_of(connection)
     try:
         calendar = _google_calendar(services, grants, connection, settings, {})
         open_channel(
@@ -577,6 +706,7 @@ def _open_channel(services: Services, tenant: str, connection: str) -> str:
         )
     except SyncError as exc:
         return f"push channel not opened ({type(exc).__name__}); polling on schedule"
+    stop_channels(calendar, services.channels(), replaced)
     return ""
 
 
@@ -626,13 +756,17 @@ def _google_calendar(
     )
 
 
-def _google_client(services: Services, grants: Grants, connection: str) -> Any:
+def _google_client(services: Services, grants: Grants, connection: str, bound: str = "") -> Any:
+    """A client acting with the connection's grant; with `bound`, only if the grant is of
+    that account (AccountChanged otherwise)."""
     from crmsync.auth import google as google_auth
     from crmsync.providers.google.client import GoogleClient
 
     assert services.google is not None
     oauth = services.google.oauth
-    grant = grants.fresh(connection, lambda g: google_auth.refresh(oauth, g), services.clock())
+    grant = grants.fresh(
+        connection, lambda g: google_auth.refresh(oauth, g), services.clock(), bound
+    )
     return GoogleClient(google_auth.credentials(oauth, grant), services.google.endpoints)
 
 
@@ -654,7 +788,7 @@ def _provider(
     from crmsync.providers.google.people import GoogleContacts
     from crmsync.providers.google.tasks import GoogleTasks
 
-    client = _google_client(services, grants, connection)
+    client = _google_client(services, grants, connection, str(record.get("subject", "")))
     try:
         directory = crm.users()  # CAL-6: CRM members become attendees
     except SyncError:
@@ -771,7 +905,9 @@ def sync_now(services: Services, tenant: str, connection: str) -> bool:
     return enqueue_cycle(services, tenant, connection, "manual", delay=timedelta(0))
 
 
-def disconnect(services: Services, tenant: str, connection: str) -> list[str]:
+def disconnect(
+    services: Services, tenant: str, connection: str, *, reason: str = "disconnected"
+) -> list[str]:
     """AUTH-4: revoke the grant, stop the push channels, erase tokens, links, cursors and
     history; the connection stays listed as `disconnected` and is never due again.
     Returns what could not be done at the provider (everything is erased anyway)."""
@@ -807,7 +943,7 @@ def disconnect(services: Services, tenant: str, connection: str) -> list[str]:
         connection,
         str(record.get("user", "")),
         services.clock(),
-        {"provider": record.get("provider"), "problems": len(problems)},
+        {"provider": record.get("provider"), "problems": len(problems), "reason": reason},
     )
     publish_all(services.events, [gone])
     return problems

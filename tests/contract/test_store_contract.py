@@ -450,6 +450,23 @@ def test_HIS1_runs_round_trip_in_the_order_first_saved(store: Store) -> None:
     assert store.runs("c2") == []
 
 
+def test_RUN2_a_run_whose_worker_died_is_marked_interrupted_once_and_a_finished_one_never(
+    store: Store,
+) -> None:
+    store.save_run("c1", run_record("run-1", errors=["kept"]))
+    store.save_run("c1", run_record("run-2", ended=NOW + MINUTE, status="ok"))
+
+    assert store.interrupt_run("c1", "run-1", NOW + 3 * MINUTE) is True
+    assert store.interrupt_run("c1", "run-1", NOW + 4 * MINUTE) is False  # once
+    assert store.interrupt_run("c1", "run-2", NOW + 3 * MINUTE) is False  # it finished
+    assert store.interrupt_run("c1", "run-9", NOW) is False  # no such run
+
+    first, second = store.runs("c1")
+    assert (first["status"], first["ended"]) == ("interrupted", NOW + 3 * MINUTE)
+    assert first["errors"][0] == "kept" and "worker stopped" in first["errors"][1]
+    assert (second["status"], second["ended"]) == ("ok", NOW + MINUTE)
+
+
 def test_HIS1_items_are_appended_in_order(store: Store) -> None:
     store.save_run("c1", run_record("run-1"))
     store.add_items("c1", "run-1", [history_item(1), history_item(2)])

@@ -30,6 +30,7 @@ from google.cloud import firestore, pubsub_v1
 
 from crmsync import service
 from crmsync.crm import events
+from crmsync.cycle import LEASE_SECONDS
 from crmsync.outbound import PubSubEvents
 from crmsync.queue.cloud_tasks import CloudTasksQueue, emulator_client
 from crmsync.store.firestore import FirestoreBackend
@@ -358,10 +359,12 @@ def test_RUN6_a_worker_killed_mid_cycle_is_resumed_by_the_next_task_and_converge
     assert 0 < len(made) < 30
     store = live.services.backend.store(DEMO_TENANT)
     record = store.connection_record(CONNECTION)
+    killed = record["last_run"]["id"]
     assert record["last_run"]["status"] == "running"  # RUN-2: it shows, and turns stuck
-    holder = store.lease_holder(CONNECTION)
-    assert holder is not None  # the killed worker never released it
-    store.release_lease(CONNECTION, holder)  # as its expiry would, ten minutes later
+    assert store.lease_holder(CONNECTION) == killed  # the killed worker never released it
+    assert service.work(live.services, DEMO_TENANT, CONNECTION, "retry")["status"] == "busy"
+    # its lease runs out LEASE_SECONDS after its last renewal: then the next cycle runs
+    live.services.clock = lambda: datetime.now(UTC) + timedelta(seconds=LEASE_SECONDS + 1)
 
     service.sync_now(live.services, DEMO_TENANT, CONNECTION)
 
@@ -372,6 +375,8 @@ def test_RUN6_a_worker_killed_mid_cycle_is_resumed_by_the_next_task_and_converge
     eventually(converged, timeout=60, what="every event in Google")
     names = killed_events(live)
     assert sorted(names) == sorted(f"Killed {i}" for i in range(30))  # none twice
+    [run] = [r for r in store.runs(CONNECTION) if r["id"] == killed]
+    assert run["status"] == "interrupted"  # HIS-1: the history says what became of it
 
 
 def killed_events(stack: LocalStack) -> list[str]:

@@ -43,6 +43,7 @@ def google() -> Iterator[tuple[GoogleSandbox, google_auth.GoogleOAuth]]:
             auth_uri=base + "o/oauth2/auth",
             token_uri=base + "token",
             revoke_uri=base + "revoke",
+            certs_uri=base + "oauth2/v1/certs",
         ),
     )
     stop()

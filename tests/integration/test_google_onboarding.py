@@ -61,6 +61,7 @@ def google(
         auth_uri=base + "o/oauth2/auth",
         token_uri=base + "token",
         revoke_uri=base + "revoke",
+        certs_uri=base + "oauth2/v1/certs",
     )
     yield sandbox, config
     stop()
@@ -240,3 +241,38 @@ def test_AUTH2_grants_are_sealed_per_connection_and_open_only_there() -> None:
     tampered = {**sealed, "data": sealed["data"][:-4] + "AAAA"}
     with pytest.raises(VaultError):
         vault.open(tampered, "t1/c1")
+
+
+def test_AUTH2_the_grant_names_its_account_by_googles_signed_id_token(
+    google: tuple[GoogleSandbox, google_auth.GoogleOAuth],
+) -> None:
+    sandbox, config = google
+    states = States()
+    callback = sign_in(config, states)
+    pending = finish(SECRET, states, callback["state"], NOW)
+
+    grant = google_auth.exchange(config, pending.services, callback["code"], pending.verifier)
+
+    assert grant.subject == sandbox.accounts[EMAIL].id and grant.subject
+    assert grant.email == EMAIL
+    assert set(google_auth.IDENTITY) <= grant.scopes
+    assert google_auth.refresh(config, grant).subject == grant.subject  # kept on refresh
+
+
+def test_AUTH2_an_id_token_of_another_issuer_key_or_client_is_refused(
+    google: tuple[GoogleSandbox, google_auth.GoogleOAuth],
+) -> None:
+    sandbox, config = google
+    account = sandbox.add_account(EMAIL)
+    assert google_auth.identity(config, oauth.id_token(sandbox, account, CLIENT_ID))["sub"]
+    elsewhere = GoogleSandbox()  # signs with a key of its own, which Google never published
+    forged = oauth.id_token(elsewhere, elsewhere.add_account(EMAIL), CLIENT_ID)
+    for token in (
+        forged,
+        oauth.id_token(sandbox, account, "another-client.apps.example"),
+        None,
+        "",
+        "not.a.jwt",
+    ):
+        with pytest.raises(PermanentError):
+            google_auth.identity(config, token)

@@ -10,12 +10,13 @@ what was granted is read from the token answer, never assumed.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import requests
-from google.auth.exceptions import RefreshError
+from google.auth.exceptions import GoogleAuthError, RefreshError
 from google.auth.transport.requests import Request
+from google.oauth2 import id_token as google_id_token
 from google.oauth2.credentials import Credentials
 from google_auth_oauthlib.flow import Flow
 
@@ -23,6 +24,11 @@ from crmsync.connections import Grant
 from crmsync.errors import GrantRevoked, PermanentError, TransientError
 
 SCOPE = "https://www.googleapis.com/auth/"
+# Who consented: Google's ID token names the account by its stable `sub`, which a
+# connection is bound to, and its address. Google grants these with any consent.
+IDENTITY = ("openid", SCOPE + "userinfo.email")
+ISSUERS = ("accounts.google.com", "https://accounts.google.com")
+CLOCK_SKEW_SECONDS = 60
 # The narrowest scopes that do the job; the calendar list (to pick a calendar, SET-1)
 # needs its own read-only scope.
 SERVICES: dict[str, tuple[str, ...]] = {
@@ -47,6 +53,7 @@ class GoogleOAuth:
     auth_uri: str = "https://accounts.google.com/o/oauth2/v2/auth"
     token_uri: str = "https://oauth2.googleapis.com/token"
     revoke_uri: str = "https://oauth2.googleapis.com/revoke"
+    certs_uri: str = "https://www.googleapis.com/oauth2/v1/certs"  # signs ID tokens
 
     def flow(self, scopes: Iterable[str]) -> Flow:
         config = {
@@ -70,7 +77,7 @@ def scopes_for(services: Iterable[str]) -> list[str]:
     unknown = set(services) - set(SERVICES)
     if unknown:
         raise ValueError(f"unknown services: {sorted(unknown)}")
-    return sorted({scope for service in services for scope in SERVICES[service]})
+    return sorted({*IDENTITY, *(scope for service in services for scope in SERVICES[service])})
 
 
 def authorization_url(
@@ -103,13 +110,38 @@ def exchange(oauth: GoogleOAuth, services: Iterable[str], code: str, verifier: s
         raise PermanentError(
             f"Google refused the authorization code: {type(exc).__name__}"
         ) from exc
+    claims = identity(oauth, token.get("id_token"))
     expires = token.get("expires_at")
     return Grant(
         access_token=str(token["access_token"]),
         refresh_token=token.get("refresh_token"),
         expires=datetime.fromtimestamp(float(expires), UTC) if expires else None,
         scopes=frozenset(_scopes(token.get("scope"))),
+        subject=str(claims["sub"]),
+        email=str(claims.get("email", "")),
     )
+
+
+def identity(oauth: GoogleOAuth, id_token: object) -> dict[str, object]:
+    """The claims of the ID token that came with a grant: signed by Google (its published
+    certificates), issued to crmsync's client, not expired, naming the account (`sub`)."""
+    if not isinstance(id_token, str) or not id_token:
+        raise PermanentError("Google did not say which account consented (no ID token)")
+    try:
+        claims = dict(
+            google_id_token.verify_token(
+                id_token,
+                Request(),
+                audience=oauth.client_id,
+                certs_url=oauth.certs_uri,
+                clock_skew_in_seconds=CLOCK_SKEW_SECONDS,
+            )
+        )
+    except (ValueError, GoogleAuthError) as exc:
+        raise PermanentError(f"Google's ID token does not verify: {type(exc).__name__}") from exc
+    if claims.get("iss") not in ISSUERS or not claims.get("sub"):
+        raise PermanentError("Google's ID token names no account of Google's")
+    return claims
 
 
 def credentials(oauth: GoogleOAuth, grant: Grant) -> Credentials:
@@ -132,7 +164,7 @@ def refresh(oauth: GoogleOAuth, grant: Grant) -> Grant:
     except RefreshError as exc:
         raise GrantRevoked("the Google grant no longer works; the user must reconnect") from exc
     expiry = creds.expiry.replace(tzinfo=UTC) if creds.expiry else None
-    return Grant(str(creds.token), grant.refresh_token, expiry, grant.scopes)
+    return replace(grant, access_token=str(creds.token), expires=expiry)
 
 
 def revoke(oauth: GoogleOAuth, token: str) -> None:

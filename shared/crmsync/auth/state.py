@@ -40,6 +40,8 @@ class PendingAuth:
     services: tuple[str, ...]
     verifier: str
     expires: datetime
+    switch: bool = False  # the user chose to replace the connection's account
+    link_issued: float = 0.0  # when the onboarding link the flow started from was made
 
 
 @dataclass(frozen=True)
@@ -59,10 +61,14 @@ def begin(
     services: tuple[str, ...],
     now: datetime,
     ttl: timedelta = TTL,
+    switch: bool = False,
+    link_issued: float = 0.0,
 ) -> Started:
     nonce = secrets.token_urlsafe(24)
     verifier = secrets.token_urlsafe(64)[:96]
-    pending = PendingAuth(tenant, user, provider, tuple(services), verifier, now + ttl)
+    pending = PendingAuth(
+        tenant, user, provider, tuple(services), verifier, now + ttl, switch, link_issued
+    )
     states.put_state(
         nonce,
         {
@@ -72,6 +78,8 @@ def begin(
             "services": list(services),
             "verifier": verifier,
             "expires": pending.expires.isoformat(),
+            "switch": switch,
+            "link_issued": link_issued,
         },
     )
     return Started(f"{nonce}.{_sign(secret, nonce)}", challenge(verifier), pending)
@@ -80,7 +88,7 @@ def begin(
 def finish(secret: bytes, states: StateStore, state: str | None, now: datetime) -> PendingAuth:
     """The pending flow this state belongs to; raises BadState otherwise."""
     nonce, _, signature = (state or "").partition(".")
-    if not nonce or not hmac.compare_digest(_sign(secret, nonce), signature):
+    if not nonce or not hmac.compare_digest(_sign(secret, nonce).encode(), signature.encode()):
         raise BadState("the state was not issued by crmsync")
     record = states.take_state(nonce)
     if record is None:
@@ -95,6 +103,8 @@ def finish(secret: bytes, states: StateStore, state: str | None, now: datetime) 
         tuple(record["services"]),
         record["verifier"],
         expires,
+        bool(record.get("switch", False)),
+        float(record.get("link_issued", 0.0)),
     )
 
 

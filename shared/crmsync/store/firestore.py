@@ -55,7 +55,7 @@ from crmsync.auth.state import TTL as STATE_TTL
 from crmsync.engine.plan import AccountSpec, Hold, Intent, Write
 from crmsync.engine.records import Link
 from crmsync.model import Activity, Address, Contact, Kind, Phone, Regarding, Todo
-from crmsync.ports import Channel, Due, mailbox_digest
+from crmsync.ports import INTERRUPTED, Channel, Due, mailbox_digest
 from crmsync.settings import Side
 
 Snapshot: TypeAlias = "firestore.DocumentSnapshot[firestore.DocumentReference]"
@@ -576,6 +576,28 @@ class FirestoreStore:
     def runs(self, connection: str) -> list[dict[str, Any]]:
         found = sorted(self._query(self._runs(connection)), key=_created)
         return [_record(s.to_dict(), ("expire_at",)) for s in found]
+
+    def interrupt_run(self, connection: str, run_id: str, now: datetime) -> bool:
+        """Only a run still `running` as read is changed (a precondition on its update
+        time), so a run that finished meanwhile keeps its own ending."""
+        ref = self._runs(connection).document(_hashed_id("run", run_id))
+        snap = self._get(ref)
+        data = snap.to_dict() or {} if snap.exists else {}
+        if data.get("status") != "running":
+            return False
+        errors = [*_decode(data.get("errors") or []), INTERRUPTED]
+        try:
+            self.writes += 1
+            ref.update(
+                {
+                    **_fields({"status": "interrupted", "ended": now, "errors": errors}),
+                    "expire_at": _expiry(now, self.retention),
+                },
+                option=self.client.write_option(last_update_time=snap.update_time),
+            )
+        except (gexc.FailedPrecondition, gexc.NotFound):
+            return False
+        return True
 
     def items(self, connection: str, run_id: str) -> list[dict[str, Any]]:
         found = self._query(self._items(connection, run_id))

@@ -13,7 +13,7 @@ from typing import Any
 
 from crmsync.engine.records import Link
 from crmsync.model import Kind
-from crmsync.ports import Channel, Due, mailbox_digest
+from crmsync.ports import INTERRUPTED, Channel, Due, mailbox_digest
 from crmsync.settings import Side
 
 
@@ -197,6 +197,15 @@ class MemoryStore:
 
     def items(self, connection: str, run_id: str) -> list[dict[str, Any]]:
         return [dict(i) for i in self._items.get((connection, run_id), [])]
+
+    def interrupt_run(self, connection: str, run_id: str, now: datetime) -> bool:
+        self.reads += 1
+        run = self._runs.get(connection, {}).get(run_id)
+        if run is None or run.get("status") != "running":
+            return False
+        self.writes += 1
+        run.update(status="interrupted", ended=now, errors=[*run.get("errors", []), INTERRUPTED])
+        return True
 
     # -- channels ------------------------------------------------------------------
     def channel(self, channel_id: str) -> Channel | None:

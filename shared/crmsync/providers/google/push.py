@@ -138,7 +138,16 @@ def renew_channels(
         except SyncError as exc:
             problems.append(f"channel not renewed ({type(exc).__name__}); polling on schedule")
             continue
-        with contextlib.suppress(SyncError):  # it expires on its own; once dropped, its
-            calendar.stop(channel.id, channel.resource_id)  # notifications are refused
-        channels.drop_channel(channel.id)
+        stop_channels(calendar, channels, [channel])
     return problems
+
+
+def stop_channels(calendar: Watcher, channels: ChannelDirectory, replaced: list[Channel]) -> None:
+    """Stop channels a new one replaces and forget them. One Google cannot stop now
+    expires on its own; once forgotten, its notifications are refused."""
+    for channel in replaced:
+        if channel.provider != "google":
+            continue
+        with contextlib.suppress(SyncError):
+            calendar.stop(channel.id, channel.resource_id)
+        channels.drop_channel(channel.id)
