@@ -33,6 +33,7 @@ locals {
   # Documents Firestore deletes (within a day) after the time in this field.
   firestore_ttl_fields = {
     oauth_states = "expires_at"
+    nonces       = "expires_at"
     runs         = "expire_at"
     items        = "expire_at"
   }
@@ -46,6 +47,7 @@ locals {
     queue        = ["crm_values", "provider_values"]
     connections  = ["record", "grant", "cursors", "retries"]
     oauth_states = ["expires_at"]
+    nonces       = ["expires_at"]
   }
 
   firestore_fields = merge(

@@ -27,6 +27,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 from crmsync import entrypoints, service
 from crmsync.auth.vault import LocalKek, TokenVault
+from crmsync.bursts import DebouncedQueue
 from crmsync.outbound import MemoryEvents
 from sandbox.crm.app import ReferenceCrm
 from sandbox.crm.database import CrmDatabase
@@ -133,7 +134,7 @@ class LocalStack:
         self.secret = secrets.token_urlsafe(32)
         self.services = service.Services(
             backend=self.backend,
-            queue=self.queue,
+            queue=DebouncedQueue(self.queue, lambda: self.services.clock()),
             vault=TokenVault(LocalKek(self.kek)),
             secret=self.secret.encode(),
             public_url=self.functions_url,

@@ -39,7 +39,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from crmsync import service, web
@@ -143,9 +143,11 @@ def from_environment(env: Mapping[str, str]) -> service.Services:
         _FIELDS[use]: Denied(function, use) for use in sorted(EVERYTHING - uses)
     }
     if "queue" in uses:
+        from crmsync.bursts import DebouncedQueue
         from crmsync.queue.cloud_tasks import CloudTasksQueue
 
-        built["queue"] = CloudTasksQueue.from_environment(env)
+        cloud_tasks = CloudTasksQueue.from_environment(env)
+        built["queue"] = DebouncedQueue(cloud_tasks, lambda: datetime.now(UTC))
     if "vault" in uses:
         kek: Any
         if env.get("CRMSYNC_KMS_KEY"):

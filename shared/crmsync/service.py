@@ -26,6 +26,7 @@ from urllib.parse import urlencode
 
 from crmsync.auth.state import StateStore, begin, finish
 from crmsync.auth.vault import TokenVault
+from crmsync.bursts import ChannelLookups
 from crmsync.connections import Grants
 from crmsync.crm import events
 from crmsync.crm.rest import RestCrmConnector
@@ -116,13 +117,14 @@ class Services:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     crm_options: Mapping[str, Any] = field(default_factory=dict)
     events: EventStream = field(default_factory=NoEvents)  # BEY-7: the outbound stream
+    lookups: ChannelLookups = field(default_factory=ChannelLookups)  # this instance's
 
     def url(self, function: str) -> str:
         return self.public_url.rstrip("/") + "/" + function
 
     def channels(self) -> ChannelDirectory:
         directory: ChannelDirectory = self.backend.store("")  # channels are global
-        return directory
+        return self.lookups.over(directory)
 
 
 # -- tenants (set up by the vendor's operator, or `make dev`'s seed) ---------------------
@@ -858,15 +860,26 @@ def crm_event(services: Services, signature: str | None, body: bytes) -> int:
     if record is None or "event_secret" not in record:
         raise Refused(401, "the event's signature does not verify")
     secret = services.vault.open(record["event_secret"], f"{claimed.tenant}/event-secret")
+    now = services.clock()
     try:
-        event = events.verify(secret, signature, body, services.clock())
+        event = events.verify(secret, signature, body, now)
     except events.BadEvent as exc:
         raise Refused(401, str(exc)) from exc
+    # A signed event is accepted once: a replay within its five minutes (or Pub/Sub
+    # delivering it twice) is acknowledged and enqueues nothing.
+    nonces = services.backend.store("")
+    nonce = f"crm-event:{signature}"
+    if not nonces.claim_nonce(nonce, now + timedelta(seconds=2 * events.TOLERANCE_SECONDS)):
+        return 0
     enqueued = 0
-    for connection in store.connection_records():
-        if connection.get("user") == event.user and connection.get("status") == "active":
-            enqueue_cycle(services, event.tenant, connection["id"], "crm")
-            enqueued += 1
+    try:
+        for connection in store.connection_records():
+            if connection.get("user") == event.user and connection.get("status") == "active":
+                enqueue_cycle(services, event.tenant, connection["id"], "crm")
+                enqueued += 1
+    except Exception:
+        nonces.release_nonce(nonce)  # not acted on: the sender's retry must be accepted
+        raise
     return enqueued
 
 
@@ -934,7 +947,10 @@ def disconnect(
             )
             calendar.stop(channel.id, channel.resource_id)
 
+    dropped = [channel.id for channel in store.channels_of(connection)]
     problems = erase(store, grants, connection, revoke, stop)
+    for channel_id in dropped:  # this instance refuses their notifications at once
+        services.lookups.forget(channel_id)
     store.set_next_due(connection, None)
     log.info("disconnected", extra={"tenant": tenant, "connection": connection})
     gone = connection_event(

@@ -467,6 +467,16 @@ def test_RUN2_a_run_whose_worker_died_is_marked_interrupted_once_and_a_finished_
     assert (second["status"], second["ended"]) == ("ok", NOW + MINUTE)
 
 
+def test_RUN3_a_nonce_is_claimed_once_across_tenants_until_released(backend: Backend) -> None:
+    t1, t2 = backend.store("t1"), backend.store("t2")
+
+    assert t1.claim_nonce("crm-event:t=1,v1=ab", NOW + MINUTE) is True
+    assert t2.claim_nonce("crm-event:t=1,v1=ab", NOW + MINUTE) is False  # global
+    assert t1.claim_nonce("crm-event:t=1,v1=cd", NOW + MINUTE) is True
+    t2.release_nonce("crm-event:t=1,v1=ab")
+    assert t1.claim_nonce("crm-event:t=1,v1=ab", NOW + MINUTE) is True
+
+
 def test_HIS1_items_are_appended_in_order(store: Store) -> None:
     store.save_run("c1", run_record("run-1"))
     store.add_items("c1", "run-1", [history_item(1), history_item(2)])
@@ -948,17 +958,24 @@ def test_HIS3_runs_items_and_states_carry_their_ttl_field(firestore_client: Any)
     store.save_run("c1", run_record("run-2", started=NOW + 2 * MINUTE))
     store.add_items("c1", "run-1", [history_item(5)])
     store.put_state("nonce-1", STATE)
+    store.claim_nonce("crm-event:t=1,v1=ab", NOW + 10 * MINUTE)
 
     expiry = {
         group: sorted(snap.get(field) for snap in firestore_client.collection_group(group).stream())
         for group, field in TTL_FIELDS.items()
     }
 
-    assert TTL_FIELDS == {"runs": "expire_at", "items": "expire_at", "oauth_states": "expires_at"}
+    assert TTL_FIELDS == {
+        "runs": "expire_at",
+        "items": "expire_at",
+        "oauth_states": "expires_at",
+        "nonces": "expires_at",
+    }
     assert expiry == {
         "runs": [NOW + MINUTE + retention, NOW + 2 * MINUTE + retention],
         "items": [NOW + timedelta(seconds=5) + retention],
         "oauth_states": [NOW + timedelta(minutes=10)],
+        "nonces": [NOW + 10 * MINUTE],
     }
     assert store.runs("c1")[0] == run_record("run-1", ended=NOW + MINUTE, status="ok")
     assert store.take_state("nonce-1") == STATE

@@ -14,6 +14,8 @@ the memory store.
     mailboxes/{id}                        address_digest, tenant, connection: a Gmail
                                           address's route (one per connection)
     oauth_states/{s}                      one pending sign-in, with expires_at (TTL)
+    nonces/{n}                            one signed event already accepted, with
+                                          expires_at (TTL): a replay is accepted once
 
 Tenant, user and connection ids name their documents as they are when they are short
 and plain; any other id, and every link, run, queue item, channel, mailbox route and
@@ -68,6 +70,7 @@ LEASE_ATTEMPTS = 8
 # Firestore deletes a document once this timestamp field has passed (HIS-3, AUTH-2).
 TTL_FIELDS: dict[str, str] = {
     "oauth_states": "expires_at",
+    "nonces": "expires_at",
     "runs": "expire_at",
     "items": "expire_at",
 }
@@ -81,6 +84,7 @@ UNINDEXED_FIELDS: dict[str, tuple[str, ...]] = {
     "queue": ("crm_values", "provider_values"),
     "connections": ("record", "grant", "cursors", "retries"),
     "oauth_states": ("expires_at",),
+    "nonces": ("expires_at",),
 }
 
 
@@ -784,6 +788,24 @@ class FirestoreStore:
         except (gexc.FailedPrecondition, gexc.NotFound):
             return None
         return _record(snap.to_dict(), ("expires_at",))
+
+    def claim_nonce(self, nonce: str, expires: datetime) -> bool:
+        """True the first time `nonce` is claimed: one create, which fails for the
+        second claimant whoever it is (kept until `expires`, then erased by TTL)."""
+        try:
+            self.writes += 1
+            self._nonce(nonce).create({"expires_at": expires})
+        except gexc.AlreadyExists:
+            return False
+        return True
+
+    def release_nonce(self, nonce: str) -> None:
+        """Claimed, but not acted on: the next claim of `nonce` succeeds."""
+        self.writes += 1
+        self._nonce(nonce).delete()
+
+    def _nonce(self, nonce: str) -> Any:
+        return self.client.collection("nonces").document(_hashed_id("nonce", nonce))
 
 
 class FirestoreBackend:

@@ -28,6 +28,7 @@ class MemoryStore:
         channels: dict[str, Channel] | None = None,
         states: dict[str, dict[str, Any]] | None = None,
         mailboxes: dict[tuple[str, str], str] | None = None,
+        nonces: dict[str, datetime] | None = None,
     ) -> None:
         self.tenant = tenant
         self._tenant_record: dict[str, Any] | None = None
@@ -45,6 +46,7 @@ class MemoryStore:
         self._states: dict[str, dict[str, Any]] = states if states is not None else {}
         # (tenant, connection) → digest of its Gmail address, never the address
         self._mailboxes: dict[tuple[str, str], str] = mailboxes if mailboxes is not None else {}
+        self._nonces: dict[str, datetime] = nonces if nonces is not None else {}
         self._grants: dict[str, dict[str, str]] = {}
         self._status: dict[str, tuple[str, str]] = {}
         self.reads = 0
@@ -339,6 +341,17 @@ class MemoryStore:
         self.reads += 1
         return self._states.pop(nonce, None)
 
+    def claim_nonce(self, nonce: str, expires: datetime) -> bool:
+        self.writes += 1
+        if nonce in self._nonces:
+            return False
+        self._nonces[nonce] = expires
+        return True
+
+    def release_nonce(self, nonce: str) -> None:
+        self.writes += 1
+        self._nonces.pop(nonce, None)
+
 
 class MemoryBackend:
     """Every tenant's MemoryStore, and the queries that span tenants (the scheduler's)."""
@@ -347,12 +360,13 @@ class MemoryBackend:
         self._channels: dict[str, Channel] = {}
         self._states: dict[str, dict[str, Any]] = {}
         self._mailboxes: dict[tuple[str, str], str] = {}
+        self._nonces: dict[str, datetime] = {}
         self._stores: dict[str, MemoryStore] = {}
 
     def store(self, tenant: str) -> MemoryStore:
         if tenant not in self._stores:
             self._stores[tenant] = MemoryStore(
-                tenant, self._channels, self._states, self._mailboxes
+                tenant, self._channels, self._states, self._mailboxes, self._nonces
             )
         return self._stores[tenant]
 

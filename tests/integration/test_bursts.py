@@ -1,0 +1,176 @@
+"""Bursts cost nothing (RUN-3): a burst of push notifications or CRM events for one
+connection is absorbed by the function instance before Cloud Tasks and Firestore, and
+a replayed signed CRM event is accepted once. Through the functions on a real socket."""
+
+from __future__ import annotations
+
+import base64
+import json
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import requests
+
+from crmsync.bursts import DebouncedQueue
+from crmsync.crm import events
+from crmsync.queue.inline import InlineQueue
+from sandbox.crm.seed import DEMO_TENANT
+from sandbox.google import calendar as google_calendar
+from sandbox.local.stack import EVENT_SECRET, LocalStack
+from tests.integration.test_functions import CONNECTION, DANA, connected, drain, stack, store
+
+pytestmark = pytest.mark.integration
+
+__all__ = ["connected", "stack"]  # fixtures
+
+BURST = 500
+
+
+class CountingQueue(InlineQueue):
+    """The inline queue, counting the calls that reach it (each one a Cloud Tasks call
+    in production)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def enqueue(self, *args: Any, **kwargs: Any) -> bool:
+        self.calls += 1
+        return super().enqueue(*args, **kwargs)
+
+
+@pytest.fixture
+def counted(connected: LocalStack) -> LocalStack:
+    """A fresh function instance (nothing remembered yet) over a queue that counts."""
+    drain(connected)
+    counting = CountingQueue()
+    connected.services.queue = DebouncedQueue(counting, connected.services.clock)
+    connected.queue = counting
+    return connected
+
+
+def notification_headers(stack: LocalStack) -> dict[str, str]:
+    """What Google sends on the connection's channel when the calendar changes."""
+    account = stack.google.accounts[DANA]
+    [channel] = [
+        c
+        for c in google_calendar.state_of(stack.google, account).channels.values()
+        if not c.stopped
+    ]
+    return {
+        "X-Goog-Channel-Id": channel.id,
+        "X-Goog-Channel-Token": channel.token or "",
+        "X-Goog-Resource-Id": channel.resource_id,
+        "X-Goog-Resource-State": "exists",
+        "X-Goog-Message-Number": "2",
+    }
+
+
+def test_RUN3_a_burst_of_push_notifications_costs_a_handful_of_reads_and_enqueues(
+    counted: LocalStack,
+) -> None:
+    headers = notification_headers(counted)
+    directory = counted.services.backend.store("")
+    reads_before = directory.reads
+    url = counted.functions_url + "/google_webhook"
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(
+            pool.map(lambda _: requests.post(url, headers=headers, timeout=30), range(BURST))
+        )
+
+    assert [a.status_code for a in answers] == [202] * BURST
+    queue: CountingQueue = counted.queue
+    assert len(queue.waiting) <= 2  # one cycle per 20-second window it spanned
+    assert queue.calls <= 2 * 2  # each window's name asked for at most twice (racing threads)
+    assert directory.reads - reads_before <= 8  # one channel read, maybe one per thread
+    assert {task.trigger for task in queue.waiting.values()} == {"push"}
+
+
+def test_RUN3_a_burst_of_crm_events_costs_a_handful_of_enqueues(counted: LocalStack) -> None:
+    signed = [signed_event(counted, [f"id-{n}"]) for n in range(200)]
+    url = counted.functions_url + "/crm_events"
+
+    answers = [requests.post(url, data=body, headers=h, timeout=30) for body, h in signed]
+
+    assert [a.json()["enqueued"] for a in answers].count(1) >= 1
+    assert all(a.status_code == 202 for a in answers)
+    queue: CountingQueue = counted.queue
+    assert len(queue.waiting) <= 2 and queue.calls <= 2  # ten-second windows
+
+
+def test_RUN3_a_replayed_signed_event_is_accepted_once(counted: LocalStack) -> None:
+    body, headers = signed_event(counted, ["1"])
+    url = counted.functions_url + "/crm_events"
+
+    first = requests.post(url, data=body, headers=headers, timeout=10)
+    replays = [requests.post(url, data=body, headers=headers, timeout=10) for _ in range(3)]
+
+    assert (first.status_code, first.json()) == (202, {"enqueued": 1})
+    assert [(r.status_code, r.json()) for r in replays] == [(202, {"enqueued": 0})] * 3
+    queue: CountingQueue = counted.queue
+    assert queue.calls == 1
+
+
+def test_RUN3_pubsub_delivering_an_event_twice_acknowledges_both_and_enqueues_once(
+    counted: LocalStack,
+) -> None:
+    body, headers = signed_event(counted, ["7"])
+    envelope = {
+        "message": {
+            "data": base64.b64encode(body).decode(),
+            "attributes": {"signature": headers["Crmsync-Signature"]},
+            "messageId": "42",
+        },
+        "subscription": "projects/p/subscriptions/crm-events",
+    }
+    url = counted.functions_url + "/crm_events"
+
+    answers = [requests.post(url, json=envelope, timeout=10) for _ in range(2)]
+
+    assert [(a.status_code, a.json()) for a in answers] == [
+        (200, {"enqueued": 1}),
+        (200, {"enqueued": 0}),
+    ]
+
+
+def test_RUN3_an_event_not_acted_on_is_accepted_when_sent_again(counted: LocalStack) -> None:
+    """A claimed event whose enqueue failed (Cloud Tasks down: 503, the sender retries)
+    is accepted on the retry: nothing is lost to replay protection."""
+    body, headers = signed_event(counted, ["9"])
+    url = counted.functions_url + "/crm_events"
+    working = counted.services.queue.queue  # type: ignore[attr-defined]
+    counted.services.queue.queue = _Down()  # type: ignore[attr-defined]
+    try:
+        down = requests.post(url, data=body, headers=headers, timeout=10)
+    finally:
+        counted.services.queue.queue = working  # type: ignore[attr-defined]
+    again = requests.post(url, data=body, headers=headers, timeout=10)
+
+    assert down.status_code == 503
+    assert (again.status_code, again.json()) == (202, {"enqueued": 1})
+    assert store(counted).connection_record(CONNECTION)["status"] == "active"  # type: ignore[attr-defined]
+
+
+class _Down:
+    def enqueue(self, *args: Any, **kwargs: Any) -> bool:
+        from crmsync.errors import TransientError
+
+        raise TransientError("Cloud Tasks is unavailable")
+
+
+def signed_event(stack: LocalStack, ids: list[str]) -> tuple[bytes, dict[str, str]]:
+    now = datetime.now(UTC)
+    body = json.dumps(
+        {
+            "tenant": DEMO_TENANT,
+            "user": "u1",
+            "kind": "contact",
+            "ids": ids,
+            "sent_at": now.isoformat(),
+        }
+    ).encode()
+    signature = events.sign(EVENT_SECRET.encode(), body, now)
+    return body, {"Crmsync-Signature": signature, "Content-Type": "application/json"}
