@@ -25,7 +25,7 @@ HYPOTHESIS_PROFILE ?= ci
 PYTEST_ARGS ?=
 
 .PHONY: venv lint format typecheck pytest test test-google-sandbox bench dev clean \
-	package infra-check infra-format
+	package infra-check infra-format soak kill-matrix
 
 venv: $(STAMP) $(TASKS_STAMP)
 
@@ -90,6 +90,18 @@ bench: venv
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/cycle.py
 	$(BIN)/python bench/runtime.py
+
+# Minutes each, so not in `make test` (which runs a short version of each): users
+# syncing while Google and the CRM fail at a set rate, then both sides compared
+# (`make soak SOAK_ARGS="--minutes 10 --rate 0.2"`); a worker process killed at sampled
+# write points of a 200-record cycle, with the recovery and what both sides then hold.
+SOAK_ARGS ?=
+KILL_ARGS ?=
+soak: venv
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
+
+kill-matrix: venv
+	$(BIN)/python bench/kill_matrix.py $(KILL_ARGS)
 
 # The whole product on this machine: Google's Firestore and Pub/Sub emulators, the Cloud
 # Tasks emulator, every function, the reference CRM and the Google sandbox, a demo

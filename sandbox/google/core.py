@@ -19,12 +19,15 @@ import json
 import re
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from werkzeug.wrappers import Request, Response
+
+from sandbox.chaos import Chaos
 
 Clock = Callable[[], datetime]
 
@@ -124,6 +127,7 @@ class Fault:
     path: re.Pattern[str] | None
     times: int
     retry_after: int | None
+    lost: bool = False  # the request is carried out, and then answered with the fault
 
 
 @dataclass
@@ -155,6 +159,9 @@ class GoogleSandbox:
         self.access_tokens: dict[str, Grant] = {}
         self.refresh_tokens: dict[str, Grant] = {}
         self.faults: list[Fault] = []
+        self.token_seconds = 3600  # how long an access token it issues lasts
+        self.chaos: Chaos | None = None  # faults at a rate (soaks); see sandbox/chaos.py
+        self.chaos_client = ""  # the OAuth client whose requests chaos fails ("": any)
         self.base_url = ""  # set by serve(); push notifications and links use it
         self._ids = 0
         self.requests: dict[str, int] = {}  # per HTTP method, for the benchmarks
@@ -199,16 +206,19 @@ class GoogleSandbox:
         path: str | None = None,
         times: int = 1,
         retry_after: int | None = None,
+        lost: bool = False,
     ) -> Fault:
         """The next `times` requests matching `method` (one, or any of several) and the
         `path` regex (searched in the path below the root URL) are answered `code` with
         `reason`, e.g. 429 rateLimitExceeded, 403 rateLimitExceeded, 500 backendError,
-        503. Returns the fault, whose `times` counts down as requests take it."""
+        503. With `lost`, the request is carried out first and only its answer is the
+        fault (a timeout after the work was done). Returns the fault, whose `times`
+        counts down as requests take it."""
         pattern = re.compile(path) if path else None
         methods = (
             None if method is None else frozenset([method] if isinstance(method, str) else method)
         )
-        fault = Fault(code, reason, methods, pattern, times, retry_after)
+        fault = Fault(code, reason, methods, pattern, times, retry_after, lost)
         with self.lock:
             self.faults.append(fault)
         return fault
@@ -259,6 +269,12 @@ class Router:
 
     def dispatch(self, request: Request) -> Response:
         path = request.path.strip("/")
+        chaos = self._chaos(request, path)
+        if chaos is not None:
+            return chaos
+        return self._serve(request, path)
+
+    def _serve(self, request: Request, path: str) -> Response:
         try:
             with self.sandbox.lock:
                 counts = self.sandbox.requests
@@ -272,17 +288,77 @@ class Router:
                     raise ApiError(405, "methodNotAllowed", f"{request.method} not allowed")
                 chosen, match = allowed[0]
                 fault = self.sandbox.take_fault(request.method, path)
-                if fault is not None:
-                    headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
-                    raise ApiError(fault.code, fault.reason, "injected fault", headers=headers)
+                if fault is not None and not fault.lost:
+                    raise fault_error(fault)
                 account = (
                     self.sandbox.authenticate(request, chosen.scopes)
                     if chosen.scopes is not None
                     else None
                 )
-                return chosen.handler(request, account, **match.groupdict())
+                answer = chosen.handler(request, account, **match.groupdict())
+                if fault is not None:  # carried out; the answer is lost on the way back
+                    raise fault_error(fault)
+                return answer
         except ApiError as exc:
             return exc.response()
+
+    def _chaos(self, request: Request, path: str) -> Response | None:
+        """A fault at the sandbox's chaos rate, for requests of the chosen client."""
+        chaos = self.sandbox.chaos
+        if chaos is None:
+            return None
+        refresh = path == "token" and request.form.get("grant_type") == "refresh_token"
+        with self.sandbox.lock:
+            client = self._client_of(request, refresh)
+        if self.sandbox.chaos_client and client != self.sandbox.chaos_client:
+            return None
+        fitting = {"429", "500", "503", "timeout"}
+        if refresh:
+            fitting.add("invalid_grant")
+        if request.method == "GET" and "syncToken" in request.args:
+            fitting.add("410")
+        if request.method != "GET" and request.headers.get("If-Match"):
+            fitting.add("412")
+        if not refresh:
+            fitting.add("lost")
+        kind = chaos.pick(fitting)
+        if kind is None:
+            return None
+        if kind == "lost":  # carried out, but the client never hears so
+            self._serve(request, path)
+            time.sleep(chaos.stall)
+            return ApiError(504, "deadlineExceeded", "Deadline exceeded").response()
+        if kind == "invalid_grant":
+            from sandbox.google.oauth import OAuthError, revoke_refresh_token
+
+            revoke_refresh_token(self.sandbox, request.form.get("refresh_token", ""))
+            return OAuthError("invalid_grant", "Token has been expired or revoked.").response()
+        if kind == "timeout":
+            time.sleep(chaos.stall)  # outside the lock: other requests go on meanwhile
+            return ApiError(504, "deadlineExceeded", "Deadline exceeded").response()
+        if kind == "429":
+            retry = {"Retry-After": str(chaos.retry_after)}
+            return ApiError(
+                429, "rateLimitExceeded", "Rate Limit Exceeded", headers=retry
+            ).response()
+        if kind == "410":
+            return ApiError(410, "fullSyncRequired", "Sync token is no longer valid").response()
+        if kind == "412":
+            return ApiError(412, "conditionNotMet", "Precondition Failed").response()
+        return ApiError(int(kind), "backendError", "Backend Error").response()
+
+    def _client_of(self, request: Request, refresh: bool) -> str:
+        if refresh:
+            grant = self.sandbox.refresh_tokens.get(request.form.get("refresh_token", ""))
+        else:
+            header = request.headers.get("Authorization", "")
+            grant = self.sandbox.access_tokens.get(header[7:] if header[:7] == "Bearer " else "")
+        return grant.client_id if grant is not None else ""
+
+
+def fault_error(fault: Fault) -> ApiError:
+    headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
+    return ApiError(fault.code, fault.reason, "injected fault", headers=headers)
 
 
 def read_json(request: Request) -> dict[str, Any]:

@@ -36,7 +36,6 @@ from sandbox.google.core import Account, Client, GoogleSandbox, Grant, Route, js
 
 AUTH_PATH = "o/oauth2/auth"
 CODE_LIFETIME = timedelta(minutes=10)
-ACCESS_TOKEN_SECONDS = 3600
 PROMPTS = frozenset({"none", "consent", "select_account"})
 IDENTITY_SCOPES = frozenset(
     {"openid", "email", "profile", "https://www.googleapis.com/auth/userinfo.email"}
@@ -191,6 +190,23 @@ def revoke_all(sandbox: GoogleSandbox, email: str) -> None:
         state.codes = {c: issued for c, issued in state.codes.items() if issued.email != email}
 
 
+def revoke_refresh_token(sandbox: GoogleSandbox, token: str) -> None:
+    """The grant behind a refresh token ends, as when its user removes the app's access:
+    every token of that account and client is revoked."""
+    with sandbox.lock:
+        grant = sandbox.refresh_tokens.get(token)
+        if grant is not None:
+            _end_grant(sandbox, grant.account.email, grant.client_id)
+
+
+def _end_grant(sandbox: GoogleSandbox, email: str, client_id: str) -> None:
+    """Every token of the account's grant to the client is revoked, and its consent."""
+    for each in _grants(sandbox):
+        if each.account.email == email and each.client_id == client_id:
+            each.revoked = True
+    _state(sandbox).consents.pop((email, client_id), None)
+
+
 def expire_access_tokens(sandbox: GoogleSandbox, email: str) -> None:
     """Every access token of `email` is past its expiry (API calls get 401); refresh
     tokens keep working, so a client recovers by refreshing."""
@@ -222,7 +238,7 @@ def _mint_access(
     sandbox: GoogleSandbox, account: Account, client_id: str, scopes: frozenset[str]
 ) -> str:
     token = "ya29." + secrets.token_urlsafe(32)
-    expires = sandbox.clock() + timedelta(seconds=ACCESS_TOKEN_SECONDS)
+    expires = sandbox.clock() + timedelta(seconds=sandbox.token_seconds)
     sandbox.access_tokens[token] = Grant(account, client_id, scopes, expires)
     return token
 
@@ -530,7 +546,7 @@ def _access_body(
 ) -> dict[str, object]:
     return {
         "access_token": _mint_access(sandbox, account, client_id, scopes),
-        "expires_in": ACCESS_TOKEN_SECONDS,
+        "expires_in": sandbox.token_seconds,
         "token_type": "Bearer",
         "scope": " ".join(sorted(scopes)),
     }
@@ -545,9 +561,5 @@ def _revoke(sandbox: GoogleSandbox, request: Request) -> Response:
     now = sandbox.clock()
     if grant is None or grant.revoked or (grant.expires is not None and grant.expires <= now):
         return OAuthError("invalid_token", "Token expired or revoked").response()
-    email, client_id = grant.account.email, grant.client_id
-    for each in _grants(sandbox):
-        if each.account.email == email and each.client_id == client_id:
-            each.revoked = True
-    _state(sandbox).consents.pop((email, client_id), None)
+    _end_grant(sandbox, grant.account.email, grant.client_id)
     return json_response({}, headers=NO_STORE)

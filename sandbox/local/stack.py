@@ -176,9 +176,12 @@ class LocalStack:
             settings=settings,
         )
 
-    def connect(self, user: str = "u1", services: str = "sync") -> requests.Response:
+    def connect(
+        self, user: str = "u1", services: str = "sync", email: str = ""
+    ) -> requests.Response:
         """The user opens their onboarding link, chooses services, consents at the Google
-        sandbox as their Google account, and lands on crmsync's callback page."""
+        sandbox as their Google account (`email`; a demo user's own by default), and
+        lands on crmsync's callback page."""
         link = service.onboarding_link(self.services, DEMO_TENANT, user)
         page = requests.get(link, timeout=10)
         page.raise_for_status()
@@ -186,7 +189,7 @@ class LocalStack:
             link + "&provider=google&services=" + services, allow_redirects=False, timeout=10
         )
         assert chosen.status_code == 302, chosen.text
-        back = consent(chosen.headers["Location"], DEMO_USERS[user])
+        back = consent(chosen.headers["Location"], email or DEMO_USERS[user])
         return requests.get(back, timeout=60)
 
     def google_api(self, api: str, version: str, user: str = "u1", email: str = "") -> Any:

@@ -126,6 +126,21 @@ def test_AUTH3_a_refused_refresh_marks_the_connection_needs_reauth_and_keeps_the
     assert store.lease_holder("c1#grant") is None
 
 
+def test_AUTH3_a_token_endpoint_that_is_down_is_tried_again_and_asks_no_one_to_reconnect(
+    google: tuple[GoogleSandbox, google_auth.GoogleOAuth],
+) -> None:
+    sandbox, config = google
+    store, grants = connected(sandbox, config, NOW + timedelta(minutes=2))
+    sandbox.inject(503, path=r"^token$", times=20)  # more than google-auth's own retries
+
+    with pytest.raises(TransientError):
+        grants.fresh("c1", functools.partial(google_auth.refresh, config), NOW)
+
+    assert store.status("c1")[0] == "active"
+    sandbox.faults.clear()
+    assert grants.fresh("c1", functools.partial(google_auth.refresh, config), NOW).access_token
+
+
 def test_AUTH4_disconnect_revokes_stops_channels_and_erases_everything_of_crmsync(
     google: tuple[GoogleSandbox, google_auth.GoogleOAuth],
 ) -> None:

@@ -282,6 +282,34 @@ def test_SYN4_a_create_retried_after_a_crash_makes_one_contact(
     assert live_contacts(google) == sorted([first, other])
 
 
+@pytest.mark.parametrize("code", [500, 503, 504])
+def test_SYN4_a_create_whose_answer_was_lost_is_not_made_twice_when_resent(
+    sandbox: tuple[GoogleSandbox, str], code: int
+) -> None:
+    google, base = sandbox
+    people = contacts_of(google, base)
+    people.group()
+    google.inject(code, path=r"v1/people:createContact", lost=True)  # made, then an error
+
+    made = create(people, key="lost-answer")
+
+    assert live_contacts(google) == [made]
+
+
+def test_SYN4_a_batch_whose_answer_was_lost_is_not_made_twice_when_resent(
+    sandbox: tuple[GoogleSandbox, str],
+) -> None:
+    google, base = sandbox
+    people = contacts_of(google, base)
+    people.group()
+    google.inject(503, path=r"v1/people:batchCreateContacts", lost=True)
+
+    results = people.create_many(fresh(5))
+
+    assert len(live_contacts(google)) == 5  # one each, though the batch was sent twice
+    assert sorted(r.id for r in results if not isinstance(r, Exception)) == live_contacts(google)
+
+
 def test_SYN4_a_retried_create_without_an_email_is_found_by_name(
     sandbox: tuple[GoogleSandbox, str],
 ) -> None:

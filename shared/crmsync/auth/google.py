@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import requests
-from google.auth.exceptions import GoogleAuthError, RefreshError
+from google.auth.exceptions import GoogleAuthError, RefreshError, TransportError
 from google.auth.transport.requests import Request
 from google.oauth2 import id_token as google_id_token
 from google.oauth2.credentials import Credentials
@@ -157,14 +157,25 @@ def credentials(oauth: GoogleOAuth, grant: Grant) -> Credentials:
 
 
 def refresh(oauth: GoogleOAuth, grant: Grant) -> Grant:
-    """A fresh access token; GrantRevoked when Google says `invalid_grant` (AUTH-3)."""
+    """A fresh access token; GrantRevoked when Google says `invalid_grant` (AUTH-3), a
+    TransientError when its token endpoint is down or throttling (tried again later:
+    an outage at Google never asks users to reconnect)."""
     creds = credentials(oauth, grant)
     try:
         creds.refresh(Request())  # type: ignore[no-untyped-call]
     except RefreshError as exc:
-        raise GrantRevoked("the Google grant no longer works; the user must reconnect") from exc
+        raise refresh_error(exc) from exc
+    except TransportError as exc:
+        raise TransientError("Google's token endpoint is unreachable") from exc
     expiry = creds.expiry.replace(tzinfo=UTC) if creds.expiry else None
     return replace(grant, access_token=str(creds.token), expires=expiry)
+
+
+def refresh_error(exc: RefreshError) -> Exception:
+    """A refused refresh as crmsync's error: only a final answer revokes the grant."""
+    if getattr(exc, "retryable", False):
+        return TransientError("Google's token endpoint failed; trying again later")
+    return GrantRevoked("the Google grant no longer works; the user must reconnect")
 
 
 def revoke(oauth: GoogleOAuth, token: str) -> None:

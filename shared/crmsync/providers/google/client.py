@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from google.auth.exceptions import RefreshError
+from google.auth.exceptions import RefreshError, TransportError
 from google.oauth2.credentials import Credentials
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
@@ -95,8 +95,10 @@ class GoogleClient:
                 continue
             except RefreshError as exc:  # invalid_grant: revoked, expired or restricted
                 self._log(what, None, started, attempt)
+                if getattr(exc, "retryable", False):  # the token endpoint failed for now
+                    raise TransientError(f"{what}: Google's token endpoint failed") from exc
                 raise GrantRevoked(f"{what}: the Google grant no longer works") from exc
-            except (OSError, TimeoutError) as exc:
+            except (OSError, TimeoutError, TransportError) as exc:
                 self._log(what, None, started, attempt)
                 if attempt == self.attempts:
                     raise TransientError(f"{what}: Google unreachable") from exc

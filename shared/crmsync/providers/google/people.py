@@ -421,14 +421,9 @@ class GoogleContacts:
 
     def create(self, write: Write) -> WriteResult:
         assert write.fields is not None and write.key is not None
-        existing = self._created_before(write)
-        if existing is not None:
-            return WriteResult(str(existing["resourceName"]), str(existing["etag"]))
-        request = self.people.createContact(
-            body=self._new_person(write), personFields=PERSON_FIELDS
-        )
-        answer = self.client.execute(request, "people createContact")
-        return WriteResult(str(answer["resourceName"]), str(answer["etag"]))
+        answer = self.client.execute(_CreateOnce(self, [write]), "people createContact")
+        [person] = answer["createdPeople"]
+        return WriteResult(str(person["person"]["resourceName"]), str(person["person"]["etag"]))
 
     def create_many(self, writes: Sequence[Write]) -> list[WriteResult | Exception]:
         """Fresh creates (journaled in this run, so no earlier attempt exists), up to
@@ -439,11 +434,7 @@ class GoogleContacts:
         results: list[WriteResult | Exception] = []
         for start in range(0, len(writes), BATCH_CREATE):
             chunk = writes[start : start + BATCH_CREATE]
-            body = {
-                "contacts": [{"contactPerson": self._new_person(w)} for w in chunk],
-                "readMask": PERSON_FIELDS,
-            }
-            request = self.people.batchCreateContacts(body=body)
+            request = _CreateOnce(self, chunk, first_attempt_fresh=True)
             try:
                 answer = self.client.execute(request, "people batchCreateContacts")
             except (RateLimited, TransientError):
@@ -540,3 +531,49 @@ class GoogleContacts:
         if missing:
             raise NotFound(f"no contact {', '.join(missing)}")
         return [str(n) for n in answer.get("canNotRemoveLastContactGroupResourceNames") or ()]
+
+
+class _CreateOnce:
+    """Creates that first look for the contacts an earlier attempt made (SYN-4).
+
+    GoogleClient.execute sends a request again after a timeout or a server error, and
+    Google may have made the contacts before its answer was lost: looking (by the
+    idempotency key in clientData) before every attempt but a fresh batch's first
+    turns that resend, like a resumed create, into finding what was made. One write is
+    a createContact, several a batchCreateContacts; either way the answer has the
+    shape of batchCreateContacts' (`createdPeople`). `method` is that of the last
+    request it sent (GET while it only looked), so only writes count as writes."""
+
+    def __init__(
+        self, resource: GoogleContacts, writes: Sequence[Write], first_attempt_fresh: bool = False
+    ) -> None:
+        self.resource = resource
+        self.writes = list(writes)
+        self.look = not first_attempt_fresh  # a batch journaled in this run: nothing yet
+        self.method = "GET"
+
+    def execute(self, num_retries: int = 0) -> Any:
+        made: list[dict[str, Any]] = []
+        left = self.writes
+        if self.look:
+            found = {w.key: self.resource._created_before(w) for w in self.writes}
+            made = [{"person": person} for person in found.values() if person is not None]
+            left = [w for w in self.writes if found[w.key] is None]
+        self.look = True  # from the second attempt on, an earlier one may have made them
+        if not left:
+            return {"createdPeople": made}
+        people = self.resource.people
+        if len(self.writes) == 1:
+            request = people.createContact(
+                body=self.resource._new_person(left[0]), personFields=PERSON_FIELDS
+            )
+            self.method = str(request.method)
+            return {"createdPeople": [{"person": request.execute(num_retries=num_retries)}]}
+        body = {
+            "contacts": [{"contactPerson": self.resource._new_person(w)} for w in left],
+            "readMask": PERSON_FIELDS,
+        }
+        request = people.batchCreateContacts(body=body)
+        self.method = str(request.method)
+        answer = request.execute(num_retries=num_retries)
+        return {"createdPeople": made + list(answer.get("createdPeople", []))}
