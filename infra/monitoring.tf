@@ -41,6 +41,17 @@ locals {
       period      = "3600s"
       runbook     = "Providers refused more stored grants than usual; those connections stopped syncing until their users consent again. Runbook: docs/deploy.md, \"Needs-reauth spike\"."
     }
+    # crmsync.entrypoints._guarded: a request ended in an error crmsync did not expect
+    # (a defect; no input should cause one), logged with its reference and error type.
+    unhandled_errors = {
+      description = "Requests that ended in an error of crmsync's own (answered 500)."
+      filter      = "jsonPayload.message=\"unhandled error\""
+      alert       = "crmsync: unhandled errors"
+      condition   = "a request ended in an unhandled error"
+      threshold   = 0
+      period      = "300s"
+      runbook     = "A function met an error it does not handle: a defect of crmsync. Runbook: docs/deploy.md, \"Unhandled errors\"."
+    }
     # crmsync.outbound.publish_all: an event the sync-events topic did not take.
     events_unpublished = {
       description = "Outbound events (BEY-7) that could not be published to sync-events."
