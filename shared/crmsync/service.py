@@ -396,11 +396,12 @@ def finish_oauth(services: Services, state: str | None, code: str | None) -> dic
 
 def _same_account(record: Mapping[str, Any], grant: Any) -> bool:
     """Whether `grant` is of the account the connection is bound to. A connection made
-    before connections were bound knows only its account's address."""
+    before connections were bound knows at most its account's address (or the name of
+    its calendar, when its user had renamed it: then nothing is known)."""
     if record.get("subject"):
         return bool(grant.subject == record["subject"])
     known = str(record.get("account") or "").casefold()
-    return not known or known == str(grant.email).casefold()
+    return "@" not in known or known == str(grant.email).casefold()
 
 
 def _refuse_other_account(record: Mapping[str, Any], grant: Any, pending: Any) -> None:

@@ -246,3 +246,20 @@ def test_AUTH1_the_connect_page_and_its_refusals_are_pages_not_json(stack: Local
     assert denied.status_code == 400
     assert "consent was not given" in page_text(denied).lower()
     assert "open your onboarding link again" in page_text(denied).lower()
+
+
+def test_AUTH2_a_connection_made_before_binding_is_bound_by_its_address_on_reconsent(
+    connected: LocalStack,
+) -> None:
+    """Connections made before binding carry no subject: the same address re-consents and
+    is bound; another address is refused."""
+    record = store(connected).connection_record(CONNECTION)  # type: ignore[attr-defined]
+    legacy = {k: v for k, v in record.items() if k not in ("subject", "bound")}
+    store(connected).save_connection_record(CONNECTION, {**legacy, "subject": ""})  # type: ignore[attr-defined]
+    link = service.onboarding_link(connected.services, DEMO_TENANT, "u1")
+    connected.google.add_account(MALLORY)
+
+    assert consent_as(connected, link, MALLORY).status_code == 409
+    assert consent_as(connected, link, DANA).status_code == 200
+    bound = store(connected).connection_record(CONNECTION)  # type: ignore[attr-defined]
+    assert bound["subject"] == connected.google.accounts[DANA].id
