@@ -97,10 +97,10 @@ bench: venv
 # write points of a 200-record cycle, with the recovery and what both sides then hold.
 SOAK_ARGS ?=
 KILL_ARGS ?=
-soak: venv
+soak: $(STAMP)
 	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
-kill-matrix: venv
+kill-matrix: $(STAMP)
 	$(BIN)/python bench/kill_matrix.py $(KILL_ARGS)
 
 # The whole product on this machine: Google's Firestore and Pub/Sub emulators, the Cloud

@@ -291,8 +291,9 @@ def run(records: int, count: int, directions: list[str], say: Callable[[str], No
     bad = [r for r in rows if r.duplicates or r.lost or not r.interrupted]
     say(
         f"kill matrix: {len(rows)} kills, duplicates {sum(r.duplicates for r in rows)}, "
-        f"lost {sum(r.lost for r in rows)}, longest lease wait "
-        f"{max(r.lease_free_after for r in rows):.0f} s"
+        f"lost {sum(r.lost for r in rows)}; a killed worker's lease ran out at most "
+        f"{max(r.lease_free_after for r in rows):.0f} s after the kill (the clock was moved "
+        "past it, not waited for)"
     )
     return 1 if bad else 0
 
@@ -300,7 +301,7 @@ def run(records: int, count: int, directions: list[str], say: Callable[[str], No
 def line(row: Row) -> str:
     return (
         f"{row.direction:>9}: {row.records} records, killed after {row.killed_after:>3} writes; "
-        f"lease free after {row.lease_free_after:5.1f} s; "
+        f"lease ran out {row.lease_free_after:5.1f} s after the kill; "
         f"recovery cycles {row.recovery_seconds:5.1f} s; "
         f"interrupted: {'yes' if row.interrupted else 'NO'}; "
         f"Google {row.google}, CRM {row.crm}; duplicates {row.duplicates}, lost {row.lost}"
@@ -330,18 +331,20 @@ def _wait(check: Callable[[], bool], seconds: float, what: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--records", type=int, default=200, help="records the cycle writes")
     parser.add_argument("--points", type=int, default=4, help="kill points per direction")
     parser.add_argument(
         "--directions",
-        default="to-google,to-crm",
-        help="to-google (CRM records inserted into Google), to-crm, or both",
+        default="both",
+        help="to-google (CRM records inserted into Google), to-crm, or both "
+        "(or the two, comma-separated)",
     )
     args = parser.parse_args(argv)
-    directions = [d for d in args.directions.split(",") if d]
+    given = "to-google,to-crm" if args.directions == "both" else args.directions
+    directions = [d for d in given.split(",") if d]
     if not set(directions) <= {"to-google", "to-crm"}:
-        parser.error("directions are to-google and to-crm")
+        parser.error("directions are to-google, to-crm or both")
     return run(args.records, args.points, directions, lambda text: print(text, flush=True))
 
 

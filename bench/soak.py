@@ -457,11 +457,11 @@ def _counts(counter: collections.Counter[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--minutes", type=float, default=3.0, help="time under faults")
-    parser.add_argument("--users", type=int, default=4, help="users syncing at once")
-    parser.add_argument("--rate", type=float, default=0.1, help="share of requests failed")
-    parser.add_argument("--seed", type=int, default=1, help="the same seed, the same faults")
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    parser.add_argument("--minutes", type=float, default=3.0, help="time under faults (3)")
+    parser.add_argument("--users", type=int, default=4, help="users syncing at once (4)")
+    parser.add_argument("--rate", type=float, default=0.1, help="share of requests failed (0.1)")
+    parser.add_argument("--seed", type=int, default=1, help="the same seed, the same faults (1)")
     args = parser.parse_args(argv)
     return run(args.minutes, args.users, args.rate, args.seed, lambda line: print(line, flush=True))
 

@@ -465,7 +465,7 @@ def _pubsub_data(envelope: Any, shape: str = "expected a Pub/Sub push envelope")
         raise service.Refused(400, "the Pub/Sub message data is not base64") from exc
 
 
-_SERVICE_NAMES = {"sync": "contacts, calendar and tasks", "mail": "e-mail recording"}
+_SERVICE_NAMES = {"sync": "your contacts, calendar and tasks", "mail": "the e-mails you tag"}
 _PROVIDER_NAMES = {"google": "Google"}
 
 

@@ -78,6 +78,7 @@ class TenantStore(Protocol):
     def save_user_record(self, user: str, record: Mapping[str, Any]) -> None: ...
     def connection_record(self, connection: str) -> dict[str, Any] | None: ...
     def save_connection_record(self, connection: str, record: Mapping[str, Any]) -> None: ...
+    def mark_syncing(self, crm_user: str, syncing: bool) -> None: ...
     def connection_records(self) -> list[dict[str, Any]]: ...
     def set_next_due(self, connection: str, when: datetime | None) -> None: ...
     def set_status(self, connection: str, status: str, reason: str = "") -> None: ...
@@ -226,7 +227,7 @@ def read_link(services: Services, link: str | None) -> OnboardingLink:
     except (ValueError, TypeError, KeyError, AttributeError) as exc:  # signed, yet unreadable
         raise Refused(400, "the onboarding link is not one crmsync issued") from exc
     if expires <= services.clock().timestamp():
-        raise Refused(410, "the onboarding link expired; ask your admin for a new one")
+        raise Refused(410, "the onboarding link expired")
     return OnboardingLink(tenant, user, issued)
 
 
@@ -287,7 +288,11 @@ def start_oauth(
     if provider not in choice.providers or services.google is None:
         raise Refused(400, "that provider cannot be connected here")
     if not wanted or not set(wanted) <= {"sync", "mail"}:
-        raise Refused(400, "choose what to sync: 'sync' and/or 'mail'")
+        raise Refused(
+            400,
+            "nothing was chosen to sync",
+            "Go back, tick at least one box, and click Connect again.",
+        )
     if switch and not choice.may_switch:
         raise Refused(
             403,
@@ -307,8 +312,9 @@ def start_oauth(
         switch=switch,
         link_issued=choice.link.issued,
     )
+    hint = choice.bound if choice.bound and not switch and "@" in choice.bound else ""
     return google_auth.authorization_url(
-        services.google.oauth, wanted, started.state, started.challenge
+        services.google.oauth, wanted, started.state, started.challenge, hint
     )
 
 
@@ -325,12 +331,14 @@ def finish_oauth(services: Services, state: str | None, code: str | None) -> dic
     from crmsync.auth import google as google_auth
     from crmsync.auth.state import BadState
 
+    again = "Open your onboarding link again and sign in once more."
     try:
         pending = finish(services.secret, _states(services), state, services.clock())
     except BadState as exc:
-        raise Refused(400, str(exc)) from exc
+        log.info("sign-in state refused", extra={"error": str(exc)})
+        raise Refused(400, "this sign-in page was already used or is out of date", again) from exc
     if not code:
-        raise Refused(400, "the provider sent no authorization code (consent declined?)")
+        raise Refused(400, "the sign-in did not finish, so nothing was connected", again)
     if not _connectable(services, pending.provider) or services.google is None:
         raise Refused(400, "that provider cannot be connected here")
     tenant, user = pending.tenant, pending.user
@@ -344,7 +352,9 @@ def finish_oauth(services: Services, state: str | None, code: str | None) -> dic
             services.google.oauth, pending.services, code, pending.verifier
         )
     except PermanentError as exc:
-        raise Refused(400, str(exc)) from exc
+        log.warning("grant not confirmed", extra={"error": type(exc).__name__})
+        refused = "the sign-in could not be confirmed, so nothing was connected"
+        raise Refused(400, refused, again) from exc
     switched = ""
     if existing is not None and not _same_account(existing, grant):
         _refuse_other_account(existing, grant, pending)
@@ -371,6 +381,7 @@ def finish_oauth(services: Services, state: str | None, code: str | None) -> dic
             "next_due": now,
         },
     )
+    store.mark_syncing(crm_user_of(store, user), True)  # CAL-6: colleagues' cycles know
     if "sync" in pending.services:
         problem = _open_channel(services, tenant, connection)
         if problem:
@@ -415,7 +426,9 @@ def _refuse_other_account(record: Mapping[str, Any], grant: Any, pending: Any) -
         "consent as another account refused",
         extra={"tenant": pending.tenant, "user": pending.user},
     )
-    bound, given = str(record.get("account") or "another account"), grant.email or "another"
+    bound = str(record.get("account") or "")
+    bound = bound if "@" in bound else "another account"
+    given = grant.email or "an account whose address Google did not give"
     raise Refused(
         409,
         f"your CRM user is connected to {bound}; you signed in as {given}",
@@ -434,7 +447,9 @@ def _check_seats(store: Any) -> None:
     used = sum(1 for r in store.connection_records() if r.get("status") != "disconnected")
     if used >= seats:
         raise Refused(
-            403, f"all {seats} seats of this tenant are taken; ask your admin for another seat"
+            403,
+            f"all {seats} of your company's seats for this sync are taken",
+            "Ask your admin to free a seat or add one, then open your link again.",
         )
 
 
@@ -559,6 +574,41 @@ def _aware(value: Any) -> datetime:
 
 
 # -- the worker (RUN-3, RUN-6, AUTH-3) --------------------------------------------------
+@dataclass(frozen=True)
+class CycleInputs:
+    """What a connection's cycle runs with besides its records."""
+
+    settings: Settings
+    syncing_users: frozenset[str]  # CRM users of the tenant with a connection (CAL-6)
+
+
+def cycle_inputs(tenant_record: Mapping[str, Any], record: Mapping[str, Any]) -> CycleInputs:
+    """The one derivation of a cycle's inputs, which the worker and SyncWorld share: the
+    settings layered (provider defaults, the tenant's, the user's: SET-2), and the
+    tenant's CRM users who sync (CAL-6: a meeting such a leader syncs reaches its
+    members as the provider's invitation, not as copies of their own)."""
+    settings = resolve(
+        record["provider"], tenant_record.get("settings", {}), record.get("settings")
+    )
+    return CycleInputs(settings, frozenset(tenant_record.get("syncing") or ()))
+
+
+def crm_user_of(store: Any, user: str) -> str:
+    """The CRM user a crmsync user acts as (the onboarding link names it)."""
+    return str((store.user_record(user) or {}).get("crm_user") or user)
+
+
+def _syncing_known(store: Any, tenant_record: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A tenant whose connections were made before crmsync kept who syncs: found once
+    from its connections, and kept from then on."""
+    if "syncing" in tenant_record:
+        return tenant_record
+    live = {r["user"] for r in store.connection_records() if r.get("status") != "disconnected"}
+    syncing = {crm_user_of(store, user): True for user in sorted(live)}
+    store.save_tenant_record({"syncing": syncing})
+    return {**tenant_record, "syncing": syncing}
+
+
 def settings_for(services: Services, tenant: str, record: Mapping[str, Any]) -> Settings:
     tenant_record = services.backend.store(tenant).tenant_record() or {}
     return resolve(record["provider"], tenant_record.get("settings", {}), record.get("settings"))
@@ -581,7 +631,8 @@ def work(
         raise Refused(404, "no such connection")
     if record.get("status") != "active":
         return {"status": "skipped", "reason": f"connection is {record.get('status')}"}
-    settings = settings_for(services, tenant, record)
+    inputs = cycle_inputs(_syncing_known(store, tenant_record), record)
+    settings = inputs.settings
     crm = _crm(services, tenant, tenant_record, record, settings)
     grants = Grants(store, services.vault, tenant)
     now = services.clock()
@@ -608,6 +659,7 @@ def work(
             settings,
             services.clock,
             trigger=trigger,
+            syncing_users=inputs.syncing_users,
             budget_seconds=budget_seconds,
             began=lambda run: _began(store, connection, record, run),
         )
@@ -950,6 +1002,14 @@ def disconnect(
 
     dropped = [channel.id for channel in store.channels_of(connection)]
     problems = erase(store, grants, connection, revoke, stop)
+    user = str(record.get("user", ""))
+    others = [
+        r
+        for r in store.connection_records()
+        if r.get("user") == user and r["id"] != connection and r.get("status") != "disconnected"
+    ]
+    if not others:  # CAL-6: their meetings now reach colleagues as copies of their own
+        store.mark_syncing(crm_user_of(store, user), False)
     for channel_id in dropped:  # this instance refuses their notifications at once
         services.lookups.forget(channel_id)
     store.set_next_due(connection, None)

@@ -477,6 +477,21 @@ def test_RUN3_a_nonce_is_claimed_once_across_tenants_until_released(backend: Bac
     assert t1.claim_nonce("crm-event:t=1,v1=ab", NOW + MINUTE) is True
 
 
+def test_CAL6_the_tenant_record_keeps_who_syncs_one_user_at_a_time(store: Store) -> None:
+    store.save_tenant_record({"name": "T1", "settings": {"window_days": 7}})
+
+    store.mark_syncing("u1", True)
+    store.mark_syncing("u2", True)
+    store.mark_syncing("u3", True)
+    store.mark_syncing("u2", False)
+    store.mark_syncing("u9", False)  # never synced: nothing to forget
+
+    record = store.tenant_record()
+    assert record is not None
+    assert record["syncing"] == {"u1": True, "u3": True}
+    assert (record["name"], record["settings"]) == ("T1", {"window_days": 7})
+
+
 def test_HIS1_items_are_appended_in_order(store: Store) -> None:
     store.save_run("c1", run_record("run-1"))
     store.add_items("c1", "run-1", [history_item(1), history_item(2)])

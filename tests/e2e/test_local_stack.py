@@ -391,3 +391,36 @@ def _listening(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def test_CAL6_a_meeting_whose_leader_syncs_reaches_a_syncing_member_only_as_an_invitation(
+    live: LocalStack,
+) -> None:
+    """Through the functions as production runs them: u1 leads "Quarterly review with
+    Acme" with u2 as a member (sandbox/crm/seed.py). With both connected, the meeting is
+    one event in u1's calendar with u2 invited (Google puts the invitation in u2's
+    calendar); crmsync makes u2 no copy of their own, and the CRM still holds it once."""
+    quiet(live)
+    assert live.connect("u2").status_code == 200
+    store = live.services.backend.store(DEMO_TENANT)
+    eventually(lambda: finished(store.runs("google-u2")), what="u2's first cycle")
+    quiet(live)
+    service.sync_now(live.services, DEMO_TENANT, "google-u2")  # and once more, settled
+    eventually(lambda: len(finished(store.runs("google-u2"))) >= 2, what="u2's next cycle")
+
+    def review(user: str) -> list[dict[str, Any]]:
+        listed = live.google_api("calendar", "v3", user=user).events().list(calendarId="primary")
+        return [e for e in listed.execute()["items"] if e.get("summary") == SHARED]
+
+    [led] = review("u1")
+    assert "max.manager@demo.example" in [a["email"] for a in led.get("attendees", [])]
+    assert review("u2") == []  # no copy of u2's own beside the invitation
+    in_crm = [a for a in live.crm.all(DEMO_TENANT, "activity") if a["subject"] == SHARED]
+    assert len(in_crm) == 1
+
+
+SHARED = "Quarterly review with Acme"
+
+
+def finished(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in runs if r["status"] not in ("running",)]

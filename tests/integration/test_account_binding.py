@@ -21,7 +21,7 @@ from crmsync.connections import Grants
 from sandbox.crm.seed import DEMO_TENANT
 from sandbox.google import calendar as google_calendar
 from sandbox.google import oauth as google_oauth
-from sandbox.local.stack import DEMO_USERS, LocalStack, consent
+from sandbox.local.stack import DEMO_USERS, LocalStack, consent, query
 from tests.integration.test_functions import (
     CONNECTION,
     DANA,
@@ -263,3 +263,32 @@ def test_AUTH2_a_connection_made_before_binding_is_bound_by_its_address_on_recon
     assert consent_as(connected, link, DANA).status_code == 200
     bound = store(connected).connection_record(CONNECTION)  # type: ignore[attr-defined]
     assert bound["subject"] == connected.google.accounts[DANA].id
+
+
+def test_AUTH3_reconnecting_names_the_bound_account_to_google_and_says_syncing_is_paused(
+    connected: LocalStack,
+) -> None:
+    link = service.onboarding_link(connected.services, DEMO_TENANT, "u1")
+    store(connected).set_status(CONNECTION, "needs_reauth", "revoked")  # type: ignore[attr-defined]
+
+    shown = page_text(requests.get(link, timeout=10))
+    reconnect = requests.get(
+        link + "&provider=google&services=sync", allow_redirects=False, timeout=10
+    )
+    switch = requests.get(
+        link + "&provider=google&services=sync&switch=1", allow_redirects=False, timeout=10
+    )
+
+    assert "Syncing is paused" in shown and DANA in shown
+    assert query(reconnect.headers["Location"]).get("login_hint") == DANA  # Google preselects
+    assert "login_hint" not in query(switch.headers["Location"])
+
+
+def test_AUTH1_choosing_nothing_to_sync_says_what_to_do(stack: LocalStack) -> None:
+    stack.create_demo_tenant()
+    link = service.onboarding_link(stack.services, DEMO_TENANT, "u1")
+
+    answer = requests.get(link + "&provider=google", allow_redirects=False, timeout=10)
+
+    assert answer.status_code == 400
+    assert "tick at least one box" in page_text(answer)

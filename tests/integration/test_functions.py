@@ -134,7 +134,7 @@ def test_AUTH1_a_forged_or_expired_onboarding_link_is_refused(stack: LocalStack)
     stack.services.clock = lambda: datetime.now(UTC) + timedelta(days=8)
     answer = requests.get(link, timeout=10)
     assert answer.status_code == 410 and "expired" in page_text(answer)
-    assert "ask your admin for a new onboarding link" in page_text(answer).lower()
+    assert "admin can send you a new onboarding link" in page_text(answer)
 
 
 def test_AUTH2_a_replayed_or_forged_callback_is_refused(connected: LocalStack) -> None:
@@ -658,3 +658,21 @@ def test_HIS3_the_functions_build_their_services_from_the_environment(
     assert built.google is not None
     assert built.google.oauth.redirect_uri == "https://functions.example/oauth_callback"
     assert built.url("google_webhook") == "https://functions.example/google_webhook"
+
+
+def test_CAL6_the_worker_knows_which_colleagues_sync_also_for_a_tenant_from_before(
+    connected: LocalStack,
+) -> None:
+    """Connecting and disconnecting keep the tenant's syncing users; a tenant whose
+    connections were made before that has them found from its connections once."""
+    tenant = store(connected)
+    assert tenant.tenant_record()["syncing"] == {"u1": True}  # type: ignore[attr-defined]
+    assert connected.connect("u2").status_code == 200
+    assert tenant.tenant_record()["syncing"] == {"u1": True, "u2": True}  # type: ignore[attr-defined]
+    tenant._tenant_record.pop("syncing")  # type: ignore[attr-defined]  # as before
+
+    drain(connected)
+
+    assert tenant.tenant_record()["syncing"] == {"u1": True, "u2": True}  # type: ignore[attr-defined]
+    service.disconnect(connected.services, DEMO_TENANT, "google-u2")
+    assert tenant.tenant_record()["syncing"] == {"u1": True}  # type: ignore[attr-defined]

@@ -706,6 +706,14 @@ class FirestoreStore:
         """Merge `record` into the tenant document (top-level keys replace)."""
         self._merge(self._tenant_ref, _fields(record), _merge_paths((), record))
 
+    def mark_syncing(self, crm_user: str, syncing: bool) -> None:
+        """Keep in the tenant document whether the CRM user has a connection (CAL-6): one
+        key of the `syncing` map, so two users connecting at once both stay in it."""
+        value = True if syncing else firestore.DELETE_FIELD
+        self._merge(
+            self._tenant_ref, {"syncing": {crm_user: value}}, _merge_paths(("syncing",), [crm_user])
+        )
+
     def user_record(self, user: str) -> dict[str, Any] | None:
         snap = self._get(self._tenant_ref.collection("users").document(_name_id(user)))
         return _record(snap.to_dict()) if snap.exists else None

@@ -293,6 +293,16 @@ class MemoryStore:
         self.writes += 1
         self._tenant_record = {**(self._tenant_record or {}), **copy.deepcopy(dict(record))}
 
+    def mark_syncing(self, crm_user: str, syncing: bool) -> None:
+        """Keep in the tenant record whether the CRM user has a connection (CAL-6)."""
+        self.writes += 1
+        record = self._tenant_record = self._tenant_record or {}
+        kept = record.setdefault("syncing", {})
+        if syncing:
+            kept[crm_user] = True
+        else:
+            kept.pop(crm_user, None)
+
     def user_record(self, user: str) -> dict[str, Any] | None:
         self.reads += 1
         found = self._users.get(user)

@@ -31,7 +31,8 @@ from crmsync.model import Kind
 from crmsync.ports import Connection, CrmConnector, ProviderAccount
 from crmsync.providers.memory import MemoryProvider
 from crmsync.recordlog import Crash, Entry, FaultKind, Faults, RecordLog
-from crmsync.settings import PROVIDER_DEFAULTS, Settings, Side, resolve
+from crmsync.service import CycleInputs, cycle_inputs
+from crmsync.settings import PROVIDER_DEFAULTS, Settings, Side
 from crmsync.store.memory import MemoryStore
 from crmsync.testing.rest import ReferenceCrmSide, RestCrmHandle
 
@@ -287,7 +288,32 @@ class SyncWorld:
         self._now += delta
 
     def effective_settings(self) -> Settings:
-        return resolve(self.connection.provider, self.tenant, self._user_settings)
+        return self.inputs().settings
+
+    def inputs(self) -> CycleInputs:
+        """What the next cycle runs with, derived from the store as the worker does."""
+        record = self.store.connection_record(self.connection.id)
+        tenant = self.store.tenant_record()
+        if record is None or tenant is None:  # a new store: connected afresh (SYN-9)
+            self.onboard()
+            return self.inputs()
+        return cycle_inputs(tenant, record)
+
+    def onboard(self) -> None:
+        """The tenant and the connection as onboarding leaves them in the store; each
+        cycle derives its inputs from these, as the worker does (service.cycle_inputs)."""
+        self.store.save_tenant_record({"settings": self.tenant})
+        for crm_user in sorted({self.user, *self.syncing_users}):
+            self.store.mark_syncing(crm_user, True)
+        self.store.save_connection_record(
+            self.connection.id,
+            {
+                "user": self.user,
+                "provider": self.connection.provider,
+                "settings": self._user_settings,
+                "status": "active",
+            },
+        )
 
     def settings(self, **changes: Any) -> Settings:
         """Change the user's settings (SET-1..5); a bad value, or a change not allowed
@@ -300,6 +326,7 @@ class SyncWorld:
             self._user_settings,
             changes,
         )
+        self.onboard()
         return self.effective_settings()
 
     def reset(self, kind: Kind) -> int:
@@ -339,14 +366,15 @@ class SyncWorld:
     # -- running ----------------------------------------------------------------------
     def cycle(self, trigger: str = "schedule") -> Cycle:
         self._runs += 1
+        inputs = self.inputs()
         return Cycle(
             self.connection,
             self.store,
             self.crm_connector(),
             self.provider_account(),
-            self.effective_settings(),
+            inputs.settings,
             self.now,
-            self.syncing_users,
+            inputs.syncing_users,
             trigger,
             run_id=f"run-{self._runs}",
         )

@@ -46,8 +46,9 @@ _NEXT = {
     "ask your admin for a new link.",
     403: "Ask your admin: they can give you a seat or a new onboarding link.",
     404: "Check that you opened the whole link your admin sent you.",
-    409: "Nothing was changed. Follow the steps above, or ask your admin for help.",
-    410: "Ask your admin for a new onboarding link.",
+    405: "Open the onboarding link your admin sent you in your browser.",
+    409: "Nothing was changed. Open your onboarding link again, or ask your admin for help.",
+    410: "Your admin can send you a new onboarding link.",
     413: "Open the onboarding link your admin sent you again.",
     503: "crmsync could not reach a service it needs. Try again in a few minutes.",
 }
