@@ -26,9 +26,6 @@ import collections
 import contextlib
 import logging
 import os
-import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -45,7 +42,7 @@ sys.path.insert(0, str(ROOT))  # the sandbox package
 
 from crmsync.queue.inline import InlineQueue  # noqa: E402
 from sandbox.crm.seed import DEMO_TENANT  # noqa: E402
-from sandbox.local.stack import LocalStack  # noqa: E402
+from sandbox.local.stack import LocalStack, function_process, kill  # noqa: E402
 
 CONNECTION = "google-u1"
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
@@ -101,7 +98,7 @@ def one_row(client: Any, project: str, direction: str, records: int, kill_at: in
             if direction == "to-google"
             else lambda: counters[0].writes
         )
-        killed_after, killed_at = kill_worker_after(stack, client, project, written, kill_at)
+        killed_after, killed_at = kill_worker_after(stack, project, written, kill_at)
         store = stack.services.backend.store(DEMO_TENANT)
         dead = store.connection_record(CONNECTION)["last_run"]["id"]
         lease = client.document(f"tenants/{DEMO_TENANT}/connections/{CONNECTION}").get()
@@ -164,11 +161,10 @@ def make_records(stack: LocalStack, direction: str, records: int) -> None:
 
 
 def kill_worker_after(
-    stack: LocalStack, client: Any, project: str, written: Callable[[], int], kill_at: int
+    stack: LocalStack, project: str, written: Callable[[], int], kill_at: int
 ) -> tuple[int, datetime]:
     """Hand a task to a worker process of its own; SIGKILL it once `written()` has
     grown by `kill_at`. Returns the writes seen at the kill, and when it was."""
-    port = _free_port()
     env = {
         **os.environ,
         **stack.environment(),
@@ -178,42 +174,22 @@ def kill_worker_after(
         "CRMSYNC_TASKS_QUEUE": "projects/p/locations/l/queues/q",
         "CRMSYNC_WORKER_URL": "http://127.0.0.1:9/sync_worker",
         "CLOUD_TASKS_EMULATOR_HOST": "127.0.0.1:9",  # nothing is enqueued before the kill
-        "PYTHONPATH": f"{ROOT / 'shared'}:{ROOT}",
     }
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "functions_framework",
-            "--target=sync_worker",
-            f"--source={ROOT / 'functions' / 'main.py'}",
-            "--host=127.0.0.1",
-            f"--port={port}",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    worker, url = function_process("sync_worker", env)
     try:
-        _wait(lambda: _listening(port), 60, "the worker process")
         before = written()
 
         def task() -> None:
             body = {"tenant": DEMO_TENANT, "connection": CONNECTION, "trigger": "schedule"}
             with contextlib.suppress(requests.RequestException):  # killed mid-answer
-                requests.post(f"http://127.0.0.1:{port}/", json=body, timeout=600)
+                requests.post(url, json=body, timeout=600)
 
         threading.Thread(target=task, daemon=True).start()
         _wait(lambda: written() - before >= kill_at, 600, "the worker's writes")
-        os.killpg(worker.pid, signal.SIGKILL)
-        killed_at = datetime.now(UTC)
-        worker.wait(timeout=30)
-        return written() - before, killed_at
+        kill(worker)
+        return written() - before, datetime.now(UTC)
     finally:
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait(timeout=30)
+        kill(worker)
 
 
 def deliver(stack: LocalStack, trigger: str) -> str:
@@ -306,20 +282,6 @@ def line(row: Row) -> str:
         f"interrupted: {'yes' if row.interrupted else 'NO'}; "
         f"Google {row.google}, CRM {row.crm}; duplicates {row.duplicates}, lost {row.lost}"
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 def _wait(check: Callable[[], bool], seconds: float, what: str) -> None:

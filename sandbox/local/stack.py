@@ -12,8 +12,13 @@ import base64
 import json
 import os
 import secrets
+import signal
+import socket
+import subprocess
+import sys
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html.parser import HTMLParser
@@ -34,6 +39,7 @@ from sandbox.crm.database import CrmDatabase
 from sandbox.crm.seed import DEMO_TENANT, DEMO_TOKEN, seed_demo
 from sandbox.google.core import GoogleSandbox
 from sandbox.google.server import serve as serve_google
+from sandbox.local.emulators import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 MAIN = ROOT / "functions" / "main.py"
@@ -57,6 +63,52 @@ DEMO_USERS = {"u1": "dana.rep@demo.example", "u2": "max.manager@demo.example"}
 class _Quiet(WSGIRequestHandler):
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass
+
+
+def function_process(
+    target: str, env: Mapping[str, str], *, timeout: float = 60.0
+) -> tuple[subprocess.Popen[bytes], str]:
+    """One entry point of functions/main.py served by functions-framework in a process
+    of its own, as a deployed function is (gunicorn), in a session of its own so that
+    it can be killed whole; returns the process and its URL once it listens."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "functions_framework",
+            f"--target={target}",
+            f"--source={MAIN}",
+            "--host=127.0.0.1",
+            f"--port={port}",
+        ],
+        env={**env, "PYTHONPATH": f"{ROOT / 'shared'}:{ROOT}"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + timeout
+    while not listening(port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            kill(process)
+            raise RuntimeError(f"functions-framework did not serve {target}")
+        time.sleep(0.05)
+    return process, f"http://127.0.0.1:{port}"
+
+
+def kill(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the process and everything it started (gunicorn's workers)."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+
+
+def listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
 
 
 def functions_app() -> Any:

@@ -13,15 +13,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,11 +33,10 @@ from sandbox.crm.seed import DEMO_TENANT
 from sandbox.google.calendar import push_delivered
 from sandbox.local.cloud_tasks import LOCAL_QUEUE, start_cloud_tasks
 from sandbox.local.emulators import free_port
-from sandbox.local.stack import EVENT_SECRET, LocalStack
+from sandbox.local.stack import EVENT_SECRET, LocalStack, function_process, kill
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 CONNECTION = "google-u1"
 DANA = "dana.rep@demo.example"
 
@@ -308,7 +302,6 @@ def test_RUN6_a_worker_killed_mid_cycle_is_resumed_by_the_next_task_and_converge
             },
             "u1",
         )
-    port = free_port()
     env = {
         **os.environ,
         **live.environment(),
@@ -317,43 +310,25 @@ def test_RUN6_a_worker_killed_mid_cycle_is_resumed_by_the_next_task_and_converge
         "CRMSYNC_TASKS_QUEUE": LOCAL_QUEUE,
         "CRMSYNC_WORKER_URL": live.functions_url + "/sync_worker",
         "CLOUD_TASKS_EMULATOR_HOST": "127.0.0.1:9",  # this worker enqueues nothing here
-        "PYTHONPATH": f"{ROOT / 'shared'}:{ROOT}",
     }
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "functions_framework",
-            "--target=sync_worker",
-            f"--source={ROOT / 'functions' / 'main.py'}",
-            "--host=127.0.0.1",
-            f"--port={port}",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    worker, url = function_process("sync_worker", env)
     try:
-        eventually(lambda: _listening(port), what="the worker process")
         live.slow.delay = 0.05  # type: ignore[attr-defined]
         created_before = live.google.requests.get("POST", 0)
 
         def task() -> None:
             payload = {"tenant": DEMO_TENANT, "connection": CONNECTION, "trigger": "schedule"}
             with contextlib.suppress(requests.ConnectionError):  # it is killed mid-answer
-                requests.post(f"http://127.0.0.1:{port}/", json=payload, timeout=120)
+                requests.post(url, json=payload, timeout=120)
 
         threading.Thread(target=task, daemon=True).start()
         eventually(
             lambda: live.google.requests.get("POST", 0) >= created_before + 5,
             what="the worker's first writes to Google",
         )
-        os.killpg(worker.pid, signal.SIGKILL)  # mid-cycle: some events made, most not
-        worker.wait(timeout=10)
+        kill(worker)  # mid-cycle: some events made, most not
     finally:
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGKILL)
+        kill(worker)
     live.slow.delay = 0.0  # type: ignore[attr-defined]
     made = killed_events(live)
     assert 0 < len(made) < 30
@@ -383,14 +358,6 @@ def killed_events(stack: LocalStack) -> list[str]:
     events = stack.google_api("calendar", "v3").events()
     listed = events.list(calendarId="primary", maxResults=250).execute()["items"]
     return [str(e["summary"]) for e in listed if str(e.get("summary", "")).startswith("Killed")]
-
-
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 def test_CAL6_a_meeting_whose_leader_syncs_reaches_a_syncing_member_only_as_an_invitation(

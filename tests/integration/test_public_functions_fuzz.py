@@ -16,14 +16,9 @@ import copy
 import http.client
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -37,12 +32,10 @@ from crmsync.crm import events
 from crmsync.queue.inline import InlineQueue
 from crmsync.store.memory import MemoryBackend
 from sandbox.crm.seed import DEMO_TENANT
-from sandbox.local.emulators import free_port
-from sandbox.local.stack import EVENT_SECRET, TARGETS, LocalStack
+from sandbox.local.stack import EVENT_SECRET, TARGETS, LocalStack, function_process, kill
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 
 EXAMPLES = 150  # per function; each is one request over a socket
 FUZZ = settings(
@@ -331,7 +324,6 @@ def test_the_body_limit_holds_under_gunicorn_as_functions_framework_serves_in_pr
 ) -> None:
     """functions-framework serves a deployed function with gunicorn, which passes a
     chunked body on undeclared: the limit is kept on the bytes read there too."""
-    port = free_port()
     env = {
         **os.environ,
         **live.environment(),
@@ -340,29 +332,9 @@ def test_the_body_limit_holds_under_gunicorn_as_functions_framework_serves_in_pr
         "CRMSYNC_TASKS_QUEUE": "projects/p/locations/l/queues/q",
         "CRMSYNC_WORKER_URL": "http://127.0.0.1:9/sync_worker",
         "CLOUD_TASKS_EMULATOR_HOST": "127.0.0.1:9",
-        "PYTHONPATH": f"{ROOT / 'shared'}:{ROOT}",
     }
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "functions_framework",
-            f"--target={target}",
-            f"--source={ROOT / 'functions' / 'main.py'}",
-            "--host=127.0.0.1",
-            f"--port={port}",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    server, served = function_process(target, env)
     try:
-        deadline = time.monotonic() + 30
-        while not _listening(port):
-            assert time.monotonic() < deadline and server.poll() is None, "no server"
-            time.sleep(0.1)
-        served = f"http://127.0.0.1:{port}"
         assert "gunicorn" in requests.get(served, timeout=10).headers.get("Server", "")
         status = send(
             served,
@@ -375,13 +347,4 @@ def test_the_body_limit_holds_under_gunicorn_as_functions_framework_serves_in_pr
         )
         assert status == 413
     finally:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait(timeout=10)
-
-
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
+        kill(server)
