@@ -81,6 +81,14 @@ def sign_in(
     return query(consent(url, **kw))
 
 
+def granted(config: google_auth.GoogleOAuth) -> Any:
+    """The grant of a whole sign-in: consent, the state checked, the code redeemed."""
+    states = States()
+    callback = sign_in(config, states)
+    pending = finish(SECRET, states, callback["state"], NOW)
+    return google_auth.exchange(config, pending.services, callback["code"], pending.verifier)
+
+
 def test_AUTH2_the_whole_flow_gives_a_refreshable_grant_for_the_sync_scopes(
     google: tuple[GoogleSandbox, google_auth.GoogleOAuth],
 ) -> None:
@@ -199,10 +207,7 @@ def test_AUTH3_a_revoked_grant_fails_to_refresh_as_grant_revoked(
     google: tuple[GoogleSandbox, google_auth.GoogleOAuth],
 ) -> None:
     sandbox, config = google
-    states = States()
-    callback = sign_in(config, states)
-    pending = finish(SECRET, states, callback["state"], NOW)
-    grant = google_auth.exchange(config, pending.services, callback["code"], pending.verifier)
+    grant = granted(config)
 
     oauth.revoke_all(sandbox, EMAIL)
 
@@ -214,10 +219,7 @@ def test_AUTH4_disconnect_revokes_the_grant(
     google: tuple[GoogleSandbox, google_auth.GoogleOAuth],
 ) -> None:
     _, config = google
-    states = States()
-    callback = sign_in(config, states)
-    pending = finish(SECRET, states, callback["state"], NOW)
-    grant = google_auth.exchange(config, pending.services, callback["code"], pending.verifier)
+    grant = granted(config)
     assert grant.refresh_token is not None
 
     google_auth.revoke(config, grant.refresh_token)
@@ -247,11 +249,8 @@ def test_AUTH2_the_grant_names_its_account_by_googles_signed_id_token(
     google: tuple[GoogleSandbox, google_auth.GoogleOAuth],
 ) -> None:
     sandbox, config = google
-    states = States()
-    callback = sign_in(config, states)
-    pending = finish(SECRET, states, callback["state"], NOW)
 
-    grant = google_auth.exchange(config, pending.services, callback["code"], pending.verifier)
+    grant = granted(config)
 
     assert grant.subject == sandbox.accounts[EMAIL].id and grant.subject
     assert grant.email == EMAIL
