@@ -190,7 +190,7 @@ class LocalStack:
             vault=TokenVault(LocalKek(self.kek)),
             secret=self.secret.encode(),
             public_url=self.functions_url,
-            google=entrypoints.google_setup(self.environment()),
+            providers=entrypoints.provider_setups(self.environment()),
             clock=self.clock,
             crm_options=self.crm_options,
             events=self.events,

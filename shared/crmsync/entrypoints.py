@@ -70,7 +70,7 @@ USES: dict[str, frozenset[str]] = {
 }
 EVERYTHING = frozenset({"secret", "google", "vault", "queue", "events"})
 # The Services field each use is.
-_FIELDS = {"secret": "secret", "google": "google", "vault": "vault", "queue": "queue"}
+_FIELDS = {"secret": "secret", "google": "providers", "vault": "vault", "queue": "queue"}
 _FIELDS["events"] = "events"
 
 _services: service.Services | None = None
@@ -158,7 +158,7 @@ def from_environment(env: Mapping[str, str]) -> service.Services:
             kek = LocalKek(base64.b64decode(env["CRMSYNC_LOCAL_KEK"]))
         built["vault"] = TokenVault(kek)
     if "google" in uses:
-        built["google"] = google_setup(env) if env.get("CRMSYNC_GOOGLE_CLIENT_ID") else None
+        built["providers"] = provider_setups(env)
     if "events" in uses:
         topic = env.get("CRMSYNC_EVENTS_TOPIC")
         built["events"] = PubSubEvents(topic) if topic else NoEvents()
@@ -167,33 +167,13 @@ def from_environment(env: Mapping[str, str]) -> service.Services:
     return service.Services(backend=backend, public_url=env["CRMSYNC_PUBLIC_URL"], **built)
 
 
-def google_setup(env: Mapping[str, str]) -> service.GoogleSetup:
-    from crmsync.auth.google import GoogleOAuth
+def provider_setups(env: Mapping[str, str]) -> dict[str, Any]:
+    """Each provider kit's setup from the environment (crmsync's OAuth client there),
+    for the providers this deployment has one for."""
+    from crmsync import providers
 
-    public = env["CRMSYNC_PUBLIC_URL"].rstrip("/")
-    root = env.get("CRMSYNC_GOOGLE_ROOT", "").rstrip("/")
-    oauth_urls: dict[str, str] = {}
-    endpoints: dict[str, str] = {}
-    if root:
-        oauth_urls = {
-            "auth_uri": root + "/o/oauth2/auth",
-            "token_uri": root + "/token",
-            "revoke_uri": root + "/revoke",
-            "certs_uri": root + "/oauth2/v1/certs",
-        }
-        endpoints = {
-            "calendar": root + "/calendar/v3/",
-            "people": root + "/",
-            "tasks": root + "/",
-            "gmail": root + "/",
-        }
-    oauth = GoogleOAuth(
-        env["CRMSYNC_GOOGLE_CLIENT_ID"],
-        env["CRMSYNC_GOOGLE_CLIENT_SECRET"],
-        public + "/oauth_callback",
-        **oauth_urls,
-    )
-    return service.GoogleSetup(oauth, endpoints)
+    found = {name: providers.kit(name).setup(env) for name in providers.names()}
+    return {name: setup for name, setup in found.items() if setup is not None}
 
 
 # -- the handlers --------------------------------------------------------------------------
@@ -348,7 +328,7 @@ def google_webhook(request: Any) -> Answer:
     """Calendar push notifications (RUN-3): the channel token authenticates the sender."""
     if request.method != "POST":
         raise service.Refused(405, "notifications are POSTed")
-    status, reason = service.google_push(services(), dict(request.headers))
+    status, reason = service.provider_push(services(), "google", dict(request.headers))
     return _json({"error" if status >= 400 else "result": reason}, status)
 
 
@@ -385,7 +365,7 @@ def gmail_push(request: Any) -> Answer:
     if request.method != "POST":
         raise service.Refused(405, "notifications are POSTed")
     data = _pubsub_data(_json_body(_body(request)))
-    enqueued = service.gmail_notification(services(), data)
+    enqueued = service.mail_notification(services(), "google", data)
     return _json({"enqueued": enqueued}, 200)
 
 
@@ -466,14 +446,15 @@ def _pubsub_data(envelope: Any, shape: str = "expected a Pub/Sub push envelope")
 
 
 _SERVICE_NAMES = {"sync": "your contacts, calendar and tasks", "mail": "the e-mails you tag"}
-_PROVIDER_NAMES = {"google": "Google"}
 
 
 def _connect_page(link: str, choice: service.ConnectChoice) -> str:
+    from crmsync import providers
+
     return web.render(
         "connect.html",
         link=link,
-        providers=[{"id": p, "label": _PROVIDER_NAMES.get(p, p.title())} for p in choice.providers],
+        providers=[{"id": p, "label": providers.kit(p).label} for p in choice.providers],
         bound=choice.bound,
         status=choice.status,
         status_text=choice.status.replace("_", " "),

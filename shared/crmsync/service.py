@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
+from crmsync import providers
 from crmsync.auth.state import StateStore, begin, finish
 from crmsync.auth.vault import TokenVault
 from crmsync.bursts import ChannelLookups
@@ -97,15 +98,6 @@ class Backend(Protocol):
 
 
 @dataclass
-class GoogleSetup:
-    """crmsync's OAuth client at Google, and where Google's APIs answer (the sandbox's
-    addresses in development and tests, Google's own otherwise)."""
-
-    oauth: Any  # crmsync.auth.google.GoogleOAuth
-    endpoints: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass
 class Services:
     """What the use cases run on; built once per function instance."""
 
@@ -114,7 +106,7 @@ class Services:
     vault: TokenVault
     secret: bytes  # signs onboarding links and OAuth states
     public_url: str  # where crmsync's HTTP functions answer, e.g. https://.../
-    google: GoogleSetup | None = None
+    providers: Mapping[str, Any] = field(default_factory=dict)  # each kit's setup, by name
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     crm_options: Mapping[str, Any] = field(default_factory=dict)
     events: EventStream = field(default_factory=NoEvents)  # BEY-7: the outbound stream
@@ -249,20 +241,20 @@ def connect_choice(services: Services, link: str | None) -> ConnectChoice:
     another account takes a link made after (so nobody who merely holds an old link can
     attach their own account to the user's CRM data)."""
     opened = read_link(services, link)
-    providers = tuple(p for p in PROVIDERS if _connectable(services, p))
-    for provider in providers:
+    offered = tuple(p for p in providers.names() if _connectable(services, p))
+    for provider in offered:
         record = services.backend.store(opened.tenant).connection_record(
             connection_id(opened.user, provider)
         )
         if record is not None and record.get("status") != "disconnected":
             return ConnectChoice(
                 opened,
-                providers,
+                offered,
                 str(record.get("account") or "your account"),
                 str(record.get("status", "")),
                 _may_switch(opened.issued, record),
             )
-    return ConnectChoice(opened, providers)
+    return ConnectChoice(opened, offered)
 
 
 def _may_switch(link_issued: float, record: Mapping[str, Any]) -> bool:
@@ -271,7 +263,7 @@ def _may_switch(link_issued: float, record: Mapping[str, Any]) -> bool:
 
 
 def _connectable(services: Services, provider: str) -> bool:
-    return provider == "google" and services.google is not None
+    return provider in providers.names() and bool(providers.kit(provider).available(services))
 
 
 def start_oauth(
@@ -285,7 +277,7 @@ def start_oauth(
     """AUTH-1/AUTH-2: where to send the user to consent, for the services they chose;
     `switch`: to replace the account the user's connection is bound to."""
     choice = connect_choice(services, link)
-    if provider not in choice.providers or services.google is None:
+    if provider not in choice.providers:
         raise Refused(400, "that provider cannot be connected here")
     if not wanted or not set(wanted) <= {"sync", "mail"}:
         raise Refused(
@@ -299,8 +291,6 @@ def start_oauth(
             "this link can only reconnect the account your CRM user is connected to",
             "To connect a different account, ask your admin for a new onboarding link.",
         )
-    from crmsync.auth import google as google_auth
-
     started = begin(
         services.secret,
         _states(services),
@@ -313,8 +303,10 @@ def start_oauth(
         link_issued=choice.link.issued,
     )
     hint = choice.bound if choice.bound and not switch and "@" in choice.bound else ""
-    return google_auth.authorization_url(
-        services.google.oauth, wanted, started.state, started.challenge, hint
+    return str(
+        providers.kit(provider).consent_url(
+            services, wanted, started.state, started.challenge, hint
+        )
     )
 
 
@@ -328,7 +320,6 @@ def finish_oauth(services: Services, state: str | None, code: str | None) -> dic
     to switch on a link made after the binding; then the old account is disconnected
     first (its grant revoked, channels stopped, links and cursors forgotten, nothing
     deleted on either side) and the new one connects from scratch (SYN-9)."""
-    from crmsync.auth import google as google_auth
     from crmsync.auth.state import BadState
 
     again = "Open your onboarding link again and sign in once more."
@@ -339,8 +330,9 @@ def finish_oauth(services: Services, state: str | None, code: str | None) -> dic
         raise Refused(400, "this sign-in page was already used or is out of date", again) from exc
     if not code:
         raise Refused(400, "the sign-in did not finish, so nothing was connected", again)
-    if not _connectable(services, pending.provider) or services.google is None:
+    if not _connectable(services, pending.provider):
         raise Refused(400, "that provider cannot be connected here")
+    kit = providers.kit(pending.provider)
     tenant, user = pending.tenant, pending.user
     store = services.backend.store(tenant)
     connection = connection_id(user, pending.provider)
@@ -348,9 +340,7 @@ def finish_oauth(services: Services, state: str | None, code: str | None) -> dic
     if existing is not None and existing.get("status") == "disconnected":
         existing = None
     try:
-        grant = google_auth.exchange(
-            services.google.oauth, pending.services, code, pending.verifier
-        )
+        grant = kit.exchange(services, pending.services, code, pending.verifier)
     except PermanentError as exc:
         log.warning("grant not confirmed", extra={"error": type(exc).__name__})
         refused = "the sign-in could not be confirmed, so nothing was connected"
@@ -637,9 +627,7 @@ def work(
     grants = Grants(store, services.vault, tenant)
     now = services.clock()
     try:
-        provider, calendar = _provider(
-            services, store, grants, tenant, connection, record, settings, crm
-        )
+        provider, push = _provider(services, store, grants, record, settings, crm)
     except GrantRevoked as exc:  # AUTH-3: stop cycling until the user reconnects
         store.set_status(connection, "needs_reauth", str(exc))
         store.set_next_due(connection, None)
@@ -668,8 +656,8 @@ def work(
     _after_cycle(services, store, tenant, connection, run, now)
     if run["status"] != "busy":  # BEY-7: tell the CRM what the cycle did
         publish_all(services.events, cycle_events(tenant, connection, record["user"], run, items))
-    if calendar is not None and run["status"] not in ("busy", "needs_reauth"):
-        _renew(services, store, tenant, connection, calendar, now)
+    if push is not None and run["status"] not in ("busy", "needs_reauth"):
+        _renew(services, store, record, push, now)
     log.info(
         "worker finished",
         extra={
@@ -729,16 +717,14 @@ def _after_cycle(
 
 
 def _renew(
-    services: Services, store: Any, tenant: str, connection: str, calendar: Any, now: datetime
+    services: Services, store: Any, record: Mapping[str, Any], push: Any, now: datetime
 ) -> None:
-    from crmsync.providers.google.push import renew_channels
-
+    """RUN-5: push channels that expire soon are replaced before they do."""
+    connection = str(record["id"])
     current = store.channels_of(connection)
     if not current:
         return
-    problems = renew_channels(
-        calendar, services.channels(), current, services.url("google_webhook"), now
-    )
+    problems = providers.kit(record["provider"]).renew_push(services, push, current, now)
     if problems:  # RUN-5: the connection is polled on its schedule meanwhile
         store.save_connection_record(connection, {"channel_problem": problems[0]})
 
@@ -746,33 +732,26 @@ def _renew(
 def _open_channel(services: Services, tenant: str, connection: str) -> str:
     """A push channel for the connection, replacing the ones it had (a reconnect opens a
     new one; the old ones are stopped, never left to pile up). Returns what went wrong."""
-    from crmsync.providers.google.push import open_channel, stop_channels
-
     store = services.backend.store(tenant)
     record = store.connection_record(connection)
     assert record is not None
     settings = settings_for(services, tenant, record)
     grants = Grants(store, services.vault, tenant)
-    replaced = store.channels_of(connection)
+    kit = providers.kit(record["provider"])
     try:
-        calendar = _google_calendar(services, grants, connection, settings, {})
-        open_channel(
-            calendar, services.channels(), tenant, connection, services.url("google_webhook")
-        )
+        kit.open_push(services, grants, tenant, connection, settings, store.channels_of(connection))
     except SyncError as exc:
         return f"push channel not opened ({type(exc).__name__}); polling on schedule"
-    stop_channels(calendar, services.channels(), replaced)
     return ""
 
 
 def _route_mailbox(services: Services, store: Any, tenant: str, connection: str) -> str:
-    """Gmail's notifications name only the mailbox: route its address to the connection
+    """Mail notifications may name only the mailbox: route its address to the connection
     (a digest of it, in the mailbox directory). Returns what went wrong, or ""."""
-    from crmsync.providers.google.gmail_push import mailbox_address
-
+    record = store.connection_record(connection)
     grants = Grants(store, services.vault, tenant)
     try:
-        address = mailbox_address(_google_client(services, grants, connection))
+        address = providers.kit(record["provider"]).mailbox(services, grants, connection)
     except SyncError as exc:
         return f"mailbox not routed ({type(exc).__name__}); reconnect to record mail"
     store.save_mailbox(address, tenant, connection)
@@ -797,106 +776,44 @@ def _crm(
     )
 
 
-def _google_calendar(
-    services: Services,
-    grants: Grants,
-    connection: str,
-    settings: Settings,
-    directory: Mapping[str, str],
-) -> Any:
-    from crmsync.providers.google.calendar import GoogleCalendar
-
-    return GoogleCalendar(
-        _google_client(services, grants, connection), settings["calendar"], directory
-    )
-
-
-def _google_client(services: Services, grants: Grants, connection: str, bound: str = "") -> Any:
-    """A client acting with the connection's grant; with `bound`, only if the grant is of
-    that account (AccountChanged otherwise)."""
-    from crmsync.auth import google as google_auth
-    from crmsync.providers.google.client import GoogleClient
-
-    assert services.google is not None
-    oauth = services.google.oauth
-    grant = grants.fresh(
-        connection, lambda g: google_auth.refresh(oauth, g), services.clock(), bound
-    )
-    return GoogleClient(google_auth.credentials(oauth, grant), services.google.endpoints)
-
-
 def _provider(
     services: Services,
     store: Any,
     grants: Grants,
-    tenant: str,
-    connection: str,
     record: Mapping[str, Any],
     settings: Settings,
     crm: RestCrmConnector,
 ) -> tuple[Any, Any]:
-    """The provider account of one cycle, and its calendar (for channel renewals)."""
-    if record["provider"] != "google" or services.google is None:
+    """The provider account of one cycle, and the handle its push channels renew with."""
+    if not _connectable(services, record["provider"]):
         raise PermanentError(f"provider {record['provider']!r} cannot be synced here")
-    from crmsync.providers.google.account import GoogleAccount
-    from crmsync.providers.google.calendar import GoogleCalendar
-    from crmsync.providers.google.people import GoogleContacts
-    from crmsync.providers.google.tasks import GoogleTasks
-
-    client = _google_client(services, grants, connection, str(record.get("subject", "")))
-    try:
-        directory = crm.users()  # CAL-6: CRM members become attendees
-    except SyncError:
-        directory = {}
-
-    def claimed(task_id: str) -> bool:
-        return bool(store.links_for(connection, "todo", (), (task_id,)))
-
-    chosen = str(settings["task_list"])
-    calendar = GoogleCalendar(client, settings["calendar"], directory)
-    account = GoogleAccount(
-        {
-            "activity": calendar,
-            "contact": GoogleContacts(client, label=settings["contact_label"]),
-            "todo": GoogleTasks(
-                client,
-                "@default" if chosen == "default" else chosen,
-                claimed=claimed,
-                clock=services.clock,
-            ),
-        }
-    )
-    return account, calendar
+    kit = providers.kit(record["provider"])
+    account, push = kit.account(services, store, grants, record, settings, crm)
+    return account, push
 
 
 # -- push notifications and CRM events (RUN-3) -------------------------------------------
-def google_push(services: Services, headers: Mapping[str, str]) -> tuple[int, str]:
-    from crmsync.providers.google.push import on_notification
+def provider_push(services: Services, provider: str, headers: Mapping[str, str]) -> tuple[int, str]:
+    """A provider's push notification (RUN-3): the kit checks it against the channel it
+    names and enqueues that connection's debounced cycle."""
+    status, reason = providers.kit(provider).on_push(services, headers)
+    return int(status), str(reason)
 
-    answer = on_notification(headers, services.channels(), services.queue, services.clock())
-    return answer.status, answer.reason
 
-
-def gmail_notification(services: Services, data: bytes) -> int:
-    """A Gmail notification (the data of a Pub/Sub push): a debounced cycle of each
+def mail_notification(services: Services, provider: str, data: bytes) -> int:
+    """A mailbox notification (the data of a Pub/Sub push): a debounced cycle of each
     active connection that records mail of that mailbox. Returns how many were
     enqueued; a mailbox crmsync does not know is 0 (and acknowledged)."""
-    from crmsync.providers.google.gmail_push import (
-        BadNotification,
-        on_gmail_notification,
-        parse_notification,
-    )
-
     try:
-        notification = parse_notification(data)
-    except BadNotification as exc:
+        return int(
+            providers.kit(provider).on_mail(
+                services,
+                data,
+                lambda tenant, connection: enqueue_cycle(services, tenant, connection, "mail"),
+            )
+        )
+    except ValueError as exc:
         raise Refused(400, str(exc)) from exc
-    return on_gmail_notification(
-        notification,
-        services.backend.store(""),  # the mailbox directory is global
-        lambda tenant, connection: services.backend.store(tenant).connection_record(connection),
-        lambda tenant, connection: enqueue_cycle(services, tenant, connection, "mail"),
-    )
 
 
 def crm_event(services: Services, signature: str | None, body: bytes) -> int:
@@ -986,19 +903,15 @@ def disconnect(
     grants = Grants(store, services.vault, tenant)
     revoke: Callable[[str], None] = lambda token: None  # noqa: E731
     stop: Callable[[Any], None] = lambda channel: None  # noqa: E731
-    if record.get("provider") == "google" and services.google is not None:
-        from crmsync.auth import google as google_auth
-
-        oauth = services.google.oauth
+    if _connectable(services, str(record.get("provider"))):
+        kit = providers.kit(record["provider"])
+        settings = settings_for(services, tenant, record)
 
         def revoke(token: str) -> None:
-            google_auth.revoke(oauth, token)
+            kit.revoke(services, token)
 
         def stop(channel: Any) -> None:
-            calendar = _google_calendar(
-                services, grants, connection, settings_for(services, tenant, record), {}
-            )
-            calendar.stop(channel.id, channel.resource_id)
+            kit.stop_push(services, grants, connection, settings, channel)
 
     dropped = [channel.id for channel in store.channels_of(connection)]
     problems = erase(store, grants, connection, revoke, stop)

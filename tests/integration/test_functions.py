@@ -655,8 +655,10 @@ def test_HIS3_the_functions_build_their_services_from_the_environment(
 
     assert isinstance(built.backend, FirestoreBackend)
     assert built.backend.retention == timedelta(days=30)
-    assert built.google is not None
-    assert built.google.oauth.redirect_uri == "https://functions.example/oauth_callback"
+    assert set(built.providers) == {"google"}
+    assert built.providers["google"].oauth.redirect_uri == (
+        "https://functions.example/oauth_callback"
+    )
     assert built.url("google_webhook") == "https://functions.example/google_webhook"
 
 

@@ -1,0 +1,252 @@
+"""Google as crmsync's service layer sees it: one kit that starts and finishes consent,
+builds a connection's adapters from its grant, opens, renews and stops Calendar push
+channels, routes Gmail notifications, and revokes. `crmsync.service` reaches Google
+only through `crmsync.providers.kit("google")`, so it names no Google module, field or
+endpoint itself.
+
+`services` is the service layer's `Services`; this kit reads its own setup from
+`services.providers["google"]` (a GoogleSetup: crmsync's OAuth client and, in
+development and tests, the sandbox's endpoints).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from crmsync.connections import Grant, Grants
+from crmsync.errors import PermanentError, SyncError
+from crmsync.ports import Channel, ProviderAccount
+from crmsync.settings import Settings
+
+NAME = "google"
+
+
+@dataclass
+class GoogleSetup:
+    """crmsync's OAuth client at Google, and where Google's APIs answer (the sandbox's
+    addresses in development and tests, Google's own otherwise)."""
+
+    oauth: Any  # crmsync.auth.google.GoogleOAuth
+    endpoints: Mapping[str, str] = field(default_factory=dict)
+
+
+def setup_from_environment(env: Mapping[str, str]) -> GoogleSetup | None:
+    """The setup a deployed function reads: CRMSYNC_GOOGLE_CLIENT_ID and _SECRET, and
+    CRMSYNC_GOOGLE_ROOT for Google's APIs and OAuth at another root (the sandbox)."""
+    if not env.get("CRMSYNC_GOOGLE_CLIENT_ID"):
+        return None
+    from crmsync.auth.google import GoogleOAuth
+
+    public = env["CRMSYNC_PUBLIC_URL"].rstrip("/")
+    root = env.get("CRMSYNC_GOOGLE_ROOT", "").rstrip("/")
+    oauth_urls: dict[str, str] = {}
+    endpoints: dict[str, str] = {}
+    if root:
+        oauth_urls = {
+            "auth_uri": root + "/o/oauth2/auth",
+            "token_uri": root + "/token",
+            "revoke_uri": root + "/revoke",
+            "certs_uri": root + "/oauth2/v1/certs",
+        }
+        endpoints = {
+            "calendar": root + "/calendar/v3/",
+            "people": root + "/",
+            "tasks": root + "/",
+            "gmail": root + "/",
+        }
+    oauth = GoogleOAuth(
+        env["CRMSYNC_GOOGLE_CLIENT_ID"],
+        env["CRMSYNC_GOOGLE_CLIENT_SECRET"],
+        public + "/oauth_callback",
+        **oauth_urls,
+    )
+    return GoogleSetup(oauth, endpoints)
+
+
+class GoogleKit:
+    name = NAME
+    label = "Google"
+    webhook = "google_webhook"  # the function Calendar's push notifications reach
+
+    def setup(self, env: Mapping[str, str]) -> GoogleSetup | None:
+        return setup_from_environment(env)
+
+    # -- onboarding (AUTH-1, AUTH-2) -----------------------------------------------------
+    def available(self, services: Any) -> bool:
+        return _setup(services) is not None
+
+    def consent_url(
+        self,
+        services: Any,
+        wanted: Sequence[str],
+        state: str,
+        challenge: str,
+        login_hint: str = "",
+    ) -> str:
+        from crmsync.auth import google as google_auth
+
+        oauth = _required(services).oauth
+        return google_auth.authorization_url(oauth, wanted, state, challenge, login_hint)
+
+    def exchange(self, services: Any, wanted: Sequence[str], code: str, verifier: str) -> Grant:
+        from crmsync.auth import google as google_auth
+
+        return google_auth.exchange(_required(services).oauth, wanted, code, verifier)
+
+    def revoke(self, services: Any, token: str) -> None:
+        from crmsync.auth import google as google_auth
+
+        google_auth.revoke(_required(services).oauth, token)
+
+    # -- a connection's adapters ----------------------------------------------------------
+    def client(self, services: Any, grants: Grants, connection: str, bound: str = "") -> Any:
+        """A client acting with the connection's grant; with `bound`, only if the grant
+        is of that account (AccountChanged otherwise)."""
+        from crmsync.auth import google as google_auth
+        from crmsync.providers.google.client import GoogleClient
+
+        setup = _required(services)
+        grant = grants.fresh(
+            connection, lambda g: google_auth.refresh(setup.oauth, g), services.clock(), bound
+        )
+        return GoogleClient(google_auth.credentials(setup.oauth, grant), setup.endpoints)
+
+    def calendar(
+        self,
+        services: Any,
+        grants: Grants,
+        connection: str,
+        settings: Settings,
+        directory: Mapping[str, str] | None = None,
+        bound: str = "",
+    ) -> Any:
+        from crmsync.providers.google.calendar import GoogleCalendar
+
+        client = self.client(services, grants, connection, bound)
+        return GoogleCalendar(client, settings["calendar"], dict(directory or {}))
+
+    def account(
+        self,
+        services: Any,
+        store: Any,
+        grants: Grants,
+        record: Mapping[str, Any],
+        settings: Settings,
+        crm: Any,
+    ) -> tuple[ProviderAccount, Any]:
+        """The provider account of one cycle, and what renews its push (its calendar)."""
+        from crmsync.providers.google.account import GoogleAccount
+        from crmsync.providers.google.calendar import GoogleCalendar
+        from crmsync.providers.google.people import GoogleContacts
+        from crmsync.providers.google.tasks import GoogleTasks
+
+        connection = str(record["id"])
+        if _setup(services) is None:
+            raise PermanentError("Google cannot be synced here: no OAuth client is set up")
+        client = self.client(services, grants, connection, str(record.get("subject", "")))
+        try:
+            directory = crm.users()  # CAL-6: CRM members become attendees
+        except SyncError:
+            directory = {}
+
+        def claimed(task_id: str) -> bool:
+            return bool(store.links_for(connection, "todo", (), (task_id,)))
+
+        chosen = str(settings["task_list"])
+        calendar = GoogleCalendar(client, settings["calendar"], directory)
+        account = GoogleAccount(
+            {
+                "activity": calendar,
+                "contact": GoogleContacts(client, label=settings["contact_label"]),
+                "todo": GoogleTasks(
+                    client,
+                    "@default" if chosen == "default" else chosen,
+                    claimed=claimed,
+                    clock=services.clock,
+                ),
+            }
+        )
+        return account, calendar
+
+    # -- push (RUN-3, RUN-5) ----------------------------------------------------------------
+    def open_push(
+        self,
+        services: Any,
+        grants: Grants,
+        tenant: str,
+        connection: str,
+        settings: Settings,
+        replaced: list[Channel],
+    ) -> None:
+        """A new Calendar channel, then the ones it replaces stopped and forgotten."""
+        from crmsync.providers.google.push import open_channel, stop_channels
+
+        calendar = self.calendar(services, grants, connection, settings)
+        address = services.url(self.webhook)
+        open_channel(calendar, services.channels(), tenant, connection, address)
+        stop_channels(calendar, services.channels(), replaced)
+
+    def renew_push(
+        self, services: Any, handle: Any, current: list[Channel], now: datetime
+    ) -> list[str]:
+        from crmsync.providers.google.push import renew_channels
+
+        address = services.url(self.webhook)
+        return renew_channels(handle, services.channels(), current, address, now)
+
+    def stop_push(
+        self, services: Any, grants: Grants, connection: str, settings: Settings, channel: Channel
+    ) -> None:
+        self.calendar(services, grants, connection, settings).stop(channel.id, channel.resource_id)
+
+    def on_push(self, services: Any, headers: Mapping[str, str]) -> tuple[int, str]:
+        from crmsync.providers.google.push import on_notification
+
+        answer = on_notification(headers, services.channels(), services.queue, services.clock())
+        return answer.status, answer.reason
+
+    # -- mail (the "mail" service) -----------------------------------------------------------
+    def mailbox(self, services: Any, grants: Grants, connection: str) -> str:
+        """The address Gmail's notifications name this connection's mailbox by."""
+        from crmsync.providers.google.gmail_push import mailbox_address
+
+        return mailbox_address(self.client(services, grants, connection))
+
+    def on_mail(self, services: Any, data: bytes, enqueue: Callable[[str, str], object]) -> int:
+        """A Gmail notification (the data of a Pub/Sub push): `enqueue(tenant,
+        connection)` for each active connection of that mailbox that records mail.
+        Returns how many; ValueError (with the reason) for data that is not one."""
+        from crmsync.providers.google.gmail_push import (
+            BadNotification,
+            on_gmail_notification,
+            parse_notification,
+        )
+
+        try:
+            notification = parse_notification(data)
+        except BadNotification as exc:
+            raise ValueError(str(exc)) from exc
+        return on_gmail_notification(
+            notification,
+            services.backend.store(""),  # the mailbox directory is global
+            lambda tenant, connection: services.backend.store(tenant).connection_record(connection),
+            enqueue,
+        )
+
+
+def _setup(services: Any) -> GoogleSetup | None:
+    setup: GoogleSetup | None = services.providers.get(NAME)
+    return setup
+
+
+def _required(services: Any) -> GoogleSetup:
+    setup = _setup(services)
+    if setup is None:
+        raise PermanentError("Google cannot be connected here: no OAuth client is set up")
+    return setup
+
+
+KIT = GoogleKit()
