@@ -39,6 +39,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     tenant.add_argument("--name", required=True, help="the tenant's display name")
     tenant.add_argument("--crm-base-url", required=True, help="the CRM contract's base URL")
     tenant.add_argument("--seats", type=int, default=10, help="connections allowed (AUTH-6)")
+    tenant.add_argument(
+        "--providers", help="the providers users may connect, comma-separated (default: all)"
+    )
+    tenant.add_argument(
+        "--services", help="what users may connect: sync, mail or sync,mail (default: both)"
+    )
     link = verbs.add_parser("onboarding-link", help="a user's link to connect an account")
     link.add_argument("--tenant", required=True)
     link.add_argument("--user", required=True, help="the user id in crmsync")
@@ -68,12 +74,18 @@ def register_tenant(args: argparse.Namespace) -> int:
             crm_token=crm_token,
             event_secret=secret,
             seats=args.seats,
+            allowed_providers=_listed(args.providers),
+            allowed_services=_listed(args.services),
         )
     except service.Refused as refused:
         print(f"refused: {refused.reason}", file=sys.stderr)
         return 2
     print(f"tenant {args.id} registered; its admin token (shown once): {admin}")
     return 0
+
+
+def _listed(value: str | None) -> list[str] | None:
+    return [item.strip() for item in value.split(",") if item.strip()] if value else None
 
 
 def onboarding_link(args: argparse.Namespace) -> int:

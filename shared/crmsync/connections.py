@@ -3,7 +3,7 @@ a per-connection lock, marked "needs re-authorization" when the provider refuses
 and erased on disconnect (AUTH-2, AUTH-3, AUTH-4).
 
 The provider's OAuth calls come in as a `Refresher` / `Revoker`, so this module knows
-no provider; `crmsync.auth.google` supplies Google's.
+no provider; each provider's kit supplies its own.
 """
 
 from __future__ import annotations

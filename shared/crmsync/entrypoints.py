@@ -446,6 +446,10 @@ def _pubsub_data(envelope: Any, shape: str = "expected a Pub/Sub push envelope")
 
 
 _SERVICE_NAMES = {"sync": "your contacts, calendar and tasks", "mail": "the e-mails you tag"}
+_SERVICE_CHOICES = {
+    "sync": "Contacts, calendar and tasks",
+    "mail": "Record the e-mails you tag in the CRM",
+}
 
 
 def _connect_page(link: str, choice: service.ConnectChoice) -> str:
@@ -455,6 +459,7 @@ def _connect_page(link: str, choice: service.ConnectChoice) -> str:
         "connect.html",
         link=link,
         providers=[{"id": p, "label": providers.kit(p).label} for p in choice.providers],
+        services=[{"id": s, "label": _SERVICE_CHOICES[s]} for s in choice.services],
         bound=choice.bound,
         status=choice.status,
         status_text=choice.status.replace("_", " "),

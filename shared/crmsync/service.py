@@ -37,7 +37,7 @@ from crmsync.outbound import EventStream, NoEvents, connection_event, cycle_even
 from crmsync.outbound import needs_reauth as needs_reauth_event
 from crmsync.ports import Channel, ChannelDirectory, Connection, Due, TaskQueue
 from crmsync.queue import task_name
-from crmsync.settings import PROVIDERS, Settings, SettingsError, resolve
+from crmsync.settings import PROVIDERS, SERVICES, Settings, SettingsError, TenantSettings, resolve
 
 log = logging.getLogger("crmsync.service")
 
@@ -131,12 +131,22 @@ def create_tenant(
     event_secret: str,
     settings: Mapping[str, Any] | None = None,
     seats: int = 10,
+    allowed_providers: Sequence[str] | None = None,
+    allowed_services: Sequence[str] | None = None,
 ) -> str:
-    """Register a tenant with its CRM; returns the tenant admin's token (shown once)."""
+    """Register a tenant with its CRM; returns the tenant admin's token (shown once).
+    `allowed_providers` and `allowed_services` ("sync", "mail") are what its users may
+    connect (SET-2; all when not given)."""
     if not safe_id(tenant):
         raise Refused(400, "tenant ids are 1-64 letters, digits, '-' or '_'")
-    for provider in PROVIDERS:
-        resolve(provider, settings or {})  # SET-2: tenant defaults must be valid
+    try:  # SET-2: tenant defaults and what the tenant allows must be valid
+        TenantSettings(
+            settings or {},
+            tuple(allowed_providers or PROVIDERS),  # type: ignore[arg-type]
+            tuple(allowed_services or SERVICES),
+        )
+    except SettingsError as exc:
+        raise Refused(400, str(exc)) from exc
     admin_secret = secrets.token_urlsafe(32)
     store = services.backend.store(tenant)
     record: dict[str, Any] = {
@@ -147,8 +157,13 @@ def create_tenant(
         "admin_token_digest": _digest(admin_secret),
         "seats": seats,
     }
-    if settings is not None or store.tenant_record() is None:  # a re-registration (to
-        record["settings"] = dict(settings or {})  # rotate secrets) keeps the settings
+    new = store.tenant_record() is None
+    if settings is not None or new:  # a re-registration (to rotate secrets) keeps the
+        record["settings"] = dict(settings or {})  # settings and what the tenant allows
+    if allowed_providers is not None or new:
+        record["providers"] = list(allowed_providers or PROVIDERS)
+    if allowed_services is not None or new:
+        record["services"] = list(allowed_services or SERVICES)
     store.save_tenant_record(record)
     return f"{tenant}.{admin_secret}"
 
@@ -230,6 +245,7 @@ class ConnectChoice:
 
     link: OnboardingLink
     providers: tuple[str, ...]
+    services: tuple[str, ...]  # what the tenant allows its users to connect (SET-2)
     bound: str = ""  # the bound account's address
     status: str = ""  # the bound connection's status
     may_switch: bool = False
@@ -241,20 +257,32 @@ def connect_choice(services: Services, link: str | None) -> ConnectChoice:
     another account takes a link made after (so nobody who merely holds an old link can
     attach their own account to the user's CRM data)."""
     opened = read_link(services, link)
-    offered = tuple(p for p in providers.names() if _connectable(services, p))
+    store = services.backend.store(opened.tenant)
+    allowed_providers, allowed_services = _allowed(store.tenant_record() or {})
+    offered = tuple(
+        p for p in providers.names() if p in allowed_providers and _connectable(services, p)
+    )
     for provider in offered:
-        record = services.backend.store(opened.tenant).connection_record(
-            connection_id(opened.user, provider)
-        )
+        record = store.connection_record(connection_id(opened.user, provider))
         if record is not None and record.get("status") != "disconnected":
             return ConnectChoice(
                 opened,
                 offered,
+                allowed_services,
                 str(record.get("account") or "your account"),
                 str(record.get("status", "")),
                 _may_switch(opened.issued, record),
             )
-    return ConnectChoice(opened, offered)
+    return ConnectChoice(opened, offered, allowed_services)
+
+
+def _allowed(tenant_record: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The providers and services (SERVICES) the tenant lets its users connect (SET-2);
+    a tenant registered before it could say allows all."""
+    return (
+        tuple(tenant_record.get("providers") or PROVIDERS),
+        tuple(s for s in SERVICES if s in (tenant_record.get("services") or SERVICES)),
+    )
 
 
 def _may_switch(link_issued: float, record: Mapping[str, Any]) -> bool:
@@ -279,11 +307,17 @@ def start_oauth(
     choice = connect_choice(services, link)
     if provider not in choice.providers:
         raise Refused(400, "that provider cannot be connected here")
-    if not wanted or not set(wanted) <= {"sync", "mail"}:
+    if not wanted or not set(wanted) <= set(SERVICES):
         raise Refused(
             400,
             "nothing was chosen to sync",
             "Go back, tick at least one box, and click Connect again.",
+        )
+    if not set(wanted) <= set(choice.services):
+        raise Refused(
+            403,
+            "your company does not use crmsync for that",
+            "Go back and choose only what the page offers.",
         )
     if switch and not choice.may_switch:
         raise Refused(
@@ -335,6 +369,11 @@ def finish_oauth(services: Services, state: str | None, code: str | None) -> dic
     kit = providers.kit(pending.provider)
     tenant, user = pending.tenant, pending.user
     store = services.backend.store(tenant)
+    allowed_providers, allowed_services = _allowed(store.tenant_record() or {})
+    if pending.provider not in allowed_providers or not set(pending.services) <= set(
+        allowed_services
+    ):  # the tenant changed what it allows while the user was at the consent screen
+        raise Refused(403, "your company does not use crmsync for that", again)
     connection = connection_id(user, pending.provider)
     existing = store.connection_record(connection)
     if existing is not None and existing.get("status") == "disconnected":
@@ -355,6 +394,7 @@ def finish_oauth(services: Services, state: str | None, code: str | None) -> dic
         _check_seats(store)  # AUTH-6: existing connections go on; a new one may not
     Grants(store, services.vault, tenant).save(connection, grant)
     now = services.clock()
+    merged = sorted(set(pending.services) | set((existing or {}).get("services", [])))
     store.save_connection_record(
         connection,
         {
@@ -363,12 +403,12 @@ def finish_oauth(services: Services, state: str | None, code: str | None) -> dic
             "account": grant.email,
             "subject": grant.subject,
             "bound": (existing or {}).get("bound") or now,
-            "services": sorted(set(pending.services) | set((existing or {}).get("services", []))),
+            "services": merged,
             "settings": (existing or {}).get("settings", {}),
             "created": (existing or {}).get("created", now),
             "status": "active",
             "reason": "",
-            "next_due": now,
+            "next_due": now if "sync" in merged else None,  # mail is pushed, never polled
         },
     )
     store.mark_syncing(crm_user_of(store, user), True)  # CAL-6: colleagues' cycles know
@@ -418,11 +458,14 @@ def _refuse_other_account(record: Mapping[str, Any], grant: Any, pending: Any) -
     )
     bound = str(record.get("account") or "")
     bound = bound if "@" in bound else "another account"
-    given = grant.email or "an account whose address Google did not give"
+    given = grant.email or "an account whose address the provider did not give"
     raise Refused(
         409,
         f"your CRM user is connected to {bound}; you signed in as {given}",
-        page=("account_mismatch.html", {"bound": bound, "given": given}),
+        page=(
+            "account_mismatch.html",
+            {"bound": bound, "given": given, "provider": providers.kit(pending.provider).label},
+        ),
     )
 
 
@@ -621,6 +664,8 @@ def work(
         raise Refused(404, "no such connection")
     if record.get("status") != "active":
         return {"status": "skipped", "reason": f"connection is {record.get('status')}"}
+    if "sync" not in (record.get("services") or ("sync",)):
+        return {"status": "skipped", "reason": "the connection records mail only"}
     inputs = cycle_inputs(_syncing_known(store, tenant_record), record)
     settings = inputs.settings
     crm = _crm(services, tenant, tenant_record, record, settings)

@@ -274,21 +274,26 @@ def resolve(
     return Settings(provider, validate(provider, values))
 
 
+SERVICES: tuple[str, ...] = ("sync", "mail")  # what a user may connect: sync and/or mail
+
+
 @dataclass(frozen=True)
 class TenantSettings:
     """What a tenant admin sets for everyone (SET-2)."""
 
     defaults: Mapping[str, Any]
     providers: tuple[Provider, ...] = PROVIDERS
-    services: tuple[str, ...] = ("sync", "mail")
+    services: tuple[str, ...] = SERVICES
     seats: int = 10
 
     def __post_init__(self) -> None:
         unknown = set(self.providers) - set(PROVIDERS)
         if unknown:
             raise SettingsError(f"providers: unknown {sorted(unknown)}")
-        if not set(self.services) <= {"sync", "mail"}:
+        if not self.services or not set(self.services) <= set(SERVICES):
             raise SettingsError("services: expected sync and/or mail")
+        if not self.providers:
+            raise SettingsError("providers: allow at least one")
         for provider in self.providers:
             resolve(provider, self.defaults)
 

@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from crmsync.auth import google as google_auth
 from crmsync.auth.vault import LocalKek, TokenVault
 from crmsync.connections import Grant, Grants, disconnect
 from crmsync.engine.records import Link
 from crmsync.errors import GrantRevoked, TransientError
+from crmsync.providers.google import oauth as google_auth
 from crmsync.providers.google.push import channel_record
 from crmsync.store.memory import MemoryStore
 from sandbox.google import oauth

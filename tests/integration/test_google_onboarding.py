@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from crmsync.auth import google as google_auth
 from crmsync.auth.state import BadState, begin, finish
 from crmsync.auth.vault import LocalKek, TokenVault, VaultError
 from crmsync.errors import GrantRevoked, PermanentError
+from crmsync.providers.google import oauth as google_auth
 from sandbox.google import oauth
 from sandbox.google.core import GoogleSandbox
 from sandbox.google.server import serve

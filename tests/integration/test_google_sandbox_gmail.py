@@ -14,10 +14,10 @@ import pytest
 from google.oauth2.credentials import Credentials
 from googleapiclient.discovery import build
 
-from crmsync.auth.google import SERVICES
 from crmsync.errors import PermissionDenied
 from crmsync.providers.google.client import GoogleClient
 from crmsync.providers.google.gmail_push import mailbox_address
+from crmsync.providers.google.oauth import SERVICES
 from sandbox.google.core import CALENDAR_SCOPES, SCOPE, GoogleSandbox
 from sandbox.google.gmail import mailbox_of
 from sandbox.google.server import serve

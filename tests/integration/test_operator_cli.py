@@ -60,3 +60,43 @@ def test_AUTH1_a_link_for_an_unknown_tenant_is_refused(
 ) -> None:
     assert main(["onboarding-link", "--tenant", "nobody", "--user", "u1"]) == 2
     assert "no such tenant" in capsys.readouterr().err
+
+
+def test_SET2_an_operator_limits_what_a_tenants_users_may_connect(
+    deployment: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from crmsync import entrypoints
+
+    code = main(
+        [
+            "tenant",
+            "--id",
+            "lean",
+            "--name",
+            "Lean",
+            "--crm-base-url",
+            "https://crm.example",
+            "--providers",
+            "google",
+            "--services",
+            "sync",
+        ]
+    )
+    refused = main(
+        [
+            "tenant",
+            "--id",
+            "odd",
+            "--name",
+            "Odd",
+            "--crm-base-url",
+            "https://x",
+            "--services",
+            "fax",
+        ]
+    )
+
+    assert code == 0 and refused == 2
+    assert "services" in capsys.readouterr().err
+    record = entrypoints.from_environment(deployment).backend.store("lean").tenant_record()
+    assert (record["providers"], record["services"]) == (["google"], ["sync"])

@@ -23,10 +23,10 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from crmsync.auth import google as google_auth
 from crmsync.connections import Grant
 from crmsync.engine.plan import Write
 from crmsync.model import normalize
+from crmsync.providers.google import oauth as google_auth
 from crmsync.providers.google.calendar import HELD, GoogleCalendar
 from crmsync.providers.google.client import GoogleClient
 from crmsync.providers.google.people import GoogleContacts

@@ -130,7 +130,7 @@ def lift_provider(
 
 def _todo_status_back(seen: str, before: str, table: Mapping[str, str]) -> str:
     if table.get(before) == seen:
-        return before  # a lossy table: "open" on Google still means in_progress in the CRM
+        return before  # a lossy table: "open" at the provider still means in_progress in the CRM
     for status in _TO_DO_STATUSES:
         if table[status] == seen:
             return status

@@ -29,7 +29,7 @@ class GoogleSetup:
     """crmsync's OAuth client at Google, and where Google's APIs answer (the sandbox's
     addresses in development and tests, Google's own otherwise)."""
 
-    oauth: Any  # crmsync.auth.google.GoogleOAuth
+    oauth: Any  # crmsync.providers.google.oauth.GoogleOAuth
     endpoints: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -38,7 +38,7 @@ def setup_from_environment(env: Mapping[str, str]) -> GoogleSetup | None:
     CRMSYNC_GOOGLE_ROOT for Google's APIs and OAuth at another root (the sandbox)."""
     if not env.get("CRMSYNC_GOOGLE_CLIENT_ID"):
         return None
-    from crmsync.auth.google import GoogleOAuth
+    from crmsync.providers.google.oauth import GoogleOAuth
 
     public = env["CRMSYNC_PUBLIC_URL"].rstrip("/")
     root = env.get("CRMSYNC_GOOGLE_ROOT", "").rstrip("/")
@@ -86,18 +86,18 @@ class GoogleKit:
         challenge: str,
         login_hint: str = "",
     ) -> str:
-        from crmsync.auth import google as google_auth
+        from crmsync.providers.google import oauth as google_auth
 
         oauth = _required(services).oauth
         return google_auth.authorization_url(oauth, wanted, state, challenge, login_hint)
 
     def exchange(self, services: Any, wanted: Sequence[str], code: str, verifier: str) -> Grant:
-        from crmsync.auth import google as google_auth
+        from crmsync.providers.google import oauth as google_auth
 
         return google_auth.exchange(_required(services).oauth, wanted, code, verifier)
 
     def revoke(self, services: Any, token: str) -> None:
-        from crmsync.auth import google as google_auth
+        from crmsync.providers.google import oauth as google_auth
 
         google_auth.revoke(_required(services).oauth, token)
 
@@ -105,7 +105,7 @@ class GoogleKit:
     def client(self, services: Any, grants: Grants, connection: str, bound: str = "") -> Any:
         """A client acting with the connection's grant; with `bound`, only if the grant
         is of that account (AccountChanged otherwise)."""
-        from crmsync.auth import google as google_auth
+        from crmsync.providers.google import oauth as google_auth
         from crmsync.providers.google.client import GoogleClient
 
         setup = _required(services)
