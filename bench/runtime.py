@@ -63,6 +63,7 @@ def cycles(client: Any, links: int) -> list[dict[str, Any]]:
             if cursor is not None:
                 store.save_cursor(world.connection.id, side, kind, cursor)  # type: ignore[arg-type]
     world.store = store  # type: ignore[assignment]
+    world.onboard()  # the tenant and connection records a connected user has
     rows: list[dict[str, Any]] = [
         {
             "phase": "links copied",

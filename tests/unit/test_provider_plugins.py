@@ -17,7 +17,8 @@ NEUTRAL = [
     PACKAGE / "cycle.py",
     PACKAGE / "connections.py",
     *sorted((PACKAGE / "engine").glob("*.py")),
-    *sorted((PACKAGE / "web").rglob("*.*")),
+    *sorted((PACKAGE / "web").rglob("*.py")),
+    *sorted((PACKAGE / "web").rglob("*.html")),
 ]
 NAMES = re.compile(r"google|microsoft|gmail|outlook|graph\.microsoft", re.IGNORECASE)
 

@@ -366,12 +366,12 @@ class SyncWorld:
     # -- running ----------------------------------------------------------------------
     def cycle(self, trigger: str = "schedule") -> Cycle:
         self._runs += 1
-        inputs = self.inputs()
+        inputs = self.inputs()  # read once a cycle, as the worker reads them
         return Cycle(
             self.connection,
             self.store,
-            self.crm_connector(),
-            self.provider_account(),
+            self.crm_connector(inputs.settings),
+            self.provider_account(inputs.settings),
             inputs.settings,
             self.now,
             inputs.syncing_users,
@@ -379,16 +379,17 @@ class SyncWorld:
             run_id=f"run-{self._runs}",
         )
 
-    def crm_connector(self) -> CrmConnector:
-        group = self.effective_settings()["contact_group"]
+    def crm_connector(self, settings: Settings | None = None) -> CrmConnector:
+        group = (settings or self.effective_settings())["contact_group"]
         if self._reference is not None:
             return self._reference.connector(self.user, group, self.faults.after_write)
         return self._crm.connector(self.user, group)
 
-    def provider_account(self) -> ProviderAccount:
+    def provider_account(self, settings: Settings | None = None) -> ProviderAccount:
         """The provider side of one cycle: built anew per cycle, like a new process."""
         if self._google is not None:
-            return self._google.account(self.effective_settings(), self.store, self.connection)
+            chosen = settings or self.effective_settings()
+            return self._google.account(chosen, self.store, self.connection)
         return self._provider
 
     def close(self) -> None:
