@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -98,7 +99,9 @@ class Cycle:
     # -- the run --------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         started = self.clock()
-        self.run_id = self.run_id or f"{self.conn}-{started.strftime('%Y%m%dT%H%M%S.%f')}"
+        # Unique even for two runs begun at one instant (a clock that stands still)
+        stamp = started.strftime("%Y%m%dT%H%M%S.%f")
+        self.run_id = self.run_id or f"{self.conn}-{stamp}-{secrets.token_hex(3)}"
         run: dict[str, Any] = {
             "id": self.run_id,
             "connection": self.conn,

@@ -35,7 +35,7 @@ from crmsync.cycle import run_cycle
 from crmsync.errors import GrantRevoked, PermanentError, SyncError
 from crmsync.outbound import EventStream, NoEvents, connection_event, cycle_events, publish_all
 from crmsync.outbound import needs_reauth as needs_reauth_event
-from crmsync.ports import Channel, ChannelDirectory, Connection, Due, TaskQueue
+from crmsync.ports import Channel, ChannelDirectory, Connection, CrmConnector, Due, TaskQueue
 from crmsync.queue import task_name
 from crmsync.settings import PROVIDERS, SERVICES, Settings, SettingsError, TenantSettings, resolve
 
@@ -97,6 +97,14 @@ class Backend(Protocol):
     def set_next_due_many(self, items: Sequence[tuple[str, str, datetime | None]]) -> None: ...
 
 
+class CrmFactory(Protocol):
+    """How one cycle reaches the tenant's CRM as one CRM user."""
+
+    def __call__(
+        self, tenant: str, tenant_record: Mapping[str, Any], crm_user: str, settings: Settings
+    ) -> CrmConnector: ...
+
+
 @dataclass
 class Services:
     """What the use cases run on; built once per function instance."""
@@ -111,9 +119,22 @@ class Services:
     crm_options: Mapping[str, Any] = field(default_factory=dict)
     events: EventStream = field(default_factory=NoEvents)  # BEY-7: the outbound stream
     lookups: ChannelLookups = field(default_factory=ChannelLookups)  # this instance's
+    # Adapters other than the installed ones, for the same use cases: a kit per provider
+    # name, and how a cycle reaches the CRM (SyncWorld's memory systems); by default the
+    # providers' own kits and the CRM's REST API.
+    kits: Mapping[str, Any] = field(default_factory=dict)
+    crm_connector: CrmFactory | None = None
 
     def url(self, function: str) -> str:
         return self.public_url.rstrip("/") + "/" + function
+
+    def kit(self, provider: str) -> Any:
+        """The kit of `provider`; KeyError for a provider this installation has none of."""
+        return self.kits[provider] if provider in self.kits else providers.kit(provider)
+
+    def provider_names(self) -> tuple[str, ...]:
+        installed = providers.names()
+        return tuple(p for p in PROVIDERS if p in self.kits or p in installed)
 
     def channels(self) -> ChannelDirectory:
         directory: ChannelDirectory = self.backend.store("")  # channels are global
@@ -260,7 +281,7 @@ def connect_choice(services: Services, link: str | None) -> ConnectChoice:
     store = services.backend.store(opened.tenant)
     allowed_providers, allowed_services = _allowed(store.tenant_record() or {})
     offered = tuple(
-        p for p in providers.names() if p in allowed_providers and _connectable(services, p)
+        p for p in services.provider_names() if p in allowed_providers and _connectable(services, p)
     )
     for provider in offered:
         record = store.connection_record(connection_id(opened.user, provider))
@@ -291,7 +312,9 @@ def _may_switch(link_issued: float, record: Mapping[str, Any]) -> bool:
 
 
 def _connectable(services: Services, provider: str) -> bool:
-    return provider in providers.names() and bool(providers.kit(provider).available(services))
+    return provider in services.provider_names() and bool(
+        services.kit(provider).available(services)
+    )
 
 
 def start_oauth(
@@ -338,9 +361,7 @@ def start_oauth(
     )
     hint = choice.bound if choice.bound and not switch and "@" in choice.bound else ""
     return str(
-        providers.kit(provider).consent_url(
-            services, wanted, started.state, started.challenge, hint
-        )
+        services.kit(provider).consent_url(services, wanted, started.state, started.challenge, hint)
     )
 
 
@@ -366,7 +387,7 @@ def finish_oauth(services: Services, state: str | None, code: str | None) -> dic
         raise Refused(400, "the sign-in did not finish, so nothing was connected", again)
     if not _connectable(services, pending.provider):
         raise Refused(400, "that provider cannot be connected here")
-    kit = providers.kit(pending.provider)
+    kit = services.kit(pending.provider)
     tenant, user = pending.tenant, pending.user
     store = services.backend.store(tenant)
     allowed_providers, allowed_services = _allowed(store.tenant_record() or {})
@@ -386,7 +407,7 @@ def finish_oauth(services: Services, state: str | None, code: str | None) -> dic
         raise Refused(400, refused, again) from exc
     switched = ""
     if existing is not None and not _same_account(existing, grant):
-        _refuse_other_account(existing, grant, pending)
+        _refuse_other_account(existing, grant, pending, services.kit(pending.provider).label)
         switched = str(existing.get("account", ""))
         disconnect(services, tenant, connection, reason="switched account")
         existing = None
@@ -445,7 +466,7 @@ def _same_account(record: Mapping[str, Any], grant: Any) -> bool:
     return "@" not in known or known == str(grant.email).casefold()
 
 
-def _refuse_other_account(record: Mapping[str, Any], grant: Any, pending: Any) -> None:
+def _refuse_other_account(record: Mapping[str, Any], grant: Any, pending: Any, label: str) -> None:
     """A consent as another account than the bound one changes nothing, unless the user
     chose to switch on a link made after the binding. The new grant is dropped, not
     revoked: revoking it would end that account's grant to crmsync everywhere, also a
@@ -464,7 +485,7 @@ def _refuse_other_account(record: Mapping[str, Any], grant: Any, pending: Any) -
         f"your CRM user is connected to {bound}; you signed in as {given}",
         page=(
             "account_mismatch.html",
-            {"bound": bound, "given": given, "provider": providers.kit(pending.provider).label},
+            {"bound": bound, "given": given, "provider": label},
         ),
     )
 
@@ -769,7 +790,7 @@ def _renew(
     current = store.channels_of(connection)
     if not current:
         return
-    problems = providers.kit(record["provider"]).renew_push(services, push, current, now)
+    problems = services.kit(record["provider"]).renew_push(services, push, current, now)
     if problems:  # RUN-5: the connection is polled on its schedule meanwhile
         store.save_connection_record(connection, {"channel_problem": problems[0]})
 
@@ -782,7 +803,7 @@ def _open_channel(services: Services, tenant: str, connection: str) -> str:
     assert record is not None
     settings = settings_for(services, tenant, record)
     grants = Grants(store, services.vault, tenant)
-    kit = providers.kit(record["provider"])
+    kit = services.kit(record["provider"])
     try:
         kit.open_push(services, grants, tenant, connection, settings, store.channels_of(connection))
     except SyncError as exc:
@@ -796,7 +817,7 @@ def _route_mailbox(services: Services, store: Any, tenant: str, connection: str)
     record = store.connection_record(connection)
     grants = Grants(store, services.vault, tenant)
     try:
-        address = providers.kit(record["provider"]).mailbox(services, grants, connection)
+        address = services.kit(record["provider"]).mailbox(services, grants, connection)
     except SyncError as exc:
         return f"mailbox not routed ({type(exc).__name__}); reconnect to record mail"
     store.save_mailbox(address, tenant, connection)
@@ -809,13 +830,15 @@ def _crm(
     tenant_record: Mapping[str, Any],
     record: Mapping[str, Any],
     settings: Settings,
-) -> RestCrmConnector:
+) -> CrmConnector:
+    crm_user = crm_user_of(services.backend.store(tenant), record["user"])
+    if services.crm_connector is not None:
+        return services.crm_connector(tenant, tenant_record, crm_user, settings)
     token = services.vault.open(tenant_record["crm_token"], f"{tenant}/crm-token").decode()
-    user = services.backend.store(tenant).user_record(record["user"]) or {}
     return RestCrmConnector(
         tenant_record["crm"]["base_url"],
         token,
-        str(user.get("crm_user") or record["user"]),
+        crm_user,
         settings["contact_group"],
         **dict(services.crm_options),
     )
@@ -827,12 +850,12 @@ def _provider(
     grants: Grants,
     record: Mapping[str, Any],
     settings: Settings,
-    crm: RestCrmConnector,
+    crm: CrmConnector,
 ) -> tuple[Any, Any]:
     """The provider account of one cycle, and the handle its push channels renew with."""
     if not _connectable(services, record["provider"]):
         raise PermanentError(f"provider {record['provider']!r} cannot be synced here")
-    kit = providers.kit(record["provider"])
+    kit = services.kit(record["provider"])
     account, push = kit.account(services, store, grants, record, settings, crm)
     return account, push
 
@@ -841,7 +864,7 @@ def _provider(
 def provider_push(services: Services, provider: str, headers: Mapping[str, str]) -> tuple[int, str]:
     """A provider's push notification (RUN-3): the kit checks it against the channel it
     names and enqueues that connection's debounced cycle."""
-    status, reason = providers.kit(provider).on_push(services, headers)
+    status, reason = services.kit(provider).on_push(services, headers)
     return int(status), str(reason)
 
 
@@ -851,7 +874,7 @@ def mail_notification(services: Services, provider: str, data: bytes) -> int:
     enqueued; a mailbox crmsync does not know is 0 (and acknowledged)."""
     try:
         return int(
-            providers.kit(provider).on_mail(
+            services.kit(provider).on_mail(
                 services,
                 data,
                 lambda tenant, connection: enqueue_cycle(services, tenant, connection, "mail"),
@@ -949,7 +972,7 @@ def disconnect(
     revoke: Callable[[str], None] = lambda token: None  # noqa: E731
     stop: Callable[[Any], None] = lambda channel: None  # noqa: E731
     if _connectable(services, str(record.get("provider"))):
-        kit = providers.kit(record["provider"])
+        kit = services.kit(record["provider"])
         settings = settings_for(services, tenant, record)
 
         def revoke(token: str) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal, TypeAlias, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from crmsync.model import FIELD_NAMES, KINDS, Kind
 
@@ -240,6 +241,12 @@ def validate(provider: str, values: dict[str, Any]) -> dict[str, Any]:
             raise SettingsError(f"not_before: not a date: {not_before!r}") from exc
     elif not_before is not None and not isinstance(not_before, date):
         raise SettingsError(f"not_before: not a date: {not_before!r}")
+    try:
+        ZoneInfo(str(values["timezone"]))
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise SettingsError(
+            f"timezone: {values['timezone']!r} is not a time zone name (e.g. Europe/Berlin)"
+        ) from exc
     group = values["contact_group"]
     if group is not None and (not isinstance(group, str) or not group.strip()):
         raise SettingsError(f"contact_group: expected a group id or null, got {group!r}")

@@ -256,6 +256,8 @@ def test_AUTH3_a_revoked_google_grant_makes_the_run_need_reauthorisation(
     assert run["status"] == "needs_reauth"
     assert any("GrantRevoked" in error for error in run["errors"])
     assert world.provider.all("activity") == []
+    assert world.sync()["status"] == "skipped"  # parked until the user reconnects
+    world.reconnect()
     assert world.sync()["status"] == "ok"  # reconnected: the run goes through
     assert len(world.provider.all("activity")) == 1
 

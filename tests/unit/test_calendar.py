@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from dateutil.rrule import rrulestr
 
-from crmsync.settings import Provider
+from crmsync.settings import Provider, SettingsError
 from crmsync.testing import SyncWorld
 
 PROVIDERS: tuple[Provider, ...] = ("google", "microsoft")
@@ -590,6 +590,46 @@ def test_CAL3_running_series_started_before_not_before_still_syncs(provider: Pro
 
     series = only(world.provider.all("activity"))
     assert (series["start"], series["recurrence"]) == (first, WEEKLY)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize(
+    ("zone", "start", "synced"),
+    [
+        # 2026-10-01 01:00 in Auckland (UTC+13): on the date there, though 30 September in UTC
+        ("Pacific/Auckland", datetime(2026, 9, 30, 12, 0, tzinfo=UTC), True),
+        ("UTC", datetime(2026, 9, 30, 12, 0, tzinfo=UTC), False),
+        # 2026-09-30 20:00 in Los Angeles (UTC-7): before the date there, though 1 October in UTC
+        ("America/Los_Angeles", datetime(2026, 10, 1, 3, 0, tzinfo=UTC), False),
+        ("UTC", datetime(2026, 10, 1, 3, 0, tzinfo=UTC), True),
+    ],
+)
+def test_SET1_the_do_not_sync_before_date_begins_at_the_users_own_midnight(
+    provider: Provider, zone: str, start: datetime, synced: bool
+) -> None:
+    world = SyncWorld(
+        provider=provider,
+        now=datetime(2026, 9, 20, 9, 0, tzinfo=UTC),
+        settings={"not_before": NOT_BEFORE.isoformat(), "window_days": 90, "timezone": zone},
+    )
+    world.crm.create("activity", meeting(subject="CRM side", start=start, end=start + HOUR))
+    world.provider.create("activity", event(subject="Provider side", start=start, end=start + HOUR))
+    world.advance(NOW - world.now())
+
+    world.sync()
+
+    expected = ["CRM side", "Provider side"] if synced else []
+    assert sorted(e["subject"] for e in world.provider.all("activity")) == (
+        expected or ["Provider side"]
+    )
+    assert sorted(a["subject"] for a in world.crm.all("activity")) == (expected or ["CRM side"])
+
+
+@pytest.mark.parametrize("zone", ["Mars/Olympus_Mons", "", "UTC+2"])
+def test_SET1_a_time_zone_that_does_not_exist_is_refused(zone: str) -> None:
+    world = SyncWorld()
+    with pytest.raises(SettingsError, match="timezone"):
+        world.settings(timezone=zone)
 
 
 # -- CAL-4 deletes ------------------------------------------------------------------------

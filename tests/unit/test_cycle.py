@@ -557,7 +557,9 @@ def test_AUTH3_a_revoked_grant_stops_the_cycle_and_loses_nothing() -> None:
     assert run["status"] == "needs_reauth"
     assert world.provider.all("activity") == []
     assert world.store.lease_holder(world.connection.id) is None  # the lease is freed
-    world.sync()  # reconnected
+    assert world.sync()["status"] == "skipped"  # no cycle until the user reconnects
+    world.reconnect()
+    world.sync()
     assert twin_of(world, "activity", crm_id)
 
 
@@ -568,6 +570,7 @@ def test_AUTH3_a_grant_revoked_during_a_write_stops_the_cycle_and_resumes_later(
     world.fail("provider", "create", "revoked")
 
     assert world.sync()["status"] == "needs_reauth"
+    world.reconnect()
     sync_until_quiet(world)
 
     assert twin_of(world, "activity", first) and twin_of(world, "activity", second)

@@ -23,15 +23,18 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from crmsync import model
+from crmsync import model, service
+from crmsync.auth.vault import LocalKek, TokenVault
 from crmsync.configure import change_settings, reset
 from crmsync.crm.memory import MemoryCrm
 from crmsync.cycle import LEASE_SECONDS, Cycle
 from crmsync.model import Kind
+from crmsync.outbound import MemoryEvents
 from crmsync.ports import Connection, CrmConnector, ProviderAccount
 from crmsync.providers.memory import MemoryProvider
+from crmsync.queue.inline import InlineQueue
 from crmsync.recordlog import Crash, Entry, FaultKind, Faults, RecordLog
-from crmsync.service import CycleInputs, cycle_inputs
+from crmsync.service import CycleInputs, Services, cycle_inputs
 from crmsync.settings import PROVIDER_DEFAULTS, Settings, Side
 from crmsync.store.memory import MemoryStore
 from crmsync.testing.rest import ReferenceCrmSide, RestCrmHandle
@@ -278,6 +281,18 @@ class SyncWorld:
         self.connection = Connection("t1", "c1", user, provider)
         self._dead_runs: set[str] = set()
         self._runs = 0
+        self.events = MemoryEvents()  # what the cycles told the CRM (BEY-7)
+        self.services = Services(
+            backend=_OneTenant(self),
+            queue=InlineQueue(),
+            vault=TokenVault(LocalKek(os.urandom(32))),
+            secret=os.urandom(32),
+            public_url="http://crmsync.invalid/",
+            clock=self.now,
+            events=self.events,
+            kits={provider: _WorldKit(self)},
+            crm_connector=self._crm_for,
+        )
         self.settings(**(settings or {}))
 
     # -- time and settings ------------------------------------------------------------
@@ -305,15 +320,20 @@ class SyncWorld:
         self.store.save_tenant_record({"settings": self.tenant})
         for crm_user in sorted({self.user, *self.syncing_users}):
             self.store.mark_syncing(crm_user, True)
-        self.store.save_connection_record(
-            self.connection.id,
-            {
-                "user": self.user,
-                "provider": self.connection.provider,
-                "settings": self._user_settings,
-                "status": "active",
-            },
-        )
+        record: dict[str, Any] = {"settings": self._user_settings}
+        if self.store.connection_record(self.connection.id) is None:
+            record.update(
+                id=self.connection.id,
+                user=self.user,
+                provider=self.connection.provider,
+                services=["sync"],
+                status="active",
+            )
+        self.store.save_connection_record(self.connection.id, record)
+
+    def reconnect(self) -> None:
+        """The user consents again after a grant stopped working (AUTH-3)."""
+        self.store.set_status(self.connection.id, "active")
 
     def settings(self, **changes: Any) -> Settings:
         """Change the user's settings (SET-1..5); a bad value, or a change not allowed
@@ -380,10 +400,8 @@ class SyncWorld:
         )
 
     def crm_connector(self, settings: Settings | None = None) -> CrmConnector:
-        group = (settings or self.effective_settings())["contact_group"]
-        if self._reference is not None:
-            return self._reference.connector(self.user, group, self.faults.after_write)
-        return self._crm.connector(self.user, group)
+        chosen = settings or self.effective_settings()
+        return self._crm_for(self.connection.tenant, {}, self.user, chosen)
 
     def provider_account(self, settings: Settings | None = None) -> ProviderAccount:
         """The provider side of one cycle: built anew per cycle, like a new process."""
@@ -401,18 +419,35 @@ class SyncWorld:
             self._google.close()
 
     def sync(self, trigger: str = "schedule") -> dict[str, Any]:
-        """Run one cycle; returns its run record. A crashed run returns status "crashed"."""
+        """Run one cycle through the use case the `sync_worker` function calls
+        (`service.work`): the same inputs, read the same way, and the same bookkeeping
+        after it. Returns the run record; a crashed run returns status "crashed"."""
         holder = self.store.lease_holder(self.connection.id)
         if holder in self._dead_runs:  # the retry comes once the dead run's lease expired
             self.advance(timedelta(seconds=LEASE_SECONDS + 1))
-        cycle = self.cycle(trigger)
+        self._runs += 1
+        if self.store.connection_record(self.connection.id) is None:
+            self.onboard()  # a new store: connected afresh (SYN-9)
         armed = self._google.armed() if self._google is not None else contextlib.nullcontext()
         try:
             with armed:
-                return cycle.run()
+                return service.work(
+                    self.services, self.connection.tenant, self.connection.id, trigger
+                )
         except Crash:
-            self._dead_runs.add(cycle.run_id)
-            return {"id": cycle.run_id, "status": "crashed", "counts": cycle._counts, "errors": []}
+            dead = str(self.store.lease_holder(self.connection.id))
+            self._dead_runs.add(dead)
+            counts: dict[str, Any] = next((r["counts"] for r in self.runs() if r["id"] == dead), {})
+            return {"id": dead, "status": "crashed", "counts": counts, "errors": []}
+
+    def _crm_for(
+        self, tenant: str, tenant_record: Mapping[str, Any], crm_user: str, settings: Settings
+    ) -> CrmConnector:
+        """The world's CRM as the worker reaches it: as `crm_user`, in their sync group."""
+        group = settings["contact_group"]
+        if self._reference is not None:
+            return self._reference.connector(crm_user, group, self.faults.after_write)
+        return self._crm.connector(crm_user, group)
 
     # -- what happened ------------------------------------------------------------------
     def queue(self) -> list[dict[str, Any]]:
@@ -446,6 +481,49 @@ class SyncWorld:
         if not runs:
             return []
         return self.store.items(self.connection.id, run_id or runs[-1]["id"])
+
+
+class _OneTenant:
+    """The world's store as the worker's backend finds it (one tenant)."""
+
+    def __init__(self, world: SyncWorld) -> None:
+        self._world = world
+
+    def store(self, tenant: str) -> Any:
+        return self._world.store
+
+    def due(self, now: datetime, limit: int, after: Any = None) -> list[Any]:
+        return []
+
+    def expiring_channels(self, before: datetime, limit: int) -> list[Any]:
+        return []
+
+    def set_next_due_many(self, items: Any) -> None:
+        for _, connection, when in items:
+            self._world.store.set_next_due(connection, when)
+
+
+class _WorldKit:
+    """The world's provider side as a provider kit gives the worker its adapters."""
+
+    label = "SyncWorld"
+
+    def __init__(self, world: SyncWorld) -> None:
+        self._world = world
+
+    def available(self, services: Any) -> bool:
+        return True
+
+    def account(
+        self,
+        services: Any,
+        store: Any,
+        grants: Any,
+        record: Mapping[str, Any],
+        settings: Settings,
+        crm: Any,
+    ) -> tuple[ProviderAccount, None]:
+        return self._world.provider_account(settings), None  # no push channels here
 
 
 def _provider_backend(provider: str, chosen: ProviderBackend | None) -> ProviderBackend:
