@@ -140,6 +140,8 @@ TO_DO_FIELDS: dict[str, Check] = {
     "priority": text(),
     "notes": text(),
     "recurrence": text(nullable=True),
+    "private": flag(),
+    "regarding": shape({name: text(nullable=True) for name in REGARDING}),
 }
 FIELDS: dict[str, dict[str, Check]] = {
     "contact": CONTACT_FIELDS,

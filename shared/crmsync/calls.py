@@ -47,6 +47,8 @@ def call_as_todo(call: Mapping[str, Any]) -> dict[str, Any]:
         "priority": None,
         "notes": call["notes"],
         "recurrence": call["recurrence"],
+        "private": call.get("private", False),
+        "regarding": call.get("regarding"),
     }
 
 

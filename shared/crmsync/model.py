@@ -104,6 +104,8 @@ class Todo:
     priority: str = "normal"
     notes: str = ""
     recurrence: str | None = None
+    private: bool = False
+    regarding: Regarding = field(default_factory=Regarding)
 
 
 Record: TypeAlias = Contact | Activity | Todo
@@ -267,6 +269,8 @@ def make_todo(raw: Fields) -> Todo:
         priority=_text(raw.get("priority")) or "normal",
         notes=_text(raw.get("notes")),
         recurrence=_text(raw.get("recurrence")) or None,
+        private=bool(raw.get("private")),
+        regarding=_nested(Regarding, raw.get("regarding")),
     )
 
 

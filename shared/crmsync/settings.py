@@ -71,6 +71,9 @@ BASE_DEFAULTS: dict[str, Any] = {
 _ACTIVITY_PROVIDER_FIELDS = [
     f for f in FIELD_NAMES["activity"] if f not in ("type", "leader", "regarding")
 ]
+# What the CRM relates a to-do to reaches a task as the related-info block in its notes
+# (TSK-4); whether it is private decides whether it syncs at all (TSK-5).
+_TODO_PROVIDER_FIELDS = [f for f in FIELD_NAMES["todo"] if f not in ("regarding", "private")]
 
 PROVIDER_DEFAULTS: dict[Provider, dict[str, Any]] = {
     "google": {
@@ -97,7 +100,7 @@ PROVIDER_DEFAULTS: dict[Provider, dict[str, Any]] = {
         "field_map": {
             "contact": list(FIELD_NAMES["contact"]),
             "activity": _ACTIVITY_PROVIDER_FIELDS,
-            "todo": list(FIELD_NAMES["todo"]),
+            "todo": _TODO_PROVIDER_FIELDS,
         },
         "provider_recurring_todos": True,
     },

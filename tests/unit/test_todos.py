@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
+import pytest
+
 from crmsync.testing import SyncWorld
 
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # SyncWorld's default `now`
@@ -389,3 +391,105 @@ def test_TSK3_custom_todo_status_table_is_honoured() -> None:
     dropped_todo, busy_todo = world.crm.get("todo", dropped), world.crm.get("todo", busy)
     assert dropped_todo is not None and dropped_todo["status"] == "cancelled"
     assert busy_todo is not None and busy_todo["status"] == "completed"
+
+
+# -- TSK-4: the related-information block on tasks; TSK-5: private to-dos opt-in ----------
+
+REGARDING = {
+    "contact": "Ada Lovelace",
+    "account": "Analytical Engines Ltd",
+    "opportunity": "Engine No. 2",
+}
+PROVIDERS: tuple[Literal["google", "microsoft"], ...] = ("google", "microsoft")
+
+
+def task_notes(world: SyncWorld, task_id: str) -> str:
+    task = world.provider.get("todo", task_id)
+    assert task is not None
+    return str(task["notes"])
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_TSK4_a_todo_about_a_deal_carries_the_related_info_block_below_its_notes(
+    provider: Literal["google", "microsoft"],
+) -> None:
+    world = SyncWorld(provider)
+    _, task_id = linked_todo(world, notes="Call before noon", regarding=REGARDING)
+
+    notes = task_notes(world, task_id)
+
+    own, _, block = notes.partition("[CRM]")
+    assert own.strip() == "Call before noon"
+    for value in REGARDING.values():
+        assert value in block
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_TSK4_the_tenants_template_shapes_the_block_on_tasks(
+    provider: Literal["google", "microsoft"],
+) -> None:
+    world = SyncWorld(provider, tenant={"related_info_template": "Deal {opportunity} at {account}"})
+    _, task_id = linked_todo(world, regarding=REGARDING)
+
+    assert "Deal Engine No. 2 at Analytical Engines Ltd" in task_notes(world, task_id)
+    assert "Ada Lovelace" not in task_notes(world, task_id)  # the template leaves it out
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_TSK4_edits_inside_the_block_stay_out_and_the_users_own_notes_sync_back(
+    provider: Literal["google", "microsoft"],
+) -> None:
+    world = SyncWorld(provider)
+    crm_id, task_id = linked_todo(world, notes="Call before noon", regarding=REGARDING)
+    tampered = task_notes(world, task_id).replace("Engine No. 2", "Free lunch")
+    world.provider.update("todo", task_id, {"notes": tampered.replace("noon", "ten")})
+    world.advance(timedelta(minutes=15))
+
+    world.sync()
+
+    todo = world.crm.get("todo", crm_id)
+    assert todo is not None
+    assert todo["notes"] == "Call before ten"
+    assert todo["regarding"]["opportunity"] == "Engine No. 2"
+    assert "Engine No. 2" in task_notes(world, task_id)  # regenerated from the CRM
+    assert "Free lunch" not in task_notes(world, task_id)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_TSK4_the_block_follows_the_crm_when_the_todo_is_about_something_else(
+    provider: Literal["google", "microsoft"],
+) -> None:
+    world = SyncWorld(provider)
+    crm_id, task_id = linked_todo(world, regarding=REGARDING)
+    world.crm.update("todo", crm_id, {"regarding": {**REGARDING, "opportunity": "Engine No. 3"}})
+
+    world.sync()
+
+    assert "Engine No. 3" in task_notes(world, task_id)
+    assert "Engine No. 2" not in task_notes(world, task_id)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_TSK5_a_private_crm_todo_stays_off_the_task_list_by_default(
+    provider: Literal["google", "microsoft"],
+) -> None:
+    world = SyncWorld(provider)
+    world.crm.create("todo", {"subject": "Dentist", "due": DUE, "private": True})
+    world.crm.create("todo", {"subject": "Send offer", "due": DUE})
+
+    world.sync()
+
+    assert sorted(todos(world, "provider")) == ["Send offer"]
+    assert any("private to-dos" in item.get("reason", "") for item in world.history())
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_TSK5_a_private_crm_todo_syncs_when_the_user_opts_in(
+    provider: Literal["google", "microsoft"],
+) -> None:
+    world = SyncWorld(provider, settings={"private_items": True})
+    world.crm.create("todo", {"subject": "Dentist", "due": DUE, "private": True})
+
+    world.sync()
+
+    assert sorted(todos(world, "provider")) == ["Dentist"]

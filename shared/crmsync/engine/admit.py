@@ -116,6 +116,8 @@ def _todo_reason(
     s = ctx.settings
     if side == "crm" and fields["recurrence"] and not s["provider_recurring_todos"]:
         return "the provider cannot hold recurring tasks"
+    if side == "crm" and fields["private"] and not s["private_items"]:  # TSK-5
+        return "private to-dos are not synced unless the user opts in"
     if not ctx.first_cycle:
         return None
     since = ctx.now - timedelta(days=s["window_days"])

@@ -29,7 +29,8 @@ BLANK: dict[Kind, dict[str, Any]] = {kind: fields_of(cls()) for kind, cls in REC
 
 
 def related_info(fields: Mapping[str, Any], template: str) -> str:
-    """The CAL-5 block for a CRM activity; empty when it regards nothing."""
+    """The CAL-5 block for a CRM activity or to-do (TSK-4); empty when it regards
+    nothing."""
     regarding: Regarding = fields.get("regarding") or Regarding()
     if regarding.is_empty():
         return ""
@@ -78,6 +79,9 @@ def provider_view(kind: Kind, fields: Mapping[str, Any], ctx: Context) -> dict[s
             view["status"] = s["todo_status"][fields["status"]]
         if not s["provider_recurring_todos"]:
             view.pop("recurrence", None)
+        if "notes" in view:  # TSK-4: the related-info block, as on activities (CAL-5)
+            block = related_info(fields, s["related_info_template"])
+            view["notes"] = "\n\n".join(p for p in (fields["notes"], block) if p)
     return view
 
 
@@ -123,8 +127,11 @@ def lift_provider(
                 out["members"] = tuple(sorted(keep_self | set(out["members"])))
             else:
                 out["members"] = base["members"]
-    elif kind == "todo" and "status" in out:
-        out["status"] = _todo_status_back(out["status"], base["status"], s["todo_status"])
+    elif kind == "todo":
+        if "status" in out:
+            out["status"] = _todo_status_back(out["status"], base["status"], s["todo_status"])
+        if "notes" in out:
+            out["notes"] = strip_block(out["notes"])
     return out
 
 
