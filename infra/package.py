@@ -4,7 +4,8 @@ Cloud Functions unpacks the archive, installs its requirements.txt and imports m
 with the archive's root on sys.path, so the archive holds, at its root:
 
     main.py            functions/main.py, the entry points
-    crmsync/           the package (from shared/crmsync), with its data files
+    crmsync/           the package (from shared/crmsync), with its data files, less
+                       what no function runs (SyncWorld, the conformance kit)
     requirements.txt   the runtime dependencies
 
 The archive is reproducible: entries in sorted order, one fixed timestamp and mode,
@@ -28,6 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 ARCHIVE = ROOT / "build" / "crmsync-functions.zip"
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry
 SKIPPED_DIRS = {"__pycache__"}
+# Parts of the package no function runs: SyncWorld and the CRM vendors' conformance kit,
+# which import the sandboxes and test tools (installed with the package, not deployed).
+NOT_DEPLOYED = ("crmsync/testing/", "crmsync/conformance/")
 SKIPPED_SUFFIXES = (".pyc", ".pyo")
 
 
@@ -39,7 +43,9 @@ def entries(root: Path = ROOT) -> dict[str, Path]:
     }
     package = root / "shared" / "crmsync"
     for path in _files(package):
-        found[path.relative_to(package.parent).as_posix()] = path
+        name = path.relative_to(package.parent).as_posix()
+        if not name.startswith(NOT_DEPLOYED):
+            found[name] = path
     return found
 
 

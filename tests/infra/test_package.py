@@ -26,7 +26,8 @@ def test_the_archive_holds_main_crmsync_and_requirements_at_its_root(tmp_path: P
         infos = archive.infolist()
     assert names == sorted(names)
     assert {"main.py", "requirements.txt", "crmsync/__init__.py"} <= set(names)
-    assert "crmsync/conformance/crm-contract.yaml" in names, "package data goes along"
+    assert "crmsync/web/templates/base.html" in names, "package data goes along"
+    assert not [n for n in names if n.startswith(("crmsync/testing/", "crmsync/conformance/"))]
     assert all(name.startswith("crmsync/") for name in set(names) - {"main.py", "requirements.txt"})
     assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
     assert {info.date_time for info in infos} == {package.FIXED_TIME}
