@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from crmsync.auth.vault import TokenVault
 from crmsync.errors import AccountChanged, GrantRevoked, SyncError, TransientError
+from crmsync.ports import ConnectionState, GrantStore
 
 log = logging.getLogger("crmsync.connections")
 
@@ -38,22 +39,6 @@ class Grant:
 
 Refresher = Callable[[Grant], Grant]
 Revoker = Callable[[str], None]
-
-
-class GrantStore(Protocol):
-    """Where a connection's sealed grant, status and channels live (the connection
-    document in Firestore)."""
-
-    def acquire_lease(self, connection: str, holder: str, now: datetime, seconds: int) -> bool: ...
-    def release_lease(self, connection: str, holder: str) -> None: ...
-    def sealed_grant(self, connection: str) -> dict[str, str] | None: ...
-    def save_sealed_grant(self, connection: str, sealed: Mapping[str, str]) -> None: ...
-    def set_status(self, connection: str, status: str, reason: str = "") -> None: ...
-    def status(self, connection: str) -> tuple[str, str]: ...
-    def channels_of(self, connection: str) -> list[Any]: ...
-    def drop_channel(self, channel_id: str) -> None: ...
-    def erase_connection(self, connection: str) -> None:
-        """Links, cursors, retries, the queue, runs and their items, the grant."""
 
 
 class Grants:
@@ -122,7 +107,7 @@ class Grants:
             try:
                 refreshed = refresher(grant)
             except GrantRevoked as exc:
-                self.store.set_status(connection, "needs_reauth", str(exc))
+                self.store.set_status(connection, ConnectionState.NEEDS_REAUTH, str(exc))
                 log.warning(
                     "grant refused", extra={"tenant": self.tenant, "connection": connection}
                 )
@@ -161,5 +146,5 @@ def disconnect(
     except (SyncError, ValueError) as exc:
         problems.append(f"grant not revoked: {type(exc).__name__}")
     store.erase_connection(connection)
-    store.set_status(connection, "disconnected")
+    store.set_status(connection, ConnectionState.DISCONNECTED)
     return problems

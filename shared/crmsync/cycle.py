@@ -35,7 +35,7 @@ from crmsync.errors import (
     TransientError,
 )
 from crmsync.model import KINDS, Kind, to_json
-from crmsync.ports import Connection, CrmConnector, ProviderAccount, RecordSide, Store
+from crmsync.ports import Connection, CrmConnector, ProviderAccount, RecordSide, RunStatus, Store
 from crmsync.settings import Settings, Side
 
 log = logging.getLogger("crmsync.cycle")
@@ -109,12 +109,12 @@ class Cycle:
             "trigger": self.trigger,
             "started": started,
             "ended": None,
-            "status": "running",
+            "status": RunStatus.RUNNING,
             "counts": self._counts,
             "errors": self._errors,
         }
         if not self.store.acquire_lease(self.conn, self.run_id, started, LEASE_SECONDS):
-            return {**run, "status": "busy", "ended": started}
+            return {**run, "status": RunStatus.BUSY, "ended": started}
         self.store.save_run(self.conn, run)
         if self.began is not None:
             self.began(run)
@@ -122,7 +122,7 @@ class Cycle:
             status, pending_kinds = self.run_kinds()
         except Exception as exc:  # a defect: record it, free the lease, let the task retry
             self._errors.append(f"{type(exc).__name__}: {exc}")
-            self.finish_run(run, "failed", [])
+            self.finish_run(run, RunStatus.FAILED, [])
             raise
         self.finish_run(run, status, pending_kinds)
         log.info(
@@ -136,7 +136,7 @@ class Cycle:
         )
         return {**run, "items": list(self._items)}  # the items are stored apart (HIS-1)
 
-    def run_kinds(self) -> tuple[str, list[Kind]]:
+    def run_kinds(self) -> tuple[RunStatus, list[Kind]]:
         """Sync each enabled kind; returns the run's status and the kinds left over.
 
         A kind whose change feed cannot be read now (throttled, unavailable, refused)
@@ -162,17 +162,17 @@ class Cycle:
                         self.kind_failed(kind, exc)
         except GrantRevoked as exc:
             self._errors.append(f"{type(exc).__name__}: {exc}")
-            return "needs_reauth", []
+            return RunStatus.NEEDS_REAUTH, []
         except CrmUnauthorized as exc:
             self._errors.append(f"{type(exc).__name__}: {exc}")
-            return "crm_unauthorized", []
+            return RunStatus.CRM_UNAUTHORIZED, []
         except LeaseLost:
             self._errors.append("LeaseLost: another cycle took over the connection")
-            return "lease_lost", []
+            return RunStatus.LEASE_LOST, []
         if pending_kinds:
-            return "continued", pending_kinds
+            return RunStatus.CONTINUED, pending_kinds
         failed = self._failed_kinds or any(i["outcome"] == "fail" for i in self._items)
-        return ("partial" if failed else "ok"), []
+        return (RunStatus.PARTIAL if failed else RunStatus.OK), []
 
     def kind_failed(self, kind: Kind, exc: Exception) -> None:
         """One kind could not be read or planned this cycle; it is tried again next."""
@@ -193,7 +193,7 @@ class Cycle:
             },
         )
 
-    def finish_run(self, run: dict[str, Any], status: str, pending: list[Kind]) -> None:
+    def finish_run(self, run: dict[str, Any], status: RunStatus, pending: list[Kind]) -> None:
         self.store.add_items(self.conn, self.run_id, self._items)
         run.update(status=status, ended=self.clock(), pending=pending)
         if self._retry_after is not None:

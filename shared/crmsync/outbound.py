@@ -29,9 +29,10 @@ import re
 import threading
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from crmsync.errors import Undeclared
+from crmsync.ports import EventStream, RunStatus
 
 log = logging.getLogger("crmsync.outbound")
 
@@ -46,12 +47,6 @@ TYPES = (
 TOPIC_PATH = re.compile(r"projects/[^/]+/topics/[^/]+")
 MAX_ITEMS = 500  # record-level actions per cycle.finished; the rest are counted
 WAITING = ("conflict", "hold")  # item outcomes that leave a change waiting for the user
-
-
-class EventStream(Protocol):
-    """Where crmsync's events go (Pub/Sub in production)."""
-
-    def publish(self, event: Mapping[str, Any]) -> None: ...
 
 
 class NoEvents:
@@ -195,7 +190,7 @@ def cycle_events(
                 {"run": run_id, **action},
             )
         )
-    if run["status"] == "needs_reauth":
+    if run["status"] == RunStatus.NEEDS_REAUTH:
         out.append(needs_reauth(tenant, connection, user, at, run_id))
     return out
 

@@ -1,7 +1,9 @@
-"""The ports: what the cycle needs from the world, as Protocols.
+"""The ports: what the cycle and the use cases need from the world, as Protocols, in
+one place, with the values that cross them (pages, connections, channels, run
+statuses and connection states).
 
-Production adapters (Firestore, Cloud Tasks, Google, Microsoft, the CRM over HTTP)
-and the memory adapters used by tests implement the same Protocols.
+Production adapters (Firestore, Cloud Tasks, Cloud KMS, Pub/Sub, the providers' APIs,
+the CRM over HTTP) and the memory adapters used by tests implement the same Protocols.
 """
 
 from __future__ import annotations
@@ -10,12 +12,13 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Protocol
 
 from crmsync.engine.plan import Write
 from crmsync.engine.records import CrmSchema, Link, SideRecord
 from crmsync.model import Kind, normalize_email
-from crmsync.settings import Side
+from crmsync.settings import Settings, Side
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,3 +187,101 @@ class TaskQueue(Protocol):
     ) -> bool:
         """A cycle of `connection` at `not_before`; False when a task of this name is
         already waiting, so a burst of triggers collapses into one cycle."""
+
+
+class RunStatus(StrEnum):
+    """How a run stands or ended (HIS-1); stored and published as its text."""
+
+    RUNNING = "running"
+    OK = "ok"
+    PARTIAL = "partial"  # some records failed alone (SYN-5); the rest went through
+    CONTINUED = "continued"  # out of time; the next task resumes (RUN-6)
+    BUSY = "busy"  # another run holds the lease
+    FAILED = "failed"
+    NEEDS_REAUTH = "needs_reauth"  # the provider grant stopped working (AUTH-3)
+    CRM_UNAUTHORIZED = "crm_unauthorized"  # the CRM refused the tenant's token
+    LEASE_LOST = "lease_lost"
+    INTERRUPTED = "interrupted"  # its worker died; a later run took over
+    SKIPPED = "skipped"  # the connection was not active, or records mail only
+
+
+class ConnectionState(StrEnum):
+    """Whether a connection's cycles run."""
+
+    ACTIVE = "active"
+    NEEDS_REAUTH = "needs_reauth"  # until the user consents again (AUTH-3)
+    DISCONNECTED = "disconnected"
+
+
+class TenantStore(Protocol):
+    """What the use cases need of one tenant's store (MemoryStore, FirestoreStore)."""
+
+    def tenant_record(self) -> dict[str, Any] | None: ...
+    def save_tenant_record(self, record: Mapping[str, Any]) -> None: ...
+    def user_record(self, user: str) -> dict[str, Any] | None: ...
+    def save_user_record(self, user: str, record: Mapping[str, Any]) -> None: ...
+    def connection_record(self, connection: str) -> dict[str, Any] | None: ...
+    def save_connection_record(self, connection: str, record: Mapping[str, Any]) -> None: ...
+    def mark_syncing(self, crm_user: str, syncing: bool) -> None: ...
+    def connection_records(self) -> list[dict[str, Any]]: ...
+    def set_next_due(self, connection: str, when: datetime | None) -> None: ...
+    def set_status(self, connection: str, status: str, reason: str = "") -> None: ...
+    def channels_of(self, connection: str) -> list[Channel]: ...
+    def runs(self, connection: str) -> list[dict[str, Any]]: ...
+    def lease_holder(self, connection: str) -> str | None: ...
+
+
+class Backend(Protocol):
+    """Every tenant's store, and the queries that span tenants."""
+
+    def store(self, tenant: str) -> Any: ...
+    def due(self, now: datetime, limit: int, after: Due | None = None) -> list[Due]: ...
+    def expiring_channels(self, before: datetime, limit: int) -> list[Channel]: ...
+    def set_next_due_many(self, items: Sequence[tuple[str, str, datetime | None]]) -> None: ...
+
+
+class CrmFactory(Protocol):
+    """How one cycle reaches the tenant's CRM as one CRM user."""
+
+    def __call__(
+        self, tenant: str, tenant_record: Mapping[str, Any], crm_user: str, settings: Settings
+    ) -> CrmConnector: ...
+
+
+class GrantStore(Protocol):
+    """Where a connection's sealed grant, status and channels live (the connection
+    document in Firestore)."""
+
+    def acquire_lease(self, connection: str, holder: str, now: datetime, seconds: int) -> bool: ...
+    def release_lease(self, connection: str, holder: str) -> None: ...
+    def sealed_grant(self, connection: str) -> dict[str, str] | None: ...
+    def save_sealed_grant(self, connection: str, sealed: Mapping[str, str]) -> None: ...
+    def set_status(self, connection: str, status: str, reason: str = "") -> None: ...
+    def status(self, connection: str) -> tuple[str, str]: ...
+    def channels_of(self, connection: str) -> list[Any]: ...
+    def drop_channel(self, channel_id: str) -> None: ...
+    def erase_connection(self, connection: str) -> None:
+        """Links, cursors, retries, the queue, runs and their items, the grant."""
+
+
+class StateStore(Protocol):
+    """Pending OAuth flows by their single-use nonce."""
+
+    def put_state(self, nonce: str, record: Mapping[str, Any]) -> None: ...
+    def take_state(self, nonce: str) -> dict[str, Any] | None:
+        """The record, removed in the same step (a second take finds nothing)."""
+
+
+class KeyEncryptionKey(Protocol):
+    """The key that wraps each sealed secret's data key (Cloud KMS in production)."""
+
+    key_id: str
+
+    def wrap(self, data_key: bytes, context: bytes) -> bytes: ...
+    def unwrap(self, wrapped: bytes, context: bytes) -> bytes: ...
+
+
+class EventStream(Protocol):
+    """Where crmsync's events go (Pub/Sub in production)."""
+
+    def publish(self, event: Mapping[str, Any]) -> None: ...

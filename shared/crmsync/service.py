@@ -21,11 +21,11 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlencode
 
 from crmsync import providers
-from crmsync.auth.state import StateStore, begin, finish
+from crmsync.auth.state import begin, finish
 from crmsync.auth.vault import TokenVault
 from crmsync.bursts import ChannelLookups
 from crmsync.connections import Grants
@@ -33,9 +33,21 @@ from crmsync.crm import events
 from crmsync.crm.rest import RestCrmConnector
 from crmsync.cycle import run_cycle
 from crmsync.errors import GrantRevoked, PermanentError, SyncError
-from crmsync.outbound import EventStream, NoEvents, connection_event, cycle_events, publish_all
+from crmsync.outbound import NoEvents, connection_event, cycle_events, publish_all
 from crmsync.outbound import needs_reauth as needs_reauth_event
-from crmsync.ports import Channel, ChannelDirectory, Connection, CrmConnector, Due, TaskQueue
+from crmsync.ports import (
+    Backend,
+    ChannelDirectory,
+    Connection,
+    ConnectionState,
+    CrmConnector,
+    CrmFactory,
+    Due,
+    EventStream,
+    RunStatus,
+    StateStore,
+    TaskQueue,
+)
 from crmsync.queue import task_name
 from crmsync.settings import PROVIDERS, SERVICES, Settings, SettingsError, TenantSettings, resolve
 
@@ -68,41 +80,6 @@ class Refused(Exception):
         self.reason = reason
         self.next_step = next_step
         self.page = page
-
-
-class TenantStore(Protocol):
-    """What the use cases need of one tenant's store (MemoryStore, FirestoreStore)."""
-
-    def tenant_record(self) -> dict[str, Any] | None: ...
-    def save_tenant_record(self, record: Mapping[str, Any]) -> None: ...
-    def user_record(self, user: str) -> dict[str, Any] | None: ...
-    def save_user_record(self, user: str, record: Mapping[str, Any]) -> None: ...
-    def connection_record(self, connection: str) -> dict[str, Any] | None: ...
-    def save_connection_record(self, connection: str, record: Mapping[str, Any]) -> None: ...
-    def mark_syncing(self, crm_user: str, syncing: bool) -> None: ...
-    def connection_records(self) -> list[dict[str, Any]]: ...
-    def set_next_due(self, connection: str, when: datetime | None) -> None: ...
-    def set_status(self, connection: str, status: str, reason: str = "") -> None: ...
-    def channels_of(self, connection: str) -> list[Channel]: ...
-    def runs(self, connection: str) -> list[dict[str, Any]]: ...
-    def lease_holder(self, connection: str) -> str | None: ...
-
-
-class Backend(Protocol):
-    """Every tenant's store, and the queries that span tenants."""
-
-    def store(self, tenant: str) -> Any: ...
-    def due(self, now: datetime, limit: int, after: Due | None = None) -> list[Due]: ...
-    def expiring_channels(self, before: datetime, limit: int) -> list[Channel]: ...
-    def set_next_due_many(self, items: Sequence[tuple[str, str, datetime | None]]) -> None: ...
-
-
-class CrmFactory(Protocol):
-    """How one cycle reaches the tenant's CRM as one CRM user."""
-
-    def __call__(
-        self, tenant: str, tenant_record: Mapping[str, Any], crm_user: str, settings: Settings
-    ) -> CrmConnector: ...
 
 
 @dataclass
@@ -285,7 +262,7 @@ def connect_choice(services: Services, link: str | None) -> ConnectChoice:
     )
     for provider in offered:
         record = store.connection_record(connection_id(opened.user, provider))
-        if record is not None and record.get("status") != "disconnected":
+        if record is not None and record.get("status") != ConnectionState.DISCONNECTED:
             return ConnectChoice(
                 opened,
                 offered,
@@ -397,7 +374,7 @@ def finish_oauth(services: Services, state: str | None, code: str | None) -> dic
         raise Refused(403, "your company does not use crmsync for that", again)
     connection = connection_id(user, pending.provider)
     existing = store.connection_record(connection)
-    if existing is not None and existing.get("status") == "disconnected":
+    if existing is not None and existing.get("status") == ConnectionState.DISCONNECTED:
         existing = None
     try:
         grant = kit.exchange(services, pending.services, code, pending.verifier)
@@ -427,7 +404,7 @@ def finish_oauth(services: Services, state: str | None, code: str | None) -> dic
             "services": merged,
             "settings": (existing or {}).get("settings", {}),
             "created": (existing or {}).get("created", now),
-            "status": "active",
+            "status": ConnectionState.ACTIVE,
             "reason": "",
             "next_due": now if "sync" in merged else None,  # mail is pushed, never polled
         },
@@ -498,7 +475,9 @@ def connection_id(user: str, provider: str) -> str:
 def _check_seats(store: Any) -> None:
     tenant = store.tenant_record() or {}
     seats = int(tenant.get("seats", 0))
-    used = sum(1 for r in store.connection_records() if r.get("status") != "disconnected")
+    used = sum(
+        1 for r in store.connection_records() if r.get("status") != ConnectionState.DISCONNECTED
+    )
     if used >= seats:
         raise Refused(
             403,
@@ -557,7 +536,7 @@ def fanout(services: Services, page_size: int = FANOUT_PAGE) -> FanoutReport:
             record = (
                 due.record if due.record is not None else store.connection_record(due.connection)
             )
-            if record is None or record.get("status") != "active":
+            if record is None or record.get("status") != ConnectionState.ACTIVE:
                 moves.append((due.tenant, due.connection, None))
                 continue
             _check_health(store, due.connection, record, now, report)
@@ -610,7 +589,7 @@ def _check_health(
     cycle for a day has stale cursors. Both show in the admin status (RUN-2, RUN-5)."""
     health = "ok"
     last = record.get("last_run") or {}
-    if last.get("status") == "running" and _aware(last.get("started")) < now - STUCK_AFTER:
+    if last.get("status") == RunStatus.RUNNING and _aware(last.get("started")) < now - STUCK_AFTER:
         health = "stuck"
         report.stuck += 1
     elif _aware(record.get("last_ok") or record.get("created")) < now - STALE_AFTER:
@@ -657,7 +636,11 @@ def _syncing_known(store: Any, tenant_record: Mapping[str, Any]) -> Mapping[str,
     from its connections, and kept from then on."""
     if "syncing" in tenant_record:
         return tenant_record
-    live = {r["user"] for r in store.connection_records() if r.get("status") != "disconnected"}
+    live = {
+        r["user"]
+        for r in store.connection_records()
+        if r.get("status") != ConnectionState.DISCONNECTED
+    }
     syncing = {crm_user_of(store, user): True for user in sorted(live)}
     store.save_tenant_record({"syncing": syncing})
     return {**tenant_record, "syncing": syncing}
@@ -683,10 +666,10 @@ def work(
     tenant_record = store.tenant_record()
     if record is None or tenant_record is None:
         raise Refused(404, "no such connection")
-    if record.get("status") != "active":
-        return {"status": "skipped", "reason": f"connection is {record.get('status')}"}
+    if record.get("status") != ConnectionState.ACTIVE:
+        return {"status": RunStatus.SKIPPED, "reason": f"connection is {record.get('status')}"}
     if "sync" not in (record.get("services") or ("sync",)):
-        return {"status": "skipped", "reason": "the connection records mail only"}
+        return {"status": RunStatus.SKIPPED, "reason": "the connection records mail only"}
     inputs = cycle_inputs(_syncing_known(store, tenant_record), record)
     settings = inputs.settings
     crm = _crm(services, tenant, tenant_record, record, settings)
@@ -695,13 +678,13 @@ def work(
     try:
         provider, push = _provider(services, store, grants, record, settings, crm)
     except GrantRevoked as exc:  # AUTH-3: stop cycling until the user reconnects
-        store.set_status(connection, "needs_reauth", str(exc))
+        store.set_status(connection, ConnectionState.NEEDS_REAUTH, str(exc))
         store.set_next_due(connection, None)
         publish_all(services.events, [needs_reauth_event(tenant, connection, record["user"], now)])
-        return {"status": "needs_reauth"}
+        return {"status": RunStatus.NEEDS_REAUTH}
     except PermanentError as exc:  # nothing a retry of this task could change
         store.save_connection_record(connection, {"last_error": str(exc)})
-        return {"status": "failed", "reason": str(exc)}
+        return {"status": RunStatus.FAILED, "reason": str(exc)}
     conn = Connection(tenant, connection, record["user"], record["provider"], settings.values)
     started = time.monotonic()
     run = dict(
@@ -720,9 +703,9 @@ def work(
     )
     items = run.pop("items", [])
     _after_cycle(services, store, tenant, connection, run, now)
-    if run["status"] != "busy":  # BEY-7: tell the CRM what the cycle did
+    if run["status"] != RunStatus.BUSY:  # BEY-7: tell the CRM what the cycle did
         publish_all(services.events, cycle_events(tenant, connection, record["user"], run, items))
-    if push is not None and run["status"] not in ("busy", "needs_reauth"):
+    if push is not None and run["status"] not in (RunStatus.BUSY, RunStatus.NEEDS_REAUTH):
         _renew(services, store, record, push, now)
     log.info(
         "worker finished",
@@ -742,13 +725,16 @@ def _began(store: Any, connection: str, record: Mapping[str, Any], run: Mapping[
     worker (its lease ran out unreleased) and is marked interrupted; this run shows as
     running, so one that never ends turns stuck (RUN-2)."""
     previous = record.get("last_run") or {}
-    died = previous.get("status") == "running" and previous.get("id") not in (None, run["id"])
+    died = previous.get("status") == RunStatus.RUNNING and previous.get("id") not in (
+        None,
+        run["id"],
+    )
     if died and store.interrupt_run(connection, str(previous["id"]), run["started"]):
         log.warning(
             "run interrupted",
             extra={"connection": connection, "run": previous["id"], "by": run["id"]},
         )
-    running = {"id": run["id"], "status": "running", "trigger": run["trigger"]}
+    running = {"id": run["id"], "status": RunStatus.RUNNING, "trigger": run["trigger"]}
     store.save_connection_record(connection, {"last_run": {**running, "started": run["started"]}})
 
 
@@ -761,21 +747,21 @@ def _after_cycle(
     now: datetime,
 ) -> None:
     status = run["status"]
-    if status == "busy":  # another cycle holds the lease: come back after it
+    if status == RunStatus.BUSY:  # another cycle holds the lease: come back after it
         enqueue_cycle(services, tenant, connection, "busy", delay=timedelta(seconds=60))
         return
     summary = {k: run.get(k) for k in ("id", "status", "trigger", "started", "ended")}
     update: dict[str, Any] = {"last_run": summary}
-    if status in ("ok", "partial", "continued"):
+    if status in (RunStatus.OK, RunStatus.PARTIAL, RunStatus.CONTINUED):
         update["last_ok"] = run.get("ended") or now
         update["health"] = "ok"
     store.save_connection_record(connection, update)
-    if status == "needs_reauth":  # AUTH-3: no more cycles until the user reconnects
-        store.set_status(connection, "needs_reauth", "; ".join(run.get("errors", [])))
+    if status == RunStatus.NEEDS_REAUTH:  # AUTH-3: no more cycles until the user reconnects
+        store.set_status(connection, ConnectionState.NEEDS_REAUTH, "; ".join(run.get("errors", [])))
         store.set_next_due(connection, None)
-    elif status == "crm_unauthorized":
+    elif status == RunStatus.CRM_UNAUTHORIZED:
         log.warning("crm refused the token", extra={"tenant": tenant, "connection": connection})
-    elif status == "continued":  # RUN-6: the budget ran out; the next task resumes
+    elif status == RunStatus.CONTINUED:  # RUN-6: the budget ran out; the next task resumes
         enqueue_cycle(services, tenant, connection, "continue", delay=timedelta(0))
     elif run.get("retry_after"):  # throttled: come back when the provider allows
         wait = timedelta(seconds=float(run["retry_after"]))
@@ -912,7 +898,10 @@ def crm_event(services: Services, signature: str | None, body: bytes) -> int:
     enqueued = 0
     try:
         for connection in store.connection_records():
-            if connection.get("user") == event.user and connection.get("status") == "active":
+            if (
+                connection.get("user") == event.user
+                and connection.get("status") == ConnectionState.ACTIVE
+            ):
                 enqueue_cycle(services, event.tenant, connection["id"], "crm")
                 enqueued += 1
     except Exception:
@@ -951,7 +940,7 @@ def sync_now(services: Services, tenant: str, connection: str) -> bool:
     record = services.backend.store(tenant).connection_record(connection)
     if record is None:
         raise Refused(404, "no such connection")
-    if record.get("status") != "active":
+    if record.get("status") != ConnectionState.ACTIVE:
         raise Refused(409, f"the connection is {record.get('status')}")
     return enqueue_cycle(services, tenant, connection, "manual", delay=timedelta(0))
 
@@ -987,7 +976,9 @@ def disconnect(
     others = [
         r
         for r in store.connection_records()
-        if r.get("user") == user and r["id"] != connection and r.get("status") != "disconnected"
+        if r.get("user") == user
+        and r["id"] != connection
+        and r.get("status") != ConnectionState.DISCONNECTED
     ]
     if not others:  # CAL-6: their meetings now reach colleagues as copies of their own
         store.mark_syncing(crm_user_of(store, user), False)

@@ -12,22 +12,16 @@ import base64
 import hashlib
 import hmac
 import secrets
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+
+from crmsync.ports import StateStore
 
 TTL = timedelta(minutes=10)
 
 
 class BadState(ValueError):
     """The callback's state is not one crmsync issued, was used already, or expired."""
-
-
-class StateStore(Protocol):
-    def put_state(self, nonce: str, record: Mapping[str, Any]) -> None: ...
-    def take_state(self, nonce: str) -> dict[str, Any] | None:
-        """The record, removed in the same step (a second take finds nothing)."""
 
 
 @dataclass(frozen=True)

@@ -12,21 +12,15 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Mapping
-from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from crmsync.ports import KeyEncryptionKey
+
 
 class VaultError(ValueError):
     """A sealed secret that does not open: wrong key, wrong connection, or tampered."""
-
-
-class KeyEncryptionKey(Protocol):
-    key_id: str
-
-    def wrap(self, data_key: bytes, context: bytes) -> bytes: ...
-    def unwrap(self, wrapped: bytes, context: bytes) -> bytes: ...
 
 
 class LocalKek:

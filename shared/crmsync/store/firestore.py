@@ -57,7 +57,7 @@ from crmsync.auth.state import TTL as STATE_TTL
 from crmsync.engine.plan import AccountSpec, Hold, Intent, Write
 from crmsync.engine.records import Link
 from crmsync.model import Activity, Address, Contact, Kind, Phone, Regarding, Todo
-from crmsync.ports import INTERRUPTED, Channel, Due, mailbox_digest
+from crmsync.ports import INTERRUPTED, Channel, Due, RunStatus, mailbox_digest
 from crmsync.settings import Side
 
 Snapshot: TypeAlias = "firestore.DocumentSnapshot[firestore.DocumentReference]"
@@ -587,14 +587,14 @@ class FirestoreStore:
         ref = self._runs(connection).document(_hashed_id("run", run_id))
         snap = self._get(ref)
         data = snap.to_dict() or {} if snap.exists else {}
-        if data.get("status") != "running":
+        if data.get("status") != RunStatus.RUNNING:
             return False
         errors = [*_decode(data.get("errors") or []), INTERRUPTED]
         try:
             self.writes += 1
             ref.update(
                 {
-                    **_fields({"status": "interrupted", "ended": now, "errors": errors}),
+                    **_fields({"status": RunStatus.INTERRUPTED, "ended": now, "errors": errors}),
                     "expire_at": _expiry(now, self.retention),
                 },
                 option=self.client.write_option(last_update_time=snap.update_time),

@@ -13,7 +13,7 @@ from typing import Any
 
 from crmsync.engine.records import Link
 from crmsync.model import Kind
-from crmsync.ports import INTERRUPTED, Channel, Due, mailbox_digest
+from crmsync.ports import INTERRUPTED, Channel, Due, RunStatus, mailbox_digest
 from crmsync.settings import Side
 
 
@@ -203,10 +203,12 @@ class MemoryStore:
     def interrupt_run(self, connection: str, run_id: str, now: datetime) -> bool:
         self.reads += 1
         run = self._runs.get(connection, {}).get(run_id)
-        if run is None or run.get("status") != "running":
+        if run is None or run.get("status") != RunStatus.RUNNING:
             return False
         self.writes += 1
-        run.update(status="interrupted", ended=now, errors=[*run.get("errors", []), INTERRUPTED])
+        run.update(
+            status=RunStatus.INTERRUPTED, ended=now, errors=[*run.get("errors", []), INTERRUPTED]
+        )
         return True
 
     # -- channels ------------------------------------------------------------------
