@@ -158,6 +158,12 @@ class CallsAsTodos:
     def set_scope(self, write: Write) -> WriteResult:
         return self.crm.set_scope(write)
 
+    def can_create_many(self, kind: Kind) -> bool:
+        return self.crm.can_create_many(kind)
+
+    def create_many(self, writes: Sequence[Write]) -> Sequence[WriteResult | Exception]:
+        return self.crm.create_many(writes)
+
 
 def _call_id(write: Write) -> str | None:
     if write.kind == "todo" and write.target and write.target.startswith(PREFIX):

@@ -85,6 +85,23 @@ class RecordSide(Protocol):
     def set_scope(self, write: Write) -> WriteResult:
         """Put the record into the sync scope or take it out (group / label)."""
 
+    def can_create_many(self, kind: Kind) -> bool:
+        """Whether `create_many` takes creates of `kind` in one request."""
+
+    def create_many(self, writes: Sequence[Write]) -> Sequence[WriteResult | Exception]:
+        """Plain creates of one kind in one request, each once per key as `create`;
+        a result or the error of each, in order."""
+
+
+class CreatesOneByOne:
+    """For a side whose API creates one record per request."""
+
+    def can_create_many(self, kind: Kind) -> bool:
+        return False
+
+    def create_many(self, writes: Sequence[Write]) -> Sequence[WriteResult | Exception]:
+        raise NotImplementedError("this side creates one record per request")
+
 
 class CrmConnector(RecordSide, Protocol):
     def schema(self) -> CrmSchema:
@@ -137,7 +154,7 @@ class Store(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Channel:
-    """A provider push channel (Calendar watch, Graph subscription) and whose it is.
+    """A provider push channel (a watch, a subscription) and whose it is.
     Only a digest of its secret token is kept."""
 
     id: str
@@ -158,14 +175,14 @@ class ChannelDirectory(Protocol):
 
 
 def mailbox_digest(address: str) -> str:
-    """What the mailbox directory keeps of a Gmail address: the SHA-256 digest of the
+    """What the mailbox directory keeps of a mailbox address: the SHA-256 digest of the
     address lower-cased, so the lookup holds no address."""
     return hashlib.sha256(normalize_email(address).encode()).hexdigest()
 
 
 class MailboxDirectory(Protocol):
-    """Gmail address → the connections its push notifications are for: the route a
-    Gmail notification takes, which names only the mailbox. One address may be
+    """Mailbox address → the connections its push notifications are for: the route a
+    mail notification takes, which names only the mailbox. One address may be
     connected in several tenants; a connection has one route, replaced when it is saved
     again and dropped when the connection is erased (AUTH-4)."""
 

@@ -14,8 +14,9 @@ from crmsync.settings import PROVIDERS
 PACKAGE = Path(__file__).resolve().parents[2] / "shared" / "crmsync"
 NEUTRAL = [
     PACKAGE / "service.py",
-    PACKAGE / "cycle.py",
+    *sorted((PACKAGE / "cycle").glob("*.py")),
     PACKAGE / "connections.py",
+    PACKAGE / "ports.py",
     *sorted((PACKAGE / "engine").glob("*.py")),
     *sorted((PACKAGE / "web").rglob("*.py")),
     *sorted((PACKAGE / "web").rglob("*.html")),

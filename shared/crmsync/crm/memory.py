@@ -17,7 +17,7 @@ from crmsync.engine.plan import AccountSpec, Write
 from crmsync.engine.records import CrmSchema, SideRecord
 from crmsync.errors import PermanentError
 from crmsync.model import Kind
-from crmsync.ports import ChangePage, WriteResult
+from crmsync.ports import ChangePage, CreatesOneByOne, WriteResult
 from crmsync.recordlog import Entry, Faults, RecordLog
 
 
@@ -95,7 +95,7 @@ class MemoryCrm:
         return True
 
 
-class MemoryCrmConnector:
+class MemoryCrmConnector(CreatesOneByOne):
     """The CrmConnector port for one CRM user: sees only what that user may see."""
 
     def __init__(self, crm: MemoryCrm, user: str, group: str | None = None) -> None:

@@ -33,7 +33,7 @@ from crmsync.errors import (
     TransientError,
 )
 from crmsync.model import Kind
-from crmsync.ports import ChangePage, WriteResult
+from crmsync.ports import ChangePage, CreatesOneByOne, WriteResult
 
 log = logging.getLogger("crmsync.crm.rest")
 
@@ -41,7 +41,7 @@ _RETRIED = {429, 500, 502, 503, 504}
 _GONE = SideRecord("", "0", None)
 
 
-class RestCrmConnector:
+class RestCrmConnector(CreatesOneByOne):
     """One CRM user's view of the CRM, over the contract's HTTP API.
 
     `group` is the contact sync group (CON-1); None is the user's own (`default`).

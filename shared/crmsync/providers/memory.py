@@ -15,11 +15,11 @@ from crmsync import model
 from crmsync.engine.plan import Write
 from crmsync.engine.records import SideRecord
 from crmsync.model import FIELD_NAMES, Kind
-from crmsync.ports import ChangePage, WriteResult
+from crmsync.ports import ChangePage, CreatesOneByOne, WriteResult
 from crmsync.recordlog import Entry, Faults, RecordLog
 
 
-class MemoryProvider:
+class MemoryProvider(CreatesOneByOne):
     def __init__(
         self,
         clock: Callable[[], datetime],

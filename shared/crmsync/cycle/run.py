@@ -1,0 +1,302 @@
+"""One run: take the lease, settle the journal, then each kind: read, plan, apply,
+save the cursors; record the run.
+
+Cursors are saved only after every change they cover was applied or recorded as
+failed (and kept for a retry), so a crash anywhere loses nothing (SYN-4).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from crmsync.calls import CallsAsTodos
+from crmsync.cycle.applying import Applier
+from crmsync.cycle.history import History
+from crmsync.cycle.journal import Journal
+from crmsync.cycle.reading import (
+    SIDES,
+    Changes,
+    Sides,
+    add_retries,
+    add_settled,
+    add_twins,
+    add_vanished,
+    read_changes,
+)
+from crmsync.engine import Context, Links, reconcile
+from crmsync.engine.lens import crm_view, provider_view
+from crmsync.engine.records import CrmSchema
+from crmsync.errors import CrmUnauthorized, GrantRevoked, PermanentError, TransientError
+from crmsync.model import KINDS, Kind
+from crmsync.ports import Connection, CrmConnector, ProviderAccount, RunStatus, Store
+from crmsync.settings import Settings, Side
+
+log = logging.getLogger("crmsync.cycle")
+
+# A cycle holds its connection for two minutes at a time and renews that every 30
+# seconds of work, so the connection of a worker that died is free again within two
+# minutes (and its run is marked interrupted by the next one).
+LEASE_SECONDS = 120
+RENEW_EVERY = 30.0  # seconds of work between renewals of the lease
+
+
+class BudgetSpent(Exception):
+    """The cycle's time budget ran out in the middle of a plan."""
+
+
+class LeaseLost(Exception):
+    """The lease expired while the cycle ran and another cycle took it: stop writing."""
+
+
+@dataclass
+class Cycle:
+    """Everything one run needs; `clock` is the only source of time."""
+
+    connection: Connection
+    store: Store
+    crm: CrmConnector
+    provider: ProviderAccount
+    settings: Settings
+    clock: Callable[[], datetime]
+    syncing_users: frozenset[str] = frozenset()
+    trigger: str = "schedule"
+    run_id: str = ""
+    budget_seconds: float | None = None
+    ticker: Callable[[], float] = time.monotonic  # elapsed time, for budget and lease
+    began: Callable[[Mapping[str, Any]], None] | None = None  # told once the lease is held
+    history: History = field(init=False)
+    _schema: CrmSchema | None = None
+    _failed_kinds: list[Kind] = field(default_factory=list)
+    _retry_after: float | None = None
+    _deadline: float | None = None
+    _renewed: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.settings["calls_as"] == "task":  # CAL-1: calls sync as provider tasks
+            self.crm = CallsAsTodos(self.crm)
+        self.history = History(self.clock)
+
+    @property
+    def conn(self) -> str:
+        return self.connection.id
+
+    @property
+    def sides(self) -> Sides:
+        return {"crm": self.crm, "provider": self.provider}
+
+    # -- the run --------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        started = self.clock()
+        # Unique even for two runs begun at one instant (a clock that stands still)
+        stamp = started.strftime("%Y%m%dT%H%M%S.%f")
+        self.run_id = self.run_id or f"{self.conn}-{stamp}-{secrets.token_hex(3)}"
+        self.history.where = {
+            "tenant": self.connection.tenant,
+            "connection": self.conn,
+            "run": self.run_id,
+        }
+        run: dict[str, Any] = {
+            "id": self.run_id,
+            "connection": self.conn,
+            "tenant": self.connection.tenant,
+            "trigger": self.trigger,
+            "started": started,
+            "ended": None,
+            "status": RunStatus.RUNNING,
+            "counts": self.history.counts,
+            "errors": self.history.errors,
+        }
+        if not self.store.acquire_lease(self.conn, self.run_id, started, LEASE_SECONDS):
+            return {**run, "status": RunStatus.BUSY, "ended": started}
+        self.store.save_run(self.conn, run)
+        if self.began is not None:
+            self.began(run)
+        try:
+            status, pending_kinds = self.run_kinds()
+        except Exception as exc:  # a defect: record it, free the lease, let the task retry
+            self.history.error(f"{type(exc).__name__}: {exc}")
+            self.finish_run(run, RunStatus.FAILED, [])
+            raise
+        self.finish_run(run, status, pending_kinds)
+        log.info("cycle finished", extra={**self.history.where, "status": status})
+        return {**run, "items": list(self.history.items)}  # the items are stored apart (HIS-1)
+
+    def run_kinds(self) -> tuple[RunStatus, list[Kind]]:
+        """Sync each enabled kind; returns the run's status and the kinds left over.
+
+        A kind whose change feed cannot be read now (throttled, unavailable, refused)
+        is skipped with its cursors untouched, so the next cycle reads those changes
+        again; the other kinds go on (SYN-5). A grant that no longer works stops the
+        cycle: nothing can succeed until the user reconnects (AUTH-3)."""
+        self._renewed = self.ticker()
+        self._deadline = self._renewed + self.budget_seconds if self.budget_seconds else None
+        try:
+            self.journal().settle()
+            pending_kinds = [kind for kind in KINDS if not self.run_kind(kind)]
+        except GrantRevoked as exc:
+            self.history.error(f"{type(exc).__name__}: {exc}")
+            return RunStatus.NEEDS_REAUTH, []
+        except CrmUnauthorized as exc:
+            self.history.error(f"{type(exc).__name__}: {exc}")
+            return RunStatus.CRM_UNAUTHORIZED, []
+        except LeaseLost:
+            self.history.error("LeaseLost: another cycle took over the connection")
+            return RunStatus.LEASE_LOST, []
+        if pending_kinds:
+            return RunStatus.CONTINUED, pending_kinds
+        failed = self._failed_kinds or self.history.failed()
+        return (RunStatus.PARTIAL if failed else RunStatus.OK), []
+
+    def run_kind(self, kind: Kind) -> bool:
+        """One kind, unless the budget is spent; False when it is left for the next run."""
+        if self._deadline is not None and self.ticker() > self._deadline:
+            return False  # RUN-6: the next run takes it from here
+        if not self.settings.enabled(kind):
+            return True
+        try:
+            self.sync_kind(kind)
+        except BudgetSpent:  # its cursors stay: the next run reads it again
+            return False  # and finds what was done linked
+        except (TransientError, PermanentError) as exc:
+            self.kind_failed(kind, exc)
+        return True
+
+    def kind_failed(self, kind: Kind, exc: Exception) -> None:
+        """One kind could not be read or planned this cycle; it is tried again next."""
+        self._failed_kinds.append(kind)
+        self.history.kind_failed(kind, exc)
+        wait = getattr(exc, "retry_after", None)
+        if wait is not None:
+            self._retry_after = max(self._retry_after or 0.0, float(wait))
+
+    def finish_run(self, run: dict[str, Any], status: RunStatus, pending: list[Kind]) -> None:
+        self.store.add_items(self.conn, self.run_id, self.history.items)
+        run.update(status=status, ended=self.clock(), pending=pending)
+        if self._retry_after is not None:
+            run["retry_after"] = self._retry_after  # throttled: when to come back (RUN-6)
+        self.store.save_run(self.conn, run)
+        self.store.release_lease(self.conn, self.run_id)
+
+    # -- one kind -------------------------------------------------------------------
+    def sync_kind(self, kind: Kind) -> None:
+        """Read, plan, apply; then the retries and cursors, each written only when it
+        changed (an idle cycle, every few minutes for every user, should cost as few
+        store writes as it can)."""
+        self.keep_lease()
+        changes = read_changes(self.store, self.conn, self.sides, kind)
+        settled = add_settled(changes, self.store.queue(self.conn), self.sides)
+        pending = self.store.retries(self.conn, kind)
+        add_retries(changes, pending, self.sides)
+        links = Links.of(
+            self.store.links_for(
+                self.conn, kind, changes.records["crm"], changes.records["provider"]
+            )
+        )
+        if kind == "contact":
+            add_twins(changes, links, self.store, self.conn, self.sides)
+        add_vanished(changes, links, self.store, self.conn, self.sides)
+        ctx = self.context(
+            kind,
+            first_cycle=changes.first_cycle,
+            linked_count=self.linked_count(changes),
+            resolutions=settled,
+        )
+        records = changes.records
+        plan = reconcile(kind, records["crm"].values(), records["provider"].values(), links, ctx)
+        retry = self.applier().apply(plan)
+        if retry != pending:
+            self.store.set_retries(self.conn, kind, retry)
+        for side in SIDES:
+            if changes.end[side] != changes.start[side]:
+                self.store.save_cursor(self.conn, side, kind, changes.end[side])
+
+    def linked_count(self, changes: Changes) -> int:
+        """SYN-6 weighs deletes against the linked records only when there can be as
+        many deletes as it holds back; counting costs a read per 1,000 links."""
+        if changes.size() < int(self.settings["mass_delete_min"]):
+            return 0
+        return self.store.linked_count(self.conn, changes.kind)
+
+    def context(self, kind: Kind, **kw: Any) -> Context:
+        if self._schema is None:
+            self._schema = self.crm.schema()
+        return Context(
+            now=self.clock(),
+            user=self.connection.user,
+            settings=self.settings,
+            schema=self._schema,
+            syncing_users=self.syncing_users,
+            **kw,
+        )
+
+    def view(self, side: Side, kind: Kind, fields: Mapping[str, Any]) -> Mapping[str, Any]:
+        ctx = self.context(kind)
+        return crm_view(kind, fields, ctx) if side == "crm" else provider_view(kind, fields, ctx)
+
+    def journal(self) -> Journal:
+        return Journal(self.store, self.conn, self.sides, self.view, self.history)
+
+    def applier(self) -> Applier:
+        return Applier(
+            self.store,
+            self.conn,
+            self.sides,
+            self.history,
+            self.clock,
+            self.run_id,
+            self.checkpoint,
+        )
+
+    # -- time and the lease ------------------------------------------------------------
+    def checkpoint(self) -> None:
+        """Before each write: within the time budget (RUN-6), holding the lease (RUN-3)."""
+        if self._deadline is not None and self.ticker() > self._deadline:
+            raise BudgetSpent()
+        self.keep_lease()
+
+    def keep_lease(self) -> None:
+        """Renew the lease every RENEW_EVERY seconds of work (RUN-3), so a long cycle
+        keeps the connection to itself; a lease lost meanwhile stops it."""
+        if self.ticker() - self._renewed < RENEW_EVERY:
+            return
+        if not self.store.acquire_lease(self.conn, self.run_id, self.clock(), LEASE_SECONDS):
+            raise LeaseLost()
+        self._renewed = self.ticker()
+
+
+def run_cycle(
+    connection: Connection,
+    store: Store,
+    crm: CrmConnector,
+    provider: ProviderAccount,
+    settings: Settings,
+    clock: Callable[[], datetime],
+    *,
+    trigger: str = "schedule",
+    syncing_users: Iterable[str] = (),
+    run_id: str = "",
+    budget_seconds: float | None = None,
+    began: Callable[[Mapping[str, Any]], None] | None = None,
+) -> Mapping[str, Any]:
+    """Run one cycle and return its run record (HIS-1), with its record-level items
+    under "items" (the store keeps those apart from the run). `began` is called with
+    the run record once the cycle holds the connection's lease."""
+    return Cycle(
+        connection,
+        store,
+        crm,
+        provider,
+        settings,
+        clock,
+        frozenset(syncing_users),
+        trigger,
+        run_id,
+        budget_seconds,
+        began=began,
+    ).run()
