@@ -19,15 +19,15 @@ from typing import Any
 
 from crmsync.model import KINDS, Kind
 from crmsync.ports import Store
-from crmsync.settings import Settings, SettingsError, Side, overlay, resolve
+from crmsync.settings import Settings, SettingName, SettingsError, Side, overlay, resolve
 
 # Settings whose change alters which records of a feed are in scope: (side, kind) feeds
 # to list whole on the next cycle.
-_RESCOPING: dict[str, tuple[tuple[Side, Kind], ...]] = {
+_RESCOPING: dict[SettingName, tuple[tuple[Side, Kind], ...]] = {
     "calls_as": (("crm", "activity"), ("crm", "todo")),
     "window_days": (("crm", "activity"), ("provider", "activity")),
     "not_before": (("crm", "activity"), ("provider", "activity")),
-    "private_items": (("crm", "activity"), ("provider", "activity")),
+    "private_items": (("crm", "activity"), ("provider", "activity"), ("crm", "todo")),
 }
 
 

@@ -35,6 +35,40 @@ DEFAULT_TEMPLATE = (
 
 _ALL_ALLOWED = {op: True for op in OPERATIONS}
 
+# The names of the settings, so that type checking catches a misspelt one; a test keeps
+# them equal to BASE_DEFAULTS' keys.
+SettingName: TypeAlias = Literal[
+    "enabled",
+    "direction",
+    "permissions",
+    "conflict_policy",
+    "confirm",
+    "window_days",
+    "not_before",
+    "private_items",
+    "declined",
+    "contact_delete",
+    "mass_delete_ratio",
+    "mass_delete_min",
+    "frequency_minutes",
+    "calendar",
+    "task_list",
+    "contact_label",
+    "contact_group",
+    "timezone",
+    "notify_attendees",
+    "completed_marker",
+    "new_contacts",
+    "calls_as",
+    "update_shared_address",
+    "recurrence_years",
+    "related_info_template",
+    "field_map",
+    "todo_status",
+    "provider_recurring_todos",
+    "exclusions",
+]
+
 # The user-settings contract (SET-1, SET-3, SET-4, SET-5) with its base defaults.
 BASE_DEFAULTS: dict[str, Any] = {
     "enabled": {kind: True for kind in KINDS},
@@ -159,7 +193,7 @@ class Settings:
     provider: Provider
     values: Mapping[str, Any]
 
-    def __getitem__(self, key: str) -> Any:
+    def __getitem__(self, key: SettingName) -> Any:
         return self.values[key]
 
     def enabled(self, kind: Kind) -> bool:

@@ -5,11 +5,18 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import pytest
 
-from crmsync.settings import SettingsError, Side, TenantSettings, resolve
+from crmsync.settings import (
+    BASE_DEFAULTS,
+    SettingName,
+    SettingsError,
+    Side,
+    TenantSettings,
+    resolve,
+)
 from crmsync.testing import SyncWorld
 
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # SyncWorld's default `now`
@@ -698,3 +705,9 @@ def test_SET1_a_refused_change_leaves_the_previous_settings_in_force() -> None:
 
     assert world.effective_settings()["window_days"] == 30
     assert world.effective_settings()["conflict_policy"] == "provider_wins"
+
+
+def test_SET1_every_setting_has_a_name_type_checking_knows() -> None:
+    # Settings are read by name (settings["timezone"]); the names are a Literal type so
+    # that a misspelt one fails type checking. This keeps that type and the contract one.
+    assert sorted(get_args(SettingName)) == sorted(BASE_DEFAULTS)

@@ -493,3 +493,15 @@ def test_TSK5_a_private_crm_todo_syncs_when_the_user_opts_in(
     world.sync()
 
     assert sorted(todos(world, "provider")) == ["Dentist"]
+
+
+def test_TSK5_opting_in_later_brings_private_todos_made_before() -> None:
+    world = SyncWorld("microsoft")
+    world.crm.create("todo", {"subject": "Dentist", "due": DUE, "private": True})
+    world.sync()
+    assert todos(world, "provider") == {}
+
+    world.settings(private_items=True)
+    world.sync()
+
+    assert sorted(todos(world, "provider")) == ["Dentist"]
