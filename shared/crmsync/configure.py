@@ -19,7 +19,7 @@ from typing import Any
 
 from crmsync.model import KINDS, Kind
 from crmsync.ports import Store
-from crmsync.settings import Settings, SettingName, SettingsError, Side, overlay, resolve
+from crmsync.settings import SettingName, Settings, SettingsError, Side, overlay, resolve
 
 # Settings whose change alters which records of a feed are in scope: (side, kind) feeds
 # to list whole on the next cycle.
@@ -92,7 +92,11 @@ def recheck(store: Store, connection: str, kind: Kind, crm_id: str) -> None:
 
 
 def _released(before: Settings, after: Settings, kind: Kind) -> set[str]:
-    """CRM ids excluded before and not after (SET-4)."""
+    """CRM ids excluded before and not after, or included for a while now (SET-4)."""
     was = before["exclusions"].get(kind, {})
     now = after["exclusions"].get(kind, {})
-    return {crm_id for crm_id in was if crm_id not in now}
+    return {
+        crm_id
+        for crm_id, value in was.items()
+        if not isinstance(value, Mapping) and isinstance(now.get(crm_id, {}), Mapping)
+    }

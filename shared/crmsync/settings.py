@@ -214,17 +214,44 @@ class Settings:
         return tuple(self.values["field_map"][kind])
 
     def excluded(self, kind: Kind, crm_id: str, now: datetime) -> bool:
-        """SET-4: excluded for good (no end) or until a time still ahead."""
+        """SET-4: excluded for good (no end), until a time still ahead, or again once a
+        temporary inclusion ({"included_until": time}) has ended."""
         table = self.values["exclusions"][kind]
         if crm_id not in table:
             return False
-        until = table[crm_id]
-        if isinstance(until, str):
-            until = datetime.fromisoformat(until)
-        return until is None or bool(now < until)
+        value = table[crm_id]
+        if isinstance(value, Mapping):
+            return bool(now >= _moment(value["included_until"]))
+        return value is None or bool(now < _moment(value))
+
+    def exclusion_ends(self, kind: Kind, crm_id: str) -> bool:
+        """SET-4: the record is excluded until a set time, after which it syncs again
+        (so each cycle reads it again until then)."""
+        value = self.values["exclusions"][kind].get(crm_id)
+        return value is not None and not isinstance(value, Mapping)
 
     def with_changes(self, changes: Mapping[str, Any]) -> Settings:
         return Settings(self.provider, validate(self.provider, _merge(dict(self.values), changes)))
+
+
+def _moment(value: datetime | str) -> datetime:
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def _check_exclusion(kind: str, crm_id: str, value: Any) -> None:
+    """None (for good), a time (excluded until then) or {"included_until": time}."""
+    where = f"exclusions.{kind}.{crm_id}"
+    moment = value["included_until"] if isinstance(value, Mapping) else value
+    if isinstance(value, Mapping) and set(value) != {"included_until"}:
+        raise SettingsError(f"{where}: expected null, a time, or {{included_until: time}}")
+    if moment is None and not isinstance(value, Mapping):
+        return
+    try:
+        aware = _moment(moment)
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(f"{where}: not a time: {moment!r}") from exc
+    if not isinstance(aware, datetime) or aware.tzinfo is None:
+        raise SettingsError(f"{where}: a time with its offset is needed, got {moment!r}")
 
 
 def _check_bool_tree(tree: Mapping[str, Any], where: str) -> None:
@@ -301,6 +328,8 @@ def validate(provider: str, values: dict[str, Any]) -> dict[str, Any]:
     for kind, table in values["exclusions"].items():
         if kind not in KINDS or not isinstance(table, Mapping):
             raise SettingsError(f"exclusions.{kind}: expected a record kind with a mapping")
+        for crm_id, value in table.items():
+            _check_exclusion(kind, crm_id, value)
     return values
 
 

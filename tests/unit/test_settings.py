@@ -571,6 +571,44 @@ def test_SET4_new_record_excluded_for_a_while_is_sent_once_the_exclusion_ends() 
     assert subjects(world, "provider", "todo") == {"Private errand"}
 
 
+def test_SET4_a_record_included_for_a_while_syncs_until_then_and_is_excluded_again() -> None:
+    world = SyncWorld()
+    crm_id, task_id = linked_todo(world)
+    world.exclude("todo", crm_id)
+    world.crm.update("todo", crm_id, {"subject": "Made while excluded"})
+    world.sync()
+
+    world.include("todo", crm_id, until=NOW + timedelta(days=1))
+    world.sync()
+    task = world.provider.get("todo", task_id)
+    assert task is not None and task["subject"] == "Made while excluded"
+
+    world.advance(timedelta(days=2))
+    world.crm.update("todo", crm_id, {"subject": "Made once excluded again"})
+    world.provider.update("todo", task_id, {"notes": "kept on the provider"})
+    world.sync()
+
+    task = world.provider.get("todo", task_id)
+    todo = world.crm.get("todo", crm_id)
+    assert task is not None and task["subject"] == "Made while excluded"
+    assert todo is not None and todo["notes"] != "kept on the provider"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime(2026, 12, 1, 9, 0),  # no offset: whose 9 o'clock?
+        "next week",
+        {"included_until": "soon"},
+        {"included_until": NOW, "forever": True},
+    ],
+)
+def test_SET4_an_exclusion_that_is_no_time_is_refused(value: object) -> None:
+    world = SyncWorld()
+    with pytest.raises(SettingsError, match=re.escape("exclusions.todo.t-1")):
+        world.settings(exclusions={"todo": {"t-1": value}})
+
+
 # -- SET-5: ask before applying ----------------------------------------------------------------
 
 

@@ -359,10 +359,13 @@ class SyncWorld:
         table[kind] = {**table.get(kind, {}), crm_id: until}
         self.settings(exclusions=table)
 
-    def include(self, kind: Kind, crm_id: str) -> None:
-        """SET-4: sync the record again; the next cycle re-reads it on both sides."""
+    def include(self, kind: Kind, crm_id: str, until: datetime | None = None) -> None:
+        """SET-4: sync the record again (until `until`, when given: then it is excluded
+        again); the next cycle re-reads it on both sides."""
         table = dict(self.effective_settings()["exclusions"])
         table[kind] = {k: v for k, v in table.get(kind, {}).items() if k != crm_id}
+        if until is not None:
+            table[kind][crm_id] = {"included_until": until}
         self.settings(exclusions=table)
 
     # -- faults -----------------------------------------------------------------------
