@@ -34,6 +34,8 @@ DEFAULT_TEMPLATE = (
 )
 
 _ALL_ALLOWED = {op: True for op in OPERATIONS}
+DeletePolicy: TypeAlias = Literal["delete", "unlink"]
+DELETE_POLICIES: tuple[DeletePolicy, ...] = get_args(DeletePolicy)
 
 # The names of the settings, so that type checking catches a misspelt one; a test keeps
 # them equal to BASE_DEFAULTS' keys.
@@ -48,6 +50,7 @@ SettingName: TypeAlias = Literal[
     "private_items",
     "declined",
     "contact_delete",
+    "deletes",
     "mass_delete_ratio",
     "mass_delete_min",
     "frequency_minutes",
@@ -81,6 +84,10 @@ BASE_DEFAULTS: dict[str, Any] = {
     "private_items": False,
     "declined": "skip_then_remove",
     "contact_delete": "unlink",
+    # CAL-12: what a delete of an activity or to-do does on the other side, by the side
+    # it reaches: delete it there too, or only unlink the two (the survivor stays and
+    # no longer syncs).
+    "deletes": {kind: {side: "delete" for side in SIDES} for kind in ("activity", "todo")},
     "mass_delete_ratio": 0.25,
     "mass_delete_min": 10,
     "frequency_minutes": 15,
@@ -210,6 +217,10 @@ class Settings:
     def allows(self, category: Category, side: Side, op: Operation) -> bool:
         return bool(self.values["permissions"][category][side][op])
 
+    def delete_policy(self, kind: Kind, side: Side) -> DeletePolicy:
+        """CAL-12: what a delete on the other side does to this kind's record on `side`."""
+        return self.values["deletes"][kind][side]  # type: ignore[no-any-return]
+
     def mapped(self, kind: Kind) -> tuple[str, ...]:
         return tuple(self.values["field_map"][kind])
 
@@ -320,6 +331,12 @@ def validate(provider: str, values: dict[str, Any]) -> dict[str, Any]:
         unknown = set(values["field_map"].get(kind, ())) - set(FIELD_NAMES[kind])
         if kind not in values["field_map"] or unknown:
             raise SettingsError(f"field_map.{kind}: unknown fields {sorted(unknown)}")
+    for kind, policy in values["deletes"].items():
+        for side, choice in policy.items():
+            if choice not in DELETE_POLICIES:
+                raise SettingsError(
+                    f"deletes.{kind}.{side}: {choice!r} is not one of delete, unlink"
+                )
     bad_status = set(values["todo_status"].values()) - set(BASE_DEFAULTS["todo_status"])
     if set(values["todo_status"]) != set(BASE_DEFAULTS["todo_status"]) or bad_status:
         raise SettingsError(
