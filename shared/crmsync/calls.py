@@ -101,6 +101,9 @@ class CallsAsTodos:
     def schema(self) -> CrmSchema:
         return self.crm.schema()
 
+    def users(self) -> dict[str, str]:
+        return self.crm.users()
+
     # -- reading ----------------------------------------------------------------------
     def changes(self, kind: Kind, cursor: str | None) -> ChangePage:
         if kind == "activity":

@@ -107,6 +107,10 @@ class CrmConnector(RecordSide, Protocol):
     def schema(self) -> CrmSchema:
         """Field length limits and capabilities the CRM declares (SYN-3, CAL-9, TSK-3)."""
 
+    def users(self) -> dict[str, str]:
+        """The tenant's active users and their e-mail addresses: the directory that
+        turns activity members into provider attendees (CAL-6)."""
+
 
 class ProviderAccount(RecordSide, Protocol):
     pass

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
 from werkzeug.serving import make_server
 
+from crmsync.connections import Grants
 from crmsync.providers.google.account import GoogleAccount
 from crmsync.providers.google.calendar import GoogleCalendar
 from crmsync.providers.google.push import on_notification, open_channel
@@ -370,3 +372,20 @@ def test_CAL9_an_occurrence_moved_in_google_reaches_the_crm_and_stays_moved_once
     # the moved occurrence is an event of its own in Google: it keeps what it had
     kept = {i["summary"] for i in listed if i["start"]["dateTime"] != "2026-11-11T14:00:00Z"}
     assert kept == {"Weekly sync"}
+
+
+def test_AUTH3_a_google_world_syncs_with_the_grant_the_vault_keeps_as_the_worker_does(
+    world: SyncWorld,
+) -> None:
+    crm_id = world.crm.create("activity", {"subject": "Planning", "start": START})
+    assert world.sync()["status"] == "ok"
+    assert twin(world, "activity", crm_id)
+    grants = Grants(world.store, world.services.vault, world.connection.tenant)
+    kept = grants.load(world.connection.id)
+
+    grants.save(world.connection.id, replace(kept, access_token="a-token-google-never-issued"))
+    world.crm.update("activity", crm_id, {"subject": "Planning, moved"})
+    run = world.sync()
+
+    assert run["status"] == "needs_reauth"  # the cycle used the vault's grant, not its own
+    assert world.store.connection_record(world.connection.id)["status"] == "needs_reauth"

@@ -31,6 +31,8 @@ class MemoryCrm:
         self.limits: dict[Kind, dict[str, int]] = {}
         self.infinite_series = True
         self.recurring_todos = True
+        # The tenant's users and their addresses (CAL-6: members become attendees).
+        self.directory = {f"u{n}": f"u{n}@example.com" for n in range(1, 10)}
 
     def connector(self, user: str, group: str | None = None) -> MemoryCrmConnector:
         return MemoryCrmConnector(self, user, group)
@@ -109,6 +111,9 @@ class MemoryCrmConnector(CreatesOneByOne):
     def schema(self) -> CrmSchema:
         self.crm.log._count("schema")
         return self.crm.schema()
+
+    def users(self) -> dict[str, str]:
+        return dict(self.crm.directory)
 
     def _in_scope(self, kind: Kind, entry: Entry) -> bool:
         return kind != "contact" or entry.id in self.crm.groups.get(self.group, set())

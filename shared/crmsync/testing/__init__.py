@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from crmsync import model, service
 from crmsync.auth.vault import LocalKek, TokenVault
 from crmsync.configure import change_settings, reset
+from crmsync.connections import Grants
 from crmsync.crm.memory import MemoryCrm
 from crmsync.cycle import LEASE_SECONDS, Cycle
 from crmsync.model import Kind
@@ -282,6 +283,10 @@ class SyncWorld:
         self._dead_runs: set[str] = set()
         self._runs = 0
         self.events = MemoryEvents()  # what the cycles told the CRM (BEY-7)
+        # A Google sandbox world reaches Google through Google's own kit, with the grant
+        # consent left in the vault, as the worker does; a memory provider through a kit
+        # of the world's.
+        google = self._google
         self.services = Services(
             backend=_OneTenant(self),
             queue=InlineQueue(),
@@ -290,7 +295,8 @@ class SyncWorld:
             public_url="http://crmsync.invalid/",
             clock=self.now,
             events=self.events,
-            kits={provider: _WorldKit(self)},
+            providers={"google": google.setup()} if google is not None else {},
+            kits={} if google is not None else {provider: _WorldKit(self)},
             crm_connector=self._crm_for,
         )
         self.settings(**(settings or {}))
@@ -330,6 +336,9 @@ class SyncWorld:
                 status="active",
             )
         self.store.save_connection_record(self.connection.id, record)
+        if self._google is not None and self.store.sealed_grant(self.connection.id) is None:
+            grants = Grants(self.store, self.services.vault, self.connection.tenant)
+            grants.save(self.connection.id, self._google.grant())
 
     def reconnect(self) -> None:
         """The user consents again after a grant stopped working (AUTH-3)."""

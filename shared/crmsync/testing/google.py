@@ -33,12 +33,13 @@ from __future__ import annotations
 import contextlib
 import weakref
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from google.oauth2.credentials import Credentials
 
 from crmsync import model
+from crmsync.connections import Grant
 from crmsync.engine.plan import Write
 from crmsync.errors import NotFound
 from crmsync.model import FIELD_NAMES, Kind
@@ -46,6 +47,8 @@ from crmsync.ports import Connection, Store
 from crmsync.providers.google.account import GoogleAccount
 from crmsync.providers.google.calendar import GoogleCalendar, from_event, to_event
 from crmsync.providers.google.client import GoogleClient
+from crmsync.providers.google.kit import GoogleSetup
+from crmsync.providers.google.oauth import GoogleOAuth
 from crmsync.providers.google.people import (
     PERSON_FIELDS,
     GoogleContacts,
@@ -180,6 +183,29 @@ class GoogleSandboxSide:
     def close(self) -> None:
         """Stop the server (it also stops when the side is garbage collected)."""
         self._stop()
+
+    def setup(self) -> GoogleSetup:
+        """Google's setup as a deployed function has it, pointed at this sandbox; the
+        client makes one attempt per request, waits on no clock and tells the world of
+        each write (for its crashes)."""
+        root = self.base_url.rstrip("/")
+        oauth = GoogleOAuth(
+            client_id="crmsync-world",
+            client_secret="world-secret",
+            redirect_uri="http://crmsync.invalid/oauth_callback",
+            auth_uri=root + "/o/oauth2/auth",
+            token_uri=root + "/token",
+            revoke_uri=root + "/revoke",
+            certs_uri=root + "/oauth2/v1/certs",
+        )
+        options = {"attempts": 1, "sleep": _no_sleep, "after_write": self.faults.after_write}
+        return GoogleSetup(oauth, self.endpoints, options)
+
+    def grant(self) -> Grant:
+        """The grant consent left for the world's user, good for as long as the world
+        runs (its clock may move years)."""
+        expires = self.clock() + timedelta(seconds=TOKEN_SECONDS)
+        return Grant(self.token, None, expires, frozenset(SCOPES), email=self.email)
 
     def client(self, token: str, after_write: Callable[[], None] | None = None) -> GoogleClient:
         """A client of the account; one attempt per request, so an injected transient

@@ -38,6 +38,8 @@ class ReferenceCrmSide:
         self.token = secrets.token_urlsafe(24)
         self.crm.add_tenant(TENANT, self.token)
         self.users: set[str] = set()
+        for n in range(1, 10):  # the world's CRM users, as the memory CRM has them
+            self.ensure_user(f"u{n}")
         self.base_url, stop = serve(self.crm)
         self._stop = weakref.finalize(self, stop)
 
@@ -46,7 +48,7 @@ class ReferenceCrmSide:
 
     def ensure_user(self, user: str) -> str:
         if user not in self.users:
-            self.crm.add_user(TENANT, user, name=user, email=f"{user}@crm.example")
+            self.crm.add_user(TENANT, user, name=user, email=f"{user}@example.com")
             self.users.add(user)
         return user
 

@@ -31,6 +31,9 @@ class GoogleSetup:
 
     oauth: Any  # crmsync.providers.google.oauth.GoogleOAuth
     endpoints: Mapping[str, str] = field(default_factory=dict)
+    # How the API client retries and waits (GoogleClient's keywords); its defaults in
+    # production, one attempt and no waiting where a test's clock is its own.
+    client_options: Mapping[str, Any] = field(default_factory=dict)
 
 
 def setup_from_environment(env: Mapping[str, str]) -> GoogleSetup | None:
@@ -112,7 +115,9 @@ class GoogleKit:
         grant = grants.fresh(
             connection, lambda g: google_auth.refresh(setup.oauth, g), services.clock(), bound
         )
-        return GoogleClient(google_auth.credentials(setup.oauth, grant), setup.endpoints)
+        return GoogleClient(
+            google_auth.credentials(setup.oauth, grant), setup.endpoints, **setup.client_options
+        )
 
     def calendar(
         self,
