@@ -18,9 +18,11 @@ from typing import Any, Protocol
 
 from crmsync.engine.admit import new_record_reason
 from crmsync.engine.lens import BLANK, crm_view, lift_provider, provider_view
+from crmsync.engine.mass_delete import guard_mass_delete
 from crmsync.engine.matching import Candidate, match
 from crmsync.engine.merge import merge
 from crmsync.engine.plan import AccountSpec, Decision, Hold, HoldReason, Plan, Write
+from crmsync.engine.planning import Planning
 from crmsync.engine.records import Context, Link, SideRecord
 from crmsync.model import FIELD_NAMES, Kind
 from crmsync.settings import Side, category
@@ -98,7 +100,7 @@ def reconcile(
     planner = _Planner(kind, ctx)
     decisions = [d for link, c, p in pairs.values() if (d := planner.pair(link, c, p))]
     decisions.extend(planner.unlinked(lone_crm, lone_provider))
-    return Plan(kind, tuple(planner.guard_mass_delete(decisions)))
+    return Plan(kind, tuple(guard_mass_delete(Planning.of(kind, ctx), decisions)))
 
 
 def _diff(target: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
@@ -782,51 +784,3 @@ class _Planner:
             link=link,
             reason=f"new on the {side}",
         )
-
-    # -- SYN-6 ---------------------------------------------------------------------
-    def guard_mass_delete(self, decisions: list[Decision]) -> list[Decision]:
-        deleting = [
-            i
-            for i, d in enumerate(decisions)
-            if any(w.op == "delete" for w in d.writes)
-            and d.hold is None
-            and self.ctx.resolutions.get(_key(d)) is None
-        ]
-        s = self.s
-        if len(deleting) < s["mass_delete_min"] or (
-            len(deleting) <= s["mass_delete_ratio"] * self.ctx.linked_count
-        ):
-            return decisions
-        out = list(decisions)
-        note = (
-            f"{len(deleting)} deletes of {self.ctx.linked_count} linked {self.kind} "
-            "records in one cycle: waiting for confirmation"
-        )
-        for i in deleting:
-            d = decisions[i]
-            link = d.dropped or d.link
-            item = Hold(
-                id=_key(d),
-                kind=self.kind,
-                reason="mass_delete",
-                source=None,
-                crm_id=d.crm_id,
-                provider_id=d.provider_id,
-                summary=note,
-            )
-            out[i] = replace(
-                d,
-                outcome="hold",
-                writes=(),
-                hold=item,
-                dropped=None,
-                link=replace(link, state="conflict") if link else None,
-                direction="none",
-                reason=note,
-            )
-        return out
-
-
-def _key(decision: Decision) -> str:
-    link = decision.dropped or decision.link
-    return link.key if link else f"{decision.kind}-{decision.crm_id}-{decision.provider_id}"
