@@ -10,18 +10,20 @@ from crmsync.engine.planning import Planning
 from crmsync.settings import Operation, Side, category
 
 
+def enabled(planning: Planning) -> bool:
+    """SET-1: the user syncs this kind at all; a kind turned off plans nothing."""
+    return planning.settings.enabled(planning.kind)
+
+
 def may(planning: Planning, fields: Mapping[str, Any], side: Side, op: Operation) -> bool:
-    """SET-1 and SET-3: the kind is enabled and flows toward `side`, and the permission
-    matrix lets `op` happen there for this record's category. The one such check."""
+    """SET-1 and SET-3: the kind's direction lets changes flow toward `side`, and the
+    permission matrix lets `op` happen there for this record's category. Every write
+    the planner makes is checked here, and only here."""
     key = (fields.get("type"), side, op)
     allowed = planning.answers.get(key)
     if allowed is None:
         s, kind = planning.settings, planning.kind
-        allowed = (
-            s.enabled(kind)
-            and s.flows_to(kind, side)
-            and s.allows(category(kind, fields.get("type")), side, op)
-        )
+        allowed = s.flows_to(kind, side) and s.allows(category(kind, fields.get("type")), side, op)
         planning.answers[key] = allowed
     return allowed
 

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from crmsync.engine.linked import decide_linked, news
 from crmsync.engine.mass_delete import guard_mass_delete
 from crmsync.engine.pair import OTHER
+from crmsync.engine.permissions import enabled
 from crmsync.engine.plan import Decision, Plan
 from crmsync.engine.planning import Planning
 from crmsync.engine.records import Context, Link, SideRecord
@@ -87,7 +88,8 @@ def reconcile(
     ctx: Context,
 ) -> Plan:
     """Decide, for every record that changed on either side, what must happen."""
-    if not ctx.settings.enabled(kind):  # SET-1: a disabled kind plans nothing
+    planning = Planning.of(kind, ctx)
+    if not enabled(planning):
         return Plan(kind, ())
     pairs: dict[str, list[Any]] = {}  # link key -> [link, CRM record, provider record]
     lone_crm: list[SideRecord] = []
@@ -104,7 +106,6 @@ def reconcile(
             lone_provider.append(record)
         else:
             pairs.setdefault(link.key, [link, None, None])[2] = record
-    planning = Planning.of(kind, ctx)
     decisions: list[Decision] = []
     for link, crm, provider in pairs.values():
         pair = news(link, crm, provider)
