@@ -1,11 +1,11 @@
-"""One pair as a cycle sees it (the link, if any, and what each side reported), and the
-one place a Decision or a Hold about a pair is made."""
+"""One pair as a cycle sees it (the link, if any, and what each side reported), and how
+a Decision or a Hold about a pair is built."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
-from typing import Any, Literal
+from dataclasses import replace
+from typing import Any, Literal, NamedTuple
 
 from crmsync.engine.plan import Decision, Hold, HoldReason
 from crmsync.engine.planning import Planning
@@ -19,10 +19,12 @@ DIRECTION: dict[Side, Literal["to_crm", "to_provider"]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Pair:
+class Pair(NamedTuple):
     """A CRM record and its provider twin. `link` is None while they are not linked;
-    `crm` or `provider` is None when that side reported nothing new this cycle."""
+    `crm` or `provider` is None when that side reported nothing new this cycle.
+
+    Immutable. A named tuple rather than a frozen dataclass: one is built for every
+    changed record, and a frozen dataclass costs twice as much to build."""
 
     link: Link | None
     crm: SideRecord | None = None
@@ -66,7 +68,8 @@ class Pair:
         record = self.crm if side == "crm" else self.provider
         if record is not None:
             return record.version
-        return self.linked.side_version(side)
+        assert self.link is not None
+        return self.link.crm_version if side == "crm" else self.link.provider_version
 
     def gone(self, side: Side) -> bool:
         record = self.crm if side == "crm" else self.provider

@@ -7,15 +7,21 @@ It builds no reference cycles, so the cyclic garbage collector is paused while i
 with a hundred thousand changes in memory, collector passes over the growing heap cost
 more than the planning itself. Reference counting still frees everything as usual.
 
-Where each rule is decided:
-- linked.py: a linked pair with news (unfinished writes, SYN-5, SET-4, detached links);
+Where each rule is decided (each in one small function named after it or carrying its
+requirement ID in its docstring):
+- linked.py: the decision table of a linked pair with news (SYN-4 echoes and unfinished
+  writes, SYN-5, detached links, SET-4, deleted on both sides);
 - update.py: edits on one side or both (SYN-2 merge and policy, SYN-3, SYN-8, SET-5);
 - activities.py: CAL-6 leader and members, CAL-7 declined;
-- deletes.py: one side gone (SYN-7 edit beats delete, CON-6, CAL-4, SET-5);
-- unlinked.py and creates.py: matching (CON-3, CAL-2, TSK-2), admission, creates
-  (CON-4, CON-5, CON-8);
+- deletes.py: one side gone (SYN-7 edit beats delete, SET-5, CON-6, CAL-4);
+- unlinked.py: records with no link, admitted (admit.py) and matched (matching.py:
+  CON-3, CAL-2, TSK-2); creates.py: their twins created (CON-4, CON-5, CON-8, SET-5);
 - mass_delete.py: the mass-delete guard (SYN-6);
-- permissions.py: direction and the permission matrix (SET-1, SET-3), exclusions (SET-4).
+- permissions.py: whether a kind syncs, its direction and the permission matrix
+  (SET-1, SET-3), the exception list (SET-4).
+What they share: pair.py (one pair of records, and the builders of its decisions),
+planning.py (the kind, context and settings every rule reads), deltas.py (each side's
+edits against its view of the base).
 """
 
 from __future__ import annotations
