@@ -21,7 +21,8 @@ from crmsync.settings import Side
 
 
 def one_side_gone(planning: Planning, pair: Pair, gone_side: Side) -> Decision:
-    """The decision for a pair gone on `gone_side` and still there on the other."""
+    """The decision for a pair gone on `gone_side` and still there on the other: SYN-7,
+    then SET-5, then the kind's delete rule where the permission matrix allows (SET-3)."""
     target = edit_beats_delete(planning, pair, gone_side)
     if target is not None:
         return restore(planning, pair, gone_side, target)
