@@ -1,0 +1,72 @@
+"""The mass-delete guard (SYN-6): a cycle that would delete too many of one kind's
+linked records (because one side suddenly lists nothing, say) holds those deletes for
+the user to confirm instead of applying them."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from crmsync.engine.plan import Decision, Hold
+from crmsync.engine.planning import Planning
+from crmsync.settings import Settings
+
+
+def too_many_deletes(settings: Settings, deletes: int, linked: int) -> bool:
+    """SYN-6: at least `mass_delete_min` deletes and more than `mass_delete_ratio` of
+    the kind's linked records."""
+    return bool(
+        deletes >= settings["mass_delete_min"] and deletes > settings["mass_delete_ratio"] * linked
+    )
+
+
+def guard_mass_delete(planning: Planning, decisions: list[Decision]) -> list[Decision]:
+    """SYN-6: past the threshold, every delete the user has not already settled waits."""
+    resolutions = planning.ctx.resolutions
+    deleting = [
+        i
+        for i, d in enumerate(decisions)
+        if d.hold is None
+        and any(w.op == "delete" for w in d.writes)
+        and resolutions.get(hold_key(d)) is None
+    ]
+    linked = planning.ctx.linked_count
+    if not too_many_deletes(planning.settings, len(deleting), linked):
+        return decisions
+    note = (
+        f"{len(deleting)} deletes of {linked} linked {planning.kind} "
+        "records in one cycle: waiting for confirmation"
+    )
+    out = list(decisions)
+    for i in deleting:
+        out[i] = _held(decisions[i], note)
+    return out
+
+
+def _held(decision: Decision, note: str) -> Decision:
+    """The delete undone into a hold: no writes, the link kept and marked in conflict."""
+    link = decision.dropped or decision.link
+    item = Hold(
+        id=hold_key(decision),
+        kind=decision.kind,
+        reason="mass_delete",
+        source=None,
+        crm_id=decision.crm_id,
+        provider_id=decision.provider_id,
+        summary=note,
+    )
+    return replace(
+        decision,
+        outcome="hold",
+        writes=(),
+        hold=item,
+        dropped=None,
+        link=replace(link, state="conflict") if link else None,
+        direction="none",
+        reason=note,
+    )
+
+
+def hold_key(decision: Decision) -> str:
+    """The queue id of a decision's hold: its link's key, else the pair's ids."""
+    link = decision.dropped or decision.link
+    return link.key if link else f"{decision.kind}-{decision.crm_id}-{decision.provider_id}"
