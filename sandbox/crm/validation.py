@@ -131,6 +131,7 @@ ACTIVITY_FIELDS: dict[str, Check] = {
     "leader": text(nullable=True),
     "members": array(text()),
     "regarding": shape({name: text(nullable=True) for name in REGARDING}),
+    "invite": flag(),
 }
 TO_DO_FIELDS: dict[str, Check] = {
     "subject": text(),

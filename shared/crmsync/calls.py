@@ -40,6 +40,7 @@ def is_call(fields: Mapping[str, Any] | None) -> bool:
 def call_as_todo(call: Mapping[str, Any]) -> dict[str, Any]:
     """The to-do a call reads as, in canonical to-do fields."""
     return {
+        "type": "call",  # the permission matrix's "call" row governs it (SET-3)
         "subject": call["subject"],
         "start": None,
         "due": _day(call["start"], call.get("timezone") or "UTC"),

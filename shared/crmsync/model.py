@@ -93,6 +93,7 @@ class Activity:
     leader: str | None = None
     members: tuple[str, ...] = ()
     regarding: Regarding = field(default_factory=Regarding)
+    invite: bool = False  # SYN-8: the CRM user asked that the provider invite its attendees
 
 
 @dataclass(frozen=True)
@@ -257,6 +258,7 @@ def make_activity(raw: Fields) -> Activity:
         leader=_text(raw.get("leader")) or None,
         members=tuple(sorted(set(_dedup(_text(m) for m in raw.get("members") or ())))),
         regarding=_nested(Regarding, raw.get("regarding")),
+        invite=bool(raw.get("invite")),
     )
 
 

@@ -110,7 +110,7 @@ BASE_DEFAULTS: dict[str, Any] = {
 }
 
 _ACTIVITY_PROVIDER_FIELDS = [
-    f for f in FIELD_NAMES["activity"] if f not in ("type", "leader", "regarding")
+    f for f in FIELD_NAMES["activity"] if f not in ("type", "leader", "regarding", "invite")
 ]
 # What the CRM relates a to-do to reaches a task as the related-info block in its notes
 # (TSK-4); whether it is private decides whether it syncs at all (TSK-5).
@@ -394,7 +394,10 @@ class TenantSettings:
 
 
 def category(kind: Kind, activity_type: str | None) -> Category:
-    """The permission-matrix row of a record (SET-3): meetings and personal are appointments."""
+    """The permission-matrix row of a record (SET-3): meetings and personal are
+    appointments; a call is a call also where it syncs as a task (CAL-1)."""
+    if activity_type == "call":
+        return "call"
     if kind == "activity":
-        return "call" if activity_type == "call" else "appointment"
+        return "appointment"
     return kind

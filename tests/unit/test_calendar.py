@@ -283,6 +283,43 @@ def test_CAL1_deleting_the_task_deletes_the_call_and_new_tasks_are_crm_todos(
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
+def test_SET3_calls_synced_as_tasks_follow_the_matrix_call_row_not_the_todo_row(
+    provider: Provider,
+) -> None:
+    no_calls_from_tasks = {"call": {"crm": {"update": False, "delete": False}}}
+    world = SyncWorld(
+        provider=provider, settings={"calls_as": "task", "permissions": no_calls_from_tasks}
+    )
+    call = world.crm.create("activity", BERLIN_CALL)
+    todo = world.crm.create("todo", {"subject": "Send offer", "due": date(2026, 11, 6)})
+    world.sync()
+    tasks = {t["subject"]: t["id"] for t in world.provider.all("todo")}
+
+    world.provider.update("todo", tasks["Call Bob"], {"status": "completed"})
+    world.provider.update("todo", tasks["Send offer"], {"status": "completed"})
+    world.sync()
+
+    assert crm_activity(world, call)["status"] == "confirmed"  # the call row says no
+    assert world.crm.get("todo", todo)["status"] == "completed"  # the to-do row says yes
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_SET3_a_call_row_that_forbids_creating_on_the_provider_keeps_calls_off_the_task_list(
+    provider: Provider,
+) -> None:
+    no_call_tasks = {"call": {"provider": {"create": False}}}
+    world = SyncWorld(
+        provider=provider, settings={"calls_as": "task", "permissions": no_call_tasks}
+    )
+    world.crm.create("activity", BERLIN_CALL)
+    world.crm.create("todo", {"subject": "Send offer", "due": date(2026, 11, 6)})
+
+    world.sync()
+
+    assert [t["subject"] for t in world.provider.all("todo")] == ["Send offer"]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
 def test_CAL1_switching_calls_to_tasks_moves_an_existing_call_off_the_calendar(
     provider: Provider,
 ) -> None:
@@ -680,6 +717,63 @@ def test_CAL4_deletes_follow_the_permission_matrix(provider: Provider) -> None:
 
     assert world.crm.get("activity", meeting_id) is not None
     assert world.provider.get("activity", call_event) is not None
+
+
+# -- CAL-12 delete policy per direction -----------------------------------------------------
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_CAL12_a_provider_delete_only_unlinks_when_the_crm_side_says_so(provider: Provider) -> None:
+    world = SyncWorld(provider=provider, settings={"deletes": {"activity": {"crm": "unlink"}}})
+    crm_id = world.crm.create("activity", meeting(subject="Kick-off"))
+    world.sync()
+    world.provider.delete("activity", provider_twin(world, crm_id)["id"])
+
+    world.sync()
+
+    assert crm_activity(world, crm_id)["subject"] == "Kick-off"  # kept in the CRM
+    world.crm.update("activity", crm_id, {"notes": "edited after the unlink"})
+    world.sync()
+    assert world.provider.all("activity") == []  # unlinked: it no longer syncs
+    assert any("unlinked" in item["reason"] for item in world.history(world.runs()[1]["id"]))
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_CAL12_a_crm_delete_only_unlinks_when_the_provider_side_says_so(provider: Provider) -> None:
+    world = SyncWorld(provider=provider, settings={"deletes": {"activity": {"provider": "unlink"}}})
+    crm_id = world.crm.create("activity", meeting(subject="Kick-off"))
+    world.sync()
+    provider_id = provider_twin(world, crm_id)["id"]
+    world.crm.delete("activity", crm_id)
+
+    world.sync()
+
+    assert provider_event(world, provider_id)["subject"] == "Kick-off"
+    world.provider.update("activity", provider_id, {"location": "Room 2"})
+    world.advance(timedelta(minutes=15))
+    world.sync()
+    assert world.crm.all("activity") == []  # not brought back: the pair is unlinked
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_CAL12_each_direction_keeps_its_own_policy(provider: Provider) -> None:
+    world = SyncWorld(provider=provider, settings={"deletes": {"activity": {"crm": "unlink"}}})
+    kept = world.crm.create("activity", meeting(subject="Kept in the CRM"))
+    gone = world.crm.create("activity", meeting(subject="Gone from the provider"))
+    world.sync()
+    world.provider.delete("activity", provider_twin(world, kept)["id"])
+    gone_twin = provider_twin(world, gone)["id"]
+    world.crm.delete("activity", gone)
+
+    world.sync()
+
+    assert crm_activity(world, kept)["subject"] == "Kept in the CRM"
+    assert world.provider.get("activity", gone_twin) is None  # CAL-4 still holds this way
+
+
+def test_CAL12_a_delete_policy_that_is_not_one_is_refused() -> None:
+    with pytest.raises(SettingsError, match=r"deletes\.activity\.crm"):
+        SyncWorld(settings={"deletes": {"activity": {"crm": "archive"}}})
 
 
 # -- CAL-5 related-info block ----------------------------------------------------------------

@@ -594,6 +594,18 @@ def test_SET4_a_record_included_for_a_while_syncs_until_then_and_is_excluded_aga
     assert todo is not None and todo["notes"] != "kept on the provider"
 
 
+def test_SET4_once_an_inclusion_ends_the_record_is_left_alone_and_not_read_each_cycle() -> None:
+    world = SyncWorld()
+    crm_id, _ = linked_todo(world)
+    world.include("todo", crm_id, until=NOW + timedelta(days=1))
+    world.advance(timedelta(days=2))
+    world.crm.update("todo", crm_id, {"subject": "Made once excluded again"})
+
+    world.sync()
+
+    assert world.store.retries(world.connection.id, "todo") == set()
+
+
 @pytest.mark.parametrize(
     "value",
     [

@@ -648,6 +648,28 @@ def test_SYN6_deletes_must_exceed_the_ratio_to_be_held(deleted: int, held: bool)
     assert len(world.queue()) == (deleted if held else 0)
 
 
+def test_SYN6_unlinking_many_contacts_at_once_waits_for_confirmation_too() -> None:
+    # A provider that suddenly lists no contacts would, with the default delete
+    # behaviour (unlink), take every contact out of the CRM sync group.
+    world = SyncWorld()
+    crm_ids = []
+    for n in range(12):
+        crm_id = world.crm.create(
+            "contact", {"first_name": f"C{n:02}", "emails": [f"c{n}@example.com"]}
+        )
+        world.crm.add_to_sync_group(crm_id)
+        crm_ids.append(crm_id)
+    world.sync()
+    for link in world.links("contact")[:10]:
+        world.provider.delete("contact", link["provider_id"])
+
+    world.sync()
+
+    assert world.crm.sync_group() == sorted(crm_ids)  # nobody left the group
+    items = world.queue()
+    assert len(items) == 10 and {i["reason"] for i in items} == {"mass_delete"}
+
+
 # -- SYN-7 an edit beats a delete -----------------------------------------------------------
 
 
@@ -755,6 +777,21 @@ def test_SYN8_invitations_are_sent_when_the_user_asks_for_them() -> None:
     pid = twin_of(world, "activity", crm_id)
     invited = {member for event, member in world.provider.invitations() if event == pid}
     assert invited == {"u2", "u3"}
+
+
+def test_SYN8_an_activity_that_asks_for_invitations_sends_them_though_the_user_does_not() -> None:
+    world = SyncWorld()  # notify_attendees is off
+    asked = world.crm.create("activity", meeting("Board meeting", members=["u2"], invite=True))
+    quiet = world.crm.create("activity", meeting("Stand-up", members=["u3"]))
+    world.sync()
+    world.crm.update("activity", asked, {"subject": "Board meeting (moved)"})
+    world.crm.update("activity", quiet, {"subject": "Stand-up (moved)"})
+    world.sync()
+
+    asked_id, quiet_id = twin_of(world, "activity", asked), twin_of(world, "activity", quiet)
+    invitations = world.provider.invitations()
+    assert invitations.count((asked_id, "u2")) == 2  # the invitation, then the update
+    assert all(event != quiet_id for event, _ in invitations)
 
 
 # -- SYN-9 a lost cursor re-matches, never re-imports --------------------------------------

@@ -505,3 +505,34 @@ def test_TSK5_opting_in_later_brings_private_todos_made_before() -> None:
     world.sync()
 
     assert sorted(todos(world, "provider")) == ["Dentist"]
+
+
+# -- CAL-12: the delete policy applies to to-dos as to activities ----------------------------
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_CAL12_a_task_deleted_on_the_provider_keeps_its_crm_todo_when_set_to_unlink(
+    provider: Literal["google", "microsoft"],
+) -> None:
+    world = SyncWorld(provider, settings={"deletes": {"todo": {"crm": "unlink"}}})
+    crm_id, task_id = linked_todo(world)
+    world.provider.delete("todo", task_id)
+
+    world.sync()
+
+    todo = world.crm.get("todo", crm_id)
+    assert todo is not None and todo["subject"] == "Send offer"
+    assert world.links("todo")[0]["state"] == "detached"
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_CAL12_by_default_a_task_deleted_on_the_provider_deletes_the_crm_todo(
+    provider: Literal["google", "microsoft"],
+) -> None:
+    world = SyncWorld(provider)
+    crm_id, task_id = linked_todo(world)
+    world.provider.delete("todo", task_id)
+
+    world.sync()
+
+    assert world.crm.get("todo", crm_id) is None

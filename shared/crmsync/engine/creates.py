@@ -11,7 +11,7 @@ from typing import Any
 from crmsync.engine.deltas import view
 from crmsync.engine.matching import Candidate
 from crmsync.engine.pair import DIRECTION, OTHER, Pair, decision, hold
-from crmsync.engine.permissions import may
+from crmsync.engine.permissions import invites, may
 from crmsync.engine.plan import AccountSpec, Decision, Write
 from crmsync.engine.planning import Planning
 from crmsync.engine.records import Link
@@ -99,5 +99,5 @@ def create_write(
         in_scope=True,
         account=account,
         as_lead=side == "crm" and kind == "contact" and s["new_contacts"] == "lead",
-        notify=side == "provider" and s["notify_attendees"],
+        notify=side == "provider" and invites(planning, fields),
     )

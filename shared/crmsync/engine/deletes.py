@@ -69,16 +69,34 @@ def confirm_deleted(planning: Planning, pair: Pair, gone_side: Side) -> Decision
 
 
 def propagate_delete(planning: Planning, pair: Pair, gone_side: Side) -> tuple[Write | None, str]:
-    """CAL-4: an activity or to-do deleted on one side is deleted on the other.
-    CON-6: a contact that left the CRM sync group is deleted on the provider; one whose
-    label was removed leaves the CRM group; a contact deleted on either side is unlinked
-    (the other side's copy leaves the sync scope) or deleted or ignored, as the
-    `contact_delete` setting says. Returns the write (None: only detach) and the reason."""
+    """The write a delete on `gone_side` makes on the other side (None: only detach),
+    and the reason: CON-6 for contacts, CAL-4 and CAL-12 for activities and to-dos."""
+    if planning.kind == "contact":
+        return contact_gone(planning, pair, gone_side)
+    return item_gone(planning, pair, gone_side)
+
+
+def item_gone(planning: Planning, pair: Pair, gone_side: Side) -> tuple[Write | None, str]:
+    """CAL-4: an activity or to-do deleted on one side is deleted on the other; CAL-12:
+    unless the delete policy of the side it would reach says to only unlink them (the
+    survivor stays, and no longer syncs)."""
+    other = OTHER[gone_side]
+    if planning.settings.delete_policy(planning.kind, other) == "unlink":
+        return None, f"deleted on the {gone_side}; kept on the {other}, unlinked, as settings say"
+    target, version = pair.side_id(other), pair.version(other)
+    return Write(other, "delete", planning.kind, target, version=version), (
+        f"deleted on the {gone_side}"
+    )
+
+
+def contact_gone(planning: Planning, pair: Pair, gone_side: Side) -> tuple[Write | None, str]:
+    """CON-6: a contact that left the CRM sync group is deleted on the provider; one
+    whose label was removed leaves the CRM group; a contact deleted on either side is
+    unlinked (the other side's copy leaves the sync scope) or deleted or ignored, as the
+    `contact_delete` setting says."""
     other = OTHER[gone_side]
     target, version, kind = pair.side_id(other), pair.version(other), planning.kind
     delete = Write(other, "delete", kind, target, version=version)
-    if kind != "contact":
-        return delete, f"deleted on the {gone_side}"
     behaviour = planning.settings["contact_delete"]
     if behaviour == "ignore":
         return None, f"gone on the {gone_side}; deletes are ignored by settings"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from crmsync.engine.plan import Decision, Hold
+from crmsync.engine.plan import Decision, Hold, Write
 from crmsync.engine.planning import Planning
 from crmsync.settings import Settings
 
@@ -26,7 +26,7 @@ def guard_mass_delete(planning: Planning, decisions: list[Decision]) -> list[Dec
         i
         for i, d in enumerate(decisions)
         if d.hold is None
-        and any(w.op == "delete" for w in d.writes)
+        and any(takes_away(w) for w in d.writes)
         and resolutions.get(hold_key(d)) is None
     ]
     linked = planning.ctx.linked_count
@@ -40,6 +40,12 @@ def guard_mass_delete(planning: Planning, decisions: list[Decision]) -> list[Dec
     for i in deleting:
         out[i] = _held(decisions[i], note)
     return out
+
+
+def takes_away(write: Write) -> bool:
+    """A write that removes a record from what the user sees synced: a delete, or taking
+    a contact out of the sync scope (unlinked from its CRM sync group or label, CON-6)."""
+    return write.op == "delete" or (write.op == "scope" and not write.in_scope)
 
 
 def _held(decision: Decision, note: str) -> Decision:

@@ -28,8 +28,15 @@ def may(planning: Planning, fields: Mapping[str, Any], side: Side, op: Operation
     return allowed
 
 
+def invites(planning: Planning, fields: Mapping[str, Any]) -> bool:
+    """SYN-8: a provider write sends invitations and updates to attendees only when
+    the user's setting asks for it (notify_attendees) or the CRM activity does."""
+    return bool(planning.settings["notify_attendees"] or fields.get("invite"))
+
+
 def excluded(planning: Planning, crm_id: str | None) -> bool:
-    """SET-4: the user excluded this CRM record, for good or until a time still ahead."""
+    """SET-4: the user excluded this CRM record, for good, until a time still ahead,
+    or again after a temporary inclusion ended."""
     if crm_id is None:
         return False
     return planning.settings.excluded(planning.kind, crm_id, planning.ctx.now)
@@ -37,5 +44,4 @@ def excluded(planning: Planning, crm_id: str | None) -> bool:
 
 def excluded_for_now(planning: Planning, crm_id: str | None) -> bool:
     """SET-4: a temporary exclusion, so the record is read again each cycle until it ends."""
-    table = planning.settings["exclusions"][planning.kind]
-    return crm_id is not None and table.get(crm_id) is not None
+    return crm_id is not None and planning.settings.exclusion_ends(planning.kind, crm_id)

@@ -17,7 +17,7 @@ from crmsync.engine.activities import calendar_rule
 from crmsync.engine.deltas import diff, provider_now, view
 from crmsync.engine.merge import Merge, merge
 from crmsync.engine.pair import DIRECTION, Pair, decision, hold
-from crmsync.engine.permissions import may
+from crmsync.engine.permissions import invites, may
 from crmsync.engine.plan import Decision, Outcome, Write
 from crmsync.engine.planning import Planning
 from crmsync.settings import Side
@@ -176,7 +176,7 @@ def writes(planning: Planning, pair: Pair, u: Update) -> tuple[Write, ...]:
                 pair.provider_id,
                 u.provider_patch,
                 pair.version("provider"),
-                notify=s["notify_attendees"],
+                notify=invites(planning, u.merged.merged),
                 prior={n: u.provider_now.get(n) for n in u.provider_patch},
             )
         )
