@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from crmsync.settings import BASE_DEFAULTS
+
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
@@ -20,3 +22,11 @@ def test_SYN4_readme_syncworld_example_runs_as_written() -> None:
     assert activity["subject"] == "Kickoff v2"
     (event,) = world.provider.all("activity")
     assert (event["subject"], event["location"]) == ("Kickoff v2", "Room 4")
+
+
+def test_SET2_the_readme_settings_table_names_every_setting_and_only_real_ones() -> None:
+    text = README.read_text()
+    table = text[text.index("## Settings") : text.index("## The CRM side")]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    named = {name for row in rows for name in re.findall(r"`([a-z_]+)`", row.split("|")[1])}
+    assert named == set(BASE_DEFAULTS)

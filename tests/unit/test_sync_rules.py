@@ -877,3 +877,77 @@ def test_SYN9_reconnecting_rematches_existing_records() -> None:
 
     assert record_ids(world) == ids
     assert link_pairs(world) == pairs
+
+
+# -- SYN-10 a snoozed or dismissed reminder is no edit -----------------------------------------
+
+LATEST_WINS = {"conflict_policy": "latest_wins"}
+
+
+@pytest.mark.parametrize("provider", ["google", "microsoft"])
+@pytest.mark.parametrize("state", ["snoozed", "dismissed"])
+def test_SYN10_a_snoozed_or_dismissed_reminder_writes_nothing_and_copies_nothing(
+    provider: str, state: str
+) -> None:
+    world = SyncWorld(provider=provider)  # type: ignore[arg-type]
+    crm_id, pid = linked_meeting(world)
+    crm_version = world.crm.get("activity", crm_id)["version"]  # type: ignore[index]
+    world.advance(LATER)
+
+    world.provider.snooze("activity", pid, state)
+    run = world.sync()
+
+    assert run["counts"] == {}
+    assert world.crm.get("activity", crm_id)["version"] == crm_version  # type: ignore[index]
+    assert len(world.crm.all("activity")) == len(world.provider.all("activity")) == 1
+
+
+@pytest.mark.parametrize("provider", ["google", "microsoft"])
+def test_SYN10_a_reminder_snoozed_after_both_edits_does_not_win_the_conflict_for_the_provider(
+    provider: str,
+) -> None:
+    world = SyncWorld(provider=provider, settings=LATEST_WINS)  # type: ignore[arg-type]
+    crm_id, pid = both_edit_subject(world, first="provider")  # the CRM's edit is the later
+    world.provider.snooze("activity", pid)  # moves the provider's time past the CRM's edit
+
+    world.sync()
+
+    assert both_subjects(world, crm_id, pid) == ("CRM subject", "CRM subject")
+
+
+@pytest.mark.parametrize("provider", ["google", "microsoft"])
+def test_SYN10_a_reminder_snoozed_before_a_real_later_edit_leaves_latest_wins_as_it_was(
+    provider: str,
+) -> None:
+    world = SyncWorld(provider=provider, settings=LATEST_WINS)  # type: ignore[arg-type]
+    crm_id, pid = linked_meeting(world)
+    world.provider.snooze("activity", pid)
+    world.advance(LATER)
+    world.sync()  # the reminder is seen; it changed nothing
+    world.advance(LATER)
+    world.crm.update("activity", crm_id, {"subject": "CRM subject"})
+    world.advance(LATER)
+    world.provider.update("activity", pid, {"subject": "Provider subject"})
+    world.advance(LATER)
+
+    world.sync()
+
+    assert both_subjects(world, crm_id, pid) == ("Provider subject", "Provider subject")
+
+
+def test_SYN10_a_snoozed_task_reminder_is_no_edit_and_wins_no_conflict() -> None:
+    world = SyncWorld(provider="microsoft")  # latest_wins by default; To Do has reminders
+    crm_id = world.crm.create("todo", {"subject": "Send offer", "due": START.date()})
+    world.sync()
+    task = twin_of(world, "todo", crm_id)
+    world.advance(LATER)
+    world.provider.update("todo", task, {"subject": "Send the offer"})
+    world.advance(LATER)
+    world.crm.update("todo", crm_id, {"subject": "Send offer v2"})
+    world.advance(LATER)
+    world.provider.snooze("todo", task)
+
+    world.sync()
+
+    assert world.crm.get("todo", crm_id)["subject"] == "Send offer v2"  # type: ignore[index]
+    assert world.provider.get("todo", task)["subject"] == "Send offer v2"  # type: ignore[index]

@@ -22,6 +22,8 @@ class SideRecord:
     provider label was taken off). `ref` is the link key a record carries when crmsync
     created it (kept in the provider's extended properties or the CRM's client key).
     `error` says why the record could not be read into canonical form (SYN-5).
+    `reminder` is the state of its reminder as the provider shows it (an opaque token:
+    set, snoozed, dismissed), which the user changes without editing the record (SYN-10).
     """
 
     id: str
@@ -31,6 +33,7 @@ class SideRecord:
     in_scope: bool = True
     ref: str | None = None
     error: str | None = None
+    reminder: str | None = None
 
     @property
     def gone(self) -> bool:
@@ -44,6 +47,7 @@ class Link:
     `base` holds the last field values both sides agreed on (canonical form; for a
     field truncated in the CRM it keeps the provider's full text, SYN-3). Versions are
     those our own last writes produced, so a change feed echo of them is recognised.
+    `reminder` is the provider record's reminder as last seen (SYN-10).
     """
 
     key: str
@@ -56,9 +60,14 @@ class Link:
     state: LinkState = "linked"
     pending: Any = None  # the journaled write(s) while `creating` or `applying`
     note: str = ""
+    reminder: str | None = None
 
     def agreed(
-        self, base: Mapping[str, Any], crm_version: str | None, provider_version: str | None
+        self,
+        base: Mapping[str, Any],
+        crm_version: str | None,
+        provider_version: str | None,
+        reminder: str | None = None,
     ) -> Link:
         """This link, linked again on a new agreed base (built directly: the planner
         calls it once per changed record, where `dataclasses.replace` is slow)."""
@@ -73,6 +82,7 @@ class Link:
             "linked",
             self.pending,
             self.note,
+            reminder,
         )
 
     def with_side(self, side: Side, record_id: str | None, version: str | None) -> Link:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from crmsync.engine.activities import calendar_rule
@@ -20,6 +21,7 @@ from crmsync.engine.pair import DIRECTION, Pair, decision, hold
 from crmsync.engine.permissions import invites, may
 from crmsync.engine.plan import Decision, Outcome, Write
 from crmsync.engine.planning import Planning
+from crmsync.engine.records import Link, SideRecord
 from crmsync.settings import Side
 
 _CHOSEN_POLICY = {"crm": "crm_wins", "provider": "provider_wins"}
@@ -62,7 +64,7 @@ def update(
         provider_delta,
         conflict_policy(planning, choice),
         c.modified if c else None,
-        p.modified if p else None,
+        provider_edited(link, p),
     )
     if m.held:
         return manual_conflict(planning, pair, m)
@@ -195,12 +197,23 @@ def agreed_base(planning: Planning, base: Mapping[str, Any], u: Update) -> dict[
     }
 
 
+def provider_edited(link: Link, provider: SideRecord | None) -> datetime | None:
+    """SYN-10: when the provider's record was last edited, as far as its modification
+    time tells. A provider may move that time when the user only snoozes or dismisses a
+    reminder (some providers do); when the reminder changed since the link last saw it, the
+    time is no evidence of a later edit, and under `latest_wins` it wins nothing."""
+    if provider is None or provider.reminder != link.reminder:
+        return None
+    return provider.modified
+
+
 def applied(planning: Planning, pair: Pair, u: Update, outcome: Outcome) -> Decision:
     """The update's decision: its writes, the link on its new base, and what changed."""
     link = pair.linked
     base, merged = link.base, u.merged.merged
+    seen = pair.provider.reminder if pair.provider is not None else link.reminder
     new_link = link.agreed(
-        agreed_base(planning, base, u), pair.version("crm"), pair.version("provider")
+        agreed_base(planning, base, u), pair.version("crm"), pair.version("provider"), seen
     )
     blocked = [
         side

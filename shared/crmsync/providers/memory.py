@@ -8,6 +8,7 @@ keys on create, and records the invitations that writes send (SYN-8).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +18,8 @@ from crmsync.engine.records import SideRecord
 from crmsync.model import FIELD_NAMES, Kind
 from crmsync.ports import ChangePage, CreatesOneByOne, WriteResult
 from crmsync.recordlog import Entry, Faults, RecordLog
+
+REMINDER = "reminder"  # where an entry keeps its reminder's state (a native field)
 
 
 class MemoryProvider(CreatesOneByOne):
@@ -46,7 +49,15 @@ class MemoryProvider(CreatesOneByOne):
         return entry is not None and (kind != "contact" or entry.id in self.labelled)
 
     def _record(self, kind: Kind, entry: Entry | None, record_id: str) -> SideRecord:
-        return self.log.record(kind, entry, record_id, self.read, self._in_scope(kind, entry))
+        record = self.log.record(kind, entry, record_id, self.read, self._in_scope(kind, entry))
+        reminder = entry.extra.get(REMINDER) if entry is not None else None
+        return replace(record, reminder=reminder) if reminder is not None else record
+
+    def snooze(self, kind: Kind, record_id: str, state: str) -> None:
+        """The user snoozes or dismisses the record's reminder: only its reminder
+        changes, yet its version and modification time move, as Outlook's do (SYN-10)."""
+        self.log.live(kind, record_id).extra[REMINDER] = state
+        self.log.touch(kind, record_id, remote=False)
 
     def _written(self) -> None:
         self.log.faults.after_write()

@@ -282,6 +282,7 @@ def _link_fields(link: Link) -> dict[str, Any]:
         "state": link.state,
         "pending": _encode(link.pending),
         "note": link.note,
+        "reminder": link.reminder,
         "crm_lookup": _lookup(link.kind, link.crm_id),
         "provider_lookup": _lookup(link.kind, link.provider_id),
         "saved": firestore.SERVER_TIMESTAMP,  # changes on every save, also an unchanged link
@@ -300,6 +301,7 @@ def _link_of(data: Mapping[str, Any]) -> Link:
         state=data.get("state", "linked"),
         pending=_decode(data.get("pending")),
         note=data.get("note", ""),
+        reminder=data.get("reminder"),
     )
 
 

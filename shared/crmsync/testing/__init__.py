@@ -219,6 +219,10 @@ class ProviderHandle(_Side):
     def invitations(self) -> list[tuple[str, str]]:
         return list(self._provider.invitations)
 
+    def snooze(self, kind: Kind, record_id: str, state: str = "snoozed") -> None:
+        """SYN-10: snooze (or with `state="dismissed"`, dismiss) the record's reminder."""
+        self._provider.snooze(kind, record_id, state)
+
     def expire_cursors(self) -> None:
         self._log.expire_cursors()
 

@@ -464,6 +464,18 @@ class GoogleProviderHandle:
             self._run(request, "delete task")
 
     # -- the contact label ------------------------------------------------------------------
+    def snooze(self, kind: Kind, record_id: str, state: str = "snoozed") -> None:
+        """SYN-10: the user changes the event's reminders in Google Calendar (Google has
+        no snooze of its own; changing a reminder moves the event's etag and `updated`
+        as a snooze does elsewhere). Only events have reminders at Google."""
+        if kind != "activity":
+            raise ValueError("Google keeps reminders on events only")
+        minutes = 5 + len(state) % 20
+        body = {"reminders": {"useDefault": False, "overrides": [{"method": "popup", "minutes": minutes}]}}
+        events = self._service("calendar").events()
+        request = events.patch(calendarId=self._calendar_id(), eventId=record_id, body=body)
+        self._run(request, "reminder")
+
     def label(self, contact_id: str) -> None:
         """The user puts the contact under the label (its group is made if needed)."""
         self._contacts().set_scope(Write("provider", "scope", "contact", contact_id, in_scope=True))

@@ -19,6 +19,7 @@ records of their own.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -50,6 +51,13 @@ HELD = (
     "recurrence",
     "members",
 )
+
+
+def reminder_of(event: Mapping[str, Any]) -> str | None:
+    """The event's reminders as one token (SYN-10): changing them moves `updated` and
+    the etag, yet edits nothing crmsync syncs."""
+    reminders = event.get("reminders")
+    return json.dumps(reminders, sort_keys=True) if reminders is not None else None
 
 
 def event_id(key: str) -> str:
@@ -236,7 +244,9 @@ class GoogleCalendar:
         except model.InvalidRecord as exc:
             return SideRecord(event_id_, version, {}, modified=modified, ref=ref, error=str(exc))
         fields = {name: canonical[name] for name in self.held}
-        return SideRecord(event_id_, version, fields, modified=modified, ref=ref)
+        return SideRecord(
+            event_id_, version, fields, modified=modified, ref=ref, reminder=reminder_of(event)
+        )
 
     def changes(self, cursor: str | None) -> ChangePage:
         """Every event changed since the sync token (all of them without one), all pages.
