@@ -31,6 +31,7 @@ from crmsync.cycle.reading import (
 )
 from crmsync.engine import Context, Links, reconcile
 from crmsync.engine.lens import crm_view, provider_view
+from crmsync.engine.mass_delete import could_hold
 from crmsync.engine.records import CrmSchema
 from crmsync.errors import CrmUnauthorized, GrantRevoked, PermanentError, TransientError
 from crmsync.model import KINDS, Kind
@@ -219,7 +220,7 @@ class Cycle:
     def linked_count(self, changes: Changes) -> int:
         """SYN-6 weighs deletes against the linked records only when there can be as
         many deletes as it holds back; counting costs a read per 1,000 links."""
-        if changes.size() < int(self.settings["mass_delete_min"]):
+        if not could_hold(self.settings, changes.size()):
             return 0
         return self.store.linked_count(self.conn, changes.kind)
 

@@ -33,8 +33,12 @@ def one_side_gone(planning: Planning, pair: Pair, gone_side: Side) -> Decision:
     write, reason = propagate_delete(planning, pair, gone_side)
     if write is None:
         return detach(planning, pair, reason)
-    if not may(planning, pair.linked.base, other, "delete" if write.op == "delete" else "update"):
+    if write.op == "delete" and not may(planning, pair.linked.base, other, "delete"):
         return detach(planning, pair, f"settings do not allow deleting on the {other}")
+    if write.op != "delete" and not may(planning, pair.linked.base, other, "update"):
+        return detach(
+            planning, pair, f"settings do not allow taking it out of the sync on the {other}"
+        )
     return decision(
         planning,
         pair,

@@ -19,6 +19,13 @@ def too_many_deletes(settings: Settings, deletes: int, linked: int) -> bool:
     )
 
 
+def could_hold(settings: Settings, changes: int) -> bool:
+    """Whether a cycle with this many changed records could reach the threshold at all
+    (were each a delete, against no links); only then is it worth counting the kind's
+    linked records, a read per 1,000."""
+    return too_many_deletes(settings, changes, 0)
+
+
 def guard_mass_delete(planning: Planning, decisions: list[Decision]) -> list[Decision]:
     """SYN-6: past the threshold, every delete the user has not already settled waits."""
     resolutions = planning.ctx.resolutions

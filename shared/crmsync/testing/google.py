@@ -471,7 +471,12 @@ class GoogleProviderHandle:
         if kind != "activity":
             raise ValueError("Google keeps reminders on events only")
         minutes = 5 + len(state) % 20
-        body = {"reminders": {"useDefault": False, "overrides": [{"method": "popup", "minutes": minutes}]}}
+        body = {
+            "reminders": {
+                "useDefault": False,
+                "overrides": [{"method": "popup", "minutes": minutes}],
+            }
+        }
         events = self._service("calendar").events()
         request = events.patch(calendarId=self._calendar_id(), eventId=record_id, body=body)
         self._run(request, "reminder")
