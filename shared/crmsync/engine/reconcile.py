@@ -361,9 +361,9 @@ class _Planner:
             )
         crm_end = crm_target if crm_ok else {**base, **c_delta}
         prov_end = prov_target if prov_ok else {**base, **p_delta}
-        new_base = {
-            n: crm_end[n] if n not in self.mapped or crm_end[n] == prov_end[n] else base[n]
-            for n in base
+        new_base = {  # a custom field new to this link's base joins it (SYN-1)
+            n: crm_end[n] if n not in self.mapped or crm_end[n] == prov_end.get(n) else base.get(n)
+            for n in crm_end
         }
         new_link = link.agreed(
             new_base,
@@ -703,7 +703,7 @@ class _Planner:
     def matched(self, c: Candidate, p: Candidate) -> Decision:
         crm_fields = dict(c.fields)
         seen = lift_provider(self.kind, self.provider_now(p.record), crm_fields, self.ctx)
-        differing = [n for n, value in seen.items() if crm_fields[n] != value]
+        differing = [n for n, value in seen.items() if crm_fields.get(n) != value]
         link = Link(
             key=f"{self.kind}-crm-{c.record.id}",
             kind=self.kind,
@@ -715,7 +715,7 @@ class _Planner:
             link,
             c.record,
             p.record,
-            {n: crm_fields[n] for n in differing},
+            {n: crm_fields.get(n) for n in differing},
             {n: seen[n] for n in differing},
             "link",
         )
