@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from crmsync import transforms
 from crmsync.settings import SettingsError, TenantSettings, resolve
 from crmsync.testing import SyncWorld
 from crmsync.transforms import register_transform, unregister_transform
@@ -289,6 +291,68 @@ def test_SYN1_vendor_hook_transforms_both_ways(worlds: list[SyncWorld], shouting
     settled = versions(world)
     world.sync()
     assert versions(world) == settled
+
+
+class Lowering:
+    """A hook that loses the case: what it writes does not read back as the value."""
+
+    def to_provider(self, value: str) -> str:
+        return value.lower()
+
+    def to_crm(self, value: str) -> str:
+        return value
+
+
+def test_SYN1_a_transform_that_does_not_read_back_its_value_fails_that_write_alone(
+    worlds: list[SyncWorld],
+) -> None:
+    register_transform("lowering", Lowering())
+    try:
+        world = world_with(
+            {"contact": {"motto": {"provider": "Motto", "transform": {"hook": "lowering"}}}}
+        )
+        worlds.append(world)
+        world.crm.declare_custom_field("contact", "motto")
+        lossy = world.crm.create("contact", ada(motto="Keep Calm"))
+        fine = world.crm.create(
+            "contact", {"first_name": "Grace", "emails": ["g@example.com"], "custom": {}}
+        )
+        for crm_id in (lossy, fine):
+            world.crm.add_to_sync_group(crm_id)
+
+        run = world.sync()
+    finally:
+        unregister_transform("lowering")
+
+    assert run["status"] == "partial"
+    [failed] = [i for i in world.history() if i["crm_id"] == lossy]
+    assert "custom.motto" in why(failed) and "'keep calm'" in why(failed)
+    assert [r["first_name"] for r in world.provider.all("contact")] == ["Grace"]
+
+
+def test_SYN1_a_hook_installed_as_an_entry_point_is_found_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "acme_hooks.py").write_text(
+        "class Codes:\n"
+        "    def to_provider(self, value):\n        return 'ACME/' + value\n"
+        "    def to_crm(self, value):\n        return value.removeprefix('ACME/')\n"
+    )
+    info = tmp_path / "acme_hooks-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-hooks\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[crmsync.transforms]\nacme-codes = acme_hooks:Codes\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    transforms._entry_point_hooks.cache_clear()
+    try:
+        spec = {"provider": "Code", "transform": {"hook": "acme-codes"}}
+        settings = resolve("google", {"custom_fields": {"contact": {"code": spec}}})
+        custom = settings.custom_map("contact")
+    finally:
+        transforms._entry_point_hooks.cache_clear()
+
+    assert custom.write({"custom.code": "42"}) == {"Code": "ACME/42"}
+    assert custom.read({"Code": "ACME/42"}) == {"custom.code": "42"}
 
 
 # -- merge (SYN-2) ------------------------------------------------------------------------

@@ -90,9 +90,10 @@ def provider_view(kind: Kind, fields: Mapping[str, Any], ctx: Context) -> dict[s
     """How the provider holds a canonical record: mapped fields only, in its own terms.
     A custom field a record predating its declaration lacks has no value."""
     s = ctx.settings
-    view = {
-        name: fields.get(name) if is_custom(name) else fields[name] for name in moving(kind, ctx)
-    }
+    if s["custom_fields"][kind]:
+        view = {name: fields.get(name) for name in moving(kind, ctx)}
+    else:
+        view = {name: fields[name] for name in s.mapped(kind)}
     if kind == "activity":
         _activity_view(fields, view, ctx)
     elif kind == "todo":
