@@ -437,8 +437,7 @@ class Api:
             if problem is not None:
                 error = "invalid_field" if name in declared else "unknown_custom_field"
                 raise ApiError(422, error, f"{model_kind(kind)}.{problem}")
-        merged = {**held, **given}
-        return {name: value for name, value in merged.items() if value is not None}
+        return model.merge_custom(held, given)
 
     def _check_series(
         self, tenant: str, kind: str, fields: Mapping[str, Any], changed: list[str]

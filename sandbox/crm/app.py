@@ -91,11 +91,9 @@ class ReferenceCrm:
             record = self._live(tenant, kind, record_id)
             changes = dict(model.to_json(dict(fields)))
             if isinstance(changes.get("custom"), dict):
-                held = (
-                    record.raw.get("custom") if isinstance(record.raw.get("custom"), dict) else {}
-                )
-                merged = {**held, **changes["custom"]}
-                changes["custom"] = {k: v for k, v in merged.items() if v is not None}
+                held = record.raw.get("custom")
+                held = held if isinstance(held, dict) else {}
+                changes["custom"] = model.merge_custom(held, changes["custom"])
             self.database.save_fields(tenant, record.id, {**record.raw, **changes})
 
     def delete(self, tenant: str, kind: str, record_id: str) -> None:

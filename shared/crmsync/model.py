@@ -191,6 +191,13 @@ def custom_value(declared: CustomField, text: str | None) -> Any:
     return text
 
 
+def merge_custom(held: Mapping[str, Any] | None, given: Mapping[str, Any]) -> dict[str, Any]:
+    """Custom values held, with those given set (None: no value any more): an edit
+    changes only the custom values it gives."""
+    merged = {**(held or {}), **given}
+    return {name: value for name, value in merged.items() if value is not None}
+
+
 def custom_problem(declared: CustomField | None, name: str, value: Any) -> str | None:
     """Why a CRM cannot hold `value` in its custom field `name`: the field is not
     declared, or the value is not of its type (null, no value, always fits); None when

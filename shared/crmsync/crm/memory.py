@@ -185,7 +185,7 @@ class MemoryCrmConnector(CreatesOneByOne):
         self.crm.validate(write.kind, fields)
         entry = self.crm.log.live(write.kind, write.target)
         if "custom" in fields:  # the custom fields given change, the others stay
-            fields["custom"] = merge_custom(entry.raw.get("custom"), fields["custom"])
+            fields["custom"] = model.merge_custom(entry.raw.get("custom"), fields["custom"])
         if write.kind == "contact" and "address" in fields and entry.extra.get("address_shared"):
             account = self.crm.account(entry.extra.get("account_id"))
             if write.shared_address and account is not None:  # CON-7
@@ -213,9 +213,3 @@ class MemoryCrmConnector(CreatesOneByOne):
             group.discard(entry.id)
         self._written()
         return WriteResult(entry.id, str(entry.version))
-
-
-def merge_custom(held: Mapping[str, Any] | None, given: Mapping[str, Any]) -> dict[str, Any]:
-    """A record's custom values with those given set (null: no value any more)."""
-    merged = {**(held or {}), **given}
-    return {name: value for name, value in merged.items() if value is not None}

@@ -65,7 +65,7 @@ class MemoryProvider(CreatesOneByOne):
         held, _ = self.split(write.kind, model.to_plain(dict(write.fields)))
         values = self.custom_map(write.kind).write(write.fields)
         if values:
-            held[CUSTOM] = merged(entry.raw.get(CUSTOM) if entry else None, values)
+            held[CUSTOM] = model.merge_custom(entry.raw.get(CUSTOM) if entry else None, values)
         return held
 
     def _in_scope(self, kind: Kind, entry: Entry | None) -> bool:
@@ -136,9 +136,3 @@ class MemoryProvider(CreatesOneByOne):
             self.labelled.discard(entry.id)
         self._written()
         return WriteResult(entry.id, str(entry.version))
-
-
-def merged(held: Mapping[str, Any] | None, given: Mapping[str, Any]) -> dict[str, Any]:
-    """Custom values held with those given set (None: no value any more)."""
-    out = {**(held or {}), **given}
-    return {key: value for key, value in out.items() if value is not None}

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from crmsync import model, service
 from crmsync.auth.vault import LocalKek, TokenVault
 from crmsync.configure import change_settings, reset
-from crmsync.crm.memory import MemoryCrm, merge_custom
+from crmsync.crm.memory import MemoryCrm
 from crmsync.cycle import LEASE_SECONDS, Cycle
 from crmsync.model import Kind
 from crmsync.outbound import MemoryEvents
@@ -64,7 +64,7 @@ def _with_custom(entry: Entry, fields: Mapping[str, Any]) -> dict[str, Any]:
     """An edit as a user makes it: the custom values given change, the others stay."""
     changes = dict(fields)
     if "custom" in changes:
-        changes["custom"] = merge_custom(entry.raw.get("custom"), changes["custom"] or {})
+        changes["custom"] = model.merge_custom(entry.raw.get("custom"), changes["custom"] or {})
     return changes
 
 
