@@ -16,7 +16,7 @@ import logging
 import re
 import time
 import traceback
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from datetime import time as day_time
@@ -209,6 +209,16 @@ def _user_json(user: User) -> dict[str, Any]:
     }
 
 
+def _declaration(field: model.CustomField) -> dict[str, Any]:
+    """The contract's CustomField."""
+    out: dict[str, Any] = {"name": field.name, "type": field.type}
+    if field.values:
+        out["values"] = list(field.values)
+    if field.max_length is not None:
+        out["max_length"] = field.max_length
+    return out
+
+
 def _history_json(item: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "id": item["id"],
@@ -352,9 +362,22 @@ class Api:
             raise ApiError(404, "not_found", f"no {kind} {record_id} for this user")
         return record
 
-    def _present(self, call: Call, record: StoredRecord, members: set[str]) -> dict[str, Any]:
+    def _present(
+        self,
+        call: Call,
+        record: StoredRecord,
+        members: set[str],
+        custom: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """The Record as the user sees it; `custom`, the kind's declared custom field
+        names, when the caller already has them."""
         in_scope = record.kind != "contact" or record.id in members
-        return as_record(record, held(self.db, call.tenant, record), in_scope)
+        if custom is None:
+            custom = self._custom_names(call.tenant, record.kind)
+        return as_record(record, held(self.db, call.tenant, record), in_scope, custom)
+
+    def _custom_names(self, tenant: str, kind: str) -> list[str]:
+        return list(self.db.custom_fields(tenant).get(model_kind(kind), {}))
 
     def _answer(self, call: Call, record: StoredRecord, group: str, status: int = 200) -> Response:
         payload = self._present(call, record, self.db.members(call.tenant, group))
@@ -400,6 +423,22 @@ class Api:
         self._check_series(tenant, kind, fields, names)
         return fields
 
+    def _custom(
+        self, tenant: str, kind: str, stored: Any, given: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        """A record's custom values with those given set (null: none any more), or 422
+        naming a custom field that is not declared or a value not of its type (SYN-1)."""
+        held = dict(stored) if isinstance(stored, dict) else {}
+        if not given:
+            return held
+        declared = self.db.custom_fields(tenant).get(model_kind(kind), {})
+        for name, value in given.items():
+            problem = model.custom_problem(declared.get(name), name, value)
+            if problem is not None:
+                error = "invalid_field" if name in declared else "unknown_custom_field"
+                raise ApiError(422, error, f"{model_kind(kind)}.{problem}")
+        return model.merge_custom(held, given)
+
     def _check_series(
         self, tenant: str, kind: str, fields: Mapping[str, Any], changed: list[str]
     ) -> None:
@@ -430,6 +469,10 @@ class Api:
                     "max_recurrence_years": caps.max_recurrence_years,
                     "leads": caps.leads,
                 },
+                "custom_fields": {
+                    kind: [_declaration(f) for f in fields.values()]
+                    for kind, fields in self.db.custom_fields(call.tenant).items()
+                },
             }
         )
 
@@ -452,12 +495,13 @@ class Api:
         items = []
         with self.db.transaction():
             members = self.db.members(call.tenant, group)
+            custom = self._custom_names(call.tenant, kind)
             for record in self.db.records(call.tenant, kind):
                 if not may_see(kind, record.raw, record.owner, call.user):
                     continue
                 fields = canonical(kind, held(self.db, call.tenant, record))
                 if fields is not None and wanted.intersection(fields.get("emails") or ()):
-                    items.append(self._present(call, record, members))
+                    items.append(self._present(call, record, members, custom))
         return json_response({"items": items})
 
     def create_record(self, call: Call, kind: str) -> Response:
@@ -476,6 +520,7 @@ class Api:
             fields = self._accept(
                 call.tenant, kind, body["fields"], model.FIELD_NAMES[model_kind(kind)]
             )
+            custom = self._custom(call.tenant, kind, None, body["fields"].get("custom"))
             self._before_write("create")
             account = (
                 self._account_for(call.tenant, body["account"]) if body.get("account") else None
@@ -483,7 +528,7 @@ class Api:
             record = self.db.create_record(
                 call.tenant,
                 kind,
-                model.to_json(fields),
+                {**model.to_json(fields), "custom": custom},
                 owner=call.user,
                 ref=body.get("ref"),
                 account_id=account["id"] if account else None,
@@ -529,6 +574,9 @@ class Api:
             record = self._visible(call, kind, record_id)
             self._check_version(record, expected)
             patch = dict(body["fields"])
+            custom = self._custom(
+                call.tenant, kind, record.raw.get("custom"), patch.pop("custom", None)
+            )
             account = self._shared_account(call.tenant, record, patch)
             address = None
             if account is not None and body.get("shared_address", False):
@@ -544,7 +592,7 @@ class Api:
             record = self.db.save_fields(
                 call.tenant,
                 record.id,
-                model.to_json(fields),
+                {**model.to_json(fields), "custom": custom},
                 address_shared=False if stops_sharing else None,
             )
             return self._answer(call, record, group)
@@ -576,9 +624,10 @@ class Api:
         self._before_read("changes")
         with self.db.transaction():
             members = self.db.members(call.tenant, group)
+            custom = self._custom_names(call.tenant, kind)
             if cursor is None:  # everything live the user sees, and where that leaves off
                 items = [
-                    self._present(call, record, members)
+                    self._present(call, record, members, custom)
                     for record in self.db.records(call.tenant, kind)
                     if may_see(kind, record.raw, record.owner, call.user)
                 ]
@@ -588,7 +637,7 @@ class Api:
             rows = self.db.changed_after(call.tenant, kind, after, limit + 1)
             more = len(rows) > limit
             rows = rows[:limit]
-            listed = (self._change(call, record, members) for record in rows)
+            listed = (self._change(call, record, members, custom) for record in rows)
             end = rows[-1].seq if more else self.db.position(call.tenant)
             page = {"items": [item for item in listed if item is not None], "cursor": str(end)}
             return json_response({**page, "more": more})
@@ -604,12 +653,14 @@ class Api:
             raise gone
         return after
 
-    def _change(self, call: Call, record: StoredRecord, members: set[str]) -> dict[str, Any] | None:
+    def _change(
+        self, call: Call, record: StoredRecord, members: set[str], custom: Sequence[str]
+    ) -> dict[str, Any] | None:
         """A changed record as the user sees it: itself, a tombstone when it was deleted or
         left the user's view, or nothing when the user never saw it."""
         sees = may_see(record.kind, record.raw, record.owner, call.user)
         if sees and not record.deleted:
-            return self._present(call, record, members)
+            return self._present(call, record, members, custom)
         if sees or call.user in record.seen_by:
             return as_tombstone(record)
         return None
@@ -671,14 +722,20 @@ class Api:
         with self.db.transaction():
             earlier = self.db.remembered(call.tenant, "lead", key)
             if earlier is not None:
-                return json_response(as_lead(self.db.stored(call.tenant, earlier)))
+                stored = self.db.stored(call.tenant, earlier)
+                return json_response(as_lead(stored, self._custom_names(call.tenant, "lead")))
             fields = self._accept(call.tenant, "lead", body["fields"], model.FIELD_NAMES["contact"])
+            custom = self._custom(call.tenant, "lead", None, body["fields"].get("custom"))
             self._before_write("create")
             record = self.db.create_record(
-                call.tenant, "lead", model.to_json(fields), owner=call.user, ref=body.get("ref")
+                call.tenant,
+                "lead",
+                {**model.to_json(fields), "custom": custom},
+                owner=call.user,
+                ref=body.get("ref"),
             )
             self.db.remember(call.tenant, "lead", key, record.id)
-        return json_response(as_lead(record), 201)
+        return json_response(as_lead(record, self._custom_names(call.tenant, "lead")), 201)
 
     # -- e-mail recording -----------------------------------------------------------------
     def find_people(self, call: Call) -> Response:

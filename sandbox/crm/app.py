@@ -17,6 +17,7 @@ from typing import Any
 
 from crmsync import model
 from crmsync.errors import NotFound
+from crmsync.model import CUSTOM_NAME, CUSTOM_TYPES, CustomField, CustomType
 from crmsync.recordlog import Faults
 from sandbox.crm.api import Api
 from sandbox.crm.database import (
@@ -84,11 +85,16 @@ class ReferenceCrm:
         return self.database.create_record(tenant, kind, raw, owner=owner).id
 
     def update(self, tenant: str, kind: str, record_id: str, fields: Mapping[str, Any]) -> None:
-        """Merge the fields into the record as given."""
+        """Merge the fields into the record as given; custom values (`custom`: name ->
+        value, null for none) one by one."""
         with self.database.transaction():
             record = self._live(tenant, kind, record_id)
-            raw = {**record.raw, **model.to_json(dict(fields))}
-            self.database.save_fields(tenant, record.id, raw)
+            changes = dict(model.to_json(dict(fields)))
+            if isinstance(changes.get("custom"), dict):
+                held = record.raw.get("custom")
+                held = held if isinstance(held, dict) else {}
+                changes["custom"] = model.merge_custom(held, changes["custom"])
+            self.database.save_fields(tenant, record.id, {**record.raw, **changes})
 
     def delete(self, tenant: str, kind: str, record_id: str) -> None:
         with self.database.transaction():
@@ -174,6 +180,23 @@ class ReferenceCrm:
         if n < 1:
             raise ValueError("a field limit is at least 1")
         self.database.set_limit(tenant, _kind(kind, FEED_KINDS), field, n)
+
+    def declare_custom_field(
+        self,
+        tenant: str,
+        kind: str,
+        name: str,
+        type: CustomType = "string",
+        values: Iterable[str] = (),
+        max_length: int | None = None,
+    ) -> None:
+        """Give a kind a custom field (SYN-1), or change its declaration."""
+        if type not in CUSTOM_TYPES or not CUSTOM_NAME.fullmatch(name):
+            raise ValueError(f"no custom field {name!r} of type {type!r}")
+        if (type == "enum") != bool(tuple(values)):
+            raise ValueError("an enum, and only an enum, has values")
+        field = CustomField(name, type, tuple(values), max_length)
+        self.database.declare_custom_field(tenant, _kind(kind, FEED_KINDS), field)
 
     def set_capabilities(
         self,

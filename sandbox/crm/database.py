@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from crmsync.model import now_utc
+from crmsync.model import CustomField, now_utc
 from sandbox.crm.visibility import viewers
 
 KINDS = ("contact", "activity", "todo", "lead")
@@ -128,6 +128,16 @@ CREATE TABLE IF NOT EXISTS field_limits (
     field TEXT NOT NULL,
     n INTEGER NOT NULL,
     PRIMARY KEY (tenant, kind, field)
+);
+CREATE TABLE IF NOT EXISTS custom_fields (
+    tenant TEXT NOT NULL REFERENCES tenants (id),
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    type TEXT NOT NULL,
+    choices TEXT NOT NULL DEFAULT '[]',
+    max_length INTEGER,
+    position INTEGER NOT NULL,
+    PRIMARY KEY (tenant, kind, name)
 );
 CREATE TABLE IF NOT EXISTS capabilities (
     tenant TEXT PRIMARY KEY REFERENCES tenants (id),
@@ -743,6 +753,39 @@ class CrmDatabase:
         rows = self._all("SELECT kind, field, n FROM field_limits WHERE tenant = ?", tenant)
         for row in rows:
             found.setdefault(row["kind"], {})[row["field"]] = int(row["n"])
+        return found
+
+    def declare_custom_field(self, tenant: str, kind: str, field: CustomField) -> None:
+        """Declare a custom field of a kind, or change its declaration (SYN-1); it keeps
+        its place among the kind's fields."""
+        with self.transaction():
+            row = self._one(
+                "SELECT position FROM custom_fields WHERE tenant = ? AND kind = ? AND name = ?",
+                tenant,
+                kind,
+                field.name,
+            )
+            position = row["position"] if row is not None else self._next_number(tenant, "custom")
+            self._run(
+                "INSERT OR REPLACE INTO custom_fields (tenant, kind, name, type, choices,"
+                " max_length, position) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                tenant,
+                kind,
+                field.name,
+                field.type,
+                _dump(list(field.values)),
+                field.max_length,
+                position,
+            )
+
+    def custom_fields(self, tenant: str) -> dict[str, dict[str, CustomField]]:
+        """The declared custom fields of each kind, by name, in the order declared."""
+        found: dict[str, dict[str, CustomField]] = {kind: {} for kind in FEED_KINDS}
+        rows = self._all("SELECT * FROM custom_fields WHERE tenant = ? ORDER BY position", tenant)
+        for row in rows:
+            found.setdefault(row["kind"], {})[row["name"]] = CustomField(
+                row["name"], row["type"], tuple(json.loads(row["choices"])), row["max_length"]
+            )
         return found
 
     def capabilities(self, tenant: str) -> Capabilities:

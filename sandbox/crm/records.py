@@ -2,11 +2,14 @@
 
 A contact that shares its account's address (CON-7) shows the account's address. Data
 the model cannot read (the CRM's own users may hold bad data) is shown as stored, so
-that the reader, not the CRM, reports that one record as failed (SYN-5).
+that the reader, not the CRM, reports that one record as failed (SYN-5). Custom values
+(SYN-1) are kept in the stored fields' `custom`, and shown for every custom field the
+kind declares, null where the record holds none.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, cast
 
 from crmsync import model
@@ -41,12 +44,19 @@ def canonical(kind: str, raw: dict[str, Any]) -> dict[str, Any] | None:
         return None
 
 
-def wire_fields(kind: str, raw: dict[str, Any]) -> dict[str, Any]:
+def wire_fields(kind: str, raw: dict[str, Any], custom: Iterable[str] = ()) -> dict[str, Any]:
+    """The contract's fields of a record; `custom` names the kind's declared custom
+    fields."""
     fields = canonical(kind, raw)
-    return raw if fields is None else dict(model.to_json(fields))
+    if fields is None:
+        return raw
+    held = raw.get("custom") if isinstance(raw.get("custom"), dict) else {}
+    return {**model.to_json(fields), "custom": {name: held.get(name) for name in custom}}
 
 
-def as_record(record: StoredRecord, raw: dict[str, Any], in_scope: bool) -> dict[str, Any]:
+def as_record(
+    record: StoredRecord, raw: dict[str, Any], in_scope: bool, custom: Iterable[str] = ()
+) -> dict[str, Any]:
     """The contract's Record."""
     out: dict[str, Any] = {
         "id": record.id,
@@ -56,7 +66,7 @@ def as_record(record: StoredRecord, raw: dict[str, Any], in_scope: bool) -> dict
         "owner": record.owner,
         "in_scope": in_scope,
         "ref": record.ref,
-        "fields": wire_fields(record.kind, raw),
+        "fields": wire_fields(record.kind, raw, custom),
     }
     if record.kind == "contact":
         out["account_id"] = record.account_id
@@ -74,13 +84,13 @@ def as_tombstone(record: StoredRecord) -> dict[str, Any]:
     }
 
 
-def as_lead(record: StoredRecord) -> dict[str, Any]:
+def as_lead(record: StoredRecord, custom: Iterable[str] = ()) -> dict[str, Any]:
     """The contract's Lead; a deleted one says so."""
     out: dict[str, Any] = {
         "id": record.id,
         "version": record.version,
         "ref": record.ref,
-        "fields": wire_fields("lead", record.raw),
+        "fields": wire_fields("lead", record.raw, custom),
     }
     if record.deleted:
         out["deleted"] = True
@@ -93,6 +103,8 @@ def as_plain(record: StoredRecord, raw: dict[str, Any]) -> dict[str, Any]:
     fields = canonical(record.kind, raw)
     shown = record.raw if fields is None else model.to_plain(fields)
     out: dict[str, Any] = {"id": record.id, "version": record.version, **shown}
+    if fields is not None and raw.get("custom"):
+        out["custom"] = dict(raw["custom"])
     out["owner"] = record.owner
     if record.kind == "contact":
         out["account_id"] = record.account_id

@@ -104,7 +104,20 @@ CURSOR = text(min_length=1, max_length=500)
 EMAIL = text(min_length=3, max_length=320)
 ACCOUNT_NAME = text(min_length=1, max_length=500)
 
+
+def custom_values() -> Check:
+    """A `custom` object: custom field names to values. Whether a name is declared and
+    a value of its type is the CRM's to judge (422), not the request's shape."""
+
+    def check(value: Any, where: str) -> None:
+        if not isinstance(value, dict):
+            raise Invalid(f"{where} must be an object")
+
+    return check
+
+
 ADDRESS = shape({name: text() for name in ("street", "city", "region", "postal_code", "country")})
+CUSTOM = custom_values()
 CONTACT_FIELDS: dict[str, Check] = {
     "first_name": text(),
     "last_name": text(),
@@ -114,6 +127,7 @@ CONTACT_FIELDS: dict[str, Check] = {
     "phones": array(shape({"kind": text(), "number": text()}, required=("number",))),
     "address": ADDRESS,
     "notes": text(),
+    "custom": CUSTOM,
 }
 REGARDING = ("contact", "account", "lead", "company", "opportunity", "ticket")
 ACTIVITY_FIELDS: dict[str, Check] = {
@@ -132,6 +146,7 @@ ACTIVITY_FIELDS: dict[str, Check] = {
     "members": array(text()),
     "regarding": shape({name: text(nullable=True) for name in REGARDING}),
     "invite": flag(),
+    "custom": CUSTOM,
 }
 TO_DO_FIELDS: dict[str, Check] = {
     "subject": text(),
@@ -143,6 +158,7 @@ TO_DO_FIELDS: dict[str, Check] = {
     "recurrence": text(nullable=True),
     "private": flag(),
     "regarding": shape({name: text(nullable=True) for name in REGARDING}),
+    "custom": CUSTOM,
 }
 FIELDS: dict[str, dict[str, Check]] = {
     "contact": CONTACT_FIELDS,

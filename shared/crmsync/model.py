@@ -9,6 +9,9 @@ kept beside them, all-day activities as dates with an exclusive end.
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -23,6 +26,10 @@ ActivityType: TypeAlias = Literal["meeting", "call", "personal", "event"]
 ActivityStatus: TypeAlias = Literal["confirmed", "unconfirmed", "declined", "completed"]
 TodoStatus: TypeAlias = Literal["open", "in_progress", "completed", "cancelled"]
 Fields: TypeAlias = Mapping[str, Any]
+CustomType: TypeAlias = Literal["string", "number", "boolean", "date", "enum"]
+CUSTOM_TYPES: tuple[CustomType, ...] = get_args(CustomType)
+CUSTOM = "custom."  # canonical custom fields are named custom.<name> (SYN-1)
+CUSTOM_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,99}")
 _T = TypeVar("_T")
 
 
@@ -114,6 +121,127 @@ RECORD_TYPES: dict[Kind, type[Record]] = {"contact": Contact, "activity": Activi
 FIELD_NAMES: dict[Kind, tuple[str, ...]] = {
     kind: tuple(f.name for f in dataclasses.fields(cls)) for kind, cls in RECORD_TYPES.items()
 }
+
+
+@dataclass(frozen=True)
+class CustomField:
+    """A custom field the CRM declares for one kind of record (SYN-1): its name, its
+    type, an enum's values, and a string's longest length."""
+
+    name: str
+    type: CustomType = "string"
+    values: tuple[str, ...] = ()
+    max_length: int | None = None
+
+    @property
+    def key(self) -> str:
+        """The field's name in canonical records."""
+        return CUSTOM + self.name
+
+
+def is_custom(name: str) -> bool:
+    return name.startswith(CUSTOM)
+
+
+def custom_text(value: Any) -> str | None:
+    """A custom value in canonical form: its text, whatever the CRM's type (a number
+    without a needless fraction, true or false, a date as ISO 8601), so that values
+    compare equal whichever side holds them; None when there is none."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, str):
+        return value.strip() or None
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
+
+
+def custom_value(declared: CustomField, text: str | None) -> Any:
+    """Canonical text as the value the CRM contract carries for the field's type (a
+    number, true or false, an ISO date, an enum's value); InvalidRecord naming the
+    field when the text is no value of that type."""
+    if text is None:
+        return None
+    where = f"{declared.key}: {text!r}"
+    if declared.type == "number":
+        return _number(text, where)
+    if declared.type == "boolean":
+        if text.lower() not in _TRUE + _FALSE:
+            raise InvalidRecord(f"{where} is not true or false")
+        return text.lower() in _TRUE
+    if declared.type == "date":
+        try:
+            day = date.fromisoformat(text) if len(text) == 10 else None
+        except ValueError:
+            day = None
+        if day is None:
+            raise InvalidRecord(f"{where} is not a date (YYYY-MM-DD)")
+        return day.isoformat()
+    if declared.type == "enum" and text not in declared.values:
+        raise InvalidRecord(f"{where} is not one of {', '.join(declared.values)}")
+    return text
+
+
+def merge_custom(held: Mapping[str, Any] | None, given: Mapping[str, Any]) -> dict[str, Any]:
+    """Custom values held, with those given set (None: no value any more): an edit
+    changes only the custom values it gives."""
+    merged = {**(held or {}), **given}
+    return {name: value for name, value in merged.items() if value is not None}
+
+
+def custom_problem(declared: CustomField | None, name: str, value: Any) -> str | None:
+    """Why a CRM cannot hold `value` in its custom field `name`: the field is not
+    declared, or the value is not of its type (null, no value, always fits); None when
+    it can. What the reference and memory CRMs answer a write with."""
+    where = CUSTOM + name
+    if declared is None:
+        return f"{where} is not a declared custom field"
+    if value is None:
+        return None
+    kind = declared.type
+    if kind == "number":
+        fits = isinstance(value, int | float) and not isinstance(value, bool)
+        return None if fits and math.isfinite(value) else f"{where} must be a number"
+    if kind == "boolean":
+        return None if isinstance(value, bool) else f"{where} must be true or false"
+    if not isinstance(value, str):
+        return f"{where} must be text"
+    if kind == "date":
+        return None if _is_day(value) else f"{where} must be a date (YYYY-MM-DD)"
+    if kind == "enum" and value not in declared.values:
+        return f"{where} must be one of {', '.join(declared.values)}"
+    if declared.max_length is not None and len(value) > declared.max_length:
+        return f"{where} is longer than {declared.max_length} characters"
+    return None
+
+
+def _is_day(text: str) -> bool:
+    try:
+        return len(text) == 10 and bool(date.fromisoformat(text))
+    except ValueError:
+        return False
+
+
+def _number(text: str, where: str) -> int | float:
+    if _INTEGER.fullmatch(text):
+        return int(text)
+    try:
+        number = float(text)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        raise InvalidRecord(f"{where} is not a number")
+    return number
 
 
 def normalize_email(value: str) -> str:

@@ -12,10 +12,12 @@ import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import cached_property
 from typing import Any, Literal, TypeAlias, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from crmsync.model import FIELD_NAMES, KINDS, Kind
+from crmsync.model import CUSTOM, CUSTOM_NAME, FIELD_NAMES, KINDS, Kind
+from crmsync.transforms import CustomMap, TransformError, transform
 
 Provider: TypeAlias = Literal["google", "microsoft"]
 PROVIDERS: tuple[Provider, ...] = get_args(Provider)
@@ -70,6 +72,7 @@ SettingName: TypeAlias = Literal[
     "todo_status",
     "provider_recurring_todos",
     "exclusions",
+    "custom_fields",
 ]
 
 # The user-settings contract (SET-1, SET-3, SET-4, SET-5) with its base defaults.
@@ -107,6 +110,8 @@ BASE_DEFAULTS: dict[str, Any] = {
     "todo_status": {s: s for s in ("open", "in_progress", "completed", "cancelled")},
     "provider_recurring_todos": True,
     "exclusions": {kind: {} for kind in KINDS},
+    # SYN-1: CRM custom field name -> {"provider": key there, "transform": optional}
+    "custom_fields": {kind: {} for kind in KINDS},
 }
 
 _ACTIVITY_PROVIDER_FIELDS = [
@@ -155,8 +160,15 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "calls_as": ("event", "task"),
 }
 
+# The record kinds whose provider records can hold custom fields (SYN-1): a Google
+# task has no place for them.
+CUSTOM_FIELD_KINDS: dict[Provider, tuple[Kind, ...]] = {
+    "google": ("contact", "activity"),
+    "microsoft": KINDS,
+}
+
 # Keys whose value is a free-form mapping: a layer replaces it whole.
-_REPLACED = {"field_map", "todo_status", "exclusions"}
+_REPLACED = {"field_map", "todo_status", "exclusions", "custom_fields"}
 
 
 class SettingsError(ValueError):
@@ -222,7 +234,21 @@ class Settings:
         return self.values["deletes"][kind][side]  # type: ignore[no-any-return]
 
     def mapped(self, kind: Kind) -> tuple[str, ...]:
-        return tuple(self.values["field_map"][kind])
+        """The canonical fields that move: the field map's, then the mapped custom
+        fields as custom.<name> (SYN-1)."""
+        return self._mapped[kind]
+
+    @cached_property
+    def _mapped(self) -> dict[Kind, tuple[str, ...]]:
+        return {
+            kind: tuple(self.values["field_map"][kind])
+            + tuple(CUSTOM + name for name in self.values["custom_fields"][kind])
+            for kind in KINDS
+        }
+
+    def custom_map(self, kind: Kind) -> CustomMap:
+        """How the provider holds this kind's mapped custom fields (SYN-1)."""
+        return CustomMap.of(self.values["custom_fields"][kind])
 
     def excluded(self, kind: Kind, crm_id: str, now: datetime) -> bool:
         """SET-4: excluded for good (no end), until a time still ahead, or again once a
@@ -347,7 +373,47 @@ def validate(provider: str, values: dict[str, Any]) -> dict[str, Any]:
             raise SettingsError(f"exclusions.{kind}: expected a record kind with a mapping")
         for crm_id, value in table.items():
             _check_exclusion(kind, crm_id, value)
+    values["custom_fields"] = _custom_fields(provider, values["custom_fields"])
     return values
+
+
+def _custom_fields(provider: str, table: Any) -> dict[Kind, dict[str, Any]]:
+    """SYN-1: per kind, CRM custom field name -> where the provider holds it and how.
+    A kind left out maps none."""
+    if not isinstance(table, Mapping) or set(table) - set(KINDS):
+        raise SettingsError(
+            f"custom_fields: expected a mapping of {', '.join(KINDS)} to their custom fields"
+        )
+    out: dict[Kind, dict[str, Any]] = {}
+    for kind in KINDS:
+        fields = table.get(kind) or {}
+        where = f"custom_fields.{kind}"
+        if not isinstance(fields, Mapping):
+            raise SettingsError(f"{where}: expected CRM custom field names with their mapping")
+        if fields and kind not in CUSTOM_FIELD_KINDS[provider]:  # type: ignore[index]
+            raise SettingsError(f"{where}: a {provider} {kind} has no place for custom fields")
+        keys: dict[str, str] = {}
+        for name, spec in fields.items():
+            _check_custom_field(f"{where}.{name}", name, spec, keys)
+        out[kind] = {name: dict(spec) for name, spec in fields.items()}
+    return out
+
+
+def _check_custom_field(where: str, name: Any, spec: Any, keys: dict[str, str]) -> None:
+    if not isinstance(name, str) or not CUSTOM_NAME.fullmatch(name):
+        raise SettingsError(f"{where}: a custom field name is a letter, then letters, digits or _")
+    if not isinstance(spec, Mapping) or set(spec) - {"provider", "transform"}:
+        raise SettingsError(f'{where}: expected {{"provider": key, "transform": optional}}')
+    key = spec.get("provider")
+    if not isinstance(key, str) or not key.strip():
+        raise SettingsError(f"{where}.provider: expected the key the provider holds it under")
+    if key in keys:
+        raise SettingsError(f"{where}.provider: {key!r} already holds {keys[key]}")
+    keys[key] = name
+    try:
+        transform(spec.get("transform"))
+    except TransformError as exc:
+        raise SettingsError(f"{where}.transform: {exc}") from exc
 
 
 def resolve(

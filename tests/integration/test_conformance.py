@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 from collections.abc import Callable, Iterator
 from contextlib import redirect_stdout
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,8 @@ def reference_crm() -> ReferenceCrm:
     for tenant in ("vendor", "other"):
         crm.add_user(tenant, "rep", name="Dana Rep", email="dana@crm.example")
     crm.set_field_limit("vendor", "todo", "subject", 80)
+    crm.declare_custom_field("vendor", "todo", "ticket", "number")
+    crm.declare_custom_field("vendor", "todo", "channel", "enum", values=("phone", "mail"))
     return crm
 
 
@@ -113,3 +116,39 @@ def test_BEY6_kit_fails_an_implementation_that_ignores_idempotency_keys() -> Non
 
     assert not outcomes["idempotent create"].passed
     assert outcomes["stale version refused"].passed
+
+
+def _custom_blind(app: WsgiApp) -> WsgiApp:
+    """An implementation that drops every custom value a request body carries."""
+
+    def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        if length:
+            body = json.loads(environ["wsgi.input"].read(length))
+            if isinstance(body, dict) and isinstance(body.get("fields"), dict):
+                body["fields"].pop("custom", None)
+            data = json.dumps(body).encode()
+            environ = {**environ, "wsgi.input": io.BytesIO(data), "CONTENT_LENGTH": str(len(data))}
+        return app(environ, start_response)
+
+    return wrapped
+
+
+def test_SYN1_kit_checks_that_a_declared_custom_field_round_trips(served: str) -> None:
+    outcomes = {o.check: o for o in Kit(target(served)).run(CHECKS)}
+
+    assert outcomes["custom fields declared and checked"].passed
+    assert "todo.custom.ticket round-trips" in outcomes["custom fields declared and checked"].detail
+
+
+def test_SYN1_kit_fails_an_implementation_that_drops_custom_values() -> None:
+    base_url, stop = serve(reference_crm(), wrap=_custom_blind)
+    try:
+        outcomes = {o.check: o for o in Kit(target(base_url)).run(CHECKS)}
+    finally:
+        stop()
+
+    custom = outcomes["custom fields declared and checked"]
+    assert not custom.passed
+    assert "expected 422" in custom.detail
+    assert outcomes["idempotent create"].passed

@@ -12,7 +12,7 @@ import pytest
 from crmsync.crm.rest import RestCrmConnector
 from crmsync.engine.plan import AccountSpec, Write
 from crmsync.errors import Conflict, CrmUnauthorized, CursorExpired, NotFound, PermanentError
-from crmsync.model import normalize
+from crmsync.model import CustomField, normalize
 from sandbox.crm.app import ReferenceCrm
 from sandbox.crm.database import CrmDatabase
 from sandbox.crm.server import serve
@@ -249,3 +249,89 @@ def test_CAL6_the_crm_user_directory_maps_users_to_their_addresses(
     reference.add_user("t1", "u3", name="Gone", email="gone@crm.example", active=False)
 
     assert connector(url).users() == {"u1": "dana@crm.example", "u2": "max@crm.example"}
+
+
+# -- custom fields (SYN-1) ---------------------------------------------------------------
+
+
+def declare(reference: ReferenceCrm) -> None:
+    reference.declare_custom_field("t1", "contact", "industry", max_length=8)
+    reference.declare_custom_field("t1", "contact", "seats", "number")
+    reference.declare_custom_field("t1", "contact", "vip", "boolean")
+    reference.declare_custom_field("t1", "contact", "renewal", "date")
+
+
+def test_SYN1_the_schema_carries_the_declared_custom_fields_and_their_lengths(
+    crm: tuple[ReferenceCrm, str, Clock],
+) -> None:
+    reference, url, _ = crm
+    declare(reference)
+
+    schema = connector(url).schema()
+
+    assert [f.name for f in schema.custom["contact"].values()] == [
+        "industry",
+        "seats",
+        "vip",
+        "renewal",
+    ]
+    assert schema.declared("contact", "custom.seats") == CustomField("seats", "number")
+    assert schema.limit("contact", "custom.industry") == 8
+    assert schema.custom["todo"] == {}
+
+
+def test_SYN1_custom_values_read_as_canonical_text_and_are_written_as_their_type(
+    crm: tuple[ReferenceCrm, str, Clock],
+) -> None:
+    reference, url, _ = crm
+    declare(reference)
+    crm_side = connector(url)
+    created = crm_side.create(
+        create(
+            "contact",
+            {**ADA, "custom.seats": "12", "custom.vip": "true", "custom.renewal": "2027-03-01"},
+            "key-1",
+        )
+    )
+
+    stored = reference.get("t1", "contact", created.id)
+    assert stored is not None
+    assert stored["custom"] == {"seats": 12, "vip": True, "renewal": "2027-03-01"}
+    record = crm_side.get("contact", created.id)
+    assert record.fields is not None
+    assert {k: v for k, v in record.fields.items() if k.startswith("custom.")} == {
+        "custom.industry": None,
+        "custom.seats": "12",
+        "custom.vip": "true",
+        "custom.renewal": "2027-03-01",
+    }
+
+    crm_side.update(
+        Write("crm", "update", "contact", created.id, {"custom.seats": "12.5"}, record.version)
+    )
+    stored = reference.get("t1", "contact", created.id)
+    assert stored is not None
+    assert stored["custom"] == {"seats": 12.5, "vip": True, "renewal": "2027-03-01"}
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"custom.seats": "a dozen"}, "custom.seats"),
+        ({"custom.renewal": "1.3.2027"}, "custom.renewal"),
+        ({"custom.nickname": "Ada"}, "custom.nickname"),
+        ({"custom.industry": "Shipbuilding"}, "custom.industry"),
+    ],
+)
+def test_SYN1_a_custom_value_the_crm_cannot_hold_fails_that_write_alone(
+    crm: tuple[ReferenceCrm, str, Clock], fields: dict[str, Any], named: str
+) -> None:
+    reference, url, _ = crm
+    declare(reference)
+    crm_side = connector(url)
+    created = crm_side.create(create("contact", dict(ADA), "key-1"))
+
+    with pytest.raises(PermanentError, match=named.replace(".", r"\.")):
+        crm_side.update(Write("crm", "update", "contact", created.id, fields, created.version))
+
+    assert crm_side.get("contact", created.id).version == created.version

@@ -15,7 +15,7 @@ from google.oauth2.credentials import Credentials
 from werkzeug.serving import make_server
 
 from crmsync.engine.plan import Write
-from crmsync.errors import Conflict, CursorExpired, GrantRevoked, RateLimited
+from crmsync.errors import Conflict, CursorExpired, GrantRevoked, PermanentError, RateLimited
 from crmsync.model import normalize
 from crmsync.providers.google.calendar import HELD, GoogleCalendar
 from crmsync.providers.google.client import GoogleClient
@@ -28,6 +28,7 @@ from crmsync.providers.google.push import (
 )
 from crmsync.queue.inline import InlineQueue
 from crmsync.store.memory import MemoryStore
+from crmsync.transforms import CustomMap
 from sandbox.google import calendar as sandbox_calendar
 from sandbox.google.core import CALENDAR_SCOPES, GoogleSandbox, Router
 
@@ -498,3 +499,83 @@ def test_CAL9_a_move_made_in_the_crm_reaches_google(
     starts = occurrences(cal, series)
     assert "2026-11-17T09:00:00Z" not in starts and "2026-11-18T10:00:00Z" in starts
     assert cal.get(series).fields["recurrence"] == rule  # type: ignore[index]
+
+
+# -- custom fields (SYN-1) ---------------------------------------------------------------
+
+STAGES = CustomMap.of(
+    {
+        "stage": {
+            "provider": "Stage",
+            "transform": {"enum": {"lead": "Prospect", "client": "Client"}},
+        },
+        "room": {"provider": "crm.room"},
+    }
+)
+
+
+def stored_event(google: GoogleSandbox, event_id: str) -> dict[str, Any]:
+    """The event as Google holds it."""
+    [event] = [e for e in sandbox_calendar.calendar_events(google, EMAIL) if e["id"] == event_id]
+    return event
+
+
+def test_SYN1_mapped_custom_fields_live_in_shared_extended_properties(
+    sandbox: tuple[GoogleSandbox, str],
+) -> None:
+    google, base = sandbox
+    cal = GoogleCalendar(calendar_of(google, base).client, custom=STAGES)
+    fields = {**meeting(), "custom.stage": "client", "custom.room": None}
+    write = Write("provider", "create", "activity", fields=fields, key="k", ref="L")
+    event_id = cal.create(write).id
+    stored = stored_event(google, event_id)
+    assert stored["extendedProperties"]["shared"] == {"Stage": "Client"}
+    assert stored["extendedProperties"]["private"]["crmsyncLink"] == "L"
+
+    record = cal.get(event_id)
+    assert record.fields is not None
+    assert (record.fields["custom.stage"], record.fields["custom.room"]) == ("client", None)
+
+    change = {"custom.stage": "lead", "custom.room": "B-204"}
+    cal.update(Write("provider", "update", "activity", event_id, change, record.version))
+    cleared = cal.get(event_id)
+    cal.update(
+        Write("provider", "update", "activity", event_id, {"custom.room": None}, cleared.version)
+    )
+
+    stored = stored_event(google, event_id)
+    assert stored["extendedProperties"]["shared"] == {"Stage": "Prospect"}
+    assert stored["extendedProperties"]["private"]["crmsyncLink"] == "L"
+    assert stored["summary"] == "Kickoff"
+
+
+def test_SYN1_an_event_whose_custom_value_the_transform_cannot_read_fails_alone(
+    sandbox: tuple[GoogleSandbox, str],
+) -> None:
+    google, base = sandbox
+    cal = GoogleCalendar(calendar_of(google, base).client, custom=STAGES)
+    odd = create(cal, key="k-odd")
+    fine = create(cal, key="k-fine")
+    plain = calendar_of(google, base)  # the user, in Google's own apps
+    events = plain.client.service("calendar", "v3").events()
+    body = {"extendedProperties": {"shared": {"Stage": "Partner"}}}
+    plain.client.execute(events.patch(calendarId="primary", eventId=odd, body=body), "patch")
+
+    records = {r.id: r for r in cal.changes(None).records}
+
+    assert records[odd].error is not None and "custom.stage" in records[odd].error
+    assert "'Partner'" in records[odd].error
+    assert records[fine].error is None
+
+
+def test_SYN1_a_custom_value_that_cannot_be_written_fails_that_write(
+    sandbox: tuple[GoogleSandbox, str],
+) -> None:
+    google, base = sandbox
+    cal = GoogleCalendar(calendar_of(google, base).client, custom=STAGES)
+    fields = {**meeting(), "custom.stage": "partner"}
+
+    with pytest.raises(PermanentError, match=r"custom\.stage"):
+        cal.create(Write("provider", "create", "activity", fields=fields, key="k"))
+
+    assert cal.changes(None).records == []

@@ -12,11 +12,19 @@ import pytest
 from google.oauth2.credentials import Credentials
 
 from crmsync.engine.plan import Write
-from crmsync.errors import Conflict, CursorExpired, NotFound, PermissionDenied, RateLimited
+from crmsync.errors import (
+    Conflict,
+    CursorExpired,
+    NotFound,
+    PermanentError,
+    PermissionDenied,
+    RateLimited,
+)
 from crmsync.model import normalize
 from crmsync.providers.google.account import GoogleAccount
 from crmsync.providers.google.client import GoogleClient
 from crmsync.providers.google.people import GoogleContacts
+from crmsync.transforms import CustomMap
 from sandbox.google import people as sandbox_people
 from sandbox.google.core import CONTACTS_SCOPES, SCOPE, GoogleSandbox
 from sandbox.google.server import serve
@@ -572,3 +580,107 @@ def test_SYN5_throttling_fails_the_whole_batch_to_be_retried(
     with pytest.raises(RateLimited):
         people.create_many(fresh(3))
     assert live_contacts(google) == []
+
+
+# -- custom fields (SYN-1) ---------------------------------------------------------------
+
+CUSTOM = CustomMap.of(
+    {
+        "industry": {"provider": "Industry"},
+        "stage": {"provider": "Stage", "transform": {"enum": {"lead": "Prospect"}}},
+    }
+)
+
+
+def entries(google: GoogleSandbox, person_id: str) -> list[tuple[str, str]]:
+    """The contact's userDefined entries as Google holds them."""
+    person = sandbox_people.get_contact(google, EMAIL, person_id)
+    assert person is not None
+    return [(e["key"], e["value"]) for e in person.get("userDefined") or ()]
+
+
+def edit_user_defined(
+    google: GoogleSandbox, base: str, person_id: str, items: list[dict[str, str]]
+) -> None:
+    """The user sets the contact's userDefined entries in Google Contacts."""
+    client = client_of(google, base)
+    people = client.service("people", "v1").people()
+    current = client.execute(people.get(resourceName=person_id, personFields="names"), "get")
+    body = {"etag": current["etag"], "userDefined": items}
+    request = people.updateContact(
+        resourceName=person_id, updatePersonFields="userDefined", body=body
+    )
+    client.execute(request, "update")
+
+
+def test_SYN1_mapped_custom_fields_are_user_defined_entries_and_the_users_own_stay(
+    sandbox: tuple[GoogleSandbox, str],
+) -> None:
+    google, base = sandbox
+    people = GoogleContacts(client_of(google, base), custom=CUSTOM)
+    fields = {**contact(), "custom.industry": "Shipping", "custom.stage": None}
+    write = Write("provider", "create", "contact", fields=fields, key="k", in_scope=True)
+    person_id = people.create(write).id
+    assert entries(google, person_id) == [("Industry", "Shipping")]
+    mine = [{"key": "Hobby", "value": "Chess"}, {"key": "Industry", "value": "Shipping"}]
+    edit_user_defined(google, base, person_id, mine)
+
+    record = people.get(person_id)
+    assert record.fields is not None
+    assert (record.fields["custom.industry"], record.fields["custom.stage"]) == ("Shipping", None)
+    change = {"custom.industry": "Mining", "custom.stage": "lead"}
+    people.update(Write("provider", "update", "contact", person_id, change, record.version))
+    assert entries(google, person_id) == [
+        ("Hobby", "Chess"),
+        ("Industry", "Mining"),
+        ("Stage", "Prospect"),
+    ]
+
+    now = people.get(person_id)
+    people.update(
+        Write("provider", "update", "contact", person_id, {"custom.industry": None}, now.version)
+    )
+    assert entries(google, person_id) == [("Hobby", "Chess"), ("Stage", "Prospect")]
+    assert people.get(person_id).fields["first_name"] == "Ada"  # type: ignore[index]
+
+
+def test_SYN1_a_contact_whose_custom_value_the_transform_cannot_read_fails_alone(
+    sandbox: tuple[GoogleSandbox, str],
+) -> None:
+    google, base = sandbox
+    odd = added(google, {"userDefined": [{"key": "Stage", "value": "Partner"}]})
+    fine = added(google, {"names": [{"givenName": "Grace"}]})
+
+    records = {
+        r.id: r
+        for r in GoogleContacts(client_of(google, base), custom=CUSTOM).changes(None).records
+    }
+
+    assert records[odd].error is not None and "custom.stage" in records[odd].error
+    assert "'Partner'" in records[odd].error
+    assert records[fine].error is None
+
+
+def test_SYN1_a_batch_create_with_a_custom_value_that_cannot_be_written_fails_it_alone(
+    sandbox: tuple[GoogleSandbox, str],
+) -> None:
+    google, base = sandbox
+    people = GoogleContacts(client_of(google, base), custom=CUSTOM)
+    good = contact(emails=["ada@example.com"])
+    writes = [
+        Write("provider", "create", "contact", fields=good, key="k-1", in_scope=True),
+        Write(
+            "provider",
+            "create",
+            "contact",
+            fields={**contact(emails=["bad@example.com"]), "custom.stage": "client"},
+            key="k-2",
+            in_scope=True,
+        ),
+    ]
+
+    results = people.create_many(writes)
+
+    assert not isinstance(results[0], Exception)
+    assert isinstance(results[1], PermanentError) and "custom.stage" in str(results[1])
+    assert live_contacts(google) == [results[0].id]

@@ -568,6 +568,36 @@ def test_google_calendar_patch_merges_extended_properties_and_update_replaces_fi
     assert "description" not in updated and "extendedProperties" not in updated
 
 
+def test_google_calendar_patch_sets_shared_properties_and_null_removes_one(
+    google: Google,
+) -> None:
+    service = google.calendar()
+    made = meeting(
+        service,
+        1,
+        extendedProperties={
+            "private": {"crmsyncLink": "L1"},
+            "shared": {"Stage": "Client", "Room": "B-204"},
+        },
+    )
+    events = service.events()
+
+    patched = run(
+        events.patch(
+            calendarId="primary",
+            eventId=made["id"],
+            body={"extendedProperties": {"shared": {"Stage": "Prospect", "Room": None}}},
+        )
+    )
+    fetched = run(events.get(calendarId="primary", eventId=made["id"]))
+
+    assert patched["extendedProperties"] == {
+        "private": {"crmsyncLink": "L1"},
+        "shared": {"Stage": "Prospect"},
+    }
+    assert fetched["extendedProperties"] == patched["extendedProperties"]
+
+
 def test_google_calendar_refuses_fields_the_event_schema_does_not_have(google: Google) -> None:
     service = google.calendar()
     body = timed("Call", "2026-11-05T09:00:00", "2026-11-05T10:00:00", subject="typo")

@@ -201,6 +201,31 @@ def test_google_people_client_data_round_trips(api: Resource) -> None:
     assert set(fetched) == {"resourceName", "etag", "clientData"}
 
 
+def test_google_people_user_defined_entries_round_trip_and_are_replaced_whole(
+    api: Resource,
+) -> None:
+    entries = [{"key": "Industry", "value": "Shipping"}, {"key": "Hobby", "value": "Chess"}]
+    created = run(api.people().createContact(body={"userDefined": entries}, personFields="names"))
+    name = created["resourceName"]
+
+    fetched = run(api.people().get(resourceName=name, personFields="userDefined"))
+    updated = run(
+        api.people().updateContact(
+            resourceName=name,
+            updatePersonFields="userDefined",
+            personFields="userDefined,names",
+            body={"etag": fetched["etag"], "userDefined": [{"key": "Hobby", "value": "Go"}]},
+        )
+    )
+
+    assert [{"key": e["key"], "value": e["value"]} for e in fetched["userDefined"]] == entries
+    assert fetched["userDefined"][0]["metadata"]["source"]["type"] == "CONTACT"
+    assert set(fetched) == {"resourceName", "etag", "userDefined"}
+    assert [(e["key"], e["value"]) for e in updated["userDefined"]] == [("Hobby", "Go")]
+    names_only = run(api.people().get(resourceName=name, personFields="names"))
+    assert "userDefined" not in names_only
+
+
 def test_google_people_persons_carry_only_the_requested_fields(
     google: Google, api: Resource
 ) -> None:

@@ -338,6 +338,129 @@ def test_SYN3_field_longer_than_its_declared_limit_is_refused_with_422(crm: Crm)
     assert crm.call("GET", f"/records/todo/{fits['id']}").json()["version"] == fits["version"]
 
 
+# -- custom fields (SYN-1) -------------------------------------------------------------------
+
+
+def declare_deal_fields(crm: Crm) -> None:
+    reference = crm.reference
+    reference.declare_custom_field("a", "contact", "industry", "string", max_length=12)
+    reference.declare_custom_field("a", "contact", "seats", "number")
+    reference.declare_custom_field("a", "contact", "vip", "boolean")
+    reference.declare_custom_field("a", "contact", "renewal", "date")
+    reference.declare_custom_field("a", "contact", "stage", "enum", values=("lead", "client"))
+
+
+def test_SYN1_schema_declares_each_kinds_custom_fields(crm: Crm) -> None:
+    declare_deal_fields(crm)
+    crm.reference.declare_custom_field("a", "todo", "ticket")
+
+    declared = crm.call("GET", "/schema").json()["custom_fields"]
+
+    assert declared["contact"] == [
+        {"name": "industry", "type": "string", "max_length": 12},
+        {"name": "seats", "type": "number"},
+        {"name": "vip", "type": "boolean"},
+        {"name": "renewal", "type": "date"},
+        {"name": "stage", "type": "enum", "values": ["lead", "client"]},
+    ]
+    assert declared["todo"] == [{"name": "ticket", "type": "string"}]
+    assert declared["activity"] == []
+    other = crm.call("GET", "/schema", token=TOKEN_B).json()["custom_fields"]
+    assert other == {"contact": [], "activity": [], "todo": []}
+
+
+def test_SYN1_declared_custom_values_round_trip_and_every_declared_one_is_carried(
+    crm: Crm,
+) -> None:
+    declare_deal_fields(crm)
+    values = {"industry": "Shipping", "seats": 12, "vip": True, "renewal": "2027-03-01"}
+
+    created = crm.create("contact", {"first_name": "Ada", "custom": values}, key="k-1")
+
+    carried = {**values, "stage": None}
+    assert created["fields"]["custom"] == carried
+    got = crm.call("GET", f"/records/contact/{created['id']}").json()
+    assert got["fields"]["custom"] == carried
+    assert present(crm.reference.get("a", "contact", created["id"]))["custom"] == values
+
+
+def test_SYN1_update_changes_only_the_custom_fields_given_and_null_clears_one(crm: Crm) -> None:
+    declare_deal_fields(crm)
+    created = crm.create(
+        "contact", {"first_name": "Ada", "custom": {"industry": "Shipping", "seats": 3}}, key="k"
+    )
+    cursor = crm.feed("contact")["cursor"]
+
+    answer = crm.patch("contact", created, {"custom": {"seats": 4.5, "industry": None}})
+
+    assert answer.status_code == 200, answer.text
+    custom = answer.json()["fields"]["custom"]
+    assert (custom["industry"], custom["seats"], custom["stage"]) == (None, 4.5, None)
+    [changed] = crm.feed("contact", cursor)["items"]
+    assert changed["fields"]["custom"]["seats"] == 4.5
+    assert answer.json()["fields"]["first_name"] == "Ada"
+
+
+@pytest.mark.parametrize(
+    ("custom", "error", "named"),
+    [
+        ({"nickname": "Ada"}, "unknown_custom_field", "contact.custom.nickname"),
+        ({"seats": "twelve"}, "invalid_field", "contact.custom.seats"),
+        ({"vip": "yes"}, "invalid_field", "contact.custom.vip"),
+        ({"renewal": "01.03.2027"}, "invalid_field", "contact.custom.renewal"),
+        ({"stage": "partner"}, "invalid_field", "contact.custom.stage"),
+        ({"industry": "Heavy engineering"}, "invalid_field", "contact.custom.industry"),
+    ],
+)
+def test_SYN1_undeclared_custom_field_or_wrong_type_is_refused_with_422_naming_it(
+    crm: Crm, custom: dict[str, Any], error: str, named: str
+) -> None:
+    declare_deal_fields(crm)
+    created = crm.create("contact", {"first_name": "Ada"}, key="k-0")
+
+    refused_create = crm.call(
+        "POST",
+        "/records/contact",
+        json={"fields": {"first_name": "Grace", "custom": custom}},
+        headers={"Idempotency-Key": "k-1"},
+    )
+    refused_update = crm.patch("contact", created, {"custom": custom})
+
+    for answer in (refused_create, refused_update):
+        assert_error(answer, 422, error)
+        assert answer.json()["reason"].startswith(named)
+    assert [c["first_name"] for c in crm.reference.all("a", "contact")] == ["Ada"]
+    assert (
+        crm.call("GET", f"/records/contact/{created['id']}").json()["version"] == created["version"]
+    )
+
+
+def test_SYN1_custom_values_that_are_no_object_are_a_bad_request(crm: Crm) -> None:
+    answer = crm.call(
+        "POST",
+        "/records/todo",
+        json={"fields": {"subject": "x", "custom": ["ticket"]}},
+        headers={"Idempotency-Key": "k-1"},
+    )
+
+    assert_error(answer, 400, "bad_request")
+    assert "custom" in answer.json()["reason"]
+
+
+def test_SYN1_leads_carry_the_contacts_custom_fields(crm: Crm) -> None:
+    declare_deal_fields(crm)
+
+    answer = crm.call(
+        "POST",
+        "/leads",
+        json={"fields": {"first_name": "Grace", "custom": {"stage": "lead"}}},
+        headers={"Idempotency-Key": "lead-1"},
+    )
+
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["fields"]["custom"]["stage"] == "lead"
+
+
 def test_CAL9_TSK3_series_the_crm_cannot_hold_are_refused(crm: Crm) -> None:
     crm.reference.set_capabilities("a", infinite_series=False, recurring_todos=False)
     crm.reference.limit_series("a", 1)

@@ -389,3 +389,41 @@ def test_AUTH3_a_google_world_syncs_with_the_grant_the_vault_keeps_as_the_worker
 
     assert run["status"] == "needs_reauth"  # the cycle used the vault's grant, not its own
     assert world.store.connection_record(world.connection.id)["status"] == "needs_reauth"
+
+
+def test_SYN1_custom_fields_sync_as_user_defined_entries_and_shared_event_properties() -> None:
+    stages = {"lead": "Prospect", "customer": "Client"}
+    mapping = {
+        "contact": {"industry": {"provider": "Industry"}},
+        "activity": {"stage": {"provider": "Stage", "transform": {"enum": stages}}},
+    }
+    world = SyncWorld(
+        provider="google", provider_backend="google-sandbox", tenant={"custom_fields": mapping}
+    )
+    try:
+        world.crm.declare_custom_field("contact", "industry")
+        world.crm.declare_custom_field("activity", "stage", "enum", values=("lead", "customer"))
+        contact_id = world.crm.create("contact", {**ADA, "custom": {"industry": "Shipping"}})
+        world.crm.add_to_sync_group(contact_id)
+        meeting_id = world.crm.create("activity", {**MEETING, "custom": {"stage": "customer"}})
+        world.sync()
+
+        person = get_contact(
+            google(world).sandbox, google(world).email, twin(world, "contact", contact_id)
+        )
+        assert person is not None
+        assert [(e["key"], e["value"]) for e in person["userDefined"]] == [("Industry", "Shipping")]
+        event_id = twin(world, "activity", meeting_id)
+        [event] = [
+            e
+            for e in calendar_events(google(world).sandbox, google(world).email)
+            if e["id"] == event_id
+        ]
+        assert event["extendedProperties"]["shared"] == {"Stage": "Client"}
+
+        world.provider.update("activity", event_id, {"custom": {"Stage": "Prospect"}})
+        world.sync()
+        record = world.crm.get("activity", meeting_id)
+        assert record is not None and record["custom"] == {"stage": "lead"}
+    finally:
+        world.close()

@@ -1,6 +1,6 @@
 """The CRM contract document (docs/crm-contract.yaml): a valid OpenAPI 3.1 document
-whose record schemas carry exactly crmsync's canonical fields (SYN-1), so the contract
-and the model cannot drift apart."""
+whose record schemas carry exactly crmsync's canonical fields, and the CRM's custom
+fields in `custom` (SYN-1), so the contract and the model cannot drift apart."""
 
 from __future__ import annotations
 
@@ -42,7 +42,18 @@ def test_BEY6_the_kit_fuzzes_the_published_contract() -> None:
 def test_SYN1_record_schemas_carry_exactly_the_canonical_fields(kind: str, schema: str) -> None:
     properties = load()["components"]["schemas"][schema]["properties"]
 
-    assert sorted(properties) == sorted(FIELD_NAMES[kind])  # type: ignore[index]
+    assert sorted(properties) == sorted([*FIELD_NAMES[kind], "custom"])  # type: ignore[index]
+    assert properties["custom"] == {"$ref": "#/components/schemas/CustomValues"}
+
+
+def test_SYN1_the_schema_answer_declares_custom_fields_of_each_kind() -> None:
+    schemas = load()["components"]["schemas"]
+    declared = schemas["Schema"]["properties"]["custom_fields"]["properties"]
+    field = schemas["CustomField"]
+
+    assert sorted(declared) == ["activity", "contact", "todo"]
+    assert field["required"] == ["name", "type"]
+    assert field["properties"]["type"]["enum"] == ["string", "number", "boolean", "date", "enum"]
 
 
 def test_AUTH5_every_record_operation_names_the_acting_user() -> None:

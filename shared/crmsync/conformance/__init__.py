@@ -101,6 +101,15 @@ class Client:
         )
         return self.ok(response, 201)
 
+    def create_todo_with(self, fields: dict[str, Any]) -> dict[str, Any]:
+        response = self.request(
+            "POST",
+            "/records/todo",
+            json_body={"fields": fields},
+            headers={"Idempotency-Key": _key()},
+        )
+        return self.ok(response, 201)
+
     def delete_todo(self, record_id: str) -> None:
         self.request("DELETE", f"/records/todo/{record_id}")
 
@@ -370,6 +379,103 @@ def check_bad_input(kit: Kit) -> str:
     return f"{len(cases)} kinds of bad input get a 4xx with a reason; nothing written"
 
 
+# A value of each custom field type, another one, and one of the wrong type.
+_SAMPLES: dict[str, tuple[Any, Any, Any]] = {
+    "string": ("conformance", "conformance 2", 42),
+    "number": (7, 8.5, "seven"),
+    "boolean": (True, False, "yes"),
+    "date": ("2026-11-03", "2027-01-15", "03.11.2026"),
+}
+
+
+def _custom_samples(field: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """For a declared custom field: a value, another value, a value of the wrong type."""
+    if field.get("type") == "enum":
+        values = list(field.get("values") or ())
+        if not values:
+            raise CheckFailed(f"GET /schema: the enum {field.get('name')!r} declares no values")
+        return values[0], values[-1] if len(values) > 1 else None, "conformance-no-such-value"
+    if field.get("type") not in _SAMPLES:
+        raise CheckFailed(f"GET /schema: {field.get('name')!r} has an unknown type")
+    value, other, wrong = _SAMPLES[str(field["type"])]
+    limit = field.get("max_length")
+    if isinstance(value, str) and isinstance(limit, int) and field["type"] == "string":
+        value, other = value[:limit], ("d" * limit)
+    return value, other, wrong
+
+
+def check_custom_fields(kit: Kit) -> str:
+    """SYN-1: an undeclared custom field is refused with 422 naming it and nothing is
+    written; a declared to-do custom field round-trips through create, read, update
+    and clear, and records carry every declared one; a value of the wrong type gets 422."""
+    schema = kit.crm.ok(kit.crm.request("GET", "/schema"), 200)
+    declared = list((schema.get("custom_fields") or {}).get("todo") or ())
+    _refuses_an_undeclared_custom_field(kit)
+    if not declared:
+        return "undeclared custom field gets 422; no to-do custom field declared to round-trip"
+    name = str(declared[0]["name"])
+    value, other, wrong = _custom_samples(declared[0])
+    record = kit.crm.create_todo_with({"subject": _subject("custom"), "custom": {name: value}})
+    path = f"/records/todo/{record['id']}"
+    try:
+        carried = record["fields"].get("custom") or {}
+        missing = sorted({str(f["name"]) for f in declared} - set(carried))
+        if missing:
+            raise CheckFailed(f"a to-do does not carry the declared custom fields {missing}")
+        _expect_custom(carried, name, value, "the create's answer")
+        _expect_custom(_custom_of(kit, path), name, value, "GET after the create")
+        refused = _patch_custom(kit, path, name, wrong)
+        kit.crm.ok(refused, 422)
+        if name not in _reason(refused):
+            raise CheckFailed(f"the 422 for a wrong type does not name {name!r}{_reason(refused)}")
+        for step in (other, None):
+            kit.crm.ok(_patch_custom(kit, path, name, step), 200)
+            _expect_custom(_custom_of(kit, path), name, step, "GET after an update")
+    finally:
+        kit.crm.delete_todo(record["id"])
+    return f"todo.custom.{name} round-trips; undeclared and wrong-typed values get 422"
+
+
+def _refuses_an_undeclared_custom_field(kit: Kit) -> None:
+    before = _todo_ids(kit)
+    unknown = f"conformance_{secrets.token_hex(4)}"
+    answer = kit.crm.request(
+        "POST",
+        "/records/todo",
+        json_body={"fields": {"subject": _subject("custom"), "custom": {unknown: "x"}}},
+        headers={"Idempotency-Key": _key()},
+    )
+    kit.crm.ok(answer, 422)
+    if unknown not in _reason(answer):
+        raise CheckFailed(
+            f"the 422 for an undeclared custom field does not name it{_reason(answer)}"
+        )
+    if _todo_ids(kit) != before:
+        raise CheckFailed("a to-do with an undeclared custom field was written")
+
+
+def _patch_custom(kit: Kit, path: str, name: str, value: Any) -> requests.Response:
+    """One custom value changed, from the record's version as it is now."""
+    version = kit.crm.ok(kit.crm.request("GET", path), 200)["version"]
+    return kit.crm.request(
+        "PATCH",
+        path,
+        json_body={"fields": {"custom": {name: value}}},
+        headers={"If-Match": version},
+    )
+
+
+def _custom_of(kit: Kit, path: str) -> dict[str, Any]:
+    return dict(kit.crm.ok(kit.crm.request("GET", path), 200)["fields"].get("custom") or {})
+
+
+def _expect_custom(carried: dict[str, Any], name: str, value: Any, where: str) -> None:
+    held = carried.get(name, ...)
+    same = held == value and isinstance(held, bool) == isinstance(value, bool)
+    if name not in carried or not same:
+        raise CheckFailed(f"{where}: custom.{name} is {carried.get(name)!r}, expected {value!r}")
+
+
 def _huge_body() -> bytes:
     return json.dumps({"fields": {"subject": "x", "notes": "n" * (2 * 1024 * 1024)}}).encode()
 
@@ -390,6 +496,7 @@ CHECKS: list[tuple[str, Check]] = [
     ("field limits honoured", check_field_limits),
     ("tenant isolation", check_tenant_isolation),
     ("bad input refused", check_bad_input),
+    ("custom fields declared and checked", check_custom_fields),
 ]
 
 

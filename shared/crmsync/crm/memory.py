@@ -2,8 +2,9 @@
 
 It keeps contacts, activities, to-dos, leads and accounts; one contact sync group per
 user (CON-1); declared field length limits that it enforces by refusing longer
-values (SYN-3); visibility per user (AUTH-5); and addresses a contact may share with
-its account (CON-7).
+values (SYN-3); declared custom fields, whose values it keeps in a record's `custom`
+and refuses when undeclared or of the wrong type (SYN-1); visibility per user
+(AUTH-5); and addresses a contact may share with its account (CON-7).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from crmsync import model
+from crmsync.crm import custom
 from crmsync.engine.plan import AccountSpec, Write
 from crmsync.engine.records import CrmSchema, SideRecord
 from crmsync.errors import PermanentError
@@ -29,6 +31,7 @@ class MemoryCrm:
         self.groups: dict[str, set[str]] = {}
         self.accounts: list[dict[str, Any]] = []
         self.limits: dict[Kind, dict[str, int]] = {}
+        self.custom: dict[Kind, dict[str, model.CustomField]] = {}
         self.infinite_series = True
         self.recurring_todos = True
         # The tenant's users and their addresses (CAL-6: members become attendees).
@@ -39,7 +42,8 @@ class MemoryCrm:
 
     # -- the CRM's own behaviour --------------------------------------------------
     def schema(self) -> CrmSchema:
-        return CrmSchema(
+        return CrmSchema.with_custom(
+            {kind: tuple(fields.values()) for kind, fields in self.custom.items()},
             limits={k: dict(v) for k, v in self.limits.items()},
             infinite_series=self.infinite_series,
             recurring_todos=self.recurring_todos,
@@ -50,6 +54,14 @@ class MemoryCrm:
             value = raw.get(name)
             if isinstance(value, str) and len(value) > limit:
                 raise PermanentError(f"{kind}.{name} is longer than {limit} characters")
+        declared = self.custom.get(kind, {})
+        for name, value in (raw.get("custom") or {}).items():
+            problem = model.custom_problem(declared.get(name), name, value)
+            if problem is not None:
+                raise PermanentError(f"{kind}.{problem}")
+
+    def custom_of(self, kind: Kind) -> dict[str, model.CustomField]:
+        return self.custom.get(kind, {})
 
     def ensure_account(self, spec: AccountSpec) -> dict[str, Any]:
         """First account whose name equals the spec's, else a new one (CON-5)."""
@@ -84,7 +96,9 @@ class MemoryCrm:
             account = self.account(entry.extra.get("account_id"))
             if account is not None and account["address"] is not None:
                 raw = {**raw, "address": account["address"]}
-        return model.normalize(kind, raw)
+        fields = model.normalize(kind, raw)
+        fields.update(custom.canonical(raw.get("custom"), self.custom_of(kind).values()))
+        return fields
 
     def visible(self, kind: str, entry: Entry, user: str) -> bool:
         if kind == "activity":
@@ -148,10 +162,14 @@ class MemoryCrmConnector(CreatesOneByOne):
                 found.append(record)
         return found
 
+    def _contract(self, kind: Kind, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """A write's fields as the CRM takes them: custom values under `custom`."""
+        return custom.to_contract(model.to_plain(dict(fields)), self.crm.custom_of(kind))
+
     def create(self, write: Write) -> WriteResult:
         self.crm.log._count("create")
         assert write.fields is not None
-        fields = model.to_plain(dict(write.fields))
+        fields = self._contract(write.kind, write.fields)
         self.crm.validate(write.kind, fields)
         extra: dict[str, Any] = {}
         table = "lead" if write.as_lead else write.kind
@@ -168,9 +186,11 @@ class MemoryCrmConnector(CreatesOneByOne):
     def update(self, write: Write) -> WriteResult:
         self.crm.log._count("update")
         assert write.fields is not None
-        fields = model.to_plain(dict(write.fields))
+        fields = self._contract(write.kind, write.fields)
         self.crm.validate(write.kind, fields)
         entry = self.crm.log.live(write.kind, write.target)
+        if "custom" in fields:  # the custom fields given change, the others stay
+            fields["custom"] = model.merge_custom(entry.raw.get("custom"), fields["custom"])
         if write.kind == "contact" and "address" in fields and entry.extra.get("address_shared"):
             account = self.crm.account(entry.extra.get("account_id"))
             if write.shared_address and account is not None:  # CON-7

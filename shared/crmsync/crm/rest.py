@@ -20,6 +20,7 @@ from urllib.parse import quote
 import requests
 
 from crmsync import model
+from crmsync.crm import custom
 from crmsync.engine.plan import Write
 from crmsync.engine.records import CrmSchema, SideRecord
 from crmsync.errors import (
@@ -78,6 +79,7 @@ class RestCrmConnector(CreatesOneByOne):
         self.session = session or requests.Session()
         self.after_write = after_write
         self.sleep = sleep
+        self._schema: CrmSchema | None = None
         self._headers = {
             "Authorization": f"Bearer {token}",
             "X-Crm-User": user,
@@ -89,15 +91,20 @@ class RestCrmConnector(CreatesOneByOne):
 
     # -- the CrmConnector port: reading ----------------------------------------------
     def schema(self) -> CrmSchema:
-        body = self._call("GET", "/schema", "/schema")
-        caps = body.get("capabilities", {})
-        limits = body.get("limits", {})
-        return CrmSchema(
-            limits={kind: dict(limits.get(kind, {})) for kind in model.KINDS},
-            infinite_series=bool(caps.get("infinite_series", True)),
-            recurring_todos=bool(caps.get("recurring_todos", True)),
-            max_recurrence_years=caps.get("max_recurrence_years"),
-        )
+        """What the CRM declares; asked once per connector (one cycle)."""
+        if self._schema is None:
+            body = self._call("GET", "/schema", "/schema")
+            caps = body.get("capabilities", {})
+            limits = body.get("limits", {})
+            declared = body.get("custom_fields") or {}
+            self._schema = CrmSchema.with_custom(
+                {kind: _declarations(declared.get(kind)) for kind in model.KINDS},
+                limits={kind: dict(limits.get(kind, {})) for kind in model.KINDS},
+                infinite_series=bool(caps.get("infinite_series", True)),
+                recurring_todos=bool(caps.get("recurring_todos", True)),
+                max_recurrence_years=caps.get("max_recurrence_years"),
+            )
+        return self._schema
 
     def users(self) -> dict[str, str]:
         """The tenant's active CRM users and their e-mail addresses: the directory that
@@ -141,14 +148,24 @@ class RestCrmConnector(CreatesOneByOne):
         return found
 
     # -- writing --------------------------------------------------------------------------
+    def _fields(self, write: Write) -> dict[str, Any]:
+        """A write's fields in the contract's shape; the CRM's declarations are asked
+        for only when custom fields are among them (SYN-1)."""
+        assert write.fields is not None
+        fields = dict(write.fields)
+        if any(model.is_custom(name) for name in fields):
+            declared = self.schema().custom.get(write.kind, {})
+            fields = custom.to_contract(fields, declared)
+        return dict(model.to_json(fields))
+
     def create(self, write: Write) -> WriteResult:
         assert write.fields is not None and write.key is not None
         headers = {"Idempotency-Key": write.key}
         if write.as_lead:
-            body = {"fields": model.to_json(dict(write.fields)), "ref": write.ref}
+            body = {"fields": self._fields(write), "ref": write.ref}
             answer = self._call("POST", "/leads", "/leads", json=body, headers=headers)
         else:
-            body = {"fields": model.to_json(dict(write.fields)), "ref": write.ref}
+            body = {"fields": self._fields(write), "ref": write.ref}
             if write.kind == "contact":
                 body["group"] = self.group if write.in_scope else None
                 if write.account is not None:
@@ -161,7 +178,7 @@ class RestCrmConnector(CreatesOneByOne):
     def update(self, write: Write) -> WriteResult:
         assert write.fields is not None and write.target is not None
         version = write.version or self._current_version(write.kind, write.target)
-        body: dict[str, Any] = {"fields": model.to_json(dict(write.fields))}
+        body: dict[str, Any] = {"fields": self._fields(write)}
         if write.kind == "contact":
             body["shared_address"] = write.shared_address
         answer = self._call(
@@ -332,8 +349,10 @@ def _side_record(kind: Kind, item: Mapping[str, Any]) -> SideRecord:
     if item.get("deleted"):
         return SideRecord(record_id, version, None, modified=modified)
     error: str | None = None
+    raw = item.get("fields") or {}
     try:
-        fields: dict[str, Any] = model.normalize(kind, item.get("fields") or {})
+        fields: dict[str, Any] = model.normalize(kind, raw)
+        fields.update(custom.canonical(raw.get("custom")))
     except model.InvalidRecord as exc:
         fields, error = {}, str(exc)
     return SideRecord(
@@ -345,3 +364,20 @@ def _side_record(kind: Kind, item: Mapping[str, Any]) -> SideRecord:
         ref=item.get("ref"),
         error=error,
     )
+
+
+def _declarations(items: Any) -> tuple[model.CustomField, ...]:
+    """The contract's CustomField declarations of one kind; one this version of crmsync
+    cannot read (an unknown type) is left out, so it never moves."""
+    found: list[model.CustomField] = []
+    for item in items if isinstance(items, list) else ():
+        kind = item.get("type") if isinstance(item, Mapping) else None
+        if kind in model.CUSTOM_TYPES and isinstance(item.get("name"), str):
+            values = tuple(str(v) for v in item.get("values") or ())
+            length = item.get("max_length")
+            found.append(
+                model.CustomField(
+                    item["name"], kind, values, length if isinstance(length, int) else None
+                )
+            )
+    return tuple(found)

@@ -7,6 +7,11 @@ as private (CAL-1), to-do statuses through the status table (TSK-3); the CRM see
 cut to its declared limits (SYN-3) and infinite series capped (CAL-9). A side changed
 a field only when its value differs from the projection of the base, so markers,
 truncation and lossy tables never read as edits and nothing ping-pongs.
+
+Mapped custom fields (SYN-1, custom.<name>) are fields like the others: the provider
+sees those the CRM declares, in canonical form (their provider adapter writes them
+under the tenant's key, through the tenant's transform), and a mapping of a custom
+field the CRM does not declare moves nothing.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from crmsync.engine.records import Context
-from crmsync.model import FIELD_NAMES, RECORD_TYPES, Kind, Regarding, fields_of
+from crmsync.model import FIELD_NAMES, RECORD_TYPES, Kind, Regarding, fields_of, is_custom
 
 BLOCK_START = "[CRM]"
 BLOCK_END = "[/CRM]"
@@ -68,10 +73,27 @@ def strip_marker(subject: str, template: str) -> tuple[str, bool]:
     return subject, False
 
 
+def moving(kind: Kind, ctx: Context) -> tuple[str, ...]:
+    """The mapped fields that move (SYN-1): the field map's, and the mapped custom
+    fields the CRM declares."""
+    mapped = ctx.settings.mapped(kind)
+    if not ctx.settings["custom_fields"][kind]:
+        return mapped
+    return tuple(
+        name
+        for name in mapped
+        if not is_custom(name) or ctx.schema.declared(kind, name) is not None
+    )
+
+
 def provider_view(kind: Kind, fields: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
-    """How the provider holds a canonical record: mapped fields only, in its own terms."""
+    """How the provider holds a canonical record: mapped fields only, in its own terms.
+    A custom field a record predating its declaration lacks has no value."""
     s = ctx.settings
-    view = {name: fields[name] for name in s.mapped(kind)}
+    if s["custom_fields"][kind]:
+        view = {name: fields.get(name) for name in moving(kind, ctx)}
+    else:
+        view = {name: fields[name] for name in s.mapped(kind)}
     if kind == "activity":
         _activity_view(fields, view, ctx)
     elif kind == "todo":
@@ -110,7 +132,7 @@ def lift_provider(
 ) -> dict[str, Any]:
     """Canonical values of the fields the provider holds, read back from its view."""
     s = ctx.settings
-    out = {name: view[name] for name in s.mapped(kind) if name in view}
+    out = {name: view[name] for name in moving(kind, ctx) if name in view}
     if kind == "activity":
         if "subject" in out:
             subject, marked = strip_marker(out["subject"], s["completed_marker"])

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal, TypeAlias
 
-from crmsync.model import Kind
+from crmsync.model import CUSTOM, CustomField, Kind
 from crmsync.settings import Settings, Side
 
 LinkState: TypeAlias = Literal["linked", "creating", "applying", "conflict", "detached"]
@@ -99,15 +99,37 @@ class Link:
 
 @dataclass(frozen=True, slots=True)
 class CrmSchema:
-    """What the CRM declares about itself: field length limits and capabilities."""
+    """What the CRM declares about itself: field length limits, capabilities, and the
+    custom fields of each kind (SYN-1). A custom string field's longest length is among
+    the limits too, under its canonical name (custom.<name>), so it is cut like any
+    other text (SYN-3)."""
 
     limits: Mapping[Kind, Mapping[str, int]] = field(default_factory=dict)
     infinite_series: bool = True
     recurring_todos: bool = True
     max_recurrence_years: int | None = None  # how far a capped series may run
+    custom: Mapping[Kind, Mapping[str, CustomField]] = field(default_factory=dict)
 
     def limit(self, kind: Kind, name: str) -> int | None:
         return self.limits.get(kind, {}).get(name)
+
+    def declared(self, kind: Kind, name: str) -> CustomField | None:
+        """The custom field of canonical name `name` (custom.<name>), if declared."""
+        if not name.startswith(CUSTOM):
+            return None
+        return self.custom.get(kind, {}).get(name[len(CUSTOM) :])
+
+    @classmethod
+    def with_custom(cls, custom: Mapping[Kind, Iterable[CustomField]], **kw: Any) -> CrmSchema:
+        """A schema with these custom fields, their longest lengths among the limits."""
+        limits = {kind: dict(v) for kind, v in (kw.pop("limits", None) or {}).items()}
+        table: dict[Kind, dict[str, CustomField]] = {}
+        for kind, fields in custom.items():
+            table[kind] = {f.name: f for f in fields}
+            for f in table[kind].values():
+                if f.max_length is not None:
+                    limits.setdefault(kind, {})[f.key] = f.max_length
+        return cls(limits=limits, custom=table, **kw)
 
 
 @dataclass(frozen=True, slots=True)

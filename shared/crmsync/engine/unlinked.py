@@ -95,7 +95,7 @@ def matched(planning: Planning, c: Candidate, p: Candidate) -> Decision:
     brought in (labelled, or added to the sync group)."""
     kind, crm_fields = planning.kind, dict(c.fields)
     seen = lift_provider(kind, provider_now(planning, p.record), crm_fields, planning.ctx)
-    differing = [n for n, value in seen.items() if crm_fields[n] != value]
+    differing = [n for n, value in seen.items() if crm_fields.get(n) != value]
     link = Link(
         key=f"{kind}-crm-{c.record.id}",
         kind=kind,
@@ -104,7 +104,7 @@ def matched(planning: Planning, c: Candidate, p: Candidate) -> Decision:
         base=crm_fields,
     )
     pair = Pair(link, c.record, p.record)
-    crm_delta = {n: crm_fields[n] for n in differing}
+    crm_delta = {n: crm_fields.get(n) for n in differing}
     provider_delta = {n: seen[n] for n in differing}
     linked = update(planning, pair, crm_delta, provider_delta, "link")
     if linked.hold is not None:

@@ -192,8 +192,9 @@ def agreed_base(planning: Planning, base: Mapping[str, Any], u: Update) -> dict[
     crm_end = u.crm_target if u.crm_ok else {**base, **u.crm_delta}
     prov_end = u.provider_target if u.provider_ok else {**base, **u.provider_delta}
     mapped = planning.mapped
-    return {
-        n: crm_end[n] if n not in mapped or crm_end[n] == prov_end[n] else base[n] for n in base
+    return {  # a custom field new to this link's base joins it (SYN-1)
+        n: crm_end[n] if n not in mapped or crm_end[n] == prov_end.get(n) else base.get(n)
+        for n in crm_end
     }
 
 

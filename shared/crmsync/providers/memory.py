@@ -2,7 +2,9 @@
 
 It holds records the way the provider would (only the fields it has, extra native
 fields kept and never touched by sync), labels contacts (CON-2), honours idempotency
-keys on create, and records the invitations that writes send (SYN-8).
+keys on create, and records the invitations that writes send (SYN-8). Custom values
+(SYN-1) it holds in a record's `custom`, by the keys the tenant's mapping names and as
+its transforms write them.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from crmsync.engine.records import SideRecord
 from crmsync.model import FIELD_NAMES, Kind
 from crmsync.ports import ChangePage, CreatesOneByOne, WriteResult
 from crmsync.recordlog import Entry, Faults, RecordLog
+from crmsync.transforms import CustomMap
+
+CUSTOM = "custom"  # where a record holds its custom values, by the provider's keys
 
 REMINDER = "reminder"  # where an entry keeps its reminder's state (a native field)
 
@@ -33,17 +38,38 @@ class MemoryProvider(CreatesOneByOne):
         self.held = dict(held)
         self.labelled: set[str] = set()
         self.invitations: list[tuple[str, str]] = []
+        self.custom: dict[Kind, CustomMap] = {}
+
+    def map_custom(self, maps: Mapping[Kind, CustomMap]) -> None:
+        """The tenant's custom-field mapping, as the account is given it for a cycle."""
+        self.custom = dict(maps)
 
     def split(self, kind: Kind, raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Fields the provider holds for this kind, and its extra native fields."""
-        canonical = set(FIELD_NAMES[kind])
-        held = {k: v for k, v in raw.items() if k in self.held[kind]}
+        """Fields the provider holds for this kind (custom values by the provider's
+        keys among them), and its extra native fields."""
+        canonical = {*FIELD_NAMES[kind], CUSTOM}
+        held = {k: v for k, v in raw.items() if k in self.held[kind] or k == CUSTOM}
         extra = {k: v for k, v in raw.items() if k not in canonical}
         return held, extra
 
     def read(self, kind: Kind, entry: Entry) -> dict[str, Any]:
         fields = model.normalize(kind, entry.raw)
-        return {name: fields[name] for name in self.held[kind]}
+        held = {name: fields[name] for name in self.held[kind]}
+        held.update(self.custom_map(kind).read(entry.raw.get(CUSTOM) or {}))
+        return held
+
+    def custom_map(self, kind: Kind) -> CustomMap:
+        return self.custom.get(kind) or CustomMap()
+
+    def _held(self, write: Write, entry: Entry | None) -> dict[str, Any]:
+        """What a write sets: the fields held, custom values as the mapping writes them,
+        merged with those the record holds."""
+        assert write.fields is not None
+        held, _ = self.split(write.kind, model.to_plain(dict(write.fields)))
+        values = self.custom_map(write.kind).write(write.fields)
+        if values:
+            held[CUSTOM] = model.merge_custom(entry.raw.get(CUSTOM) if entry else None, values)
+        return held
 
     def _in_scope(self, kind: Kind, entry: Entry | None) -> bool:
         return entry is not None and (kind != "contact" or entry.id in self.labelled)
@@ -91,9 +117,7 @@ class MemoryProvider(CreatesOneByOne):
 
     def create(self, write: Write) -> WriteResult:
         self.log._count("create")
-        assert write.fields is not None
-        held, _ = self.split(write.kind, model.to_plain(dict(write.fields)))
-        entry = self.log.insert(write.kind, held, key=write.key, ref=write.ref)
+        entry = self.log.insert(write.kind, self._held(write, None), key=write.key, ref=write.ref)
         if write.kind == "contact" and write.in_scope:
             self.labelled.add(entry.id)
         self._invite(write, entry)
@@ -102,8 +126,7 @@ class MemoryProvider(CreatesOneByOne):
 
     def update(self, write: Write) -> WriteResult:
         self.log._count("update")
-        assert write.fields is not None
-        held, _ = self.split(write.kind, model.to_plain(dict(write.fields)))
+        held = self._held(write, self.log.live(write.kind, write.target))
         entry = self.log.patch(write.kind, write.target, held, write.version)
         self._invite(write, entry)
         self._written()

@@ -50,9 +50,23 @@ DEFAULT_NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
 
 def _plain(kind: Kind, entry: Entry, fields: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A record as a user sees it; custom values as the system holds them, in `custom`
+    (by the CRM's names, or by the provider's keys)."""
     if fields is None:  # a record the system holds but crmsync cannot read
         return {"id": entry.id, "version": str(entry.version), **entry.raw}
-    return {"id": entry.id, "version": str(entry.version), **model.to_plain(dict(fields))}
+    shown = {k: v for k, v in fields.items() if not model.is_custom(k)}
+    out = {"id": entry.id, "version": str(entry.version), **model.to_plain(shown)}
+    if entry.raw.get("custom"):
+        out["custom"] = dict(entry.raw["custom"])
+    return out
+
+
+def _with_custom(entry: Entry, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """An edit as a user makes it: the custom values given change, the others stay."""
+    changes = dict(fields)
+    if "custom" in changes:
+        changes["custom"] = model.merge_custom(entry.raw.get("custom"), changes["custom"] or {})
+    return changes
 
 
 class _Side:
@@ -102,7 +116,10 @@ class CrmHandle(_Side):
         return self._log.insert(kind, raw, owner=owner, remote=False).id
 
     def update(self, kind: Kind, record_id: str, fields: Mapping[str, Any]) -> None:
-        self._log.patch(kind, record_id, fields, remote=False)
+        """Edit a record; the custom values given (`custom`: name -> value, null for
+        none) change, the others stay."""
+        changes = _with_custom(self._log.live(kind, record_id), fields)
+        self._log.patch(kind, record_id, changes, remote=False)
 
     def leads(self) -> list[dict[str, Any]]:
         return [{"id": e.id, **e.raw} for e in self._log.table("lead").values() if not e.deleted]
@@ -168,6 +185,18 @@ class CrmHandle(_Side):
     def set_field_limit(self, kind: Kind, field: str, n: int) -> None:
         self._crm.limits.setdefault(kind, {})[field] = n
 
+    def declare_custom_field(
+        self,
+        kind: Kind,
+        name: str,
+        type: model.CustomType = "string",
+        values: tuple[str, ...] = (),
+        max_length: int | None = None,
+    ) -> None:
+        """The CRM gets a custom field (SYN-1); its values go in a record's `custom`."""
+        field = model.CustomField(name, type, tuple(values), max_length)
+        self._crm.custom.setdefault(kind, {})[name] = field
+
     def set_capabilities(
         self, *, infinite_series: bool | None = None, recurring_todos: bool | None = None
     ) -> None:
@@ -199,8 +228,11 @@ class ProviderHandle(_Side):
         return self._log.insert(kind, held, extra=extra, remote=False).id
 
     def update(self, kind: Kind, record_id: str, fields: Mapping[str, Any]) -> None:
-        held, extra = self._provider.split(kind, fields)
-        self._log.live(kind, record_id).extra.update(extra)
+        """Edit a record; custom values (`custom`: provider key -> value, None for
+        none) change one by one."""
+        entry = self._log.live(kind, record_id)
+        held, extra = self._provider.split(kind, _with_custom(entry, fields))
+        entry.extra.update(extra)
         self._log.patch(kind, record_id, held, remote=False)
 
     def label(self, contact_id: str) -> None:
@@ -424,6 +456,8 @@ class SyncWorld:
         if self._google is not None:
             chosen = settings or self.effective_settings()
             return self._google.account(chosen, self.store, self.connection)
+        chosen = settings or self.effective_settings()
+        self._provider.map_custom({kind: chosen.custom_map(kind) for kind in model.KINDS})
         return self._provider
 
     def close(self) -> None:

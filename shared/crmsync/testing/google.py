@@ -17,6 +17,8 @@ crash (`world.crash_after(n)`) follows the n-th successful write request crmsync
 Where Google differs from the memory provider by nature:
   * an event holds no native fields but Google's own (its colour, as `color` with the
     names Google's apps show); a contact or task holds none the handle can set;
+  * custom values (`custom`, by key) are a contact's userDefined entries and an event's
+    shared extended properties; a task has no place for them;
   * Google refuses data it cannot hold (an unknown time zone, an end before the start):
     the handle raises the sandbox's 400 instead of storing the record;
   * Tasks has no sync tokens: `expire_cursors` expires Calendar's and People's only;
@@ -45,7 +47,12 @@ from crmsync.errors import NotFound
 from crmsync.model import FIELD_NAMES, Kind
 from crmsync.ports import Connection, Store
 from crmsync.providers.google.account import GoogleAccount
-from crmsync.providers.google.calendar import GoogleCalendar, from_event, to_event
+from crmsync.providers.google.calendar import (
+    GoogleCalendar,
+    from_event,
+    shared_properties,
+    to_event,
+)
 from crmsync.providers.google.client import GoogleClient
 from crmsync.providers.google.kit import GoogleSetup
 from crmsync.providers.google.oauth import GoogleOAuth
@@ -54,6 +61,8 @@ from crmsync.providers.google.people import (
     GoogleContacts,
     from_person,
     to_person,
+    user_defined,
+    with_user_defined,
 )
 from crmsync.providers.google.tasks import GoogleTasks, from_task, to_task
 from crmsync.recordlog import Failure, FaultKind, Faults
@@ -225,8 +234,12 @@ class GoogleSandboxSide:
 
         return GoogleAccount(
             {
-                "activity": GoogleCalendar(client, settings["calendar"], DIRECTORY),
-                "contact": GoogleContacts(client, label=settings["contact_label"]),
+                "activity": GoogleCalendar(
+                    client, settings["calendar"], DIRECTORY, settings.custom_map("activity")
+                ),
+                "contact": GoogleContacts(
+                    client, settings["contact_label"], settings.custom_map("contact")
+                ),
                 "todo": GoogleTasks(
                     client, tasklist_of(settings), claimed=claimed, clock=self.clock
                 ),
@@ -416,14 +429,15 @@ class GoogleProviderHandle:
         values = self._fields(kind, fields, {})
         if kind == "activity":
             events = self._service("calendar").events()
-            body = {**to_event(values), **extra}
+            body = _with_native(to_event(values), extra, creating=True)
             request = events.insert(
                 calendarId=self._calendar_id(), body=body, supportsAttachments=True
             )
             return str(self._run(request, "insert event")["id"])
         if kind == "contact":
             people = self._service("people").people()
-            request = people.createContact(body=to_person(values), personFields="metadata")
+            body = _with_native(dict(to_person(values)), extra, creating=True)
+            request = people.createContact(body=body, personFields="metadata")
             return str(self._run(request, "create contact")["resourceName"])
         body = {k: v for k, v in to_task(values).items() if v is not None}
         tasks = self._service("tasks").tasks()
@@ -436,7 +450,7 @@ class GoogleProviderHandle:
         values = self._fields(kind, fields, self._current(kind, record_id))
         if kind == "activity":
             events = self._service("calendar").events()
-            body = {**to_event(values), **extra}
+            body = _with_native(to_event(values), extra, creating=False)
             request = events.patch(
                 calendarId=self._calendar_id(),
                 eventId=record_id,
@@ -445,11 +459,30 @@ class GoogleProviderHandle:
             )
             self._run(request, "patch event")
             return
+        if kind == "contact" and extra:
+            self._edit_user_defined(record_id, extra["userDefined"])
         write = Write("provider", "update", kind, record_id, values)
         if kind == "contact":
             self._contacts().update(write)
         else:
             self._tasks().update(write)
+
+    def _edit_user_defined(self, person_id: str, entries: list[dict[str, Any]]) -> None:
+        """The user edits a contact's custom entries: those given change, the others
+        stay (entries with no value are removed)."""
+        people = self._service("people").people()
+        current = self._run(
+            people.get(resourceName=person_id, personFields=PERSON_FIELDS), "person"
+        )
+        values = {str(e["key"]): e.get("value") for e in entries}
+        body = {
+            "etag": current["etag"],
+            "userDefined": with_user_defined(current.get("userDefined") or (), values),
+        }
+        request = people.updateContact(
+            resourceName=person_id, updatePersonFields="userDefined", body=body
+        )
+        self._run(request, "update contact")
 
     def delete(self, kind: Kind, record_id: str) -> None:
         if kind == "activity":
@@ -552,13 +585,21 @@ def _from_native(kind: Kind, native: Mapping[str, Any]) -> dict[str, Any]:
 
 def _native_fields(kind: Kind, fields: Mapping[str, Any]) -> dict[str, Any]:
     """The native Google fields an edit sets besides canonical ones: an event's colour
-    (by name) and attachments (by file name, as Drive files). Anything else has no
-    place on Google."""
+    (by name) and attachments (by file name, as Drive files); custom values by key, as
+    a contact's userDefined entries and an event's shared extended properties (a
+    patch sets those it names; None removes one). Anything else has no place on
+    Google."""
     extra = {k: v for k, v in fields.items() if k not in FIELD_NAMES[kind]}
-    unknown = sorted(set(extra) - ({"color", "attachments"} if kind == "activity" else set()))
+    allowed = {"activity": {"color", "attachments", "custom"}, "contact": {"custom"}}
+    unknown = sorted(set(extra) - allowed.get(kind, set()))
     if unknown:
         raise ValueError(f"a Google {kind} has no field {unknown[0]!r}")
     native: dict[str, Any] = {}
+    custom = dict(extra.get("custom") or {})
+    if custom and kind == "contact":
+        native["userDefined"] = [{"key": k, "value": v} for k, v in custom.items()]
+    elif custom:
+        native["extendedProperties"] = {"shared": custom}
     if "color" in extra:
         color = extra["color"]
         native["colorId"] = None if color is None else str(COLORS.index(color) + 1)
@@ -569,12 +610,35 @@ def _native_fields(kind: Kind, fields: Mapping[str, Any]) -> dict[str, Any]:
     return native
 
 
+def _with_native(
+    body: dict[str, Any], native: Mapping[str, Any], *, creating: bool
+) -> dict[str, Any]:
+    """A request body with the native fields added; extended properties merge with
+    those the canonical fields set. A new record gets no custom entry without a value."""
+    out = {**body, **native}
+    if "extendedProperties" in native:
+        shared = dict(native["extendedProperties"]["shared"])
+        if creating:
+            shared = {k: v for k, v in shared.items() if v is not None}
+        out["extendedProperties"] = {**(body.get("extendedProperties") or {}), "shared": shared}
+    if "userDefined" in native and creating:
+        out["userDefined"] = [e for e in native["userDefined"] if e["value"] is not None]
+    return out
+
+
 def _native_extra(kind: Kind, native: Mapping[str, Any]) -> dict[str, Any]:
-    """The native fields the user set that crmsync leaves alone: an event's colour and
-    attachments."""
-    if kind != "activity":
-        return {}
+    """The native fields besides canonical ones: custom values by key, and the ones the
+    user set that crmsync leaves alone (an event's colour and attachments)."""
     extra: dict[str, Any] = {}
+    custom: dict[str, str] = {}
+    if kind == "contact":
+        custom = user_defined(native)
+    elif kind == "activity":
+        custom = shared_properties(native)
+    if custom:
+        extra["custom"] = custom
+    if kind != "activity":
+        return extra
     if native.get("colorId"):
         extra["color"] = COLORS[int(native["colorId"]) - 1]
     if native.get("attachments"):

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from crmsync.crm.rest import RestCrmConnector
-from crmsync.model import Kind
+from crmsync.model import CustomType, Kind
 from crmsync.recordlog import Faults
 
 if TYPE_CHECKING:
@@ -131,6 +131,16 @@ class RestCrmHandle:
 
     def set_field_limit(self, kind: Kind, field: str, n: int) -> None:
         self._crm.set_field_limit(TENANT, kind, field, n)
+
+    def declare_custom_field(
+        self,
+        kind: Kind,
+        name: str,
+        type: CustomType = "string",
+        values: tuple[str, ...] = (),
+        max_length: int | None = None,
+    ) -> None:
+        self._crm.declare_custom_field(TENANT, kind, name, type, values, max_length)
 
     def set_capabilities(
         self, *, infinite_series: bool | None = None, recurring_todos: bool | None = None

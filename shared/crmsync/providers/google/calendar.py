@@ -8,6 +8,9 @@ Mapping (canonical ← → event):
             it declined (shown as free time); "unconfirmed" ↔ status "tentative"
     members ↔ a private extended property (CRM user ids are no Google attendees,
             and crmsync never invites anyone on its own, SYN-8)
+    mapped custom fields (SYN-1) ↔ shared extended properties, under the keys the tenant
+            maps them to and written through its transforms (shared, so attendees'
+            copies of the event carry them too); others are kept
     the link key ↔ private extended property `crmsyncLink` (SYN-9)
 
 Events crmsync creates get an id derived from the create's idempotency key, so a
@@ -31,6 +34,7 @@ from crmsync.engine.records import SideRecord
 from crmsync.errors import AlreadyExists, Conflict, CursorExpired, NotFound, PermanentError
 from crmsync.ports import ChangePage, WriteResult
 from crmsync.providers.google.client import GoogleClient
+from crmsync.transforms import CustomMap
 
 LINK = "crmsyncLink"
 MEMBERS = "crmsyncMembers"
@@ -148,6 +152,12 @@ def from_event(event: Mapping[str, Any], users: Mapping[str, str] | None = None)
     }
 
 
+def shared_properties(event: Mapping[str, Any]) -> dict[str, str]:
+    """The event's shared extended properties (where mapped custom fields live)."""
+    shared = (event.get("extendedProperties") or {}).get("shared") or {}
+    return {str(k): str(v) for k, v in shared.items()}
+
+
 def _exdate(original: Mapping[str, Any]) -> str:
     if "date" in original:
         return "EXDATE;VALUE=DATE:" + str(original["date"]).replace("-", "")
@@ -210,11 +220,14 @@ class GoogleCalendar:
         client: GoogleClient,
         calendar: str = "primary",
         directory: Mapping[str, str] | None = None,
+        custom: CustomMap | None = None,
     ) -> None:
         """`directory` maps CRM user ids to their e-mail addresses: members then become
         attendees (CAL-6), told of changes only when the CRM activity asks (SYN-8).
-        Without one, members stay crmsync's own note on the event."""
+        Without one, members stay crmsync's own note on the event. `custom` is the
+        tenant's mapping of activity custom fields (SYN-1)."""
         self.client = client
+        self.custom = custom or CustomMap()
         self.calendar = calendar
         self.directory = dict(directory) if directory is not None else None
         self.users = {e.lower(): u for u, e in (directory or {}).items()}
@@ -241,9 +254,10 @@ class GoogleCalendar:
                 )
         try:
             canonical = model.normalize("activity", raw)
+            fields = {name: canonical[name] for name in self.held}
+            fields.update(self.custom.read(shared_properties(event)))
         except model.InvalidRecord as exc:
             return SideRecord(event_id_, version, {}, modified=modified, ref=ref, error=str(exc))
-        fields = {name: canonical[name] for name in self.held}
         return SideRecord(
             event_id_, version, fields, modified=modified, ref=ref, reminder=reminder_of(event)
         )
@@ -335,6 +349,9 @@ class GoogleCalendar:
         private = body.setdefault("extendedProperties", {}).setdefault("private", {})
         if write.ref:
             private[LINK] = write.ref
+        shared = {k: v for k, v in self.custom.write(write.fields).items() if v is not None}
+        if shared:
+            body["extendedProperties"]["shared"] = shared
         request = self.events.insert(
             calendarId=self.calendar, body=body, sendUpdates=_updates(write)
         )
@@ -355,6 +372,9 @@ class GoogleCalendar:
             body["recurrence"] = [line for line in body["recurrence"] if line not in held]
         if "attendees" in body:
             body["attendees"] = self._guests_kept(write.target) + body["attendees"]
+        shared = self.custom.write(write.fields)
+        if shared:  # a patch sets the keys it names; null removes one
+            body.setdefault("extendedProperties", {})["shared"] = shared
         request = self.events.patch(
             calendarId=self.calendar, eventId=write.target, body=body, sendUpdates=_updates(write)
         )

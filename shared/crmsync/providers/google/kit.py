@@ -161,11 +161,15 @@ class GoogleKit:
             return bool(store.links_for(connection, "todo", (), (task_id,)))
 
         chosen = str(settings["task_list"])
-        calendar = GoogleCalendar(client, settings["calendar"], directory)
+        calendar = GoogleCalendar(
+            client, settings["calendar"], directory, custom=settings.custom_map("activity")
+        )
         account = GoogleAccount(
             {
                 "activity": calendar,
-                "contact": GoogleContacts(client, label=settings["contact_label"]),
+                "contact": GoogleContacts(
+                    client, label=settings["contact_label"], custom=settings.custom_map("contact")
+                ),
                 "todo": GoogleTasks(
                     client,
                     "@default" if chosen == "default" else chosen,

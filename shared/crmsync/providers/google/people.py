@@ -9,6 +9,8 @@ Mapping (canonical ← → Person):
              type reads as other); numbers read in their E.164 canonical form
     address ↔ addresses[0] {streetAddress, city, region, postalCode, country | countryCode}
     notes ↔ biographies[0].value
+    mapped custom fields (SYN-1) ↔ userDefined[] {key, value}, under the keys the tenant
+             maps them to and written through its transforms; other entries are kept
     in the sync scope ↔ member of the user contact group named after the label (CON-2)
     the link key ↔ clientData `crmsyncLink` (SYN-9)
     the create's idempotency key ↔ clientData `crmsyncKey` (SYN-4)
@@ -39,6 +41,7 @@ from crmsync.errors import (
 )
 from crmsync.ports import ChangePage, WriteResult
 from crmsync.providers.google.client import GoogleClient
+from crmsync.transforms import CustomMap
 
 BATCH_CREATE = 200  # contacts per batchCreateContacts request, Google's limit
 LINK = "crmsyncLink"
@@ -57,6 +60,7 @@ PERSON_FIELDS = ",".join(
         "metadata",
         "memberships",
         "clientData",
+        "userDefined",
     )
 )
 # The Person field each canonical field lives in.
@@ -127,6 +131,35 @@ def client_data(person: Mapping[str, Any]) -> dict[str, str]:
         for item in person.get("clientData") or ()
         if item.get("key")
     }
+
+
+def user_defined(person: Mapping[str, Any]) -> dict[str, str]:
+    """The person's userDefined entries as key → value (the first of a repeated key)."""
+    found: dict[str, str] = {}
+    for item in person.get("userDefined") or ():
+        key = item.get("key")
+        if key and key not in found:
+            found[str(key)] = str(item.get("value", ""))
+    return found
+
+
+def with_user_defined(
+    items: Iterable[Mapping[str, Any]], values: Mapping[str, str | None]
+) -> list[dict[str, Any]]:
+    """userDefined entries with these keys set (None: the entry removed): an entry of a
+    key keeps its place, a new key goes last, and every other entry stays."""
+    out: list[dict[str, Any]] = []
+    done: set[str] = set()
+    for item in items:
+        key = str(item.get("key", ""))
+        if key not in values:
+            out.append(dict(item))
+            continue
+        if key not in done and values[key] is not None:
+            out.append({**item, "value": values[key]})
+        done.add(key)
+    out += [{"key": k, "value": v} for k, v in values.items() if k not in done and v is not None]
+    return out
 
 
 def groups_of(person: Mapping[str, Any]) -> set[str]:
@@ -284,9 +317,13 @@ def _search_terms(fields: Mapping[str, Any]) -> list[str]:
 class GoogleContacts:
     """The contact side of one Google account; the sync scope is one contact group."""
 
-    def __init__(self, client: GoogleClient, label: str = "CRM") -> None:
+    def __init__(
+        self, client: GoogleClient, label: str = "CRM", custom: CustomMap | None = None
+    ) -> None:
+        """`custom` is the tenant's mapping of contact custom fields (SYN-1)."""
         self.client = client
         self.label = label
+        self.custom = custom or CustomMap()
         self._group: str | None = None
         self._warmed = False
 
@@ -344,6 +381,7 @@ class GoogleContacts:
         in_scope = self.group() in groups_of(person)
         try:
             fields = model.normalize("contact", from_person(person))
+            fields.update(self.custom.read(user_defined(person)))
         except model.InvalidRecord as exc:
             return SideRecord(
                 person_id, version, {}, modified, in_scope=in_scope, ref=ref, error=str(exc)
@@ -468,6 +506,9 @@ class GoogleContacts:
     def _new_person(self, write: Write) -> dict[str, Any]:
         assert write.fields is not None and write.key is not None
         body: dict[str, Any] = dict(to_person(write.fields))
+        custom = with_user_defined((), self.custom.write(write.fields))
+        if custom:
+            body["userDefined"] = custom
         body["clientData"] = [{"key": KEY, "value": write.key}]
         if write.ref:
             body["clientData"].append({"key": LINK, "value": write.ref})
@@ -487,6 +528,9 @@ class GoogleContacts:
         if write.version and write.version != etag:
             raise Conflict(f"contact {write.target} changed since it was read")
         body: dict[str, Any] = dict(to_person(write.fields, current))
+        custom = self.custom.write(write.fields)
+        if custom:
+            body["userDefined"] = with_user_defined(current.get("userDefined") or (), custom)
         if not body:
             return WriteResult(write.target, etag)
         mask = ",".join(sorted(body))
