@@ -306,3 +306,93 @@ class EventStream(Protocol):
     """Where crmsync's events go (Pub/Sub in production)."""
 
     def publish(self, event: Mapping[str, Any]) -> None: ...
+
+
+def _moment(value: Any) -> datetime | None:
+    return value if isinstance(value, datetime) else None
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """What a connection's record keeps of its last run (HIS-1, RUN-2)."""
+
+    id: str
+    status: RunStatus
+    trigger: str = ""
+    started: datetime | None = None
+    ended: datetime | None = None
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any] | None) -> RunSummary | None:
+        if not data or not data.get("id"):
+            return None
+        return cls(
+            str(data["id"]),
+            RunStatus(data.get("status") or RunStatus.RUNNING),
+            str(data.get("trigger") or ""),
+            _moment(data.get("started")),
+            _moment(data.get("ended")),
+        )
+
+    def running(self) -> bool:
+        return self.status == RunStatus.RUNNING
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionRecord:
+    """One connection as the store keeps it (the plain record of a TenantStore), typed:
+    the use cases read this, never the record's keys."""
+
+    id: str
+    user: str
+    provider: str
+    status: ConnectionState = ConnectionState.ACTIVE
+    services: tuple[str, ...] = ("sync",)
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    account: str = ""  # the bound account's address, as shown to the user
+    subject: str = ""  # the bound account's stable id at the provider
+    created: datetime | None = None
+    bound: datetime | None = None
+    last_run: RunSummary | None = None
+    last_ok: datetime | None = None
+    health: str = "ok"
+    next_due: datetime | None = None
+    reason: str = ""  # why it is not active
+    channel_problem: str = ""  # why push is not working (polled meanwhile)
+    mail_problem: str = ""  # why mail is not routed to it
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any]) -> ConnectionRecord:
+        return cls(
+            id=str(data["id"]),
+            user=str(data.get("user") or ""),
+            provider=str(data.get("provider") or ""),
+            status=ConnectionState(data.get("status") or ConnectionState.ACTIVE),
+            services=tuple(data.get("services") or ("sync",)),
+            settings=dict(data.get("settings") or {}),
+            account=str(data.get("account") or ""),
+            subject=str(data.get("subject") or ""),
+            created=_moment(data.get("created")),
+            bound=_moment(data.get("bound")),
+            last_run=RunSummary.of(data.get("last_run")),
+            last_ok=_moment(data.get("last_ok")),
+            health=str(data.get("health") or "ok"),
+            next_due=_moment(data.get("next_due")),
+            reason=str(data.get("reason") or ""),
+            channel_problem=str(data.get("channel_problem") or ""),
+            mail_problem=str(data.get("mail_problem") or ""),
+        )
+
+    @property
+    def active(self) -> bool:
+        return self.status == ConnectionState.ACTIVE
+
+    @property
+    def live(self) -> bool:
+        """Not disconnected: it counts as a seat and binds its user's account."""
+        return self.status != ConnectionState.DISCONNECTED
+
+    @property
+    def syncs(self) -> bool:
+        """Its cycles run (a connection for mail only has none)."""
+        return "sync" in self.services

@@ -39,6 +39,7 @@ from crmsync.ports import (
     Backend,
     ChannelDirectory,
     Connection,
+    ConnectionRecord,
     ConnectionState,
     CrmConnector,
     CrmFactory,
@@ -47,6 +48,7 @@ from crmsync.ports import (
     RunStatus,
     StateStore,
     TaskQueue,
+    TenantStore,
 )
 from crmsync.queue import task_name
 from crmsync.settings import PROVIDERS, SERVICES, Settings, SettingsError, TenantSettings, resolve
@@ -261,14 +263,14 @@ def connect_choice(services: Services, link: str | None) -> ConnectChoice:
         p for p in services.provider_names() if p in allowed_providers and _connectable(services, p)
     )
     for provider in offered:
-        record = store.connection_record(connection_id(opened.user, provider))
-        if record is not None and record.get("status") != ConnectionState.DISCONNECTED:
+        record = connection_of(store, connection_id(opened.user, provider))
+        if record is not None and record.live:
             return ConnectChoice(
                 opened,
                 offered,
                 allowed_services,
-                str(record.get("account") or "your account"),
-                str(record.get("status", "")),
+                record.account or "your account",
+                record.status,
                 _may_switch(opened.issued, record),
             )
     return ConnectChoice(opened, offered, allowed_services)
@@ -283,9 +285,20 @@ def _allowed(tenant_record: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[s
     )
 
 
-def _may_switch(link_issued: float, record: Mapping[str, Any]) -> bool:
-    bound = record.get("bound") or record.get("created")
-    return isinstance(bound, datetime) and link_issued > _aware(bound).timestamp()
+def connections_of(store: TenantStore) -> list[ConnectionRecord]:
+    """Every connection of the tenant, typed, in id order."""
+    return [ConnectionRecord.of(data) for data in store.connection_records()]
+
+
+def connection_of(store: TenantStore, connection: str) -> ConnectionRecord | None:
+    """The connection's record, typed; None when there is no such connection."""
+    data = store.connection_record(connection)
+    return ConnectionRecord.of(data) if data is not None else None
+
+
+def _may_switch(link_issued: float, record: ConnectionRecord) -> bool:
+    bound = record.bound or record.created
+    return bound is not None and link_issued > _aware(bound).timestamp()
 
 
 def _connectable(services: Services, provider: str) -> bool:
@@ -373,8 +386,8 @@ def finish_oauth(services: Services, state: str | None, code: str | None) -> dic
     ):  # the tenant changed what it allows while the user was at the consent screen
         raise Refused(403, "your company does not use crmsync for that", again)
     connection = connection_id(user, pending.provider)
-    existing = store.connection_record(connection)
-    if existing is not None and existing.get("status") == ConnectionState.DISCONNECTED:
+    existing = connection_of(store, connection)
+    if existing is not None and not existing.live:
         existing = None
     try:
         grant = kit.exchange(services, pending.services, code, pending.verifier)
@@ -385,14 +398,15 @@ def finish_oauth(services: Services, state: str | None, code: str | None) -> dic
     switched = ""
     if existing is not None and not _same_account(existing, grant):
         _refuse_other_account(existing, grant, pending, services.kit(pending.provider).label)
-        switched = str(existing.get("account", ""))
+        switched = existing.account
         disconnect(services, tenant, connection, reason="switched account")
         existing = None
     if existing is None:
         _check_seats(store)  # AUTH-6: existing connections go on; a new one may not
     Grants(store, services.vault, tenant).save(connection, grant)
     now = services.clock()
-    merged = sorted(set(pending.services) | set((existing or {}).get("services", [])))
+    kept = existing.services if existing is not None else ()
+    merged = sorted(set(pending.services) | set(kept))
     store.save_connection_record(
         connection,
         {
@@ -400,10 +414,10 @@ def finish_oauth(services: Services, state: str | None, code: str | None) -> dic
             "provider": pending.provider,
             "account": grant.email,
             "subject": grant.subject,
-            "bound": (existing or {}).get("bound") or now,
+            "bound": (existing.bound if existing else None) or now,
             "services": merged,
-            "settings": (existing or {}).get("settings", {}),
-            "created": (existing or {}).get("created", now),
+            "settings": dict(existing.settings) if existing else {},
+            "created": (existing.created if existing else None) or now,
             "status": ConnectionState.ACTIVE,
             "reason": "",
             "next_due": now if "sync" in merged else None,  # mail is pushed, never polled
@@ -433,17 +447,17 @@ def finish_oauth(services: Services, state: str | None, code: str | None) -> dic
     return {**record, "switched": switched}
 
 
-def _same_account(record: Mapping[str, Any], grant: Any) -> bool:
+def _same_account(record: ConnectionRecord, grant: Any) -> bool:
     """Whether `grant` is of the account the connection is bound to. A connection made
     before connections were bound knows at most its account's address (or the name of
     its calendar, when its user had renamed it: then nothing is known)."""
-    if record.get("subject"):
-        return bool(grant.subject == record["subject"])
-    known = str(record.get("account") or "").casefold()
+    if record.subject:
+        return bool(grant.subject == record.subject)
+    known = record.account.casefold()
     return "@" not in known or known == str(grant.email).casefold()
 
 
-def _refuse_other_account(record: Mapping[str, Any], grant: Any, pending: Any, label: str) -> None:
+def _refuse_other_account(record: ConnectionRecord, grant: Any, pending: Any, label: str) -> None:
     """A consent as another account than the bound one changes nothing, unless the user
     chose to switch on a link made after the binding. The new grant is dropped, not
     revoked: revoking it would end that account's grant to crmsync everywhere, also a
@@ -454,8 +468,7 @@ def _refuse_other_account(record: Mapping[str, Any], grant: Any, pending: Any, l
         "consent as another account refused",
         extra={"tenant": pending.tenant, "user": pending.user},
     )
-    bound = str(record.get("account") or "")
-    bound = bound if "@" in bound else "another account"
+    bound = record.account if "@" in record.account else "another account"
     given = grant.email or "an account whose address the provider did not give"
     raise Refused(
         409,
@@ -475,9 +488,7 @@ def connection_id(user: str, provider: str) -> str:
 def _check_seats(store: Any) -> None:
     tenant = store.tenant_record() or {}
     seats = int(tenant.get("seats", 0))
-    used = sum(
-        1 for r in store.connection_records() if r.get("status") != ConnectionState.DISCONNECTED
-    )
+    used = sum(1 for r in connections_of(store) if r.live)
     if used >= seats:
         raise Refused(
             403,
@@ -534,9 +545,11 @@ def fanout(services: Services, page_size: int = FANOUT_PAGE) -> FanoutReport:
         for due in page:
             store = services.backend.store(due.tenant)
             record = (
-                due.record if due.record is not None else store.connection_record(due.connection)
+                ConnectionRecord.of(due.record)
+                if due.record is not None
+                else connection_of(store, due.connection)
             )
-            if record is None or record.get("status") != ConnectionState.ACTIVE:
+            if record is None or not record.active:
                 moves.append((due.tenant, due.connection, None))
                 continue
             _check_health(store, due.connection, record, now, report)
@@ -573,29 +586,29 @@ def _enqueue_due(services: Services, due: Due, now: datetime) -> bool:
     )
 
 
-def _frequency(tenant_settings: Mapping[str, Any], record: Mapping[str, Any]) -> timedelta:
+def _frequency(tenant_settings: Mapping[str, Any], record: ConnectionRecord) -> timedelta:
     """SET-1: the user's sync frequency (tenant default, provider default)."""
     try:
-        settings = resolve(record["provider"], tenant_settings, record.get("settings"))
+        settings = resolve(record.provider, tenant_settings, record.settings)
         return timedelta(minutes=int(settings["frequency_minutes"]))
     except (SettingsError, KeyError):
         return timedelta(minutes=15)
 
 
 def _check_health(
-    store: Any, connection: str, record: Mapping[str, Any], now: datetime, report: FanoutReport
+    store: Any, connection: str, record: ConnectionRecord, now: datetime, report: FanoutReport
 ) -> None:
     """A run that holds the lease long past its expiry is stuck; a connection with no good
     cycle for a day has stale cursors. Both show in the admin status (RUN-2, RUN-5)."""
     health = "ok"
-    last = record.get("last_run") or {}
-    if last.get("status") == RunStatus.RUNNING and _aware(last.get("started")) < now - STUCK_AFTER:
+    last = record.last_run
+    if last is not None and last.running() and _aware(last.started) < now - STUCK_AFTER:
         health = "stuck"
         report.stuck += 1
-    elif _aware(record.get("last_ok") or record.get("created")) < now - STALE_AFTER:
+    elif _aware(record.last_ok or record.created) < now - STALE_AFTER:
         health = "stale"
         report.stale += 1
-    if record.get("health", "ok") != health:
+    if record.health != health:
         store.save_connection_record(connection, {"health": health})
         log.warning("connection health", extra={"connection": connection, "health": health})
 
@@ -615,14 +628,12 @@ class CycleInputs:
     syncing_users: frozenset[str]  # CRM users of the tenant with a connection (CAL-6)
 
 
-def cycle_inputs(tenant_record: Mapping[str, Any], record: Mapping[str, Any]) -> CycleInputs:
+def cycle_inputs(tenant_record: Mapping[str, Any], record: ConnectionRecord) -> CycleInputs:
     """The one derivation of a cycle's inputs, which the worker and SyncWorld share: the
     settings layered (provider defaults, the tenant's, the user's: SET-2), and the
     tenant's CRM users who sync (CAL-6: a meeting such a leader syncs reaches its
     members as the provider's invitation, not as copies of their own)."""
-    settings = resolve(
-        record["provider"], tenant_record.get("settings", {}), record.get("settings")
-    )
+    settings = resolve(record.provider, tenant_record.get("settings", {}), record.settings)
     return CycleInputs(settings, frozenset(tenant_record.get("syncing") or ()))
 
 
@@ -636,19 +647,15 @@ def _syncing_known(store: Any, tenant_record: Mapping[str, Any]) -> Mapping[str,
     from its connections, and kept from then on."""
     if "syncing" in tenant_record:
         return tenant_record
-    live = {
-        r["user"]
-        for r in store.connection_records()
-        if r.get("status") != ConnectionState.DISCONNECTED
-    }
+    live = {r.user for r in connections_of(store) if r.live}
     syncing = {crm_user_of(store, user): True for user in sorted(live)}
     store.save_tenant_record({"syncing": syncing})
     return {**tenant_record, "syncing": syncing}
 
 
-def settings_for(services: Services, tenant: str, record: Mapping[str, Any]) -> Settings:
+def settings_for(services: Services, tenant: str, record: ConnectionRecord) -> Settings:
     tenant_record = services.backend.store(tenant).tenant_record() or {}
-    return resolve(record["provider"], tenant_record.get("settings", {}), record.get("settings"))
+    return resolve(record.provider, tenant_record.get("settings", {}), record.settings)
 
 
 def work(
@@ -662,13 +669,13 @@ def work(
     """Run one cycle of a connection; what the `sync_worker` task asks for. Returns the run
     record (status `skipped` when the connection is not active)."""
     store = services.backend.store(tenant)
-    record = store.connection_record(connection)
+    record = connection_of(store, connection)
     tenant_record = store.tenant_record()
     if record is None or tenant_record is None:
         raise Refused(404, "no such connection")
-    if record.get("status") != ConnectionState.ACTIVE:
-        return {"status": RunStatus.SKIPPED, "reason": f"connection is {record.get('status')}"}
-    if "sync" not in (record.get("services") or ("sync",)):
+    if not record.active:
+        return {"status": RunStatus.SKIPPED, "reason": f"connection is {record.status}"}
+    if not record.syncs:
         return {"status": RunStatus.SKIPPED, "reason": "the connection records mail only"}
     inputs = cycle_inputs(_syncing_known(store, tenant_record), record)
     settings = inputs.settings
@@ -680,12 +687,12 @@ def work(
     except GrantRevoked as exc:  # AUTH-3: stop cycling until the user reconnects
         store.set_status(connection, ConnectionState.NEEDS_REAUTH, str(exc))
         store.set_next_due(connection, None)
-        publish_all(services.events, [needs_reauth_event(tenant, connection, record["user"], now)])
+        publish_all(services.events, [needs_reauth_event(tenant, connection, record.user, now)])
         return {"status": RunStatus.NEEDS_REAUTH}
     except PermanentError as exc:  # nothing a retry of this task could change
         store.save_connection_record(connection, {"last_error": str(exc)})
         return {"status": RunStatus.FAILED, "reason": str(exc)}
-    conn = Connection(tenant, connection, record["user"], record["provider"], settings.values)
+    conn = Connection(tenant, connection, record.user, record.provider, settings.values)
     started = time.monotonic()
     run = dict(
         run_cycle(
@@ -704,7 +711,7 @@ def work(
     items = run.pop("items", [])
     _after_cycle(services, store, tenant, connection, run, now)
     if run["status"] != RunStatus.BUSY:  # BEY-7: tell the CRM what the cycle did
-        publish_all(services.events, cycle_events(tenant, connection, record["user"], run, items))
+        publish_all(services.events, cycle_events(tenant, connection, record.user, run, items))
     if push is not None and run["status"] not in (RunStatus.BUSY, RunStatus.NEEDS_REAUTH):
         _renew(services, store, record, push, now)
     log.info(
@@ -720,19 +727,16 @@ def work(
     return run
 
 
-def _began(store: Any, connection: str, record: Mapping[str, Any], run: Mapping[str, Any]) -> None:
+def _began(store: Any, connection: str, record: ConnectionRecord, run: Mapping[str, Any]) -> None:
     """The cycle holds the lease: a run the connection still shows as running lost its
     worker (its lease ran out unreleased) and is marked interrupted; this run shows as
     running, so one that never ends turns stuck (RUN-2)."""
-    previous = record.get("last_run") or {}
-    died = previous.get("status") == RunStatus.RUNNING and previous.get("id") not in (
-        None,
-        run["id"],
-    )
-    if died and store.interrupt_run(connection, str(previous["id"]), run["started"]):
+    previous = record.last_run
+    died = previous is not None and previous.running() and previous.id != run["id"]
+    if died and previous and store.interrupt_run(connection, previous.id, run["started"]):
         log.warning(
             "run interrupted",
-            extra={"connection": connection, "run": previous["id"], "by": run["id"]},
+            extra={"connection": connection, "run": previous.id, "by": run["id"]},
         )
     running = {"id": run["id"], "status": RunStatus.RUNNING, "trigger": run["trigger"]}
     store.save_connection_record(connection, {"last_run": {**running, "started": run["started"]}})
@@ -769,14 +773,14 @@ def _after_cycle(
 
 
 def _renew(
-    services: Services, store: Any, record: Mapping[str, Any], push: Any, now: datetime
+    services: Services, store: Any, record: ConnectionRecord, push: Any, now: datetime
 ) -> None:
     """RUN-5: push channels that expire soon are replaced before they do."""
-    connection = str(record["id"])
+    connection = record.id
     current = store.channels_of(connection)
     if not current:
         return
-    problems = services.kit(record["provider"]).renew_push(services, push, current, now)
+    problems = services.kit(record.provider).renew_push(services, push, current, now)
     if problems:  # RUN-5: the connection is polled on its schedule meanwhile
         store.save_connection_record(connection, {"channel_problem": problems[0]})
 
@@ -785,11 +789,11 @@ def _open_channel(services: Services, tenant: str, connection: str) -> str:
     """A push channel for the connection, replacing the ones it had (a reconnect opens a
     new one; the old ones are stopped, never left to pile up). Returns what went wrong."""
     store = services.backend.store(tenant)
-    record = store.connection_record(connection)
+    record = connection_of(store, connection)
     assert record is not None
     settings = settings_for(services, tenant, record)
     grants = Grants(store, services.vault, tenant)
-    kit = services.kit(record["provider"])
+    kit = services.kit(record.provider)
     try:
         kit.open_push(services, grants, tenant, connection, settings, store.channels_of(connection))
     except SyncError as exc:
@@ -800,10 +804,11 @@ def _open_channel(services: Services, tenant: str, connection: str) -> str:
 def _route_mailbox(services: Services, store: Any, tenant: str, connection: str) -> str:
     """Mail notifications may name only the mailbox: route its address to the connection
     (a digest of it, in the mailbox directory). Returns what went wrong, or ""."""
-    record = store.connection_record(connection)
+    record = connection_of(store, connection)
+    assert record is not None
     grants = Grants(store, services.vault, tenant)
     try:
-        address = services.kit(record["provider"]).mailbox(services, grants, connection)
+        address = services.kit(record.provider).mailbox(services, grants, connection)
     except SyncError as exc:
         return f"mailbox not routed ({type(exc).__name__}); reconnect to record mail"
     store.save_mailbox(address, tenant, connection)
@@ -814,10 +819,10 @@ def _crm(
     services: Services,
     tenant: str,
     tenant_record: Mapping[str, Any],
-    record: Mapping[str, Any],
+    record: ConnectionRecord,
     settings: Settings,
 ) -> CrmConnector:
-    crm_user = crm_user_of(services.backend.store(tenant), record["user"])
+    crm_user = crm_user_of(services.backend.store(tenant), record.user)
     if services.crm_connector is not None:
         return services.crm_connector(tenant, tenant_record, crm_user, settings)
     token = services.vault.open(tenant_record["crm_token"], f"{tenant}/crm-token").decode()
@@ -834,14 +839,14 @@ def _provider(
     services: Services,
     store: Any,
     grants: Grants,
-    record: Mapping[str, Any],
+    record: ConnectionRecord,
     settings: Settings,
     crm: CrmConnector,
 ) -> tuple[Any, Any]:
     """The provider account of one cycle, and the handle its push channels renew with."""
-    if not _connectable(services, record["provider"]):
-        raise PermanentError(f"provider {record['provider']!r} cannot be synced here")
-    kit = services.kit(record["provider"])
+    if not _connectable(services, record.provider):
+        raise PermanentError(f"provider {record.provider!r} cannot be synced here")
+    kit = services.kit(record.provider)
     account, push = kit.account(services, store, grants, record, settings, crm)
     return account, push
 
@@ -897,12 +902,9 @@ def crm_event(services: Services, signature: str | None, body: bytes) -> int:
         return 0
     enqueued = 0
     try:
-        for connection in store.connection_records():
-            if (
-                connection.get("user") == event.user
-                and connection.get("status") == ConnectionState.ACTIVE
-            ):
-                enqueue_cycle(services, event.tenant, connection["id"], "crm")
+        for connection in connections_of(store):
+            if connection.user == event.user and connection.active:
+                enqueue_cycle(services, event.tenant, connection.id, "crm")
                 enqueued += 1
     except Exception:
         nonces.release_nonce(nonce)  # not acted on: the sender's retry must be accepted
@@ -915,21 +917,30 @@ def admin_status(services: Services, tenant: str) -> dict[str, Any]:
     """What a tenant admin sees of their connections: status, health, the last run."""
     store = services.backend.store(tenant)
     connections = []
-    for record in store.connection_records():
+    for record in connections_of(store):
+        last = record.last_run
         connections.append(
             {
-                "id": record["id"],
-                "user": record.get("user"),
-                "provider": record.get("provider"),
-                "account": record.get("account", ""),
-                "services": record.get("services", []),
-                "status": record.get("status"),
-                "reason": record.get("reason", ""),
-                "health": record.get("health", "ok"),
-                "channel_problem": record.get("channel_problem", ""),
-                "mail_problem": record.get("mail_problem", ""),
-                "next_due": _iso(record.get("next_due")),
-                "last_run": {k: _iso(v) for k, v in (record.get("last_run") or {}).items()},
+                "id": record.id,
+                "user": record.user,
+                "provider": record.provider,
+                "account": record.account,
+                "services": list(record.services),
+                "status": str(record.status),
+                "reason": record.reason,
+                "health": record.health,
+                "channel_problem": record.channel_problem,
+                "mail_problem": record.mail_problem,
+                "next_due": _iso(record.next_due),
+                "last_run": {
+                    "id": last.id,
+                    "status": str(last.status),
+                    "trigger": last.trigger,
+                    "started": _iso(last.started),
+                    "ended": _iso(last.ended),
+                }
+                if last is not None
+                else {},
             }
         )
     return {"tenant": tenant, "connections": connections}
@@ -937,11 +948,11 @@ def admin_status(services: Services, tenant: str) -> dict[str, Any]:
 
 def sync_now(services: Services, tenant: str, connection: str) -> bool:
     """RUN-3: "sync now" from the admin API or CLI."""
-    record = services.backend.store(tenant).connection_record(connection)
+    record = connection_of(services.backend.store(tenant), connection)
     if record is None:
         raise Refused(404, "no such connection")
-    if record.get("status") != ConnectionState.ACTIVE:
-        raise Refused(409, f"the connection is {record.get('status')}")
+    if not record.active:
+        raise Refused(409, f"the connection is {record.status}")
     return enqueue_cycle(services, tenant, connection, "manual", delay=timedelta(0))
 
 
@@ -954,14 +965,14 @@ def disconnect(
     from crmsync.connections import disconnect as erase
 
     store = services.backend.store(tenant)
-    record = store.connection_record(connection)
+    record = connection_of(store, connection)
     if record is None:
         raise Refused(404, "no such connection")
     grants = Grants(store, services.vault, tenant)
     revoke: Callable[[str], None] = lambda token: None  # noqa: E731
     stop: Callable[[Any], None] = lambda channel: None  # noqa: E731
-    if _connectable(services, str(record.get("provider"))):
-        kit = services.kit(record["provider"])
+    if _connectable(services, record.provider):
+        kit = services.kit(record.provider)
         settings = settings_for(services, tenant, record)
 
         def revoke(token: str) -> None:
@@ -972,14 +983,8 @@ def disconnect(
 
     dropped = [channel.id for channel in store.channels_of(connection)]
     problems = erase(store, grants, connection, revoke, stop)
-    user = str(record.get("user", ""))
-    others = [
-        r
-        for r in store.connection_records()
-        if r.get("user") == user
-        and r["id"] != connection
-        and r.get("status") != ConnectionState.DISCONNECTED
-    ]
+    user = record.user
+    others = [r for r in connections_of(store) if r.user == user and r.id != connection and r.live]
     if not others:  # CAL-6: their meetings now reach colleagues as copies of their own
         store.mark_syncing(crm_user_of(store, user), False)
     for channel_id in dropped:  # this instance refuses their notifications at once
@@ -990,9 +995,9 @@ def disconnect(
         "connection.disconnected",
         tenant,
         connection,
-        str(record.get("user", "")),
+        record.user,
         services.clock(),
-        {"provider": record.get("provider"), "problems": len(problems), "reason": reason},
+        {"provider": record.provider, "problems": len(problems), "reason": reason},
     )
     publish_all(services.events, [gone])
     return problems

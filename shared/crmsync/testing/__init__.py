@@ -31,11 +31,11 @@ from crmsync.crm.memory import MemoryCrm
 from crmsync.cycle import LEASE_SECONDS, Cycle
 from crmsync.model import Kind
 from crmsync.outbound import MemoryEvents
-from crmsync.ports import Connection, CrmConnector, ProviderAccount
+from crmsync.ports import Connection, ConnectionRecord, CrmConnector, ProviderAccount
 from crmsync.providers.memory import MemoryProvider
 from crmsync.queue.inline import InlineQueue
 from crmsync.recordlog import Crash, Entry, FaultKind, Faults, RecordLog
-from crmsync.service import CycleInputs, Services, cycle_inputs
+from crmsync.service import CycleInputs, Services, connection_of, cycle_inputs
 from crmsync.settings import PROVIDER_DEFAULTS, Settings, Side
 from crmsync.store.memory import MemoryStore
 from crmsync.testing.rest import ReferenceCrmSide, RestCrmHandle
@@ -349,7 +349,7 @@ class SyncWorld:
 
     def inputs(self) -> CycleInputs:
         """What the next cycle runs with, derived from the store as the worker does."""
-        record = self.store.connection_record(self.connection.id)
+        record = connection_of(self.store, self.connection.id)
         tenant = self.store.tenant_record()
         if record is None or tenant is None:  # a new store: connected afresh (SYN-9)
             self.onboard()
@@ -569,7 +569,7 @@ class _WorldKit:
         services: Any,
         store: Any,
         grants: Any,
-        record: Mapping[str, Any],
+        record: ConnectionRecord,
         settings: Settings,
         crm: Any,
     ) -> tuple[ProviderAccount, None]:

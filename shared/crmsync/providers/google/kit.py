@@ -18,7 +18,7 @@ from typing import Any
 
 from crmsync.connections import Grant, Grants
 from crmsync.errors import PermanentError, SyncError
-from crmsync.ports import Channel, ProviderAccount
+from crmsync.ports import Channel, ConnectionRecord, ProviderAccount
 from crmsync.settings import Settings
 
 NAME = "google"
@@ -138,7 +138,7 @@ class GoogleKit:
         services: Any,
         store: Any,
         grants: Grants,
-        record: Mapping[str, Any],
+        record: ConnectionRecord,
         settings: Settings,
         crm: Any,
     ) -> tuple[ProviderAccount, Any]:
@@ -148,10 +148,10 @@ class GoogleKit:
         from crmsync.providers.google.people import GoogleContacts
         from crmsync.providers.google.tasks import GoogleTasks
 
-        connection = str(record["id"])
+        connection = record.id
         if _setup(services) is None:
             raise PermanentError("Google cannot be synced here: no OAuth client is set up")
-        client = self.client(services, grants, connection, str(record.get("subject", "")))
+        client = self.client(services, grants, connection, record.subject)
         try:
             directory = crm.users()  # CAL-6: CRM members become attendees
         except SyncError:
