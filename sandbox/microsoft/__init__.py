@@ -1,0 +1,1 @@
+"""A local simulator of Microsoft's identity platform and Microsoft Graph v1.0 (never deployed)."""
