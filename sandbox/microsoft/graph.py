@@ -97,7 +97,8 @@ def applied_page_size(request: Request) -> dict[str, str]:
 
 
 def link(sandbox: MicrosoftSandbox, path: str, params: dict[str, str]) -> str:
-    return f"{sandbox.base_url}/v1.0/{path}?{urlencode(params)}"
+    query = urlencode(params, safe="$")
+    return f"{sandbox.base_url}/v1.0/{path}?{query}"
 
 
 # -- delta ---------------------------------------------------------------------------------------
@@ -153,10 +154,23 @@ class DeltaTokens:
         self.rounds.clear()
 
 
+def tokens_of(user: User) -> DeltaTokens:
+    """The user's delta tokens, one store for every Graph module."""
+    tokens: DeltaTokens = user.data.setdefault("delta", DeltaTokens())
+    return tokens
+
+
+def expire_delta_links(sandbox: MicrosoftSandbox, email: str) -> None:
+    """Every delta and next link issued to `email` so far is evicted: following one gets
+    410 `syncStateNotFound` with a Location to start over (RUN-4)."""
+    with sandbox.lock:
+        tokens_of(sandbox.add_user(email)).expire_all()
+
+
 def delta_page(
     sandbox: MicrosoftSandbox,
     request: Request,
-    tokens: DeltaTokens,
+    user: User,
     *,
     path: str,
     scope: str,
@@ -169,7 +183,8 @@ def delta_page(
     deltaLink was issued, deleted ones as `@removed`. `render(id)` gives an item as the
     page shows it (None: deleted since). The last page carries `@odata.deltaLink`, the
     others `@odata.nextLink`; both keep the round's query."""
-    fresh = {k: v for k, v in request.args.items() if not k.startswith("$")}
+    tokens = tokens_of(user)
+    fresh = {k: v for k, v in request.args.items() if k not in ("$skiptoken", "$deltatoken")}
     try:
         current = _round(request, tokens, scope, fresh, current_seq, changes)
     except GraphError as exc:
