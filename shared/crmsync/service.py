@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from crmsync import providers
-from crmsync.auth.state import begin, finish
+from crmsync.auth.state import Consent, begin, finish, keep_secret
 from crmsync.auth.vault import TokenVault
 from crmsync.bursts import ChannelLookups
 from crmsync.connections import Grants
@@ -350,9 +350,10 @@ def start_oauth(
         link_issued=choice.link.issued,
     )
     hint = choice.bound if choice.bound and not switch and "@" in choice.bound else ""
-    return str(
-        services.kit(provider).consent_url(services, wanted, started.state, started.challenge, hint)
-    )
+    consent: Consent = services.kit(provider).consent(services, wanted, started, hint)
+    if consent.secret is not None:  # the provider's library made the flow's own secrets
+        keep_secret(_states(services), started, consent.secret)
+    return consent.url
 
 
 def finish_oauth(services: Services, state: str | None, code: str | None) -> dict[str, Any]:

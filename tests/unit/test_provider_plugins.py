@@ -39,5 +39,5 @@ def test_a_provider_is_found_by_its_package_and_offers_a_kit() -> None:
     for name in providers.names():
         kit = providers.kit(name)
         assert kit.name == name and kit.label
-        for method in ("available", "consent_url", "exchange", "account", "revoke"):
+        for method in ("available", "consent", "exchange", "account", "revoke"):
             assert callable(getattr(kit, method)), (name, method)

@@ -12,8 +12,9 @@ import base64
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from crmsync.ports import StateStore
 
@@ -44,6 +45,25 @@ class Started:
     challenge: str  # PKCE S256 code challenge, for the authorization URL
     pending: PendingAuth
 
+    @property
+    def nonce(self) -> str:
+        return self.state.partition(".")[0]
+
+
+@dataclass(frozen=True)
+class Consent:
+    """Where a provider's kit sends the user to consent, and, when the provider's own
+    library made the flow's secrets (its PKCE verifier and nonce), what to keep of them
+    for the callback instead of crmsync's verifier."""
+
+    url: str
+    secret: str | None = None
+
+
+def keep_secret(states: StateStore, started: Started, secret: str) -> None:
+    """The flow's secret for the callback is `secret`, not the verifier `begin` made."""
+    states.put_state(started.nonce, _record(replace(started.pending, verifier=secret)))
+
 
 def begin(
     secret: bytes,
@@ -63,20 +83,21 @@ def begin(
     pending = PendingAuth(
         tenant, user, provider, tuple(services), verifier, now + ttl, switch, link_issued
     )
-    states.put_state(
-        nonce,
-        {
-            "tenant": tenant,
-            "user": user,
-            "provider": provider,
-            "services": list(services),
-            "verifier": verifier,
-            "expires": pending.expires.isoformat(),
-            "switch": switch,
-            "link_issued": link_issued,
-        },
-    )
+    states.put_state(nonce, _record(pending))
     return Started(f"{nonce}.{_sign(secret, nonce)}", challenge(verifier), pending)
+
+
+def _record(pending: PendingAuth) -> dict[str, Any]:
+    return {
+        "tenant": pending.tenant,
+        "user": pending.user,
+        "provider": pending.provider,
+        "services": list(pending.services),
+        "verifier": pending.verifier,
+        "expires": pending.expires.isoformat(),
+        "switch": pending.switch,
+        "link_issued": pending.link_issued,
+    }
 
 
 def finish(secret: bytes, states: StateStore, state: str | None, now: datetime) -> PendingAuth:

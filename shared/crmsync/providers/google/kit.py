@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from crmsync.auth.state import Consent, Started
 from crmsync.connections import Grant, Grants
 from crmsync.errors import PermanentError, SyncError
 from crmsync.ports import Channel, ConnectionRecord, ProviderAccount
@@ -81,18 +82,17 @@ class GoogleKit:
     def available(self, services: Any) -> bool:
         return _setup(services) is not None
 
-    def consent_url(
-        self,
-        services: Any,
-        wanted: Sequence[str],
-        state: str,
-        challenge: str,
-        login_hint: str = "",
-    ) -> str:
+    def consent(
+        self, services: Any, wanted: Sequence[str], started: Started, login_hint: str = ""
+    ) -> Consent:
+        """Google's consent screen, with crmsync's state and PKCE challenge."""
         from crmsync.providers.google import oauth as google_auth
 
         oauth = _required(services).oauth
-        return google_auth.authorization_url(oauth, wanted, state, challenge, login_hint)
+        url = google_auth.authorization_url(
+            oauth, wanted, started.state, started.challenge, login_hint
+        )
+        return Consent(url)
 
     def exchange(self, services: Any, wanted: Sequence[str], code: str, verifier: str) -> Grant:
         from crmsync.providers.google import oauth as google_auth

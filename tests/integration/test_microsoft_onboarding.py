@@ -1,0 +1,181 @@
+"""Microsoft onboarding through crmsync's own use cases against the Microsoft sandbox's
+identity platform, with the real msal over https (AUTH-1..4 for Microsoft): the user's
+signed single-use state with msal's PKCE and nonce, the connection bound to the
+account's tenant and object id, a consent as another account refused, the grant
+sealed, refreshed with rotation under the connection's lock, and a spent grant as
+`needs_reauth`. Graph's adapters are not built yet: a Microsoft cycle says so."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from crmsync import service
+from crmsync.auth.vault import LocalKek, TokenVault
+from crmsync.connections import Grants
+from crmsync.errors import GrantRevoked
+from crmsync.providers.microsoft import oauth
+from crmsync.providers.microsoft.kit import KIT, MicrosoftSetup
+from crmsync.queue.inline import InlineQueue
+from crmsync.store.memory import MemoryBackend
+from sandbox.microsoft import identity
+from sandbox.microsoft.core import MicrosoftSandbox
+from sandbox.microsoft.server import serve
+
+pytestmark = pytest.mark.integration
+
+CLIENT_ID, SECRET = "0d8b0f4e-8f52-4c4e-9a55-4b7a0c2f9e11", "crmsync-app-secret"
+PUBLIC = "https://crmsync.example"
+ADA, MALLORY = "ada@contoso.example", "mallory@contoso.example"
+TENANT, CONNECTION = "acme", "microsoft-u1"
+
+
+@dataclass
+class World:
+    sandbox: MicrosoftSandbox
+    ca: str
+    services: service.Services
+
+
+@pytest.fixture
+def world() -> Iterator[World]:
+    sandbox = MicrosoftSandbox()
+    for email in (ADA, MALLORY):
+        sandbox.add_user(email)
+    served = serve(sandbox, modules=["identity"])
+    config = oauth.MicrosoftOAuth(
+        CLIENT_ID,
+        SECRET,
+        PUBLIC + "/oauth_callback",
+        authority=f"{served.base_url}/{sandbox.tenant_id}",
+        ca_path=served.ca_path,
+    )
+    sandbox.add_app(CLIENT_ID, SECRET, [config.redirect_uri])
+    services = service.Services(
+        backend=MemoryBackend(),
+        queue=InlineQueue(),
+        vault=TokenVault(LocalKek(os.urandom(32))),
+        secret=os.urandom(32),
+        public_url=PUBLIC,
+        providers={"microsoft": MicrosoftSetup(config)},
+    )
+    service.create_tenant(
+        services,
+        TENANT,
+        name="Acme",
+        crm_base_url="https://crm.invalid",
+        crm_token="crm-token",
+        event_secret="event-secret",
+    )
+    yield World(sandbox, served.ca_path, services)
+    served.stop()
+
+
+def link(world: World, user: str = "u1") -> str:
+    url = service.onboarding_link(world.services, TENANT, user)
+    return parse_qs(urlsplit(url).query)["link"][0]
+
+
+def connect(world: World, email: str, wanted: tuple[str, ...] = ("sync",)) -> dict[str, object]:
+    """Open the link, pick Microsoft, consent as `email`, come back to the callback."""
+    url = service.start_oauth(world.services, link(world), "microsoft", wanted)
+    callback = identity.consent(url, email, verify=world.ca)
+    return service.finish_oauth(world.services, callback.get("state"), callback.get("code"))
+
+
+def grants(world: World) -> Grants:
+    return Grants(world.services.backend.store(TENANT), world.services.vault, TENANT)
+
+
+def test_AUTH1_microsoft_is_offered_where_its_app_registration_is_set_up(world: World) -> None:
+    choice = service.connect_choice(world.services, link(world))
+    assert "microsoft" in choice.providers
+    bare = replace(world.services, providers={})
+    assert "microsoft" not in service.connect_choice(bare, link(world)).providers
+
+
+def test_AUTH2_a_user_connects_through_msal_and_is_bound_to_the_accounts_tenant_and_object_id(
+    world: World,
+) -> None:
+    record = connect(world, ADA)
+
+    user = world.sandbox.users[ADA]
+    assert record["subject"] == f"{world.sandbox.tenant_id}/{user.oid}"
+    assert (record["account"], record["status"], record["services"]) == (ADA, "active", ["sync"])
+    grant = grants(world).load(CONNECTION)
+    assert grant.refresh_token and grant.subject == record["subject"]
+    assert {"Contacts.ReadWrite", "Calendars.ReadWrite", "Tasks.ReadWrite"} <= grant.scopes
+    assert not {"Mail.ReadWrite"} & grant.scopes  # mail is authorised separately (AUTH-1)
+
+
+def test_AUTH2_the_consent_screen_carries_crmsyncs_state_and_pkce_and_the_state_is_single_use(
+    world: World,
+) -> None:
+    url = service.start_oauth(world.services, link(world), "microsoft", ("sync",))
+    asked = parse_qs(urlsplit(url).query)
+    assert asked["code_challenge_method"] == ["S256"] and asked["nonce"]
+    callback = identity.consent(url, ADA, verify=world.ca)
+    service.finish_oauth(world.services, callback["state"], callback["code"])
+
+    with pytest.raises(service.Refused) as refused:
+        service.finish_oauth(world.services, callback["state"], callback["code"])
+    assert refused.value.status == 400
+
+
+def test_AUTH2_consenting_as_another_account_through_the_users_link_is_refused(
+    world: World,
+) -> None:
+    first = connect(world, ADA)
+
+    with pytest.raises(service.Refused) as refused:
+        connect(world, MALLORY)
+
+    assert refused.value.status == 409
+    kept = world.services.backend.store(TENANT).connection_record(CONNECTION)
+    assert kept is not None and (kept["subject"], kept["account"]) == (first["subject"], ADA)
+    assert grants(world).load(CONNECTION).email == ADA
+
+
+def test_AUTH3_a_refresh_rotates_the_refresh_token_and_keeps_the_new_one(world: World) -> None:
+    connect(world, ADA)
+    before = grants(world).load(CONNECTION)
+    later = datetime.now(UTC) + timedelta(hours=2)  # the access token has run out
+    world.services.clock = lambda: later
+
+    fresh = KIT.fresh_grant(world.services, grants(world), CONNECTION, before.subject)
+
+    assert fresh.access_token != before.access_token
+    assert fresh.refresh_token and fresh.refresh_token != before.refresh_token
+    assert grants(world).load(CONNECTION).refresh_token == fresh.refresh_token  # kept
+    with pytest.raises(GrantRevoked):  # the spent one is refused: rotation happened
+        oauth.refresh(world.services.providers["microsoft"].oauth, before, later)
+
+
+def test_AUTH3_a_grant_microsoft_no_longer_honours_parks_the_connection(world: World) -> None:
+    connect(world, ADA)
+    identity.revoke_sessions(world.sandbox, ADA)
+    later = datetime.now(UTC) + timedelta(hours=2)
+    world.services.clock = lambda: later
+
+    run = service.work(world.services, TENANT, CONNECTION, "schedule")
+
+    assert run["status"] == "needs_reauth"
+    record = world.services.backend.store(TENANT).connection_record(CONNECTION)
+    assert record is not None and record["status"] == "needs_reauth"
+
+
+def test_AUTH1_a_microsoft_cycle_says_its_sync_is_not_built_yet_and_changes_nothing(
+    world: World,
+) -> None:
+    connect(world, ADA)
+
+    run = service.work(world.services, TENANT, CONNECTION, "schedule")
+
+    assert run["status"] == "failed" and "cannot be synced yet" in str(run["reason"])
+    record = world.services.backend.store(TENANT).connection_record(CONNECTION)
+    assert record is not None and record["status"] == "active"  # the grant still works
