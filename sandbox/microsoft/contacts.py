@@ -88,8 +88,8 @@ WRITABLE = frozenset(
 )
 LISTS = ("emailAddresses", "imAddresses", "businessPhones", "homePhones", "categories", "children")
 XP = "singleValueExtendedProperties"
-_XP_EXPAND = re.compile(r"^singleValueExtendedProperties\(\$filter=id eq '([^']+)'\)$")
-_XP_FILTER = re.compile(
+XP_EXPAND = re.compile(r"^singleValueExtendedProperties\(\$filter=id eq '([^']+)'\)$")
+XP_FILTER = re.compile(
     r"^singleValueExtendedProperties/any\((\w+):\s*\1/id eq '([^']+)' and \1/value eq '([^']*)'\)$",
     re.IGNORECASE,
 )
@@ -357,7 +357,7 @@ def _shown(sandbox: MicrosoftSandbox, request: Request, contact: Contact) -> dic
         shown = {k: v for k, v in shown.items() if k in keep}
     expand = request.args.get("$expand")
     if expand:
-        found = _XP_EXPAND.match(expand.strip())
+        found = XP_EXPAND.match(expand.strip())
         if found is None:
             raise GraphError(400, "BadRequest", f"Unsupported $expand: {expand}")
         key = xp_key(found.group(1))
@@ -373,7 +373,7 @@ def _matches(request: Request, contact: Contact) -> bool:
     wanted = request.args.get("$filter")
     if not wanted:
         return True
-    found = _XP_FILTER.match(wanted.strip())
+    found = XP_FILTER.match(wanted.strip())
     if found is None:
         raise GraphError(400, "ErrorInvalidUrlQueryFilter", f"Unsupported $filter: {wanted}")
     value = contact.extended.get(xp_key(found.group(2)))
