@@ -21,7 +21,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 from sandbox.microsoft.core import MicrosoftSandbox, Route, Router
 
-MODULES = ("identity", "graph", "contacts", "events")
+MODULES = ("identity", "graph", "contacts", "events", "todo")
 
 
 class _QuietHandler(WSGIRequestHandler):
