@@ -299,6 +299,7 @@ def _create(sandbox: MicrosoftSandbox, request: Request, user: User, folder: Fol
     _set_extended(contact, extended)
     _touch(sandbox, state, contact)
     state.contacts[contact.id] = contact
+    _notify(sandbox, user, "created", contact)
     return json_response(_shown(sandbox, request, contact), 201)
 
 
@@ -312,6 +313,7 @@ def _patch(
     contact.fields.update(fields)
     _set_extended(contact, extended)
     _touch(sandbox, state, contact)
+    _notify(sandbox, user, "updated", contact)
     return json_response(_shown(sandbox, request, contact))
 
 
@@ -323,7 +325,14 @@ def _delete(
     check_if_match(request, contact.change_key)
     contact.deleted = True
     _touch(sandbox, state, contact)
+    _notify(sandbox, user, "deleted", contact)
     return Response(status=204)
+
+
+def _notify(sandbox: MicrosoftSandbox, user: User, change: str, contact: Contact) -> None:
+    sandbox.publish(
+        user, "contacts", change, contact.id, etag(contact.change_key), contact.folder_id
+    )
 
 
 def _json(sandbox: MicrosoftSandbox, contact: Contact) -> dict[str, Any]:

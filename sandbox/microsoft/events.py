@@ -593,9 +593,7 @@ def _set_extended(event: Event, extended: dict[str, str]) -> None:
 def _notify(sandbox: MicrosoftSandbox, user: User, change: str, event: Event) -> None:
     """Tells the subscriptions module (when served) that `event` was created, updated
     or deleted."""
-    publish = getattr(sandbox, "publish", None)
-    if publish is not None:
-        publish(user, "events", change, event.id, etag(event.change_key), event.calendar_id)
+    sandbox.publish(user, "events", change, event.id, etag(event.change_key), event.calendar_id)
 
 
 def _create(

@@ -220,9 +220,7 @@ def _touch(sandbox: MicrosoftSandbox, state: TodoState, task: Task, body: bool) 
 
 
 def _notify(sandbox: MicrosoftSandbox, user: User, change: str, task: Task) -> None:
-    publish = getattr(sandbox, "publish", None)
-    if publish is not None:
-        publish(user, "tasks", change, task.id, etag(task.change_key), task.list_id)
+    sandbox.publish(user, "tasks", change, task.id, etag(task.change_key), task.list_id)
 
 
 def _create(sandbox: MicrosoftSandbox, request: Request, user: User, list_id: str) -> Response:
