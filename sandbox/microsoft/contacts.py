@@ -88,8 +88,8 @@ WRITABLE = frozenset(
 )
 LISTS = ("emailAddresses", "imAddresses", "businessPhones", "homePhones", "categories", "children")
 XP = "singleValueExtendedProperties"
-_XP_EXPAND = re.compile(r"^singleValueExtendedProperties\(\$filter=id eq '([^']+)'\)$")
-_XP_FILTER = re.compile(
+XP_EXPAND = re.compile(r"^singleValueExtendedProperties\(\$filter=id eq '([^']+)'\)$")
+XP_FILTER = re.compile(
     r"^singleValueExtendedProperties/any\((\w+):\s*\1/id eq '([^']+)' and \1/value eq '([^']*)'\)$",
     re.IGNORECASE,
 )
@@ -299,6 +299,7 @@ def _create(sandbox: MicrosoftSandbox, request: Request, user: User, folder: Fol
     _set_extended(contact, extended)
     _touch(sandbox, state, contact)
     state.contacts[contact.id] = contact
+    _notify(sandbox, user, "created", contact)
     return json_response(_shown(sandbox, request, contact), 201)
 
 
@@ -312,6 +313,7 @@ def _patch(
     contact.fields.update(fields)
     _set_extended(contact, extended)
     _touch(sandbox, state, contact)
+    _notify(sandbox, user, "updated", contact)
     return json_response(_shown(sandbox, request, contact))
 
 
@@ -323,7 +325,14 @@ def _delete(
     check_if_match(request, contact.change_key)
     contact.deleted = True
     _touch(sandbox, state, contact)
+    _notify(sandbox, user, "deleted", contact)
     return Response(status=204)
+
+
+def _notify(sandbox: MicrosoftSandbox, user: User, change: str, contact: Contact) -> None:
+    sandbox.publish(
+        user, "contacts", change, contact.id, etag(contact.change_key), contact.folder_id
+    )
 
 
 def _json(sandbox: MicrosoftSandbox, contact: Contact) -> dict[str, Any]:
@@ -357,7 +366,7 @@ def _shown(sandbox: MicrosoftSandbox, request: Request, contact: Contact) -> dic
         shown = {k: v for k, v in shown.items() if k in keep}
     expand = request.args.get("$expand")
     if expand:
-        found = _XP_EXPAND.match(expand.strip())
+        found = XP_EXPAND.match(expand.strip())
         if found is None:
             raise GraphError(400, "BadRequest", f"Unsupported $expand: {expand}")
         key = xp_key(found.group(1))
@@ -373,7 +382,7 @@ def _matches(request: Request, contact: Contact) -> bool:
     wanted = request.args.get("$filter")
     if not wanted:
         return True
-    found = _XP_FILTER.match(wanted.strip())
+    found = XP_FILTER.match(wanted.strip())
     if found is None:
         raise GraphError(400, "ErrorInvalidUrlQueryFilter", f"Unsupported $filter: {wanted}")
     value = contact.extended.get(xp_key(found.group(2)))

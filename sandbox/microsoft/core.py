@@ -91,6 +91,18 @@ class Grant:
     revoked: bool = False
 
 
+@dataclass(frozen=True)
+class Changed:
+    """One change to a user's item, as `MicrosoftSandbox.publish` reports it."""
+
+    user: User
+    kind: str
+    change: str
+    item_id: str
+    etag: str
+    container: str
+
+
 @dataclass
 class Fault:
     """An injected failure: the next `times` matching requests get `status`."""
@@ -144,6 +156,19 @@ class MicrosoftSandbox:
         self.faults: list[Fault] = []
         self.base_url = ""  # https://127.0.0.1:<port>, set by serve()
         self.requests: dict[str, int] = {}  # per HTTP method, for the benchmarks
+        self.listeners: list[Callable[[Changed], None]] = []  # see publish()
+        self.dispatch: Callable[[Request], Response] | None = None  # the served Router's
+
+    # -- changes ---------------------------------------------------------------------------------
+    def publish(
+        self, user: User, kind: str, change: str, item_id: str, item_etag: str, container: str
+    ) -> None:
+        """A Graph module tells the listeners (the subscriptions module) that one of
+        `user`'s items changed: `kind` "events", "contacts" or "tasks"; `change`
+        "created", "updated" or "deleted"; `container` its calendar, folder or list."""
+        changed = Changed(user, kind, change, item_id, item_etag, container)
+        for listener in list(self.listeners):
+            listener(changed)
 
     # -- users and apps ----------------------------------------------------------------------
     def add_user(self, email: str, display_name: str = "") -> User:
@@ -255,6 +280,7 @@ class Router:
     def __init__(self, sandbox: MicrosoftSandbox, routes: Iterable[Route]) -> None:
         self.sandbox = sandbox
         self.routes = list(routes)
+        sandbox.dispatch = self.dispatch  # $batch answers its requests through it
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         request = Request(environ)

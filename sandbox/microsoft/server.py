@@ -21,7 +21,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 from sandbox.microsoft.core import MicrosoftSandbox, Route, Router
 
-MODULES = ("identity", "graph", "contacts")
+MODULES = ("identity", "graph", "contacts", "events", "todo", "subscriptions", "batch")
 
 
 class _QuietHandler(WSGIRequestHandler):

@@ -3,6 +3,9 @@ token, and requests that carry it and trust only the sandbox's CA."""
 
 from __future__ import annotations
 
+import json
+import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -10,6 +13,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import requests
+from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.wrappers import Request, Response
 
 from sandbox.microsoft.core import MicrosoftSandbox
 from sandbox.microsoft.server import serve, trusting_session
@@ -84,3 +89,55 @@ def served_graph(scopes: Iterable[str] = ALL_SCOPES) -> Iterator[Graph]:
     finally:
         session.close()
         served.stop()
+
+
+class Receiver:
+    """A notification endpoint on a loopback port, as a crmsync webhook would be: it
+    answers Graph's validation handshake (`mode` "echo"; "wrong" echoes something else,
+    "error" answers 500, "slow" waits `delay` seconds first) and records every
+    notification it gets, answering `status` (202 by default)."""
+
+    def __init__(self) -> None:
+        self.mode = "echo"
+        self.delay = 0.0
+        self.status = 202
+        self.validations: list[str] = []
+        self.received: list[dict[str, Any]] = []
+        self.server = make_server(
+            "127.0.0.1", 0, self._app, threaded=True, request_handler=_QuietReceiver
+        )
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.port}/hook"
+
+    @property
+    def lifecycle_url(self) -> str:
+        return self.url.replace("/hook", "/lifecycle")
+
+    def _app(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = Request(environ)
+        token = request.args.get("validationToken")
+        if token is not None:
+            self.validations.append(token)
+            if self.mode == "slow":
+                time.sleep(self.delay)
+            if self.mode == "error":
+                response = Response("no", status=500)
+            else:
+                answer = token if self.mode != "wrong" else "something else"
+                response = Response(answer, status=200, mimetype="text/plain")
+            return response(environ, start_response)
+        self.received.append({"path": request.path, **json.loads(request.get_data() or b"{}")})
+        return Response(status=self.status)(environ, start_response)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+class _QuietReceiver(WSGIRequestHandler):
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        return None
