@@ -10,7 +10,15 @@ from typing import Any
 import pytest
 
 from crmsync.engine.plan import Write
-from crmsync.errors import Conflict, CursorExpired, GrantRevoked, NotFound, RateLimited
+from crmsync.errors import (
+    Conflict,
+    CursorExpired,
+    GrantRevoked,
+    NotFound,
+    PermanentError,
+    RateLimited,
+    TransientError,
+)
 from crmsync.model import normalize
 from crmsync.providers.microsoft.client import GraphClient
 from crmsync.providers.microsoft.contacts import GraphContacts
@@ -229,19 +237,29 @@ def test_RUN4_changes_come_through_the_delta_link_with_removed_as_gone(graph: Gr
     assert contacts.changes(second.cursor).records == []
 
 
-def test_RUN4_a_full_round_pages_through_every_contact(graph: Graph) -> None:
+def test_RUN4_a_full_round_follows_next_links_to_the_delta_link(graph: Graph) -> None:
     contacts = contacts_of(graph)
     made = {create(contacts, key=f"k-{n}", first_name=f"N{n}") for n in range(7)}
+    delta = f"me/contactFolders/{contacts.folder()}/contacts/delta"
 
-    page = GraphContacts(client_of(graph), "CRM")
-    page_ids = set()
-    client = page.client
-    for answer in client.pages(
-        f"me/contactFolders/{page.folder()}/contacts/delta", "test", page_size=3
-    ):
-        page_ids |= {c["id"] for c in answer["value"]}
+    pages = list(contacts.client.pages(delta, "graph contacts.delta", page_size=3))
+    page = contacts.changes(None)
 
-    assert page_ids == made == {r.id for r in contacts.changes(None).records}
+    assert [bool(p.get("@odata.nextLink")) for p in pages] == [True, True, False]
+    assert "@odata.deltaLink" in pages[-1]
+    assert {r.id for r in page.records} == made and "$deltatoken" in page.cursor
+
+
+@pytest.mark.parametrize("code", ["syncStateNotFound", "resyncRequired"])
+def test_RUN4_a_delta_link_refused_with_400_and_a_resync_code_is_cursor_expired(
+    graph: Graph, code: str
+) -> None:
+    contacts = contacts_of(graph)
+    cursor = contacts.changes(None).cursor
+    graph.sandbox.inject(400, code=code, path=r"contacts/delta")
+
+    with pytest.raises(CursorExpired):
+        contacts.changes(cursor)
 
 
 def test_RUN4_an_expired_delta_link_is_cursor_expired_and_a_full_round_follows(
@@ -369,6 +387,35 @@ def test_throttling_past_the_last_attempt_is_rate_limited_with_retry_after(graph
         contacts.changes(None)
 
     assert raised.value.retry_after == 5.0 and waits == [5.0, 5.0]
+
+
+def test_an_outage_on_a_read_is_retried(graph: Graph) -> None:
+    contacts = contacts_of(graph)
+    contact_id = create(contacts)
+    graph.sandbox.inject(503, method="GET", path=r"contacts/", times=2)
+
+    assert contacts.get(contact_id).fields == contact()
+
+
+def test_an_outage_on_a_create_is_transient_and_not_resent(graph: Graph) -> None:
+    contacts = contacts_of(graph)
+    contacts.folder()
+    graph.sandbox.inject(503, method="POST", path=r"/contacts$", times=1)
+
+    with pytest.raises(TransientError):
+        create(contacts)
+
+    assert held(graph) == []
+    create(contacts)  # the cycle's retry looks for the key first, then makes it once
+    assert held(graph) == [("CRM", "Ada")]
+
+
+def test_another_refusal_is_permanent_and_names_graphs_error_code(graph: Graph) -> None:
+    contacts = contacts_of(graph)
+    graph.sandbox.inject(400, code="ErrorInvalidRequest", path=r"contactFolders")
+
+    with pytest.raises(PermanentError, match="ErrorInvalidRequest"):
+        contacts.folder()
 
 
 def test_AUTH3_a_refused_token_is_grant_revoked(graph: Graph) -> None:
