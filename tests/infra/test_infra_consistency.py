@@ -30,6 +30,7 @@ DEVELOPMENT_ONLY = {
     "CLOUD_TASKS_EMULATOR_HOST": "the local Cloud Tasks emulator",
     "CRMSYNC_MICROSOFT_AUTHORITY": "Microsoft's identity platform elsewhere (the local sandbox)",
     "CRMSYNC_MICROSOFT_CA": "the CA that signs the local Microsoft sandbox",
+    "CRMSYNC_MICROSOFT_GRAPH_ROOT": "Microsoft Graph at another root (the local sandbox)",
 }
 # Read by a provider whose deployment waits for its adapters: Microsoft's app
 # registration reaches the functions with Graph's adapters (#13), so that no deployment

@@ -3,7 +3,7 @@ identity platform, with the real msal over https (AUTH-1..4 for Microsoft): the 
 signed single-use state with msal's PKCE and nonce, the connection bound to the
 account's tenant and object id, a consent as another account refused, the grant
 sealed, refreshed with rotation under the connection's lock, and a spent grant as
-`needs_reauth`. Graph's adapters are not built yet: a Microsoft cycle says so."""
+`needs_reauth`; and the first cycle of a connected Outlook user, over Graph."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import pytest
 from crmsync import service
 from crmsync.auth.vault import LocalKek, TokenVault
 from crmsync.connections import Grants
+from crmsync.crm.memory import MemoryCrm
 from crmsync.errors import GrantRevoked
 from crmsync.providers.microsoft import oauth
 from crmsync.providers.microsoft.kit import KIT, MicrosoftSetup
@@ -25,7 +26,8 @@ from crmsync.queue.inline import InlineQueue
 from crmsync.store.memory import MemoryBackend
 from sandbox.microsoft import identity
 from sandbox.microsoft.core import MicrosoftSandbox
-from sandbox.microsoft.server import serve
+from sandbox.microsoft.server import serve, trusting_session
+from tests.integration.microsoft_sandbox import Clock, Graph
 
 pytestmark = pytest.mark.integration
 
@@ -40,6 +42,7 @@ class World:
     sandbox: MicrosoftSandbox
     ca: str
     services: service.Services
+    base: str
 
 
 @pytest.fixture
@@ -47,7 +50,7 @@ def world() -> Iterator[World]:
     sandbox = MicrosoftSandbox()
     for email in (ADA, MALLORY):
         sandbox.add_user(email)
-    served = serve(sandbox, modules=["identity"])
+    served = serve(sandbox)
     config = oauth.MicrosoftOAuth(
         CLIENT_ID,
         SECRET,
@@ -62,7 +65,11 @@ def world() -> Iterator[World]:
         vault=TokenVault(LocalKek(os.urandom(32))),
         secret=os.urandom(32),
         public_url=PUBLIC,
-        providers={"microsoft": MicrosoftSetup(config)},
+        providers={
+            "microsoft": MicrosoftSetup(
+                config, f"{served.base_url}/v1.0", {"attempts": 1, "sleep": lambda s: None}
+            )
+        },
     )
     service.create_tenant(
         services,
@@ -72,7 +79,7 @@ def world() -> Iterator[World]:
         crm_token="crm-token",
         event_secret="event-secret",
     )
-    yield World(sandbox, served.ca_path, services)
+    yield World(sandbox, served.ca_path, services, served.base_url)
     served.stop()
 
 
@@ -86,6 +93,12 @@ def connect(world: World, email: str, wanted: tuple[str, ...] = ("sync",)) -> di
     url = service.start_oauth(world.services, link(world), "microsoft", wanted)
     callback = identity.consent(url, email, verify=world.ca)
     return service.finish_oauth(world.services, callback.get("state"), callback.get("code"))
+
+
+def user_graph(world: World, email: str) -> Graph:
+    """Graph as the user's own Outlook uses it."""
+    token = world.sandbox.issue_token(email, ["Contacts.ReadWrite"])
+    return Graph(world.sandbox, world.base, world.ca, Clock(), token, trusting_session(world.ca))
 
 
 def grants(world: World) -> Grants:
@@ -169,13 +182,44 @@ def test_AUTH3_a_grant_microsoft_no_longer_honours_parks_the_connection(world: W
     assert record is not None and record["status"] == "needs_reauth"
 
 
-def test_AUTH1_a_microsoft_cycle_says_its_sync_is_not_built_yet_and_changes_nothing(
+def test_CON2_a_connected_outlook_user_gets_the_crm_contacts_of_their_sync_group(
     world: World,
 ) -> None:
+    crm = MemoryCrm(lambda: datetime.now(UTC))
+    world.services.crm_connector = lambda tenant, record, user, settings: crm.connector(
+        user, settings["contact_group"]
+    )
+    ada_lovelace = crm.log.insert(
+        "contact",
+        {"first_name": "Ada", "last_name": "Lovelace", "emails": ["ada@engines.example"]},
+        owner="u1",
+        remote=False,
+    ).id
+    crm.groups.setdefault("u1", set()).add(ada_lovelace)
     connect(world, ADA)
+    contacts_only = {"enabled": {"activity": False, "todo": False}}
+    world.services.backend.store(TENANT).save_connection_record(
+        CONNECTION, {"settings": contacts_only}
+    )
 
     run = service.work(world.services, TENANT, CONNECTION, "schedule")
 
-    assert run["status"] == "failed" and "cannot be synced yet" in str(run["reason"])
-    record = world.services.backend.store(TENANT).connection_record(CONNECTION)
-    assert record is not None and record["status"] == "active"  # the grant still works
+    assert run["status"] == "ok", run
+    assert run["counts"] == {"contact": {"create": 1}}
+    graph = user_graph(world, ADA)
+    [folder] = [
+        f for f in graph.ok(graph.get("me/contactFolders"))["value"] if f["displayName"] == "CRM"
+    ]
+    [contact] = graph.ok(graph.get(f"me/contactFolders/{folder['id']}/contacts"))["value"]
+    assert (contact["givenName"], contact["surname"]) == ("Ada", "Lovelace")
+    assert [e["address"] for e in contact["emailAddresses"]] == ["ada@engines.example"]
+
+    graph.ok(
+        graph.patch(
+            f"me/contactFolders/{folder['id']}/contacts/{contact['id']}", {"jobTitle": "Analyst"}
+        )
+    )
+    again = service.work(world.services, TENANT, CONNECTION, "schedule")
+
+    assert again["counts"] == {"contact": {"update": 1}}, again
+    assert crm.connector("u1").get("contact", ada_lovelace).fields["title"] == "Analyst"  # type: ignore[index]

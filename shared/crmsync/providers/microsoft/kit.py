@@ -1,8 +1,8 @@
 """Microsoft 365 as crmsync's service layer sees it: consent through msal, the grant and
-the account a connection is bound to, refreshing and revoking. Graph's adapters (the
-cycle's contacts, calendar and To Do, change notifications, mail) are not built yet: a
-connection's cycle fails with that reason, push is left to the scheduled cycle, and mail
-is not routed.
+the account a connection is bound to, refreshing and revoking, and a cycle's adapters
+on Microsoft Graph (Outlook contacts so far; the calendar and To Do plug in the same
+way). Change notifications and mail recording are not built yet: push is left to the
+scheduled cycle, and mail is not routed.
 
 `services` is the service layer's `Services`; this kit reads its own setup from
 `services.providers["microsoft"]` (a MicrosoftSetup).
@@ -11,26 +11,30 @@ is not routed.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from crmsync.auth.state import Consent, Started
 from crmsync.connections import Grant, Grants
 from crmsync.errors import PermanentError, SyncError
+from crmsync.model import Kind
 from crmsync.ports import Channel, ConnectionRecord, ProviderAccount
+from crmsync.providers.accounts import Resource
 from crmsync.settings import Settings
 
 NAME = "microsoft"
-NOT_YET = "Microsoft 365's contacts, calendar and To Do cannot be synced yet"
 
 
 @dataclass(frozen=True)
 class MicrosoftSetup:
     """crmsync's app registration at Microsoft (crmsync.providers.microsoft.oauth's
-    MicrosoftOAuth)."""
+    MicrosoftOAuth), where Graph answers (the sandbox's in development and tests), and
+    how its client retries (GraphClient's keywords)."""
 
     oauth: Any
+    graph_root: str = "https://graph.microsoft.com/v1.0"
+    client_options: Mapping[str, Any] = field(default_factory=dict)
 
 
 def setup_from_environment(env: Mapping[str, str]) -> MicrosoftSetup | None:
@@ -47,13 +51,14 @@ def setup_from_environment(env: Mapping[str, str]) -> MicrosoftSetup | None:
         extra["authority"] = env["CRMSYNC_MICROSOFT_AUTHORITY"].rstrip("/")
     if env.get("CRMSYNC_MICROSOFT_CA"):
         extra["ca_path"] = env["CRMSYNC_MICROSOFT_CA"]
+    graph = env.get("CRMSYNC_MICROSOFT_GRAPH_ROOT", "").rstrip("/")
     oauth = MicrosoftOAuth(
         env["CRMSYNC_MICROSOFT_CLIENT_ID"],
         env["CRMSYNC_MICROSOFT_CLIENT_SECRET"],
         public + "/oauth_callback",
         **extra,
     )
-    return MicrosoftSetup(oauth)
+    return MicrosoftSetup(oauth, graph) if graph else MicrosoftSetup(oauth)
 
 
 class MicrosoftKit:
@@ -108,8 +113,25 @@ class MicrosoftKit:
         settings: Settings,
         crm: Any,
     ) -> tuple[ProviderAccount, Any]:
-        self.fresh_grant(services, grants, record.id, record.subject)  # AUTH-3 still holds
-        raise PermanentError(NOT_YET)
+        """The mailbox's adapters for one cycle; the grant is checked (and refreshed)
+        first, so a grant Microsoft no longer honours parks the connection (AUTH-3)."""
+        from crmsync.providers.microsoft.account import MicrosoftAccount
+        from crmsync.providers.microsoft.client import GraphClient
+        from crmsync.providers.microsoft.contacts import GraphContacts
+        from crmsync.providers.microsoft.oauth import https_session
+
+        setup = _required(services)
+        self.fresh_grant(services, grants, record.id, record.subject)
+
+        def token() -> str:
+            return self.fresh_grant(services, grants, record.id, record.subject).access_token
+
+        session = https_session(setup.oauth.ca_path)
+        client = GraphClient(token, setup.graph_root, session, **setup.client_options)
+        resources: dict[Kind, Resource] = {
+            "contact": GraphContacts(client, settings["contact_label"])
+        }
+        return MicrosoftAccount(resources), None
 
     # -- push and mail, with Graph's adapters -------------------------------------------------
     def open_push(

@@ -54,14 +54,21 @@ def scopes_for(services: Iterable[str]) -> list[str]:
     return sorted({scope for service in services for scope in SCOPES.get(service, ())})
 
 
+def https_session(ca_path: str = "") -> requests.Session:
+    """A session for Microsoft's endpoints; with a CA of its own it trusts only that CA,
+    whatever the environment says (REQUESTS_CA_BUNDLE would override `verify`)."""
+    session = requests.Session()
+    if ca_path:
+        session.trust_env = False
+        session.verify = ca_path
+    return session
+
+
 @cache
 def _app(oauth: MicrosoftOAuth) -> msal.ConfidentialClientApplication:
     """One msal client per registration and process (it reads the authority's metadata
-    once). With a CA of its own it trusts only that CA, whatever the environment says."""
-    session = requests.Session()
-    if oauth.ca_path:
-        session.trust_env = False
-        session.verify = oauth.ca_path
+    once)."""
+    session = https_session(oauth.ca_path)
     try:
         return msal.ConfidentialClientApplication(
             oauth.client_id,
