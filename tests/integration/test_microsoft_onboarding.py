@@ -223,3 +223,54 @@ def test_CON2_a_connected_outlook_user_gets_the_crm_contacts_of_their_sync_group
 
     assert again["counts"] == {"contact": {"update": 1}}, again
     assert crm.connector("u1").get("contact", ada_lovelace).fields["title"] == "Analyst"  # type: ignore[index]
+
+
+def test_CON3_an_outlook_twin_outside_the_crm_folder_is_linked_moved_in_and_stays_linked(
+    world: World,
+) -> None:
+    crm = MemoryCrm(lambda: datetime.now(UTC))
+    world.services.crm_connector = lambda tenant, record, user, settings: crm.connector(
+        user, settings["contact_group"]
+    )
+    grace = crm.log.insert(
+        "contact",
+        {"first_name": "Grace", "last_name": "Hopper", "emails": ["grace@navy.example"]},
+        owner="u1",
+        remote=False,
+    ).id
+    crm.groups.setdefault("u1", set()).add(grace)
+    graph = user_graph(world, ADA)
+    graph.ok(
+        graph.post(
+            "me/contacts",
+            {
+                "givenName": "Grace",
+                "surname": "Hopper",
+                "emailAddresses": [{"address": "grace@navy.example", "name": "Grace"}],
+            },
+        ),
+        201,
+    )
+    connect(world, ADA)
+    world.services.backend.store(TENANT).save_connection_record(
+        CONNECTION, {"settings": {"enabled": {"activity": False, "todo": False}}}
+    )
+
+    first = service.work(world.services, TENANT, CONNECTION, "schedule")
+    second = service.work(world.services, TENANT, CONNECTION, "schedule")
+
+    assert first["status"] == second["status"] == "ok", (first, second)
+    assert "delete" not in second["counts"].get("contact", {}), second
+    assert "unlink" not in second["counts"].get("contact", {}), second
+    assert crm.connector("u1").get("contact", grace).in_scope  # still in the sync group
+    everyone = graph.ok(graph.get("me/contacts"))["value"]
+    folders = graph.ok(graph.get("me/contactFolders"))["value"]
+    in_folders = [
+        c
+        for f in folders
+        for c in graph.ok(graph.get(f"me/contactFolders/{f['id']}/contacts"))["value"]
+    ]
+    graces = [c for c in everyone + in_folders if c.get("surname") == "Hopper"]
+    assert len(graces) == 1  # linked, moved into the CRM folder, never copied twice
+    [link] = world.services.backend.store(TENANT).links(CONNECTION, "contact")
+    assert link.provider_id == graces[0]["id"]  # the link follows the moved contact

@@ -143,8 +143,10 @@ class Applier:
             )
 
     def write(self, write: Write) -> WriteResult | None:
-        """One write on its side; None for a delete, or for a write that answered with
-        another record (it is not the link's)."""
+        """One write on its side; None for a delete, or for an update that answered with
+        another record (it is not the link's). A record moved into or out of the sync
+        scope may come back under a new id (a contact moved between folders is a new
+        contact): the link follows it."""
         side = self.sides[write.side]
         if write.op == "create":
             return side.create(write)
@@ -152,7 +154,9 @@ class Applier:
             with contextlib.suppress(NotFound):  # already gone is what we wanted
                 side.delete(write)
             return None
-        result = side.update(write) if write.op == "update" else side.set_scope(write)
+        if write.op == "scope":
+            return side.set_scope(write)
+        result = side.update(write)
         return result if not write.target or result.id == write.target else None
 
     # -- the queue of held changes (SYN-2 manual, SET-5, SYN-6) ------------------------

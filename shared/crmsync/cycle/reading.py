@@ -106,12 +106,16 @@ def add_settled(changes: Changes, queue: list[dict[str, object]], sides: Sides) 
 def add_twins(changes: Changes, links: Links, store: Store, connection: str, sides: Sides) -> None:
     """CON-3: the twin by e-mail of a new record joins the plan even when it did not
     change or is outside the sync scope, so the two are linked, not duplicated.
-    One lookup per side and cycle, for all new records together."""
+    One lookup per side and cycle, for all new records together. A whole listing of
+    the other side already holds the twins in its scope, but not those outside it
+    where a side lists only its scope (a contact folder): the addresses it did not list
+    are looked up."""
     for side in SIDES:
         other = OTHER[side]
-        if changes.full[other]:  # a whole listing already holds every candidate
-            continue
         emails = _new_emails(changes, side, links)
+        if changes.full[other]:
+            listed = _listed_emails(changes, other)
+            emails = [email for email in emails if email not in listed]
         if not emails:
             continue
         found = [
@@ -128,6 +132,15 @@ def add_twins(changes: Changes, links: Links, store: Store, connection: str, sid
                 links.crm[link.crm_id] = link
             if link.provider_id:
                 links.provider[link.provider_id] = link
+
+
+def _listed_emails(changes: Changes, side: Side) -> set[str]:
+    return {
+        email
+        for record in changes.records[side].values()
+        if record.fields
+        for email in record.fields.get("emails") or ()
+    }
 
 
 def _new_emails(changes: Changes, side: Side, links: Links) -> list[str]:
