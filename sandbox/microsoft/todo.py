@@ -9,8 +9,12 @@
 Each user has a default list "Tasks" with `wellknownListName` "defaultList". Graph's
 v1.0 todoTask has no singleValueExtendedProperties (its metadata lists open
 `extensions` and `linkedResources` instead), so a task carrying them is refused with
-400, as Graph refuses any property its type does not declare. Tasks have no changeKey
-in Graph; `@odata.etag` changes on every write and a stale `If-Match` gets 412.
+400, as Graph refuses any property its type does not declare. `linkedResources`
+(applicationName, displayName, externalId, webUrl; Graph gives each an id) may be
+made with the task in its create, as Graph documents; they are a navigation property,
+shown only with `$expand=linkedResources` (on a read, a listing and a delta round).
+Tasks have no changeKey in Graph; `@odata.etag` changes on every write and a stale
+`If-Match` gets 412.
 """
 
 from __future__ import annotations
@@ -60,6 +64,8 @@ WRITABLE = frozenset(
         "recurrence",
     }
 )
+LINKED = "linkedResources"
+LINKED_PROPERTIES = frozenset({"applicationName", "displayName", "externalId", "webUrl"})
 STATUSES = {"notStarted", "inProgress", "completed", "waitingOnOthers", "deferred"}
 IMPORTANCES = {"low", "normal", "high"}
 DATE_TIMES = ("dueDateTime", "startDateTime", "completedDateTime", "reminderDateTime")
@@ -77,6 +83,7 @@ class Task:
     change_key: str
     seq: int
     deleted: bool = False
+    linked: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -116,7 +123,8 @@ def routes(sandbox: MicrosoftSandbox) -> list[Route]:
 
     def get_task(request: Request, user: User, listId: str, taskId: str) -> Response:
         state = state_of(user)
-        return json_response(_json(_task(state, _task_list(state, listId), taskId)))
+        task = _task(state, _task_list(state, listId), taskId)
+        return json_response(_json(task, _expanded(request)))
 
     return [
         route("GET", lists, lambda r, u: _lists(sandbox, u), SCOPES),
@@ -210,6 +218,30 @@ def _checked(body: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
+def _linked(value: Any) -> list[dict[str, Any]]:
+    """linkedResources given in a create, each with the id Graph assigns it."""
+    if not isinstance(value, list):
+        raise GraphError(400, "invalidRequest", "'linkedResources' must be a collection.")
+    made = []
+    for item in value:
+        if not isinstance(item, dict) or not isinstance(item.get("applicationName"), str):
+            raise GraphError(400, "invalidRequest", "A linkedResource needs an applicationName.")
+        unknown = set(item) - LINKED_PROPERTIES - {"@odata.type"}
+        if unknown:
+            name = sorted(unknown)[0]
+            raise GraphError(
+                400,
+                "invalidRequest",
+                f"The property '{name}' does not exist on type 'microsoft.graph.linkedResource'.",
+            )
+        made.append({"id": new_id(), **{k: v for k, v in item.items() if k in LINKED_PROPERTIES}})
+    return made
+
+
+def _expanded(request: Request) -> bool:
+    return LINKED in {part.strip() for part in request.args.get("$expand", "").split(",")}
+
+
 def _touch(sandbox: MicrosoftSandbox, state: TodoState, task: Task, body: bool) -> None:
     state.seq += 1
     task.seq = state.seq
@@ -226,16 +258,18 @@ def _notify(sandbox: MicrosoftSandbox, user: User, change: str, task: Task) -> N
 def _create(sandbox: MicrosoftSandbox, request: Request, user: User, list_id: str) -> Response:
     state = state_of(user)
     task_list = _task_list(state, list_id)
-    fields = _checked(read_json(request))
+    body = read_json(request)
+    linked = _linked(body.pop(LINKED)) if LINKED in body else []
+    fields = _checked(body)
     if not isinstance(fields.get("title"), str):
         raise GraphError(400, "invalidRequest", "title is required.")
     now = sandbox.clock()
-    task = Task(new_id(), task_list.id, fields, now, now, now, "", 0)
+    task = Task(new_id(), task_list.id, fields, now, now, now, "", 0, linked=linked)
     _completion(sandbox, task)
     _touch(sandbox, state, task, body=True)
     state.tasks[task.id] = task
     _notify(sandbox, user, "created", task)
-    return json_response(_json(task), 201)
+    return json_response(_json(task, bool(linked)), 201)
 
 
 def _completion(sandbox: MicrosoftSandbox, task: Task) -> None:
@@ -274,7 +308,7 @@ def _delete(
     return Response(status=204)
 
 
-def _json(task: Task) -> dict[str, Any]:
+def _json(task: Task, expand: bool = False) -> dict[str, Any]:
     shown: dict[str, Any] = {
         "@odata.etag": etag(task.change_key),
         "id": task.id,
@@ -290,6 +324,8 @@ def _json(task: Task) -> dict[str, Any]:
         "body": {"content": "", "contentType": "text"},
     }
     shown.update(copy.deepcopy(task.fields))
+    if expand:
+        shown[LINKED] = copy.deepcopy(task.linked)
     return shown
 
 
@@ -306,7 +342,7 @@ def _list(sandbox: MicrosoftSandbox, request: Request, user: User, list_id: str)
     body: dict[str, Any] = {
         "@odata.context": f"{sandbox.base_url}/v1.0/$metadata#users('{user.oid}')/todo/lists"
         f"('{task_list.id}')/tasks",
-        "value": [_json(t) for t in live[skip : skip + size]],
+        "value": [_json(t, _expanded(request)) for t in live[skip : skip + size]],
     }
     if skip + size < len(live):
         params = {k: v for k, v in request.args.items() if k != "$skip"}
@@ -328,7 +364,9 @@ def _delta(sandbox: MicrosoftSandbox, request: Request, user: User, list_id: str
 
     def render(task_id: str) -> dict[str, Any] | None:
         task = state.tasks[task_id]
-        return None if task.deleted else {"@odata.type": "#microsoft.graph.todoTask", **_json(task)}
+        if task.deleted:
+            return None
+        return {"@odata.type": "#microsoft.graph.todoTask", **_json(task, _expanded(request))}
 
     return delta_page(
         sandbox,

@@ -148,6 +148,14 @@ PROVIDER_DEFAULTS: dict[Provider, dict[str, Any]] = {
             "activity": _ACTIVITY_PROVIDER_FIELDS,
             "todo": _TODO_PROVIDER_FIELDS,
         },
+        # To Do has no cancelled status: a cancelled to-do is a completed task, and a
+        # completed task stays cancelled in the CRM (TSK-3).
+        "todo_status": {
+            "open": "open",
+            "in_progress": "in_progress",
+            "completed": "completed",
+            "cancelled": "completed",
+        },
         "provider_recurring_todos": True,
     },
 }

@@ -201,3 +201,41 @@ def test_a_read_only_token_cannot_write_tasks(graph: Graph) -> None:
     answer = graph.post(f"me/todo/lists/{default_list(graph)}/tasks", {"title": "x"}, token=token)
 
     assert answer.status_code == 403
+
+
+def test_TSK1_linked_resources_made_with_a_task_show_only_when_expanded(graph: Graph) -> None:
+    list_id = default_list(graph)
+    link = {"applicationName": "crmsync", "displayName": "T1", "externalId": "todo-crm-T1"}
+    made = add(graph, list_id, linkedResources=[link])
+    path = f"me/todo/lists/{list_id}/tasks"
+
+    plain = graph.ok(graph.get(f"{path}/{made['id']}"))
+    expanded = graph.ok(graph.get(f"{path}/{made['id']}", params={"$expand": "linkedResources"}))
+    listed = graph.ok(graph.get(path, params={"$expand": "linkedResources"}))["value"]
+
+    assert "linkedResources" not in plain
+    assert [{k: r[k] for k in link} for r in expanded["linkedResources"]] == [link]
+    assert expanded["linkedResources"][0]["id"]
+    assert listed[0]["linkedResources"] == expanded["linkedResources"]
+
+
+def test_TSK1_an_expanded_delta_round_keeps_linked_resources_in_its_links(graph: Graph) -> None:
+    list_id = default_list(graph)
+    link = {"applicationName": "crmsync", "displayName": "T1", "externalId": "todo-crm-T1"}
+    made = add(graph, list_id, linkedResources=[link])
+    url = f"me/todo/lists/{list_id}/tasks/delta?$expand=linkedResources"
+    _, delta_link, _ = whole_round(graph, url)
+    graph.ok(graph.patch(f"me/todo/lists/{list_id}/tasks/{made['id']}", {"title": "Edited"}))
+
+    items, _, _ = whole_round(graph, delta_link)
+
+    assert [i["linkedResources"][0]["externalId"] for i in items] == ["todo-crm-T1"]
+
+
+def test_TSK1_a_linked_resource_without_an_application_is_refused(graph: Graph) -> None:
+    answer = graph.post(
+        f"me/todo/lists/{default_list(graph)}/tasks",
+        {"title": "Call Grace", "linkedResources": [{"externalId": "x"}]},
+    )
+
+    assert answer.status_code == 400

@@ -761,3 +761,14 @@ def test_SET1_every_setting_has_a_name_type_checking_knows() -> None:
     # Settings are read by name (settings["timezone"]); the names are a Literal type so
     # that a misspelt one fails type checking. This keeps that type and the contract one.
     assert sorted(get_args(SettingName)) == sorted(BASE_DEFAULTS)
+
+
+def test_TSK3_microsoft_writes_a_cancelled_to_do_as_completed_by_default() -> None:
+    table = resolve("microsoft")["todo_status"]
+
+    assert table == {
+        "open": "open",
+        "in_progress": "in_progress",
+        "completed": "completed",
+        "cancelled": "completed",
+    }
