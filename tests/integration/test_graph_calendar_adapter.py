@@ -306,3 +306,25 @@ def test_SYN5_an_unreadable_event_fails_alone(graph: Graph) -> None:
 
     assert records[good].error is None and records[good].fields
     assert records[bad["id"]].error and "tzone://Microsoft/Custom" in records[bad["id"]].error
+
+
+@pytest.mark.parametrize(
+    ("rule", "graph_type", "range_type"),
+    [
+        ("RRULE:FREQ=DAILY;INTERVAL=3;COUNT=4", "daily", "numbered"),
+        ("RRULE:FREQ=MONTHLY;BYMONTHDAY=10", "absoluteMonthly", "noEnd"),
+        ("RRULE:FREQ=MONTHLY;BYDAY=2TU;COUNT=3", "relativeMonthly", "numbered"),
+        ("RRULE:FREQ=YEARLY;BYDAY=-1FR;BYMONTH=3", "relativeYearly", "noEnd"),
+        ("RRULE:FREQ=YEARLY;BYMONTHDAY=10;BYMONTH=3", "absoluteYearly", "noEnd"),
+    ],
+)
+def test_CAL9_rules_map_to_graph_patterns_and_back(
+    graph: Graph, rule: str, graph_type: str, range_type: str
+) -> None:
+    cal = calendar_of(graph)
+
+    series = create(cal, recurrence=rule)
+
+    master = next(e for e in stored(graph) if e.id == series).fields["recurrence"]
+    assert (master["pattern"]["type"], master["range"]["type"]) == (graph_type, range_type)
+    assert cal.get(series).fields["recurrence"] == rule  # type: ignore[index]
