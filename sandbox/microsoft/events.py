@@ -23,9 +23,15 @@ answered in UTC unless `Prefer: outlook.timezone="..."` names another zone (IANA
 of the Windows names in WINDOWS_ZONES); an all-day event's start and end must both be
 midnight, and are shown as dates at midnight whatever the zone.
 
-Outlook's reminder state (snoozed, dismissed) is not a property of Graph's event, but
+Outlook's reminder state (snoozed, dismissed) is no property of Graph's event, but
 changing it gives the event a new changeKey and lastModifiedDateTime (SYN-10); the
-`snooze` and `dismiss` helpers do what a user clicking in Outlook does.
+`snooze` and `dismiss` helpers do what a user clicking in Outlook does, as MS-OXORMDR
+says a client must: a snooze sets PidLidReminderSignalTime (the MAPI property REMINDER,
+readable as a single-value extended property) to the snooze time; a dismiss of a single
+event sets PidLidReminderSet false (Graph's isReminderOn), of a series it moves the
+signal time past the last occurrence (the spec's 4501-01-01) and leaves isReminderOn.
+`$expand=singleValueExtendedProperties($filter=id eq 'a' or id eq 'b')` reads several
+extended properties at once.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from werkzeug.wrappers import Request, Response
 
-from sandbox.microsoft.contacts import XP, XP_EXPAND, XP_FILTER, xp_key
+from sandbox.microsoft.contacts import XP, XP_FILTER, xp_key
 from sandbox.microsoft.core import (
     GraphError,
     MicrosoftSandbox,
@@ -124,6 +130,10 @@ WINDOWS_ZONES = {
 }
 HORIZON = timedelta(days=3 * 366)  # how far a series without end is expanded past a window
 _NOT_FOUND = "The specified object was not found in the store."
+REMINDER = "SystemTime {00062008-0000-0000-C000-000000000046} Id 0x8560"
+NO_MORE_REMINDERS = "4501-01-01T00:00:00Z"
+_XP_EXPAND_MANY = re.compile(r"^singleValueExtendedProperties\(\$filter=(.+)\)$")
+_XP_ID = re.compile(r"^id eq '([^']+)'$")
 _OCCURRENCE = re.compile(r"^(?P<master>.+)_OID_(?P<start>\d{8}T\d{6}Z)$")
 
 
@@ -402,12 +412,12 @@ def _event_routes(sandbox: MicrosoftSandbox, base: str, default: bool = False) -
         body = read_json(request)
         moment, _ = parse_local(body.get("newReminderTime") or body.get("NewReminderTime"))
         event = _event(state_of(user), calendar(user, segments), eventId)
-        _set_reminder(sandbox, user, event, f"snoozed {moment.astimezone(UTC).isoformat()}")
+        _snoozed(sandbox, user, event, moment)
         return Response(status=200)
 
     def dismiss_action(request: Request, user: User, eventId: str, **segments: str) -> Response:
         event = _event(state_of(user), calendar(user, segments), eventId)
-        _set_reminder(sandbox, user, event, "dismissed")
+        _dismissed(sandbox, user, event)
         return Response(status=200)
 
     item = base + "/{eventId}"
@@ -704,21 +714,34 @@ def _set_reminder(sandbox: MicrosoftSandbox, user: User, event: Event, state: st
     _notify(sandbox, user, "updated", event)
 
 
+def _snoozed(sandbox: MicrosoftSandbox, user: User, event: Event, until: datetime) -> None:
+    signal = until.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    _set_extended(event, {REMINDER: signal})
+    _set_reminder(sandbox, user, event, f"snoozed {until.astimezone(UTC).isoformat()}")
+
+
+def _dismissed(sandbox: MicrosoftSandbox, user: User, event: Event) -> None:
+    if event.fields.get("recurrence"):
+        _set_extended(event, {REMINDER: NO_MORE_REMINDERS})
+    else:
+        event.fields["isReminderOn"] = False
+    _set_reminder(sandbox, user, event, "dismissed")
+
+
 def snooze(sandbox: MicrosoftSandbox, email: str, event_id: str, minutes: int = 5) -> None:
     """The user snoozes the event's reminder in Outlook: only the reminder state changes,
     yet the event gets a new changeKey and lastModifiedDateTime (SYN-10)."""
     with sandbox.lock:
         user = sandbox.add_user(email)
         event = _event(state_of(user), None, event_id)
-        until = sandbox.clock() + timedelta(minutes=minutes)
-        _set_reminder(sandbox, user, event, f"snoozed {until.astimezone(UTC).isoformat()}")
+        _snoozed(sandbox, user, event, sandbox.clock() + timedelta(minutes=minutes))
 
 
 def dismiss(sandbox: MicrosoftSandbox, email: str, event_id: str) -> None:
     """The user dismisses the event's reminder in Outlook (SYN-10), as `snooze`."""
     with sandbox.lock:
         user = sandbox.add_user(email)
-        _set_reminder(sandbox, user, _event(state_of(user), None, event_id), "dismissed")
+        _dismissed(sandbox, user, _event(state_of(user), None, event_id))
 
 
 def reminder_state(sandbox: MicrosoftSandbox, email: str, event_id: str) -> str:
@@ -809,16 +832,23 @@ def _shown(request: Request, event: Event, shown: dict[str, Any]) -> dict[str, A
         shown = {k: v for k, v in shown.items() if k in keep}
     expand = request.args.get("$expand")
     if expand:
-        found = XP_EXPAND.match(expand.strip())
-        if found is None:
-            raise GraphError(400, "BadRequest", f"Unsupported $expand: {expand}")
-        key = xp_key(found.group(1))
-        shown[XP] = (
-            [{"id": event.xp_ids[key], "value": event.extended[key]}]
+        keys = [xp_key(i) for i in _expanded_ids(expand)]
+        shown[XP] = [
+            {"id": event.xp_ids[key], "value": event.extended[key]}
+            for key in keys
             if key in event.extended
-            else []
-        )
+        ]
     return shown
+
+
+def _expanded_ids(expand: str) -> list[str]:
+    """The extended property ids an `$expand` names: `id eq '…'`, joined by `or`."""
+    found = _XP_EXPAND_MANY.match(expand.strip())
+    terms = re.split(r"\s+or\s+", found.group(1)) if found else []
+    ids = [m.group(1) for t in terms if (m := _XP_ID.match(t.strip()))]
+    if not ids or len(ids) != len(terms):
+        raise GraphError(400, "BadRequest", f"Unsupported $expand: {expand}")
+    return ids
 
 
 def _expand(

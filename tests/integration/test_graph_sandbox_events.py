@@ -457,3 +457,46 @@ def test_a_read_only_token_cannot_write_events(graph: Graph) -> None:
     answer = graph.post("me/events", {"subject": "X"}, token=token)
 
     assert answer.status_code == 403
+
+
+REMINDER_SIGNAL = "SystemTime {00062008-0000-0000-C000-000000000046} Id 0x8560"
+
+
+def reminder_properties(graph: Graph, event_id: str) -> tuple[bool, list[dict[str, str]]]:
+    expand = (
+        f"singleValueExtendedProperties($filter=id eq '{REMINDER_SIGNAL}' or id eq '{LINK_KEY}')"
+    )
+    read = graph.ok(graph.get(f"me/events/{event_id}", params={"$expand": expand}))
+    return read["isReminderOn"], read["singleValueExtendedProperties"]
+
+
+def test_SYN10_a_snooze_sets_the_reminder_signal_time_and_a_dismiss_turns_the_reminder_off(
+    graph: Graph,
+) -> None:
+    created = add(graph, singleValueExtendedProperties=[{"id": LINK_KEY, "value": "L-1"}])
+
+    graph.ok(
+        graph.post(
+            f"me/events/{created['id']}/snoozeReminder",
+            {"newReminderTime": when("2026-03-03T09:55:00")},
+        )
+    )
+    snoozed = reminder_properties(graph, created["id"])
+    dismiss(graph.sandbox, EMAIL, created["id"])
+    dismissed = reminder_properties(graph, created["id"])
+
+    signal = {"id": REMINDER_SIGNAL, "value": "2026-03-03T09:55:00Z"}
+    assert snoozed == (True, [signal, {"id": LINK_KEY, "value": "L-1"}])
+    assert dismissed[0] is False
+
+
+def test_SYN10_dismissing_a_series_moves_its_signal_time_past_the_last_occurrence(
+    graph: Graph,
+) -> None:
+    created = add(graph, recurrence=weekly())
+
+    dismiss(graph.sandbox, EMAIL, created["id"])
+
+    on, properties = reminder_properties(graph, created["id"])
+    assert on is True
+    assert properties == [{"id": REMINDER_SIGNAL, "value": "4501-01-01T00:00:00Z"}]
