@@ -274,3 +274,47 @@ def test_CON3_an_outlook_twin_outside_the_crm_folder_is_linked_moved_in_and_stay
     assert len(graces) == 1  # linked, moved into the CRM folder, never copied twice
     [link] = world.services.backend.store(TENANT).links(CONNECTION, "contact")
     assert link.provider_id == graces[0]["id"]  # the link follows the moved contact
+
+
+def test_CAL1_TSK1_a_connected_outlook_users_crm_meeting_and_todo_reach_the_calendar_and_to_do(
+    world: World,
+) -> None:
+    crm = MemoryCrm(lambda: datetime.now(UTC))
+    world.services.crm_connector = lambda tenant, record, user, settings: crm.connector(
+        user, settings["contact_group"]
+    )
+    start = (datetime.now(UTC) + timedelta(days=2)).replace(minute=0, second=0, microsecond=0)
+    crm.log.insert(
+        "activity",
+        {
+            "type": "meeting",
+            "subject": "Board review",
+            "start": start,
+            "end": start + timedelta(hours=1),
+            "timezone": "Europe/Berlin",
+            "leader": "u1",
+        },
+        owner="u1",
+        remote=False,
+    )
+    due = (datetime.now(UTC) + timedelta(days=3)).date()
+    crm.log.insert("todo", {"subject": "Send the offer", "due": due}, owner="u1", remote=False)
+    connect(world, ADA)
+
+    run = service.work(world.services, TENANT, CONNECTION, "schedule")
+
+    assert run["status"] == "ok", run
+    assert run["counts"] == {"activity": {"create": 1}, "todo": {"create": 1}}, run
+    graph = user_graph(world, ADA)
+    graph.token = world.sandbox.issue_token(ADA, ["Calendars.ReadWrite", "Tasks.ReadWrite"])
+    [event] = graph.ok(graph.get("me/events"))["value"]
+    assert event["subject"] == "Board review"
+    [default] = [
+        t
+        for t in graph.ok(graph.get("me/todo/lists"))["value"]
+        if t.get("wellknownListName") == "defaultList"
+    ]
+    [task] = graph.ok(graph.get(f"me/todo/lists/{default['id']}/tasks"))["value"]
+    assert task["title"] == "Send the offer"
+    again = service.work(world.services, TENANT, CONNECTION, "schedule")
+    assert again["status"] == "ok" and again["counts"] == {}, again  # its own echo is no news

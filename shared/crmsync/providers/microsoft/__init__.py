@@ -2,8 +2,8 @@
 
 Its kit (`kit.KIT`) is what the service layer sees. This package holds the onboarding
 (consent through Microsoft's identity platform with msal, the grant and the account it
-binds a connection to), the Graph client (`client.GraphClient`) and the first of
-Graph's adapters, Outlook contacts (`contacts.GraphContacts`). Until the calendar and To
-Do adapters exist too, the kit builds no account: a Microsoft connection's cycle fails
-with a clear reason and Microsoft is offered only where its OAuth client is set up.
+binds a connection to), the Graph client (`client.GraphClient`) and Graph's adapters:
+Outlook contacts (`contacts.GraphContacts`), the calendar (`calendar.GraphCalendar`)
+and To Do (`todo.GraphTasks`), one `account.MicrosoftAccount` per cycle. Change
+notifications and mail recording are still to come.
 """

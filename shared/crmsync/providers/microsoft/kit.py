@@ -1,8 +1,8 @@
 """Microsoft 365 as crmsync's service layer sees it: consent through msal, the grant and
 the account a connection is bound to, refreshing and revoking, and a cycle's adapters
-on Microsoft Graph (Outlook contacts so far; the calendar and To Do plug in the same
-way). Change notifications and mail recording are not built yet: push is left to the
-scheduled cycle, and mail is not routed.
+on Microsoft Graph (Outlook contacts, the calendar and To Do). Change notifications and
+mail recording are not built yet: push is left to the scheduled cycle, and mail is not
+routed.
 
 `services` is the service layer's `Services`; this kit reads its own setup from
 `services.providers["microsoft"]` (a MicrosoftSetup).
@@ -116,9 +116,11 @@ class MicrosoftKit:
         """The mailbox's adapters for one cycle; the grant is checked (and refreshed)
         first, so a grant Microsoft no longer honours parks the connection (AUTH-3)."""
         from crmsync.providers.microsoft.account import MicrosoftAccount
+        from crmsync.providers.microsoft.calendar import GraphCalendar
         from crmsync.providers.microsoft.client import GraphClient
         from crmsync.providers.microsoft.contacts import GraphContacts
         from crmsync.providers.microsoft.oauth import https_session
+        from crmsync.providers.microsoft.todo import GraphTasks
 
         setup = _required(services)
         self.fresh_grant(services, grants, record.id, record.subject)
@@ -128,8 +130,20 @@ class MicrosoftKit:
 
         session = https_session(setup.oauth.ca_path)
         client = GraphClient(token, setup.graph_root, session, **setup.client_options)
+        try:
+            directory = crm.users()  # CAL-6: CRM members become attendees
+        except SyncError:
+            directory = {}
+
+        def claimed(task_id: str) -> bool:
+            return bool(store.links_for(record.id, "todo", (), (task_id,)))
+
         resources: dict[Kind, Resource] = {
-            "contact": GraphContacts(client, settings["contact_label"])
+            "contact": GraphContacts(client, settings["contact_label"]),
+            "activity": GraphCalendar(client, settings["calendar"], directory),
+            "todo": GraphTasks(
+                client, settings["task_list"], claimed, timezone=settings["timezone"]
+            ),
         }
         return MicrosoftAccount(resources), None
 
