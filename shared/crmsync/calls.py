@@ -165,6 +165,9 @@ class CallsAsTodos:
     def can_create_many(self, kind: Kind) -> bool:
         return self.crm.can_create_many(kind)
 
+    def lists_everything(self, kind: Kind) -> bool:
+        return self.crm.lists_everything(kind)
+
     def create_many(self, writes: Sequence[Write]) -> Sequence[WriteResult | Exception]:
         return self.crm.create_many(writes)
 

@@ -88,16 +88,24 @@ class RecordSide(Protocol):
     def can_create_many(self, kind: Kind) -> bool:
         """Whether `create_many` takes creates of `kind` in one request."""
 
+    def lists_everything(self, kind: Kind) -> bool:
+        """Whether a whole listing of `kind` shows every record, those outside the sync
+        scope too (marked so); where not, twins outside the scope are looked up (CON-3)."""
+
     def create_many(self, writes: Sequence[Write]) -> Sequence[WriteResult | Exception]:
         """Plain creates of one kind in one request, each once per key as `create`;
         a result or the error of each, in order."""
 
 
 class CreatesOneByOne:
-    """For a side whose API creates one record per request."""
+    """For a side whose API creates one record per request, and whose whole listing
+    shows every record."""
 
     def can_create_many(self, kind: Kind) -> bool:
         return False
+
+    def lists_everything(self, kind: Kind) -> bool:
+        return True
 
     def create_many(self, writes: Sequence[Write]) -> Sequence[WriteResult | Exception]:
         raise NotImplementedError("this side creates one record per request")

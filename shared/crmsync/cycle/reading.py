@@ -107,11 +107,12 @@ def add_twins(changes: Changes, links: Links, store: Store, connection: str, sid
     """CON-3: the twin by e-mail of a new record joins the plan even when it did not
     change or is outside the sync scope, so the two are linked, not duplicated.
     One lookup per side and cycle, for all new records together. A whole listing of
-    the other side already holds the twins in its scope, but not those outside it
-    where a side lists only its scope (a contact folder): the addresses it did not list
-    are looked up."""
+    the other side holds every candidate, unless that side lists only its scope (a
+    contact folder): then the addresses it did not list are looked up."""
     for side in SIDES:
         other = OTHER[side]
+        if changes.full[other] and sides[other].lists_everything(changes.kind):
+            continue  # the listing holds every candidate
         emails = _new_emails(changes, side, links)
         if changes.full[other]:
             listed = _listed_emails(changes, other)

@@ -53,6 +53,11 @@ class KindAccount:
         """Whether the kind's API takes several creates in one request."""
         return hasattr(self.resources.get(kind), "create_many")
 
+    def lists_everything(self, kind: Kind) -> bool:
+        """Whether the kind's whole listing shows records outside the sync scope too (a
+        resource that lists only its scope says so with `lists_everything = False`)."""
+        return bool(getattr(self.resources.get(kind), "lists_everything", True))
+
     def create_many(self, writes: Sequence[Write]) -> list[WriteResult | Exception]:
         """Fresh creates of one kind in as few requests as its API allows, one result
         (or the error of that record) per write, in order."""

@@ -161,6 +161,9 @@ class GraphContacts:
     """The contact side of one Microsoft 365 mailbox; the sync scope is one contact
     folder, named after the `contact_label` setting and made on first use."""
 
+    # A folder's delta lists that folder only: twins in other folders are looked up.
+    lists_everything = False
+
     def __init__(self, client: GraphClient, folder_name: str = "CRM") -> None:
         self.client = client
         self.folder_name = folder_name
