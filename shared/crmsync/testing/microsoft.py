@@ -210,9 +210,15 @@ class GraphSandboxSide:
         def claimed(task_id: str) -> bool:
             return any(link.provider_id == task_id for link in store.links(connection.id, "todo"))
 
+        now = self.clock()
         resources: dict[Kind, Resource] = {
             "contact": GraphContacts(client, settings["contact_label"]),
-            "activity": GraphCalendar(client, settings["calendar"], crm.users()),
+            "activity": GraphCalendar(
+                client,
+                settings["calendar"],
+                crm.users(),
+                window=(now - timedelta(days=30), now + timedelta(days=365)),
+            ),
             "todo": GraphTasks(
                 client, settings["task_list"], claimed, timezone=settings["timezone"]
             ),
