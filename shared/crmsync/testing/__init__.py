@@ -6,7 +6,9 @@ mappings and settings. Both sides are memory systems that behave like real ones
 injectable failures and crashes); the cycle, planner and store are the production code.
 Either side can instead be a real system over HTTP: the reference CRM (`crm="rest"`,
 see `crmsync.testing.rest`) and, for Google, the Google sandbox behind crmsync's Google
-adapters (`provider_backend="google-sandbox"`, see `crmsync.testing.google`).
+adapters (`provider_backend="google-sandbox"`, see `crmsync.testing.google`) and, for
+Microsoft, the Microsoft sandbox behind crmsync's Graph adapters
+(`provider_backend="graph-sandbox"`, see `crmsync.testing.microsoft`).
 
     world = SyncWorld(provider="google")
     cid = world.crm.create("contact", {"first_name": "Ada", "emails": ["ada@example.com"]})
@@ -43,6 +45,7 @@ from crmsync.testing.rest import ReferenceCrmSide, RestCrmHandle
 if TYPE_CHECKING:
     from crmsync.store.firestore import FirestoreStore
     from crmsync.testing.google import GoogleProviderHandle, GoogleSandboxSide
+    from crmsync.testing.microsoft import GraphProviderHandle, GraphSandboxSide
 
 __all__ = ["Crash", "SyncWorld"]
 
@@ -259,15 +262,17 @@ class ProviderHandle(_Side):
         self._log.expire_cursors()
 
 
-ProviderBackend = Literal["memory", "google-sandbox"]
+ProviderBackend = Literal["memory", "google-sandbox", "graph-sandbox"]
+# The provider each sandbox backend serves.
+_SANDBOXES: dict[str, str] = {"google-sandbox": "google", "graph-sandbox": "microsoft"}
 
 
 class SyncWorld:
     """A CRM user ("u1") connected to a Google or Microsoft account, in memory.
 
     `crm` ("memory" or "rest"; env CRMSYNC_WORLD_CRM) chooses the CRM side;
-    `provider_backend` ("memory" or "google-sandbox"; env CRMSYNC_WORLD_PROVIDER) the
-    provider side of a Google world (a Microsoft world's provider is always memory).
+    `provider_backend` ("memory", "google-sandbox" for a Google world or "graph-sandbox"
+    for a Microsoft one; env CRMSYNC_WORLD_PROVIDER) the provider side.
     `store` keeps the connection's state (a fresh MemoryStore by default; a
     FirestoreStore runs the same world over Firestore)."""
 
@@ -302,8 +307,16 @@ class SyncWorld:
             raise ValueError(f"crm is 'memory' or 'rest', not {self.crm_mode!r}")
         self.provider_backend = _provider_backend(provider, provider_backend)
         self._google: GoogleSandboxSide | None = None
-        self.provider: ProviderHandle | GoogleProviderHandle
-        if self.provider_backend == "google-sandbox":
+        self._graph: GraphSandboxSide | None = None
+        self.provider: ProviderHandle | GoogleProviderHandle | GraphProviderHandle
+        if self.provider_backend == "graph-sandbox":
+            from crmsync.testing.microsoft import GraphProviderHandle, GraphSandboxSide
+
+            self._graph = GraphSandboxSide(
+                self.now, self.faults, PROVIDER_DEFAULTS["microsoft"], email=f"{user}@example.com"
+            )
+            self.provider = GraphProviderHandle(self, self._graph)
+        elif self.provider_backend == "google-sandbox":
             from crmsync.testing.google import GoogleProviderHandle, GoogleSandboxSide
 
             self._google = GoogleSandboxSide(
@@ -319,10 +332,14 @@ class SyncWorld:
         self._dead_runs: set[str] = set()
         self._runs = 0
         self.events = MemoryEvents()  # what the cycles told the CRM (BEY-7)
-        # A Google sandbox world reaches Google through Google's own kit, with the grant
-        # consent left in the vault, as the worker does; a memory provider through a kit
-        # of the world's.
-        google = self._google
+        # A sandbox world reaches its provider through the provider's own kit, with the
+        # grant consent left in the vault, as the worker does; a memory provider through
+        # a kit of the world's.
+        real: dict[str, Any] = {}
+        if self._google is not None:
+            real["google"] = self._google.setup()
+        if self._graph is not None:
+            real["microsoft"] = self._graph.setup()
         self.services = Services(
             backend=_OneTenant(self),
             queue=InlineQueue(),
@@ -331,8 +348,8 @@ class SyncWorld:
             public_url="http://crmsync.invalid/",
             clock=self.now,
             events=self.events,
-            providers={"google": google.setup()} if google is not None else {},
-            kits={} if google is not None else {provider: _WorldKit(self)},
+            providers=real,
+            kits={} if real else {provider: _WorldKit(self)},
             crm_connector=self._crm_for,
         )
         self.settings(**(settings or {}))
@@ -372,9 +389,10 @@ class SyncWorld:
                 status="active",
             )
         self.store.save_connection_record(self.connection.id, record)
-        if self._google is not None and self.store.sealed_grant(self.connection.id) is None:
+        side = self._google or self._graph
+        if side is not None and self.store.sealed_grant(self.connection.id) is None:
             grants = Grants(self.store, self.services.vault, self.connection.tenant)
-            grants.save(self.connection.id, self._google.grant())
+            grants.save(self.connection.id, side.grant())
 
     def reconnect(self) -> None:
         """The user consents again after a grant stopped working (AUTH-3)."""
@@ -427,8 +445,8 @@ class SyncWorld:
     ) -> None:
         """The next matching remote write(s) fail: transient, permanent, rate_limited,
         revoked (the provider grant) or unauthorized (the CRM token). With
-        `op="changes"` it is the reading of a change feed that fails. In a Google
-        sandbox world the provider's failures are the sandbox's HTTP answers."""
+        `op="changes"` it is the reading of a change feed that fails. In a sandbox
+        world the provider's failures are the sandbox's HTTP answers."""
         self.faults.fail(side, op, error, times)
 
     # -- running ----------------------------------------------------------------------
@@ -456,6 +474,10 @@ class SyncWorld:
         if self._google is not None:
             chosen = settings or self.effective_settings()
             return self._google.account(chosen, self.store, self.connection)
+        if self._graph is not None:
+            chosen = settings or self.effective_settings()
+            crm = self.crm_connector(chosen)
+            return self._graph.account(chosen, self.store, self.connection, crm)
         chosen = settings or self.effective_settings()
         self._provider.map_custom({kind: chosen.custom_map(kind) for kind in model.KINDS})
         return self._provider
@@ -467,6 +489,8 @@ class SyncWorld:
             self._reference.close()
         if self._google is not None:
             self._google.close()
+        if self._graph is not None:
+            self._graph.close()
 
     def sync(self, trigger: str = "schedule") -> dict[str, Any]:
         """Run one cycle through the use case the `sync_worker` function calls
@@ -478,7 +502,8 @@ class SyncWorld:
         self._runs += 1
         if self.store.connection_record(self.connection.id) is None:
             self.onboard()  # a new store: connected afresh (SYN-9)
-        armed = self._google.armed() if self._google is not None else contextlib.nullcontext()
+        side = self._google or self._graph
+        armed = side.armed() if side is not None else contextlib.nullcontext()
         try:
             with armed:
                 return service.work(
@@ -578,13 +603,19 @@ class _WorldKit:
 
 def _provider_backend(provider: str, chosen: ProviderBackend | None) -> ProviderBackend:
     """The provider backend asked for, else the environment's (CRMSYNC_WORLD_PROVIDER),
-    else memory. The Google sandbox serves Google worlds only: a Microsoft world named
-    through the environment stays in memory, one asked for explicitly is refused."""
+    else memory. Each sandbox serves its own provider's worlds only: a world of the other
+    provider named through the environment stays in memory, one asked for explicitly is
+    refused."""
     backend = chosen or os.environ.get("CRMSYNC_WORLD_PROVIDER", "memory")
-    if backend not in ("memory", "google-sandbox"):
-        raise ValueError(f"provider_backend is 'memory' or 'google-sandbox', not {backend!r}")
-    if backend == "google-sandbox" and provider != "google":
-        if chosen is not None:
-            raise ValueError("the google-sandbox provider backend serves Google worlds only")
+    if backend == "memory":
         return "memory"
-    return "google-sandbox" if backend == "google-sandbox" else "memory"
+    if backend not in _SANDBOXES:
+        raise ValueError(
+            f"provider_backend is 'memory', 'google-sandbox' or 'graph-sandbox', not {backend!r}"
+        )
+    if _SANDBOXES[backend] != provider:
+        if chosen is not None:
+            served = "Google" if _SANDBOXES[backend] == "google" else "Microsoft"
+            raise ValueError(f"the {backend} provider backend serves {served} worlds only")
+        return "memory"
+    return "google-sandbox" if backend == "google-sandbox" else "graph-sandbox"

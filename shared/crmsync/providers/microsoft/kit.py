@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from crmsync.auth.state import Consent, Started
@@ -138,9 +138,15 @@ class MicrosoftKit:
         def claimed(task_id: str) -> bool:
             return bool(store.links_for(record.id, "todo", (), (task_id,)))
 
+        now = services.clock()  # the calendar's window is on the service's clock
         resources: dict[Kind, Resource] = {
             "contact": GraphContacts(client, settings["contact_label"]),
-            "activity": GraphCalendar(client, settings["calendar"], directory),
+            "activity": GraphCalendar(
+                client,
+                settings["calendar"],
+                directory,
+                window=(now - timedelta(days=30), now + timedelta(days=365)),
+            ),
             "todo": GraphTasks(
                 client, settings["task_list"], claimed, timezone=settings["timezone"]
             ),

@@ -1,0 +1,452 @@
+"""SyncWorld's provider as the Microsoft sandbox behind crmsync's Graph adapters
+(`SyncWorld(provider="microsoft", provider_backend="graph-sandbox")`).
+
+The cycle reaches the Microsoft sandbox (`sandbox/microsoft`: Outlook contacts, the
+calendar and To Do over https on a loopback socket) through Microsoft's own kit, as the
+worker does: the kit's GraphContacts, GraphCalendar and GraphTasks on a GraphClient,
+with the grant consent left sealed in the store. What the user does in Outlook
+(`world.provider.create`, `label`, ...) goes to the same mailbox with a token of the
+user's own: no injected failure hits it and no crash counts it.
+
+Injected provider failures (`world.fail("provider", ...)`) are answered by the sandbox
+over HTTP, in Graph's error format, for the requests of the next sync that match them;
+what that sync leaves untaken is injected again into the one after. Graph answers
+transient (503), permanent (400), rate_limited (429, Retry-After 120), revoked (401)
+and cursor_expired (410 syncStateNotFound); a failure named for either side is left to
+the CRM. A crash (`world.crash_after(n)`) follows the n-th successful write request
+crmsync sends.
+
+Where Graph differs from the memory provider by nature:
+  * the sync scope of contacts is a contact folder named after the label; Graph v1.0
+    cannot move a contact, so `label` and `unlabel` copy it into the other folder and
+    delete the original: the contact gets a new id (returned);
+  * records hold no native fields the handle can set;
+  * `invitations` are the attendees the calendar's events hold who are CRM users (the
+    sandbox sends no mail);
+  * a task keeps only the date of `start` and `due`.
+
+This mode needs the repository's `sandbox` package on the import path; it is not part
+of the installed crmsync package.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from crmsync import model
+from crmsync.connections import Grant
+from crmsync.engine.plan import Write
+from crmsync.engine.records import SideRecord
+from crmsync.errors import NotFound
+from crmsync.model import Kind
+from crmsync.ports import Connection, ProviderAccount, Store
+from crmsync.providers.accounts import Resource
+from crmsync.providers.microsoft.account import MicrosoftAccount
+from crmsync.providers.microsoft.calendar import GraphCalendar, to_event
+from crmsync.providers.microsoft.client import GraphClient
+from crmsync.providers.microsoft.contacts import ROOT, GraphContacts, to_contact
+from crmsync.providers.microsoft.kit import MicrosoftSetup
+from crmsync.providers.microsoft.oauth import MicrosoftOAuth
+from crmsync.providers.microsoft.todo import GraphTasks, to_task
+from crmsync.recordlog import Failure, FaultKind, Faults
+from crmsync.settings import Settings
+
+if TYPE_CHECKING:
+    from crmsync.testing import SyncWorld
+
+SCOPES = ("User.Read", "Contacts.ReadWrite", "Calendars.ReadWrite", "Tasks.ReadWrite")
+TOKEN_SECONDS = 20 * 365 * 24 * 3600  # the world's clock may move years; grants outlive it
+CLIENT_ID, SECRET = "crmsync-world", "world-secret"
+REDIRECT = "http://crmsync.invalid/oauth_callback"
+TIMES = ("start", "end", "all_day", "timezone")
+
+# What crmsync's requests look like per faulted operation: HTTP methods and the paths
+# below Graph's root (contacts, events, To Do tasks).
+_CONTACTS = r"me/(?:contactFolders/[^/]+/)?contacts"
+_EVENTS = r"me/(?:calendar|calendars/[^/]+)/events"
+_TASKS = r"me/todo/lists/[^/]+/tasks"
+_REQUESTS: dict[str, tuple[frozenset[str], tuple[str, ...]]] = {
+    "create": (frozenset({"POST"}), (_CONTACTS, _EVENTS, _TASKS)),
+    "update": (
+        frozenset({"PATCH"}),
+        (_CONTACTS + "/[^/]+", r"me/events/[^/]+", _TASKS + "/[^/]+"),
+    ),
+    "delete": (
+        frozenset({"DELETE"}),
+        (_CONTACTS + "/[^/]+", r"me/events/[^/]+", _TASKS + "/[^/]+"),
+    ),
+    "scope": (frozenset({"POST"}), (_CONTACTS,)),
+    "changes": (frozenset({"GET"}), (r".*/delta",)),
+}
+_WRITES = ("create", "update", "delete", "scope")
+# How Graph answers each injected failure: status, error code, Retry-After.
+_ANSWERS: dict[FaultKind, tuple[int, str, int | None]] = {
+    "transient": (503, "serviceNotAvailable", None),
+    "permanent": (400, "ErrorInvalidRequest", None),
+    "rate_limited": (429, "TooManyRequests", 120),
+    "revoked": (401, "InvalidAuthenticationToken", None),
+    "cursor_expired": (410, "syncStateNotFound", None),
+}
+# The CRM users of a world and their addresses (the memory CRM's directory).
+DIRECTORY = {f"u{n}": f"u{n}@example.com" for n in range(1, 10)}
+
+
+def _no_sleep(seconds: float) -> None:
+    """Retry waits pass at once: the world's time is its own clock."""
+
+
+def _request_match(op: str | None) -> tuple[frozenset[str], str]:
+    """The HTTP methods and path regex of crmsync's requests for a faulted operation
+    (None: any write)."""
+    ops = _WRITES if op is None else (op,)
+    methods = frozenset().union(*(_REQUESTS[o][0] for o in ops))
+    paths = [path for o in ops for path in _REQUESTS[o][1]]
+    return methods, "^(?:" + "|".join(paths) + ")$"
+
+
+def _take_provider_failures(faults: Faults) -> list[Failure]:
+    """The failures injected for the provider that Graph can answer, taken out of
+    `faults` (failures for either side stay with the CRM)."""
+    return faults.take(
+        lambda f: (
+            f.side == "provider" and f.error in _ANSWERS and (f.op is None or f.op in _REQUESTS)
+        )
+    )
+
+
+class GraphSandboxSide:
+    """A Microsoft sandbox served over https on a loopback socket for one world, on the
+    world's clock, with one user and crmsync's app registration; stopped with the
+    world. `provider_defaults` are Microsoft's settings defaults, whose field map says
+    which canonical fields the mailbox holds."""
+
+    def __init__(
+        self,
+        clock: Callable[[], datetime],
+        faults: Faults,
+        provider_defaults: Mapping[str, Any],
+        email: str = "u1@example.com",
+    ) -> None:
+        from sandbox.microsoft.core import MicrosoftSandbox
+        from sandbox.microsoft.server import serve
+
+        self.clock = clock
+        self.faults = faults
+        self.email = email
+        self.held: dict[str, tuple[str, ...]] = {
+            kind: tuple(names) for kind, names in provider_defaults["field_map"].items()
+        }
+        self.sandbox = MicrosoftSandbox(clock=clock)
+        self.user = self.sandbox.add_user(email)
+        self.sandbox.add_app(CLIENT_ID, SECRET, [REDIRECT])
+        served = serve(self.sandbox)
+        self.base_url, self.ca_path = served.base_url, served.ca_path
+        self._stop = weakref.finalize(self, served.stop)
+        self.graph_root = f"{self.base_url}/v1.0"
+        self.token = self.sandbox.issue_token(
+            email, SCOPES, client_id=CLIENT_ID, seconds=TOKEN_SECONDS
+        )
+        self.user_token = self.sandbox.issue_token(email, SCOPES, seconds=TOKEN_SECONDS)
+
+    def close(self) -> None:
+        """Stop the server (it also stops when the side is garbage collected)."""
+        self._stop()
+
+    def setup(self) -> MicrosoftSetup:
+        """Microsoft's setup as a deployed function has it, pointed at this sandbox; the
+        client makes one attempt per request, waits on no clock and tells the world of
+        each write (for its crashes)."""
+        oauth = MicrosoftOAuth(
+            CLIENT_ID,
+            SECRET,
+            REDIRECT,
+            authority=f"{self.base_url}/{self.sandbox.tenant_id}",
+            ca_path=self.ca_path,
+        )
+        options = {"attempts": 1, "sleep": _no_sleep, "after_write": self.faults.after_write}
+        return MicrosoftSetup(oauth, self.graph_root, options)
+
+    def grant(self) -> Grant:
+        """The grant consent left for the world's user, good for as long as the world
+        runs (its clock may move years), bound to the account's tenant and object id."""
+        expires = self.clock() + timedelta(seconds=TOKEN_SECONDS)
+        return Grant(
+            self.token,
+            None,
+            expires,
+            frozenset(SCOPES),
+            subject=f"{self.sandbox.tenant_id}/{self.user.oid}",
+            email=self.email,
+        )
+
+    def client(self, token: str) -> GraphClient:
+        """A Graph client of the mailbox that trusts the sandbox's CA only."""
+        from sandbox.microsoft.server import trusting_session
+
+        return GraphClient(
+            token, self.graph_root, trusting_session(self.ca_path), attempts=1, sleep=_no_sleep
+        )
+
+    def account(
+        self, settings: Settings, store: Store, connection: Connection, crm: Any
+    ) -> ProviderAccount:
+        """The mailbox's adapters as Microsoft's kit builds them for one cycle, with
+        crmsync's token; every write request is followed by the world's `after_write`."""
+        from sandbox.microsoft.server import trusting_session
+
+        client = GraphClient(
+            self.token,
+            self.graph_root,
+            trusting_session(self.ca_path),
+            attempts=1,
+            sleep=_no_sleep,
+            after_write=self.faults.after_write,
+        )
+
+        def claimed(task_id: str) -> bool:
+            return any(link.provider_id == task_id for link in store.links(connection.id, "todo"))
+
+        now = self.clock()
+        resources: dict[Kind, Resource] = {
+            "contact": GraphContacts(client, settings["contact_label"]),
+            "activity": GraphCalendar(
+                client,
+                settings["calendar"],
+                crm.users(),
+                window=(now - timedelta(days=30), now + timedelta(days=365)),
+            ),
+            "todo": GraphTasks(
+                client, settings["task_list"], claimed, timezone=settings["timezone"]
+            ),
+        }
+        return MicrosoftAccount(resources)
+
+    @contextlib.contextmanager
+    def armed(self) -> Iterator[None]:
+        """While one sync runs, the provider failures injected into the world are the
+        sandbox's: each answers the next matching request; the untaken are given back."""
+        taken = [
+            (failure, self._inject(failure)) for failure in _take_provider_failures(self.faults)
+        ]
+        try:
+            yield
+        finally:
+            with self.sandbox.lock:
+                gone = {id(fault) for _, fault in taken}
+                self.sandbox.faults = [f for f in self.sandbox.faults if id(f) not in gone]
+            for failure, fault in taken:
+                if fault.times > 0:
+                    self.faults.fail(failure.side, failure.op, failure.error, fault.times)
+
+    def _inject(self, failure: Failure) -> Any:
+        """Graph's answer to one injected failure, armed for crmsync's next requests of
+        its operation."""
+        code, reason, retry_after = _ANSWERS[failure.error]
+        methods, path = _request_match(failure.op)
+        return self.sandbox.inject(
+            code,
+            code=reason,
+            method=methods,
+            path=path,
+            times=failure.times,
+            retry_after=retry_after,
+        )
+
+
+def _nothing_claimed(task_id: str) -> bool:
+    """The user's own apps never take a task for a create."""
+    return False
+
+
+class GraphProviderHandle:
+    """The mailbox as its user sees it in Outlook and To Do: the same methods as the
+    memory ProviderHandle, records read back in canonical provider terms
+    (`{"id", "version", **held fields}`, the version being Graph's etag)."""
+
+    def __init__(self, world: SyncWorld, side: GraphSandboxSide) -> None:
+        self._world = world
+        self._side = side
+        self._client = side.client(side.user_token)
+
+    # -- the user's view of each resource ---------------------------------------------------
+    def _settings(self) -> Settings:
+        return self._world.effective_settings()
+
+    def _contacts(self) -> GraphContacts:
+        return GraphContacts(self._client, self._settings()["contact_label"])
+
+    def _calendar(self) -> GraphCalendar:
+        settings = self._settings()
+        now = self._side.clock()
+        window = (now - timedelta(days=3650), now + timedelta(days=3650))
+        return GraphCalendar(self._client, settings["calendar"], DIRECTORY, window)
+
+    def _tasks(self) -> GraphTasks:
+        settings = self._settings()
+        return GraphTasks(
+            self._client, settings["task_list"], _nothing_claimed, timezone=settings["timezone"]
+        )
+
+    def _resource(self, kind: Kind) -> Any:
+        if kind == "contact":
+            return self._contacts()
+        if kind == "activity":
+            return self._calendar()
+        return self._tasks()
+
+    def _plain(self, kind: Kind, record: SideRecord) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": record.id, "version": record.version}
+        fields = record.fields or {}
+        held = {name: fields[name] for name in self._side.held[kind] if name in fields}
+        return {**out, **model.to_plain(held)}
+
+    # -- reading -----------------------------------------------------------------------------
+    def get(self, kind: Kind, record_id: str) -> dict[str, Any] | None:
+        record = self._resource(kind).get(record_id)
+        return None if record.fields is None else self._plain(kind, record)
+
+    def _natives(self, kind: Kind) -> Iterator[dict[str, Any]]:
+        if kind == "contact":
+            return self._contacts()._everywhere()
+        if kind == "activity":
+            calendar = self._calendar()
+            return self._client.values(f"{calendar.base}/events", "events.list")
+        tasks = self._tasks()
+        return self._client.values(f"me/todo/lists/{tasks.list_id()}/tasks", "tasks.list")
+
+    def all(self, kind: Kind) -> list[dict[str, Any]]:
+        found = (self.get(kind, str(native["id"])) for native in list(self._natives(kind)))
+        return [r for r in found if r is not None]
+
+    # -- the user's edits -------------------------------------------------------------------
+    def _fields(
+        self, kind: Kind, given: Mapping[str, Any], current: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """The held fields an edit sets, normalised against the record as it is (an
+        event's times go whole); as typed when they do not normalise."""
+        held = self._side.held[kind]
+        unknown = sorted(set(given) - set(model.FIELD_NAMES[kind]))
+        if unknown:
+            raise ValueError(f"a Microsoft {kind} has no field {unknown[0]!r}")
+        wanted = [name for name in given if name in held]
+        if kind == "activity" and set(TIMES) & set(wanted):
+            wanted += [name for name in TIMES if name not in wanted]
+        merged = {**current, **{k: v for k, v in given.items() if k in held}}
+        try:
+            values: Mapping[str, Any] = model.normalize(kind, merged)
+        except model.InvalidRecord:
+            values = merged
+        return {name: values.get(name) for name in wanted}
+
+    def create(self, kind: Kind, fields: Mapping[str, Any]) -> str:
+        """The user makes a record in Outlook or To Do; returns its id."""
+        values = self._fields(kind, fields, {})
+        if kind == "contact":
+            made = self._client.request("POST", "me/contacts", "create", body=to_contact(values))
+        elif kind == "activity":
+            calendar = self._calendar()
+            body = to_event(values, DIRECTORY)
+            made = self._client.request("POST", f"{calendar.base}/events", "create", body=body)
+        else:
+            tasks = self._tasks()
+            body = to_task(values, tasks.timezone)
+            made = self._client.request(
+                "POST", f"me/todo/lists/{tasks.list_id()}/tasks", "create", body=body
+            )
+        return str(made["id"])
+
+    def update(self, kind: Kind, record_id: str, fields: Mapping[str, Any]) -> None:
+        """The user edits these fields of a record."""
+        resource = self._resource(kind)
+        current = resource.get(record_id)
+        if current.fields is None:
+            raise NotFound(f"{kind} {record_id} not found")
+        values = self._fields(kind, fields, current.fields)
+        resource.update(Write("provider", "update", kind, record_id, values))
+
+    def delete(self, kind: Kind, record_id: str) -> None:
+        self._resource(kind).delete(Write("provider", "delete", kind, record_id))
+
+    # -- the contact folder -------------------------------------------------------------------
+    def label(self, contact_id: str) -> str:
+        """The user moves the contact into the CRM folder (made if needed); Graph gives
+        the moved contact a new id, returned."""
+        write = Write("provider", "scope", "contact", contact_id, in_scope=True)
+        return self._contacts().set_scope(write).id
+
+    def unlabel(self, contact_id: str) -> str:
+        """The user moves the contact out to the default folder; returns its new id."""
+        write = Write("provider", "scope", "contact", contact_id, in_scope=False)
+        return self._contacts().set_scope(write).id
+
+    def labelled(self) -> list[str]:
+        """The live contacts in the CRM folder."""
+        contacts = self._contacts()
+        folder = contacts._find_folder()
+        if folder is None or folder == ROOT:
+            return []
+        listed = self._client.values(f"me/contactFolders/{folder}/contacts", "contacts.list")
+        return sorted(str(c["id"]) for c in listed)
+
+    # -- reminders, invitations, cursors ------------------------------------------------------
+    def snooze(self, kind: Kind, record_id: str, state: str = "snoozed") -> None:
+        """SYN-10: the user snoozes (or with `state="dismissed"`, dismisses) the
+        record's reminder in Outlook or To Do."""
+        from sandbox.microsoft import events
+
+        if kind == "activity":
+            if state == "dismissed":
+                events.dismiss(self._side.sandbox, self._side.email, record_id)
+            else:
+                events.snooze(self._side.sandbox, self._side.email, record_id)
+            return
+        if kind != "todo":
+            raise ValueError("Outlook keeps reminders on events and tasks only")
+        tasks = self._tasks()
+        if state == "dismissed":
+            body: dict[str, Any] = {"isReminderOn": False}
+        else:
+            at = self._side.clock() + timedelta(minutes=5)
+            body = {
+                "isReminderOn": True,
+                "reminderDateTime": {
+                    "dateTime": at.strftime("%Y-%m-%dT%H:%M:%S"),
+                    "timeZone": "UTC",
+                },
+            }
+        self._client.request(
+            "PATCH", f"me/todo/lists/{tasks.list_id()}/tasks/{record_id}", "reminder", body=body
+        )
+
+    @property
+    def sandbox(self) -> Any:
+        """The Microsoft sandbox itself, for its test helpers."""
+        return self._side.sandbox
+
+    @property
+    def email(self) -> str:
+        """The mailbox's address."""
+        return self._side.email
+
+    def invitations(self) -> list[tuple[str, str]]:
+        """(event id, CRM user) for every attendee an event of the calendar holds who is
+        a CRM user (the sandbox sends no mail, so what the events hold is all it tells)."""
+        users = {email: user for user, email in DIRECTORY.items()}
+        calendar = self._calendar()
+        out: list[tuple[str, str]] = []
+        for event in self._client.values(f"{calendar.base}/events", "events.list"):
+            for attendee in event.get("attendees") or ():
+                address = str((attendee.get("emailAddress") or {}).get("address", "")).lower()
+                if address in users:
+                    out.append((str(event["id"]), users[address]))
+        return out
+
+    def expire_cursors(self) -> None:
+        """Every delta link Graph issued for the mailbox expires."""
+        from sandbox.microsoft.graph import expire_delta_links
+
+        expire_delta_links(self._side.sandbox, self._side.email)
