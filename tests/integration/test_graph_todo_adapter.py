@@ -48,7 +48,7 @@ def todo(**fields: Any) -> dict[str, Any]:
         "status": "in_progress",
         "priority": "high",
         "notes": "Second draft.\nCheck clause 4.",
-        "recurrence": "FREQ=WEEKLY;INTERVAL=2;BYDAY=MO,FR;COUNT=6",
+        "recurrence": "RRULE:FREQ=WEEKLY;INTERVAL=2;BYDAY=MO,FR;COUNT=6",
         **fields,
     }
     normalized = normalize("todo", raw)
@@ -154,12 +154,12 @@ def test_TSK1_a_due_date_graph_shows_as_a_utc_instant_keeps_its_day(
 @pytest.mark.parametrize(
     "rule",
     [
-        "FREQ=DAILY",
-        "FREQ=DAILY;INTERVAL=3;UNTIL=20270131",
-        "FREQ=MONTHLY;BYMONTHDAY=20",
-        "FREQ=MONTHLY;BYDAY=-1FR;COUNT=12",
-        "FREQ=YEARLY;BYMONTHDAY=20;BYMONTH=11",
-        "FREQ=YEARLY;BYDAY=2TU;BYMONTH=3",
+        "RRULE:FREQ=DAILY",
+        "RRULE:FREQ=DAILY;INTERVAL=3;UNTIL=20270131",
+        "RRULE:FREQ=MONTHLY;BYMONTHDAY=20",
+        "RRULE:FREQ=MONTHLY;BYDAY=-1FR;COUNT=12",
+        "RRULE:FREQ=YEARLY;BYMONTHDAY=20;BYMONTH=11",
+        "RRULE:FREQ=YEARLY;BYDAY=2TU;BYMONTH=3",
     ],
 )
 def test_TSK1_recurrence_round_trips(graph: Graph, rule: str) -> None:

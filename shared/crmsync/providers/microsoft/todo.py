@@ -158,8 +158,9 @@ def to_recurrence(rule: str, anchor: date) -> dict[str, Any]:
 
 
 def from_recurrence(value: Any) -> str | None:
-    """The RRULE of a patternedRecurrence (None when the task does not repeat);
-    InvalidRecord for a pattern an RRULE here cannot say."""
+    """The recurrence line of a patternedRecurrence, as crmsync's records hold one
+    (`RRULE:FREQ=...`, RFC 5545); None when the task does not repeat; InvalidRecord for a
+    pattern an RRULE here cannot say."""
     if not value:
         return None
     try:
@@ -188,7 +189,7 @@ def from_recurrence(value: Any) -> str | None:
             parts.append("UNTIL=" + date.fromisoformat(str(span["endDate"])).strftime("%Y%m%d"))
     except (KeyError, TypeError, ValueError) as exc:
         raise model.InvalidRecord(f"unreadable recurrence ({exc})") from exc
-    return ";".join(parts)
+    return "RRULE:" + ";".join(parts)
 
 
 # -- mapping ---------------------------------------------------------------------------------
