@@ -119,7 +119,7 @@ _ACTIVITY_PROVIDER_FIELDS = [
 ]
 # What the CRM relates a to-do to reaches a task as the related-info block in its notes
 # (TSK-4); whether it is private decides whether it syncs at all (TSK-5).
-_TODO_PROVIDER_FIELDS = [f for f in FIELD_NAMES["todo"] if f not in ("regarding", "private")]
+_TASK_PROVIDER_FIELDS = [f for f in FIELD_NAMES["todo"] if f not in ("regarding", "private")]
 
 PROVIDER_DEFAULTS: dict[Provider, dict[str, Any]] = {
     "google": {
@@ -146,7 +146,7 @@ PROVIDER_DEFAULTS: dict[Provider, dict[str, Any]] = {
         "field_map": {
             "contact": list(FIELD_NAMES["contact"]),
             "activity": _ACTIVITY_PROVIDER_FIELDS,
-            "todo": _TODO_PROVIDER_FIELDS,
+            "todo": _TASK_PROVIDER_FIELDS,
         },
         # To Do has no cancelled status: a cancelled to-do is a completed task, and a
         # completed task stays cancelled in the CRM (TSK-3).
