@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from crmsync.auth.state import Consent, Started
-from crmsync.connections import Grant, Grants
+from crmsync.connections import REFRESH_MARGIN, Grant, Grants
 from crmsync.errors import PermanentError, SyncError
 from crmsync.model import Kind
 from crmsync.ports import Channel, ConnectionRecord, ProviderAccount
@@ -123,10 +123,14 @@ class MicrosoftKit:
         from crmsync.providers.microsoft.todo import GraphTasks
 
         setup = _required(services)
-        self.fresh_grant(services, grants, record.id, record.subject)
+        held = [self.fresh_grant(services, grants, record.id, record.subject)]
 
         def token() -> str:
-            return self.fresh_grant(services, grants, record.id, record.subject).access_token
+            """The access token held for the cycle; the stored grant is read (and
+            refreshed) again only when it is about to run out, not for each request."""
+            if held[0].expires is not None and held[0].expires - services.clock() <= REFRESH_MARGIN:
+                held[0] = self.fresh_grant(services, grants, record.id, record.subject)
+            return held[0].access_token
 
         session = https_session(setup.oauth.ca_path)
         client = GraphClient(token, setup.graph_root, session, **setup.client_options)
