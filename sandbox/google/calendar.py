@@ -22,6 +22,7 @@ import base64
 import copy
 import itertools
 import json
+import random
 import re
 import secrets
 import threading
@@ -686,12 +687,16 @@ def _properties(value: Any) -> dict[str, dict[str, str]]:
 
 
 def _new_event(
-    body: dict[str, Any], fields: dict[str, Any], calendar: Calendar, account: Account
+    body: dict[str, Any],
+    fields: dict[str, Any],
+    calendar: Calendar,
+    account: Account,
+    ids: random.Random,
 ) -> dict[str, Any]:
     """The event an insert makes: the client's fields and what Google fills in."""
     event_id = body.get("id")
     if event_id is None:
-        event_id = "".join(secrets.choice("abcdefghijklmnopqrstuv0123456789") for _ in range(26))
+        event_id = "".join(ids.choice("abcdefghijklmnopqrstuv0123456789") for _ in range(26))
     if not isinstance(event_id, str) or not _BASE32HEX.match(event_id):
         raise ApiError(400, "invalid", "Invalid resource id value.")
     if event_id in calendar.events:
@@ -1177,7 +1182,8 @@ def insert_event(
     options = WriteOptions.of(request)
     body = read_json(request)
     fields = _accepted(body, options)
-    resource = _normalize(_new_event(body, fields, calendar, account), calendar, account)
+    made = _new_event(body, fields, calendar, account, sandbox.ids)
+    resource = _normalize(made, calendar, account)
     _commit(sandbox, state, calendar, resource, None)
     _record_send(state, "insert", calendar, resource["id"], options, resource.get("attendees", []))
     return json_response(_shown(resource, None))

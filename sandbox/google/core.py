@@ -16,6 +16,7 @@ together: `<base>calendar/v3/` for Calendar, `<base>` for Tasks, People and Gmai
 from __future__ import annotations
 
 import json
+import random
 import re
 import secrets
 import threading
@@ -164,6 +165,9 @@ class GoogleSandbox:
         self.chaos_client = ""  # the OAuth client whose requests chaos fails ("": any)
         self.base_url = ""  # set by serve(); push notifications and links use it
         self._ids = 0
+        # Ids that look random, as Google's do, drawn from a fixed seed: the same calls
+        # in the same order make the same ids (replayable tests).
+        self.ids = random.Random(0)
         self.requests: dict[str, int] = {}  # per HTTP method, for the benchmarks
 
     # -- ids and accounts ------------------------------------------------------------------

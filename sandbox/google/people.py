@@ -567,7 +567,7 @@ def _new_contact_parts(book: AddressBook, body: Any) -> NewContact:
 
 
 def _create(sandbox: GoogleSandbox, book: AddressBook, parts: NewContact) -> Contact:
-    number = secrets.randbelow(9 * 10**18) + 10**18
+    number = sandbox.ids.randrange(10**18, 10**19)
     contact = Contact(number, parts.fields, parts.groups, sandbox.clock())
     book.contacts[contact.resource_name] = contact
     _touch(sandbox, book, contact)
@@ -979,7 +979,7 @@ def _create_group(call: Call) -> Response:
     wanted = _group_body(body)
     fields = _group_fields(body.get("readGroupFields"))
     name = _group_name(call.book, wanted)
-    group = Group(secrets.token_hex(8), name, call.sandbox.clock())
+    group = Group(call.sandbox.ids.randbytes(8).hex(), name, call.sandbox.clock())
     group.client_data = list(wanted.get("clientData") or [])
     call.book.groups[group.group_id] = group
     return json_response(_render_group(call.book, group, fields))

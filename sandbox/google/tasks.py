@@ -101,7 +101,7 @@ def state_of(sandbox: GoogleSandbox, account: Account) -> TasksState:
 
 def _opaque_id(sandbox: GoogleSandbox, kind: str) -> str:
     """An id shaped like Google's: url-safe base64 of an internal number."""
-    raw = f"{kind}:{sandbox.next_id()}:{secrets.token_hex(4)}".encode()
+    raw = f"{kind}:{sandbox.next_id()}:{sandbox.ids.randbytes(4).hex()}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 

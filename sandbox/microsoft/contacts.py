@@ -127,7 +127,7 @@ class ContactsState:
 def state_of(user: User) -> ContactsState:
     state = user.data.get("contacts")
     if state is None:
-        root = Folder(new_id(), "Contacts", new_id())
+        root = Folder(new_id(user), "Contacts", new_id(user))
         state = ContactsState(root, {root.id: root})
         user.data["contacts"] = state
     assert isinstance(state, ContactsState)
@@ -242,7 +242,7 @@ def _create_folder(sandbox: MicrosoftSandbox, request: Request, user: User) -> R
         raise GraphError(
             409, "ErrorFolderExists", "A folder with the specified name already exists."
         )
-    folder = Folder(new_id(), name, state.root.id)
+    folder = Folder(new_id(user), name, state.root.id)
     state.folders[folder.id] = folder
     return json_response(_folder_json(sandbox, folder), 201)
 
@@ -295,7 +295,7 @@ def _create(sandbox: MicrosoftSandbox, request: Request, user: User, folder: Fol
     fields, extended = _checked(read_json(request))
     state = state_of(user)
     now = sandbox.clock()
-    contact = Contact(new_id(), folder.id, fields, {}, {}, now, now, "", 0)
+    contact = Contact(new_id(user), folder.id, fields, {}, {}, now, now, "", 0)
     _set_extended(contact, extended)
     _touch(sandbox, state, contact)
     state.contacts[contact.id] = contact

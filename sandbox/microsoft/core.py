@@ -14,7 +14,9 @@ https origin, so msal takes `<base>/<tenant>` as its authority and Graph clients
 
 from __future__ import annotations
 
+import hashlib
 import json
+import random
 import re
 import secrets
 import threading
@@ -69,6 +71,12 @@ class User:
     oid: str
     display_name: str
     data: dict[str, Any] = field(default_factory=dict)
+    # Item ids and change keys are drawn from here: they look random, as Outlook's do,
+    # and the same calls in the same order make the same ids (replayable tests).
+    ids: random.Random = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.ids = random.Random(hashlib.sha256(self.email.encode()).digest())
 
 
 @dataclass

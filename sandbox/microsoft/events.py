@@ -187,7 +187,7 @@ class ViewRound(DeltaRound):
 def state_of(user: User) -> CalendarState:
     state = user.data.get("calendar")
     if state is None:
-        default = Calendar(new_id(), "Calendar", new_change_key(), default=True)
+        default = Calendar(new_id(user), "Calendar", new_change_key(), default=True)
         state = CalendarState(default, {default.id: default})
         user.data["calendar"] = state
     assert isinstance(state, CalendarState)
@@ -485,7 +485,7 @@ def _create_calendar(sandbox: MicrosoftSandbox, request: Request, user: User) ->
         raise GraphError(
             409, "ErrorFolderExists", "A folder with the specified name already exists."
         )
-    calendar = Calendar(new_id(), name, new_change_key())
+    calendar = Calendar(new_id(user), name, new_change_key())
     state.calendars[calendar.id] = calendar
     return json_response(_calendar_json(user, calendar), 201)
 
@@ -617,7 +617,7 @@ def _create(
             return json_response(_shown(request, existing, _json(sandbox, user, existing)), 201)
     _check_times(fields)
     now = sandbox.clock()
-    event = Event(new_id(), calendar.id, fields, {}, {}, now, now, "", transaction)
+    event = Event(new_id(user), calendar.id, fields, {}, {}, now, now, "", transaction)
     _set_extended(event, extended)
     _touch(sandbox, event)
     state.events[event.id] = event

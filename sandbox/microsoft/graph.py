@@ -49,9 +49,9 @@ def routes(sandbox: MicrosoftSandbox) -> list[Route]:
 
 
 # -- ids and versions ----------------------------------------------------------------------------
-def new_id() -> str:
-    """An Outlook-shaped item id (base64url of an opaque entry id)."""
-    return "AAMkA" + base64.urlsafe_b64encode(secrets.token_bytes(45)).decode()
+def new_id(user: User) -> str:
+    """An Outlook-shaped item id (base64url of an opaque entry id) from `user`'s draws."""
+    return "AAMkA" + base64.urlsafe_b64encode(user.ids.randbytes(45)).decode()
 
 
 def new_change_key() -> str:

@@ -105,7 +105,7 @@ class TodoState:
 def state_of(user: User) -> TodoState:
     state = user.data.get("todo")
     if state is None:
-        default = TaskList(new_id(), "Tasks", "defaultList", new_change_key())
+        default = TaskList(new_id(user), "Tasks", "defaultList", new_change_key())
         state = TodoState(default, {default.id: default})
         user.data["todo"] = state
     assert isinstance(state, TodoState)
@@ -189,7 +189,7 @@ def _create_list(sandbox: MicrosoftSandbox, request: Request, user: User) -> Res
     if not isinstance(name, str) or not name.strip():
         raise GraphError(400, "invalidRequest", "displayName is required.")
     state = state_of(user)
-    task_list = TaskList(new_id(), name, "none", new_change_key())
+    task_list = TaskList(new_id(user), name, "none", new_change_key())
     state.lists[task_list.id] = task_list
     return json_response(_list_json(task_list), 201)
 
@@ -218,7 +218,7 @@ def _checked(body: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def _linked(value: Any) -> list[dict[str, Any]]:
+def _linked(user: User, value: Any) -> list[dict[str, Any]]:
     """linkedResources given in a create, each with the id Graph assigns it."""
     if not isinstance(value, list):
         raise GraphError(400, "invalidRequest", "'linkedResources' must be a collection.")
@@ -234,7 +234,8 @@ def _linked(value: Any) -> list[dict[str, Any]]:
                 "invalidRequest",
                 f"The property '{name}' does not exist on type 'microsoft.graph.linkedResource'.",
             )
-        made.append({"id": new_id(), **{k: v for k, v in item.items() if k in LINKED_PROPERTIES}})
+        kept = {k: v for k, v in item.items() if k in LINKED_PROPERTIES}
+        made.append({"id": new_id(user), **kept})
     return made
 
 
@@ -259,12 +260,12 @@ def _create(sandbox: MicrosoftSandbox, request: Request, user: User, list_id: st
     state = state_of(user)
     task_list = _task_list(state, list_id)
     body = read_json(request)
-    linked = _linked(body.pop(LINKED)) if LINKED in body else []
+    linked = _linked(user, body.pop(LINKED)) if LINKED in body else []
     fields = _checked(body)
     if not isinstance(fields.get("title"), str):
         raise GraphError(400, "invalidRequest", "title is required.")
     now = sandbox.clock()
-    task = Task(new_id(), task_list.id, fields, now, now, now, "", 0, linked=linked)
+    task = Task(new_id(user), task_list.id, fields, now, now, now, "", 0, linked=linked)
     _completion(sandbox, task)
     _touch(sandbox, state, task, body=True)
     state.tasks[task.id] = task

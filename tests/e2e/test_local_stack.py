@@ -41,7 +41,9 @@ CONNECTION = "google-u1"
 DANA = "dana.rep@demo.example"
 
 
-def eventually(check: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
+def eventually(check: Callable[[], Any], timeout: float = 120.0, what: str = "") -> Any:
+    """Wait for `check` to hold. The timeout only bounds a hang: what is awaited is a
+    cycle's outcome, and a busy machine makes cycles slower, never different."""
     deadline = time.monotonic() + timeout
     while True:
         found = check()
@@ -343,11 +345,15 @@ def test_RUN6_a_worker_killed_mid_cycle_is_resumed_by_the_next_task_and_converge
 
     service.sync_now(live.services, DEMO_TENANT, CONNECTION)
 
-    def converged() -> bool:
-        names = killed_events(live)
-        return len(names) == 30
+    def resumed() -> bool:
+        """A cycle after the killed one ran to its end (retries and continuations
+        included): the test waits on the cycles it drove, not on a guess of their time."""
+        runs = store.runs(CONNECTION)  # in the order they began
+        after = [r["id"] for r in runs].index(killed) + 1
+        return any(r["status"] == "ok" for r in runs[after:])
 
-    eventually(converged, timeout=60, what="every event in Google")
+    # The ceiling only bounds a hang; a loaded machine makes the cycles slower, not wrong.
+    eventually(resumed, timeout=300, what="a cycle after the killed one to finish")
     names = killed_events(live)
     assert sorted(names) == sorted(f"Killed {i}" for i in range(30))  # none twice
     [run] = [r for r in store.runs(CONNECTION) if r["id"] == killed]
