@@ -226,6 +226,6 @@ def _round(
         previous = tokens.take(delta, scope)
         since, params = previous.upto, previous.params
     pending = sorted((c for c in changes() if c.seq > since), key=lambda c: c.seq)
-    if since == 0:
+    if delta is None:  # a first round lists what is there; a resumed one what changed
         pending = [c for c in pending if not c.deleted]
     return DeltaRound(scope, current_seq, params, pending)

@@ -40,8 +40,8 @@ def client_of(graph: Graph, token: str | None = None, **kw: Any) -> GraphClient:
     return GraphClient(token or graph.token, f"{graph.base}/v1.0", graph.session, **kw)
 
 
-def contacts_of(graph: Graph, folder_name: str = "CRM", **kw: Any) -> GraphContacts:
-    return GraphContacts(client_of(graph, **kw), folder_name)
+def contacts_of(graph: Graph, category: str = "CRM", **kw: Any) -> GraphContacts:
+    return GraphContacts(client_of(graph, **kw), category)
 
 
 def contact(**fields: Any) -> dict[str, Any]:
@@ -89,12 +89,16 @@ def create(
     return contacts.create(write).id
 
 
-def held(graph: Graph) -> list[tuple[str, str]]:
-    """Every live contact in the sandbox: (folder name, given name)."""
+def held(graph: Graph) -> list[tuple[str, str, tuple[str, ...]]]:
+    """Every live contact in the sandbox: (folder name, given name, categories)."""
     state = state_of(graph.sandbox.users[EMAIL])
     names = {f.id: f.display_name for f in state.folders.values()}
     return sorted(
-        (names[c.folder_id], str(c.fields.get("givenName")))
+        (
+            names[c.folder_id],
+            str(c.fields.get("givenName")),
+            tuple(c.fields.get("categories") or ()),
+        )
         for c in state.contacts.values()
         if not c.deleted
     )
@@ -123,7 +127,7 @@ def test_CON2_fields_land_in_graphs_contact_properties(graph: Graph) -> None:
     contacts = contacts_of(graph)
     contact_id = create(contacts)
 
-    raw = graph.ok(graph.get(f"me/contactFolders/{contacts.folder()}/contacts/{contact_id}"))
+    raw = graph.ok(graph.get(f"me/contacts/{contact_id}"))
 
     assert (raw["givenName"], raw["surname"]) == ("Ada", "Lovelace")
     assert (raw["companyName"], raw["jobTitle"]) == ("Analytical Engines", "Engineer")
@@ -162,8 +166,8 @@ def test_CON2_a_phone_kind_graph_cannot_hold_keeps_its_number_as_a_business_phon
 
 def test_SYN5_a_contact_holding_data_of_the_wrong_shape_fails_alone(graph: Graph) -> None:
     contacts = contacts_of(graph)
-    bad = added(graph, contacts.folder(), givenName="Odd", businessAddress="10 Downing St")
-    good = added(graph, contacts.folder(), givenName="Fine")
+    bad = added(graph, categories=["CRM"], givenName="Odd", businessAddress="10 Downing St")
+    good = added(graph, categories=["CRM"], givenName="Fine")
 
     page = contacts.changes(None)
 
@@ -173,50 +177,56 @@ def test_SYN5_a_contact_holding_data_of_the_wrong_shape_fails_alone(graph: Graph
     assert by_id[good["id"]].fields is not None and by_id[good["id"]].fields["first_name"] == "Fine"
 
 
-# -- the folder is the scope (CON-2) -------------------------------------------------------------
-def test_CON2_only_contacts_in_the_crm_folder_are_in_scope_and_the_folder_is_made(
-    graph: Graph,
-) -> None:
-    outside = added(graph, givenName="Outside")
+# -- the category is the scope (CON-2) -----------------------------------------------------------
+def test_CON2_only_contacts_carrying_the_crm_category_are_in_scope(graph: Graph) -> None:
+    outside = added(graph, givenName="Outside", categories=["Suppliers"])
+    tagged = added(graph, givenName="Tagged", categories=["Suppliers", "crm"])  # any case
     contacts = contacts_of(graph)
 
     inside = create(contacts, key="k-in")
     page = contacts.changes(None)
 
-    folders = graph.ok(graph.get("me/contactFolders"))["value"]
-    assert [f["displayName"] for f in folders] == ["CRM"]
-    assert [r.id for r in page.records] == [inside]
+    scope = {r.id: r.in_scope for r in page.records}
+    assert scope == {outside["id"]: False, tagged["id"]: True, inside: True}
     assert contacts.get(outside["id"]).in_scope is False
     assert contacts.get(inside).in_scope is True
-    assert contacts_of(graph).folder() == contacts.folder()  # found, not made again
+    assert held(graph) == [
+        ("Contacts", "Ada", ("CRM",)),
+        ("Contacts", "Outside", ("Suppliers",)),
+        ("Contacts", "Tagged", ("Suppliers", "crm")),
+    ]
+    assert graph.ok(graph.get("me/contactFolders"))["value"] == []  # no folder is made
 
 
-def test_CON2_a_contact_created_out_of_scope_goes_to_the_default_folder(graph: Graph) -> None:
+def test_CON2_a_contact_created_out_of_scope_carries_no_category(graph: Graph) -> None:
     contacts = contacts_of(graph)
 
     record = contacts.get(create(contacts, in_scope=False))
 
     assert record.in_scope is False and record.fields == contact()
-    assert held(graph) == [("Contacts", "Ada")]
+    assert held(graph) == [("Contacts", "Ada", ())]
 
 
-def test_CON2_set_scope_moves_a_contact_in_and_out_of_the_folder_keeping_its_data(
+def test_CON2_set_scope_tags_and_untags_a_contact_keeping_its_id_data_and_other_categories(
     graph: Graph,
 ) -> None:
     contacts = contacts_of(graph)
     first = create(contacts, in_scope=False)
+    graph.ok(graph.patch(f"me/contacts/{first}", {"categories": ["Suppliers"]}))
 
     moved_in = contacts.set_scope(Write("provider", "scope", "contact", first, in_scope=True))
-    inside = contacts.get(moved_in.id)
-    moved_out = contacts.set_scope(
-        Write("provider", "scope", "contact", moved_in.id, in_scope=False)
-    )
-    outside = contacts.get(moved_out.id)
+    inside = contacts.get(first)
+    again = contacts.set_scope(Write("provider", "scope", "contact", first, in_scope=True))
+    tagged = held(graph)
+    moved_out = contacts.set_scope(Write("provider", "scope", "contact", first, in_scope=False))
+    outside = contacts.get(first)
 
+    assert moved_in.id == moved_out.id == first  # the link stays with the same id
+    assert again.version == moved_in.version  # already tagged: nothing written
     assert inside.in_scope is True and inside.fields == contact() and inside.ref == "L-1"
     assert outside.in_scope is False and outside.fields == contact()
-    assert contacts.get(first).gone and contacts.get(moved_in.id).gone
-    assert held(graph) == [("Contacts", "Ada")]
+    assert tagged == [("Contacts", "Ada", ("Suppliers", "CRM"))]
+    assert held(graph) == [("Contacts", "Ada", ("Suppliers",))]
 
 
 # -- change feed (RUN-4) -------------------------------------------------------------------------
@@ -240,7 +250,7 @@ def test_RUN4_changes_come_through_the_delta_link_with_removed_as_gone(graph: Gr
 def test_RUN4_a_full_round_follows_next_links_to_the_delta_link(graph: Graph) -> None:
     contacts = contacts_of(graph)
     made = {create(contacts, key=f"k-{n}", first_name=f"N{n}") for n in range(7)}
-    delta = f"me/contactFolders/{contacts.folder()}/contacts/delta"
+    delta = "me/contactFolders/contacts/contacts/delta"
 
     pages = list(contacts.client.pages(delta, "graph contacts.delta", page_size=3))
     page = contacts.changes(None)
@@ -287,7 +297,7 @@ def test_SYN4_a_retried_create_with_the_same_key_makes_no_second_contact(graph: 
     other = create(contacts, key="another-key")  # the same person again, on purpose
 
     assert retried == first != other
-    assert held(graph) == [("CRM", "Ada"), ("CRM", "Ada")]
+    assert held(graph) == [("Contacts", "Ada", ("CRM",)), ("Contacts", "Ada", ("CRM",))]
 
 
 def test_SYN4_an_update_from_a_stale_version_is_a_conflict(graph: Graph) -> None:
@@ -312,7 +322,7 @@ def test_SYN4_an_update_at_the_current_version_patches_only_the_fields_given(
     contact_id = create(contacts)
     graph.ok(
         graph.patch(
-            f"me/contactFolders/{contacts.folder()}/contacts/{contact_id}",
+            f"me/contacts/{contact_id}",
             {"nickName": "Enchantress"},
         )
     )
@@ -332,7 +342,7 @@ def test_SYN4_an_update_at_the_current_version_patches_only_the_fields_given(
     record = contacts.get(contact_id)
     assert result.version == record.version != current
     assert record.fields == contact(company="", phones=[])
-    raw = graph.ok(graph.get(f"me/contactFolders/{contacts.folder()}/contacts/{contact_id}"))
+    raw = graph.ok(graph.get(f"me/contacts/{contact_id}"))
     assert raw["nickName"] == "Enchantress"
 
 
@@ -348,11 +358,13 @@ def test_a_deleted_contact_reads_as_gone_and_a_second_delete_is_not_found(graph:
 
 
 # -- twins (CON-3) -------------------------------------------------------------------------------
-def test_CON3_find_by_email_finds_contacts_in_and_out_of_the_folder(graph: Graph) -> None:
+def test_CON3_find_by_email_finds_contacts_tagged_or_not_in_any_folder(graph: Graph) -> None:
     contacts = contacts_of(graph)
     inside = create(contacts)
+    folder = graph.ok(graph.post("me/contactFolders", {"displayName": "Suppliers"}), 201)
     outside = added(
         graph,
+        folder["id"],
         givenName="Ada",
         emailAddresses=[{"address": "ADA@example.com", "name": "Ada"}],
     )
@@ -369,7 +381,6 @@ def test_CON3_find_by_email_finds_contacts_in_and_out_of_the_folder(graph: Graph
 def test_throttling_is_retried_honouring_retry_after(graph: Graph) -> None:
     waits: list[float] = []
     contacts = contacts_of(graph, sleep=waits.append)
-    contacts.folder()
     graph.sandbox.inject(429, path=r"contacts/delta", times=2, retry_after=7)
 
     page = contacts.changes(None)
@@ -380,7 +391,6 @@ def test_throttling_is_retried_honouring_retry_after(graph: Graph) -> None:
 def test_throttling_past_the_last_attempt_is_rate_limited_with_retry_after(graph: Graph) -> None:
     waits: list[float] = []
     contacts = contacts_of(graph, sleep=waits.append, attempts=3)
-    contacts.folder()
     graph.sandbox.inject(429, path=r"contacts/delta", times=3, retry_after=5)
 
     with pytest.raises(RateLimited) as raised:
@@ -399,7 +409,6 @@ def test_an_outage_on_a_read_is_retried(graph: Graph) -> None:
 
 def test_an_outage_on_a_create_is_transient_and_not_resent(graph: Graph) -> None:
     contacts = contacts_of(graph)
-    contacts.folder()
     graph.sandbox.inject(503, method="POST", path=r"/contacts$", times=1)
 
     with pytest.raises(TransientError):
@@ -407,15 +416,15 @@ def test_an_outage_on_a_create_is_transient_and_not_resent(graph: Graph) -> None
 
     assert held(graph) == []
     create(contacts)  # the cycle's retry looks for the key first, then makes it once
-    assert held(graph) == [("CRM", "Ada")]
+    assert held(graph) == [("Contacts", "Ada", ("CRM",))]
 
 
 def test_another_refusal_is_permanent_and_names_graphs_error_code(graph: Graph) -> None:
     contacts = contacts_of(graph)
-    graph.sandbox.inject(400, code="ErrorInvalidRequest", path=r"contactFolders")
+    graph.sandbox.inject(400, code="ErrorInvalidRequest", path=r"contacts/delta")
 
     with pytest.raises(PermanentError, match="ErrorInvalidRequest"):
-        contacts.folder()
+        contacts.changes(None)
 
 
 def test_AUTH3_a_refused_token_is_grant_revoked(graph: Graph) -> None:

@@ -234,6 +234,22 @@ def test_a_delta_link_reports_changes_since_and_deletions_as_removed(graph: Grap
     assert whole_round(graph, next_delta)[0] == []
 
 
+def test_RUN4_a_delta_link_of_an_empty_folder_reports_a_contact_made_and_deleted_since(
+    graph: Graph,
+) -> None:
+    """A round resumed from a delta link is never a first round, even when the folder
+    was empty when the link was issued: a contact made and deleted since is @removed (a
+    client that linked it in between must hear of the delete)."""
+    folder = folder_id(graph)
+    _, delta_link, _ = whole_round(graph, f"me/contactFolders/{folder}/contacts/delta")
+    gone = add(graph, folder, givenName="Gone")
+    assert graph.delete(f"me/contacts/{gone['id']}").status_code == 204
+
+    items, _, _ = whole_round(graph, delta_link)
+
+    assert items == [{"id": gone["id"], "@removed": {"reason": "deleted"}}]
+
+
 def test_a_change_while_a_round_is_paged_waits_for_the_next_round(graph: Graph) -> None:
     folder = folder_id(graph)
     made = [add(graph, folder, givenName=f"P{n}") for n in range(4)]

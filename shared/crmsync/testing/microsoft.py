@@ -17,9 +17,8 @@ the CRM. A crash (`world.crash_after(n)`) follows the n-th successful write requ
 crmsync sends.
 
 Where Graph differs from the memory provider by nature:
-  * the sync scope of contacts is a contact folder named after the label; Graph v1.0
-    cannot move a contact, so `label` and `unlabel` copy it into the other folder and
-    delete the original: the contact gets a new id (returned);
+  * the sync scope of contacts is the category named after the label, on contacts of
+    the default folder; `label` and `unlabel` give and take the category (the id stays);
   * records hold no native fields the handle can set;
   * `invitations` are the attendees the calendar's events hold who are CRM users (the
     sandbox sends no mail);
@@ -48,7 +47,7 @@ from crmsync.providers.accounts import Resource
 from crmsync.providers.microsoft.account import MicrosoftAccount
 from crmsync.providers.microsoft.calendar import GraphCalendar, to_event
 from crmsync.providers.microsoft.client import GraphClient
-from crmsync.providers.microsoft.contacts import ROOT, GraphContacts, to_contact
+from crmsync.providers.microsoft.contacts import GraphContacts, to_contact
 from crmsync.providers.microsoft.kit import MicrosoftSetup
 from crmsync.providers.microsoft.oauth import MicrosoftOAuth
 from crmsync.providers.microsoft.todo import GraphTasks, to_task
@@ -371,26 +370,21 @@ class GraphProviderHandle:
     def delete(self, kind: Kind, record_id: str) -> None:
         self._resource(kind).delete(Write("provider", "delete", kind, record_id))
 
-    # -- the contact folder -------------------------------------------------------------------
-    def label(self, contact_id: str) -> str:
-        """The user moves the contact into the CRM folder (made if needed); Graph gives
-        the moved contact a new id, returned."""
-        write = Write("provider", "scope", "contact", contact_id, in_scope=True)
-        return self._contacts().set_scope(write).id
+    # -- the contact category -----------------------------------------------------------------
+    def label(self, contact_id: str) -> None:
+        """The user gives the contact the CRM category (its id stays)."""
+        self._contacts().set_scope(Write("provider", "scope", "contact", contact_id, in_scope=True))
 
-    def unlabel(self, contact_id: str) -> str:
-        """The user moves the contact out to the default folder; returns its new id."""
+    def unlabel(self, contact_id: str) -> None:
+        """The user takes the CRM category away (its id stays)."""
         write = Write("provider", "scope", "contact", contact_id, in_scope=False)
-        return self._contacts().set_scope(write).id
+        self._contacts().set_scope(write)
 
     def labelled(self) -> list[str]:
-        """The live contacts in the CRM folder."""
+        """The live contacts that carry the CRM category."""
         contacts = self._contacts()
-        folder = contacts._find_folder()
-        if folder is None or folder == ROOT:
-            return []
-        listed = self._client.values(f"me/contactFolders/{folder}/contacts", "contacts.list")
-        return sorted(str(c["id"]) for c in listed)
+        listed = self._client.values("me/contacts", "contacts.list")
+        return sorted(str(c["id"]) for c in listed if contacts.in_scope(c))
 
     # -- reminders, invitations, cursors ------------------------------------------------------
     def snooze(self, kind: Kind, record_id: str, state: str = "snoozed") -> None:

@@ -10,14 +10,15 @@ Mapping (canonical ← → contact):
              as business phones (the number survives; it reads back as work)
     address ↔ businessAddress {street, city, state, postalCode, countryOrRegion}
     notes ↔ personalNotes
-    in the sync scope ↔ in the contact folder named after the label (CON-2)
+    in the sync scope ↔ the contact carries the category named after the label (CON-2)
     the link key ↔ the extended property `crmsyncLink` (SYN-9)
     the create's idempotency key ↔ the extended property `crmsyncKey` (SYN-4)
 
-An update patches only the contact properties its canonical fields map to, with the
-version the engine read in If-Match. Graph v1.0 has no move for contacts, so a change
-of scope copies the contact into the other folder (its properties and crmsync's
-extended properties) and deletes the original: the contact gets a new id.
+The contacts crmsync reads are those of the user's default Contacts folder; the user
+puts one in the sync scope by giving it the category (Outlook's counterpart of a
+Gmail label), so tagging and untagging keep the contact's id and its link. An update
+patches only the contact properties its canonical fields map to, with the version the
+engine read in If-Match; a change of scope patches the categories alone.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 from crmsync import model
 from crmsync.engine.plan import Write
 from crmsync.engine.records import SideRecord
-from crmsync.errors import AlreadyExists, NotFound, PermanentError
+from crmsync.errors import NotFound, PermanentError
 from crmsync.ports import ChangePage, WriteResult
 from crmsync.providers.microsoft.client import GraphClient
 
@@ -62,29 +63,6 @@ ADDRESS = {
     "postal_code": "postalCode",
     "country": "countryOrRegion",
 }
-# What a copy into another folder carries over (what Graph lets a client write).
-COPIED = (
-    *(p for names in PROPERTY.values() for p in names),
-    "middleName",
-    "nickName",
-    "displayName",
-    "title",
-    "initials",
-    "generation",
-    "imAddresses",
-    "department",
-    "officeLocation",
-    "profession",
-    "manager",
-    "assistantName",
-    "businessHomePage",
-    "homeAddress",
-    "otherAddress",
-    "birthday",
-    "spouseName",
-    "children",
-    "categories",
-)
 
 
 # -- reading -----------------------------------------------------------------------------------
@@ -158,66 +136,36 @@ def _has_key(key: str) -> dict[str, str]:
 
 # -- the resource ------------------------------------------------------------------------------
 class GraphContacts:
-    """The contact side of one Microsoft 365 mailbox; the sync scope is one contact
-    folder, named after the `contact_label` setting and made on first use."""
+    """The contact side of one Microsoft 365 mailbox: the default Contacts folder, whose
+    contacts carrying the category named after the `contact_label` setting are the
+    sync scope."""
 
-    # A folder's delta lists that folder only: twins in other folders are looked up.
+    # The default folder's delta: twins in the user's other folders are looked up.
     lists_everything = False
 
-    def __init__(self, client: GraphClient, folder_name: str = "CRM") -> None:
+    def __init__(self, client: GraphClient, category: str = "CRM") -> None:
         self.client = client
-        self.folder_name = folder_name
-        self._folder: str | None = None
+        self.category = category
 
-    # -- the folder ------------------------------------------------------------------------------
-    def folder(self) -> str:
-        """The sync folder's id; the folder is made on first use."""
-        if self._folder is None:
-            self._folder = self._find_folder() or self._create_folder()
-        return self._folder
+    def in_scope(self, contact: Mapping[str, Any]) -> bool:
+        wanted = self.category.casefold()  # Outlook's category names ignore case
+        return any(str(c).casefold() == wanted for c in contact.get("categories") or ())
 
-    def _folders(self) -> Iterator[dict[str, Any]]:
-        return self.client.values("me/contactFolders", "graph contactFolders.list")
-
-    def _find_folder(self) -> str | None:
-        wanted = self.folder_name.casefold()  # Outlook folder names ignore case
-        for found in self._folders():
-            if str(found.get("displayName", "")).casefold() == wanted:
-                return str(found["id"])
-        return None
-
-    def _create_folder(self) -> str:
-        try:
-            made = self.client.request(
-                "POST",
-                "me/contactFolders",
-                "graph contactFolders.create",
-                body={"displayName": self.folder_name},
-            )
-        except AlreadyExists as exc:  # made meanwhile by another run or by the user
-            found = self._find_folder()
-            if found is None:
-                raise PermanentError(f"no contact folder {self.folder_name!r}") from exc
-            return found
-        return str(made["id"])
-
-    def _base(self, folder: str) -> str:
-        return "me/contacts" if folder == ROOT else f"me/contactFolders/{folder}/contacts"
-
-    def _places(self) -> tuple[str, str]:
-        """The folders crmsync's contacts live in: the sync folder, the default one."""
-        return self.folder(), ROOT
+    def _scoped(self, categories: Sequence[Any], in_scope: bool) -> list[str]:
+        """`categories` with the sync category added or taken away, the rest kept."""
+        wanted = self.category.casefold()
+        kept = [str(c) for c in categories if str(c).casefold() != wanted]
+        return [*kept, self.category] if in_scope else kept
 
     # -- reading -----------------------------------------------------------------------------
-    def record(self, contact: Mapping[str, Any], in_scope: bool | None = None) -> SideRecord:
+    def record(self, contact: Mapping[str, Any]) -> SideRecord:
         contact_id = str(contact["id"])
         version = str(contact.get("@odata.etag") or contact.get("changeKey") or "")
         if "@removed" in contact:
             return SideRecord(contact_id, version or "0", None)
         modified = model.parse_instant(contact.get("lastModifiedDateTime"))
         ref = _extended(contact, LINK)
-        if in_scope is None:
-            in_scope = contact.get("parentFolderId") == self.folder()
+        in_scope = self.in_scope(contact)
         try:
             fields = model.normalize("contact", from_contact(contact))
         except (model.InvalidRecord, TypeError, AttributeError, ValueError) as exc:
@@ -227,26 +175,21 @@ class GraphContacts:
         return SideRecord(contact_id, version, fields, modified, in_scope=in_scope, ref=ref)
 
     def changes(self, cursor: str | None) -> ChangePage:
-        """Every contact of the sync folder changed since the delta link (all of them
-        without one), all pages; deleted ones and those moved out read as gone."""
-        start = cursor or f"me/contactFolders/{self.folder()}/contacts/delta"
+        """Every contact of the default folder changed since the delta link (all of them
+        without one), all pages; deleted ones and those moved away read as gone."""
+        start = cursor or f"me/contactFolders/{ROOT}/contacts/delta"
         params = None if cursor else _expand(LINK)
         records: list[SideRecord] = []
         for page in self.client.pages(start, "graph contacts.delta", params):
-            records.extend(self.record(c, in_scope=True) for c in page.get("value") or ())
+            records.extend(self.record(c) for c in page.get("value") or ())
             if page.get("@odata.deltaLink"):
                 return ChangePage(records, str(page["@odata.deltaLink"]))
         raise PermanentError("a contact delta round ended without a delta link")
 
     def _read(self, contact_id: str, params: Mapping[str, str]) -> dict[str, Any]:
-        for folder in self._places():
-            try:
-                return self.client.request(
-                    "GET", f"{self._base(folder)}/{contact_id}", "graph contacts.get", params=params
-                )
-            except NotFound:
-                continue
-        raise NotFound(f"no contact {contact_id}")
+        return self.client.request(
+            "GET", f"me/contacts/{contact_id}", "graph contacts.get", params=params
+        )
 
     def get(self, record_id: str) -> SideRecord:
         try:
@@ -254,17 +197,20 @@ class GraphContacts:
         except NotFound:
             return SideRecord(record_id, "0", None)
 
+    def _folders(self) -> Iterator[dict[str, Any]]:
+        return self.client.values("me/contactFolders", "graph contactFolders.list")
+
     def _everywhere(self, params: Mapping[str, str] | None = None) -> Iterator[dict[str, Any]]:
         """Contacts of the default folder and of every folder below it."""
         yield from self.client.values("me/contacts", "graph contacts.list", params)
         for found in list(self._folders()):
-            base = self._base(str(found["id"]))
+            base = f"me/contactFolders/{found['id']}/contacts"
             yield from self.client.values(base, "graph contacts.list", params)
 
     def find_by_email(self, emails: Sequence[str]) -> list[SideRecord]:
-        """Contacts holding any of these addresses exactly, in the sync folder or not
-        (CON-3); the folders are listed, as the sandbox filters only on extended
-        properties."""
+        """Contacts holding any of these addresses exactly, tagged or not, in any of the
+        user's folders (CON-3); the folders are listed, as the sandbox filters only on
+        extended properties."""
         wanted = {model.normalize_email(e) for e in emails}
         found: dict[str, SideRecord] = {}
         for contact in self._everywhere(_expand(LINK)):
@@ -280,12 +226,9 @@ class GraphContacts:
 
     # -- writing -----------------------------------------------------------------------------
     def _created_before(self, key: str) -> dict[str, Any] | None:
-        """The contact an earlier attempt of this create made, wherever it is (SYN-4)."""
-        for folder in self._places():
-            for contact in self.client.values(
-                self._base(folder), "graph contacts.list", _has_key(key)
-            ):
-                return contact
+        """The contact an earlier attempt of this create made (SYN-4)."""
+        for contact in self.client.values("me/contacts", "graph contacts.list", _has_key(key)):
+            return contact
         return None
 
     def create(self, write: Write) -> WriteResult:
@@ -295,25 +238,20 @@ class GraphContacts:
         if earlier is not None:
             return WriteResult(str(earlier["id"]), str(earlier["@odata.etag"]))
         body = to_contact(write.fields)
+        body["categories"] = self._scoped((), bool(write.in_scope))
         body[XP] = [{"id": KEY, "value": write.key}]
         if write.ref:
             body[XP].append({"id": LINK, "value": write.ref})
-        folder = self.folder() if write.in_scope else ROOT
-        made = self.client.request("POST", self._base(folder), "graph contacts.create", body=body)
+        made = self.client.request("POST", "me/contacts", "graph contacts.create", body=body)
         return WriteResult(str(made["id"]), str(made["@odata.etag"]))
 
     def _at(self, method: str, write: Write, what: str, **kw: Any) -> dict[str, Any]:
-        """`method` on the write's contact, in whichever of crmsync's folders it is."""
+        """`method` on the write's contact, only if it is still at `write.version`."""
         assert write.target is not None
         headers = {"If-Match": write.version} if write.version else {}
-        for folder in self._places():
-            try:
-                return self.client.request(
-                    method, f"{self._base(folder)}/{write.target}", what, headers=headers, **kw
-                )
-            except NotFound:
-                continue
-        raise NotFound(f"no contact {write.target}")
+        return self.client.request(
+            method, f"me/contacts/{write.target}", what, headers=headers, **kw
+        )
 
     def update(self, write: Write) -> WriteResult:
         """Patch the properties the changed canonical fields live in, only if the
@@ -327,36 +265,12 @@ class GraphContacts:
         self._at("DELETE", write, "graph contacts.delete")
 
     def set_scope(self, write: Write) -> WriteResult:
-        """Move the contact into the sync folder or out of it to the default folder
-        (CON-2, CON-6), as a copy and a delete: Graph v1.0 cannot move a contact. The
-        copy keeps crmsync's keys; one whose key marks it as this move's copy is taken
-        when a move is retried, so a retry makes no second copy."""
+        """Tag the contact with the sync category or take the category away (CON-2,
+        CON-6), keeping its other categories; its id stays, and so does its link."""
         assert write.target is not None
-        target = self.folder() if write.in_scope else ROOT
-        current = self._read(write.target, _expand(LINK))
-        if (current.get("parentFolderId") == self.folder()) == bool(write.in_scope):
+        current = self._read(write.target, {"$select": "categories"})
+        if self.in_scope(current) == bool(write.in_scope):
             return WriteResult(str(current["id"]), str(current["@odata.etag"]))
-        key = _extended(self._read(write.target, _expand(KEY)), KEY) or f"moved:{write.target}"
-        copy = self._copy_in(target, key) or self._copy(current, target, key)
-        self.client.request(
-            "DELETE",
-            f"{self._base(self._folder_of(current))}/{write.target}",
-            "graph contacts.delete",
-        )
-        return WriteResult(str(copy["id"]), str(copy["@odata.etag"]))
-
-    def _folder_of(self, contact: Mapping[str, Any]) -> str:
-        return self.folder() if contact.get("parentFolderId") == self.folder() else ROOT
-
-    def _copy_in(self, folder: str, key: str) -> dict[str, Any] | None:
-        for contact in self.client.values(self._base(folder), "graph contacts.list", _has_key(key)):
-            return contact
-        return None
-
-    def _copy(self, contact: Mapping[str, Any], folder: str, key: str) -> dict[str, Any]:
-        body: dict[str, Any] = {p: contact[p] for p in COPIED if contact.get(p) is not None}
-        body[XP] = [{"id": KEY, "value": key}]
-        ref = _extended(contact, LINK)
-        if ref is not None:
-            body[XP].append({"id": LINK, "value": ref})
-        return self.client.request("POST", self._base(folder), "graph contacts.create", body=body)
+        categories = self._scoped(current.get("categories") or (), bool(write.in_scope))
+        answer = self._at("PATCH", write, "graph contacts.update", body={"categories": categories})
+        return WriteResult(str(answer["id"]), str(answer["@odata.etag"]))
