@@ -248,6 +248,31 @@ def test_RUN4_a_deleted_event_reads_as_gone(graph: Graph) -> None:
     assert [(r.id, r.gone) for r in later.records] == [(made, True)]
 
 
+def test_RUN4_an_event_made_after_the_round_and_deleted_before_the_next_reads_as_gone(
+    graph: Graph,
+) -> None:
+    """Graph's delta is state-based: an event made after a round began and deleted
+    before the next was in no round's state. The cursor kept after the cycle's writes
+    names it, so the next round reads it and reports it gone; one the round reports
+    itself costs no extra request."""
+    cal = calendar_of(graph)
+    first = cal.changes(None)  # the cycle reads ...
+    gone = create(cal, key="k-gone")  # ... then writes
+    echoed = create(cal, key="k-kept", subject="Kept")
+    kept = cal.cursor_after_writes(first.cursor)
+    graph.ok(graph.delete(f"me/events/{gone}"), 204)
+    bare = calendar_of(graph).changes(first.cursor)  # the delta link alone
+    requests = dict(graph.sandbox.requests)
+
+    later = calendar_of(graph).changes(kept)
+
+    assert gone not in {r.id for r in bare.records}  # what the round alone reports
+    assert {(r.id, r.gone) for r in later.records} == {(gone, True), (echoed, False)}
+    gets = graph.sandbox.requests.get("GET", 0) - requests.get("GET", 0)
+    assert gets == 1 + 1 + 1  # the round's page, the echoed event's read, the gone one's
+    assert calendar_of(graph).cursor_after_writes(later.cursor) == later.cursor
+
+
 def test_SYN4_an_update_from_a_stale_version_is_a_conflict(graph: Graph) -> None:
     cal = calendar_of(graph)
     made = create(cal)

@@ -35,7 +35,7 @@ from crmsync.engine.mass_delete import could_hold
 from crmsync.engine.records import CrmSchema
 from crmsync.errors import CrmUnauthorized, GrantRevoked, PermanentError, TransientError
 from crmsync.model import KINDS, Kind
-from crmsync.ports import Connection, CrmConnector, ProviderAccount, RunStatus, Store
+from crmsync.ports import Connection, CrmConnector, ProviderAccount, RecordSide, RunStatus, Store
 from crmsync.settings import Settings, Side
 
 log = logging.getLogger("crmsync.cycle")
@@ -214,8 +214,9 @@ class Cycle:
         if retry != pending:
             self.store.set_retries(self.conn, kind, retry)
         for side in SIDES:
-            if changes.end[side] != changes.start[side]:
-                self.store.save_cursor(self.conn, side, kind, changes.end[side])
+            end = _after_writes(self.sides[side], kind, changes.end[side])
+            if end is not None and end != changes.start[side]:
+                self.store.save_cursor(self.conn, side, kind, end)
 
     def linked_count(self, changes: Changes) -> int:
         """SYN-6 weighs deletes against the linked records only when there can be as
@@ -301,3 +302,12 @@ def run_cycle(
         budget_seconds,
         began=began,
     ).run()
+
+
+def _after_writes(source: RecordSide, kind: Kind, cursor: str | None) -> str | None:
+    """The cursor a side keeps after the cycle's writes: its feed's, or more where the
+    side says so (an optional `cursor_after_writes(kind, cursor)`)."""
+    keeper: Any = getattr(source, "cursor_after_writes", None)
+    if cursor is None or keeper is None:
+        return cursor
+    return str(keeper(kind, cursor))

@@ -58,6 +58,12 @@ class KindAccount:
         resource that lists only its scope says so with `lists_everything = False`)."""
         return bool(getattr(self.resources.get(kind), "lists_everything", True))
 
+    def cursor_after_writes(self, kind: Kind, cursor: str) -> str:
+        """The cursor to keep once the cycle's writes are done: the feed's own, unless
+        the kind's resource adds to it what it made (see providers/microsoft/echoes)."""
+        keeper: Any = getattr(self.resources.get(kind), "cursor_after_writes", None)
+        return str(keeper(cursor)) if keeper is not None else cursor
+
     def create_many(self, writes: Sequence[Write]) -> list[WriteResult | Exception]:
         """Fresh creates of one kind in as few requests as its API allows, one result
         (or the error of that record) per write, in order."""

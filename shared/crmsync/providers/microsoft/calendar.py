@@ -44,8 +44,10 @@ from crmsync.engine.plan import Write
 from crmsync.engine.records import SideRecord
 from crmsync.errors import Conflict, NotFound, PermanentError
 from crmsync.ports import ChangePage, WriteResult
+from crmsync.providers.microsoft import echoes
 from crmsync.providers.microsoft.client import IMMUTABLE_IDS, GraphClient
 from crmsync.providers.microsoft.contacts import KEY, LINK, XP
+from crmsync.providers.microsoft.echoes import RemembersWhatItMade
 
 _GUID = "{0f6c2b1e-5a3d-4c8e-9b7a-2d4e6f8a1c35}"
 MEMBERS = f"String {_GUID} Name crmsyncMembers"
@@ -431,7 +433,7 @@ def _seconds(moment: date | datetime) -> float:
 
 
 # -- the resource ------------------------------------------------------------------------------
-class GraphCalendar:
+class GraphCalendar(RemembersWhatItMade):
     """The activity side of one Microsoft 365 mailbox: one calendar (SET-1, default the
     user's default calendar), its changes read over a fixed window."""
 
@@ -500,8 +502,9 @@ class GraphCalendar:
         one), all pages. A changed occurrence or exception is read as a change of its
         series (CAL-9); `@removed` entries read as gone."""
         low, high = self.window
-        start = cursor or f"{self.base}/calendarView/delta"
-        params = None if cursor else {"startDateTime": _iso(low), "endDateTime": _iso(high)}
+        link, made = echoes.split(cursor)
+        start = link or f"{self.base}/calendarView/delta"
+        params = None if link else {"startDateTime": _iso(low), "endDateTime": _iso(high)}
         changed: dict[str, None] = {}
         removed: dict[str, None] = {}
         for page in self.client.pages(start, "graph events.delta", params):
@@ -513,6 +516,7 @@ class GraphCalendar:
             if page.get("@odata.deltaLink"):
                 records = [self.get(event_id) for event_id in changed]
                 records += [SideRecord(i, "0", None) for i in removed if i not in changed]
+                records += echoes.unreported(made, records, self.get)
                 return ChangePage(records, str(page["@odata.deltaLink"]))
         raise PermanentError("an event delta round ended without a delta link")
 
@@ -570,6 +574,7 @@ class GraphCalendar:
         if write.ref:
             body[XP].append({"id": LINK, "value": write.ref})
         made = self.client.request("POST", f"{self.base}/events", "graph events.create", body=body)
+        self._made_now(str(made["id"]))
         if not write.fields.get("recurrence"):
             return WriteResult(str(made["id"]), str(made["@odata.etag"]))
         self._apply_exceptions(str(made["id"]), write.fields)

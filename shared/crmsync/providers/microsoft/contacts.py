@@ -31,7 +31,9 @@ from crmsync.engine.plan import Write
 from crmsync.engine.records import SideRecord
 from crmsync.errors import NotFound, PermanentError
 from crmsync.ports import ChangePage, WriteResult
+from crmsync.providers.microsoft import echoes
 from crmsync.providers.microsoft.client import GraphClient
+from crmsync.providers.microsoft.echoes import RemembersWhatItMade
 
 _GUID = "{0f6c2b1e-5a3d-4c8e-9b7a-2d4e6f8a1c35}"
 LINK = f"String {_GUID} Name crmsyncLink"
@@ -135,7 +137,7 @@ def _has_key(key: str) -> dict[str, str]:
 
 
 # -- the resource ------------------------------------------------------------------------------
-class GraphContacts:
+class GraphContacts(RemembersWhatItMade):
     """The contact side of one Microsoft 365 mailbox: the default Contacts folder, whose
     contacts carrying the category named after the `contact_label` setting are the
     sync scope."""
@@ -177,12 +179,14 @@ class GraphContacts:
     def changes(self, cursor: str | None) -> ChangePage:
         """Every contact of the default folder changed since the delta link (all of them
         without one), all pages; deleted ones and those moved away read as gone."""
-        start = cursor or f"me/contactFolders/{ROOT}/contacts/delta"
-        params = None if cursor else _expand(LINK)
+        link, made = echoes.split(cursor)
+        start = link or f"me/contactFolders/{ROOT}/contacts/delta"
+        params = None if link else _expand(LINK)
         records: list[SideRecord] = []
         for page in self.client.pages(start, "graph contacts.delta", params):
             records.extend(self.record(c) for c in page.get("value") or ())
             if page.get("@odata.deltaLink"):
+                records += echoes.unreported(made, records, self.get)
                 return ChangePage(records, str(page["@odata.deltaLink"]))
         raise PermanentError("a contact delta round ended without a delta link")
 
@@ -243,6 +247,7 @@ class GraphContacts:
         if write.ref:
             body[XP].append({"id": LINK, "value": write.ref})
         made = self.client.request("POST", "me/contacts", "graph contacts.create", body=body)
+        self._made_now(str(made["id"]))
         return WriteResult(str(made["id"]), str(made["@odata.etag"]))
 
     def _at(self, method: str, write: Write, what: str, **kw: Any) -> dict[str, Any]:

@@ -44,7 +44,9 @@ from crmsync.engine.plan import Write
 from crmsync.engine.records import SideRecord
 from crmsync.errors import AlreadyExists, NotFound, PermanentError, TransientError
 from crmsync.ports import ChangePage, WriteResult
+from crmsync.providers.microsoft import echoes
 from crmsync.providers.microsoft.client import GraphClient
+from crmsync.providers.microsoft.echoes import RemembersWhatItMade
 
 # The canonical to-do fields a To Do task holds (settings: field_map["todo"]).
 HELD = ("subject", "start", "due", "status", "priority", "notes", "recurrence")
@@ -249,7 +251,7 @@ def _link(task: Mapping[str, Any]) -> Mapping[str, Any] | None:
 
 
 # -- the resource ----------------------------------------------------------------------------
-class GraphTasks:
+class GraphTasks(RemembersWhatItMade):
     """The to-do side of one Microsoft 365 mailbox: one To Do list (SET-1). "default"
     is the user's default list; another name is the list of that name, made on first
     use. `claimed` says whether a task id is held by one of the connection's links, so a
@@ -331,12 +333,14 @@ class GraphTasks:
     def changes(self, cursor: str | None) -> ChangePage:
         """Every task of the list changed since the delta link (all of them without
         one), all pages; deleted ones read as gone."""
-        start = cursor or f"{self._tasks}/delta"
-        params = None if cursor else EXPAND
+        link, made = echoes.split(cursor)
+        start = link or f"{self._tasks}/delta"
+        params = None if link else EXPAND
         records: list[SideRecord] = []
         for page in self.client.pages(start, "graph todoTasks.delta", params):
             records.extend(self.record(t) for t in page.get("value") or ())
             if page.get("@odata.deltaLink"):
+                records += echoes.unreported(made, records, self.get)
                 return ChangePage(records, str(page["@odata.deltaLink"]))
         raise PermanentError("a task delta round ended without a delta link")
 
@@ -380,6 +384,7 @@ class GraphTasks:
             self._keys = None  # the task may have been made: list again next time
             raise
         self._listed()[write.key] = made
+        self._made_now(str(made["id"]))
         return WriteResult(str(made["id"]), str(made["@odata.etag"]))
 
     def update(self, write: Write) -> WriteResult:
