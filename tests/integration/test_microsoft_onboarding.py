@@ -207,25 +207,19 @@ def test_CON2_a_connected_outlook_user_gets_the_crm_contacts_of_their_sync_group
     assert run["status"] == "ok", run
     assert run["counts"] == {"contact": {"create": 1}}
     graph = user_graph(world, ADA)
-    [folder] = [
-        f for f in graph.ok(graph.get("me/contactFolders"))["value"] if f["displayName"] == "CRM"
-    ]
-    [contact] = graph.ok(graph.get(f"me/contactFolders/{folder['id']}/contacts"))["value"]
+    [contact] = graph.ok(graph.get("me/contacts"))["value"]
     assert (contact["givenName"], contact["surname"]) == ("Ada", "Lovelace")
     assert [e["address"] for e in contact["emailAddresses"]] == ["ada@engines.example"]
+    assert contact["categories"] == ["CRM"]  # CON-2: tagged with the sync category
 
-    graph.ok(
-        graph.patch(
-            f"me/contactFolders/{folder['id']}/contacts/{contact['id']}", {"jobTitle": "Analyst"}
-        )
-    )
+    graph.ok(graph.patch(f"me/contacts/{contact['id']}", {"jobTitle": "Analyst"}))
     again = service.work(world.services, TENANT, CONNECTION, "schedule")
 
     assert again["counts"] == {"contact": {"update": 1}}, again
     assert crm.connector("u1").get("contact", ada_lovelace).fields["title"] == "Analyst"  # type: ignore[index]
 
 
-def test_CON3_an_outlook_twin_outside_the_crm_folder_is_linked_moved_in_and_stays_linked(
+def test_CON3_an_untagged_outlook_twin_is_linked_tagged_and_keeps_its_id(
     world: World,
 ) -> None:
     crm = MemoryCrm(lambda: datetime.now(UTC))
@@ -263,17 +257,10 @@ def test_CON3_an_outlook_twin_outside_the_crm_folder_is_linked_moved_in_and_stay
     assert "delete" not in second["counts"].get("contact", {}), second
     assert "unlink" not in second["counts"].get("contact", {}), second
     assert crm.connector("u1").get("contact", grace).in_scope  # still in the sync group
-    everyone = graph.ok(graph.get("me/contacts"))["value"]
-    folders = graph.ok(graph.get("me/contactFolders"))["value"]
-    in_folders = [
-        c
-        for f in folders
-        for c in graph.ok(graph.get(f"me/contactFolders/{f['id']}/contacts"))["value"]
-    ]
-    graces = [c for c in everyone + in_folders if c.get("surname") == "Hopper"]
-    assert len(graces) == 1  # linked, moved into the CRM folder, never copied twice
+    [contact] = graph.ok(graph.get("me/contacts"))["value"]
+    assert contact["surname"] == "Hopper" and contact["categories"] == ["CRM"]  # tagged once
     [link] = world.services.backend.store(TENANT).links(CONNECTION, "contact")
-    assert link.provider_id == graces[0]["id"]  # the link follows the moved contact
+    assert link.provider_id == contact["id"]  # the twin itself, its id kept
 
 
 def test_CAL1_TSK1_a_connected_outlook_users_crm_meeting_and_todo_reach_the_calendar_and_to_do(
