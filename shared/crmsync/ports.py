@@ -33,8 +33,12 @@ class ChangePage:
 
 @dataclass(frozen=True, slots=True)
 class WriteResult:
+    """What a write left: the record's id and version, and where the provider's answer
+    shows it, the record's reminder token (SYN-10), for the link to start from."""
+
     id: str
     version: str
+    reminder: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,7 +98,7 @@ class Applier:
                 retry |= ids(decision)
                 continue
             assert decision.link is not None
-            link = decision.link.with_side(write.side, result.id, result.version)
+            link = decision.link.with_side(write.side, result.id, result.version, result.reminder)
             self.store.save_link(self.connection, replace(link, pending=None))
             self.unqueue(decision.link.key)
             retry |= ids(decision) if decision.retry else set()
@@ -117,7 +117,7 @@ class Applier:
                 and result is not None
                 and (write.op == "create" or write.target == link.side_id(write.side))
             ):
-                link = link.with_side(write.side, result.id, result.version)
+                link = link.with_side(write.side, result.id, result.version, result.reminder)
         if link is not None:
             self.store.save_link(self.connection, replace(link, pending=None))
         if replaced and dropped is not None:

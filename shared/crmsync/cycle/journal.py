@@ -51,7 +51,9 @@ class Journal:
         result = self.sides[write.side].create(write)
         state: LinkState = "detached" if write.as_lead else "linked"
         done = replace(
-            link.with_side(write.side, result.id, result.version), state=state, pending=None
+            link.with_side(write.side, result.id, result.version, result.reminder),
+            state=state,
+            pending=None,
         )
         self.store.save_link(self.connection, done)
         self.history.item(

@@ -85,9 +85,15 @@ class Link:
             reminder,
         )
 
-    def with_side(self, side: Side, record_id: str | None, version: str | None) -> Link:
+    def with_side(
+        self, side: Side, record_id: str | None, version: str | None, reminder: str | None = None
+    ) -> Link:
+        """The link after a write on `side`: the record's id and version, and the
+        provider record's reminder when the write's answer showed it (SYN-10)."""
         if side == "crm":
             return replace(self, crm_id=record_id, crm_version=version)
+        if reminder is not None:
+            return replace(self, provider_id=record_id, provider_version=version, reminder=reminder)
         return replace(self, provider_id=record_id, provider_version=version)
 
     def side_id(self, side: Side) -> str | None:

@@ -576,7 +576,7 @@ class GraphCalendar(RemembersWhatItMade):
         made = self.client.request("POST", f"{self.base}/events", "graph events.create", body=body)
         self._made_now(str(made["id"]))
         if not write.fields.get("recurrence"):
-            return WriteResult(str(made["id"]), str(made["@odata.etag"]))
+            return WriteResult(str(made["id"]), str(made["@odata.etag"]), reminder_of(made))
         self._apply_exceptions(str(made["id"]), write.fields)
         return self._result(str(made["id"]))
 
@@ -611,7 +611,7 @@ class GraphCalendar(RemembersWhatItMade):
     def _result(self, event_id: str) -> WriteResult:
         """The series' version as `changes` reports it (its exceptions included)."""
         record = self.get(event_id)
-        return WriteResult(record.id, record.version)
+        return WriteResult(record.id, record.version, record.reminder)
 
     def _whole_times(self, write: Write) -> dict[str, Any]:
         """A patch touching a time field or the recurrence carries all time fields:

@@ -385,7 +385,7 @@ class GraphTasks(RemembersWhatItMade):
             raise
         self._listed()[write.key] = made
         self._made_now(str(made["id"]))
-        return WriteResult(str(made["id"]), str(made["@odata.etag"]))
+        return WriteResult(str(made["id"]), str(made["@odata.etag"]), reminder(made))
 
     def update(self, write: Write) -> WriteResult:
         """Patch the properties the changed canonical fields live in, only if the
