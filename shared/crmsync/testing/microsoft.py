@@ -45,7 +45,7 @@ from crmsync.model import Kind
 from crmsync.ports import Connection, ProviderAccount, Store
 from crmsync.providers.accounts import Resource
 from crmsync.providers.microsoft.account import MicrosoftAccount
-from crmsync.providers.microsoft.calendar import GraphCalendar, to_event
+from crmsync.providers.microsoft.calendar import GraphCalendar, sync_window, to_event
 from crmsync.providers.microsoft.client import GraphClient
 from crmsync.providers.microsoft.contacts import GraphContacts, to_contact
 from crmsync.providers.microsoft.kit import MicrosoftSetup
@@ -216,7 +216,9 @@ class GraphSandboxSide:
                 client,
                 settings["calendar"],
                 crm.users(),
-                window=(now - timedelta(days=30), now + timedelta(days=365)),
+                window=sync_window(
+                    now, settings["window_days"], settings["not_before"], settings["timezone"]
+                ),
             ),
             "todo": GraphTasks(
                 client, settings["task_list"], claimed, timezone=settings["timezone"]

@@ -433,6 +433,39 @@ def _seconds(moment: date | datetime) -> float:
 
 
 # -- the resource ------------------------------------------------------------------------------
+# Graph v1.0 reads a calendar's changes only over a fixed window (calendarView delta).
+# It reaches back at least this far, so that an event edited in Outlook weeks after it
+# took place still reaches the CRM (CAL-3), and ahead a year; a round's window is kept
+# in the cursor and begun again (a fresh listing, re-matched by the links) once it has
+# rolled by ROLL, so the window follows the calendar. An event that leaves the window
+# is not removed: Graph simply stops reporting it.
+REACH_BACK = timedelta(days=90)
+REACH_AHEAD = timedelta(days=365)
+ROLL = timedelta(days=14)
+FARTHEST_BACK = timedelta(days=5 * 366)  # a do-not-sync-before date further back
+
+
+def sync_window(
+    now: datetime, window_days: int, not_before: date | None, zone: str
+) -> tuple[datetime, datetime]:
+    """The calendarView window of a cycle at `now`: back the sync window or REACH_BACK,
+    whichever is longer, and to the user's do-not-sync-before date when that is earlier
+    (its edits after the date sync, SET-1); ahead REACH_AHEAD."""
+    low = now - max(timedelta(days=window_days), REACH_BACK)
+    if not_before is not None:
+        edge = datetime.combine(not_before, time(), model.zone(zone)).astimezone(UTC)
+        low = min(low, max(edge - timedelta(days=1), now - FARTHEST_BACK))
+    return low, now + REACH_AHEAD
+
+
+def _window_cursor(cursor: str | None) -> tuple[tuple[datetime, datetime] | None, str | None]:
+    """The window and delta link a calendar cursor holds (`<low> <high> <link>`)."""
+    if not cursor:
+        return None, None
+    low, high, link = cursor.split(" ", 2)
+    return (model.parse_instant(low), model.parse_instant(high)), link  # type: ignore[return-value]
+
+
 class GraphCalendar(RemembersWhatItMade):
     """The activity side of one Microsoft 365 mailbox: one calendar (SET-1, default the
     user's default calendar), its changes read over a fixed window."""
@@ -501,8 +534,11 @@ class GraphCalendar(RemembersWhatItMade):
         """Every event of the window changed since the delta link (all of them without
         one), all pages. A changed occurrence or exception is read as a change of its
         series (CAL-9); `@removed` entries read as gone."""
-        low, high = self.window
-        link, made = echoes.split(cursor)
+        kept, made = echoes.split(cursor)
+        window, link = _window_cursor(kept)
+        if window is not None and self._rolled(window):
+            window, link = None, None  # a fresh round over today's window
+        low, high = window or self.window
         start = link or f"{self.base}/calendarView/delta"
         params = None if link else {"startDateTime": _iso(low), "endDateTime": _iso(high)}
         changed: dict[str, None] = {}
@@ -517,8 +553,14 @@ class GraphCalendar(RemembersWhatItMade):
                 records = [self.get(event_id) for event_id in changed]
                 records += [SideRecord(i, "0", None) for i in removed if i not in changed]
                 records += echoes.unreported(made, records, self.get)
-                return ChangePage(records, str(page["@odata.deltaLink"]))
+                cursor = f"{_iso(low)} {_iso(high)} {page['@odata.deltaLink']}"
+                return ChangePage(records, cursor)
         raise PermanentError("an event delta round ended without a delta link")
+
+    def _rolled(self, window: tuple[datetime, datetime]) -> bool:
+        """Whether a round's window lags today's by ROLL or more, at either end."""
+        low, high = self.window
+        return low - window[0] >= ROLL or high - window[1] >= ROLL or window[0] > low
 
     def _instances(self, series: str) -> list[dict[str, Any]]:
         low, high = self.window

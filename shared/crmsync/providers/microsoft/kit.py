@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from crmsync.auth.state import Consent, Started
@@ -116,7 +116,7 @@ class MicrosoftKit:
         """The mailbox's adapters for one cycle; the grant is checked (and refreshed)
         first, so a grant Microsoft no longer honours parks the connection (AUTH-3)."""
         from crmsync.providers.microsoft.account import MicrosoftAccount
-        from crmsync.providers.microsoft.calendar import GraphCalendar
+        from crmsync.providers.microsoft.calendar import GraphCalendar, sync_window
         from crmsync.providers.microsoft.client import GraphClient
         from crmsync.providers.microsoft.contacts import GraphContacts
         from crmsync.providers.microsoft.oauth import https_session
@@ -149,7 +149,9 @@ class MicrosoftKit:
                 client,
                 settings["calendar"],
                 directory,
-                window=(now - timedelta(days=30), now + timedelta(days=365)),
+                window=sync_window(
+                    now, settings["window_days"], settings["not_before"], settings["timezone"]
+                ),
             ),
             "todo": GraphTasks(
                 client, settings["task_list"], claimed, timezone=settings["timezone"]
