@@ -10,6 +10,10 @@ locals {
     # zero like everything else; set min_instances = 1 in function_overrides to keep one
     # warm if cold starts delay notifications too much (bench/runtime.py measures them).
     google_webhook = { memory = "512Mi", cpu = "1", concurrency = 16, min_instances = 0, max_instances = 20, timeout_seconds = 60 }
+    # Public: Microsoft Graph change and lifecycle notifications, authenticated by each
+    # subscription's client state, and the validation handshake of a new subscription
+    # (answered within Graph's 10 seconds; notifications within its 3).
+    graph_webhook = { memory = "512Mi", cpu = "1", concurrency = 16, min_instances = 0, max_instances = 20, timeout_seconds = 60 }
     # Signed CRM events (HMAC checked by crmsync), direct HTTPS or Pub/Sub push.
     crm_events = { memory = "512Mi", cpu = "1", concurrency = 16, min_instances = 0, max_instances = 20, timeout_seconds = 60 }
     # Pub/Sub push only: Gmail's mailbox notifications, routed to their connections.
@@ -31,6 +35,7 @@ locals {
     oauth_start      = ["secret", "google"]
     oauth_callback   = ["secret", "google", "vault", "queue", "events"]
     google_webhook   = ["queue"]
+    graph_webhook    = ["queue"]
     crm_events       = ["vault", "queue"]
     gmail_push       = ["queue"]
     scheduler_fanout = ["queue"]
@@ -53,8 +58,8 @@ locals {
 
   # Who may invoke each function (keyed by a label, so that the keys are known before
   # the service accounts exist). allUsers marks the public endpoints: each of them
-  # authenticates its caller itself (OAuth state, channel token, HMAC signature, admin
-  # token). `admin` has to be public because its callers' Authorization header carries
+  # authenticates its caller itself (OAuth state, channel token, client state, HMAC
+  # signature, admin token). `admin` has to be public because its callers' Authorization header carries
   # crmsync's admin token, which Cloud Run would otherwise take for a Google ID token.
   # crm_events is public while CRMs may POST signed events directly; its Pub/Sub push
   # carries an OIDC token either way. The fan-out and the worker are never public.
@@ -62,6 +67,7 @@ locals {
     oauth_start    = { public = "allUsers" }
     oauth_callback = { public = "allUsers" }
     google_webhook = { public = "allUsers" }
+    graph_webhook  = { public = "allUsers" }
     admin          = { public = "allUsers" }
     crm_events = merge(
       { pubsub = google_service_account.caller["pubsub"].member },
@@ -98,7 +104,7 @@ locals {
 }
 
 resource "google_cloudfunctions2_function" "crmsync" {
-  # checkov:skip=CKV_GCP_124:oauth_start, oauth_callback, google_webhook, admin and (with direct HTTPS) crm_events are called from the internet by users, Google and CRMs, and authenticate each request themselves; the fan-out and the worker are ALLOW_INTERNAL_ONLY (local.internal_only).
+  # checkov:skip=CKV_GCP_124:oauth_start, oauth_callback, google_webhook, graph_webhook, admin and (with direct HTTPS) crm_events are called from the internet by users, Google, Microsoft and CRMs, and authenticate each request themselves; the fan-out and the worker are ALLOW_INTERNAL_ONLY (local.internal_only).
   for_each = local.functions
 
   project     = var.project_id

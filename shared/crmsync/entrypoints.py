@@ -70,6 +70,7 @@ USES: dict[str, frozenset[str]] = {
     "oauth_start": frozenset({"secret", "google"}),
     "oauth_callback": frozenset({"secret", "google", "vault", "queue", "events"}),
     "google_webhook": frozenset({"queue"}),
+    "graph_webhook": frozenset({"queue"}),
     "crm_events": frozenset({"vault", "queue"}),
     "gmail_push": frozenset({"queue"}),
     "scheduler_fanout": frozenset({"queue"}),
@@ -335,6 +336,14 @@ def oauth_callback(request: Any) -> Answer:
 def google_webhook(request: Any) -> Answer:
     """Calendar push notifications (RUN-3): the channel token authenticates the sender."""
     return _push(request, "google")
+
+
+@_guarded
+def graph_webhook(request: Any) -> Answer:
+    """Microsoft Graph change notifications and lifecycle notifications (RUN-1, RUN-3),
+    and the validation handshake of a subscription being made: each notification's
+    client state authenticates it."""
+    return _push(request, "microsoft")
 
 
 def _push(request: Any, provider: str) -> Answer:

@@ -36,9 +36,16 @@ DEVELOPMENT_ONLY = {
 # registration reaches the functions with Graph's adapters (#13), so that no deployment
 # needs Microsoft secrets before Microsoft can sync.
 NOT_DEPLOYED_YET = {"CRMSYNC_MICROSOFT_CLIENT_ID", "CRMSYNC_MICROSOFT_CLIENT_SECRET"}
-# Only these authenticate their callers themselves (OAuth state, channel token, HMAC
-# signature, admin token) and may be invoked by anyone.
-MAY_BE_PUBLIC = {"oauth_start", "oauth_callback", "google_webhook", "crm_events", "admin"}
+# Only these authenticate their callers themselves (OAuth state, channel token, client
+# state, HMAC signature, admin token) and may be invoked by anyone.
+MAY_BE_PUBLIC = {
+    "oauth_start",
+    "oauth_callback",
+    "google_webhook",
+    "graph_webhook",
+    "crm_events",
+    "admin",
+}
 ENV_NAME = re.compile(r"[A-Z][A-Z0-9]*(_[A-Z0-9]+)+")
 
 

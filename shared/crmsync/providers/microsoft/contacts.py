@@ -204,6 +204,11 @@ class GraphContacts:
     def _base(self, folder: str) -> str:
         return "me/contacts" if folder == ROOT else f"me/contactFolders/{folder}/contacts"
 
+    def subscription_resource(self) -> str:
+        """What a change subscription on the sync folder names (the folder is made if
+        need be, as the first cycle would)."""
+        return f"me/contactFolders/{self.folder()}/contacts"
+
     def _places(self) -> tuple[str, str]:
         """The folders crmsync's contacts live in: the sync folder, the default one."""
         return self.folder(), ROOT
