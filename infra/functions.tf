@@ -29,7 +29,7 @@ locals {
 
   # What each function uses besides Firestore (crmsync.entrypoints.USES, which the code
   # enforces): its service account gets the roles and secrets of these uses and no
-  # others. secret: CRMSYNC_SECRET; google: the OAuth client's secrets; vault: the KMS
+  # others. secret: CRMSYNC_SECRET; google: the OAuth clients' secrets; vault: the KMS
   # key; queue: enqueue to Cloud Tasks; events: publish to sync-events.
   function_uses = {
     oauth_start      = ["secret", "google"]
@@ -96,10 +96,14 @@ locals {
     CRMSYNC_KMS_KEY               = google_kms_crypto_key.token_vault.id
     CRMSYNC_EVENTS_TOPIC          = google_pubsub_topic.crmsync["sync-events"].id
   }
+  # "google" is the use of the providers' OAuth clients, Microsoft's app registration
+  # too (set only with var.microsoft_365, whose secrets are adopted only then).
   function_secrets = {
-    CRMSYNC_SECRET               = { secret = "crmsync-secret", use = "secret" }
-    CRMSYNC_GOOGLE_CLIENT_ID     = { secret = "crmsync-google-client-id", use = "google" }
-    CRMSYNC_GOOGLE_CLIENT_SECRET = { secret = "crmsync-google-client-secret", use = "google" }
+    CRMSYNC_SECRET                  = { secret = "crmsync-secret", use = "secret" }
+    CRMSYNC_GOOGLE_CLIENT_ID        = { secret = "crmsync-google-client-id", use = "google" }
+    CRMSYNC_GOOGLE_CLIENT_SECRET    = { secret = "crmsync-google-client-secret", use = "google" }
+    CRMSYNC_MICROSOFT_CLIENT_ID     = { secret = "crmsync-microsoft-client-id", use = "google" }
+    CRMSYNC_MICROSOFT_CLIENT_SECRET = { secret = "crmsync-microsoft-client-secret", use = "google" }
   }
 }
 
@@ -143,7 +147,7 @@ resource "google_cloudfunctions2_function" "crmsync" {
     })
 
     dynamic "secret_environment_variables" {
-      for_each = { for name, secret in local.function_secrets : name => secret if contains(local.function_uses[each.key], secret.use) }
+      for_each = { for name, secret in local.function_secrets : name => secret if contains(local.function_uses[each.key], secret.use) && contains(keys(local.secrets), secret.secret) }
       content {
         key        = secret_environment_variables.key
         project_id = var.project_id

@@ -241,6 +241,12 @@ variable "alert_thresholds" {
   default = {}
 }
 
+variable "microsoft_365" {
+  description = "Whether crmsync offers Microsoft 365: the functions then read crmsync's app registration at Microsoft from the secrets crmsync-microsoft-client-id and crmsync-microsoft-client-secret, which must exist before the apply (docs/deploy.md). False: only Google is offered."
+  type        = bool
+  default     = false
+}
+
 variable "secret_versions" {
   description = "The version of each secret the functions read, by secret name; \"latest\" when unset. Pinning a number after adding a version rolls every function onto it (docs/deploy.md, rotating keys)."
   type        = map(string)
