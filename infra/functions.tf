@@ -11,8 +11,10 @@ locals {
     # warm if cold starts delay notifications too much (bench/runtime.py measures them).
     google_webhook = { memory = "512Mi", cpu = "1", concurrency = 16, min_instances = 0, max_instances = 20, timeout_seconds = 60 }
     # Public: Microsoft Graph change and lifecycle notifications, authenticated by each
-    # subscription's client state, and the validation handshake of a new subscription
-    # (answered within Graph's 10 seconds; notifications within its 3).
+    # subscription's client state, and the validation handshake of a new subscription.
+    # Graph wants the handshake answered within 10 seconds and notifications within 3,
+    # and slows down or drops for an endpoint often slower: keep one instance warm
+    # (min_instances = 1 in function_overrides) if cold starts take longer.
     graph_webhook = { memory = "512Mi", cpu = "1", concurrency = 16, min_instances = 0, max_instances = 20, timeout_seconds = 60 }
     # Signed CRM events (HMAC checked by crmsync), direct HTTPS or Pub/Sub push.
     crm_events = { memory = "512Mi", cpu = "1", concurrency = 16, min_instances = 0, max_instances = 20, timeout_seconds = 60 }
