@@ -34,6 +34,13 @@ def google_webhook(request: Any) -> Any:
 
 
 @functions_framework.http
+def graph_webhook(request: Any) -> Any:
+    """Public: Microsoft Graph change and lifecycle notifications, and the validation
+    handshake of a subscription (RUN-1, RUN-3)."""
+    return _entrypoints().graph_webhook(request)
+
+
+@functions_framework.http
 def crm_events(request: Any) -> Any:
     """CRM change events, signed; direct HTTPS or Pub/Sub push (RUN-3)."""
     return _entrypoints().crm_events(request)

@@ -10,6 +10,12 @@ locals {
     # zero like everything else; set min_instances = 1 in function_overrides to keep one
     # warm if cold starts delay notifications too much (bench/runtime.py measures them).
     google_webhook = { memory = "512Mi", cpu = "1", concurrency = 16, min_instances = 0, max_instances = 20, timeout_seconds = 60 }
+    # Public: Microsoft Graph change and lifecycle notifications, authenticated by each
+    # subscription's client state, and the validation handshake of a new subscription.
+    # Graph wants the handshake answered within 10 seconds and notifications within 3,
+    # and slows down or drops for an endpoint often slower: keep one instance warm
+    # (min_instances = 1 in function_overrides) if cold starts take longer.
+    graph_webhook = { memory = "512Mi", cpu = "1", concurrency = 16, min_instances = 0, max_instances = 20, timeout_seconds = 60 }
     # Signed CRM events (HMAC checked by crmsync), direct HTTPS or Pub/Sub push.
     crm_events = { memory = "512Mi", cpu = "1", concurrency = 16, min_instances = 0, max_instances = 20, timeout_seconds = 60 }
     # Pub/Sub push only: Gmail's mailbox notifications, routed to their connections.
@@ -25,12 +31,13 @@ locals {
 
   # What each function uses besides Firestore (crmsync.entrypoints.USES, which the code
   # enforces): its service account gets the roles and secrets of these uses and no
-  # others. secret: CRMSYNC_SECRET; google: the OAuth client's secrets; vault: the KMS
+  # others. secret: CRMSYNC_SECRET; google: the OAuth clients' secrets; vault: the KMS
   # key; queue: enqueue to Cloud Tasks; events: publish to sync-events.
   function_uses = {
     oauth_start      = ["secret", "google"]
     oauth_callback   = ["secret", "google", "vault", "queue", "events"]
     google_webhook   = ["queue"]
+    graph_webhook    = ["queue"]
     crm_events       = ["vault", "queue"]
     gmail_push       = ["queue"]
     scheduler_fanout = ["queue"]
@@ -53,8 +60,8 @@ locals {
 
   # Who may invoke each function (keyed by a label, so that the keys are known before
   # the service accounts exist). allUsers marks the public endpoints: each of them
-  # authenticates its caller itself (OAuth state, channel token, HMAC signature, admin
-  # token). `admin` has to be public because its callers' Authorization header carries
+  # authenticates its caller itself (OAuth state, channel token, client state, HMAC
+  # signature, admin token). `admin` has to be public because its callers' Authorization header carries
   # crmsync's admin token, which Cloud Run would otherwise take for a Google ID token.
   # crm_events is public while CRMs may POST signed events directly; its Pub/Sub push
   # carries an OIDC token either way. The fan-out and the worker are never public.
@@ -62,6 +69,7 @@ locals {
     oauth_start    = { public = "allUsers" }
     oauth_callback = { public = "allUsers" }
     google_webhook = { public = "allUsers" }
+    graph_webhook  = { public = "allUsers" }
     admin          = { public = "allUsers" }
     crm_events = merge(
       { pubsub = google_service_account.caller["pubsub"].member },
@@ -90,15 +98,19 @@ locals {
     CRMSYNC_KMS_KEY               = google_kms_crypto_key.token_vault.id
     CRMSYNC_EVENTS_TOPIC          = google_pubsub_topic.crmsync["sync-events"].id
   }
+  # "google" is the use of the providers' OAuth clients, Microsoft's app registration
+  # too (set only with var.microsoft_365, whose secrets are adopted only then).
   function_secrets = {
-    CRMSYNC_SECRET               = { secret = "crmsync-secret", use = "secret" }
-    CRMSYNC_GOOGLE_CLIENT_ID     = { secret = "crmsync-google-client-id", use = "google" }
-    CRMSYNC_GOOGLE_CLIENT_SECRET = { secret = "crmsync-google-client-secret", use = "google" }
+    CRMSYNC_SECRET                  = { secret = "crmsync-secret", use = "secret" }
+    CRMSYNC_GOOGLE_CLIENT_ID        = { secret = "crmsync-google-client-id", use = "google" }
+    CRMSYNC_GOOGLE_CLIENT_SECRET    = { secret = "crmsync-google-client-secret", use = "google" }
+    CRMSYNC_MICROSOFT_CLIENT_ID     = { secret = "crmsync-microsoft-client-id", use = "google" }
+    CRMSYNC_MICROSOFT_CLIENT_SECRET = { secret = "crmsync-microsoft-client-secret", use = "google" }
   }
 }
 
 resource "google_cloudfunctions2_function" "crmsync" {
-  # checkov:skip=CKV_GCP_124:oauth_start, oauth_callback, google_webhook, admin and (with direct HTTPS) crm_events are called from the internet by users, Google and CRMs, and authenticate each request themselves; the fan-out and the worker are ALLOW_INTERNAL_ONLY (local.internal_only).
+  # checkov:skip=CKV_GCP_124:oauth_start, oauth_callback, google_webhook, graph_webhook, admin and (with direct HTTPS) crm_events are called from the internet by users, Google, Microsoft and CRMs, and authenticate each request themselves; the fan-out and the worker are ALLOW_INTERNAL_ONLY (local.internal_only).
   for_each = local.functions
 
   project     = var.project_id
@@ -137,7 +149,7 @@ resource "google_cloudfunctions2_function" "crmsync" {
     })
 
     dynamic "secret_environment_variables" {
-      for_each = { for name, secret in local.function_secrets : name => secret if contains(local.function_uses[each.key], secret.use) }
+      for_each = { for name, secret in local.function_secrets : name => secret if contains(local.function_uses[each.key], secret.use) && contains(keys(local.secrets), secret.secret) }
       content {
         key        = secret_environment_variables.key
         project_id = var.project_id

@@ -4,7 +4,7 @@ output "public_url" {
 }
 
 output "oauth_redirect_uri" {
-  description = "The redirect URI to register on crmsync's OAuth client at Google."
+  description = "The redirect URI to register on crmsync's OAuth client at Google (and, with microsoft_365, on its app registration at Microsoft)."
   value       = "${local.public_url}/oauth_callback"
 }
 

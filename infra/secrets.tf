@@ -1,14 +1,21 @@
 # Secret Manager holds what the functions must not carry in plain configuration: the
-# key that signs onboarding links and OAuth states, and crmsync's OAuth client at
-# Google. Their values never pass through Terraform (its state is plain text): the
-# operator creates each secret with its first version (docs/deploy.md), and the apply
-# adopts it, then sets who may read it.
+# key that signs onboarding links and OAuth states, crmsync's OAuth client at Google
+# and, where Microsoft 365 is offered, its app registration at Microsoft. Their values
+# never pass through Terraform (its state is plain text): the operator creates each
+# secret with its first version (docs/deploy.md), and the apply adopts it, then sets
+# who may read it.
 locals {
-  secrets = {
+  required_secrets = {
     "crmsync-secret"               = "Signs onboarding links and OAuth states (CRMSYNC_SECRET)."
     "crmsync-google-client-id"     = "crmsync's OAuth client ID at Google (CRMSYNC_GOOGLE_CLIENT_ID)."
     "crmsync-google-client-secret" = "crmsync's OAuth client secret at Google (CRMSYNC_GOOGLE_CLIENT_SECRET)."
   }
+  # Adopted only with var.microsoft_365: a deployment without Microsoft needs neither.
+  microsoft_secrets = {
+    "crmsync-microsoft-client-id"     = "crmsync's application (client) ID at Microsoft (CRMSYNC_MICROSOFT_CLIENT_ID)."
+    "crmsync-microsoft-client-secret" = "crmsync's client secret at Microsoft (CRMSYNC_MICROSOFT_CLIENT_SECRET)."
+  }
+  secrets = merge(local.required_secrets, var.microsoft_365 ? local.microsoft_secrets : {})
 }
 
 import {
@@ -35,13 +42,14 @@ resource "google_secret_manager_secret" "crmsync" {
   depends_on = [google_project_service.enabled]
 }
 
-# Each function reads the secrets of its uses (local.function_secrets), and only those.
+# Each function reads the secrets of its uses (local.function_secrets) that the
+# deployment adopts, and only those.
 resource "google_secret_manager_secret_iam_member" "accessor" {
   for_each = merge([
     for variable, secret in local.function_secrets : {
       for function in local.users_of[secret.use] :
       "${secret.secret}/${function}" => { secret = secret.secret, function = function }
-    }
+    } if contains(keys(local.secrets), secret.secret)
   ]...)
 
   project   = var.project_id

@@ -73,11 +73,11 @@ variable "function_overrides" {
   validation {
     condition = alltrue([
       for name in keys(var.function_overrides) : contains(
-        ["oauth_start", "oauth_callback", "google_webhook", "crm_events", "gmail_push", "scheduler_fanout", "sync_worker", "admin"],
+        ["oauth_start", "oauth_callback", "google_webhook", "graph_webhook", "crm_events", "gmail_push", "scheduler_fanout", "sync_worker", "admin"],
         name,
       )
     ])
-    error_message = "function_overrides is keyed by entry point: oauth_start, oauth_callback, google_webhook, crm_events, gmail_push, scheduler_fanout, sync_worker or admin."
+    error_message = "function_overrides is keyed by entry point: oauth_start, oauth_callback, google_webhook, graph_webhook, crm_events, gmail_push, scheduler_fanout, sync_worker or admin."
   }
 
   validation {
@@ -239,6 +239,12 @@ variable "alert_thresholds" {
     function_errors = optional(number, 10)
   })
   default = {}
+}
+
+variable "microsoft_365" {
+  description = "Whether crmsync offers Microsoft 365: the functions then read crmsync's app registration at Microsoft from the secrets crmsync-microsoft-client-id and crmsync-microsoft-client-secret, which must exist before the apply (docs/deploy.md). False: only Google is offered."
+  type        = bool
+  default     = false
 }
 
 variable "secret_versions" {

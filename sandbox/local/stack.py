@@ -47,6 +47,7 @@ TARGETS = (
     "oauth_start",
     "oauth_callback",
     "google_webhook",
+    "graph_webhook",
     "crm_events",
     "gmail_push",
     "scheduler_fanout",

@@ -24,6 +24,10 @@ just the roles and secrets of its uses (tests/infra holds the two together):
   CRMSYNC_GOOGLE_CLIENT_ID, CRMSYNC_GOOGLE_CLIENT_SECRET
                          crmsync's OAuth client at Google
   CRMSYNC_GOOGLE_ROOT    Google's APIs and OAuth at another root (the local sandbox)
+  CRMSYNC_MICROSOFT_CLIENT_ID, CRMSYNC_MICROSOFT_CLIENT_SECRET
+                         crmsync's app registration at Microsoft (unset: no Microsoft)
+  CRMSYNC_MICROSOFT_AUTHORITY, CRMSYNC_MICROSOFT_CA, CRMSYNC_MICROSOFT_GRAPH_ROOT
+                         Microsoft's identity platform and Graph elsewhere (the sandbox)
   CRMSYNC_EVENTS_TOPIC   the Pub/Sub topic of the outbound event stream (BEY-7),
                          projects/P/topics/T (PUBSUB_EMULATOR_HOST locally); unset: none
 """
@@ -46,14 +50,18 @@ from crmsync import service, web
 from crmsync.errors import TransientError, Undeclared
 from crmsync.logs import configure_logging
 from crmsync.outbound import NoEvents, PubSubEvents
+from crmsync.ports import PushRequest
 
 log = logging.getLogger("crmsync.entrypoints")
 
 MAX_BODY = 64 * 1024  # events and task payloads are small; anything bigger is refused
+# One POST of change notifications bundles those of many subscriptions (each under 1 KB).
+MAX_PUSH_BODY = 1024 * 1024
 Answer = tuple[Any, int, dict[str, str]]
 Handler = Callable[[Any], Answer]
 _JSON = {"Content-Type": "application/json"}
 _HTML = {"Content-Type": "text/html; charset=utf-8"}
+_TEXT = {"Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Options": "nosniff"}
 
 # What each function uses besides the store: "secret" (CRMSYNC_SECRET: onboarding links
 # and OAuth states), "google" (crmsync's OAuth client), "vault" (the KMS key: tokens and
@@ -62,6 +70,7 @@ USES: dict[str, frozenset[str]] = {
     "oauth_start": frozenset({"secret", "google"}),
     "oauth_callback": frozenset({"secret", "google", "vault", "queue", "events"}),
     "google_webhook": frozenset({"queue"}),
+    "graph_webhook": frozenset({"queue"}),
     "crm_events": frozenset({"vault", "queue"}),
     "gmail_push": frozenset({"queue"}),
     "scheduler_fanout": frozenset({"queue"}),
@@ -266,23 +275,23 @@ def _where(exc: BaseException) -> str:
     return found
 
 
-def _body(request: Any) -> bytes:
-    """The request's body, refused past MAX_BODY bytes as they are read, whatever the
+def _body(request: Any, limit: int = MAX_BODY) -> bytes:
+    """The request's body, refused past `limit` bytes as they are read, whatever the
     transfer encoding (a chunked body declares no length)."""
     declared = request.content_length
-    if declared is not None and declared > MAX_BODY:
-        raise service.Refused(413, f"the body is larger than {MAX_BODY} bytes")
+    if declared is not None and declared > limit:
+        raise service.Refused(413, f"the body is larger than {limit} bytes")
     stream = request.stream
     chunks: list[bytes] = []
     size = 0
     while True:
-        chunk = stream.read(min(65536, MAX_BODY + 1 - size))
+        chunk = stream.read(min(65536, limit + 1 - size))
         if not chunk:
             return b"".join(chunks)
         chunks.append(chunk)
         size += len(chunk)
-        if size > MAX_BODY:
-            raise service.Refused(413, f"the body is larger than {MAX_BODY} bytes")
+        if size > limit:
+            raise service.Refused(413, f"the body is larger than {limit} bytes")
 
 
 @_page
@@ -326,10 +335,29 @@ def oauth_callback(request: Any) -> Answer:
 @_guarded
 def google_webhook(request: Any) -> Answer:
     """Calendar push notifications (RUN-3): the channel token authenticates the sender."""
+    return _push(request, "google")
+
+
+@_guarded
+def graph_webhook(request: Any) -> Answer:
+    """Microsoft Graph change notifications and lifecycle notifications (RUN-1, RUN-3),
+    and the validation handshake of a subscription being made: each notification's
+    client state authenticates it."""
+    return _push(request, "microsoft")
+
+
+def _push(request: Any, provider: str) -> Answer:
+    """A provider's push notification, whole, to the provider's kit; its answer as
+    plain text where the provider expects one, else as JSON."""
     if request.method != "POST":
         raise service.Refused(405, "notifications are POSTed")
-    status, reason = service.provider_push(services(), "google", dict(request.headers))
-    return _json({"error" if status >= 400 else "result": reason}, status)
+    pushed = PushRequest(
+        dict(request.headers), request.args.to_dict(), _body(request, MAX_PUSH_BODY)
+    )
+    answer = service.provider_push(services(), provider, pushed)
+    if answer.text is not None:
+        return answer.text, answer.status, _TEXT
+    return _json({"error" if answer.status >= 400 else "result": answer.reason}, answer.status)
 
 
 @_guarded

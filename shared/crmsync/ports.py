@@ -190,6 +190,27 @@ class ChannelDirectory(Protocol):
     def drop_channel(self, channel_id: str) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class PushRequest:
+    """A provider's push notification as it reached crmsync: its headers, its query
+    parameters (URL-decoded) and its body; which of them carry the notification is the
+    provider's affair."""
+
+    headers: Mapping[str, str] = field(default_factory=dict)
+    query: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class PushAnswer:
+    """What crmsync answers a push notification: the HTTP status and its reason, or,
+    where the provider expects one (a subscription's handshake), a plain-text body."""
+
+    status: int
+    reason: str
+    text: str | None = None
+
+
 def mailbox_digest(address: str) -> str:
     """What the mailbox directory keeps of a mailbox address: the SHA-256 digest of the
     address lower-cased, so the lookup holds no address."""

@@ -45,6 +45,8 @@ from crmsync.ports import (
     CrmFactory,
     Due,
     EventStream,
+    PushAnswer,
+    PushRequest,
     RunStatus,
     StateStore,
     TaskQueue,
@@ -853,11 +855,12 @@ def _provider(
 
 
 # -- push notifications and CRM events (RUN-3) -------------------------------------------
-def provider_push(services: Services, provider: str, headers: Mapping[str, str]) -> tuple[int, str]:
-    """A provider's push notification (RUN-3): the kit checks it against the channel it
-    names and enqueues that connection's debounced cycle."""
-    status, reason = services.kit(provider).on_push(services, headers)
-    return int(status), str(reason)
+def provider_push(services: Services, provider: str, request: PushRequest) -> PushAnswer:
+    """A provider's push notification, whole (RUN-1, RUN-3): the kit checks it against
+    the channels it names and enqueues those connections' debounced cycles, or answers
+    the provider's handshake; what it answers goes back to the provider as it is."""
+    answer: PushAnswer = services.kit(provider).on_push(services, request)
+    return answer
 
 
 def mail_notification(services: Services, provider: str, data: bytes) -> int:

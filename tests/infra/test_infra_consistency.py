@@ -32,13 +32,18 @@ DEVELOPMENT_ONLY = {
     "CRMSYNC_MICROSOFT_CA": "the CA that signs the local Microsoft sandbox",
     "CRMSYNC_MICROSOFT_GRAPH_ROOT": "Microsoft Graph at another root (the local sandbox)",
 }
-# Read by a provider whose deployment waits for its adapters: Microsoft's app
-# registration reaches the functions with Graph's adapters (#13), so that no deployment
-# needs Microsoft secrets before Microsoft can sync.
-NOT_DEPLOYED_YET = {"CRMSYNC_MICROSOFT_CLIENT_ID", "CRMSYNC_MICROSOFT_CLIENT_SECRET"}
-# Only these authenticate their callers themselves (OAuth state, channel token, HMAC
-# signature, admin token) and may be invoked by anyone.
-MAY_BE_PUBLIC = {"oauth_start", "oauth_callback", "google_webhook", "crm_events", "admin"}
+# Secrets a deployment adopts only when it offers what reads them (a variable says).
+OPTIONAL_SECRETS = {"microsoft_secrets": "microsoft_365"}
+# Only these authenticate their callers themselves (OAuth state, channel token, client
+# state, HMAC signature, admin token) and may be invoked by anyone.
+MAY_BE_PUBLIC = {
+    "oauth_start",
+    "oauth_callback",
+    "google_webhook",
+    "graph_webhook",
+    "crm_events",
+    "admin",
+}
 ENV_NAME = re.compile(r"[A-Z][A-Z0-9]*(_[A-Z0-9]+)+")
 
 
@@ -214,7 +219,7 @@ def test_every_variable_the_code_reads_is_set_on_the_functions(terraform: Terraf
     missing = {
         name: sorted(modules)
         for name, modules in read.items()
-        if name not in provided and name not in DEVELOPMENT_ONLY and name not in NOT_DEPLOYED_YET
+        if name not in provided and name not in DEVELOPMENT_ONLY
     }
     assert not missing, f"read by the code, not set by infra/functions.tf: {missing}"
 
@@ -274,13 +279,41 @@ def test_development_only_variables_are_read_by_the_code_and_unset_in_production
 def test_every_secret_a_function_reads_is_a_secret_the_deployment_adopts(
     terraform: Terraform,
 ) -> None:
-    secrets = set(terraform.local("secrets"))
+    optional = " ".join(
+        f"var.{variable} ? local.{group} : {{}}" for group, variable in OPTIONAL_SECRETS.items()
+    )
+    assert terraform.local("secrets") == f"${{merge(local.required_secrets, {optional})}}"
+    secrets = set(terraform.local("required_secrets"))
+    for group, variable in OPTIONAL_SECRETS.items():
+        secrets |= set(terraform.local(group))
+        assert terraform.variables[variable]["type"] == "bool", variable
+        assert terraform.variables[variable]["default"] is False, "opt-in: no secret asked"
     assert {s["secret"] for s in terraform.local("function_secrets").values()} <= secrets
     (adopted,) = terraform.imports
     assert adopted["for_each"] == "${local.secrets}"
     assert adopted["to"] == "${google_secret_manager_secret.crmsync[each.key]}"
     accessors = terraform.resource("google_secret_manager_secret_iam_member", "accessor")
     assert "local.function_secrets" in accessors["for_each"]
+    # a secret the deployment does not adopt is neither read by nor granted to a function
+    adopted_only = "contains(keys(local.secrets), secret.secret)"
+    assert adopted_only in accessors["for_each"]
+    function = terraform.resource("google_cloudfunctions2_function", "crmsync")
+    secret_block = block(function, "service_config")["dynamic"][0]["secret_environment_variables"]
+    assert adopted_only in secret_block["for_each"]
+
+
+def test_microsofts_app_registration_reaches_the_functions_that_use_the_providers(
+    terraform: Terraform,
+) -> None:
+    secrets = terraform.local("function_secrets")
+    for name in ("CRMSYNC_MICROSOFT_CLIENT_ID", "CRMSYNC_MICROSOFT_CLIENT_SECRET"):
+        assert secrets[name]["use"] == secrets["CRMSYNC_GOOGLE_CLIENT_ID"]["use"] == "google"
+        assert secrets[name]["secret"] in terraform.local("microsoft_secrets")
+    built = from_environment(stub_environment(terraform, "sync_worker"))
+    assert set(built.providers) == {"google", "microsoft"}
+    assert built.providers["microsoft"].oauth.redirect_uri == (
+        "https://functions.example/oauth_callback"
+    )
 
 
 # -- Firestore ------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import Any
 from crmsync.auth.state import Consent, Started
 from crmsync.connections import Grant, Grants
 from crmsync.errors import PermanentError, SyncError
-from crmsync.ports import Channel, ConnectionRecord, ProviderAccount
+from crmsync.ports import Channel, ConnectionRecord, ProviderAccount, PushAnswer, PushRequest
 from crmsync.settings import Settings
 
 NAME = "google"
@@ -211,11 +211,14 @@ class GoogleKit:
     ) -> None:
         self.calendar(services, grants, connection, settings).stop(channel.id, channel.resource_id)
 
-    def on_push(self, services: Any, headers: Mapping[str, str]) -> tuple[int, str]:
+    def on_push(self, services: Any, request: PushRequest) -> PushAnswer:
+        """A Calendar notification: all it says is in its headers."""
         from crmsync.providers.google.push import on_notification
 
-        answer = on_notification(headers, services.channels(), services.queue, services.clock())
-        return answer.status, answer.reason
+        answer = on_notification(
+            request.headers, services.channels(), services.queue, services.clock()
+        )
+        return PushAnswer(answer.status, answer.reason)
 
     # -- mail (the "mail" service) -----------------------------------------------------------
     def mailbox(self, services: Any, grants: Grants, connection: str) -> str:

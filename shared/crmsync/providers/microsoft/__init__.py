@@ -4,6 +4,6 @@ Its kit (`kit.KIT`) is what the service layer sees. This package holds the onboa
 (consent through Microsoft's identity platform with msal, the grant and the account it
 binds a connection to), the Graph client (`client.GraphClient`) and Graph's adapters:
 Outlook contacts (`contacts.GraphContacts`), the calendar (`calendar.GraphCalendar`)
-and To Do (`todo.GraphTasks`), one `account.MicrosoftAccount` per cycle. Change
-notifications and mail recording are still to come.
+and To Do (`todo.GraphTasks`), one `account.MicrosoftAccount` per cycle, and Graph's
+change notifications (`push`). Mail recording is still to come.
 """

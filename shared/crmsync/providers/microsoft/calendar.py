@@ -492,6 +492,14 @@ class GraphCalendar(RemembersWhatItMade):
     def base(self) -> str:
         return "me/calendar" if self.calendar == "primary" else f"me/calendars/{self.calendar}"
 
+    def subscription_resource(self) -> str:
+        """What a change subscription on the calendar names: Graph subscribes to a
+        calendar by its id, so the default calendar's is looked up."""
+        calendar = self.calendar
+        if calendar == "primary":
+            calendar = str(self.client.request("GET", "me/calendar", "graph calendars.get")["id"])
+        return f"me/calendars/{calendar}/events"
+
     # -- reading -----------------------------------------------------------------------------
     def _read(self, event_id: str) -> dict[str, Any]:
         expand = " or ".join(f"id eq '{p}'" for p in READ)

@@ -159,6 +159,11 @@ class GraphContacts(RemembersWhatItMade):
         kept = [str(c) for c in categories if str(c).casefold() != wanted]
         return [*kept, self.category] if in_scope else kept
 
+    def subscription_resource(self) -> str:
+        """What a change subscription on the contacts crmsync reads names: the default
+        folder's (Graph's `me/contacts`)."""
+        return "me/contacts"
+
     # -- reading -----------------------------------------------------------------------------
     def record(self, contact: Mapping[str, Any]) -> SideRecord:
         contact_id = str(contact["id"])

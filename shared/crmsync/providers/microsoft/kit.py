@@ -1,8 +1,9 @@
 """Microsoft 365 as crmsync's service layer sees it: consent through msal, the grant and
-the account a connection is bound to, refreshing and revoking, and a cycle's adapters
-on Microsoft Graph (Outlook contacts, the calendar and To Do). Change notifications and
-mail recording are not built yet: push is left to the scheduled cycle, and mail is not
-routed.
+the account a connection is bound to, refreshing and revoking, a cycle's adapters on
+Microsoft Graph (Outlook contacts, the calendar and To Do), and Graph's change
+notifications: a subscription per synced kind, made at connect, renewed after cycles,
+deleted at disconnect, and the notifications the graph_webhook function receives.
+Mail recording is not built yet: mail is not routed.
 
 `services` is the service layer's `Services`; this kit reads its own setup from
 `services.providers["microsoft"]` (a MicrosoftSetup).
@@ -18,8 +19,8 @@ from typing import Any
 from crmsync.auth.state import Consent, Started
 from crmsync.connections import REFRESH_MARGIN, Grant, Grants
 from crmsync.errors import PermanentError, SyncError
-from crmsync.model import Kind
-from crmsync.ports import Channel, ConnectionRecord, ProviderAccount
+from crmsync.model import KINDS, Kind
+from crmsync.ports import Channel, ConnectionRecord, ProviderAccount, PushAnswer, PushRequest
 from crmsync.providers.accounts import Resource
 from crmsync.settings import Settings
 
@@ -64,6 +65,7 @@ def setup_from_environment(env: Mapping[str, str]) -> MicrosoftSetup | None:
 class MicrosoftKit:
     name = NAME
     label = "Microsoft 365"
+    webhook = "graph_webhook"  # the function Graph's notifications and handshakes reach
 
     def setup(self, env: Mapping[str, str]) -> MicrosoftSetup | None:
         return setup_from_environment(env)
@@ -104,6 +106,25 @@ class MicrosoftKit:
         )
 
     # -- a connection's adapters ----------------------------------------------------------
+    def client(self, services: Any, grants: Grants, connection: str, bound: str = "") -> Any:
+        """A Graph client acting with the connection's grant, checked (and refreshed)
+        first, so a grant Microsoft no longer honours raises GrantRevoked at once. It
+        holds the access token and reads the stored grant again only when the token is
+        about to run out, not for each request."""
+        from crmsync.providers.microsoft.client import GraphClient
+        from crmsync.providers.microsoft.oauth import https_session
+
+        setup = _required(services)
+        held = [self.fresh_grant(services, grants, connection, bound)]
+
+        def token() -> str:
+            if held[0].expires is not None and held[0].expires - services.clock() <= REFRESH_MARGIN:
+                held[0] = self.fresh_grant(services, grants, connection, bound)
+            return held[0].access_token
+
+        session = https_session(setup.oauth.ca_path)
+        return GraphClient(token, setup.graph_root, session, **setup.client_options)
+
     def account(
         self,
         services: Any,
@@ -113,27 +134,12 @@ class MicrosoftKit:
         settings: Settings,
         crm: Any,
     ) -> tuple[ProviderAccount, Any]:
-        """The mailbox's adapters for one cycle; the grant is checked (and refreshed)
-        first, so a grant Microsoft no longer honours parks the connection (AUTH-3)."""
+        """The mailbox's adapters for one cycle, and what renews its subscriptions; the
+        grant is checked (and refreshed) first, so a grant Microsoft no longer honours
+        parks the connection (AUTH-3)."""
         from crmsync.providers.microsoft.account import MicrosoftAccount
-        from crmsync.providers.microsoft.calendar import GraphCalendar, sync_window
-        from crmsync.providers.microsoft.client import GraphClient
-        from crmsync.providers.microsoft.contacts import GraphContacts
-        from crmsync.providers.microsoft.oauth import https_session
-        from crmsync.providers.microsoft.todo import GraphTasks
 
-        setup = _required(services)
-        held = [self.fresh_grant(services, grants, record.id, record.subject)]
-
-        def token() -> str:
-            """The access token held for the cycle; the stored grant is read (and
-            refreshed) again only when it is about to run out, not for each request."""
-            if held[0].expires is not None and held[0].expires - services.clock() <= REFRESH_MARGIN:
-                held[0] = self.fresh_grant(services, grants, record.id, record.subject)
-            return held[0].access_token
-
-        session = https_session(setup.oauth.ca_path)
-        client = GraphClient(token, setup.graph_root, session, **setup.client_options)
+        client = self.client(services, grants, record.id, record.subject)
         try:
             directory = crm.users()  # CAL-6: CRM members become attendees
         except SyncError:
@@ -143,23 +149,10 @@ class MicrosoftKit:
             return bool(store.links_for(record.id, "todo", (), (task_id,)))
 
         now = services.clock()  # the calendar's window is on the service's clock
-        resources: dict[Kind, Resource] = {
-            "contact": GraphContacts(client, settings["contact_label"]),
-            "activity": GraphCalendar(
-                client,
-                settings["calendar"],
-                directory,
-                window=sync_window(
-                    now, settings["window_days"], settings["not_before"], settings["timezone"]
-                ),
-            ),
-            "todo": GraphTasks(
-                client, settings["task_list"], claimed, timezone=settings["timezone"]
-            ),
-        }
-        return MicrosoftAccount(resources), None
+        resources = _resources(client, settings, directory, claimed, now)
+        return MicrosoftAccount(resources), _subscriptions(client, resources)
 
-    # -- push and mail, with Graph's adapters -------------------------------------------------
+    # -- change notifications (RUN-1, RUN-3, RUN-5) -----------------------------------------
     def open_push(
         self,
         services: Any,
@@ -169,26 +162,94 @@ class MicrosoftKit:
         settings: Settings,
         replaced: list[Channel],
     ) -> None:
-        raise SyncError("Microsoft change notifications are not built yet")
+        """A subscription per kind the connection syncs, each replacing its old one;
+        SyncError naming what could not be made (that kind is then polled)."""
+        from crmsync.providers.microsoft.push import open_subscriptions
+
+        client = self.client(services, grants, connection)
+        subscriptions = _subscriptions(
+            client, _resources(client, settings, {}, None, services.clock())
+        )
+        kinds = [kind for kind in KINDS if settings.enabled(kind)]
+        problems = open_subscriptions(
+            subscriptions,
+            services.channels(),
+            tenant,
+            connection,
+            kinds,
+            services.url(self.webhook),
+            services.clock(),
+            replaced,
+        )
+        if problems:
+            raise SyncError("; ".join(problems))
 
     def renew_push(
         self, services: Any, handle: Any, current: list[Channel], now: datetime
     ) -> list[str]:
-        return []
+        """After a cycle, with its handle: subscriptions that run out within a day are
+        extended, and made again where Graph no longer has them."""
+        from crmsync.providers.microsoft.push import renew_subscriptions
+
+        address = services.url(self.webhook)
+        return renew_subscriptions(handle, services.channels(), current, address, now)
 
     def stop_push(
         self, services: Any, grants: Grants, connection: str, settings: Settings, channel: Channel
     ) -> None:
-        return None
+        """Delete the subscription at Graph (AUTH-4)."""
+        from crmsync.providers.microsoft.push import Subscriptions
 
-    def on_push(self, services: Any, headers: Mapping[str, str]) -> tuple[int, str]:
-        return 404, "no Microsoft notifications are expected"
+        Subscriptions(self.client(services, grants, connection), {}).delete(channel.id)
 
+    def on_push(self, services: Any, request: PushRequest) -> PushAnswer:
+        """A POST from Graph to graph_webhook: a handshake or a bundle of notifications.
+        It reads only the channel directory, the queue and the store (the function
+        holds nothing else)."""
+        from crmsync.providers.microsoft.push import on_notification
+
+        def forget_cursor(tenant: str, connection: str, kind: Kind) -> None:
+            services.backend.store(tenant).forget_cursor(connection, "provider", kind)
+
+        return on_notification(
+            request, services.channels(), services.queue, forget_cursor, services.clock()
+        )
+
+    # -- mail ------------------------------------------------------------------------------------
     def mailbox(self, services: Any, grants: Grants, connection: str) -> str:
         raise SyncError("recording Outlook mail is not built yet")
 
     def on_mail(self, services: Any, data: bytes, enqueue: Callable[[str, str], object]) -> int:
         return 0
+
+
+def _resources(
+    client: Any,
+    settings: Settings,
+    directory: Mapping[str, str],
+    claimed: Callable[[str], bool] | None,
+    now: datetime,
+) -> dict[Kind, Resource]:
+    """The mailbox's adapter of each kind, as the settings choose them."""
+    from crmsync.providers.microsoft.calendar import GraphCalendar, sync_window
+    from crmsync.providers.microsoft.contacts import GraphContacts
+    from crmsync.providers.microsoft.todo import GraphTasks
+
+    window = sync_window(now, settings["window_days"], settings["not_before"], settings["timezone"])
+    return {
+        "contact": GraphContacts(client, settings["contact_label"]),
+        "activity": GraphCalendar(client, settings["calendar"], directory, window=window),
+        "todo": GraphTasks(client, settings["task_list"], claimed, timezone=settings["timezone"]),
+    }
+
+
+def _subscriptions(client: Any, resources: Mapping[Kind, Any]) -> Any:
+    """The mailbox's subscriptions, each kind's on what its adapter names."""
+    from crmsync.providers.microsoft.push import Subscriptions
+
+    return Subscriptions(
+        client, {kind: resource.subscription_resource for kind, resource in resources.items()}
+    )
 
 
 def _setup(services: Any) -> MicrosoftSetup | None:

@@ -311,6 +311,11 @@ class GraphTasks(RemembersWhatItMade):
     def _tasks(self) -> str:
         return f"me/todo/lists/{self.list_id()}/tasks"
 
+    def subscription_resource(self) -> str:
+        """What a change subscription on the sync list names (a named list is made if
+        need be, as the first cycle would)."""
+        return self._tasks
+
     # -- reading ---------------------------------------------------------------------------------
     def record(self, task: Mapping[str, Any]) -> SideRecord:
         task_id = str(task["id"])
