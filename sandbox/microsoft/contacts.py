@@ -27,6 +27,7 @@ from typing import Any
 from werkzeug.wrappers import Request, Response
 
 from sandbox.microsoft.core import (
+    NO_CONTENT,
     GraphError,
     MicrosoftSandbox,
     Route,
@@ -45,6 +46,7 @@ from sandbox.microsoft.graph import (
     new_change_key,
     new_id,
     page_size,
+    refuse_off_schema,
 )
 
 SCOPES = frozenset({"Contacts.ReadWrite", "Contacts.Read"})
@@ -149,14 +151,33 @@ def routes(sandbox: MicrosoftSandbox) -> list[Route]:
     folders = "v1.0/me/contactFolders"
     one = folders + "/{folderId}"
     return [
-        route("GET", folders, lambda r, u: _list_folders(sandbox, r, u), SCOPES),
-        route("POST", folders, lambda r, u: _create_folder(sandbox, r, u), WRITE_SCOPES),
-        route("GET", one, lambda r, u, folderId: _get_folder(sandbox, u, folderId), SCOPES),
+        route(
+            "GET",
+            folders,
+            lambda r, u: _list_folders(sandbox, r, u),
+            SCOPES,
+            "Collection(contactFolder)",
+        ),
+        route(
+            "POST",
+            folders,
+            lambda r, u: _create_folder(sandbox, r, u),
+            WRITE_SCOPES,
+            "contactFolder",
+        ),
+        route(
+            "GET",
+            one,
+            lambda r, u, folderId: _get_folder(sandbox, u, folderId),
+            SCOPES,
+            "contactFolder",
+        ),
         route(
             "GET",
             one + "/contacts/delta",
             lambda r, u, folderId: _delta(sandbox, r, u, folderId),
             SCOPES,
+            "Collection(contact)",
         ),
         *_contact_routes(sandbox, one + "/contacts"),
         *_contact_routes(sandbox, "v1.0/me/contacts", default=True),
@@ -185,11 +206,11 @@ def _contact_routes(sandbox: MicrosoftSandbox, base: str, default: bool = False)
 
     item = base + "/{contactId}"
     return [
-        route("GET", base, listing, SCOPES),
-        route("POST", base, create, WRITE_SCOPES),
-        route("GET", item, get, SCOPES),
-        route("PATCH", item, patch, WRITE_SCOPES),
-        route("DELETE", item, delete, WRITE_SCOPES),
+        route("GET", base, listing, SCOPES, "Collection(contact)"),
+        route("POST", base, create, WRITE_SCOPES, "contact"),
+        route("GET", item, get, SCOPES, "contact"),
+        route("PATCH", item, patch, WRITE_SCOPES, "contact"),
+        route("DELETE", item, delete, WRITE_SCOPES, NO_CONTENT),
     ]
 
 
@@ -274,6 +295,7 @@ def _checked(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
         if name in LISTS and value is not None and not isinstance(value, list):
             raise GraphError(400, "RequestBodyRead", f"'{name}' must be a collection.")
         fields[name] = copy.deepcopy(value)
+    refuse_off_schema(fields, "contact", "RequestBodyRead")
     return fields, extended
 
 

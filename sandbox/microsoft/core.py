@@ -28,6 +28,8 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
+from sandbox.microsoft.schema import graph_schema
+
 Clock = Callable[[], datetime]
 
 GRAPH_PREFIX = "v1.0/"
@@ -123,22 +125,38 @@ class Fault:
     retry_after: int | None
 
 
+# What a route answers when its answer has no body (a DELETE, an action): see `route`.
+NO_CONTENT = ""
+
+
 @dataclass
 class Route:
     method: str
     pattern: re.Pattern[str]
     handler: Callable[..., Response]
     scopes: frozenset[str] | None  # None: no bearer token (identity endpoints)
+    answers: str | None = None  # the Graph type of its answers; see `route`
 
 
 def route(
-    method: str, path: str, handler: Callable[..., Response], scopes: Iterable[str] | None
+    method: str,
+    path: str,
+    handler: Callable[..., Response],
+    scopes: Iterable[str] | None,
+    answers: str | None = None,
 ) -> Route:
     """`path` with `{name}` segments, e.g. "v1.0/me/contactFolders/{folderId}/contacts".
     The handler is called as handler(request, user, **segments) (user is None for routes
-    without scopes); a segment may hold any character but "/"."""
+    without scopes); a segment may hold any character but "/".
+
+    `answers` is the Graph type of the route's successful answers, checked against
+    Graph's schema (`sandbox/microsoft/schema`): "contact" for one, "Collection(contact)"
+    for a collection answer (a list, a view or a delta page), NO_CONTENT for an answer
+    without a body; None only for routes that answer no Graph resource (the identity
+    platform, `$batch`, whose requests are each checked by their own route)."""
     regex = re.sub(r"\\{(\w+)\\}", r"(?P<\1>[^/]+)", re.escape(path.strip("/")))
-    return Route(method, re.compile(f"^{regex}$"), handler, frozenset(scopes) if scopes else None)
+    pattern = re.compile(f"^{regex}$")
+    return Route(method, pattern, handler, frozenset(scopes) if scopes else None, answers)
 
 
 # The reasons Graph gives with each injected status, as its error `code`.
@@ -152,9 +170,16 @@ FAULT_CODES = {
 
 
 class MicrosoftSandbox:
-    """All state of the sandbox; every request is served under `lock`."""
+    """All state of the sandbox; every request is served under `lock`.
 
-    def __init__(self, clock: Clock | None = None, tenant_id: str | None = None) -> None:
+    With `check_schema` (the default) every successful Graph answer is checked against
+    Graph's v1.0 schema before it leaves (`sandbox/microsoft/schema`, see `Router`): one
+    Graph could not give is answered 500 `SandboxSchemaDrift`, saying what drifted, and
+    recorded in `drift`, so the sandbox cannot drift from Graph's schema unnoticed."""
+
+    def __init__(
+        self, clock: Clock | None = None, tenant_id: str | None = None, check_schema: bool = True
+    ) -> None:
         self.clock: Clock = clock or (lambda: datetime.now(UTC))
         self.lock = threading.RLock()
         self.tenant_id = tenant_id or str(uuid.uuid4())
@@ -166,6 +191,8 @@ class MicrosoftSandbox:
         self.requests: dict[str, int] = {}  # per HTTP method, for the benchmarks
         self.listeners: list[Callable[[Changed], None]] = []  # see publish()
         self.dispatch: Callable[[Request], Response] | None = None  # the served Router's
+        self.check_schema = check_schema
+        self.drift: list[str] = []  # each answer the schema check refused, described
 
     # -- changes ---------------------------------------------------------------------------------
     def publish(
@@ -320,7 +347,32 @@ class Router:
         user = (
             self.sandbox.authenticate(request, chosen.scopes) if chosen.scopes is not None else None
         )
-        return chosen.handler(request, user, **match.groupdict())
+        response: Response = chosen.handler(request, user, **match.groupdict())
+        if self.sandbox.check_schema and chosen.answers is not None:
+            self._check(request, chosen.answers, response)
+        return response
+
+    def _check(self, request: Request, answers: str, response: Response) -> None:
+        """Raise 500 `SandboxSchemaDrift` when a successful answer is not what Graph's
+        schema says the route's type holds (errors are Graph's error format, made in one
+        place, `GraphError.body`)."""
+        if not 200 <= response.status_code < 300:
+            return
+        raw = response.get_data()
+        if answers == NO_CONTENT:
+            problems = [f"$: Graph answers no content, yet the body is {raw[:60]!r}"] if raw else []
+        elif response.mimetype != "application/json":
+            problems = [f"$: a {response.mimetype} answer, not Graph's JSON"]
+        else:
+            problems = graph_schema().check_answer(json.loads(raw), answers)
+        if problems:
+            shown = "; ".join(problems[:8]) + ("; ..." if len(problems) > 8 else "")
+            message = (
+                f"{request.method} {request.path} answered what Graph's "
+                f"{answers or 'no-content answer'} cannot hold: {shown}"
+            )
+            self.sandbox.drift.append(message)
+            raise GraphError(500, "SandboxSchemaDrift", message)
 
 
 def fault_error(fault: Fault) -> GraphError:

@@ -48,6 +48,7 @@ from werkzeug.wrappers import Request, Response
 
 from sandbox.microsoft.contacts import XP, XP_FILTER, xp_key
 from sandbox.microsoft.core import (
+    NO_CONTENT,
     GraphError,
     MicrosoftSandbox,
     Route,
@@ -66,6 +67,7 @@ from sandbox.microsoft.graph import (
     new_change_key,
     new_id,
     page_size,
+    refuse_off_schema,
     tokens_of,
 )
 
@@ -357,15 +359,39 @@ def routes(sandbox: MicrosoftSandbox) -> list[Route]:
         return _view_delta(sandbox, request, user, calendar, path)
 
     found = [
-        route("GET", calendars, lambda r, u: _list_calendars(sandbox, u), SCOPES),
-        route("POST", calendars, lambda r, u: _create_calendar(sandbox, r, u), WRITE_SCOPES),
-        route("GET", "v1.0/me/calendar", lambda r, u: _get_calendar(sandbox, u, None), SCOPES),
-        route("GET", one, lambda r, u, calendarId: _get_calendar(sandbox, u, calendarId), SCOPES),
+        route(
+            "GET",
+            calendars,
+            lambda r, u: _list_calendars(sandbox, u),
+            SCOPES,
+            "Collection(calendar)",
+        ),
+        route(
+            "POST",
+            calendars,
+            lambda r, u: _create_calendar(sandbox, r, u),
+            WRITE_SCOPES,
+            "calendar",
+        ),
+        route(
+            "GET",
+            "v1.0/me/calendar",
+            lambda r, u: _get_calendar(sandbox, u, None),
+            SCOPES,
+            "calendar",
+        ),
+        route(
+            "GET",
+            one,
+            lambda r, u, calendarId: _get_calendar(sandbox, u, calendarId),
+            SCOPES,
+            "calendar",
+        ),
     ]
     for base in ("v1.0/me/calendarView", one + "/calendarView", "v1.0/me/calendar/calendarView"):
         found += [
-            route("GET", base + "/delta", view_delta, SCOPES),
-            route("GET", base, view, SCOPES),
+            route("GET", base + "/delta", view_delta, SCOPES, "Collection(event)"),
+            route("GET", base, view, SCOPES, "Collection(event)"),
         ]
     found += _event_routes(sandbox, "v1.0/me/events", default=True)
     found += _event_routes(sandbox, "v1.0/me/calendar/events", default=True)
@@ -422,14 +448,14 @@ def _event_routes(sandbox: MicrosoftSandbox, base: str, default: bool = False) -
 
     item = base + "/{eventId}"
     return [
-        route("GET", base, listing, SCOPES),
-        route("POST", base, create, WRITE_SCOPES),
-        route("GET", item + "/instances", instances, SCOPES),
-        route("POST", item + "/snoozeReminder", snooze_action, WRITE_SCOPES),
-        route("POST", item + "/dismissReminder", dismiss_action, WRITE_SCOPES),
-        route("GET", item, get, SCOPES),
-        route("PATCH", item, patch, WRITE_SCOPES),
-        route("DELETE", item, delete, WRITE_SCOPES),
+        route("GET", base, listing, SCOPES, "Collection(event)"),
+        route("POST", base, create, WRITE_SCOPES, "event"),
+        route("GET", item + "/instances", instances, SCOPES, "Collection(event)"),
+        route("POST", item + "/snoozeReminder", snooze_action, WRITE_SCOPES, NO_CONTENT),
+        route("POST", item + "/dismissReminder", dismiss_action, WRITE_SCOPES, NO_CONTENT),
+        route("GET", item, get, SCOPES, "event"),
+        route("PATCH", item, patch, WRITE_SCOPES, "event"),
+        route("DELETE", item, delete, WRITE_SCOPES, NO_CONTENT),
     ]
 
 
@@ -559,6 +585,7 @@ def _checked(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str], str 
         if name in ("categories", "attendees") and not isinstance(value, list):
             raise GraphError(400, "RequestBodyRead", f"'{name}' must be a collection.")
         fields[name] = copy.deepcopy(value)
+    refuse_off_schema(fields, "event", "RequestBodyRead")
     return fields, extended, transaction
 
 
@@ -769,7 +796,6 @@ def _json(sandbox: MicrosoftSandbox, user: User, event: Event) -> dict[str, Any]
         "originalStartTimeZone": fields["start"].get("timeZone", "UTC"),
         "originalEndTimeZone": fields["end"].get("timeZone", "UTC"),
         "iCalUId": "040000008200E00074C5B7101A82E008" + event.id[-16:].encode().hex().upper(),
-        "uid": event.id,
         "reminderMinutesBeforeStart": 15,
         "isReminderOn": True,
         "hasAttachments": False,

@@ -27,6 +27,7 @@ from urllib.parse import urlencode
 from werkzeug.wrappers import Request, Response
 
 from sandbox.microsoft.core import GraphError, MicrosoftSandbox, Route, User, json_response, route
+from sandbox.microsoft.schema import graph_schema
 
 USER_SCOPES = frozenset({"User.Read", "User.ReadWrite", "User.ReadBasic.All"})
 DEFAULT_PAGE = 10
@@ -45,7 +46,21 @@ def routes(sandbox: MicrosoftSandbox) -> list[Route]:
             }
         )
 
-    return [route("GET", "v1.0/me", me, USER_SCOPES)]
+    return [route("GET", "v1.0/me", me, USER_SCOPES, answers="user")]
+
+
+# -- writes --------------------------------------------------------------------------------------
+def refuse_off_schema(values: dict[str, Any], type_name: str, code: str) -> None:
+    """A write whose values Graph's type cannot hold (a string for an address, a word
+    no enum has, null for a collection) is refused with 400, as Graph refuses it, so
+    the sandbox never holds what Graph could not answer."""
+    problems = graph_schema().check(values, type_name)
+    if problems:
+        raise GraphError(
+            400,
+            code,
+            f"Cannot convert the request to type 'microsoft.graph.{type_name}': {problems[0]}",
+        )
 
 
 # -- ids and versions ----------------------------------------------------------------------------

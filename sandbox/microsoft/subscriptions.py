@@ -21,7 +21,9 @@ Notifications are queued when an item changes and POSTed by `flush(sandbox)`, on
 notification URL bundling its queued notifications, so tests decide when they arrive. A
 notification not answered with 2xx stays queued for the next flush, for up to 4 hours.
 `lifecycle(sandbox, id, event)` queues a `reauthorizationRequired`, `subscriptionRemoved`
-(which also removes the subscription) or `missed` lifecycle notification.
+(which also removes the subscription) or `missed` lifecycle notification. While the
+sandbox checks its answers against Graph's schema (`MicrosoftSandbox.check_schema`), each
+POST is checked as Graph's changeNotificationCollection: drift raises SchemaDrift.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import requests
 from werkzeug.wrappers import Request, Response
 
 from sandbox.microsoft.core import (
+    NO_CONTENT,
     Changed,
     GraphError,
     MicrosoftSandbox,
@@ -47,6 +50,7 @@ from sandbox.microsoft.core import (
     read_json,
     route,
 )
+from sandbox.microsoft.schema import SchemaDrift, graph_schema
 
 MAX_MINUTES = {"events": 10_080, "contacts": 10_080, "tasks": 4_230}
 KIND_SCOPES = {
@@ -135,14 +139,24 @@ def routes(sandbox: MicrosoftSandbox) -> list[Route]:
         return Response(status=204)
 
     return [
-        route("GET", "v1.0/subscriptions", listing, SCOPES),
-        route("POST", "v1.0/subscriptions", lambda r, u: _create(sandbox, r, u), SCOPES),
-        route("GET", one, get, SCOPES),
+        route("GET", "v1.0/subscriptions", listing, SCOPES, "Collection(subscription)"),
         route(
-            "PATCH", one, lambda r, u, subscriptionId: _renew(sandbox, r, u, subscriptionId), SCOPES
+            "POST",
+            "v1.0/subscriptions",
+            lambda r, u: _create(sandbox, r, u),
+            SCOPES,
+            "subscription",
         ),
-        route("DELETE", one, delete, SCOPES),
-        route("POST", one + "/reauthorize", reauthorize, SCOPES),
+        route("GET", one, get, SCOPES, "subscription"),
+        route(
+            "PATCH",
+            one,
+            lambda r, u, subscriptionId: _renew(sandbox, r, u, subscriptionId),
+            SCOPES,
+            "subscription",
+        ),
+        route("DELETE", one, delete, SCOPES, NO_CONTENT),
+        route("POST", one + "/reauthorize", reauthorize, SCOPES, NO_CONTENT),
     ]
 
 
@@ -381,6 +395,22 @@ def lifecycle(sandbox: MicrosoftSandbox, subscription_id: str, event: str) -> No
             del state.subscriptions[subscription_id]
 
 
+def _check_notifications(sandbox: MicrosoftSandbox, queue: list[Delivery]) -> None:
+    """With the sandbox's schema check on, queued notifications that Graph's
+    changeNotificationCollection cannot hold raise SchemaDrift (recorded in the sandbox's
+    `drift`) before any is sent; they stay queued."""
+    if not sandbox.check_schema:
+        return
+    for url in dict.fromkeys(d.url for d in queue):
+        body = {"value": [d.item for d in queue if d.url == url]}
+        problems = graph_schema().check(body, "changeNotificationCollection")
+        if problems:
+            shown = "; ".join(problems[:8])
+            message = f"notifications to {url} are no changeNotificationCollection: {shown}"
+            sandbox.drift.append(message)
+            raise SchemaDrift(message)
+
+
 def pending(sandbox: MicrosoftSandbox) -> list[dict[str, Any]]:
     with sandbox.lock:
         return [d.item for d in state_of(sandbox).queue]
@@ -392,6 +422,7 @@ def flush(sandbox: MicrosoftSandbox, timeout: float = 3.0) -> list[int]:
     stay queued for a later flush unless they have waited more than 4 hours."""
     with sandbox.lock:
         state = state_of(sandbox)
+        _check_notifications(sandbox, state.queue)
         queued, state.queue = state.queue, []
         now = sandbox.clock()
     by_url: dict[str, list[Delivery]] = {}

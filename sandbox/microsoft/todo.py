@@ -27,6 +27,7 @@ from typing import Any
 from werkzeug.wrappers import Request, Response
 
 from sandbox.microsoft.core import (
+    NO_CONTENT,
     GraphError,
     MicrosoftSandbox,
     Route,
@@ -45,6 +46,7 @@ from sandbox.microsoft.graph import (
     new_change_key,
     new_id,
     page_size,
+    refuse_off_schema,
 )
 
 SCOPES = frozenset({"Tasks.ReadWrite", "Tasks.Read"})
@@ -127,24 +129,46 @@ def routes(sandbox: MicrosoftSandbox) -> list[Route]:
         return json_response(_json(task, _expanded(request)))
 
     return [
-        route("GET", lists, lambda r, u: _lists(sandbox, u), SCOPES),
-        route("POST", lists, lambda r, u: _create_list(sandbox, r, u), WRITE_SCOPES),
-        route("GET", one, get_list, SCOPES),
-        route("GET", tasks + "/delta", lambda r, u, listId: _delta(sandbox, r, u, listId), SCOPES),
-        route("GET", tasks, lambda r, u, listId: _list(sandbox, r, u, listId), SCOPES),
-        route("POST", tasks, lambda r, u, listId: _create(sandbox, r, u, listId), WRITE_SCOPES),
-        route("GET", item, get_task, SCOPES),
+        route("GET", lists, lambda r, u: _lists(sandbox, u), SCOPES, "Collection(todoTaskList)"),
+        route(
+            "POST", lists, lambda r, u: _create_list(sandbox, r, u), WRITE_SCOPES, "todoTaskList"
+        ),
+        route("GET", one, get_list, SCOPES, "todoTaskList"),
+        route(
+            "GET",
+            tasks + "/delta",
+            lambda r, u, listId: _delta(sandbox, r, u, listId),
+            SCOPES,
+            "Collection(todoTask)",
+        ),
+        route(
+            "GET",
+            tasks,
+            lambda r, u, listId: _list(sandbox, r, u, listId),
+            SCOPES,
+            "Collection(todoTask)",
+        ),
+        route(
+            "POST",
+            tasks,
+            lambda r, u, listId: _create(sandbox, r, u, listId),
+            WRITE_SCOPES,
+            "todoTask",
+        ),
+        route("GET", item, get_task, SCOPES, "todoTask"),
         route(
             "PATCH",
             item,
             lambda r, u, listId, taskId: _patch(sandbox, r, u, listId, taskId),
             WRITE_SCOPES,
+            "todoTask",
         ),
         route(
             "DELETE",
             item,
             lambda r, u, listId, taskId: _delete(sandbox, r, u, listId, taskId),
             WRITE_SCOPES,
+            NO_CONTENT,
         ),
     ]
 
@@ -215,6 +239,7 @@ def _checked(body: dict[str, Any]) -> dict[str, Any]:
         if name == "categories" and not isinstance(value, list):
             raise GraphError(400, "invalidRequest", "'categories' must be a collection.")
         fields[name] = copy.deepcopy(value)
+    refuse_off_schema(fields, "todoTask", "invalidRequest")
     return fields
 
 
@@ -235,6 +260,7 @@ def _linked(user: User, value: Any) -> list[dict[str, Any]]:
                 f"The property '{name}' does not exist on type 'microsoft.graph.linkedResource'.",
             )
         kept = {k: v for k, v in item.items() if k in LINKED_PROPERTIES}
+        refuse_off_schema(kept, "linkedResource", "invalidRequest")
         made.append({"id": new_id(user), **kept})
     return made
 

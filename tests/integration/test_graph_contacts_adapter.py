@@ -165,8 +165,15 @@ def test_CON2_a_phone_kind_graph_cannot_hold_keeps_its_number_as_a_business_phon
 
 
 def test_SYN5_a_contact_holding_data_of_the_wrong_shape_fails_alone(graph: Graph) -> None:
+    """Graph's schema forbids the wrong shape (the sandbox refuses to write it, as Graph
+    does), so the bad contact is planted in the mailbox and the sandbox's schema check
+    of its answers is off: crmsync must still survive an answer Graph should not give."""
     contacts = contacts_of(graph)
-    bad = added(graph, categories=["CRM"], givenName="Odd", businessAddress="10 Downing St")
+    refused = graph.post("me/contacts", {"givenName": "Odd", "businessAddress": "10 Downing St"})
+    assert refused.status_code == 400 and "businessAddress" in refused.json()["error"]["message"]
+    bad = added(graph, categories=["CRM"], givenName="Odd")
+    state_of(graph.sandbox.users[EMAIL]).contacts[bad["id"]].fields["businessAddress"] = "10 St"
+    graph.sandbox.check_schema = False
     good = added(graph, categories=["CRM"], givenName="Fine")
 
     page = contacts.changes(None)

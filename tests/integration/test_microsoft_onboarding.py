@@ -81,6 +81,7 @@ def world() -> Iterator[World]:
     )
     yield World(sandbox, served.ca_path, services, served.base_url)
     served.stop()
+    assert not sandbox.drift, sandbox.drift  # every Graph answer held Graph's schema
 
 
 def link(world: World, user: str = "u1") -> str:
