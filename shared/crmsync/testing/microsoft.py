@@ -352,6 +352,8 @@ class GraphProviderHandle:
             calendar = self._calendar()
             body = to_event(values, DIRECTORY)
             made = self._client.request("POST", f"{calendar.base}/events", "create", body=body)
+            if values.get("recurrence"):  # the occurrences the user cancelled or moved
+                calendar._apply_exceptions(str(made["id"]), values)
         else:
             tasks = self._tasks()
             body = to_task(values, tasks.timezone)
