@@ -56,13 +56,15 @@ format: venv
 typecheck: venv
 	$(BIN)/mypy
 
-# The unit suite runs three times: against the memory systems; with the reference CRM
-# over HTTP behind the production connector; and with the Google sandbox behind the
-# production Google adapters (the same scenarios, fewer random examples over HTTP).
+# The unit suite runs four times: against the memory systems; with the reference CRM
+# over HTTP behind the production connector; with the Google sandbox behind the
+# production Google adapters; and with the Graph sandbox behind the production Graph
+# adapters (the same scenarios, fewer random examples over HTTP).
 pytest: venv
 	HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(BIN)/pytest $(PYTEST_ARGS)
 	CRMSYNC_WORLD_CRM=rest HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE)-rest $(BIN)/pytest tests/unit $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-google-sandbox
+	$(MAKE) --no-print-directory test-graph-sandbox
 
 test: venv lint typecheck pytest infra-check
 
@@ -72,9 +74,9 @@ test-google-sandbox: venv
 	CRMSYNC_WORLD_PROVIDER=google-sandbox HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE)-rest $(BIN)/pytest tests/unit -m "not provider_stores_anything" $(PYTEST_ARGS)
 
 # The unit suite with the provider side of Microsoft worlds as the Microsoft sandbox
-# behind the real Graph adapters (Google worlds stay in memory); not part of `make test`.
+# behind the real Graph adapters (Google worlds stay in memory).
 test-graph-sandbox: venv
-	CRMSYNC_WORLD_PROVIDER=graph-sandbox HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE)-rest $(BIN)/pytest tests/unit -m "not provider_stores_anything" $(PYTEST_ARGS)
+	CRMSYNC_WORLD_PROVIDER=graph-sandbox HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE)-graph $(BIN)/pytest tests/unit -m "not provider_stores_anything" $(PYTEST_ARGS)
 
 # The source archive every Cloud Function is built from (infra/package.py): main.py,
 # the crmsync package and requirements.txt at its root; the same sources give the

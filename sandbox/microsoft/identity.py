@@ -4,6 +4,8 @@
     GET  {tenant}/discovery/v2.0/keys                      the keys that sign ID tokens
     GET  {tenant}/oauth2/v2.0/authorize                    the sign-in and consent page
     POST {tenant}/oauth2/v2.0/authorize                    that page's form: accept or cancel
+    GET  {tenant}/v2.0/adminconsent                        an admin's consent for the tenant
+    POST {tenant}/v2.0/adminconsent                        that page's form: accept or cancel
     POST {tenant}/oauth2/v2.0/token                        authorization_code, refresh_token
 
 `{tenant}` is the tenant's id, `common`, `organizations`, or a domain of one of its
@@ -48,6 +50,7 @@ from werkzeug.wrappers import Request, Response
 from sandbox.microsoft.core import App, Grant, MicrosoftSandbox, Route, User, json_response, route
 
 OIDC_SCOPES = frozenset({"openid", "profile", "email", "offline_access"})
+_TENANT_DOMAIN = "example.com"  # an admin who gives no address signs in at this domain
 GRAPH_RESOURCE = "https://graph.microsoft.com/"
 CODE_LIFETIME = timedelta(minutes=10)
 REFRESH_LIFETIME = timedelta(days=90)
@@ -128,6 +131,12 @@ class IdentityState:
     key_id: str = field(default_factory=lambda: secrets.token_urlsafe(20))
     token_seconds: int = 3600  # how long an access token lasts
     rotation_kills_spent: bool = True  # a refresh token works once (see the module's doc)
+    # Admin consent: request id → (app, redirect URI, scopes, state) waiting at its page,
+    # and client id → the scopes an admin approved for the tenant.
+    admin_pending: dict[str, tuple[App, str, frozenset[str], str | None]] = field(
+        default_factory=dict
+    )
+    admin_consented: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
 _STATES: weakref.WeakKeyDictionary[MicrosoftSandbox, IdentityState] = weakref.WeakKeyDictionary()
@@ -228,6 +237,8 @@ def routes(sandbox: MicrosoftSandbox) -> list[Route]:
         route("GET", "{tenant}/oauth2/v2.0/authorize", bind(_authorize), None),
         route("POST", "{tenant}/oauth2/v2.0/authorize", bind(_submit), None),
         route("POST", "{tenant}/oauth2/v2.0/token", bind(_token), None),
+        route("GET", "{tenant}/v2.0/adminconsent", bind(_admin_consent), None),
+        route("POST", "{tenant}/v2.0/adminconsent", bind(_admin_submit), None),
     ]
 
 
@@ -423,6 +434,68 @@ def _redirect(redirect_uri: str, params: dict[str, str]) -> Response:
 def _client_info(sandbox: MicrosoftSandbox, user: User) -> str:
     raw = json.dumps({"uid": user.oid, "utid": sandbox.tenant_id}).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+# -- admin consent endpoint ----------------------------------------------------------------------
+def _admin_consent(sandbox: MicrosoftSandbox, request: Request, _tenant: str) -> Response:
+    """The admin consent page: the permissions asked for (full Graph scope URIs or
+    `.default`), then Accept or Cancel. A bad client or redirect URI is a 400 page."""
+    try:
+        app, redirect_uri = _app_and_redirect(sandbox, request.args)
+    except PageError as exc:
+        return _error_page(exc)
+    scopes = frozenset(
+        s.removeprefix(GRAPH_RESOURCE) for s in request.args.get("scope", "").split()
+    )
+    state = request.args.get("state")
+    if not scopes:
+        params = {
+            "error": "invalid_request",
+            "error_description": "AADSTS900144: The request body must contain 'scope'.",
+        }
+        return _redirect(redirect_uri, {**params, **({"state": state} if state else {})})
+    request_id = secrets.token_urlsafe(16)
+    state_of(sandbox).admin_pending[request_id] = (app, redirect_uri, scopes, state)
+    asked = "".join(f"<li>{html.escape(s)}</li>" for s in sorted(scopes))
+    page = (
+        "<!doctype html><html><head><title>Permissions requested</title></head><body>"
+        f"<h1>{html.escape(app.client_id)} asks for your organisation's approval</h1>"
+        f'<ul>{asked}</ul><form method="post" action="{html.escape(request.path)}">'
+        f'<input type="hidden" name="request_id" value="{html.escape(request_id)}">'
+        '<label>Email <input type="email" name="login"></label>'
+        '<button type="submit" name="action" value="accept">Accept</button>'
+        '<button type="submit" name="action" value="cancel">Cancel</button>'
+        "</form></body></html>"
+    )
+    return Response(page, mimetype="text/html")
+
+
+def _admin_submit(sandbox: MicrosoftSandbox, request: Request, _tenant: str) -> Response:
+    """Accept: the tenant approves the app's scopes, and the admin is sent back with
+    `admin_consent=True` and the tenant's id; Cancel: access_denied."""
+    form: MultiDict[str, str] = request.form
+    found = state_of(sandbox).admin_pending.pop(form.get("request_id", ""), None)
+    if found is None:
+        return _error_page(PageError(90014, "This consent request is no longer valid."))
+    app, redirect_uri, scopes, state = found
+    params: dict[str, str]
+    if form.get("action") != "accept":
+        params = {
+            "error": "access_denied",
+            "error_description": "AADSTS65004: The admin declined to consent for the tenant.",
+        }
+    else:
+        sandbox.add_user(form.get("login", "").strip() or f"admin@{_TENANT_DOMAIN}")
+        consented = state_of(sandbox).admin_consented
+        consented[app.client_id] = consented.get(app.client_id, frozenset()) | scopes
+        params = {
+            "tenant": sandbox.tenant_id,
+            "admin_consent": "True",
+            "scope": " ".join(GRAPH_RESOURCE + s for s in sorted(scopes)),
+        }
+    if state is not None:
+        params["state"] = state
+    return _redirect(redirect_uri, params)
 
 
 # -- token endpoint ------------------------------------------------------------------------------

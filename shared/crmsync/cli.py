@@ -1,5 +1,6 @@
 """The `crmsync` command: `conformance` (the CRM vendor's kit), and the operator's
-`tenant` (register a tenant) and `onboarding-link` (a user's link to connect), which
+`tenant` (register a tenant), `onboarding-link` (a user's link to connect) and
+`admin-consent-link` (a directory admin's approval for a whole organisation), which
 act on a deployment through the same environment the functions read (see
 `crmsync.entrypoints`)."""
 
@@ -49,11 +50,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     link.add_argument("--tenant", required=True)
     link.add_argument("--user", required=True, help="the user id in crmsync")
     link.add_argument("--crm-user", help="the CRM user id, when it differs (AUTH-5)")
+    consent = verbs.add_parser(
+        "admin-consent-link",
+        help="a directory admin's link to approve crmsync for their whole organisation",
+        description="Where the provider has one (Microsoft 365), the admin's approval "
+        "spares each user the permission question; users still connect their own "
+        "accounts with their onboarding links.",
+    )
+    consent.add_argument("--tenant", required=True)
+    consent.add_argument("--provider", default="microsoft", help="default: microsoft")
     args = parser.parse_args(argv)
     if args.verb == "tenant":
         return register_tenant(args)
     if args.verb == "onboarding-link":
         return onboarding_link(args)
+    if args.verb == "admin-consent-link":
+        return admin_consent_link(args)
     return conformance(args)
 
 
@@ -99,6 +111,22 @@ def onboarding_link(args: argparse.Namespace) -> int:
             args.tenant,
             args.user,
             crm_user=args.crm_user,
+        )
+    except service.Refused as refused:
+        print(f"refused: {refused.reason}", file=sys.stderr)
+        return 2
+    print(url)
+    return 0
+
+
+def admin_consent_link(args: argparse.Namespace) -> int:
+    import os
+
+    from crmsync import entrypoints, service
+
+    try:
+        url = service.admin_consent_link(
+            entrypoints.from_environment(os.environ), args.tenant, args.provider
         )
     except service.Refused as refused:
         print(f"refused: {refused.reason}", file=sys.stderr)

@@ -301,6 +301,9 @@ def oauth_start(request: Any) -> Answer:
     provider's consent screen (AUTH-1)."""
     if request.method not in ("GET", "HEAD"):
         raise service.Refused(405, "open your onboarding link in a browser")
+    if request.args.get("admin") is not None:  # an organisation-wide consent link
+        url = service.start_admin_consent(services(), request.args.get("admin"))
+        return "", 302, {"Location": url}
     link = request.args.get("link")
     provider = request.args.get("provider")
     wanted = tuple(s for given in request.args.getlist("services") for s in given.split(",") if s)
@@ -315,7 +318,14 @@ def oauth_start(request: Any) -> Answer:
 @_page
 def oauth_callback(request: Any) -> Answer:
     """Where the provider sends the user back: the connection is made, and the user sees
-    the connected account (AUTH-1)."""
+    the connected account (AUTH-1); or, after an organisation-wide consent, the admin
+    sees that their organisation approved crmsync."""
+    if service.is_admin_consent(request.args.get("state")):
+        approved = service.finish_admin_consent(
+            services(), request.args.get("state"), request.args.to_dict()
+        )
+        page = web.render("approved.html", label=approved["label"])
+        return page, 200, _HTML
     if request.args.get("error"):
         raise service.Refused(
             400,

@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from crmsync import providers
-from crmsync.auth.state import Consent, begin, finish, keep_secret
+from crmsync.auth.state import ADMIN_CONSENT, Consent, begin, finish, keep_secret
 from crmsync.auth.vault import TokenVault
 from crmsync.bursts import ChannelLookups
 from crmsync.connections import Grants
@@ -448,6 +448,91 @@ def finish_oauth(services: Services, state: str | None, code: str | None) -> dic
     record: dict[str, Any] | None = store.connection_record(connection)
     assert record is not None
     return {**record, "switched": switched}
+
+
+# -- organisation-wide consent ------------------------------------------------------------
+def admin_consent_link(
+    services: Services, tenant: str, provider: str, *, ttl: timedelta = LINK_TTL
+) -> str:
+    """AUTH-1: the link an operator sends a tenant's directory admin, who approves
+    crmsync for the whole organisation at the provider, so its users are not each asked
+    (where the provider has such a consent). Signed apart from onboarding links, so
+    neither can stand for the other; it expires."""
+    if services.backend.store(tenant).tenant_record() is None:
+        raise Refused(404, "no such tenant")
+    if provider not in services.provider_names() or not callable(
+        getattr(services.kit(provider), "admin_consent", None)
+    ):
+        raise Refused(400, f"{provider} has no organisation-wide consent")
+    if not _connectable(services, provider):
+        raise Refused(400, f"{services.kit(provider).label} is not set up in this deployment")
+    expires = int((services.clock() + ttl).timestamp())
+    payload = _b64(json.dumps({"t": tenant, "p": provider, "e": expires}).encode())
+    signed = f"{payload}.{_mac(services.secret, ADMIN_CONSENT + payload)}"
+    return services.url("oauth_start") + "?" + urlencode({"admin": signed})
+
+
+def start_admin_consent(services: Services, link: str | None) -> str:
+    """Where the admin who opened an organisation-wide consent link approves crmsync."""
+    payload, _, signature = (link or "").partition(".")
+    expected = _mac(services.secret, ADMIN_CONSENT + payload)
+    if not payload or not hmac.compare_digest(expected.encode(), signature.encode("utf-8")):
+        raise Refused(400, "the consent link is not one crmsync issued")
+    try:
+        data = json.loads(_unb64(payload))
+        tenant, provider, expires = str(data["t"]), str(data["p"]), float(data["e"])
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise Refused(400, "the consent link is not one crmsync issued") from exc
+    if expires <= services.clock().timestamp():
+        raise Refused(410, "the consent link expired", "Ask for a new one.")
+    if not _connectable(services, provider):
+        raise Refused(400, "that provider cannot be connected here")
+    started = begin(
+        services.secret,
+        _states(services),
+        tenant=tenant,
+        user="",
+        provider=provider,
+        services=(),
+        now=services.clock(),
+        kind=ADMIN_CONSENT,
+    )
+    return str(services.kit(provider).admin_consent(services, started))
+
+
+def is_admin_consent(state: str | None) -> bool:
+    """Whether a callback's state is an organisation-wide consent's (not a user's)."""
+    return (state or "").startswith(ADMIN_CONSENT)
+
+
+def finish_admin_consent(
+    services: Services, state: str | None, answer: Mapping[str, str]
+) -> dict[str, Any]:
+    """The callback of an organisation-wide consent: the provider's answer checked by
+    its kit, and the organisation that approved kept in the tenant record."""
+    from crmsync.auth.state import BadState
+
+    again = "Open the consent link again, or ask for a new one."
+    try:
+        pending = finish(services.secret, _states(services), state, services.clock())
+    except BadState as exc:
+        raise Refused(400, "this consent page was already used or is out of date", again) from exc
+    if answer.get("error"):
+        raise Refused(400, "your organisation's consent was not given", again)
+    if not _connectable(services, pending.provider):
+        raise Refused(400, "that provider cannot be connected here")
+    kit = services.kit(pending.provider)
+    try:
+        directory = str(kit.admin_consented(services, answer))
+    except PermanentError as exc:
+        raise Refused(400, "the consent could not be confirmed", again) from exc
+    store = services.backend.store(pending.tenant)
+    record = store.tenant_record() or {}
+    approved = dict(record.get("admin_consent") or {})
+    approved[pending.provider] = {"directory": directory, "at": services.clock()}
+    store.save_tenant_record({"admin_consent": approved})
+    log.info("organisation consented", extra={"tenant": pending.tenant})
+    return {"provider": pending.provider, "label": kit.label, "directory": directory}
 
 
 def _same_account(record: ConnectionRecord, grant: Any) -> bool:

@@ -306,3 +306,103 @@ def test_CAL1_TSK1_a_connected_outlook_users_crm_meeting_and_todo_reach_the_cale
     assert task["title"] == "Send the offer"
     again = service.work(world.services, TENANT, CONNECTION, "schedule")
     assert again["status"] == "ok" and again["counts"] == {}, again  # its own echo is no news
+
+
+# -- organisation-wide consent (AUTH-1) ----------------------------------------------------------
+def admin_link(world: World) -> str:
+    url = service.admin_consent_link(world.services, TENANT, "microsoft")
+    return parse_qs(urlsplit(url).query)["admin"][0]
+
+
+def test_AUTH1_a_directory_admin_approves_crmsync_for_the_organisation_through_the_link(
+    world: World,
+) -> None:
+    """The operator's admin consent link leads a directory admin to Microsoft's admin
+    consent page, asking for every delegated permission crmsync may use; after Accept,
+    the callback keeps which organisation approved, and the page says what follows."""
+    from werkzeug.test import Client
+
+    from crmsync import entrypoints
+    from sandbox.local.stack import functions_app
+
+    entrypoints.use(world.services)
+    try:
+        browser = Client(functions_app())
+        opened = browser.get("/oauth_start", query_string={"admin": admin_link(world)})
+        assert opened.status_code == 302
+        consent_url = opened.headers["Location"]
+        asked = parse_qs(urlsplit(consent_url).query)
+        assert urlsplit(consent_url).path.endswith("/v2.0/adminconsent")
+        assert set(asked["scope"][0].split()) == {
+            f"https://graph.microsoft.com/{s}" for scopes in oauth.SCOPES.values() for s in scopes
+        }
+        answer = identity.consent(consent_url, "it-admin@contoso.example", verify=world.ca)
+        assert answer["admin_consent"] == "True"
+        back = browser.get("/oauth_callback", query_string=answer)
+    finally:
+        entrypoints.use(None)
+
+    assert back.status_code == 200 and back.mimetype == "text/html"
+    page = back.get_data(as_text=True)
+    assert "Approved for your organisation" in page and "onboarding links" in page
+    record = world.services.backend.store(TENANT).tenant_record()
+    assert record is not None
+    assert record["admin_consent"]["microsoft"]["directory"] == world.sandbox.tenant_id
+    assert identity.state_of(world.sandbox).admin_consented[CLIENT_ID] == frozenset(
+        s for scopes in oauth.SCOPES.values() for s in scopes
+    )
+
+
+def test_AUTH1_a_declined_or_replayed_admin_consent_changes_nothing(world: World) -> None:
+    declined = identity.consent(
+        service.start_admin_consent(world.services, admin_link(world)),
+        "it-admin@contoso.example",
+        verify=world.ca,
+        accept=False,
+    )
+    with pytest.raises(service.Refused, match="consent was not given"):
+        service.finish_admin_consent(world.services, declined["state"], declined)
+
+    accepted = identity.consent(
+        service.start_admin_consent(world.services, admin_link(world)),
+        "it-admin@contoso.example",
+        verify=world.ca,
+    )
+    service.finish_admin_consent(world.services, accepted["state"], accepted)
+    with pytest.raises(service.Refused, match="already used"):  # AUTH-2: single use
+        service.finish_admin_consent(world.services, accepted["state"], accepted)
+    record = world.services.backend.store(TENANT).tenant_record()
+    assert record is not None and list(record["admin_consent"]) == ["microsoft"]
+
+
+def test_AUTH2_an_answer_that_does_not_say_consent_was_granted_is_refused(world: World) -> None:
+    """A callback with crmsync's state whose answer lacks `admin_consent=True` (or the
+    organisation) approves nothing."""
+    started = service.start_admin_consent(world.services, admin_link(world))
+    state = parse_qs(urlsplit(started).query)["state"][0]
+
+    with pytest.raises(service.Refused, match="could not be confirmed"):
+        service.finish_admin_consent(world.services, state, {"state": state, "tenant": "t"})
+
+    record = world.services.backend.store(TENANT).tenant_record()
+    assert record is not None and "admin_consent" not in record
+
+
+def test_AUTH1_an_admin_consent_link_is_no_onboarding_link_nor_the_other_way_round(
+    world: World,
+) -> None:
+    with pytest.raises(service.Refused, match="not one crmsync issued"):
+        service.start_admin_consent(world.services, link(world))
+    with pytest.raises(service.Refused, match="not one crmsync issued"):
+        service.start_oauth(world.services, admin_link(world), "microsoft", ("sync",))
+    with pytest.raises(service.Refused, match="no such tenant"):
+        service.admin_consent_link(world.services, "nobody", "microsoft")
+    with pytest.raises(service.Refused, match="no organisation-wide consent"):
+        service.admin_consent_link(world.services, TENANT, "google")
+
+
+def test_AUTH1_an_expired_admin_consent_link_is_refused_with_what_to_do(world: World) -> None:
+    url = service.admin_consent_link(world.services, TENANT, "microsoft", ttl=timedelta(0))
+    with pytest.raises(service.Refused, match="expired") as refused:
+        service.start_admin_consent(world.services, parse_qs(urlsplit(url).query)["admin"][0])
+    assert refused.value.status == 410

@@ -1,4 +1,4 @@
-"""The operator's `crmsync tenant` and `crmsync onboarding-link` act on a deployment
+"""The operator's `crmsync tenant`, `onboarding-link` and `admin-consent-link` act on a deployment
 through the environment the functions read, here on the Firestore emulator (AUTH-1)."""
 
 from __future__ import annotations
@@ -100,3 +100,23 @@ def test_SET2_an_operator_limits_what_a_tenants_users_may_connect(
     assert "services" in capsys.readouterr().err
     record = entrypoints.from_environment(deployment).backend.store("lean").tenant_record()
     assert (record["providers"], record["services"]) == (["google"], ["sync"])
+
+
+def test_AUTH1_an_operator_makes_a_directory_admins_consent_link(
+    deployment: dict[str, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`crmsync admin-consent-link` prints the link a tenant's directory admin opens to
+    approve crmsync for the organisation; refused where Microsoft is not set up."""
+    main(["tenant", "--id", "acme", "--name", "ACME", "--crm-base-url", "https://crm.example"])
+    capsys.readouterr()
+    assert main(["admin-consent-link", "--tenant", "acme"]) == 2
+    assert "Microsoft 365 is not set up" in capsys.readouterr().err
+
+    monkeypatch.setenv("CRMSYNC_MICROSOFT_CLIENT_ID", "app-id")
+    monkeypatch.setenv("CRMSYNC_MICROSOFT_CLIENT_SECRET", "app-secret")
+    assert main(["admin-consent-link", "--tenant", "acme"]) == 0
+
+    link = capsys.readouterr().out.strip()
+    assert link.startswith("https://functions.example/oauth_start?admin=")
+    assert main(["admin-consent-link", "--tenant", "acme", "--provider", "google"]) == 2
+    assert "no organisation-wide consent" in capsys.readouterr().err

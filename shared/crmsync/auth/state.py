@@ -19,6 +19,9 @@ from typing import Any
 from crmsync.ports import StateStore
 
 TTL = timedelta(minutes=10)
+# The mark of an organisation-wide consent's state (never in url-safe base64's alphabet,
+# so no user's state starts with it).
+ADMIN_CONSENT = "~admin~"
 
 
 class BadState(ValueError):
@@ -77,8 +80,11 @@ def begin(
     ttl: timedelta = TTL,
     switch: bool = False,
     link_issued: float = 0.0,
+    kind: str = "",
 ) -> Started:
-    nonce = secrets.token_urlsafe(24)
+    """A new flow's state. `kind` marks the state of a flow other than a user's consent
+    (e.g. ADMIN_CONSENT): the callback tells them apart before taking the state."""
+    nonce = kind + secrets.token_urlsafe(24)
     verifier = secrets.token_urlsafe(64)[:96]
     pending = PendingAuth(
         tenant, user, provider, tuple(services), verifier, now + ttl, switch, link_issued

@@ -83,6 +83,21 @@ class MicrosoftKit:
 
         return oauth.consent(_required(services).oauth, wanted, started.state, login_hint)
 
+    def admin_consent(self, services: Any, started: Started) -> str:
+        """The identity platform's admin consent page for crmsync's delegated
+        permissions, with crmsync's state: a directory admin approves them for the whole
+        organisation, so its users are not asked one by one."""
+        from crmsync.providers.microsoft import oauth
+
+        return oauth.admin_consent_url(_required(services).oauth, started.state)
+
+    def admin_consented(self, services: Any, answer: Mapping[str, str]) -> str:
+        """The organisation (its directory id) the admin consent answer names;
+        PermanentError when it does not say consent was granted."""
+        from crmsync.providers.microsoft import oauth
+
+        return oauth.admin_consented(answer)
+
     def exchange(self, services: Any, wanted: Sequence[str], code: str, secret: str) -> Grant:
         from crmsync.providers.microsoft import oauth
 

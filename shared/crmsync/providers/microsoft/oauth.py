@@ -14,7 +14,7 @@ object id of the user), as Google connections are to `sub`.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -164,3 +164,29 @@ def _grant(result: dict[str, Any], now: datetime) -> Grant:
 def _expires(result: dict[str, Any], now: datetime) -> datetime:
     seconds = float(result.get("expires_in") or 3600)
     return now.astimezone(UTC) + timedelta(seconds=seconds)
+
+
+# -- organisation-wide consent -------------------------------------------------------------------
+def admin_consent_url(oauth: MicrosoftOAuth, state: str) -> str:
+    """The v2.0 admin consent endpoint of the authority's tenant (`organizations` for a
+    multi-tenant app: the admin's own organisation), asking for every delegated
+    permission crmsync may use, sync and mail."""
+    from urllib.parse import urlencode
+
+    every = sorted({scope for scopes in SCOPES.values() for scope in scopes})
+    query = {
+        "client_id": oauth.client_id,
+        "scope": " ".join(f"https://graph.microsoft.com/{s}" for s in every),
+        "redirect_uri": oauth.redirect_uri,
+        "state": state,
+    }
+    return f"{oauth.authority.rstrip('/')}/v2.0/adminconsent?{urlencode(query)}"
+
+
+def admin_consented(answer: Mapping[str, str]) -> str:
+    """The directory id of the organisation whose admin granted consent: the answer says
+    `admin_consent=True` and names the tenant."""
+    directory = str(answer.get("tenant") or "")
+    if str(answer.get("admin_consent", "")).lower() != "true" or not directory:
+        raise PermanentError("the admin consent answer does not say consent was granted")
+    return directory
