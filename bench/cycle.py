@@ -6,11 +6,15 @@ then a cycle after N edits on the CRM, then the cycle that reads those writes ba
 the provider's feed (recognised by version, written nowhere), then an idle cycle.
 Prints, per phase, the store
 reads and writes (each one a Firestore document operation in production) and the
-calls to each side per synced change, and the records synced per second.
+calls to each side per synced change, and the records synced per second. Against a
+sandbox, provider calls are the HTTP requests crmsync sent it during `world.sync()`
+(by method in the last column); the user's own edits are not among them.
 
     python bench/cycle.py                       # N = 200, memory provider
     python bench/cycle.py --n 1000
     python bench/cycle.py --google-sandbox      # requests to Google per synced change
+    python bench/cycle.py --graph-sandbox       # requests to Graph per synced change
+    python bench/cycle.py --google-sandbox --graph-sandbox   # both, side by side
 """
 
 from __future__ import annotations
@@ -26,12 +30,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the sandbox pack
 
 from crmsync.testing import SyncWorld
 
+NAMES = ["store reads", "store writes", "crm calls", "provider calls"]
+# (the world's provider, its backend) by the name a row is printed under
+SIDES = {
+    "memory": ("google", "memory"),
+    "Google": ("google", "google-sandbox"),
+    "Graph": ("microsoft", "graph-sandbox"),
+}
+
+
+def sent(world: SyncWorld) -> dict[str, int]:
+    """HTTP requests the world's sandbox has answered so far, per method ({} without one)."""
+    side = world._google or world._graph
+    return dict(side.sandbox.requests) if side is not None else {}
+
 
 def counters(world: SyncWorld) -> dict[str, int]:
     store = world.store
     crm_calls = sum(world._crm.log.calls.values())
-    if world._google is not None:  # HTTP requests the Google sandbox answered
-        provider_calls = sum(world._google.sandbox.requests.values())
+    if world._google is not None or world._graph is not None:
+        provider_calls = sum(sent(world).values())
     else:
         provider_calls = sum(world._provider.log.calls.values())
     return {
@@ -43,17 +61,30 @@ def counters(world: SyncWorld) -> dict[str, int]:
 
 
 def measure(world: SyncWorld, changes: int, label: str) -> dict[str, Any]:
-    before = counters(world)
+    before, methods = counters(world), sent(world)
     started = time.perf_counter()
     run = world.sync()
     seconds = time.perf_counter() - started
-    after = counters(world)
+    after, methods_after = counters(world), sent(world)
     per = {k: (after[k] - before[k]) / max(changes, 1) for k in after}
-    return {"phase": label, "changes": changes, "status": run["status"], "s": seconds, **per}
+    by_method = {
+        m: (methods_after[m] - methods.get(m, 0)) / max(changes, 1)
+        for m in sorted(methods_after)
+        if methods_after[m] > methods.get(m, 0)
+    }
+    return {
+        "phase": label,
+        "changes": changes,
+        "status": run["status"],
+        "s": seconds,
+        "methods": by_method,
+        **per,
+    }
 
 
-def scenario(n: int, backend: str) -> list[dict[str, Any]]:
-    world = SyncWorld(provider="google", crm="memory", provider_backend=backend)  # type: ignore[arg-type]
+def scenario(n: int, side: str) -> list[dict[str, Any]]:
+    provider, backend = SIDES[side]
+    world = SyncWorld(provider=provider, crm="memory", provider_backend=backend)  # type: ignore[arg-type]
     start = world.now() + timedelta(days=1)
     ids: list[tuple[str, str]] = []
     for i in range(n):
@@ -84,7 +115,14 @@ def scenario(n: int, backend: str) -> list[dict[str, Any]]:
     world.advance(timedelta(minutes=15))  # the next scheduled cycle
     rows.append(measure(world, 0, "idle cycle (per cycle)"))
     world.close()
+    for row in rows:
+        row["side"] = side
     return rows
+
+
+def by_phase(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The rows of several runs of the scenario, each phase's rows together."""
+    return [row for rows in zip(*runs, strict=True) for row in rows]
 
 
 def main() -> None:
@@ -96,16 +134,32 @@ def main() -> None:
         help="the provider side as the Google sandbox behind the real Google adapters: "
         "provider calls are then the HTTP requests Google would be sent",
     )
+    parser.add_argument(
+        "--graph-sandbox",
+        action="store_true",
+        help="the provider side as the Microsoft sandbox behind the real Graph adapters: "
+        "provider calls are then the HTTP requests Graph would be sent "
+        "(with --google-sandbox too: both, side by side)",
+    )
     args = parser.parse_args()
-    rows = scenario(args.n, "google-sandbox" if args.google_sandbox else "memory")
-    names = ["store reads", "store writes", "crm calls", "provider calls"]
-    where = "Google sandbox" if args.google_sandbox else "memory provider"
-    print(f"{args.n} records of each kind, {where}; figures per synced change")
-    print(f"{'phase':26} {'changes':>8} " + " ".join(f"{n:>14}" for n in names) + f" {'rec/s':>9}")
+    sides = [s for s, on in (("Google", args.google_sandbox), ("Graph", args.graph_sandbox)) if on]
+    sides = sides or ["memory"]
+    rows = by_phase([scenario(args.n, side) for side in sides])
+    where = {"memory": "memory provider", "Google": "Google sandbox", "Graph": "Graph sandbox"}
+    print(
+        f"{args.n} records of each kind, {' and '.join(where[s] for s in sides)}; "
+        "figures per synced change"
+    )
+    header = " ".join(f"{n:>14}" for n in NAMES)
+    print(f"{'phase':26} {'provider':8} {'changes':>8} {header} {'rec/s':>9}  by method")
     for row in rows:
         rate = row["changes"] / row["s"] if row["changes"] else 0.0
-        figures = " ".join(f"{row[n]:>14.2f}" for n in names)
-        print(f"{row['phase']:26} {row['changes']:>8} {figures} {rate:>9,.0f}")
+        figures = " ".join(f"{row[n]:>14.2f}" for n in NAMES)
+        methods = " ".join(f"{m} {v:.2f}" for m, v in row["methods"].items())
+        print(
+            f"{row['phase']:26} {row['side']:8} {row['changes']:>8} {figures} {rate:>9,.0f}"
+            f"  {methods}".rstrip()
+        )
 
 
 if __name__ == "__main__":
