@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import requests
@@ -36,6 +36,7 @@ GRAPH = "https://graph.microsoft.com/v1.0"
 # Outlook ids change when an item moves between folders unless immutable ids are asked for.
 IMMUTABLE_IDS = 'IdType="ImmutableId"'
 PAGE_SIZE = 200
+BATCH = 20  # the most requests Graph takes in one JSON batch
 # What Graph answers a delta link it no longer holds with (a 410, or a 400 naming it).
 _RESYNC = frozenset({"syncstatenotfound", "resyncrequired", "syncstateinvalid"})
 _RETRIED = frozenset({429, 500, 502, 503, 504})
@@ -141,6 +142,49 @@ class GraphClient:
         for page in self.pages(path_or_url, what, params):
             yield from page.get("value") or ()
 
+    def batch(
+        self, calls: Sequence[tuple[str, str, Mapping[str, Any] | None]], what: str
+    ) -> list[dict[str, Any] | Exception]:
+        """Requests (method, path below the root, JSON body) sent BATCH at a time in
+        Graph's JSON batches: one answer per request, in order, each its JSON body or
+        the error it alone got (crmsync's error type). A batch refused whole raises."""
+        answers: list[dict[str, Any] | Exception] = []
+        for start in range(0, len(calls), BATCH):
+            chunk = calls[start : start + BATCH]
+            requests_ = [
+                {
+                    "id": str(number),
+                    "method": method,
+                    "url": "/" + path.lstrip("/"),
+                    # a batch's own headers do not reach its requests: each asks itself
+                    "headers": {
+                        "Prefer": IMMUTABLE_IDS,
+                        **({"Content-Type": "application/json"} if body is not None else {}),
+                    },
+                    **({"body": dict(body)} if body is not None else {}),
+                }
+                for number, (method, path, body) in enumerate(chunk)
+            ]
+            answer = self.request("POST", "$batch", what, body={"requests": requests_})
+            by_id = {
+                str(r.get("id")): r for r in answer.get("responses") or () if isinstance(r, dict)
+            }
+            for number in range(len(chunk)):
+                found = by_id.get(str(number))
+                if found is None:
+                    answers.append(TransientError(f"{what}: Graph gave no answer for a request"))
+                    continue
+                status = int(found.get("status") or 0)
+                body = found.get("body") if isinstance(found.get("body"), dict) else {}
+                if 200 <= status < 400:
+                    answers.append(body or {})
+                    continue
+                error = body.get("error") if isinstance(body, dict) else None
+                code = str(error.get("code") or "") if isinstance(error, dict) else ""
+                headers = {str(k).lower(): v for k, v in (found.get("headers") or {}).items()}
+                answers.append(_error(status, code, _seconds(headers.get("retry-after")), what))
+        return answers
+
     def _headers(self, page_size: int | None) -> dict[str, str]:
         token = self._token() if callable(self._token) else self._token
         prefer = IMMUTABLE_IDS + (f", odata.maxpagesize={page_size}" if page_size else "")
@@ -176,10 +220,12 @@ class GraphClient:
 def classify(answer: requests.Response, what: str) -> Exception:
     """Graph's error answer as one of crmsync's error types; the text names the request
     and Graph's error code, never the message (it may quote data)."""
-    status = answer.status_code
-    code = error_code(answer)
+    return _error(answer.status_code, error_code(answer), _retry_after(answer), what)
+
+
+def _error(status: int, code: str, retry_after: float | None, what: str) -> Exception:
+    """An error status (of a request, or of one request in a batch) as crmsync's type."""
     text = f"{what}: HTTP {status} {code}".strip()
-    retry_after = _retry_after(answer)
     if status == 429:
         return RateLimited(text, retry_after)
     if status >= 500:
@@ -217,7 +263,10 @@ def _json(answer: requests.Response) -> dict[str, Any]:
 
 
 def _retry_after(answer: requests.Response) -> float | None:
-    value = answer.headers.get("Retry-After")
+    return _seconds(answer.headers.get("Retry-After"))
+
+
+def _seconds(value: Any) -> float | None:
     try:
         return max(float(value), 0.0) if value is not None else None
     except ValueError:
