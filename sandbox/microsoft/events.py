@@ -53,7 +53,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from werkzeug.wrappers import Request, Response
 
-from sandbox.microsoft.contacts import XP, XP_FILTER, xp_key
+from sandbox.microsoft.contacts import XP, XP_FILTER, expanded_ids, xp_key
 from sandbox.microsoft.core import (
     NO_CONTENT,
     GraphError,
@@ -141,9 +141,7 @@ HORIZON = timedelta(days=3 * 366)  # how far a series without end is expanded pa
 _NOT_FOUND = "The specified object was not found in the store."
 REMINDER = "SystemTime {00062008-0000-0000-C000-000000000046} Id 0x8560"
 NO_MORE_REMINDERS = "4501-01-01T00:00:00Z"
-_XP_EXPAND_MANY = re.compile(r"^singleValueExtendedProperties\(\$filter=(.+)\)$")
 FILE_ATTACHMENT = "#microsoft.graph.fileAttachment"
-_XP_ID = re.compile(r"^id eq '([^']+)'$")
 _OCCURRENCE = re.compile(r"^(?P<master>.+)_OID_(?P<start>\d{8}T\d{6}Z)$")
 
 
@@ -907,23 +905,13 @@ def _shown(request: Request, event: Event, shown: dict[str, Any]) -> dict[str, A
         shown = {k: v for k, v in shown.items() if k in keep}
     expand = request.args.get("$expand")
     if expand:
-        keys = [xp_key(i) for i in _expanded_ids(expand)]
+        keys = [xp_key(i) for i in expanded_ids(expand)]
         shown[XP] = [
             {"id": event.xp_ids[key], "value": event.extended[key]}
             for key in keys
             if key in event.extended
         ]
     return shown
-
-
-def _expanded_ids(expand: str) -> list[str]:
-    """The extended property ids an `$expand` names: `id eq '…'`, joined by `or`."""
-    found = _XP_EXPAND_MANY.match(expand.strip())
-    terms = re.split(r"\s+or\s+", found.group(1)) if found else []
-    ids = [m.group(1) for t in terms if (m := _XP_ID.match(t.strip()))]
-    if not ids or len(ids) != len(terms):
-        raise GraphError(400, "BadRequest", f"Unsupported $expand: {expand}")
-    return ids
 
 
 def _expand(
