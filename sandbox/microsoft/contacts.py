@@ -11,7 +11,8 @@ Each user has a default folder "Contacts", also reachable by the well-known name
 write gives the contact a new `changeKey` (and `@odata.etag`); a PATCH or DELETE with an
 `If-Match` naming an older version gets 412 `ErrorIrresolvableConflict`. Single-value
 extended properties are written with the contact and read only through
-`$expand=singleValueExtendedProperties($filter=id eq '...')`; list requests filter on
+`$expand=singleValueExtendedProperties($filter=id eq '...' or id eq '...')` (a quote in a
+name doubled, as OData writes it); list requests filter on
 them with `singleValueExtendedProperties/Any(ep: ep/id eq '...' and ep/value eq '...')`.
 Property names unknown to Graph's contact type are refused (400), as Graph does.
 """
@@ -90,7 +91,8 @@ WRITABLE = frozenset(
 )
 LISTS = ("emailAddresses", "imAddresses", "businessPhones", "homePhones", "categories", "children")
 XP = "singleValueExtendedProperties"
-XP_EXPAND = re.compile(r"^singleValueExtendedProperties\(\$filter=id eq '([^']+)'\)$")
+XP_EXPAND = re.compile(r"^singleValueExtendedProperties\(\$filter=(.+)\)$")
+_XP_TERM = re.compile(r"\s*id eq '((?:[^']|'')+)'\s*(?:or\b|$)")
 XP_FILTER = re.compile(
     r"^singleValueExtendedProperties/any\((\w+):\s*\1/id eq '([^']+)' and \1/value eq '([^']*)'\)$",
     re.IGNORECASE,
@@ -388,16 +390,30 @@ def _shown(sandbox: MicrosoftSandbox, request: Request, contact: Contact) -> dic
         shown = {k: v for k, v in shown.items() if k in keep}
     expand = request.args.get("$expand")
     if expand:
-        found = XP_EXPAND.match(expand.strip())
-        if found is None:
-            raise GraphError(400, "BadRequest", f"Unsupported $expand: {expand}")
-        key = xp_key(found.group(1))
-        shown[XP] = (
-            [{"id": contact.xp_ids[key], "value": contact.extended[key]}]
+        keys = [xp_key(i) for i in expanded_ids(expand)]
+        shown[XP] = [
+            {"id": contact.xp_ids[key], "value": contact.extended[key]}
+            for key in keys
             if key in contact.extended
-            else []
-        )
+        ]
     return shown
+
+
+def expanded_ids(expand: str) -> list[str]:
+    """The extended property ids an `$expand` names: `id eq '…'`, joined by `or`."""
+    found = XP_EXPAND.match(expand.strip())
+    text = found.group(1).strip() if found else ""
+    ids: list[str] = []
+    at = 0
+    while at < len(text):
+        term = _XP_TERM.match(text, at)
+        if term is None:
+            raise GraphError(400, "BadRequest", f"Unsupported $expand: {expand}")
+        ids.append(term.group(1).replace("''", "'"))
+        at = term.end()
+    if not ids:
+        raise GraphError(400, "BadRequest", f"Unsupported $expand: {expand}")
+    return ids
 
 
 def _matches(request: Request, contact: Contact) -> bool:

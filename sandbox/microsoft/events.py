@@ -7,6 +7,7 @@ occurrences by calendarView and its delta.
     GET/PATCH/DELETE     me/calendars/{calendarId}/events/{id} (and the same below those two)
     GET                  me/events/{id}/instances?startDateTime&endDateTime
     POST                 me/events/{id}/snoozeReminder, me/events/{id}/dismissReminder
+    GET/POST             me/events/{id}/attachments                  (file attachments)
     GET                  me/calendarView?startDateTime&endDateTime (me/calendars/{id}/calendarView)
     GET                  me/calendarView/delta?startDateTime&endDateTime
 
@@ -32,10 +33,16 @@ event sets PidLidReminderSet false (Graph's isReminderOn), of a series it moves 
 signal time past the last occurrence (the spec's 4501-01-01) and leaves isReminderOn.
 `$expand=singleValueExtendedProperties($filter=id eq 'a' or id eq 'b')` reads several
 extended properties at once.
+
+File attachments (fileAttachment: name, contentType, contentBytes in base64) are added
+to an event one POST at a time and listed with their content; adding one changes the
+event (a new changeKey) and makes its `hasAttachments` true.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
 import re
 from collections.abc import Iterator
@@ -46,7 +53,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from werkzeug.wrappers import Request, Response
 
-from sandbox.microsoft.contacts import XP, XP_FILTER, xp_key
+from sandbox.microsoft.contacts import XP, XP_FILTER, expanded_ids, xp_key
 from sandbox.microsoft.core import (
     NO_CONTENT,
     GraphError,
@@ -134,8 +141,7 @@ HORIZON = timedelta(days=3 * 366)  # how far a series without end is expanded pa
 _NOT_FOUND = "The specified object was not found in the store."
 REMINDER = "SystemTime {00062008-0000-0000-C000-000000000046} Id 0x8560"
 NO_MORE_REMINDERS = "4501-01-01T00:00:00Z"
-_XP_EXPAND_MANY = re.compile(r"^singleValueExtendedProperties\(\$filter=(.+)\)$")
-_XP_ID = re.compile(r"^id eq '([^']+)'$")
+FILE_ATTACHMENT = "#microsoft.graph.fileAttachment"
 _OCCURRENCE = re.compile(r"^(?P<master>.+)_OID_(?P<start>\d{8}T\d{6}Z)$")
 
 
@@ -159,6 +165,7 @@ class Event:
     exceptions: dict[datetime, Event] = field(default_factory=dict)
     cancelled: set[datetime] = field(default_factory=set)
     reminder: str = "pending"  # Outlook's reminder state: pending, snoozed <time>, dismissed
+    attachments: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -446,8 +453,18 @@ def _event_routes(sandbox: MicrosoftSandbox, base: str, default: bool = False) -
         _dismissed(sandbox, user, event)
         return Response(status=200)
 
+    def attachments(request: Request, user: User, eventId: str, **segments: str) -> Response:
+        event = _event(state_of(user), calendar(user, segments), eventId)
+        return json_response({"value": copy.deepcopy(event.attachments)})
+
+    def attach(request: Request, user: User, eventId: str, **segments: str) -> Response:
+        event = _event(state_of(user), calendar(user, segments), eventId)
+        return _attach(sandbox, request, user, event)
+
     item = base + "/{eventId}"
     return [
+        route("GET", item + "/attachments", attachments, SCOPES, "Collection(attachment)"),
+        route("POST", item + "/attachments", attach, WRITE_SCOPES, "attachment"),
         route("GET", base, listing, SCOPES, "Collection(event)"),
         route("POST", base, create, WRITE_SCOPES, "event"),
         route("GET", item + "/instances", instances, SCOPES, "Collection(event)"),
@@ -627,6 +644,36 @@ def _set_extended(event: Event, extended: dict[str, str]) -> None:
         event.xp_ids[key] = property_id
 
 
+def _attach(sandbox: MicrosoftSandbox, request: Request, user: User, event: Event) -> Response:
+    """Add a file attachment to the event, as Graph's POST .../attachments does."""
+    body = read_json(request)
+    if body.get("@odata.type") != FILE_ATTACHMENT:
+        raise GraphError(400, "ErrorInvalidRequest", f"Only {FILE_ATTACHMENT} is supported.")
+    name, content = body.get("name"), body.get("contentBytes")
+    if not isinstance(name, str) or not name or not isinstance(content, str):
+        raise GraphError(400, "ErrorInvalidRequest", "A file attachment needs a name and bytes.")
+    try:
+        size = len(base64.b64decode(content, validate=True))
+    except binascii.Error as exc:
+        raise GraphError(400, "ErrorInvalidRequest", "contentBytes is not base64.") from exc
+    attachment = {
+        "@odata.type": FILE_ATTACHMENT,
+        "id": new_id(user),
+        "lastModifiedDateTime": graph_time(sandbox.clock()),
+        "name": name,
+        "contentType": str(body.get("contentType") or "application/octet-stream"),
+        "size": size,
+        "isInline": bool(body.get("isInline", False)),
+        "contentId": None,
+        "contentLocation": None,
+        "contentBytes": content,
+    }
+    event.attachments.append(attachment)
+    _touch(sandbox, event)
+    _notify(sandbox, user, "updated", event)
+    return json_response(copy.deepcopy(attachment), 201)
+
+
 def _notify(sandbox: MicrosoftSandbox, user: User, change: str, event: Event) -> None:
     """Tells the subscriptions module (when served) that `event` was created, updated
     or deleted."""
@@ -798,7 +845,7 @@ def _json(sandbox: MicrosoftSandbox, user: User, event: Event) -> dict[str, Any]
         "iCalUId": "040000008200E00074C5B7101A82E008" + event.id[-16:].encode().hex().upper(),
         "reminderMinutesBeforeStart": 15,
         "isReminderOn": True,
-        "hasAttachments": False,
+        "hasAttachments": bool(event.attachments),
         "subject": "",
         "bodyPreview": "",
         "importance": "normal",
@@ -858,23 +905,13 @@ def _shown(request: Request, event: Event, shown: dict[str, Any]) -> dict[str, A
         shown = {k: v for k, v in shown.items() if k in keep}
     expand = request.args.get("$expand")
     if expand:
-        keys = [xp_key(i) for i in _expanded_ids(expand)]
+        keys = [xp_key(i) for i in expanded_ids(expand)]
         shown[XP] = [
             {"id": event.xp_ids[key], "value": event.extended[key]}
             for key in keys
             if key in event.extended
         ]
     return shown
-
-
-def _expanded_ids(expand: str) -> list[str]:
-    """The extended property ids an `$expand` names: `id eq '…'`, joined by `or`."""
-    found = _XP_EXPAND_MANY.match(expand.strip())
-    terms = re.split(r"\s+or\s+", found.group(1)) if found else []
-    ids = [m.group(1) for t in terms if (m := _XP_ID.match(t.strip()))]
-    if not ids or len(ids) != len(terms):
-        raise GraphError(400, "BadRequest", f"Unsupported $expand: {expand}")
-    return ids
 
 
 def _expand(

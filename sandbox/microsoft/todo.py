@@ -5,6 +5,8 @@
     GET/POST             me/todo/lists/{listId}/tasks
     GET/PATCH/DELETE     me/todo/lists/{listId}/tasks/{id}
     GET                  me/todo/lists/{listId}/tasks/delta
+    GET/POST             me/todo/lists/{listId}/tasks/{id}/extensions
+    GET/PATCH/DELETE     me/todo/lists/{listId}/tasks/{id}/extensions/{extensionId}
 
 Each user has a default list "Tasks" with `wellknownListName` "defaultList". Graph's
 v1.0 todoTask has no singleValueExtendedProperties (its metadata lists open
@@ -13,6 +15,13 @@ v1.0 todoTask has no singleValueExtendedProperties (its metadata lists open
 (applicationName, displayName, externalId, webUrl; Graph gives each an id) may be
 made with the task in its create, as Graph documents; they are a navigation property,
 shown only with `$expand=linkedResources` (on a read, a listing and a delta round).
+Open extensions (openTypeExtension: an `extensionName` and the app's own properties,
+its id being that name) may be made with the task in its create, as Graph documents,
+or later on the task; they are shown only with `$expand=extensions` or
+`$expand=extensions($filter=id eq '...')` (on a read, a listing and a delta round), a
+comma joining it to `linkedResources`. A PATCH replaces the extension's properties with
+those it gives (Graph documents merging for directory objects only, so a client sends
+them all); writing an extension changes its task, which reads as updated.
 Tasks have no changeKey in Graph; `@odata.etag` changes on every write and a stale
 `If-Match` gets 412.
 """
@@ -20,6 +29,7 @@ Tasks have no changeKey in Graph; `@odata.etag` changes on every write and a sta
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -67,6 +77,9 @@ WRITABLE = frozenset(
     }
 )
 LINKED = "linkedResources"
+EXTENSIONS = "extensions"
+OPEN_EXTENSION = "#microsoft.graph.openTypeExtension"
+_EXTENSION_FILTER = re.compile(r"^extensions\(\$filter=id eq '((?:[^']|'')+)'\)$")
 LINKED_PROPERTIES = frozenset({"applicationName", "displayName", "externalId", "webUrl"})
 STATUSES = {"notStarted", "inProgress", "completed", "waitingOnOthers", "deferred"}
 IMPORTANCES = {"low", "normal", "high"}
@@ -86,6 +99,7 @@ class Task:
     seq: int
     deleted: bool = False
     linked: list[dict[str, Any]] = field(default_factory=list)
+    extensions: dict[str, dict[str, Any]] = field(default_factory=dict)  # by casefolded id
 
 
 @dataclass
@@ -126,9 +140,66 @@ def routes(sandbox: MicrosoftSandbox) -> list[Route]:
     def get_task(request: Request, user: User, listId: str, taskId: str) -> Response:
         state = state_of(user)
         task = _task(state, _task_list(state, listId), taskId)
-        return json_response(_json(task, _expanded(request)))
+        return json_response(_json(task, request))
+
+    extensions = item + "/extensions"
+    one_extension = extensions + "/{extensionId}"
+
+    def task_of(user: User, list_id: str, task_id: str) -> tuple[TodoState, Task]:
+        state = state_of(user)
+        return state, _task(state, _task_list(state, list_id), task_id)
+
+    def list_extensions(request: Request, user: User, listId: str, taskId: str) -> Response:
+        _, task = task_of(user, listId, taskId)
+        return json_response({"value": [_extension_json(x) for x in task.extensions.values()]})
+
+    def add_extension(request: Request, user: User, listId: str, taskId: str) -> Response:
+        state, task = task_of(user, listId, taskId)
+        made = _extension(read_json(request))
+        if made["id"].casefold() in task.extensions:
+            raise GraphError(409, "NameAlreadyExists", "The extension already exists.")
+        task.extensions[made["id"].casefold()] = made
+        _changed(sandbox, user, state, task)
+        return json_response(_extension_json(made), 201)
+
+    def get_extension(
+        request: Request, user: User, listId: str, taskId: str, extensionId: str
+    ) -> Response:
+        _, task = task_of(user, listId, taskId)
+        return json_response(_extension_json(_held_extension(task, extensionId)))
+
+    def patch_extension(
+        request: Request, user: User, listId: str, taskId: str, extensionId: str
+    ) -> Response:
+        state, task = task_of(user, listId, taskId)
+        held = _held_extension(task, extensionId)
+        given = read_json(request)
+        data = {k: v for k, v in given.items() if not k.startswith("@") and k != "id"}
+        data.pop("extensionName", None)
+        _check_extension_data(data)
+        task.extensions[extensionId.casefold()] = {
+            "id": held["id"],
+            "extensionName": held["extensionName"],
+            **copy.deepcopy(data),
+        }
+        _changed(sandbox, user, state, task)
+        return Response(status=204)
+
+    def delete_extension(
+        request: Request, user: User, listId: str, taskId: str, extensionId: str
+    ) -> Response:
+        state, task = task_of(user, listId, taskId)
+        _held_extension(task, extensionId)
+        del task.extensions[extensionId.casefold()]
+        _changed(sandbox, user, state, task)
+        return Response(status=204)
 
     return [
+        route("GET", extensions, list_extensions, SCOPES, "Collection(extension)"),
+        route("POST", extensions, add_extension, WRITE_SCOPES, "extension"),
+        route("GET", one_extension, get_extension, SCOPES, "extension"),
+        route("PATCH", one_extension, patch_extension, WRITE_SCOPES, NO_CONTENT),
+        route("DELETE", one_extension, delete_extension, WRITE_SCOPES, NO_CONTENT),
         route("GET", lists, lambda r, u: _lists(sandbox, u), SCOPES, "Collection(todoTaskList)"),
         route(
             "POST", lists, lambda r, u: _create_list(sandbox, r, u), WRITE_SCOPES, "todoTaskList"
@@ -265,8 +336,63 @@ def _linked(user: User, value: Any) -> list[dict[str, Any]]:
     return made
 
 
-def _expanded(request: Request) -> bool:
-    return LINKED in {part.strip() for part in request.args.get("$expand", "").split(",")}
+def _expanded(request: Request | None) -> tuple[bool, str | None]:
+    """What a request's `$expand` shows: (linkedResources, the extensions: "" for all,
+    an id for one, None for none); 400 for anything else."""
+    linked, extensions = False, None
+    text = "" if request is None else request.args.get("$expand", "")
+    for part in (p.strip() for p in re.split(r",(?![^(]*\))", text) if p.strip()):
+        found = _EXTENSION_FILTER.match(part)
+        if part == LINKED:
+            linked = True
+        elif part == EXTENSIONS:
+            extensions = ""
+        elif found:
+            extensions = found.group(1).replace("''", "'")
+        else:
+            raise GraphError(400, "BadRequest", f"Unsupported $expand: {part}")
+    return linked, extensions
+
+
+def _check_extension_data(data: dict[str, Any]) -> None:
+    """An open extension holds primitive values and arrays of them."""
+    for name, value in data.items():
+        items = value if isinstance(value, list) else [value]
+        if any(isinstance(v, (dict, list)) for v in items):
+            raise GraphError(400, "invalidRequest", f"'{name}' must be a primitive value.")
+
+
+def _extension(body: Any) -> dict[str, Any]:
+    """An open extension as given in a create, with its id (its name)."""
+    if not isinstance(body, dict) or body.get("@odata.type") not in (
+        OPEN_EXTENSION,
+        OPEN_EXTENSION.removeprefix("#"),
+    ):
+        raise GraphError(400, "invalidRequest", "Only open type extensions are supported.")
+    name = body.get("extensionName")
+    if not isinstance(name, str) or not name.strip():
+        raise GraphError(400, "invalidRequest", "extensionName is required.")
+    data = {k: v for k, v in body.items() if not k.startswith("@") and k not in ("id",)}
+    data.pop("extensionName")
+    _check_extension_data(data)
+    return {"id": name, "extensionName": name, **copy.deepcopy(data)}
+
+
+def _held_extension(task: Task, extension_id: str) -> dict[str, Any]:
+    found = task.extensions.get(extension_id.casefold())
+    if found is None:
+        raise GraphError(404, "ErrorItemNotFound", _NOT_FOUND)
+    return found
+
+
+def _extension_json(extension: dict[str, Any]) -> dict[str, Any]:
+    return {"@odata.type": OPEN_EXTENSION, **copy.deepcopy(extension)}
+
+
+def _changed(sandbox: MicrosoftSandbox, user: User, state: TodoState, task: Task) -> None:
+    """A write of one of the task's extensions changes the task."""
+    _touch(sandbox, state, task, body=False)
+    _notify(sandbox, user, "updated", task)
 
 
 def _touch(sandbox: MicrosoftSandbox, state: TodoState, task: Task, body: bool) -> None:
@@ -287,16 +413,24 @@ def _create(sandbox: MicrosoftSandbox, request: Request, user: User, list_id: st
     task_list = _task_list(state, list_id)
     body = read_json(request)
     linked = _linked(user, body.pop(LINKED)) if LINKED in body else []
+    given = body.pop(EXTENSIONS) if EXTENSIONS in body else []
+    if not isinstance(given, list):
+        raise GraphError(400, "invalidRequest", "'extensions' must be a collection.")
+    made = [_extension(x) for x in given]
     fields = _checked(body)
     if not isinstance(fields.get("title"), str):
         raise GraphError(400, "invalidRequest", "title is required.")
     now = sandbox.clock()
     task = Task(new_id(user), task_list.id, fields, now, now, now, "", 0, linked=linked)
+    task.extensions = {x["id"].casefold(): x for x in made}
     _completion(sandbox, task)
     _touch(sandbox, state, task, body=True)
     state.tasks[task.id] = task
     _notify(sandbox, user, "created", task)
-    return json_response(_json(task, bool(linked)), 201)
+    shown = _json(task)
+    if linked:
+        shown[LINKED] = copy.deepcopy(task.linked)
+    return json_response(shown, 201)
 
 
 def _completion(sandbox: MicrosoftSandbox, task: Task) -> None:
@@ -335,7 +469,7 @@ def _delete(
     return Response(status=204)
 
 
-def _json(task: Task, expand: bool = False) -> dict[str, Any]:
+def _json(task: Task, request: Request | None = None) -> dict[str, Any]:
     shown: dict[str, Any] = {
         "@odata.etag": etag(task.change_key),
         "id": task.id,
@@ -351,8 +485,15 @@ def _json(task: Task, expand: bool = False) -> dict[str, Any]:
         "body": {"content": "", "contentType": "text"},
     }
     shown.update(copy.deepcopy(task.fields))
-    if expand:
+    linked, extensions = _expanded(request)
+    if linked:
         shown[LINKED] = copy.deepcopy(task.linked)
+    if extensions is not None:
+        shown[EXTENSIONS] = [
+            _extension_json(x)
+            for key, x in task.extensions.items()
+            if extensions in ("", None) or key == extensions.casefold()
+        ]
     return shown
 
 
@@ -369,7 +510,7 @@ def _list(sandbox: MicrosoftSandbox, request: Request, user: User, list_id: str)
     body: dict[str, Any] = {
         "@odata.context": f"{sandbox.base_url}/v1.0/$metadata#users('{user.oid}')/todo/lists"
         f"('{task_list.id}')/tasks",
-        "value": [_json(t, _expanded(request)) for t in live[skip : skip + size]],
+        "value": [_json(t, request) for t in live[skip : skip + size]],
     }
     if skip + size < len(live):
         params = {k: v for k, v in request.args.items() if k != "$skip"}
@@ -393,7 +534,7 @@ def _delta(sandbox: MicrosoftSandbox, request: Request, user: User, list_id: str
         task = state.tasks[task_id]
         if task.deleted:
             return None
-        return {"@odata.type": "#microsoft.graph.todoTask", **_json(task, _expanded(request))}
+        return {"@odata.type": "#microsoft.graph.todoTask", **_json(task, request)}
 
     return delta_page(
         sandbox,

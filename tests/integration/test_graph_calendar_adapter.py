@@ -15,6 +15,7 @@ from crmsync.errors import Conflict, CursorExpired
 from crmsync.model import normalize
 from crmsync.providers.microsoft.calendar import HELD, GraphCalendar
 from crmsync.providers.microsoft.client import GraphClient
+from crmsync.transforms import CustomMap
 from sandbox.microsoft.events import dismiss, snooze, state_of
 from sandbox.microsoft.graph import expire_delta_links
 from tests.integration.microsoft_sandbox import EMAIL, Graph, served_graph
@@ -353,3 +354,57 @@ def test_CAL9_rules_map_to_graph_patterns_and_back(
     master = next(e for e in stored(graph) if e.id == series).fields["recurrence"]
     assert (master["pattern"]["type"], master["range"]["type"]) == (graph_type, range_type)
     assert cal.get(series).fields["recurrence"] == rule  # type: ignore[index]
+
+
+# -- custom fields (SYN-1) and attachments (CAL-11) ---------------------------------------------
+def test_SYN1_custom_values_round_trip_as_extended_properties_of_the_event(graph: Graph) -> None:
+    client = GraphClient(graph.token, f"{graph.base}/v1.0", graph.session, sleep=lambda s: None)
+    stages = {"enum": {"lead": "Prospect", "customer": "Client"}}
+    custom = CustomMap.of(
+        {"stage": {"provider": "Stage", "transform": stages}, "room": {"provider": "crm.room"}}
+    )
+    cal = GraphCalendar(client, directory=DIRECTORY, window=WINDOW, custom=custom)
+    fields = {**meeting(), "custom.stage": "customer", "custom.room": "B-204"}
+    made = cal.create(Write("provider", "create", "activity", fields=fields, key="k-1"))
+
+    first = cal.get(made.id).fields or {}
+    assert (first["custom.stage"], first["custom.room"]) == ("customer", "B-204")
+    [event] = stored(graph)
+    assert "Client" in event.extended.values()
+
+    change = {"custom.stage": "lead", "custom.room": None}
+    cal.update(Write("provider", "update", "activity", made.id, change, version=made.version))
+
+    [changed] = cal.changes(None).records
+    assert changed.fields is not None
+    assert (changed.fields["custom.stage"], changed.fields["custom.room"]) == ("lead", None)
+    assert changed.fields["subject"] == "Kickoff"
+
+
+def test_CAL11_an_event_with_attachments_reads_and_updates_without_touching_them(
+    graph: Graph,
+) -> None:
+    cal = calendar_of(graph)
+    event_id = create(cal)
+    file = {
+        "@odata.type": "#microsoft.graph.fileAttachment",
+        "name": "agenda.pdf",
+        "contentBytes": "JVBERi0=",
+    }
+    graph.ok(graph.post(f"me/events/{event_id}/attachments", file), 201)
+    current = cal.get(event_id)
+
+    cal.update(
+        Write(
+            "provider",
+            "update",
+            "activity",
+            event_id,
+            {"subject": "Moved"},
+            version=current.version,
+        )
+    )
+
+    [event] = stored(graph)
+    assert [a["name"] for a in event.attachments] == ["agenda.pdf"]
+    assert "attachments" not in (cal.get(event_id).fields or {})

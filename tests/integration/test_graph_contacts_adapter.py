@@ -22,6 +22,7 @@ from crmsync.errors import (
 from crmsync.model import normalize
 from crmsync.providers.microsoft.client import GraphClient
 from crmsync.providers.microsoft.contacts import GraphContacts
+from crmsync.transforms import CustomMap
 from sandbox.microsoft.contacts import state_of
 from sandbox.microsoft.graph import expire_delta_links
 from tests.integration.microsoft_sandbox import EMAIL, Graph, served_graph
@@ -454,3 +455,47 @@ def test_the_token_is_read_on_every_request_and_never_logged(
 
     text = " ".join(str(r.__dict__) for r in caplog.records)
     assert "graph contactFolders.list" in text and graph.token not in text
+
+
+# -- custom fields (SYN-1) ---------------------------------------------------------------------
+CUSTOM = CustomMap.of(
+    {
+        "industry": {"provider": "Industry"},
+        "code": {"provider": "Owner's code", "transform": {"prefix": "ACME-"}},
+    }
+)
+
+
+def test_SYN1_custom_values_round_trip_as_extended_properties_and_clear(graph: Graph) -> None:
+    contacts = GraphContacts(client_of(graph), "CRM", CUSTOM)
+    fields = {**contact(), "custom.industry": "Software", "custom.code": "4711"}
+    made = contacts.create(Write("provider", "create", "contact", fields=fields, key="k-1"))
+
+    first = contacts.get(made.id).fields or {}
+    assert (first["custom.industry"], first["custom.code"]) == ("Software", "4711")
+    [stored] = state_of(graph.sandbox.users[EMAIL]).contacts.values()
+    assert "ACME-4711" in stored.extended.values()
+
+    change = {"custom.industry": None, "custom.code": "42"}
+    contacts.update(Write("provider", "update", "contact", made.id, change, version=made.version))
+
+    [round_one] = contacts.changes(None).records
+    assert round_one.fields is not None
+    assert (round_one.fields["custom.industry"], round_one.fields["custom.code"]) == (None, "42")
+    assert round_one.fields["first_name"] == "Ada", "other fields stay"
+
+
+def test_SYN1_a_value_the_transform_cannot_read_makes_that_contact_fail_alone(
+    graph: Graph,
+) -> None:
+    contacts = GraphContacts(client_of(graph), "CRM", CUSTOM)
+    plain = GraphContacts(
+        client_of(graph), "CRM", CustomMap.of({"x": {"provider": "Owner's code"}})
+    )
+    bad = plain.create(
+        Write("provider", "create", "contact", fields={**contact(), "custom.x": "Z-1"}, key="k-1")
+    )
+
+    record = contacts.get(bad.id)
+
+    assert record.fields == {} and record.error and "custom.code" in record.error

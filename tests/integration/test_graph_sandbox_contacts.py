@@ -156,6 +156,23 @@ def test_a_link_key_in_an_extended_property_reads_back_only_through_expand(graph
     assert expanded["singleValueExtendedProperties"] == [{"id": LINK_KEY, "value": "crm-42"}]
 
 
+def test_SYN1_several_extended_properties_read_back_in_one_expand(graph: Graph) -> None:
+    odd = "String {66f5a359-4659-4830-9070-00047ec6ac6e} Name Owner's code or name"
+    held = [{"id": LINK_KEY, "value": "crm-42"}, {"id": odd, "value": "A-1"}]
+    created = add(graph, folder_id(graph), singleValueExtendedProperties=held)
+    quoted = odd.replace("'", "''")
+    wanted = f"id eq '{LINK_KEY}' or id eq '{quoted}' or id eq 'String {{0}} Name none'"
+
+    expanded = graph.ok(
+        graph.get(
+            f"me/contacts/{created['id']}",
+            params={"$expand": f"singleValueExtendedProperties($filter={wanted})"},
+        )
+    )
+
+    assert expanded["singleValueExtendedProperties"] == held
+
+
 def test_contacts_can_be_found_by_their_link_key(graph: Graph) -> None:
     folder = folder_id(graph)
     wanted = add(graph, folder, singleValueExtendedProperties=[{"id": LINK_KEY, "value": "crm-42"}])

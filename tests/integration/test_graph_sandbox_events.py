@@ -6,6 +6,7 @@ with cancelled and modified occurrences (CAL-9), calendarView delta with paging,
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -169,6 +170,38 @@ def test_every_write_gives_a_new_change_key(graph: Graph) -> None:
     assert patched["changeKey"] != created["changeKey"]
     assert patched["lastModifiedDateTime"] > created["lastModifiedDateTime"]
     assert patched["subject"] == "Moved" and patched["start"] == created["start"]
+
+
+def test_CAL11_a_file_attached_to_an_event_is_listed_and_changes_the_event(graph: Graph) -> None:
+    created = add(graph)
+    assert created["hasAttachments"] is False
+    graph.clock.now += timedelta(minutes=1)
+    file = {
+        "@odata.type": "#microsoft.graph.fileAttachment",
+        "name": "agenda.pdf",
+        "contentType": "application/pdf",
+        "contentBytes": base64.b64encode(b"%PDF-1.7 agenda").decode(),
+    }
+
+    made = graph.ok(graph.post(f"me/events/{created['id']}/attachments", file), 201)
+
+    assert (made["name"], made["size"], made["isInline"]) == ("agenda.pdf", 15, False)
+    [listed] = graph.ok(graph.get(f"me/events/{created['id']}/attachments"))["value"]
+    assert listed["id"] == made["id"] and listed["contentBytes"] == file["contentBytes"]
+    event = graph.ok(graph.get(f"me/events/{created['id']}"))
+    assert event["hasAttachments"] is True
+    assert event["changeKey"] != created["changeKey"]
+
+
+def test_an_attachment_that_is_no_file_or_not_base64_is_refused(graph: Graph) -> None:
+    created = add(graph)
+    path = f"me/events/{created['id']}/attachments"
+    item = {"@odata.type": "#microsoft.graph.itemAttachment", "name": "mail"}
+    file = {"@odata.type": "#microsoft.graph.fileAttachment", "name": "a", "contentBytes": "%%"}
+
+    for body in (item, file):
+        assert graph.post(path, body).status_code == 400
+    assert graph.ok(graph.get(f"me/events/{created['id']}"))["hasAttachments"] is False
 
 
 def test_a_patch_with_a_stale_etag_gets_412_and_changes_nothing(graph: Graph) -> None:

@@ -81,7 +81,8 @@ def test_the_schema_is_a_small_subset_of_graphs_published_v1_metadata_naming_its
     assert re.fullmatch(r"[0-9a-f]{40}", document["source"]["commit"])
     served = {"user", "contactFolder", "contact", "calendar", "event", "todoTaskList"}
     served |= {"todoTask", "linkedResource", "subscription", "changeNotificationCollection"}
-    served |= {"singleValueLegacyExtendedProperty"}
+    served |= {"singleValueLegacyExtendedProperty", "attachment", "fileAttachment"}
+    served |= {"openTypeExtension"}
     assert {schema.qualified(t) for t in served} <= set(schema.roots)
     for name, described in schema.types.items():  # closed: every type it names is in it
         named = [p["type"] for p in described.get("properties", {}).values()]
@@ -178,7 +179,7 @@ def test_the_check_fails_on_a_made_up_property_and_a_string_where_a_boolean_is_d
             "$.recurrence.range.startDate",
         ),
         ({"singleValueExtendedProperties": [{"id": "x", "value": 1}]}, "value: 1 is not"),
-        ({"attachments": []}, "navigation property the sandbox does not expand"),
+        ({"attachments": [{"name": 7}]}, "$.attachments[0].name"),
         ({"@odata.type": "#microsoft.graph.contact"}, "is no event"),
         ({"@odata.etags": "W/1"}, "no OData annotation is named 'odata.etags'"),
         ({"@odata.removed": {"reason": "deleted"}}, "no OData annotation"),
@@ -191,6 +192,24 @@ def test_the_check_fails_on_each_kind_of_mistyped_event(value: dict[str, Any], w
     problems = graph_schema().check({"id": "AAMk1", **value}, "event")
 
     assert len(problems) == 1 and wanted in problems[0], problems
+
+
+def test_the_check_fails_on_a_navigation_property_outside_the_subset() -> None:
+    problems = graph_schema().check({"id": "AAMk1", "photo": {}}, "contact")
+
+    assert len(problems) == 1 and "navigation property the sandbox does not expand" in problems[0]
+
+
+def test_the_check_lets_an_open_extension_hold_the_apps_own_properties() -> None:
+    extension = {
+        "@odata.type": "#microsoft.graph.openTypeExtension",
+        "id": "Com.Example.Data",
+        "extensionName": "Com.Example.Data",
+        "Ticket": "T-77",
+    }
+
+    assert graph_schema().check({"id": "AAMk1", "extensions": [extension]}, "todoTask") == []
+    assert graph_schema().check({"id": "AAMk1", "Ticket": "T-77"}, "todoTask")
 
 
 def test_the_check_accepts_answers_as_graph_documents_them() -> None:

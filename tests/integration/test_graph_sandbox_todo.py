@@ -239,3 +239,54 @@ def test_TSK1_a_linked_resource_without_an_application_is_refused(graph: Graph) 
     )
 
     assert answer.status_code == 400
+
+
+EXTENSION = "Com.Crmsync.Test"
+
+
+def test_SYN1_an_open_extension_made_with_a_task_shows_only_when_expanded(graph: Graph) -> None:
+    list_id = default_list(graph)
+    extension = {
+        "@odata.type": "#microsoft.graph.openTypeExtension",
+        "extensionName": EXTENSION,
+        "Ticket": "T-77",
+    }
+    made = add(graph, list_id, extensions=[extension])
+    path = f"me/todo/lists/{list_id}/tasks/{made['id']}"
+
+    assert "extensions" not in graph.ok(graph.get(path))
+    one = {"$expand": f"linkedResources,extensions($filter=id eq '{EXTENSION}')"}
+    [shown] = graph.ok(graph.get(path, params=one))["extensions"]
+    assert (shown["id"], shown["Ticket"]) == (EXTENSION, "T-77")
+    other = {"$expand": "extensions($filter=id eq 'Com.Other')"}
+    assert graph.ok(graph.get(path, params=other))["extensions"] == []
+    round_items, _, _ = whole_round(
+        graph, f"me/todo/lists/{list_id}/tasks/delta?$expand=extensions"
+    )
+    assert round_items[0]["extensions"][0]["Ticket"] == "T-77"
+
+
+def test_SYN1_writing_an_open_extension_replaces_its_values_and_changes_the_task(
+    graph: Graph,
+) -> None:
+    list_id = default_list(graph)
+    made = add(graph, list_id)
+    path = f"me/todo/lists/{list_id}/tasks/{made['id']}"
+    extension = {
+        "@odata.type": "#microsoft.graph.openTypeExtension",
+        "extensionName": EXTENSION,
+        "Ticket": "T-1",
+        "Stage": "lead",
+    }
+
+    graph.ok(graph.post(f"{path}/extensions", extension), 201)
+    assert graph.post(f"{path}/extensions", extension).status_code == 409
+    answer = graph.patch(f"{path}/extensions/{EXTENSION}", {"Ticket": "T-2", "Stage": None})
+    assert answer.status_code == 204
+
+    held = graph.ok(graph.get(f"{path}/extensions/{EXTENSION}"))
+    assert (held["Ticket"], held["Stage"]) == ("T-2", None)
+    assert graph.ok(graph.get(path))["@odata.etag"] != made["@odata.etag"]
+    assert graph.patch(f"{path}/extensions/Com.Other", {"Ticket": "x"}).status_code == 404
+    nested = {**extension, "Ticket": {"nested": True}}
+    assert graph.post(f"{path}/extensions", {**nested, "extensionName": "B"}).status_code == 400

@@ -15,7 +15,8 @@ from crmsync.engine.plan import Write
 from crmsync.errors import Conflict, CursorExpired, NotFound, TransientError
 from crmsync.model import normalize
 from crmsync.providers.microsoft.client import GraphClient
-from crmsync.providers.microsoft.todo import HELD, GraphTasks
+from crmsync.providers.microsoft.todo import EXTENSION, HELD, GraphTasks
+from crmsync.transforms import CustomMap
 from sandbox.microsoft.graph import expire_delta_links
 from sandbox.microsoft.todo import state_of
 from tests.integration.microsoft_sandbox import EMAIL, Graph, served_graph
@@ -440,3 +441,64 @@ def test_SET1_a_named_list_is_made_once_when_missing(graph: Graph) -> None:
     names = [x["displayName"] for x in graph.ok(graph.get("me/todo/lists"))["value"]]
     assert sorted(names) == ["CRM to-dos", "Tasks"]
     assert graph.ok(graph.get(f"{list_path(graph, 'CRM to-dos')}/{task_id}"))["id"] == task_id
+
+
+# -- custom fields (SYN-1) ---------------------------------------------------------------------
+TICKET = CustomMap.of({"ticket": {"provider": "Ticket"}, "stage": {"provider": "Stage"}})
+
+
+def test_SYN1_custom_values_live_in_an_open_extension_made_with_the_task(graph: Graph) -> None:
+    tasks = GraphTasks(client_of(graph), custom=TICKET)
+    fields = {**todo(), "custom.ticket": "T-77", "custom.stage": None}
+    write = Write("provider", "create", "todo", fields=fields, key="k-1", ref="T1")
+
+    made = tasks.create(write)
+
+    [task] = [t for t in state_of(graph.sandbox.users[EMAIL]).tasks.values() if not t.deleted]
+    [extension] = task.extensions.values()
+    assert extension == {"id": EXTENSION, "extensionName": EXTENSION, "Ticket": "T-77"}
+    record = tasks.get(made.id)
+    assert record.fields is not None and record.version == made.version
+    assert (record.fields["custom.ticket"], record.fields["custom.stage"]) == ("T-77", None)
+
+
+def test_SYN1_custom_values_change_and_clear_and_a_delta_round_reads_them(graph: Graph) -> None:
+    tasks = GraphTasks(client_of(graph), custom=TICKET)
+    fields = {**todo(), "custom.ticket": "T-77", "custom.stage": "open"}
+    made = tasks.create(Write("provider", "create", "todo", fields=fields, key="k-1"))
+    first = tasks.changes(None)
+
+    version = update(
+        tasks, made.id, made.version, **{"custom.ticket": "T-78", "custom.stage": None}
+    )
+
+    [changed] = tasks.changes(first.cursor).records
+    assert changed.fields is not None and changed.version == version
+    assert (changed.fields["custom.ticket"], changed.fields["custom.stage"]) == ("T-78", None)
+    assert changed.fields["subject"] == "Send Grace the contract"
+
+
+def test_SYN1_a_task_made_without_custom_values_gets_its_extension_on_update(
+    graph: Graph,
+) -> None:
+    task_id = create(tasks_of(graph))
+    tasks = GraphTasks(client_of(graph), custom=TICKET)
+    current = tasks.get(task_id)
+    assert current.fields is not None and current.fields["custom.ticket"] is None
+
+    update(tasks, task_id, current.version, **{"custom.ticket": "T-1", "subject": "Call"})
+
+    after = tasks.get(task_id).fields or {}
+    assert (after["custom.ticket"], after["subject"]) == ("T-1", "Call")
+
+
+def test_SYN1_a_task_update_with_a_stale_version_writes_no_custom_value(graph: Graph) -> None:
+    tasks = GraphTasks(client_of(graph), custom=TICKET)
+    fields = {**todo(), "custom.ticket": "T-77"}
+    made = tasks.create(Write("provider", "create", "todo", fields=fields, key="k-1"))
+    update(tasks, made.id, made.version, subject="Changed meanwhile")
+
+    with pytest.raises(Conflict):
+        update(tasks, made.id, made.version, **{"custom.ticket": "T-99"})
+
+    assert (tasks.get(made.id).fields or {})["custom.ticket"] == "T-77"

@@ -40,6 +40,7 @@ from typing import Any
 
 SCHEMA_PATH = Path(__file__).with_name("graph-v1.0.json")
 NAMESPACE = "microsoft.graph"
+EXTENSION = f"{NAMESPACE}.extension"  # open extensions hold what an app puts in them
 
 # Control information OData's JSON format defines (OData JSON Format 4.01, section 4.5).
 ODATA_ANNOTATIONS = frozenset(
@@ -165,9 +166,12 @@ class Schema:
 
     def dynamic(self, name: str) -> bool:
         """Whether `name` holds properties it does not declare: an open type declaring
-        none (Graph's `resourceData`)."""
+        none (Graph's `resourceData`), or an extension, whose own properties are the
+        app's data."""
         name = self.qualified(name)
-        return bool(self.types[name].get("open")) and not self.members(name)
+        if not self.types[name].get("open"):
+            return False
+        return not self.members(name) or EXTENSION in self.bases(name)
 
     # -- checks -----------------------------------------------------------------------------
     def check(self, value: Any, type_name: str) -> list[str]:

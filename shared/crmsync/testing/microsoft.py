@@ -19,7 +19,12 @@ crmsync sends.
 Where Graph differs from the memory provider by nature:
   * the sync scope of contacts is the category named after the label, on contacts of
     the default folder; `label` and `unlabel` give and take the category (the id stays);
-  * records hold no native fields the handle can set;
+  * custom values (`custom`, by provider key) are String extended properties in
+    crmsync's property set on contacts and events, and properties of crmsync's open
+    extension on tasks; Graph reads extended properties only by name, so the handle
+    shows those under the keys the tenant maps and those it set itself;
+  * an event's attachments (`attachments`, by file name) are file attachments, added
+    after the event is made; no other native field can be set;
   * `invitations` are the attendees the calendar's events hold who are CRM users (the
     sandbox sends no mail);
   * a task keeps only the date of `start` and `due`.
@@ -30,6 +35,7 @@ of the installed crmsync package.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import weakref
 from collections.abc import Callable, Iterator, Mapping
@@ -47,12 +53,13 @@ from crmsync.providers.accounts import Resource
 from crmsync.providers.microsoft.account import MicrosoftAccount
 from crmsync.providers.microsoft.calendar import GraphCalendar, sync_window, to_event
 from crmsync.providers.microsoft.client import GraphClient
-from crmsync.providers.microsoft.contacts import GraphContacts, to_contact
+from crmsync.providers.microsoft.contacts import XP, GraphContacts, custom_property, to_contact
 from crmsync.providers.microsoft.kit import MicrosoftSetup
 from crmsync.providers.microsoft.oauth import MicrosoftOAuth
-from crmsync.providers.microsoft.todo import GraphTasks, to_task
+from crmsync.providers.microsoft.todo import EXTENSION, OPEN_EXTENSION, GraphTasks, to_task
 from crmsync.recordlog import Failure, FaultKind, Faults
 from crmsync.settings import Settings
+from crmsync.transforms import CustomMap
 
 if TYPE_CHECKING:
     from crmsync.testing import SyncWorld
@@ -211,7 +218,9 @@ class GraphSandboxSide:
 
         now = self.clock()
         resources: dict[Kind, Resource] = {
-            "contact": GraphContacts(client, settings["contact_label"]),
+            "contact": GraphContacts(
+                client, settings["contact_label"], settings.custom_map("contact")
+            ),
             "activity": GraphCalendar(
                 client,
                 settings["calendar"],
@@ -219,9 +228,14 @@ class GraphSandboxSide:
                 window=sync_window(
                     now, settings["window_days"], settings["not_before"], settings["timezone"]
                 ),
+                custom=settings.custom_map("activity"),
             ),
             "todo": GraphTasks(
-                client, settings["task_list"], claimed, timezone=settings["timezone"]
+                client,
+                settings["task_list"],
+                claimed,
+                timezone=settings["timezone"],
+                custom=settings.custom_map("todo"),
             ),
         }
         return MicrosoftAccount(resources)
@@ -272,24 +286,38 @@ class GraphProviderHandle:
         self._world = world
         self._side = side
         self._client = side.client(side.user_token)
+        self._keys: dict[Kind, set[str]] = {kind: set() for kind in model.KINDS}
 
     # -- the user's view of each resource ---------------------------------------------------
     def _settings(self) -> Settings:
         return self._world.effective_settings()
 
+    def _custom(self, kind: Kind) -> CustomMap:
+        """Every custom value as held, by provider key: the keys the tenant maps and
+        those the user set here."""
+        keys = {*self._settings().custom_map(kind).keys, *self._keys[kind]}
+        return CustomMap.of({key: {"provider": key} for key in sorted(keys)})
+
     def _contacts(self) -> GraphContacts:
-        return GraphContacts(self._client, self._settings()["contact_label"])
+        settings = self._settings()
+        return GraphContacts(self._client, settings["contact_label"], self._custom("contact"))
 
     def _calendar(self) -> GraphCalendar:
         settings = self._settings()
         now = self._side.clock()
         window = (now - timedelta(days=3650), now + timedelta(days=3650))
-        return GraphCalendar(self._client, settings["calendar"], DIRECTORY, window)
+        return GraphCalendar(
+            self._client, settings["calendar"], DIRECTORY, window, self._custom("activity")
+        )
 
     def _tasks(self) -> GraphTasks:
         settings = self._settings()
         return GraphTasks(
-            self._client, settings["task_list"], _nothing_claimed, timezone=settings["timezone"]
+            self._client,
+            settings["task_list"],
+            _nothing_claimed,
+            timezone=settings["timezone"],
+            custom=self._custom("todo"),
         )
 
     def _resource(self, kind: Kind) -> Any:
@@ -303,7 +331,21 @@ class GraphProviderHandle:
         out: dict[str, Any] = {"id": record.id, "version": record.version}
         fields = record.fields or {}
         held = {name: fields[name] for name in self._side.held[kind] if name in fields}
-        return {**out, **model.to_plain(held)}
+        custom = {
+            name.removeprefix(model.CUSTOM): value
+            for name, value in fields.items()
+            if model.is_custom(name) and value is not None
+        }
+        extra: dict[str, Any] = {"custom": custom} if custom else {}
+        if kind == "activity":
+            attachments = self._attachments(record.id)
+            if attachments:
+                extra["attachments"] = attachments
+        return {**extra, **out, **model.to_plain(held)}
+
+    def _attachments(self, event_id: str) -> list[str]:
+        listed = self._client.values(f"me/events/{event_id}/attachments", "attachments.list")
+        return [str(a.get("name", "")) for a in listed]
 
     # -- reading -----------------------------------------------------------------------------
     def get(self, kind: Kind, record_id: str) -> dict[str, Any] | None:
@@ -343,33 +385,75 @@ class GraphProviderHandle:
             values = merged
         return {name: values.get(name) for name in wanted}
 
+    def _native(self, kind: Kind, fields: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        """An edit's custom values (as `custom.<key>` fields) and attachments, which only
+        an event holds; the keys given are remembered, to be shown."""
+        allowed = {"custom", "attachments"} if kind == "activity" else {"custom"}
+        extra = {k: v for k, v in fields.items() if k not in model.FIELD_NAMES[kind]}
+        unknown = sorted(set(extra) - allowed)
+        if unknown:
+            raise ValueError(f"a Microsoft {kind} has no field {unknown[0]!r}")
+        custom = dict(extra.get("custom") or {})
+        self._keys[kind].update(custom)
+        values = {model.CUSTOM + key: value for key, value in custom.items()}
+        return values, [str(name) for name in extra.get("attachments") or ()]
+
+    def _attach(self, event_id: str, names: list[str]) -> None:
+        """The user attaches these files to the event in Outlook."""
+        for name in names:
+            body = {
+                "@odata.type": "#microsoft.graph.fileAttachment",
+                "name": name,
+                "contentType": "application/octet-stream",
+                "contentBytes": base64.b64encode(name.encode()).decode(),
+            }
+            self._client.request("POST", f"me/events/{event_id}/attachments", "attach", body=body)
+
     def create(self, kind: Kind, fields: Mapping[str, Any]) -> str:
         """The user makes a record in Outlook or To Do; returns its id."""
-        values = self._fields(kind, fields, {})
+        custom, attachments = self._native(kind, fields)
+        given = {k: v for k, v in fields.items() if k in model.FIELD_NAMES[kind]}
+        values = self._fields(kind, given, {})
+        written = {k: v for k, v in CustomMap.write(self._custom(kind), custom).items() if v}
+        properties = [{"id": custom_property(k), "value": v} for k, v in written.items()]
         if kind == "contact":
-            made = self._client.request("POST", "me/contacts", "create", body=to_contact(values))
+            body = to_contact(values)
+            if properties:
+                body[XP] = properties
+            made = self._client.request("POST", "me/contacts", "create", body=body)
         elif kind == "activity":
             calendar = self._calendar()
             body = to_event(values, DIRECTORY)
+            if properties:
+                body[XP] = [*(body.get(XP) or ()), *properties]
             made = self._client.request("POST", f"{calendar.base}/events", "create", body=body)
             if values.get("recurrence"):  # the occurrences the user cancelled or moved
                 calendar._apply_exceptions(str(made["id"]), values)
+            self._attach(str(made["id"]), attachments)
         else:
             tasks = self._tasks()
             body = to_task(values, tasks.timezone)
+            if written:
+                extension = {"@odata.type": OPEN_EXTENSION, "extensionName": EXTENSION}
+                body["extensions"] = [{**extension, **written}]
             made = self._client.request(
                 "POST", f"me/todo/lists/{tasks.list_id()}/tasks", "create", body=body
             )
         return str(made["id"])
 
     def update(self, kind: Kind, record_id: str, fields: Mapping[str, Any]) -> None:
-        """The user edits these fields of a record."""
+        """The user edits these fields of a record (custom values: None clears one)."""
+        custom, attachments = self._native(kind, fields)
         resource = self._resource(kind)
         current = resource.get(record_id)
         if current.fields is None:
             raise NotFound(f"{kind} {record_id} not found")
-        values = self._fields(kind, fields, current.fields)
-        resource.update(Write("provider", "update", kind, record_id, values))
+        given = {k: v for k, v in fields.items() if k in model.FIELD_NAMES[kind]}
+        values = self._fields(kind, given, current.fields)
+        if values or custom:
+            write = Write("provider", "update", kind, record_id, {**values, **custom})
+            resource.update(write)
+        self._attach(record_id, attachments)
 
     def delete(self, kind: Kind, record_id: str) -> None:
         self._resource(kind).delete(Write("provider", "delete", kind, record_id))

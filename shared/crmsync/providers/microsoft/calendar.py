@@ -17,7 +17,10 @@ Mapping (canonical ← → event):
     members ↔ the extended property `crmsyncMembers`, and attendees through the
             directory only when the write asks for invitations (SYN-8: Graph invites
             whenever an organiser's event gains attendees)
+    mapped custom fields (SYN-1) ↔ String extended properties named after their provider
+            keys, as contacts hold them (a cleared value written empty)
     the link key ↔ the extended property `crmsyncLink` (SYN-9), as contacts
+    attachments are the user's: crmsync neither reads nor writes them (CAL-11)
     the create's idempotency key ↔ transactionId and the extended property `crmsyncKey`
     reminder (SYN-10) ↔ isReminderOn, reminderMinutesBeforeStart and Outlook's snooze
             time, the MAPI property PidLidReminderSignalTime
@@ -46,8 +49,17 @@ from crmsync.errors import Conflict, NotFound, PermanentError
 from crmsync.ports import ChangePage, WriteResult
 from crmsync.providers.microsoft import echoes
 from crmsync.providers.microsoft.client import IMMUTABLE_IDS, GraphClient
-from crmsync.providers.microsoft.contacts import KEY, LINK, XP
+from crmsync.providers.microsoft.contacts import (
+    KEY,
+    LINK,
+    XP,
+    custom_property,
+    custom_values,
+    expand_ids,
+    with_custom,
+)
 from crmsync.providers.microsoft.echoes import RemembersWhatItMade
+from crmsync.transforms import CustomMap
 
 _GUID = "{0f6c2b1e-5a3d-4c8e-9b7a-2d4e6f8a1c35}"
 MEMBERS = f"String {_GUID} Name crmsyncMembers"
@@ -476,11 +488,15 @@ class GraphCalendar(RemembersWhatItMade):
         calendar: str = "primary",
         directory: Mapping[str, str] | None = None,
         window: tuple[datetime, datetime] | None = None,
+        custom: CustomMap | None = None,
     ) -> None:
         """`directory` maps CRM user ids to addresses: members become attendees of a
         write that may invite (CAL-6, SYN-8). `window` bounds the calendarView the delta
-        reads (Graph requires one; default 30 days back to a year ahead)."""
+        reads (Graph requires one; default 30 days back to a year ahead). `custom` is
+        the tenant's mapping of activity custom fields (SYN-1)."""
         self.client = client
+        self.custom = custom or CustomMap()
+        self._expand = expand_ids(*READ, *(custom_property(k) for k in self.custom.keys))
         self.calendar = calendar
         self.directory = dict(directory or {})
         self.users = {e.lower(): u for u, e in self.directory.items()}
@@ -502,12 +518,11 @@ class GraphCalendar(RemembersWhatItMade):
 
     # -- reading -----------------------------------------------------------------------------
     def _read(self, event_id: str) -> dict[str, Any]:
-        expand = " or ".join(f"id eq '{p}'" for p in READ)
         return self.client.request(
             "GET",
             f"me/events/{event_id}",
             "graph events.get",
-            params={"$expand": f"{XP}($filter={expand})"},
+            params={"$expand": self._expand},
             headers={"Prefer": TEXT_BODY},
         )
 
@@ -526,6 +541,7 @@ class GraphCalendar(RemembersWhatItMade):
                     version += EXCEPTIONS + digest
             canonical = model.normalize("activity", raw)
             fields = {name: canonical[name] for name in self.held}
+            fields.update(self.custom.read(custom_values(event, self.custom)))
         except (model.InvalidRecord, TypeError, AttributeError, ValueError, KeyError) as exc:
             return SideRecord(event_id, version, {}, modified=modified, ref=ref, error=str(exc))
         return SideRecord(
@@ -623,6 +639,7 @@ class GraphCalendar(RemembersWhatItMade):
         body.setdefault(XP, []).append({"id": KEY, "value": write.key})
         if write.ref:
             body[XP].append({"id": LINK, "value": write.ref})
+        body[XP] = with_custom(body[XP], self.custom, write.fields, new=True)
         made = self.client.request("POST", f"{self.base}/events", "graph events.create", body=body)
         self._made_now(str(made["id"]))
         if not write.fields.get("recurrence"):
@@ -638,6 +655,9 @@ class GraphCalendar(RemembersWhatItMade):
         body = to_event(fields, self.directory if write.notify else None)
         if "attendees" in body:
             body["attendees"] = self._guests_kept(write.target) + body["attendees"]
+        properties = with_custom(body.get(XP) or [], self.custom, fields, new=False)
+        if properties:
+            body[XP] = properties
         answer = self.client.request(
             "PATCH",
             f"me/events/{write.target}",

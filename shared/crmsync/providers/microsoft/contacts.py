@@ -10,6 +10,10 @@ Mapping (canonical ← → contact):
              as business phones (the number survives; it reads back as work)
     address ↔ businessAddress {street, city, state, postalCode, countryOrRegion}
     notes ↔ personalNotes
+    mapped custom fields (SYN-1) ↔ String single-value extended properties in crmsync's
+             property set, each named after the provider key the tenant maps it to and
+             written through its transform; Graph v1.0 cannot remove one by PATCH, so a
+             cleared value is written empty, which reads as no value
     in the sync scope ↔ the contact carries the category named after the label (CON-2)
     the link key ↔ the extended property `crmsyncLink` (SYN-9)
     the create's idempotency key ↔ the extended property `crmsyncKey` (SYN-4)
@@ -34,6 +38,7 @@ from crmsync.ports import ChangePage, WriteResult
 from crmsync.providers.microsoft import echoes
 from crmsync.providers.microsoft.client import GraphClient
 from crmsync.providers.microsoft.echoes import RemembersWhatItMade
+from crmsync.transforms import CustomMap
 
 _GUID = "{0f6c2b1e-5a3d-4c8e-9b7a-2d4e6f8a1c35}"
 LINK = f"String {_GUID} Name crmsyncLink"
@@ -119,16 +124,42 @@ def _phones(phones: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return {"businessPhones": business, "homePhones": home, "mobilePhone": mobile}
 
 
+def custom_property(key: str) -> str:
+    """The id of the extended property holding the custom value under provider `key`."""
+    return f"String {_GUID} Name {key}"
+
+
+def custom_values(item: Mapping[str, Any], custom: CustomMap) -> dict[str, str]:
+    """The custom values an item read with `expand_ids` holds, by provider key."""
+    found = {key: _extended(item, custom_property(key)) for key in custom.keys}
+    return {key: value for key, value in found.items() if value is not None}
+
+
+def with_custom(
+    properties: list[dict[str, str]], custom: CustomMap, fields: Mapping[str, Any], new: bool
+) -> list[dict[str, str]]:
+    """Extended properties with the mapped custom values `fields` carries added: a new
+    item gets those with a value, an update writes a cleared one empty."""
+    written = custom.write(fields)
+    return properties + [
+        {"id": custom_property(key), "value": value or ""}
+        for key, value in written.items()
+        if value is not None or not new
+    ]
+
+
+def expand_ids(*property_ids: str) -> str:
+    """An `$expand` reading these extended properties (a quote in a name doubled)."""
+    wanted = " or ".join("id eq '{}'".format(p.replace("'", "''")) for p in property_ids)
+    return f"{XP}($filter={wanted})"
+
+
 def _extended(contact: Mapping[str, Any], property_id: str) -> str | None:
     wanted = property_id.casefold()
     for item in contact.get(XP) or ():
         if str(item.get("id", "")).casefold() == wanted:
             return str(item.get("value", ""))
     return None
-
-
-def _expand(property_id: str) -> dict[str, str]:
-    return {"$expand": f"{XP}($filter=id eq '{property_id}')"}
 
 
 def _has_key(key: str) -> dict[str, str]:
@@ -145,9 +176,15 @@ class GraphContacts(RemembersWhatItMade):
     # The default folder's delta: twins in the user's other folders are looked up.
     lists_everything = False
 
-    def __init__(self, client: GraphClient, category: str = "CRM") -> None:
+    def __init__(
+        self, client: GraphClient, category: str = "CRM", custom: CustomMap | None = None
+    ) -> None:
+        """`custom` is the tenant's mapping of contact custom fields (SYN-1)."""
         self.client = client
         self.category = category
+        self.custom = custom or CustomMap()
+        ids = (LINK, *(custom_property(key) for key in self.custom.keys))
+        self._expand = {"$expand": expand_ids(*ids)}
 
     def in_scope(self, contact: Mapping[str, Any]) -> bool:
         wanted = self.category.casefold()  # Outlook's category names ignore case
@@ -175,6 +212,7 @@ class GraphContacts(RemembersWhatItMade):
         in_scope = self.in_scope(contact)
         try:
             fields = model.normalize("contact", from_contact(contact))
+            fields.update(self.custom.read(custom_values(contact, self.custom)))
         except (model.InvalidRecord, TypeError, AttributeError, ValueError) as exc:
             return SideRecord(
                 contact_id, version, {}, modified, in_scope=in_scope, ref=ref, error=str(exc)
@@ -186,7 +224,7 @@ class GraphContacts(RemembersWhatItMade):
         without one), all pages; deleted ones and those moved away read as gone."""
         link, made = echoes.split(cursor)
         start = link or f"me/contactFolders/{ROOT}/contacts/delta"
-        params = None if link else _expand(LINK)
+        params = None if link else self._expand
         records: list[SideRecord] = []
         for page in self.client.pages(start, "graph contacts.delta", params):
             records.extend(self.record(c) for c in page.get("value") or ())
@@ -202,7 +240,7 @@ class GraphContacts(RemembersWhatItMade):
 
     def get(self, record_id: str) -> SideRecord:
         try:
-            return self.record(self._read(record_id, _expand(LINK)))
+            return self.record(self._read(record_id, self._expand))
         except NotFound:
             return SideRecord(record_id, "0", None)
 
@@ -222,7 +260,7 @@ class GraphContacts(RemembersWhatItMade):
         extended properties."""
         wanted = {model.normalize_email(e) for e in emails}
         found: dict[str, SideRecord] = {}
-        for contact in self._everywhere(_expand(LINK)):
+        for contact in self._everywhere(self._expand):
             held = {
                 model.normalize_email(str(e.get("address") or ""))
                 for e in contact.get("emailAddresses") or ()
@@ -251,6 +289,7 @@ class GraphContacts(RemembersWhatItMade):
         body[XP] = [{"id": KEY, "value": write.key}]
         if write.ref:
             body[XP].append({"id": LINK, "value": write.ref})
+        body[XP] = with_custom(body[XP], self.custom, write.fields, new=True)
         made = self.client.request("POST", "me/contacts", "graph contacts.create", body=body)
         self._made_now(str(made["id"]))
         return WriteResult(str(made["id"]), str(made["@odata.etag"]))
@@ -267,7 +306,11 @@ class GraphContacts(RemembersWhatItMade):
         """Patch the properties the changed canonical fields live in, only if the
         contact is still at `write.version` (412 → Conflict)."""
         assert write.fields is not None and write.target is not None
-        answer = self._at("PATCH", write, "graph contacts.update", body=to_contact(write.fields))
+        body = to_contact(write.fields)
+        properties = with_custom([], self.custom, write.fields, new=False)
+        if properties:
+            body[XP] = properties
+        answer = self._at("PATCH", write, "graph contacts.update", body=body)
         return WriteResult(str(answer["id"]), str(answer["@odata.etag"]))
 
     def delete(self, write: Write) -> None:

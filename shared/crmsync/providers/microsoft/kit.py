@@ -252,9 +252,23 @@ def _resources(
 
     window = sync_window(now, settings["window_days"], settings["not_before"], settings["timezone"])
     return {
-        "contact": GraphContacts(client, settings["contact_label"]),
-        "activity": GraphCalendar(client, settings["calendar"], directory, window=window),
-        "todo": GraphTasks(client, settings["task_list"], claimed, timezone=settings["timezone"]),
+        "contact": GraphContacts(
+            client, settings["contact_label"], custom=settings.custom_map("contact")
+        ),
+        "activity": GraphCalendar(
+            client,
+            settings["calendar"],
+            directory,
+            window=window,
+            custom=settings.custom_map("activity"),
+        ),
+        "todo": GraphTasks(
+            client,
+            settings["task_list"],
+            claimed,
+            timezone=settings["timezone"],
+            custom=settings.custom_map("todo"),
+        ),
     }
 
 

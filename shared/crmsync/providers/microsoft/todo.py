@@ -27,8 +27,20 @@ documented as part of the task's create: the task and its key exist together or 
 at all. Graph filters no listing on a linkedResource's externalId, so a create looks
 through the list's tasks once per process (after an unanswered create, again).
 
+Mapped custom fields (SYN-1) live in one open extension, `EXTENSION`, whose properties
+are the provider keys the tenant maps them to (a cleared value is null). Graph v1.0's
+todoTask has no single-value extended properties, where contacts and events keep them;
+an open extension is what Graph documents for an app's own data on a task. It is made
+in the task's create request (as Graph documents), so a task crmsync makes never lacks
+it; a later write reads it and patches it whole, because Graph documents a PATCH that
+merges only for directory objects. A task is read with
+`$expand=extensions($filter=id eq '...')`; a delta round does not ask for it, as Graph
+has been reported to refuse that expansion on todoTask delta, so when to-do custom
+fields are mapped each task a round reports changed is read again.
+
 An update patches only the properties its canonical fields map to, with the version
-the engine read in If-Match (412 → Conflict).
+the engine read in If-Match (412 → Conflict); custom values are written after that
+patch, and the version returned is the task's after both.
 """
 
 from __future__ import annotations
@@ -47,6 +59,7 @@ from crmsync.ports import ChangePage, WriteResult
 from crmsync.providers.microsoft import echoes
 from crmsync.providers.microsoft.client import GraphClient
 from crmsync.providers.microsoft.echoes import RemembersWhatItMade
+from crmsync.transforms import CustomMap
 
 # The canonical to-do fields a To Do task holds (settings: field_map["todo"]).
 HELD = ("subject", "start", "due", "status", "priority", "notes", "recurrence")
@@ -54,6 +67,8 @@ APP = "crmsync"
 LINKED = "linkedResources"
 DEFAULT_LIST = "defaultList"
 EXPAND = {"$expand": LINKED}
+EXTENSION = "io.crmsync.customFields"
+OPEN_EXTENSION = "microsoft.graph.openTypeExtension"
 STATUS_OUT = {
     "open": "notStarted",
     "in_progress": "inProgress",
@@ -243,6 +258,25 @@ def reminder(task: Mapping[str, Any]) -> str:
     return f"on {at.get('dateTime', '')} {at.get('timeZone', '')}".strip()
 
 
+def extension_values(task: Mapping[str, Any]) -> dict[str, str | None]:
+    """What crmsync's open extension on a task holds, by provider key (an empty dict
+    when the task has none)."""
+    wanted = EXTENSION.casefold()
+    for item in task.get("extensions") or ():
+        if not isinstance(item, Mapping):
+            continue
+        if wanted in (
+            str(item.get("id", "")).casefold(),
+            str(item.get("extensionName", "")).casefold(),
+        ):
+            return {
+                str(k): v if isinstance(v, str) else None
+                for k, v in item.items()
+                if not str(k).startswith("@") and k not in ("id", "extensionName")
+            }
+    return {}
+
+
 def _link(task: Mapping[str, Any]) -> Mapping[str, Any] | None:
     for item in task.get(LINKED) or ():
         if isinstance(item, Mapping) and item.get("applicationName") == APP:
@@ -265,8 +299,16 @@ class GraphTasks(RemembersWhatItMade):
         claimed: Callable[[str], bool] | None = None,
         *,
         timezone: str = "UTC",
+        custom: CustomMap | None = None,
     ) -> None:
+        """`custom` is the tenant's mapping of to-do custom fields (SYN-1)."""
         self.client = client
+        self.custom = custom or CustomMap()
+        self._expand = (
+            {"$expand": f"{LINKED},extensions($filter=id eq '{EXTENSION}')"}
+            if self.custom
+            else EXPAND
+        )
         self.task_list = task_list
         self.claimed = claimed or (lambda task_id: False)
         self.timezone = timezone
@@ -332,7 +374,13 @@ class GraphTasks(RemembersWhatItMade):
             return SideRecord(
                 task_id, version, {}, modified, ref=ref, error=str(exc), reminder=token
             )
-        fields = {name: canonical[name] for name in self.held}
+        fields: dict[str, Any] = {name: canonical[name] for name in self.held}
+        try:
+            fields.update(self.custom.read(extension_values(task)))
+        except model.InvalidRecord as exc:
+            return SideRecord(
+                task_id, version, {}, modified, ref=ref, error=str(exc), reminder=token
+            )
         return SideRecord(task_id, version, fields, modified, ref=ref, reminder=token)
 
     def changes(self, cursor: str | None) -> ChangePage:
@@ -343,15 +391,21 @@ class GraphTasks(RemembersWhatItMade):
         params = None if link else EXPAND
         records: list[SideRecord] = []
         for page in self.client.pages(start, "graph todoTasks.delta", params):
-            records.extend(self.record(t) for t in page.get("value") or ())
+            records.extend(self._reported(t) for t in page.get("value") or ())
             if page.get("@odata.deltaLink"):
                 records += echoes.unreported(made, records, self.get)
                 return ChangePage(records, str(page["@odata.deltaLink"]))
         raise PermanentError("a task delta round ended without a delta link")
 
+    def _reported(self, task: Mapping[str, Any]) -> SideRecord:
+        """A task a delta round reports, read again for its custom values if mapped."""
+        if self.custom and "@removed" not in task:
+            return self.get(str(task["id"]))
+        return self.record(task)
+
     def _read(self, task_id: str) -> dict[str, Any]:
         return self.client.request(
-            "GET", f"{self._tasks}/{task_id}", "graph todoTasks.get", params=EXPAND
+            "GET", f"{self._tasks}/{task_id}", "graph todoTasks.get", params=self._expand
         )
 
     def get(self, record_id: str) -> SideRecord:
@@ -383,6 +437,11 @@ class GraphTasks(RemembersWhatItMade):
         body = to_task(write.fields, self.timezone)
         link = {"applicationName": APP, "externalId": write.key, "displayName": write.ref or ""}
         body[LINKED] = [link]
+        values = {k: v for k, v in self.custom.write(write.fields).items() if v is not None}
+        if values:
+            body["extensions"] = [
+                {"@odata.type": OPEN_EXTENSION, "extensionName": EXTENSION, **values}
+            ]
         try:
             made = self.client.request("POST", self._tasks, "graph todoTasks.create", body=body)
         except TransientError:
@@ -408,7 +467,29 @@ class GraphTasks(RemembersWhatItMade):
             body=body,
             headers=headers,
         )
-        return WriteResult(str(answer["id"]), str(answer["@odata.etag"]))
+        values = self.custom.write(write.fields)
+        if not values:
+            return WriteResult(str(answer["id"]), str(answer["@odata.etag"]))
+        self._write_extension(write.target, values)
+        after = self.get(write.target)
+        return WriteResult(after.id, after.version, after.reminder)
+
+    def _write_extension(self, task_id: str, values: Mapping[str, str | None]) -> None:
+        """Set these custom values in the task's open extension, keeping its others
+        (None: null, no value); the extension is made if the task has none yet."""
+        path = f"{self._tasks}/{task_id}/extensions"
+        try:
+            held = self.client.request(
+                "GET", f"{path}/{EXTENSION}", "graph todoTasks.extensions.get"
+            )
+        except NotFound:
+            body = {"@odata.type": OPEN_EXTENSION, "extensionName": EXTENSION, **values}
+            self.client.request("POST", path, "graph todoTasks.extensions.create", body=body)
+            return
+        whole = {**extension_values({"extensions": [held]}), **values}
+        self.client.request(
+            "PATCH", f"{path}/{EXTENSION}", "graph todoTasks.extensions.update", body=whole
+        )
 
     def delete(self, write: Write) -> None:
         """Delete the task; NotFound (from Graph's 404) when it is already gone."""
