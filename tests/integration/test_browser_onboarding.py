@@ -139,6 +139,8 @@ def test_AUTH1_AUTH2_a_user_consents_to_microsoft_in_the_browser_and_the_first_c
     landed = answer(page, stack.functions_url + "/oauth_callback", "Accept")
 
     assert landed.status == 200
+    # response_mode=form_post: the code came in a POSTed form, and is in no URL
+    assert landed.request.method == "POST" and "code=" not in page.url
     text = shown(page, landed)
     assert page.inner_text("h1") == "Connected"
     assert f"{ADA} now syncs with your CRM" in text
@@ -167,7 +169,7 @@ def test_AUTH1_cancelling_microsofts_consent_lands_on_a_page_that_says_how_to_tr
 
     landed = answer(page, stack.functions_url + "/oauth_callback", "Cancel")
 
-    assert landed.status == 400
+    assert (landed.status, landed.request.method) == (400, "POST")
     text = shown(page, landed)
     assert "Consent was not given, so nothing was connected." in text
     assert "open your onboarding link again and allow access" in text
