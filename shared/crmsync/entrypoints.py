@@ -45,6 +45,7 @@ from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qsl
 
 from crmsync import service, web
 from crmsync.errors import TransientError, Undeclared
@@ -55,6 +56,7 @@ from crmsync.ports import PushRequest
 log = logging.getLogger("crmsync.entrypoints")
 
 MAX_BODY = 64 * 1024  # events and task payloads are small; anything bigger is refused
+MAX_FORM = 16 * 1024  # a provider's form_post answer: a code, the state, a few ids
 # One POST of change notifications bundles those of many subscriptions (each under 1 KB).
 MAX_PUSH_BODY = 1024 * 1024
 Answer = tuple[Any, int, dict[str, str]]
@@ -319,20 +321,21 @@ def oauth_start(request: Any) -> Answer:
 def oauth_callback(request: Any) -> Answer:
     """Where the provider sends the user back: the connection is made, and the user sees
     the connected account (AUTH-1); or, after an organisation-wide consent, the admin
-    sees that their organisation approved crmsync."""
-    if service.is_admin_consent(request.args.get("state")):
-        approved = service.finish_admin_consent(
-            services(), request.args.get("state"), request.args.to_dict()
-        )
+    sees that their organisation approved crmsync. The answer comes in the query (GET),
+    or as a form the provider's page POSTs (response_mode=form_post, which keeps the
+    code out of the URL, and so out of the browser's history and any Referer)."""
+    answer = _callback_answer(request)
+    if service.is_admin_consent(answer.get("state")):
+        approved = service.finish_admin_consent(services(), answer.get("state"), answer)
         page = web.render("approved.html", label=approved["label"])
         return page, 200, _HTML
-    if request.args.get("error"):
+    if answer.get("error"):
         raise service.Refused(
             400,
             "consent was not given, so nothing was connected",
             "To connect, open your onboarding link again and allow access.",
         )
-    record = service.finish_oauth(services(), request.args.get("state"), request.args.get("code"))
+    record = service.finish_oauth(services(), answer.get("state"), answer.get("code"))
     page = web.render(
         "connected.html",
         account=str(record.get("account") or "Your account"),
@@ -340,6 +343,17 @@ def oauth_callback(request: Any) -> Answer:
         switched=record.get("switched", ""),
     )
     return page, 200, _HTML
+
+
+def _callback_answer(request: Any) -> Mapping[str, str]:
+    """The provider's answer (code and state, or error): the query, or a posted form."""
+    if request.method in ("GET", "HEAD"):
+        return dict(request.args.items())
+    if request.method != "POST":
+        raise service.Refused(405, "open your onboarding link in a browser")
+    if request.mimetype != "application/x-www-form-urlencoded":
+        raise service.Refused(415, "the sign-in answer is not a form")
+    return dict(parse_qsl(_body(request, MAX_FORM).decode("utf-8", "replace")))
 
 
 @_guarded

@@ -144,6 +144,23 @@ def test_AUTH2_a_replayed_or_forged_callback_is_refused(connected: LocalStack) -
         )
         assert answer.status_code == 400, params
         assert "onboarding link" in page_text(answer)
+        posted = requests.post(  # the same answers as a form_post
+            connected.functions_url + "/oauth_callback", data=params, timeout=10
+        )
+        assert posted.status_code == 400, params
+        assert "onboarding link" in page_text(posted)
+
+
+def test_AUTH2_a_callback_posted_as_anything_but_a_form_is_refused_with_a_page(
+    stack: LocalStack,
+) -> None:
+    url = stack.functions_url + "/oauth_callback"
+    as_json = requests.post(url, json={"state": "s", "code": "x"}, timeout=10)
+    too_big = requests.post(url, data={"state": "s" * 20_000, "code": "x"}, timeout=10)
+    put = requests.put(url, data={"state": "s", "code": "x"}, timeout=10)
+
+    assert [a.status_code for a in (as_json, too_big, put)] == [415, 413, 405]
+    assert all("onboarding link" in page_text(a) for a in (as_json, too_big, put))
 
 
 def test_AUTH6_a_connection_past_the_tenants_seats_is_refused_and_others_go_on(

@@ -10,11 +10,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 import jwt
 import msal
@@ -152,6 +153,56 @@ def test_AUTH1_a_user_who_cancels_is_sent_back_with_access_denied(entra: Entra) 
     result = app.acquire_token_by_auth_code_flow(flow, answer)
 
     assert result["error"] == "access_denied"
+
+
+def test_AUTH1_form_post_answers_a_page_that_posts_the_code_and_state_to_the_redirect_uri(
+    entra: Entra,
+) -> None:
+    app = entra.app()
+    flow = app.initiate_auth_code_flow(SCOPES, redirect_uri=REDIRECT_URI, response_mode="form_post")
+    page = requests.get(flow["auth_uri"], verify=entra.ca, timeout=5)
+    request_id = re.search(r'name="request_id" value="([^"]+)"', page.text)
+    assert request_id is not None
+
+    answer = requests.post(
+        flow["auth_uri"].split("?")[0],
+        data={"request_id": request_id.group(1), "login": EMAIL, "action": "accept"},
+        verify=entra.ca,
+        timeout=5,
+        allow_redirects=False,
+    )
+
+    assert answer.status_code == 200 and answer.headers["Content-Type"].startswith("text/html")
+    assert f'<form method="POST" name="hiddenform" action="{REDIRECT_URI}">' in answer.text
+    assert "document.forms[0].submit()" in answer.text
+    posted = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', answer.text))
+    assert posted["state"] == flow["state"] and posted["code"]
+    assert "error" not in app.acquire_token_by_auth_code_flow(flow, posted)
+
+
+def test_AUTH1_a_cancel_under_form_post_posts_access_denied(entra: Entra) -> None:
+    flow = entra.app().initiate_auth_code_flow(
+        SCOPES, redirect_uri=REDIRECT_URI, response_mode="form_post"
+    )
+
+    answer = identity.consent(flow["auth_uri"], EMAIL, verify=entra.ca, accept=False)
+
+    assert answer["error"] == "access_denied" and answer["state"] == flow["state"]
+
+
+def test_AUTH1_an_unknown_response_mode_is_sent_back_as_invalid_request(entra: Entra) -> None:
+    flow = entra.app().initiate_auth_code_flow(SCOPES, redirect_uri=REDIRECT_URI)
+
+    answer = requests.get(
+        flow["auth_uri"] + "&response_mode=web_message",
+        verify=entra.ca,
+        timeout=5,
+        allow_redirects=False,
+    )
+
+    assert answer.status_code == 302
+    back = dict(parse_qsl(urlsplit(answer.headers["Location"]).query))
+    assert back["error"] == "invalid_request" and back["state"] == flow["state"]
 
 
 def test_AUTH1_an_unregistered_redirect_uri_gets_an_error_page_never_a_redirect(

@@ -91,6 +91,8 @@ def consent(
         state=state,
         login_hint=login_hint or None,
         prompt="select_account",
+        # the code comes back in a POSTed form, never in a URL (oauth_callback takes both)
+        response_mode="form_post",
     )
     kept = {"verifier": flow["code_verifier"], "nonce": flow["nonce"], "scope": flow["scope"]}
     return Consent(str(flow["auth_uri"]), json.dumps(kept))
