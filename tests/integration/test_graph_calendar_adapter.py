@@ -408,3 +408,58 @@ def test_CAL11_an_event_with_attachments_reads_and_updates_without_touching_them
     [event] = stored(graph)
     assert [a["name"] for a in event.attachments] == ["agenda.pdf"]
     assert "attachments" not in (cal.get(event_id).fields or {})
+
+
+def test_CAL4_an_event_moved_out_of_the_window_is_a_change_never_a_delete(graph: Graph) -> None:
+    """Graph's calendarView delta says `@removed` of an event that left the window as of
+    one deleted: crmsync reads it, and only one Graph no longer has is gone."""
+    cal = calendar_of(graph)
+    moved, deleted = create(cal, key="k-moved"), create(cal, key="k-deleted", subject="Gone")
+    first = cal.changes(None)
+    later = WINDOW[1] + timedelta(days=40)
+    graph.ok(
+        graph.patch(
+            f"me/events/{moved}",
+            {
+                "start": {"dateTime": later.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
+                "end": {
+                    "dateTime": (later + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S"),
+                    "timeZone": "UTC",
+                },
+            },
+        )
+    )
+    graph.ok(graph.delete(f"me/events/{deleted}"), 204)
+    raw = graph.ok(graph.get(first.cursor.split(" ", 2)[2]))
+    assert {i["id"] for i in raw["value"] if "@removed" in i} == {moved, deleted}
+
+    page = cal.changes(first.cursor)
+
+    by_id = {r.id: r for r in page.records}
+    assert by_id[deleted].gone
+    assert not by_id[moved].gone and by_id[moved].fields is not None
+    assert by_id[moved].fields["start"] == later
+
+
+def test_RUN4_the_events_a_round_reports_are_read_twenty_to_a_batch(graph: Graph) -> None:
+    """The delta leaves out crmsync's extended properties, so each changed event is read
+    again: in Graph's batches, not one request each."""
+    cal = calendar_of(graph)
+    made = {
+        create(
+            cal,
+            key=f"k-{n}",
+            subject=f"M{n}",
+            start=START + timedelta(hours=n),
+            end=START + timedelta(hours=n, minutes=30),
+        )
+        for n in range(25)
+    }
+    before = dict(graph.sandbox.requests)
+
+    page = cal.changes(None)
+
+    assert {r.id for r in page.records} == made
+    assert all(r.ref == "L-1" for r in page.records)  # the extended property was read
+    posts = graph.sandbox.requests.get("POST", 0) - before.get("POST", 0)
+    assert posts == 2  # two batches (20 + 5) of the reads

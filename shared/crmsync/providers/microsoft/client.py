@@ -143,11 +143,16 @@ class GraphClient:
             yield from page.get("value") or ()
 
     def batch(
-        self, calls: Sequence[tuple[str, str, Mapping[str, Any] | None]], what: str
+        self,
+        calls: Sequence[tuple[str, str, Mapping[str, Any] | None]],
+        what: str,
+        *,
+        prefer: str = "",
     ) -> list[dict[str, Any] | Exception]:
-        """Requests (method, path below the root, JSON body) sent BATCH at a time in
-        Graph's JSON batches: one answer per request, in order, each its JSON body or
-        the error it alone got (crmsync's error type). A batch refused whole raises."""
+        """Requests (method, path below the root with its query, JSON body) sent BATCH
+        at a time in Graph's JSON batches, each with `prefer` besides immutable ids: one
+        answer per request, in order, each its JSON body or the error it alone got
+        (crmsync's error type). A batch refused whole raises."""
         answers: list[dict[str, Any] | Exception] = []
         for start in range(0, len(calls), BATCH):
             chunk = calls[start : start + BATCH]
@@ -158,7 +163,7 @@ class GraphClient:
                     "url": "/" + path.lstrip("/"),
                     # a batch's own headers do not reach its requests: each asks itself
                     "headers": {
-                        "Prefer": IMMUTABLE_IDS,
+                        "Prefer": ", ".join(p for p in (IMMUTABLE_IDS, prefer) if p),
                         **({"Content-Type": "application/json"} if body is not None else {}),
                     },
                     **({"body": dict(body)} if body is not None else {}),
