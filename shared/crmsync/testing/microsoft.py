@@ -49,12 +49,11 @@ from crmsync.engine.records import SideRecord
 from crmsync.errors import NotFound
 from crmsync.model import Kind
 from crmsync.ports import Connection, ProviderAccount, Store
-from crmsync.providers.accounts import Resource
 from crmsync.providers.microsoft.account import MicrosoftAccount
-from crmsync.providers.microsoft.calendar import GraphCalendar, sync_window, to_event
+from crmsync.providers.microsoft.calendar import GraphCalendar, to_event
 from crmsync.providers.microsoft.client import GraphClient
 from crmsync.providers.microsoft.contacts import XP, GraphContacts, custom_property, to_contact
-from crmsync.providers.microsoft.kit import MicrosoftSetup
+from crmsync.providers.microsoft.kit import MicrosoftSetup, resources_for
 from crmsync.providers.microsoft.oauth import MicrosoftOAuth
 from crmsync.providers.microsoft.todo import EXTENSION, OPEN_EXTENSION, GraphTasks, to_task
 from crmsync.recordlog import Failure, FaultKind, Faults
@@ -216,28 +215,7 @@ class GraphSandboxSide:
         def claimed(task_id: str) -> bool:
             return any(link.provider_id == task_id for link in store.links(connection.id, "todo"))
 
-        now = self.clock()
-        resources: dict[Kind, Resource] = {
-            "contact": GraphContacts(
-                client, settings["contact_label"], settings.custom_map("contact")
-            ),
-            "activity": GraphCalendar(
-                client,
-                settings["calendar"],
-                crm.users(),
-                window=sync_window(
-                    now, settings["window_days"], settings["not_before"], settings["timezone"]
-                ),
-                custom=settings.custom_map("activity"),
-            ),
-            "todo": GraphTasks(
-                client,
-                settings["task_list"],
-                claimed,
-                timezone=settings["timezone"],
-                custom=settings.custom_map("todo"),
-            ),
-        }
+        resources = resources_for(client, settings, crm.users(), claimed, self.clock())
         return MicrosoftAccount(resources)
 
     @contextlib.contextmanager

@@ -164,7 +164,7 @@ class MicrosoftKit:
             return bool(store.links_for(record.id, "todo", (), (task_id,)))
 
         now = services.clock()  # the calendar's window is on the service's clock
-        resources = _resources(client, settings, directory, claimed, now)
+        resources = resources_for(client, settings, directory, claimed, now)
         return MicrosoftAccount(resources), _subscriptions(client, resources)
 
     # -- change notifications (RUN-1, RUN-3, RUN-5) -----------------------------------------
@@ -183,7 +183,7 @@ class MicrosoftKit:
 
         client = self.client(services, grants, connection)
         subscriptions = _subscriptions(
-            client, _resources(client, settings, {}, None, services.clock())
+            client, resources_for(client, settings, {}, None, services.clock())
         )
         kinds = [kind for kind in KINDS if settings.enabled(kind)]
         problems = open_subscriptions(
@@ -238,7 +238,7 @@ class MicrosoftKit:
         return 0
 
 
-def _resources(
+def resources_for(
     client: Any,
     settings: Settings,
     directory: Mapping[str, str],
