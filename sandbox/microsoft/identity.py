@@ -154,6 +154,13 @@ def consent(authorize_url: str, email: str, *, verify: str, accept: bool = True)
     cancel). Returns the query parameters the browser is redirected with (`code`,
     `state`, ... or `error`), which is what msal's `acquire_token_by_auth_code_flow`
     takes as its auth response."""
+    back = consent_redirect(authorize_url, email, verify=verify, accept=accept)
+    return dict(parse_qsl(urlsplit(back).query))
+
+
+def consent_redirect(authorize_url: str, email: str, *, verify: str, accept: bool = True) -> str:
+    """As `consent`, but the whole address the browser is sent back to (the app's
+    redirect URI with the answer in its query)."""
     import requests
 
     page = requests.get(authorize_url, verify=verify, timeout=5, allow_redirects=False)
@@ -177,7 +184,7 @@ def consent(authorize_url: str, email: str, *, verify: str, accept: bool = True)
     )
     if answer.status_code != 302:
         raise ValueError(f"the consent form answered {answer.status_code}: {answer.text[:300]}")
-    return dict(parse_qsl(urlsplit(answer.headers["Location"]).query))
+    return str(answer.headers["Location"])
 
 
 def revoke_sessions(sandbox: MicrosoftSandbox, email: str) -> None:
