@@ -117,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "",
             "crmsync is running locally.",
             f"  functions          {local.functions_url}/<entry point>",
-            f"  admin status       curl -H 'Authorization: Bearer {admin_token}' {status_url}",
+            f"  admin status       curl -s -H 'Authorization: Bearer {admin_token}' {status_url}",
             f"  reference CRM      {local.crm_url}  (tenant demo, token demo-token, users u1 u2)",
             f"  Google sandbox     {local.google_url}  (u1 is {DEMO_USERS['u1']})",
             f"  Microsoft sandbox  {local.microsoft_url}  (u2 is {DEMO_USERS['u2']}, "
@@ -125,10 +125,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"  emulators          Firestore {firestore_emulator.host}, Pub/Sub "
             f"{pubsub_emulator.host}, Cloud Tasks {tasks_emulator.host}",
             f"  event stream       topic {events} (printed below as 'event')",
-            "CRM contacts of u1 and of u2:",
+            "The CRM contacts u1 and u2 see (in_scope: in their sync group):",
             *(
-                f"  curl -H 'Authorization: Bearer demo-token' -H 'X-Crm-User: {user}' "
-                f"{local.crm_url}/records/contact"
+                f"  curl -s -H 'Authorization: Bearer demo-token' -H 'X-Crm-User: {user}' "
+                f"{local.crm_url}/changes/contact"
                 for user in CONNECTIONS
             ),
             "u2's Outlook contacts, as u2's own Outlook reads them from Graph:",
