@@ -137,9 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "push cycle brings it to u2's CRM contacts):",
             f"  {outlook} -H 'Content-Type: application/json' "
             f"-d {shlex.quote(json.dumps(new_contact))} {local.graph_root}/me/contacts",
-            "After the first cycles, a demo edit in the CRM, a demo event in Google and one",
-            "in Outlook show each path; every cycle prints a line below naming its",
-            "connection. Ctrl-C stops everything.",
+            "After the first cycles, a demo event in Outlook, a demo edit in the CRM and a",
+            "demo event in Google show each path; every cycle prints a line below naming",
+            "its connection. Ctrl-C stops everything.",
             "",
         )
         return _run(local, backend, pubsub_emulator.project, args.tick, args.check)
@@ -156,7 +156,9 @@ def _run(local: Any, backend: Any, project: str, tick: float, check: bool) -> in
     seen: set[str] = set()
     first: dict[str, str] = {}  # each connection's first finished cycle's status
     position = local.crm.database.position("demo")
-    demos = [_demo_crm_edit, _demo_google_event, _demo_outlook_event]
+    # Ten seconds apart, so that each path shows before the first fan-out (a minute
+    # in) would pick the change up instead of the CRM event or the notification.
+    demos = [_demo_outlook_event, _demo_crm_edit, _demo_google_event]
     next_demo: float | None = None
     next_fanout = time.monotonic() + tick
     deadline = time.monotonic() + 180
@@ -180,7 +182,7 @@ def _run(local: Any, backend: Any, project: str, tick: float, check: bool) -> in
                 next_demo = time.monotonic() + 5
             if demos and next_demo is not None and time.monotonic() >= next_demo:
                 say(demos.pop(0)(local))
-                next_demo = time.monotonic() + 20
+                next_demo = time.monotonic() + 10
             moved = local.crm.database.position("demo")
             if moved != position:  # the CRM tells crmsync, as a vendor's CRM would
                 for user in _changed_users(local, position):
