@@ -125,8 +125,9 @@ kill-matrix: $(STAMP)
 	$(BIN)/python bench/kill_matrix.py $(KILL_ARGS)
 
 # The whole product on this machine: Google's Firestore and Pub/Sub emulators, the Cloud
-# Tasks emulator, every function, the reference CRM and the Google sandbox, a demo
-# tenant with user u1 connected through OAuth, and a line per sync cycle. Ctrl-C stops.
+# Tasks emulator, every function, the reference CRM, the Google and Microsoft sandboxes,
+# a demo tenant with u1 connected through Google and u2 through Microsoft, and a line
+# per sync cycle. Ctrl-C stops.
 dev: venv
 	$(BIN)/python -m sandbox.local.dev
 

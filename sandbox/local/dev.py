@@ -1,9 +1,11 @@
 """`make dev`: crmsync running whole on this machine, on Google's own emulators.
 
 Starts the Firestore and Pub/Sub emulators and the Cloud Tasks emulator; serves every
-Cloud Function with functions-framework, the reference CRM (demo tenant) and the
-Google sandbox; registers the demo tenant; connects the demo user u1 through the real
-OAuth flow; then keeps running like production does:
+Cloud Function with functions-framework, the reference CRM (demo tenant), the Google
+sandbox and the Microsoft sandbox (https, with a throwaway CA); registers the demo
+tenant; connects the demo user u1 through Google's OAuth flow and u2 through
+Microsoft's (msal, the sandbox's consent page); then keeps running like production
+does:
 
 * Cloud Scheduler: the fan-out function is called every minute;
 * Cloud Tasks: cycles reach the worker function through the Cloud Tasks emulator;
@@ -11,12 +13,15 @@ OAuth flow; then keeps running like production does:
   `crm-events` topic, whose push subscription delivers it to the crm_events function;
 * Google push: the sandbox posts Calendar notifications to the google_webhook function;
   Gmail's `gmail-notifications` topic is pushed to the gmail_push function;
+* Graph change notifications: u2's subscriptions (made at connect) are delivered to the
+  graph_webhook function every second, as Graph delivers them;
 * the outbound event stream: crmsync publishes its events to `sync-events`, which a
   subscription here prints, as a CRM's system would receive them (BEY-7).
 
-It prints the addresses, one line per cycle and one per outbound event. Ctrl-C stops
-everything it started.
-`--check` stops after the first cycle instead, with exit status 0 when it synced.
+It prints the addresses and commands to try, one line per cycle (naming its
+connection) and one per outbound event. Ctrl-C stops everything it started.
+`--check` stops after the first cycles of u1 and u2 instead, with exit status 0 when
+both synced.
 """
 
 from __future__ import annotations
@@ -24,17 +29,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from contextlib import ExitStack, suppress
 from typing import Any
 
 import requests
 
-CONNECTION = "google-u1"
+CONNECTIONS = {"u1": "google-u1", "u2": "microsoft-u2"}  # each demo user's, by user
 TOPIC = "crm-events"
 GMAIL_TOPIC = "gmail-notifications"
 EVENTS_TOPIC = "sync-events"
@@ -42,11 +49,15 @@ EVENTS_TOPIC = "sync-events"
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make dev", description=__doc__.split("\n")[0])
-    parser.add_argument("--check", action="store_true", help="exit after the first cycle")
+    parser.add_argument(
+        "--check", action="store_true", help="exit after the first cycles of u1 and u2"
+    )
     parser.add_argument("--port", type=int, default=0, help="port of the functions (0: any)")
     parser.add_argument("--tick", type=float, default=60.0, help="seconds between fan-outs")
     args = parser.parse_args(argv)
     os.environ.setdefault("OAUTHLIB_INSECURE_TRANSPORT", "1")  # the sandbox is plain http
+    # msal recommends form_post to web apps; crmsync's callback takes the query (a GET)
+    warnings.filterwarnings("ignore", message="response_mode='form_post'")
 
     from sandbox.local.cloud_tasks import LOCAL_QUEUE, start_cloud_tasks
     from sandbox.local.emulators import (
@@ -90,27 +101,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         admin_token = local.create_demo_tenant()
         _topic(project, TOPIC, push_to=local.functions_url + "/crm_events")
         _topic(project, GMAIL_TOPIC, push_to=local.functions_url + "/gmail_push")
-        say("connecting the demo user u1 through the Google sandbox's OAuth consent ...")
-        page = local.connect("u1")
-        if page.status_code != 200:
-            print(f"make dev: connecting u1 failed ({page.status_code})", file=sys.stderr)
-            return 1
+        for user, provider, where in (
+            ("u1", "google", "the Google sandbox's OAuth consent"),
+            ("u2", "microsoft", "the Microsoft sandbox's sign-in and consent (msal)"),
+        ):
+            say(f"connecting the demo user {user} through {where} ...")
+            page = local.connect(user, provider=provider)
+            if page.status_code != 200:
+                print(f"make dev: connecting {user} failed ({page.status_code})", file=sys.stderr)
+                return 1
         status_url = local.functions_url + "/admin/status"
+        outlook = _outlook_curl(local)
+        new_contact = {"givenName": "Katherine", "surname": "Johnson", "categories": ["CRM"]}
         say(
             "",
             "crmsync is running locally.",
-            f"  functions       {local.functions_url}/<entry point>",
-            f"  admin status    curl -H 'Authorization: Bearer {admin_token}' {status_url}",
-            f"  reference CRM   {local.crm_url}  (tenant demo, token demo-token, users u1 u2)",
-            f"  Google sandbox  {local.google_url}  (u1 is {DEMO_USERS['u1']})",
-            f"  emulators       Firestore {firestore_emulator.host}, Pub/Sub "
+            f"  functions          {local.functions_url}/<entry point>",
+            f"  admin status       curl -s -H 'Authorization: Bearer {admin_token}' {status_url}",
+            f"  reference CRM      {local.crm_url}  (tenant demo, token demo-token, users u1 u2)",
+            f"  Google sandbox     {local.google_url}  (u1 is {DEMO_USERS['u1']})",
+            f"  Microsoft sandbox  {local.microsoft_url}  (u2 is {DEMO_USERS['u2']}, "
+            f"Graph at {local.graph_root}, CA {local.microsoft_ca})",
+            f"  emulators          Firestore {firestore_emulator.host}, Pub/Sub "
             f"{pubsub_emulator.host}, Cloud Tasks {tasks_emulator.host}",
-            f"  event stream    topic {events} (printed below as 'event')",
-            "CRM contacts of u1:",
-            f"  curl -H 'Authorization: Bearer demo-token' -H 'X-Crm-User: u1' "
-            f"{local.crm_url}/records/contact",
-            "After the first cycle, a demo edit in the CRM and a demo event in Google show",
-            "both paths; every cycle prints a line below. Ctrl-C stops everything.",
+            f"  event stream       topic {events} (printed below as 'event')",
+            "The CRM contacts u1 and u2 see (in_scope: in their sync group):",
+            *(
+                f"  curl -s -H 'Authorization: Bearer demo-token' -H 'X-Crm-User: {user}' "
+                f"{local.crm_url}/changes/contact"
+                for user in CONNECTIONS
+            ),
+            "u2's Outlook contacts, as u2's own Outlook reads them from Graph:",
+            f"  {outlook} {local.graph_root}/me/contacts",
+            "Add a contact to u2's Outlook with the CRM category (Graph notifies crmsync, a",
+            "push cycle brings it to u2's CRM contacts):",
+            f"  {outlook} -H 'Content-Type: application/json' "
+            f"-d {shlex.quote(json.dumps(new_contact))} {local.graph_root}/me/contacts",
+            "After the first cycles, a demo event in Outlook, a demo edit in the CRM and a",
+            "demo event in Google show each path; every cycle prints a line below naming",
+            "its connection. Ctrl-C stops everything.",
             "",
         )
         return _run(local, backend, pubsub_emulator.project, args.tick, args.check)
@@ -125,34 +154,46 @@ def _run(local: Any, backend: Any, project: str, tick: float, check: bool) -> in
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     seen: set[str] = set()
+    first: dict[str, str] = {}  # each connection's first finished cycle's status
     position = local.crm.database.position("demo")
-    demos = [_demo_crm_edit, _demo_google_event]
+    # Ten seconds apart, so that each path shows before the first fan-out (a minute
+    # in) would pick the change up instead of the CRM event or the notification.
+    demos = [_demo_outlook_event, _demo_crm_edit, _demo_google_event]
     next_demo: float | None = None
     next_fanout = time.monotonic() + tick
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 180
     try:
         while not stop.is_set():
-            for run in sorted(backend.store("demo").runs(CONNECTION), key=lambda r: r["started"]):
+            store = backend.store("demo")
+            runs = [
+                {**run, "connection": connection}
+                for connection in CONNECTIONS.values()
+                for run in store.runs(connection)
+            ]
+            for run in sorted(runs, key=lambda r: r["started"]):
                 if run["id"] in seen or run.get("status") == "running":
                     continue
                 seen.add(run["id"])
                 say(_run_line(run))
-                if check:
-                    return 0 if run["status"] == "ok" else 1
-                if next_demo is None:
-                    next_demo = time.monotonic() + 5
+                first.setdefault(run["connection"], run["status"])
+            if check and len(first) == len(CONNECTIONS):
+                return 0 if set(first.values()) == {"ok"} else 1
+            if next_demo is None and len(first) == len(CONNECTIONS):
+                next_demo = time.monotonic() + 5
             if demos and next_demo is not None and time.monotonic() >= next_demo:
                 say(demos.pop(0)(local))
-                next_demo = time.monotonic() + 20
+                next_demo = time.monotonic() + 10
             moved = local.crm.database.position("demo")
             if moved != position:  # the CRM tells crmsync, as a vendor's CRM would
+                for user in _changed_users(local, position):
+                    _publish_change(publisher, topic, user)
                 position = moved
-                _publish_change(local, publisher, topic)
             if time.monotonic() >= next_fanout:
                 requests.post(local.functions_url + "/scheduler_fanout", timeout=60)
                 next_fanout = time.monotonic() + tick
             if check and time.monotonic() > deadline:
-                print("make dev: no cycle finished within two minutes", file=sys.stderr)
+                waiting = sorted(set(CONNECTIONS.values()) - set(first))
+                print(f"make dev: no cycle of {', '.join(waiting)} finished", file=sys.stderr)
                 return 1
             stop.wait(0.5)
     except KeyboardInterrupt:
@@ -183,14 +224,38 @@ def _demo_google_event(local: Any) -> str:
     return "demo: u1 added 'Coffee with Grace' in Google Calendar (push → task → worker)"
 
 
+def _demo_outlook_event(local: Any) -> str:
+    """The manager adds a meeting in Outlook."""
+    from datetime import UTC, datetime, timedelta
+
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(days=2)
+    body = {
+        "subject": "Lunch with Alan",
+        "start": {"dateTime": start.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
+        "end": {
+            "dateTime": (start + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S"),
+            "timeZone": "UTC",
+        },
+    }
+    local.outlook("POST", "me/events", json=body)
+    return "demo: u2 added 'Lunch with Alan' in Outlook (Graph notification → task → worker)"
+
+
+def _outlook_curl(local: Any) -> str:
+    """curl as u2's own Outlook: trusting the Microsoft sandbox's CA, with a token of
+    u2's for their mailbox (a day long)."""
+    token = local.outlook_token("u2", seconds=24 * 3600)
+    return f"curl -s --cacert {shlex.quote(local.microsoft_ca)} -H 'Authorization: Bearer {token}'"
+
+
 def _run_line(run: dict[str, Any]) -> str:
     counts = ", ".join(
         f"{kind}: " + " ".join(f"{n} {what}" for what, n in sorted(by.items()))
         for kind, by in sorted((run.get("counts") or {}).items())
     )
     return (
-        f"{run['started']:%H:%M:%S} cycle {run['trigger']:<8} {run['status']:<9} "
-        f"{counts or 'nothing to do'}"
+        f"{run['started']:%H:%M:%S} cycle {run['connection']:<12} {run['trigger']:<8} "
+        f"{run['status']:<9} {counts or 'nothing to do'}"
     )
 
 
@@ -241,7 +306,23 @@ def _event_line(event: dict[str, Any]) -> str:
     return f"{event['at'][11:19]} event {event['type']:<22} {event['connection']}: {detail}"
 
 
-def _publish_change(local: Any, publisher: Any, topic: str) -> None:
+def _changed_users(local: Any, after: int) -> list[str]:
+    """The demo users whose records changed in the CRM since sequence number `after`:
+    owners, meeting members, and users whose sync group holds a changed contact."""
+    from sandbox.crm.database import FEED_KINDS
+
+    database = local.crm.database
+    groups = {user: database.members("demo", user) for user in CONNECTIONS}
+    users: set[str] = set()
+    for kind in FEED_KINDS:
+        for record in database.changed_after("demo", kind, after, 1000):
+            users.add(record.owner or "")
+            users.update(record.raw.get("members") or ())
+            users.update(user for user, held in groups.items() if record.id in held)
+    return sorted(users & set(CONNECTIONS))
+
+
+def _publish_change(publisher: Any, topic: str, user: str) -> None:
     from datetime import UTC, datetime
 
     from crmsync.crm import events
@@ -249,7 +330,7 @@ def _publish_change(local: Any, publisher: Any, topic: str) -> None:
 
     now = datetime.now(UTC)
     body = json.dumps(
-        {"tenant": "demo", "user": "u1", "kind": "contact", "ids": [], "sent_at": now.isoformat()}
+        {"tenant": "demo", "user": user, "kind": "contact", "ids": [], "sent_at": now.isoformat()}
     ).encode()
     signature = events.sign(EVENT_SECRET.encode(), body, now)
     publisher.publish(topic, body, signature=signature).result(timeout=30)

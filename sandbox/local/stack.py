@@ -1,9 +1,11 @@
 """crmsync's whole product on one machine: every Cloud Function of functions/main.py
 served by functions-framework on one local port (each under /<entry point>), the
-reference CRM with its demo tenant, and the Google sandbox with crmsync registered as
-its OAuth client. The store and the task queue are whatever the caller passes: the
-memory ones in fast tests, the Firestore emulator and the Cloud Tasks emulator in
-end-to-end tests and `make dev`.
+reference CRM with its demo tenant, the Google sandbox with crmsync registered as its
+OAuth client, and the Microsoft sandbox (over https, with a throwaway CA made at start)
+with crmsync's app registered, whose change notifications a thread of the stack
+delivers every second, as Graph would. The store and the task queue are whatever the
+caller passes: the memory ones in fast tests, the Firestore emulator and the Cloud
+Tasks emulator in end-to-end tests and `make dev`.
 """
 
 from __future__ import annotations
@@ -40,6 +42,11 @@ from sandbox.crm.seed import DEMO_TENANT, DEMO_TOKEN, seed_demo
 from sandbox.google.core import GoogleSandbox
 from sandbox.google.server import serve as serve_google
 from sandbox.local.emulators import free_port
+from sandbox.microsoft.core import MicrosoftSandbox
+from sandbox.microsoft.identity import consent as microsoft_consent
+from sandbox.microsoft.server import serve as serve_microsoft
+from sandbox.microsoft.server import trusting_session
+from sandbox.microsoft.subscriptions import flush
 
 ROOT = Path(__file__).resolve().parents[2]
 MAIN = ROOT / "functions" / "main.py"
@@ -59,6 +66,11 @@ CLIENT_SECRET = "local-client-secret"
 EVENT_SECRET = "demo-event-secret"
 SCOPE = "https://www.googleapis.com/auth/"
 DEMO_USERS = {"u1": "dana.rep@demo.example", "u2": "max.manager@demo.example"}
+# crmsync's app registration at the Microsoft sandbox, and what a user's own Outlook
+# (not crmsync) may do in their mailbox.
+MICROSOFT_CLIENT_ID = "6f1c2a8e-3b7d-4c1e-9f0a-5d2e8b4c7a10"
+MICROSOFT_SECRET = "local-microsoft-secret"
+OUTLOOK_SCOPES = ("User.Read", "Contacts.ReadWrite", "Calendars.ReadWrite", "Tasks.ReadWrite")
 
 
 class _Quiet(WSGIRequestHandler):
@@ -157,7 +169,9 @@ def serve_app(app: Any, port: int = 0) -> tuple[str, Callable[[], None]]:
 class LocalStack:
     """The product on loopback sockets. `backend` and `queue` are the store and the task
     queue the functions use, `events` their outbound event stream (kept in memory unless
-    given); `functions_port`/`crm_port`/`google_port` 0 pick free ports."""
+    given); `functions_port`/`crm_port`/`google_port`/`microsoft_port` 0 pick free
+    ports. Graph's queued change notifications are POSTed every `graph_flush` seconds
+    (0: only when a caller runs `flush(stack.microsoft)`)."""
 
     backend: Any
     queue: Any
@@ -165,6 +179,8 @@ class LocalStack:
     functions_port: int = 0
     crm_port: int = 0
     google_port: int = 0
+    microsoft_port: int = 0
+    graph_flush: float = 1.0  # seconds between Graph's notification deliveries (0: none)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     crm_options: dict[str, Any] = field(default_factory=dict)
     crm_wrap: Callable[[Any], Any] | None = None  # WSGI middleware around the CRM
@@ -180,9 +196,17 @@ class LocalStack:
         self.google = GoogleSandbox()
         self.google_url, stop = serve_google(self.google, port=self.google_port)
         self._stops.append(stop)
+        self.microsoft = MicrosoftSandbox()
+        for email in DEMO_USERS.values():
+            self.microsoft.add_user(email)
+        served = serve_microsoft(self.microsoft, port=self.microsoft_port)  # its CA: a temp dir
+        self.microsoft_url, self.microsoft_ca = served.base_url, served.ca_path
+        self._stops.append(served.stop)
         self.functions_url, stop = serve_app(functions_app(), self.functions_port)
         self._stops.append(stop)
-        self.google.add_client(CLIENT_ID, CLIENT_SECRET, [self.functions_url + "/oauth_callback"])
+        callback = self.functions_url + "/oauth_callback"
+        self.google.add_client(CLIENT_ID, CLIENT_SECRET, [callback])
+        self.microsoft.add_app(MICROSOFT_CLIENT_ID, MICROSOFT_SECRET, [callback])
         self.kek = secrets.token_bytes(32)
         self.secret = secrets.token_urlsafe(32)
         self.services = service.Services(
@@ -197,6 +221,8 @@ class LocalStack:
             events=self.events,
         )
         entrypoints.use(self.services)
+        if self.graph_flush > 0:
+            self._stops.append(_deliver_notifications(self.microsoft, self.graph_flush))
 
     def environment(self) -> dict[str, str]:
         """The environment a functions-framework process of its own needs to serve this
@@ -206,10 +232,20 @@ class LocalStack:
             "CRMSYNC_GOOGLE_CLIENT_ID": CLIENT_ID,
             "CRMSYNC_GOOGLE_CLIENT_SECRET": CLIENT_SECRET,
             "CRMSYNC_GOOGLE_ROOT": self.google_url,
+            "CRMSYNC_MICROSOFT_CLIENT_ID": MICROSOFT_CLIENT_ID,
+            "CRMSYNC_MICROSOFT_CLIENT_SECRET": MICROSOFT_SECRET,
+            "CRMSYNC_MICROSOFT_AUTHORITY": f"{self.microsoft_url}/{self.microsoft.tenant_id}",
+            "CRMSYNC_MICROSOFT_CA": self.microsoft_ca,
+            "CRMSYNC_MICROSOFT_GRAPH_ROOT": self.graph_root,
             "CRMSYNC_SECRET": self.secret,
             "CRMSYNC_LOCAL_KEK": base64.b64encode(self.kek).decode(),
             "OAUTHLIB_INSECURE_TRANSPORT": "1",
         }
+
+    @property
+    def graph_root(self) -> str:
+        """Where the Microsoft sandbox answers as Graph's v1.0."""
+        return self.microsoft_url + "/v1.0"
 
     def close(self) -> None:
         entrypoints.use(None)
@@ -230,19 +266,25 @@ class LocalStack:
         )
 
     def connect(
-        self, user: str = "u1", services: str = "sync", email: str = ""
+        self, user: str = "u1", services: str = "sync", email: str = "", provider: str = "google"
     ) -> requests.Response:
-        """The user opens their onboarding link, chooses services, consents at the Google
-        sandbox as their Google account (`email`; a demo user's own by default), and
-        lands on crmsync's callback page."""
+        """The user opens their onboarding link, chooses the provider and services,
+        consents at the provider's sandbox as their account there (`email`; a demo user's
+        own by default), and lands on crmsync's callback page."""
         link = service.onboarding_link(self.services, DEMO_TENANT, user)
         page = requests.get(link, timeout=10)
         page.raise_for_status()
         chosen = requests.get(
-            link + "&provider=google&services=" + services, allow_redirects=False, timeout=10
+            f"{link}&provider={provider}&services={services}", allow_redirects=False, timeout=10
         )
         assert chosen.status_code == 302, chosen.text
-        back = consent(chosen.headers["Location"], email or DEMO_USERS[user])
+        account = email or DEMO_USERS[user]
+        if provider == "microsoft":  # the answer comes back as a posted form (form_post)
+            answer = microsoft_consent(
+                chosen.headers["Location"], account, verify=self.microsoft_ca
+            )
+            return requests.post(self.services.url("oauth_callback"), data=answer, timeout=60)
+        back = consent(chosen.headers["Location"], account)
         return requests.get(back, timeout=60)
 
     def google_api(self, api: str, version: str, user: str = "u1", email: str = "") -> Any:
@@ -262,6 +304,21 @@ class LocalStack:
             static_discovery=True,
             cache_discovery=False,
         )
+
+    def outlook_token(self, user: str = "u2", seconds: int = 24 * 3600) -> str:
+        """An access token of the user's own Outlook (not crmsync's) for their mailbox at
+        the Microsoft sandbox."""
+        return self.microsoft.issue_token(DEMO_USERS[user], OUTLOOK_SCOPES, seconds=seconds)
+
+    def outlook(self, method: str, path: str, user: str = "u2", **kwargs: Any) -> Any:
+        """A Graph request (`path` below /v1.0/) as the user's own Outlook; the answer's
+        JSON (None when it has no body). A refusal raises HTTPError."""
+        session = trusting_session(self.microsoft_ca)
+        session.headers["Authorization"] = "Bearer " + self.outlook_token(user, 600)
+        with session:
+            answer = session.request(method, f"{self.graph_root}/{path}", timeout=30, **kwargs)
+        answer.raise_for_status()
+        return answer.json() if answer.content else None
 
     def google_contact_names(self, user: str = "u1", email: str = "") -> list[str]:
         """The names of the user's Google contacts (or those of account `email`), sorted."""
@@ -294,6 +351,28 @@ class LocalStack:
             headers={"Crmsync-Signature": signature, "Content-Type": "application/json"},
             timeout=10,
         )
+
+
+def _deliver_notifications(sandbox: MicrosoftSandbox, every: float) -> Callable[[], None]:
+    """As Graph does: queued change notifications are POSTed to their subscriptions'
+    URLs every `every` seconds, by a thread; returns what stops it."""
+    stopped = threading.Event()
+
+    def deliver() -> None:
+        while not stopped.wait(every):
+            try:
+                flush(sandbox)
+            except Exception:  # drift is kept in sandbox.drift; deliver the next ones
+                continue
+
+    thread = threading.Thread(target=deliver, name="graph-notifications", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        stopped.set()
+        thread.join(timeout=10)
+
+    return stop
 
 
 def _serve_crm(

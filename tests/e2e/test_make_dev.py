@@ -1,40 +1,157 @@
 """`make dev` (sandbox/local/dev.py) brings the whole product up on the emulators,
-connects the demo user through OAuth and runs a first sync; two at once on one machine
-do not get in each other's way (no fixed ports, no shared state)."""
+connects the demo user u1 through Google and u2 through Microsoft (OAuth, the real
+flows) and runs a first sync of each; two at once on one machine do not get in each
+other's way (no fixed ports, no shared state). Every command its banner prints works as
+printed: among them the one that makes a change in u2's Outlook, which a push-driven
+cycle then brings to the CRM."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import queue
+import shlex
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
+COMMAND = [sys.executable, "-m", "sandbox.local.dev"]
 
 
-def test_make_dev_starts_everything_connects_u1_and_syncs_and_runs_twice_at_once() -> None:
-    command = [sys.executable, "-m", "sandbox.local.dev", "--check"]
-    runs = [
-        subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        for _ in range(2)
+def test_make_dev_connects_u1_and_u2_syncs_both_runs_twice_at_once_and_its_commands_work() -> None:
+    """AUTH-2 (u1 through Google, u2 through Microsoft), RUN-3 (u2's Outlook change
+    reaches the CRM by a push cycle, no fan-out awaited); `--check` exits 0 once both
+    first cycles synced, while a second `make dev` runs beside it."""
+    checked = subprocess.Popen(
+        [*COMMAND, "--check"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    running = Running(subprocess.Popen([*COMMAND, "--tick", "3600"], cwd=ROOT, **PIPES))
+    try:
+        out, _ = checked.communicate(timeout=240)
+        text = out.decode()
+        assert checked.returncode == 0, text
+        first_cycles(text)
+
+        running.wait_for(lambda lines: len(cycle_lines(lines, " connect ")) >= 2, "first cycles")
+        banner = running.text()
+        assert _functions_url(text) != _functions_url(banner)  # two at once, apart
+        first_cycles(banner)
+        answers = {command: run(command) for command in commands(banner)}
+
+        [admin] = [a for c, a in answers.items() if "/admin/status" in c]
+        assert sorted(c["id"] for c in admin["connections"]) == ["google-u1", "microsoft-u2"]
+        [outlook] = [
+            a for c, a in answers.items() if c.endswith("/me/contacts") and " -d " not in c
+        ]
+        assert [c["surname"] for c in outlook["value"]] == ["Turing"]  # u2's synced contact
+        [added] = [a for c, a in answers.items() if " -d " in c]
+        assert added["surname"] == "Johnson"
+        [crm_u1] = [a for c, a in answers.items() if "X-Crm-User: u1" in c]
+        assert {"Lovelace", "Hopper"} <= {c["fields"].get("last_name") for c in crm_u1["items"]}
+        [crm_u2] = [c for c in answers if "X-Crm-User: u2" in c]
+
+        def in_crm() -> bool:
+            return "Johnson" in [c["fields"].get("last_name") for c in run(crm_u2)["items"]]
+
+        eventually(in_crm, "the contact added in u2's Outlook in u2's CRM contacts")
+        running.wait_for(
+            lambda lines: any(" create" in line for line in cycle_lines(lines, " push ", "u2")),
+            "u2's push cycle in the log",
+        )
+    finally:
+        if checked.poll() is None:
+            checked.kill()
+        running.stop()
+    assert running.process.returncode == 0, running.text()
+
+
+PIPES: dict[str, Any] = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
+
+
+class Running:
+    """A `make dev` left running; its output lines as they come."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self._new: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._new.put(line.rstrip("\n"))
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for(self, holds: Any, what: str, timeout: float = 240.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not holds(self.lines):
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise AssertionError(f"make dev: no {what}:\n{self.text()}")
+            with contextlib.suppress(queue.Empty):
+                self.lines.append(self._new.get(timeout=0.5))
+
+    def stop(self) -> None:
+        """Ctrl-C's cousin: SIGTERM, which make dev answers by stopping what it started."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        while not self._new.empty():
+            self.lines.append(self._new.get())
+
+
+def first_cycles(text: str) -> None:
+    lines = text.splitlines()
+    [u1] = [line for line in cycle_lines(lines, " connect ", "u1")]
+    assert " ok " in u1 and "contact: 2 create" in u1, text  # Ada and Grace of u1's group
+    [u2] = [line for line in cycle_lines(lines, " connect ", "u2")]
+    assert " ok " in u2 and "contact: 1 create" in u2, text  # Alan, of u2's group
+    assert "cycle google-u1 " in u1 and "cycle microsoft-u2 " in u2  # named by connection
+
+
+def cycle_lines(lines: list[str], trigger: str, user: str = "") -> list[str]:
+    return [
+        line
+        for line in lines
+        if " cycle " in line and trigger in line and (not user or f"-{user} " in line)
     ]
-    outputs = []
-    for run in runs:
-        out, _ = run.communicate(timeout=240)
-        outputs.append((run.returncode, out.decode()))
 
-    for code, text in outputs:
-        assert code == 0, text
-        assert "crmsync is running locally." in text
-        assert "admin status" in text and "Authorization: Bearer demo." in text
-        cycle = [line for line in text.splitlines() if " cycle connect " in line]
-        assert cycle and " ok " in cycle[0], text
-        assert "contact: 2 create" in cycle[0], text  # Ada and Grace of u1's sync group
-    first, second = (text for _, text in outputs)
-    assert _functions_url(first) != _functions_url(second)
+
+def commands(banner: str) -> list[str]:
+    """Every command the banner prints (each a curl, from `curl` to the line's end)."""
+    found = [line[line.index("curl ") :] for line in banner.splitlines() if "curl " in line]
+    assert len(found) == 5, banner  # admin, the CRM of u1 and u2, u2's Outlook: look, add
+    return found
+
+
+def run(command: str) -> Any:
+    """Run one command as printed (no shell: shell quoting, as a user's shell reads it);
+    its answer's JSON."""
+    done = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, (command, done.stderr)
+    return json.loads(done.stdout)
+
+
+def eventually(holds: Any, what: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not holds():
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(0.5)
 
 
 def _functions_url(text: str) -> str:

@@ -471,7 +471,7 @@ def test_admin_of_one_tenant_cannot_reach_another_tenants_connection(
     "query",
     [
         "",
-        "&provider=microsoft&services=sync",
+        "&provider=icloud&services=sync",
         "&provider=google&services=calendar",
         "&provider=google",
     ],
