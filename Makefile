@@ -85,12 +85,12 @@ test: venv lint typecheck pytest infra-check
 # The unit suite with the provider side as the Google sandbox behind the real Google
 # adapters; tests that give the provider data Google refuses to store do not apply.
 test-google-sandbox: venv
-	CRMSYNC_WORLD_PROVIDER=google-sandbox HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE)-rest $(BIN)/pytest tests/unit -m "not provider_stores_anything" $(PYTEST_ARGS)
+	CRMSYNC_WORLD_PROVIDER=google-sandbox HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE)-sandbox $(BIN)/pytest tests/unit -m "not provider_stores_anything" $(PYTEST_ARGS)
 
 # The unit suite with the provider side of Microsoft worlds as the Microsoft sandbox
 # behind the real Graph adapters (Google worlds stay in memory).
 test-graph-sandbox: venv
-	CRMSYNC_WORLD_PROVIDER=graph-sandbox HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE)-graph $(BIN)/pytest tests/unit -m "not provider_stores_anything" $(PYTEST_ARGS)
+	CRMSYNC_WORLD_PROVIDER=graph-sandbox HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE)-sandbox $(BIN)/pytest tests/unit -m "not provider_stores_anything" $(PYTEST_ARGS)
 
 # The source archive every Cloud Function is built from (infra/package.py): main.py,
 # the crmsync package and requirements.txt at its root; the same sources give the

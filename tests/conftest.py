@@ -35,15 +35,16 @@ settings.register_profile(
     "long-rest", max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.register_profile("dev-rest", max_examples=10, deadline=None)
-# The unit suite over the Graph sandbox: each machine step crosses https to the sandbox
-# and its schema check, so it draws the fewest examples of the passes.
+# The unit suite over a provider's sandbox (Google's, Graph's): each machine step crosses
+# http(s) to the sandbox and back through the real adapters, so these passes draw the
+# fewest examples.
 settings.register_profile(
-    "ci-graph", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    "ci-sandbox", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.register_profile(
-    "long-graph", max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    "long-sandbox", max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
-settings.register_profile("dev-graph", max_examples=5, deadline=None)
+settings.register_profile("dev-sandbox", max_examples=5, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
