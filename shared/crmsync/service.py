@@ -429,8 +429,7 @@ def finish_oauth(services: Services, state: str | None, code: str | None) -> dic
     store.mark_syncing(crm_user_of(store, user), True)  # CAL-6: colleagues' cycles know
     if "sync" in pending.services:
         problem = _open_channel(services, tenant, connection)
-        if problem:
-            store.save_connection_record(connection, {"channel_problem": problem})
+        store.save_connection_record(connection, {"channel_problem": problem})
     if "mail" in pending.services:
         problem = _route_mailbox(services, store, tenant, connection)
         store.save_connection_record(connection, {"mail_problem": problem})
@@ -801,7 +800,7 @@ def work(
     if run["status"] != RunStatus.BUSY:  # BEY-7: tell the CRM what the cycle did
         publish_all(services.events, cycle_events(tenant, connection, record.user, run, items))
     if push is not None and run["status"] not in (RunStatus.BUSY, RunStatus.NEEDS_REAUTH):
-        _renew(services, store, record, push, now)
+        _renew(services, store, tenant, record, push, now)
     log.info(
         "worker finished",
         extra={
@@ -861,16 +860,29 @@ def _after_cycle(
 
 
 def _renew(
-    services: Services, store: Any, record: ConnectionRecord, push: Any, now: datetime
+    services: Services,
+    store: Any,
+    tenant: str,
+    record: ConnectionRecord,
+    push: Any,
+    now: datetime,
 ) -> None:
-    """RUN-5: push channels that expire soon are replaced before they do."""
+    """RUN-5: push channels that expire soon are replaced before they do; a connection
+    whose channels could not be opened (it is polled meanwhile) tries again after each
+    cycle, and the problem it showed goes once push works."""
     connection = record.id
     current = store.channels_of(connection)
     if not current:
+        if record.channel_problem:
+            problem = _open_channel(services, tenant, connection)
+            if problem != record.channel_problem:
+                store.save_connection_record(connection, {"channel_problem": problem})
         return
     problems = services.kit(record.provider).renew_push(services, push, current, now)
-    if problems:  # RUN-5: the connection is polled on its schedule meanwhile
-        store.save_connection_record(connection, {"channel_problem": problems[0]})
+    if problems or record.channel_problem:  # RUN-5: polled on its schedule meanwhile
+        problem = problems[0] if problems else ""
+        if problem != record.channel_problem:
+            store.save_connection_record(connection, {"channel_problem": problem})
 
 
 def _open_channel(services: Services, tenant: str, connection: str) -> str:

@@ -280,3 +280,23 @@ def test_AUTH4_disconnect_deletes_the_subscriptions_at_graph(world: World) -> No
     assert problems == []
     assert world.subscriptions() == {}
     assert world.channels() == {}
+
+
+def test_RUN5_subscriptions_graph_refused_at_connect_are_made_after_the_next_cycle(
+    world: World,
+) -> None:
+    """Push that could not be set up at connect leaves the connection polled on its
+    schedule and saying why; after its next cycle the worker tries again, and once the
+    subscriptions exist the problem it showed is gone."""
+    world.sandbox.inject(503, method="POST", path="^subscriptions$", times=3)
+
+    connect(world)
+    record = world.store.connection_record(CONNECTION)
+    assert record is not None and "polling on schedule" in record["channel_problem"]
+    assert world.channels() == {} and world.subscriptions() == {}
+
+    world.work()
+
+    record = world.store.connection_record(CONNECTION)
+    assert record is not None and record["channel_problem"] == ""
+    assert set(world.subscriptions()) == set(world.channels()) == {"contact", "activity", "todo"}
