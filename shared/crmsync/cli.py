@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -46,8 +47,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     tenant.add_argument(
         "--services", help="what users may connect: sync, mail or sync,mail (default: both)"
     )
-    link = verbs.add_parser("onboarding-link", help="a user's link to connect an account")
-    link.add_argument("--tenant", required=True)
+    link = verbs.add_parser(
+        "onboarding-link",
+        help="a user's link to connect an account",
+        description="Prints the link a user opens to connect their Google or Microsoft 365 "
+        "account; it is theirs alone and valid 7 days.",
+    )
+    link.add_argument("--tenant", required=True, help="the tenant id")
     link.add_argument("--user", required=True, help="the user id in crmsync")
     link.add_argument("--crm-user", help="the CRM user id, when it differs (AUTH-5)")
     consent = verbs.add_parser(
@@ -55,9 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="a directory admin's link to approve crmsync for their whole organisation",
         description="Where the provider has one (Microsoft 365), the admin's approval "
         "spares each user the permission question; users still connect their own "
-        "accounts with their onboarding links.",
+        "accounts with their onboarding links. The link is valid 7 days.",
     )
-    consent.add_argument("--tenant", required=True)
+    consent.add_argument("--tenant", required=True, help="the tenant id")
     consent.add_argument("--provider", default="microsoft", help="default: microsoft")
     args = parser.parse_args(argv)
     if args.verb == "tenant":
@@ -73,13 +79,16 @@ def register_tenant(args: argparse.Namespace) -> int:
     import getpass
     import os
 
-    from crmsync import entrypoints, service
+    from crmsync import service
 
+    deployment = _deployment()
+    if deployment is None:
+        return 2
     crm_token = os.environ.get("CRMSYNC_NEW_CRM_TOKEN") or getpass.getpass("CRM API token: ")
     secret = os.environ.get("CRMSYNC_NEW_EVENT_SECRET") or getpass.getpass("event secret: ")
     try:
         admin = service.create_tenant(
-            entrypoints.from_environment(os.environ),
+            deployment,
             args.id,
             name=args.name,
             crm_base_url=args.crm_base_url,
@@ -96,18 +105,40 @@ def register_tenant(args: argparse.Namespace) -> int:
     return 0
 
 
+def _deployment() -> Any:
+    """The deployment the environment names, as the functions see it; None, with one
+    line saying what is missing, when the environment is not set (no traceback)."""
+    import os
+
+    from crmsync import entrypoints
+
+    try:
+        return entrypoints.from_environment(os.environ)
+    except Exception as exc:  # credentials, a variable, a key: all are the same advice
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, KeyError):
+            reason = f"{exc.args[0]} is not set"
+        print(
+            f"cannot reach the deployment ({reason}); set its environment first, as "
+            "docs/deploy.md section 3 shows",
+            file=sys.stderr,
+        )
+        return None
+
+
 def _listed(value: str | None) -> list[str] | None:
     return [item.strip() for item in value.split(",") if item.strip()] if value else None
 
 
 def onboarding_link(args: argparse.Namespace) -> int:
-    import os
+    from crmsync import service
 
-    from crmsync import entrypoints, service
-
+    deployment = _deployment()
+    if deployment is None:
+        return 2
     try:
         url = service.onboarding_link(
-            entrypoints.from_environment(os.environ),
+            deployment,
             args.tenant,
             args.user,
             crm_user=args.crm_user,
@@ -120,14 +151,13 @@ def onboarding_link(args: argparse.Namespace) -> int:
 
 
 def admin_consent_link(args: argparse.Namespace) -> int:
-    import os
+    from crmsync import service
 
-    from crmsync import entrypoints, service
-
+    deployment = _deployment()
+    if deployment is None:
+        return 2
     try:
-        url = service.admin_consent_link(
-            entrypoints.from_environment(os.environ), args.tenant, args.provider
-        )
+        url = service.admin_consent_link(deployment, args.tenant, args.provider)
     except service.Refused as refused:
         print(f"refused: {refused.reason}", file=sys.stderr)
         return 2

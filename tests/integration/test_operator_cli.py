@@ -120,3 +120,29 @@ def test_AUTH1_an_operator_makes_a_directory_admins_consent_link(
     assert link.startswith("https://functions.example/oauth_start?admin=")
     assert main(["admin-consent-link", "--tenant", "acme", "--provider", "google"]) == 2
     assert "no organisation-wide consent" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("verb", ["onboarding-link", "admin-consent-link", "tenant"])
+def test_AUTH1_a_command_run_without_the_deployments_environment_says_what_to_do(
+    verb: str,
+    firestore_client: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Without the environment docs/deploy.md section 3 sets (here: no task queue), an
+    operator's command answers one line naming what is missing and where to look, not
+    a traceback."""
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", firestore_client.project)
+    for name in ("CRMSYNC_TASKS_QUEUE", "CRMSYNC_WORKER_URL"):
+        monkeypatch.delenv(name, raising=False)
+    args = {
+        "onboarding-link": ["--tenant", "acme", "--user", "u1"],
+        "admin-consent-link": ["--tenant", "acme"],
+        "tenant": ["--id", "acme", "--name", "ACME", "--crm-base-url", "https://crm.example"],
+    }[verb]
+
+    assert main([verb, *args]) == 2
+
+    said = capsys.readouterr().err
+    assert "CRMSYNC_TASKS_QUEUE" in said and "docs/deploy.md section 3" in said
+    assert "Traceback" not in said and len(said.strip().splitlines()) == 1

@@ -55,7 +55,7 @@ def setup_from_environment(env: Mapping[str, str]) -> MicrosoftSetup | None:
     graph = env.get("CRMSYNC_MICROSOFT_GRAPH_ROOT", "").rstrip("/")
     oauth = MicrosoftOAuth(
         env["CRMSYNC_MICROSOFT_CLIENT_ID"],
-        env["CRMSYNC_MICROSOFT_CLIENT_SECRET"],
+        env.get("CRMSYNC_MICROSOFT_CLIENT_SECRET", ""),
         public + "/oauth_callback",
         **extra,
     )
