@@ -300,3 +300,23 @@ def test_RUN5_subscriptions_graph_refused_at_connect_are_made_after_the_next_cyc
     record = world.store.connection_record(CONNECTION)
     assert record is not None and record["channel_problem"] == ""
     assert set(world.subscriptions()) == set(world.channels()) == {"contact", "activity", "todo"}
+
+
+def test_RUN5_a_kind_whose_subscription_failed_at_connect_gets_one_after_the_next_cycle(
+    world: World,
+) -> None:
+    """One kind's subscription refused at connect, the others made: that kind is polled
+    meanwhile, and the worker's renewal after the next cycle makes it."""
+    world.sandbox.inject(503, method="POST", path="^subscriptions$", times=1)
+
+    connect(world)
+    made = set(world.channels())
+    record = world.store.connection_record(CONNECTION)
+    assert record is not None and "polling on schedule" in record["channel_problem"]
+    assert len(made) == 2
+
+    world.work()
+
+    record = world.store.connection_record(CONNECTION)
+    assert record is not None and record["channel_problem"] == ""
+    assert set(world.subscriptions()) == set(world.channels()) == {"contact", "activity", "todo"}

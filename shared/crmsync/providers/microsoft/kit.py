@@ -165,7 +165,8 @@ class MicrosoftKit:
 
         now = services.clock()  # the calendar's window is on the service's clock
         resources = resources_for(client, settings, directory, claimed, now)
-        return MicrosoftAccount(resources), _subscriptions(client, resources)
+        synced = {k: r for k, r in resources.items() if settings.enabled(k)}
+        return MicrosoftAccount(resources), _subscriptions(client, synced)
 
     # -- change notifications (RUN-1, RUN-3, RUN-5) -----------------------------------------
     def open_push(
@@ -203,11 +204,14 @@ class MicrosoftKit:
         self, services: Any, handle: Any, current: list[Channel], now: datetime
     ) -> list[str]:
         """After a cycle, with its handle: subscriptions that run out within a day are
-        extended, and made again where Graph no longer has them."""
+        extended, made again where Graph no longer has them, and made for a synced kind
+        that has none (its making failed at connect)."""
         from crmsync.providers.microsoft.push import renew_subscriptions
 
         address = services.url(self.webhook)
-        return renew_subscriptions(handle, services.channels(), current, address, now)
+        return renew_subscriptions(
+            handle, services.channels(), current, address, now, wanted=list(handle.resources)
+        )
 
     def stop_push(
         self, services: Any, grants: Grants, connection: str, settings: Settings, channel: Channel

@@ -188,11 +188,30 @@ def renew_subscriptions(
     address: str,
     now: datetime,
     margin: timedelta = RENEW_MARGIN,
+    wanted: Iterable[str] = (),
 ) -> list[str]:
     """RUN-5: extend the subscriptions that expire within `margin` to as long as Graph
-    allows; one Graph no longer has is made again (a new id, a new client state).
-    Returns what failed; the connection is then still synced on its schedule."""
+    allows; one Graph no longer has is made again (a new id, a new client state); a
+    `wanted` kind with none is made. Returns what failed; the connection is then still
+    synced on its schedule."""
     problems: list[str] = []
+    held = {c.resource_id for c in current if c.provider == PROVIDER}
+    for kind in wanted:
+        if kind in held or kind not in LIFETIME or not current:
+            continue
+        try:
+            connection = current[0]
+            open_subscription(
+                subscriptions,
+                channels,
+                connection.tenant,
+                connection.connection,
+                kind,
+                address,
+                now,
+            )
+        except SyncError as exc:
+            problems.append(f"{kind} subscription not made ({type(exc).__name__}); polling")
     for channel in current:
         kind = channel.resource_id
         if channel.provider != PROVIDER or kind not in LIFETIME or channel.expires - now > margin:
