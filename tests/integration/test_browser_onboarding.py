@@ -16,10 +16,10 @@ import pytest
 from playwright.sync_api import Browser, Page, Response, sync_playwright
 
 from crmsync import service
-from crmsync.providers.microsoft import oauth
 from crmsync.providers.microsoft.kit import MicrosoftSetup
 from crmsync.queue.inline import InlineQueue
 from crmsync.store.memory import MemoryBackend
+from crmsync.testing.microsoft import registered
 from sandbox.crm.seed import DEMO_TENANT
 from sandbox.local.stack import DEMO_USERS, LocalStack
 from sandbox.microsoft.core import MicrosoftSandbox
@@ -92,14 +92,14 @@ def microsoft(stack: LocalStack) -> Iterator[Microsoft]:
     functions as a deployment's environment would set it up."""
     sandbox = MicrosoftSandbox()
     served = serve(sandbox)
-    config = oauth.MicrosoftOAuth(
+    config = registered(
+        sandbox,
+        served.base_url,
+        served.ca_path,
+        stack.functions_url + "/oauth_callback",
         CLIENT_ID,
         CLIENT_SECRET,
-        stack.functions_url + "/oauth_callback",
-        authority=f"{served.base_url}/{sandbox.tenant_id}",
-        ca_path=served.ca_path,
     )
-    sandbox.add_app(CLIENT_ID, CLIENT_SECRET, [config.redirect_uri])
     stack.services.providers["microsoft"] = MicrosoftSetup(config, f"{served.base_url}/v1.0")
     yield Microsoft(sandbox, served.base_url, served.ca_path)
     served.stop()

@@ -22,11 +22,11 @@ from crmsync import entrypoints, service
 from crmsync.auth.vault import LocalKek, TokenVault
 from crmsync.crm.memory import MemoryCrm
 from crmsync.ports import Channel
-from crmsync.providers.microsoft import oauth
 from crmsync.providers.microsoft.kit import MicrosoftSetup
 from crmsync.providers.microsoft.push import LIFETIME, RENEW_MARGIN, digest
 from crmsync.queue.inline import InlineQueue
 from crmsync.store.memory import MemoryBackend
+from crmsync.testing.microsoft import registered
 from sandbox.local.stack import functions_app, serve_app
 from sandbox.microsoft import identity
 from sandbox.microsoft.core import MicrosoftSandbox
@@ -88,14 +88,14 @@ def world() -> Iterator[World]:
     identity.state_of(sandbox).token_seconds = 30 * 24 * 3600  # no refresh as time moves
     served = serve(sandbox)
     functions_url, stop_functions = serve_app(functions_app())
-    config = oauth.MicrosoftOAuth(
+    config = registered(
+        sandbox,
+        served.base_url,
+        served.ca_path,
+        functions_url + "/oauth_callback",
         CLIENT_ID,
         SECRET,
-        functions_url + "/oauth_callback",
-        authority=f"{served.base_url}/{sandbox.tenant_id}",
-        ca_path=served.ca_path,
     )
-    sandbox.add_app(CLIENT_ID, SECRET, [config.redirect_uri])
     queue = InlineQueue()
     crm = MemoryCrm(lambda: datetime.now(UTC))
     services = service.Services(

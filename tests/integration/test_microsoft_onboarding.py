@@ -24,6 +24,7 @@ from crmsync.providers.microsoft import oauth
 from crmsync.providers.microsoft.kit import KIT, MicrosoftSetup
 from crmsync.queue.inline import InlineQueue
 from crmsync.store.memory import MemoryBackend
+from crmsync.testing.microsoft import registered
 from sandbox.microsoft import identity
 from sandbox.microsoft.core import MicrosoftSandbox
 from sandbox.microsoft.server import serve, trusting_session
@@ -51,14 +52,9 @@ def world() -> Iterator[World]:
     for email in (ADA, MALLORY):
         sandbox.add_user(email)
     served = serve(sandbox)
-    config = oauth.MicrosoftOAuth(
-        CLIENT_ID,
-        SECRET,
-        PUBLIC + "/oauth_callback",
-        authority=f"{served.base_url}/{sandbox.tenant_id}",
-        ca_path=served.ca_path,
+    config = registered(
+        sandbox, served.base_url, served.ca_path, PUBLIC + "/oauth_callback", CLIENT_ID, SECRET
     )
-    sandbox.add_app(CLIENT_ID, SECRET, [config.redirect_uri])
     services = service.Services(
         backend=MemoryBackend(),
         queue=InlineQueue(),

@@ -123,6 +123,27 @@ def _take_provider_failures(faults: Faults) -> list[Failure]:
     )
 
 
+def registered(
+    sandbox: Any,
+    base_url: str,
+    ca_path: str,
+    redirect_uri: str,
+    client_id: str = "",
+    secret: str = "",
+) -> MicrosoftOAuth:
+    """crmsync's app registered with a served Microsoft sandbox, and that registration
+    as Microsoft's kit reads it (the sandbox's identity platform, trusted by its CA)."""
+    client_id, secret = client_id or CLIENT_ID, secret or SECRET
+    sandbox.add_app(client_id, secret, [redirect_uri])
+    return MicrosoftOAuth(
+        client_id,
+        secret,
+        redirect_uri,
+        authority=f"{base_url}/{sandbox.tenant_id}",
+        ca_path=ca_path,
+    )
+
+
 class GraphSandboxSide:
     """A Microsoft sandbox served over https on a loopback socket for one world, on the
     world's clock, with one user and crmsync's app registration; stopped with the
@@ -147,9 +168,9 @@ class GraphSandboxSide:
         }
         self.sandbox = MicrosoftSandbox(clock=clock)
         self.user = self.sandbox.add_user(email)
-        self.sandbox.add_app(CLIENT_ID, SECRET, [REDIRECT])
         served = serve(self.sandbox)
         self.base_url, self.ca_path = served.base_url, served.ca_path
+        self.oauth = registered(self.sandbox, self.base_url, self.ca_path, REDIRECT)
         self._stop = weakref.finalize(self, served.stop)
         self.graph_root = f"{self.base_url}/v1.0"
         self.token = self.sandbox.issue_token(
@@ -165,15 +186,8 @@ class GraphSandboxSide:
         """Microsoft's setup as a deployed function has it, pointed at this sandbox; the
         client makes one attempt per request, waits on no clock and tells the world of
         each write (for its crashes)."""
-        oauth = MicrosoftOAuth(
-            CLIENT_ID,
-            SECRET,
-            REDIRECT,
-            authority=f"{self.base_url}/{self.sandbox.tenant_id}",
-            ca_path=self.ca_path,
-        )
         options = {"attempts": 1, "sleep": _no_sleep, "after_write": self.faults.after_write}
-        return MicrosoftSetup(oauth, self.graph_root, options)
+        return MicrosoftSetup(self.oauth, self.graph_root, options)
 
     def grant(self) -> Grant:
         """The grant consent left for the world's user, good for as long as the world
