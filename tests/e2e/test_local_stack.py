@@ -103,8 +103,15 @@ def live(
     stack.create_demo_tenant()
     topic = subscribe_crm_events(pubsub_emulator.project, stack.functions_url + "/crm_events")
     stack.topic = topic  # type: ignore[attr-defined]
+    # The emulators live for the whole session, so runs of earlier tests' stacks are in
+    # the store too: wait for this stack's own first cycle, then for its echoes to end.
+    earlier = {r["id"] for r in finished_runs(stack)}
     assert stack.connect("u1").status_code == 200
-    eventually(lambda: finished_runs(stack), what="the first cycle")
+    eventually(
+        lambda: [r for r in finished_runs(stack) if r["id"] not in earlier],
+        what="the first cycle",
+    )
+    quiet(stack)
     yield stack
     quiet(stack)
     stack.close()
