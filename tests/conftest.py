@@ -18,6 +18,10 @@ from hypothesis import HealthCheck, settings
 
 from sandbox.local.emulators import Emulator, EmulatorUnavailable, start_firestore, start_pubsub
 
+# A real browser (Debian's Chromium through Playwright) for the tests that ask for
+# `browser` or `page`.
+pytest_plugins = ["tests.browser"]
+
 if TYPE_CHECKING:
     from google.cloud import firestore
 

@@ -25,13 +25,14 @@ import atexit
 import os
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from sandbox.local.emulators import Emulator, free_port
+from sandbox.local.emulators import Emulator, die_with_parent, free_port
 
 TASKS_VENV = Path(__file__).resolve().parents[2] / ".venv-tasks"
 LOCAL_QUEUE = "projects/crmsync-local/locations/local/queues/sync"
@@ -79,6 +80,7 @@ def start_cloud_tasks(
         # Its libraries warn about the Python version on every start.
         env={**os.environ, "PYTHONWARNINGS": "ignore::FutureWarning"},
         start_new_session=True,  # its own process group, ended whole by stop()
+        preexec_fn=die_with_parent if sys.platform == "linux" else None,  # never an orphan
     )
     emulator = CloudTasksEmulator(process, f"127.0.0.1:{port}", queues, log)
     atexit.register(emulator.stop)

@@ -18,8 +18,11 @@ does:
 * the outbound event stream: crmsync publishes its events to `sync-events`, which a
   subscription here prints, as a CRM's system would receive them (BEY-7).
 
-It prints the addresses and commands to try, one line per cycle (naming its
-connection) and one per outbound event. Ctrl-C stops everything it started.
+It serves the sandbox console (sandbox/local/console.py: the CRM beside each user's
+own account, editable on both sides, with the cycles and events as they happen) and
+prints its address first, then the other addresses and commands to try, one line per
+cycle (naming its connection) and one per outbound event after it. Ctrl-C (or SIGTERM)
+stops everything it started.
 `--check` stops after the first cycles of u1 and u2 instead, with exit status 0 when
 both synced.
 """
@@ -86,7 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from crmsync.outbound import PubSubEvents
         from crmsync.queue.cloud_tasks import CloudTasksQueue, emulator_client
         from crmsync.store.firestore import FirestoreBackend
-        from sandbox.local.stack import DEMO_USERS, LocalStack
+        from sandbox.local.console import Console, EventLog
+        from sandbox.local.stack import DEMO_USERS, LocalStack, serve_app
 
         configure_logging(open(os.devnull, "w"))  # noqa: SIM115 - the product's own logs
         port = args.port or free_port()
@@ -95,9 +99,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         queue = CloudTasksQueue(emulator_client(tasks_emulator.host), LOCAL_QUEUE, worker_url)
         project = pubsub_emulator.project
         events = _topic(project, EVENTS_TOPIC)
-        stack.callback(_print_events(project, events))
+        received = EventLog()
+        stack.callback(_receive_events(project, events, received))
         local = LocalStack(backend, queue, functions_port=port, events=PubSubEvents(events))
         stack.callback(local.close)
+        # The CRM's changes reach crmsync through this process's watch of the CRM below.
+        console_url, stop_console = serve_app(Console(local, events=received).app())
+        stack.callback(stop_console)
         admin_token = local.create_demo_tenant()
         _topic(project, TOPIC, push_to=local.functions_url + "/crm_events")
         _topic(project, GMAIL_TOPIC, push_to=local.functions_url + "/gmail_push")
@@ -116,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(
             "",
             "crmsync is running locally.",
+            f"  console            {console_url}/  (open it in a browser: the CRM beside u1's "
+            "Google and u2's Outlook, editable on both sides, with each cycle and event)",
             f"  functions          {local.functions_url}/<entry point>",
             f"  admin status       curl -s -H 'Authorization: Bearer {admin_token}' {status_url}",
             f"  reference CRM      {local.crm_url}  (tenant demo, token demo-token, users u1 u2)",
@@ -142,11 +152,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "its connection. Ctrl-C stops everything.",
             "",
         )
-        return _run(local, backend, pubsub_emulator.project, args.tick, args.check)
+        return _run(local, backend, pubsub_emulator.project, args.tick, args.check, received)
     return 0
 
 
-def _run(local: Any, backend: Any, project: str, tick: float, check: bool) -> int:
+def _run(local: Any, backend: Any, project: str, tick: float, check: bool, received: Any) -> int:
     from google.cloud import pubsub_v1
 
     publisher = pubsub_v1.PublisherClient()
@@ -155,6 +165,7 @@ def _run(local: Any, backend: Any, project: str, tick: float, check: bool) -> in
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     seen: set[str] = set()
     first: dict[str, str] = {}  # each connection's first finished cycle's status
+    shown = 0  # outbound events printed
     position = local.crm.database.position("demo")
     # Ten seconds apart, so that each path shows before the first fan-out (a minute
     # in) would pick the change up instead of the CRM event or the notification.
@@ -164,6 +175,9 @@ def _run(local: Any, backend: Any, project: str, tick: float, check: bool) -> in
     deadline = time.monotonic() + 180
     try:
         while not stop.is_set():
+            # Events taken before the runs are read, printed after them: an event's
+            # cycle (finished before it was published) is always printed first.
+            arrived, count = received.after(shown)
             store = backend.store("demo")
             runs = [
                 {**run, "connection": connection}
@@ -176,6 +190,9 @@ def _run(local: Any, backend: Any, project: str, tick: float, check: bool) -> in
                 seen.add(run["id"])
                 say(_run_line(run))
                 first.setdefault(run["connection"], run["status"])
+            for event in arrived:
+                say(_event_line(event))
+            shown = count
             if check and len(first) == len(CONNECTIONS):
                 return 0 if set(first.values()) == {"ok"} else 1
             if next_demo is None and len(first) == len(CONNECTIONS):
@@ -281,14 +298,15 @@ def _topic(project: str, name: str, *, push_to: str = "") -> str:
     return topic
 
 
-def _print_events(project: str, topic: str) -> Any:
-    """Print each outbound event as it arrives; returns what stops the printing."""
+def _receive_events(project: str, topic: str, log: Any) -> Any:
+    """Keep each outbound event in `log` as it arrives (printed by the main loop, and
+    shown by the console); returns what stops the receiving."""
     from google.cloud import pubsub_v1
 
     subscriber = pubsub_v1.SubscriberClient()
 
     def received(message: Any) -> None:
-        say(_event_line(json.loads(message.data)))
+        log.add(json.loads(message.data))
         message.ack()
 
     path = subscriber.subscription_path(project, topic.rsplit("/", 1)[-1])

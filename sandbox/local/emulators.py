@@ -194,7 +194,7 @@ def _start(name: str, command: list[str], port: int, project: str, timeout: floa
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group, ended whole by stop()
-        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        preexec_fn=die_with_parent if sys.platform == "linux" else None,
     )
     emulator = Emulator(name, process, f"127.0.0.1:{port}", project, log)
     atexit.register(emulator.stop)
@@ -206,7 +206,7 @@ def _start(name: str, command: list[str], port: int, project: str, timeout: floa
     return emulator
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child before exec: the kernel kills it when the thread that started it
     ends, so even a test run killed with SIGKILL leaves no emulator behind."""
     pr_set_pdeathsig = 1

@@ -25,6 +25,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMAND = [sys.executable, "-m", "sandbox.local.dev"]
+CONNECTIONS = ("google-u1", "microsoft-u2")
 
 
 def test_make_dev_connects_u1_and_u2_syncs_both_runs_twice_at_once_and_its_commands_work() -> None:
@@ -46,6 +47,11 @@ def test_make_dev_connects_u1_and_u2_syncs_both_runs_twice_at_once_and_its_comma
         assert _functions_url(text) != _functions_url(banner)  # two at once, apart
         first_cycles(banner)
         answers = {command: run(command) for command in commands(banner)}
+        assert_console(banner)
+        running.wait_for(
+            lambda lines: all(finished_events(lines, c) for c in CONNECTIONS), "events"
+        )
+        assert_events_follow_their_cycles(running.lines)
 
         [admin] = [a for c, a in answers.items() if "/admin/status" in c]
         assert sorted(c["id"] for c in admin["connections"]) == ["google-u1", "microsoft-u2"]
@@ -152,6 +158,35 @@ def eventually(holds: Any, what: str, timeout: float = 120.0) -> None:
     while not holds():
         assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
         time.sleep(0.5)
+
+
+def assert_console(banner: str) -> None:
+    """First hour: the console is the first address printed, and it is a page that
+    shows the CRM beside u1's Google and u2's Outlook."""
+    import requests
+
+    addresses = [line.split() for line in banner.splitlines() if line.startswith("  ")]
+    assert addresses[0][0] == "console", banner
+    page = requests.get(addresses[0][1], timeout=10)
+    assert page.headers["Content-Type"].startswith("text/html")
+    assert "crmsync sandbox console" in page.text
+    state = requests.get(addresses[0][1] + "api/state", timeout=30).json()
+    shown = {a["connection"]: a["records"]["contact"] for a in state["accounts"]}
+    assert "Turing" in [c["fields"]["last_name"] for c in shown["microsoft-u2"]]
+
+
+def assert_events_follow_their_cycles(lines: list[str]) -> None:
+    """First hour: a cycle's outbound event is printed after the cycle's own line."""
+    for connection in CONNECTIONS:
+        [cycle] = [i for i, line in enumerate(lines) if f" cycle {connection} " in line][:1]
+        assert finished_events(lines, connection)[0] > cycle, "\n".join(lines)
+
+
+def finished_events(lines: list[str], connection: str) -> list[int]:
+    """Where the log printed the connection's `cycle.finished` events."""
+    return [
+        i for i, line in enumerate(lines) if "cycle.finished" in line and f" {connection}:" in line
+    ]
 
 
 def _functions_url(text: str) -> str:

@@ -8,12 +8,11 @@ accept."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from playwright.sync_api import Browser, Page, Response, sync_playwright
+from playwright.sync_api import Page, Response
 
 from crmsync import service
 from crmsync.providers.microsoft.kit import MicrosoftSetup
@@ -28,47 +27,10 @@ from tests.integration.microsoft_sandbox import Clock, Graph
 
 pytestmark = pytest.mark.integration
 
-# Debian's Chromium (`make chromium` installs it); Playwright's own browser download is
-# never used. Without the background-networking flags Chromium keeps dialling Google's
-# hosts, which a closed network refuses.
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 CLIENT_ID, CLIENT_SECRET = "0d8b0f4e-8f52-4c4e-9a55-4b7a0c2f9e11", "crmsync-app-secret"
 ADA = "ada@contoso.example"
 DANA = DEMO_USERS["u1"]
 SYNC_GROUP = ["Ada Lovelace", "Grace Hopper"]  # u1's contact sync group (sandbox/crm/seed.py)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """One Chromium for the module; Playwright starts it on a fresh, empty profile."""
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} is missing: `make chromium` installs Debian's Chromium")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS
-        )
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    """A tab in a context of its own (no cookies from other tests)."""
-    context = browser.new_context(ignore_https_errors=True)  # the sandbox's throwaway CA
-    context.set_default_timeout(10_000)
-    opened = context.new_page()
-    yield opened
-    context.close()
 
 
 @pytest.fixture

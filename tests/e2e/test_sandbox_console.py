@@ -1,0 +1,148 @@
+"""The sandbox console `make dev` serves (sandbox/local/console.py), driven in a real
+browser (Debian's Chromium through Playwright) over the local stack as `make dev` runs
+it: Firestore's emulator, cycles through the Cloud Tasks emulator to the sync_worker
+function, the reference CRM, u1 connected through Google's consent and u2 through
+Microsoft's. A newcomer watches the sync and edits on both sides in the page; each edit
+travels the production path (a CRM change event, a Calendar push, a Graph change
+notification) and shows up on the other side of the page. The edits are made at once
+and awaited together, so the module takes about half a minute."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from google.cloud import firestore
+from playwright.sync_api import Locator, Page, expect
+
+from crmsync.queue.cloud_tasks import CloudTasksQueue, emulator_client
+from crmsync.store.firestore import FirestoreBackend
+from sandbox.crm.seed import DEMO_TENANT
+from sandbox.local.cloud_tasks import LOCAL_QUEUE, start_cloud_tasks
+from sandbox.local.console import Console
+from sandbox.local.emulators import Emulator, free_port
+from sandbox.local.stack import LocalStack, serve_app
+from tests.e2e.test_local_stack import eventually
+
+pytestmark = pytest.mark.integration
+
+SYNCED = 60_000  # ms: a cycle's outcome, awaited; a busy machine is slower, never different
+
+
+@pytest.fixture(scope="module")
+def console(firestore_emulator: Emulator) -> Iterator[tuple[LocalStack, str]]:
+    """The local stack with u1 on Google and u2 on Microsoft after both first cycles,
+    and the console's address."""
+    firestore_emulator.reset()
+    client = firestore.Client(project=firestore_emulator.project)
+    tasks = start_cloud_tasks()
+    port = free_port()
+    queue = CloudTasksQueue(
+        emulator_client(tasks.host), LOCAL_QUEUE, f"http://127.0.0.1:{port}/sync_worker"
+    )
+    local = LocalStack(FirestoreBackend(client), queue, functions_port=port)
+    local.create_demo_tenant()
+    assert local.connect("u1").status_code == 200
+    assert local.connect("u2", provider="microsoft").status_code == 200
+    store = local.services.backend.store(DEMO_TENANT)
+    for connection in ("google-u1", "microsoft-u2"):
+        eventually(
+            lambda c=connection: [r for r in store.runs(c) if r["status"] == "ok"],
+            what=f"{connection}'s first cycle",
+        )
+    # The CRM tells crmsync of the console's CRM edits with a signed event, as the
+    # vendor's CRM would (make dev's own watch of the CRM does the same over Pub/Sub).
+    url, stop = serve_app(Console(local, announce=local.post_event).app())
+    yield local, url
+    stop()
+    local.close()
+    tasks.stop()
+
+
+def side(page: Page, column: str, kind: str) -> Locator:
+    return page.locator(f'section.side[data-column="{column}"] table[data-kind="{kind}"]')
+
+
+def add(page: Page, column: str, kind: str, **fields: str) -> None:
+    form = page.locator(f'section.side[data-column="{column}"] form[data-kind="{kind}"]')
+    for name, value in fields.items():
+        form.locator(f'[name="{name}"]').fill(value)
+    form.get_by_role("button", name="Add").click()
+
+
+def row(page: Page, column: str, kind: str, text: str) -> Locator:
+    return side(page, column, kind).locator("tr", has_text=text)
+
+
+def test_console_shows_both_sides_and_an_edit_on_either_side_reaches_the_other(
+    page: Page, console: tuple[LocalStack, str]
+) -> None:
+    """First hour: the console shows the CRM beside u1's Google and u2's Outlook after
+    the first syncs (AUTH-2); a meeting added in u1's Google reaches the CRM by a push
+    cycle (RUN-3, CAL-1); a CRM contact edit reaches Google by a CRM event (RUN-3,
+    CON-2); a contact added in u2's Outlook with the CRM category reaches the CRM by a
+    Graph notification (CON-1); a meeting deleted in the CRM leaves Google (CAL-12);
+    each cycle and what it did to each record shows in the page (HIS-1); a form missing
+    its required field says why, and nothing is written."""
+    local, url = console
+    page.goto(url + "/")
+    expect(page.locator("body[data-ready]")).to_have_count(1)
+    expect(side(page, "crm", "contact")).to_contain_text("Ada Lovelace")
+    expect(side(page, "google-u1", "contact")).to_contain_text("Ada Lovelace")
+    expect(side(page, "microsoft-u2", "contact")).to_contain_text("Alan Turing")
+    expect(page.locator('[data-user="u1"]')).to_contain_text("google-u1 (active)")
+    first = page.locator('#runs details[data-connection="microsoft-u2"]', has_text="connect")
+    expect(first).to_contain_text("ok")
+
+    # One edit on each side at once, then each awaited where it lands.
+    start = (datetime.now(UTC) + timedelta(days=2)).replace(hour=10, minute=0)
+    when = start.strftime("%Y-%m-%dT%H:%M")
+    add(page, "google-u1", "activity", subject="Console coffee", start=when)
+    add(page, "microsoft-u2", "contact", first_name="Katherine", last_name="Johnson")
+    row(page, "crm", "contact", "Hopper").get_by_role("button", name="edit").click()
+    page.locator("tr.editing input[name=first_name]").fill("Admiral")
+    page.locator("tr.editing").get_by_role("button", name="save").click()
+
+    expect(side(page, "crm", "activity")).to_contain_text("Console coffee", timeout=SYNCED)
+    expect(row(page, "crm", "contact", "Katherine Johnson")).to_contain_text("u2", timeout=SYNCED)
+    expect(side(page, "google-u1", "contact")).to_contain_text("Admiral Hopper", timeout=SYNCED)
+    # the cycle that brought it (a push's, or the CRM event's that came first)
+    brought = page.locator(
+        '#runs details[data-connection="google-u1"]', has_text="activity: 1 create"
+    )
+    expect(brought).to_have_count(1)
+    brought.locator("summary").click()
+    created = page.locator("#runs details[open] .item", has_text="activity create")
+    expect(created).to_contain_text("to_crm")
+
+    row(page, "crm", "activity", "Console coffee").get_by_role("button", name="delete").click()
+    expect(side(page, "google-u1", "activity")).not_to_contain_text(
+        "Console coffee", timeout=SYNCED
+    )
+
+    before = len(local.crm.all(DEMO_TENANT, "contact"))
+    add(page, "crm", "contact", first_name="Nameless")
+    expect(page.locator("#message")).to_have_text("Not added: last name is required")
+    assert len(local.crm.all(DEMO_TENANT, "contact")) == before
+
+
+def test_console_page_and_its_api_answer_a_newcomer_with_reasons(
+    console: tuple[LocalStack, str],
+) -> None:
+    """First hour: the console is a page (HTML), and a bad request to its API is told
+    what is wrong in the error shape every crmsync endpoint uses."""
+    import requests
+
+    _, url = console
+    page = requests.get(url + "/", timeout=10)
+    assert page.headers["Content-Type"].startswith("text/html")
+    assert "crmsync sandbox console" in page.text
+    unknown = requests.post(url + "/api/crm/meeting", json={"subject": "x"}, timeout=10)
+    assert (unknown.status_code, unknown.json()) == (
+        400,
+        {"error": "unknown kind 'meeting': contact, activity or todo"},
+    )
+    state: dict[str, Any] = requests.get(url + "/api/state", timeout=10).json()
+    assert [a["connection"] for a in state["accounts"]] == ["google-u1", "microsoft-u2"]
