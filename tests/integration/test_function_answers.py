@@ -319,3 +319,18 @@ def test_AUTH2_coming_back_twice_through_the_same_sign_in_is_a_page_saying_to_st
     assert again.status_code == 400
     shown = page_text(again)
     assert "already used" in shown and "onboarding link" in shown
+
+
+# -- the local functions' root -------------------------------------------------------------------
+def test_first_hour_the_functions_root_names_every_entry_point(live: LocalStack) -> None:
+    root = requests.get(live.functions_url + "/", timeout=10)
+    assert root.status_code == 200
+    assert all(url(live, target) in page_text(root) for target in TARGETS)
+
+    unknown = requests.get(live.functions_url + "/nope", timeout=10)
+    assert unknown.status_code == 404
+    assert all(f"/{target}" in error_of(unknown) for target in TARGETS)
+    in_a_browser = requests.get(live.functions_url + "/nope", headers=BROWSER, timeout=10)
+    assert in_a_browser.status_code == 404
+    shown = page_text(in_a_browser)
+    assert "No function answers /nope" in shown and url(live, "oauth_start") in shown
