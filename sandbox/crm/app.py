@@ -15,10 +15,13 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from werkzeug.wrappers import Request
+
 from crmsync import model
 from crmsync.errors import NotFound
 from crmsync.model import CUSTOM_NAME, CUSTOM_TYPES, CustomField, CustomType
 from crmsync.recordlog import Faults
+from sandbox.crm import home
 from sandbox.crm.api import Api
 from sandbox.crm.database import (
     FEED_KINDS,
@@ -47,6 +50,9 @@ class ReferenceCrm:
         self.wsgi_app = Api(database, faults)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        request = Request(environ)
+        if home.is_home(request):  # a page for people; the contract's paths stay JSON
+            return home.answer(self.database, request)(environ, start_response)
         return self.wsgi_app(environ, start_response)
 
     # -- administration -------------------------------------------------------------------

@@ -7,10 +7,13 @@ meetings. Seeding a tenant that exists only adds the token.
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from sandbox.crm.app import ReferenceCrm
 from sandbox.crm.database import Attachment
+
+if TYPE_CHECKING:  # the CRM's root page names the demo tenant: app imports this module
+    from sandbox.crm.app import ReferenceCrm
 
 DEMO_TENANT = "demo"
 DEMO_TOKEN = "demo-token"

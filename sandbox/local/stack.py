@@ -31,6 +31,7 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import requests
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.wrappers import Request, Response
 
 from crmsync import entrypoints, service
 from crmsync.auth.vault import LocalKek, TokenVault
@@ -41,6 +42,7 @@ from sandbox.crm.database import CrmDatabase
 from sandbox.crm.seed import DEMO_TENANT, DEMO_TOKEN, seed_demo
 from sandbox.google.core import GoogleSandbox
 from sandbox.google.server import serve as serve_google
+from sandbox.home import Address, Section, page
 from sandbox.local.emulators import free_port
 from sandbox.microsoft.core import MicrosoftSandbox
 from sandbox.microsoft.identity import consent as microsoft_consent
@@ -50,17 +52,19 @@ from sandbox.microsoft.subscriptions import flush
 
 ROOT = Path(__file__).resolve().parents[2]
 MAIN = ROOT / "functions" / "main.py"
-TARGETS = (
-    "oauth_start",
-    "oauth_callback",
-    "google_webhook",
-    "graph_webhook",
-    "crm_events",
-    "gmail_push",
-    "scheduler_fanout",
-    "sync_worker",
-    "admin",
-)
+# Each entry point of functions/main.py, and who calls it.
+ENTRY_POINTS = {
+    "oauth_start": "a user's onboarding link opens here",
+    "oauth_callback": "Google and Microsoft send the user back here after consent",
+    "google_webhook": "Google Calendar's push notifications (POST)",
+    "graph_webhook": "Microsoft Graph's change notifications (POST)",
+    "crm_events": "the CRM's signed change events (POST)",
+    "gmail_push": "Gmail's notifications, pushed by Pub/Sub (POST)",
+    "scheduler_fanout": "Cloud Scheduler, every minute (POST)",
+    "sync_worker": "Cloud Tasks, one connection's sync (POST)",
+    "admin": "the admin API: /health, /status, POST /sync/<connection> (admin token)",
+}
+TARGETS = tuple(ENTRY_POINTS)
 CLIENT_ID = "crmsync-local.apps.example"
 CLIENT_SECRET = "local-client-secret"
 EVENT_SECRET = "demo-event-secret"
@@ -143,9 +147,33 @@ def _rooted(app: Any) -> Any:
     return run
 
 
-def _not_found(environ: Any, start_response: Any) -> list[bytes]:
-    start_response("404 Not Found", [("Content-Type", "text/plain")])
-    return [b"no such function\n"]
+def _not_found(environ: Any, start_response: Any) -> Any:
+    """A path that is no entry point: the root a newcomer opens from the `make dev`
+    banner gets a page naming the entry points; any other path a 404 that names them,
+    as a page for a browser, else in crmsync's error shape."""
+    request = Request(environ)
+    at_root = request.path == "/"
+    if at_root or entrypoints.wants_page(request):
+        intro = ("" if at_root else f"No function answers {request.path}. ") + _FUNCTIONS_INTRO
+        shown = page("crmsync's functions", intro, [_functions(request.host_url)])
+        status = 200 if at_root else 404
+        return Response(shown, status, mimetype="text/html")(environ, start_response)
+    named = ", ".join(f"/{target}" for target in TARGETS)
+    error = {"error": f"no function answers {request.path}; the entry points are {named}"}
+    return Response(json.dumps(error), 404, mimetype="application/json")(environ, start_response)
+
+
+_FUNCTIONS_INTRO = (
+    "Every Cloud Function of crmsync, each at /<entry point> as functions-framework serves "
+    "it. Users start at their onboarding link (`crmsync onboarding-link`), which opens "
+    "oauth_start; admins read the admin API with their tenant's admin token."
+)
+
+
+def _functions(base: str) -> Section:
+    root = base.rstrip("/")
+    listed = tuple(Address("", f"{root}/{name}", what) for name, what in ENTRY_POINTS.items())
+    return Section("Entry points", listed)
 
 
 def serve_app(app: Any, port: int = 0) -> tuple[str, Callable[[], None]]:

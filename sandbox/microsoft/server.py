@@ -1,6 +1,7 @@
 """The Microsoft sandbox on a real TLS socket: msal accepts only an https authority, so
 the sandbox serves https with a certificate from a throwaway local CA, and clients trust
-that CA alone (msal's `verify=<ca path>`, requests' `verify=<ca path>`)."""
+that CA alone (msal's `verify=<ca path>`, requests' `verify=<ca path>`). At its root, a
+page says what it is and names the identity platform's and Graph's addresses."""
 
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ from typing import NamedTuple
 
 import requests
 from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.wrappers import Request, Response
 
-from sandbox.microsoft.core import MicrosoftSandbox, Route, Router
+from sandbox.home import Address, Section, page
+from sandbox.microsoft.core import MicrosoftSandbox, Route, Router, route
 
 MODULES = ("identity", "graph", "contacts", "events", "todo", "subscriptions", "batch")
 
@@ -139,6 +142,71 @@ def routes(sandbox: MicrosoftSandbox, modules: Iterable[str] = MODULES) -> list[
     return found
 
 
+def home(sandbox: MicrosoftSandbox) -> list[Route]:
+    """`GET /`: what the sandbox is, its identity platform's and Graph's addresses, and
+    its users."""
+
+    def answer(request: Request, user: None) -> Response:
+        with sandbox.lock:
+            users = sorted(sandbox.users)
+        shown = page(
+            "Microsoft sandbox",
+            "A local stand-in for Microsoft's identity platform and Microsoft Graph v1.0, "
+            "for crmsync's tests and `make dev`. msal and Graph clients talk to it "
+            "unchanged. It serves https with a certificate from a throwaway CA made when it "
+            "started: trust that CA alone (`curl --cacert <ca.pem>`; the `make dev` banner "
+            "names its file). Nothing here reaches Microsoft.",
+            [
+                *sections(sandbox.base_url, sandbox.tenant_id),
+                Section("Users", notes=((", ".join(users) or "none yet") + ".",)),
+            ],
+        )
+        return Response(shown, mimetype="text/html")
+
+    return [route("GET", "", answer, None)]
+
+
+def sections(base: str, tenant: str) -> list[Section]:
+    """The identity platform's endpoints (for the directory `tenant`) and Graph's root,
+    below `base`."""
+    authority = f"{base}/{tenant}"
+    graph = f"{base}/v1.0"
+    return [
+        Section(
+            "Identity platform",
+            (
+                Address(
+                    "GET", authority + "/oauth2/v2.0/authorize", "the sign-in and consent page"
+                ),
+                Address("POST", authority + "/oauth2/v2.0/token"),
+                Address("GET", authority + "/v2.0/.well-known/openid-configuration"),
+                Address("GET", authority + "/discovery/v2.0/keys"),
+                Address("GET", authority + "/v2.0/adminconsent", "an organisation's admin consent"),
+            ),
+            (
+                f"msal's authority is `{authority}` (also `{base}/organizations`, "
+                f"`{base}/common` or a user's domain in place of the directory id).",
+            ),
+        ),
+        Section(
+            "Microsoft Graph v1.0",
+            (
+                Address("GET", graph + "/me"),
+                Address("GET", graph + "/me/contacts"),
+                Address("GET", graph + "/me/events"),
+                Address("GET", graph + "/me/todo/lists"),
+                Address("GET", graph + "/subscriptions"),
+                Address("POST", graph + "/$batch"),
+            ),
+            (
+                f"Graph's root is `{graph}`; its calls take `Authorization: Bearer <access "
+                "token>` from the token endpoint. Every other path answers in Graph's error "
+                "format.",
+            ),
+        ),
+    ]
+
+
 class Served(NamedTuple):
     base_url: str  # https://127.0.0.1:<port>, no trailing slash
     ca_path: str  # the CA bundle clients verify the sandbox's certificate with
@@ -164,7 +232,7 @@ def serve(
     tls = make_tls(directory, ("localhost", host))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(tls.cert_path, tls.key_path)
-    app = Router(sandbox, routes(sandbox, modules))
+    app = Router(sandbox, [*routes(sandbox, modules), *home(sandbox)])
     server = make_server(
         host, port, app, threaded=True, request_handler=_QuietHandler, ssl_context=context
     )

@@ -1,9 +1,13 @@
 """HTTP requests → crmsync's use cases → HTTP answers; one function per Cloud Function.
 
 Each handler authenticates, validates, resolves the tenant from authenticated input and
-calls one use case of `crmsync.service`. A client's mistake gets a 4xx with the reason
-as JSON; a fault on crmsync's side (or a dependency that is down) gets a 5xx, which
-Cloud Tasks and Pub/Sub answer by retrying. Nothing secret is logged or echoed.
+calls one use case of `crmsync.service`. A client's mistake gets a 4xx, a fault on
+crmsync's side (or a dependency that is down) a 5xx, which Cloud Tasks and Pub/Sub
+answer by retrying; either way the answer is one shape, `{"error": "<reason>"}`, or,
+for people (the onboarding pages, and a browser that asks for HTML anywhere), a page
+saying what happened and what to do next. A method a route does not answer gets 405
+with `Allow`; a missing or refused admin token 401 with `WWW-Authenticate`. Nothing
+secret is logged or echoed.
 
 `services()` builds the Services from the environment once per instance, with only
 what its function uses (`USES`, by CRMSYNC_FUNCTION); a handler that reaches for
@@ -64,6 +68,8 @@ Handler = Callable[[Any], Answer]
 _JSON = {"Content-Type": "application/json"}
 _HTML = {"Content-Type": "text/html; charset=utf-8"}
 _TEXT = {"Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Options": "nosniff"}
+READ = ("GET", "HEAD")
+POST = ("POST",)
 
 # What each function uses besides the store: "secret" (CRMSYNC_SECRET: onboarding links
 # and OAuth states), "google" (crmsync's OAuth client), "vault" (the KMS key: tokens and
@@ -192,22 +198,25 @@ def _guarded(handler: Handler, *, pages: bool = False) -> Handler:
     """Refusals become their 4xx; a dependency that is down a 503 (retried by the
     caller); anything else is a defect: one JSON log line with the request's reference
     and the error's type, and a 500 (which Cloud Tasks and Pub/Sub retry). People
-    (`pages`) get a page saying what happened and what to do next, never JSON."""
+    (`pages`, or a browser that asks for HTML) get a page saying what happened and what
+    to do next, never JSON."""
     name = handler.__name__
 
     def run(request: Any) -> Answer:
         started = time.monotonic()
         reference = secrets.token_hex(8)
         serving = _serving.set(name)
+        person = pages or wants_page(request)
         try:
             answer = handler(request)
         except service.Refused as refused:
-            answer = _refusal(refused, pages)
+            answer = _refusal(refused, person, name)
         except TransientError as exc:
             log.warning(
                 "dependency unavailable", extra={"handler": name, "error": type(exc).__name__}
             )
-            answer = _refusal(service.Refused(503, "temporarily unavailable; try again"), pages)
+            unavailable = service.Refused(503, "temporarily unavailable; try again in a minute")
+            answer = _refusal(unavailable, person, name)
         except Exception as exc:
             log.error(
                 "unhandled error",
@@ -218,7 +227,7 @@ def _guarded(handler: Handler, *, pages: bool = False) -> Handler:
                     "where": _where(exc),
                 },
             )
-            answer = _failure(reference, pages)
+            answer = _failure(reference, person)
         finally:
             _serving.reset(serving)
         log.info(
@@ -241,19 +250,59 @@ def _page(handler: Handler) -> Handler:
     return _guarded(handler, pages=True)
 
 
-def _refusal(refused: service.Refused, pages: bool) -> Answer:
-    if not pages:
-        return _json({"error": refused.reason}, refused.status)
+def wants_page(request: Any) -> bool:
+    """Whether the request comes from a browser: it asks for HTML before JSON. Machines
+    (Cloud Tasks, Pub/Sub, the providers' push, curl, API clients) ask for JSON or
+    anything (`*/*`), or say nothing."""
+    accept = request.accept_mimetypes
+    return bool(accept) and accept.best_match(("application/json", "text/html")) == "text/html"
+
+
+def _refusal(refused: service.Refused, person: bool, function: str) -> Answer:
+    """The refusal as the error shape, or as a page for a person: its next step says
+    what to do about the onboarding link, or, at an address meant for machines, what
+    the address is for."""
+    headers = refused.headers
+    if not person:
+        return _json({"error": refused.reason}, refused.status, headers)
     if refused.page is not None:
         template, values = refused.page
-        return web.render(template, **values), refused.status, _HTML
+        return web.render(template, **values), refused.status, {**_HTML, **headers}
     reason = refused.reason[:1].upper() + refused.reason[1:] + "."
-    return web.problem(refused.status, reason, refused.next_step), refused.status, _HTML
+    next_step = refused.next_step or _FOR_BROWSERS.get(function, "")
+    page = web.problem(refused.status, reason, next_step)
+    return page, refused.status, {**_HTML, **headers}
+
+
+# What a person who opened a machine's address in a browser reads as the next step.
+_ELSEWHERE = (
+    " There is nothing to open here in a browser: users connect their accounts with the "
+    "onboarding link their admin sends them."
+)
+_FOR_BROWSERS = {
+    "google_webhook": "This address is where Google Calendar posts its push "
+    "notifications to crmsync." + _ELSEWHERE,
+    "graph_webhook": "This address is where Microsoft Graph posts its change "
+    "notifications to crmsync." + _ELSEWHERE,
+    "crm_events": "This address is where your CRM posts its signed change events to "
+    "crmsync." + _ELSEWHERE,
+    "gmail_push": "This address is where Pub/Sub pushes Gmail's mailbox notifications "
+    "to crmsync." + _ELSEWHERE,
+    "scheduler_fanout": "This address is what Cloud Scheduler calls every minute to "
+    "start the connections' syncs." + _ELSEWHERE,
+    "sync_worker": "This address is where Cloud Tasks runs each connection's sync." + _ELSEWHERE,
+    "admin": "This address is crmsync's admin API: call it with your tenant's admin "
+    "token, e.g. curl -H 'Authorization: Bearer <admin token>' <this address>/status.",
+}
 
 
 def _failure(reference: str, pages: bool) -> Answer:
     if not pages:
-        return _json({"error": "internal error", "reference": reference}, 500)
+        reason = (
+            "crmsync could not finish this request; try again, and if it keeps "
+            f"happening, give your operator the reference {reference}"
+        )
+        return _json({"error": reason, "reference": reference}, 500)
     page = web.render(
         "problem.html",
         status=500,
@@ -301,8 +350,7 @@ def oauth_start(request: Any) -> Answer:
     """GET with an onboarding link: a page to pick the services (and, on a new link, to
     switch accounts); with `provider` and `services` chosen, a redirect to the
     provider's consent screen (AUTH-1)."""
-    if request.method not in ("GET", "HEAD"):
-        raise service.Refused(405, "open your onboarding link in a browser")
+    _allow(request, READ, "an onboarding link is opened in a browser (GET)")
     if request.args.get("admin") is not None:  # an organisation-wide consent link
         url = service.start_admin_consent(services(), request.args.get("admin"))
         return "", 302, {"Location": url}
@@ -330,11 +378,7 @@ def oauth_callback(request: Any) -> Answer:
         page = web.render("approved.html", label=approved["label"])
         return page, 200, _HTML
     if answer.get("error"):
-        raise service.Refused(
-            400,
-            "consent was not given, so nothing was connected",
-            "To connect, open your onboarding link again and allow access.",
-        )
+        raise _declined(answer["error"])
     record = service.finish_oauth(services(), answer.get("state"), answer.get("code"))
     page = web.render(
         "connected.html",
@@ -347,10 +391,9 @@ def oauth_callback(request: Any) -> Answer:
 
 def _callback_answer(request: Any) -> Mapping[str, str]:
     """The provider's answer (code and state, or error): the query, or a posted form."""
-    if request.method in ("GET", "HEAD"):
+    _allow(request, (*READ, *POST), "the sign-in answer comes back as a GET or a form POST")
+    if request.method in READ:
         return dict(request.args.items())
-    if request.method != "POST":
-        raise service.Refused(405, "open your onboarding link in a browser")
     if request.mimetype != "application/x-www-form-urlencoded":
         raise service.Refused(415, "the sign-in answer is not a form")
     return dict(parse_qsl(_body(request, MAX_FORM).decode("utf-8", "replace")))
@@ -373,8 +416,7 @@ def graph_webhook(request: Any) -> Answer:
 def _push(request: Any, provider: str) -> Answer:
     """A provider's push notification, whole, to the provider's kit; its answer as
     plain text where the provider expects one, else as JSON."""
-    if request.method != "POST":
-        raise service.Refused(405, "notifications are POSTed")
+    _allow(request, POST, "notifications are POSTed to this address")
     pushed = PushRequest(
         dict(request.headers), request.args.to_dict(), _body(request, MAX_PUSH_BODY)
     )
@@ -389,8 +431,7 @@ def crm_events(request: Any) -> Answer:
     """CRM change events (RUN-3), signed with the tenant's event secret: POSTed directly,
     or delivered by a Pub/Sub push subscription (the event is the message data and the
     signature its `signature` attribute)."""
-    if request.method != "POST":
-        raise service.Refused(405, "events are POSTed")
+    _allow(request, POST, "CRM change events are POSTed to this address")
     body = _body(request)
     signature = request.headers.get("Crmsync-Signature")
     accepted = 202
@@ -414,8 +455,7 @@ def gmail_push(request: Any) -> Answer:
     subscription (OIDC, invoker-restricted). 200 acknowledges, also for a mailbox
     crmsync does not know; a 400 names what is wrong with a message that is not a
     notification (Pub/Sub gives up on it after its retries: dead letter)."""
-    if request.method != "POST":
-        raise service.Refused(405, "notifications are POSTed")
+    _allow(request, POST, "Gmail's notifications are POSTed to this address by Pub/Sub")
     data = _pubsub_data(_json_body(_body(request)))
     enqueued = service.mail_notification(services(), "google", data)
     return _json({"enqueued": enqueued}, 200)
@@ -424,8 +464,7 @@ def gmail_push(request: Any) -> Answer:
 @_guarded
 def scheduler_fanout(request: Any) -> Answer:
     """Called by Cloud Scheduler (OIDC, invoker-restricted) every minute (RUN-2)."""
-    if request.method != "POST":
-        raise service.Refused(405, "the fan-out is POSTed by Cloud Scheduler")
+    _allow(request, POST, "the fan-out is POSTed by Cloud Scheduler")
     report = service.fanout(services())
     return _json(vars(report), 200)
 
@@ -435,8 +474,7 @@ def sync_worker(request: Any) -> Answer:
     """One cycle, as a Cloud Tasks task asks (OIDC, invoker-restricted): the payload is
     ids only. 200 ends the task whatever the cycle's outcome (it is in the run record);
     a 5xx asks Cloud Tasks to try again."""
-    if request.method != "POST":
-        raise service.Refused(405, "tasks are POSTed by Cloud Tasks")
+    _allow(request, POST, "tasks are POSTed by Cloud Tasks")
     payload = _json_body(_body(request))
     if not isinstance(payload, dict):
         raise service.Refused(400, "expected a JSON object")
@@ -448,35 +486,101 @@ def sync_worker(request: Any) -> Answer:
     return _json({"status": run.get("status"), "run": run.get("id")}, 200)
 
 
+# The admin API's routes: path (a trailing "/" takes a connection id) → the methods it
+# answers, and what a 405 says.
+ADMIN_ROUTES: dict[str, tuple[tuple[str, ...], str]] = {
+    "/": (READ, "the admin API's root is read with GET"),
+    "/health": (READ, "/health is read with GET"),
+    "/status": (READ, "/status is read with GET"),
+    "/sync/": (POST, "/sync/<connection> is POSTed"),
+    "/disconnect/": (POST, "/disconnect/<connection> is POSTed"),
+}
+_ADMIN_PATHS = "GET /health, GET /status, POST /sync/<connection>, POST /disconnect/<connection>"
+
+
 @_guarded
 def admin(request: Any) -> Answer:
     """GET /health: alive. GET /status: the tenant's connections (admin token).
-    POST /sync/<connection>: sync now (RUN-3). POST /disconnect/<connection>: AUTH-4."""
-    path = request.path.rstrip("/") or "/"
-    if path in ("/", "/health"):
+    POST /sync/<connection>: sync now (RUN-3). POST /disconnect/<connection>: AUTH-4.
+    A browser at / or /health gets a page saying what the admin API is and how to call
+    it. The route and its method are checked before the token: a wrong method is 405
+    and an unknown path 404 whoever asks."""
+    route, connection = _admin_route(request.path)
+    if route is None:
+        raise service.Refused(404, f"the admin API has no such path; it answers {_ADMIN_PATHS}")
+    _allow(request, *ADMIN_ROUTES[route])
+    if route in ("/", "/health"):
+        if wants_page(request):
+            return _admin_page(), 200, _HTML
         return _json({"ok": True}, 200)
     tenant = service.admin_tenant(services(), request.headers.get("Authorization"))
-    if path == "/status" and request.method == "GET":
+    if route == "/status":
         return _json(service.admin_status(services(), tenant), 200)
-    for action in ("sync", "disconnect"):
-        if path.startswith(f"/{action}/"):
-            if request.method != "POST":
-                raise service.Refused(405, f"/{action}/<connection> is POSTed")
-            connection = path.removeprefix(f"/{action}/")
-            if not service.safe_id(connection):
-                raise service.Refused(404, "no such connection")
-            if action == "sync":
-                return _json({"enqueued": service.sync_now(services(), tenant, connection)}, 202)
-            problems = service.disconnect(services(), tenant, connection)
-            return _json({"disconnected": True, "problems": problems}, 200)
-    if path == "/status":
-        raise service.Refused(405, "/status is read with GET")
-    raise service.Refused(404, "unknown admin path")
+    if not service.safe_id(connection):
+        raise service.Refused(404, "no such connection")
+    if route == "/sync/":
+        return _json({"enqueued": service.sync_now(services(), tenant, connection)}, 202)
+    problems = service.disconnect(services(), tenant, connection)
+    return _json({"disconnected": True, "problems": problems}, 200)
+
+
+def _admin_route(path: str) -> tuple[str | None, str]:
+    """The admin route `path` is, and the connection id it names (or "")."""
+    path = path.rstrip("/") or "/"
+    if path in ADMIN_ROUTES:
+        return path, ""
+    for route in ADMIN_ROUTES:
+        if route.endswith("/") and route != "/" and path.startswith(route):
+            return route, path.removeprefix(route)
+    return None, ""
+
+
+def _admin_page() -> str:
+    root = services().url("admin")
+    return web.render("admin.html", root=root)
 
 
 # -- helpers ------------------------------------------------------------------------------
-def _json(body: Any, status: int) -> Answer:
-    return json.dumps(body, default=str), status, _JSON
+def _json(body: Any, status: int, headers: Mapping[str, str] | None = None) -> Answer:
+    return json.dumps(body, default=str), status, {**_JSON, **(headers or {})}
+
+
+def _allow(request: Any, methods: tuple[str, ...], reason: str) -> None:
+    """Refuse a method the route does not answer: 405 with `Allow` naming the methods it
+    does (RFC 9110, 15.5.6)."""
+    if request.method not in methods:
+        raise service.Refused(405, reason, headers={"Allow": ", ".join(methods)})
+
+
+# What the provider's `error` says happened when the user came back without a code
+# (RFC 6749, 4.1.2.1); Microsoft's identity platform sends the same codes.
+_DECLINED = {
+    "access_denied": (
+        "consent was not given, so nothing was connected",
+        "To connect, open your onboarding link again and allow access.",
+    ),
+    "temporarily_unavailable": (
+        "the sign-in service was busy and did not finish, so nothing was connected",
+        "Open your onboarding link again in a few minutes.",
+    ),
+    "server_error": (
+        "the sign-in service failed to finish, so nothing was connected",
+        "Open your onboarding link again in a few minutes.",
+    ),
+}
+
+
+def _declined(error: str) -> service.Refused:
+    """The page of a user who came back from the provider without a code."""
+    reason, next_step = _DECLINED.get(
+        error,
+        (
+            "the sign-in did not finish, so nothing was connected",
+            "Open your onboarding link again. If it keeps happening, tell your admin "
+            "what this page says.",
+        ),
+    )
+    return service.Refused(400, reason, next_step)
 
 
 def _json_body(body: bytes) -> Any:

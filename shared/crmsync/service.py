@@ -70,7 +70,8 @@ FANOUT_THREADS = 16  # Cloud Tasks calls in flight at once while enqueueing a pa
 class Refused(Exception):
     """A request crmsync turns down: `status` is the HTTP status, the message the reason
     the caller reads (never a secret); `next_step` tells a person what to do about it,
-    and `page` names a page of its own (template, values) for people to see instead."""
+    and `page` names a page of its own (template, values) for people to see instead.
+    `headers` go with the answer where HTTP asks for them (a 401's WWW-Authenticate)."""
 
     def __init__(
         self,
@@ -78,12 +79,14 @@ class Refused(Exception):
         reason: str,
         next_step: str = "",
         page: tuple[str, Mapping[str, Any]] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
         self.next_step = next_step
         self.page = page
+        self.headers = dict(headers or {})
 
 
 @dataclass
@@ -170,16 +173,39 @@ def create_tenant(
     return f"{tenant}.{admin_secret}"
 
 
+ADMIN_REALM = "crmsync admin"
+_ADMIN_TOKEN_STEP = (
+    "Use the admin token you were given when your tenant was registered. Whoever "
+    "registered it (crmsync tenant) can register it again for a new token."
+)
+
+
 def admin_tenant(services: Services, authorization: str | None) -> str:
-    """The tenant whose admin token `Authorization: Bearer <token>` carries."""
-    scheme, _, token = (authorization or "").partition(" ")
+    """The tenant whose admin token `Authorization: Bearer <token>` carries. A request
+    with no token is told to send one; one whose token is not the tenant's is told that
+    token was not accepted (RFC 6750: `error="invalid_token"`), whether the tenant is
+    unknown or the secret wrong, so the answer tells no one which tenants exist."""
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Refused(
+            401,
+            "no admin token was given: send the tenant's admin token as "
+            "'Authorization: Bearer <admin token>'",
+            _ADMIN_TOKEN_STEP,
+            headers={"WWW-Authenticate": f'Bearer realm="{ADMIN_REALM}"'},
+        )
     tenant, _, admin_secret = token.strip().partition(".")
-    if scheme.lower() != "bearer" or not safe_id(tenant) or not admin_secret:
-        raise Refused(401, "an admin token is required (Authorization: Bearer <token>)")
-    record = services.backend.store(tenant).tenant_record()
+    record = services.backend.store(tenant).tenant_record() if safe_id(tenant) else None
     kept = (record or {}).get("admin_token_digest", "")
-    if not kept or not hmac.compare_digest(kept, _digest(admin_secret)):
-        raise Refused(401, "the admin token is not valid")
+    if not admin_secret or not kept or not hmac.compare_digest(kept, _digest(admin_secret)):
+        named = f"tenant {tenant!r}" if safe_id(tenant) else "any tenant"
+        raise Refused(
+            401,
+            f"the admin token was not accepted: it is not valid for {named} "
+            "(an admin token reads <tenant>.<secret>)",
+            _ADMIN_TOKEN_STEP,
+            headers={"WWW-Authenticate": f'Bearer realm="{ADMIN_REALM}", error="invalid_token"'},
+        )
     return tenant
 
 
@@ -976,6 +1002,10 @@ def mail_notification(services: Services, provider: str, data: bytes) -> int:
         raise Refused(400, str(exc)) from exc
 
 
+# A 401 names how to authenticate (RFC 9110): CRM events carry a signature header.
+_SIGNED = {"WWW-Authenticate": 'Crmsync-Signature realm="crm events"'}
+
+
 def crm_event(services: Services, signature: str | None, body: bytes) -> int:
     """A CRM change event, signed with its tenant's event secret: a debounced cycle of
     each active connection of the user it names. Returns how many were enqueued."""
@@ -988,13 +1018,13 @@ def crm_event(services: Services, signature: str | None, body: bytes) -> int:
     store = services.backend.store(claimed.tenant)
     record = store.tenant_record()
     if record is None or "event_secret" not in record:
-        raise Refused(401, "the event's signature does not verify")
+        raise Refused(401, "the event's signature does not verify", headers=_SIGNED)
     secret = services.vault.open(record["event_secret"], f"{claimed.tenant}/event-secret")
     now = services.clock()
     try:
         event = events.verify(secret, signature, body, now)
     except events.BadEvent as exc:
-        raise Refused(401, str(exc)) from exc
+        raise Refused(401, str(exc), headers=_SIGNED) from exc
     # A signed event is accepted once: a replay within its five minutes (or Pub/Sub
     # delivering it twice) is acknowledged and enqueues nothing.
     nonces = services.backend.store("")

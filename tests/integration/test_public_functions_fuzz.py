@@ -2,8 +2,9 @@
 effect (the architecture's invariant; AUTH-1, AUTH-2, RUN-3): every function of
 functions/main.py is served by functions-framework on a real socket and sent
 Hypothesis-made requests (methods, paths, query strings with non-ASCII and broken
-percent-encodings, headers, bodies of any bytes or of near-valid JSON shapes, chunked
-transfer), next to the four requests a probe found answered with a 500.
+percent-encodings, headers, a browser's Accept among them, bodies of any bytes or of
+near-valid JSON shapes, chunked transfer), next to the four requests a probe found
+answered with a 500.
 
 The state compared before and after a refused request is everything crmsync keeps:
 the memory store of every tenant, the global channel / state / mailbox directories,
@@ -192,6 +193,7 @@ HEADERS = st.dictionaries(
             "X-Goog-Resource-Id",
             "X-Goog-Resource-State",
             "Content-Type",
+            "Accept",
             "X-Other",
         ]
     ),
@@ -199,7 +201,7 @@ HEADERS = st.dictionaries(
         alphabet=st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"),
         max_size=60,
     )
-    | st.sampled_from(["Bearer demo.x", "Bearer é", "Bearer", "sync", "exists"]),
+    | st.sampled_from(["Bearer demo.x", "Bearer é", "Bearer", "sync", "exists", "text/html"]),
     max_size=4,
 )
 

@@ -1,0 +1,61 @@
+"""The reference CRM's root page: `GET /` (and the contract's base URL, which the
+`make dev` banner prints) says what this server is, how a request authenticates and acts
+for a user, and every path of the contract, with the demo tenant's token and users when
+it was seeded. Every other path answers as the contract says (JSON errors)."""
+
+from __future__ import annotations
+
+from werkzeug.wrappers import Request, Response
+
+from sandbox.crm.api import PREFIX, ROUTES
+from sandbox.crm.database import CrmDatabase
+from sandbox.crm.seed import DEMO_TENANT, DEMO_TOKEN
+from sandbox.home import Address, Section, page
+
+PATHS = ("/", PREFIX, PREFIX + "/")
+
+
+def is_home(request: Request) -> bool:
+    return request.method in ("GET", "HEAD") and request.path in PATHS
+
+
+def answer(database: CrmDatabase, request: Request) -> Response:
+    base = request.host_url.rstrip("/") + PREFIX
+    return Response(page("Reference CRM", _INTRO, sections(database, base)), mimetype="text/html")
+
+
+_INTRO = (
+    "The reference implementation of crmsync's CRM contract (docs/crm-contract.md), for "
+    "crmsync's tests and `make dev`: crmsync syncs with it as it does with a vendor's CRM. "
+    "Its API answers JSON below the contract's base URL."
+)
+
+
+def sections(database: CrmDatabase, base: str) -> list[Section]:
+    """How to call the contract below `base`, the demo tenant (if seeded), every path."""
+    calling = Section(
+        "Calling it",
+        notes=(
+            f"The base URL is `{base}`. Every request takes `Authorization: Bearer <token>`, "
+            "a token of one tenant (the CRM installation it speaks for). The paths about "
+            "records also take `X-Crm-User: <user id>`, the CRM user the request acts for, "
+            "and answer with only what that user may see.",
+        ),
+    )
+    found = [calling]
+    grant = database.grant(DEMO_TOKEN)
+    if grant is not None and grant.tenant == DEMO_TENANT:
+        users = ", ".join(f"{u.id} ({u.name})" for u in database.users(DEMO_TENANT))
+        found.append(
+            Section(
+                "The demo tenant",
+                notes=(
+                    f"Tenant `{DEMO_TENANT}`, token `{DEMO_TOKEN}`, users {users}.",
+                    f"For example, u1's contacts: `curl -H 'Authorization: Bearer {DEMO_TOKEN}' "
+                    f"-H 'X-Crm-User: u1' {base}/changes/contact`",
+                ),
+            )
+        )
+    paths = tuple(Address(method, base + path) for path, method, _, _ in ROUTES)
+    found.append(Section("The contract's paths", paths))
+    return found
