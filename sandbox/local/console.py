@@ -42,9 +42,13 @@ class Console:
         *,
         announce: Callable[[str, str, list[str]], None] | None = None,
         events: Callable[[], Iterable[dict[str, Any]]] | None = None,
+        crm_faults: Any = None,
     ) -> None:
+        """`crm_faults` is the ChaosMiddleware in front of the CRM's API (the stack's
+        `crm_wrap`), through which the console takes the CRM down and brings it back."""
         self.local = local
         self.announce = announce
+        self.crm_faults = crm_faults
         self._events = events or (lambda: getattr(local.events, "events", ()))
         self._accounts: dict[str, Account] = {}
         self._items: dict[str, list[dict[str, Any]]] = {}  # a finished run's, by run id
@@ -55,6 +59,7 @@ class Console:
         store = self.local.backend.store(TENANT)
         connections = [c for c in store.connection_records() if c.get("status") != "disconnected"]
         return {
+            "crm_down": self.crm_down,
             "crm": self.crm_state(connections),
             "accounts": [self._account_state(c) for c in connections],
             "runs": self._runs(store, connections),
@@ -121,6 +126,27 @@ class Console:
             "errors": [str(e) for e in run.get("errors") or ()],
             "items": items,
         }
+
+    # -- breaking things ---------------------------------------------------------------------
+    @property
+    def crm_down(self) -> bool | None:
+        """Whether the CRM's API answers 503 to crmsync (None: it cannot be taken down)."""
+        return None if self.crm_faults is None else self.crm_faults.chaos is not None
+
+    def take_crm_down(self, down: bool) -> None:
+        """The CRM's API answers every request of crmsync's with 503, or again as usual
+        (the console itself edits the CRM as its users do, so it goes on working)."""
+        from sandbox.chaos import Chaos
+
+        if self.crm_faults is None:
+            raise ValueError("this stack's CRM cannot be taken down")
+        self.crm_faults.chaos = Chaos(rate=1.0, kinds=frozenset({"503"})) if down else None
+
+    def sync_now(self, connection: str) -> None:
+        """A cycle of the connection at once, as its user's or admin's "Sync now"."""
+        from crmsync import service
+
+        service.sync_now(self.local.services, TENANT, connection)
 
     # -- the provider side -------------------------------------------------------------------
     def account(self, connection: str) -> Account:
@@ -219,6 +245,19 @@ class Console:
             self.account(connection).delete(_kind(kind), record_id)
             return jsonify(ok=True)
 
+        @app.post("/api/crm/outage")
+        def outage() -> Any:
+            sent = request.get_json(silent=True)
+            if not isinstance(sent, dict) or not isinstance(sent.get("down"), bool):
+                raise ValueError('send {"down": true} or {"down": false}')
+            self.take_crm_down(sent["down"])
+            return jsonify(down=self.crm_down)
+
+        @app.post("/api/sync/<connection>")
+        def sync(connection: str) -> Any:
+            self.sync_now(connection)
+            return jsonify(ok=True)
+
         @app.post("/api/onboarding/<user>")
         def onboarding(user: str) -> Any:
             """A CRM user's onboarding link, as an operator's `crmsync onboarding-link`."""
@@ -228,7 +267,7 @@ class Console:
 
         @app.errorhandler(Exception)
         def failed(exc: Exception) -> Any:
-            code = getattr(exc, "code", None)
+            code = getattr(exc, "code", None) or getattr(exc, "status", None)
             status = code if isinstance(code, int) else 400
             reason = getattr(exc, "description", None) or getattr(exc, "reason", None) or exc
             return jsonify(error=f"{reason}"), status
