@@ -86,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from crmsync.outbound import PubSubEvents
         from crmsync.queue.cloud_tasks import CloudTasksQueue, emulator_client
         from crmsync.store.firestore import FirestoreBackend
+        from sandbox.local import operator_config
         from sandbox.local.stack import DEMO_USERS, LocalStack
 
         configure_logging(open(os.devnull, "w"))  # noqa: SIM115 - the product's own logs
@@ -98,6 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         stack.callback(_print_events(project, events))
         local = LocalStack(backend, queue, functions_port=port, events=PubSubEvents(events))
         stack.callback(local.close)
+        operator = operator_config.stack_environment(
+            local, firestore_emulator, tasks=tasks_emulator, pubsub=pubsub_emulator, events=events
+        )
+        config = stack.enter_context(operator_config.written(operator))
         admin_token = local.create_demo_tenant()
         _topic(project, TOPIC, push_to=local.functions_url + "/crm_events")
         _topic(project, GMAIL_TOPIC, push_to=local.functions_url + "/gmail_push")
@@ -125,6 +130,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"  emulators          Firestore {firestore_emulator.host}, Pub/Sub "
             f"{pubsub_emulator.host}, Cloud Tasks {tasks_emulator.host}",
             f"  event stream       topic {events} (printed below as 'event')",
+            f"  operator config    {operator_config.shown(config)}  (private: the stack's "
+            "secrets; build/dev/current.env is the latest's)",
+            "Onboard u3, who is not connected yet (open the link it prints):",
+            f"  {operator_config.onboarding_command(config, 'u3')}",
             "The CRM contacts u1 and u2 see (in_scope: in their sync group):",
             *(
                 f"  curl -s -H 'Authorization: Bearer demo-token' -H 'X-Crm-User: {user}' "
