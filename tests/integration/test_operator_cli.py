@@ -2,7 +2,7 @@
 through the variables the functions read, from the environment or from a configuration
 file (`--config`, CRMSYNC_CONFIG), here on the Firestore emulator (AUTH-1): on the
 running local stack through the file `make dev` writes for it, with every failure said
-in one line."""
+in one line, and nothing written by a refused command."""
 
 from __future__ import annotations
 
@@ -242,6 +242,67 @@ def test_first_hour_make_devs_file_goes_when_its_stack_stops_and_two_stacks_keep
             assert one != two and envfile.read(current)["CRMSYNC_SECRET"] == "two"
         assert envfile.read(one)["CRMSYNC_SECRET"] == "one" and not two.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def firestore_documents(client: Any) -> dict[str, Any]:
+    """Every document in the emulator's database, by path."""
+    found: dict[str, Any] = {}
+
+    def walk(collections: Any) -> None:
+        for collection in collections:
+            for reference in collection.list_documents():
+                snapshot = reference.get()
+                if snapshot.exists:
+                    found[reference.path] = snapshot.to_dict()
+                walk(reference.collections())
+
+    walk(client.collections())
+    return found
+
+
+def test_AUTH1_AUTH5_a_refused_command_leaves_the_store_as_it_was(
+    stack: LocalStack,
+    config: Path,
+    firestore_client: Any,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every check comes before the first write: an unknown tenant, a CRM user id the
+    contract does not allow, mapping a connected user to another CRM user, a consent
+    link for a provider the tenant does not allow, a tenant whose CRM has no address.
+    A link for a user already mapped writes nothing either."""
+    assert stack.connect("u1").status_code == 200
+    service.create_tenant(
+        stack.services,
+        "lean",
+        name="Lean",
+        crm_base_url=stack.crm_url,
+        crm_token="t",
+        event_secret="s",
+        allowed_providers=["google"],
+    )
+    monkeypatch.setenv("CRMSYNC_CONFIG", str(config))
+    monkeypatch.setenv("CRMSYNC_NEW_CRM_TOKEN", "token")
+    monkeypatch.setenv("CRMSYNC_NEW_EVENT_SECRET", "secret")
+    before = firestore_documents(firestore_client)
+    link = ["onboarding-link", "--tenant", "demo", "--user"]
+    refused = {
+        "no such tenant: nobody": ["onboarding-link", "--tenant", "nobody", "--user", "u3"],
+        "CRM user ids": [*link, "u3", "--crm-user", "a b"],
+        "is connected as CRM user u1": [*link, "u1", "--crm-user", "u2"],
+        "does not let its users connect Microsoft 365": ["admin-consent-link", "--tenant", "lean"],
+        "not an http(s) address": [
+            *("tenant", "--id", "demo", "--name", "Demo", "--crm-base-url", "crm.example"),
+        ],
+    }
+
+    for reason, command in refused.items():
+        assert main(command) == 2, command
+        said = capsys.readouterr().err
+        assert said.startswith("refused: ") and reason in said and said.count("\n") == 1
+    assert main([*link, "u1"]) == 0
+
+    assert firestore_documents(firestore_client) == before
 
 
 @pytest.mark.parametrize(
