@@ -30,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     base_url, stop = serve(crm, args.host, args.port)
     print(f"reference CRM at {base_url}", flush=True)
     if token is not None:
-        print(f"demo tenant {DEMO_TENANT!r}: token {token}, users u1 and u2", flush=True)
+        print(f"demo tenant {DEMO_TENANT!r}: token {token}, users u1, u2 and u3", flush=True)
     else:
         print("no demo tenant: start with --seed to add one", flush=True)
     try:

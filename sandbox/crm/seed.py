@@ -1,4 +1,5 @@
-"""A demo tenant for the reference CRM: a sales rep and a manager with a few weeks of work.
+"""A demo tenant for the reference CRM: a sales rep and a manager with a few weeks of work,
+and a colleague who is yet to connect.
 
 Dates are placed around the CRM clock's today, so the demo always shows upcoming
 meetings. Seeding a tenant that exists only adds the token.
@@ -56,6 +57,10 @@ def _users(crm: ReferenceCrm, tenant: str) -> None:
     )
     crm.add_user(
         tenant, "u2", name="Max Manager", email="max.manager@demo.example", timezone="Europe/Berlin"
+    )
+    # Owns nothing and connects nothing at start: the user a newcomer onboards.
+    crm.add_user(
+        tenant, "u3", name="Sam Support", email="sam.support@demo.example", timezone="Europe/Berlin"
     )
 
 

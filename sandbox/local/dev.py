@@ -89,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from crmsync.outbound import PubSubEvents
         from crmsync.queue.cloud_tasks import CloudTasksQueue, emulator_client
         from crmsync.store.firestore import FirestoreBackend
+        from sandbox.crm.chaos import ChaosMiddleware
+        from sandbox.local import operator_config
         from sandbox.local.console import Console, EventLog
         from sandbox.local.stack import DEMO_USERS, LocalStack, serve_app
 
@@ -101,10 +103,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         events = _topic(project, EVENTS_TOPIC)
         received = EventLog()
         stack.callback(_receive_events(project, events, received))
-        local = LocalStack(backend, queue, functions_port=port, events=PubSubEvents(events))
+        faults: list[ChaosMiddleware] = []  # the console takes the CRM's API down with it
+
+        def crm_faults(app: Any) -> Any:
+            faults.append(ChaosMiddleware(app))
+            return faults[0]
+
+        local = LocalStack(
+            backend, queue, functions_port=port, events=PubSubEvents(events), crm_wrap=crm_faults
+        )
         stack.callback(local.close)
+        operator = operator_config.stack_environment(
+            local, firestore_emulator, tasks=tasks_emulator, pubsub=pubsub_emulator, events=events
+        )
+        config = stack.enter_context(operator_config.written(operator))
         # The CRM's changes reach crmsync through this process's watch of the CRM below.
-        console_url, stop_console = serve_app(Console(local, events=received).app())
+        console_url, stop_console = serve_app(
+            Console(local, events=received, crm_faults=faults[0]).app()
+        )
         stack.callback(stop_console)
         admin_token = local.create_demo_tenant()
         _topic(project, TOPIC, push_to=local.functions_url + "/crm_events")
@@ -135,6 +151,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"  emulators          Firestore {firestore_emulator.host}, Pub/Sub "
             f"{pubsub_emulator.host}, Cloud Tasks {tasks_emulator.host}",
             f"  event stream       topic {events} (printed below as 'event')",
+            f"  operator config    {operator_config.shown(config)}  (private: the stack's "
+            "secrets; build/dev/current.env is the latest's)",
+            "Onboard u3, who is not connected yet (open the link it prints):",
+            f"  {operator_config.onboarding_command(config, 'u3')}",
             "The CRM contacts u1 and u2 see (in_scope: in their sync group):",
             *(
                 f"  curl -s -H 'Authorization: Bearer demo-token' -H 'X-Crm-User: {user}' "

@@ -69,7 +69,11 @@ CLIENT_ID = "crmsync-local.apps.example"
 CLIENT_SECRET = "local-client-secret"
 EVENT_SECRET = "demo-event-secret"
 SCOPE = "https://www.googleapis.com/auth/"
-DEMO_USERS = {"u1": "dana.rep@demo.example", "u2": "max.manager@demo.example"}
+DEMO_USERS = {
+    "u1": "dana.rep@demo.example",
+    "u2": "max.manager@demo.example",
+    "u3": "sam.support@demo.example",  # not connected by make dev: the one to onboard
+}
 # crmsync's app registration at the Microsoft sandbox, and what a user's own Outlook
 # (not crmsync) may do in their mailbox.
 MICROSOFT_CLIENT_ID = "6f1c2a8e-3b7d-4c1e-9f0a-5d2e8b4c7a10"

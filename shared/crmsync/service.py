@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -22,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from crmsync import providers
 from crmsync.auth.state import ADMIN_CONSENT, Consent, begin, finish, keep_secret
@@ -65,6 +66,7 @@ RENEW_WITHIN = timedelta(days=1)  # RUN-5: channels renewed a day before they ex
 BUDGET_SECONDS = 20 * 60.0  # RUN-6: a cycle yields before the 30-minute task deadline
 FANOUT_PAGE = 500
 FANOUT_THREADS = 16  # Cloud Tasks calls in flight at once while enqueueing a page
+CRM_ID = re.compile(r"[A-Za-z0-9._:@-]{1,200}")  # the CRM contract's Id (X-Crm-User)
 
 
 class Refused(Exception):
@@ -141,9 +143,9 @@ def create_tenant(
 ) -> str:
     """Register a tenant with its CRM; returns the tenant admin's token (shown once).
     `allowed_providers` and `allowed_services` ("sync", "mail") are what its users may
-    connect (SET-2; all when not given)."""
-    if not safe_id(tenant):
-        raise Refused(400, "tenant ids are 1-64 letters, digits, '-' or '_'")
+    connect (SET-2; all when not given). Everything is checked before anything is
+    written: a refused registration leaves the store as it was."""
+    _check_tenant(tenant, name, crm_base_url, seats, (crm_token, event_secret))
     try:  # SET-2: tenant defaults and what the tenant allows must be valid
         TenantSettings(
             settings or {},
@@ -171,6 +173,23 @@ def create_tenant(
         record["services"] = list(allowed_services or SERVICES)
     store.save_tenant_record(record)
     return f"{tenant}.{admin_secret}"
+
+
+def _check_tenant(
+    tenant: str, name: str, crm_base_url: str, seats: int, crm_secrets: tuple[str, str]
+) -> None:
+    """A tenant's registration names what crmsync needs to reach its CRM."""
+    if not safe_id(tenant):
+        raise Refused(400, "tenant ids are 1-64 letters, digits, '-' or '_'")
+    if not name.strip():
+        raise Refused(400, "a tenant needs a name")
+    address = urlsplit(crm_base_url)
+    if address.scheme not in ("https", "http") or not address.hostname:
+        raise Refused(400, "the CRM's base URL is not an http(s) address")
+    if seats < 0:
+        raise Refused(400, "seats cannot be fewer than 0")
+    if not all(crm_secrets):
+        raise Refused(400, "the CRM's API token and its event secret cannot be empty")
 
 
 ADMIN_REALM = "crmsync admin"
@@ -219,23 +238,43 @@ def onboarding_link(
     ttl: timedelta = LINK_TTL,
 ) -> str:
     """AUTH-1: the link a tenant admin sends a user: it names the tenant and the CRM user,
-    signed, and expires. The user picks the provider and services on opening it."""
+    signed, and expires. The user picks the provider and services on opening it.
+    `crm_user` maps the user to their CRM user (AUTH-5; by default the one they are
+    mapped to, else their own id); a connected user keeps theirs. Everything is checked
+    before the mapping is written: a refused link leaves the store as it was."""
+    if not safe_id(tenant):
+        raise Refused(400, "tenant ids are 1-64 letters, digits, '-' or '_'")
     if not safe_id(user):
         raise Refused(400, "user ids are 1-64 letters, digits, '-' or '_'")
+    if crm_user is not None and not CRM_ID.fullmatch(crm_user):
+        raise Refused(400, "CRM user ids are 1-200 letters, digits, '.', '_', ':', '@' or '-'")
     store = services.backend.store(tenant)
     if store.tenant_record() is None:
-        raise Refused(404, "no such tenant")
-    store.save_user_record(user, {"crm_user": crm_user or user})
+        raise Refused(404, f"no such tenant: {tenant}")
+    mapped = (store.user_record(user) or {}).get("crm_user")
+    wanted = crm_user or mapped or user
+    if mapped and wanted != mapped and _connected(store, user):
+        raise Refused(
+            409,
+            f"{user} is connected as CRM user {mapped}; disconnect them before mapping "
+            f"them to {wanted}",
+        )
     now = services.clock()
     expires = int((now + ttl).timestamp())
     payload = _b64(
         json.dumps({"t": tenant, "u": user, "e": expires, "i": now.timestamp()}).encode()
     )
-    return (
-        services.url("oauth_start")
-        + "?"
-        + urlencode({"link": f"{payload}.{_mac(services.secret, payload)}"})
-    )
+    link = f"{payload}.{_mac(services.secret, payload)}"
+    url = services.url("oauth_start") + "?" + urlencode({"link": link})
+    if wanted != mapped:
+        store.save_user_record(user, {"crm_user": wanted})
+    return url
+
+
+def _connected(store: TenantStore, user: str) -> bool:
+    """Whether the user has a live connection with any provider."""
+    found = (connection_of(store, connection_id(user, p)) for p in PROVIDERS)
+    return any(record is not None and record.live for record in found)
 
 
 @dataclass(frozen=True)
@@ -482,15 +521,21 @@ def admin_consent_link(
     """AUTH-1: the link an operator sends a tenant's directory admin, who approves
     crmsync for the whole organisation at the provider, so its users are not each asked
     (where the provider has such a consent). Signed apart from onboarding links, so
-    neither can stand for the other; it expires."""
-    if services.backend.store(tenant).tenant_record() is None:
-        raise Refused(404, "no such tenant")
+    neither can stand for the other; it expires. Nothing is written."""
+    if not safe_id(tenant):
+        raise Refused(400, "tenant ids are 1-64 letters, digits, '-' or '_'")
+    record = services.backend.store(tenant).tenant_record()
+    if record is None:
+        raise Refused(404, f"no such tenant: {tenant}")
     if provider not in services.provider_names() or not callable(
         getattr(services.kit(provider), "admin_consent", None)
     ):
         raise Refused(400, f"{provider} has no organisation-wide consent")
+    label = services.kit(provider).label
     if not _connectable(services, provider):
-        raise Refused(400, f"{services.kit(provider).label} is not set up in this deployment")
+        raise Refused(400, f"{label} is not set up in this deployment")
+    if provider not in _allowed(record)[0]:
+        raise Refused(400, f"tenant {tenant} does not let its users connect {label}")
     expires = int((services.clock() + ttl).timestamp())
     payload = _b64(json.dumps({"t": tenant, "p": provider, "e": expires}).encode())
     signed = f"{payload}.{_mac(services.secret, ADMIN_CONSENT + payload)}"

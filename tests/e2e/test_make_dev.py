@@ -3,12 +3,15 @@ connects the demo user u1 through Google and u2 through Microsoft (OAuth, the re
 flows) and runs a first sync of each; two at once on one machine do not get in each
 other's way (no fixed ports, no shared state). Every command its banner prints works as
 printed: among them the one that makes a change in u2's Outlook, which a push-driven
-cycle then brings to the CRM."""
+cycle then brings to the CRM, and the operator's command that prints u3's onboarding
+link with the configuration file make dev wrote for its stack (private, gone when the
+stack stops), a link the stack accepts."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import queue
 import shlex
 import signal
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 pytestmark = pytest.mark.integration
 
@@ -30,8 +34,10 @@ CONNECTIONS = ("google-u1", "microsoft-u2")
 
 def test_make_dev_connects_u1_and_u2_syncs_both_runs_twice_at_once_and_its_commands_work() -> None:
     """AUTH-2 (u1 through Google, u2 through Microsoft), RUN-3 (u2's Outlook change
-    reaches the CRM by a push cycle, no fan-out awaited); `--check` exits 0 once both
-    first cycles synced, while a second `make dev` runs beside it."""
+    reaches the CRM by a push cycle, no fan-out awaited), AUTH-1 (first hour: the
+    operator's command the banner prints, with the stack's configuration file, makes u3
+    a link the stack opens); `--check` exits 0 once both first cycles synced, while a
+    second `make dev` runs beside it."""
     checked = subprocess.Popen(
         [*COMMAND, "--check"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
@@ -63,6 +69,12 @@ def test_make_dev_connects_u1_and_u2_syncs_both_runs_twice_at_once_and_its_comma
         assert added["surname"] == "Johnson"
         [crm_u1] = [a for c, a in answers.items() if "X-Crm-User: u1" in c]
         assert {"Lovelace", "Hopper"} <= {c["fields"].get("last_name") for c in crm_u1["items"]}
+        [link] = [a for c, a in answers.items() if " onboarding-link " in c]
+        page = requests.get(link, timeout=30)  # first hour: u3's link, as the operator made it
+        assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+        assert "Connect your account to the CRM" in page.text
+        config = ROOT / _shown(banner, "operator config")
+        assert os.stat(config).st_mode & 0o077 == 0, "the file with the stack's secrets is private"
         [crm_u2] = [c for c in answers if "X-Crm-User: u2" in c]
 
         def in_crm() -> bool:
@@ -78,6 +90,7 @@ def test_make_dev_connects_u1_and_u2_syncs_both_runs_twice_at_once_and_its_comma
             checked.kill()
         running.stop()
     assert running.process.returncode == 0, running.text()
+    assert not config.exists(), "the stack's configuration file outlived it"
 
 
 PIPES: dict[str, Any] = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
@@ -139,18 +152,26 @@ def cycle_lines(lines: list[str], trigger: str, user: str = "") -> list[str]:
 
 
 def commands(banner: str) -> list[str]:
-    """Every command the banner prints (each a curl, from `curl` to the line's end)."""
-    found = [line[line.index("curl ") :] for line in banner.splitlines() if "curl " in line]
-    assert len(found) == 5, banner  # admin, the CRM of u1 and u2, u2's Outlook: look, add
+    """Every command the banner prints: each curl, from `curl` to the line's end, and
+    the operator's onboarding-link command, the whole line."""
+    lines = banner.splitlines()
+    found = [line[line.index("curl ") :] for line in lines if "curl " in line]
+    found += [line.strip() for line in lines if " onboarding-link --config " in line]
+    assert len(found) == 6, banner  # admin, the CRM of u1 and u2, u2's Outlook: look, add; u3
     return found
 
 
 def run(command: str) -> Any:
-    """Run one command as printed (no shell: shell quoting, as a user's shell reads it);
-    its answer's JSON."""
-    done = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=60)
+    """Run one command as printed (no shell: shell quoting, as a user's shell reads it)
+    in the checkout make dev runs in; its answer's JSON, or the line it printed (a link)."""
+    done = subprocess.run(
+        shlex.split(command), capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
     assert done.returncode == 0, (command, done.stderr)
-    return json.loads(done.stdout)
+    if command.startswith("curl "):
+        return json.loads(done.stdout)
+    [line] = done.stdout.splitlines()
+    return line
 
 
 def eventually(holds: Any, what: str, timeout: float = 120.0) -> None:
@@ -187,6 +208,12 @@ def finished_events(lines: list[str], connection: str) -> list[int]:
     return [
         i for i, line in enumerate(lines) if "cycle.finished" in line and f" {connection}:" in line
     ]
+
+
+def _shown(text: str, label: str) -> str:
+    """The first word after `label` on the banner line that begins with it."""
+    [line] = [line for line in text.splitlines() if line.strip().startswith(label + " ")]
+    return line.split(label, 1)[1].split()[0]
 
 
 def _functions_url(text: str) -> str:

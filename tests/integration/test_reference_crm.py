@@ -921,4 +921,4 @@ def test_contract_runs_standalone_with_the_demo_tenant() -> None:
 
     assert url.endswith("/api/crmsync/v1")
     assert DEMO_TOKEN in token_line
-    assert [u["id"] for u in users.json()["items"]] == ["u1", "u2"]
+    assert [u["id"] for u in users.json()["items"]] == ["u1", "u2", "u3"]
