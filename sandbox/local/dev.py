@@ -144,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "Google and u2's Outlook, editable on both sides, with each cycle and event)",
             f"  functions          {local.functions_url}/<entry point>",
             f"  admin status       curl -s -H 'Authorization: Bearer {admin_token}' {status_url}",
-            f"  reference CRM      {local.crm_url}  (tenant demo, token demo-token, users u1 u2)",
+            f"  reference CRM      {local.crm_url}  (tenant demo, token demo-token, users u1 u2 u3)",
             f"  Google sandbox     {local.google_url}  (u1 is {DEMO_USERS['u1']})",
             f"  Microsoft sandbox  {local.microsoft_url}  (u2 is {DEMO_USERS['u2']}, "
             f"Graph at {local.graph_root}, CA {local.microsoft_ca})",
@@ -169,7 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"-d {shlex.quote(json.dumps(new_contact))} {local.graph_root}/me/contacts",
             "After the first cycles, a demo event in Outlook, a demo edit in the CRM and a",
             "demo event in Google show each path; every cycle prints a line below naming",
-            "its connection. Ctrl-C stops everything.",
+            "its connection. Ctrl-C stops everything (from another terminal: kill "
+            f"{os.getpid()}, or a SIGTERM to make itself; make passes SIGTERM on, not SIGINT).",
             "",
         )
         return _run(local, backend, pubsub_emulator.project, args.tick, args.check, received)
