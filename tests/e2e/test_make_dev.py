@@ -13,10 +13,12 @@ import contextlib
 import json
 import os
 import queue
+import re
 import shlex
 import signal
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -54,6 +56,7 @@ def test_make_dev_connects_u1_and_u2_syncs_both_runs_twice_at_once_and_its_comma
         first_cycles(banner)
         answers = {command: run(command) for command in commands(banner)}
         assert_console(banner)
+        assert_readme_tour_commands(_shown(banner, "reference CRM"))
         running.wait_for(
             lambda lines: all(finished_events(lines, c) for c in CONNECTIONS), "events"
         )
@@ -194,6 +197,34 @@ def assert_console(banner: str) -> None:
     state = requests.get(addresses[0][1] + "api/state", timeout=30).json()
     shown = {a["connection"]: a["records"]["contact"] for a in state["accounts"]}
     assert "Turing" in [c["fields"]["last_name"] for c in shown["microsoft-u2"]]
+
+
+def assert_readme_tour_commands(crm: str) -> None:
+    """First hour: the README tour's terminal commands run as written against the
+    running stack (bash, with CRM set as the tour says): u1's contacts listed, then one
+    changed with the version it read, its fields under "fields"."""
+    readme = (ROOT / "README.md").read_text()
+    tour = readme[readme.index("## A five-minute tour") :]
+    [block] = re.findall(r"```sh\n(.*?)```", tour[: tour.index("\n## ")], re.S)
+    script = "set -euo pipefail\n" + textwrap.dedent(block)
+    done = subprocess.run(
+        ["bash", "-c", script], env={**os.environ, "CRM": crm}, capture_output=True, text=True
+    )
+    assert done.returncode == 0, (script, done.stderr)
+    listed, changed = _documents(done.stdout)
+    assert "Lovelace" in [c["fields"].get("last_name") for c in listed["items"]]
+    assert (changed["id"], changed["fields"]["title"]) == ("c-1", "CTO")
+
+
+def _documents(text: str) -> list[Any]:
+    """The JSON documents curl printed one after another (no newline between them)."""
+    decoder, found, at = json.JSONDecoder(), [], 0
+    while at < len(text.rstrip()):
+        document, at = decoder.raw_decode(text, at)
+        found.append(document)
+        while at < len(text) and text[at].isspace():
+            at += 1
+    return found
 
 
 def assert_events_follow_their_cycles(lines: list[str]) -> None:
