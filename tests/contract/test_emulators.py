@@ -99,3 +99,48 @@ def test_a_missing_java_runtime_says_how_to_install_it(
         start_firestore()
 
     assert "Java 17" in str(missing.value)
+
+
+def test_the_cloud_tasks_emulator_dies_with_a_stack_killed_hard() -> None:
+    """First hour: a `make dev` killed with SIGKILL (no chance to stop anything) leaves
+    no Cloud Tasks emulator behind, though the emulator runs in a session of its own."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[2]
+    starter = (
+        "from sandbox.local.cloud_tasks import start_cloud_tasks\n"
+        "emulator = start_cloud_tasks()\n"
+        "print(emulator.process.pid, flush=True)\n"
+        "import time; time.sleep(600)\n"
+    )
+    stack = subprocess.Popen(
+        [sys.executable, "-c", starter],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": f"{root / 'shared'}:{root}"},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert stack.stdout is not None
+    emulator = int(stack.stdout.readline())
+    os.kill(emulator, 0)  # running
+
+    stack.send_signal(signal.SIGKILL)
+    stack.wait()
+
+    deadline = time.monotonic() + 10
+    while _alive(emulator):
+        assert time.monotonic() < deadline, "the Cloud Tasks emulator outlived its stack"
+        time.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    """Whether the process runs (a zombie waiting for its new parent does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
