@@ -144,7 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "Google and u2's Outlook, editable on both sides, with each cycle and event)",
             f"  functions          {local.functions_url}/<entry point>",
             f"  admin status       curl -s -H 'Authorization: Bearer {admin_token}' {status_url}",
-            f"  reference CRM      {local.crm_url}  (tenant demo, token demo-token, users u1 u2 u3)",
+            f"  reference CRM      {local.crm_url}  (tenant demo, token demo-token, "
+            "users u1 u2 u3)",
             f"  Google sandbox     {local.google_url}  (u1 is {DEMO_USERS['u1']})",
             f"  Microsoft sandbox  {local.microsoft_url}  (u2 is {DEMO_USERS['u2']}, "
             f"Graph at {local.graph_root}, CA {local.microsoft_ca})",
@@ -200,9 +201,10 @@ def _run(local: Any, backend: Any, project: str, tick: float, check: bool, recei
             # cycle (finished before it was published) is always printed first.
             arrived, count = received.after(shown)
             store = backend.store("demo")
+            connected = [str(c["id"]) for c in store.connection_records()]  # u3's too
             runs = [
                 {**run, "connection": connection}
-                for connection in CONNECTIONS.values()
+                for connection in connected
                 for run in store.runs(connection)
             ]
             for run in sorted(runs, key=lambda r: r["started"]):
@@ -223,8 +225,8 @@ def _run(local: Any, backend: Any, project: str, tick: float, check: bool, recei
                 next_demo = time.monotonic() + 10
             moved = local.crm.database.position("demo")
             if moved != position:  # the CRM tells crmsync, as a vendor's CRM would
-                for user in _changed_users(local, position):
-                    _publish_change(publisher, topic, user)
+                for (user, kind), ids in _changes(local, position).items():
+                    _publish_change(publisher, topic, user, kind, ids)
                 position = moved
             if time.monotonic() >= next_fanout:
                 requests.post(local.functions_url + "/scheduler_fanout", timeout=60)
@@ -345,23 +347,27 @@ def _event_line(event: dict[str, Any]) -> str:
     return f"{event['at'][11:19]} event {event['type']:<22} {event['connection']}: {detail}"
 
 
-def _changed_users(local: Any, after: int) -> list[str]:
-    """The demo users whose records changed in the CRM since sequence number `after`:
-    owners, meeting members, and users whose sync group holds a changed contact."""
+def _changes(local: Any, after: int) -> dict[tuple[str, str], list[str]]:
+    """The CRM's changes since sequence number `after`, by the user they concern and
+    their kind: a record's owner, a meeting's members, and each user whose sync group
+    holds a changed contact (any CRM user: crmsync ignores those not connected)."""
     from sandbox.crm.database import FEED_KINDS
 
     database = local.crm.database
-    groups = {user: database.members("demo", user) for user in CONNECTIONS}
-    users: set[str] = set()
+    users = [user.id for user in database.users("demo")]
+    groups = {user: database.members("demo", user) for user in users}
+    changes: dict[tuple[str, str], list[str]] = {}
     for kind in FEED_KINDS:
         for record in database.changed_after("demo", kind, after, 1000):
-            users.add(record.owner or "")
-            users.update(record.raw.get("members") or ())
-            users.update(user for user, held in groups.items() if record.id in held)
-    return sorted(users & set(CONNECTIONS))
+            concerned = {record.owner or "", *(record.raw.get("members") or ())}
+            concerned.update(user for user, held in groups.items() if record.id in held)
+            for user in sorted(concerned & set(users)):
+                changes.setdefault((user, kind), []).append(record.id)
+    return changes
 
 
-def _publish_change(publisher: Any, topic: str, user: str) -> None:
+def _publish_change(publisher: Any, topic: str, user: str, kind: str, ids: list[str]) -> None:
+    """The CRM's signed change event for one user and kind, as a vendor's CRM sends it."""
     from datetime import UTC, datetime
 
     from crmsync.crm import events
@@ -369,7 +375,7 @@ def _publish_change(publisher: Any, topic: str, user: str) -> None:
 
     now = datetime.now(UTC)
     body = json.dumps(
-        {"tenant": "demo", "user": user, "kind": "contact", "ids": [], "sent_at": now.isoformat()}
+        {"tenant": "demo", "user": user, "kind": kind, "ids": ids[:100], "sent_at": now.isoformat()}
     ).encode()
     signature = events.sign(EVENT_SECRET.encode(), body, now)
     publisher.publish(topic, body, signature=signature).result(timeout=30)

@@ -88,6 +88,28 @@ def test_make_dev_connects_u1_and_u2_syncs_both_runs_twice_at_once_and_its_comma
             lambda lines: any(" create" in line for line in cycle_lines(lines, " push ", "u2")),
             "u2's push cycle in the log",
         )
+        # u2's own CRM edit is announced for u2 (first hour: not always for u1)
+        crm = _shown(banner, "reference CRM")
+        as_u2 = {"Authorization": "Bearer demo-token", "X-Crm-User": "u2"}
+        [alan] = [c for c in run(crm_u2)["items"] if c["fields"].get("last_name") == "Turing"]
+        changed = requests.patch(
+            f"{crm}/records/contact/{alan['id']}",
+            json={"fields": {"title": "Mathematician"}},
+            headers={**as_u2, "If-Match": alan["version"]},
+            timeout=30,
+        )
+        assert changed.status_code == 200, changed.text
+        before = len(running.lines)
+        running.wait_for(
+            lambda lines: cycle_lines(lines[before:], " crm ", "u2"), "u2's CRM event cycle"
+        )
+        [outlook_list] = [c for c in answers if c.endswith("/me/contacts") and " -d " not in c]
+
+        def in_outlook() -> bool:
+            titles = {c["surname"]: c.get("jobTitle") for c in run(outlook_list)["value"]}
+            return titles.get("Turing") == "Mathematician"
+
+        eventually(in_outlook, "u2's CRM edit of Alan in u2's Outlook")
     finally:
         if checked.poll() is None:
             checked.kill()
