@@ -42,13 +42,13 @@ class Console:
         *,
         announce: Callable[[str, str, list[str]], None] | None = None,
         events: Callable[[], Iterable[dict[str, Any]]] | None = None,
-        crm_faults: Any = None,
+        crm_switch: CrmSwitch | None = None,
     ) -> None:
-        """`crm_faults` is the ChaosMiddleware in front of the CRM's API (the stack's
-        `crm_wrap`), through which the console takes the CRM down and brings it back."""
+        """`crm_switch` is the stack's `crm_wrap`, through which the console takes the
+        CRM's API down and brings it back."""
         self.local = local
         self.announce = announce
-        self.crm_faults = crm_faults
+        self.crm_switch = crm_switch
         self._events = events or (lambda: getattr(local.events, "events", ()))
         self._accounts: dict[str, Account] = {}
         self._items: dict[str, list[dict[str, Any]]] = {}  # a finished run's, by run id
@@ -131,16 +131,18 @@ class Console:
     @property
     def crm_down(self) -> bool | None:
         """Whether the CRM's API answers 503 to crmsync (None: it cannot be taken down)."""
-        return None if self.crm_faults is None else self.crm_faults.chaos is not None
+        faults = self.crm_switch.faults if self.crm_switch else None
+        return None if faults is None else faults.chaos is not None
 
     def take_crm_down(self, down: bool) -> None:
         """The CRM's API answers every request of crmsync's with 503, or again as usual
         (the console itself edits the CRM as its users do, so it goes on working)."""
         from sandbox.chaos import Chaos
 
-        if self.crm_faults is None:
+        faults = self.crm_switch.faults if self.crm_switch else None
+        if faults is None:
             raise ValueError("this stack's CRM cannot be taken down")
-        self.crm_faults.chaos = Chaos(rate=1.0, kinds=frozenset({"503"})) if down else None
+        faults.chaos = Chaos(rate=1.0, kinds=frozenset({"503"})) if down else None
 
     def sync_now(self, connection: str) -> None:
         """A cycle of the connection at once, as its user's or admin's "Sync now"."""
@@ -362,6 +364,20 @@ def _clock(moment: Any) -> str:
     if isinstance(moment, datetime):
         return moment.astimezone(UTC).strftime("%H:%M:%S")
     return str(moment)[11:19]
+
+
+class CrmSwitch:
+    """What takes the CRM's API down for the console: give it to the stack as its
+    `crm_wrap`, and to the console."""
+
+    def __init__(self) -> None:
+        self.faults: Any = None  # the ChaosMiddleware in front of the CRM, once served
+
+    def __call__(self, app: Any) -> Any:
+        from sandbox.crm.chaos import ChaosMiddleware
+
+        self.faults = ChaosMiddleware(app)
+        return self.faults
 
 
 class EventLog:

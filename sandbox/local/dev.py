@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # msal recommends form_post to web apps; crmsync's callback takes the query (a GET)
     warnings.filterwarnings("ignore", message="response_mode='form_post'")
 
-    from sandbox.local.cloud_tasks import LOCAL_QUEUE, start_cloud_tasks
+    from sandbox.local.cloud_tasks import start_cloud_tasks
     from sandbox.local.emulators import (
         EmulatorUnavailable,
         free_port,
@@ -87,30 +87,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         from crmsync.logs import configure_logging
         from crmsync.outbound import PubSubEvents
-        from crmsync.queue.cloud_tasks import CloudTasksQueue, emulator_client
         from crmsync.store.firestore import FirestoreBackend
-        from sandbox.crm.chaos import ChaosMiddleware
         from sandbox.local import operator_config
-        from sandbox.local.console import Console, EventLog
-        from sandbox.local.stack import DEMO_USERS, LocalStack, serve_app
+        from sandbox.local.console import Console, CrmSwitch, EventLog
+        from sandbox.local.stack import DEMO_USERS, serve_app, through_cloud_tasks
 
         configure_logging(open(os.devnull, "w"))  # noqa: SIM115 - the product's own logs
         port = args.port or free_port()
-        worker_url = f"http://127.0.0.1:{port}/sync_worker"
         backend = FirestoreBackend(firestore.Client(project=firestore_emulator.project))
-        queue = CloudTasksQueue(emulator_client(tasks_emulator.host), LOCAL_QUEUE, worker_url)
         project = pubsub_emulator.project
         events = _topic(project, EVENTS_TOPIC)
         received = EventLog()
         stack.callback(_receive_events(project, events, received))
-        faults: list[ChaosMiddleware] = []  # the console takes the CRM's API down with it
-
-        def crm_faults(app: Any) -> Any:
-            faults.append(ChaosMiddleware(app))
-            return faults[0]
-
-        local = LocalStack(
-            backend, queue, functions_port=port, events=PubSubEvents(events), crm_wrap=crm_faults
+        switch = CrmSwitch()  # the console takes the CRM's API down with it
+        local = through_cloud_tasks(
+            backend,
+            tasks_emulator.host,
+            functions_port=port,
+            events=PubSubEvents(events),
+            crm_wrap=switch,
         )
         stack.callback(local.close)
         operator = operator_config.stack_environment(
@@ -119,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = stack.enter_context(operator_config.written(operator))
         # The CRM's changes reach crmsync through this process's watch of the CRM below.
         console_url, stop_console = serve_app(
-            Console(local, events=received, crm_faults=faults[0]).app()
+            Console(local, events=received, crm_switch=switch).app()
         )
         stack.callback(stop_console)
         admin_token = local.create_demo_tenant()

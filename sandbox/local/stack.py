@@ -385,6 +385,19 @@ class LocalStack:
         )
 
 
+def through_cloud_tasks(backend: Any, tasks_host: str, **options: Any) -> LocalStack:
+    """The stack whose cycles travel through the Cloud Tasks emulator at `tasks_host` to
+    its own sync_worker function, as `make dev` and the end-to-end tests run it;
+    `options` are LocalStack's (a `functions_port` of 0 picks a free one)."""
+    from crmsync.queue.cloud_tasks import CloudTasksQueue, emulator_client
+    from sandbox.local.cloud_tasks import LOCAL_QUEUE
+
+    port = options.pop("functions_port", 0) or free_port()
+    worker = f"http://127.0.0.1:{port}/sync_worker"
+    queue = CloudTasksQueue(emulator_client(tasks_host), LOCAL_QUEUE, worker)
+    return LocalStack(backend, queue, functions_port=port, **options)
+
+
 def _deliver_notifications(sandbox: MicrosoftSandbox, every: float) -> Callable[[], None]:
     """As Graph does: queued change notifications are POSTed to their subscriptions'
     URLs every `every` seconds, by a thread; returns what stops it."""

@@ -27,13 +27,17 @@ from crmsync import service
 from crmsync.crm import events
 from crmsync.cycle import LEASE_SECONDS
 from crmsync.outbound import PubSubEvents
-from crmsync.queue.cloud_tasks import CloudTasksQueue, emulator_client
 from crmsync.store.firestore import FirestoreBackend
 from sandbox.crm.seed import DEMO_TENANT
 from sandbox.google.calendar import push_delivered
 from sandbox.local.cloud_tasks import LOCAL_QUEUE, start_cloud_tasks
-from sandbox.local.emulators import free_port
-from sandbox.local.stack import EVENT_SECRET, LocalStack, function_process, kill
+from sandbox.local.stack import (
+    EVENT_SECRET,
+    LocalStack,
+    function_process,
+    kill,
+    through_cloud_tasks,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -80,10 +84,6 @@ def live(
     firestore_client: firestore.Client, pubsub_emulator: Any, tasks_emulator: Any
 ) -> Iterator[LocalStack]:
     os.environ["PUBSUB_EMULATOR_HOST"] = pubsub_emulator.host
-    port = free_port()
-    queue = CloudTasksQueue(
-        emulator_client(tasks_emulator.host), LOCAL_QUEUE, f"http://127.0.0.1:{port}/sync_worker"
-    )
     slow: list[Slow] = []
 
     def wrap(app: Any) -> Any:
@@ -91,10 +91,9 @@ def live(
         return slow[0]
 
     sync_events, events_pull = outbound_stream(pubsub_emulator.project)
-    stack = LocalStack(
+    stack = through_cloud_tasks(
         FirestoreBackend(firestore_client),
-        queue,
-        functions_port=port,
+        tasks_emulator.host,
         crm_wrap=wrap,
         events=PubSubEvents(sync_events),
     )

@@ -17,12 +17,11 @@ from typing import Any
 import pytest
 from google.cloud import firestore
 
-from crmsync.queue.cloud_tasks import CloudTasksQueue, emulator_client
 from crmsync.store.firestore import FirestoreBackend
 from sandbox.crm.seed import DEMO_TENANT
-from sandbox.local.cloud_tasks import LOCAL_QUEUE, start_cloud_tasks
-from sandbox.local.emulators import Emulator, free_port
-from sandbox.local.stack import LocalStack
+from sandbox.local.cloud_tasks import start_cloud_tasks
+from sandbox.local.emulators import Emulator
+from sandbox.local.stack import LocalStack, through_cloud_tasks
 from tests.e2e.test_local_stack import eventually
 
 pytestmark = pytest.mark.integration
@@ -38,11 +37,7 @@ def stack(firestore_emulator: Emulator) -> Iterator[LocalStack]:
     firestore_emulator.reset()
     client = firestore.Client(project=firestore_emulator.project)
     tasks = start_cloud_tasks()
-    port = free_port()
-    queue = CloudTasksQueue(
-        emulator_client(tasks.host), LOCAL_QUEUE, f"http://127.0.0.1:{port}/sync_worker"
-    )
-    local = LocalStack(FirestoreBackend(client), queue, functions_port=port)
+    local = through_cloud_tasks(FirestoreBackend(client), tasks.host)
     try:
         local.create_demo_tenant()
         page = local.connect("u2", provider="microsoft")

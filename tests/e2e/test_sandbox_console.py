@@ -17,14 +17,12 @@ import pytest
 from google.cloud import firestore
 from playwright.sync_api import Locator, Page, expect
 
-from crmsync.queue.cloud_tasks import CloudTasksQueue, emulator_client
 from crmsync.store.firestore import FirestoreBackend
-from sandbox.crm.chaos import ChaosMiddleware
 from sandbox.crm.seed import DEMO_TENANT
-from sandbox.local.cloud_tasks import LOCAL_QUEUE, start_cloud_tasks
-from sandbox.local.console import Console
-from sandbox.local.emulators import Emulator, free_port
-from sandbox.local.stack import LocalStack, serve_app
+from sandbox.local.cloud_tasks import start_cloud_tasks
+from sandbox.local.console import Console, CrmSwitch
+from sandbox.local.emulators import Emulator
+from sandbox.local.stack import LocalStack, serve_app, through_cloud_tasks
 from tests.e2e.test_local_stack import eventually
 
 pytestmark = pytest.mark.integration
@@ -39,17 +37,8 @@ def console(firestore_emulator: Emulator) -> Iterator[tuple[LocalStack, str]]:
     firestore_emulator.reset()
     client = firestore.Client(project=firestore_emulator.project)
     tasks = start_cloud_tasks()
-    port = free_port()
-    queue = CloudTasksQueue(
-        emulator_client(tasks.host), LOCAL_QUEUE, f"http://127.0.0.1:{port}/sync_worker"
-    )
-    faults: list[ChaosMiddleware] = []
-
-    def crm_faults(app: Any) -> Any:
-        faults.append(ChaosMiddleware(app))
-        return faults[0]
-
-    local = LocalStack(FirestoreBackend(client), queue, functions_port=port, crm_wrap=crm_faults)
+    switch = CrmSwitch()
+    local = through_cloud_tasks(FirestoreBackend(client), tasks.host, crm_wrap=switch)
     local.create_demo_tenant()
     assert local.connect("u1").status_code == 200
     assert local.connect("u2", provider="microsoft").status_code == 200
@@ -61,7 +50,7 @@ def console(firestore_emulator: Emulator) -> Iterator[tuple[LocalStack, str]]:
         )
     # The CRM tells crmsync of the console's CRM edits with a signed event, as the
     # vendor's CRM would (make dev's own watch of the CRM does the same over Pub/Sub).
-    url, stop = serve_app(Console(local, announce=local.post_event, crm_faults=faults[0]).app())
+    url, stop = serve_app(Console(local, announce=local.post_event, crm_switch=switch).app())
     yield local, url
     stop()
     local.close()
