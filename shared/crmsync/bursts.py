@@ -1,12 +1,18 @@
-"""What keeps a burst of triggers cheap (RUN-3): a function instance remembers the task
-names it enqueued and the push channels it looked up, so 500 notifications for one
-connection cost one Firestore read and one Cloud Tasks call per instance, not 500.
+"""What keeps a burst of triggers cheap (RUN-3): a function instance remembers the cycle
+it enqueued for each connection until that cycle is due, and the push channels it
+looked up, so 500 notifications for one connection cost one Firestore read and one
+Cloud Tasks call per instance, not 500.
 
-Both memories are per instance and short: correctness never rests on them. A task
-name is remembered only until the task is due (after that Cloud Tasks itself decides,
-as it would without us); a channel only for a minute, and a channel crmsync drops is
-forgotten at once by the instance that dropped it. Another instance's stale entry can
-at most enqueue one cycle the worker finds nothing to do for.
+A trigger that arrives while the connection's cycle waits joins it when that cycle
+reads everything the trigger needs and starts no later than the trigger asks: a burst
+collapses into one cycle however it falls across the task names' time windows, and so
+do the notifications echoing a cycle's own writes, which arrive while it still runs.
+
+Both memories are per instance and short: correctness never rests on them. A cycle is
+remembered only until it is due (after that Cloud Tasks itself decides, by the task's
+name, as it would without us); a channel only for a minute, and a channel crmsync
+drops is forgotten at once by the instance that dropped it. Another instance's stale
+entry can at most enqueue one cycle the worker finds nothing to do for.
 """
 
 from __future__ import annotations
@@ -14,47 +20,68 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 from crmsync.ports import Channel, ChannelDirectory, TaskQueue
+from crmsync.queue import CHECK, POLL, covers, scope
 
-REMEMBERED = 20_000  # names or channels an instance keeps at most (a few MB)
+REMEMBERED = 20_000  # cycles or channels an instance keeps at most (a few MB)
+SCOPES = ("", POLL, CHECK)  # what a waiting task reads (crmsync.queue.scope)
 CHANNEL_SECONDS = 60.0
 
 
+@dataclass(frozen=True)
+class _Waiting:
+    name: str
+    due: datetime
+    trigger: str
+
+
 class DebouncedQueue:
-    """A TaskQueue that does not ask Cloud Tasks again for a task name this instance
-    enqueued and whose task is not due yet: that task is waiting, so the answer would
-    be "already exists"."""
+    """A TaskQueue that does not ask Cloud Tasks again for a connection whose cycle this
+    instance enqueued and which is not due yet, when that cycle serves the new trigger:
+    it reads what the trigger needs (a poll serves only polls) and starts no later."""
 
     def __init__(self, queue: TaskQueue, clock: Callable[[], datetime]) -> None:
         self.queue = queue
         self.clock = clock
         self.absorbed = 0
-        self._waiting: dict[str, datetime] = {}
+        # (tenant, connection, scope) → the task enqueued last; a poll (or a check) is
+        # kept apart, so that it never hides a waiting cycle that reads everything
+        self._waiting: dict[tuple[str, str, str], _Waiting] = {}
         self._lock = threading.Lock()
 
     def enqueue(
         self, tenant: str, connection: str, *, name: str, not_before: datetime, trigger: str
     ) -> bool:
+        now = self.clock()
+        mine = (tenant, connection, scope(trigger))
         with self._lock:
-            due = self._waiting.get(name)
-            if due is not None and due > self.clock():
-                self.absorbed += 1
-                return False
-        enqueued = self.queue.enqueue(
-            tenant, connection, name=name, not_before=not_before, trigger=trigger
-        )
-        with self._lock:
+            for kept in SCOPES:
+                held = self._waiting.get((tenant, connection, kept))
+                if held and now < held.due <= not_before and covers(held.trigger, trigger):
+                    self.absorbed += 1
+                    return False
             if len(self._waiting) >= REMEMBERED:
                 self._waiting.clear()  # a burst across that many connections: start over
-            self._waiting[name] = not_before
-        return enqueued
+            # Held before Cloud Tasks is asked, so triggers racing this one join it.
+            reserved = self._waiting[mine] = _Waiting(name, not_before, trigger)
+        try:
+            return self.queue.enqueue(
+                tenant, connection, name=name, not_before=not_before, trigger=trigger
+            )
+        except BaseException:
+            with self._lock:
+                if self._waiting.get(mine) is reserved:
+                    del self._waiting[mine]
+            raise
 
     def forget(self, name: str) -> None:
         """The task ran (before its time: only a test harness runs tasks early)."""
         with self._lock:
-            self._waiting.pop(name, None)
+            for key in [k for k, held in self._waiting.items() if held.name == name]:
+                del self._waiting[key]
 
     def __getattr__(self, name: str) -> object:  # the queue's other methods (tests' due())
         return getattr(self.queue, name)

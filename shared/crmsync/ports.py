@@ -53,6 +53,26 @@ class Connection:
     status: str = "active"
 
 
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """A cycle asked of a connection's lease holder (RUN-3): the trigger it was asked
+    with, and when the holder's lease runs out (past: the holder died unanswering)."""
+
+    trigger: str
+    lease_expires: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NextDue:
+    """When the scheduler next takes a connection (`when`: a poll or a full cycle,
+    whichever comes first) and when its next full cycle is due (`full`); None: never."""
+
+    tenant: str
+    connection: str
+    when: datetime | None
+    full: datetime | None = None
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class Due:
     """A connection the scheduler should enqueue: ordered by time, then by id, the
@@ -134,8 +154,23 @@ INTERRUPTED = "the worker stopped before the run ended; the next run took over"
 class Store(Protocol):
     """Durable state of connections: cursors, links, runs, the queue, the lease."""
 
-    def acquire_lease(self, connection: str, holder: str, now: datetime, seconds: int) -> bool: ...
-    def release_lease(self, connection: str, holder: str) -> None: ...
+    def acquire_lease(self, connection: str, holder: str, now: datetime, seconds: int) -> bool:
+        """Hold the connection until `now + seconds` unless another holder's lease runs;
+        the holder renewing keeps what was asked of it (`ask_again`)."""
+
+    def ask_again(self, connection: str, trigger: str, now: datetime) -> datetime | None:
+        """A cycle found the connection held: ask the holder for one cycle more, after it
+        ends (`release_lease` answers `trigger`, the first one asked). Returns when the
+        holder's lease runs out (if it dies, `asked` still shows the ask then); None
+        when no lease runs at `now` any more: the asker may take the connection."""
+
+    def asked(self, connection: str) -> Ask | None:
+        """The cycle asked of the lease's holder that no release answered yet."""
+
+    def release_lease(self, connection: str, holder: str) -> str | None:
+        """Give the lease up (only its holder can); the trigger of the cycle asked for
+        while it was held, if one was."""
+
     def cursor(self, connection: str, side: Side, kind: Kind) -> str | None: ...
     def save_cursor(self, connection: str, side: Side, kind: Kind, cursor: str) -> None: ...
     def forget_cursor(self, connection: str, side: Side, kind: Kind) -> None:
@@ -257,6 +292,7 @@ class RunStatus(StrEnum):
     LEASE_LOST = "lease_lost"
     INTERRUPTED = "interrupted"  # its worker died; a later run took over
     SKIPPED = "skipped"  # the connection was not active, or records mail only
+    IDLE = "idle"  # a poll saw no change, or a check its cycle asked for: no run at all
 
 
 class ConnectionState(StrEnum):
@@ -291,7 +327,8 @@ class Backend(Protocol):
     def store(self, tenant: str) -> Any: ...
     def due(self, now: datetime, limit: int, after: Due | None = None) -> list[Due]: ...
     def expiring_channels(self, before: datetime, limit: int) -> list[Channel]: ...
-    def set_next_due_many(self, items: Sequence[tuple[str, str, datetime | None]]) -> None: ...
+    def set_next_due_many(self, items: Sequence[NextDue]) -> None:
+        """Move many connections' due times at once, with no read (the fan-out's)."""
 
 
 class CrmFactory(Protocol):
@@ -307,7 +344,7 @@ class GrantStore(Protocol):
     document in Firestore)."""
 
     def acquire_lease(self, connection: str, holder: str, now: datetime, seconds: int) -> bool: ...
-    def release_lease(self, connection: str, holder: str) -> None: ...
+    def release_lease(self, connection: str, holder: str) -> str | None: ...
     def sealed_grant(self, connection: str) -> dict[str, str] | None: ...
     def save_sealed_grant(self, connection: str, sealed: Mapping[str, str]) -> None: ...
     def set_status(self, connection: str, status: str, reason: str = "") -> None: ...
@@ -390,6 +427,7 @@ class ConnectionRecord:
     last_ok: datetime | None = None
     health: str = "ok"
     next_due: datetime | None = None
+    full_due: datetime | None = None  # when the next full cycle is due (polls in between)
     reason: str = ""  # why it is not active
     channel_problem: str = ""  # why push is not working (polled meanwhile)
     mail_problem: str = ""  # why mail is not routed to it
@@ -411,6 +449,7 @@ class ConnectionRecord:
             last_ok=_moment(data.get("last_ok")),
             health=str(data.get("health") or "ok"),
             next_due=_moment(data.get("next_due")),
+            full_due=_moment(data.get("full_due")),
             reason=str(data.get("reason") or ""),
             channel_problem=str(data.get("channel_problem") or ""),
             mail_problem=str(data.get("mail_problem") or ""),

@@ -33,7 +33,9 @@ from crmsync.connections import Grants
 from crmsync.crm import events
 from crmsync.crm.rest import RestCrmConnector
 from crmsync.cycle import run_cycle
+from crmsync.cycle.poll import changed_kinds
 from crmsync.errors import GrantRevoked, PermanentError, SyncError
+from crmsync.model import KINDS, Kind
 from crmsync.outbound import NoEvents, connection_event, cycle_events, publish_all
 from crmsync.outbound import needs_reauth as needs_reauth_event
 from crmsync.ports import (
@@ -46,6 +48,7 @@ from crmsync.ports import (
     CrmFactory,
     Due,
     EventStream,
+    NextDue,
     PushAnswer,
     PushRequest,
     RunStatus,
@@ -53,12 +56,11 @@ from crmsync.ports import (
     TaskQueue,
     TenantStore,
 )
-from crmsync.queue import task_name
+from crmsync.queue import CHECK, DEBOUNCE, POLL, task_name
 from crmsync.settings import PROVIDERS, SERVICES, Settings, SettingsError, TenantSettings, resolve
 
 log = logging.getLogger("crmsync.service")
 
-DEBOUNCE = timedelta(seconds=10)  # RUN-3: triggers this close together share a cycle
 LINK_TTL = timedelta(days=7)  # how long an onboarding link may be opened
 STUCK_AFTER = timedelta(minutes=45)  # a run this long past its lease is stuck (RUN-2)
 STALE_AFTER = timedelta(hours=24)  # no good cycle for this long: cursors are stale
@@ -688,9 +690,11 @@ class FanoutReport:
 
 def fanout(services: Services, page_size: int = FANOUT_PAGE) -> FanoutReport:
     """RUN-2: page through due connections (never all of them at once), enqueue a cycle
-    for each, and move its next due time by its frequency; flag stuck runs and stale
-    cursors. RUN-5: connections whose push channels expire within a day get a cycle
-    that renews them."""
+    for each, and move its next due time; flag stuck runs and stale cursors. A
+    connection is due for a full cycle every `frequency_minutes`, and in between, when
+    it syncs kinds its provider pushes nothing for, for a poll of those every
+    `poll_minutes` (RUN-3). RUN-5: connections whose push channels expire within a day
+    get a cycle that renews them."""
     now = services.clock()
     report = FanoutReport()
     after: Due | None = None
@@ -698,8 +702,8 @@ def fanout(services: Services, page_size: int = FANOUT_PAGE) -> FanoutReport:
     while True:
         page = services.backend.due(now, page_size, after)
         report.pages += 1
-        moves: list[tuple[str, str, datetime | None]] = []
-        ready: list[Due] = []
+        moves: list[NextDue] = []
+        ready: list[tuple[Due, str]] = []
         for due in page:
             store = services.backend.store(due.tenant)
             record = (
@@ -708,17 +712,16 @@ def fanout(services: Services, page_size: int = FANOUT_PAGE) -> FanoutReport:
                 else connection_of(store, due.connection)
             )
             if record is None or not record.active:
-                moves.append((due.tenant, due.connection, None))
+                moves.append(NextDue(due.tenant, due.connection, None))
                 continue
             _check_health(store, due.connection, record, now, report)
             if due.tenant not in tenants:
                 tenants[due.tenant] = (store.tenant_record() or {}).get("settings", {})
-            moves.append(
-                (due.tenant, due.connection, now + _frequency(tenants[due.tenant], record))
-            )
-            ready.append(due)
+            move, trigger = _next_due(services, tenants[due.tenant], record, due, now)
+            moves.append(move)
+            ready.append((due, trigger))
         with ThreadPoolExecutor(max_workers=FANOUT_THREADS) as pool:
-            for enqueued in pool.map(lambda due: _enqueue_due(services, due, now), ready):
+            for enqueued in pool.map(lambda item: _enqueue_due(services, item, now), ready):
                 if enqueued:
                     report.enqueued += 1
                 else:
@@ -734,23 +737,58 @@ def fanout(services: Services, page_size: int = FANOUT_PAGE) -> FanoutReport:
     return report
 
 
-def _enqueue_due(services: Services, due: Due, now: datetime) -> bool:
+def _enqueue_due(services: Services, ready: tuple[Due, str], now: datetime) -> bool:
+    due, trigger = ready
     return services.queue.enqueue(
         due.tenant,
         due.connection,
         name=task_name(due.tenant, due.connection, now, timedelta(minutes=1)),
         not_before=now,
-        trigger="schedule",
+        trigger=trigger,
     )
 
 
-def _frequency(tenant_settings: Mapping[str, Any], record: ConnectionRecord) -> timedelta:
-    """SET-1: the user's sync frequency (tenant default, provider default)."""
+def _next_due(
+    services: Services,
+    tenant_settings: Mapping[str, Any],
+    record: ConnectionRecord,
+    due: Due,
+    now: datetime,
+) -> tuple[NextDue, str]:
+    """What a due connection gets now, a full cycle ("schedule") or a poll, and when it
+    is due next: for its next full cycle, or sooner for a poll of the kinds its
+    provider pushes nothing for (SET-1: the user's frequency and poll interval)."""
+    frequency, poll = _intervals(services, tenant_settings, record)
+    full = record.full_due
+    trigger = POLL
+    if full is None or full <= now:
+        trigger, full = "schedule", now + frequency
+    when = min(full, now + poll) if poll is not None else full
+    return NextDue(due.tenant, due.connection, when, full), trigger
+
+
+def _intervals(
+    services: Services, tenant_settings: Mapping[str, Any], record: ConnectionRecord
+) -> tuple[timedelta, timedelta | None]:
+    """The time between full cycles, and between polls (None: nothing to poll)."""
     try:
         settings = resolve(record.provider, tenant_settings, record.settings)
-        return timedelta(minutes=int(settings["frequency_minutes"]))
     except (SettingsError, KeyError):
-        return timedelta(minutes=15)
+        return timedelta(minutes=15), None
+    frequency = timedelta(minutes=int(settings["frequency_minutes"]))
+    if not polled_kinds(services, record.provider, settings):
+        return frequency, None
+    return frequency, timedelta(minutes=int(settings["poll_minutes"]))
+
+
+def polled_kinds(services: Services, provider: str, settings: Settings) -> tuple[Kind, ...]:
+    """The synced kinds whose changes the provider pushes nothing for (its kit says which
+    it pushes): a poll reads these between full cycles."""
+    try:
+        pushed = services.kit(provider).pushed
+    except KeyError:
+        return ()
+    return tuple(kind for kind in KINDS if settings.enabled(kind) and kind not in pushed)
 
 
 def _check_health(
@@ -825,7 +863,9 @@ def work(
     budget_seconds: float = BUDGET_SECONDS,
 ) -> dict[str, Any]:
     """Run one cycle of a connection; what the `sync_worker` task asks for. Returns the run
-    record (status `skipped` when the connection is not active)."""
+    record (status `skipped` when the connection is not active). A poll (RUN-3) runs a
+    cycle only of the polled kinds that changed, and a check only when the cycle it
+    looks after is owed; otherwise they return status `idle` and record nothing."""
     store = services.backend.store(tenant)
     record = connection_of(store, connection)
     tenant_record = store.tenant_record()
@@ -835,13 +875,14 @@ def work(
         return {"status": RunStatus.SKIPPED, "reason": f"connection is {record.status}"}
     if not record.syncs:
         return {"status": RunStatus.SKIPPED, "reason": "the connection records mail only"}
+    if trigger == CHECK:
+        return _check(services, store, tenant, connection)
     inputs = cycle_inputs(_syncing_known(store, tenant_record), record)
     settings = inputs.settings
-    crm = _crm(services, tenant, tenant_record, record, settings)
-    grants = Grants(store, services.vault, tenant)
     now = services.clock()
+    started = time.monotonic()
     try:
-        provider, push = _provider(services, store, grants, record, settings, crm)
+        adapters = _adapters(services, store, tenant, tenant_record, record, settings, trigger)
     except GrantRevoked as exc:  # AUTH-3: stop cycling until the user reconnects
         store.set_status(connection, ConnectionState.NEEDS_REAUTH, str(exc))
         store.set_next_due(connection, None)
@@ -850,8 +891,10 @@ def work(
     except PermanentError as exc:  # nothing a retry of this task could change
         store.save_connection_record(connection, {"last_error": str(exc)})
         return {"status": RunStatus.FAILED, "reason": str(exc)}
+    if adapters is None:  # a poll that found nothing to do: nothing written, no run
+        return {"status": RunStatus.IDLE, "reason": "the polled kinds did not change"}
+    crm, provider, push, kinds = adapters
     conn = Connection(tenant, connection, record.user, record.provider, settings.values)
-    started = time.monotonic()
     run = dict(
         run_cycle(
             conn,
@@ -864,10 +907,11 @@ def work(
             syncing_users=inputs.syncing_users,
             budget_seconds=budget_seconds,
             began=lambda run: _began(store, connection, record, run),
+            kinds=kinds,
         )
     )
     items = run.pop("items", [])
-    _after_cycle(services, store, tenant, connection, run, now)
+    _after_cycle(services, store, tenant, connection, run, now, whole=kinds == KINDS)
     if run["status"] != RunStatus.BUSY:  # BEY-7: tell the CRM what the cycle did
         publish_all(services.events, cycle_events(tenant, connection, record.user, run, items))
     if push is not None and run["status"] not in (RunStatus.BUSY, RunStatus.NEEDS_REAUTH):
@@ -883,6 +927,36 @@ def work(
         },
     )
     return run
+
+
+def _adapters(
+    services: Services,
+    store: Any,
+    tenant: str,
+    tenant_record: Mapping[str, Any],
+    record: ConnectionRecord,
+    settings: Settings,
+    trigger: str,
+) -> tuple[CrmConnector, Any, Any, tuple[Kind, ...]] | None:
+    """What a cycle runs with: the CRM connector, the provider account and its push
+    handle, and the kinds it syncs. A poll (RUN-3) first reads the feeds of the kinds
+    the provider pushes nothing for, and goes on (to the CRM too) only with those that
+    show a change; None when none does."""
+    grants = Grants(store, services.vault, tenant)
+    if trigger != POLL:
+        crm = _crm(services, tenant, tenant_record, record, settings)
+        provider, push = _provider(services, store, grants, record, settings, crm)
+        return crm, provider, push, KINDS
+    kinds = polled_kinds(services, record.provider, settings)
+    if not kinds:
+        return None
+    feeds, _ = _provider(services, store, grants, record, settings, None, kinds)
+    changed = tuple(changed_kinds(store, record.id, feeds, kinds))
+    if not changed:
+        return None
+    crm = _crm(services, tenant, tenant_record, record, settings)
+    provider, push = _provider(services, store, grants, record, settings, crm, changed)
+    return crm, provider, push, changed
 
 
 def _began(store: Any, connection: str, record: ConnectionRecord, run: Mapping[str, Any]) -> None:
@@ -907,14 +981,22 @@ def _after_cycle(
     connection: str,
     run: Mapping[str, Any],
     now: datetime,
+    *,
+    whole: bool = True,
 ) -> None:
+    """The connection's bookkeeping after a run (`whole`: it synced every kind, so it
+    counts as a good cycle), and the cycle that comes next: its continuation (RUN-6), a
+    retry once the provider allows, or one asked for while it held the lease (RUN-3)."""
     status = run["status"]
-    if status == RunStatus.BUSY:  # another cycle holds the lease: come back after it
-        enqueue_cycle(services, tenant, connection, "busy", delay=timedelta(seconds=60))
+    if status == RunStatus.BUSY:
+        if run.get("asked"):  # the holder follows up; should it die first, a check will see
+            _enqueue_check(services, tenant, connection, run["asked"])
+        elif run.get("trigger") != POLL:  # the holder could not be asked: come back later
+            enqueue_cycle(services, tenant, connection, "busy", delay=timedelta(seconds=60))
         return
     summary = {k: run.get(k) for k in ("id", "status", "trigger", "started", "ended")}
     update: dict[str, Any] = {"last_run": summary}
-    if status in (RunStatus.OK, RunStatus.PARTIAL, RunStatus.CONTINUED):
+    if whole and status in (RunStatus.OK, RunStatus.PARTIAL, RunStatus.CONTINUED):
         update["last_ok"] = run.get("ended") or now
         update["health"] = "ok"
     store.save_connection_record(connection, update)
@@ -928,6 +1010,35 @@ def _after_cycle(
     elif run.get("retry_after"):  # throttled: come back when the provider allows
         wait = timedelta(seconds=float(run["retry_after"]))
         enqueue_cycle(services, tenant, connection, "retry", delay=wait)
+    elif run.get("again"):  # triggered while it ran: one cycle, once the echoes are in
+        enqueue_cycle(services, tenant, connection, str(run["again"]))
+
+
+def _enqueue_check(services: Services, tenant: str, connection: str, expires: datetime) -> None:
+    """A look at the connection once the lease a cycle was asked of runs out; every ask
+    of one lease shares it (its name is the lease's expiry)."""
+    services.queue.enqueue(
+        tenant,
+        connection,
+        name=task_name(tenant, connection, expires, timedelta(seconds=1)),
+        not_before=expires + timedelta(seconds=1),
+        trigger=CHECK,
+    )
+
+
+def _check(services: Services, store: Any, tenant: str, connection: str) -> dict[str, Any]:
+    """RUN-3: the cycle asked of a lease holder is owed only if the holder died without
+    answering it (its lease ran out unreleased): then it runs now. While the holder
+    lives (it renewed its lease), look again when the lease runs out."""
+    ask = store.asked(connection)
+    now = services.clock()
+    if ask is None:
+        return {"status": RunStatus.IDLE, "reason": "the cycle asked for was enqueued"}
+    if ask.lease_expires > now:
+        _enqueue_check(services, tenant, connection, ask.lease_expires)
+        return {"status": RunStatus.IDLE, "reason": "the cycle asked of is still running"}
+    log.warning("asked cycle owed", extra={"tenant": tenant, "connection": connection})
+    return work(services, tenant, connection, ask.trigger)
 
 
 def _renew(
@@ -1012,13 +1123,15 @@ def _provider(
     grants: Grants,
     record: ConnectionRecord,
     settings: Settings,
-    crm: CrmConnector,
+    crm: CrmConnector | None,
+    kinds: tuple[Kind, ...] = KINDS,
 ) -> tuple[Any, Any]:
-    """The provider account of one cycle, and the handle its push channels renew with."""
+    """The provider account of one cycle (with the adapters of `kinds`), and the handle
+    its push channels renew with; without a CRM (`crm` None), one to read feeds with."""
     if not _connectable(services, record.provider):
         raise PermanentError(f"provider {record.provider!r} cannot be synced here")
     kit = services.kit(record.provider)
-    account, push = kit.account(services, store, grants, record, settings, crm)
+    account, push = kit.account(services, store, grants, record, settings, crm, kinds=kinds)
     return account, push
 
 

@@ -56,6 +56,7 @@ SettingName: TypeAlias = Literal[
     "mass_delete_ratio",
     "mass_delete_min",
     "frequency_minutes",
+    "poll_minutes",
     "calendar",
     "task_list",
     "contact_label",
@@ -94,6 +95,10 @@ BASE_DEFAULTS: dict[str, Any] = {
     "mass_delete_ratio": 0.25,
     "mass_delete_min": 10,
     "frequency_minutes": 15,
+    # How often the kinds whose provider pushes no change (its kit says which) are looked
+    # at between full cycles: one list call each, and a cycle of those kinds only when
+    # one shows a change.
+    "poll_minutes": 2,
     "calendar": "primary",
     "task_list": "default",
     "contact_label": "CRM",
@@ -334,6 +339,7 @@ def validate(provider: str, values: dict[str, Any]) -> dict[str, Any]:
         ("window_days", 0),
         ("mass_delete_min", 1),
         ("frequency_minutes", 1),
+        ("poll_minutes", 1),
         ("recurrence_years", 1),
     ):
         value = values[name]

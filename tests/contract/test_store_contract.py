@@ -19,7 +19,7 @@ from crmsync.auth.state import BadState, begin, finish
 from crmsync.engine.plan import AccountSpec, Intent, Write
 from crmsync.engine.records import Link
 from crmsync.model import normalize
-from crmsync.ports import Channel, Due
+from crmsync.ports import Ask, Channel, ConnectionRecord, Due, NextDue
 from crmsync.store.firestore import TTL_FIELDS, FirestoreBackend, FirestoreStore
 from crmsync.store.memory import MemoryBackend, MemoryStore
 
@@ -112,6 +112,38 @@ def test_RUN3_only_the_holder_releases_the_lease(store: Store) -> None:
     assert store.lease_holder("c1") is None
     assert store.acquire_lease("c1", "run-3", NOW + MINUTE, 600)
     store.release_lease("c2", "run-1")  # nothing held: nothing happens
+
+
+def test_RUN3_a_cycle_finding_the_connection_held_asks_the_holder_for_one_more(
+    store: Store,
+) -> None:
+    assert store.acquire_lease("c1", "run-1", NOW, 600)
+    expires = NOW + timedelta(seconds=600)
+
+    assert store.ask_again("c1", "push", NOW + MINUTE) == expires
+    assert store.ask_again("c1", "crm", NOW + MINUTE) == expires  # one more is all it takes
+    assert store.acquire_lease("c1", "run-1", NOW + 2 * MINUTE, 600)  # renewing keeps it
+    assert store.asked("c1") == Ask("push", expires + 2 * MINUTE)
+
+    assert store.release_lease("c1", "run-1") == "push"
+    assert store.asked("c1") is None  # answered
+    assert store.acquire_lease("c1", "run-2", NOW + 3 * MINUTE, 600)
+    assert store.release_lease("c1", "run-2") is None  # it was asked of run-1 only
+
+
+def test_RUN3_an_ask_needs_a_running_lease_and_outlives_a_holder_that_died(
+    store: Store,
+) -> None:
+    assert store.ask_again("c1", "push", NOW) is None  # nobody holds it: take it yourself
+    assert store.acquire_lease("c1", "run-1", NOW, 600)
+    assert store.ask_again("c1", "push", NOW + MINUTE)
+
+    later = NOW + timedelta(seconds=600)  # run-1 died; its lease ran out unreleased
+    assert store.ask_again("c1", "crm", later) is None
+    assert store.asked("c1") == Ask("push", later)  # still owed
+    assert store.acquire_lease("c1", "run-2", later, 600)  # starts after the ask: covers it
+    assert store.asked("c1") is None
+    assert store.release_lease("c1", "run-2") is None
 
 
 def test_RUN3_leases_are_per_connection_and_per_tenant(backend: Backend) -> None:
@@ -890,15 +922,22 @@ def test_RUN2_next_due_times_move_many_at_once_across_tenants(backend: Backend) 
     t2.save_connection_record("c1", {"next_due": NOW})
 
     backend.set_next_due_many(
-        [("t1", "c1", NOW + 15 * MINUTE), ("t1", "c2", None), ("t2", "c1", NOW + MINUTE)]
+        [
+            NextDue("t1", "c1", NOW + 15 * MINUTE, NOW + 15 * MINUTE),
+            NextDue("t1", "c2", None),
+            NextDue("t2", "c1", NOW + 2 * MINUTE, NOW + 15 * MINUTE),
+        ]
     )
 
     assert backend.due(NOW, 10) == []
     assert backend.due(NOW + 15 * MINUTE, 10) == [
-        Due(NOW + MINUTE, "t2", "c1"),
+        Due(NOW + 2 * MINUTE, "t2", "c1"),
         Due(NOW + 15 * MINUTE, "t1", "c1"),
     ]
     assert t1.connection_record("c2")["next_due"] is None  # type: ignore[index]
+    polled = t2.connection_record("c1")
+    assert polled is not None and polled["full_due"] == NOW + 15 * MINUTE
+    assert ConnectionRecord.of(polled).full_due == NOW + 15 * MINUTE
 
 
 def test_RUN2_due_pages_through_every_tenant_oldest_first(backend: Backend) -> None:

@@ -45,6 +45,17 @@ def acquire(connection: str) -> Callable[[FirestoreStore, str], bool]:
     return lambda worker, holder: worker.acquire_lease(connection, holder, NOW, 600)
 
 
+def release_or_ask(connection: str) -> Callable[[FirestoreStore, str], object]:
+    """The holder (worker-0) releases the lease while the others ask it for a cycle."""
+
+    def attempt(worker: FirestoreStore, name: str) -> object:
+        if name == "worker-0":
+            return worker.release_lease(connection, "holder")
+        return worker.ask_again(connection, "push", NOW) is not None
+
+    return attempt
+
+
 def take(nonce: str) -> Callable[[FirestoreStore, str], dict[str, Any] | None]:
     return lambda worker, _: worker.take_state(nonce)
 
@@ -74,6 +85,21 @@ def test_RUN3_of_workers_racing_for_an_expired_lease_exactly_one_takes_it(
 
         assert won.count(True) == 1, won
         assert store.lease_holder(connection) == f"worker-{won.index(True)}"
+
+
+def test_RUN3_an_ask_racing_the_release_is_heard_by_the_holder_or_told_to_run_itself(
+    firestore_client: Any,
+) -> None:
+    """Each asker either reaches the holder, whose release then answers the ask, or
+    finds the lease gone (and runs the cycle itself): no ask is lost between the two."""
+    store = FirestoreStore(firestore_client, "t1")
+    for round_ in range(ROUNDS):
+        connection = f"c{round_}"
+        assert store.acquire_lease(connection, "holder", NOW, 600)
+
+        released, *asked = race(firestore_client.project, 3, release_or_ask(connection))
+
+        assert released == ("push" if True in asked else None), (released, asked)
 
 
 def test_AUTH2_of_two_concurrent_takes_of_a_state_exactly_one_gets_it(

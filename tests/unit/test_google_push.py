@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from crmsync.providers.google.push import channel_record, new_token, on_notification
-from crmsync.queue import task_name
+from crmsync.queue import DEBOUNCE, task_name
 from crmsync.queue.inline import InlineQueue
 from crmsync.store.memory import MemoryStore
 
@@ -37,13 +37,13 @@ def test_RUN3_a_change_notification_enqueues_one_cycle_a_little_later() -> None:
     assert answer.status == 202
     (queued,) = queue.waiting.values()
     assert (queued.tenant, queued.connection, queued.trigger) == ("t1", "c1", "push")
-    assert queued.not_before == NOW + timedelta(seconds=20)
+    assert queued.not_before == NOW + DEBOUNCE
 
 
 def test_RUN3_a_burst_of_notifications_collapses_into_one_cycle() -> None:
     store, queue, headers = setup()
 
-    for second in range(0, 15, 3):
+    for second in range(0, int(DEBOUNCE.total_seconds()), 2):
         on_notification(headers, store, queue, NOW + timedelta(seconds=second))
 
     assert len(queue.waiting) == 1

@@ -25,7 +25,7 @@ from crmsync.providers.microsoft.push import (
     new_client_state,
     renew_subscriptions,
 )
-from crmsync.queue import task_name
+from crmsync.queue import DEBOUNCE, task_name
 from crmsync.queue.inline import InlineQueue
 from crmsync.store.memory import MemoryBackend
 
@@ -150,8 +150,8 @@ def test_RUN3_a_change_notification_enqueues_one_cycle_of_its_connection_a_littl
     assert answer.status == 202
     (queued,) = world.queue.waiting.values()
     assert (queued.tenant, queued.connection, queued.trigger) == (TENANT, "c1", "push")
-    assert queued.not_before == NOW + timedelta(seconds=20)
-    assert queued.name == task_name(TENANT, "c1", NOW, timedelta(seconds=20))
+    assert queued.not_before == NOW + DEBOUNCE
+    assert queued.name == task_name(TENANT, "c1", NOW, DEBOUNCE)
 
 
 def test_RUN3_one_post_for_two_connections_enqueues_a_cycle_of_each(world: World) -> None:

@@ -723,6 +723,8 @@ BAD_SETTINGS = [
     ({"not_before": "2026-02-30"}, "not_before"),
     ({"not_before": "soon"}, "not_before"),
     ({"completed_marker": "Done!"}, "completed_marker"),
+    ({"poll_minutes": 0}, "poll_minutes"),
+    ({"poll_minutes": 1.5}, "poll_minutes"),
 ]
 
 

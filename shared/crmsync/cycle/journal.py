@@ -35,8 +35,12 @@ class Journal:
     view: View  # how a side holds canonical values (the lens), for unwritten fields
     history: History
 
-    def settle(self) -> None:
+    def settle(self, kinds: Iterable[Kind]) -> None:
+        """Finish what a killed run journaled for records of `kinds`."""
+        wanted = set(kinds)
         for link in self.store.journaled_links(self.connection):
+            if link.kind not in wanted:
+                continue  # a cycle of the other kinds settles it
             try:
                 if link.state == "creating":
                     self.finish_create(link)

@@ -1,6 +1,9 @@
 """One run: take the lease, settle the journal, then each kind: read, plan, apply,
 save the cursors; record the run.
 
+A run that finds the connection held asks the holder for one cycle more instead of
+waiting: however many triggers find it held, one cycle follows the holder's (RUN-3).
+
 Cursors are saved only after every change they cover was applied or recorded as
 failed (and kept for a retry), so a crash anywhere loses nothing (SYN-4).
 """
@@ -36,6 +39,7 @@ from crmsync.engine.records import CrmSchema
 from crmsync.errors import CrmUnauthorized, GrantRevoked, PermanentError, TransientError
 from crmsync.model import KINDS, Kind
 from crmsync.ports import Connection, CrmConnector, ProviderAccount, RecordSide, RunStatus, Store
+from crmsync.queue import POLL
 from crmsync.settings import Settings, Side
 
 log = logging.getLogger("crmsync.cycle")
@@ -71,6 +75,7 @@ class Cycle:
     budget_seconds: float | None = None
     ticker: Callable[[], float] = time.monotonic  # elapsed time, for budget and lease
     began: Callable[[Mapping[str, Any]], None] | None = None  # told once the lease is held
+    kinds: tuple[Kind, ...] = KINDS  # the kinds it syncs (a poll: the unpushed ones)
     history: History = field(init=False)
     _schema: CrmSchema | None = None
     _failed_kinds: list[Kind] = field(default_factory=list)
@@ -113,8 +118,9 @@ class Cycle:
             "counts": self.history.counts,
             "errors": self.history.errors,
         }
-        if not self.store.acquire_lease(self.conn, self.run_id, started, LEASE_SECONDS):
-            return {**run, "status": RunStatus.BUSY, "ended": started}
+        held = self.hold(started)
+        if held is not True:  # asked of the holder (when its lease runs out), or not
+            return {**run, "status": RunStatus.BUSY, "ended": started, "asked": held or None}
         self.store.save_run(self.conn, run)
         if self.began is not None:
             self.began(run)
@@ -128,6 +134,21 @@ class Cycle:
         log.info("cycle finished", extra={**self.history.where, "status": status})
         return {**run, "items": list(self.history.items)}  # the items are stored apart (HIS-1)
 
+    def hold(self, now: datetime) -> bool | datetime:
+        """Take the connection's lease (True); or, while another cycle holds it, ask that
+        one for one cycle more after it ends, and return when its lease runs out. A poll
+        asks for nothing (False): the next poll comes soon, and the holder reads every
+        kind a poll would. False also when the lease changed hands too fast to settle."""
+        for _ in range(3):
+            if self.store.acquire_lease(self.conn, self.run_id, now, LEASE_SECONDS):
+                return True
+            if self.trigger == POLL:
+                return False
+            expires = self.store.ask_again(self.conn, self.trigger, now)
+            if expires is not None:
+                return expires
+        return False
+
     def run_kinds(self) -> tuple[RunStatus, list[Kind]]:
         """Sync each enabled kind; returns the run's status and the kinds left over.
 
@@ -138,8 +159,8 @@ class Cycle:
         self._renewed = self.ticker()
         self._deadline = self._renewed + self.budget_seconds if self.budget_seconds else None
         try:
-            self.journal().settle()
-            pending_kinds = [kind for kind in KINDS if not self.run_kind(kind)]
+            self.journal().settle(self.kinds)
+            pending_kinds = [kind for kind in self.kinds if not self.run_kind(kind)]
         except GrantRevoked as exc:
             self.history.error(f"{type(exc).__name__}: {exc}")
             return RunStatus.NEEDS_REAUTH, []
@@ -182,7 +203,9 @@ class Cycle:
         if self._retry_after is not None:
             run["retry_after"] = self._retry_after  # throttled: when to come back (RUN-6)
         self.store.save_run(self.conn, run)
-        self.store.release_lease(self.conn, self.run_id)
+        asked = self.store.release_lease(self.conn, self.run_id)
+        if asked:
+            run["again"] = asked  # a trigger came while it ran: one cycle follows
 
     # -- one kind -------------------------------------------------------------------
     def sync_kind(self, kind: Kind) -> None:
@@ -285,10 +308,11 @@ def run_cycle(
     run_id: str = "",
     budget_seconds: float | None = None,
     began: Callable[[Mapping[str, Any]], None] | None = None,
+    kinds: tuple[Kind, ...] = KINDS,
 ) -> Mapping[str, Any]:
-    """Run one cycle and return its run record (HIS-1), with its record-level items
-    under "items" (the store keeps those apart from the run). `began` is called with
-    the run record once the cycle holds the connection's lease."""
+    """Run one cycle of `kinds` and return its run record (HIS-1), with its record-level
+    items under "items" (the store keeps those apart from the run). `began` is called
+    with the run record once the cycle holds the connection's lease."""
     return Cycle(
         connection,
         store,
@@ -301,6 +325,7 @@ def run_cycle(
         run_id,
         budget_seconds,
         began=began,
+        kinds=kinds,
     ).run()
 
 

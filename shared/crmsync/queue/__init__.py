@@ -5,6 +5,30 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timedelta
 
+# RUN-3: how long a notification (a provider's push, a CRM event) waits for others to
+# join it: every trigger of a connection within this window shares one cycle.
+DEBOUNCE = timedelta(seconds=10)
+
+# The trigger of a cycle that reads only the kinds whose provider pushes nothing (the
+# fan-out's poll, every `poll_minutes`); every other trigger reads every kind.
+POLL = "poll"
+# The trigger of a look, once a lease runs out, at whether its holder answered the cycle
+# asked of it (RUN-3): a cycle runs only if the holder died without answering.
+CHECK = "check"
+
+
+def covers(waiting: str, trigger: str) -> bool:
+    """Whether a waiting task of trigger `waiting` serves a new one of `trigger`: a
+    cycle reading every kind serves any; a poll only a poll, a check only a check."""
+    if waiting in (POLL, CHECK):
+        return trigger == waiting
+    return True
+
+
+def scope(trigger: str) -> str:
+    """What a task of `trigger` reads: every kind (""), a poll's kinds, or nothing yet."""
+    return trigger if trigger in (POLL, CHECK) else ""
+
 
 def task_name(tenant: str, connection: str, when: datetime, window: timedelta) -> str:
     """One name per connection and time window: triggers within a window share a task.

@@ -57,7 +57,7 @@ from crmsync.auth.state import TTL as STATE_TTL
 from crmsync.engine.plan import AccountSpec, Hold, Intent, Write
 from crmsync.engine.records import Link
 from crmsync.model import Activity, Address, Contact, Kind, Phone, Regarding, Todo
-from crmsync.ports import INTERRUPTED, Channel, Due, RunStatus, mailbox_digest
+from crmsync.ports import INTERRUPTED, Ask, Channel, Due, NextDue, RunStatus, mailbox_digest
 from crmsync.settings import Side
 
 Snapshot: TypeAlias = "firestore.DocumentSnapshot[firestore.DocumentReference]"
@@ -66,6 +66,9 @@ RETENTION = timedelta(days=90)
 BATCH_LIMIT = 500  # writes per commit
 IN_LIMIT = 30  # values per `in` filter
 LEASE_ATTEMPTS = 8
+# The next full cycle's due time lives in the connection's record (not indexed: no
+# query needs it); the scheduler moves it with next_due, in the same write.
+FULL_DUE = FieldPath("record", "full_due").to_api_repr()
 
 # Firestore deletes a document once this timestamp field has passed (HIS-3, AUTH-2).
 TTL_FIELDS: dict[str, str] = {
@@ -395,14 +398,17 @@ class FirestoreStore:
     def acquire_lease(self, connection: str, holder: str, now: datetime, seconds: int) -> bool:
         """Hold the connection until `now + seconds`, unless another holder's lease is
         still running. Written only if the document is as it was read, so of two
-        workers racing for a free lease exactly one gets it."""
+        workers racing for a free lease exactly one gets it. The holder renewing keeps
+        what was asked of it (`ask_again`)."""
         ref = self._connection(connection)
-        lease = {"holder": holder, "expires": now + timedelta(seconds=seconds)}
         for attempt in range(LEASE_ATTEMPTS):
             snap = self._get(ref)
             current = (snap.to_dict() or {}).get("lease") if snap.exists else None
             if current and current["holder"] != holder and _utc(current["expires"]) > now:
                 return False
+            lease = {"holder": holder, "expires": now + timedelta(seconds=seconds)}
+            if current and current["holder"] == holder and current.get("asked"):
+                lease["asked"] = current["asked"]
             try:
                 self.writes += 1
                 if snap.exists:
@@ -418,23 +424,56 @@ class FirestoreStore:
             return True
         return False
 
-    def release_lease(self, connection: str, holder: str) -> None:
-        """Give the lease up; only its holder can."""
+    def ask_again(self, connection: str, trigger: str, now: datetime) -> datetime | None:
+        """Ask the lease's holder for one cycle more after it ends: written only if the
+        document is as read, so an ask either reaches the holder before it releases the
+        lease, or finds the lease gone and says so (None)."""
+        ref = self._connection(connection)
+        for attempt in range(LEASE_ATTEMPTS):
+            snap = self._get(ref)
+            current = (snap.to_dict() or {}).get("lease") if snap.exists else None
+            if not current or _utc(current["expires"]) <= now:
+                return None
+            if current.get("asked"):
+                return _utc(current["expires"])  # one more cycle is all it takes
+            try:
+                self.writes += 1
+                ref.update(
+                    {"lease.asked": trigger},
+                    option=self.client.write_option(last_update_time=snap.update_time),
+                )
+            except (gexc.FailedPrecondition, gexc.NotFound):
+                _pause(attempt)  # renewed, released or asked meanwhile: look again
+                continue
+            return _utc(current["expires"])
+        return None
+
+    def asked(self, connection: str) -> Ask | None:
+        current = self._field(connection, "lease")
+        if not current or not current.get("asked"):
+            return None
+        return Ask(str(current["asked"]), _utc(current["expires"]))
+
+    def release_lease(self, connection: str, holder: str) -> str | None:
+        """Give the lease up; only its holder can. Returns the trigger of the cycle asked
+        for meanwhile, read in the same step as the release."""
         ref = self._connection(connection)
         for attempt in range(LEASE_ATTEMPTS):
             snap = self._get(ref)
             current = (snap.to_dict() or {}).get("lease") if snap.exists else None
             if not current or current["holder"] != holder:
-                return
+                return None
             try:
                 self.writes += 1
                 ref.update(
                     {"lease": firestore.DELETE_FIELD},
                     option=self.client.write_option(last_update_time=snap.update_time),
                 )
-                return
+                asked = current.get("asked")
+                return str(asked) if asked else None
             except (gexc.FailedPrecondition, gexc.NotFound):
                 _pause(attempt)
+        return None
 
     def lease_holder(self, connection: str) -> str | None:
         current = self._field(connection, "lease")
@@ -766,11 +805,18 @@ class FirestoreStore:
 
     def set_next_due(self, connection: str, when: datetime | None) -> None:
         """When the scheduler next enqueues a cycle (None: never, e.g. needs_reauth)."""
+        self._set_due(connection, {"next_due": when})
+
+    def set_due(self, connection: str, when: datetime | None, full: datetime | None) -> None:
+        """When the scheduler next takes the connection, and its next full cycle."""
+        self._set_due(connection, {"next_due": when, FULL_DUE: full})
+
+    def _set_due(self, connection: str, fields: Mapping[str, Any]) -> None:
         ref = self._connection(connection)
         snap = self._get(ref)
         if snap.exists and (snap.to_dict() or {}).get("registered"):
             self.writes += 1
-            ref.update({"next_due": when})
+            ref.update(dict(fields))
 
     # -- OAuth states (AUTH-2; global, single use) -------------------------------------
     def put_state(self, nonce: str, record: Mapping[str, Any]) -> None:
@@ -857,23 +903,23 @@ class FirestoreBackend:
     def _listed(data: Mapping[str, Any]) -> dict[str, Any] | None:
         return FirestoreStore._connection_record(data)
 
-    def set_next_due_many(self, items: Sequence[tuple[str, str, datetime | None]]) -> None:
-        """Move many connections' next due times (tenant, connection, when) in batched
-        writes, with no read: the scheduler's one write per enqueued connection."""
+    def set_next_due_many(self, items: Sequence[NextDue]) -> None:
+        """Move many connections' due times (the next one, and the next full cycle's) in
+        batched writes, with no read: the scheduler's one write per due connection."""
         for start in range(0, len(items), BATCH_LIMIT):
             batch = self.client.batch()
             chunk = items[start : start + BATCH_LIMIT]
-            for tenant, connection, when in chunk:
-                store = self.store(tenant)
-                batch.update(store._connection(connection), {"next_due": when})
+            for item in chunk:
+                ref = self.store(item.tenant)._connection(item.connection)
+                batch.update(ref, {"next_due": item.when, FULL_DUE: item.full})
             try:
                 batch.commit()
             except gexc.NotFound:  # a connection went away meanwhile: one at a time
-                for tenant, connection, when in chunk:
-                    self.store(tenant).set_next_due(connection, when)
+                for item in chunk:
+                    self.store(item.tenant).set_due(item.connection, item.when, item.full)
                 continue
-            for tenant, _, _ in chunk:
-                self.store(tenant).writes += 1
+            for item in chunk:
+                self.store(item.tenant).writes += 1
 
     def expiring_channels(self, before: datetime, limit: int) -> list[Channel]:
         """Push channels that expire before `before`, soonest first (RUN-5)."""

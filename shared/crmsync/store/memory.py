@@ -13,7 +13,7 @@ from typing import Any
 
 from crmsync.engine.records import Link
 from crmsync.model import Kind
-from crmsync.ports import INTERRUPTED, Channel, Due, RunStatus, mailbox_digest
+from crmsync.ports import INTERRUPTED, Ask, Channel, Due, NextDue, RunStatus, mailbox_digest
 from crmsync.settings import Side
 
 
@@ -35,6 +35,7 @@ class MemoryStore:
         self._users: dict[str, dict[str, Any]] = {}
         self._connections: dict[str, dict[str, Any]] = {}
         self._leases: dict[str, tuple[str, datetime]] = {}
+        self._asked: dict[str, str] = {}  # connection → the cycle asked of its holder
         self._cursors: dict[tuple[str, Side, Kind], str] = {}
         self._links: dict[tuple[str, Kind], dict[str, Link]] = {}
         self._by_side: dict[tuple[str, Kind, Side], dict[str, str]] = {}
@@ -59,13 +60,33 @@ class MemoryStore:
         if current is not None and current[0] != holder and current[1] > now:
             return False
         self.writes += 1
+        if current is None or current[0] != holder:
+            self._asked.pop(connection, None)  # asked of the holder before, not of this one
         self._leases[connection] = (holder, now + timedelta(seconds=seconds))
         return True
 
-    def release_lease(self, connection: str, holder: str) -> None:
-        if self._leases.get(connection, ("",))[0] == holder:
+    def ask_again(self, connection: str, trigger: str, now: datetime) -> datetime | None:
+        self.reads += 1
+        current = self._leases.get(connection)
+        if current is None or current[1] <= now:
+            return None
+        if connection not in self._asked:
             self.writes += 1
-            del self._leases[connection]
+            self._asked[connection] = trigger
+        return current[1]
+
+    def asked(self, connection: str) -> Ask | None:
+        self.reads += 1
+        current = self._leases.get(connection)
+        trigger = self._asked.get(connection)
+        return Ask(trigger, current[1]) if current and trigger else None
+
+    def release_lease(self, connection: str, holder: str) -> str | None:
+        if self._leases.get(connection, ("",))[0] != holder:
+            return None
+        self.writes += 1
+        del self._leases[connection]
+        return self._asked.pop(connection, None)
 
     def lease_holder(self, connection: str) -> str | None:
         current = self._leases.get(connection)
@@ -271,6 +292,7 @@ class MemoryStore:
         self.writes += 1
         self._grants.pop(connection, None)
         self._leases.pop(connection, None)
+        self._asked.pop(connection, None)
         self._mailboxes.pop((self.tenant, connection), None)
         tables: list[dict[Any, Any]] = [
             self._cursors,
@@ -395,10 +417,13 @@ class MemoryBackend:
             found = [d for d in found if d > after]
         return found[:limit]
 
-    def set_next_due_many(self, items: Sequence[tuple[str, str, datetime | None]]) -> None:
-        """Move many connections' next due times (tenant, connection, when)."""
-        for tenant, connection, when in items:
-            self.store(tenant).set_next_due(connection, when)
+    def set_next_due_many(self, items: Sequence[NextDue]) -> None:
+        """Move many connections' due times: the next one and the next full cycle's."""
+        for item in items:
+            store = self.store(item.tenant)
+            if item.connection in store._connections:
+                store.writes += 1
+                store._connections[item.connection].update(next_due=item.when, full_due=item.full)
 
     def expiring_channels(self, before: datetime, limit: int) -> list[Channel]:
         """Push channels that expire before `before`, soonest first (RUN-5)."""

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from crmsync import model, service
+from crmsync import model, providers, service
 from crmsync.auth.vault import LocalKek, TokenVault
 from crmsync.configure import change_settings, reset
 from crmsync.connections import Grants
@@ -574,17 +574,21 @@ class _OneTenant:
         return []
 
     def set_next_due_many(self, items: Any) -> None:
-        for _, connection, when in items:
-            self._world.store.set_next_due(connection, when)
+        for item in items:
+            self._world.store.save_connection_record(
+                item.connection, {"next_due": item.when, "full_due": item.full}
+            )
 
 
 class _WorldKit:
-    """The world's provider side as a provider kit gives the worker its adapters."""
+    """The world's provider side as a provider kit gives the worker its adapters; it
+    pushes the kinds the world's provider pushes (the scheduler polls the others)."""
 
     label = "SyncWorld"
 
     def __init__(self, world: SyncWorld) -> None:
         self._world = world
+        self.pushed = providers.kit(world.connection.provider).pushed
 
     def available(self, services: Any) -> bool:
         return True
@@ -597,6 +601,7 @@ class _WorldKit:
         record: ConnectionRecord,
         settings: Settings,
         crm: Any,
+        kinds: Any = model.KINDS,
     ) -> tuple[ProviderAccount, None]:
         return self._world.provider_account(settings), None  # no push channels here
 

@@ -11,7 +11,7 @@ development and tests, the sandbox's endpoints).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 from crmsync.auth.state import Consent, Started
 from crmsync.connections import Grant, Grants
 from crmsync.errors import PermanentError, SyncError
+from crmsync.model import KINDS, Kind
 from crmsync.ports import Channel, ConnectionRecord, ProviderAccount, PushAnswer, PushRequest
 from crmsync.settings import Settings
 
@@ -74,6 +75,9 @@ class GoogleKit:
     name = NAME
     label = "Google"
     webhook = "google_webhook"  # the function Calendar's push notifications reach
+    # The kinds whose changes Google pushes: Calendar's. People and Tasks have no push,
+    # so the scheduler polls those between full cycles (poll_minutes).
+    pushed: frozenset[Kind] = frozenset({"activity"})
 
     def setup(self, env: Mapping[str, str]) -> GoogleSetup | None:
         return setup_from_environment(env)
@@ -141,8 +145,11 @@ class GoogleKit:
         record: ConnectionRecord,
         settings: Settings,
         crm: Any,
+        kinds: Collection[Kind] = KINDS,
     ) -> tuple[ProviderAccount, Any]:
-        """The provider account of one cycle, and what renews its push (its calendar)."""
+        """The provider account of one cycle with the adapters of `kinds`, and what
+        renews its push (its calendar; None without one). `crm` is asked for its users
+        for the calendar; without one (None) the account only reads."""
         from crmsync.providers.google.account import GoogleAccount
         from crmsync.providers.google.calendar import GoogleCalendar
         from crmsync.providers.google.people import GoogleContacts
@@ -152,33 +159,32 @@ class GoogleKit:
         if _setup(services) is None:
             raise PermanentError("Google cannot be synced here: no OAuth client is set up")
         client = self.client(services, grants, connection, record.subject)
-        try:
-            directory = crm.users()  # CAL-6: CRM members become attendees
-        except SyncError:
-            directory = {}
+        resources: dict[Kind, Any] = {}
+        if "activity" in kinds:
+            try:
+                directory = crm.users() if crm is not None else {}  # CAL-6: attendees
+            except SyncError:
+                directory = {}
+            resources["activity"] = GoogleCalendar(
+                client, settings["calendar"], directory, custom=settings.custom_map("activity")
+            )
+        if "contact" in kinds:
+            resources["contact"] = GoogleContacts(
+                client, label=settings["contact_label"], custom=settings.custom_map("contact")
+            )
+        if "todo" in kinds:
 
-        def claimed(task_id: str) -> bool:
-            return bool(store.links_for(connection, "todo", (), (task_id,)))
+            def claimed(task_id: str) -> bool:
+                return bool(store.links_for(connection, "todo", (), (task_id,)))
 
-        chosen = str(settings["task_list"])
-        calendar = GoogleCalendar(
-            client, settings["calendar"], directory, custom=settings.custom_map("activity")
-        )
-        account = GoogleAccount(
-            {
-                "activity": calendar,
-                "contact": GoogleContacts(
-                    client, label=settings["contact_label"], custom=settings.custom_map("contact")
-                ),
-                "todo": GoogleTasks(
-                    client,
-                    "@default" if chosen == "default" else chosen,
-                    claimed=claimed,
-                    clock=services.clock,
-                ),
-            }
-        )
-        return account, calendar
+            chosen = str(settings["task_list"])
+            resources["todo"] = GoogleTasks(
+                client,
+                "@default" if chosen == "default" else chosen,
+                claimed=claimed,
+                clock=services.clock,
+            )
+        return GoogleAccount(resources), resources.get("activity")
 
     # -- push (RUN-3, RUN-5) ----------------------------------------------------------------
     def open_push(

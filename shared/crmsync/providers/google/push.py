@@ -22,9 +22,8 @@ from typing import Any, Protocol
 
 from crmsync.errors import SyncError
 from crmsync.ports import Channel, ChannelDirectory, TaskQueue
-from crmsync.queue import task_name
+from crmsync.queue import DEBOUNCE, task_name
 
-DEBOUNCE = timedelta(seconds=20)
 CHANNEL_TTL = timedelta(days=7)  # Google may grant less; its answer is what counts
 RENEW_MARGIN = timedelta(days=1)
 

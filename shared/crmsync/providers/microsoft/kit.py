@@ -11,7 +11,7 @@ Mail recording is not built yet: mail is not routed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -66,6 +66,8 @@ class MicrosoftKit:
     name = NAME
     label = "Microsoft 365"
     webhook = "graph_webhook"  # the function Graph's notifications and handshakes reach
+    # Graph notifies changes of every kind (a subscription each), so nothing is polled.
+    pushed: frozenset[Kind] = frozenset(KINDS)
 
     def setup(self, env: Mapping[str, str]) -> MicrosoftSetup | None:
         return setup_from_environment(env)
@@ -148,17 +150,21 @@ class MicrosoftKit:
         record: ConnectionRecord,
         settings: Settings,
         crm: Any,
+        kinds: Collection[Kind] = KINDS,
     ) -> tuple[ProviderAccount, Any]:
-        """The mailbox's adapters for one cycle, and what renews its subscriptions; the
-        grant is checked (and refreshed) first, so a grant Microsoft no longer honours
-        parks the connection (AUTH-3)."""
+        """The mailbox's adapters of `kinds` for one cycle, and what renews its
+        subscriptions; the grant is checked (and refreshed) first, so a grant Microsoft
+        no longer honours parks the connection (AUTH-3). `crm` is asked for its users
+        for the calendar; without one (None) the account only reads."""
         from crmsync.providers.microsoft.account import MicrosoftAccount
 
         client = self.client(services, grants, record.id, record.subject)
-        try:
-            directory = crm.users()  # CAL-6: CRM members become attendees
-        except SyncError:
-            directory = {}
+        directory: Mapping[str, str] = {}
+        if "activity" in kinds and crm is not None:
+            try:
+                directory = crm.users()  # CAL-6: CRM members become attendees
+            except SyncError:
+                directory = {}
 
         def claimed(task_id: str) -> bool:
             return bool(store.links_for(record.id, "todo", (), (task_id,)))
@@ -166,7 +172,8 @@ class MicrosoftKit:
         now = services.clock()  # the calendar's window is on the service's clock
         resources = resources_for(client, settings, directory, claimed, now)
         synced = {k: r for k, r in resources.items() if settings.enabled(k)}
-        return MicrosoftAccount(resources), _subscriptions(client, synced)
+        chosen = {k: r for k, r in resources.items() if k in kinds}
+        return MicrosoftAccount(chosen), _subscriptions(client, synced)
 
     # -- change notifications (RUN-1, RUN-3, RUN-5) -----------------------------------------
     def open_push(

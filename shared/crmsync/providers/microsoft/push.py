@@ -36,10 +36,9 @@ from crmsync.errors import NotFound, PermanentError, SyncError
 from crmsync.model import Kind
 from crmsync.ports import Channel, ChannelDirectory, PushAnswer, PushRequest, TaskQueue
 from crmsync.providers.microsoft.client import GraphClient
-from crmsync.queue import task_name
+from crmsync.queue import DEBOUNCE, task_name
 
 PROVIDER = "microsoft"
-DEBOUNCE = timedelta(seconds=20)
 RENEW_MARGIN = timedelta(days=1)
 # The longest life Graph gives a subscription without resource data, per kind.
 LIFETIME: dict[str, timedelta] = {
