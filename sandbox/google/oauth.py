@@ -402,13 +402,13 @@ def _submit_consent(sandbox: GoogleSandbox, request: Request) -> Response:
     auth = _state(sandbox).pending.pop(form.get("consent", ""), None)
     if auth is None:
         return _error_page(PageError("invalid_request", "This consent page is no longer valid."))
-    email = form.get("email", "").strip()
-    if not email:
-        return _error_page(PageError("invalid_request", "An account e-mail is required."))
     offered = frozenset(auth.scopes) - IDENTITY_SCOPES
     ticked = frozenset(form.getlist("scope")) & offered
     if form.get("action") != "allow" or (offered and not ticked):
-        return _redirect(auth, {"error": "access_denied"})
+        return _redirect(auth, {"error": "access_denied"})  # no account needed to say no
+    email = form.get("email", "").strip()
+    if not email:
+        return _error_page(PageError("invalid_request", "An account e-mail is required."))
     return _grant_code(sandbox, auth, email, ticked | (frozenset(auth.scopes) - offered))
 
 

@@ -267,6 +267,16 @@ class Console:
 
             return jsonify(link=service.onboarding_link(self.local.services, TENANT, user))
 
+        @app.errorhandler(404)
+        def missing(exc: Exception) -> Any:
+            if request.path.startswith("/api/"):
+                return jsonify(error=f"no such console API address: {request.path}"), 404
+            page = (
+                "<!doctype html><title>Not here</title><h1>Not here</h1>"
+                '<p>The sandbox console is one page: <a href="/">open it</a>.</p>'
+            )
+            return Response(page, status=404, mimetype="text/html")
+
         @app.errorhandler(Exception)
         def failed(exc: Exception) -> Any:
             code = getattr(exc, "code", None) or getattr(exc, "status", None)

@@ -169,8 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{os.getpid()}, or a SIGTERM to make itself; make passes SIGTERM on, not SIGINT).",
             "",
         )
-        return _run(local, backend, pubsub_emulator.project, args.tick, args.check, received)
-    return 0
+        status = _run(local, backend, pubsub_emulator.project, args.tick, args.check, received)
+    if not args.check:
+        say("stopped: every process make dev started has ended")
+    return status
 
 
 def _run(local: Any, backend: Any, project: str, tick: float, check: bool, received: Any) -> int:

@@ -70,6 +70,9 @@ def written(env: Mapping[str, str], directory: Path = DEV_DIR) -> Iterator[Path]
         path.unlink(missing_ok=True)
         if current.is_symlink() and os.readlink(current) == path.name:
             current.unlink(missing_ok=True)
+            others = sorted(directory.glob("stack-*.env"), key=lambda p: p.stat().st_mtime)
+            if others:  # another stack still runs: current.env is now the latest of those
+                _point(current, others[-1].name)
 
 
 def _point(link: Path, target: str) -> None:

@@ -62,7 +62,8 @@ ENTRY_POINTS = {
     "gmail_push": "Gmail's notifications, pushed by Pub/Sub (POST)",
     "scheduler_fanout": "Cloud Scheduler, every minute (POST)",
     "sync_worker": "Cloud Tasks, one connection's sync (POST)",
-    "admin": "the admin API: /health, /status, POST /sync/<connection> (admin token)",
+    "admin": "the admin API: /health, /status, POST /sync/<connection>, "
+    "POST /disconnect/<connection> (admin token)",
 }
 TARGETS = tuple(ENTRY_POINTS)
 CLIENT_ID = "crmsync-local.apps.example"

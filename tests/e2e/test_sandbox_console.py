@@ -168,6 +168,7 @@ def test_console_onboards_u3_from_its_link_and_shows_their_account(
     u3 = page.locator('[data-user="u3"]')
     expect(u3).to_contain_text("not connected")
     u3.get_by_role("button", name="onboarding link").click()
+    page.wait_for_timeout(2500)  # the page redraws every 2 s: the link stays for u3
     link = u3.locator("a.onboarding").get_attribute("href")
     assert link
     tab = page.context.new_page()
@@ -198,5 +199,8 @@ def test_console_page_and_its_api_answer_a_newcomer_with_reasons(
         400,
         {"error": "unknown kind 'meeting': contact, activity or todo"},
     )
+    lost = requests.get(url + "/contacts", timeout=10)
+    assert lost.status_code == 404 and lost.headers["Content-Type"].startswith("text/html")
+    assert "The sandbox console is one page" in lost.text
     state: dict[str, Any] = requests.get(url + "/api/state", timeout=10).json()
     assert {"google-u1", "microsoft-u2"} <= {a["connection"] for a in state["accounts"]}

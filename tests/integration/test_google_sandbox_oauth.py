@@ -354,6 +354,16 @@ def test_google_oauth_denied_consent_redirects_with_access_denied(google: Google
     assert query(location) == {"error": "access_denied", "state": state}
 
 
+def test_google_oauth_deny_needs_no_account_email(google: Google) -> None:
+    """First hour: a user who presses Deny without naming an account is sent back to
+    the app (which explains), not stopped on the provider's error page."""
+    url, state = google.flow([CONTACTS]).authorization_url()
+
+    location = consent(url, email="", allow=False)
+
+    assert query(location) == {"error": "access_denied", "state": state}
+
+
 def test_google_oauth_unticked_scope_is_not_granted(
     google: Google, monkeypatch: pytest.MonkeyPatch
 ) -> None:

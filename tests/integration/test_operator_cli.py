@@ -241,6 +241,8 @@ def test_first_hour_make_devs_file_goes_when_its_stack_stops_and_two_stacks_keep
         with operator_config.written(second, tmp_path) as two:
             assert one != two and envfile.read(current)["CRMSYNC_SECRET"] == "two"
         assert envfile.read(one)["CRMSYNC_SECRET"] == "one" and not two.exists()
+        # the newer stack stopped: current.env names the one still running
+        assert envfile.read(current)["CRMSYNC_SECRET"] == "one"
     assert list(tmp_path.iterdir()) == []
 
 
