@@ -129,8 +129,10 @@ kill-matrix: $(STAMP)
 # Tasks emulator, every function, the reference CRM, the Google and Microsoft sandboxes,
 # a demo tenant with u1 connected through Google and u2 through Microsoft, and a line
 # per sync cycle. Ctrl-C stops.
+# `make dev DEV_ARGS=--check` stops after the first cycles; `DEV_ARGS=--help` says more.
+DEV_ARGS ?=
 dev: venv
-	$(BIN)/python -m sandbox.local.dev
+	$(BIN)/python -m sandbox.local.dev $(DEV_ARGS)
 
 clean:
 	rm -rf $(VENV) $(TASKS_VENV) $(INFRA_VENV) build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis
