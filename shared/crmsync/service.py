@@ -261,6 +261,7 @@ def onboarding_link(
             f"{user} is connected as CRM user {mapped}; disconnect them before mapping "
             f"them to {wanted}",
         )
+    _check_crm_user(services, tenant, store.tenant_record() or {}, wanted)
     now = services.clock()
     expires = int((now + ttl).timestamp())
     payload = _b64(
@@ -271,6 +272,38 @@ def onboarding_link(
     if wanted != mapped:
         store.save_user_record(user, {"crm_user": wanted})
     return url
+
+
+def _check_crm_user(
+    services: Services, tenant: str, tenant_record: Mapping[str, Any], crm_user: str
+) -> None:
+    """AUTH-1, AUTH-5: no link for a user the tenant's CRM says it does not have (its
+    user directory, `GET /users`): that account could connect but never sync. A CRM
+    that cannot be asked now does not stop the link (the first cycle says so then)."""
+    try:
+        if services.crm_connector is not None:
+            crm = services.crm_connector(tenant, tenant_record, crm_user, resolve("google"))
+        else:
+            token = services.vault.open(tenant_record["crm_token"], f"{tenant}/crm-token")
+            crm = RestCrmConnector(
+                tenant_record["crm"]["base_url"],
+                token.decode(),
+                crm_user,
+                None,
+                **{**dict(services.crm_options), "attempts": 1, "timeout": 5.0},
+            )
+        directory = crm.users()
+    except Exception as exc:  # unreachable, refused, not set up: the link is still made
+        log.warning(
+            "crm directory not checked", extra={"tenant": tenant, "error": type(exc).__name__}
+        )
+        return
+    if crm_user not in directory:
+        raise Refused(
+            404,
+            f"{crm_user} is not an active user of the tenant's CRM; name the CRM user "
+            "with --crm-user",
+        )
 
 
 def _connected(store: TenantStore, user: str) -> bool:

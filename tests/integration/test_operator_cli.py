@@ -291,6 +291,7 @@ def test_AUTH1_AUTH5_a_refused_command_leaves_the_store_as_it_was(
     refused = {
         "no such tenant: nobody": ["onboarding-link", "--tenant", "nobody", "--user", "u3"],
         "CRM user ids": [*link, "u3", "--crm-user", "a b"],
+        "u9 is not an active user of the tenant's CRM": [*link, "u9"],
         "is connected as CRM user u1": [*link, "u1", "--crm-user", "u2"],
         "does not let its users connect Microsoft 365": ["admin-consent-link", "--tenant", "lean"],
         "not an http(s) address": [
