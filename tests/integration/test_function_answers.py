@@ -256,6 +256,7 @@ def test_first_hour_a_machines_address_opened_in_a_browser_says_what_it_is_for(
     assert answer.status_code == 405 and answer.headers["Allow"] == "POST"
     shown = page_text(answer)
     assert "This address is" in shown and "onboarding link" in shown
+    assert "<h1>This address is not a page</h1>" in answer.text  # not "did not work"
 
 
 @pytest.mark.parametrize("sent", ["query", "form"])
