@@ -49,3 +49,17 @@ def _error(kind: str, chaos: Chaos) -> ApiError:
         time.sleep(chaos.stall)
         return ApiError(504, "timeout", "the CRM took too long")
     return ApiError(int(kind), "unavailable", "the CRM is unavailable; try again")
+
+
+class Slow:
+    """The CRM answering each request `delay` seconds late (0: at once), as a WSGI
+    middleware: a cycle then runs long enough for triggers or another worker to arrive
+    while it runs."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.delay = 0.0
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        time.sleep(self.delay)
+        return self.app(environ, start_response)

@@ -28,6 +28,7 @@ from crmsync.crm import events
 from crmsync.cycle import LEASE_SECONDS
 from crmsync.outbound import PubSubEvents
 from crmsync.store.firestore import FirestoreBackend
+from sandbox.crm.chaos import Slow
 from sandbox.crm.seed import DEMO_TENANT
 from sandbox.google.calendar import push_delivered
 from sandbox.local.cloud_tasks import LOCAL_QUEUE, start_cloud_tasks
@@ -64,19 +65,6 @@ def tasks_emulator() -> Iterator[Any]:
     emulator = start_cloud_tasks()
     yield emulator
     emulator.stop()
-
-
-class Slow:
-    """WSGI middleware: the CRM answers each request `delay` seconds late, so a cycle
-    takes long enough for another worker to arrive while it runs."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.delay = 0.0
-
-    def __call__(self, environ: Any, start_response: Any) -> Any:
-        time.sleep(self.delay)
-        return self.app(environ, start_response)
 
 
 @pytest.fixture

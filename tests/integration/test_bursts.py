@@ -23,6 +23,7 @@ from crmsync.crm import events
 from crmsync.queue import DEBOUNCE
 from crmsync.queue.inline import InlineQueue
 from crmsync.store.memory import MemoryBackend
+from sandbox.crm.chaos import Slow
 from sandbox.crm.seed import DEMO_TENANT
 from sandbox.google import calendar as google_calendar
 from sandbox.local.stack import EVENT_SECRET, LocalStack
@@ -260,19 +261,6 @@ class Arrivals:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.queue, name)
-
-
-class Slow:
-    """WSGI middleware: the CRM answers each request `delay` seconds late, so a cycle
-    runs long enough for triggers to arrive while it runs."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.delay = 0.0
-
-    def __call__(self, environ: Any, start_response: Any) -> Any:
-        time.sleep(self.delay)
-        return self.app(environ, start_response)
 
 
 @pytest.fixture
