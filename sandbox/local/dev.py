@@ -170,8 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "",
         )
         status = _run(local, backend, pubsub_emulator.project, args.tick, args.check, received)
-    if not args.check:
-        say("stopped: every process make dev started has ended")
+    if args.check:
+        say("check " + ("passed: both first cycles synced" if status == 0 else "failed"))
+    say("stopped: every process make dev started has ended")
     return status
 
 

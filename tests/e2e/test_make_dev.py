@@ -48,6 +48,7 @@ def test_make_dev_connects_u1_and_u2_syncs_both_runs_twice_at_once_and_its_comma
         out, _ = checked.communicate(timeout=240)
         text = out.decode()
         assert checked.returncode == 0, text
+        assert "check passed: both first cycles synced" in text
         first_cycles(text)
 
         running.wait_for(lambda lines: len(cycle_lines(lines, " connect ")) >= 2, "first cycles")
@@ -115,6 +116,7 @@ def test_make_dev_connects_u1_and_u2_syncs_both_runs_twice_at_once_and_its_comma
             checked.kill()
         running.stop()
     assert running.process.returncode == 0, running.text()
+    assert running.lines[-1] == "stopped: every process make dev started has ended"
     assert not config.exists(), "the stack's configuration file outlived it"
 
 
