@@ -282,7 +282,9 @@ def _check_crm_user(
     that cannot be asked now does not stop the link (the first cycle says so then)."""
     try:
         if services.crm_connector is not None:
-            crm = services.crm_connector(tenant, tenant_record, crm_user, resolve("google"))
+            # only the directory is asked: any provider's settings build the connector
+            settings = resolve(PROVIDERS[0])
+            crm = services.crm_connector(tenant, tenant_record, crm_user, settings)
         else:
             token = services.vault.open(tenant_record["crm_token"], f"{tenant}/crm-token")
             crm = RestCrmConnector(
