@@ -68,3 +68,10 @@ def sync_worker(request: Any) -> Any:
 def admin(request: Any) -> Any:
     """Tenant admins: health, connection status, sync now."""
     return _entrypoints().admin(request)
+
+
+@functions_framework.http
+def app(request: Any) -> Any:
+    """Public: the web app and its JSON API for users and tenant admins (sign-in with
+    Google or Microsoft; sessions, CSRF)."""
+    return _entrypoints().app(request)

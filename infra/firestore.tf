@@ -33,6 +33,7 @@ locals {
   # Documents Firestore deletes (within a day) after the time in this field.
   firestore_ttl_fields = {
     oauth_states = "expires_at"
+    sessions     = "expires_at"
     nonces       = "expires_at"
     runs         = "expire_at"
     items        = "expire_at"
@@ -48,6 +49,7 @@ locals {
     connections  = ["record", "grant", "cursors", "retries"]
     oauth_states = ["expires_at"]
     nonces       = ["expires_at"]
+    sessions     = ["expires_at", "csrf"]
   }
 
   firestore_fields = merge(

@@ -27,6 +27,9 @@ locals {
     sync_worker = { memory = "2Gi", cpu = "1", concurrency = 8, min_instances = 0, max_instances = 50, timeout_seconds = 1800 }
     # Public: tenant admins, authenticated by crmsync's own admin bearer tokens.
     admin = { memory = "512Mi", cpu = "1", concurrency = 8, min_instances = 0, max_instances = 5, timeout_seconds = 60 }
+    # Public: the web app of users and tenant admins (sign-in with Google or Microsoft,
+    # sessions in Firestore, CSRF on every form) and its JSON API.
+    app = { memory = "512Mi", cpu = "1", concurrency = 16, min_instances = 0, max_instances = 10, timeout_seconds = 60 }
   }
 
   # What each function uses besides Firestore (crmsync.entrypoints.USES, which the code
@@ -43,6 +46,7 @@ locals {
     scheduler_fanout = ["queue"]
     sync_worker      = ["google", "vault", "queue", "events"]
     admin            = ["google", "vault", "queue", "events"]
+    app              = ["secret", "google", "vault", "queue", "events"]
   }
 
   # The functions with each use.
@@ -71,6 +75,7 @@ locals {
     google_webhook = { public = "allUsers" }
     graph_webhook  = { public = "allUsers" }
     admin          = { public = "allUsers" }
+    app            = { public = "allUsers" }
     crm_events = merge(
       { pubsub = google_service_account.caller["pubsub"].member },
       { for caller, member in { public = "allUsers" } : caller => member if var.crm_events_direct_https },
@@ -110,7 +115,7 @@ locals {
 }
 
 resource "google_cloudfunctions2_function" "crmsync" {
-  # checkov:skip=CKV_GCP_124:oauth_start, oauth_callback, google_webhook, graph_webhook, admin and (with direct HTTPS) crm_events are called from the internet by users, Google, Microsoft and CRMs, and authenticate each request themselves; the fan-out and the worker are ALLOW_INTERNAL_ONLY (local.internal_only).
+  # checkov:skip=CKV_GCP_124:oauth_start, oauth_callback, google_webhook, graph_webhook, admin, app and (with direct HTTPS) crm_events are called from the internet by users, Google, Microsoft and CRMs, and authenticate each request themselves; the fan-out and the worker are ALLOW_INTERNAL_ONLY (local.internal_only).
   for_each = local.functions
 
   project     = var.project_id

@@ -73,11 +73,11 @@ variable "function_overrides" {
   validation {
     condition = alltrue([
       for name in keys(var.function_overrides) : contains(
-        ["oauth_start", "oauth_callback", "google_webhook", "graph_webhook", "crm_events", "gmail_push", "scheduler_fanout", "sync_worker", "admin"],
+        ["oauth_start", "oauth_callback", "google_webhook", "graph_webhook", "crm_events", "gmail_push", "scheduler_fanout", "sync_worker", "admin", "app"],
         name,
       )
     ])
-    error_message = "function_overrides is keyed by entry point: oauth_start, oauth_callback, google_webhook, graph_webhook, crm_events, gmail_push, scheduler_fanout, sync_worker or admin."
+    error_message = "function_overrides is keyed by entry point: oauth_start, oauth_callback, google_webhook, graph_webhook, crm_events, gmail_push, scheduler_fanout, sync_worker, admin or app."
   }
 
   validation {

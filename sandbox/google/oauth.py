@@ -81,6 +81,7 @@ class AuthRequest:
     prompts: frozenset[str]
     include_granted: bool
     login_hint: str
+    nonce: str = ""  # OpenID Connect: echoed in the ID token, so the client can bind it
 
 
 @dataclass
@@ -149,8 +150,9 @@ def _new_signing_key(now: datetime) -> SigningKey:
     return SigningKey(secrets.token_hex(20), private, pem)
 
 
-def id_token(sandbox: GoogleSandbox, account: Account, client_id: str) -> str:
-    """An ID token of `account` for `client_id`, as Google's token endpoint issues it."""
+def id_token(sandbox: GoogleSandbox, account: Account, client_id: str, nonce: str = "") -> str:
+    """An ID token of `account` for `client_id`, as Google's token endpoint issues it,
+    with the authorization request's `nonce` when it had one."""
     from google.auth import crypt, jwt
 
     key = _signing_key(sandbox)
@@ -165,6 +167,8 @@ def id_token(sandbox: GoogleSandbox, account: Account, client_id: str) -> str:
         "iat": now,
         "exp": now + ID_TOKEN_SECONDS,
     }
+    if nonce:
+        claims["nonce"] = nonce
     signer = crypt.RSASigner.from_string(key.private_pem, key.key_id)
     return jwt.encode(signer, claims).decode()
 
@@ -333,6 +337,7 @@ def _parse_auth_request(sandbox: GoogleSandbox, args: Mapping[str, str]) -> Auth
         prompts=_prompts(args.get("prompt", "")),
         include_granted=_flag(args.get("include_granted_scopes", "false")),
         login_hint=args.get("login_hint", ""),
+        nonce=args.get("nonce", ""),
     )
 
 
@@ -495,7 +500,7 @@ def _exchange_code(
     account = sandbox.add_account(issued.email)
     body: dict[str, object] = _access_body(sandbox, account, client.client_id, issued.scopes)
     if "openid" in issued.scopes:
-        body["id_token"] = id_token(sandbox, account, client.client_id)
+        body["id_token"] = id_token(sandbox, account, client.client_id, auth.nonce)
     if auth.offline and (issued.first_consent or "consent" in auth.prompts):
         body["refresh_token"] = _mint_refresh(sandbox, account, client.client_id, issued.scopes)
     elif auth.include_granted:

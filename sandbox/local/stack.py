@@ -64,6 +64,7 @@ ENTRY_POINTS = {
     "sync_worker": "Cloud Tasks, one connection's sync (POST)",
     "admin": "the admin API: /health, /status, POST /sync/<connection>, "
     "POST /disconnect/<connection> (admin token)",
+    "app": "the web app: users and tenant admins sign in at /app/sign-in?tenant=<id>",
 }
 TARGETS = tuple(ENTRY_POINTS)
 CLIENT_ID = "crmsync-local.apps.example"

@@ -37,6 +37,18 @@ class Grant:
     email: str = ""  # the account's address, as the provider reported it at consent
 
 
+@dataclass(frozen=True)
+class Identity:
+    """Who signed in to the web app, as the provider's verified ID token says: the
+    account's stable id, its address, whether the provider verified that address, and
+    the organisation (directory) the account belongs to, where the provider has one."""
+
+    subject: str
+    email: str
+    email_verified: bool
+    directory: str = ""
+
+
 Refresher = Callable[[Grant], Grant]
 Revoker = Callable[[str], None]
 

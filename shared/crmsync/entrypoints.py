@@ -84,6 +84,9 @@ USES: dict[str, frozenset[str]] = {
     "scheduler_fanout": frozenset({"queue"}),
     "sync_worker": frozenset({"google", "vault", "queue", "events"}),
     "admin": frozenset({"google", "vault", "queue", "events"}),
+    # the web app: sessions and sign-in (secret), the providers' sign-in and pickers,
+    # the CRM's directory (vault), sync now (queue), disconnect (events)
+    "app": frozenset({"secret", "google", "vault", "queue", "events"}),
 }
 EVERYTHING = frozenset({"secret", "google", "vault", "queue", "events"})
 # The Services field each use is.
@@ -291,6 +294,7 @@ _FOR_BROWSERS = {
     "scheduler_fanout": "This address is what Cloud Scheduler calls every minute to "
     "start the connections' syncs." + _ELSEWHERE,
     "sync_worker": "This address is where Cloud Tasks runs each connection's sync." + _ELSEWHERE,
+    "app": "Go to crmsync's home page and try again.",
     "admin": "This address is crmsync's admin API: call it with your tenant's admin "
     "token, e.g. curl -H 'Authorization: Bearer <admin token>' <this address>/status.",
 }
@@ -372,7 +376,11 @@ def oauth_callback(request: Any) -> Answer:
     sees that their organisation approved crmsync. The answer comes in the query (GET),
     or as a form the provider's page POSTs (response_mode=form_post, which keeps the
     code out of the URL, and so out of the browser's history and any Referer)."""
+    from crmsync.app.signin import is_sign_in
+
     answer = _callback_answer(request)
+    if is_sign_in(answer.get("state")):
+        return _signed_in(request, answer)
     if service.is_admin_consent(answer.get("state")):
         approved = service.finish_admin_consent(services(), answer.get("state"), answer)
         page = web.render("approved.html", label=approved["label"])
@@ -387,6 +395,28 @@ def oauth_callback(request: Any) -> Answer:
         switched=record.get("switched", ""),
     )
     return page, 200, _HTML
+
+
+def _signed_in(request: Any, answer: Mapping[str, str]) -> Answer:
+    """A web-app sign-in came back: the session cookie set, on to the app."""
+    from crmsync.app import sessions, signin
+
+    if answer.get("error"):
+        raise service.Refused(
+            400, "the sign-in was not finished", "Go back to the sign-in page and try again."
+        )
+    done = signin.finish_sign_in(
+        services(),
+        answer.get("state"),
+        answer.get("code"),
+        request.cookies.get(sessions.SIGN_IN_COOKIE, ""),
+    )
+    path = sessions.function_path(services(), "app")
+    name, value = sessions.cookie(
+        services(), sessions.COOKIE, done.cookie, path, int(sessions.TTL.total_seconds())
+    )
+    location = services().url("app") + (done.then or "/")
+    return "", 303, {"Location": location, name: value}
 
 
 def _callback_answer(request: Any) -> Mapping[str, str]:
@@ -484,6 +514,15 @@ def sync_worker(request: Any) -> Answer:
         raise service.Refused(400, "tenant, connection and trigger are ids")
     run = service.work(services(), str(tenant), str(connection), str(trigger))
     return _json({"status": run.get("status"), "run": run.get("id")}, 200)
+
+
+@_guarded
+def app(request: Any) -> Answer:
+    """The web app and its JSON API (/api/...): users and tenant admins, signed in with
+    the identity they have at their provider (`crmsync.app`)."""
+    from crmsync import app as web_app
+
+    return web_app.serve(services(), request)
 
 
 # The admin API's routes: path (a trailing "/" takes a connection id) → the methods it

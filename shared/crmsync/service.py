@@ -281,20 +281,7 @@ def _check_crm_user(
     user directory, `GET /users`): that account could connect but never sync. A CRM
     that cannot be asked now does not stop the link (the first cycle says so then)."""
     try:
-        if services.crm_connector is not None:
-            # only the directory is asked: any provider's settings build the connector
-            settings = resolve(PROVIDERS[0])
-            crm = services.crm_connector(tenant, tenant_record, crm_user, settings)
-        else:
-            token = services.vault.open(tenant_record["crm_token"], f"{tenant}/crm-token")
-            crm = RestCrmConnector(
-                tenant_record["crm"]["base_url"],
-                token.decode(),
-                crm_user,
-                None,
-                **{**dict(services.crm_options), "attempts": 1, "timeout": 5.0},
-            )
-        directory = crm.users()
+        directory = crm_directory(services, tenant, tenant_record)
     except Exception as exc:  # unreachable, refused, not set up: the link is still made
         log.warning(
             "crm directory not checked", extra={"tenant": tenant, "error": type(exc).__name__}
@@ -306,6 +293,26 @@ def _check_crm_user(
             f"{crm_user} is not an active user of the tenant's CRM; name the CRM user "
             "with --crm-user",
         )
+
+
+def crm_directory(
+    services: Services, tenant: str, tenant_record: Mapping[str, Any]
+) -> dict[str, str]:
+    """The tenant's active CRM users and their e-mail addresses (`GET /users`), asked
+    once, quickly: whatever fails is raised."""
+    if services.crm_connector is not None:
+        # only the directory is asked: any provider's settings build the connector
+        crm = services.crm_connector(tenant, tenant_record, "", resolve(PROVIDERS[0]))
+    else:
+        token = services.vault.open(tenant_record["crm_token"], f"{tenant}/crm-token")
+        crm = RestCrmConnector(
+            tenant_record["crm"]["base_url"],
+            token.decode(),
+            "",
+            None,
+            **{**dict(services.crm_options), "attempts": 1, "timeout": 5.0},
+        )
+    return crm.users()
 
 
 def _connected(store: TenantStore, user: str) -> bool:

@@ -43,6 +43,7 @@ MAY_BE_PUBLIC = {
     "graph_webhook",
     "crm_events",
     "admin",
+    "app",  # sessions from a verified sign-in, CSRF on every form, admin tokens
 }
 ENV_NAME = re.compile(r"[A-Z][A-Z0-9]*(_[A-Z0-9]+)+")
 
@@ -414,6 +415,7 @@ def test_the_functions_that_publish_events_may_publish_to_sync_events(
         "oauth_callback",
         "sync_worker",
         "admin",
+        "app",  # a user's disconnect in the web app tells the CRM (connection events)
     }
     assert grant["role"] == "roles/pubsub.publisher"
     assert 'crmsync["sync-events"]' in grant["topic"]

@@ -42,6 +42,12 @@ ROUTES = {
     "admin/status": {"GET", "HEAD"},
     f"admin/sync/{CONNECTION}": {"POST"},
     f"admin/disconnect/{CONNECTION}": {"POST"},
+    "app": {"GET", "HEAD"},
+    "app/sign-in": {"GET", "HEAD"},
+    "app/sign-out": {"POST"},
+    "app/me": {"GET", "HEAD"},
+    "app/api/me": {"GET", "HEAD"},
+    f"app/me/connections/{CONNECTION}/sync": {"POST"},
 }
 PAGES = ("oauth_start", "oauth_callback")  # the functions people open in a browser
 WRONG = [(route, m) for route, allowed in ROUTES.items() for m in METHODS if m not in allowed]
@@ -248,7 +254,9 @@ def test_first_hour_the_admin_address_is_a_page_to_a_browser_and_json_to_a_machi
         assert (machine.status_code, machine.json()) == (200, {"ok": True})
 
 
-@pytest.mark.parametrize("target", [t for t in TARGETS if t not in PAGES and t != "admin"])
+@pytest.mark.parametrize(
+    "target", [t for t in TARGETS if t not in PAGES and t not in ("admin", "app")]
+)
 def test_first_hour_a_machines_address_opened_in_a_browser_says_what_it_is_for(
     live: LocalStack, target: str
 ) -> None:

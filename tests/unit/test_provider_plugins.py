@@ -20,6 +20,8 @@ NEUTRAL = [
     *sorted((PACKAGE / "engine").glob("*.py")),
     *sorted((PACKAGE / "web").rglob("*.py")),
     *sorted((PACKAGE / "web").rglob("*.html")),
+    *sorted((PACKAGE / "app").glob("*.py")),
+    *sorted((PACKAGE / "usecases").glob("*.py")),
 ]
 NAMES = re.compile(r"google|microsoft|gmail|outlook|graph\.microsoft", re.IGNORECASE)
 

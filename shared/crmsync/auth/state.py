@@ -22,6 +22,8 @@ TTL = timedelta(minutes=10)
 # The mark of an organisation-wide consent's state (never in url-safe base64's alphabet,
 # so no user's state starts with it).
 ADMIN_CONSENT = "~admin~"
+# The mark of a web-app sign-in's state (identity only, no grant kept).
+SIGN_IN = "~signin~"
 
 
 class BadState(ValueError):
@@ -40,6 +42,8 @@ class PendingAuth:
     expires: datetime
     switch: bool = False  # the user chose to replace the connection's account
     link_issued: float = 0.0  # when the onboarding link the flow started from was made
+    binding: str = ""  # a sign-in's: the digest of the browser's sign-in cookie
+    then: str = ""  # a sign-in's: the app's page to show once signed in
 
 
 @dataclass(frozen=True)
@@ -81,13 +85,24 @@ def begin(
     switch: bool = False,
     link_issued: float = 0.0,
     kind: str = "",
+    binding: str = "",
+    then: str = "",
 ) -> Started:
     """A new flow's state. `kind` marks the state of a flow other than a user's consent
     (e.g. ADMIN_CONSENT): the callback tells them apart before taking the state."""
     nonce = kind + secrets.token_urlsafe(24)
     verifier = secrets.token_urlsafe(64)[:96]
     pending = PendingAuth(
-        tenant, user, provider, tuple(services), verifier, now + ttl, switch, link_issued
+        tenant,
+        user,
+        provider,
+        tuple(services),
+        verifier,
+        now + ttl,
+        switch,
+        link_issued,
+        binding,
+        then,
     )
     states.put_state(nonce, _record(pending))
     return Started(f"{nonce}.{_sign(secret, nonce)}", challenge(verifier), pending)
@@ -103,6 +118,8 @@ def _record(pending: PendingAuth) -> dict[str, Any]:
         "expires": pending.expires.isoformat(),
         "switch": pending.switch,
         "link_issued": pending.link_issued,
+        "binding": pending.binding,
+        "then": pending.then,
     }
 
 
@@ -126,6 +143,8 @@ def finish(secret: bytes, states: StateStore, state: str | None, now: datetime) 
         expires,
         bool(record.get("switch", False)),
         float(record.get("link_issued", 0.0)),
+        str(record.get("binding", "")),
+        str(record.get("then", "")),
     )
 
 

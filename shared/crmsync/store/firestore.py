@@ -14,6 +14,8 @@ the memory store.
     mailboxes/{id}                        address_digest, tenant, connection: a Gmail
                                           address's route (one per connection)
     oauth_states/{s}                      one pending sign-in, with expires_at (TTL)
+    sessions/{s}                          one signed-in browser of the web app, with
+                                          expires_at (TTL); named by the id's digest
     nonces/{n}                            one signed event already accepted, with
                                           expires_at (TTL): a replay is accepted once
 
@@ -73,6 +75,7 @@ FULL_DUE = FieldPath("record", "full_due").to_api_repr()
 # Firestore deletes a document once this timestamp field has passed (HIS-3, AUTH-2).
 TTL_FIELDS: dict[str, str] = {
     "oauth_states": "expires_at",
+    "sessions": "expires_at",
     "nonces": "expires_at",
     "runs": "expire_at",
     "items": "expire_at",
@@ -88,6 +91,7 @@ UNINDEXED_FIELDS: dict[str, tuple[str, ...]] = {
     "connections": ("record", "grant", "cursors", "retries"),
     "oauth_states": ("expires_at",),
     "nonces": ("expires_at",),
+    "sessions": ("expires_at", "csrf"),
 }
 
 
@@ -921,6 +925,9 @@ class FirestoreBackend:
             for item in chunk:
                 self.store(item.tenant).writes += 1
 
+    def sessions(self) -> FirestoreSessions:
+        return FirestoreSessions(self.client)
+
     def expiring_channels(self, before: datetime, limit: int) -> list[Channel]:
         """Push channels that expire before `before`, soonest first (RUN-5)."""
         if limit <= 0:
@@ -933,3 +940,35 @@ class FirestoreBackend:
             .limit(limit)
         )
         return [_channel_of(snap.to_dict() or {}) for snap in query.stream()]
+
+
+class FirestoreSessions:
+    """The web app's signed-in browsers: `sessions/{key}`, erased by TTL once
+    `expires_at` has passed; a session read after it is gone already."""
+
+    def __init__(self, client: firestore.Client) -> None:
+        self._sessions = client.collection("sessions")
+
+    def put_session(self, key: str, record: Mapping[str, Any], expires: datetime) -> None:
+        self._sessions.document(key).set({**_fields(record), "expires_at": expires})
+
+    def session(self, key: str, now: datetime) -> dict[str, Any] | None:
+        snap = self._sessions.document(key).get()
+        data = snap.to_dict() if snap.exists else None
+        if data is None or _utc(data["expires_at"]) <= now:
+            return None
+        return _record(data, ("expires_at",))
+
+    def drop_session(self, key: str) -> None:
+        self._sessions.document(key).delete()
+
+    def drop_sessions_of(self, tenant: str, user: str) -> int:
+        """Sign a user out everywhere (their integration turned off, their access
+        revoked); returns how many sessions ended."""
+        query = self._sessions.where(filter=firestore.FieldFilter("tenant", "==", tenant)).where(
+            filter=firestore.FieldFilter("user", "==", user)
+        )
+        found = list(query.stream())
+        for snap in found:
+            snap.reference.delete()
+        return len(found)

@@ -396,6 +396,10 @@ class MemoryBackend:
         self._mailboxes: dict[tuple[str, str], str] = {}
         self._nonces: dict[str, datetime] = {}
         self._stores: dict[str, MemoryStore] = {}
+        self._sessions = MemorySessions()
+
+    def sessions(self) -> MemorySessions:
+        return self._sessions
 
     def store(self, tenant: str) -> MemoryStore:
         if tenant not in self._stores:
@@ -431,3 +435,32 @@ class MemoryBackend:
             (c for c in self._channels.values() if c.expires < before),
             key=lambda c: (c.expires, c.id),
         )[:limit]
+
+
+class MemorySessions:
+    """The web app's signed-in browsers, as `FirestoreSessions` keeps them."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, tuple[dict[str, Any], datetime]] = {}
+
+    def put_session(self, key: str, record: Mapping[str, Any], expires: datetime) -> None:
+        self._sessions[key] = (copy.deepcopy(dict(record)), expires)
+
+    def session(self, key: str, now: datetime) -> dict[str, Any] | None:
+        found = self._sessions.get(key)
+        if found is None or found[1] <= now:
+            return None
+        return copy.deepcopy(found[0])
+
+    def drop_session(self, key: str) -> None:
+        self._sessions.pop(key, None)
+
+    def drop_sessions_of(self, tenant: str, user: str) -> int:
+        ended = [
+            key
+            for key, (record, _) in self._sessions.items()
+            if record.get("tenant") == tenant and record.get("user") == user
+        ]
+        for key in ended:
+            del self._sessions[key]
+        return len(ended)

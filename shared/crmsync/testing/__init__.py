@@ -570,6 +570,11 @@ class _OneTenant:
     def due(self, now: datetime, limit: int, after: Any = None) -> list[Any]:
         return []
 
+    def sessions(self) -> Any:
+        from crmsync.store.memory import MemorySessions
+
+        return MemorySessions()
+
     def expiring_channels(self, before: datetime, limit: int) -> list[Any]:
         return []
 

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from crmsync.auth.state import Consent, Started
-from crmsync.connections import Grant, Grants
+from crmsync.connections import Grant, Grants, Identity
 from crmsync.errors import PermanentError, SyncError
 from crmsync.model import KINDS, Kind
 from crmsync.ports import Channel, ConnectionRecord, ProviderAccount, PushAnswer, PushRequest
@@ -97,6 +97,19 @@ class GoogleKit:
             oauth, wanted, started.state, started.challenge, login_hint
         )
         return Consent(url)
+
+    def sign_in(self, services: Any, started: Started, nonce: str, login_hint: str = "") -> Consent:
+        """Google's account chooser for signing in to the web app (identity only)."""
+        from crmsync.providers.google import oauth as google_auth
+
+        oauth = _required(services).oauth
+        url = google_auth.sign_in_url(oauth, started.state, started.challenge, nonce, login_hint)
+        return Consent(url)
+
+    def signed_in(self, services: Any, code: str, verifier: str, nonce: str) -> Identity:
+        from crmsync.providers.google import oauth as google_auth
+
+        return google_auth.signed_in(_required(services).oauth, code, verifier, nonce)
 
     def exchange(self, services: Any, wanted: Sequence[str], code: str, verifier: str) -> Grant:
         from crmsync.providers.google import oauth as google_auth

@@ -20,7 +20,7 @@ from google.oauth2 import id_token as google_id_token
 from google.oauth2.credentials import Credentials
 from google_auth_oauthlib.flow import Flow
 
-from crmsync.connections import Grant
+from crmsync.connections import Grant, Identity
 from crmsync.errors import GrantRevoked, PermanentError, TransientError
 
 SCOPE = "https://www.googleapis.com/auth/"
@@ -142,6 +142,44 @@ def identity(oauth: GoogleOAuth, id_token: object) -> dict[str, object]:
     if claims.get("iss") not in ISSUERS or not claims.get("sub"):
         raise PermanentError("Google's ID token names no account of Google's")
     return claims
+
+
+def sign_in_url(
+    oauth: GoogleOAuth, state: str, challenge: str, nonce: str, login_hint: str = ""
+) -> str:
+    """Google's account chooser for signing in to the web app: OpenID Connect with the
+    identity scopes only (no access to the user's data), PKCE and a nonce."""
+    flow = oauth.flow(IDENTITY)
+    extra = {"login_hint": login_hint} if login_hint else {}
+    url, _ = flow.authorization_url(
+        state=state,
+        nonce=nonce,
+        prompt="select_account",
+        code_challenge=challenge,
+        code_challenge_method="S256",
+        **extra,
+    )
+    return str(url)
+
+
+def signed_in(oauth: GoogleOAuth, code: str, verifier: str, nonce: str) -> Identity:
+    """The account that signed in: the code redeemed with its PKCE verifier, the ID token
+    verified (Google's signature, crmsync's client as audience, not expired, Google as
+    issuer) and bound to this sign-in by its nonce."""
+    flow = oauth.flow(IDENTITY)
+    try:
+        token = flow.fetch_token(code=code, code_verifier=verifier)
+    except Exception as exc:  # oauthlib raises its own error types for RFC 6749 answers
+        raise PermanentError(f"Google refused the sign-in code: {type(exc).__name__}") from exc
+    claims = identity(oauth, token.get("id_token"))
+    if not nonce or claims.get("nonce") != nonce:
+        raise PermanentError("Google's ID token is not of this sign-in (its nonce differs)")
+    return Identity(
+        subject=str(claims["sub"]),
+        email=str(claims.get("email", "")).lower(),
+        email_verified=claims.get("email_verified") is True,
+        directory=str(claims.get("hd", "")),
+    )
 
 
 def credentials(oauth: GoogleOAuth, grant: Grant) -> Credentials:

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from crmsync.auth.state import Consent, Started
-from crmsync.connections import REFRESH_MARGIN, Grant, Grants
+from crmsync.connections import REFRESH_MARGIN, Grant, Grants, Identity
 from crmsync.errors import PermanentError, SyncError
 from crmsync.model import KINDS, Kind
 from crmsync.ports import Channel, ConnectionRecord, ProviderAccount, PushAnswer, PushRequest
@@ -99,6 +99,18 @@ class MicrosoftKit:
         from crmsync.providers.microsoft import oauth
 
         return oauth.admin_consented(answer)
+
+    def sign_in(self, services: Any, started: Started, nonce: str, login_hint: str = "") -> Consent:
+        """The account chooser for signing in to the web app (identity only); msal's
+        own PKCE verifier and nonce are the secret kept for the callback."""
+        from crmsync.providers.microsoft import oauth
+
+        return oauth.sign_in(_required(services).oauth, started.state, login_hint)
+
+    def signed_in(self, services: Any, code: str, secret: str, nonce: str) -> Identity:
+        from crmsync.providers.microsoft import oauth
+
+        return oauth.signed_in(_required(services).oauth, code, secret)
 
     def exchange(self, services: Any, wanted: Sequence[str], code: str, secret: str) -> Grant:
         from crmsync.providers.microsoft import oauth

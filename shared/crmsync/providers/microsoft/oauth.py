@@ -14,6 +14,7 @@ object id of the user), as Google connections are to `sub`.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -24,7 +25,7 @@ import msal
 import requests
 
 from crmsync.auth.state import Consent
-from crmsync.connections import Grant
+from crmsync.connections import Grant, Identity
 from crmsync.errors import GrantRevoked, PermanentError, TransientError
 
 # What each service a user connects may do in their mailbox (AUTH-1); msal adds
@@ -122,6 +123,58 @@ def exchange(oauth: MicrosoftOAuth, code: str, secret: str, now: datetime) -> Gr
     if "error" in result:
         raise PermanentError(f"Microsoft refused the authorization code: {result['error']}")
     return _grant(result, now)
+
+
+def sign_in(oauth: MicrosoftOAuth, state: str, login_hint: str = "") -> Consent:
+    """The account chooser for signing in to the web app: OpenID Connect with no
+    resource scope (msal asks for openid and profile), its PKCE verifier and nonce kept
+    for the callback. The answer comes back in the query: the code is single use and
+    bound to the verifier, and the browser then still carries its sign-in cookie
+    (SameSite=Lax), which a cross-site form POST would not."""
+    with warnings.catch_warnings():  # msal recommends form_post; the query is chosen
+        warnings.simplefilter("ignore", UserWarning)
+        flow = _app(oauth).initiate_auth_code_flow(
+            [],
+            redirect_uri=oauth.redirect_uri,
+            state=state,
+            login_hint=login_hint or None,
+            prompt="select_account",
+        )
+    kept = {"verifier": flow["code_verifier"], "nonce": flow["nonce"], "scope": flow["scope"]}
+    return Consent(str(flow["auth_uri"]), json.dumps(kept))
+
+
+def signed_in(oauth: MicrosoftOAuth, code: str, secret: str) -> Identity:
+    """The account that signed in, from the ID token msal checked (nonce, audience,
+    issuer): its tenant and object id, its sign-in name. Microsoft does not verify that
+    the address is the user's mailbox, so it is not marked verified."""
+    try:
+        kept = json.loads(secret)
+        flow = {
+            "state": FLOW_STATE,
+            "redirect_uri": oauth.redirect_uri,
+            "scope": kept["scope"],
+            "code_verifier": kept["verifier"],
+            "nonce": kept["nonce"],
+        }
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PermanentError("the sign-in's kept secrets are unreadable") from exc
+    try:
+        result = _app(oauth).acquire_token_by_auth_code_flow(
+            flow, {"state": FLOW_STATE, "code": code}
+        )
+    except (ValueError, RuntimeError) as exc:
+        raise PermanentError(f"Microsoft's answer did not check out: {type(exc).__name__}") from exc
+    except requests.RequestException as exc:
+        raise TransientError("Microsoft's token endpoint is unreachable") from exc
+    if "error" in result:
+        raise PermanentError(f"Microsoft refused the sign-in code: {result['error']}")
+    claims = result.get("id_token_claims") or {}
+    tenant, user = claims.get("tid"), claims.get("oid")
+    if not tenant or not user:
+        raise PermanentError("Microsoft did not say which account signed in (no tid / oid)")
+    address = claims.get("preferred_username") or claims.get("email") or ""
+    return Identity(f"{tenant}/{user}", str(address).lower(), False, str(tenant))
 
 
 def refresh(oauth: MicrosoftOAuth, grant: Grant, now: datetime) -> Grant:
