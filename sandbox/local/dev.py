@@ -41,6 +41,7 @@ import warnings
 from collections.abc import Sequence
 from contextlib import ExitStack, suppress
 from typing import Any
+from urllib.parse import urlencode
 
 import requests
 
@@ -130,6 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"make dev: connecting {user} failed ({page.status_code})", file=sys.stderr)
                 return 1
         status_url = local.functions_url + "/admin/status"
+        app_url = local.functions_url + "/app"
         outlook = _outlook_curl(local)
         new_contact = {"givenName": "Katherine", "surname": "Johnson", "categories": ["CRM"]}
         say(
@@ -137,6 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "crmsync is running locally.",
             f"  console            {console_url}/  (open it in a browser: the CRM beside u1's "
             "Google and u2's Outlook, editable on both sides, with each cycle and event)",
+            f"  web app            {app_url}/sign-in?tenant=demo  (users and admins sign in "
+            "with their provider account, in a browser):",
+            f"    as u1              {_sign_in(app_url, 'google', DEMO_USERS['u1'])}",
+            f"    as u2, the admin   {_sign_in(app_url, 'microsoft', DEMO_USERS['u2'])}",
             f"  functions          {local.functions_url}/<entry point>",
             f"  admin status       curl -s -H 'Authorization: Bearer {admin_token}' {status_url}",
             f"  reference CRM      {local.crm_url}  (tenant demo, token demo-token, "
@@ -174,6 +180,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         say("check " + ("passed: both first cycles synced" if status == 0 else "failed"))
     say("stopped: every process make dev started has ended")
     return status
+
+
+def _sign_in(app_url: str, provider: str, email: str) -> str:
+    """The app's sign-in for a demo user: the provider's sandbox opens with the account
+    filled in; one click signs in."""
+    query = urlencode({"tenant": "demo", "provider": provider, "hint": email})
+    return f"{app_url}/sign-in?{query}"
 
 
 def _run(local: Any, backend: Any, project: str, tick: float, check: bool, received: Any) -> int:

@@ -67,6 +67,7 @@ ENTRY_POINTS = {
     "app": "the web app: users and tenant admins sign in at /app/sign-in?tenant=<id>",
 }
 TARGETS = tuple(ENTRY_POINTS)
+DEMO_ADMIN = "u2"  # Max Manager runs crmsync for the demo tenant
 CLIENT_ID = "crmsync-local.apps.example"
 CLIENT_SECRET = "local-client-secret"
 EVENT_SECRET = "demo-event-secret"
@@ -297,6 +298,7 @@ class LocalStack:
             crm_token=DEMO_TOKEN,
             event_secret=EVENT_SECRET,
             settings=settings,
+            admins=[DEMO_ADMIN],
         )
 
     def connect(

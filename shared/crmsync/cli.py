@@ -70,6 +70,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     tenant.add_argument(
         "--services", help="what users may connect: sync, mail or sync,mail (default: both)"
     )
+    tenant.add_argument(
+        "--admins",
+        help="who signs in to the web app as the tenant's admins: user ids or e-mail "
+        "addresses, comma-separated",
+    )
     link = verbs.add_parser(
         "onboarding-link",
         parents=[deployment],
@@ -122,6 +127,7 @@ def register_tenant(deployment: Any, args: argparse.Namespace) -> str:
         seats=args.seats,
         allowed_providers=_listed(args.providers),
         allowed_services=_listed(args.services),
+        admins=_listed(args.admins),
     )
     return f"tenant {args.id} registered; its admin token (shown once): {admin}"
 

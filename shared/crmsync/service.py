@@ -142,10 +142,12 @@ def create_tenant(
     seats: int = 10,
     allowed_providers: Sequence[str] | None = None,
     allowed_services: Sequence[str] | None = None,
+    admins: Sequence[str] | None = None,
 ) -> str:
     """Register a tenant with its CRM; returns the tenant admin's token (shown once).
     `allowed_providers` and `allowed_services` ("sync", "mail") are what its users may
-    connect (SET-2; all when not given). Everything is checked before anything is
+    connect (SET-2; all when not given); `admins` the users (ids or e-mail addresses)
+    who sign in to the web app as its admins. Everything is checked before anything is
     written: a refused registration leaves the store as it was."""
     _check_tenant(tenant, name, crm_base_url, seats, (crm_token, event_secret))
     try:  # SET-2: tenant defaults and what the tenant allows must be valid
@@ -173,6 +175,8 @@ def create_tenant(
         record["providers"] = list(allowed_providers or PROVIDERS)
     if allowed_services is not None or new:
         record["services"] = list(allowed_services or SERVICES)
+    if admins is not None or new:
+        record["admins"] = [str(a).strip() for a in admins or () if str(a).strip()]
     store.save_tenant_record(record)
     return f"{tenant}.{admin_secret}"
 

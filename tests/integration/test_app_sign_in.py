@@ -197,3 +197,20 @@ def test_an_admin_token_reads_the_admin_api_of_its_tenant_only(stack: LocalStack
     assert refused.status_code == 401
     as_user = requests.get(app(stack, "/api/me"), headers={"Authorization": f"Bearer {token}"})
     assert as_user.status_code == 403
+
+
+def test_the_make_dev_banner_sign_in_addresses_sign_the_demo_users_in(stack: LocalStack) -> None:
+    from sandbox.local.dev import _sign_in
+
+    for provider, email, admin in (("google", DANA, False), ("microsoft", MAX, True)):
+        browser = requests.Session()
+        url = _sign_in(stack.services.url("app"), provider, email)
+        started = browser.get(url, allow_redirects=False)
+        assert started.status_code == 303
+        assert f"login_hint={email.replace('@', '%40')}" in started.headers["Location"]
+        if provider == "google":
+            browser.get(consent(started.headers["Location"], email), allow_redirects=False)
+        else:
+            found = microsoft_consent(started.headers["Location"], email, verify=stack.microsoft_ca)
+            browser.get(stack.services.url("oauth_callback"), params=found, allow_redirects=False)
+        assert browser.get(app(stack, "/api/")).json()["admin"] is admin

@@ -58,7 +58,7 @@ def providers(services: service.Services) -> list[dict[str, str]]:
 
 
 def start(
-    services: service.Services, tenant: str, provider: str, then: str = ""
+    services: service.Services, tenant: str, provider: str, then: str = "", hint: str = ""
 ) -> tuple[str, str]:
     """Where to send the browser to sign in, and the value of its binding cookie."""
     if not service.safe_id(tenant) or services.backend.store(tenant).tenant_record() is None:
@@ -83,7 +83,8 @@ def start(
         binding=binding,
         then=then if _local(then) else "",
     )
-    consent = services.kit(provider).sign_in(services, started, _nonce(services, started.nonce))
+    nonce = _nonce(services, started.nonce)
+    consent = services.kit(provider).sign_in(services, started, nonce, hint)
     if consent.secret is not None:  # the provider's library made the flow's own secrets
         keep_secret(service._states(services), started, consent.secret)
     return consent.url, cookie

@@ -38,7 +38,8 @@ def sign_in(context: Context) -> View:
     args = context.request.args
     tenant, provider, then = args.get("tenant", ""), args.get("provider", ""), args.get("then", "")
     if tenant and provider:
-        url, cookie = signin.start(context.services, tenant, provider, then)
+        hint = args.get("hint", "")[:320]  # the account to preselect at the provider
+        url, cookie = signin.start(context.services, tenant, provider, then, hint)
         header = sessions.cookie(
             context.services,
             sessions.SIGN_IN_COOKIE,
