@@ -214,3 +214,12 @@ def test_the_make_dev_banner_sign_in_addresses_sign_the_demo_users_in(stack: Loc
             found = microsoft_consent(started.headers["Location"], email, verify=stack.microsoft_ca)
             browser.get(stack.services.url("oauth_callback"), params=found, allow_redirects=False)
         assert browser.get(app(stack, "/api/")).json()["admin"] is admin
+
+
+def test_every_page_links_a_stylesheet_the_app_serves(stack: LocalStack) -> None:
+    page = requests.get(app(stack, "/sign-in?tenant=demo")).text
+    linked = re.search(r'<link rel="stylesheet" href="([^"]+)"', page)
+    assert linked is not None
+    sheet = requests.get(linked.group(1))
+    assert sheet.status_code == 200 and sheet.headers["Content-Type"].startswith("text/css")
+    assert requests.get(app(stack, "/assets/../sessions.py")).status_code == 404

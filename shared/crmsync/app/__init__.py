@@ -103,8 +103,8 @@ def serve(services: service.Services, request: Any) -> Answer:
     from crmsync.app import views  # noqa: F401  (registers the routes)
 
     path = request.path.rstrip("/") or "/"
-    if path.startswith("/static/"):
-        return _static(request, path.removeprefix("/static/"))
+    if path.startswith("/assets/"):  # not /static/: Flask keeps that for itself
+        return _static(request, path.removeprefix("/assets/"))
     api = path == "/api" or path.startswith("/api/")
     if api:
         path = path.removeprefix("/api") or "/"
