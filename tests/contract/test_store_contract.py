@@ -28,6 +28,7 @@ Store: TypeAlias = MemoryStore | FirestoreStore
 
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
+HOUR = timedelta(hours=1)
 
 ADA = normalize(
     "contact",
@@ -1013,6 +1014,7 @@ def test_HIS3_runs_items_and_states_carry_their_ttl_field(firestore_client: Any)
     store.add_items("c1", "run-1", [history_item(5)])
     store.put_state("nonce-1", STATE)
     store.claim_nonce("crm-event:t=1,v1=ab", NOW + 10 * MINUTE)
+    FirestoreBackend(firestore_client).sessions().put_session("s1", {"user": "u1"}, NOW + HOUR)
 
     expiry = {
         group: sorted(snap.get(field) for snap in firestore_client.collection_group(group).stream())
@@ -1024,12 +1026,32 @@ def test_HIS3_runs_items_and_states_carry_their_ttl_field(firestore_client: Any)
         "items": "expire_at",
         "oauth_states": "expires_at",
         "nonces": "expires_at",
+        "sessions": "expires_at",
     }
     assert expiry == {
         "runs": [NOW + MINUTE + retention, NOW + 2 * MINUTE + retention],
         "items": [NOW + timedelta(seconds=5) + retention],
         "oauth_states": [NOW + timedelta(minutes=10)],
         "nonces": [NOW + 10 * MINUTE],
+        "sessions": [NOW + HOUR],
     }
     assert store.runs("c1")[0] == run_record("run-1", ended=NOW + MINUTE, status="ok")
     assert store.take_state("nonce-1") == STATE
+
+
+# -- the web app's sessions ------------------------------------------------------------------------
+def test_app_a_session_is_kept_until_it_expires_or_is_dropped(backend: Backend) -> None:
+    sessions = backend.sessions()
+    now = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
+    record = {"tenant": "t1", "user": "u1", "email": "u1@example.com", "csrf": "c" * 43}
+    sessions.put_session("k1", record, now + timedelta(hours=12))
+    sessions.put_session("k2", {**record, "user": "u2"}, now + timedelta(hours=12))
+    sessions.put_session("k3", record, now + timedelta(hours=12))
+    assert sessions.session("k1", now) == record
+    assert sessions.session("k1", now + timedelta(hours=12)) is None  # expired: gone for us
+    sessions.drop_session("k1")
+    assert sessions.session("k1", now) is None
+    assert sessions.drop_sessions_of("t1", "u1") == 1  # k3; k2 is another user's
+    assert sessions.session("k3", now) is None
+    assert sessions.session("k2", now) == {**record, "user": "u2"}
+    assert sessions.session("unknown", now) is None
