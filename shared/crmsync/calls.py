@@ -25,7 +25,7 @@ from crmsync.engine.plan import Write
 from crmsync.engine.records import CrmSchema, SideRecord
 from crmsync.errors import PermanentError
 from crmsync.model import Kind
-from crmsync.ports import ChangePage, CrmConnector, WriteResult
+from crmsync.ports import ChangePage, CrmConnector, CrmUser, WriteResult
 
 PREFIX = "call:"
 
@@ -104,6 +104,9 @@ class CallsAsTodos:
 
     def users(self) -> dict[str, str]:
         return self.crm.users()
+
+    def directory(self) -> list[CrmUser]:
+        return self.crm.directory()
 
     # -- reading ----------------------------------------------------------------------
     def changes(self, kind: Kind, cursor: str | None) -> ChangePage:

@@ -151,7 +151,8 @@ def _answer(act: Callable[[], str]) -> int:
     try:
         print(act())
     except service.Refused as refused:
-        return _say(f"refused: {refused.reason}")
+        step = f". {refused.next_step}" if refused.next_step else ""
+        return _say(f"refused: {refused.reason}{step}")
     except KeyboardInterrupt:
         return _say("stopped")
     except Exception as exc:  # the store or the KMS key did not answer, or a defect

@@ -171,6 +171,7 @@ def cycle_events(
         "started": run.get("started"),
         "ended": run.get("ended"),
         "counts": run.get("counts", {}),
+        "unread": list(run.get("unread", [])),
         "errors": len(run.get("errors", [])),
         "pending": list(run.get("pending", [])),
         "items": actions[:MAX_ITEMS],

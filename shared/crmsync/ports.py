@@ -135,6 +135,15 @@ class CreatesOneByOne:
         raise NotImplementedError("this side creates one record per request")
 
 
+@dataclass(frozen=True, slots=True)
+class CrmUser:
+    """One active user of the tenant's CRM, as its user directory lists them."""
+
+    id: str
+    name: str = ""
+    email: str = ""
+
+
 class CrmConnector(RecordSide, Protocol):
     def schema(self) -> CrmSchema:
         """Field length limits and capabilities the CRM declares (SYN-3, CAL-9, TSK-3)."""
@@ -142,6 +151,10 @@ class CrmConnector(RecordSide, Protocol):
     def users(self) -> dict[str, str]:
         """The tenant's active users and their e-mail addresses: the directory that
         turns activity members into provider attendees (CAL-6)."""
+
+    def directory(self) -> list[CrmUser]:
+        """The tenant's active users with their names and addresses, in the CRM's order:
+        whom a tenant admin may onboard (AUTH-1, AUTH-5)."""
 
 
 class ProviderAccount(RecordSide, Protocol):
@@ -310,6 +323,9 @@ class TenantStore(Protocol):
     def save_tenant_record(self, record: Mapping[str, Any]) -> None: ...
     def user_record(self, user: str) -> dict[str, Any] | None: ...
     def save_user_record(self, user: str, record: Mapping[str, Any]) -> None: ...
+    def user_records(self) -> dict[str, dict[str, Any]]:
+        """Every user record of the tenant, by user id, in one read."""
+
     def connection_record(self, connection: str) -> dict[str, Any] | None: ...
     def save_connection_record(self, connection: str, record: Mapping[str, Any]) -> None: ...
     def mark_syncing(self, crm_user: str, syncing: bool) -> None: ...
@@ -418,6 +434,60 @@ class RunSummary:
         return self.status == RunStatus.RUNNING
 
 
+# RunOutcome.bad: the statuses of a cycle that did not do all it should have
+_BAD = frozenset({RunStatus.PARTIAL, RunStatus.FAILED, RunStatus.CRM_UNAUTHORIZED})
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """How one of a connection's recent cycles ended, as its record keeps it: enough to
+    tell a connection that keeps failing from one that failed once, without reading its
+    runs. A grant refused before a cycle began, or adapters that could not be built, are
+    outcomes too (with no run)."""
+
+    status: RunStatus
+    ended: datetime | None = None
+    failed: int = 0  # records that failed alone (SYN-5)
+    unread: tuple[str, ...] = ()  # kinds whose changes could not be read
+    reason: str = ""  # why a cycle with no run failed
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any]) -> RunOutcome:
+        return cls(
+            RunStatus(data.get("status") or RunStatus.FAILED),
+            _moment(data.get("ended")),
+            int(data.get("failed") or 0),
+            tuple(data.get("unread") or ()),
+            str(data.get("reason") or ""),
+        )
+
+    @classmethod
+    def of_run(cls, run: Mapping[str, Any], now: datetime) -> RunOutcome:
+        """The outcome of a finished run record (HIS-1)."""
+        counts: Mapping[str, Mapping[str, int]] = run.get("counts") or {}
+        return cls(
+            RunStatus(run["status"]),
+            _moment(run.get("ended")) or now,
+            sum(int(per_kind.get("fail", 0)) for per_kind in counts.values()),
+            tuple(run.get("unread") or ()),
+        )
+
+    def stored(self) -> dict[str, Any]:
+        """The plain record the connection keeps."""
+        return {
+            "status": str(self.status),
+            "ended": self.ended,
+            "failed": self.failed,
+            "unread": list(self.unread),
+            "reason": self.reason,
+        }
+
+    @property
+    def bad(self) -> bool:
+        """It ended with records or kinds left unsynced, or not at all."""
+        return self.status in _BAD or self.failed > 0 or bool(self.unread)
+
+
 @dataclass(frozen=True, slots=True)
 class ConnectionRecord:
     """One connection as the store keeps it (the plain record of a TenantStore), typed:
@@ -441,6 +511,8 @@ class ConnectionRecord:
     reason: str = ""  # why it is not active
     channel_problem: str = ""  # why push is not working (polled meanwhile)
     mail_problem: str = ""  # why mail is not routed to it
+    recent: tuple[RunOutcome, ...] = ()  # its last few cycles, oldest first
+    consented: datetime | None = None  # when its user last consented (AUTH-1)
 
     @classmethod
     def of(cls, data: Mapping[str, Any]) -> ConnectionRecord:
@@ -463,6 +535,8 @@ class ConnectionRecord:
             reason=str(data.get("reason") or ""),
             channel_problem=str(data.get("channel_problem") or ""),
             mail_problem=str(data.get("mail_problem") or ""),
+            recent=tuple(RunOutcome.of(outcome) for outcome in data.get("recent") or ()),
+            consented=_moment(data.get("consented")),
         )
 
     @property

@@ -18,9 +18,9 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -46,12 +46,15 @@ from crmsync.ports import (
     ConnectionState,
     CrmConnector,
     CrmFactory,
+    CrmUser,
     Due,
     EventStream,
     NextDue,
     PushAnswer,
     PushRequest,
+    RunOutcome,
     RunStatus,
+    RunSummary,
     StateStore,
     TaskQueue,
     TenantStore,
@@ -62,8 +65,11 @@ from crmsync.settings import PROVIDERS, SERVICES, Settings, SettingsError, Tenan
 log = logging.getLogger("crmsync.service")
 
 LINK_TTL = timedelta(days=7)  # how long an onboarding link may be opened
+LINK_MADE = "link_made"  # the user record's time of the user's last onboarding link
 STUCK_AFTER = timedelta(minutes=45)  # a run this long past its lease is stuck (RUN-2)
 STALE_AFTER = timedelta(hours=24)  # no good cycle for this long: cursors are stale
+RECENT_RUNS = 5  # the outcomes of a connection's last cycles its record keeps
+FAILING_RUNS = 3  # this many bad cycles in a row: failing, not a record retried once
 RENEW_WITHIN = timedelta(days=1)  # RUN-5: channels renewed a day before they expire
 BUDGET_SECONDS = 20 * 60.0  # RUN-6: a cycle yields before the 30-minute task deadline
 FANOUT_PAGE = 500
@@ -235,6 +241,15 @@ def admin_tenant(services: Services, authorization: str | None) -> str:
 
 
 # -- onboarding (AUTH-1, AUTH-2, AUTH-6) --------------------------------------------------
+@dataclass(frozen=True)
+class IssuedLink:
+    """An onboarding link, and the CRM user it maps its user to."""
+
+    url: str
+    user: str
+    crm_user: str
+
+
 def onboarding_link(
     services: Services,
     tenant: str,
@@ -242,12 +257,30 @@ def onboarding_link(
     *,
     crm_user: str | None = None,
     ttl: timedelta = LINK_TTL,
+    directory: Collection[str] | None = None,
 ) -> str:
     """AUTH-1: the link a tenant admin sends a user: it names the tenant and the CRM user,
     signed, and expires. The user picks the provider and services on opening it.
     `crm_user` maps the user to their CRM user (AUTH-5; by default the one they are
-    mapped to, else their own id); a connected user keeps theirs. Everything is checked
-    before the mapping is written: a refused link leaves the store as it was."""
+    mapped to, else their own id); a connected user keeps theirs. `directory` is the
+    CRM's user ids when the caller read them already (a batch reads them once).
+    Everything is checked before the user record is written: a refused link leaves the
+    store as it was."""
+    return issue_link(services, tenant, user, crm_user=crm_user, ttl=ttl, directory=directory).url
+
+
+def issue_link(
+    services: Services,
+    tenant: str,
+    user: str,
+    *,
+    crm_user: str | None = None,
+    ttl: timedelta = LINK_TTL,
+    directory: Collection[str] | None = None,
+) -> IssuedLink:
+    """`onboarding_link`, with the CRM user the link maps its user to. A new link for a
+    user does not revoke their earlier ones: each works until it expires. The user
+    record keeps when the last link was made (never the link)."""
     if not safe_id(tenant):
         raise Refused(400, "tenant ids are 1-64 letters, digits, '-' or '_'")
     if not safe_id(user):
@@ -255,7 +288,8 @@ def onboarding_link(
     if crm_user is not None and not CRM_ID.fullmatch(crm_user):
         raise Refused(400, "CRM user ids are 1-200 letters, digits, '.', '_', ':', '@' or '-'")
     store = services.backend.store(tenant)
-    if store.tenant_record() is None:
+    tenant_record = store.tenant_record()
+    if tenant_record is None:
         raise Refused(404, f"no such tenant: {tenant}")
     mapped = (store.user_record(user) or {}).get("crm_user")
     wanted = crm_user or mapped or user
@@ -265,7 +299,15 @@ def onboarding_link(
             f"{user} is connected as CRM user {mapped}; disconnect them before mapping "
             f"them to {wanted}",
         )
-    _check_crm_user(services, tenant, store.tenant_record() or {}, wanted)
+    if directory is None:
+        directory = _crm_user_ids(services, tenant, tenant_record)
+    if directory is not None and wanted not in directory:
+        raise Refused(
+            404,
+            f"{wanted} is not an active user of the tenant's CRM",
+            "Name the CRM user they are: --crm-user on the command line, the crm_user "
+            "column in a file.",
+        )
     now = services.clock()
     expires = int((now + ttl).timestamp())
     payload = _b64(
@@ -273,37 +315,15 @@ def onboarding_link(
     )
     link = f"{payload}.{_mac(services.secret, payload)}"
     url = services.url("oauth_start") + "?" + urlencode({"link": link})
-    if wanted != mapped:
-        store.save_user_record(user, {"crm_user": wanted})
-    return url
-
-
-def _check_crm_user(
-    services: Services, tenant: str, tenant_record: Mapping[str, Any], crm_user: str
-) -> None:
-    """AUTH-1, AUTH-5: no link for a user the tenant's CRM says it does not have (its
-    user directory, `GET /users`): that account could connect but never sync. A CRM
-    that cannot be asked now does not stop the link (the first cycle says so then)."""
-    try:
-        directory = crm_directory(services, tenant, tenant_record)
-    except Exception as exc:  # unreachable, refused, not set up: the link is still made
-        log.warning(
-            "crm directory not checked", extra={"tenant": tenant, "error": type(exc).__name__}
-        )
-        return
-    if crm_user not in directory:
-        raise Refused(
-            404,
-            f"{crm_user} is not an active user of the tenant's CRM; name the CRM user "
-            "with --crm-user",
-        )
+    store.save_user_record(user, {"crm_user": wanted, LINK_MADE: now})
+    return IssuedLink(url, user, wanted)
 
 
 def crm_directory(
     services: Services, tenant: str, tenant_record: Mapping[str, Any]
-) -> dict[str, str]:
-    """The tenant's active CRM users and their e-mail addresses (`GET /users`), asked
-    once, quickly: whatever fails is raised."""
+) -> list[CrmUser]:
+    """The tenant's active CRM users (its user directory, `GET /users`), asked once,
+    briefly: raises what reaching the CRM raised."""
     if services.crm_connector is not None:
         # only the directory is asked: any provider's settings build the connector
         crm = services.crm_connector(tenant, tenant_record, "", resolve(PROVIDERS[0]))
@@ -316,7 +336,23 @@ def crm_directory(
             None,
             **{**dict(services.crm_options), "attempts": 1, "timeout": 5.0},
         )
-    return crm.users()
+    return crm.directory()
+
+
+def _crm_user_ids(
+    services: Services, tenant: str, tenant_record: Mapping[str, Any]
+) -> frozenset[str] | None:
+    """AUTH-1, AUTH-5: the CRM users a link may be made for (no link for a user the
+    tenant's CRM says it does not have: that account could connect but never sync).
+    None when the CRM cannot be asked now: that does not stop the link (the first cycle
+    says so then)."""
+    try:
+        return frozenset(person.id for person in crm_directory(services, tenant, tenant_record))
+    except Exception as exc:  # unreachable, refused, not set up: the link is still made
+        log.warning(
+            "crm directory not checked", extra={"tenant": tenant, "error": type(exc).__name__}
+        )
+        return None
 
 
 def _connected(store: TenantStore, user: str) -> bool:
@@ -534,6 +570,7 @@ def finish_oauth(services: Services, state: str | None, code: str | None) -> dic
             "services": merged,
             "settings": dict(existing.settings) if existing else {},
             "created": (existing.created if existing else None) or now,
+            "consented": now,
             "status": ConnectionState.ACTIVE,
             "reason": "",
             "next_due": now if "sync" in merged else None,  # mail is pushed, never polled
@@ -691,14 +728,28 @@ def connection_id(user: str, provider: str) -> str:
     return f"{provider}-{user}"
 
 
+@dataclass(frozen=True)
+class Seats:
+    """AUTH-6: how many connections the tenant's plan allows, and how many are live."""
+
+    used: int
+    allowed: int
+
+
+def seats_of(store: TenantStore, connections: Sequence[ConnectionRecord] | None = None) -> Seats:
+    """AUTH-6: every connection not disconnected takes a seat (one per user and
+    provider), turned off or not; `connections` when the caller listed them already."""
+    listed = connections_of(store) if connections is None else connections
+    allowed = int((store.tenant_record() or {}).get("seats", 0))
+    return Seats(sum(1 for record in listed if record.live), allowed)
+
+
 def _check_seats(store: Any) -> None:
-    tenant = store.tenant_record() or {}
-    seats = int(tenant.get("seats", 0))
-    used = sum(1 for r in connections_of(store) if r.live)
-    if used >= seats:
+    taken = seats_of(store)
+    if taken.used >= taken.allowed:
         raise Refused(
             403,
-            f"all {seats} of your company's seats for this sync are taken",
+            f"all {taken.allowed} of your company's seats for this sync are taken",
             "Ask your admin to free a seat or add one, then open your link again.",
         )
 
@@ -842,17 +893,46 @@ def _check_health(
 ) -> None:
     """A run that holds the lease long past its expiry is stuck; a connection with no good
     cycle for a day has stale cursors. Both show in the admin status (RUN-2, RUN-5)."""
-    health = "ok"
-    last = record.last_run
-    if last is not None and last.running() and _aware(last.started) < now - STUCK_AFTER:
-        health = "stuck"
+    health = cycle_health(record, now)
+    if health == "stuck":
         report.stuck += 1
-    elif _aware(record.last_ok or record.created) < now - STALE_AFTER:
-        health = "stale"
+    elif health == "stale":
         report.stale += 1
     if record.health != health:
         store.save_connection_record(connection, {"health": health})
         log.warning("connection health", extra={"connection": connection, "health": health})
+
+
+def cycle_health(record: ConnectionRecord, now: datetime) -> str:
+    """How a connection's cycles stand, from its record alone: "stuck" (a run going long
+    past its lease, RUN-2), "failing" (its last cycles all left records or kinds
+    unsynced, or failed: SYN-5), "stale" (no good cycle for a day), else "ok"."""
+    last = record.last_run
+    if last is not None and last.running() and _aware(last.started) < now - STUCK_AFTER:
+        return "stuck"
+    if failing(record.recent):
+        return "failing"
+    if _aware(record.last_ok or record.created) < now - STALE_AFTER:
+        return "stale"
+    return "ok"
+
+
+def failing(recent: Sequence[RunOutcome]) -> bool:
+    """Whether the last FAILING_RUNS cycles all ended bad: one partial cycle is a record
+    retried next time; every cycle partial is a record that never goes through."""
+    last = recent[-FAILING_RUNS:]
+    return len(last) == FAILING_RUNS and all(outcome.bad for outcome in last)
+
+
+def _remember(record: ConnectionRecord, outcome: RunOutcome, now: datetime) -> dict[str, Any]:
+    """What the connection's record keeps of a cycle's outcome: its last RECENT_RUNS
+    outcomes (one write with the rest of the cycle's bookkeeping, never a read of runs),
+    and the health they give (logged when it changes)."""
+    recent = (*record.recent, outcome)[-RECENT_RUNS:]
+    health = cycle_health(replace(record, recent=recent), now)
+    if health != record.health:
+        log.warning("connection health", extra={"connection": record.id, "health": health})
+    return {"recent": [o.stored() for o in recent], "health": health}
 
 
 def _aware(value: Any) -> datetime:
@@ -930,12 +1010,17 @@ def work(
     try:
         adapters = _adapters(services, store, tenant, tenant_record, record, settings, trigger)
     except GrantRevoked as exc:  # AUTH-3: stop cycling until the user reconnects
+        refused = RunOutcome(RunStatus.NEEDS_REAUTH, now)
+        store.save_connection_record(connection, _remember(record, refused, now))
         store.set_status(connection, ConnectionState.NEEDS_REAUTH, str(exc))
         store.set_next_due(connection, None)
         publish_all(services.events, [needs_reauth_event(tenant, connection, record.user, now)])
         return {"status": RunStatus.NEEDS_REAUTH}
     except PermanentError as exc:  # nothing a retry of this task could change
-        store.save_connection_record(connection, {"last_error": str(exc)})
+        failed = RunOutcome(RunStatus.FAILED, now, reason=str(exc))
+        store.save_connection_record(
+            connection, {"last_error": str(exc), **_remember(record, failed, now)}
+        )
         return {"status": RunStatus.FAILED, "reason": str(exc)}
     if adapters is None:  # a poll that found nothing to do: nothing written, no run
         return {"status": RunStatus.IDLE, "reason": "the polled kinds did not change"}
@@ -957,7 +1042,7 @@ def work(
         )
     )
     items = run.pop("items", [])
-    _after_cycle(services, store, tenant, connection, run, now, whole=kinds == KINDS)
+    _after_cycle(services, store, tenant, record, run, now, whole=kinds == KINDS)
     if run["status"] != RunStatus.BUSY:  # BEY-7: tell the CRM what the cycle did
         publish_all(services.events, cycle_events(tenant, connection, record.user, run, items))
     if push is not None and run["status"] not in (RunStatus.BUSY, RunStatus.NEEDS_REAUTH):
@@ -1024,15 +1109,17 @@ def _after_cycle(
     services: Services,
     store: Any,
     tenant: str,
-    connection: str,
+    record: ConnectionRecord,
     run: Mapping[str, Any],
     now: datetime,
     *,
     whole: bool = True,
 ) -> None:
     """The connection's bookkeeping after a run (`whole`: it synced every kind, so it
-    counts as a good cycle), and the cycle that comes next: its continuation (RUN-6), a
-    retry once the provider allows, or one asked for while it held the lease (RUN-3)."""
+    counts as a good cycle; the run joins its recent outcomes), and the cycle that comes
+    next: its continuation (RUN-6), a retry once the provider allows, or one asked for
+    while it held the lease (RUN-3)."""
+    connection = record.id
     status = run["status"]
     if status == RunStatus.BUSY:
         if run.get("asked"):  # the holder follows up; should it die first, a check will see
@@ -1044,7 +1131,9 @@ def _after_cycle(
     update: dict[str, Any] = {"last_run": summary}
     if whole and status in (RunStatus.OK, RunStatus.PARTIAL, RunStatus.CONTINUED):
         update["last_ok"] = run.get("ended") or now
-        update["health"] = "ok"
+    last_ok = update.get("last_ok", record.last_ok)
+    after = replace(record, last_run=RunSummary.of(summary), last_ok=last_ok)
+    update.update(_remember(after, RunOutcome.of_run(run, now), services.clock()))
     store.save_connection_record(connection, update)
     if status == RunStatus.NEEDS_REAUTH:  # AUTH-3: no more cycles until the user reconnects
         store.set_status(connection, ConnectionState.NEEDS_REAUTH, "; ".join(run.get("errors", [])))

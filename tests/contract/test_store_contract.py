@@ -19,7 +19,7 @@ from crmsync.auth.state import BadState, begin, finish
 from crmsync.engine.plan import AccountSpec, Intent, Write
 from crmsync.engine.records import Link
 from crmsync.model import normalize
-from crmsync.ports import Ask, Channel, ConnectionRecord, Due, NextDue
+from crmsync.ports import Ask, Channel, ConnectionRecord, Due, NextDue, RunOutcome, RunStatus
 from crmsync.store.firestore import TTL_FIELDS, FirestoreBackend, FirestoreStore
 from crmsync.store.memory import MemoryBackend, MemoryStore
 
@@ -840,6 +840,37 @@ def test_user_records_merge_top_level_keys(store: Store) -> None:
 
     assert store.user_record("u1") == {"crm_user": "17", "settings": {"contact_group": "Sales"}}
     assert store.user_record("u2") is None
+
+
+def test_AUTH1_every_user_record_is_listed_by_its_user_id_in_one_query(store: Store) -> None:
+    assert store.user_records() == {}
+    long_id = "x" * 200  # kept under a hashed document id
+    store.save_user_record("u2", {"crm_user": "17"})
+    store.save_user_record("_admin", {"crm_user": "4"})
+    store.save_user_record(long_id, {"link_made": NOW})
+    store.save_user_record("u2", {"link_made": NOW})
+    reads = store.reads
+
+    listed = store.user_records()
+
+    assert store.reads - reads <= len(listed)  # a read per record at most, none per user id
+    assert listed == {
+        "_admin": {"crm_user": "4"},
+        "u2": {"crm_user": "17", "link_made": NOW},
+        long_id: {"link_made": NOW},
+    }
+    assert store.user_record(long_id) == {"link_made": NOW}
+
+
+def test_HIS1_a_connection_record_keeps_the_outcomes_of_its_recent_cycles(store: Store) -> None:
+    recent = (
+        RunOutcome(RunStatus.PARTIAL, NOW, failed=2, unread=("activity",)),
+        RunOutcome(RunStatus.FAILED, NOW + MINUTE, reason="provider 'x' cannot be synced here"),
+    )
+
+    store.save_connection_record("c1", {"user": "u1", "recent": [o.stored() for o in recent]})
+
+    assert ConnectionRecord.of(store.connection_record("c1") or {}).recent == recent
 
 
 def test_a_connection_record_merges_and_carries_its_status(store: Store) -> None:

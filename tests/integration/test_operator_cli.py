@@ -272,7 +272,7 @@ def test_AUTH1_AUTH5_a_refused_command_leaves_the_store_as_it_was(
     """Every check comes before the first write: an unknown tenant, a CRM user id the
     contract does not allow, mapping a connected user to another CRM user, a consent
     link for a provider the tenant does not allow, a tenant whose CRM has no address.
-    A link for a user already mapped writes nothing either."""
+    A link for a user already mapped writes only when it was made (AUTH-1)."""
     assert stack.connect("u1").status_code == 200
     service.create_tenant(
         stack.services,
@@ -303,9 +303,13 @@ def test_AUTH1_AUTH5_a_refused_command_leaves_the_store_as_it_was(
         assert main(command) == 2, command
         said = capsys.readouterr().err
         assert said.startswith("refused: ") and reason in said and said.count("\n") == 1
+    assert firestore_documents(firestore_client) == before
     assert main([*link, "u1"]) == 0
 
-    assert firestore_documents(firestore_client) == before
+    after = firestore_documents(firestore_client)
+    user = "tenants/demo/users/u1"
+    assert after[user].pop("link_made") > before[user].pop("link_made")
+    assert after == before
 
 
 @pytest.mark.parametrize(

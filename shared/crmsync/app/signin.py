@@ -172,7 +172,7 @@ def _directory_user(
             "crmsync could not ask your company's CRM who you are",
             "Try again in a few minutes.",
         ) from exc
-    crm_users = [crm_id for crm_id, address in directory.items() if address.lower() == email]
+    crm_users = [person.id for person in directory if person.email.lower() == email]
     if not crm_users:
         return ""
     store = services.backend.store(tenant)

@@ -19,7 +19,7 @@ from crmsync.engine.plan import AccountSpec, Write
 from crmsync.engine.records import CrmSchema, SideRecord
 from crmsync.errors import PermanentError
 from crmsync.model import Kind
-from crmsync.ports import ChangePage, CreatesOneByOne, WriteResult
+from crmsync.ports import ChangePage, CreatesOneByOne, CrmUser, WriteResult
 from crmsync.recordlog import Entry, Faults, RecordLog
 
 
@@ -36,6 +36,7 @@ class MemoryCrm:
         self.recurring_todos = True
         # The tenant's users and their addresses (CAL-6: members become attendees).
         self.directory = {f"u{n}": f"u{n}@example.com" for n in range(1, 10)}
+        self.names: dict[str, str] = {}  # a user's name, where the CRM knows one
 
     def connector(self, user: str, group: str | None = None) -> MemoryCrmConnector:
         return MemoryCrmConnector(self, user, group)
@@ -128,6 +129,10 @@ class MemoryCrmConnector(CreatesOneByOne):
 
     def users(self) -> dict[str, str]:
         return dict(self.crm.directory)
+
+    def directory(self) -> list[CrmUser]:
+        names = self.crm.names
+        return [CrmUser(u, names.get(u, ""), email) for u, email in self.crm.directory.items()]
 
     def _in_scope(self, kind: Kind, entry: Entry) -> bool:
         return kind != "contact" or entry.id in self.crm.groups.get(self.group, set())

@@ -34,7 +34,7 @@ from crmsync.errors import (
     TransientError,
 )
 from crmsync.model import Kind
-from crmsync.ports import ChangePage, CreatesOneByOne, WriteResult
+from crmsync.ports import ChangePage, CreatesOneByOne, CrmUser, WriteResult
 
 log = logging.getLogger("crmsync.crm.rest")
 
@@ -80,11 +80,9 @@ class RestCrmConnector(CreatesOneByOne):
         self.after_write = after_write
         self.sleep = sleep
         self._schema: CrmSchema | None = None
-        self._headers = {
-            "Authorization": f"Bearer {token}",
-            "X-Crm-User": user,
-            "Accept": "application/json",
-        }
+        self._headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        if user:  # the directory alone acts for no user
+            self._headers["X-Crm-User"] = user
 
     def __repr__(self) -> str:  # never the token
         return f"RestCrmConnector({self.base_url!r}, user={self.user!r}, group={self.group!r})"
@@ -115,6 +113,16 @@ class RestCrmConnector(CreatesOneByOne):
             for u in body.get("items", [])
             if u.get("active", True) and u.get("email")
         }
+
+    def directory(self) -> list[CrmUser]:
+        """The tenant's active CRM users with their names and addresses, in the CRM's
+        order: whom a tenant admin may onboard (AUTH-1, AUTH-5)."""
+        body = self._call("GET", "/users", "/users")
+        return [
+            CrmUser(str(u["id"]), str(u.get("name") or ""), str(u.get("email") or "").lower())
+            for u in body.get("items", [])
+            if u.get("active", True) and u.get("id")
+        ]
 
     def changes(self, kind: Kind, cursor: str | None) -> ChangePage:
         params: dict[str, Any] = {"limit": self.page_size, "group": self.group}

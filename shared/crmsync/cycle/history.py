@@ -1,4 +1,5 @@
-"""What a run did (HIS-1): counts per kind and outcome, record-level items, errors.
+"""What a run did (HIS-1): counts of records per kind and outcome, the kinds it could
+not read, record-level items, errors.
 
 Items are kept in memory while the run goes and stored with it when it ends; every
 failed record is also logged, by ids and error type only (never its values).
@@ -28,6 +29,7 @@ class History:
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     items: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    unread: list[str] = field(default_factory=list)  # kinds whose changes were not read
 
     def count(self, kind: str, outcome: str) -> None:
         per_kind = self.counts.setdefault(kind, {})
@@ -120,7 +122,9 @@ class History:
         )
 
     def kind_failed(self, kind: Kind, exc: Exception) -> None:
-        """A kind whose feed could not be read or planned this cycle."""
-        self.count(kind, "fail")
+        """A kind whose feed could not be read or planned this cycle: listed apart from
+        the counts, which count records (it is not one record that failed)."""
+        if kind not in self.unread:
+            self.unread.append(kind)
         self.errors.append(f"{kind}: {type(exc).__name__}: {exc}")
         log.warning("kind skipped", extra={**self.where, "kind": kind, "error": type(exc).__name__})

@@ -78,7 +78,6 @@ class Cycle:
     kinds: tuple[Kind, ...] = KINDS  # the kinds it syncs (a poll: the unpushed ones)
     history: History = field(init=False)
     _schema: CrmSchema | None = None
-    _failed_kinds: list[Kind] = field(default_factory=list)
     _retry_after: float | None = None
     _deadline: float | None = None
     _renewed: float = 0.0
@@ -116,6 +115,7 @@ class Cycle:
             "ended": None,
             "status": RunStatus.RUNNING,
             "counts": self.history.counts,
+            "unread": self.history.unread,
             "errors": self.history.errors,
         }
         held = self.hold(started)
@@ -172,7 +172,7 @@ class Cycle:
             return RunStatus.LEASE_LOST, []
         if pending_kinds:
             return RunStatus.CONTINUED, pending_kinds
-        failed = self._failed_kinds or self.history.failed()
+        failed = self.history.unread or self.history.failed()
         return (RunStatus.PARTIAL if failed else RunStatus.OK), []
 
     def run_kind(self, kind: Kind) -> bool:
@@ -191,7 +191,6 @@ class Cycle:
 
     def kind_failed(self, kind: Kind, exc: Exception) -> None:
         """One kind could not be read or planned this cycle; it is tried again next."""
-        self._failed_kinds.append(kind)
         self.history.kind_failed(kind, exc)
         wait = getattr(exc, "retry_after", None)
         if wait is not None:

@@ -120,6 +120,7 @@ INDEXES: tuple[Index, ...] = (
 )
 
 _JOURNALED = ["creating", "applying"]
+_USER_ID = "~user"  # a user document's own field for the user's id
 _COUNTED = ["linked", "conflict"]
 _PLAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+#:=-]{0,127}")
 _PLAIN_ID_RESERVED = re.compile(r"__.*__")
@@ -761,11 +762,25 @@ class FirestoreStore:
 
     def user_record(self, user: str) -> dict[str, Any] | None:
         snap = self._get(self._tenant_ref.collection("users").document(_name_id(user)))
-        return _record(snap.to_dict()) if snap.exists else None
+        return _record(snap.to_dict(), (_USER_ID,)) if snap.exists else None
 
     def save_user_record(self, user: str, record: Mapping[str, Any]) -> None:
+        """Merge `record` into the user document, which also keeps the user's id (its
+        document id may be a hash of it)."""
         ref = self._tenant_ref.collection("users").document(_name_id(user))
-        self._merge(ref, _fields(record), _merge_paths((), record))
+        data = {**_fields(record), _USER_ID: user}
+        self._merge(ref, data, _merge_paths((), [*record, _USER_ID]))
+
+    def user_records(self) -> dict[str, dict[str, Any]]:
+        """Every user record of the tenant, by user id, in one query."""
+        found: dict[str, dict[str, Any]] = {}
+        for snap in self._query(self._tenant_ref.collection("users")):
+            data = snap.to_dict() or {}
+            user = str(data.get(_USER_ID) or snap.id)
+            if user.startswith("~"):  # a hashed id saved before the id was kept with it
+                continue
+            found[user] = _record(data, (_USER_ID,))
+        return dict(sorted(found.items()))
 
     def connection_record(self, connection: str) -> dict[str, Any] | None:
         """The connection document: id, user, provider, account, settings, status,

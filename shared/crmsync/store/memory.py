@@ -336,6 +336,11 @@ class MemoryStore:
         self.writes += 1
         self._users[user] = {**self._users.get(user, {}), **copy.deepcopy(dict(record))}
 
+    def user_records(self) -> dict[str, dict[str, Any]]:
+        """Every user record of the tenant, by user id, in one read."""
+        self.reads += 1
+        return {user: copy.deepcopy(self._users[user]) for user in sorted(self._users)}
+
     def connection_record(self, connection: str) -> dict[str, Any] | None:
         """The connection document: id, user, provider, account, settings, status,
         next_due, health; None when there is no such connection."""

@@ -60,7 +60,7 @@ class ReferenceCrmSide:
         return RestCrmConnector(
             self.base_url,
             self.token,
-            self.ensure_user(user),
+            self.ensure_user(user) if user else user,  # none: the directory alone
             group,
             attempts=1,
             after_write=after_write,
