@@ -431,6 +431,7 @@ class ConnectionRecord:
     reason: str = ""  # why it is not active
     channel_problem: str = ""  # why push is not working (polled meanwhile)
     mail_problem: str = ""  # why mail is not routed to it
+    enabled: bool = True  # SET-6: the tenant admin's switch for the connection's user
 
     @classmethod
     def of(cls, data: Mapping[str, Any]) -> ConnectionRecord:
@@ -453,11 +454,13 @@ class ConnectionRecord:
             reason=str(data.get("reason") or ""),
             channel_problem=str(data.get("channel_problem") or ""),
             mail_problem=str(data.get("mail_problem") or ""),
+            enabled=data.get("enabled") is not False,
         )
 
     @property
     def active(self) -> bool:
-        return self.status == ConnectionState.ACTIVE
+        """Its cycles may run: connected, authorized, and not turned off (SET-6)."""
+        return self.status == ConnectionState.ACTIVE and self.enabled
 
     @property
     def live(self) -> bool:
