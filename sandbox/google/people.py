@@ -251,6 +251,17 @@ def add_contact(sandbox: GoogleSandbox, email: str, person: dict[str, Any]) -> d
         return _render(book, contact, PERSON_FIELDS)
 
 
+def add_group(sandbox: GoogleSandbox, email: str, name: str) -> str:
+    """A label the user made in Google Contacts; returns its resource name."""
+    with sandbox.lock:
+        book = _book(sandbox, sandbox.add_account(email))
+        group = Group(
+            sandbox.ids.randbytes(8).hex(), _group_name(book, {"name": name}), sandbox.clock()
+        )
+        book.groups[group.group_id] = group
+        return group.resource_name
+
+
 def get_contact(sandbox: GoogleSandbox, email: str, resource_name: str) -> dict[str, Any] | None:
     """The contact as people.get returns it with every field, or None when there is no
     such live contact."""

@@ -140,6 +140,12 @@ def stored_tasks(
         return [_shown(sandbox, found, task) for task in _in_order(found)]
 
 
+def add_tasklist(sandbox: GoogleSandbox, email: str, title: str) -> str:
+    """A task list the user made in Google's apps; returns its id."""
+    with sandbox.lock:
+        return _new_list(sandbox, state_of(sandbox, sandbox.add_account(email)), title).id
+
+
 def complete_in_google_app(
     sandbox: GoogleSandbox, email: str, task_id: str, tasklist: str = "@default"
 ) -> None:

@@ -802,6 +802,15 @@ def _dismissed(sandbox: MicrosoftSandbox, user: User, event: Event) -> None:
     _set_reminder(sandbox, user, event, "dismissed")
 
 
+def add_calendar(sandbox: MicrosoftSandbox, email: str, name: str) -> str:
+    """A calendar the user made in Outlook; returns its id."""
+    with sandbox.lock:
+        user = sandbox.add_user(email)
+        calendar = Calendar(new_id(user), name, new_change_key())
+        state_of(user).calendars[calendar.id] = calendar
+        return calendar.id
+
+
 def snooze(sandbox: MicrosoftSandbox, email: str, event_id: str, minutes: int = 5) -> None:
     """The user snoozes the event's reminder in Outlook: only the reminder state changes,
     yet the event gets a new changeKey and lastModifiedDateTime (SYN-10)."""

@@ -128,6 +128,16 @@ def state_of(user: User) -> TodoState:
     return state
 
 
+def add_list(sandbox: MicrosoftSandbox, email: str, name: str, wellknown: str = "none") -> str:
+    """A To Do list the user has (To Do's own, such as "flaggedEmails", by `wellknown`);
+    returns its id."""
+    with sandbox.lock:
+        user = sandbox.add_user(email)
+        task_list = TaskList(new_id(user), name, wellknown, new_change_key())
+        state_of(user).lists[task_list.id] = task_list
+        return task_list.id
+
+
 def routes(sandbox: MicrosoftSandbox) -> list[Route]:
     lists = "v1.0/me/todo/lists"
     one = lists + "/{listId}"

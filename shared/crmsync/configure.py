@@ -14,12 +14,20 @@ of the connection to follow, or are not allowed once it exists:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from crmsync.model import KINDS, Kind
 from crmsync.ports import Store
-from crmsync.settings import SettingName, Settings, SettingsError, Side, overlay, resolve
+from crmsync.settings import (
+    SettingName,
+    Settings,
+    SettingsError,
+    Side,
+    overlay,
+    resolve,
+    without,
+)
 
 # Settings whose change alters which records of a feed are in scope: (side, kind) feeds
 # to list whole on the next cycle.
@@ -38,12 +46,23 @@ def change_settings(
     tenant: Mapping[str, Any] | None,
     current: Mapping[str, Any],
     changes: Mapping[str, Any],
+    reset: Collection[str] = (),
 ) -> dict[str, Any]:
     """The user's new settings layer, validated; raises SettingsError for a bad value or
-    a change that is not allowed now. Updates the stored state the change affects."""
-    layer = overlay(current, changes)
+    a change that is not allowed now. `reset` names settings (dotted paths too) the
+    user takes back, so the tenant's or provider's default applies again. Updates the
+    stored state the change affects."""
     before = resolve(provider, tenant, current)
+    layer = without(overlay(current, changes), reset, before.values)
     after = resolve(provider, tenant, layer)
+    check_change(store, connection, before, after)
+    apply_change(store, connection, before, after)
+    return layer
+
+
+def check_change(store: Store, connection: str, before: Settings, after: Settings) -> None:
+    """SettingsError when the connection's effective settings may not go from `before`
+    to `after` now (CON-1: the contact sync group, once contacts synced)."""
     if before["contact_group"] != after["contact_group"] and has_synced(
         store, connection, "contact"
     ):
@@ -51,6 +70,12 @@ def change_settings(
             "contact_group: cannot change after contacts have synced; "
             "reset the contact sync first, which unlinks every contact (CON-1)"
         )
+
+
+def apply_change(store: Store, connection: str, before: Settings, after: Settings) -> None:
+    """The stored state follows a change of the connection's effective settings, made by
+    its user or by their tenant's defaults: feeds whose scope changed are listed whole
+    next, records taken off the exclusion list are read again."""
     for key, feeds in _RESCOPING.items():
         if before[key] != after[key]:
             for side, kind in feeds:
@@ -58,7 +83,6 @@ def change_settings(
     for kind in KINDS:
         for crm_id in _released(before, after, kind):
             recheck(store, connection, kind, crm_id)
-    return layer
 
 
 def has_synced(store: Store, connection: str, kind: Kind) -> bool:

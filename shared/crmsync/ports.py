@@ -513,6 +513,7 @@ class ConnectionRecord:
     mail_problem: str = ""  # why mail is not routed to it
     recent: tuple[RunOutcome, ...] = ()  # its last few cycles, oldest first
     consented: datetime | None = None  # when its user last consented (AUTH-1)
+    enabled: bool = True  # SET-6: the tenant admin's switch for the connection's user
 
     @classmethod
     def of(cls, data: Mapping[str, Any]) -> ConnectionRecord:
@@ -537,11 +538,13 @@ class ConnectionRecord:
             mail_problem=str(data.get("mail_problem") or ""),
             recent=tuple(RunOutcome.of(outcome) for outcome in data.get("recent") or ()),
             consented=_moment(data.get("consented")),
+            enabled=data.get("enabled") is not False,
         )
 
     @property
     def active(self) -> bool:
-        return self.status == ConnectionState.ACTIVE
+        """Its cycles may run: connected, authorized, and not turned off (SET-6)."""
+        return self.status == ConnectionState.ACTIVE and self.enabled
 
     @property
     def live(self) -> bool:

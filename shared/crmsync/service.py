@@ -409,7 +409,7 @@ def connect_choice(services: Services, link: str | None) -> ConnectChoice:
     attach their own account to the user's CRM data)."""
     opened = read_link(services, link)
     store = services.backend.store(opened.tenant)
-    allowed_providers, allowed_services = _allowed(store.tenant_record() or {})
+    allowed_providers, allowed_services = tenant_allows(store.tenant_record() or {})
     offered = tuple(
         p for p in services.provider_names() if p in allowed_providers and _connectable(services, p)
     )
@@ -427,7 +427,7 @@ def connect_choice(services: Services, link: str | None) -> ConnectChoice:
     return ConnectChoice(opened, offered, allowed_services)
 
 
-def _allowed(tenant_record: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def tenant_allows(tenant_record: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The providers and services (SERVICES) the tenant lets its users connect (SET-2);
     a tenant registered before it could say allows all."""
     return (
@@ -532,7 +532,7 @@ def finish_oauth(services: Services, state: str | None, code: str | None) -> dic
     kit = services.kit(pending.provider)
     tenant, user = pending.tenant, pending.user
     store = services.backend.store(tenant)
-    allowed_providers, allowed_services = _allowed(store.tenant_record() or {})
+    allowed_providers, allowed_services = tenant_allows(store.tenant_record() or {})
     if pending.provider not in allowed_providers or not set(pending.services) <= set(
         allowed_services
     ):  # the tenant changed what it allows while the user was at the consent screen
@@ -574,6 +574,7 @@ def finish_oauth(services: Services, state: str | None, code: str | None) -> dic
             "status": ConnectionState.ACTIVE,
             "reason": "",
             "next_due": now if "sync" in merged else None,  # mail is pushed, never polled
+            "enabled": (store.user_record(user) or {}).get("enabled") is not False,  # SET-6
         },
     )
     store.mark_syncing(crm_user_of(store, user), True)  # CAL-6: colleagues' cycles know
@@ -619,7 +620,7 @@ def admin_consent_link(
     label = services.kit(provider).label
     if not _connectable(services, provider):
         raise Refused(400, f"{label} is not set up in this deployment")
-    if provider not in _allowed(record)[0]:
+    if provider not in tenant_allows(record)[0]:
         raise Refused(400, f"tenant {tenant} does not let its users connect {label}")
     expires = int((services.clock() + ttl).timestamp())
     payload = _b64(json.dumps({"t": tenant, "p": provider, "e": expires}).encode())
@@ -790,8 +791,9 @@ def fanout(services: Services, page_size: int = FANOUT_PAGE) -> FanoutReport:
     for each, and move its next due time; flag stuck runs and stale cursors. A
     connection is due for a full cycle every `frequency_minutes`, and in between, when
     it syncs kinds its provider pushes nothing for, for a poll of those every
-    `poll_minutes` (RUN-3). RUN-5: connections whose push channels expire within a day
-    get a cycle that renews them."""
+    `poll_minutes` (RUN-3); one that syncs manually only (SET-7), or whose user the
+    tenant admin turned off (SET-6), is never due. RUN-5: connections whose push
+    channels expire within a day get a cycle that renews them."""
     now = services.clock()
     report = FanoutReport()
     after: Due | None = None
@@ -816,7 +818,8 @@ def fanout(services: Services, page_size: int = FANOUT_PAGE) -> FanoutReport:
                 tenants[due.tenant] = (store.tenant_record() or {}).get("settings", {})
             move, trigger = _next_due(services, tenants[due.tenant], record, due, now)
             moves.append(move)
-            ready.append((due, trigger))
+            if trigger:
+                ready.append((due, trigger))
         with ThreadPoolExecutor(max_workers=FANOUT_THREADS) as pool:
             for enqueued in pool.map(lambda item: _enqueue_due(services, item, now), ready):
                 if enqueued:
@@ -854,8 +857,11 @@ def _next_due(
 ) -> tuple[NextDue, str]:
     """What a due connection gets now, a full cycle ("schedule") or a poll, and when it
     is due next: for its next full cycle, or sooner for a poll of the kinds its
-    provider pushes nothing for (SET-1: the user's frequency and poll interval)."""
+    provider pushes nothing for (SET-1: the user's frequency and poll interval). A
+    connection that syncs manually only gets nothing and is never due (SET-7)."""
     frequency, poll = _intervals(services, tenant_settings, record)
+    if frequency is None:
+        return NextDue(due.tenant, due.connection, None), ""
     full = record.full_due
     trigger = POLL
     if full is None or full <= now:
@@ -866,12 +872,15 @@ def _next_due(
 
 def _intervals(
     services: Services, tenant_settings: Mapping[str, Any], record: ConnectionRecord
-) -> tuple[timedelta, timedelta | None]:
-    """The time between full cycles, and between polls (None: nothing to poll)."""
+) -> tuple[timedelta | None, timedelta | None]:
+    """The time between full cycles (None: manual only, SET-7), and between polls
+    (None: nothing to poll)."""
     try:
         settings = resolve(record.provider, tenant_settings, record.settings)
     except (SettingsError, KeyError):
         return timedelta(minutes=15), None
+    if settings.manual:
+        return None, None
     frequency = timedelta(minutes=int(settings["frequency_minutes"]))
     if not polled_kinds(services, record.provider, settings):
         return frequency, None
@@ -942,6 +951,13 @@ def _aware(value: Any) -> datetime:
 
 
 # -- the worker (RUN-3, RUN-6, AUTH-3) --------------------------------------------------
+# SET-7: the triggers a connection that syncs manually only runs a cycle for: someone
+# asked for it ("Sync now", connecting), or the cycle they asked for goes on (its
+# continuation, a retry once throttling ends, a wait for a cycle that held the lease).
+ON_DEMAND = frozenset({"manual", "connect", "continue", "retry", "busy"})
+TURNED_OFF = "the tenant admin turned the integration off for this user"  # SET-6
+
+
 @dataclass(frozen=True)
 class CycleInputs:
     """What a connection's cycle runs with besides its records."""
@@ -989,14 +1005,19 @@ def work(
     budget_seconds: float = BUDGET_SECONDS,
 ) -> dict[str, Any]:
     """Run one cycle of a connection; what the `sync_worker` task asks for. Returns the run
-    record (status `skipped` when the connection is not active). A poll (RUN-3) runs a
-    cycle only of the polled kinds that changed, and a check only when the cycle it
-    looks after is owed; otherwise they return status `idle` and record nothing."""
+    record (status `skipped` when the connection is not active, its user is turned off
+    (SET-6), or it syncs manually only and nobody asked for this cycle (SET-7)). A poll
+    (RUN-3) runs a cycle only of the polled kinds that changed, and a check only when
+    the cycle it looks after is owed; otherwise they return status `idle` and record
+    nothing."""
     store = services.backend.store(tenant)
     record = connection_of(store, connection)
     tenant_record = store.tenant_record()
     if record is None or tenant_record is None:
         raise Refused(404, "no such connection")
+    if not record.enabled:
+        _pause_push(services, store, tenant, record, trigger)
+        return {"status": RunStatus.SKIPPED, "reason": TURNED_OFF}
     if not record.active:
         return {"status": RunStatus.SKIPPED, "reason": f"connection is {record.status}"}
     if not record.syncs:
@@ -1005,6 +1026,9 @@ def work(
         return _check(services, store, tenant, connection)
     inputs = cycle_inputs(_syncing_known(store, tenant_record), record)
     settings = inputs.settings
+    if settings.manual and trigger not in ON_DEMAND:
+        _pause_push(services, store, tenant, record, trigger)
+        return {"status": RunStatus.SKIPPED, "reason": "the connection syncs when asked only"}
     now = services.clock()
     started = time.monotonic()
     try:
@@ -1058,6 +1082,30 @@ def work(
         },
     )
     return run
+
+
+def _pause_push(
+    services: Services, store: Any, tenant: str, record: ConnectionRecord, trigger: str
+) -> None:
+    """A connection that does not sync on its own (SET-6, SET-7) lets its push channels
+    go when they would be renewed: they are stopped and forgotten, and the problem it
+    shows has its next cycle open new ones (RUN-5), as for a channel never opened."""
+    channels = store.channels_of(record.id)
+    if trigger != "renew" or not channels:
+        return
+    grants = Grants(store, services.vault, tenant)
+    for channel in channels:
+        try:
+            if _connectable(services, record.provider):
+                kit = services.kit(record.provider)
+                settings = settings_for(services, tenant, record)
+                kit.stop_push(services, grants, record.id, settings, channel)
+        except (SyncError, SettingsError) as exc:  # it expires at the provider on its own
+            log.info("channel left to expire", extra={"error": type(exc).__name__})
+        store.drop_channel(channel.id)
+        services.lookups.forget(channel.id)
+    problem = "push paused: the connection syncs only when asked, or is turned off"
+    store.save_connection_record(record.id, {"channel_problem": problem})
 
 
 def _adapters(
@@ -1355,6 +1403,7 @@ def admin_status(services: Services, tenant: str) -> dict[str, Any]:
                 "health": record.health,
                 "channel_problem": record.channel_problem,
                 "mail_problem": record.mail_problem,
+                "enabled": record.enabled,
                 "next_due": _iso(record.next_due),
                 "last_run": {
                     "id": last.id,
@@ -1375,6 +1424,8 @@ def sync_now(services: Services, tenant: str, connection: str) -> bool:
     record = connection_of(services.backend.store(tenant), connection)
     if record is None:
         raise Refused(404, "no such connection")
+    if not record.enabled:
+        raise Refused(409, TURNED_OFF)
     if not record.active:
         raise Refused(409, f"the connection is {record.status}")
     return enqueue_cycle(services, tenant, connection, "manual", delay=timedelta(0))

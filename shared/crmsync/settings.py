@@ -9,7 +9,7 @@ the permission matrix without restating the rest.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cached_property
@@ -94,6 +94,8 @@ BASE_DEFAULTS: dict[str, Any] = {
     "deletes": {kind: {side: "delete" for side in SIDES} for kind in ("activity", "todo")},
     "mass_delete_ratio": 0.25,
     "mass_delete_min": 10,
+    # Minutes between scheduled cycles; 0 is "manual only" (SET-7): no scheduled cycle,
+    # and no push starts one either; the user syncs on demand ("Sync now").
     "frequency_minutes": 15,
     # How often the kinds whose provider pushes no change (its kit says which) are looked
     # at between full cycles: one list call each, and a cycle of those kinds only when
@@ -181,7 +183,7 @@ CUSTOM_FIELD_KINDS: dict[Provider, tuple[Kind, ...]] = {
 }
 
 # Keys whose value is a free-form mapping: a layer replaces it whole.
-_REPLACED = {"field_map", "todo_status", "exclusions", "custom_fields"}
+REPLACED = frozenset({"field_map", "todo_status", "exclusions", "custom_fields"})
 
 
 class SettingsError(ValueError):
@@ -194,7 +196,7 @@ def _merge(base: dict[str, Any], layer: Mapping[str, Any], path: str = "") -> di
         where = f"{path}{key}"
         if key not in base:
             raise SettingsError(f"unknown setting {where!r}")
-        if isinstance(base[key], dict) and key not in _REPLACED:
+        if isinstance(base[key], dict) and key not in REPLACED:
             if not isinstance(value, Mapping):
                 raise SettingsError(f"{where}: expected a mapping, got {value!r}")
             out[key] = _merge(base[key], value, f"{where}.")
@@ -210,12 +212,83 @@ def overlay(layer: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, A
         if (
             isinstance(value, Mapping)
             and isinstance(out.get(key), Mapping)
-            and (key not in _REPLACED)
+            and (key not in REPLACED)
         ):
             out[key] = overlay(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def leaves(tree: Mapping[str, Any] = BASE_DEFAULTS, prefix: str = "") -> tuple[str, ...]:
+    """Every setting's dotted name down to its single values (permissions.todo.crm.create);
+    a mapping a layer replaces whole (REPLACED) is one value."""
+    found: list[str] = []
+    for key, value in tree.items():
+        name = prefix + key
+        if isinstance(value, Mapping) and (prefix or key not in REPLACED):
+            found.extend(leaves(value, name + "."))
+        else:
+            found.append(name)
+    return tuple(found)
+
+
+def nested(changes: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
+    """Changes named by setting or dotted path ({"confirm.new": True}) as a layer of
+    nested mappings. A path into a mapping a layer replaces whole (exclusions.todo.t-1)
+    edits a copy of its `current` value, so the rest of it stays."""
+    out: dict[str, Any] = {}
+    for name, value in changes.items():
+        key, *path = name.split(".")
+        if path and key in REPLACED:
+            table = out[key] if key in out else copy.deepcopy(dict(current.get(key) or {}))
+            _put(table, path, value)
+            out[key] = table
+        else:
+            out = overlay(out, _branch([key, *path], value))
+    return out
+
+
+def without(
+    layer: Mapping[str, Any], names: Iterable[str], current: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The layer with the dotted `names` taken out, so lower layers decide them again;
+    inside a mapping a layer replaces whole, the rest of its `current` value stays."""
+    out = copy.deepcopy(dict(layer))
+    for name in names:
+        key, *path = name.split(".")
+        if path and key in REPLACED:
+            table = copy.deepcopy(dict(out[key] if key in out else current.get(key) or {}))
+            _drop(table, path)
+            out[key] = table
+        else:
+            _drop(out, [key, *path])
+    return out
+
+
+def _branch(path: list[str], value: Any) -> dict[str, Any]:
+    return {path[0]: _branch(path[1:], value) if len(path) > 1 else value}
+
+
+def _put(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    for key in path[:-1]:
+        below = tree.get(key)
+        tree[key] = dict(below) if isinstance(below, Mapping) else {}
+        tree = tree[key]
+    tree[path[-1]] = value
+
+
+def _drop(tree: dict[str, Any], path: list[str]) -> None:
+    """Take out the value at `path`, and the mappings it leaves empty."""
+    key = path[0]
+    if len(path) == 1:
+        tree.pop(key, None)
+        return
+    below = tree.get(key)
+    if isinstance(below, dict):
+        _drop(below, path[1:])
+        if not below:
+            del tree[key]
 
 
 @dataclass(frozen=True)
@@ -227,6 +300,11 @@ class Settings:
 
     def __getitem__(self, key: SettingName) -> Any:
         return self.values[key]
+
+    @property
+    def manual(self) -> bool:
+        """SET-7: manual only; cycles run only when someone asks for one."""
+        return bool(self.values["frequency_minutes"] == 0)
 
     def enabled(self, kind: Kind) -> bool:
         return bool(self.values["enabled"][kind])
@@ -338,7 +416,7 @@ def validate(provider: str, values: dict[str, Any]) -> dict[str, Any]:
     for name, low in (
         ("window_days", 0),
         ("mass_delete_min", 1),
-        ("frequency_minutes", 1),
+        ("frequency_minutes", 0),
         ("poll_minutes", 1),
         ("recurrence_years", 1),
     ):

@@ -18,6 +18,7 @@ NEUTRAL = [
     PACKAGE / "connections.py",
     PACKAGE / "ports.py",
     *sorted((PACKAGE / "engine").glob("*.py")),
+    *sorted((PACKAGE / "usecases").glob("*.py")),
     *sorted((PACKAGE / "web").rglob("*.py")),
     *sorted((PACKAGE / "web").rglob("*.html")),
     *sorted((PACKAGE / "app").glob("*.py")),
@@ -41,5 +42,5 @@ def test_a_provider_is_found_by_its_package_and_offers_a_kit() -> None:
     for name in providers.names():
         kit = providers.kit(name)
         assert kit.name == name and kit.label
-        for method in ("available", "consent", "exchange", "account", "revoke"):
+        for method in ("available", "consent", "exchange", "account", "revoke", "choices"):
             assert callable(getattr(kit, method)), (name, method)

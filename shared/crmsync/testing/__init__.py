@@ -21,26 +21,27 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from crmsync import model, providers, service
 from crmsync.auth.vault import LocalKek, TokenVault
-from crmsync.configure import change_settings, reset
+from crmsync.configure import reset
 from crmsync.connections import Grants
 from crmsync.crm.memory import MemoryCrm
 from crmsync.cycle import LEASE_SECONDS, Cycle
 from crmsync.model import Kind
 from crmsync.outbound import MemoryEvents
-from crmsync.ports import Connection, ConnectionRecord, CrmConnector, ProviderAccount
+from crmsync.ports import Connection, ConnectionRecord, CrmConnector, Due, ProviderAccount
 from crmsync.providers.memory import MemoryProvider
 from crmsync.queue.inline import InlineQueue
 from crmsync.recordlog import Crash, Entry, FaultKind, Faults, RecordLog
 from crmsync.service import CycleInputs, Services, connection_of, cycle_inputs
-from crmsync.settings import PROVIDER_DEFAULTS, Settings, Side
+from crmsync.settings import PROVIDER_DEFAULTS, Settings, SettingsError, Side
 from crmsync.store.memory import MemoryStore
 from crmsync.testing.rest import ReferenceCrmSide, RestCrmHandle
+from crmsync.usecases import preferences
 
 if TYPE_CHECKING:
     from crmsync.store.firestore import FirestoreStore
@@ -375,8 +376,10 @@ class SyncWorld:
 
     def onboard(self) -> None:
         """The tenant and the connection as onboarding leaves them in the store; each
-        cycle derives its inputs from these, as the worker does (service.cycle_inputs)."""
-        self.store.save_tenant_record({"settings": self.tenant})
+        cycle derives its inputs from these, as the worker does (service.cycle_inputs).
+        Tenant defaults already stored stay (a tenant admin may have changed them)."""
+        if "settings" not in (self.store.tenant_record() or {}):
+            self.store.save_tenant_record({"settings": self.tenant})
         for crm_user in sorted({self.user, *self.syncing_users}):
             self.store.mark_syncing(crm_user, True)
         record: dict[str, Any] = {"settings": self._user_settings}
@@ -399,17 +402,11 @@ class SyncWorld:
         self.store.set_status(self.connection.id, "active")
 
     def settings(self, **changes: Any) -> Settings:
-        """Change the user's settings (SET-1..5); a bad value, or a change not allowed
-        now (the contact sync group after contacts synced, CON-1), raises SettingsError."""
-        self._user_settings = change_settings(
-            self.store,
-            self.connection.id,
-            self.connection.provider,
-            self.tenant,
-            self._user_settings,
-            changes,
-        )
-        self.onboard()
+        """Change the user's settings (SET-1..5) as their tenant admin would on the
+        settings page (SET-6: any setting, locked or not); a bad value, or a change not
+        allowed now (the contact sync group after contacts synced, CON-1), raises
+        SettingsError."""
+        self._preferences(preferences.change, changes, as_admin=True)
         return self.effective_settings()
 
     def reset(self, kind: Kind) -> int:
@@ -417,19 +414,28 @@ class SyncWorld:
         return reset(self.store, self.connection.id, kind)
 
     def exclude(self, kind: Kind, crm_id: str, until: datetime | None = None) -> None:
-        """SET-4: never touch this record (until `until`, when given)."""
-        table = dict(self.effective_settings()["exclusions"])
-        table[kind] = {**table.get(kind, {}), crm_id: until}
-        self.settings(exclusions=table)
+        """SET-4: never touch this record (until `until`, when given), as the user does
+        on their settings page."""
+        self._preferences(preferences.exclude, kind, crm_id, until)
 
     def include(self, kind: Kind, crm_id: str, until: datetime | None = None) -> None:
         """SET-4: sync the record again (until `until`, when given: then it is excluded
         again); the next cycle re-reads it on both sides."""
-        table = dict(self.effective_settings()["exclusions"])
-        table[kind] = {k: v for k, v in table.get(kind, {}).items() if k != crm_id}
-        if until is not None:
-            table[kind][crm_id] = {"included_until": until}
-        self.settings(exclusions=table)
+        self._preferences(preferences.include, kind, crm_id, until)
+
+    def _preferences(self, use_case: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Run a settings page's use case on the world's connection; what it refuses as a
+        bad value raises SettingsError, as the settings layer does."""
+        if self.store.connection_record(self.connection.id) is None:
+            self.onboard()
+        try:
+            use_case(self.services, self.connection.tenant, self.connection.id, *args, **kwargs)
+        except service.Refused as exc:
+            if exc.status != 400:
+                raise
+            raise SettingsError(exc.reason) from exc
+        record = connection_of(self.store, self.connection.id)
+        self._user_settings = dict(record.settings) if record is not None else {}
 
     # -- faults -----------------------------------------------------------------------
     def crash_after(self, n: int) -> None:
@@ -568,7 +574,13 @@ class _OneTenant:
         return self._world.store
 
     def due(self, now: datetime, limit: int, after: Any = None) -> list[Any]:
-        return []
+        """The world's connection, when it is due (it is the one page there is)."""
+        connection = self._world.connection
+        record = self._world.store.connection_record(connection.id)
+        when = (record or {}).get("next_due")
+        if after is not None or limit < 1 or when is None or when > now:
+            return []
+        return [Due(when, connection.tenant, connection.id, record)]
 
     def sessions(self) -> Any:
         from crmsync.store.memory import MemorySessions
@@ -597,6 +609,27 @@ class _WorldKit:
 
     def available(self, services: Any) -> bool:
         return True
+
+    def stop_push(
+        self, services: Any, grants: Any, connection: str, settings: Settings, channel: Any
+    ) -> None:
+        """The world's provider holds no channels: one a test keeps in the directory
+        ends when crmsync forgets it."""
+
+    def choices(
+        self, services: Any, tenant: str, connection: ConnectionRecord, what: str
+    ) -> list[dict[str, str]]:
+        """The memory account has one calendar and one task list, and its contacts are
+        under the label the settings name."""
+        label = str(self._world.effective_settings()["contact_label"])
+        lists = {
+            "calendar": [{"id": "primary", "label": "Calendar"}],
+            "task_list": [{"id": "default", "label": "Tasks"}],
+            "contact_scope": [{"id": label, "label": label}],
+        }
+        if what not in lists:
+            raise ValueError(f"the memory account lists no {what!r}")
+        return lists[what]
 
     def account(
         self,

@@ -57,6 +57,20 @@ HELD = (
 )
 
 
+def calendars(client: GoogleClient) -> list[dict[str, str]]:
+    """The calendars of the account crmsync may write to, for the `calendar` setting
+    (SET-1): each {id: the setting's value ("primary" for the primary one), label}."""
+    entries = client.service("calendar", "v3").calendarList()
+    return [
+        {
+            "id": "primary" if entry.get("primary") else str(entry["id"]),
+            "label": str(entry.get("summaryOverride") or entry.get("summary") or entry["id"]),
+        }
+        for entry in client.listed(entries.list, "calendar calendarList.list", maxResults=250)
+        if entry.get("accessRole") in ("owner", "writer")
+    ]
+
+
 def reminder_of(event: Mapping[str, Any]) -> str | None:
     """The event's reminders as one token (SYN-10): changing them moves `updated` and
     the etag, yet edits nothing crmsync syncs."""

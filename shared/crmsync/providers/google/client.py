@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from google.auth.exceptions import RefreshError, TransportError
@@ -109,6 +109,19 @@ class GoogleClient:
                 self.after_write()
             return answer
         raise AssertionError("unreachable")  # the loop returns or raises
+
+    def listed(
+        self, method: Callable[..., Any], what: str, items: str = "items", **params: Any
+    ) -> Iterator[dict[str, Any]]:
+        """Every item of a listing, page after page (`method` is a resource's list)."""
+        page_token: str | None = None
+        while True:
+            extra = {"pageToken": page_token} if page_token is not None else {}
+            answer = self.execute(method(**params, **extra), what)
+            yield from answer.get(items) or ()
+            page_token = answer.get("nextPageToken")
+            if page_token is None:
+                return
 
     def _delay(self, attempt: int) -> float:
         return float(min(self.backoff * 2.0 ** (attempt - 1), self.max_wait))

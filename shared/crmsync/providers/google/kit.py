@@ -199,6 +199,27 @@ class GoogleKit:
             )
         return GoogleAccount(resources), resources.get("activity")
 
+    # -- the settings pages (SET-1) -------------------------------------------------------
+    def choices(
+        self, services: Any, tenant: str, connection: ConnectionRecord, what: str
+    ) -> list[dict[str, str]]:
+        """What the connection's account offers for a setting: "calendar", "task_list"
+        or "contact_scope" (the contact label), each {id: the setting's value, label}.
+        Raises SyncError when Google cannot be asked."""
+        from crmsync.providers.google.calendar import calendars
+        from crmsync.providers.google.people import labels
+        from crmsync.providers.google.tasks import task_lists
+
+        listers: dict[str, Callable[[Any], list[dict[str, str]]]] = {
+            "calendar": calendars,
+            "task_list": task_lists,
+            "contact_scope": labels,
+        }
+        if what not in listers:
+            raise ValueError(f"Google lists no {what!r}")
+        grants = Grants(services.backend.store(tenant), services.vault, tenant)
+        return listers[what](self.client(services, grants, connection.id, connection.subject))
+
     # -- push (RUN-3, RUN-5) ----------------------------------------------------------------
     def open_push(
         self,

@@ -96,6 +96,24 @@ SEARCH_PAGE = 30  # the most results searchContacts returns
 
 
 # -- reading -----------------------------------------------------------------------------------
+def labels(client: GoogleClient) -> list[dict[str, str]]:
+    """The account's own contact labels, for the `contact_label` setting (CON-2,
+    SET-1): each {id: its name, which the setting holds, label}."""
+    groups = client.service("people", "v1").contactGroups()
+    found = client.listed(
+        groups.list,
+        "people contactGroups.list",
+        items="contactGroups",
+        groupFields="name,groupType",
+        pageSize=1000,
+    )
+    return [
+        {"id": str(group["name"]), "label": str(group["name"])}
+        for group in found
+        if group.get("groupType") == "USER_CONTACT_GROUP" and group.get("name")
+    ]
+
+
 def from_person(person: Mapping[str, Any]) -> dict[str, Any]:
     """Canonical fields of a person, as the provider holds them (raw: to be normalised,
     so data of an odd shape surfaces as an invalid record)."""

@@ -73,6 +73,20 @@ _DONE = ("completed", "cancelled")
 
 
 # -- mapping ---------------------------------------------------------------------------------
+def task_lists(client: GoogleClient) -> list[dict[str, str]]:
+    """The account's task lists, for the `task_list` setting (SET-1): each {id: the
+    setting's value ("default" for the user's default list), label}."""
+    lists = client.service("tasks", "v1").tasklists()
+    default = client.execute(lists.get(tasklist="@default"), "tasks tasklists.get")
+    return [
+        {
+            "id": "default" if found["id"] == default.get("id") else str(found["id"]),
+            "label": str(found.get("title") or found["id"]),
+        }
+        for found in client.listed(lists.list, "tasks tasklists.list", maxResults=100)
+    ]
+
+
 def to_task(fields: Mapping[str, Any]) -> dict[str, Any]:
     """Task fields for the canonical fields given (all of them, or a patch); None
     clears a field, as in a Google patch."""

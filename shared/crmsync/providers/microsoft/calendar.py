@@ -136,6 +136,20 @@ ORDINAL = {name: n for n, name in INDEX.items()}
 _BYDAY = re.compile(r"^([+-]?\d)?(MO|TU|WE|TH|FR|SA|SU)$")
 
 
+def calendars(client: GraphClient) -> list[dict[str, str]]:
+    """The mailbox's calendars crmsync may write to, for the `calendar` setting (SET-1):
+    each {id: the setting's value ("primary" for the default calendar), label}."""
+    params = {"$select": "id,name,isDefaultCalendar,canEdit"}
+    return [
+        {
+            "id": "primary" if found.get("isDefaultCalendar") else str(found["id"]),
+            "label": str(found.get("name") or found["id"]),
+        }
+        for found in client.values("me/calendars", "graph calendars.list", params)
+        if found.get("canEdit") is not False
+    ]
+
+
 def transaction_id(key: str) -> str:
     """Graph's transactionId for a create's idempotency key (SYN-4)."""
     return "crmsync-" + hashlib.sha256(key.encode()).hexdigest()[:32]

@@ -73,6 +73,19 @@ ADDRESS = {
 
 
 # -- reading -----------------------------------------------------------------------------------
+def categories(client: GraphClient) -> list[dict[str, str]]:
+    """The categories the contacts of the default folder carry, for the `contact_label`
+    setting (CON-2, SET-1): each once (Outlook ignores their case), as {id: its name,
+    which the setting holds, label}. Outlook's own category list needs a permission
+    crmsync's sync does not ask for, and these are the ones its contacts use."""
+    found: dict[str, str] = {}
+    params = {"$select": "categories"}
+    for contact in client.values("me/contacts", "graph contacts.list", params):
+        for name in contact.get("categories") or ():
+            found.setdefault(str(name).casefold(), str(name))
+    return [{"id": name, "label": name} for name in sorted(found.values(), key=str.casefold)]
+
+
 def from_contact(contact: Mapping[str, Any]) -> dict[str, Any]:
     """Canonical fields of a contact, as Graph holds them (raw: to be normalised, so data
     of an odd shape surfaces as an invalid record)."""

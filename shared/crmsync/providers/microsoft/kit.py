@@ -187,6 +187,27 @@ class MicrosoftKit:
         chosen = {k: r for k, r in resources.items() if k in kinds}
         return MicrosoftAccount(chosen), _subscriptions(client, synced)
 
+    # -- the settings pages (SET-1) -------------------------------------------------------
+    def choices(
+        self, services: Any, tenant: str, connection: ConnectionRecord, what: str
+    ) -> list[dict[str, str]]:
+        """What the connection's mailbox offers for a setting: "calendar", "task_list"
+        or "contact_scope" (the contacts' category), each {id: the setting's value,
+        label}. Raises SyncError when Graph cannot be asked."""
+        from crmsync.providers.microsoft.calendar import calendars
+        from crmsync.providers.microsoft.contacts import categories
+        from crmsync.providers.microsoft.todo import task_lists
+
+        listers: dict[str, Callable[[Any], list[dict[str, str]]]] = {
+            "calendar": calendars,
+            "task_list": task_lists,
+            "contact_scope": categories,
+        }
+        if what not in listers:
+            raise ValueError(f"Microsoft 365 lists no {what!r}")
+        grants = Grants(services.backend.store(tenant), services.vault, tenant)
+        return listers[what](self.client(services, grants, connection.id, connection.subject))
+
     # -- change notifications (RUN-1, RUN-3, RUN-5) -----------------------------------------
     def open_push(
         self,

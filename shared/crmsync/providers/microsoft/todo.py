@@ -284,6 +284,22 @@ def _link(task: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return None
 
 
+def task_lists(client: GraphClient) -> list[dict[str, str]]:
+    """The mailbox's To Do lists, for the `task_list` setting (SET-1), which names a list
+    by its name: each {id: the setting's value ("default" for the default list),
+    label}. Lists To Do keeps itself (flagged e-mail) are not offered."""
+    found = client.values("me/todo/lists", "graph todoLists.list")
+    return [
+        {
+            "id": "default" if listed.get("wellknownListName") == DEFAULT_LIST else name,
+            "label": name,
+        }
+        for listed in found
+        if listed.get("wellknownListName") in (None, "none", DEFAULT_LIST)
+        and (name := str(listed.get("displayName") or ""))
+    ]
+
+
 # -- the resource ----------------------------------------------------------------------------
 class GraphTasks(RemembersWhatItMade):
     """The to-do side of one Microsoft 365 mailbox: one To Do list (SET-1). "default"
