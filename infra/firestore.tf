@@ -28,6 +28,70 @@ locals {
       query_scope = "COLLECTION"
       fields      = [["kind", "ASCENDING"], ["state", "ASCENDING"]]
     }
+    # FirestoreStore.run_page (HIS-2): a tenant's runs, filtered by any of tenant,
+    # connection, status, trigger, provider and kind, in one of ten orders (a sort other
+    # than `started` is followed by `started`, newest first). Firestore merges one index
+    # per filter that ends in the page's order, so each filter needs one per order.
+    runs_tenant_by_started_asc       = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["tenant", "ASCENDING"], ["started", "ASCENDING"]] }
+    runs_tenant_by_started_desc      = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["tenant", "ASCENDING"], ["started", "DESCENDING"]] }
+    runs_tenant_by_ended_asc         = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["tenant", "ASCENDING"], ["ended", "ASCENDING"], ["started", "DESCENDING"]] }
+    runs_tenant_by_ended_desc        = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["tenant", "ASCENDING"], ["ended", "DESCENDING"], ["started", "DESCENDING"]] }
+    runs_tenant_by_status_asc        = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["tenant", "ASCENDING"], ["status", "ASCENDING"], ["started", "DESCENDING"]] }
+    runs_tenant_by_status_desc       = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["tenant", "ASCENDING"], ["status", "DESCENDING"], ["started", "DESCENDING"]] }
+    runs_tenant_by_duration_asc      = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["tenant", "ASCENDING"], ["duration", "ASCENDING"], ["started", "DESCENDING"]] }
+    runs_tenant_by_duration_desc     = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["tenant", "ASCENDING"], ["duration", "DESCENDING"], ["started", "DESCENDING"]] }
+    runs_tenant_by_trigger_asc       = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["tenant", "ASCENDING"], ["trigger", "ASCENDING"], ["started", "DESCENDING"]] }
+    runs_tenant_by_trigger_desc      = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["tenant", "ASCENDING"], ["trigger", "DESCENDING"], ["started", "DESCENDING"]] }
+    runs_connection_by_started_asc   = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["connection", "ASCENDING"], ["started", "ASCENDING"]] }
+    runs_connection_by_started_desc  = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["connection", "ASCENDING"], ["started", "DESCENDING"]] }
+    runs_connection_by_ended_asc     = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["connection", "ASCENDING"], ["ended", "ASCENDING"], ["started", "DESCENDING"]] }
+    runs_connection_by_ended_desc    = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["connection", "ASCENDING"], ["ended", "DESCENDING"], ["started", "DESCENDING"]] }
+    runs_connection_by_status_asc    = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["connection", "ASCENDING"], ["status", "ASCENDING"], ["started", "DESCENDING"]] }
+    runs_connection_by_status_desc   = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["connection", "ASCENDING"], ["status", "DESCENDING"], ["started", "DESCENDING"]] }
+    runs_connection_by_duration_asc  = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["connection", "ASCENDING"], ["duration", "ASCENDING"], ["started", "DESCENDING"]] }
+    runs_connection_by_duration_desc = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["connection", "ASCENDING"], ["duration", "DESCENDING"], ["started", "DESCENDING"]] }
+    runs_connection_by_trigger_asc   = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["connection", "ASCENDING"], ["trigger", "ASCENDING"], ["started", "DESCENDING"]] }
+    runs_connection_by_trigger_desc  = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["connection", "ASCENDING"], ["trigger", "DESCENDING"], ["started", "DESCENDING"]] }
+    runs_status_by_started_asc       = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["status", "ASCENDING"], ["started", "ASCENDING"]] }
+    runs_status_by_started_desc      = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["status", "ASCENDING"], ["started", "DESCENDING"]] }
+    runs_status_by_ended_asc         = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["status", "ASCENDING"], ["ended", "ASCENDING"], ["started", "DESCENDING"]] }
+    runs_status_by_ended_desc        = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["status", "ASCENDING"], ["ended", "DESCENDING"], ["started", "DESCENDING"]] }
+    runs_status_by_status_asc        = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["status", "ASCENDING"], ["status", "ASCENDING"], ["started", "DESCENDING"]] }
+    runs_status_by_status_desc       = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["status", "ASCENDING"], ["status", "DESCENDING"], ["started", "DESCENDING"]] }
+    runs_status_by_duration_asc      = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["status", "ASCENDING"], ["duration", "ASCENDING"], ["started", "DESCENDING"]] }
+    runs_status_by_duration_desc     = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["status", "ASCENDING"], ["duration", "DESCENDING"], ["started", "DESCENDING"]] }
+    runs_status_by_trigger_asc       = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["status", "ASCENDING"], ["trigger", "ASCENDING"], ["started", "DESCENDING"]] }
+    runs_status_by_trigger_desc      = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["status", "ASCENDING"], ["trigger", "DESCENDING"], ["started", "DESCENDING"]] }
+    runs_trigger_by_started_asc      = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["trigger", "ASCENDING"], ["started", "ASCENDING"]] }
+    runs_trigger_by_started_desc     = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["trigger", "ASCENDING"], ["started", "DESCENDING"]] }
+    runs_trigger_by_ended_asc        = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["trigger", "ASCENDING"], ["ended", "ASCENDING"], ["started", "DESCENDING"]] }
+    runs_trigger_by_ended_desc       = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["trigger", "ASCENDING"], ["ended", "DESCENDING"], ["started", "DESCENDING"]] }
+    runs_trigger_by_status_asc       = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["trigger", "ASCENDING"], ["status", "ASCENDING"], ["started", "DESCENDING"]] }
+    runs_trigger_by_status_desc      = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["trigger", "ASCENDING"], ["status", "DESCENDING"], ["started", "DESCENDING"]] }
+    runs_trigger_by_duration_asc     = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["trigger", "ASCENDING"], ["duration", "ASCENDING"], ["started", "DESCENDING"]] }
+    runs_trigger_by_duration_desc    = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["trigger", "ASCENDING"], ["duration", "DESCENDING"], ["started", "DESCENDING"]] }
+    runs_trigger_by_trigger_asc      = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["trigger", "ASCENDING"], ["trigger", "ASCENDING"], ["started", "DESCENDING"]] }
+    runs_trigger_by_trigger_desc     = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["trigger", "ASCENDING"], ["trigger", "DESCENDING"], ["started", "DESCENDING"]] }
+    runs_provider_by_started_asc     = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["provider", "ASCENDING"], ["started", "ASCENDING"]] }
+    runs_provider_by_started_desc    = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["provider", "ASCENDING"], ["started", "DESCENDING"]] }
+    runs_provider_by_ended_asc       = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["provider", "ASCENDING"], ["ended", "ASCENDING"], ["started", "DESCENDING"]] }
+    runs_provider_by_ended_desc      = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["provider", "ASCENDING"], ["ended", "DESCENDING"], ["started", "DESCENDING"]] }
+    runs_provider_by_status_asc      = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["provider", "ASCENDING"], ["status", "ASCENDING"], ["started", "DESCENDING"]] }
+    runs_provider_by_status_desc     = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["provider", "ASCENDING"], ["status", "DESCENDING"], ["started", "DESCENDING"]] }
+    runs_provider_by_duration_asc    = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["provider", "ASCENDING"], ["duration", "ASCENDING"], ["started", "DESCENDING"]] }
+    runs_provider_by_duration_desc   = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["provider", "ASCENDING"], ["duration", "DESCENDING"], ["started", "DESCENDING"]] }
+    runs_provider_by_trigger_asc     = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["provider", "ASCENDING"], ["trigger", "ASCENDING"], ["started", "DESCENDING"]] }
+    runs_provider_by_trigger_desc    = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["provider", "ASCENDING"], ["trigger", "DESCENDING"], ["started", "DESCENDING"]] }
+    runs_kinds_by_started_asc        = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["kinds", "CONTAINS"], ["started", "ASCENDING"]] }
+    runs_kinds_by_started_desc       = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["kinds", "CONTAINS"], ["started", "DESCENDING"]] }
+    runs_kinds_by_ended_asc          = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["kinds", "CONTAINS"], ["ended", "ASCENDING"], ["started", "DESCENDING"]] }
+    runs_kinds_by_ended_desc         = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["kinds", "CONTAINS"], ["ended", "DESCENDING"], ["started", "DESCENDING"]] }
+    runs_kinds_by_status_asc         = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["kinds", "CONTAINS"], ["status", "ASCENDING"], ["started", "DESCENDING"]] }
+    runs_kinds_by_status_desc        = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["kinds", "CONTAINS"], ["status", "DESCENDING"], ["started", "DESCENDING"]] }
+    runs_kinds_by_duration_asc       = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["kinds", "CONTAINS"], ["duration", "ASCENDING"], ["started", "DESCENDING"]] }
+    runs_kinds_by_duration_desc      = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["kinds", "CONTAINS"], ["duration", "DESCENDING"], ["started", "DESCENDING"]] }
+    runs_kinds_by_trigger_asc        = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["kinds", "CONTAINS"], ["trigger", "ASCENDING"], ["started", "DESCENDING"]] }
+    runs_kinds_by_trigger_desc       = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["kinds", "CONTAINS"], ["trigger", "DESCENDING"], ["started", "DESCENDING"]] }
   }
 
   # Documents Firestore deletes (within a day) after the time in this field.
@@ -44,7 +108,7 @@ locals {
   firestore_unindexed_fields = {
     links        = ["base", "pending", "saved"]
     runs         = ["counts", "errors", "expire_at"]
-    items        = ["changes", "expire_at"]
+    items        = ["changes", "label", "expire_at"]
     queue        = ["crm_values", "provider_values"]
     connections  = ["record", "grant", "cursors", "retries"]
     oauth_states = ["expires_at"]
@@ -92,8 +156,9 @@ resource "google_firestore_index" "crmsync" {
   dynamic "fields" {
     for_each = each.value.fields
     content {
-      field_path = fields.value[0]
-      order      = fields.value[1]
+      field_path   = fields.value[0]
+      order        = fields.value[1] == "CONTAINS" ? null : fields.value[1]
+      array_config = fields.value[1] == "CONTAINS" ? "CONTAINS" : null
     }
   }
 }

@@ -65,6 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     tenant.add_argument("--crm-base-url", required=True, help="the CRM contract's base URL")
     tenant.add_argument("--seats", type=int, default=10, help="connections allowed (AUTH-6)")
     tenant.add_argument(
+        "--crm-record-url",
+        help="where a record opens in the CRM, e.g. https://crm.example/{kind}/{id} (HIS-4)",
+    )
+    tenant.add_argument(
         "--providers", help="the providers users may connect, comma-separated (default: all)"
     )
     tenant.add_argument(
@@ -128,6 +132,7 @@ def register_tenant(deployment: Any, args: argparse.Namespace) -> str:
         allowed_providers=_listed(args.providers),
         allowed_services=_listed(args.services),
         admins=_listed(args.admins),
+        crm_record_url=args.crm_record_url,
     )
     return f"tenant {args.id} registered; its admin token (shown once): {admin}"
 

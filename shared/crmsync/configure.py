@@ -9,7 +9,8 @@ of the connection to follow, or are not allowed once it exists:
   makes the next cycle list the affected feeds whole, so records that did not change
   still enter or leave the sync (CAL-1, CAL-3, CAL-4);
 - a record taken off the exclusion list is read again on both sides by the next cycle,
-  so changes made while it was excluded sync (SET-4).
+  so changes made while it was excluded sync (SET-4);
+- how long history is kept is the tenant's to decide, not a user's (HIS-3).
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from crmsync.settings import (
     resolve,
     without,
 )
+
+# Settings only a tenant sets for everyone: a user's layer never holds them.
+TENANT_ONLY: tuple[SettingName, ...] = ("history_days",)
 
 # Settings whose change alters which records of a feed are in scope: (side, kind) feeds
 # to list whole on the next cycle.
@@ -52,6 +56,9 @@ def change_settings(
     a change that is not allowed now. `reset` names settings (dotted paths too) the
     user takes back, so the tenant's or provider's default applies again. Updates the
     stored state the change affects."""
+    for name in TENANT_ONLY:
+        if name in changes:
+            raise SettingsError(f"{name}: set by the tenant for everyone, not per user")
     before = resolve(provider, tenant, current)
     layer = without(overlay(current, changes), reset, before.values)
     after = resolve(provider, tenant, layer)
@@ -105,11 +112,23 @@ def reset(store: Store, connection: str, kind: Kind) -> int:
     return len(links)
 
 
-def recheck(store: Store, connection: str, kind: Kind, crm_id: str) -> None:
-    """The next cycle reads this CRM record, and its linked provider record, again."""
+def recheck(
+    store: Store,
+    connection: str,
+    kind: Kind,
+    crm_id: str | None = None,
+    provider_id: str | None = None,
+) -> None:
+    """The next cycle reads this CRM record and/or provider record again, and the
+    record each is linked to on the other side."""
+    crm_ids = [crm_id] if crm_id else []
+    provider_ids = [provider_id] if provider_id else []
     pending = store.retries(connection, kind)
-    pending.add(("crm", crm_id))
-    for link in store.links_for(connection, kind, [crm_id], []):
+    pending.update(("crm", i) for i in crm_ids)
+    pending.update(("provider", i) for i in provider_ids)
+    for link in store.links_for(connection, kind, crm_ids, provider_ids):
+        if link.crm_id:
+            pending.add(("crm", link.crm_id))
         if link.provider_id:
             pending.add(("provider", link.provider_id))
     store.set_retries(connection, kind, pending)

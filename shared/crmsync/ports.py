@@ -84,6 +84,38 @@ class Due:
     record: Mapping[str, Any] | None = field(default=None, compare=False)  # as listed
 
 
+# HIS-2: what a page of runs may be sorted by (a tie: the newest started first).
+RUN_SORTS: tuple[str, ...] = ("started", "ended", "status", "duration", "trigger")
+
+
+@dataclass(frozen=True, slots=True)
+class RunQuery:
+    """Which of a tenant's runs a page of history shows (HIS-2): those of `connections`
+    (None: every connection of the tenant), narrowed by each filter given (`kind`: the
+    run touched records of that kind; `since` / `until`: when it started), in `sort`
+    order, `limit` of them after the page whose token is `after`."""
+
+    connections: tuple[str, ...] | None = None
+    status: str | None = None
+    trigger: str | None = None
+    kind: str | None = None
+    provider: str | None = None
+    since: datetime | None = None  # started at or after
+    until: datetime | None = None  # started before
+    sort: str = "started"
+    descending: bool = True
+    limit: int = 50
+    after: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunPage:
+    """One page of runs, and the token of the page after it (None: this is the last)."""
+
+    runs: list[dict[str, Any]]
+    next: str | None = None
+
+
 class RecordSide(Protocol):
     """What the cycle reads and writes on either side."""
 
@@ -205,10 +237,19 @@ class Store(Protocol):
     def drop_queue_item(self, connection: str, item_id: str) -> None: ...
     def queue(self, connection: str) -> list[dict[str, Any]]: ...
     def resolve_queue_item(self, connection: str, item_id: str, choice: Side) -> None: ...
-    def save_run(self, connection: str, run: Mapping[str, Any]) -> None: ...
+    def save_run(self, connection: str, run: Mapping[str, Any]) -> None:
+        """Keep the run; it is erased the deployment's retention after it ended, or its
+        own `history_days` (the tenant's, HIS-3) when that is shorter."""
+
     def add_items(
-        self, connection: str, run_id: str, items: Sequence[Mapping[str, Any]]
-    ) -> None: ...
+        self,
+        connection: str,
+        run_id: str,
+        items: Sequence[Mapping[str, Any]],
+        history_days: int | None = None,
+    ) -> None:
+        """Append the run's items; each is erased as its run is (HIS-3)."""
+
     def runs(self, connection: str) -> list[dict[str, Any]]: ...
     def items(self, connection: str, run_id: str) -> list[dict[str, Any]]: ...
     def interrupt_run(self, connection: str, run_id: str, now: datetime) -> bool:
@@ -334,6 +375,13 @@ class TenantStore(Protocol):
     def set_status(self, connection: str, status: str, reason: str = "") -> None: ...
     def channels_of(self, connection: str) -> list[Channel]: ...
     def runs(self, connection: str) -> list[dict[str, Any]]: ...
+    def run(self, connection: str, run_id: str) -> dict[str, Any] | None: ...
+    def items(self, connection: str, run_id: str) -> list[dict[str, Any]]: ...
+    def run_page(self, query: RunQuery) -> RunPage:
+        """A page of the tenant's runs (HIS-2), reading only that page's documents;
+        ValueError for a query no store answers (a sort it does not know, a token of
+        another query)."""
+
     def lease_holder(self, connection: str) -> str | None: ...
 
 

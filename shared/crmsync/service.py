@@ -149,13 +149,18 @@ def create_tenant(
     allowed_providers: Sequence[str] | None = None,
     allowed_services: Sequence[str] | None = None,
     admins: Sequence[str] | None = None,
+    crm_record_url: str | None = None,
 ) -> str:
     """Register a tenant with its CRM; returns the tenant admin's token (shown once).
     `allowed_providers` and `allowed_services` ("sync", "mail") are what its users may
     connect (SET-2; all when not given); `admins` the users (ids or e-mail addresses)
-    who sign in to the web app as its admins. Everything is checked before anything is
-    written: a refused registration leaves the store as it was."""
+    who sign in to the web app as its admins. `crm_record_url`, a template such as
+    `https://crm.example/{kind}/{id}`, is where a person opens a record in the CRM
+    (HIS-4). Everything is checked before anything is written: a refused registration
+    leaves the store as it was."""
     _check_tenant(tenant, name, crm_base_url, seats, (crm_token, event_secret))
+    if crm_record_url is not None:
+        _check_record_url(crm_record_url)
     try:  # SET-2: tenant defaults and what the tenant allows must be valid
         TenantSettings(
             settings or {},
@@ -168,7 +173,8 @@ def create_tenant(
     store = services.backend.store(tenant)
     record: dict[str, Any] = {
         "name": name,
-        "crm": {"base_url": crm_base_url},
+        "crm": {"base_url": crm_base_url}
+        | ({"record_url": crm_record_url} if crm_record_url else {}),
         "crm_token": services.vault.seal(crm_token.encode(), f"{tenant}/crm-token"),
         "event_secret": services.vault.seal(event_secret.encode(), f"{tenant}/event-secret"),
         "admin_token_digest": _digest(admin_secret),
@@ -202,6 +208,18 @@ def _check_tenant(
         raise Refused(400, "seats cannot be fewer than 0")
     if not all(crm_secrets):
         raise Refused(400, "the CRM's API token and its event secret cannot be empty")
+
+
+def _check_record_url(template: str) -> None:
+    """A CRM record's address: http(s), with the record's {id} (and maybe its {kind})."""
+    filled = template.replace("{kind}", "k").replace("{id}", "i")
+    address = urlsplit(filled)
+    if address.scheme not in ("https", "http") or not address.hostname:
+        raise Refused(400, "the CRM's record URL is not an http(s) address")
+    if "{" in filled or "}" in filled:
+        raise Refused(400, "the CRM's record URL may name only {kind} and {id}")
+    if "{id}" not in template:
+        raise Refused(400, "the CRM's record URL must name the record's {id}")
 
 
 ADMIN_REALM = "crmsync admin"

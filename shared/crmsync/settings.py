@@ -74,6 +74,7 @@ SettingName: TypeAlias = Literal[
     "provider_recurring_todos",
     "exclusions",
     "custom_fields",
+    "history_days",
 ]
 
 # The user-settings contract (SET-1, SET-3, SET-4, SET-5) with its base defaults.
@@ -119,6 +120,9 @@ BASE_DEFAULTS: dict[str, Any] = {
     "exclusions": {kind: {} for kind in KINDS},
     # SYN-1: CRM custom field name -> {"provider": key there, "transform": optional}
     "custom_fields": {kind: {} for kind in KINDS},
+    # HIS-3: how many days the tenant's sync history is kept; None: the deployment's
+    # CRMSYNC_HISTORY_DAYS, which also bounds a longer one. A tenant setting only.
+    "history_days": None,
 }
 
 _ACTIVITY_PROVIDER_FIELDS = [
@@ -423,6 +427,9 @@ def validate(provider: str, values: dict[str, Any]) -> dict[str, Any]:
         value = values[name]
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise SettingsError(f"{name}: expected a whole number of at least {low}")
+    days = values["history_days"]
+    if days is not None and (not isinstance(days, int) or isinstance(days, bool) or days < 1):
+        raise SettingsError("history_days: expected a whole number of at least 1, or null")
     ratio = values["mass_delete_ratio"]
     if not isinstance(ratio, int | float) or isinstance(ratio, bool) or not 0 < ratio <= 1:
         raise SettingsError("mass_delete_ratio: expected a fraction above 0 and at most 1")

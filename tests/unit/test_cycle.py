@@ -506,6 +506,23 @@ def test_SYN5_delete_failing_again_after_a_killed_cycle_still_happens() -> None:
     assert subjects(world.provider.all("activity")) == ["Review"]
 
 
+def test_SYN4_a_create_failing_twice_while_its_record_is_edited_still_happens() -> None:
+    """A failed batch create stays journaled on its link; when resuming it fails too
+    and the record was edited meanwhile, the plan waits for it and keeps the write the
+    link holds, so the next cycle still sends it, then the edit."""
+    world = SyncWorld()
+    crm_id = world.crm.create("todo", {"subject": "Flaky", "due": "2026-11-04"})
+    world.fail("provider", "create", "transient", times=2)
+    world.sync()
+    world.crm.update("todo", crm_id, {"subject": "Edited"})
+
+    assert world.sync()["status"] == "partial"
+    sync_until_quiet(world)
+
+    assert [t["subject"] for t in world.provider.all("todo")] == ["Edited"]
+    assert [link["state"] for link in world.links("todo")] == ["linked"]
+
+
 def only_link(world: SyncWorld) -> dict[str, Any]:
     links = world.links("activity")
     assert len(links) == 1, links

@@ -78,6 +78,7 @@ class History:
         self.items.append(
             {
                 "kind": kind,
+                "label": label(kind, link.base if link else {}),
                 "outcome": outcome,
                 "direction": direction,
                 "crm_id": (link.crm_id if link else None) or crm_id,
@@ -103,9 +104,11 @@ class History:
         self.count(kind, "fail")
         message = f"{type(exc).__name__}: {exc}"
         self.errors.append(message)
+        planned = decision.link or decision.dropped or decision.previous if decision else None
         self.items.append(
             {
                 "kind": kind,
+                "label": label(kind, planned.base if planned else {}),
                 "outcome": "fail",
                 "direction": decision.direction if decision else "none",
                 "crm_id": crm_id,
@@ -128,3 +131,19 @@ class History:
             self.unread.append(kind)
         self.errors.append(f"{kind}: {type(exc).__name__}: {exc}")
         log.warning("kind skipped", extra={**self.where, "kind": kind, "error": type(exc).__name__})
+
+
+LABEL_LENGTH = 80
+
+
+def label(kind: Kind, fields: Mapping[str, Any]) -> str:
+    """A short name of a record for people reading its history: a contact's name (else
+    its first e-mail address or company), an activity's or to-do's subject; "" when
+    the fields say none."""
+    if kind == "contact":
+        name = " ".join(str(fields.get(f) or "") for f in ("first_name", "last_name")).strip()
+        emails = fields.get("emails") or ()
+        found = name or (str(emails[0]) if emails else "") or str(fields.get("company") or "")
+    else:
+        found = str(fields.get("subject") or "")
+    return found if len(found) <= LABEL_LENGTH else found[: LABEL_LENGTH - 1] + "…"

@@ -1,9 +1,10 @@
 """Settling what a killed or failed run journaled before its remote writes (SYN-4).
 
 A link in state `creating` holds the create it was about to send: it is sent again
-with the same idempotency key, so it can never happen twice. A link in state
-`applying` holds the writes of one decision: each is checked on its side, field by
-field, to find out which reached it.
+with the same idempotency key, so it can never happen twice; while its CRM record is
+on the user's exception list it waits, untouched (SET-4). A link in state `applying`
+holds the writes of one decision: each is checked on its side, field by field, to find
+out which reached it.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Journal:
     sides: Sides
     view: View  # how a side holds canonical values (the lens), for unwritten fields
     history: History
+    excluded: Callable[[Kind, str], bool] = lambda kind, crm_id: False  # SET-4, now
 
     def settle(self, kinds: Iterable[Kind]) -> None:
         """Finish what a killed run journaled for records of `kinds`."""
@@ -41,6 +43,8 @@ class Journal:
         for link in self.store.journaled_links(self.connection):
             if link.kind not in wanted:
                 continue  # a cycle of the other kinds settles it
+            if link.state == "creating" and link.crm_id and self.excluded(link.kind, link.crm_id):
+                continue  # sent once the user includes the record again
             try:
                 if link.state == "creating":
                     self.finish_create(link)

@@ -110,6 +110,8 @@ class Cycle:
             "id": self.run_id,
             "connection": self.conn,
             "tenant": self.connection.tenant,
+            "user": self.connection.user,
+            "provider": self.connection.provider,
             "trigger": self.trigger,
             "started": started,
             "ended": None,
@@ -118,6 +120,8 @@ class Cycle:
             "unread": self.history.unread,
             "errors": self.history.errors,
         }
+        if self.settings["history_days"] is not None:  # the tenant keeps history shorter
+            run["history_days"] = self.settings["history_days"]
         held = self.hold(started)
         if held is not True:  # asked of the holder (when its lease runs out), or not
             return {**run, "status": RunStatus.BUSY, "ended": started, "asked": held or None}
@@ -197,7 +201,7 @@ class Cycle:
             self._retry_after = max(self._retry_after or 0.0, float(wait))
 
     def finish_run(self, run: dict[str, Any], status: RunStatus, pending: list[Kind]) -> None:
-        self.store.add_items(self.conn, self.run_id, self.history.items)
+        self.store.add_items(self.conn, self.run_id, self.history.items, run.get("history_days"))
         run.update(status=status, ended=self.clock(), pending=pending)
         if self._retry_after is not None:
             run["retry_after"] = self._retry_after  # throttled: when to come back (RUN-6)
@@ -264,7 +268,14 @@ class Cycle:
         return crm_view(kind, fields, ctx) if side == "crm" else provider_view(kind, fields, ctx)
 
     def journal(self) -> Journal:
-        return Journal(self.store, self.conn, self.sides, self.view, self.history)
+        return Journal(
+            self.store,
+            self.conn,
+            self.sides,
+            self.view,
+            self.history,
+            lambda kind, crm_id: self.settings.excluded(kind, crm_id, self.clock()),
+        )
 
     def applier(self) -> Applier:
         return Applier(

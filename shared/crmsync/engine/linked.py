@@ -46,9 +46,10 @@ def decide_linked(planning: Planning, pair: Pair) -> Decision:
 
 
 def unfinished(planning: Planning, pair: Pair) -> Decision:
-    """SYN-4: a write journaled on the link is unfinished: retry once it is done."""
+    """SYN-4: a write journaled on the link is unfinished: retry once it is done. The
+    link stays as the journal keeps it, with the write it holds."""
     reason = "an earlier write to this record is still unfinished"
-    return decision(planning, pair, outcome="skip", link=pair.link, retry=True, reason=reason)
+    return decision(planning, pair, outcome="skip", retry=True, reason=reason)
 
 
 def unreadable(planning: Planning, pair: Pair, error: str) -> Decision:

@@ -7,7 +7,9 @@ the memory store.
                                           status, reason, grant{..}, lease{holder, expires},
                                           cursors{side_kind: cursor}, retries{kind: [side:id]}
     .../connections/{c}/links/{l}         one link, with crm_lookup, provider_lookup, saved
-    .../connections/{c}/runs/{r}          one run, with expire_at (TTL)
+    .../connections/{c}/runs/{r}          one run, with tenant, connection, kinds and
+                                          duration for the history's queries, and
+                                          expire_at (TTL)
     .../connections/{c}/runs/{r}/items/{i}  one history item, with seq and expire_at (TTL)
     .../connections/{c}/queue/{q}         one queue item
     channels/{id}                         push channel → tenant and connection
@@ -59,12 +61,24 @@ from crmsync.auth.state import TTL as STATE_TTL
 from crmsync.engine.plan import AccountSpec, Hold, Intent, Write
 from crmsync.engine.records import Link
 from crmsync.model import Activity, Address, Contact, Kind, Phone, Regarding, Todo
-from crmsync.ports import INTERRUPTED, Ask, Channel, Due, NextDue, RunStatus, mailbox_digest
+from crmsync.ports import (
+    INTERRUPTED,
+    RUN_SORTS,
+    Ask,
+    Channel,
+    Due,
+    NextDue,
+    RunPage,
+    RunQuery,
+    RunStatus,
+    mailbox_digest,
+)
 from crmsync.settings import Side
+from crmsync.store import runs as paging
+from crmsync.store.runs import RETENTION
 
 Snapshot: TypeAlias = "firestore.DocumentSnapshot[firestore.DocumentReference]"
 
-RETENTION = timedelta(days=90)
 BATCH_LIMIT = 500  # writes per commit
 IN_LIMIT = 30  # values per `in` filter
 LEASE_ATTEMPTS = 8
@@ -86,7 +100,7 @@ TTL_FIELDS: dict[str, str] = {
 UNINDEXED_FIELDS: dict[str, tuple[str, ...]] = {
     "links": ("base", "pending", "saved"),
     "runs": ("counts", "errors", "expire_at"),
-    "items": ("changes", "expire_at"),
+    "items": ("changes", "label", "expire_at"),
     "queue": ("crm_values", "provider_values"),
     "connections": ("record", "grant", "cursors", "retries"),
     "oauth_states": ("expires_at",),
@@ -97,12 +111,43 @@ UNINDEXED_FIELDS: dict[str, tuple[str, ...]] = {
 
 @dataclasses.dataclass(frozen=True)
 class Index:
-    """A composite index a query of this module needs (`fields`: path and order)."""
+    """A composite index a query of this module needs (`fields`: path and order, or
+    CONTAINS for the values of an array)."""
 
     collection_group: str
     fields: tuple[tuple[str, str], ...]
     query_scope: str = "COLLECTION"
 
+
+# FirestoreStore.run_page (HIS-2): every tenant's runs in one collection group, queried
+# with `tenant ==`, any of the filters below, and one sort. Firestore merges one index per
+# filter field that ends in the page's order, so each filter needs one index per order,
+# not one per combination of filters; a sort other than `started` is followed by
+# `started` (newest first), which also serves a time window with that sort.
+_RUN_FILTERS: tuple[tuple[str, str], ...] = (
+    ("tenant", "ASCENDING"),
+    ("connection", "ASCENDING"),
+    ("status", "ASCENDING"),
+    ("trigger", "ASCENDING"),
+    ("provider", "ASCENDING"),
+    ("kinds", "CONTAINS"),
+)
+
+
+def _run_orders() -> list[tuple[tuple[str, str], ...]]:
+    out: list[tuple[tuple[str, str], ...]] = []
+    for sort in RUN_SORTS:
+        for direction in ("ASCENDING", "DESCENDING"):
+            then = () if sort == "started" else (("started", "DESCENDING"),)
+            out.append(((sort, direction), *then))
+    return out
+
+
+_RUN_INDEXES = tuple(
+    Index("runs", (field, *order), "COLLECTION_GROUP")
+    for field in _RUN_FILTERS
+    for order in _run_orders()
+)
 
 INDEXES: tuple[Index, ...] = (
     # FirestoreBackend.due: next_due <= now, ordered by (next_due, tenant, id).
@@ -117,10 +162,12 @@ INDEXES: tuple[Index, ...] = (
     Index("channels", (("tenant", "ASCENDING"), ("connection", "ASCENDING"))),
     # FirestoreStore.linked_count: kind == k and state in (linked, conflict).
     Index("links", (("kind", "ASCENDING"), ("state", "ASCENDING"))),
+    *_RUN_INDEXES,
 )
 
 _JOURNALED = ["creating", "applying"]
 _USER_ID = "~user"  # a user document's own field for the user's id
+_RUN_INTERNAL = ("expire_at", "kinds", "duration")  # kept for queries, not part of a run
 _COUNTED = ["linked", "conflict"]
 _PLAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+#:=-]{0,127}")
 _PLAIN_ID_RESERVED = re.compile(r"__.*__")
@@ -271,11 +318,6 @@ def _chunks(values: Sequence[str], size: int) -> Iterator[Sequence[str]]:
 def _created(snap: Snapshot) -> datetime:
     created = snap.create_time
     return created if isinstance(created, datetime) else datetime.min.replace(tzinfo=UTC)
-
-
-def _expiry(moment: Any, retention: timedelta) -> datetime:
-    start = moment if isinstance(moment, datetime) and moment.tzinfo else datetime.now(UTC)
-    return start + retention
 
 
 def _link_fields(link: Link) -> dict[str, Any]:
@@ -601,22 +643,40 @@ class FirestoreStore:
         except gexc.NotFound:
             raise KeyError(f"no queue item {item_id!r}") from None
 
-    # -- history (HIS-1, HIS-3) ---------------------------------------------------------
-    def save_run(self, connection: str, run: Mapping[str, Any]) -> None:
-        """Store the run; it expires `retention` after it ended (or started)."""
-        ref = self._runs(connection).document(_hashed_id("run", str(run["id"])))
-        expire_at = _expiry(run.get("ended") or run.get("started"), self.retention)
-        self.writes += 1
-        ref.set({**_fields(run), "expire_at": expire_at})
+    # -- history (HIS-1, HIS-2, HIS-3) ---------------------------------------------------
+    def _run(self, connection: str, run_id: str) -> firestore.DocumentReference:
+        return self._runs(connection).document(_hashed_id("run", run_id))
 
-    def add_items(self, connection: str, run_id: str, items: Sequence[Mapping[str, Any]]) -> None:
-        """Append the run's items, ≤500 per commit; each expires `retention` after it
-        happened."""
+    def _kept(self, days: Any) -> timedelta:
+        return paging.retention(self.retention, days)
+
+    def save_run(self, connection: str, run: Mapping[str, Any]) -> None:
+        """Store the run with what a page query needs of it (its tenant, connection, the
+        kinds it touched, its duration); it expires `retention` (or the tenant's shorter
+        `history_days`) after it ended, or started."""
+        moment = run.get("ended") or run.get("started")
+        expire_at = paging.expiry(moment, self._kept(run.get("history_days")))
+        where = {"tenant": self.tenant, "connection": connection}
+        self.writes += 1
+        self._run(connection, str(run["id"])).set(
+            {**_fields({**run, **where, **paging.derived(run)}), "expire_at": expire_at}
+        )
+
+    def add_items(
+        self,
+        connection: str,
+        run_id: str,
+        items: Sequence[Mapping[str, Any]],
+        history_days: int | None = None,
+    ) -> None:
+        """Append the run's items, ≤500 per commit; each expires as long after it
+        happened as its run is kept."""
         collection = self._items(connection, run_id)
+        kept = self._kept(history_days)
         for start in range(0, len(items), BATCH_LIMIT):
             batch = self.client.batch()
             for seq, item in enumerate(items[start : start + BATCH_LIMIT], start):
-                expire_at = _expiry(item.get("at"), self.retention)
+                expire_at = paging.expiry(item.get("at"), kept)
                 batch.set(
                     collection.document(), {**_fields(item), "seq": seq, "expire_at": expire_at}
                 )
@@ -625,23 +685,69 @@ class FirestoreStore:
 
     def runs(self, connection: str) -> list[dict[str, Any]]:
         found = sorted(self._query(self._runs(connection)), key=_created)
-        return [_record(s.to_dict(), ("expire_at",)) for s in found]
+        return [_record(s.to_dict(), _RUN_INTERNAL) for s in found]
+
+    def run(self, connection: str, run_id: str) -> dict[str, Any] | None:
+        snap = self._get(self._run(connection, run_id))
+        return _record(snap.to_dict(), _RUN_INTERNAL) if snap.exists else None
+
+    def run_page(self, query: RunQuery) -> RunPage:
+        """A page of the tenant's runs: one collection-group query that reads the page
+        and one run more (to tell whether another page follows), from where the token
+        left off."""
+        orders = paging.orders(query)
+        if query.connections is not None and not query.connections:
+            return RunPage([])
+        found = self._query(self._page_query(query, orders))
+        rows = [s.to_dict() or {} for s in found]
+        runs = [_record(row, _RUN_INTERNAL) for row in rows[: query.limit]]
+        if len(rows) <= query.limit:
+            return RunPage(runs)
+        last = _record(rows[query.limit - 1])
+        values = [last.get(name) for name, _ in orders]
+        return RunPage(runs, paging.token(query, values, str(last["connection"]), last["id"]))
+
+    def _page_query(self, query: RunQuery, orders: list[paging.Order]) -> Any:
+        page: Any = self.client.collection_group("runs").where(
+            filter=firestore.FieldFilter("tenant", "==", self.tenant)
+        )
+        if query.connections is not None:
+            page = page.where(
+                filter=firestore.FieldFilter("connection", "in", list(query.connections))
+            )
+        for name in ("status", "trigger", "provider"):
+            if getattr(query, name) is not None:
+                page = page.where(filter=firestore.FieldFilter(name, "==", getattr(query, name)))
+        if query.kind is not None:
+            page = page.where(filter=firestore.FieldFilter("kinds", "array_contains", query.kind))
+        if query.since is not None:
+            page = page.where(filter=firestore.FieldFilter("started", ">=", query.since))
+        if query.until is not None:
+            page = page.where(filter=firestore.FieldFilter("started", "<", query.until))
+        for name, down in [*orders, (FieldPath.document_id(), orders[-1][1])]:
+            page = page.order_by(name, direction="DESCENDING" if down else "ASCENDING")
+        if query.after is not None:
+            values, connection, run_id = paging.position(query, query.after)
+            page = page.start_after([*values, self._run(connection, run_id)])
+        return page.limit(query.limit + 1)
 
     def interrupt_run(self, connection: str, run_id: str, now: datetime) -> bool:
         """Only a run still `running` as read is changed (a precondition on its update
         time), so a run that finished meanwhile keeps its own ending."""
-        ref = self._runs(connection).document(_hashed_id("run", run_id))
+        ref = self._run(connection, run_id)
         snap = self._get(ref)
         data = snap.to_dict() or {} if snap.exists else {}
         if data.get("status") != RunStatus.RUNNING:
             return False
         errors = [*_decode(data.get("errors") or []), INTERRUPTED]
+        ended = {"status": RunStatus.INTERRUPTED, "ended": now, "errors": errors}
+        took = paging.derived({"started": _decode(data.get("started")), "ended": now})
         try:
             self.writes += 1
             ref.update(
                 {
-                    **_fields({"status": RunStatus.INTERRUPTED, "ended": now, "errors": errors}),
-                    "expire_at": _expiry(now, self.retention),
+                    **_fields({**ended, "duration": took["duration"]}),
+                    "expire_at": paging.expiry(now, self._kept(data.get("history_days"))),
                 },
                 option=self.client.write_option(last_update_time=snap.update_time),
             )

@@ -9,12 +9,24 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
+from functools import cmp_to_key
 from typing import Any
 
 from crmsync.engine.records import Link
 from crmsync.model import Kind
-from crmsync.ports import INTERRUPTED, Ask, Channel, Due, NextDue, RunStatus, mailbox_digest
+from crmsync.ports import (
+    INTERRUPTED,
+    Ask,
+    Channel,
+    Due,
+    NextDue,
+    RunPage,
+    RunQuery,
+    RunStatus,
+    mailbox_digest,
+)
 from crmsync.settings import Side
+from crmsync.store import runs as paging
 
 
 class MemoryStore:
@@ -29,8 +41,10 @@ class MemoryStore:
         states: dict[str, dict[str, Any]] | None = None,
         mailboxes: dict[tuple[str, str], str] | None = None,
         nonces: dict[str, datetime] | None = None,
+        retention: timedelta = paging.RETENTION,
     ) -> None:
         self.tenant = tenant
+        self.retention = retention
         self._tenant_record: dict[str, Any] | None = None
         self._users: dict[str, dict[str, Any]] = {}
         self._connections: dict[str, dict[str, Any]] = {}
@@ -43,6 +57,9 @@ class MemoryStore:
         self._queue: dict[str, dict[str, dict[str, Any]]] = {}
         self._runs: dict[str, dict[str, dict[str, Any]]] = {}
         self._items: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        # when each run and item is erased (Firestore: their TTL field, HIS-3)
+        self._run_expiry: dict[tuple[str, str], datetime] = {}
+        self._item_expiry: dict[tuple[str, str], list[datetime]] = {}
         self._channels: dict[str, Channel] = channels if channels is not None else {}
         self._states: dict[str, dict[str, Any]] = states if states is not None else {}
         # (tenant, connection) → digest of its Gmail address, never the address
@@ -206,20 +223,83 @@ class MemoryStore:
         self.writes += 1
         item["choice"] = choice
 
-    # -- history (HIS-1) -----------------------------------------------------------
+    # -- history (HIS-1, HIS-2, HIS-3) ------------------------------------------------
     def save_run(self, connection: str, run: Mapping[str, Any]) -> None:
         self.writes += 1
         self._runs.setdefault(connection, {})[run["id"]] = copy.deepcopy(dict(run))
+        kept = paging.retention(self.retention, run.get("history_days"))
+        moment = run.get("ended") or run.get("started")
+        self._run_expiry[(connection, run["id"])] = paging.expiry(moment, kept)
 
-    def add_items(self, connection: str, run_id: str, items: Sequence[Mapping[str, Any]]) -> None:
+    def add_items(
+        self,
+        connection: str,
+        run_id: str,
+        items: Sequence[Mapping[str, Any]],
+        history_days: int | None = None,
+    ) -> None:
         self.writes += len(items)
+        kept = paging.retention(self.retention, history_days)
         self._items.setdefault((connection, run_id), []).extend(dict(i) for i in items)
+        self._item_expiry.setdefault((connection, run_id), []).extend(
+            paging.expiry(i.get("at"), kept) for i in items
+        )
 
     def runs(self, connection: str) -> list[dict[str, Any]]:
         return [copy.deepcopy(r) for r in self._runs.get(connection, {}).values()]
 
+    def run(self, connection: str, run_id: str) -> dict[str, Any] | None:
+        self.reads += 1
+        found = self._runs.get(connection, {}).get(run_id)
+        return copy.deepcopy(found) if found is not None else None
+
     def items(self, connection: str, run_id: str) -> list[dict[str, Any]]:
         return [dict(i) for i in self._items.get((connection, run_id), [])]
+
+    def run_page(self, query: RunQuery) -> RunPage:
+        """A page of the tenant's runs; counts a read for each run it shows and one for
+        the run after the page, as Firestore does."""
+        orders = paging.orders(query)
+        directions = [down for _, down in orders] + [orders[-1][1]]
+        rows = (
+            (connection, run, {**run, **paging.derived(run)})
+            for connection, table in self._runs.items()
+            if query.connections is None or connection in query.connections
+            for run in table.values()
+        )
+        keyed: list[tuple[list[Any], str, dict[str, Any]]] = [
+            ([*(row.get(name) for name, _ in orders), (connection, run["id"])], connection, run)
+            for connection, run, row in rows
+            if paging.matches(row, query)
+        ]
+
+        def in_order(a: tuple[list[Any], str, Any], b: tuple[list[Any], str, Any]) -> int:
+            return paging.compare(a[0], b[0], directions)
+
+        keyed.sort(key=cmp_to_key(in_order))
+        if query.after is not None:
+            values, connection, run_id = paging.position(query, query.after)
+            cursor = [*values, (connection, run_id)]
+            keyed = [k for k in keyed if paging.compare(k[0], cursor, directions) > 0]
+        page = keyed[: query.limit + 1]
+        self.reads += max(1, len(page))
+        shown = [copy.deepcopy(run) for _, _, run in page[: query.limit]]
+        if len(page) <= query.limit:
+            return RunPage(shown)
+        key, connection, run = page[query.limit - 1]
+        return RunPage(shown, paging.token(query, key[:-1], connection, run["id"]))
+
+    def sweep(self, now: datetime) -> None:
+        """Erase the runs and items whose time has passed, as Firestore's TTL policy
+        does (HIS-3)."""
+        for (connection, run_id), expires in list(self._run_expiry.items()):
+            if expires <= now:
+                self._runs.get(connection, {}).pop(run_id, None)
+                del self._run_expiry[(connection, run_id)]
+        for key, expiries in list(self._item_expiry.items()):
+            kept = [i for i, expires in enumerate(expiries) if expires > now]
+            self._items[key] = [self._items[key][i] for i in kept]
+            self._item_expiry[key] = [expiries[i] for i in kept]
 
     def interrupt_run(self, connection: str, run_id: str, now: datetime) -> bool:
         self.reads += 1
@@ -230,6 +310,8 @@ class MemoryStore:
         run.update(
             status=RunStatus.INTERRUPTED, ended=now, errors=[*run.get("errors", []), INTERRUPTED]
         )
+        kept = paging.retention(self.retention, run.get("history_days"))
+        self._run_expiry[(connection, run_id)] = paging.expiry(now, kept)
         return True
 
     # -- channels ------------------------------------------------------------------
@@ -300,6 +382,8 @@ class MemoryStore:
             self._by_side,
             self._retries,
             self._items,
+            self._run_expiry,
+            self._item_expiry,
         ]
         for table in tables:
             for key in [k for k in table if k[0] == connection]:
@@ -395,7 +479,8 @@ class MemoryStore:
 class MemoryBackend:
     """Every tenant's MemoryStore, and the queries that span tenants (the scheduler's)."""
 
-    def __init__(self) -> None:
+    def __init__(self, retention: timedelta = paging.RETENTION) -> None:
+        self.retention = retention
         self._channels: dict[str, Channel] = {}
         self._states: dict[str, dict[str, Any]] = {}
         self._mailboxes: dict[tuple[str, str], str] = {}
@@ -409,7 +494,12 @@ class MemoryBackend:
     def store(self, tenant: str) -> MemoryStore:
         if tenant not in self._stores:
             self._stores[tenant] = MemoryStore(
-                tenant, self._channels, self._states, self._mailboxes, self._nonces
+                tenant,
+                self._channels,
+                self._states,
+                self._mailboxes,
+                self._nonces,
+                retention=self.retention,
             )
         return self._stores[tenant]
 
