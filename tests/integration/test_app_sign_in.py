@@ -18,6 +18,7 @@ from crmsync.store.memory import MemoryBackend
 from sandbox.crm.seed import DEMO_TENANT
 from sandbox.local.stack import DEMO_USERS, LocalStack, consent
 from sandbox.microsoft.identity import consent as microsoft_consent
+from tests.app_helpers import app, csrf, sign_in
 
 pytestmark = pytest.mark.integration
 
@@ -47,37 +48,6 @@ def stack() -> Iterator[LocalStack]:
     stack.services.backend.store("other").save_tenant_record({"admins": ["o1"]})
     yield stack
     stack.close()
-
-
-def app(stack: LocalStack, path: str = "") -> str:
-    return stack.services.url("app") + path
-
-
-def sign_in(
-    stack: LocalStack, email: str, provider: str = "google", tenant: str = DEMO_TENANT
-) -> requests.Session:
-    """A browser that signs in to the app as `email`, through the provider's sandbox."""
-    browser = requests.Session()
-    started = browser.get(
-        app(stack, f"/sign-in?tenant={tenant}&provider={provider}"), allow_redirects=False
-    )
-    assert started.status_code == 303, started.text
-    if provider == "google":
-        back = consent(started.headers["Location"], email)
-        answer = browser.get(back, allow_redirects=False)
-    else:
-        found = microsoft_consent(started.headers["Location"], email, verify=stack.microsoft_ca)
-        answer = browser.get(
-            stack.services.url("oauth_callback"), params=found, allow_redirects=False
-        )
-    browser.last = answer  # type: ignore[attr-defined]
-    return browser
-
-
-def csrf(page: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', page)
-    assert found, "the page has no CSRF field"
-    return found.group(1)
 
 
 def test_a_user_signs_in_with_google_and_sees_their_own_connection(stack: LocalStack) -> None:

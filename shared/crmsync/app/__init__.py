@@ -100,7 +100,7 @@ def route(
 
 def serve(services: service.Services, request: Any) -> Answer:
     """The app's answer to one request."""
-    from crmsync.app import views  # noqa: F401  (registers the routes)
+    from crmsync.app import pages  # noqa: F401  (registers the routes)
 
     path = request.path.rstrip("/") or "/"
     if path.startswith("/assets/"):  # not /static/: Flask keeps that for itself

@@ -1,0 +1,9 @@
+"""Every view module of the app, imported once so that their routes are registered."""
+
+from crmsync.app import (  # noqa: F401
+    admin_views,
+    history_views,
+    queue_views,
+    settings_views,
+    views,
+)

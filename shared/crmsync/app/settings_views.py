@@ -1,0 +1,1 @@
+"""Views of the app (see crmsync.app): filled in with their pages."""
