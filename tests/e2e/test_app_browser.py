@@ -59,5 +59,5 @@ def test_the_admin_signs_in_with_microsoft_and_sees_every_connection(
     page.click('nav a:text-is("Admin")')
     rows = page.locator("#connections tbody tr")
     assert rows.count() == 2
-    assert page.locator("#row-google-u1").is_visible()
+    assert page.locator("#row-google-u1-sync").is_visible()
     looked_at(page, "admin")

@@ -100,7 +100,7 @@ def test_a_user_of_one_tenant_is_no_user_of_another(stack: LocalStack) -> None:
     assert olga.get(app(stack, "/api/")).json() == {"tenant": "other", "user": "o1", "admin": True}
     assert olga.get(app(stack, "/api/me")).json()["connections"] == []
     seen = olga.get(app(stack, "/api/admin")).json()
-    assert seen["tenant"] == "other" and seen["connections"] == []
+    assert seen["tenant"] == "other" and seen["rows"] == []
     token = csrf(olga.get(app(stack, "/me")).text)
     theirs = olga.post(app(stack, "/me/connections/google-u1/sync"), data={"csrf": token})
     assert theirs.status_code == 404
@@ -161,7 +161,7 @@ def test_an_admin_token_reads_the_admin_api_of_its_tenant_only(stack: LocalStack
     token = stack.create_demo_tenant()  # re-registered: a fresh admin token
     ok = requests.get(app(stack, "/api/admin"), headers={"Authorization": f"Bearer {token}"})
     assert ok.status_code == 200
-    assert {c["id"] for c in ok.json()["connections"]} == {"google-u1", "microsoft-u2"}
+    assert {r["connection"] for r in ok.json()["rows"]} == {"google-u1", "microsoft-u2"}
     other = token.replace(f"{DEMO_TENANT}.", "other.", 1)
     refused = requests.get(app(stack, "/api/admin"), headers={"Authorization": f"Bearer {other}"})
     assert refused.status_code == 401

@@ -60,7 +60,7 @@ class Context:
 @dataclass
 class View:
     """What a view answers: data (the JSON answer, and the template's values), or, for
-    an action, where a browser goes next with a notice."""
+    an action, where a browser goes next with a notice, or a file to download (`body`)."""
 
     data: Mapping[str, Any]
     template: str = ""
@@ -68,6 +68,7 @@ class View:
     redirect: str = ""  # an action done: the page (app path) to show next
     notice: str = ""
     headers: dict[str, str] = field(default_factory=dict)
+    body: str | None = None  # answered as is, with `headers`, to pages and the API alike
 
 
 ViewFunction = Callable[[Context], View]
@@ -193,6 +194,8 @@ def _form(request: Any, api: bool) -> Mapping[str, Any]:
 
 
 def _answer(context: Context, shown: View) -> Answer:
+    if shown.body is not None:  # a download (a CSV file)
+        return shown.body, shown.status, {"Cache-Control": "no-store", **shown.headers}
     if context.api:
         body = json.dumps(shown.data, default=str)
         return body, shown.status, {**_JSON, **shown.headers}

@@ -1,6 +1,6 @@
-"""The app's pages and their JSON twins: signing in and out, a user's connections,
-the admin's overview. Each view checks that what it is asked about is the principal's
-(a user's own connection, an admin's own tenant) before calling a use case."""
+"""The app's pages and their JSON twins: signing in and out, a user's connections (the
+admin's pages are admin_views'). Each view checks that what it is asked about is the
+principal's (a user's own connection, an admin's own tenant) before calling a use case."""
 
 from __future__ import annotations
 
@@ -170,19 +170,6 @@ def _connection(context: Context, record: ConnectionRecord) -> dict[str, Any]:
         else None,
         "next_due": _iso(record.next_due),
     }
-
-
-# -- the admin's overview ------------------------------------------------------------------
-@route("/admin", who="admin")
-def admin_home(context: Context) -> View:
-    """Every connection of the tenant, with its state and last cycle."""
-    status = service.admin_status(context.services, context.who.tenant)
-    store = context.services.backend.store(context.who.tenant)
-    tenant_record = store.tenant_record() or {}
-    status["tenant_name"] = tenant_record.get("name") or context.who.tenant
-    for row in status["connections"]:
-        row["provider_label"] = context.services.kit(row["provider"]).label
-    return View(status, "app/admin.html")
 
 
 def _iso(value: Any) -> str | None:
