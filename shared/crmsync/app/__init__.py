@@ -90,7 +90,15 @@ def route(
 ) -> Callable[[ViewFunction], ViewFunction]:
     """Register a view at `path`; `<name>` takes one path segment of letters, digits,
     '-', '_' or '.'."""
-    regex = "^" + re.sub(r"<(\w+)>", r"(?P<\1>[A-Za-z0-9._-]{1,200})", path) + "$"
+    parts = re.split(r"<(\w+)>", path)  # literal, name, literal, name, ...
+    regex = (
+        "^"
+        + "".join(
+            f"(?P<{part}>[A-Za-z0-9._-]{{1,200}})" if odd else re.escape(part)
+            for odd, part in ((i % 2 == 1, p) for i, p in enumerate(parts))
+        )
+        + "$"
+    )
 
     def register(view: ViewFunction) -> ViewFunction:
         ROUTES.append(Route(methods, re.compile(regex), view, who))
