@@ -428,7 +428,7 @@ def _history_section(days: Any) -> dict[str, Any]:
     field = {
         "name": HISTORY,
         "label": "Keep sync history for (days)",
-        "help": "Older runs and their items are erased (HIS-3). A period longer than "
+        "help": "Older runs and their items are erased. A period longer than "
         "crmsync keeps history for everyone has no effect.",
         "type": "number",
         "value": days,

@@ -112,7 +112,7 @@ def user_sections(mailbox: str, polled: Collection[Kind] | None = None) -> tuple
         Section(
             "permissions",
             "What the sync may change",
-            "Off: the sync never does it there, and the record stays as it is (SET-3).",
+            "Off: the sync never does it there, and the record stays as it is.",
             _permissions(mailbox),
         ),
         Section("window", "Calendar window", "How far back activities sync.", _window()),
@@ -123,7 +123,7 @@ def user_sections(mailbox: str, polled: Collection[Kind] | None = None) -> tuple
         Section(
             "exceptions",
             "Records left out",
-            "Records you took out of the sync, for good or for a while (SET-4).",
+            "Records you took out of the sync, for good or for a while.",
             (
                 Field(
                     "exclusions",
@@ -136,7 +136,7 @@ def user_sections(mailbox: str, polled: Collection[Kind] | None = None) -> tuple
         Section(
             "confirm",
             "Ask before applying",
-            "Changes you confirm wait in your queue, with conflicts (SET-5).",
+            "Changes you confirm wait in your queue, with conflicts.",
             tuple(
                 Field(f"confirm.{what}", f"Ask me before applying {label} records", "", "bool")
                 for what, label in (("new", "new"), ("modified", "changed"), ("deleted", "deleted"))
@@ -145,7 +145,7 @@ def user_sections(mailbox: str, polled: Collection[Kind] | None = None) -> tuple
         Section(
             "conflicts",
             "When both sides changed",
-            "Changes to different fields are merged; this decides the same field (SYN-2).",
+            "Changes to different fields are merged; this decides the same field.",
             (
                 Field(
                     "conflict_policy",
@@ -215,7 +215,7 @@ def _schedule(polled: Collection[Kind] | None) -> tuple[Field, ...]:
         Field(
             "frequency_minutes",
             "Sync",
-            "Manual only: nothing syncs until you click Sync now (SET-7).",
+            "Manual only: nothing syncs until you click Sync now.",
             "choice",
             tuple((minutes, _every(minutes)) for minutes in FREQUENCIES),
         )
@@ -238,7 +238,7 @@ def _items() -> tuple[Field, ...]:
         Field(
             "private_items",
             "Sync private items",
-            "Off: private events and to-dos stay where they are (CAL-10, TSK-5).",
+            "Off: private events and to-dos stay where they are.",
             "bool",
         ),
         Field(
@@ -261,7 +261,7 @@ def _places() -> tuple[Field, ...]:
             "contact_label",
             "Contacts under",
             "Contacts you put under this label or category sync; the first sync makes "
-            "it when it does not exist yet (CON-2).",
+            "it when it does not exist yet.",
             "picker",
             (),
             "contact_scope",
@@ -270,7 +270,7 @@ def _places() -> tuple[Field, ...]:
             "contact_group",
             "CRM contact group",
             "The CRM group whose contacts sync; empty: your own. It cannot change once "
-            "contacts synced, unless the contact sync is reset (CON-1).",
+            "contacts synced, unless the contact sync is reset.",
             "text",
         ),
     )
@@ -281,7 +281,7 @@ def _calendar() -> tuple[Field, ...]:
         Field(
             "notify_attendees",
             "Tell attendees of changes",
-            "Off: changes the sync makes send no invitations or updates (SYN-8).",
+            "Off: changes the sync makes send no invitations or updates.",
             "bool",
         ),
         Field(
@@ -295,7 +295,7 @@ def _calendar() -> tuple[Field, ...]:
 
 
 def tenant_sections() -> tuple[Section, ...]:
-    """What only the tenant admin sets, for everyone (SET-2)."""
+    """What only the tenant admin sets, for everyone."""
     deletes = tuple(
         Field(
             f"deletes.{kind}.{side}",
