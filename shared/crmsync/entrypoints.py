@@ -365,7 +365,8 @@ def oauth_start(request: Any) -> Answer:
         choice = service.connect_choice(services(), link)  # a bad link: refused, no page
         return _connect_page(link or "", choice), 200, _HTML
     switch = request.args.get("switch", "") not in ("", "0")
-    url = service.start_oauth(services(), link, provider, wanted, switch=switch)
+    preview = request.args.get("preview", "") not in ("", "0")  # BEY-3
+    url = service.start_oauth(services(), link, provider, wanted, switch=switch, preview=preview)
     return "", 302, {"Location": url}
 
 
@@ -393,6 +394,9 @@ def oauth_callback(request: Any) -> Answer:
         account=str(record.get("account") or "Your account"),
         services=[_SERVICE_NAMES.get(s, s) for s in record.get("services", [])],
         switched=record.get("switched", ""),
+        preview=services().url("app") + f"/me/preview/{record['id']}"
+        if record.get("preview_first")
+        else "",
     )
     return page, 200, _HTML
 

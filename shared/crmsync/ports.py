@@ -562,6 +562,8 @@ class ConnectionRecord:
     recent: tuple[RunOutcome, ...] = ()  # its last few cycles, oldest first
     consented: datetime | None = None  # when its user last consented (AUTH-1)
     enabled: bool = True  # SET-6: the tenant admin's switch for the connection's user
+    # BEY-3: no cycle runs until the user starts the first sync from its preview
+    preview_first: bool = False
 
     @classmethod
     def of(cls, data: Mapping[str, Any]) -> ConnectionRecord:
@@ -587,6 +589,7 @@ class ConnectionRecord:
             recent=tuple(RunOutcome.of(outcome) for outcome in data.get("recent") or ()),
             consented=_moment(data.get("consented")),
             enabled=data.get("enabled") is not False,
+            preview_first=data.get("preview_first") is True,
         )
 
     @property

@@ -32,8 +32,9 @@ from crmsync.bursts import ChannelLookups
 from crmsync.connections import Grants
 from crmsync.crm import events
 from crmsync.crm.rest import RestCrmConnector
-from crmsync.cycle import run_cycle
+from crmsync.cycle import Cycle, Planned, run_cycle
 from crmsync.cycle.poll import changed_kinds
+from crmsync.engine import SideRecord
 from crmsync.errors import GrantRevoked, PermanentError, SyncError
 from crmsync.model import KINDS, Kind
 from crmsync.outbound import NoEvents, connection_event, cycle_events, publish_all
@@ -59,7 +60,7 @@ from crmsync.ports import (
     TaskQueue,
     TenantStore,
 )
-from crmsync.queue import CHECK, DEBOUNCE, POLL, task_name
+from crmsync.queue import CHECK, DEBOUNCE, IMPORT, POLL, task_name
 from crmsync.settings import PROVIDERS, SERVICES, Settings, SettingsError, TenantSettings, resolve
 
 log = logging.getLogger("crmsync.service")
@@ -483,9 +484,11 @@ def start_oauth(
     wanted: tuple[str, ...],
     *,
     switch: bool = False,
+    preview: bool = False,
 ) -> str:
     """AUTH-1/AUTH-2: where to send the user to consent, for the services they chose;
-    `switch`: to replace the account the user's connection is bound to."""
+    `switch`: to replace the account the user's connection is bound to; `preview`: the
+    first sync waits until the user starts it from its preview (BEY-3)."""
     choice = connect_choice(services, link)
     if provider not in choice.providers:
         raise Refused(400, "that provider cannot be connected here")
@@ -517,6 +520,7 @@ def start_oauth(
         now=services.clock(),
         switch=switch,
         link_issued=choice.link.issued,
+        preview=preview,
     )
     hint = choice.bound if choice.bound and not switch and "@" in choice.bound else ""
     consent: Consent = services.kit(provider).consent(services, wanted, started, hint)
@@ -529,6 +533,8 @@ def finish_oauth(services: Services, state: str | None, code: str | None) -> dic
     """The OAuth callback: the grant sealed, the connection made (or re-authorized), its
     push channel opened (replacing the ones it had) and its first cycle enqueued.
     Returns the connection record, with `switched` naming the account it replaced.
+    BEY-3: a user who asked to see the first sync's preview first gets no cycle until
+    they start it there (the connection waits, `preview_first`).
 
     A connection is bound to the account that first consented (its stable subject id):
     a consent as another account is refused and changes nothing, unless the user chose
@@ -577,6 +583,7 @@ def finish_oauth(services: Services, state: str | None, code: str | None) -> dic
     now = services.clock()
     kept = existing.services if existing is not None else ()
     merged = sorted(set(pending.services) | set(kept))
+    waits = "sync" in merged and _waits_for_go(existing, pending.preview)
     store.save_connection_record(
         connection,
         {
@@ -591,8 +598,10 @@ def finish_oauth(services: Services, state: str | None, code: str | None) -> dic
             "consented": now,
             "status": ConnectionState.ACTIVE,
             "reason": "",
-            "next_due": now if "sync" in merged else None,  # mail is pushed, never polled
+            # mail is pushed, never polled; a first sync waiting for the user is not due
+            "next_due": now if "sync" in merged and not waits else None,
             "enabled": (store.user_record(user) or {}).get("enabled") is not False,  # SET-6
+            "preview_first": waits,
         },
     )
     store.mark_syncing(crm_user_of(store, user), True)  # CAL-6: colleagues' cycles know
@@ -602,7 +611,8 @@ def finish_oauth(services: Services, state: str | None, code: str | None) -> dic
     if "mail" in pending.services:
         problem = _route_mailbox(services, store, tenant, connection)
         store.save_connection_record(connection, {"mail_problem": problem})
-    enqueue_cycle(services, tenant, connection, "connect", delay=timedelta(0))
+    if not waits:
+        enqueue_cycle(services, tenant, connection, "connect", delay=timedelta(0))
     log.info("connected", extra={"tenant": tenant, "connection": connection})
     connected = {
         "provider": pending.provider,
@@ -616,6 +626,14 @@ def finish_oauth(services: Services, state: str | None, code: str | None) -> dic
     record: dict[str, Any] | None = store.connection_record(connection)
     assert record is not None
     return {**record, "switched": switched}
+
+
+def _waits_for_go(existing: ConnectionRecord | None, asked: bool) -> bool:
+    """BEY-3: the connection's first sync waits for the user: they asked to preview it
+    and it has not run yet, or it was waiting already (a reconnect does not start it)."""
+    if existing is not None and existing.preview_first:
+        return True
+    return asked and (existing is None or existing.last_run is None)
 
 
 # -- organisation-wide consent ------------------------------------------------------------
@@ -828,7 +846,7 @@ def fanout(services: Services, page_size: int = FANOUT_PAGE) -> FanoutReport:
                 if due.record is not None
                 else connection_of(store, due.connection)
             )
-            if record is None or not record.active:
+            if record is None or not record.active or record.preview_first:  # BEY-3: waits
                 moves.append(NextDue(due.tenant, due.connection, None))
                 continue
             _check_health(store, due.connection, record, now, report)
@@ -972,8 +990,9 @@ def _aware(value: Any) -> datetime:
 # SET-7: the triggers a connection that syncs manually only runs a cycle for: someone
 # asked for it ("Sync now", connecting), or the cycle they asked for goes on (its
 # continuation, a retry once throttling ends, a wait for a cycle that held the lease).
-ON_DEMAND = frozenset({"manual", "connect", "continue", "retry", "busy"})
+ON_DEMAND = frozenset({"manual", "connect", "continue", "retry", "busy", IMPORT})
 TURNED_OFF = "the tenant admin turned the integration off for this user"  # SET-6
+WAITS_FOR_GO = "the first sync waits until the user starts it from its preview"  # BEY-3
 
 
 @dataclass(frozen=True)
@@ -998,14 +1017,17 @@ def crm_user_of(store: Any, user: str) -> str:
     return str((store.user_record(user) or {}).get("crm_user") or user)
 
 
-def _syncing_known(store: Any, tenant_record: Mapping[str, Any]) -> Mapping[str, Any]:
+def _syncing_known(
+    store: Any, tenant_record: Mapping[str, Any], keep: bool = True
+) -> Mapping[str, Any]:
     """A tenant whose connections were made before crmsync kept who syncs: found once
-    from its connections, and kept from then on."""
+    from its connections, and kept from then on (unless `keep` is False: a dry run)."""
     if "syncing" in tenant_record:
         return tenant_record
     live = {r.user for r in connections_of(store) if r.live}
     syncing = {crm_user_of(store, user): True for user in sorted(live)}
-    store.save_tenant_record({"syncing": syncing})
+    if keep:
+        store.save_tenant_record({"syncing": syncing})
     return {**tenant_record, "syncing": syncing}
 
 
@@ -1021,13 +1043,22 @@ def work(
     trigger: str,
     *,
     budget_seconds: float = BUDGET_SECONDS,
+    bring_in: tuple[SideRecord, ...] | None = None,
 ) -> dict[str, Any]:
     """Run one cycle of a connection; what the `sync_worker` task asks for. Returns the run
     record (status `skipped` when the connection is not active, its user is turned off
-    (SET-6), or it syncs manually only and nobody asked for this cycle (SET-7)). A poll
-    (RUN-3) runs a cycle only of the polled kinds that changed, and a check only when
-    the cycle it looks after is owed; otherwise they return status `idle` and record
-    nothing."""
+    (SET-6), it syncs manually only and nobody asked for this cycle (SET-7), or its
+    first sync waits for the user (BEY-3)). A poll (RUN-3) runs a cycle only of the
+    polled kinds that changed, and a check only when the cycle it looks after is owed;
+    otherwise they return status `idle` and record nothing.
+
+    An import task (CON-9) is handed to the import's use case, which picks the next
+    contacts of the address book and runs this with them (`bring_in`): a cycle of
+    contacts that reads those instead of the feeds."""
+    if trigger == IMPORT and bring_in is None:
+        from crmsync.usecases import importing  # the use case that steps an import
+
+        return importing.step(services, tenant, connection)
     store = services.backend.store(tenant)
     record = connection_of(store, connection)
     tenant_record = store.tenant_record()
@@ -1040,6 +1071,8 @@ def work(
         return {"status": RunStatus.SKIPPED, "reason": f"connection is {record.status}"}
     if not record.syncs:
         return {"status": RunStatus.SKIPPED, "reason": "the connection records mail only"}
+    if record.preview_first:
+        return {"status": RunStatus.SKIPPED, "reason": WAITS_FOR_GO}
     if trigger == CHECK:
         return _check(services, store, tenant, connection)
     inputs = cycle_inputs(_syncing_known(store, tenant_record), record)
@@ -1067,6 +1100,8 @@ def work(
     if adapters is None:  # a poll that found nothing to do: nothing written, no run
         return {"status": RunStatus.IDLE, "reason": "the polled kinds did not change"}
     crm, provider, push, kinds = adapters
+    if bring_in is not None:
+        kinds = ("contact",)
     conn = Connection(tenant, connection, record.user, record.provider, settings.values)
     run = dict(
         run_cycle(
@@ -1081,6 +1116,7 @@ def work(
             budget_seconds=budget_seconds,
             began=lambda run: _began(store, connection, record, run),
             kinds=kinds,
+            imported=bring_in,
         )
     )
     items = run.pop("items", [])
@@ -1100,6 +1136,44 @@ def work(
         },
     )
     return run
+
+
+def dry_run(
+    services: Services,
+    tenant: str,
+    connection: str,
+    *,
+    imported: tuple[SideRecord, ...] | None = None,
+) -> list[Planned]:
+    """BEY-3: what a cycle of the connection would do now, kind by kind: read and
+    planned by the cycle itself, with the inputs and adapters the worker gives it, and
+    nothing applied or stored. With `imported`, what an import step over those provider
+    contacts would do (CON-9). Raises GrantRevoked or CrmUnauthorized as a cycle would
+    stop on them; PermanentError when the adapters cannot be built."""
+    store = services.backend.store(tenant)
+    record = connection_of(store, connection)
+    tenant_record = store.tenant_record()
+    if record is None or tenant_record is None:
+        raise Refused(404, "no such connection")
+    inputs = cycle_inputs(_syncing_known(store, tenant_record, keep=False), record)
+    settings = inputs.settings
+    crm = _crm(services, tenant, tenant_record, record, settings)
+    grants = Grants(store, services.vault, tenant)
+    provider, _ = _provider(services, store, grants, record, settings, crm, dry_run=True)
+    conn = Connection(tenant, connection, record.user, record.provider, settings.values)
+    cycle = Cycle(
+        conn,
+        store,
+        crm,
+        provider,
+        settings,
+        services.clock,
+        inputs.syncing_users,
+        "preview",
+        kinds=("contact",) if imported is not None else KINDS,
+        imported=imported,
+    )
+    return cycle.preview()
 
 
 def _pause_push(
@@ -1326,13 +1400,17 @@ def _provider(
     settings: Settings,
     crm: CrmConnector | None,
     kinds: tuple[Kind, ...] = KINDS,
+    dry_run: bool = False,
 ) -> tuple[Any, Any]:
     """The provider account of one cycle (with the adapters of `kinds`), and the handle
-    its push channels renew with; without a CRM (`crm` None), one to read feeds with."""
+    its push channels renew with; without a CRM (`crm` None), one to read feeds with;
+    for a dry run (BEY-3), one whose reading makes nothing."""
     if not _connectable(services, record.provider):
         raise PermanentError(f"provider {record.provider!r} cannot be synced here")
     kit = services.kit(record.provider)
-    account, push = kit.account(services, store, grants, record, settings, crm, kinds=kinds)
+    account, push = kit.account(
+        services, store, grants, record, settings, crm, kinds=kinds, dry_run=dry_run
+    )
     return account, push
 
 

@@ -331,17 +331,18 @@ def test_CON3_a_near_duplicate_is_reported_not_merged() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kind", "twin", "links"),
+    ("kind", "twin", "outcomes"),
     [
-        ("activity", {}, True),
-        ("activity", {"end": START + timedelta(hours=2)}, False),  # another duration
-        ("activity", {"subject": "Review"}, False),
-        ("todo", {}, True),
-        ("todo", {"due": date(2026, 11, 21)}, False),
+        ("activity", {}, ["link"]),
+        # another duration, the same day: both created, and reported as a near miss
+        ("activity", {"end": START + timedelta(hours=2)}, ["create", "create", "skip"]),
+        ("activity", {"subject": "Review"}, ["create", "create"]),
+        ("todo", {}, ["link"]),
+        ("todo", {"due": date(2026, 11, 21)}, ["create", "create"]),
     ],
 )
 def test_CAL2_TSK2_first_cycle_links_only_on_subject_and_dates(
-    kind: Kind, twin: dict[str, Any], links: bool
+    kind: Kind, twin: dict[str, Any], outcomes: list[str]
 ) -> None:
     mine = fields(kind, leader="u1") if kind == "activity" else fields(kind)
     decisions = plan(
@@ -351,8 +352,9 @@ def test_CAL2_TSK2_first_cycle_links_only_on_subject_and_dates(
         [],
         context(first_cycle=True),
     )
-    outcomes = sorted(d.outcome for d in decisions)
-    assert outcomes == (["link"] if links else ["create", "create"])
+    assert sorted(d.outcome for d in decisions) == outcomes
+    reasons = [d.reason for d in decisions if d.outcome == "link"]
+    assert all(r.startswith("matched by the same subject") for r in reasons)
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from crmsync.app import (  # noqa: F401
     admin_views,
     history_views,
+    preview_views,
     queue_views,
     settings_views,
     views,

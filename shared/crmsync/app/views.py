@@ -157,7 +157,8 @@ def _connection(context: Context, record: ConnectionRecord) -> dict[str, Any]:
         "reason": record.reason,
         "health": record.health,
         "needs_reauth": record.status == ConnectionState.NEEDS_REAUTH,
-        "can_sync": record.active and record.syncs,
+        "can_sync": record.active and record.syncs and not record.preview_first,
+        "preview_first": record.preview_first,  # BEY-3: the first sync waits for the user
         "problems": [p for p in (record.channel_problem, record.mail_problem) if p],
         "last_run": {
             "id": last.id,

@@ -44,6 +44,7 @@ class PendingAuth:
     link_issued: float = 0.0  # when the onboarding link the flow started from was made
     binding: str = ""  # a sign-in's: the digest of the browser's sign-in cookie
     then: str = ""  # a sign-in's: the app's page to show once signed in
+    preview: bool = False  # BEY-3: the first sync waits until the user starts it
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ def begin(
     kind: str = "",
     binding: str = "",
     then: str = "",
+    preview: bool = False,
 ) -> Started:
     """A new flow's state. `kind` marks the state of a flow other than a user's consent
     (e.g. ADMIN_CONSENT): the callback tells them apart before taking the state."""
@@ -103,6 +105,7 @@ def begin(
         link_issued,
         binding,
         then,
+        preview,
     )
     states.put_state(nonce, _record(pending))
     return Started(f"{nonce}.{_sign(secret, nonce)}", challenge(verifier), pending)
@@ -120,6 +123,7 @@ def _record(pending: PendingAuth) -> dict[str, Any]:
         "link_issued": pending.link_issued,
         "binding": pending.binding,
         "then": pending.then,
+        "preview": pending.preview,
     }
 
 
@@ -145,6 +149,7 @@ def finish(secret: bytes, states: StateStore, state: str | None, now: datetime) 
         float(record.get("link_issued", 0.0)),
         str(record.get("binding", "")),
         str(record.get("then", "")),
+        bool(record.get("preview", False)),
     )
 
 

@@ -7,7 +7,8 @@ The rooms, in the order a change passes through them:
 - `applying`: journal, write, then store the link, decision by decision (SYN-4);
 - `journal`: settles what a killed run journaled, at the start of the next one;
 - `history`: what the run did, per kind and record (HIS-1);
-- `run`: the run itself, its lease, time budget and status.
+- `run`: the run itself, its lease, time budget and status; and the dry run that
+  plans without applying (BEY-3).
 """
 
 from crmsync.cycle.applying import BATCH
@@ -17,6 +18,7 @@ from crmsync.cycle.run import (
     BudgetSpent,
     Cycle,
     LeaseLost,
+    Planned,
     run_cycle,
 )
 
@@ -27,5 +29,6 @@ __all__ = [
     "BudgetSpent",
     "Cycle",
     "LeaseLost",
+    "Planned",
     "run_cycle",
 ]

@@ -23,13 +23,13 @@ Sides = Mapping[Side, RecordSide]
 @dataclass
 class Changes:
     """What one kind's plan is made from: the records of each side by id, the cursors
-    they were read from and the ones to save once they are applied, and whether a side
-    was listed whole."""
+    they were read from and the ones to save once they are applied (None: none to
+    save), and whether a side was listed whole."""
 
     kind: Kind
     records: dict[Side, dict[str, SideRecord]]
     start: dict[Side, str | None]
-    end: dict[Side, str]
+    end: dict[Side, str | None]
     full: dict[Side, bool]
 
     @property
@@ -72,7 +72,7 @@ def read_changes(store: Store, connection: str, sides: Sides, kind: Kind) -> Cha
     """Both feeds of `kind` from the cursors the store holds."""
     start = {side: store.cursor(connection, side, kind) for side in SIDES}
     records: dict[Side, dict[str, SideRecord]] = {}
-    end: dict[Side, str] = {}
+    end: dict[Side, str | None] = {}
     full: dict[Side, bool] = {}
     for side in SIDES:
         found, end[side], full[side] = read_feed(sides[side], side, kind, start[side])

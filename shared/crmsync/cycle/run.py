@@ -1,6 +1,11 @@
 """One run: take the lease, settle the journal, then each kind: read, plan, apply,
 save the cursors; record the run.
 
+Reading and planning are one step (`plan_kind`) that writes nothing, so a dry run
+(`preview`, BEY-3) says what a run would do with the very code the run uses. A run of
+an address-book import (CON-9) reads the contacts it is given instead of the feeds,
+puts each in the sync scope, and plans and applies them as any cycle would.
+
 A run that finds the connection held asks the holder for one cycle more instead of
 waiting: however many triggers find it held, one cycle follows the holder's (RUN-3).
 
@@ -14,12 +19,12 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from crmsync.calls import CallsAsTodos
-from crmsync.cycle.applying import Applier
+from crmsync.cycle.applying import Applier, Retry
 from crmsync.cycle.history import History
 from crmsync.cycle.journal import Journal
 from crmsync.cycle.reading import (
@@ -32,14 +37,14 @@ from crmsync.cycle.reading import (
     add_vanished,
     read_changes,
 )
-from crmsync.engine import Context, Links, reconcile
+from crmsync.engine import Context, Links, Plan, SideRecord, Write, reconcile
 from crmsync.engine.lens import crm_view, provider_view
 from crmsync.engine.mass_delete import could_hold
 from crmsync.engine.records import CrmSchema
 from crmsync.errors import CrmUnauthorized, GrantRevoked, PermanentError, TransientError
 from crmsync.model import KINDS, Kind
 from crmsync.ports import Connection, CrmConnector, ProviderAccount, RecordSide, RunStatus, Store
-from crmsync.queue import POLL
+from crmsync.queue import IMPORT, POLL
 from crmsync.settings import Settings, Side
 
 log = logging.getLogger("crmsync.cycle")
@@ -59,6 +64,17 @@ class LeaseLost(Exception):
     """The lease expired while the cycle ran and another cycle took it: stop writing."""
 
 
+@dataclass(frozen=True)
+class Planned:
+    """One kind as a dry run planned it (BEY-3): the records read, and the plan; or,
+    when the kind could not be read, why (`error`, with no changes and no plan)."""
+
+    kind: Kind
+    changes: Changes | None
+    plan: Plan | None
+    error: str = ""
+
+
 @dataclass
 class Cycle:
     """Everything one run needs; `clock` is the only source of time."""
@@ -76,6 +92,8 @@ class Cycle:
     ticker: Callable[[], float] = time.monotonic  # elapsed time, for budget and lease
     began: Callable[[Mapping[str, Any]], None] | None = None  # told once the lease is held
     kinds: tuple[Kind, ...] = KINDS  # the kinds it syncs (a poll: the unpushed ones)
+    # CON-9: the provider contacts an import step brings in, read instead of the feeds
+    imported: tuple[SideRecord, ...] | None = None
     history: History = field(init=False)
     _schema: CrmSchema | None = None
     _retry_after: float | None = None
@@ -146,7 +164,7 @@ class Cycle:
         for _ in range(3):
             if self.store.acquire_lease(self.conn, self.run_id, now, LEASE_SECONDS):
                 return True
-            if self.trigger == POLL:
+            if self.trigger in (POLL, IMPORT):  # an import step comes back on its own
                 return False
             expires = self.store.ask_again(self.conn, self.trigger, now)
             if expires is not None:
@@ -214,9 +232,24 @@ class Cycle:
     def sync_kind(self, kind: Kind) -> None:
         """Read, plan, apply; then the retries and cursors, each written only when it
         changed (an idle cycle, every few minutes for every user, should cost as few
-        store writes as it can)."""
+        store writes as it can). An import step moves no cursor: it read no feed."""
         self.keep_lease()
-        changes = read_changes(self.store, self.conn, self.sides, kind)
+        changes, plan, pending = self.plan_kind(kind)
+        retry = self.applier().apply(plan)
+        if retry != pending:
+            self.store.set_retries(self.conn, kind, retry)
+        if self.imported is not None:
+            return
+        for side in SIDES:
+            end = _after_writes(self.sides[side], kind, changes.end[side])
+            if end is not None and end != changes.start[side]:
+                self.store.save_cursor(self.conn, side, kind, end)
+
+    def plan_kind(self, kind: Kind, dry: bool = False) -> tuple[Changes, Plan, Retry]:
+        """Read one kind (with every record the plan must also see) and plan it; returns
+        the changes, the plan and the records that were waiting for a retry. Nothing is
+        written here, but an import's scope writes (`bring_in`), which a dry run skips."""
+        changes = self.read(kind, dry)
         settled = add_settled(changes, self.store.queue(self.conn), self.sides)
         pending = self.store.retries(self.conn, kind)
         add_retries(changes, pending, self.sides)
@@ -236,13 +269,62 @@ class Cycle:
         )
         records = changes.records
         plan = reconcile(kind, records["crm"].values(), records["provider"].values(), links, ctx)
-        retry = self.applier().apply(plan)
-        if retry != pending:
-            self.store.set_retries(self.conn, kind, retry)
-        for side in SIDES:
-            end = _after_writes(self.sides[side], kind, changes.end[side])
-            if end is not None and end != changes.start[side]:
-                self.store.save_cursor(self.conn, side, kind, end)
+        return changes, plan, pending
+
+    def read(self, kind: Kind, dry: bool = False) -> Changes:
+        """Both feeds of `kind`; for an import step, the contacts it brings in."""
+        if self.imported is None:
+            return read_changes(self.store, self.conn, self.sides, kind)
+        return self.bring_in(kind, dry)
+
+    def bring_in(self, kind: Kind, dry: bool) -> Changes:
+        """CON-9: the contacts an import step was given, each put in the sync scope
+        first (labelled), so that once linked or created it syncs like any other; a dry
+        run plans them as if they were. A contact whose label cannot be set fails alone
+        (SYN-5) and is left out of the plan."""
+        start = {side: self.store.cursor(self.conn, side, kind) for side in SIDES}
+        listed_whole: dict[Side, bool] = {"crm": False, "provider": False}
+        changes = Changes(kind, {"crm": {}, "provider": {}}, start, dict(start), listed_whole)
+        for record in self.imported or ():
+            if record.fields is None or record.error:
+                continue  # the import step counts these; there is nothing to bring in
+            brought = record if record.in_scope else self.label(record, dry)
+            if brought is not None:
+                changes.add("provider", brought)
+        return changes
+
+    def label(self, record: SideRecord, dry: bool) -> SideRecord | None:
+        """The provider contact put in the sync scope, as it is afterwards; None when
+        that failed (the failure is in the history)."""
+        if dry:
+            return replace(record, in_scope=True)
+        write = Write("provider", "scope", "contact", record.id, in_scope=True)
+        self.checkpoint()
+        try:
+            result = self.applier().write(write)
+        except (TransientError, PermanentError) as exc:
+            self.history.failure("contact", None, record.id, exc, "labelling")
+            return None
+        assert result is not None
+        return replace(record, id=result.id, version=result.version, in_scope=True)
+
+    # -- a dry run (BEY-3) -------------------------------------------------------------
+    def preview(self) -> list[Planned]:
+        """What a run would do now, kind by kind: read and planned as `run` reads and
+        plans, with nothing applied and nothing stored (no lease, no journal, no
+        cursor, no history). A kind that cannot be read says why; a grant that no
+        longer works, or a CRM that refuses the tenant, raises as in a run."""
+        planned: list[Planned] = []
+        for kind in self.kinds:
+            if not self.settings.enabled(kind):
+                continue
+            try:
+                changes, plan, _ = self.plan_kind(kind, dry=True)
+            except (TransientError, PermanentError) as exc:
+                planned.append(Planned(kind, None, None, f"{type(exc).__name__}: {exc}"))
+                continue
+            planned.append(Planned(kind, changes, plan))
+        return planned
 
     def linked_count(self, changes: Changes) -> int:
         """SYN-6 weighs deletes against the linked records only when there can be as
@@ -319,10 +401,12 @@ def run_cycle(
     budget_seconds: float | None = None,
     began: Callable[[Mapping[str, Any]], None] | None = None,
     kinds: tuple[Kind, ...] = KINDS,
+    imported: tuple[SideRecord, ...] | None = None,
 ) -> Mapping[str, Any]:
     """Run one cycle of `kinds` and return its run record (HIS-1), with its record-level
     items under "items" (the store keeps those apart from the run). `began` is called
-    with the run record once the cycle holds the connection's lease."""
+    with the run record once the cycle holds the connection's lease; `imported` makes
+    it an import step over those provider contacts (CON-9)."""
     return Cycle(
         connection,
         store,
@@ -336,6 +420,7 @@ def run_cycle(
         budget_seconds,
         began=began,
         kinds=kinds,
+        imported=imported,
     ).run()
 
 

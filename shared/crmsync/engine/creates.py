@@ -15,6 +15,7 @@ from crmsync.engine.permissions import invites, may
 from crmsync.engine.plan import AccountSpec, Decision, Write
 from crmsync.engine.planning import Planning
 from crmsync.engine.records import Link
+from crmsync.model import Kind
 from crmsync.settings import Side
 
 
@@ -26,7 +27,7 @@ def create_twin(planning: Planning, side: Side, cand: Candidate) -> Decision:
     refused = refused_create(planning, other, fields)
     if refused is not None:
         return decision(planning, pair, outcome="skip", reason=refused)
-    key = f"{planning.kind}-{side}-{record.id}"
+    key = twin_key(planning.kind, side, record.id)
     asked = confirm_new(planning, pair, side, key)
     if asked is not None:
         return asked
@@ -51,6 +52,12 @@ def create_twin(planning: Planning, side: Side, cand: Candidate) -> Decision:
         link=link,
         reason=f"new on the {side}",
     )
+
+
+def twin_key(kind: Kind, side: Side, record_id: str) -> str:
+    """The key of the link (and of the create) that gives a record of `side` its twin:
+    one per record, so a create retried, resumed or planned twice makes one twin."""
+    return f"{kind}-{side}-{record_id}"
 
 
 def refused_create(planning: Planning, side: Side, fields: Mapping[str, Any]) -> str | None:

@@ -2,18 +2,32 @@
 
 Pairs are found by the mark crmsync left on a record it created (SYN-9), then by the
 kind's identity rule: e-mail for contacts (CON-3); subject, start and duration for
-activities (CAL-2); subject and date for to-dos (TSK-2). Near misses on contacts
-(same name and phone, different e-mail) are reported, never merged.
+activities (CAL-2); subject and date for to-dos (TSK-2). Near misses are reported,
+never merged: contacts with the same name and phone but another e-mail (CON-3), and
+activities with the same subject on the same day at another time or length (CAL-2).
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
 from crmsync.engine.records import SideRecord
-from crmsync.model import Kind
+from crmsync.model import Kind, zone
+
+# What a pair found by matching was linked by, as a person reads it (BEY-3, HIS-1).
+RULES: dict[Kind, str] = {
+    "contact": "the same e-mail address (CON-3)",
+    "activity": "the same subject, start, duration and user (CAL-2)",
+    "todo": "the same subject and date (TSK-2)",
+}
+MARK = "the mark crmsync left on the record it created (SYN-9)"
+NEAR: dict[Kind, str] = {
+    "contact": "possible duplicate: same name and phone, different e-mail; not merged",
+    "activity": "possible duplicate: same subject on the same day at another time; not merged",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +55,13 @@ def _keys(kind: Kind, fields: Mapping[str, Any]) -> tuple[Hashable, ...]:
         return ((subject, start, None if end is None else end - start),)
     day = fields["due"] or fields["start"]
     return ((subject, day),)
+
+
+def rule(kind: Kind, c: Candidate, p: Candidate) -> str:
+    """Which rule paired `c` with `p`: crmsync's own mark, else the kind's identity."""
+    if p.record.ref == c.record.id or (c.record.ref and c.record.ref == p.record.id):
+        return MARK
+    return RULES[kind]
 
 
 def _near_key(fields: Mapping[str, Any]) -> tuple[str, str, frozenset[str]] | None:
@@ -79,7 +100,11 @@ def match(kind: Kind, crm: Sequence[Candidate], provider: Sequence[Candidate]) -
                 break
     crm_alone = tuple(c for c in crm if c.record.id not in taken_crm)
     provider_alone = tuple(p for p in provider if p.record.id not in taken_provider)
-    near = _near_duplicates(crm_alone, provider_alone) if kind == "contact" else ()
+    near: tuple[tuple[Candidate, Candidate], ...] = ()
+    if kind == "contact":
+        near = _near_duplicates(crm_alone, provider_alone)
+    elif kind == "activity":
+        near = _same_day(crm_alone, provider_alone)
     return Matching(tuple(pairs), crm_alone, provider_alone, near)
 
 
@@ -100,4 +125,32 @@ def _near_duplicates(
             p_key = _near_key(p.fields)
             if p_key is not None and key[2] & p_key[2]:
                 found.append((c, p))
+    return tuple(found)
+
+
+def _day_key(fields: Mapping[str, Any]) -> tuple[str, date] | None:
+    """An activity's subject and the day it starts on, in its own time zone."""
+    start, subject = fields["start"], fields["subject"].strip().casefold()
+    if start is None or not subject:
+        return None
+    if isinstance(start, datetime):
+        start = start.astimezone(zone(fields.get("timezone") or "UTC")).date()
+    return subject, start
+
+
+def _same_day(
+    crm: Sequence[Candidate], provider: Sequence[Candidate]
+) -> tuple[tuple[Candidate, Candidate], ...]:
+    """CAL-2's near misses: unmatched activities with the same subject on the same day
+    (their start or length differ, or they would have matched)."""
+    by_day: dict[tuple[str, date], list[Candidate]] = {}
+    for p in provider:
+        key = _day_key(p.fields)
+        if key is not None:
+            by_day.setdefault(key, []).append(p)
+    found: list[tuple[Candidate, Candidate]] = []
+    for c in crm:
+        key = _day_key(c.fields)
+        if key is not None:
+            found.extend((c, p) for p in by_day.get(key, ()))
     return tuple(found)

@@ -16,7 +16,7 @@ from crmsync.engine.admit import new_record_reason
 from crmsync.engine.creates import create_twin
 from crmsync.engine.deltas import lifted, provider_now
 from crmsync.engine.lens import lift_provider
-from crmsync.engine.matching import Candidate, match
+from crmsync.engine.matching import NEAR, Candidate, match, rule
 from crmsync.engine.pair import Pair, decision
 from crmsync.engine.permissions import excluded, excluded_for_now, may
 from crmsync.engine.plan import Decision, Write
@@ -92,7 +92,8 @@ def matched(planning: Planning, c: Candidate, p: Candidate) -> Decision:
     """CON-3, CAL-2, TSK-2: twins found by matching are linked, never duplicated. The
     CRM's values are the base and every field they disagree on counts as edited on both
     sides, so the conflict policy settles it (SYN-2); a twin outside the sync scope is
-    brought in (labelled, or added to the sync group)."""
+    brought in (labelled, or added to the sync group). The reason names the rule that
+    paired them (BEY-3)."""
     kind, crm_fields = planning.kind, dict(c.fields)
     seen = lift_provider(kind, provider_now(planning, p.record), crm_fields, planning.ctx)
     differing = [n for n, value in seen.items() if crm_fields.get(n) != value]
@@ -115,15 +116,14 @@ def matched(planning: Planning, c: Candidate, p: Candidate) -> Decision:
         for side, record in both
         if not record.in_scope and may(planning, crm_fields, side, "update")
     )
-    return replace(linked, outcome="link", writes=linked.writes + scope)
+    reason = "; ".join(r for r in (f"matched by {rule(kind, c, p)}", linked.reason) if r)
+    return replace(linked, outcome="link", writes=linked.writes + scope, reason=reason)
 
 
 def near_duplicate(planning: Planning, c: Candidate, p: Candidate) -> Decision:
-    """CON-3: contacts with the same name and phone but a different e-mail are
-    reported, not merged."""
+    """CON-3: contacts with the same name and phone but a different e-mail, and CAL-2:
+    activities with the same subject on the same day at another time, are reported,
+    not merged (each is created on the other side as the rules say)."""
     return decision(
-        planning,
-        Pair(None, c.record, p.record),
-        outcome="skip",
-        reason="possible duplicate: same name and phone, different e-mail; not merged",
+        planning, Pair(None, c.record, p.record), outcome="skip", reason=NEAR[planning.kind]
     )

@@ -4,12 +4,13 @@ It holds records the way the provider would (only the fields it has, extra nativ
 fields kept and never touched by sync), labels contacts (CON-2), honours idempotency
 keys on create, and records the invitations that writes send (SYN-8). Custom values
 (SYN-1) it holds in a record's `custom`, by the keys the tenant's mapping names and as
-its transforms write them.
+its transforms write them. Besides the sync label, a contact may be under other labels
+of the user's (`groups`), which an address-book import can pick from (CON-9).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -37,6 +38,7 @@ class MemoryProvider(CreatesOneByOne):
         self.log = RecordLog("provider", clock, faults or Faults(), prefix="prov-")
         self.held = dict(held)
         self.labelled: set[str] = set()
+        self.groups: dict[str, set[str]] = {}  # the user's other labels, by name
         self.invitations: list[tuple[str, str]] = []
         self.custom: dict[Kind, CustomMap] = {}
 
@@ -105,6 +107,14 @@ class MemoryProvider(CreatesOneByOne):
             if record.fields and wanted.intersection(record.fields.get("emails") or ()):
                 found.append(record)
         return found
+
+    def address_book(self, members: Collection[str] | None = None) -> list[SideRecord]:
+        """CON-9: every live contact (those of `members` only, when given)."""
+        return [
+            self._record("contact", entry, entry.id)
+            for entry in self.log.table("contact").values()
+            if not entry.deleted and (members is None or entry.id in members)
+        ]
 
     def get(self, kind: Kind, record_id: str) -> SideRecord:
         self.log._count("get")

@@ -15,19 +15,26 @@ POLL = "poll"
 # The trigger of a look, once a lease runs out, at whether its holder answered the cycle
 # asked of it (RUN-3): a cycle runs only if the holder died without answering.
 CHECK = "check"
+# The trigger of one step of a user's address-book import (CON-9): its own task, which
+# a cycle does not serve (a cycle reads the feeds, the step the address book's next
+# contacts), and which serves nothing but another step.
+IMPORT = "import"
+_APART = (POLL, CHECK, IMPORT)
 
 
 def covers(waiting: str, trigger: str) -> bool:
     """Whether a waiting task of trigger `waiting` serves a new one of `trigger`: a
-    cycle reading every kind serves any; a poll only a poll, a check only a check."""
-    if waiting in (POLL, CHECK):
+    cycle reading every kind serves any but an import step; a poll only a poll, a
+    check only a check, an import step only an import step."""
+    if waiting in _APART or trigger == IMPORT:
         return trigger == waiting
     return True
 
 
 def scope(trigger: str) -> str:
-    """What a task of `trigger` reads: every kind (""), a poll's kinds, or nothing yet."""
-    return trigger if trigger in (POLL, CHECK) else ""
+    """What a task of `trigger` reads: every kind (""), a poll's kinds, nothing yet (a
+    check), or an import's contacts."""
+    return trigger if trigger in _APART else ""
 
 
 def task_name(tenant: str, connection: str, when: datetime, window: timedelta) -> str:

@@ -31,6 +31,7 @@ from crmsync.configure import reset
 from crmsync.connections import Grants
 from crmsync.crm.memory import MemoryCrm
 from crmsync.cycle import LEASE_SECONDS, Cycle
+from crmsync.engine.records import SideRecord
 from crmsync.model import Kind
 from crmsync.outbound import MemoryEvents
 from crmsync.ports import Connection, ConnectionRecord, CrmConnector, Due, ProviderAccount
@@ -251,6 +252,11 @@ class ProviderHandle(_Side):
         return sorted(
             i for i in self._provider.labelled if not self._log.table("contact")[i].deleted
         )
+
+    def put_under(self, contact_id: str, label: str) -> None:
+        """The user puts the contact under one of their own labels (not the sync label):
+        a label an address-book import can pick (CON-9)."""
+        self._provider.groups.setdefault(label, set()).add(contact_id)
 
     def invitations(self) -> list[tuple[str, str]]:
         return list(self._provider.invitations)
@@ -622,10 +628,11 @@ class _WorldKit:
         """The memory account has one calendar and one task list, and its contacts are
         under the label the settings name."""
         label = str(self._world.effective_settings()["contact_label"])
+        labels = [label, *sorted(set(self._world._provider.groups) - {label})]
         lists = {
             "calendar": [{"id": "primary", "label": "Calendar"}],
             "task_list": [{"id": "default", "label": "Tasks"}],
-            "contact_scope": [{"id": label, "label": label}],
+            "contact_scope": [{"id": name, "label": name} for name in labels],
         }
         if what not in lists:
             raise ValueError(f"the memory account lists no {what!r}")
@@ -640,8 +647,28 @@ class _WorldKit:
         settings: Settings,
         crm: Any,
         kinds: Any = model.KINDS,
+        dry_run: bool = False,
     ) -> tuple[ProviderAccount, None]:
         return self._world.provider_account(settings), None  # no push channels here
+
+    def address_book(
+        self,
+        services: Any,
+        tenant: str,
+        connection: ConnectionRecord,
+        settings: Settings,
+        label: str,
+    ) -> list[SideRecord]:
+        """Every contact of the memory account ("" for `label`), or those under one of
+        its labels (the sync label, or one of the user's own)."""
+        self._world.provider_account(settings)  # the custom mapping, as a cycle's
+        provider = self._world._provider
+        members: set[str] | None = None
+        if label.casefold() == str(settings["contact_label"]).casefold():
+            members = provider.labelled
+        elif label:
+            members = provider.groups.get(label, set())
+        return provider.address_book(members)
 
 
 def _provider_backend(provider: str, chosen: ProviderBackend | None) -> ProviderBackend:

@@ -524,6 +524,12 @@ class GoogleProviderHandle:
             Write("provider", "scope", "contact", contact_id, in_scope=False)
         )
 
+    def put_under(self, contact_id: str, label: str) -> None:
+        """The user puts the contact under one of their own labels (its group is made
+        if needed): a label an address-book import can pick (CON-9)."""
+        contacts = GoogleContacts(self._client, label=label)
+        contacts.set_scope(Write("provider", "scope", "contact", contact_id, in_scope=True))
+
     def _label_group(self) -> str | None:
         wanted = str(self._settings()["contact_label"]).casefold()
         groups = self._service("people").contactGroups()

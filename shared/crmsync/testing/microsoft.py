@@ -460,6 +460,12 @@ class GraphProviderHandle:
         write = Write("provider", "scope", "contact", contact_id, in_scope=False)
         self._contacts().set_scope(write)
 
+    def put_under(self, contact_id: str, label: str) -> None:
+        """The user gives the contact one of their own categories: a label an
+        address-book import can pick (CON-9)."""
+        contacts = GraphContacts(self._client, label, self._custom("contact"))
+        contacts.set_scope(Write("provider", "scope", "contact", contact_id, in_scope=True))
+
     def labelled(self) -> list[str]:
         """The live contacts that carry the CRM category."""
         contacts = self._contacts()

@@ -18,6 +18,7 @@ from typing import Any
 
 from crmsync.auth.state import Consent, Started
 from crmsync.connections import Grant, Grants, Identity
+from crmsync.engine.records import SideRecord
 from crmsync.errors import PermanentError, SyncError
 from crmsync.model import KINDS, Kind
 from crmsync.ports import Channel, ConnectionRecord, ProviderAccount, PushAnswer, PushRequest
@@ -159,10 +160,12 @@ class GoogleKit:
         settings: Settings,
         crm: Any,
         kinds: Collection[Kind] = KINDS,
+        dry_run: bool = False,
     ) -> tuple[ProviderAccount, Any]:
         """The provider account of one cycle with the adapters of `kinds`, and what
         renews its push (its calendar; None without one). `crm` is asked for its users
-        for the calendar; without one (None) the account only reads."""
+        for the calendar; without one (None) the account only reads. A dry run's
+        account (BEY-3) makes nothing as it reads (the contact label)."""
         from crmsync.providers.google.account import GoogleAccount
         from crmsync.providers.google.calendar import GoogleCalendar
         from crmsync.providers.google.people import GoogleContacts
@@ -183,7 +186,10 @@ class GoogleKit:
             )
         if "contact" in kinds:
             resources["contact"] = GoogleContacts(
-                client, label=settings["contact_label"], custom=settings.custom_map("contact")
+                client,
+                label=settings["contact_label"],
+                custom=settings.custom_map("contact"),
+                make_label=not dry_run,
             )
         if "todo" in kinds:
 
@@ -219,6 +225,29 @@ class GoogleKit:
             raise ValueError(f"Google lists no {what!r}")
         grants = Grants(services.backend.store(tenant), services.vault, tenant)
         return listers[what](self.client(services, grants, connection.id, connection.subject))
+
+    # -- an address book to import (CON-9) ------------------------------------------------
+    def address_book(
+        self,
+        services: Any,
+        tenant: str,
+        connection: ConnectionRecord,
+        settings: Settings,
+        label: str,
+    ) -> list[SideRecord]:
+        """Every contact of the account ("" for `label`), or those under one of its
+        labels, read as a cycle reads them. Raises SyncError when Google cannot be asked."""
+        from crmsync.providers.google.people import GoogleContacts
+
+        grants = Grants(services.backend.store(tenant), services.vault, tenant)
+        client = self.client(services, grants, connection.id, connection.subject)
+        contacts = GoogleContacts(
+            client,
+            label=settings["contact_label"],
+            custom=settings.custom_map("contact"),
+            make_label=False,
+        )
+        return contacts.address_book(label)
 
     # -- push (RUN-3, RUN-5) ----------------------------------------------------------------
     def open_push(

@@ -24,7 +24,7 @@ carries its idempotency key and returns that one when an earlier attempt went th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeAlias
 
@@ -336,13 +336,21 @@ class GoogleContacts:
     """The contact side of one Google account; the sync scope is one contact group."""
 
     def __init__(
-        self, client: GoogleClient, label: str = "CRM", custom: CustomMap | None = None
+        self,
+        client: GoogleClient,
+        label: str = "CRM",
+        custom: CustomMap | None = None,
+        make_label: bool = True,
     ) -> None:
-        """`custom` is the tenant's mapping of contact custom fields (SYN-1)."""
+        """`custom` is the tenant's mapping of contact custom fields (SYN-1). The label's
+        group is made on first use (CON-2: the first cycle makes it), unless
+        `make_label` is False: then reading makes nothing (a dry run, BEY-3)."""
         self.client = client
         self.label = label
+        self.make_label = make_label
         self.custom = custom or CustomMap()
         self._group: str | None = None
+        self._looked = False  # the label's group was looked for (it may not exist yet)
         self._warmed = False
 
     @property
@@ -360,8 +368,20 @@ class GoogleContacts:
             self._group = self._find_group() or self._create_group()
         return self._group
 
-    def _find_group(self) -> str | None:
-        wanted = self.label.casefold()  # Google refuses names differing only in case
+    def _read_group(self) -> str | None:
+        """The label's group for reading; where reading makes nothing, None while it
+        does not exist."""
+        if self.make_label:
+            return self.group()
+        if self._group is None and not self._looked:
+            self._group = self._find_group()
+            self._looked = True
+        return self._group
+
+    def _find_group(self, name: str | None = None) -> str | None:
+        """The resource name of the user's contact group called `name` (the label's by
+        default), if there is one."""
+        wanted = (name or self.label).casefold()  # Google refuses names differing only in case
         page_token: str | None = None
         while True:
             params: dict[str, Any] = {"groupFields": "name,groupType", "pageSize": 1000}
@@ -396,7 +416,8 @@ class GoogleContacts:
         if metadata.get("deleted"):
             return SideRecord(person_id, version, None, modified=modified)
         ref = client_data(person).get(LINK)
-        in_scope = self.group() in groups_of(person)
+        label = self._read_group()
+        in_scope = label is not None and label in groups_of(person)
         try:
             fields = model.normalize("contact", from_person(person))
             fields.update(self.custom.read(user_defined(person)))
@@ -406,31 +427,53 @@ class GoogleContacts:
             )
         return SideRecord(person_id, version, fields, modified, in_scope=in_scope, ref=ref)
 
-    def changes(self, cursor: str | None) -> ChangePage:
-        """Every contact changed since the sync token (all of them without one), all
-        pages; deleted contacts and label changes included."""
-        records: list[SideRecord] = []
+    def _pages(self, **extra: Any) -> Iterator[dict[str, Any]]:
+        """Every page of the account's contacts (people.connections.list)."""
         page_token: str | None = None
         while True:
             params: dict[str, Any] = {
                 "resourceName": "people/me",
                 "personFields": PERSON_FIELDS,
                 "pageSize": 1000,
-                "requestSyncToken": True,
+                **extra,
             }
-            if cursor is not None:
-                params["syncToken"] = cursor
             if page_token is not None:
                 params["pageToken"] = page_token
             request = self.people.connections().list(**params)
-            answer = self.client.execute(request, "people connections.list")
-            records.extend(self.record(p) for p in answer.get("connections") or ())
+            answer: dict[str, Any] = self.client.execute(request, "people connections.list")
+            yield answer
             page_token = answer.get("nextPageToken")
             if page_token is None:
+                return
+
+    def changes(self, cursor: str | None) -> ChangePage:
+        """Every contact changed since the sync token (all of them without one), all
+        pages; deleted contacts and label changes included."""
+        records: list[SideRecord] = []
+        extra: dict[str, Any] = {"requestSyncToken": True}
+        if cursor is not None:
+            extra["syncToken"] = cursor
+        for answer in self._pages(**extra):
+            records.extend(self.record(p) for p in answer.get("connections") or ())
+            if answer.get("nextPageToken") is None:
                 token = answer.get("nextSyncToken")
                 if not token:
                     raise PermanentError("contact listing ended without a sync token")
                 return ChangePage(records, str(token))
+        raise PermanentError("contact listing ended without a last page")
+
+    def address_book(self, label: str = "") -> list[SideRecord]:
+        """CON-9: every contact of the account, or those under the user's label named
+        `label` (none when there is no such label), labelled for sync or not."""
+        group = self._find_group(label) if label else None
+        if label and group is None:
+            return []
+        return [
+            self.record(person)
+            for answer in self._pages()
+            for person in answer.get("connections") or ()
+            if group is None or group in groups_of(person)
+        ]
 
     def _person(self, person_id: str) -> dict[str, Any]:
         request = self.people.get(resourceName=person_id, personFields=PERSON_FIELDS)

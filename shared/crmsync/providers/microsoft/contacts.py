@@ -257,6 +257,18 @@ class GraphContacts(RemembersWhatItMade):
         except NotFound:
             return SideRecord(record_id, "0", None)
 
+    def address_book(self, category: str = "") -> list[SideRecord]:
+        """CON-9: every contact of the default folder (the one crmsync syncs), or those
+        carrying the category `category` (Outlook ignores its case), tagged for sync or
+        not."""
+        wanted = category.casefold()
+        return [
+            self.record(contact)
+            for contact in self.client.values("me/contacts", "graph contacts.list", self._expand)
+            if not wanted
+            or any(str(c).casefold() == wanted for c in contact.get("categories") or ())
+        ]
+
     def _folders(self) -> Iterator[dict[str, Any]]:
         return self.client.values("me/contactFolders", "graph contactFolders.list")
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from crmsync.auth.state import Consent, Started
 from crmsync.connections import REFRESH_MARGIN, Grant, Grants, Identity
+from crmsync.engine.records import SideRecord
 from crmsync.errors import PermanentError, SyncError
 from crmsync.model import KINDS, Kind
 from crmsync.ports import Channel, ConnectionRecord, ProviderAccount, PushAnswer, PushRequest
@@ -163,8 +164,10 @@ class MicrosoftKit:
         settings: Settings,
         crm: Any,
         kinds: Collection[Kind] = KINDS,
+        dry_run: bool = False,
     ) -> tuple[ProviderAccount, Any]:
-        """The mailbox's adapters of `kinds` for one cycle, and what renews its
+        """The mailbox's adapters of `kinds` for one cycle (a dry run's too, BEY-3:
+        reading a mailbox makes nothing in it), and what renews its
         subscriptions; the grant is checked (and refreshed) first, so a grant Microsoft
         no longer honours parks the connection (AUTH-3). `crm` is asked for its users
         for the calendar; without one (None) the account only reads."""
@@ -207,6 +210,27 @@ class MicrosoftKit:
             raise ValueError(f"Microsoft 365 lists no {what!r}")
         grants = Grants(services.backend.store(tenant), services.vault, tenant)
         return listers[what](self.client(services, grants, connection.id, connection.subject))
+
+    # -- an address book to import (CON-9) ------------------------------------------------
+    def address_book(
+        self,
+        services: Any,
+        tenant: str,
+        connection: ConnectionRecord,
+        settings: Settings,
+        label: str,
+    ) -> list[SideRecord]:
+        """Every contact of the mailbox's default folder ("" for `label`), or those with
+        one of its categories, read as a cycle reads them. Raises SyncError when Graph
+        cannot be asked."""
+        from crmsync.providers.microsoft.contacts import GraphContacts
+
+        grants = Grants(services.backend.store(tenant), services.vault, tenant)
+        client = self.client(services, grants, connection.id, connection.subject)
+        contacts = GraphContacts(
+            client, settings["contact_label"], custom=settings.custom_map("contact")
+        )
+        return contacts.address_book(label)
 
     # -- change notifications (RUN-1, RUN-3, RUN-5) -----------------------------------------
     def open_push(
