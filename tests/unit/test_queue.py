@@ -74,6 +74,10 @@ def subjects(world: SyncWorld, side: str) -> list[str]:
     return sorted(r["subject"] for r in handle.all("activity"))
 
 
+def subjects_of(world: SyncWorld, kind: str) -> set[str]:
+    return {r["subject"] for handle in (world.crm, world.provider) for r in handle.all(kind)}  # type: ignore[attr-defined]
+
+
 def refused(call: Any, *args: Any, **kw: Any) -> Refused:
     with pytest.raises(Refused) as caught:
         call(*args, **kw)
@@ -99,9 +103,9 @@ def test_SYN2_a_conflict_waits_with_each_side_s_value_of_the_conflicting_fields(
     assert item["created"] == (DEFAULT_NOW + 2 * MINUTE).isoformat()
 
 
-def test_SYN2_SYN3_a_conflict_settled_field_by_field_takes_each_field_from_the_side_picked() -> (
-    None
-):
+def test_SYN2_a_conflict_settled_field_by_field_takes_each_field_from_the_side_picked() -> None:
+    # that each side is sent only the fields it lacks (SYN-3) the planner's own test
+    # shows: test_decisions, test_SYN2_SYN3_a_conflict_settled_field_by_field_...
     world = SyncWorld(settings={"conflict_policy": "manual"})
     crm_id, pid = two_field_conflict(world)
     [item] = world.waiting()
@@ -354,10 +358,6 @@ def test_SET5_a_delete_is_confirmed_or_restored_as_the_user_says(action: str, ke
     assert [t["subject"] for t in world.provider.all("todo")] == (["Send offer"] if kept else [])
     assert len(world.links("todo")) == (1 if kept else 0)
     assert world.waiting() == []
-
-
-def subjects_of(world: SyncWorld, kind: str) -> set[str]:
-    return {r["subject"] for handle in (world.crm, world.provider) for r in handle.all(kind)}  # type: ignore[attr-defined]
 
 
 # -- CON-8: the review list ----------------------------------------------------------------------
