@@ -13,34 +13,14 @@ import pytest
 from crmsync.service import Refused
 from crmsync.testing import DEFAULT_NOW, SyncWorld
 from crmsync.usecases import queue
+from tests.unit.test_contacts import ADA, GRACE, labelled, linked_pair
 
 MINUTE = timedelta(minutes=1)
-ADA: dict[str, Any] = {
-    "first_name": "Ada",
-    "last_name": "Lovelace",
-    "company": "Analytical Engines Ltd",
-    "title": "Analyst",
-    "emails": ["ada@example.com"],
-}
-GRACE: dict[str, Any] = {
-    "first_name": "Grace",
-    "last_name": "Hopper",
-    "emails": ["grace@example.org"],
-    "phones": [{"kind": "mobile", "number": "+1 202 555 0143"}],
-}
-
-
-def linked_contact(world: SyncWorld, fields: dict[str, Any] = ADA) -> tuple[str, str]:
-    crm_id = world.crm.create("contact", fields)
-    world.crm.add_to_sync_group(crm_id)
-    world.sync()
-    [link] = [link for link in world.links("contact") if link["crm_id"] == crm_id]
-    return crm_id, link["provider_id"]
 
 
 def two_field_conflict(world: SyncWorld) -> tuple[str, str]:
     """A linked contact whose title and company both sides changed, differently."""
-    crm_id, pid = linked_contact(world)
+    crm_id, pid = linked_pair(world, ADA)
     world.advance(MINUTE)
     world.crm.update("contact", crm_id, {"title": "CTO", "company": "Engines plc"})
     world.provider.update("contact", pid, {"title": "Chief Analyst", "company": "Babbage & Co"})
@@ -362,8 +342,7 @@ def test_SET5_a_delete_is_confirmed_or_restored_as_the_user_says(action: str, ke
 
 # -- CON-8: the review list ----------------------------------------------------------------------
 def review_item(world: SyncWorld) -> tuple[str, dict[str, Any]]:
-    pid = world.provider.create("contact", GRACE)
-    world.provider.label(pid)
+    pid = labelled(world, GRACE)
     world.sync()
     [item] = world.waiting()
     return pid, item
