@@ -109,7 +109,7 @@ locals {
     links        = ["base", "pending", "saved"]
     runs         = ["counts", "errors", "expire_at"]
     items        = ["changes", "label", "expire_at"]
-    queue        = ["crm_values", "provider_values"]
+    queue        = ["crm_values", "provider_values", "picks"]
     connections  = ["record", "grant", "cursors", "retries"]
     oauth_states = ["expires_at"]
     nonces       = ["expires_at"]

@@ -233,10 +233,26 @@ class Store(Protocol):
     def linked_count(self, connection: str, kind: Kind) -> int: ...
     def retries(self, connection: str, kind: Kind) -> set[tuple[Side, str]]: ...
     def set_retries(self, connection: str, kind: Kind, pending: set[tuple[Side, str]]) -> None: ...
-    def put_queue_item(self, connection: str, item: Mapping[str, Any]) -> None: ...
+    def put_queue_item(self, connection: str, item: Mapping[str, Any]) -> None:
+        """Store an item of the queue (SYN-2, SET-5, SYN-6); what the user settled of it
+        (`choice`, `picks`) stays while its reason is the same."""
+
     def drop_queue_item(self, connection: str, item_id: str) -> None: ...
-    def queue(self, connection: str) -> list[dict[str, Any]]: ...
-    def resolve_queue_item(self, connection: str, item_id: str, choice: Side) -> None: ...
+    def queue(self, connection: str) -> list[dict[str, Any]]:
+        """The connection's queue items in the order they were first put (oldest first),
+        each with `choice` and `picks` (None until the user settles it)."""
+
+    def resolve_queue_item(
+        self,
+        connection: str,
+        item_id: str,
+        choice: Side | None = None,
+        picks: Mapping[str, Side] | None = None,
+    ) -> None:
+        """The user's answer, for the next cycle: a side for the whole record, or a side
+        per field (`picks`, field name → side); each replaces the other. KeyError for
+        an item not in the queue."""
+
     def save_run(self, connection: str, run: Mapping[str, Any]) -> None:
         """Keep the run; it is erased the deployment's retention after it ended, or its
         own `history_days` (the tenant's, HIS-3) when that is shorter."""

@@ -405,8 +405,12 @@ def test_SET5_queue_items_round_trip_in_the_order_first_put(store: Store) -> Non
     store.put_queue_item("c1", queue_item("k2", summary="Title differs again"))
 
     assert store.queue("c1") == [
-        {**queue_item("k2", summary="Title differs again"), "choice": None},
-        {**queue_item("k1", reason="confirm_new", source="provider"), "choice": None},
+        {**queue_item("k2", summary="Title differs again"), "choice": None, "picks": None},
+        {
+            **queue_item("k1", reason="confirm_new", source="provider"),
+            "choice": None,
+            "picks": None,
+        },
     ]
     assert store.queue("c2") == []
 
@@ -427,6 +431,26 @@ def test_SYN2_a_choice_stays_while_the_reason_is_the_same_and_goes_when_it_chang
 
     store.put_queue_item("c1", queue_item("k1", reason="confirm_modified", choice="crm"))
     assert store.queue("c1")[0]["choice"] is None
+
+
+def test_SYN2_picks_per_field_are_kept_like_a_choice_and_each_replaces_the_other(
+    store: Store,
+) -> None:
+    picks = {"title": "provider", "custom.industry": "crm"}  # a dot is no path here
+    store.put_queue_item("c1", queue_item("k1", fields=["title", "custom.industry"]))
+
+    store.resolve_queue_item("c1", "k1", picks=picks)
+    assert (store.queue("c1")[0]["choice"], store.queue("c1")[0]["picks"]) == (None, picks)
+
+    store.put_queue_item("c1", queue_item("k1", summary="Title differs, still"))
+    assert store.queue("c1")[0]["picks"] == picks
+
+    store.resolve_queue_item("c1", "k1", "crm")
+    assert (store.queue("c1")[0]["choice"], store.queue("c1")[0]["picks"]) == ("crm", None)
+
+    store.resolve_queue_item("c1", "k1", picks=picks)
+    store.put_queue_item("c1", queue_item("k1", reason="confirm_modified"))
+    assert (store.queue("c1")[0]["choice"], store.queue("c1")[0]["picks"]) == (None, None)
 
 
 def test_SYN2_resolving_an_item_not_in_the_queue_is_an_error(store: Store) -> None:

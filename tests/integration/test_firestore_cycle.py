@@ -102,3 +102,28 @@ def test_a_cycle_with_one_change_reads_fewer_documents_than_the_connection_has_l
 
     assert run["counts"] == {"contact": {"update": 1}}
     assert world.store.reads - reads < 60
+
+
+def test_SYN2_a_conflict_settled_field_by_field_is_applied_from_the_firestore_store(
+    world: SyncWorld,
+) -> None:
+    world.settings(conflict_policy="manual")
+    cid = crm_member(world, "Ada")
+    world.sync()
+    [link] = world.links("contact")
+    pid = link["provider_id"]
+    world.advance(timedelta(minutes=5))
+    world.crm.update("contact", cid, {"title": "CTO", "company": "Engines plc"})
+    world.provider.update("contact", pid, {"title": "Chief Analyst", "company": "Babbage & Co"})
+    world.sync()
+    [item] = world.waiting()
+
+    world.resolve(item["id"], picks={"title": "provider", "company": "crm"})
+    assert world.waiting()[0]["picks"] == {"company": "crm", "title": "provider"}
+    world.sync()
+
+    crm, contact = world.crm.get("contact", cid), world.provider.get("contact", pid)
+    assert crm is not None and contact is not None
+    assert (crm["title"], crm["company"]) == (contact["title"], contact["company"])
+    assert (crm["title"], crm["company"]) == ("Chief Analyst", "Engines plc")
+    assert world.waiting() == []

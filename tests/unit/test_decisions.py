@@ -34,7 +34,7 @@ def fields(kind: Kind, **raw: Any) -> dict[str, Any]:
 
 def context(provider: str = "microsoft", schema: CrmSchema | None = None, **kw: Any) -> Context:
     """A cycle's context; keyword arguments that are not Context fields are settings."""
-    own = {k: kw.pop(k) for k in ("first_cycle", "linked_count", "resolutions") if k in kw}
+    own = {k: kw.pop(k) for k in ("first_cycle", "linked_count", "resolutions", "picks") if k in kw}
     return Context(
         now=NOW,
         user="u1",
@@ -145,6 +145,44 @@ def test_SYN2_a_manual_conflict_waits_and_overwrites_neither_side() -> None:
         {"title": "CRM title"},
         {"title": "Provider title"},
     )
+
+
+def test_SYN2_SYN3_a_conflict_settled_field_by_field_writes_each_side_only_what_it_lacks() -> None:
+    base = fields("contact", title="Buyer", company="Old Co")
+    d = one(
+        plan(
+            "contact",
+            [crm({**base, "title": "CRM title", "company": "CRM Co", "last_name": "Lee-Hart"})],
+            [provider({**base, "title": "Provider title", "company": "Provider Co"})],
+            [link("contact", base)],
+            context(
+                conflict_policy="manual",
+                picks={"contact-crm-c1": {"title": "provider", "company": "crm"}},
+            ),
+        )
+    )
+    assert (d.outcome, d.hold) == ("update", None)
+    assert written(d) == {
+        ("crm", "update"): {"title": "Provider title"},
+        ("provider", "update"): {"company": "CRM Co", "last_name": "Lee-Hart"},
+    }
+    assert d.link is not None
+    assert (d.link.base["title"], d.link.base["company"]) == ("Provider title", "CRM Co")
+
+
+def test_SYN2_picks_that_leave_a_conflicting_field_open_keep_the_conflict_waiting() -> None:
+    base = fields("contact", title="Buyer", company="Old Co")
+    d = one(
+        plan(
+            "contact",
+            [crm({**base, "title": "CRM title", "company": "CRM Co"})],
+            [provider({**base, "title": "Provider title", "company": "Provider Co"})],
+            [link("contact", base)],
+            context(conflict_policy="manual", picks={"contact-crm-c1": {"title": "provider"}}),
+        )
+    )
+    assert (d.outcome, d.writes) == ("conflict", ())
+    assert d.hold is not None and set(d.hold.fields) == {"title", "company"}
 
 
 def test_SYN3_a_long_provider_text_is_cut_in_the_crm_and_kept_whole_in_the_base() -> None:

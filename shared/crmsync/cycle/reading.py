@@ -6,8 +6,9 @@ The result is a `Changes` value; nothing here writes anything but the reads.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any, TypeGuard
 
 from crmsync.engine import Links, SideRecord
 from crmsync.errors import CursorExpired, PermanentError
@@ -87,20 +88,45 @@ def add_retries(changes: Changes, pending: set[tuple[Side, str]], sides: Sides) 
             changes.add(side, sides[side].get(changes.kind, record_id))
 
 
-def add_settled(changes: Changes, queue: list[dict[str, object]], sides: Sides) -> dict[str, Side]:
-    """Queue items the user settled (SYN-2 manual, SET-5): their records are read again
-    and re-planned with the side the user chose. Returns the choices by item id."""
-    chosen: dict[str, Side] = {}
+@dataclass
+class Settled:
+    """What the user settled in the queue, by item id: a side for the whole record
+    (`choices`), or for a manual conflict a side per conflicting field (`picks`)."""
+
+    choices: dict[str, Side]
+    picks: dict[str, dict[str, Side]]
+
+
+def add_settled(changes: Changes, queue: list[dict[str, Any]], sides: Sides) -> Settled:
+    """Queue items the user settled (SYN-2 manual, SET-5, SYN-6): their records are
+    read again and re-planned with the side the user chose, or the sides they picked
+    field by field (only once every field the item names is picked)."""
+    settled = Settled({}, {})
     for item in queue:
-        choice = item.get("choice")
-        if item["kind"] != changes.kind or choice not in SIDES:
+        if item["kind"] != changes.kind:
             continue
-        chosen[str(item["id"])] = choice
+        item_id, choice, picks = str(item["id"]), item.get("choice"), item.get("picks")
+        if choice in SIDES:
+            settled.choices[item_id] = choice
+        elif _covers(picks, item.get("fields") or ()):
+            settled.picks[item_id] = dict(picks)
+        else:
+            continue
         for side in SIDES:
             record_id = item.get(f"{side}_id")
             if isinstance(record_id, str) and record_id and not changes.has(side, record_id):
                 changes.add(side, sides[side].get(changes.kind, record_id))
-    return chosen
+    return settled
+
+
+def _covers(picks: Any, names: Iterable[str]) -> TypeGuard[Mapping[str, Side]]:
+    """Picks that give each of `names` a side."""
+    return (
+        isinstance(picks, Mapping)
+        and bool(picks)
+        and all(picks.get(name) in SIDES for name in names)
+        and all(side in SIDES for side in picks.values())
+    )
 
 
 def add_twins(changes: Changes, links: Links, store: Store, connection: str, sides: Sides) -> None:

@@ -265,7 +265,8 @@ class Cycle:
             kind,
             first_cycle=changes.first_cycle,
             linked_count=self.linked_count(changes),
-            resolutions=settled,
+            resolutions=settled.choices,
+            picks=settled.picks,
         )
         records = changes.records
         plan = reconcile(kind, records["crm"].values(), records["provider"].values(), links, ctx)

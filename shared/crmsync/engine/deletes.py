@@ -8,15 +8,17 @@ confirm deletes first (SET-5); otherwise the delete propagates as the kind's rul
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
 from crmsync.engine.creates import create_write
-from crmsync.engine.deltas import side_delta
+from crmsync.engine.deltas import diff, provider_now, side_delta, view
 from crmsync.engine.pair import DIRECTION, OTHER, Pair, decision, detach, hold
 from crmsync.engine.permissions import may
 from crmsync.engine.plan import Decision, Write
 from crmsync.engine.planning import Planning
+from crmsync.engine.records import SideRecord
 from crmsync.settings import Side
 
 
@@ -118,7 +120,12 @@ def contact_gone(planning: Planning, pair: Pair, gone_side: Side) -> tuple[Write
 
 def restore(planning: Planning, pair: Pair, gone_side: Side, target: dict[str, Any]) -> Decision:
     """SYN-7: the record is created again on the side that deleted it, with the edited
-    values, if settings allow creating there (SET-3); else the pair is detached."""
+    values, if settings allow creating there (SET-3); else the pair is detached. A
+    record that only left the sync scope there (out of the contact sync group, its label
+    taken off) still exists: it is brought back into the scope instead of copied."""
+    gone = pair.record(gone_side)
+    if gone is not None and gone.fields is not None:
+        return bring_back(planning, pair, gone_side, gone, target)
     if not may(planning, target, gone_side, "create"):
         return detach(
             planning,
@@ -139,5 +146,60 @@ def restore(planning: Planning, pair: Pair, gone_side: Side, target: dict[str, A
         direction=DIRECTION[gone_side],
         writes=(write,),
         link=new_link,
-        reason=f"edited on the {other}, deleted on the {gone_side}: the edit wins",
+        reason=restored_because(planning, pair, gone_side),
     )
+
+
+def bring_back(
+    planning: Planning, pair: Pair, gone_side: Side, gone: SideRecord, target: dict[str, Any]
+) -> Decision:
+    """SYN-7 for a record that left the sync scope: the fields it lacks are written and
+    it is put back in the scope, under the same link, if settings allow updating there."""
+    if not may(planning, target, gone_side, "update"):
+        return detach(
+            planning,
+            pair,
+            f"edited on one side, taken out of the sync on the {gone_side}; "
+            f"settings do not allow bringing it back there",
+        )
+    now = side_now(planning, gone_side, gone)
+    patch = diff(view(planning, gone_side, target), now)
+    update = Write(
+        gone_side,
+        "update",
+        planning.kind,
+        gone.id,
+        patch,
+        gone.version,
+        prior={n: now.get(n) for n in patch},
+    )
+    scope = Write(gone_side, "scope", planning.kind, gone.id, in_scope=True)
+    link = pair.linked.agreed(
+        target,
+        pair.version("crm"),
+        pair.version("provider"),
+        pair.provider.reminder if pair.provider is not None else pair.linked.reminder,
+    )
+    return decision(
+        planning,
+        pair,
+        outcome="restore",
+        direction=DIRECTION[gone_side],
+        writes=(update, scope) if patch else (scope,),
+        link=link,
+        reason=restored_because(planning, pair, gone_side),
+        changed=tuple(sorted(patch)),
+    )
+
+
+def restored_because(planning: Planning, pair: Pair, gone_side: Side) -> str:
+    other = OTHER[gone_side]
+    if planning.ctx.resolutions.get(pair.key) == other:
+        return f"gone on the {gone_side}: restored there, as the user chose"
+    return f"edited on the {other}, deleted on the {gone_side}: the edit wins"
+
+
+def side_now(planning: Planning, side: Side, record: SideRecord) -> Mapping[str, Any]:
+    """What a record holds, in its side's own view (mapped fields only, at the provider)."""
+    assert record.fields is not None
+    return record.fields if side == "crm" else provider_now(planning, record)

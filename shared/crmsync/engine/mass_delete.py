@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from crmsync.engine.deltas import view
+from crmsync.engine.pair import OTHER, shown_fields
 from crmsync.engine.plan import Decision, Hold, Write
 from crmsync.engine.planning import Planning
 from crmsync.settings import Settings
@@ -45,7 +47,7 @@ def guard_mass_delete(planning: Planning, decisions: list[Decision]) -> list[Dec
     )
     out = list(decisions)
     for i in deleting:
-        out[i] = _held(decisions[i], note)
+        out[i] = _held(planning, decisions[i], note)
     return out
 
 
@@ -55,16 +57,23 @@ def takes_away(write: Write) -> bool:
     return write.op == "delete" or (write.op == "scope" and not write.in_scope)
 
 
-def _held(decision: Decision, note: str) -> Decision:
-    """The delete undone into a hold: no writes, the link kept and marked in conflict."""
+def _held(planning: Planning, decision: Decision, note: str) -> Decision:
+    """The delete undone into a hold: no writes, the link kept and marked in conflict.
+    The item names the side the records went from (`source`: the user confirms that
+    side's state, or restores the other's) and shows what the other side still holds."""
     link = decision.dropped or decision.link
+    survivor = next(w.side for w in decision.writes if takes_away(w))
+    values = view(planning, survivor, link.base) if link is not None else {}
+    shown = {n: values[n] for n in shown_fields(planning, values)}
     item = Hold(
         id=hold_key(decision),
         kind=decision.kind,
         reason="mass_delete",
-        source=None,
+        source=OTHER[survivor],
         crm_id=decision.crm_id,
         provider_id=decision.provider_id,
+        crm_values=shown if survivor == "crm" else {},
+        provider_values=shown if survivor == "provider" else {},
         summary=note,
     )
     return replace(

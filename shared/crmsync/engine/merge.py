@@ -41,8 +41,10 @@ def merge(
     policy: str,
     crm_modified: datetime | None = None,
     provider_modified: datetime | None = None,
+    picks: Mapping[str, Side] | None = None,
 ) -> Merge:
-    """Apply both sides' changed fields onto the base; same-field clashes go to policy."""
+    """Apply both sides' changed fields onto the base; same-field clashes go to the side
+    the user picked for that field in the queue (`picks`), else to the policy."""
     merged = dict(base)
     merged.update(crm)
     from_crm = set(crm)
@@ -56,11 +58,13 @@ def merge(
         from_crm.discard(name)
         from_provider.add(name)
     side = winner(policy, crm_modified, provider_modified) if conflicts else "crm"
-    if side == "provider":
-        for name in conflicts:
+    held = False
+    for name in conflicts:
+        chosen = picks.get(name, side) if picks else side
+        if chosen is None:
+            held = True
+        elif chosen == "provider":
             merged[name] = provider[name]
             from_crm.discard(name)
             from_provider.add(name)
-    return Merge(
-        merged, frozenset(from_crm), frozenset(from_provider), tuple(conflicts), held=side is None
-    )
+    return Merge(merged, frozenset(from_crm), frozenset(from_provider), tuple(conflicts), held)

@@ -3,10 +3,12 @@ a Decision or a Hold about a pair is built."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any, Literal, NamedTuple
 
+from crmsync.engine.deltas import view
+from crmsync.engine.lens import BLANK
 from crmsync.engine.plan import Decision, Hold, HoldReason
 from crmsync.engine.planning import Planning
 from crmsync.engine.records import Link, SideRecord
@@ -98,9 +100,12 @@ def hold(
     summary: str = "",
 ) -> Decision:
     """SYN-2 manual conflicts and SET-5 confirmations: the pair waits in the user's
-    queue with both sides' values of `names`; the link is marked in conflict."""
+    queue with both sides' values of `names` (of the whole record when no fields are
+    named: a new or deleted record, so a person can tell which it is); the link is
+    marked in conflict."""
     names = tuple(names)
-    c, p = pair.crm, pair.provider
+    crm_now, provider_now = holds(planning, pair, "crm"), holds(planning, pair, "provider")
+    shown = names or shown_fields(planning, crm_now, provider_now)
     item = Hold(
         id=hold_id,
         kind=planning.kind,
@@ -109,8 +114,8 @@ def hold(
         crm_id=pair.crm_id,
         provider_id=pair.provider_id,
         fields=names,
-        crm_values={n: c.fields[n] for n in names if c and c.fields and n in c.fields},
-        provider_values={n: p.fields[n] for n in names if p and p.fields and n in p.fields},
+        crm_values={n: crm_now[n] for n in shown if n in crm_now},
+        provider_values={n: provider_now[n] for n in shown if n in provider_now},
         summary=summary,
     )
     held = replace(pair.link, state="conflict") if pair.link else None
@@ -124,3 +129,30 @@ def detach(planning: Planning, pair: Pair, reason: str) -> Decision:
     """The link stays, detached: neither side follows the other any more."""
     link = replace(pair.linked, state="detached", note=reason)
     return decision(planning, pair, outcome="unlink", reason=reason, link=link)
+
+
+def holds(planning: Planning, pair: Pair, side: Side) -> Mapping[str, Any]:
+    """What `side` holds of the pair, as it holds it: the record it reported, or when it
+    reported nothing new its view of the agreed base; nothing when it is deleted."""
+    record = pair.record(side)
+    if record is None:
+        return view(planning, side, pair.link.base) if pair.link is not None else {}
+    return record.fields or {}
+
+
+def shown_fields(planning: Planning, *sides: Mapping[str, Any]) -> tuple[str, ...]:
+    """The mapped fields that hold a value on either side (not a blank default): what
+    tells a person which record it is."""
+    blank = BLANK[planning.kind]
+    return tuple(
+        sorted(
+            {
+                name
+                for values in sides
+                for name, value in values.items()
+                if name in planning.mapped
+                and value not in (None, "", (), [])
+                and value != blank.get(name)
+            }
+        )
+    )

@@ -151,6 +151,8 @@ class Context:
     first_cycle: bool = False
     linked_count: int = 0
     resolutions: Mapping[str, Side] = field(default_factory=dict)
+    # SYN-2 manual conflicts the user settled field by field: queue item → field → side
+    picks: Mapping[str, Mapping[str, Side]] = field(default_factory=dict)
 
     def syncs(self, user: str | None) -> bool:
         return user is not None and (user == self.user or user in self.syncing_users)

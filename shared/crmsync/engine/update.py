@@ -57,6 +57,7 @@ def update(
     """Both sides' edits merged into one decision for a linked (or just matched) pair."""
     link = pair.linked
     choice = planning.ctx.resolutions.get(link.key)
+    picks = planning.ctx.picks.get(link.key)
     c, p = pair.crm, pair.provider
     m = merge(  # SYN-2: edits to different fields merge; for the same field the policy decides
         link.base,
@@ -65,6 +66,7 @@ def update(
         conflict_policy(planning, choice),
         c.modified if c else None,
         provider_edited(link, p),
+        picks,
     )
     if m.held:
         return manual_conflict(planning, pair, m)
@@ -73,7 +75,7 @@ def update(
         if replaced is not None:
             return replaced
     u = patches(planning, pair, crm_delta, provider_delta, m)
-    if not confirmed:
+    if not confirmed and picks is None:  # a user who picked field by field has confirmed
         asked = confirm_modified(planning, pair, u, choice, outcome)
         if asked is not None:
             return asked
@@ -82,7 +84,7 @@ def update(
 
 def conflict_policy(planning: Planning, choice: Side | None) -> str:
     """SYN-2: the tenant's or user's conflict policy, unless the user already picked a
-    side for this record in the queue."""
+    side for this record in the queue (a pick per field goes to `merge` instead)."""
     policy: str = _CHOSEN_POLICY.get(choice or "", planning.settings["conflict_policy"])
     return policy
 

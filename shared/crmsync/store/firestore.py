@@ -11,7 +11,8 @@ the memory store.
                                           duration for the history's queries, and
                                           expire_at (TTL)
     .../connections/{c}/runs/{r}/items/{i}  one history item, with seq and expire_at (TTL)
-    .../connections/{c}/queue/{q}         one queue item
+    .../connections/{c}/queue/{q}         one queue item, with what the user settled:
+                                          choice (a side), picks{field: side}
     channels/{id}                         push channel → tenant and connection
     mailboxes/{id}                        address_digest, tenant, connection: a Gmail
                                           address's route (one per connection)
@@ -101,7 +102,7 @@ UNINDEXED_FIELDS: dict[str, tuple[str, ...]] = {
     "links": ("base", "pending", "saved"),
     "runs": ("counts", "errors", "expire_at"),
     "items": ("changes", "label", "expire_at"),
-    "queue": ("crm_values", "provider_values"),
+    "queue": ("crm_values", "provider_values", "picks"),
     "connections": ("record", "grant", "cursors", "retries"),
     "oauth_states": ("expires_at",),
     "nonces": ("expires_at",),
@@ -621,7 +622,8 @@ class FirestoreStore:
             snap = ref.get(transaction=transaction)
             old = (snap.to_dict() or {}) if snap.exists else {}
             same = _decode(old.get("reason")) == item.get("reason")
-            transaction.set(ref, {**fields, "choice": old.get("choice") if same else None})
+            kept = {key: old.get(key) if same else None for key in ("choice", "picks")}
+            transaction.set(ref, {**fields, **kept})
 
         self.reads += 1
         self.writes += 1
@@ -635,11 +637,17 @@ class FirestoreStore:
         found = sorted(self._query(self._queue(connection)), key=_created)
         return [_record(s.to_dict()) for s in found]
 
-    def resolve_queue_item(self, connection: str, item_id: str, choice: Side) -> None:
+    def resolve_queue_item(
+        self,
+        connection: str,
+        item_id: str,
+        choice: Side | None = None,
+        picks: Mapping[str, Side] | None = None,
+    ) -> None:
         ref = self._queue(connection).document(_hashed_id("queue", item_id))
         self.writes += 1
         try:
-            ref.update({"choice": choice})
+            ref.update({"choice": choice, "picks": _encode(dict(picks)) if picks else None})
         except gexc.NotFound:
             raise KeyError(f"no queue item {item_id!r}") from None
 

@@ -203,9 +203,11 @@ class MemoryStore:
         self.writes += 1
         queue = self._queue.setdefault(connection, {})
         old = queue.get(item["id"], {})
+        same = old.get("reason") == item.get("reason")
         queue[item["id"]] = {
             **copy.deepcopy(dict(item)),
-            "choice": old.get("choice") if old.get("reason") == item.get("reason") else None,
+            "choice": old.get("choice") if same else None,
+            "picks": copy.deepcopy(old.get("picks")) if same else None,
         }
 
     def drop_queue_item(self, connection: str, item_id: str) -> None:
@@ -216,12 +218,19 @@ class MemoryStore:
     def queue(self, connection: str) -> list[dict[str, Any]]:
         return [copy.deepcopy(item) for item in self._queue.get(connection, {}).values()]
 
-    def resolve_queue_item(self, connection: str, item_id: str, choice: Side) -> None:
+    def resolve_queue_item(
+        self,
+        connection: str,
+        item_id: str,
+        choice: Side | None = None,
+        picks: Mapping[str, Side] | None = None,
+    ) -> None:
         item = self._queue.get(connection, {}).get(item_id)
         if item is None:
             raise KeyError(f"no queue item {item_id!r}")
         self.writes += 1
         item["choice"] = choice
+        item["picks"] = dict(picks) if picks else None
 
     # -- history (HIS-1, HIS-2, HIS-3) ------------------------------------------------
     def save_run(self, connection: str, run: Mapping[str, Any]) -> None:

@@ -43,6 +43,7 @@ from crmsync.settings import PROVIDER_DEFAULTS, Settings, SettingsError, Side
 from crmsync.store.memory import MemoryStore
 from crmsync.testing.rest import ReferenceCrmSide, RestCrmHandle
 from crmsync.usecases import preferences
+from crmsync.usecases import queue as queue_cases
 
 if TYPE_CHECKING:
     from crmsync.store.firestore import FirestoreStore
@@ -540,10 +541,25 @@ class SyncWorld:
     def queue(self) -> list[dict[str, Any]]:
         return self.store.queue(self.connection.id)
 
-    def resolve(self, item_id: str, choice: Side) -> None:
-        if choice not in ("crm", "provider"):
-            raise ValueError("choice is 'crm' or 'provider'")
-        self.store.resolve_queue_item(self.connection.id, item_id, choice)
+    def waiting(self) -> list[dict[str, Any]]:
+        """The queue as the user sees it (`crmsync.usecases.queue.waiting`)."""
+        return queue_cases.waiting(self.services, self.connection.tenant, self.connection.id)
+
+    def resolve(
+        self, item_id: str, choice: str | None = None, picks: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        """The user settles a queue item: a side ("crm", "provider"), an action the item
+        offers ("confirm", "restore", ...), or a side per conflicting field (`picks`); the
+        next `sync()` applies it. A bad answer raises `service.Refused`."""
+        return queue_cases.resolve(
+            self.services, self.connection.tenant, self.connection.id, item_id, choice, picks
+        )
+
+    def settle_batch(self, batch: str, action: str) -> int:
+        """SYN-6: confirm or restore every delete of one held mass-delete batch."""
+        return queue_cases.settle_batch(
+            self.services, self.connection.tenant, self.connection.id, batch, action
+        )
 
     def links(self, kind: Kind) -> list[dict[str, Any]]:
         return [
@@ -607,11 +623,11 @@ class _WorldKit:
     """The world's provider side as a provider kit gives the worker its adapters; it
     pushes the kinds the world's provider pushes (the scheduler polls the others)."""
 
-    label = "SyncWorld"
-
     def __init__(self, world: SyncWorld) -> None:
         self._world = world
-        self.pushed = providers.kit(world.connection.provider).pushed
+        kit = providers.kit(world.connection.provider)
+        self.label = kit.label
+        self.pushed = kit.pushed
 
     def available(self, services: Any) -> bool:
         return True
