@@ -130,6 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if page.status_code != 200:
                 print(f"make dev: connecting {user} failed ({page.status_code})", file=sys.stderr)
                 return 1
+        queue_demo_settings(local)
         status_url = local.functions_url + "/admin/status"
         app_url = local.functions_url + "/app"
         outlook = _outlook_curl(local)
@@ -202,7 +203,13 @@ def _run(local: Any, backend: Any, project: str, tick: float, check: bool, recei
     position = local.crm.database.position("demo")
     # Ten seconds apart, so that each path shows before the first fan-out (a minute
     # in) would pick the change up instead of the CRM event or the notification.
-    demos = [_demo_outlook_event, _demo_crm_edit, _demo_google_event]
+    demos = [
+        _demo_outlook_event,
+        _demo_crm_edit,
+        _demo_google_event,
+        _demo_held_delete,
+        _demo_conflict,
+    ]
     next_demo: float | None = None
     next_fanout = time.monotonic() + tick
     deadline = time.monotonic() + 180
@@ -290,6 +297,52 @@ def _demo_outlook_event(local: Any) -> str:
     }
     local.outlook("POST", "me/events", json=body)
     return "demo: u2 added 'Lunch with Alan' in Outlook (Graph notification → task → worker)"
+
+
+def queue_demo_settings(local: Any) -> None:
+    """u1 decides conflicts (`manual`) and confirms deletes of two records or more, so
+    that the demo's conflict and held delete wait in u1's queue for the web app."""
+    from crmsync.usecases import preferences
+
+    changes = {"conflict_policy": "manual", "mass_delete_min": 2}
+    preferences.change(local.services, "demo", "google-u1", changes, as_admin=True)
+
+
+def _demo_held_delete(local: Any) -> str:
+    """Both of u1's to-dos go from Google at once: more than u1's mass-delete guard lets
+    through (the demo lowers it to 2), so the deletes wait in u1's queue (SYN-6)."""
+    tasks = local.google_api("tasks", "v1")
+    for task in tasks.tasks().list(tasklist="@default").execute().get("items", []):
+        tasks.tasks().delete(tasklist="@default", task=task["id"]).execute()
+    return "demo: u1's to-dos were deleted in Google; the deletes wait in u1's queue"
+
+
+def _demo_conflict(local: Any) -> str:
+    """Grace Hopper's title changes in the CRM and in Google before a cycle runs: with
+    u1's conflict policy `manual` (the demo's), the conflict waits in u1's queue (SYN-2)."""
+    contacts = local.crm.all("demo", "contact")
+    grace = next(c for c in contacts if c.get("last_name") == "Hopper")
+    local.crm.update("demo", "contact", grace["id"], {"title": "Rear Admiral"})
+    people = local.google_api("people", "v1").people()
+    listed = (
+        people.connections()
+        .list(resourceName="people/me", personFields="names,organizations")
+        .execute()
+    )
+    for person in listed.get("connections", []):
+        if any(n.get("familyName") == "Hopper" for n in person.get("names", [])):
+            person["organizations"] = [
+                {**(person.get("organizations") or [{}])[0], "title": "Professor"}
+            ]
+            people.updateContact(
+                resourceName=person["resourceName"],
+                updatePersonFields="organizations",
+                body=person,
+            ).execute()
+    return (
+        "demo: Grace Hopper's title changed in the CRM and in Google at once; the conflict "
+        "waits in u1's queue (sign in as u1, open Queue)"
+    )
 
 
 def _outlook_curl(local: Any) -> str:
