@@ -399,3 +399,27 @@ def test_SET4_SET6_a_settings_form_without_the_session_csrf_token_changes_nothin
         assert session.post(app(stack, "/api" + path), json=data).status_code == 403, path
     after = (store.connection_record(MINE), store.tenant_record(), store.user_record("u1"))
     assert after == before
+
+
+def test_CON1_the_contact_sync_is_reset_from_the_settings_page_and_paired_again_without_copies(
+    stack: LocalStack, dana: requests.Session
+) -> None:
+    store = stack.services.backend.store(DEMO_TENANT)
+    service.work(stack.services, DEMO_TENANT, MINE, "manual")
+    linked = {link.crm_id for link in store.links(MINE, "contact")}
+    assert linked  # u1's sync group synced
+    google_before = len(stack.google_contact_names("u1"))
+    unconfirmed = post(dana, stack, PAGE + "/reset", kind="contact")
+    assert unconfirmed.status_code == 400 and "not confirmed" in unconfirmed.text
+    assert {link.crm_id for link in store.links(MINE, "contact")} == linked
+    done = post(dana, stack, PAGE + "/reset", kind="contact", confirmed="yes")
+    assert done.status_code == 303
+    assert (
+        "pairs the records again" in parse_qs(urlsplit(done.headers["Location"]).query)["notice"][0]
+    )
+    assert list(store.links(MINE, "contact")) == []
+    service.work(stack.services, DEMO_TENANT, MINE, "manual")
+    assert {link.crm_id for link in store.links(MINE, "contact")} == linked  # paired again
+    assert len(stack.google_contact_names("u1")) == google_before  # no copies
+    theirs = post(dana, stack, "/me/settings/microsoft-u2/reset", kind="contact", confirmed="yes")
+    assert theirs.status_code == 404

@@ -72,6 +72,27 @@ def include_record(context: Context) -> View:
     return _exception(context, _my_target(context), exclude=False)
 
 
+@route("/me/settings/<connection>/reset", methods=("POST",))
+def reset_sync(context: Context) -> View:
+    """CON-1: unlink every record of a kind and pair them again, e.g. to change the
+    contact sync group; asked to be confirmed, since it cannot be undone."""
+    target = _my_target(context)
+    kind = str(context.form.get("kind") or "")
+    if str(context.form.get("confirmed") or "") not in ("yes", "true", "True", "on"):
+        raise service.Refused(
+            400,
+            "the reset was not confirmed",
+            "Tick the box that says you understand what a reset does, then reset again.",
+        )
+    dropped = preferences.reset_sync(context.services, context.who.tenant, target.record.id, kind)
+    name = KIND_NAMES.get(kind, kind).lower()
+    notice = (
+        f"The {name} sync starts afresh: {dropped} links were dropped, and the next sync, "
+        "which has started, pairs the records again without copying any."
+    )
+    return View({"reset": kind, "dropped": dropped}, redirect=target.page, notice=notice)
+
+
 def _mine(context: Context) -> list[ConnectionRecord]:
     store = context.services.backend.store(context.who.tenant)
     found = []

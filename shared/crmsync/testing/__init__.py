@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from crmsync import model, providers, service
 from crmsync.auth.vault import LocalKek, TokenVault
-from crmsync.configure import reset
 from crmsync.connections import Grants
 from crmsync.crm.memory import MemoryCrm
 from crmsync.cycle import LEASE_SECONDS, Cycle
@@ -417,8 +416,11 @@ class SyncWorld:
         return self.effective_settings()
 
     def reset(self, kind: Kind) -> int:
-        """Unlink every record of `kind`; the next cycle pairs them again (CON-1)."""
-        return reset(self.store, self.connection.id, kind)
+        """Unlink every record of `kind`; the next cycle pairs them again (CON-1), as
+        the user does from their settings page."""
+        return preferences.reset_sync(
+            self.services, self.connection.tenant, self.connection.id, kind
+        )
 
     def exclude(self, kind: Kind, crm_id: str, until: datetime | None = None) -> None:
         """SET-4: never touch this record (until `until`, when given), as the user does

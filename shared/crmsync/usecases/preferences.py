@@ -660,6 +660,23 @@ def _affected(
 
 
 # -- the admin's switch (SET-6) -----------------------------------------------------------
+def reset_sync(services: Services, tenant: str, connection: str, kind: str) -> int:
+    """CON-1: start the sync of one kind afresh: every link of it is dropped (records
+    stay as they are on both sides), so the contact sync group may change; the next
+    cycle, enqueued now, pairs the records again by their matching rules, duplicating
+    nothing. Returns how many links were dropped."""
+    from crmsync.configure import reset
+    from crmsync.service import enqueue_cycle
+
+    _load(services, tenant, connection)
+    if kind not in KINDS:
+        raise Refused(400, f"kind: one of {', '.join(KINDS)}, not {kind!r}")
+    dropped = reset(services.backend.store(tenant), connection, kind)
+    enqueue_cycle(services, tenant, connection, "manual")
+    log.info("sync reset", extra={"tenant": tenant, "connection": connection, "kind": kind})
+    return dropped
+
+
 def set_enabled(services: Services, tenant: str, user: str, enabled: bool) -> None:
     """SET-6: turn the integration off for a user (none of their connections syncs: no
     scheduled, pushed or asked-for cycle runs; links, cursors and data stay), or on
