@@ -193,3 +193,27 @@ def test_every_page_links_a_stylesheet_the_app_serves(stack: LocalStack) -> None
     sheet = requests.get(linked.group(1))
     assert sheet.status_code == 200 and sheet.headers["Content-Type"].startswith("text/css")
     assert requests.get(app(stack, "/assets/../sessions.py")).status_code == 404
+
+
+def test_an_admin_signs_a_user_out_everywhere_and_their_sessions_end_at_once(
+    stack: LocalStack,
+) -> None:
+    dana_here, dana_there = sign_in(stack, DANA), sign_in(stack, DANA)
+    max_ = sign_in(stack, MAX, provider="microsoft")
+    token = csrf(max_.get(app(stack, "/admin")).text)
+    refused = dana_here.post(
+        app(stack, "/admin/users/u1/sign-out"),
+        data={"csrf": csrf(dana_here.get(app(stack, "/me")).text)},
+    )
+    assert refused.status_code == 403  # no admin
+    done = max_.post(
+        app(stack, "/admin/users/u1/sign-out"), data={"csrf": token}, allow_redirects=False
+    )
+    assert done.status_code == 303
+    assert dana_here.get(app(stack, "/api/me")).status_code == 401
+    assert dana_there.get(app(stack, "/api/me")).status_code == 401
+    assert max_.get(app(stack, "/api/me")).status_code == 200  # only u1's ended
+    assert (
+        max_.post(app(stack, "/admin/users/nobody/sign-out"), data={"csrf": token}).status_code
+        == 404
+    )

@@ -330,6 +330,17 @@ def switch_user(context: Context) -> View:
     return View({"user": user, "enabled": enabled}, redirect=f"/admin/users/{user}", notice=notice)
 
 
+@route("/admin/users/<user>/sign-out", methods=("POST",), who="admin")
+def sign_user_out(context: Context) -> View:
+    """End every session of the user's in the app (their access revoked at once: a
+    lost laptop, someone leaving); their sync goes on."""
+    user = context.params["user"]
+    _user_page(context, user)  # 404 for a user the tenant does not have
+    ended = context.services.backend.sessions().drop_sessions_of(context.who.tenant, user)
+    notice = f"{user} is signed out of crmsync's app everywhere ({ended} sessions ended)."
+    return View({"user": user, "ended": ended}, redirect=f"/admin/users/{user}", notice=notice)
+
+
 @route("/admin/users/<user>/connections/<connection>", methods=("POST",), who="admin")
 def save_user_settings(context: Context) -> View:
     return _save(context, _their_target(context))
