@@ -277,7 +277,7 @@ def _opened(
 
 
 def _label(services: service.Services, record: ConnectionRecord) -> str:
-    """How the user's provider is named to them ("Google", "Microsoft 365")."""
+    """How the user's provider is named to them (its kit's label)."""
     try:
         return str(services.kit(record.provider).label)
     except KeyError:
