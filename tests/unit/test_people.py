@@ -106,7 +106,9 @@ def test_AUTH3_a_revoked_grant_needs_reconsent_and_says_since_when() -> None:
 
     row = sync_row(world)
     assert (row["health"], row["status"]) == ("needs_reconsent", "needs_reauth")
-    assert row["problems"] == ["Needs to sign in again: SyncWorld refused the grant on 3 Nov"]
+    assert row["problems"] == [
+        "Needs to sign in again: Google refused the grant on 3 Nov"
+    ]  # the world's provider
 
 
 def test_RUN2_a_connection_with_no_good_cycle_for_a_day_is_stale() -> None:
