@@ -273,7 +273,8 @@ def _refusal(refused: service.Refused, person: bool, function: str) -> Answer:
         return web.render(template, **values), refused.status, {**_HTML, **headers}
     reason = refused.reason[:1].upper() + refused.reason[1:] + "."
     next_step = refused.next_step or _FOR_BROWSERS.get(function, "")
-    page = web.problem(refused.status, reason, next_step)
+    home = services().url("app") if function == "app" else ""  # the app's pages lead back
+    page = web.problem(refused.status, reason, next_step, home=home)
     return page, refused.status, {**_HTML, **headers}
 
 

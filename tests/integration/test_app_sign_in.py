@@ -97,7 +97,8 @@ def test_a_user_of_one_tenant_is_no_user_of_another(stack: LocalStack) -> None:
     assert sign_in(stack, DANA, tenant="other").last.status_code == 403  # type: ignore[attr-defined]
     assert sign_in(stack, OLGA).last.status_code == 403  # type: ignore[attr-defined]
     olga = sign_in(stack, OLGA, tenant="other")  # the admin of the other tenant
-    assert olga.get(app(stack, "/api/")).json() == {"tenant": "other", "user": "o1", "admin": True}
+    who = olga.get(app(stack, "/api/")).json()
+    assert (who["tenant"], who["user"], who["admin"]) == ("other", "o1", True)
     assert olga.get(app(stack, "/api/me")).json()["connections"] == []
     seen = olga.get(app(stack, "/api/admin")).json()
     assert seen["tenant"] == "other" and seen["rows"] == []
@@ -217,3 +218,46 @@ def test_an_admin_signs_a_user_out_everywhere_and_their_sessions_end_at_once(
         max_.post(app(stack, "/admin/users/nobody/sign-out"), data={"csrf": token}).status_code
         == 404
     )
+
+
+def test_a_session_ended_elsewhere_is_said_so_and_the_company_is_remembered(
+    stack: LocalStack,
+) -> None:
+    dana = sign_in(stack, DANA)
+    home = dana.get(app(stack, "/"), allow_redirects=False)  # where a sign-in lands
+    assert "crmsync_company=demo" in home.headers["Set-Cookie"]
+    token = csrf(dana.get(app(stack, "/me")).text)
+    stack.services.backend.sessions().drop_sessions_of(DEMO_TENANT, "u1")  # revoked
+    browser = {"Accept": "text/html"}
+    back = dana.get(app(stack, "/me"), headers=browser, allow_redirects=False)
+    assert back.status_code == 303 and "ended=1" in back.headers["Location"]
+    page = dana.get(back.headers["Location"], headers=browser).text
+    assert "Your session has ended" in page
+    assert 'id="sign-in-google"' in page  # the company is remembered: straight to providers
+    stale = dana.post(app(stack, "/me/settings/google-u1"), data={"csrf": token}, headers=browser)
+    assert "what you sent was not saved" in stale.text
+    asked = dana.get(app(stack, "/sign-in?tenant="), headers=browser).text
+    assert 'id="tenant"' in asked  # "Another company?" asks again
+    signed_out = sign_in(stack, DANA)
+    signed_out.get(app(stack, "/"))
+    token = csrf(signed_out.get(app(stack, "/me")).text)
+    signed_out.post(app(stack, "/sign-out"), data={"csrf": token})
+    again = signed_out.get(app(stack, "/me"), headers=browser).text
+    assert 'id="sign-in-google"' in again and "Your session has ended" not in again
+
+
+def test_the_api_gives_a_session_its_csrf_token_for_json_calls(stack: LocalStack) -> None:
+    dana = sign_in(stack, DANA)
+    who = dana.get(app(stack, "/api/")).json()
+    assert who["user"] == "u1" and who["csrf"]
+    synced = dana.post(
+        app(stack, "/api/me/connections/google-u1/sync"), headers={"X-CSRF-Token": who["csrf"]}
+    )
+    assert synced.status_code == 200 and "enqueued" in synced.json()
+
+
+def test_a_refusal_in_the_app_is_a_page_that_leads_back_home(stack: LocalStack) -> None:
+    dana = sign_in(stack, DANA)
+    page = dana.get(app(stack, "/admin"), headers={"Accept": "text/html"})
+    assert page.status_code == 403
+    assert f'href="{app(stack)}"' in page.text and "Back to crmsync" in page.text

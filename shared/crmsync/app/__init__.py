@@ -137,7 +137,11 @@ def serve(services: service.Services, request: Any) -> Answer:
                 "bearer token",
                 headers={"WWW-Authenticate": f'Bearer realm="{service.ADMIN_REALM}"'},
             )
-        return "", 303, {"Location": context.url("/sign-in", then=path)}
+        # A browser whose session ended (signed out, expired, revoked) is told so, and
+        # that what it posted was not saved; the company it used is remembered.
+        ended = "post" if request.method == "POST" else "1"
+        ended = ended if request.cookies.get(sessions.COOKIE) else ""
+        return "", 303, {"Location": context.url("/sign-in", then=path, ended=ended)}
     if chosen.who == "admin" and not context.who.admin:
         raise service.Refused(
             403,

@@ -56,6 +56,8 @@ TRIGGER_NAMES: dict[str, str] = {
     "busy": "After another sync ended",
     "renew": "Renewing change notices",
     "mail": "E-mail",
+    "resolve": "Applying your choices",
+    "import": "Importing an address book",
 }
 SHOWN_COUNTS = ("created", "updated", "deleted", "failed")
 RETRIED = "It will be tried again in the next sync, which has started."

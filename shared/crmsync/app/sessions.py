@@ -26,6 +26,8 @@ from urllib.parse import urlsplit
 from crmsync import service
 
 COOKIE = "crmsync_session"
+TENANT_COOKIE = "crmsync_company"  # the company last signed in to (not secret)
+TENANT_MAX_AGE = 400 * 24 * 3600
 SIGN_IN_COOKIE = "crmsync_sign_in"  # binds a sign-in's state to the browser that began it
 TTL = timedelta(hours=12)
 SIGN_IN_TTL = timedelta(minutes=10)

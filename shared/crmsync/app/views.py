@@ -27,8 +27,16 @@ def home(context: Context) -> View:
     if who is None:
         return View({}, redirect="/sign-in")
     if context.api:
-        return View({"tenant": who.tenant, "user": who.user, "admin": who.admin})
-    return View({}, redirect="/me" if who.user else "/admin")
+        data = {"tenant": who.tenant, "user": who.user, "admin": who.admin}
+        return View({**data, "csrf": who.csrf} if who.csrf else data)
+    remembered = sessions.cookie(
+        context.services,
+        sessions.TENANT_COOKIE,
+        who.tenant,
+        sessions.function_path(context.services, "app"),
+        sessions.TENANT_MAX_AGE,
+    )
+    return View({}, redirect="/me" if who.user else "/admin", headers=dict([remembered]))
 
 
 @route("/sign-in", who="anyone")
@@ -36,7 +44,9 @@ def sign_in(context: Context) -> View:
     """Pick the company (its id) and the provider to sign in with; with both chosen,
     off to the provider's account chooser."""
     args = context.request.args
-    tenant, provider, then = args.get("tenant", ""), args.get("provider", ""), args.get("then", "")
+    remembered = context.request.cookies.get(sessions.TENANT_COOKIE, "")
+    tenant = args.get("tenant", remembered)  # "?tenant=" asks for the company again
+    provider, then = args.get("provider", ""), args.get("then", "")
     if tenant and provider:
         hint = args.get("hint", "")[:320]  # the account to preselect at the provider
         url, cookie = signin.start(context.services, tenant, provider, then, hint)
@@ -54,8 +64,16 @@ def sign_in(context: Context) -> View:
         "tenant": tenant if service.safe_id(tenant) else "",
         "then": then,
         "providers": signin.providers(context.services),
+        "ended": _ENDED.get(args.get("ended", ""), ""),
     }
     return View(data, "app/sign_in.html")
+
+
+_ENDED = {
+    "1": "Your session has ended (you signed out, or it expired). Sign in again to go on.",
+    "post": "Your session had ended, so what you sent was not saved. Sign in again, then "
+    "make the change once more.",
+}
 
 
 @route("/sign-out", methods=("POST",))
@@ -146,6 +164,7 @@ def _own_connection(context: Context) -> ConnectionRecord:
 
 def _connection(context: Context, record: ConnectionRecord) -> dict[str, Any]:
     last = record.last_run
+    waiting = len(context.services.backend.store(context.who.tenant).queue(record.id))
     return {
         "id": record.id,
         "provider": record.provider,
@@ -170,7 +189,14 @@ def _connection(context: Context, record: ConnectionRecord) -> dict[str, Any]:
         if last is not None
         else None,
         "next_due": _iso(record.next_due),
+        "waiting": waiting,  # queue items that wait for the user's decision
+        "last_text": _shown(last.ended or last.started) if last is not None else "",
     }
+
+
+def _shown(moment: Any) -> str:
+    """A time as a person reads it (UTC, to the minute)."""
+    return f"{moment:%-d %b %Y, %H:%M} UTC" if moment is not None else ""
 
 
 def _iso(value: Any) -> str | None:

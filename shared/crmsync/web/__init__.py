@@ -31,13 +31,15 @@ def render(template: str, **values: Any) -> str:
     return str(_environment().get_template(template).render(**values))
 
 
-def problem(status: int, happened: str, next_step: str = "") -> str:
-    """The page for a request crmsync turned down: what happened, what to do next."""
+def problem(status: int, happened: str, next_step: str = "", home: str = "") -> str:
+    """The page for a request crmsync turned down: what happened, what to do next, and
+    (in the web app) the way back to its home page."""
     return render(
         "problem.html",
         status=status,
         happened=happened,
         next_step=next_step or _NEXT.get(status, _NEXT[400]),
+        home=home,
     )
 
 
