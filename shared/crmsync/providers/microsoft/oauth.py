@@ -101,6 +101,12 @@ def consent(
 
 def exchange(oauth: MicrosoftOAuth, code: str, secret: str, now: datetime) -> Grant:
     """Redeem the callback's code with the flow's kept secrets (PKCE, nonce)."""
+    return _grant(_redeem(oauth, code, secret, "authorization"), now)
+
+
+def _redeem(oauth: MicrosoftOAuth, code: str, secret: str, what: str) -> dict[str, Any]:
+    """msal's answer to the callback's code, redeemed with the flow's kept secrets;
+    msal checks the ID token's nonce and audience."""
     try:
         kept = json.loads(secret)
         flow = {
@@ -113,7 +119,7 @@ def exchange(oauth: MicrosoftOAuth, code: str, secret: str, now: datetime) -> Gr
     except (ValueError, KeyError, TypeError) as exc:
         raise PermanentError("the sign-in's kept secrets are unreadable") from exc
     try:
-        result = _app(oauth).acquire_token_by_auth_code_flow(
+        result: dict[str, Any] = _app(oauth).acquire_token_by_auth_code_flow(
             flow, {"state": FLOW_STATE, "code": code}
         )
     except (ValueError, RuntimeError) as exc:  # msal's own checks (the nonce, the state)
@@ -121,8 +127,8 @@ def exchange(oauth: MicrosoftOAuth, code: str, secret: str, now: datetime) -> Gr
     except requests.RequestException as exc:
         raise TransientError("Microsoft's token endpoint is unreachable") from exc
     if "error" in result:
-        raise PermanentError(f"Microsoft refused the authorization code: {result['error']}")
-    return _grant(result, now)
+        raise PermanentError(f"Microsoft refused the {what} code: {result['error']}")
+    return result
 
 
 def sign_in(oauth: MicrosoftOAuth, state: str, login_hint: str = "") -> Consent:
@@ -148,27 +154,7 @@ def signed_in(oauth: MicrosoftOAuth, code: str, secret: str) -> Identity:
     """The account that signed in, from the ID token msal checked (nonce, audience,
     issuer): its tenant and object id, its sign-in name. Microsoft does not verify that
     the address is the user's mailbox, so it is not marked verified."""
-    try:
-        kept = json.loads(secret)
-        flow = {
-            "state": FLOW_STATE,
-            "redirect_uri": oauth.redirect_uri,
-            "scope": kept["scope"],
-            "code_verifier": kept["verifier"],
-            "nonce": kept["nonce"],
-        }
-    except (ValueError, KeyError, TypeError) as exc:
-        raise PermanentError("the sign-in's kept secrets are unreadable") from exc
-    try:
-        result = _app(oauth).acquire_token_by_auth_code_flow(
-            flow, {"state": FLOW_STATE, "code": code}
-        )
-    except (ValueError, RuntimeError) as exc:
-        raise PermanentError(f"Microsoft's answer did not check out: {type(exc).__name__}") from exc
-    except requests.RequestException as exc:
-        raise TransientError("Microsoft's token endpoint is unreachable") from exc
-    if "error" in result:
-        raise PermanentError(f"Microsoft refused the sign-in code: {result['error']}")
+    result = _redeem(oauth, code, secret, "sign-in")
     claims = result.get("id_token_claims") or {}
     tenant, user = claims.get("tid"), claims.get("oid")
     if not tenant or not user:
