@@ -78,3 +78,24 @@ def looked_at(page: Page, name: str) -> None:
         f"{v['id']}: {v['help']} ({len(v['nodes'])}×)" for v in found.response["violations"]
     ]
     assert problems == [], f"{name}: {problems}"
+
+
+OTHER, OLGA = "other", "olga@other.example"
+
+
+def add_other_tenant(stack: LocalStack) -> None:
+    """A second tenant with a CRM (tenant) of its own and its admin o1, Olga: whatever
+    she reaches of the demo tenant is a leak."""
+    from crmsync import service
+
+    stack.crm.add_tenant(OTHER, "other-token")
+    stack.crm.add_user(OTHER, "o1", name="Olga Other", email=OLGA)
+    service.create_tenant(
+        stack.services,
+        OTHER,
+        name="Other Ltd.",
+        crm_base_url=stack.crm_url,
+        crm_token="other-token",
+        event_secret="other-secret",
+        admins=["o1"],
+    )

@@ -26,11 +26,11 @@ from crmsync.store.memory import MemoryBackend
 from sandbox.crm.seed import DEMO_TENANT
 from sandbox.google import oauth as google_oauth
 from sandbox.local.stack import DEMO_USERS, LocalStack
-from tests.app_helpers import app, csrf, sign_in
+from tests.app_helpers import OLGA, add_other_tenant, app, csrf, sign_in
 
 pytestmark = pytest.mark.integration
 
-DANA, MAX, OLGA = DEMO_USERS["u1"], DEMO_USERS["u2"], "olga@other.example"
+DANA, MAX = DEMO_USERS["u1"], DEMO_USERS["u2"]
 NORA = "nora.new@demo.example"
 FILE = "user,crm_user,email\nu3,,\nghost,,\nu4,,nora@demo.example\n"  # ghost: not in the CRM
 ACTIONS = ("/admin/links", "/admin/links.csv", "/admin/users/u3/link")
@@ -56,17 +56,7 @@ def admin() -> Iterator[Admin]:
     token = stack.create_demo_tenant()  # Max Manager (u2) is its admin
     assert stack.connect("u1").status_code == 200
     assert stack.connect("u2", provider="microsoft").status_code == 200
-    stack.crm.add_tenant("other", "other-token")
-    stack.crm.add_user("other", "o1", name="Olga Other", email=OLGA)
-    service.create_tenant(
-        stack.services,
-        "other",
-        name="Other Ltd.",
-        crm_base_url=stack.crm_url,
-        crm_token="other-token",
-        event_secret="other-secret",
-        admins=["o1"],
-    )
+    add_other_tenant(stack)
     yield Admin(stack, token)
     stack.close()
 

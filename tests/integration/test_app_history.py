@@ -23,12 +23,11 @@ from crmsync.settings import resolve
 from crmsync.store.memory import MemoryBackend
 from sandbox.crm.seed import DEMO_TENANT
 from sandbox.local.stack import DEMO_USERS, LocalStack
-from tests.app_helpers import app, csrf, sign_in
+from tests.app_helpers import OLGA, add_other_tenant, app, csrf, sign_in
 
 pytestmark = pytest.mark.integration
 
 DANA, MAX = DEMO_USERS["u1"], DEMO_USERS["u2"]
-OLGA = "olga@other.example"
 RECORD_URL = "https://crm.demo.example/records/{kind}/{id}"
 REFUSED = ("Send the offer", "Call the lawyer")  # the to-dos Google refuses once
 
@@ -74,17 +73,7 @@ def stack() -> Iterator[LocalStack]:
     runs["u1 failed"] = failed["id"]
     stack.runs = runs  # type: ignore[attr-defined]
     # a second tenant, whose admin must never reach the demo tenant's runs
-    stack.crm.add_tenant("other", "other-token")
-    stack.crm.add_user("other", "o1", name="Olga Other", email=OLGA)
-    service.create_tenant(
-        stack.services,
-        "other",
-        name="Other Ltd.",
-        crm_base_url=stack.crm_url,
-        crm_token="other-token",
-        event_secret="other-secret",
-        admins=["o1"],
-    )
+    add_other_tenant(stack)
     yield stack
     stack.close()
 

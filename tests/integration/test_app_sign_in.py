@@ -12,18 +12,16 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from crmsync import service
 from crmsync.queue.inline import InlineQueue
 from crmsync.store.memory import MemoryBackend
 from sandbox.crm.seed import DEMO_TENANT
 from sandbox.local.stack import DEMO_USERS, LocalStack, consent
 from sandbox.microsoft.identity import consent as microsoft_consent
-from tests.app_helpers import app, csrf, sign_in
+from tests.app_helpers import OLGA, add_other_tenant, app, csrf, sign_in
 
 pytestmark = pytest.mark.integration
 
 DANA, MAX, SAM = DEMO_USERS["u1"], DEMO_USERS["u2"], DEMO_USERS["u3"]
-OLGA = "olga@other.example"
 
 
 @pytest.fixture(scope="module")
@@ -35,17 +33,7 @@ def stack() -> Iterator[LocalStack]:
     assert stack.connect("u1").status_code == 200
     assert stack.connect("u2", provider="microsoft").status_code == 200
     # a second tenant, with a CRM (tenant) of its own and a user of its own
-    stack.crm.add_tenant("other", "other-token")
-    stack.crm.add_user("other", "o1", name="Olga Other", email=OLGA)
-    service.create_tenant(
-        stack.services,
-        "other",
-        name="Other Ltd.",
-        crm_base_url=stack.crm_url,
-        crm_token="other-token",
-        event_secret="other-secret",
-    )
-    stack.services.backend.store("other").save_tenant_record({"admins": ["o1"]})
+    add_other_tenant(stack)
     yield stack
     stack.close()
 
