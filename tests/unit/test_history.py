@@ -20,6 +20,7 @@ from crmsync.settings import SettingsError, resolve
 from crmsync.store.memory import MemoryBackend
 from crmsync.testing import SyncWorld
 from crmsync.usecases import history
+from tests.unit.test_contacts import GRACE, linked_pair
 
 RECORD_URL = "https://crm.example/{kind}/{id}"
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -281,6 +282,31 @@ def test_HIS2_an_update_item_shows_each_field_before_and_after() -> None:
     ]
     assert item["error"] is None
     assert item["actions"] == [{"name": "open", "url": f"https://crm.example/todo/{crm_id}"}]
+
+
+@pytest.mark.parametrize("chosen", ["provider", "crm"])
+def test_HIS2_a_settled_conflict_shows_what_the_receiving_side_held_before(chosen: str) -> None:
+    """Whichever side wins, the item's before is what the side written to held (not the
+    base both last agreed on), and its after is what that side holds now."""
+    world = SyncWorld(settings={"conflict_policy": "manual"})
+    crm_id, pid = linked_pair(world, {**GRACE, "title": ""})
+    world.advance(timedelta(minutes=1))
+    world.crm.update("contact", crm_id, {"title": "Rear Admiral"})
+    world.provider.update("contact", pid, {"title": "Professor"})
+    world.advance(timedelta(minutes=1))
+    world.sync()
+    [held] = world.waiting()
+    world.resolve(held["id"], chosen)
+    run = world.sync()
+
+    [item] = history.run_detail(world.services, "t1", "c1", run["id"])["items"]
+
+    won, lost = (
+        ("Professor", "Rear Admiral") if chosen == "provider" else ("Rear Admiral", "Professor")
+    )
+    way = f"{side(world)} → CRM" if chosen == "provider" else f"CRM → {side(world)}"
+    assert (item["action"], item["direction"]) == ("Updated", way)
+    assert item["changes"] == [{"field": "title", "before": lost, "after": won}]
 
 
 def test_HIS2_an_unknown_run_or_another_connections_run_is_not_found() -> None:
