@@ -37,7 +37,7 @@ from typing import Any
 from crmsync import service
 from crmsync.engine.pair import OTHER
 from crmsync.model import FIELD_NAMES, Address, Kind, Phone
-from crmsync.ports import ConnectionRecord, Store
+from crmsync.ports import ConnectionRecord, Store, TenantStore
 from crmsync.queue import DEBOUNCE
 from crmsync.settings import SIDES, SettingsError, Side
 from crmsync.settings import resolve as effective
@@ -54,7 +54,7 @@ def waiting(services: service.Services, tenant: str, connection: str) -> list[di
     keeps them), each with what it is about in plain words, both sides' values and what
     can be done about it."""
     store, record = _opened(services, tenant, connection)
-    label, follows = _label(services, record), _follows(store, record)
+    label, follows = _label(services, record), _follows(services.backend.store(tenant), record)
     return [shown(item, label, follows) for item in store.queue(connection)]
 
 
@@ -73,7 +73,7 @@ def resolve(
     item = next((i for i in store.queue(connection) if i["id"] == item_id), None)
     if item is None:
         raise service.Refused(404, "nothing with this id waits in the queue any more")
-    label, follows = _label(services, record), _follows(store, record)
+    label, follows = _label(services, record), _follows(services.backend.store(tenant), record)
     side, picked = _answer(item, choice, picks, label, follows)
     store.resolve_queue_item(connection, item_id, side, picked)
     service.enqueue_cycle(services, tenant, connection, TRIGGER, delay=DEBOUNCE)
@@ -135,9 +135,9 @@ def reason_text(item: Mapping[str, Any], label: str) -> str:
     reason, source = item["reason"], SIDE.get(item.get("source") or "")
     if reason == "conflict":
         return "Changed on both sides"
-    if reason == "mass_delete" and source is None:
-        return "Part of a large delete held for your confirmation"
     if reason == "mass_delete":
+        if source is None:
+            return "Part of a large delete held for your confirmation"
         return (
             f"Deleted in {_name(source, label)} with many others at once: "
             "held until you say what to do"
@@ -315,7 +315,7 @@ FOLLOWING: dict[str, str] = {
 FOLLOWING_UNKNOWN = "Let {there} follow, as your settings say: delete it or stop syncing it"
 
 
-def _follows(store: Store, record: ConnectionRecord) -> Follows | None:
+def _follows(store: TenantStore, record: ConnectionRecord) -> Follows | None:
     """The connection's effective delete settings: per kind, per side a delete reaches."""
     defaults = (store.tenant_record() or {}).get("settings") or {}
     try:
