@@ -197,6 +197,17 @@ def test_SYN6_SET5_a_held_delete_says_where_it_went_shows_its_values_once_and_wh
         assert "Delete it in Google too" in shown
 
 
+def test_SET1_SYN6_the_settings_page_explains_why_two_deletes_were_held(
+    stack: LocalStack, dana: requests.Session
+) -> None:
+    page = dana.get(app(stack, f"/me/settings/{MINE}")).text
+
+    start = page.index(f'id="{MINE}-permissions"')
+    section = page[start : page.index("</fieldset>", start)]
+    assert "What the sync may change" in section
+    assert "delete at least 2 records of one kind and more than 25 % of them" in text(section)
+
+
 # -- who may answer ---------------------------------------------------------------------------
 def test_SYN2_SYN6_nobody_else_sees_or_settles_the_items_and_no_csrf_settles_nothing(
     stack: LocalStack, dana: requests.Session
