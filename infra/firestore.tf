@@ -52,16 +52,16 @@ locals {
     runs_connection_by_duration_desc = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["connection", "ASCENDING"], ["duration", "DESCENDING"], ["started", "DESCENDING"]] }
     runs_connection_by_trigger_asc   = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["connection", "ASCENDING"], ["trigger", "ASCENDING"], ["started", "DESCENDING"]] }
     runs_connection_by_trigger_desc  = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["connection", "ASCENDING"], ["trigger", "DESCENDING"], ["started", "DESCENDING"]] }
-    runs_status_by_started_asc       = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["status", "ASCENDING"], ["started", "ASCENDING"]] }
-    runs_status_by_started_desc      = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["status", "ASCENDING"], ["started", "DESCENDING"]] }
-    runs_status_by_ended_asc         = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["status", "ASCENDING"], ["ended", "ASCENDING"], ["started", "DESCENDING"]] }
-    runs_status_by_ended_desc        = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["status", "ASCENDING"], ["ended", "DESCENDING"], ["started", "DESCENDING"]] }
-    runs_status_by_status_asc        = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["status", "ASCENDING"], ["status", "ASCENDING"], ["started", "DESCENDING"]] }
-    runs_status_by_status_desc       = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["status", "ASCENDING"], ["status", "DESCENDING"], ["started", "DESCENDING"]] }
-    runs_status_by_duration_asc      = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["status", "ASCENDING"], ["duration", "ASCENDING"], ["started", "DESCENDING"]] }
-    runs_status_by_duration_desc     = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["status", "ASCENDING"], ["duration", "DESCENDING"], ["started", "DESCENDING"]] }
-    runs_status_by_trigger_asc       = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["status", "ASCENDING"], ["trigger", "ASCENDING"], ["started", "DESCENDING"]] }
-    runs_status_by_trigger_desc      = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["status", "ASCENDING"], ["trigger", "DESCENDING"], ["started", "DESCENDING"]] }
+    runs_result_by_started_asc       = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["result", "ASCENDING"], ["started", "ASCENDING"]] }
+    runs_result_by_started_desc      = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["result", "ASCENDING"], ["started", "DESCENDING"]] }
+    runs_result_by_ended_asc         = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["result", "ASCENDING"], ["ended", "ASCENDING"], ["started", "DESCENDING"]] }
+    runs_result_by_ended_desc        = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["result", "ASCENDING"], ["ended", "DESCENDING"], ["started", "DESCENDING"]] }
+    runs_result_by_status_asc        = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["result", "ASCENDING"], ["status", "ASCENDING"], ["started", "DESCENDING"]] }
+    runs_result_by_status_desc       = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["result", "ASCENDING"], ["status", "DESCENDING"], ["started", "DESCENDING"]] }
+    runs_result_by_duration_asc      = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["result", "ASCENDING"], ["duration", "ASCENDING"], ["started", "DESCENDING"]] }
+    runs_result_by_duration_desc     = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["result", "ASCENDING"], ["duration", "DESCENDING"], ["started", "DESCENDING"]] }
+    runs_result_by_trigger_asc       = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["result", "ASCENDING"], ["trigger", "ASCENDING"], ["started", "DESCENDING"]] }
+    runs_result_by_trigger_desc      = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["result", "ASCENDING"], ["trigger", "DESCENDING"], ["started", "DESCENDING"]] }
     runs_trigger_by_started_asc      = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["trigger", "ASCENDING"], ["started", "ASCENDING"]] }
     runs_trigger_by_started_desc     = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["trigger", "ASCENDING"], ["started", "DESCENDING"]] }
     runs_trigger_by_ended_asc        = { collection = "runs", query_scope = "COLLECTION_GROUP", fields = [["trigger", "ASCENDING"], ["ended", "ASCENDING"], ["started", "DESCENDING"]] }

@@ -363,6 +363,36 @@ class RunStatus(StrEnum):
     INTERRUPTED = "interrupted"  # its worker died; a later run took over
     SKIPPED = "skipped"  # the connection was not active, or records mail only
     IDLE = "idle"  # a poll saw no change, or a check its cycle asked for: no run at all
+    # (as a run's result, HIS-2: a run that ended well and changed nothing)
+
+
+# The outcomes of a run's records that changed one, or tried to (HIS-2): a record
+# skipped by a rule (excluded, detached, not allowed) was left as it was.
+CHANGING_OUTCOMES = (
+    "create",
+    "update",
+    "delete",
+    "restore",
+    "link",
+    "unlink",
+    "hold",
+    "conflict",
+    "fail",
+)
+
+
+def changed_kinds(counts: Mapping[str, Mapping[str, int]]) -> list[str]:
+    """HIS-2: the kinds of record a run changed or tried to change, from its counts."""
+    return sorted(k for k, per in counts.items() if any(per.get(o) for o in CHANGING_OUTCOMES))
+
+
+def run_result(run: Mapping[str, Any]) -> str:
+    """HIS-2: how a run ended as its list reads it: its status, but "idle" (nothing to
+    do) for a run that ended well and changed no record nor tried to."""
+    status = str(run.get("status") or "")
+    if status == RunStatus.OK and not changed_kinds(run.get("counts") or {}):
+        return RunStatus.IDLE
+    return status
 
 
 class ConnectionState(StrEnum):

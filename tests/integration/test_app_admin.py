@@ -235,6 +235,28 @@ def test_AUTH1_a_new_link_for_one_user_renews_theirs_and_the_api_takes_the_admin
     assert nobody["link"] is None and "nobody" in nobody["error"]
 
 
+def test_AUTH1_every_directory_row_has_a_button_that_makes_that_users_link(admin: Admin) -> None:
+    stack = admin.stack
+    stack.crm.add_user(DEMO_TENANT, "u5", name="Olive Onboard", email="olive@demo.example")
+    listed = admin.max.get(app(stack, "/admin/users")).text
+
+    buttons = re.findall(
+        r'formaction="[^"]*/admin/users/([^"/]+)/link"[^>]*>([^<]+)</button>', listed
+    )
+    rows = re.findall(r'<tr id="person-\d+">', listed)
+    assert len(buttons) == len(rows) and ("u5", "Make a link") in buttons
+    assert "u5" not in users_of(admin)
+
+    answer = admin.max.post(app(stack, "/admin/users/u5/link"), data={"csrf": csrf(listed)})
+
+    assert answer.status_code == 200 and len(shown_links(answer.text)) == 1
+    assert users_of(admin)["u5"][service.LINK_MADE]
+    again = admin.max.get(app(stack, "/admin/users")).text
+    assert ("u5", "New link") in re.findall(
+        r'formaction="[^"]*/admin/users/([^"/]+)/link"[^>]*>([^<]+)</button>', again
+    )
+
+
 def test_AUTH1_SET6_a_user_who_is_no_admin_is_refused_every_admin_page_and_action(
     admin: Admin,
 ) -> None:

@@ -203,6 +203,23 @@ def test_HIS2_filters_narrow_the_list_and_a_bad_one_says_why(
     assert answer.status_code == 400 and "limit" in answer.json()["error"]
 
 
+def test_HIS2_nothing_to_do_lists_exactly_the_runs_that_read_no_changes(
+    stack: LocalStack, dana: requests.Session
+) -> None:
+    page = dana.get(app(stack, "/me/history"))
+    cells = re.findall(
+        r'<tr id="run-([^"]+)"[^>]*>.*?<time[^>]*>([^<]*)</time>.*?<td>([^<]*)</td>\s*</tr>',
+        page.text,
+        re.S,
+    )
+    idle = dana.get(app(stack, "/me/history"), params={"status": "idle"})
+
+    no_changes = {run for run, _, summary in cells if summary.startswith("No changes")}
+    assert no_changes and set(rows(idle.text)) == no_changes
+    assert all(re.search(r", \d\d:\d\d:\d\d$", started) for _, started, _ in cells)
+    assert made(stack, "u1 failed") not in no_changes
+
+
 def test_HIS2_paging_goes_through_every_run_once_and_back_to_the_newest(
     stack: LocalStack, max_: requests.Session
 ) -> None:

@@ -167,15 +167,45 @@ def test_SYN6_the_held_deletes_show_as_one_batch_with_each_record_under_it(
     page = dana.get(app(stack, "/me/queue")).text
 
     assert batch["count"] == 2 and batch["settled"] is False
+    assert batch["title"] == "2 to-dos deleted in the CRM at once"
     assert sorted(i["name"] for i in batch["items"]) == stack.deleted  # type: ignore[attr-defined]
     assert {i["reason_text"] for i in batch["items"]} == {
-        "Part of a large delete held for your confirmation"
+        "Deleted in the CRM with many others at once: held until you say what to do"
     }
     section = page[page.index(f'id="{batch["anchor"]}"') :]
     assert "Confirm all deletes" in section and "Restore all" in section
+    assert "2 to-dos deleted in the CRM at once</h4>" in section
     for subject in stack.deleted:  # type: ignore[attr-defined]
         assert subject in section
     assert google_tasks(stack) == stack.deleted  # type: ignore[attr-defined]
+
+
+def test_SYN6_SET5_a_held_delete_says_where_it_went_shows_its_values_once_and_what_confirm_does(
+    stack: LocalStack, dana: requests.Session
+) -> None:
+    [batch] = queue_of(dana, stack)["batches"]
+    page = dana.get(app(stack, "/me/queue")).text
+
+    for item in batch["items"]:
+        assert item["deleted_in"] == "the CRM"
+        assert item["action_text"]["confirm"] == "Delete it in Google too"  # `deletes` says so
+        assert all(row["differs"] is False for row in item["rows"])
+        shown = article(page, item["anchor"])
+        assert "(differs)" not in shown and 'class="differs"' not in shown
+        assert "To-do deleted in the CRM: its values as Google still holds them" in text(shown)
+        assert f"Subject {item['name']}" in text(shown)
+        assert "Delete it in Google too" in shown
+
+
+def test_SET1_SYN6_the_settings_page_explains_why_two_deletes_were_held(
+    stack: LocalStack, dana: requests.Session
+) -> None:
+    page = dana.get(app(stack, f"/me/settings/{MINE}")).text
+
+    start = page.index(f'id="{MINE}-permissions"')
+    section = page[start : page.index("</fieldset>", start)]
+    assert "What the sync may change" in section
+    assert "delete at least 2 records of one kind and more than 25 % of them" in text(section)
 
 
 # -- who may answer ---------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from crmsync import service
+from crmsync.app.history_views import _summary
 from crmsync.auth.vault import LocalKek, TokenVault
 from crmsync.queue.inline import InlineQueue
 from crmsync.service import Refused, Services
@@ -20,6 +21,7 @@ from crmsync.settings import SettingsError, resolve
 from crmsync.store.memory import MemoryBackend
 from crmsync.testing import SyncWorld
 from crmsync.usecases import history
+from tests.unit.test_contacts import GRACE, linked_pair
 
 RECORD_URL = "https://crm.example/{kind}/{id}"
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -96,10 +98,53 @@ def test_HIS2_a_run_reads_as_a_person_reads_it() -> None:
         "started": world.now().isoformat(),
         "ended": world.now().isoformat(),
         "duration": 0.0,
-        "counts": {"todo": {"created": 1, "updated": 0, "deleted": 0, "failed": 1}},
+        "counts": {
+            "todo": {
+                "created": 1,
+                "updated": 0,
+                "deleted": 0,
+                "restored": 0,
+                "linked": 0,
+                "unlinked": 0,
+                "held": 0,
+                "conflicts": 0,
+                "skipped": 0,
+                "failed": 1,
+            }
+        },
         "errors": 1,
         "group": "Today",
     }
+
+
+def test_HIS2_a_run_that_held_or_skipped_says_so_and_is_listed_by_what_it_changed() -> None:
+    """A held conflict is counted and names its kind; a run that only skipped a record
+    (excluded) changed nothing: its result is nothing to do and no kind lists it."""
+    world = SyncWorld(settings={"conflict_policy": "manual"})
+    crm_id, pid = linked_pair(world, {**GRACE, "title": ""})
+    todo_id = world.crm.create("todo", todo("Call back"))
+    world.sync()
+    world.crm.update("contact", crm_id, {"title": "Rear Admiral"})
+    world.provider.update("contact", pid, {"title": "Professor"})
+    held = world.sync()["id"]
+    history.exclude(world.services, "t1", "c1", "todo", todo_id)
+    world.crm.update("todo", todo_id, {"subject": "Call back soon"})
+    skipped = world.sync()["id"]
+
+    runs = {r["id"]: r for r in history.runs(world.services, "t1")["runs"]}
+
+    assert (runs[held]["status"], runs[skipped]["status"]) == ("ok", "idle")
+    assert runs[held]["counts"]["contact"]["conflicts"] == 1
+    assert _summary(runs[held]["counts"]) == "1 conflict held for your decision"
+    assert _summary(runs[skipped]["counts"], idle=True) == "No changes; 1 skipped"
+    idle = {r["id"] for r in history.runs(world.services, "t1", status="idle")["runs"]}
+    assert skipped in idle and held not in idle
+
+    def of_kind(kind: str) -> set[str]:
+        return {r["id"] for r in history.runs(world.services, "t1", kind=kind)["runs"]}
+
+    assert held in of_kind("contact") and held not in of_kind("todo")
+    assert skipped not in of_kind("todo")
 
 
 def grouped_world() -> tuple[SyncWorld, list[str]]:
@@ -154,7 +199,7 @@ def test_HIS2_users_see_their_own_runs_and_admins_their_tenants() -> None:
     assert shown(connections=["c1"]) == ["u1-run"]
     assert shown() == ["u2-run", "u1-run"]
     assert shown(connections=[]) == []  # a user with no connection sees nothing
-    assert shown(connections=["c1", "c2"], status="ok", provider="google") == [
+    assert shown(connections=["c1", "c2"], status="idle", provider="google") == [
         "u2-run",
         "u1-run",
     ]
@@ -281,6 +326,31 @@ def test_HIS2_an_update_item_shows_each_field_before_and_after() -> None:
     ]
     assert item["error"] is None
     assert item["actions"] == [{"name": "open", "url": f"https://crm.example/todo/{crm_id}"}]
+
+
+@pytest.mark.parametrize("chosen", ["provider", "crm"])
+def test_HIS2_a_settled_conflict_shows_what_the_receiving_side_held_before(chosen: str) -> None:
+    """Whichever side wins, the item's before is what the side written to held (not the
+    base both last agreed on), and its after is what that side holds now."""
+    world = SyncWorld(settings={"conflict_policy": "manual"})
+    crm_id, pid = linked_pair(world, {**GRACE, "title": ""})
+    world.advance(timedelta(minutes=1))
+    world.crm.update("contact", crm_id, {"title": "Rear Admiral"})
+    world.provider.update("contact", pid, {"title": "Professor"})
+    world.advance(timedelta(minutes=1))
+    world.sync()
+    [held] = world.waiting()
+    world.resolve(held["id"], chosen)
+    run = world.sync()
+
+    [item] = history.run_detail(world.services, "t1", "c1", run["id"])["items"]
+
+    won, lost = (
+        ("Professor", "Rear Admiral") if chosen == "provider" else ("Rear Admiral", "Professor")
+    )
+    way = f"{side(world)} → CRM" if chosen == "provider" else f"CRM → {side(world)}"
+    assert (item["action"], item["direction"]) == ("Updated", way)
+    assert item["changes"] == [{"field": "title", "before": lost, "after": won}]
 
 
 def test_HIS2_an_unknown_run_or_another_connections_run_is_not_found() -> None:

@@ -103,6 +103,46 @@ def test_SET4_form_lists_the_exception_list_with_when_each_ends() -> None:
     assert entries[2]["until"] == (NOW + timedelta(days=1)).isoformat()
 
 
+def test_SET1_the_time_zones_offered_are_real_region_zones_sorted_keeping_the_current_one() -> None:
+    world = SyncWorld(settings={"timezone": "US/Pacific"})
+
+    zone = page_of(world)["timezone"]
+
+    offered = [c["value"] for c in zone["choices"] if c["value"] != "US/Pacific"]
+    assert offered[0] == "UTC" and offered[1:] == sorted(offered[1:])
+    assert {"Europe/Berlin", "America/New_York", "Asia/Tokyo"} <= set(offered)
+    assert not {"Factory", "localtime", "Etc/GMT+5", "US/Eastern", "GMT"} & set(offered)
+    assert all(z == "UTC" or "/" in z for z in offered)
+    assert zone["value"] == "US/Pacific"  # the current value is kept, as chosen
+    assert "US/Pacific" in [c["value"] for c in zone["choices"]]
+
+
+def test_SET1_manual_only_s_help_describes_the_choice() -> None:
+    help_text = page_of(SyncWorld())["frequency_minutes"]["help"]
+
+    assert help_text == "Choose Manual only to sync only when you click Sync now."
+
+
+def test_SET4_the_exception_list_names_each_record_its_link_knows() -> None:
+    world = SyncWorld()
+    crm_id, _ = linked_todo(world)
+    world.exclude("todo", crm_id)
+    world.exclude("todo", "t-unknown")
+
+    entries = page_of(world)["exclusions"]["value"]
+
+    assert {e["crm_id"]: e["name"] for e in entries} == {crm_id: "Send offer", "t-unknown": ""}
+
+
+def test_SET1_SYN6_the_page_explains_the_mass_delete_guard_that_applies() -> None:
+    world = SyncWorld(settings={"mass_delete_min": 2})
+
+    guard = preferences.form(world.services, "t1", world.connection.id)["guard"]
+
+    assert (guard["min"], guard["ratio"]) == (2, 0.25)
+    assert "at least 2 records of one kind and more than 25 % of them" in guard["text"]
+
+
 def test_SET1_a_picker_of_an_account_that_cannot_be_asked_keeps_the_current_value() -> None:
     world = SyncWorld(settings={"task_list": "Sales"})
     world.store.set_status(world.connection.id, "needs_reauth")

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import pytest
 
+from crmsync.app.queue_views import _batch_title
 from crmsync.service import Refused
 from crmsync.testing import DEFAULT_NOW, SyncWorld
 from crmsync.usecases import queue
@@ -328,8 +329,15 @@ def test_SET5_a_delete_is_confirmed_or_restored_as_the_user_says(action: str, ke
     assert item["reason_text"] == ("Deleted in Google: waiting for your OK before the CRM follows")
     assert item["actions"] == ["confirm", "restore"]
     assert item["rows"] == [
-        {"field": "subject", "crm": "Send offer", "provider": "", "differs": True}
+        {
+            "field": "subject",
+            "crm": "Send offer",
+            "provider": "",
+            "differs": False,
+            "value": "Send offer",
+        }
     ]
+    assert item["deleted_in"] == "Google"
 
     world.resolve(item["id"], action)
     world.sync()
@@ -338,6 +346,45 @@ def test_SET5_a_delete_is_confirmed_or_restored_as_the_user_says(action: str, ke
     assert [t["subject"] for t in world.provider.all("todo")] == (["Send offer"] if kept else [])
     assert len(world.links("todo")) == (1 if kept else 0)
     assert world.waiting() == []
+
+
+@pytest.mark.parametrize(
+    ("kind", "settings", "said"),
+    [
+        ("todo", {}, "Delete it in the CRM too"),
+        ("todo", {"deletes": {"todo": {"crm": "unlink"}}}, "Keep it in the CRM, no longer synced"),
+        ("contact", {"contact_delete": "delete"}, "Delete it in the CRM too"),
+        ("contact", {}, "Keep it in the CRM, no longer synced"),
+    ],
+)
+def test_SET5_confirming_a_held_delete_says_what_the_settings_will_do(
+    kind: str, settings: dict[str, Any], said: str
+) -> None:
+    world = SyncWorld(settings={"confirm": {"deleted": True}, **settings})
+    if kind == "todo":
+        world.crm.create("todo", {"subject": "Send offer"})
+        world.sync()
+    else:
+        linked_pair(world, ADA)
+    [link] = world.links(kind)  # type: ignore[arg-type]
+    world.provider.delete(kind, link["provider_id"])  # type: ignore[arg-type]
+    world.sync()
+
+    [item] = world.waiting()
+
+    assert item["action_text"]["confirm"] == said
+    assert {row["differs"] for row in item["rows"]} == {False}
+
+
+def test_SYN6_a_held_batch_s_heading_counts_its_records_in_words() -> None:
+    held = {"kind": "todo", "gone": "the CRM"}
+    assert _batch_title({**held, "count": 2}) == "2 to-dos deleted in the CRM at once"
+    assert _batch_title({**held, "count": 1}) == (
+        "1 to-do deleted in the CRM, held with a large delete"
+    )
+    assert _batch_title({"kind": "activity", "gone": "Google", "count": 3}) == (
+        "3 activities deleted in Google at once"
+    )
 
 
 # -- CON-8: the review list ----------------------------------------------------------------------
@@ -392,8 +439,9 @@ def held_mass_delete(world: SyncWorld, side: str) -> tuple[list[tuple[str, str]]
     items = world.waiting()
     assert len(items) == 10
     assert {i["batch"] for i in items} == {items[0]["batch"]}
+    gone = "the CRM" if side == "crm" else "Google"
     assert {i["reason_text"] for i in items} == {
-        "Part of a large delete held for your confirmation"
+        f"Deleted in {gone} with many others at once: held until you say what to do"
     }
     assert {tuple(i["actions"]) for i in items} == {("confirm", "restore")}
     return pairs, items[0]["batch"]

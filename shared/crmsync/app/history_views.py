@@ -59,7 +59,21 @@ TRIGGER_NAMES: dict[str, str] = {
     "resolve": "Applying your choices",
     "import": "Importing an address book",
 }
-SHOWN_COUNTS = ("created", "updated", "deleted", "failed")
+# A run's counts in words, in the order a summary names them (HIS-2): each as one
+# record and as several.
+SHOWN_COUNTS: dict[str, tuple[str, str]] = {
+    "created": ("created", "created"),
+    "updated": ("updated", "updated"),
+    "deleted": ("deleted", "deleted"),
+    "restored": ("restored", "restored"),
+    "linked": ("linked to its twin", "linked to their twins"),
+    "unlinked": ("no longer synced", "no longer synced"),
+    "conflicts": ("conflict held for your decision", "conflicts held for your decision"),
+    "held": ("waiting for your decision", "waiting for your decision"),
+    "failed": ("failed", "failed"),
+}
+SKIPPED = ("skipped", "skipped")  # left as they were by a rule: said after the rest
+NO_CHANGES = "No changes"
 RETRIED = "It will be tried again in the next sync, which has started."
 EXCLUDED = "{label} is no longer synced{until}. You can include it again in Settings."
 
@@ -217,7 +231,7 @@ def _row(context: Context, scope: Scope, run: Mapping[str, Any], zone: ZoneInfo)
         "provider_label": _label(context, run["provider"]),
         "started_text": _when(run["started"], zone),
         "duration_text": _took(run["duration"]),
-        "summary": _summary(run["counts"]),
+        "summary": _summary(run["counts"], idle=run["status"] == RunStatus.IDLE),
         "link": context.url(scope.page(run["connection"], run["id"])),
     }
 
@@ -457,14 +471,14 @@ def _label(context: Context, provider: str) -> str:
 
 
 def _when(value: Any, zone: ZoneInfo) -> str:
-    """An instant as a person reads it, in their zone: "3 Dec 2026, 16:08"."""
+    """An instant as a person reads it, in their zone: "3 Dec 2026, 16:08:05"."""
     if not isinstance(value, str):
         return ""
     try:
         moment = datetime.fromisoformat(value).astimezone(zone)
     except ValueError:
         return value
-    return f"{moment.day} {moment:%b %Y, %H:%M}"
+    return f"{moment.day} {moment:%b %Y, %H:%M:%S}"
 
 
 def _took(seconds: Any) -> str:
@@ -476,8 +490,17 @@ def _took(seconds: Any) -> str:
     return f"{minutes} min {rest} s"
 
 
-def _summary(counts: Mapping[str, Mapping[str, int]]) -> str:
-    """A run's counts in a few words: "3 created, 1 updated, 1 failed"."""
-    totals = {name: sum(per.get(name, 0) for per in counts.values()) for name in SHOWN_COUNTS}
-    said = [f"{n} {name}" for name, n in totals.items() if n]
-    return ", ".join(said) or "No changes"
+def _summary(counts: Mapping[str, Mapping[str, int]], idle: bool = False) -> str:
+    """A run's counts in a few words: "3 created, 1 restored, 1 conflict held for your
+    decision, 1 failed"; records skipped by a rule come last. "No changes" is said of a
+    run whose result is nothing to do and only of it, so the two always agree."""
+
+    def said(name: str, words: tuple[str, str]) -> str:
+        n = sum(per.get(name, 0) for per in counts.values())
+        return f"{n} {words[n != 1]}" if n else ""
+
+    changes = [s for s in (said(n, w) for n, w in SHOWN_COUNTS.items()) if s]
+    skipped = said("skipped", SKIPPED)
+    if idle:
+        return f"{NO_CHANGES}; {skipped}" if skipped else NO_CHANGES
+    return ", ".join([*changes, skipped] if skipped else changes)

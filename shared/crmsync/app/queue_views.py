@@ -34,6 +34,11 @@ SOON = "which starts in a few seconds"
 APPLIED = f"Your choice is applied in the next sync, {SOON}."
 PICK = "pick."  # a page's form: pick.<field> = crm | provider
 NAMING = ("first_name", "last_name", "emails", "subject")  # what names a record
+NOUNS: dict[str, tuple[str, str]] = {  # a kind's record, one and several
+    "contact": ("contact", "contacts"),
+    "activity": ("activity", "activities"),
+    "todo": ("to-do", "to-dos"),
+}
 CONFIRMATIONS = ("confirm_new", "confirm_modified", "confirm_deleted", "mass_delete")
 
 
@@ -113,6 +118,7 @@ def _connection(context: Context, record: ConnectionRecord, at: int) -> dict[str
             batches[item["batch"]]["items"].append(item)
     for held in batches.values():
         held["count"] = len(held["items"])
+        held["title"] = _batch_title(held)
         held["settled"] = all(i["choice"] is not None for i in held["items"])
     return {
         "id": record.id,
@@ -146,6 +152,8 @@ def _dress(item: dict[str, Any], anchor: str, label: str) -> None:
         for n, name in enumerate(item["fields"])
     ]
     item["settled_text"] = _settled(item, label)
+    if item["deleted_in"]:
+        item["kept_in"] = label if item["source"] == "crm" else "the CRM"
 
 
 def _names(
@@ -185,9 +193,19 @@ def _batch(item: Mapping[str, Any], anchor: str, label: str) -> dict[str, Any]:
         "kind": item["kind"],
         "kind_name": kind,
         "source": item["source"],
-        "title": f"{kind.lower()} records deleted in {gone} at once",
+        "gone": gone,
         "items": [],
     }
+
+
+def _batch_title(held: Mapping[str, Any]) -> str:
+    """SYN-6: a held batch's heading, by how many of its deletes still wait:
+    "12 to-dos deleted in <label> at once", or "1 to-do deleted in the CRM, still held"."""
+    n = held["count"]
+    noun = NOUNS.get(held["kind"], (held["kind"], held["kind"]))[n != 1]
+    if n == 1:
+        return f"1 {noun} deleted in {held['gone']}, held with a large delete"
+    return f"{n} {noun} deleted in {held['gone']} at once"
 
 
 def _settled(item: Mapping[str, Any], label: str) -> str:

@@ -213,7 +213,7 @@ def provider_edited(link: Link, provider: SideRecord | None) -> datetime | None:
 def applied(planning: Planning, pair: Pair, u: Update, outcome: Outcome) -> Decision:
     """The update's decision: its writes, the link on its new base, and what changed."""
     link = pair.linked
-    base, merged = link.base, u.merged.merged
+    base = link.base
     seen = pair.provider.reminder if pair.provider is not None else link.reminder
     new_link = link.agreed(
         agreed_base(planning, base, u), pair.version("crm"), pair.version("provider"), seen
@@ -234,11 +234,6 @@ def applied(planning: Planning, pair: Pair, u: Update, outcome: Outcome) -> Deci
         return decision(
             planning, pair, outcome=outcome, link=new_link, reason=reason, changed=changed
         )
-    summary = {
-        n: (base.get(n), merged[n])
-        for n in sorted(set(u.crm_delta) | set(u.provider_delta))
-        if base.get(n) != merged[n]
-    }
     sides = {w.side for w in todo}
     direction = "both" if len(sides) == 2 else DIRECTION[next(iter(sides))]
     return decision(
@@ -250,5 +245,24 @@ def applied(planning: Planning, pair: Pair, u: Update, outcome: Outcome) -> Deci
         link=new_link,
         reason=reason,
         changed=changed,
-        summary=summary,
+        summary=before_after(base, u),
     )
+
+
+def before_after(base: Mapping[str, Any], u: Update) -> dict[str, tuple[Any, Any]]:
+    """HIS-1: each written field as the side it was written to held it before the write
+    and holds it after; the side that kept its value is not what changed. A field both
+    sides took (each from its own old value) reads from the base they last agreed on."""
+    crm_held = {**base, **u.crm_delta}
+    provider_held = {**base, **u.provider_delta}
+    to_crm = set(u.crm_patch) if u.crm_ok else set()
+    to_provider = set(u.provider_patch) if u.provider_ok else set()
+    out: dict[str, tuple[Any, Any]] = {}
+    for name in sorted(to_crm | to_provider):
+        if name in to_crm and name in to_provider:
+            out[name] = (base.get(name), u.crm_target.get(name))
+        elif name in to_crm:
+            out[name] = (crm_held.get(name), u.crm_target.get(name))
+        else:
+            out[name] = (provider_held.get(name), u.provider_target.get(name))
+    return {name: values for name, values in out.items() if values[0] != values[1]}

@@ -128,7 +128,7 @@ class Index:
 _RUN_FILTERS: tuple[tuple[str, str], ...] = (
     ("tenant", "ASCENDING"),
     ("connection", "ASCENDING"),
-    ("status", "ASCENDING"),
+    ("result", "ASCENDING"),  # what the status filter reads (HIS-2)
     ("trigger", "ASCENDING"),
     ("provider", "ASCENDING"),
     ("kinds", "CONTAINS"),
@@ -168,7 +168,7 @@ INDEXES: tuple[Index, ...] = (
 
 _JOURNALED = ["creating", "applying"]
 _USER_ID = "~user"  # a user document's own field for the user's id
-_RUN_INTERNAL = ("expire_at", "kinds", "duration")  # kept for queries, not part of a run
+_RUN_INTERNAL = ("expire_at", "kinds", "duration", "result")  # kept for queries, not part of a run
 _COUNTED = ["linked", "conflict"]
 _PLAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+#:=-]{0,127}")
 _PLAIN_ID_RESERVED = re.compile(r"__.*__")
@@ -723,9 +723,9 @@ class FirestoreStore:
             page = page.where(
                 filter=firestore.FieldFilter("connection", "in", list(query.connections))
             )
-        for name in ("status", "trigger", "provider"):
+        for name, field in (("status", "result"), ("trigger", "trigger"), ("provider", "provider")):
             if getattr(query, name) is not None:
-                page = page.where(filter=firestore.FieldFilter(name, "==", getattr(query, name)))
+                page = page.where(filter=firestore.FieldFilter(field, "==", getattr(query, name)))
         if query.kind is not None:
             page = page.where(filter=firestore.FieldFilter("kinds", "array_contains", query.kind))
         if query.since is not None:
@@ -754,7 +754,7 @@ class FirestoreStore:
             self.writes += 1
             ref.update(
                 {
-                    **_fields({**ended, "duration": took["duration"]}),
+                    **_fields({**ended, "duration": took["duration"], "result": ended["status"]}),
                     "expire_at": paging.expiry(now, self._kept(data.get("history_days"))),
                 },
                 option=self.client.write_option(last_update_time=snap.update_time),

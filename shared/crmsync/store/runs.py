@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from crmsync.ports import RUN_SORTS, RunQuery
+from crmsync.ports import RUN_SORTS, RunQuery, changed_kinds, run_result
 
 RETENTION = timedelta(days=90)  # the deployment's, unless it says otherwise (HIS-3)
 MAX_LIMIT = 200  # runs a page may hold
@@ -28,13 +28,14 @@ Order = tuple[str, bool]  # a field, and whether descending
 
 def derived(run: Mapping[str, Any]) -> dict[str, Any]:
     """What a page query filters and sorts on beyond the run's own fields: the kinds of
-    record it touched, and how long it took in seconds (None while it runs)."""
+    record it changed or tried to change, how long it took in seconds (None while it
+    runs), and its result as the list reads it (`run_result`), which its status filters."""
     counts = run.get("counts") or {}
     started, ended = run.get("started"), run.get("ended")
     took = None
     if isinstance(started, datetime) and isinstance(ended, datetime):
         took = (ended - started).total_seconds()
-    return {"kinds": sorted(kind for kind, per in counts.items() if per), "duration": took}
+    return {"kinds": changed_kinds(counts), "duration": took, "result": run_result(run)}
 
 
 def check(query: RunQuery) -> None:
@@ -58,9 +59,9 @@ def orders(query: RunQuery) -> list[Order]:
 
 def matches(run: Mapping[str, Any], query: RunQuery) -> bool:
     """Whether a run (with its derived fields) passes the query's filters."""
-    for name in ("status", "trigger", "provider"):
+    for name, field in (("status", "result"), ("trigger", "trigger"), ("provider", "provider")):
         wanted = getattr(query, name)
-        if wanted is not None and run.get(name) != wanted:
+        if wanted is not None and run.get(field) != wanted:
             return False
     if query.kind is not None and query.kind not in run.get("kinds", ()):
         return False

@@ -20,7 +20,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from crmsync.configure import change_settings, recheck
 from crmsync.model import KINDS, Kind
-from crmsync.ports import INTERRUPTED, RUN_SORTS, ConnectionRecord, RunQuery, RunStatus
+from crmsync.ports import (
+    INTERRUPTED,
+    RUN_SORTS,
+    ConnectionRecord,
+    RunQuery,
+    RunStatus,
+    run_result,
+)
 from crmsync.service import Refused, Services, connection_of, enqueue_cycle, safe_id
 from crmsync.settings import PROVIDERS, SettingsError, resolve
 
@@ -49,6 +56,12 @@ COUNTED: dict[str, str] = {  # the counts a run shows per kind, by outcome
     "created": "create",
     "updated": "update",
     "deleted": "delete",
+    "restored": "restore",
+    "linked": "link",
+    "unlinked": "unlink",
+    "held": "hold",
+    "conflicts": "conflict",
+    "skipped": "skip",
     "failed": "fail",
 }
 
@@ -163,7 +176,7 @@ def _run_view(run: Mapping[str, Any], edges: _Edges) -> dict[str, Any]:
         "user": run.get("user", ""),
         "provider": run.get("provider", ""),
         "trigger": run.get("trigger", ""),
-        "status": str(run.get("status", "")),
+        "status": run_result(run),  # "idle" for a run that changed nothing (HIS-2)
         "started": _iso(started),
         "ended": _iso(ended),
         "duration": took,

@@ -18,7 +18,8 @@ admin's defaults and locks (SET-2), and the admin's switch per user (SET-6).
                    value as the one choice, with the reason
 
 The exception list (SET-4) is a "list" field: its value holds one entry per record
-({kind, crm_id, state: excluded | excluded_until | included_until, until, excluded});
+({kind, crm_id, name, state: excluded | excluded_until | included_until, until, excluded},
+`name` as the record's link last saw it, else "");
 `exclude` and `include` change it.
 
 Frequency 0 is "manual only" (SET-7): the scheduler never runs the connection and no
@@ -36,6 +37,7 @@ from typing import Any
 from zoneinfo import available_timezones
 
 from crmsync.configure import apply_change, change_settings, check_change
+from crmsync.cycle.history import label as record_label
 from crmsync.errors import GrantRevoked, PermissionDenied, SyncError
 from crmsync.model import KINDS, Kind
 from crmsync.ports import ConnectionRecord, ConnectionState
@@ -215,7 +217,7 @@ def _schedule(polled: Collection[Kind] | None) -> tuple[Field, ...]:
         Field(
             "frequency_minutes",
             "Sync",
-            "Manual only: nothing syncs until you click Sync now.",
+            "Choose Manual only to sync only when you click Sync now.",
             "choice",
             tuple((minutes, _every(minutes)) for minutes in FREQUENCIES),
         )
@@ -368,9 +370,30 @@ def _every(minutes: int) -> str:
     return f"Every {minutes} minutes"
 
 
+# The IANA regions whose zones are places people live in (not Etc/, posix/, legacy
+# aliases such as US/… or SystemV/…, nor names like "Factory" or "localtime").
+REGIONS = frozenset(
+    {
+        "Africa",
+        "America",
+        "Antarctica",
+        "Arctic",
+        "Asia",
+        "Atlantic",
+        "Australia",
+        "Europe",
+        "Indian",
+        "Pacific",
+    }
+)
+
+
 @cache
 def _zones() -> tuple[str, ...]:
-    return tuple(sorted(available_timezones()))
+    """SET-1: the time zones a person picks from, sorted: each region's, and UTC (a
+    current value not among them is still shown as chosen)."""
+    found = {zone for zone in available_timezones() if zone.split("/", 1)[0] in REGIONS}
+    return ("UTC", *sorted(z for z in found if "/" in z))
 
 
 USER_SETTINGS = frozenset(f.name for s in user_sections("") for f in s.fields)
@@ -396,6 +419,7 @@ def form(
         shown["editable"] = as_admin or not shown["locked"]
         if spec.type == "list":
             shown["value"] = _exceptions(effective, services.clock())
+            _name_exceptions(services, tenant, record.id, shown["value"])
         if spec.picker:
             shown.update(_picker(services, tenant, record, spec.picker, shown["value"]))
         return shown
@@ -411,6 +435,7 @@ def form(
         "enabled": record.enabled,
         "manual": effective.manual,
         "as_admin": as_admin,
+        "guard": _guard(effective),
         "sections": [
             {"id": s.id, "title": s.title, "help": s.help, "fields": [field(f) for f in s.fields]}
             for s in user_sections(mailbox, polled)
@@ -861,6 +886,41 @@ def _choices(spec: Field, *values: Any) -> list[dict[str, Any]]:
             choices.append({"value": value, "label": label})
             known.add(value)
     return choices
+
+
+def _guard(settings: Settings) -> dict[str, Any]:
+    """SYN-6: the mass-delete guard as it applies to the connection, in words: the
+    tenant's admin sets it (for everyone, or for this user)."""
+    least, ratio = settings["mass_delete_min"], settings["mass_delete_ratio"]
+    share = f"{ratio * 100:g} %"
+    return {
+        "min": least,
+        "ratio": ratio,
+        "text": (
+            f"When one sync would delete at least {least} records of one kind and more "
+            f"than {share} of them, the deletes wait in your queue for your OK instead of "
+            "being applied. Your company's admin sets this."
+        ),
+    }
+
+
+def _name_exceptions(
+    services: Services, tenant: str, connection: str, entries: list[dict[str, Any]]
+) -> None:
+    """SET-4: each excluded record's name, as its link last saw it ("" when no link
+    knows the record)."""
+    store = services.backend.store(tenant)
+    for kind in {e["kind"] for e in entries}:
+        of_kind = [e for e in entries if e["kind"] == kind]
+        ids = [str(e["crm_id"]) for e in of_kind]
+        names = {
+            link.crm_id: record_label(kind, link.base)
+            for link in store.links_for(connection, kind, ids, [])
+        }
+        for entry in of_kind:
+            entry["name"] = names.get(entry["crm_id"], "")
+    for entry in entries:
+        entry.setdefault("name", "")
 
 
 def _exceptions(settings: Settings, now: datetime) -> list[dict[str, Any]]:

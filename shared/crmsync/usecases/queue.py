@@ -37,14 +37,16 @@ from typing import Any
 from crmsync import service
 from crmsync.engine.pair import OTHER
 from crmsync.model import FIELD_NAMES, Address, Kind, Phone
-from crmsync.ports import ConnectionRecord, Store
+from crmsync.ports import ConnectionRecord, Store, TenantStore
 from crmsync.queue import DEBOUNCE
-from crmsync.settings import SIDES, Side
+from crmsync.settings import SIDES, SettingsError, Side
+from crmsync.settings import resolve as effective
 
 SIDE: dict[str, Side] = {side: side for side in SIDES}  # an answer's text → its side
 TRIGGER = "resolve"  # the trigger of the cycle that applies an answer
 FIELDS = "fields"  # the action of a conflict settled field by field
 BATCH_ACTIONS = ("confirm", "restore")
+DELETES = ("confirm_deleted", "mass_delete")  # a record deleted on one side, held
 
 
 def waiting(services: service.Services, tenant: str, connection: str) -> list[dict[str, Any]]:
@@ -52,8 +54,8 @@ def waiting(services: service.Services, tenant: str, connection: str) -> list[di
     keeps them), each with what it is about in plain words, both sides' values and what
     can be done about it."""
     store, record = _opened(services, tenant, connection)
-    label = _label(services, record)
-    return [shown(item, label) for item in store.queue(connection)]
+    label, follows = _label(services, record), _follows(services.backend.store(tenant), record)
+    return [shown(item, label, follows) for item in store.queue(connection)]
 
 
 def resolve(
@@ -71,11 +73,11 @@ def resolve(
     item = next((i for i in store.queue(connection) if i["id"] == item_id), None)
     if item is None:
         raise service.Refused(404, "nothing with this id waits in the queue any more")
-    label = _label(services, record)
-    side, picked = _answer(item, choice, picks, label)
+    label, follows = _label(services, record), _follows(services.backend.store(tenant), record)
+    side, picked = _answer(item, choice, picks, label, follows)
     store.resolve_queue_item(connection, item_id, side, picked)
     service.enqueue_cycle(services, tenant, connection, TRIGGER, delay=DEBOUNCE)
-    return shown({**item, "choice": side, "picks": picked}, label)
+    return shown({**item, "choice": side, "picks": picked}, label, follows)
 
 
 def settle_batch(
@@ -98,10 +100,13 @@ def settle_batch(
 
 
 # -- one item as a person sees it ------------------------------------------------------------
-def shown(item: Mapping[str, Any], label: str) -> dict[str, Any]:
+def shown(item: Mapping[str, Any], label: str, follows: Follows | None = None) -> dict[str, Any]:
     """An item of the store's queue as `waiting` lists it: `choice` is the action the
-    user took (None while it waits for one), `picks` their sides per field."""
-    offer = offered(item, label)
+    user took (None while it waits for one), `picks` their sides per field. A held
+    delete names the side the record was deleted in (`deleted_in`) and shows the values
+    the other side still holds, once, none of them differing."""
+    offer = offered(item, label, follows)
+    gone = _gone(item)
     picks = item.get("picks") or None
     created = item.get("created")
     return {
@@ -119,6 +124,7 @@ def shown(item: Mapping[str, Any], label: str) -> dict[str, Any]:
         "batch": batch_of(item),
         "fields": list(item.get("fields") or ()),
         "rows": rows(item),
+        "deleted_in": _name(gone, label) if gone else None,
         "actions": list(offer),
         "action_text": {action: text for action, (_, text) in offer.items()},
     }
@@ -130,7 +136,12 @@ def reason_text(item: Mapping[str, Any], label: str) -> str:
     if reason == "conflict":
         return "Changed on both sides"
     if reason == "mass_delete":
-        return "Part of a large delete held for your confirmation"
+        if source is None:
+            return "Part of a large delete held for your confirmation"
+        return (
+            f"Deleted in {_name(source, label)} with many others at once: "
+            "held until you say what to do"
+        )
     if reason == "review":
         return f"New contact in {_name('provider', label)}: add it to the CRM or leave it out"
     if source is None:  # a modification of both sides, to different fields
@@ -143,9 +154,12 @@ def reason_text(item: Mapping[str, Any], label: str) -> str:
     return f"Deleted in {here}: waiting for your OK before {there} follows"
 
 
-def offered(item: Mapping[str, Any], label: str) -> dict[str, tuple[Side | None, str]]:
+def offered(
+    item: Mapping[str, Any], label: str, follows: Follows | None = None
+) -> dict[str, tuple[Side | None, str]]:
     """What can be done about the item: action → (the side it makes win, or None for
-    picks per field; what it does, in plain words)."""
+    picks per field; what it does, in plain words). A delete's confirmation says what
+    the other side does, as the connection's settings say (`follows`)."""
     reason, source = item["reason"], SIDE.get(item.get("source") or "")
     crm, provider = _name("crm", label), _name("provider", label)
     if reason == "conflict":
@@ -176,22 +190,24 @@ def offered(item: Mapping[str, Any], label: str) -> dict[str, tuple[Side | None,
             "undo": (other, f"Put back in {here} the version {there} has"),
         }
     return {  # a delete: confirm_deleted, mass_delete
-        "confirm": (
-            source,
-            f"Let {there} follow, as your settings say: delete it or stop syncing it",
-        ),
+        "confirm": (source, _following(item["kind"], other, there, follows)),
         "restore": (other, f"Restore it in {here}, synced as before"),
     }
 
 
 def rows(item: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One row per field shown: both sides' values as text, and whether they differ."""
+    """One row per field shown: both sides' values as text, and whether they differ. A
+    held delete's record is on one side only: its `value` there, nothing differing."""
     crm, provider = item.get("crm_values") or {}, item.get("provider_values") or {}
     names = {*crm, *provider, *(item.get("fields") or ())}
+    gone = _gone(item)
     out = []
     for name in _in_order(item["kind"], names):
         left, right = display(crm.get(name)), display(provider.get(name))
-        out.append({"field": name, "crm": left, "provider": right, "differs": left != right})
+        row = {"field": name, "crm": left, "provider": right, "differs": left != right}
+        if gone is not None:
+            row.update(differs=False, value=right if gone == "crm" else left)
+        out.append(row)
     return out
 
 
@@ -227,10 +243,14 @@ def display(value: Any) -> str:
 
 # -- answers ---------------------------------------------------------------------------------
 def _answer(
-    item: Mapping[str, Any], choice: str | None, picks: Mapping[str, str] | None, label: str
+    item: Mapping[str, Any],
+    choice: str | None,
+    picks: Mapping[str, str] | None,
+    label: str,
+    follows: Follows | None = None,
 ) -> tuple[Side | None, dict[str, Side] | None]:
     """What the answer stores: a side, or picks per field; Refused(400) with the reason."""
-    offer = offered(item, label)
+    offer = offered(item, label, follows)
     if picks is not None or choice == FIELDS:
         if choice not in (None, FIELDS):
             raise service.Refused(400, "give either a choice or picks per field, not both")
@@ -282,6 +302,42 @@ def _label(services: service.Services, record: ConnectionRecord) -> str:
         return str(services.kit(record.provider).label)
     except KeyError:
         return "your account"
+
+
+# What a delete does to the other side's record, by kind and the side it reaches (the
+# `deletes` setting of activities and to-dos, CAL-12; `contact_delete` of contacts, CON-6).
+Follows = Mapping[str, Mapping[str, str]]
+FOLLOWING: dict[str, str] = {
+    "delete": "Delete it in {there} too",
+    "unlink": "Keep it in {there}, no longer synced",
+    "ignore": "Keep it in {there}, as your settings ignore deletes",
+}
+FOLLOWING_UNKNOWN = "Let {there} follow, as your settings say: delete it or stop syncing it"
+
+
+def _follows(store: TenantStore, record: ConnectionRecord) -> Follows | None:
+    """The connection's effective delete settings: per kind, per side a delete reaches."""
+    defaults = (store.tenant_record() or {}).get("settings") or {}
+    try:
+        settings = effective(record.provider, defaults, record.settings)
+    except SettingsError:
+        return None
+    contact = str(settings["contact_delete"])
+    return {
+        "contact": {side: contact for side in SIDES},
+        **{kind: dict(settings["deletes"][kind]) for kind in ("activity", "todo")},
+    }
+
+
+def _following(kind: str, other: Side, there: str, follows: Follows | None) -> str:
+    """What confirming a held delete does to the record in `there`, in words."""
+    policy = (follows or {}).get(kind, {}).get(other, "")
+    return FOLLOWING.get(policy, FOLLOWING_UNKNOWN).format(there=there)
+
+
+def _gone(item: Mapping[str, Any]) -> Side | None:
+    """The side a held delete's record went from (None for any other item)."""
+    return SIDE.get(item.get("source") or "") if item["reason"] in DELETES else None
 
 
 def _name(side: Side, label: str) -> str:
