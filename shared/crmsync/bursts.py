@@ -88,28 +88,31 @@ class DebouncedQueue:
 
 
 class ChannelLookups:
-    """Channels this instance looked up recently (channel id → channel, or None for an
-    id crmsync does not know), shared by the requests the instance serves."""
+    """Channels this instance found recently (channel id → channel), shared by the
+    requests the instance serves. An id crmsync does not know is not remembered: the
+    provider's first message on a new channel (Google's "sync") races the save of the
+    channel by whoever opened it, and a remembered miss would turn away the channel's
+    real notifications after it."""
 
     def __init__(
         self, seconds: float = CHANNEL_SECONDS, ticker: Callable[[], float] = time.monotonic
     ) -> None:
         self.seconds = seconds
         self.ticker = ticker
-        self._found: dict[str, tuple[float, Channel | None]] = {}
+        self._found: dict[str, tuple[float, Channel]] = {}
         self._lock = threading.Lock()
 
     def over(self, directory: ChannelDirectory) -> ChannelDirectory:
         return _RememberingDirectory(directory, self)
 
-    def get(self, channel_id: str) -> tuple[bool, Channel | None]:
+    def get(self, channel_id: str) -> Channel | None:
         with self._lock:
             kept = self._found.get(channel_id)
             if kept is None or kept[0] <= self.ticker():
-                return False, None
-            return True, kept[1]
+                return None
+            return kept[1]
 
-    def put(self, channel_id: str, channel: Channel | None) -> None:
+    def put(self, channel_id: str, channel: Channel) -> None:
         with self._lock:
             if len(self._found) >= REMEMBERED:
                 self._found.clear()
@@ -126,10 +129,11 @@ class _RememberingDirectory:
         self.lookups = lookups
 
     def channel(self, channel_id: str) -> Channel | None:
-        known, channel = self.lookups.get(channel_id)
-        if not known:
+        channel = self.lookups.get(channel_id)
+        if channel is None:
             channel = self.directory.channel(channel_id)
-            self.lookups.put(channel_id, channel)
+            if channel is not None:
+                self.lookups.put(channel_id, channel)
         return channel
 
     def save_channel(self, channel: Channel) -> None:

@@ -988,9 +988,10 @@ def _aware(value: Any) -> datetime:
 
 # -- the worker (RUN-3, RUN-6, AUTH-3) --------------------------------------------------
 # SET-7: the triggers a connection that syncs manually only runs a cycle for: someone
-# asked for it ("Sync now", connecting), or the cycle they asked for goes on (its
-# continuation, a retry once throttling ends, a wait for a cycle that held the lease).
-ON_DEMAND = frozenset({"manual", "connect", "continue", "retry", "busy", IMPORT})
+# asked for it ("Sync now", connecting, an answer in the queue, an import), or the
+# cycle they asked for goes on (its continuation, a retry once throttling ends, a wait
+# for a cycle that held the lease).
+ON_DEMAND = frozenset({"manual", "connect", "resolve", "continue", "retry", "busy", IMPORT})
 TURNED_OFF = "the tenant admin turned the integration off for this user"  # SET-6
 WAITS_FOR_GO = "the first sync waits until the user starts it from its preview"  # BEY-3
 

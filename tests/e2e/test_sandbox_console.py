@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import requests
 from google.cloud import firestore
 from playwright.sync_api import Locator, Page, expect
 
@@ -55,6 +56,14 @@ def console(firestore_emulator: Emulator) -> Iterator[tuple[LocalStack, str]]:
     stop()
     local.close()
     tasks.stop()
+
+
+@pytest.fixture
+def crm_comes_back(console: tuple[LocalStack, str]) -> Iterator[None]:
+    """The CRM is up again after the test, whatever happened in it: the module's other
+    tests share the stack."""
+    yield
+    requests.post(console[1] + "/api/crm/outage", json={"down": False}, timeout=30)
 
 
 def side(page: Page, column: str, kind: str) -> Locator:
@@ -125,7 +134,7 @@ def test_console_shows_both_sides_and_an_edit_on_either_side_reaches_the_other(
 
 
 def test_console_takes_the_crm_down_and_nothing_edited_meanwhile_is_lost_or_doubled(
-    page: Page, console: tuple[LocalStack, str]
+    page: Page, console: tuple[LocalStack, str], crm_comes_back: None
 ) -> None:
     """First hour, SYN-5/BEY-4: with the CRM's API down, a meeting added in u1's Google
     makes a cycle fail, shown with its reason in the page; once the CRM is back, "Sync

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -102,6 +103,31 @@ def test_RUN3_a_burst_of_push_notifications_costs_a_handful_of_reads_and_enqueue
     assert len(queue.waiting) <= 2  # one cycle per 10-second debounce the burst lasted
     assert queue.calls == len(queue.waiting)  # racing threads of the instance ask once
     assert directory.reads - reads_before <= 8  # one channel read, maybe one per thread
+    assert {task.trigger for task in queue.waiting.values()} == {"push"}
+
+
+def test_RUN3_a_message_that_comes_before_its_channel_is_saved_turns_away_no_later_one(
+    counted: LocalStack,
+) -> None:
+    """Google sends a new channel's first message ("sync") as soon as the channel is
+    made, which can be before the instance that opened it has saved it: that message
+    finds no channel, and the channel's real notifications that follow still reach a
+    cycle (none is turned away by a remembered miss)."""
+    current = notification_headers(counted)
+    directory = counted.services.backend.store("")
+    opened = directory.channel(current["X-Goog-Channel-Id"])
+    assert opened is not None
+    channel = replace(opened, id="cs-opened-just-now")  # the opener has not saved it yet
+    headers = {**current, "X-Goog-Channel-Id": channel.id}
+    url = counted.functions_url + "/google_webhook"
+
+    first = requests.post(url, headers={**headers, "X-Goog-Resource-State": "sync"}, timeout=30)
+    directory.save_channel(channel)  # saved by the opener, another function instance
+    later = requests.post(url, headers=headers, timeout=30)
+
+    assert first.status_code == 404
+    assert later.status_code == 202
+    queue: CountingQueue = counted.queue
     assert {task.trigger for task in queue.waiting.values()} == {"push"}
 
 

@@ -389,6 +389,30 @@ def test_SET7_manual_only_is_never_scheduled_nor_pushed_and_sync_now_runs_it() -
     assert subjects(world) == ["Send revised offer"]
 
 
+def test_SET7_a_manual_only_user_s_answer_in_the_queue_is_applied_by_the_cycle_it_asks_for() -> (
+    None
+):
+    world = SyncWorld(settings={"conflict_policy": "manual", "frequency_minutes": 0})
+    crm_id = world.crm.create("todo", {"subject": "Send offer", "due": DUE})
+    assert service.sync_now(world.services, "t1", world.connection.id)
+    run_queued(world)
+    [link] = world.links("todo")
+    world.advance(timedelta(minutes=1))
+    world.crm.update("todo", crm_id, {"subject": "CRM subject"})
+    world.provider.update("todo", str(link["provider_id"]), {"subject": "Provider subject"})
+    assert service.sync_now(world.services, "t1", world.connection.id)
+    run_queued(world)
+    [item] = world.waiting()
+
+    world.resolve(item["id"], "crm")
+    world.advance(timedelta(seconds=10))
+    [run] = run_queued(world)
+
+    assert (run["status"], run["trigger"]) == ("ok", "resolve")
+    assert subjects(world) == ["CRM subject"]
+    assert world.waiting() == []
+
+
 def test_SET7_leaving_manual_only_puts_the_connection_back_on_the_schedule() -> None:
     world = SyncWorld(settings={"frequency_minutes": 0})
 

@@ -935,6 +935,44 @@ def test_SYN10_a_reminder_snoozed_before_a_real_later_edit_leaves_latest_wins_as
     assert both_subjects(world, crm_id, pid) == ("Provider subject", "Provider subject")
 
 
+@pytest.mark.parametrize("provider", ["google", "microsoft"])
+@pytest.mark.parametrize("kind", ["activity", "todo"])
+@pytest.mark.parametrize(
+    ("made_in", "crashed"),
+    [("crm", False), ("crm", True), ("provider", False), ("provider", True)],
+    ids=["crm_one_go", "crm_after_a_crash", "provider_one_go", "provider_after_a_crash"],
+)
+def test_SYN10_latest_wins_counts_the_provider_time_of_every_linked_record(
+    provider: str, kind: str, made_in: str, crashed: bool
+) -> None:
+    """A record linked when crmsync copied it, either way, in one go or finished after
+    the worker died mid-create, is linked with the reminder the provider shows, so its
+    first later edit there is an edit and wins under latest_wins."""
+    world = SyncWorld(provider=provider, settings=LATEST_WINS)  # type: ignore[arg-type]
+    fields = meeting("Planning") if kind == "activity" else {"subject": "Send offer"}
+    side = world.crm if made_in == "crm" else world.provider
+    made = side.create(kind, fields)  # type: ignore[arg-type]
+    if crashed:
+        world.crash_after(1)  # dies right after the create on the other side
+        world.sync()
+    world.sync()
+    if made_in == "crm":
+        crm_id, pid = made, twin_of(world, kind, made)
+    else:
+        crm_id, pid = crm_twin_of(world, kind, made), made
+    world.advance(LATER)
+    world.crm.update(kind, crm_id, {"subject": "CRM subject"})  # type: ignore[arg-type]
+    world.advance(LATER)
+    world.provider.update(kind, pid, {"subject": "Provider subject"})  # type: ignore[arg-type]
+    world.advance(LATER)
+
+    world.sync()
+
+    crm, made = world.crm.get(kind, crm_id), world.provider.get(kind, pid)  # type: ignore[arg-type]
+    assert crm is not None and made is not None
+    assert (crm["subject"], made["subject"]) == ("Provider subject", "Provider subject")
+
+
 def test_SYN10_a_snoozed_task_reminder_is_no_edit_and_wins_no_conflict() -> None:
     world = SyncWorld(provider="microsoft")  # latest_wins by default; To Do has reminders
     crm_id = world.crm.create("todo", {"subject": "Send offer", "due": START.date()})

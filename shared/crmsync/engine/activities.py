@@ -87,6 +87,7 @@ def own_copy(planning: Planning, pair: Pair, merged: Mapping[str, Any]) -> Decis
         provider_id=link.provider_id,
         provider_version=p.version,
         base=copy,
+        reminder=p.reminder,
     )
     return decision(
         planning,

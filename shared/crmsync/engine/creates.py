@@ -32,7 +32,10 @@ def create_twin(planning: Planning, side: Side, cand: Candidate) -> Decision:
     if asked is not None:
         return asked
     seen = Link(key=key, kind=planning.kind, crm_id=None, provider_id=None).with_side(
-        side, record.id, record.version
+        side,
+        record.id,
+        record.version,
+        record.reminder,  # SYN-10: as the provider shows it
     )
     choice = planning.ctx.resolutions.get(key)
     if choice is not None and choice != side:

@@ -103,6 +103,7 @@ def matched(planning: Planning, c: Candidate, p: Candidate) -> Decision:
         crm_id=c.record.id,
         provider_id=p.record.id,
         base=crm_fields,
+        reminder=p.record.reminder,  # SYN-10: its time counts, as for any linked record
     )
     pair = Pair(link, c.record, p.record)
     crm_delta = {n: crm_fields.get(n) for n in differing}

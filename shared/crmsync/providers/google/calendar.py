@@ -375,8 +375,8 @@ class GoogleCalendar:
             existing = self.get(body["id"])  # a retried create: the first one happened
             if existing.fields is None:
                 raise
-            return WriteResult(existing.id, existing.version)
-        return WriteResult(str(answer["id"]), str(answer["etag"]))
+            return WriteResult(existing.id, existing.version, existing.reminder)
+        return WriteResult(str(answer["id"]), str(answer["etag"]), reminder_of(answer))
 
     def update(self, write: Write) -> WriteResult:
         assert write.fields is not None and write.target is not None
@@ -395,7 +395,7 @@ class GoogleCalendar:
         if write.version:
             request.headers["If-Match"] = write.version.partition(EXCEPTIONS)[0]
         answer = self.client.execute(request, "calendar events.patch")
-        return WriteResult(str(answer["id"]), str(answer["etag"]))
+        return WriteResult(str(answer["id"]), str(answer["etag"]), reminder_of(answer))
 
     def _guests_kept(self, event: str) -> list[dict[str, Any]]:
         """Attendees that are no CRM users (guests the user invited in Google): a change

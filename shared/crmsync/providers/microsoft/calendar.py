@@ -732,7 +732,7 @@ class GraphCalendar(RemembersWhatItMade):
             self._apply_exceptions(write.target, fields)
         if answer.get("recurrence"):
             return self._result(write.target)
-        return WriteResult(str(answer["id"]), str(answer["@odata.etag"]))
+        return WriteResult(str(answer["id"]), str(answer["@odata.etag"]), reminder_of(answer))
 
     def delete(self, write: Write) -> None:
         """Delete the event; NotFound (from Graph's 404) when it is already gone."""

@@ -449,7 +449,7 @@ class GraphTasks(RemembersWhatItMade):
         assert write.fields is not None and write.key is not None
         earlier = self._listed().get(write.key)
         if earlier is not None:
-            return WriteResult(str(earlier["id"]), str(earlier["@odata.etag"]))
+            return WriteResult(str(earlier["id"]), str(earlier["@odata.etag"]), reminder(earlier))
         try:
             made = self.client.request(
                 "POST", self._tasks, "graph todoTasks.create", body=self._new(write)
@@ -512,7 +512,7 @@ class GraphTasks(RemembersWhatItMade):
         )
         values = self.custom.write(write.fields)
         if not values:
-            return WriteResult(str(answer["id"]), str(answer["@odata.etag"]))
+            return WriteResult(str(answer["id"]), str(answer["@odata.etag"]), reminder(answer))
         self._write_extension(write.target, values)
         after = self.get(write.target)
         return WriteResult(after.id, after.version, after.reminder)
