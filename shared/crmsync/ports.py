@@ -193,6 +193,79 @@ class ProviderAccount(RecordSide, Protocol):
     pass
 
 
+# -- e-mail recording (EML-1..5) ----------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Person:
+    """A CRM contact or lead that holds an e-mail address (EML-2), with how many history
+    items it has: of several, a message is filed to the one with the most."""
+
+    kind: str  # "contact" or "lead"
+    id: str
+    name: str
+    emails: tuple[str, ...]
+    history_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """An attachment the CRM stores itself (up to `MailLimits.attachment_bytes`)."""
+
+    filename: str
+    content_type: str
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Linked:
+    """An attachment too large for the CRM, kept in an object store: the CRM gets its
+    address."""
+
+    filename: str
+    content_type: str
+    size: int
+    url: str = field(repr=False)  # a signed URL is a secret while it lasts
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One recorded message on one CRM contact or lead (EML-2). `participants` are
+    (role, address, name) with role from, to, cc or bcc."""
+
+    record_kind: str  # "contact" or "lead"
+    record_id: str
+    subject: str
+    body: str = field(repr=False)
+    date: datetime
+    participants: tuple[tuple[str, str, str], ...]
+    attachments: tuple[Stored, ...] = ()
+    links: tuple[Linked, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MailLimits:
+    """What the CRM declares it takes of a history item: the longest subject and body in
+    characters, and the largest attachment in bytes it stores itself (0: none)."""
+
+    subject: int = 255
+    body: int = 65_536
+    attachment_bytes: int = 0
+
+
+class CrmMail(Protocol):
+    """The CRM's side of e-mail recording (the contract's /schema, /people, /history)."""
+
+    def mail_limits(self) -> MailLimits: ...
+
+    def people(self, address: str) -> list[Person]:
+        """The contacts and leads the acting user may see that hold `address`, most
+        history first."""
+
+    def record_history(self, entry: HistoryEntry, key: str) -> str:
+        """Record `entry` once per `key` (EML-4): the same key again answers the item
+        recorded first. Returns the item's id. NotFound when the record is gone;
+        PermanentError when the CRM refuses the item (too large, malformed)."""
+
+
 INTERRUPTED = "the worker stopped before the run ended; the next run took over"
 
 
