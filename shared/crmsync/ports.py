@@ -251,6 +251,31 @@ class MailLimits:
     attachment_bytes: int = 0
 
 
+# EML-1: crmsync's labels (Gmail) or categories (Outlook), by the role each plays.
+SEND, RECORDED, MISSING = "send", "recorded", "missing"
+LABEL_NAMES = {SEND: "CRM/Send To CRM", RECORDED: "CRM/Recorded", MISSING: "CRM/Missing Contact"}
+
+
+class MailAccount(Protocol):
+    """A user's mailbox as e-mail recording uses it (Gmail labels, Outlook categories)."""
+
+    def labels(self, known: Mapping[str, str]) -> dict[str, str]:
+        """EML-1: the ids of crmsync's labels by role (SEND, RECORDED, MISSING), made
+        where missing. `known` are the ids found before: a label the user renamed keeps
+        its id and stays crmsync's; one the user deleted is made again."""
+
+    def tagged(self, label: str, limit: int) -> list[str]:
+        """Up to `limit` ids of messages carrying the label `label` (an id), oldest
+        first."""
+
+    def message(self, message_id: str) -> tuple[bytes, datetime]:
+        """The message's RFC 5322 bytes and when the mailbox received (or sent) it.
+        NotFound when it is gone."""
+
+    def relabel(self, message_id: str, add: Sequence[str], remove: Sequence[str]) -> None:
+        """Add and remove labels (ids) of a message. NotFound when it is gone."""
+
+
 class CrmMail(Protocol):
     """The CRM's side of e-mail recording (the contract's /schema, /people, /history)."""
 

@@ -18,8 +18,9 @@ from typing import Any
 from crmsync import model
 from crmsync.engine.plan import Write
 from crmsync.engine.records import SideRecord
+from crmsync.errors import NotFound
 from crmsync.model import FIELD_NAMES, Kind
-from crmsync.ports import ChangePage, CreatesOneByOne, WriteResult
+from crmsync.ports import LABEL_NAMES, ChangePage, CreatesOneByOne, WriteResult
 from crmsync.recordlog import Entry, Faults, RecordLog
 from crmsync.transforms import CustomMap
 
@@ -157,3 +158,98 @@ class MemoryProvider(CreatesOneByOne):
             self.labelled.discard(entry.id)
         self._written()
         return WriteResult(entry.id, str(entry.version))
+
+
+class MemoryMailbox:
+    """A mailbox in memory that implements the MailAccount port (EML-1..4): labels by
+    id and name, messages with their raw bytes, when they arrived and their labels.
+    What its user does (mail arriving, tagging, renaming a label) are its other
+    methods; `calls` counts the port's calls, as a provider's quota would."""
+
+    def __init__(self, clock: Callable[[], datetime], address: str) -> None:
+        self.clock = clock
+        self.address = address
+        self.names: dict[str, str] = {}  # label id → name
+        self.messages: dict[str, tuple[bytes, datetime]] = {}
+        self.on: dict[str, set[str]] = {}  # message id → its labels' ids
+        self.calls: dict[str, int] = {}
+        self._next = 0
+
+    def _count(self, call: str) -> None:
+        self.calls[call] = self.calls.get(call, 0) + 1
+
+    def _id(self, prefix: str) -> str:
+        self._next += 1
+        return f"{prefix}-{self._next}"
+
+    # -- the port --------------------------------------------------------------------------
+    def labels(self, known: Mapping[str, str]) -> dict[str, str]:
+        self._count("labels")
+        ids: dict[str, str] = {}
+        by_name = {name.casefold(): label for label, name in self.names.items()}
+        for role, name in LABEL_NAMES.items():
+            kept = known.get(role)
+            if kept in self.names:
+                ids[role] = kept
+            elif name.casefold() in by_name:
+                ids[role] = by_name[name.casefold()]
+            else:
+                ids[role] = self.create_label(name)
+        return ids
+
+    def tagged(self, label: str, limit: int) -> list[str]:
+        self._count("tagged")
+        return [m for m in self.messages if label in self.on[m]][:limit]  # as they came
+
+    def message(self, message_id: str) -> tuple[bytes, datetime]:
+        self._count("message")
+        if message_id not in self.messages:
+            raise NotFound(f"no message {message_id}")
+        return self.messages[message_id]
+
+    def relabel(self, message_id: str, add: Sequence[str], remove: Sequence[str]) -> None:
+        self._count("relabel")
+        if message_id not in self.messages:
+            raise NotFound(f"no message {message_id}")
+        self.on[message_id] = (self.on[message_id] - set(remove)) | set(add)
+
+    # -- what the user does ----------------------------------------------------------------
+    def create_label(self, name: str) -> str:
+        label = self._id("Label")
+        self.names[label] = name
+        return label
+
+    def deliver(self, raw: bytes) -> str:
+        """A message arrives (or is sent): its id."""
+        message_id = self._id("msg")
+        self.messages[message_id] = (raw, self.clock())
+        self.on[message_id] = {"INBOX"}
+        return message_id
+
+    def label_named(self, name: str) -> str | None:
+        return next((label for label, held in self.names.items() if held == name), None)
+
+    def tag(self, message_id: str, name: str = "CRM/Send To CRM") -> None:
+        """The user puts the label of this name on the message (made if missing)."""
+        label = self.label_named(name) or self.create_label(name)
+        self.on[message_id].add(label)
+
+    def label_names(self, message_id: str) -> set[str]:
+        return {self.names.get(label, label) for label in self.on[message_id]}
+
+    def rename_label(self, old: str, new: str) -> None:
+        label = self.label_named(old)
+        assert label is not None, f"no label {old}"
+        self.names[label] = new
+
+    def delete_label(self, name: str) -> None:
+        label = self.label_named(name)
+        assert label is not None, f"no label {name}"
+        del self.names[label]
+        for held in self.on.values():
+            held.discard(label)
+
+    def remove(self, message_id: str) -> None:
+        """The user deletes the message."""
+        self.messages.pop(message_id, None)
+        self.on.pop(message_id, None)

@@ -1,0 +1,176 @@
+"""One pass over the messages a user tagged "Send To CRM" (EML-1..4).
+
+The worklist is the label itself: a message that still carries "Send To CRM" is not
+settled yet. A pass takes up to `BATCH` of them, oldest first, and for each:
+
+1. reads it (`reader.read`) and finds its record (`filing.match`);
+2. records it on that record, with the key of its Message-ID (`filing.key`);
+3. relabels it: "Recorded" (EML-2) or "Missing Contact" (EML-3), and never again
+   "Send To CRM".
+
+The CRM keeps one item per key, so a pass that dies between 2 and 3 leaves the label
+on, and the next pass records the same item again (the CRM answers the first one) and
+relabels: nothing lost, nothing doubled, no journal of crmsync's own needed (EML-4). A
+message tagged again later, or in another user's mailbox, is one item too.
+
+What a pass cannot settle it reports and leaves alone or lets go:
+
+- a message that cannot be read (`Unreadable`): reported in the user's history with the
+  reason, and its "Send To CRM" taken off, so it is not read again every pass;
+- a message the CRM refuses (PermanentError): the same;
+- a message gone from the mailbox: skipped;
+- the CRM or the mailbox failing for a while (TransientError): the pass stops there,
+  keeping every label as it is, and the next pass goes on.
+
+Attachments up to what the CRM stores itself go with the item, as long as the pass
+has not moved `MAX_PASS_BYTES`; the others are named at the end of the item's text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from crmsync.errors import NotFound, PermanentError, TransientError
+from crmsync.mail import filing
+from crmsync.mail.reader import Attachment, Mail, Unreadable, read
+from crmsync.ports import MISSING, RECORDED, SEND, CrmMail, MailAccount, MailLimits, Stored
+
+BATCH = 50  # messages per pass; a pass that finds more asks for another
+MAX_PASS_BYTES = 50 * 2**20  # attachment bytes one pass sends the CRM at most
+
+Outcome = Literal["recorded", "missing", "unreadable", "refused", "gone", "stopped"]
+
+
+@dataclass(frozen=True, slots=True)
+class Filed:
+    """What became of one tagged message; `record` is "kind/id" when it was recorded."""
+
+    message: str  # the mailbox's id of it
+    outcome: Outcome
+    subject: str = ""
+    record: str = ""
+    reason: str = ""
+
+
+@dataclass
+class Pass:
+    """A pass's outcome: one `Filed` per message it looked at, the labels' ids it used
+    (to keep for the next pass), and whether tagged messages are left for another."""
+
+    labels: dict[str, str]
+    filed: list[Filed] = field(default_factory=list)
+    more: bool = False
+
+    def count(self, outcome: Outcome) -> int:
+        return sum(1 for f in self.filed if f.outcome == outcome)
+
+
+def record_tagged(
+    account: MailAccount,
+    crm: CrmMail,
+    own: Iterable[str],
+    mailbox: str,
+    known_labels: Mapping[str, str],
+    batch: int = BATCH,
+) -> Pass:
+    """Settle the messages tagged "Send To CRM" in `account` (see the module's rules).
+    `own` are the user's addresses (never matched), `mailbox` names the mailbox in the
+    keys of messages without a Message-ID."""
+    labels = account.labels(known_labels)
+    done = Pass(labels)
+    ids = account.tagged(labels[SEND], batch + 1)
+    done.more = len(ids) > batch
+    limits = crm.mail_limits()
+    mine = list(own)
+    budget = [MAX_PASS_BYTES]
+    for message_id in ids[:batch]:
+        filed = _settle(account, crm, mine, mailbox, labels, limits, budget, message_id)
+        done.filed.append(filed)
+        if filed.outcome == "stopped":
+            done.more = True
+            break
+    return done
+
+
+def _settle(
+    account: MailAccount,
+    crm: CrmMail,
+    own: list[str],
+    mailbox: str,
+    labels: Mapping[str, str],
+    limits: MailLimits,
+    budget: list[int],
+    message_id: str,
+) -> Filed:
+    def relabel(add: str | None) -> None:
+        remove = [labels[SEND]] + ([labels[MISSING]] if add == labels[RECORDED] else [])
+        account.relabel(message_id, [add] if add else [], remove)
+
+    try:
+        raw, received = account.message(message_id)
+        try:
+            mail = read(raw)
+        except Unreadable as exc:
+            relabel(None)
+            return Filed(message_id, "unreadable", reason=str(exc))
+        person = filing.match(mail, own, crm.people)
+        if person is None:
+            relabel(labels[MISSING])
+            return Filed(message_id, "missing", mail.subject)
+        stored, left_out = _attachments(mail, limits, budget)
+        item = filing.entry(_noting(mail, left_out), person, limits, received, stored)
+        try:
+            crm.record_history(item, filing.key(mail, person, mailbox, message_id))
+        except PermanentError as exc:
+            relabel(None)
+            return Filed(message_id, "refused", mail.subject, reason=str(exc))
+        relabel(labels[RECORDED])
+        return Filed(message_id, "recorded", mail.subject, f"{person.kind}/{person.id}")
+    except NotFound:
+        return Filed(message_id, "gone")
+    except TransientError as exc:
+        return Filed(message_id, "stopped", reason=str(exc))
+
+
+def _attachments(
+    mail: Mail, limits: MailLimits, budget: list[int]
+) -> tuple[list[Stored], list[Attachment]]:
+    """The attachments the CRM stores itself (within its size and the pass's budget),
+    and those left out."""
+    stored: list[Stored] = []
+    left: list[Attachment] = []
+    for attachment in mail.attachments:
+        if attachment.size <= limits.attachment_bytes and attachment.size <= budget[0]:
+            budget[0] -= attachment.size
+            stored.append(Stored(attachment.filename, attachment.content_type, attachment.data))
+        else:
+            left.append(attachment)
+    return stored, left
+
+
+def _noting(mail: Mail, left_out: list[Attachment]) -> Mail:
+    """The message with the attachments not sent named below its text."""
+    if not left_out:
+        return mail
+    names = "\n".join(f"- {a.filename} ({_size(a.size)})" for a in left_out)
+    note = f"Attachments not stored in the CRM:\n{names}"
+    text = f"{mail.text}\n\n{note}" if mail.text else note
+    return Mail(mail.message_id, mail.subject, text, mail.date, mail.participants, ())
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} bytes"
+    if n < 1024**2:
+        return f"{n / 1024:.1f} KB"
+    return f"{n / 1024**2:.1f} MB"
+
+
+def outcomes(done: Pass) -> dict[str, int]:
+    """The pass's counts by outcome, for its run record."""
+    counts: dict[str, int] = {}
+    for filed in done.filed:
+        counts[filed.outcome] = counts.get(filed.outcome, 0) + 1
+    return counts

@@ -1,0 +1,240 @@
+"""EML-1..4: a pass over the messages a user tagged "Send To CRM", over the memory mailbox
+and a CRM that keeps history items by key as the contract says: labels made once and
+kept by id, each message recorded once on the right record and relabelled, a message
+with no known participant marked "Missing Contact" and recorded once retagged after its
+contact appears, unreadable and refused messages reported and let go, and a pass
+interrupted anywhere recording nothing twice."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pytest
+
+from crmsync.errors import NotFound, PermanentError, TransientError
+from crmsync.mail import recording
+from crmsync.ports import HistoryEntry, MailLimits, Person
+from crmsync.providers.memory import MemoryMailbox
+
+NOW = datetime(2026, 11, 3, 9, 0, tzinfo=UTC)
+DANA = "dana.rep@demo.example"
+
+
+@dataclass
+class Crm:
+    """A CRM as the contract describes it: people by address, items kept per key."""
+
+    people_by_address: dict[str, list[Person]] = field(default_factory=dict)
+    items: dict[str, HistoryEntry] = field(default_factory=dict)
+    limits: MailLimits = field(default_factory=lambda: MailLimits(attachment_bytes=1000))
+    fail: list[Exception] = field(default_factory=list)  # raised by the next records
+
+    def mail_limits(self) -> MailLimits:
+        return self.limits
+
+    def people(self, address: str) -> list[Person]:
+        return list(self.people_by_address.get(address, []))
+
+    def record_history(self, entry: HistoryEntry, key: str) -> str:
+        if self.fail:
+            raise self.fail.pop(0)
+        self.items.setdefault(key, entry)
+        return key
+
+    def add(self, address: str, pid: str, history: int = 0) -> None:
+        self.people_by_address.setdefault(address, []).append(
+            Person("contact", pid, pid, (address,), history)
+        )
+
+
+def message(sender: str, subject: str, message_id: str, extra: str = "") -> bytes:
+    return (
+        f"From: {sender}\r\nTo: {DANA}\r\nSubject: {subject}\r\nMessage-ID: <{message_id}>\r\n"
+        f"Date: Tue, 3 Nov 2026 08:00:00 +0000\r\n{extra}\r\nHello from {sender}\r\n"
+    ).encode()
+
+
+def run(box: MemoryMailbox, crm: Crm, labels: dict[str, str] | None = None) -> recording.Pass:
+    return recording.record_tagged(box, crm, [DANA], "google-u1", labels or {})
+
+
+@pytest.fixture
+def box() -> MemoryMailbox:
+    return MemoryMailbox(lambda: NOW, DANA)
+
+
+def test_EML1_the_three_labels_are_made_once_and_kept_by_id_through_a_rename(
+    box: MemoryMailbox,
+) -> None:
+    first = run(box, Crm()).labels
+    box.rename_label("CRM/Recorded", "Filed in CRM")
+    again = run(box, Crm(), first).labels
+
+    assert sorted(box.names.values()) == [
+        "CRM/Missing Contact",
+        "CRM/Send To CRM",
+        "Filed in CRM",
+    ]
+    assert again == first
+
+
+def test_EML2_a_tagged_message_is_recorded_on_its_contact_and_relabelled(
+    box: MemoryMailbox,
+) -> None:
+    crm = Crm()
+    crm.add("ann@example.com", "c-ann")
+    sent = box.deliver(message("Ann <ann@example.com>", "Offer", "m1@x"))
+    box.tag(sent)
+
+    done = run(box, crm)
+
+    assert [(f.outcome, f.record) for f in done.filed] == [("recorded", "contact/c-ann")]
+    [item] = crm.items.values()
+    assert (item.record_id, item.subject, item.body) == (
+        "c-ann",
+        "Offer",
+        "Hello from Ann <ann@example.com>",
+    )
+    assert box.label_names(sent) == {"INBOX", "CRM/Recorded"}
+
+
+def test_EML4_a_message_tagged_again_or_in_another_mailbox_is_one_item(
+    box: MemoryMailbox,
+) -> None:
+    crm = Crm()
+    crm.add("ann@example.com", "c-ann")
+    raw = message("ann@example.com", "Offer", "same@x")
+    mine = box.deliver(raw)
+    box.tag(mine)
+    labels = run(box, crm).labels
+    box.tag(mine)  # tagged again
+    run(box, crm, labels)
+    colleague = MemoryMailbox(lambda: NOW, "max.manager@demo.example")
+    theirs = colleague.deliver(raw)
+    colleague.tag(theirs)
+    recording.record_tagged(colleague, crm, ["max.manager@demo.example"], "google-u2", {})
+
+    assert len(crm.items) == 1
+
+
+def test_EML3_no_match_labels_missing_contact_and_a_retag_after_the_contact_appears_records_it(
+    box: MemoryMailbox,
+) -> None:
+    crm = Crm()
+    sent = box.deliver(message("new@prospect.example", "Hello", "m2@x"))
+    box.tag(sent)
+
+    labels = run(box, crm).labels
+    assert box.label_names(sent) == {"INBOX", "CRM/Missing Contact"}
+    assert crm.items == {}
+
+    crm.add("new@prospect.example", "c-new")
+    box.tag(sent)
+    run(box, crm, labels)
+
+    assert [i.record_id for i in crm.items.values()] == ["c-new"]
+    assert box.label_names(sent) == {"INBOX", "CRM/Recorded"}
+
+
+def test_EML2_an_unreadable_or_refused_message_is_reported_and_not_read_again(
+    box: MemoryMailbox,
+) -> None:
+    crm = Crm()
+    crm.add("ann@example.com", "c-ann")
+    broken = box.deliver(b"\x00\x01 not a message")
+    refused = box.deliver(message("ann@example.com", "Too big", "m3@x"))
+    for m in (broken, refused):
+        box.tag(m)
+    crm.fail.append(PermanentError("the CRM refuses items this large"))
+
+    done = run(box, crm)
+    again = run(box, crm, done.labels)
+
+    assert [(f.outcome, bool(f.reason)) for f in done.filed] == [
+        ("unreadable", True),
+        ("refused", True),
+    ]
+    assert "not a message" not in done.filed[0].reason  # nothing of the message itself
+    assert again.filed == []
+    assert box.label_names(broken) == box.label_names(refused) == {"INBOX"}
+
+
+@pytest.mark.parametrize("failing", ["record", "relabel"])
+def test_EML4_a_pass_stopped_by_a_failing_side_records_nothing_twice_when_it_goes_on(
+    box: MemoryMailbox, failing: str
+) -> None:
+    crm = Crm()
+    crm.add("ann@example.com", "c-ann")
+    sent = [box.deliver(message("ann@example.com", f"M{n}", f"m{n}@x")) for n in range(3)]
+    for m in sent:
+        box.tag(m)
+    if failing == "record":
+        crm.fail.append(TransientError("the CRM is unavailable"))
+        first = run(box, crm)
+    else:  # recorded, then the mailbox fails before the relabel
+        original = box.relabel
+        box.relabel = lambda *a, **k: (_ for _ in ()).throw(TransientError("Gmail 503"))  # type: ignore[method-assign]
+        first = run(box, crm)
+        box.relabel = original  # type: ignore[method-assign]
+
+    assert [f.outcome for f in first.filed] == ["stopped"] and first.more
+    run(box, crm, first.labels)
+
+    assert sorted(i.subject for i in crm.items.values()) == ["M0", "M1", "M2"]
+    assert all(box.label_names(m) == {"INBOX", "CRM/Recorded"} for m in sent)
+
+
+def test_EML2_a_message_deleted_before_its_pass_is_skipped(box: MemoryMailbox) -> None:
+    sent = box.deliver(message("ann@example.com", "Gone", "m9@x"))
+    box.tag(sent)
+    real = box.message
+
+    def gone(message_id: str) -> tuple[bytes, datetime]:
+        raise NotFound("deleted")
+
+    box.message = gone  # type: ignore[method-assign]
+    done = run(box, Crm())
+    box.message = real  # type: ignore[method-assign]
+
+    assert [f.outcome for f in done.filed] == ["gone"]
+
+
+def test_EML2_attachments_the_crm_stores_go_with_the_item_and_the_others_are_named(
+    box: MemoryMailbox,
+) -> None:
+    crm = Crm(limits=MailLimits(attachment_bytes=10))
+    crm.add("ann@example.com", "c-ann")
+    raw = (
+        b"From: ann@example.com\r\nTo: dana.rep@demo.example\r\nSubject: Files\r\n"
+        b"Message-ID: <f@x>\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+        b"--b\r\nContent-Type: text/plain\r\n\r\nSee attached.\r\n"
+        b"--b\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; filename=small.txt"
+        b"\r\n\r\nsmall\r\n"
+        b"--b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; "
+        b"filename=big.pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        b"JVBERi0xLjQKJVBERi0xLjQKJVBERi0xLjQK\r\n--b--\r\n"
+    )
+    sent = box.deliver(raw)
+    box.tag(sent)
+
+    run(box, crm)
+
+    [item] = crm.items.values()
+    assert [(a.filename, a.data) for a in item.attachments] == [("small.txt", b"small")]
+    assert item.body == "See attached.\n\nAttachments not stored in the CRM:\n- big.pdf (27 bytes)"
+
+
+def test_EML2_a_pass_takes_a_batch_oldest_first_and_says_more_are_left(
+    box: MemoryMailbox,
+) -> None:
+    crm = Crm()
+    crm.add("ann@example.com", "c-ann")
+    sent = [box.deliver(message("ann@example.com", f"M{n}", f"b{n}@x")) for n in range(5)]
+    for m in sent:
+        box.tag(m)
+
+    done = recording.record_tagged(box, crm, [DANA], "google-u1", {}, batch=3)
+
+    assert [f.subject for f in done.filed] == ["M0", "M1", "M2"] and done.more
+    assert recording.outcomes(done) == {"recorded": 3}
