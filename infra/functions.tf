@@ -102,6 +102,7 @@ locals {
     CRMSYNC_TASKS_SERVICE_ACCOUNT = google_service_account.caller["tasks"].email
     CRMSYNC_KMS_KEY               = google_kms_crypto_key.token_vault.id
     CRMSYNC_EVENTS_TOPIC          = google_pubsub_topic.crmsync["sync-events"].id
+    CRMSYNC_GMAIL_TOPIC           = google_pubsub_topic.crmsync["gmail-notifications"].id
   }
   # "google" is the use of the providers' OAuth clients, Microsoft's app registration
   # too (set only with var.microsoft_365, whose secrets are adopted only then).

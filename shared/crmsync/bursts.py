@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from crmsync.ports import Channel, ChannelDirectory, TaskQueue
-from crmsync.queue import CHECK, IMPORT, POLL, covers, scope
+from crmsync.queue import CHECK, IMPORT, MAIL, POLL, covers, scope
 
 REMEMBERED = 20_000  # cycles or channels an instance keeps at most (a few MB)
-SCOPES = ("", POLL, CHECK, IMPORT)  # what a waiting task reads (crmsync.queue.scope)
+SCOPES = ("", POLL, CHECK, IMPORT, MAIL)  # what a waiting task reads (crmsync.queue.scope)
 CHANNEL_SECONDS = 60.0
 
 

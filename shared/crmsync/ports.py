@@ -435,6 +435,11 @@ class MailboxDirectory(Protocol):
     def drop_mailbox(self, tenant: str, connection: str) -> None:
         """Drop the connection's route (nothing happens when it has none)."""
 
+    def watch_mailbox(self, tenant: str, connection: str, until: datetime) -> None:
+        """The mailbox's notifications are watched until `until` (EML-1): the fan-out
+        renews the watch before then (`expiring_mailboxes` of the backend). Nothing
+        happens when the connection has no route."""
+
 
 class TaskQueue(Protocol):
     """Where cycles wait to run (Cloud Tasks in production)."""
@@ -535,6 +540,7 @@ class Backend(Protocol):
     def store(self, tenant: str) -> Any: ...
     def due(self, now: datetime, limit: int, after: Due | None = None) -> list[Due]: ...
     def expiring_channels(self, before: datetime, limit: int) -> list[Channel]: ...
+    def expiring_mailboxes(self, before: datetime, limit: int) -> list[tuple[str, str]]: ...
     def sessions(self) -> SessionStore: ...
     def set_next_due_many(self, items: Sequence[NextDue]) -> None:
         """Move many connections' due times at once, with no read (the fan-out's)."""
@@ -708,6 +714,8 @@ class ConnectionRecord:
     enabled: bool = True  # SET-6: the tenant admin's switch for the connection's user
     # BEY-3: no cycle runs until the user starts the first sync from its preview
     preview_first: bool = False
+    mail_labels: Mapping[str, str] = field(default_factory=dict)  # EML-1: ids by role
+    mail_watch_until: datetime | None = None  # EML-1: when the mailbox's watch ends
 
     @classmethod
     def of(cls, data: Mapping[str, Any]) -> ConnectionRecord:
@@ -734,6 +742,8 @@ class ConnectionRecord:
             consented=_moment(data.get("consented")),
             enabled=data.get("enabled") is not False,
             preview_first=data.get("preview_first") is True,
+            mail_labels={str(k): str(v) for k, v in (data.get("mail_labels") or {}).items()},
+            mail_watch_until=_moment(data.get("mail_watch_until")),
         )
 
     @property
@@ -750,3 +760,8 @@ class ConnectionRecord:
     def syncs(self) -> bool:
         """Its cycles run (a connection for mail only has none)."""
         return "sync" in self.services
+
+    @property
+    def records_mail(self) -> bool:
+        """Its user's tagged messages are recorded (EML-1)."""
+        return "mail" in self.services

@@ -60,7 +60,7 @@ from crmsync.ports import (
     TaskQueue,
     TenantStore,
 )
-from crmsync.queue import CHECK, DEBOUNCE, IMPORT, POLL, task_name
+from crmsync.queue import CHECK, DEBOUNCE, IMPORT, MAIL, POLL, scope, task_name
 from crmsync.settings import PROVIDERS, SERVICES, Settings, SettingsError, TenantSettings, resolve
 
 log = logging.getLogger("crmsync.service")
@@ -611,6 +611,9 @@ def finish_oauth(services: Services, state: str | None, code: str | None) -> dic
     if "mail" in pending.services:
         problem = _route_mailbox(services, store, tenant, connection)
         store.save_connection_record(connection, {"mail_problem": problem})
+        # EML-1: the first pass makes the labels, watches the mailbox and records what
+        # the user tagged already
+        enqueue_cycle(services, tenant, connection, MAIL, delay=timedelta(0))
     if not waits:
         enqueue_cycle(services, tenant, connection, "connect", delay=timedelta(0))
     log.info("connected", extra={"tenant": tenant, "connection": connection})
@@ -800,13 +803,15 @@ def enqueue_cycle(
     *,
     delay: timedelta = DEBOUNCE,
 ) -> bool:
-    """One cycle of the connection after `delay`; triggers in the same window collapse."""
+    """One cycle of the connection after `delay`; triggers in the same window collapse,
+    those of a task apart (a mail pass, an import step …) only with their own kind."""
     now = services.clock()
     window = max(delay, timedelta(seconds=1))
+    apart = scope(trigger)
     return services.queue.enqueue(
         tenant,
         connection,
-        name=task_name(tenant, connection, now, window),
+        name=task_name(tenant, f"{connection}-{apart}" if apart else connection, now, window),
         not_before=now + delay,
         trigger=trigger,
     )
@@ -868,6 +873,9 @@ def fanout(services: Services, page_size: int = FANOUT_PAGE) -> FanoutReport:
         after = page[-1]
     for channel in services.backend.expiring_channels(now + RENEW_WITHIN, page_size):
         if enqueue_cycle(services, channel.tenant, channel.connection, "renew"):
+            report.renewals += 1
+    for tenant, connection in services.backend.expiring_mailboxes(now + RENEW_WITHIN, page_size):
+        if enqueue_cycle(services, tenant, connection, MAIL):  # the pass renews the watch
             report.renewals += 1
     log.info("fan-out", extra={"enqueued": report.enqueued, "renewals": report.renewals})
     return report
@@ -1060,6 +1068,10 @@ def work(
         from crmsync.usecases import importing  # the use case that steps an import
 
         return importing.step(services, tenant, connection)
+    if trigger == MAIL:
+        from crmsync.usecases import mail  # the use case that records tagged messages
+
+        return mail.run_pass(services, tenant, connection)
     store = services.backend.store(tenant)
     record = connection_of(store, connection)
     tenant_record = store.tenant_record()
@@ -1158,7 +1170,7 @@ def dry_run(
         raise Refused(404, "no such connection")
     inputs = cycle_inputs(_syncing_known(store, tenant_record, keep=False), record)
     settings = inputs.settings
-    crm = _crm(services, tenant, tenant_record, record, settings)
+    crm = crm_for(services, tenant, tenant_record, record, settings)
     grants = Grants(store, services.vault, tenant)
     provider, _ = _provider(services, store, grants, record, settings, crm, dry_run=True)
     conn = Connection(tenant, connection, record.user, record.provider, settings.values)
@@ -1216,7 +1228,7 @@ def _adapters(
     show a change; None when none does."""
     grants = Grants(store, services.vault, tenant)
     if trigger != POLL:
-        crm = _crm(services, tenant, tenant_record, record, settings)
+        crm = crm_for(services, tenant, tenant_record, record, settings)
         provider, push = _provider(services, store, grants, record, settings, crm)
         return crm, provider, push, KINDS
     kinds = polled_kinds(services, record.provider, settings)
@@ -1226,7 +1238,7 @@ def _adapters(
     changed = tuple(changed_kinds(store, record.id, feeds, kinds))
     if not changed:
         return None
-    crm = _crm(services, tenant, tenant_record, record, settings)
+    crm = crm_for(services, tenant, tenant_record, record, settings)
     provider, push = _provider(services, store, grants, record, settings, crm, changed)
     return crm, provider, push, changed
 
@@ -1264,7 +1276,7 @@ def _after_cycle(
     status = run["status"]
     if status == RunStatus.BUSY:
         if run.get("asked"):  # the holder follows up; should it die first, a check will see
-            _enqueue_check(services, tenant, connection, run["asked"])
+            enqueue_check(services, tenant, connection, run["asked"])
         elif run.get("trigger") != POLL:  # the holder could not be asked: come back later
             enqueue_cycle(services, tenant, connection, "busy", delay=timedelta(seconds=60))
         return
@@ -1290,7 +1302,7 @@ def _after_cycle(
         enqueue_cycle(services, tenant, connection, str(run["again"]))
 
 
-def _enqueue_check(services: Services, tenant: str, connection: str, expires: datetime) -> None:
+def enqueue_check(services: Services, tenant: str, connection: str, expires: datetime) -> None:
     """A look at the connection once the lease a cycle was asked of runs out; every ask
     of one lease shares it (its name is the lease's expiry)."""
     services.queue.enqueue(
@@ -1311,7 +1323,7 @@ def _check(services: Services, store: Any, tenant: str, connection: str) -> dict
     if ask is None:
         return {"status": RunStatus.IDLE, "reason": "the cycle asked for was enqueued"}
     if ask.lease_expires > now:
-        _enqueue_check(services, tenant, connection, ask.lease_expires)
+        enqueue_check(services, tenant, connection, ask.lease_expires)
         return {"status": RunStatus.IDLE, "reason": "the cycle asked of is still running"}
     log.warning("asked cycle owed", extra={"tenant": tenant, "connection": connection})
     return work(services, tenant, connection, ask.trigger)
@@ -1359,6 +1371,21 @@ def _open_channel(services: Services, tenant: str, connection: str) -> str:
     return ""
 
 
+def _stop_mail(services: Services, grants: Grants, record: ConnectionRecord) -> list[str]:
+    """EML-1: the mailbox's notifications stop with the connection (else they end on
+    their own within a week, and crmsync acknowledges and ignores them meanwhile)."""
+    if not record.records_mail or not _connectable(services, record.provider):
+        return []
+    stop = getattr(services.kit(record.provider), "stop_mail", None)
+    if stop is None:
+        return []
+    try:
+        stop(services, grants, record.id)
+    except SyncError as exc:
+        return [f"mail notifications not stopped ({type(exc).__name__})"]
+    return []
+
+
 def _route_mailbox(services: Services, store: Any, tenant: str, connection: str) -> str:
     """Mail notifications may name only the mailbox: route its address to the connection
     (a digest of it, in the mailbox directory). Returns what went wrong, or ""."""
@@ -1373,7 +1400,7 @@ def _route_mailbox(services: Services, store: Any, tenant: str, connection: str)
     return ""
 
 
-def _crm(
+def crm_for(
     services: Services,
     tenant: str,
     tenant_record: Mapping[str, Any],
@@ -1433,7 +1460,7 @@ def mail_notification(services: Services, provider: str, data: bytes) -> int:
             services.kit(provider).on_mail(
                 services,
                 data,
-                lambda tenant, connection: enqueue_cycle(services, tenant, connection, "mail"),
+                lambda tenant, connection: enqueue_cycle(services, tenant, connection, MAIL),
             )
         )
     except ValueError as exc:
@@ -1554,7 +1581,9 @@ def disconnect(
             kit.stop_push(services, grants, connection, settings, channel)
 
     dropped = [channel.id for channel in store.channels_of(connection)]
+    stopped_mail = _stop_mail(services, grants, record)
     problems = erase(store, grants, connection, revoke, stop)
+    problems = [*stopped_mail, *problems]
     user = record.user
     others = [r for r in connections_of(store) if r.user == user and r.id != connection and r.live]
     if not others:  # CAL-6: their meetings now reach colleagues as copies of their own

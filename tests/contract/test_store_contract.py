@@ -609,6 +609,26 @@ def test_RUN5_expiring_channels_come_soonest_first_up_to_the_limit(backend: Back
     assert soonest == channel("ch-a", "t2", "c1", NOW + timedelta(hours=1))
 
 
+def test_EML1_mailbox_watches_that_end_soon_come_soonest_first_and_go_with_their_route(
+    backend: Backend,
+) -> None:
+    directory = backend.store("")
+    for tenant, connection in (("t1", "c1"), ("t2", "c1"), ("t1", "c2"), ("t2", "c3")):
+        directory.save_mailbox(f"{tenant}.{connection}@example.com", tenant, connection)
+    directory.watch_mailbox("t1", "c1", NOW + timedelta(hours=2))
+    directory.watch_mailbox("t2", "c1", NOW + timedelta(hours=1))
+    directory.watch_mailbox("t1", "c2", NOW + timedelta(days=5))
+    directory.watch_mailbox("t9", "c9", NOW)  # no route: nothing to watch
+    before = NOW + timedelta(days=1)
+
+    assert backend.expiring_mailboxes(before, 10) == [("t2", "c1"), ("t1", "c1")]
+    assert backend.expiring_mailboxes(before, 1) == [("t2", "c1")]
+    directory.drop_mailbox("t2", "c1")
+    assert backend.expiring_mailboxes(before, 10) == [("t1", "c1")]
+    directory.watch_mailbox("t1", "c1", NOW + timedelta(days=7))  # renewed
+    assert backend.expiring_mailboxes(before, 10) == []
+
+
 # -- RUN-3: Gmail notifications reach the connections of their mailbox ---------------------
 def test_RUN3_a_mailbox_is_found_in_every_tenant_that_connected_it_whatever_its_case(
     backend: Backend,

@@ -73,11 +73,12 @@ def record_tagged(
     own: Iterable[str],
     mailbox: str,
     known_labels: Mapping[str, str],
-    batch: int = BATCH,
+    batch: int | None = None,
 ) -> Pass:
     """Settle the messages tagged "Send To CRM" in `account` (see the module's rules).
     `own` are the user's addresses (never matched), `mailbox` names the mailbox in the
     keys of messages without a Message-ID."""
+    batch = batch or BATCH
     labels = account.labels(known_labels)
     done = Pass(labels)
     ids = account.tagged(labels[SEND], batch + 1)

@@ -19,14 +19,18 @@ CHECK = "check"
 # a cycle does not serve (a cycle reads the feeds, the step the address book's next
 # contacts), and which serves nothing but another step.
 IMPORT = "import"
-_APART = (POLL, CHECK, IMPORT)
+# The trigger of a pass over a mailbox's tagged messages (EML-1), which a mailbox
+# notification enqueues: its own task, which a sync cycle does not serve.
+MAIL = "mail"
+_APART = (POLL, CHECK, IMPORT, MAIL)
 
 
 def covers(waiting: str, trigger: str) -> bool:
     """Whether a waiting task of trigger `waiting` serves a new one of `trigger`: a
-    cycle reading every kind serves any but an import step; a poll only a poll, a
-    check only a check, an import step only an import step."""
-    if waiting in _APART or trigger == IMPORT:
+    cycle reading every kind serves any but an import step or a mail pass; a poll only
+    a poll, a check only a check, an import step only an import step, a mail pass only
+    a mail pass."""
+    if waiting in _APART or trigger in (IMPORT, MAIL):
         return trigger == waiting
     return True
 

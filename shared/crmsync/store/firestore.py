@@ -807,6 +807,13 @@ class FirestoreStore:
         self.writes += 1
         self._mailboxes.document(_mailbox_id(tenant, connection)).delete()
 
+    def watch_mailbox(self, tenant: str, connection: str, until: datetime) -> None:
+        self.writes += 1
+        with contextlib.suppress(gexc.NotFound):  # no route (dropped meanwhile)
+            self._mailboxes.document(_mailbox_id(tenant, connection)).update(
+                {"watch_expires": until}
+            )
+
     # -- the grant and the connection's status (AUTH-2..AUTH-4) ---------------------------
     def sealed_grant(self, connection: str) -> dict[str, str] | None:
         found = self._field(connection, "grant")
@@ -1056,6 +1063,20 @@ class FirestoreBackend:
 
     def sessions(self) -> FirestoreSessions:
         return FirestoreSessions(self.client)
+
+    def expiring_mailboxes(self, before: datetime, limit: int) -> list[tuple[str, str]]:
+        """(tenant, connection) of mailbox watches that end before `before`, soonest
+        first (EML-1)."""
+        if limit <= 0:
+            return []
+        query = (
+            self.client.collection("mailboxes")
+            .where(filter=firestore.FieldFilter("watch_expires", "<", before))
+            .order_by("watch_expires")
+            .limit(limit)
+        )
+        routes = (snap.to_dict() or {} for snap in query.stream())
+        return [(str(r["tenant"]), str(r["connection"])) for r in routes]
 
     def expiring_channels(self, before: datetime, limit: int) -> list[Channel]:
         """Push channels that expire before `before`, soonest first (RUN-5)."""

@@ -42,6 +42,7 @@ class MemoryStore:
         mailboxes: dict[tuple[str, str], str] | None = None,
         nonces: dict[str, datetime] | None = None,
         retention: timedelta = paging.RETENTION,
+        watches: dict[tuple[str, str], datetime] | None = None,
     ) -> None:
         self.tenant = tenant
         self.retention = retention
@@ -64,6 +65,8 @@ class MemoryStore:
         self._states: dict[str, dict[str, Any]] = states if states is not None else {}
         # (tenant, connection) → digest of its Gmail address, never the address
         self._mailboxes: dict[tuple[str, str], str] = mailboxes if mailboxes is not None else {}
+        # (tenant, connection) → when the mailbox's watch ends (EML-1)
+        self._watches: dict[tuple[str, str], datetime] = watches if watches is not None else {}
         self._nonces: dict[str, datetime] = nonces if nonces is not None else {}
         self._grants: dict[str, dict[str, str]] = {}
         self._status: dict[str, tuple[str, str]] = {}
@@ -359,6 +362,12 @@ class MemoryStore:
     def drop_mailbox(self, tenant: str, connection: str) -> None:
         self.writes += 1
         self._mailboxes.pop((tenant, connection), None)
+        self._watches.pop((tenant, connection), None)
+
+    def watch_mailbox(self, tenant: str, connection: str, until: datetime) -> None:
+        self.writes += 1
+        if (tenant, connection) in self._mailboxes:
+            self._watches[(tenant, connection)] = until
 
     # -- the grant and the connection's status (AUTH-2..AUTH-4) ------------------------
     def sealed_grant(self, connection: str) -> dict[str, str] | None:
@@ -385,6 +394,7 @@ class MemoryStore:
         self._leases.pop(connection, None)
         self._asked.pop(connection, None)
         self._mailboxes.pop((self.tenant, connection), None)
+        self._watches.pop((self.tenant, connection), None)
         tables: list[dict[Any, Any]] = [
             self._cursors,
             self._links,
@@ -493,6 +503,7 @@ class MemoryBackend:
         self._channels: dict[str, Channel] = {}
         self._states: dict[str, dict[str, Any]] = {}
         self._mailboxes: dict[tuple[str, str], str] = {}
+        self._watches: dict[tuple[str, str], datetime] = {}
         self._nonces: dict[str, datetime] = {}
         self._stores: dict[str, MemoryStore] = {}
         self._sessions = MemorySessions()
@@ -509,6 +520,7 @@ class MemoryBackend:
                 self._mailboxes,
                 self._nonces,
                 retention=self.retention,
+                watches=self._watches,
             )
         return self._stores[tenant]
 
@@ -539,6 +551,12 @@ class MemoryBackend:
             (c for c in self._channels.values() if c.expires < before),
             key=lambda c: (c.expires, c.id),
         )[:limit]
+
+    def expiring_mailboxes(self, before: datetime, limit: int) -> list[tuple[str, str]]:
+        """(tenant, connection) of mailbox watches that end before `before`, soonest
+        first (EML-1)."""
+        ending = sorted((until, route) for route, until in self._watches.items() if until < before)
+        return [route for _, route in ending[:limit]]
 
 
 class MemorySessions:

@@ -614,6 +614,9 @@ class _OneTenant:
     def expiring_channels(self, before: datetime, limit: int) -> list[Any]:
         return []
 
+    def expiring_mailboxes(self, before: datetime, limit: int) -> list[tuple[str, str]]:
+        return []
+
     def set_next_due_many(self, items: Any) -> None:
         for item in items:
             self._world.store.save_connection_record(

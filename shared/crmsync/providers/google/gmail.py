@@ -104,6 +104,19 @@ class GmailAccount:
             raise PermanentError("Gmail gave a message that is not base64url") from exc
         return raw, _received(answer.get("internalDate"))
 
+    def watch(self, topic: str, label: str) -> datetime:
+        """Gmail's notifications of changes to messages carrying `label` (an id) go to
+        the Pub/Sub topic `topic` (projects/P/topics/T) until the returned moment (a
+        week; crmsync renews daily, as Google advises). Calling it again replaces the
+        watch."""
+        body = {"topicName": topic, "labelIds": [label], "labelFilterBehavior": "include"}
+        answer = self.client.execute(self.users.watch(userId="me", body=body), "gmail watch")
+        return _received(answer.get("expiration"))
+
+    def stop(self) -> None:
+        """No more notifications of this mailbox."""
+        self.client.execute(self.users.stop(userId="me"), "gmail stop")
+
     def relabel(self, message_id: str, add: Sequence[str], remove: Sequence[str]) -> None:
         body = {"addLabelIds": list(add), "removeLabelIds": list(remove)}
         request = self.users.messages().modify(userId="me", id=message_id, body=body)

@@ -37,11 +37,15 @@ class GoogleSetup:
     # How the API client retries and waits (GoogleClient's keywords); its defaults in
     # production, one attempt and no waiting where a test's clock is its own.
     client_options: Mapping[str, Any] = field(default_factory=dict)
+    # The Pub/Sub topic Gmail publishes mailbox notifications to (EML-1),
+    # projects/P/topics/gmail-notifications; none: mail is recorded on Sync now only.
+    gmail_topic: str = ""
 
 
 def setup_from_environment(env: Mapping[str, str]) -> GoogleSetup | None:
-    """The setup a deployed function reads: CRMSYNC_GOOGLE_CLIENT_ID and _SECRET, and
-    CRMSYNC_GOOGLE_ROOT for Google's APIs and OAuth at another root (the sandbox)."""
+    """The setup a deployed function reads: CRMSYNC_GOOGLE_CLIENT_ID and _SECRET,
+    CRMSYNC_GOOGLE_ROOT for Google's APIs and OAuth at another root (the sandbox), and
+    CRMSYNC_GMAIL_TOPIC for Gmail's notifications."""
     if not env.get("CRMSYNC_GOOGLE_CLIENT_ID"):
         return None
     from crmsync.providers.google.oauth import GoogleOAuth
@@ -69,7 +73,7 @@ def setup_from_environment(env: Mapping[str, str]) -> GoogleSetup | None:
         public + "/oauth_callback",
         **oauth_urls,
     )
-    return GoogleSetup(oauth, endpoints)
+    return GoogleSetup(oauth, endpoints, gmail_topic=env.get("CRMSYNC_GMAIL_TOPIC", ""))
 
 
 class GoogleKit:
@@ -290,6 +294,29 @@ class GoogleKit:
         return PushAnswer(answer.status, answer.reason)
 
     # -- mail (the "mail" service) -----------------------------------------------------------
+    def mail_account(self, services: Any, grants: Grants, connection: str) -> Any:
+        """The connection's Gmail as e-mail recording uses it (the MailAccount port)."""
+        from crmsync.providers.google.gmail import GmailAccount
+
+        return GmailAccount(self.client(services, grants, connection))
+
+    def watch_mail(self, services: Any, grants: Grants, connection: str, label: str) -> Any:
+        """EML-1: Gmail notifies crmsync's topic of changes to messages tagged `label`;
+        returns when the watch ends, or None when no topic is set up."""
+        from crmsync.providers.google.gmail import GmailAccount
+
+        topic = _required(services).gmail_topic
+        if not topic:
+            return None
+        return GmailAccount(self.client(services, grants, connection)).watch(topic, label)
+
+    def stop_mail(self, services: Any, grants: Grants, connection: str) -> None:
+        """The connection records mail no more: Gmail's notifications of it stop."""
+        from crmsync.providers.google.gmail import GmailAccount
+
+        if _required(services).gmail_topic:
+            GmailAccount(self.client(services, grants, connection)).stop()
+
     def mailbox(self, services: Any, grants: Grants, connection: str) -> str:
         """The address Gmail's notifications name this connection's mailbox by."""
         from crmsync.providers.google.gmail_push import mailbox_address
