@@ -38,13 +38,23 @@ from crmsync.errors import (
 )
 from crmsync.recordlog import Faults
 from sandbox.crm import validation
-from sandbox.crm.database import Attachment, CrmDatabase, StoredRecord, User
+from sandbox.crm.database import (
+    Attachment,
+    CrmDatabase,
+    HistoryLimits,
+    HistoryLink,
+    StoredRecord,
+    User,
+)
 from sandbox.crm.records import as_lead, as_record, as_tombstone, canonical, held, model_kind
 from sandbox.crm.validation import Check, Invalid
 from sandbox.crm.visibility import may_see
 
 PREFIX = "/api/crmsync/v1"
 MAX_BODY = 1024 * 1024
+# A history item carries its stored attachments in base64: room for a whole message of
+# 25 MiB (what mail providers send at most) and its text.
+MAX_HISTORY_BODY = 40 * 1024 * 1024
 DEFAULT_PAGE = 100
 RECORD_KINDS = ("contact", "activity", "todo")
 DEFAULT_GROUP = "default"
@@ -119,27 +129,27 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _read_limited(request: Request) -> bytes:
+def _read_limited(request: Request, limit: int) -> bytes:
     """The body, reading one byte past the limit at most (a chunked body has no length)."""
     length = request.content_length
-    if length is not None and length > MAX_BODY:
-        raise ApiError(413, "too_large", f"the body is larger than {MAX_BODY} bytes")
+    if length is not None and length > limit:
+        raise ApiError(413, "too_large", f"the body is larger than {limit} bytes")
     chunks: list[bytes] = []
     total = 0
-    while total <= MAX_BODY:
-        chunk = request.stream.read(min(64 * 1024, MAX_BODY + 1 - total))
+    while total <= limit:
+        chunk = request.stream.read(min(64 * 1024, limit + 1 - total))
         if not chunk:
             break
         chunks.append(chunk)
         total += len(chunk)
-    if total > MAX_BODY:
-        raise ApiError(413, "too_large", f"the body is larger than {MAX_BODY} bytes")
+    if total > limit:
+        raise ApiError(413, "too_large", f"the body is larger than {limit} bytes")
     return b"".join(chunks)
 
 
-def read_json(request: Request, check: Check) -> dict[str, Any]:
+def read_json(request: Request, check: Check, limit: int = MAX_BODY) -> dict[str, Any]:
     """The body as a JSON object of the shape `check` wants; 400 or 413 otherwise."""
-    data = _read_limited(request)
+    data = _read_limited(request, limit)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -226,6 +236,7 @@ def _history_json(item: Mapping[str, Any]) -> dict[str, Any]:
         "subject": item["subject"],
         "date": item["date"],
         "attachments": len(item["attachments"]),
+        "links": len(item["links"]),
     }
 
 
@@ -460,14 +471,19 @@ class Api:
     # -- schema and users -----------------------------------------------------------------
     def get_schema(self, call: Call) -> Response:
         caps = self.db.capabilities(call.tenant)
+        history = self.db.history_limits(call.tenant)
         return json_response(
             {
-                "limits": self.db.limits(call.tenant),
+                "limits": {
+                    **self.db.limits(call.tenant),
+                    "history": {"subject": history.subject, "body": history.body},
+                },
                 "capabilities": {
                     "infinite_series": caps.infinite_series,
                     "recurring_todos": caps.recurring_todos,
                     "max_recurrence_years": caps.max_recurrence_years,
                     "leads": caps.leads,
+                    "attachment_bytes": history.attachment_bytes,
                 },
                 "custom_fields": {
                     kind: [_declaration(f) for f in fields.values()]
@@ -764,10 +780,16 @@ class Api:
         return json_response({"items": people})
 
     def record_history(self, call: Call) -> Response:
+        """EML-2, EML-4: one item per key; the record must be one the user sees (404)
+        and the item within what the tenant declares it keeps (413)."""
         key = self._idempotency_key(call.request)
-        body = read_json(call.request, validation.NEW_HISTORY_ITEM)
+        body = read_json(call.request, validation.NEW_HISTORY_ITEM, MAX_HISTORY_BODY)
         when = self._instant(body["date"])
         attachments = [self._attachment(a) for a in body.get("attachments", [])]
+        links = [
+            HistoryLink(link["filename"], link["content_type"], link["size"], link["url"])
+            for link in body.get("links", [])
+        ]
         target = body["record"]
         with self.db.transaction():
             earlier = self.db.remembered(call.tenant, "history", key)
@@ -776,6 +798,7 @@ class Api:
                 assert item is not None  # history items are never removed
                 return json_response(_history_json(item))
             record = self._visible_person(call, target["kind"], target["id"])
+            _within(self.db.history_limits(call.tenant), body, attachments)
             self._before_write("create")
             item = self.db.add_history(
                 call.tenant,
@@ -787,6 +810,7 @@ class Api:
                 participants=body["participants"],
                 attachments=attachments,
                 author=call.user,
+                links=links,
             )
             self.db.remember(call.tenant, "history", key, item["id"])
         return json_response(_history_json(item), 201)
@@ -816,6 +840,19 @@ class Api:
         except (binascii.Error, ValueError) as exc:
             raise bad_request("an attachment's content_base64 is not base64") from exc
         return Attachment(item["filename"], item["content_type"], content)
+
+
+def _within(
+    limits: HistoryLimits, body: Mapping[str, Any], attachments: Sequence[Attachment]
+) -> None:
+    """413 for a history item the tenant's CRM does not keep whole: a subject or body
+    longer, or an attachment larger, than it declares. The reason names no content."""
+    for name, most in (("subject", limits.subject), ("body", limits.body)):
+        if len(body[name]) > most:
+            raise ApiError(413, "too_large", f"the {name} is longer than {most} characters")
+    if any(len(a.content) > limits.attachment_bytes for a in attachments):
+        most = limits.attachment_bytes
+        raise ApiError(413, "too_large", f"an attachment is larger than {most} bytes")
 
 
 def _answer_fault(trip: Callable[[], None], what: str) -> None:

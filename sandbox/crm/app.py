@@ -28,6 +28,8 @@ from sandbox.crm.database import (
     KINDS,
     Attachment,
     CrmDatabase,
+    HistoryLimits,
+    HistoryLink,
     StoredRecord,
     UnknownRecord,
     User,
@@ -237,6 +239,34 @@ class ReferenceCrm:
         self.database.expire_cursors(tenant, kinds)
 
     # -- e-mail history (EML-2) ----------------------------------------------------------------
+    def set_history_limits(
+        self,
+        tenant: str,
+        *,
+        subject: int | None = None,
+        body: int | None = None,
+        attachment_bytes: int | None = None,
+    ) -> None:
+        """What the tenant's CRM keeps of a history item: the longest subject and body in
+        characters, the largest attachment in bytes it stores itself (0: none). The
+        limits given change, the others stay."""
+        if (subject is not None and subject < 1) or (body is not None and body < 1):
+            raise ValueError("a subject or body limit is at least 1")
+        if attachment_bytes is not None and attachment_bytes < 0:
+            raise ValueError("an attachment limit is at least 0")
+        with self.database.transaction():
+            limits = self.database.history_limits(tenant)
+            if subject is not None:
+                limits = replace(limits, subject=subject)
+            if body is not None:
+                limits = replace(limits, body=body)
+            if attachment_bytes is not None:
+                limits = replace(limits, attachment_bytes=attachment_bytes)
+            self.database.set_history_limits(tenant, limits)
+
+    def history_limits(self, tenant: str) -> HistoryLimits:
+        return self.database.history_limits(tenant)
+
     def record_history(
         self,
         tenant: str,
@@ -248,6 +278,7 @@ class ReferenceCrm:
         body: str = "",
         participants: Iterable[Mapping[str, str]] = (),
         attachments: Iterable[Attachment] = (),
+        links: Iterable[HistoryLink] = (),
         author: str | None = None,
     ) -> str:
         """A history item on a contact or lead, as a user of the CRM records one."""
@@ -263,9 +294,11 @@ class ReferenceCrm:
                 participants=[dict(p) for p in participants],
                 attachments=list(attachments),
                 author=author,
+                links=list(links),
             )
             return str(item["id"])
 
     def history(self, tenant: str, kind: str, record_id: str) -> list[dict[str, Any]]:
-        """History items of a contact or lead, oldest first, attachments with content."""
+        """History items of a contact or lead, oldest first: attachments with their
+        content, links with their address."""
         return self.database.history_of(tenant, _kind(kind, ("contact", "lead")), record_id)

@@ -17,7 +17,7 @@ import hashlib
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -114,6 +114,22 @@ CREATE TABLE IF NOT EXISTS attachments (
     content BLOB NOT NULL,
     PRIMARY KEY (tenant, history_id, position)
 );
+CREATE TABLE IF NOT EXISTS history_links (
+    tenant TEXT NOT NULL REFERENCES tenants (id),
+    history_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    filename TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    url TEXT NOT NULL,
+    PRIMARY KEY (tenant, history_id, position)
+);
+CREATE TABLE IF NOT EXISTS history_limits (
+    tenant TEXT PRIMARY KEY REFERENCES tenants (id),
+    subject INTEGER NOT NULL,
+    body INTEGER NOT NULL,
+    attachment_bytes INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     tenant TEXT NOT NULL REFERENCES tenants (id),
     scope TEXT NOT NULL,
@@ -203,9 +219,31 @@ class Capabilities:
 
 @dataclass(frozen=True)
 class Attachment:
+    """An attachment the CRM stores itself, with a history item."""
+
     filename: str
     content_type: str
     content: bytes
+
+
+@dataclass(frozen=True)
+class HistoryLink:
+    """An attachment kept elsewhere (an object store): the CRM shows a link to it."""
+
+    filename: str
+    content_type: str
+    size: int
+    url: str
+
+
+@dataclass(frozen=True)
+class HistoryLimits:
+    """What a tenant's CRM keeps of a history item (EML-2): the longest subject and body
+    in characters, and the largest attachment in bytes it stores itself (0: none)."""
+
+    subject: int = 255
+    body: int = 65_536
+    attachment_bytes: int = 5 * 1024 * 1024
 
 
 def _utc_now() -> datetime:
@@ -642,8 +680,9 @@ class CrmDatabase:
         body: str,
         date: datetime,
         participants: list[dict[str, Any]],
-        attachments: list[Attachment],
+        attachments: Sequence[Attachment],
         author: str | None,
+        links: Sequence[HistoryLink] = (),
     ) -> dict[str, Any]:
         with self.transaction():
             history_id = f"h-{self._next_number(tenant, 'history')}"
@@ -671,6 +710,18 @@ class CrmDatabase:
                     attachment.content_type,
                     attachment.content,
                 )
+            for position, link in enumerate(links):
+                self._run(
+                    "INSERT INTO history_links (tenant, history_id, position, filename,"
+                    " content_type, size, url) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    tenant,
+                    history_id,
+                    position,
+                    link.filename,
+                    link.content_type,
+                    link.size,
+                    link.url,
+                )
             found = self.history_item(tenant, history_id)
             assert found is not None
             return found
@@ -687,6 +738,7 @@ class CrmDatabase:
             "date": row["date"],
             "participants": json.loads(row["participants"]),
             "attachments": self.attachments(tenant, history_id),
+            "links": self.links(tenant, history_id),
         }
 
     def attachments(self, tenant: str, history_id: str) -> list[Attachment]:
@@ -697,6 +749,34 @@ class CrmDatabase:
             history_id,
         )
         return [Attachment(r["filename"], r["content_type"], bytes(r["content"])) for r in rows]
+
+    def links(self, tenant: str, history_id: str) -> list[HistoryLink]:
+        rows = self._all(
+            "SELECT filename, content_type, size, url FROM history_links"
+            " WHERE tenant = ? AND history_id = ? ORDER BY position",
+            tenant,
+            history_id,
+        )
+        return [
+            HistoryLink(r["filename"], r["content_type"], int(r["size"]), r["url"]) for r in rows
+        ]
+
+    def history_limits(self, tenant: str) -> HistoryLimits:
+        """What the tenant's CRM keeps of a history item; the defaults until set."""
+        row = self._one("SELECT * FROM history_limits WHERE tenant = ?", tenant)
+        if row is None:
+            return HistoryLimits()
+        return HistoryLimits(int(row["subject"]), int(row["body"]), int(row["attachment_bytes"]))
+
+    def set_history_limits(self, tenant: str, limits: HistoryLimits) -> None:
+        self._run(
+            "INSERT OR REPLACE INTO history_limits (tenant, subject, body, attachment_bytes)"
+            " VALUES (?, ?, ?, ?)",
+            tenant,
+            limits.subject,
+            limits.body,
+            limits.attachment_bytes,
+        )
 
     def history_of(self, tenant: str, record_kind: str, record_id: str) -> list[dict[str, Any]]:
         rows = self._all(

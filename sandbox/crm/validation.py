@@ -15,6 +15,7 @@ from typing import Any
 Check = Callable[[Any, str], None]
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9._:@-]+")
+LINK_URL = re.compile(r"https?://.*", re.DOTALL)
 
 
 class Invalid(ValueError):
@@ -42,6 +43,16 @@ def text(
             raise Invalid(f"{where} must match {pattern.pattern}")
         if choices and value not in choices:
             raise Invalid(f"{where} must be one of {', '.join(choices)}")
+
+    return check
+
+
+def integer(*, minimum: int | None = None) -> Check:
+    def check(value: Any, where: str) -> None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise Invalid(f"{where} must be a whole number")
+        if minimum is not None and value < minimum:
+            raise Invalid(f"{where} must be at least {minimum}")
 
     return check
 
@@ -205,6 +216,15 @@ ATTACHMENT = shape(
     {"filename": text(min_length=1), "content_type": text(), "content_base64": text()},
     required=("filename", "content_type", "content_base64"),
 )
+LINK = shape(
+    {
+        "filename": text(min_length=1),
+        "content_type": text(),
+        "size": integer(minimum=0),
+        "url": text(pattern=LINK_URL),
+    },
+    required=("filename", "content_type", "size", "url"),
+)
 NEW_HISTORY_ITEM = shape(
     {
         "record": shape(
@@ -215,6 +235,7 @@ NEW_HISTORY_ITEM = shape(
         "date": text(),
         "participants": array(PARTICIPANT),
         "attachments": array(ATTACHMENT),
+        "links": array(LINK),
     },
     required=("record", "subject", "body", "participants", "date"),
 )

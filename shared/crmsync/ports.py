@@ -244,7 +244,9 @@ class HistoryEntry:
 @dataclass(frozen=True, slots=True)
 class MailLimits:
     """What the CRM declares it takes of a history item: the longest subject and body in
-    characters, and the largest attachment in bytes it stores itself (0: none)."""
+    characters, and the largest attachment in bytes it stores itself (0: none; larger
+    ones go as links). The defaults are what a CRM that declares nothing is taken to
+    keep (the contract's /schema: limits.history, capabilities.attachment_bytes)."""
 
     subject: int = 255
     body: int = 65_536

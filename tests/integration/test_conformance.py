@@ -152,3 +152,79 @@ def test_SYN1_kit_fails_an_implementation_that_drops_custom_values() -> None:
     assert not custom.passed
     assert "expected 422" in custom.detail
     assert outcomes["idempotent create"].passed
+
+
+def _history_forgetful(app: WsgiApp) -> WsgiApp:
+    """An implementation that ignores Idempotency-Key on POST /history only: a retried
+    message is recorded again, while record creates stay idempotent."""
+    fresh = itertools.count()
+
+    def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if environ.get("REQUEST_METHOD") == "POST" and environ["PATH_INFO"].endswith("/history"):
+            environ = {**environ, "HTTP_IDEMPOTENCY_KEY": f"forgotten-{next(fresh)}"}
+        return app(environ, start_response)
+
+    return wrapped
+
+
+def test_EML4_kit_fails_an_implementation_that_records_a_message_twice_for_one_key() -> None:
+    base_url, stop = serve(reference_crm(), wrap=_history_forgetful)
+    try:
+        outcomes = {o.check: o for o in Kit(target(base_url)).run(CHECKS)}
+    finally:
+        stop()
+
+    once = outcomes["history recorded once per key"]
+    assert not once.passed
+    assert "expected 200" in once.detail
+    assert outcomes["idempotent create"].passed
+    assert outcomes["people found by e-mail"].passed
+
+
+def test_EML2_EML4_reference_crm_passes_the_email_checks(served: str) -> None:
+    outcomes = {o.check: o for o in Kit(target(served)).run(CHECKS)}
+
+    for name in (
+        "people found by e-mail",
+        "history recorded once per key",
+        "history on an unknown record refused",
+        "history limits honoured",
+    ):
+        assert outcomes[name].passed, outcomes[name].detail
+    assert "65536" in outcomes["history limits honoured"].detail
+
+
+def _declares_less(app: WsgiApp) -> WsgiApp:
+    """An implementation whose /schema declares a shorter history body than it refuses:
+    it keeps bodies longer than it says it does."""
+
+    def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if not environ["PATH_INFO"].endswith("/schema"):
+            return app(environ, start_response)
+        answered: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], *_: Any) -> Any:
+            answered.update(status=status, headers=headers)
+            return lambda data: None
+
+        schema = json.loads(b"".join(app(environ, capture)))
+        schema["limits"]["history"]["body"] = 100
+        data = json.dumps(schema).encode()
+        headers = [(k, v) for k, v in answered["headers"] if k.lower() != "content-length"]
+        start_response(answered["status"], [*headers, ("Content-Length", str(len(data)))])
+        return [data]
+
+    return wrapped
+
+
+def test_EML2_kit_fails_an_implementation_that_keeps_bodies_longer_than_it_declares() -> None:
+    base_url, stop = serve(reference_crm(), wrap=_declares_less)
+    try:
+        outcomes = {o.check: o for o in Kit(target(base_url)).run(CHECKS)}
+    finally:
+        stop()
+
+    limits = outcomes["history limits honoured"]
+    assert not limits.passed
+    assert "expected 413" in limits.detail
+    assert outcomes["history recorded once per key"].passed

@@ -12,6 +12,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -23,11 +24,13 @@ from crmsync.errors import (
     Conflict,
     CrmUnauthorized,
     CursorExpired,
+    NotFound,
     PermanentError,
     PermissionDenied,
     RateLimited,
     TransientError,
 )
+from crmsync.ports import HistoryEntry, Linked, Person, Stored
 
 pytestmark = pytest.mark.integration
 
@@ -278,3 +281,144 @@ def test_contract_no_token_in_any_log_line(
         assert TOKEN not in text
         assert "Kickoff" not in text  # no record content either
     assert TOKEN not in repr(crm)
+
+
+# -- e-mail recording (EML-2, EML-4) --------------------------------------------------------
+SECRET_URL = "https://store.example/v/1?signature=secret-signature"
+MAIL = HistoryEntry(
+    record_kind="lead",
+    record_id="l-7",
+    subject="Private offer",
+    body="Confidential terms inside",
+    date=datetime(2026, 11, 3, 9, 30, tzinfo=UTC),
+    participants=(("from", "dana@crm.example", "Dana"), ("cc", "lin@x.example", "Lin")),
+    attachments=(Stored("terms.txt", "text/plain", b"net 30"),),
+    links=(Linked("deck.mp4", "video/mp4", 7_000_000, SECRET_URL),),
+)
+ITEM = {
+    "id": "h-9",
+    "record": {"kind": "lead", "id": "l-7"},
+    "subject": "Private offer",
+    "date": "2026-11-03T09:30:00+00:00",
+    "attachments": 1,
+    "links": 1,
+}
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"limits": {}, "capabilities": {"infinite_series": True, "recurring_todos": True}},
+        {"limits": {"history": {"subject": 0, "body": "long"}}, "capabilities": {}},
+    ],
+)
+def test_EML2_a_crm_that_declares_no_history_limits_gets_the_defaults(
+    peer: tuple[Scripted, str], schema: dict[str, Any]
+) -> None:
+    script, url = peer
+    script.responses.append((200, {}, schema))
+
+    limits = connector(url).mail_limits()
+
+    assert (limits.subject, limits.body, limits.attachment_bytes) == (255, 65_536, 0)
+    assert [s["path"] for s in script.seen] == ["/v1/schema"]
+
+
+def test_EML2_people_are_asked_by_address_and_kept_in_the_crms_order(
+    peer: tuple[Scripted, str],
+) -> None:
+    script, url = peer
+    items = [
+        {
+            "kind": "lead",
+            "id": "l-7",
+            "name": "Lin",
+            "emails": ["lin@x.example"],
+            "history_count": 4,
+        },
+        {
+            "kind": "contact",
+            "id": "c-2",
+            "name": "",
+            "emails": ["LIN@x.example"],
+            "history_count": 9,
+        },
+    ]
+    script.responses.append((200, {}, {"items": items}))
+
+    found = connector(url).people("Lin+Sales@x.example")
+
+    assert found == [
+        Person("lead", "l-7", "Lin", ("lin@x.example",), 4),
+        Person("contact", "c-2", "", ("lin@x.example",), 9),
+    ]
+    assert script.seen[0]["path"] == "/v1/people?email=Lin%2BSales%40x.example"
+    assert script.seen[0]["headers"]["X-Crm-User"] == "u1"
+
+
+def test_EML4_a_history_item_is_sent_with_its_key_on_every_attempt_and_logged_without_content(
+    peer: tuple[Scripted, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    script, url = peer
+    script.responses += [(503, {"Retry-After": "0"}, None), (201, {}, ITEM)]
+    caplog.set_level(logging.DEBUG)
+
+    item_id = connector(url).record_history(MAIL, "mail-key-1")
+
+    assert item_id == "h-9"
+    assert [s["headers"]["Idempotency-Key"] for s in script.seen] == ["mail-key-1"] * 2
+    sent = script.seen[1]["body"]
+    assert sent == {
+        "record": {"kind": "lead", "id": "l-7"},
+        "subject": "Private offer",
+        "body": "Confidential terms inside",
+        "date": "2026-11-03T09:30:00+00:00",
+        "participants": [
+            {"role": "from", "email": "dana@crm.example", "name": "Dana"},
+            {"role": "cc", "email": "lin@x.example", "name": "Lin"},
+        ],
+        "attachments": [
+            {"filename": "terms.txt", "content_type": "text/plain", "content_base64": "bmV0IDMw"}
+        ],
+        "links": [
+            {
+                "filename": "deck.mp4",
+                "content_type": "video/mp4",
+                "size": 7_000_000,
+                "url": SECRET_URL,
+            }
+        ],
+    }
+    assert caplog.records, "requests are logged"
+    for record in caplog.records:
+        text = record.getMessage() + json.dumps(record.__dict__, default=str)
+        for secret in ("Confidential", "Private offer", "secret-signature", "bmV0IDMw", TOKEN):
+            assert secret not in text
+    assert "secret-signature" not in repr(MAIL)
+
+
+def test_EML4_a_key_the_crm_recorded_before_answers_the_first_item(
+    peer: tuple[Scripted, str],
+) -> None:
+    script, url = peer
+    script.responses.append((200, {}, ITEM))
+
+    assert connector(url).record_history(MAIL, "mail-key-1") == "h-9"
+    assert len(script.seen) == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [(404, NotFound), (413, PermanentError), (400, PermanentError), (403, PermissionDenied)],
+)
+def test_EML2_a_history_item_the_crm_refuses_is_a_typed_error_without_a_retry(
+    peer: tuple[Scripted, str], status: int, error: type[Exception]
+) -> None:
+    script, url = peer
+    script.responses.append((status, {}, {"error": "x", "reason": "refused for a reason"}))
+
+    with pytest.raises(error, match="refused for a reason") as raised:
+        connector(url).record_history(MAIL, "mail-key-1")
+
+    assert (status == 404) == isinstance(raised.value, NotFound)
+    assert len(script.seen) == 1

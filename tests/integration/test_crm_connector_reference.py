@@ -4,15 +4,17 @@ port's promises hold end to end (no mocks on either side)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+import requests
 
 from crmsync.crm.rest import RestCrmConnector
 from crmsync.engine.plan import AccountSpec, Write
 from crmsync.errors import Conflict, CrmUnauthorized, CursorExpired, NotFound, PermanentError
 from crmsync.model import CustomField, normalize
+from crmsync.ports import HistoryEntry, Linked, MailLimits, Person, Stored
 from sandbox.crm.app import ReferenceCrm
 from sandbox.crm.database import CrmDatabase
 from sandbox.crm.server import serve
@@ -335,3 +337,148 @@ def test_SYN1_a_custom_value_the_crm_cannot_hold_fails_that_write_alone(
         crm_side.update(Write("crm", "update", "contact", created.id, fields, created.version))
 
     assert crm_side.get("contact", created.id).version == created.version
+
+
+# -- e-mail recording (EML-2, EML-4) --------------------------------------------------------
+
+
+class CountingSession(requests.Session):
+    """A plain HTTP session that counts the requests it sends, by path."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paths: list[str] = []
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kw: Any) -> Any:  # type: ignore[override]
+        self.paths.append(str(url).rsplit("/v1", 1)[-1])
+        return super().request(method, url, *args, **kw)
+
+
+def mail_to(kind: str, record_id: str, **given: Any) -> HistoryEntry:
+    values: dict[str, Any] = {
+        "record_kind": kind,
+        "record_id": record_id,
+        "subject": "Offer",
+        "body": "Dear Ada, the offer is attached.",
+        "date": datetime(2026, 11, 3, 10, 30, tzinfo=timezone(timedelta(hours=1))),
+        "participants": (("from", "dana@crm.example", "Dana"), ("to", "ada@x.org", "")),
+        **given,
+    }
+    return HistoryEntry(**values)
+
+
+def test_EML2_mail_limits_are_read_from_the_schema_answer_once(
+    crm: tuple[ReferenceCrm, str, Clock],
+) -> None:
+    reference, url, _ = crm
+    reference.set_history_limits("t1", subject=40, body=900, attachment_bytes=1024)
+    reference.set_field_limit("t1", "activity", "subject", 5)
+    session = CountingSession()
+    crm_side = RestCrmConnector(url, "token-1", "u1", attempts=1, session=session)
+
+    limits = crm_side.mail_limits()
+
+    assert limits == MailLimits(subject=40, body=900, attachment_bytes=1024)
+    assert crm_side.schema().limit("activity", "subject") == 5
+    assert crm_side.mail_limits() == limits
+    assert session.paths == ["/schema"]
+    other = connector(url, token="token-2").mail_limits()
+    assert other == MailLimits(subject=255, body=65_536, attachment_bytes=5 * 1024 * 1024)
+
+
+def test_EML2_people_holding_an_address_come_in_the_crms_order_with_their_history(
+    crm: tuple[ReferenceCrm, str, Clock],
+) -> None:
+    reference, url, _ = crm
+    ada = reference.create("t1", "contact", dict(ADA), "u1")
+    lead = reference.create("t1", "lead", {"last_name": "Byron", "emails": ["ADA@x.org"]}, "u1")
+    reference.create("t1", "contact", {"first_name": "Bob", "emails": ["bob@x.org"]}, "u1")
+    crm_side = connector(url)
+
+    before = crm_side.people("Ada@X.org")
+    crm_side.record_history(mail_to("lead", lead), "mail-1")
+    after = crm_side.people("ada@x.org")
+
+    assert before == [
+        Person("contact", ada, "Ada Lovelace", ("ada@x.org",), 0),
+        Person("lead", lead, "Byron", ("ada@x.org",), 0),
+    ]
+    assert [(p.kind, p.id, p.history_count) for p in after] == [
+        ("lead", lead, 1),
+        ("contact", ada, 0),
+    ]
+    assert crm_side.people("nobody@x.org") == []
+
+
+def test_EML4_a_message_is_recorded_once_per_key_with_its_attachments_and_links(
+    crm: tuple[ReferenceCrm, str, Clock],
+) -> None:
+    reference, url, _ = crm
+    ada = reference.create("t1", "contact", dict(ADA), "u1")
+    pdf = bytes(range(256)) * 4
+    entry = mail_to(
+        "contact",
+        ada,
+        attachments=(Stored("offer.pdf", "application/pdf", pdf),),
+        links=(Linked("deck.mp4", "video/mp4", 80_000_000, "https://store.example/d?sig=1"),),
+    )
+    crm_side = connector(url)
+
+    first = crm_side.record_history(entry, "mail-1")
+    again = connector(url).record_history(entry, "mail-1")
+
+    assert again == first
+    (item,) = reference.history("t1", "contact", ada)
+    assert item["id"] == first
+    assert (item["subject"], item["body"]) == ("Offer", "Dear Ada, the offer is attached.")
+    assert datetime.fromisoformat(item["date"]) == datetime(2026, 11, 3, 9, 30, tzinfo=UTC)
+    assert item["participants"] == [
+        {"role": "from", "email": "dana@crm.example", "name": "Dana"},
+        {"role": "to", "email": "ada@x.org", "name": ""},
+    ]
+    assert [(a.filename, a.content_type, a.content) for a in item["attachments"]] == [
+        ("offer.pdf", "application/pdf", pdf)
+    ]
+    assert [(x.filename, x.size, x.url) for x in item["links"]] == [
+        ("deck.mp4", 80_000_000, "https://store.example/d?sig=1")
+    ]
+    assert crm_side.record_history(entry, "mail-2") != first  # another key, another item
+
+
+def test_EML2_a_message_for_a_deleted_or_unknown_record_is_not_found(
+    crm: tuple[ReferenceCrm, str, Clock],
+) -> None:
+    reference, url, _ = crm
+    ada = reference.create("t1", "contact", dict(ADA), "u1")
+    reference.delete("t1", "contact", ada)
+    crm_side = connector(url)
+
+    with pytest.raises(NotFound):
+        crm_side.record_history(mail_to("contact", ada), "mail-1")
+    with pytest.raises(NotFound):
+        crm_side.record_history(mail_to("lead", "l-404"), "mail-2")
+
+    assert reference.history("t1", "contact", ada) == []
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        {"subject": "s" * 41},
+        {"body": "b" * 901},
+        {"attachments": (Stored("big.bin", "application/octet-stream", b"x" * 1025),)},
+        {"links": (Linked("v.mp4", "video/mp4", 1, "ftp://store.example/v"),)},
+    ],
+)
+def test_EML2_a_message_the_crm_does_not_take_is_a_permanent_error(
+    crm: tuple[ReferenceCrm, str, Clock], given: dict[str, Any]
+) -> None:
+    reference, url, _ = crm
+    reference.set_history_limits("t1", subject=40, body=900, attachment_bytes=1024)
+    ada = reference.create("t1", "contact", dict(ADA), "u1")
+
+    with pytest.raises(PermanentError) as raised:
+        connector(url).record_history(mail_to("contact", ada, **given), "mail-1")
+
+    assert not isinstance(raised.value, NotFound)
+    assert reference.history("t1", "contact", ada) == []

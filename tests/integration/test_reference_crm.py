@@ -470,6 +470,7 @@ def test_CAL9_TSK3_series_the_crm_cannot_hold_are_refused(crm: Crm) -> None:
         "recurring_todos": False,
         "max_recurrence_years": 1,
         "leads": True,
+        "attachment_bytes": 5 * 1024 * 1024,
     }
     start = "2026-11-03T10:00:00Z"
 
@@ -845,6 +846,167 @@ def test_CON8_EML2_leads_and_history_are_recorded_once_per_key(crm: Crm) -> None
     assert_error(post("/history", missing, "mail-3"), 404, "not_found")
     crm.reference.set_capabilities("a", leads=False)
     assert_error(post("/leads", lead_body, "lead-2"), 403, "forbidden")
+
+
+MiB = 1024 * 1024
+
+
+def history_item(record: dict[str, Any], kind: str = "contact", **given: Any) -> dict[str, Any]:
+    """A NewHistoryItem on `record`; `given` replaces or adds its parts."""
+    return {
+        "record": {"kind": kind, "id": record["id"]},
+        "subject": "Offer",
+        "body": "Dear Ada",
+        "date": "2026-11-02T08:00:00Z",
+        "participants": [{"role": "to", "email": "ada@acme.example", "name": "Ada"}],
+        **given,
+    }
+
+
+def stored(name: str, content: bytes) -> dict[str, str]:
+    encoded = base64.b64encode(content).decode()
+    return {"filename": name, "content_type": "application/pdf", "content_base64": encoded}
+
+
+def record_history(crm: Crm, body: dict[str, Any], key: str) -> requests.Response:
+    return crm.call("POST", "/history", json=body, headers={"Idempotency-Key": key})
+
+
+def test_EML2_schema_declares_what_a_history_item_keeps_per_tenant(crm: Crm) -> None:
+    schema = crm.call("GET", "/schema").json()
+    assert schema["limits"]["history"] == {"subject": 255, "body": 65536}
+    assert schema["capabilities"]["attachment_bytes"] == 5 * MiB
+
+    crm.reference.set_history_limits("a", subject=20, attachment_bytes=0)
+
+    changed = crm.call("GET", "/schema").json()
+    assert changed["limits"]["history"] == {"subject": 20, "body": 65536}
+    assert changed["capabilities"]["attachment_bytes"] == 0
+    other = crm.call("GET", "/schema", token=TOKEN_B).json()
+    assert other["limits"]["history"] == {"subject": 255, "body": 65536}
+    with pytest.raises(ValueError):
+        crm.reference.set_history_limits("a", body=0)
+
+
+def test_EML2_a_history_item_over_the_declared_limits_is_413_and_not_recorded(crm: Crm) -> None:
+    ada = crm.create("contact", {"first_name": "Ada", "emails": ["ada@acme.example"]}, key="c")
+    crm.reference.set_history_limits("a", subject=10, body=20, attachment_bytes=4)
+    over = {
+        "subject": history_item(ada, subject="s" * 11),
+        "body": history_item(ada, body="Confidential offer: " + "b"),
+        "attachment": history_item(ada, attachments=[stored("a.pdf", b"12345")]),
+    }
+
+    for what, body in over.items():
+        answer = record_history(crm, body, f"over-{what}")
+        assert_error(answer, 413, "too_large")
+        assert "Confidential" not in answer.text  # the reason quotes no content
+
+    assert crm.reference.history("a", "contact", ada["id"]) == []
+    fits = history_item(
+        ada, subject="s" * 10, body="b" * 20, attachments=[stored("a.pdf", b"1234")]
+    )
+    assert record_history(crm, fits, "fits").status_code == 201
+    assert [i["subject"] for i in crm.reference.history("a", "contact", ada["id"])] == ["s" * 10]
+
+
+def test_EML2_an_attachment_up_to_the_declared_size_is_stored_past_the_plain_body_limit(
+    crm: Crm,
+) -> None:
+    ada = crm.create("contact", {"first_name": "Ada", "emails": ["ada@acme.example"]}, key="c")
+    largest = bytes(range(256)) * (5 * MiB // 256)
+
+    kept = record_history(crm, history_item(ada, attachments=[stored("deck.pdf", largest)]), "k1")
+    larger = history_item(ada, attachments=[stored("deck.pdf", largest + b"!")])
+
+    assert kept.status_code == 201, kept.text
+    assert kept.json()["attachments"] == 1
+    assert_error(record_history(crm, larger, "k2"), 413, "too_large")
+    (item,) = crm.reference.history("a", "contact", ada["id"])
+    assert item["attachments"][0].content == largest
+
+
+def test_EML2_links_are_kept_beside_attachments_and_counted(crm: Crm) -> None:
+    ada = crm.create("contact", {"first_name": "Ada", "emails": ["ada@acme.example"]}, key="c")
+    link = {
+        "filename": "video.mp4",
+        "content_type": "video/mp4",
+        "size": 80 * MiB,
+        "url": "https://store.example/v/1?sig=abc",
+    }
+    body = history_item(ada, attachments=[stored("a.pdf", b"%PDF")], links=[link])
+
+    first = record_history(crm, body, "mail-1")
+    again = record_history(crm, body, "mail-1")
+
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert (first.json()["attachments"], first.json()["links"]) == (1, 1)
+    assert again.json() == first.json()
+    (item,) = crm.reference.history("a", "contact", ada["id"])
+    assert [(x.filename, x.content_type, x.size, x.url) for x in item["links"]] == [
+        ("video.mp4", "video/mp4", 80 * MiB, "https://store.example/v/1?sig=abc")
+    ]
+    for n, bad in enumerate(
+        (
+            {**link, "url": "ftp://store.example/v/1"},
+            {**link, "size": -1},
+            {**link, "size": 1.5},
+            {**link, "size": True},
+            {**link, "signature": "x"},
+            {k: v for k, v in link.items() if k != "url"},
+        )
+    ):
+        answer = record_history(crm, history_item(ada, links=[bad]), f"bad-{n}")
+        assert_error(answer, 400, "bad_request")
+    assert len(crm.reference.history("a", "contact", ada["id"])) == 1
+
+
+def test_EML2_history_on_a_deleted_unknown_or_mistyped_record_is_404(crm: Crm) -> None:
+    ada = crm.create("contact", {"first_name": "Ada", "emails": ["ada@acme.example"]}, key="c")
+    lin = crm.call(
+        "POST",
+        "/leads",
+        json={"fields": {"first_name": "Lin", "emails": ["lin@x.example"]}},
+        headers={"Idempotency-Key": "lead"},
+    ).json()
+    crm.reference.delete("a", "contact", ada["id"])
+
+    for key, body in {
+        "deleted": history_item(ada),
+        "unknown": history_item({"id": "l-999"}, "lead"),
+        "lead as contact": history_item(lin, "contact"),
+    }.items():
+        assert_error(record_history(crm, body, key), 404, "not_found")
+
+    assert crm.reference.history("a", "contact", ada["id"]) == []
+    assert record_history(crm, history_item(lin, "lead"), "lead").status_code == 201
+
+
+def test_EML4_a_recorded_key_answers_its_item_even_after_the_limits_shrink(crm: Crm) -> None:
+    ada = crm.create("contact", {"first_name": "Ada", "emails": ["ada@acme.example"]}, key="c")
+    first = record_history(crm, history_item(ada, body="b" * 30), "mail-1")
+    crm.reference.set_history_limits("a", body=10)
+
+    again = record_history(crm, history_item(ada, body="b" * 30), "mail-1")
+
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json()["id"] == first.json()["id"]
+    assert len(crm.reference.history("a", "contact", ada["id"])) == 1
+
+
+def test_EML2_people_are_found_in_any_case_and_ordered_by_history(crm: Crm) -> None:
+    older = crm.create("contact", {"first_name": "Ada", "emails": ["Ada@Acme.example"]}, key="1")
+    newer = crm.create("contact", {"last_name": "Byron", "emails": ["ada@acme.example"]}, key="2")
+    crm.create("contact", {"first_name": "Bob", "emails": ["bob@acme.example"]}, key="3")
+
+    def found() -> list[tuple[str, str, int]]:
+        answer = crm.call("GET", "/people", params={"email": "ADA@acme.EXAMPLE"})
+        assert answer.status_code == 200, answer.text
+        return [(p["id"], p["name"], p["history_count"]) for p in answer.json()["items"]]
+
+    assert found() == [(older["id"], "Ada", 0), (newer["id"], "Byron", 0)]
+    assert record_history(crm, history_item(newer), "mail-1").status_code == 201
+    assert found() == [(newer["id"], "Byron", 1), (older["id"], "Ada", 0)]
 
 
 # -- storage, seeding and running it ----------------------------------------------------------

@@ -76,3 +76,35 @@ def test_SYN4_every_create_takes_an_idempotency_key() -> None:
     assert len(creates) >= 4
     for path, operation in creates:
         assert key in operation.get("parameters", []), f"POST {path} lacks Idempotency-Key"
+
+
+def test_EML2_the_schema_answer_declares_what_a_history_item_keeps() -> None:
+    schemas = load()["components"]["schemas"]
+    declared = schemas["Schema"]["properties"]
+    history = schemas["HistoryLimits"]
+
+    assert declared["limits"]["properties"]["history"] == {
+        "$ref": "#/components/schemas/HistoryLimits"
+    }
+    assert sorted(history["required"]) == ["body", "subject"]
+    assert history["additionalProperties"] is False
+    assert {history["properties"][n]["type"] for n in ("subject", "body")} == {"integer"}
+    attachment_bytes = declared["capabilities"]["properties"]["attachment_bytes"]
+    assert (attachment_bytes["type"], attachment_bytes["minimum"]) == ("integer", 0)
+
+
+def test_EML2_history_items_carry_links_to_attachments_kept_elsewhere() -> None:
+    schemas = load()["components"]["schemas"]
+    link = schemas["HistoryLink"]
+    sent = schemas["NewHistoryItem"]
+
+    assert sent["properties"]["links"]["items"] == {"$ref": "#/components/schemas/HistoryLink"}
+    assert "links" not in sent["required"]  # a message without large attachments has none
+    assert link["additionalProperties"] is False
+    assert sorted(link["required"]) == ["content_type", "filename", "size", "url"]
+    assert link["properties"]["url"]["pattern"] == "^https?://"
+    answered = schemas["HistoryItem"]
+    assert "links" in answered["required"]
+    assert answered["properties"]["links"]["type"] == "integer"
+    too_large = load()["paths"]["/history"]["post"]["responses"]["413"]
+    assert too_large == {"$ref": "#/components/responses/TooLarge"}

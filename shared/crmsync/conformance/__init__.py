@@ -4,7 +4,8 @@
 of the CRM, then fuzzes each operation of the OpenAPI document (`fuzz.py`), prints a
 pass/fail table and exits non-zero on any failure. The checks create, change and
 delete to-dos of their own, with subjects starting with "conformance", and remove
-them again.
+them again; the e-mail checks create contacts named "conformance …" with addresses
+of their own, record history items on them, and delete them again.
 """
 
 from __future__ import annotations
@@ -476,6 +477,124 @@ def _expect_custom(carried: dict[str, Any], name: str, value: Any, where: str) -
         raise CheckFailed(f"{where}: custom.{name} is {carried.get(name)!r}, expected {value!r}")
 
 
+# -- e-mail recording (EML-2, EML-4) -------------------------------------------------------
+def _create_contact(kit: Kit, what: str) -> tuple[str, str]:
+    """A contact of the check's own with an address of its own: its id and address."""
+    tag = secrets.token_hex(4)
+    address = f"conformance-{tag}@example.com"
+    fields = {"first_name": "conformance", "last_name": f"{what} {tag}", "emails": [address]}
+    answer = kit.crm.request(
+        "POST",
+        "/records/contact",
+        json_body={"fields": fields},
+        headers={"Idempotency-Key": _key()},
+    )
+    return str(kit.crm.ok(answer, 201)["id"]), address
+
+
+def _delete_contact(kit: Kit, record_id: str) -> None:
+    kit.crm.request("DELETE", f"/records/contact/{record_id}")
+
+
+def _person(kit: Kit, address: str, record_id: str) -> dict[str, Any]:
+    """The contact `record_id` as GET /people lists it for `address`."""
+    items = kit.crm.ok(kit.crm.request("GET", "/people", params={"email": address}), 200)["items"]
+    found = [p for p in items if isinstance(p, dict) and p.get("id") == record_id]
+    if len(found) != 1:
+        raise CheckFailed(f"GET /people for {address} lists the contact {len(found)} times")
+    return dict(found[0])
+
+
+def _history_count(kit: Kit, address: str, record_id: str) -> int:
+    count = _person(kit, address, record_id).get("history_count")
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise CheckFailed(f"GET /people: history_count is {count!r}, not a count")
+    return count
+
+
+def _history_item(kind: str, record_id: str, address: str, body: str = "") -> dict[str, Any]:
+    return {
+        "record": {"kind": kind, "id": record_id},
+        "subject": _subject("mail"),
+        "body": body or "conformance: a message recorded by the conformance kit",
+        "date": "2026-11-03T09:00:00Z",
+        "participants": [
+            {"role": "from", "email": "conformance-sender@example.com"},
+            {"role": "to", "email": address},
+        ],
+    }
+
+
+def _record_history(kit: Kit, item: dict[str, Any], key: str) -> requests.Response:
+    return kit.crm.request("POST", "/history", json_body=item, headers={"Idempotency-Key": key})
+
+
+def check_people_found(kit: Kit) -> str:
+    """EML-2: GET /people finds a contact by its address, whatever its case, with the
+    contact's kind and history count."""
+    record_id, address = _create_contact(kit, "people")
+    try:
+        person = _person(kit, address.upper(), record_id)
+        if person.get("kind") != "contact":
+            raise CheckFailed(f"GET /people: kind is {person.get('kind')!r}, expected 'contact'")
+        emails = [str(e).lower() for e in person.get("emails") or ()]
+        if address not in emails:
+            raise CheckFailed("GET /people: the person's emails lack the address it was found by")
+        count = _history_count(kit, address, record_id)
+        if count != 0:
+            raise CheckFailed(f"GET /people: a new contact has history_count {count}, expected 0")
+    finally:
+        _delete_contact(kit, record_id)
+    return "a contact is found by its address in another case, with history_count 0"
+
+
+def check_history_once_per_key(kit: Kit) -> str:
+    """EML-4: the same Idempotency-Key again answers the item recorded first (201, then
+    200) and the contact's history count goes up by one only."""
+    record_id, address = _create_contact(kit, "history")
+    try:
+        before = _history_count(kit, address, record_id)
+        item, key = _history_item("contact", record_id, address), _key()
+        first = kit.crm.ok(_record_history(kit, item, key), 201)
+        again = kit.crm.ok(_record_history(kit, item, key), 200)
+        if again.get("id") != first.get("id"):
+            raise CheckFailed(f"the same key recorded a second item: {again.get('id')}")
+        after = _history_count(kit, address, record_id)
+        if after != before + 1:
+            raise CheckFailed(f"history_count went from {before} to {after} for one key")
+    finally:
+        _delete_contact(kit, record_id)
+    return "the same key answers the first item (201, then 200); history_count up by one"
+
+
+def check_history_unknown_record(kit: Kit) -> str:
+    """EML-2: a history item for a record that does not exist is 404."""
+    unknown = f"conformance-{secrets.token_hex(6)}"
+    item = _history_item("contact", unknown, "conformance-nobody@example.com")
+    answer = _record_history(kit, item, _key())
+    kit.crm.ok(answer, 404)
+    return "a history item for an unknown contact gets 404"
+
+
+def check_history_limits(kit: Kit) -> str:
+    """EML-2: a body longer than /schema declares under limits.history is 413, and
+    nothing is recorded."""
+    schema = kit.crm.ok(kit.crm.request("GET", "/schema"), 200)
+    limit = (schema.get("limits", {}).get("history") or {}).get("body")
+    if limit is None:
+        return "no limit declared for history bodies: nothing to enforce"
+    record_id, address = _create_contact(kit, "limits")
+    try:
+        before = _history_count(kit, address, record_id)
+        item = _history_item("contact", record_id, address, body="b" * (int(limit) + 1))
+        kit.crm.ok(_record_history(kit, item, _key()), 413)
+        if _history_count(kit, address, record_id) != before:
+            raise CheckFailed("a history item over the declared body limit was recorded")
+    finally:
+        _delete_contact(kit, record_id)
+    return f"a body over {limit} characters gets 413 and is not recorded"
+
+
 def _huge_body() -> bytes:
     return json.dumps({"fields": {"subject": "x", "notes": "n" * (2 * 1024 * 1024)}}).encode()
 
@@ -497,6 +616,10 @@ CHECKS: list[tuple[str, Check]] = [
     ("tenant isolation", check_tenant_isolation),
     ("bad input refused", check_bad_input),
     ("custom fields declared and checked", check_custom_fields),
+    ("people found by e-mail", check_people_found),
+    ("history recorded once per key", check_history_once_per_key),
+    ("history on an unknown record refused", check_history_unknown_record),
+    ("history limits honoured", check_history_limits),
 ]
 
 

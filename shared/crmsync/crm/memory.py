@@ -4,23 +4,46 @@ It keeps contacts, activities, to-dos, leads and accounts; one contact sync grou
 user (CON-1); declared field length limits that it enforces by refusing longer
 values (SYN-3); declared custom fields, whose values it keeps in a record's `custom`
 and refuses when undeclared or of the wrong type (SYN-1); visibility per user
-(AUTH-5); and addresses a contact may share with its account (CON-7).
+(AUTH-5); addresses a contact may share with its account (CON-7); and e-mail history
+on contacts and leads, recorded once per key and refused beyond the limits it declares
+(EML-2, EML-4).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from crmsync import model
 from crmsync.crm import custom
 from crmsync.engine.plan import AccountSpec, Write
 from crmsync.engine.records import CrmSchema, SideRecord
-from crmsync.errors import PermanentError
+from crmsync.errors import NotFound, PermanentError
 from crmsync.model import Kind
-from crmsync.ports import ChangePage, CreatesOneByOne, CrmUser, WriteResult
+from crmsync.ports import (
+    ChangePage,
+    CreatesOneByOne,
+    CrmUser,
+    HistoryEntry,
+    MailLimits,
+    Person,
+    WriteResult,
+)
 from crmsync.recordlog import Entry, Faults, RecordLog
+
+PEOPLE = ("contact", "lead")  # the kinds a history item may be recorded on
+
+
+@dataclass(frozen=True)
+class HistoryItem:
+    """A message recorded on a contact or lead, as the CRM keeps it."""
+
+    id: str
+    record_kind: str
+    record_id: str
+    entry: HistoryEntry
 
 
 class MemoryCrm:
@@ -37,6 +60,10 @@ class MemoryCrm:
         # The tenant's users and their addresses (CAL-6: members become attendees).
         self.directory = {f"u{n}": f"u{n}@example.com" for n in range(1, 10)}
         self.names: dict[str, str] = {}  # a user's name, where the CRM knows one
+        # What it keeps of a history item (EML-2): as the reference CRM declares.
+        self.mail_limits = MailLimits(attachment_bytes=5 * 1024 * 1024)
+        self.history: dict[tuple[str, str], list[HistoryItem]] = {}  # per record
+        self.history_keys: dict[str, HistoryItem] = {}  # EML-4: the item of each key
 
     def connector(self, user: str, group: str | None = None) -> MemoryCrmConnector:
         return MemoryCrmConnector(self, user, group)
@@ -101,6 +128,28 @@ class MemoryCrm:
         fields.update(custom.canonical(raw.get("custom"), self.custom_of(kind).values()))
         return fields
 
+    def person(self, kind: str, entry: Entry) -> Person | None:
+        """A contact or lead as /people shows it; None when its data does not read."""
+        try:
+            fields = model.normalize("contact", entry.raw)
+        except (model.InvalidRecord, ValueError, TypeError, AttributeError):
+            return None
+        name = " ".join(part for part in (fields["first_name"], fields["last_name"]) if part)
+        count = len(self.history.get((kind, entry.id), ()))
+        return Person(kind, entry.id, name or fields["company"], tuple(fields["emails"]), count)
+
+    def check_history(self, entry: HistoryEntry) -> None:
+        """PermanentError for an item longer or larger than the CRM keeps (its 413)."""
+        limits = self.mail_limits
+        for name, text, most in (
+            ("subject", entry.subject, limits.subject),
+            ("body", entry.body, limits.body),
+        ):
+            if len(text) > most:
+                raise PermanentError(f"the {name} is longer than {most} characters")
+        if any(len(stored.data) > limits.attachment_bytes for stored in entry.attachments):
+            raise PermanentError(f"an attachment is larger than {limits.attachment_bytes} bytes")
+
     def visible(self, kind: str, entry: Entry, user: str) -> bool:
         if kind == "activity":
             fields = entry.raw
@@ -133,6 +182,45 @@ class MemoryCrmConnector(CreatesOneByOne):
     def directory(self) -> list[CrmUser]:
         names = self.crm.names
         return [CrmUser(u, names.get(u, ""), email) for u, email in self.crm.directory.items()]
+
+    # -- e-mail recording (EML-2, EML-4) --------------------------------------------
+    def mail_limits(self) -> MailLimits:
+        self.crm.log._count("schema")
+        return self.crm.mail_limits
+
+    def people(self, address: str) -> list[Person]:
+        """Contacts, then leads, oldest first, that hold `address`; then most history
+        first (a stable sort, as the reference CRM orders them)."""
+        self.crm.log._count("people")
+        wanted = model.normalize_email(address)
+        found: list[Person] = []
+        for kind in PEOPLE:
+            for entry in self.crm.log.table(kind).values():
+                if entry.deleted or not self.crm.visible(kind, entry, self.user):
+                    continue
+                person = self.crm.person(kind, entry)
+                if person is not None and wanted in person.emails:
+                    found.append(person)
+        return sorted(found, key=lambda person: -person.history_count)
+
+    def record_history(self, entry: HistoryEntry, key: str) -> str:
+        self.crm.log._count("history")
+        earlier = self.crm.history_keys.get(key)
+        if earlier is not None:
+            self._written()
+            return earlier.id
+        kind = entry.record_kind
+        record = self.crm.log.table(kind).get(entry.record_id) if kind in PEOPLE else None
+        if record is None or record.deleted or not self.crm.visible(kind, record, self.user):
+            raise NotFound(f"no {kind} {entry.record_id} for this user")
+        self.crm.check_history(entry)
+        self.crm.log.faults.before_write("crm", "create")
+        kept = replace(entry, date=_utc(entry.date))
+        item = HistoryItem(f"h-{len(self.crm.history_keys) + 1}", kind, entry.record_id, kept)
+        self.crm.history.setdefault((entry.record_kind, entry.record_id), []).append(item)
+        self.crm.history_keys[key] = item
+        self._written()
+        return item.id
 
     def _in_scope(self, kind: Kind, entry: Entry) -> bool:
         return kind != "contact" or entry.id in self.crm.groups.get(self.group, set())
@@ -223,3 +311,8 @@ class MemoryCrmConnector(CreatesOneByOne):
             group.discard(entry.id)
         self._written()
         return WriteResult(entry.id, str(entry.version))
+
+
+def _utc(when: datetime) -> datetime:
+    """The date as the CRM keeps it: in UTC (one without an offset taken as UTC)."""
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)

@@ -10,10 +10,12 @@ line holds the method, the path template, the status and the time taken.
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
+from datetime import UTC
 from typing import Any
 from urllib.parse import quote
 
@@ -34,7 +36,15 @@ from crmsync.errors import (
     TransientError,
 )
 from crmsync.model import Kind
-from crmsync.ports import ChangePage, CreatesOneByOne, CrmUser, WriteResult
+from crmsync.ports import (
+    ChangePage,
+    CreatesOneByOne,
+    CrmUser,
+    HistoryEntry,
+    MailLimits,
+    Person,
+    WriteResult,
+)
 
 log = logging.getLogger("crmsync.crm.rest")
 
@@ -79,7 +89,9 @@ class RestCrmConnector(CreatesOneByOne):
         self.session = session or requests.Session()
         self.after_write = after_write
         self.sleep = sleep
+        self._declared: dict[str, Any] | None = None  # the /schema answer
         self._schema: CrmSchema | None = None
+        self._mail_limits: MailLimits | None = None
         self._headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         if user:  # the directory alone acts for no user
             self._headers["X-Crm-User"] = user
@@ -88,10 +100,16 @@ class RestCrmConnector(CreatesOneByOne):
         return f"RestCrmConnector({self.base_url!r}, user={self.user!r}, group={self.group!r})"
 
     # -- the CrmConnector port: reading ----------------------------------------------
+    def _schema_answer(self) -> dict[str, Any]:
+        """The CRM's /schema answer; asked once per connector (one cycle)."""
+        if self._declared is None:
+            self._declared = self._call("GET", "/schema", "/schema")
+        return self._declared
+
     def schema(self) -> CrmSchema:
         """What the CRM declares; asked once per connector (one cycle)."""
         if self._schema is None:
-            body = self._call("GET", "/schema", "/schema")
+            body = self._schema_answer()
             caps = body.get("capabilities", {})
             limits = body.get("limits", {})
             declared = body.get("custom_fields") or {}
@@ -103,6 +121,21 @@ class RestCrmConnector(CreatesOneByOne):
                 max_recurrence_years=caps.get("max_recurrence_years"),
             )
         return self._schema
+
+    def mail_limits(self) -> MailLimits:
+        """What the CRM keeps of a history item (EML-2), from the same /schema answer as
+        `schema()`; what it does not declare takes MailLimits' defaults."""
+        if self._mail_limits is None:
+            body = self._schema_answer()
+            history = (body.get("limits") or {}).get("history") or {}
+            caps = body.get("capabilities") or {}
+            defaults = MailLimits()
+            self._mail_limits = MailLimits(
+                subject=_count(history.get("subject"), defaults.subject, least=1),
+                body=_count(history.get("body"), defaults.body, least=1),
+                attachment_bytes=_count(caps.get("attachment_bytes"), defaults.attachment_bytes),
+            )
+        return self._mail_limits
 
     def users(self) -> dict[str, str]:
         """The tenant's active CRM users and their e-mail addresses: the directory that
@@ -154,6 +187,28 @@ class RestCrmConnector(CreatesOneByOne):
             body = self._call("GET", f"/records/{kind}", "/records/{kind}", params=params)
             found.extend(_side_record(kind, item) for item in body["items"])
         return found
+
+    # -- e-mail recording (EML-2, EML-4) --------------------------------------------------
+    def people(self, address: str) -> list[Person]:
+        """The contacts and leads the user may see that hold `address`, in the CRM's
+        order (most history first)."""
+        body = self._call("GET", "/people", "/people", params={"email": address})
+        return [_person(item) for item in body.get("items", [])]
+
+    def record_history(self, entry: HistoryEntry, key: str) -> str:
+        """POST /history once per `key` (the CRM answers a key it has seen with the item
+        recorded first); the item's id. NotFound for a record that is gone (404);
+        PermanentError for an item the CRM refuses (400, 413)."""
+        answer = self._call(
+            "POST",
+            "/history",
+            "/history",
+            json=_history(entry),
+            headers={"Idempotency-Key": key},
+        )
+        if self.after_write is not None:
+            self.after_write()
+        return str(answer["id"])
 
     # -- writing --------------------------------------------------------------------------
     def _fields(self, write: Write) -> dict[str, Any]:
@@ -341,6 +396,60 @@ def _error(response: requests.Response) -> Exception:
     if status >= 500:
         return TransientError(reason, _retry_after(response))
     return PermanentError(reason)
+
+
+def _count(value: Any, default: int, least: int = 0) -> int:
+    """A whole number the CRM declares, else `default` (absent, or not one it may say)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        return default
+    return value
+
+
+def _person(item: Mapping[str, Any]) -> Person:
+    """The contract's Person."""
+    return Person(
+        kind=str(item["kind"]),
+        id=str(item["id"]),
+        name=str(item.get("name") or ""),
+        emails=tuple(str(e).lower() for e in item.get("emails") or ()),
+        history_count=int(item.get("history_count") or 0),
+    )
+
+
+def _history(entry: HistoryEntry) -> dict[str, Any]:
+    """The contract's NewHistoryItem: stored attachments in base64, linked ones by
+    their address."""
+    when = entry.date if entry.date.tzinfo is not None else entry.date.replace(tzinfo=UTC)
+    body: dict[str, Any] = {
+        "record": {"kind": entry.record_kind, "id": entry.record_id},
+        "subject": entry.subject,
+        "body": entry.body,
+        "date": when.isoformat(),
+        "participants": [
+            {"role": role, "email": address, "name": name}
+            for role, address, name in entry.participants
+        ],
+    }
+    if entry.attachments:
+        body["attachments"] = [
+            {
+                "filename": stored.filename,
+                "content_type": stored.content_type,
+                "content_base64": base64.b64encode(stored.data).decode("ascii"),
+            }
+            for stored in entry.attachments
+        ]
+    if entry.links:
+        body["links"] = [
+            {
+                "filename": linked.filename,
+                "content_type": linked.content_type,
+                "size": linked.size,
+                "url": linked.url,
+            }
+            for linked in entry.links
+        ]
+    return body
 
 
 def _account(write: Write) -> dict[str, Any]:

@@ -20,6 +20,7 @@ Microsoft, the Microsoft sandbox behind crmsync's Graph adapters
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -28,12 +29,19 @@ from typing import TYPE_CHECKING, Any, Literal
 from crmsync import model, providers, service
 from crmsync.auth.vault import LocalKek, TokenVault
 from crmsync.connections import Grants
-from crmsync.crm.memory import MemoryCrm
+from crmsync.crm.memory import PEOPLE, HistoryItem, MemoryCrm
 from crmsync.cycle import LEASE_SECONDS, Cycle
 from crmsync.engine.records import SideRecord
 from crmsync.model import Kind
 from crmsync.outbound import MemoryEvents
-from crmsync.ports import Connection, ConnectionRecord, CrmConnector, Due, ProviderAccount
+from crmsync.ports import (
+    Connection,
+    ConnectionRecord,
+    CrmConnector,
+    CrmMail,
+    Due,
+    ProviderAccount,
+)
 from crmsync.providers.memory import MemoryProvider
 from crmsync.queue.inline import InlineQueue
 from crmsync.recordlog import Crash, Entry, FaultKind, Faults, RecordLog
@@ -129,6 +137,34 @@ class CrmHandle(_Side):
     def leads(self) -> list[dict[str, Any]]:
         return [{"id": e.id, **e.raw} for e in self._log.table("lead").values() if not e.deleted]
 
+    def create_lead(self, fields: Mapping[str, Any], owner: str = "u1") -> str:
+        """A lead, as a user of the CRM enters one (a contact's fields)."""
+        return self._log.insert("lead", dict(fields), owner=owner, remote=False).id
+
+    def history(self, kind: str, record_id: str) -> list[dict[str, Any]]:
+        """The history items of a contact or lead, oldest first (EML-2)."""
+        if kind not in PEOPLE:
+            raise ValueError(f"history is kept on contacts and leads, not {kind!r}")
+        return [_history_item(item) for item in self._crm.history.get((kind, record_id), [])]
+
+    def set_history_limits(
+        self,
+        *,
+        subject: int | None = None,
+        body: int | None = None,
+        attachment_bytes: int | None = None,
+    ) -> None:
+        """What the CRM keeps of a history item (EML-2): the longest subject and body in
+        characters, the largest attachment in bytes it stores itself (0: none). The
+        limits given change, the others stay."""
+        if (subject is not None and subject < 1) or (body is not None and body < 1):
+            raise ValueError("a subject or body limit is at least 1")
+        if attachment_bytes is not None and attachment_bytes < 0:
+            raise ValueError("an attachment limit is at least 0")
+        given = {"subject": subject, "body": body, "attachment_bytes": attachment_bytes}
+        changes = {name: n for name, n in given.items() if n is not None}
+        self._crm.mail_limits = dataclasses.replace(self._crm.mail_limits, **changes)
+
     def _group(self, user: str, group: str | None) -> str:
         """A named group, else the group `user` syncs: the one chosen in the world's
         settings for the world's user, each user's own group otherwise."""
@@ -212,6 +248,26 @@ class CrmHandle(_Side):
 
     def expire_cursors(self) -> None:
         self._log.expire_cursors()
+
+
+def _history_item(item: HistoryItem) -> dict[str, Any]:
+    """A history item as the CRM's users see it: the same shape from either CRM."""
+    entry = item.entry
+    return {
+        "id": item.id,
+        "subject": entry.subject,
+        "body": entry.body,
+        "date": entry.date,
+        "participants": [
+            {"role": role, "email": address, "name": name}
+            for role, address, name in entry.participants
+        ],
+        "attachments": [
+            {"filename": a.filename, "content_type": a.content_type, "size": len(a.data)}
+            for a in entry.attachments
+        ],
+        "links": [{"filename": x.filename, "url": x.url, "size": x.size} for x in entry.links],
+    }
 
 
 class ProviderHandle(_Side):
@@ -483,6 +539,14 @@ class SyncWorld:
     def crm_connector(self, settings: Settings | None = None) -> CrmConnector:
         chosen = settings or self.effective_settings()
         return self._crm_for(self.connection.tenant, {}, self.user, chosen)
+
+    def crm_mail(self, user: str | None = None) -> CrmMail:
+        """The CRM's side of e-mail recording (EML-2, EML-4) as crmsync reaches it,
+        acting for `user` (the world's user by default)."""
+        crm_user = user or self.user
+        if self._reference is not None:
+            return self._reference.connector(crm_user, None, self.faults.after_write)
+        return self._crm.connector(crm_user)
 
     def provider_account(self, settings: Settings | None = None) -> ProviderAccount:
         """The provider side of one cycle: built anew per cycle, like a new process."""

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from crmsync.crm.memory import PEOPLE
 from crmsync.crm.rest import RestCrmConnector
 from crmsync.model import CustomType, Kind
 from crmsync.recordlog import Faults
@@ -100,6 +101,48 @@ class RestCrmHandle:
 
     def leads(self) -> list[dict[str, Any]]:
         return list(self._crm.leads(TENANT))
+
+    def create_lead(self, fields: Mapping[str, Any], owner: str = "u1") -> str:
+        return str(self._crm.create(TENANT, "lead", dict(fields), self._side.ensure_user(owner)))
+
+    def history(self, kind: str, record_id: str) -> list[dict[str, Any]]:
+        """The history items of a contact or lead, oldest first (EML-2), in the memory
+        handle's shape."""
+        if kind not in PEOPLE:
+            raise ValueError(f"history is kept on contacts and leads, not {kind!r}")
+        return [
+            {
+                "id": item["id"],
+                "subject": item["subject"],
+                "body": item["body"],
+                "date": datetime.fromisoformat(item["date"]),
+                "participants": [
+                    {"role": p["role"], "email": p["email"], "name": p.get("name", "")}
+                    for p in item["participants"]
+                ],
+                "attachments": [
+                    {"filename": a.filename, "content_type": a.content_type, "size": len(a.content)}
+                    for a in item["attachments"]
+                ],
+                "links": [
+                    {"filename": link.filename, "url": link.url, "size": link.size}
+                    for link in item["links"]
+                ],
+            }
+            for item in self._crm.history(TENANT, kind, record_id)
+        ]
+
+    def set_history_limits(
+        self,
+        *,
+        subject: int | None = None,
+        body: int | None = None,
+        attachment_bytes: int | None = None,
+    ) -> None:
+        """What the CRM keeps of a history item (EML-2); the limits given change."""
+        self._crm.set_history_limits(
+            TENANT, subject=subject, body=body, attachment_bytes=attachment_bytes
+        )
 
     def add_to_sync_group(
         self, contact_id: str, user: str = "u1", group: str | None = None

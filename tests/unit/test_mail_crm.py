@@ -1,0 +1,197 @@
+"""The CRM's side of e-mail recording (EML-2, EML-4) through SyncWorld: who holds an
+address and in which order, one history item per key, what the CRM refuses, and what it
+declares it keeps. crmsync writes through its connector only; the CRM's users see the
+items in `world.crm.history`. The same tests run against the memory CRM and, with
+CRMSYNC_WORLD_CRM=rest, the reference CRM over HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from crmsync.errors import NotFound, PermanentError, TransientError
+from crmsync.mail import filing, reader
+from crmsync.ports import HistoryEntry, Linked, MailLimits, Stored
+from crmsync.testing import Crash, SyncWorld
+
+MiB = 1024 * 1024
+DANA = "u1@example.com"  # the world's user
+RECEIVED = datetime(2026, 11, 3, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def world() -> Iterator[SyncWorld]:
+    made = SyncWorld()
+    yield made
+    made.close()
+
+
+def mail_to(kind: str, record_id: str, **given: Any) -> HistoryEntry:
+    values: dict[str, Any] = {
+        "record_kind": kind,
+        "record_id": record_id,
+        "subject": "Offer",
+        "body": "Dear Ada,\nthe offer is attached.",
+        "date": datetime(2026, 11, 3, 10, 30, tzinfo=timezone(timedelta(hours=1))),
+        "participants": (("from", DANA, "Dana"), ("to", "ada@acme.example", "")),
+        **given,
+    }
+    return HistoryEntry(**values)
+
+
+def counts(world: SyncWorld, address: str) -> list[tuple[str, str, int]]:
+    return [(p.kind, p.id, p.history_count) for p in world.crm_mail().people(address)]
+
+
+def test_EML2_people_holding_an_address_come_most_history_first(world: SyncWorld) -> None:
+    ada = world.crm.create("contact", {"first_name": "Ada", "emails": ["ada@acme.example"]})
+    byron = world.crm.create_lead({"last_name": "Byron", "emails": ["Ada@Acme.example"]})
+    world.crm.create("contact", {"first_name": "Bob", "emails": ["bob@acme.example"]})
+    crm = world.crm_mail()
+
+    before = counts(world, "ADA@acme.example")
+    crm.record_history(mail_to("lead", byron), "mail-1")
+    crm.record_history(mail_to("lead", byron, subject="Re: Offer"), "mail-2")
+    crm.record_history(mail_to("contact", ada), "mail-3")
+
+    assert before == [("contact", ada, 0), ("lead", byron, 0)]  # equals: contacts first
+    assert counts(world, "ada@acme.example") == [("lead", byron, 2), ("contact", ada, 1)]
+    assert [p.name for p in crm.people("ada@acme.example")] == ["Byron", "Ada"]
+    assert crm.people("nobody@acme.example") == []
+
+
+def test_EML4_a_message_is_recorded_once_per_key_whichever_cycle_sends_it(
+    world: SyncWorld,
+) -> None:
+    ada = world.crm.create("contact", {"first_name": "Ada", "emails": ["ada@acme.example"]})
+    entry = mail_to(
+        "contact",
+        ada,
+        attachments=(Stored("offer.pdf", "application/pdf", b"%PDF-1.7 offer"),),
+        links=(Linked("deck.mp4", "video/mp4", 80 * MiB, "https://store.example/d?sig=1"),),
+    )
+
+    first = world.crm_mail().record_history(entry, "mail-1")
+    again = world.crm_mail().record_history(entry, "mail-1")  # a later cycle, anew
+
+    assert again == first
+    assert world.crm.history("contact", ada) == [
+        {
+            "id": first,
+            "subject": "Offer",
+            "body": "Dear Ada,\nthe offer is attached.",
+            "date": datetime(2026, 11, 3, 9, 30, tzinfo=UTC),
+            "participants": [
+                {"role": "from", "email": DANA, "name": "Dana"},
+                {"role": "to", "email": "ada@acme.example", "name": ""},
+            ],
+            "attachments": [
+                {"filename": "offer.pdf", "content_type": "application/pdf", "size": 14}
+            ],
+            "links": [
+                {"filename": "deck.mp4", "url": "https://store.example/d?sig=1", "size": 80 * MiB}
+            ],
+        }
+    ]
+    other = world.crm_mail().record_history(mail_to("contact", ada), "mail-2")
+    assert other != first
+    assert [item["id"] for item in world.crm.history("contact", ada)] == [first, other]
+
+
+def test_EML4_a_recording_that_failed_or_died_is_recorded_once_when_retried(
+    world: SyncWorld,
+) -> None:
+    ada = world.crm.create("contact", {"first_name": "Ada", "emails": ["ada@acme.example"]})
+    crm = world.crm_mail()
+    world.fail("crm", "create", "transient")
+
+    with pytest.raises(TransientError):
+        crm.record_history(mail_to("contact", ada), "mail-1")
+    assert world.crm.history("contact", ada) == []
+    world.crash_after(1)
+    with pytest.raises(Crash):  # the CRM recorded it; the process died before noting so
+        crm.record_history(mail_to("contact", ada), "mail-1")
+    resumed = world.crm_mail().record_history(mail_to("contact", ada), "mail-1")
+
+    assert [item["id"] for item in world.crm.history("contact", ada)] == [resumed]
+    assert counts(world, "ada@acme.example") == [("contact", ada, 1)]
+
+
+def test_EML2_a_message_for_a_deleted_record_is_not_found(world: SyncWorld) -> None:
+    ada = world.crm.create("contact", {"first_name": "Ada", "emails": ["ada@acme.example"]})
+    crm = world.crm_mail()
+    assert counts(world, "ada@acme.example") == [("contact", ada, 0)]
+    world.crm.delete("contact", ada)
+
+    with pytest.raises(NotFound):
+        crm.record_history(mail_to("contact", ada), "mail-1")
+
+    assert world.crm.history("contact", ada) == []
+    assert crm.people("ada@acme.example") == []  # a deleted contact holds no address
+    with pytest.raises(NotFound):
+        crm.record_history(mail_to("lead", ada), "mail-2")  # nor is it a lead
+
+
+def test_EML2_limits_are_what_the_crm_declares_and_an_item_over_them_is_refused(
+    world: SyncWorld,
+) -> None:
+    ada = world.crm.create("contact", {"first_name": "Ada", "emails": ["ada@acme.example"]})
+    assert world.crm_mail().mail_limits() == MailLimits(255, 65_536, 5 * MiB)
+
+    world.crm.set_history_limits(subject=20, body=60, attachment_bytes=0)
+    crm = world.crm_mail()
+
+    assert crm.mail_limits() == MailLimits(subject=20, body=60, attachment_bytes=0)
+    refused = {
+        "subject": mail_to("contact", ada, subject="s" * 21),
+        "body": mail_to("contact", ada, body="b" * 61),
+        "attachment": mail_to("contact", ada, attachments=(Stored("a.txt", "text/plain", b"a"),)),
+    }
+    for key, entry in refused.items():
+        with pytest.raises(PermanentError) as raised:
+            crm.record_history(entry, key)
+        assert not isinstance(raised.value, NotFound)
+    assert world.crm.history("contact", ada) == []
+    crm.record_history(mail_to("contact", ada, subject="s" * 20, body="b" * 60), "fits")
+    assert [len(i["body"]) for i in world.crm.history("contact", ada)] == [60]
+
+
+RAW = b"""\
+From: Ada Lovelace <Ada@Acme.example>
+To: Dana Rep <u1@example.com>
+Cc: Bob <bob@acme.example>
+Subject: A rather long subject line about the engine
+Date: Tue, 03 Nov 2026 10:30:00 +0100
+Message-ID: <offer-7@acme.example>
+
+Dana, the numbers are in: the engine computes the tables of Bernoulli numbers
+in a fraction of the time the office needs, and the cards for the next run are
+punched. They fill more than the CRM keeps of a body.
+"""
+
+
+def test_EML2_EML4_a_read_message_is_filed_cut_to_the_limits_and_recorded_once(
+    world: SyncWorld,
+) -> None:
+    ada = world.crm.create("contact", {"first_name": "Ada", "emails": ["ada@acme.example"]})
+    bob = world.crm.create("contact", {"first_name": "Bob", "emails": ["bob@acme.example"]})
+    world.crm_mail().record_history(mail_to("contact", bob), "earlier")
+    world.crm.set_history_limits(subject=16, body=100)
+    message = reader.read(RAW)
+
+    for _ in range(2):  # the message tagged, then notified again
+        crm = world.crm_mail()
+        person = filing.match(message, [DANA], crm.people)
+        assert person is not None
+        entry = filing.entry(message, person, crm.mail_limits(), RECEIVED)
+        crm.record_history(entry, filing.key(message, person, DANA, "provider-id-1"))
+
+    assert world.crm.history("contact", ada) == []
+    (_, filed) = world.crm.history("contact", bob)  # Bob had the most history
+    assert filed["subject"] == "A rather long s…"
+    assert len(filed["body"]) == 100 and filed["body"].endswith("longer than the CRM keeps]")
+    assert filed["date"] == datetime(2026, 11, 3, 9, 30, tzinfo=UTC)
