@@ -25,7 +25,15 @@ from crmsync.engine.plan import Write
 from crmsync.engine.records import CrmSchema, SideRecord
 from crmsync.errors import PermanentError
 from crmsync.model import Kind
-from crmsync.ports import ChangePage, CrmConnector, CrmUser, WriteResult
+from crmsync.ports import (
+    ChangePage,
+    CrmConnector,
+    CrmUser,
+    HistoryEntry,
+    MailLimits,
+    Person,
+    WriteResult,
+)
 
 PREFIX = "call:"
 
@@ -107,6 +115,16 @@ class CallsAsTodos:
 
     def directory(self) -> list[CrmUser]:
         return self.crm.directory()
+
+    # -- e-mail recording: the CRM's own ----------------------------------------------
+    def mail_limits(self) -> MailLimits:
+        return self.crm.mail_limits()
+
+    def people(self, address: str) -> list[Person]:
+        return self.crm.people(address)
+
+    def record_history(self, entry: HistoryEntry, key: str) -> str:
+        return self.crm.record_history(entry, key)
 
     # -- reading ----------------------------------------------------------------------
     def changes(self, kind: Kind, cursor: str | None) -> ChangePage:

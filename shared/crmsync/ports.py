@@ -176,19 +176,6 @@ class CrmUser:
     email: str = ""
 
 
-class CrmConnector(RecordSide, Protocol):
-    def schema(self) -> CrmSchema:
-        """Field length limits and capabilities the CRM declares (SYN-3, CAL-9, TSK-3)."""
-
-    def users(self) -> dict[str, str]:
-        """The tenant's active users and their e-mail addresses: the directory that
-        turns activity members into provider attendees (CAL-6)."""
-
-    def directory(self) -> list[CrmUser]:
-        """The tenant's active users with their names and addresses, in the CRM's order:
-        whom a tenant admin may onboard (AUTH-1, AUTH-5)."""
-
-
 class ProviderAccount(RecordSide, Protocol):
     pass
 
@@ -291,6 +278,19 @@ class CrmMail(Protocol):
         """Record `entry` once per `key` (EML-4): the same key again answers the item
         recorded first. Returns the item's id. NotFound when the record is gone;
         PermanentError when the CRM refuses the item (too large, malformed)."""
+
+
+class CrmConnector(RecordSide, CrmMail, Protocol):
+    def schema(self) -> CrmSchema:
+        """Field length limits and capabilities the CRM declares (SYN-3, CAL-9, TSK-3)."""
+
+    def users(self) -> dict[str, str]:
+        """The tenant's active users and their e-mail addresses: the directory that
+        turns activity members into provider attendees (CAL-6)."""
+
+    def directory(self) -> list[CrmUser]:
+        """The tenant's active users with their names and addresses, in the CRM's order:
+        whom a tenant admin may onboard (AUTH-1, AUTH-5)."""
 
 
 INTERRUPTED = "the worker stopped before the run ended; the next run took over"

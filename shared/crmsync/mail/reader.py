@@ -174,7 +174,7 @@ def _decode(data: bytes, charset: str | None) -> str:
     if charset:
         try:
             return data.decode(_charset(charset))
-        except (LookupError, UnicodeDecodeError):
+        except (LookupError, ValueError):  # unknown, malformed (a NUL), or not that charset
             pass
     try:
         return data.decode("utf-8")

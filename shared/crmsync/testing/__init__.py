@@ -42,7 +42,7 @@ from crmsync.ports import (
     Due,
     ProviderAccount,
 )
-from crmsync.providers.memory import MemoryProvider
+from crmsync.providers.memory import MemoryMailbox, MemoryProvider
 from crmsync.queue.inline import InlineQueue
 from crmsync.recordlog import Crash, Entry, FaultKind, Faults, RecordLog
 from crmsync.service import CycleInputs, Services, connection_of, cycle_inputs
@@ -358,6 +358,8 @@ class SyncWorld:
         self._crm = MemoryCrm(self.now, self.faults)
         held = {k: tuple(v) for k, v in PROVIDER_DEFAULTS[provider]["field_map"].items()}
         self._provider = MemoryProvider(self.now, held, self.faults)
+        # the user's mailbox (EML-1..4): what `record_mail` connects and mail tasks read
+        self.mailbox = MemoryMailbox(self.now, f"{user}@example.com")
         self.crm_mode = crm or os.environ.get("CRMSYNC_WORLD_CRM", "memory")
         self._reference: ReferenceCrmSide | None = None
         self.crm: CrmHandle | RestCrmHandle
@@ -540,6 +542,13 @@ class SyncWorld:
         chosen = settings or self.effective_settings()
         return self._crm_for(self.connection.tenant, {}, self.user, chosen)
 
+    def record_mail(self) -> None:
+        """The user connects the "mail" service too (EML-1): a task of trigger "mail"
+        (`sync("mail")`) runs a pass over `mailbox`'s tagged messages."""
+        self.store.save_connection_record(
+            self.connection.id, {"services": ["sync", "mail"], "account": self.mailbox.address}
+        )
+
     def crm_mail(self, user: str | None = None) -> CrmMail:
         """The CRM's side of e-mail recording (EML-2, EML-4) as crmsync reaches it,
         acting for `user` (the world's user by default)."""
@@ -700,6 +709,9 @@ class _WorldKit:
 
     def available(self, services: Any) -> bool:
         return True
+
+    def mail_account(self, services: Any, grants: Any, connection: str) -> MemoryMailbox:
+        return self._world.mailbox
 
     def stop_push(
         self, services: Any, grants: Any, connection: str, settings: Settings, channel: Any
