@@ -457,7 +457,8 @@ def watch(sandbox: GoogleSandbox, request: Request, account: Account, user_id: s
     topic that does not exist is a 404 notFound ("Error sending test message to Cloud
     PubSub ...: Resource not found"), as Gmail answers once the name is well formed; a
     topic Gmail may not publish to is a 403 forbidden. The test message itself reaches
-    no subscriber here. Watched labels must exist (400)."""
+    no subscriber here; the check is made while the request is answered, as Gmail
+    makes it. Watched labels must exist (400)."""
     mailbox = _own(account, user_id)
     body = read_json(request)
     topic = body.get("topicName")
@@ -466,11 +467,8 @@ def watch(sandbox: GoogleSandbox, request: Request, account: Account, user_id: s
     pubsub = courier(sandbox).pubsub
     project = pubsub.project if pubsub is not None else "<project>"
     parts = topic.split("/")
-    if len(parts) != 4 or parts[0] != "projects" or parts[2] != "topics" or not parts[3]:
-        raise ApiError(
-            400, "invalidArgument", f"Invalid topicName does not match projects/{project}/topics/*"
-        )
-    if pubsub is not None and parts[1] != project:
+    formed = len(parts) == 4 and parts[0] == "projects" and parts[2] == "topics" and parts[3]
+    if not formed or (pubsub is not None and parts[1] != project):
         raise ApiError(
             400, "invalidArgument", f"Invalid topicName does not match projects/{project}/topics/*"
         )
