@@ -119,7 +119,38 @@ def sections(base: str, modules: Iterable[str] = MODULES) -> list[Section]:
                 Address("GET", base + "v1/contactGroups"),
             ),
         ),
-        "gmail": Section("Gmail v1", (Address("GET", base + "gmail/v1/users/me/profile"),)),
+        "gmail": Section(
+            "Gmail v1",
+            (
+                Address("GET", base + "gmail/v1/users/me/profile"),
+                Address(
+                    "GET",
+                    base + "gmail/v1/users/me/labels",
+                    "and `POST` to create one; `GET`, `PATCH`, `PUT`, `DELETE` `labels/{id}`",
+                ),
+                Address(
+                    "GET",
+                    base + "gmail/v1/users/me/messages?labelIds=INBOX",
+                    "then `messages/{id}?format=minimal|metadata|raw|full`, "
+                    "`messages/{id}/attachments/{attachmentId}`",
+                ),
+                Address(
+                    "POST",
+                    base + "gmail/v1/users/me/messages/batchModify",
+                    "and `messages/{id}/modify`",
+                ),
+                Address(
+                    "GET",
+                    base + "gmail/v1/users/me/history?startHistoryId=1",
+                    "the mailbox's changes after a history id",
+                ),
+                Address(
+                    "POST",
+                    base + "gmail/v1/users/me/watch",
+                    "notifications to a Pub/Sub topic; `POST` `stop` ends them",
+                ),
+            ),
+        ),
         "kms": Section(
             "Cloud KMS v1",
             (
