@@ -220,6 +220,7 @@ class LocalStack:
     crm_options: dict[str, Any] = field(default_factory=dict)
     crm_wrap: Callable[[Any], Any] | None = None  # WSGI middleware around the CRM
     events: Any = field(default_factory=MemoryEvents)  # the outbound stream (BEY-7)
+    gmail_topic: str = ""  # where Gmail's watches publish (`gmail_notifications`)
 
     def __post_init__(self) -> None:
         os.environ.setdefault("OAUTHLIB_INSECURE_TRANSPORT", "1")  # the sandbox is plain http
@@ -275,7 +276,33 @@ class LocalStack:
             "CRMSYNC_SECRET": self.secret,
             "CRMSYNC_LOCAL_KEK": base64.b64encode(self.kek).decode(),
             "OAUTHLIB_INSECURE_TRANSPORT": "1",
+            **({"CRMSYNC_GMAIL_TOPIC": self.gmail_topic} if self.gmail_topic else {}),
         }
+
+    def gmail_notifications(self, project: str) -> str:
+        """Gmail's notifications of this stack's mailboxes, wired as Terraform wires them
+        (EML-1): the Google sandbox's watches publish to a topic of the Pub/Sub emulator
+        (PUBSUB_EMULATOR_HOST), whose push subscription delivers them to gmail_push.
+        Returns the topic."""
+        from google.cloud import pubsub_v1
+
+        from sandbox.google.gmail import EmulatorPubSub, connect_pubsub
+
+        publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+        name = f"gmail-notifications-{secrets.token_hex(4)}"
+        topic = publisher.topic_path(project, name)
+        publisher.create_topic(request={"name": topic})
+        subscriber.create_subscription(
+            request={
+                "name": subscriber.subscription_path(project, name),
+                "topic": topic,
+                "push_config": {"push_endpoint": self.functions_url + "/gmail_push"},
+            }
+        )
+        connect_pubsub(self.google, EmulatorPubSub(project))
+        self.gmail_topic = topic
+        self.services.providers = entrypoints.provider_setups(self.environment())
+        return topic
 
     @property
     def graph_root(self) -> str:

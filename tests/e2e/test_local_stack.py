@@ -30,6 +30,7 @@ from crmsync.outbound import PubSubEvents
 from crmsync.store.firestore import FirestoreBackend
 from sandbox.crm.chaos import Slow
 from sandbox.crm.seed import DEMO_TENANT
+from sandbox.google import gmail
 from sandbox.google.calendar import push_delivered
 from sandbox.local.cloud_tasks import LOCAL_QUEUE, start_cloud_tasks
 from sandbox.local.stack import (
@@ -211,6 +212,7 @@ def test_RUN3_a_gmail_notification_reaches_the_worker_through_pubsub_push_and_cl
 ) -> None:
     assert live.connect("u1", services="mail").status_code == 200  # mail added to sync
     drained(live)  # the notification below makes a task of its own
+    earlier = {r["id"] for r in finished_runs(live)}  # connecting ran a first mail pass
     publisher = pubsub_v1.PublisherClient()
     subscriber = pubsub_v1.SubscriberClient()
     name = f"gmail-notifications-{time.monotonic_ns()}"
@@ -227,7 +229,52 @@ def test_RUN3_a_gmail_notification_reaches_the_worker_through_pubsub_push_and_cl
 
     publisher.publish(topic, json.dumps(notification).encode()).result(timeout=30)
 
-    eventually(lambda: any(r["trigger"] == "mail" for r in finished_runs(live)), what="a mail run")
+    eventually(
+        lambda: any(r["trigger"] == "mail" and r["id"] not in earlier for r in finished_runs(live)),
+        what="a mail run",
+    )
+
+
+def test_EML1_EML2_a_message_tagged_in_gmail_is_recorded_in_the_crm_through_its_watch(
+    live: LocalStack, pubsub_emulator: Any
+) -> None:
+    """Connecting the mail service makes crmsync's labels and watches "Send To CRM"; a
+    message from Ada tagged in Gmail is published by the watch to the Pub/Sub topic,
+    pushed to gmail_push, run as a mail task through Cloud Tasks and the worker, and
+    lands once in Ada's CRM history, the message labelled "Recorded"."""
+    live.gmail_notifications(pubsub_emulator.project)
+    assert live.connect("u1", services="mail").status_code == 200
+    store = live.services.backend.store(DEMO_TENANT)
+
+    def watched() -> dict[str, str]:
+        record = service.connection_of(store, CONNECTION)
+        ready = record is not None and record.mail_watch_until is not None
+        return dict(record.mail_labels) if ready and record else {}
+
+    labels = eventually(watched, what="the first mail pass's labels and watch")
+    drained(live)
+    raw = (
+        b"From: Ada Lovelace <ada@acme.example>\r\nTo: Dana Rep <dana.rep@demo.example>\r\n"
+        b"Subject: Engine order\r\nMessage-ID: <engine-1@acme.example>\r\n\r\n"
+        b"Please confirm the order.\r\n"
+    )
+    sent = gmail.deliver(live.google, DANA, raw)
+
+    gmail.change_labels(live.google, DANA, sent, add=[labels["send"]])
+
+    ada_id = ada(live)
+
+    def recorded() -> list[dict[str, Any]]:
+        held = live.crm.history(DEMO_TENANT, "contact", ada_id)
+        return [i for i in held if i["subject"] == "Engine order"]
+
+    [item] = eventually(recorded, what="the message in Ada's history")
+    assert item["body"] == "Please confirm the order."
+    eventually(
+        lambda: labels["recorded"] in gmail.message_labels(live.google, DANA, sent),
+        what="the message labelled Recorded",
+    )
+    assert labels["send"] not in gmail.message_labels(live.google, DANA, sent)
 
 
 def drained(stack: LocalStack) -> None:
