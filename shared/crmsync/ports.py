@@ -240,13 +240,14 @@ class MailLimits:
     attachment_bytes: int = 0
 
 
-# EML-1: crmsync's labels (Gmail) or categories (Outlook), by the role each plays.
+# EML-1: crmsync's labels (or categories, as a mailbox calls them), by the role each plays.
 SEND, RECORDED, MISSING = "send", "recorded", "missing"
 LABEL_NAMES = {SEND: "CRM/Send To CRM", RECORDED: "CRM/Recorded", MISSING: "CRM/Missing Contact"}
 
 
 class MailAccount(Protocol):
-    """A user's mailbox as e-mail recording uses it (Gmail labels, Outlook categories)."""
+    """A user's mailbox as e-mail recording uses it: messages tagged with labels (or
+    categories), each label known by an id that a rename keeps."""
 
     def labels(self, known: Mapping[str, str]) -> dict[str, str]:
         """EML-1: the ids of crmsync's labels by role (SEND, RECORDED, MISSING), made

@@ -11,6 +11,7 @@ from crmsync import service
 from crmsync.mail import recording
 from crmsync.queue.inline import InlineQueue
 from crmsync.testing import SyncWorld
+from crmsync.usecases import history
 
 ANN = "ann.buyer@example.com"
 
@@ -107,3 +108,25 @@ def test_EML1_a_pass_that_leaves_tagged_messages_asks_for_the_next_at_once(
     queue = world.services.queue
     assert isinstance(queue, InlineQueue)
     assert [task.trigger for task in queue.due(world.now())] == ["mail"]
+
+
+def test_EML2_HIS2_sync_history_shows_the_mail_pass_and_opens_the_contact_it_filed_to() -> None:
+    world = SyncWorld()
+    world.record_mail()
+    crm_id = ann(world)
+    tagged(world, ANN, "Offer", "o-4@x")
+    tagged(world, "stranger@example.org", "Hello", "o-5@x")
+    world.store.save_tenant_record({"crm": {"record_url": "https://crm.example/{kind}/{id}"}})
+    run = world.sync("mail")
+
+    [listed] = [r for r in history.runs(world.services, "t1")["runs"] if r["id"] == run["id"]]
+    shown = history.run_detail(world.services, "t1", world.connection.id, run["id"])
+
+    assert listed["counts"] == {"mail": {"recorded": 1, "no contact": 1, "skipped": 0}}
+    assert [(i["kind_name"], i["label"], i["action"]) for i in shown["items"]] == [
+        ("E-mail", "Offer", "Recorded in the CRM"),
+        ("E-mail", "Hello", "No CRM contact"),
+    ]
+    assert shown["items"][0]["actions"] == [
+        {"name": "open", "url": f"https://crm.example/contact/{crm_id}"}
+    ]

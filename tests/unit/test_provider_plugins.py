@@ -23,6 +23,7 @@ NEUTRAL = [
     *sorted((PACKAGE / "web").rglob("*.html")),
     *sorted((PACKAGE / "app").glob("*.py")),
     *sorted((PACKAGE / "usecases").glob("*.py")),
+    *sorted((PACKAGE / "mail").glob("*.py")),
 ]
 NAMES = re.compile(r"google|microsoft|gmail|outlook|graph\.microsoft", re.IGNORECASE)
 

@@ -71,6 +71,8 @@ SHOWN_COUNTS: dict[str, tuple[str, str]] = {
     "conflicts": ("conflict held for your decision", "conflicts held for your decision"),
     "held": ("waiting for your decision", "waiting for your decision"),
     "failed": ("failed", "failed"),
+    "recorded": ("message recorded", "messages recorded"),
+    "no contact": ("message with no CRM contact", "messages with no CRM contact"),
 }
 SKIPPED = ("skipped", "skipped")  # left as they were by a rule: said after the rest
 NO_CHANGES = "No changes"

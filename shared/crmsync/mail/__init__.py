@@ -1,8 +1,8 @@
 """E-mail recording (EML-1..5): a message a user tags in their mailbox becomes one history
 item on the CRM contact or lead it concerns.
 
-- `reader`: a raw RFC 5322 message (as Gmail's `raw` and Graph's MIME `$value` give it)
-  read into what a history item holds, whatever the message's encodings and MIME
+- `reader`: a raw RFC 5322 message (as the mailbox APIs give a message whole) read
+  into what a history item holds, whatever the message's encodings and MIME
   oddities; one that cannot be read at all raises `Unreadable`, with a reason that
   holds nothing of the message.
 - `quotes`: the quoted replies a message carries below its own text, trimmed.

@@ -5,11 +5,11 @@ message by message.
 A reply's quote starts at the first of these, on a line of its own:
 
 - an attribution line: "On Mon, 2 Nov 2026 at 10:00, Ann <ann@example.com> wrote:"
-  (Gmail, Apple Mail, Thunderbird; the line may wrap once), and its German, French,
+  (what most webmail and desktop clients write; the line may wrap once), and its German, French,
   Spanish, Dutch and Italian forms;
-- Outlook's separators: "-----Original Message-----" (and its translations), a line of
-  underscores, or a header block "From: …" followed by "Sent: …" / "Date: …" within
-  the next lines;
+- the separators of Exchange-based clients: "-----Original Message-----" (and its
+  translations), a line of underscores, or a header block "From: …" followed by
+  "Sent: …" / "Date: …" within the next lines;
 - a block of "> " lines that runs to the end of the message.
 
 Quotes inside the text (an answer written between the quoted lines) are kept: there the

@@ -11,10 +11,10 @@ Real mail is often not what RFC 5322 and MIME say, and none of that may stop a c
   they are;
 - nested multiparts are walked whole; of an alternative, the plain text is taken,
   else the HTML as text; an attached message (message/rfc822) stays one attachment;
-- Outlook's winmail.dat (application/ms-tnef) and inline images are attachments like
+- winmail.dat (application/ms-tnef) and inline images are attachments like
   any other (an inline image carries its Content-ID);
 - a date that does not parse is None, so the caller falls back to the provider's own
-  (Gmail's internalDate, Graph's receivedDateTime).
+  (when the mailbox received or sent it).
 
 What cannot be read at all (not a message, or bigger than `MAX_MESSAGE_BYTES`) raises
 `Unreadable`, whose reason holds nothing of the message: the cycle reports it as a
@@ -37,7 +37,7 @@ from email.utils import getaddresses, parsedate_to_datetime
 from crmsync.mail import quotes
 from crmsync.mail.html import to_text
 
-MAX_MESSAGE_BYTES = 50 * 1024 * 1024  # larger than Gmail (25 MB) and Outlook (35 MB) allow
+MAX_MESSAGE_BYTES = 50 * 1024 * 1024  # larger than the big mailbox services let a message be
 MAX_PARTS = 500  # a message of more parts than this is refused, not walked
 ROLES = ("from", "to", "cc", "bcc")
 _MESSAGE_ID = re.compile(r"<([^<>\s]+)>")
@@ -208,7 +208,7 @@ def _filename(part: Message) -> str:
         return ""
     if not name:
         return ""
-    if "=?" in name:  # an encoded word where RFC 2231 belongs (common from Outlook)
+    if "=?" in name:  # an encoded word where RFC 2231 belongs (common in real mail)
         name = _words(name)
     return " ".join(name.replace("/", "_").replace("\\", "_").split())
 

@@ -39,7 +39,12 @@ VALUE_LENGTH = 120  # characters of a value shown before or after a change
 
 FRAMES: dict[str, str] = {"today": "Today", "7d": "Last 7 days", "30d": "Last 30 days"}
 OLDER = "Older"
-KIND_NAMES: dict[str, str] = {"contact": "Contact", "activity": "Activity", "todo": "To-do"}
+KIND_NAMES: dict[str, str] = {
+    "contact": "Contact",
+    "activity": "Activity",
+    "todo": "To-do",
+    "mail": "E-mail",  # a tagged message (EML-2), recorded by a mail pass
+}
 OUTCOMES: dict[str, str] = {
     "create": "Created",
     "update": "Updated",
@@ -51,6 +56,8 @@ OUTCOMES: dict[str, str] = {
     "conflict": "Conflict",
     "skip": "Skipped",
     "fail": "Failed",
+    "record": "Recorded in the CRM",
+    "missing": "No CRM contact",
 }
 COUNTED: dict[str, str] = {  # the counts a run shows per kind, by outcome
     "created": "create",
@@ -63,6 +70,11 @@ COUNTED: dict[str, str] = {  # the counts a run shows per kind, by outcome
     "conflicts": "conflict",
     "skipped": "skip",
     "failed": "fail",
+}
+MAIL_COUNTED: dict[str, str] = {  # a mail pass's counts (EML-2, EML-3)
+    "recorded": "record",
+    "no contact": "missing",
+    "skipped": "skip",
 }
 
 # What a recorded error means, by its type; `{side}` is where it happened.
@@ -188,7 +200,10 @@ def _run_view(run: Mapping[str, Any], edges: _Edges) -> dict[str, Any]:
 
 def _counts(counts: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, int]]:
     return {
-        kind: {shown: int(per.get(outcome, 0)) for shown, outcome in COUNTED.items()}
+        kind: {
+            shown: int(per.get(outcome, 0))
+            for shown, outcome in (MAIL_COUNTED if kind == "mail" else COUNTED).items()
+        }
         for kind, per in sorted(counts.items())
         if per
     }
@@ -253,7 +268,10 @@ def _item_view(item: Mapping[str, Any], side: str, record_url: Any) -> dict[str,
         ],
         "error": error,
         "detail": detail,
-        "actions": _actions(kind, crm_id, provider_id, failed, record_url),
+        # a recorded message opens the contact or lead it was filed to (EML-2)
+        "actions": _actions(
+            str(item.get("crm_kind") or kind), crm_id, provider_id, failed, record_url
+        ),
     }
 
 

@@ -1,5 +1,5 @@
 """A mail cycle (EML-1..4): what the worker runs for a task of trigger "mail", which a
-mailbox notification (Gmail's Pub/Sub push, Graph's message notification) or a pass
+mailbox notification (pushed by the provider, through the provider's kit) or a pass
 that left tagged messages over enqueues.
 
 It holds the connection's lease like a sync cycle (a cycle asked for meanwhile follows
