@@ -112,6 +112,7 @@ bench: venv
 	$(BIN)/python bench/cycle.py
 	$(BIN)/python bench/runtime.py
 	$(BIN)/python bench/latency.py
+	$(BIN)/python bench/mail.py
 
 # Minutes each, so not in `make test` (which runs a short version of each): users
 # syncing while Google and the CRM fail at a set rate, then both sides compared
