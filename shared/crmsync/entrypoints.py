@@ -71,9 +71,10 @@ _TEXT = {"Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Options": 
 READ = ("GET", "HEAD")
 POST = ("POST",)
 
-# What each function uses besides the store: "secret" (CRMSYNC_SECRET: onboarding links
-# and OAuth states), "google" (crmsync's OAuth client), "vault" (the KMS key: tokens and
-# tenants' secrets), "queue" (enqueues cycles), "events" (publishes to sync-events).
+# What each function uses besides the store: "secret" (CRMSYNC_SECRET: onboarding links,
+# OAuth states, attachment addresses), "google" (crmsync's OAuth client), "vault" (the
+# KMS key: tokens and tenants' secrets), "queue" (enqueues cycles), "events" (publishes
+# to sync-events), "attachments" (the bucket of mail attachments too large for the CRM).
 USES: dict[str, frozenset[str]] = {
     "oauth_start": frozenset({"secret", "google"}),
     "oauth_callback": frozenset({"secret", "google", "vault", "queue", "events"}),
@@ -82,16 +83,17 @@ USES: dict[str, frozenset[str]] = {
     "crm_events": frozenset({"vault", "queue"}),
     "gmail_push": frozenset({"queue"}),
     "scheduler_fanout": frozenset({"queue"}),
-    "sync_worker": frozenset({"google", "vault", "queue", "events"}),
+    "sync_worker": frozenset({"secret", "google", "vault", "queue", "events", "attachments"}),
     "admin": frozenset({"google", "vault", "queue", "events"}),
     # the web app: sessions and sign-in (secret), the providers' sign-in and pickers,
     # the CRM's directory (vault), sync now (queue), disconnect (events)
-    "app": frozenset({"secret", "google", "vault", "queue", "events"}),
+    "app": frozenset({"secret", "google", "vault", "queue", "events", "attachments"}),
 }
-EVERYTHING = frozenset({"secret", "google", "vault", "queue", "events"})
+EVERYTHING = frozenset({"secret", "google", "vault", "queue", "events", "attachments"})
 # The Services field each use is.
 _FIELDS = {"secret": "secret", "google": "providers", "vault": "vault", "queue": "queue"}
 _FIELDS["events"] = "events"
+_FIELDS["attachments"] = "attachments"
 
 _services: service.Services | None = None
 _serving: ContextVar[str] = ContextVar("crmsync_serving", default="")
@@ -184,7 +186,29 @@ def from_environment(env: Mapping[str, str]) -> service.Services:
         built["events"] = PubSubEvents(topic) if topic else NoEvents()
     if "secret" in uses:
         built["secret"] = env["CRMSYNC_SECRET"].encode()
+    if "attachments" in uses:
+        built["attachments"] = attachment_store(env)
     return service.Services(backend=backend, public_url=env["CRMSYNC_PUBLIC_URL"], **built)
+
+
+def attachment_store(env: Mapping[str, str]) -> Any:
+    """EML-2: the bucket of mail attachments too large for the CRM, when one is set up:
+    CRMSYNC_ATTACHMENTS_BUCKET, its store's CRMSYNC_ATTACHMENTS_ENDPOINT (Cloud Storage's
+    by default) and CRMSYNC_ATTACHMENTS_REGION ("auto"), and an HMAC key of the
+    account that may write it: CRMSYNC_ATTACHMENTS_ACCESS_KEY and the secret
+    CRMSYNC_ATTACHMENTS_SECRET. None without a bucket."""
+    if not env.get("CRMSYNC_ATTACHMENTS_BUCKET"):
+        return None
+    from crmsync.objectstore import Bucket, ObjectStore
+
+    bucket = Bucket(
+        env.get("CRMSYNC_ATTACHMENTS_ENDPOINT") or "https://storage.googleapis.com",
+        env["CRMSYNC_ATTACHMENTS_BUCKET"],
+        env.get("CRMSYNC_ATTACHMENTS_REGION") or "auto",
+        env["CRMSYNC_ATTACHMENTS_ACCESS_KEY"],
+        env["CRMSYNC_ATTACHMENTS_SECRET"],
+    )
+    return ObjectStore(bucket)
 
 
 def provider_setups(env: Mapping[str, str]) -> dict[str, Any]:

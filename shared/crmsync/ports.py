@@ -266,6 +266,15 @@ class MailAccount(Protocol):
         """Add and remove labels (ids) of a message. NotFound when it is gone."""
 
 
+class AttachmentStore(Protocol):
+    """Where attachments too large for the CRM are kept (EML-2): crmsync.objectstore."""
+
+    def put(self, key: str, content_type: str, data: bytes, filename: str = "") -> None: ...
+
+    def link(self, key: str, filename: str = "", seconds: int = 3600) -> str:
+        """A short-lived address that downloads the object."""
+
+
 class CrmMail(Protocol):
     """The CRM's side of e-mail recording (the contract's /schema, /people, /history)."""
 

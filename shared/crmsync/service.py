@@ -40,6 +40,7 @@ from crmsync.model import KINDS, Kind
 from crmsync.outbound import NoEvents, connection_event, cycle_events, publish_all
 from crmsync.outbound import needs_reauth as needs_reauth_event
 from crmsync.ports import (
+    AttachmentStore,
     Backend,
     ChannelDirectory,
     Connection,
@@ -119,6 +120,8 @@ class Services:
     # providers' own kits and the CRM's REST API.
     kits: Mapping[str, Any] = field(default_factory=dict)
     crm_connector: CrmFactory | None = None
+    # EML-2: where attachments too large for the CRM are kept (none: they are named only)
+    attachments: AttachmentStore | None = None
 
     def url(self, function: str) -> str:
         return self.public_url.rstrip("/") + "/" + function

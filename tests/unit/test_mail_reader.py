@@ -177,6 +177,18 @@ def test_EML2_nested_multiparts_give_the_plain_alternative_and_every_attachment(
     assert b"Old text." in mail.attachments[3].data
 
 
+def test_EML2_an_attachment_name_in_raw_8bit_bytes_is_read_as_utf8() -> None:
+    raw = (
+        b"From: a@example.com\r\nSubject: x\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+        b"--b\r\nContent-Type: text/plain\r\n\r\nSee attached.\r\n--b\r\n"
+        b"Content-Type: application/pdf\r\n"
+        b'Content-Disposition: attachment; filename="Gr\xc3\xbc\xc3\x9fe.pdf"\r\n'
+        b"\r\n%PDF\r\n--b--\r\n"
+    )
+
+    assert [a.filename for a in read(raw).attachments] == ["Grüße.pdf"]
+
+
 def test_EML2_broken_base64_and_a_broken_date_do_not_stop_the_message() -> None:
     raw = crlf(
         """From: a@example.com

@@ -202,6 +202,12 @@ def _raw(part: Message, name: str) -> list[str]:
 
 
 def _filename(part: Message) -> str:
+    raw = {h: _raw(part, h) for h in ("content-disposition", "content-type")}
+    if any(_unmangled(v) != v for values in raw.values() for v in values):
+        part = Message()  # raw 8-bit bytes in a parameter: read from the headers unmangled
+        for header, values in raw.items():
+            for value in values[:1]:
+                part[header] = _unmangled(value)
     try:
         name = part.get_filename()
     except (ValueError, LookupError, UnicodeError):

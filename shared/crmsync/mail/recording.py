@@ -22,23 +22,38 @@ What a pass cannot settle it reports and leaves alone or lets go:
 - the CRM or the mailbox failing for a while (TransientError): the pass stops there,
   keeping every label as it is, and the next pass goes on.
 
-Attachments up to what the CRM stores itself go with the item, as long as the pass
-has not moved `MAX_PASS_BYTES`; the others are named at the end of the item's text.
+Attachments up to what the CRM stores itself go with the item; larger ones, up to
+`MAX_KEPT_BYTES`, are kept in the object store when one is set up (`keep`), and the
+item carries their links; all this as long as the pass has not moved `MAX_PASS_BYTES`.
+The others are named at the end of the item's text.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
 from crmsync.errors import NotFound, PermanentError, TransientError
 from crmsync.mail import filing
 from crmsync.mail.reader import Attachment, Mail, Unreadable, read
-from crmsync.ports import MISSING, RECORDED, SEND, CrmMail, MailAccount, MailLimits, Stored
+from crmsync.ports import (
+    MISSING,
+    RECORDED,
+    SEND,
+    CrmMail,
+    Linked,
+    MailAccount,
+    MailLimits,
+    Stored,
+)
 
 BATCH = 50  # messages per pass; a pass that finds more asks for another
-MAX_PASS_BYTES = 50 * 2**20  # attachment bytes one pass sends the CRM at most
+MAX_PASS_BYTES = 50 * 2**20  # attachment bytes one pass moves at most
+MAX_KEPT_BYTES = 25 * 2**20  # the largest attachment kept in the object store
+
+# Keeps an attachment of the message keyed (its first argument) in the object store.
+Keep = Callable[[str, Attachment], Linked]
 
 Outcome = Literal["recorded", "missing", "unreadable", "refused", "gone", "stopped"]
 
@@ -74,10 +89,12 @@ def record_tagged(
     mailbox: str,
     known_labels: Mapping[str, str],
     batch: int | None = None,
+    keep: Keep | None = None,
 ) -> Pass:
     """Settle the messages tagged "Send To CRM" in `account` (see the module's rules).
     `own` are the user's addresses (never matched), `mailbox` names the mailbox in the
-    keys of messages without a Message-ID."""
+    keys of messages without a Message-ID; `keep` stores attachments too large for the
+    CRM (none: they are named only)."""
     batch = batch or BATCH
     labels = account.labels(known_labels)
     done = Pass(labels)
@@ -87,7 +104,7 @@ def record_tagged(
     mine = list(own)
     budget = [MAX_PASS_BYTES]
     for message_id in ids[:batch]:
-        filed = _settle(account, crm, mine, mailbox, labels, limits, budget, message_id)
+        filed = _settle(account, crm, mine, mailbox, labels, limits, budget, message_id, keep)
         done.filed.append(filed)
         if filed.outcome == "stopped":
             done.more = True
@@ -104,6 +121,7 @@ def _settle(
     limits: MailLimits,
     budget: list[int],
     message_id: str,
+    keep: Keep | None,
 ) -> Filed:
     def relabel(add: str | None) -> None:
         remove = [labels[SEND]] + ([labels[MISSING]] if add == labels[RECORDED] else [])
@@ -120,10 +138,11 @@ def _settle(
         if person is None:
             relabel(labels[MISSING])
             return Filed(message_id, "missing", mail.subject)
-        stored, left_out = _attachments(mail, limits, budget)
-        item = filing.entry(_noting(mail, left_out), person, limits, received, stored)
+        key = filing.key(mail, person, mailbox, message_id)
+        stored, linked, left_out = _attachments(mail, limits, budget, key, keep)
+        item = filing.entry(_noting(mail, left_out), person, limits, received, stored, linked)
         try:
-            crm.record_history(item, filing.key(mail, person, mailbox, message_id))
+            crm.record_history(item, key)
         except PermanentError as exc:
             relabel(None)
             return Filed(message_id, "refused", mail.subject, reason=str(exc))
@@ -136,19 +155,30 @@ def _settle(
 
 
 def _attachments(
-    mail: Mail, limits: MailLimits, budget: list[int]
-) -> tuple[list[Stored], list[Attachment]]:
-    """The attachments the CRM stores itself (within its size and the pass's budget),
-    and those left out."""
+    mail: Mail, limits: MailLimits, budget: list[int], key: str, keep: Keep | None
+) -> tuple[list[Stored], list[Linked], list[Attachment]]:
+    """The attachments the CRM stores itself, those kept in the object store (within
+    their sizes and the pass's budget), and those left out."""
     stored: list[Stored] = []
+    linked: list[Linked] = []
     left: list[Attachment] = []
     for attachment in mail.attachments:
-        if attachment.size <= limits.attachment_bytes and attachment.size <= budget[0]:
-            budget[0] -= attachment.size
+        size = attachment.size
+        if size > budget[0]:
+            left.append(attachment)
+        elif size <= limits.attachment_bytes:
+            budget[0] -= size
             stored.append(Stored(attachment.filename, attachment.content_type, attachment.data))
+        elif keep is not None and size <= MAX_KEPT_BYTES:
+            try:  # a store down for a while stops the pass (TransientError goes up)
+                linked.append(keep(key, attachment))
+            except PermanentError:  # one it refuses is named instead
+                left.append(attachment)
+                continue
+            budget[0] -= size
         else:
             left.append(attachment)
-    return stored, left
+    return stored, linked, left
 
 
 def _noting(mail: Mail, left_out: list[Attachment]) -> Mail:

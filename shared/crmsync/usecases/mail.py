@@ -20,7 +20,7 @@ from crmsync import service
 from crmsync.connections import Grants
 from crmsync.cycle import LEASE_SECONDS
 from crmsync.errors import GrantRevoked, PermanentError, TransientError
-from crmsync.mail import recording
+from crmsync.mail import files, recording
 from crmsync.ports import SEND, ConnectionRecord, ConnectionState, RunStatus
 from crmsync.queue import DEBOUNCE
 
@@ -118,7 +118,10 @@ def _pass(
         account = services.kit(record.provider).mail_account(services, grants, record.id)
         crm = service.crm_for(services, tenant, tenant_record, record, settings)
         own = [a for a in (record.account, crm.users().get(record.user, "")) if a]
-        done = recording.record_tagged(account, crm, own, record.id, record.mail_labels)
+        keep = None
+        if services.attachments is not None:  # EML-2: large attachments kept, linked
+            keep = files.keeper(services.attachments, services.secret, services.public_url, tenant)
+        done = recording.record_tagged(account, crm, own, record.id, record.mail_labels, keep=keep)
     except GrantRevoked as exc:
         run.update(status=RunStatus.NEEDS_REAUTH, errors=[f"{type(exc).__name__}: {exc}"])
         return False
