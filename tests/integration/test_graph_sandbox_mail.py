@@ -580,3 +580,34 @@ def test_RUN3_message_subscriptions_need_a_mail_scope_and_last_at_most_10080_min
     assert refused.status_code == 403
     assert too_long.status_code == 400
     assert longest.status_code == 201
+
+
+# -- batching and throttling ---------------------------------------------------------------------
+def test_EML2_mime_fetched_in_a_batch_comes_base64_encoded(graph: Graph) -> None:
+    raws = [mime(subject=f"Batch {i}", pdf=i == 1) for i in range(2)]
+    ids = [deliver(graph.sandbox, EMAIL, raw) for raw in raws]
+    requests = [
+        {"id": str(i), "method": "GET", "url": f"/me/messages/{message_id}/$value"}
+        for i, message_id in enumerate(ids)
+    ]
+
+    answered = graph.ok(graph.post("$batch", {"requests": requests}))["responses"]
+
+    by_id = {r["id"]: r for r in answered}
+    for i, raw in enumerate(raws):
+        assert by_id[str(i)]["status"] == 200
+        assert base64.b64decode(by_id[str(i)]["body"]) == raw
+
+
+def test_EML1_a_throttled_mail_listing_is_a_429_with_retry_after_then_answers(
+    graph: Graph,
+) -> None:
+    deliver(graph.sandbox, EMAIL, mime())
+    graph.sandbox.inject(429, path=r"^me/messages", retry_after=7)
+
+    throttled = graph.get("me/messages")
+    after = graph.get("me/messages")
+
+    assert throttled.status_code == 429 and throttled.headers["Retry-After"] == "7"
+    assert throttled.json()["error"]["code"] == "TooManyRequests"
+    assert after.status_code == 200 and len(after.json()["value"]) == 1
