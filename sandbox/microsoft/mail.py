@@ -6,7 +6,8 @@ subscriptions are told of.
     GET/PATCH/DELETE     me/outlook/masterCategories/{id}
     GET                  me/mailFolders, me/mailFolders/{folderId}
     GET                  me/messages, me/mailFolders/{folderId}/messages
-    GET                  me/mailFolders/{folderId}/messages/delta
+    GET                  me/mailFolders/{folderId}/messages/delta   ($select, $top,
+                         `$filter=receivedDateTime ge|gt <time>`, odata.maxpagesize)
     GET/PATCH/DELETE     me/messages/{id} (and me/mailFolders/{folderId}/messages/{id})
     GET                  me/messages/{id}/$value
     GET                  me/messages/{id}/attachments, .../attachments/{attachmentId}
@@ -665,20 +666,47 @@ def _list(
     return json_response(body, headers=_body_headers(request))
 
 
+_DELTA_FILTER = re.compile(
+    r"^receivedDateTime\s+(ge|gt)\s+(\d{4}-\d{2}-\d{2}T[\d:.]+(?:Z|[+-]\d{2}:\d{2}))$",
+    re.IGNORECASE,
+)
+
+
+def _delta_since(request: Request) -> Any:
+    """Message delta's one `$filter`, `receivedDateTime ge|gt <time>`, as a test of a
+    message; any other is a 400."""
+    wanted = request.args.get("$filter")
+    if not wanted:
+        return lambda m: True
+    found = _DELTA_FILTER.match(wanted.strip())
+    if found is None:
+        raise GraphError(
+            400,
+            "ErrorInvalidUrlQueryFilter",
+            f"Delta supports only a receivedDateTime ge or gt $filter: {wanted}",
+        )
+    try:
+        moment = datetime.fromisoformat(found.group(2).replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise GraphError(400, "BadRequest", f"Invalid date in $filter: {wanted}") from exc
+    if found.group(1).lower() == "ge":
+        return lambda m: m.received >= moment
+    return lambda m: m.received > moment
+
+
 def _delta(sandbox: MicrosoftSandbox, request: Request, user: User, folder_id: str) -> Response:
     state = state_of(user)
     folder = folder_of(user, folder_id)
-    if "$filter" in request.args or "$orderby" in request.args:
-        raise GraphError(
-            400, "ErrorInvalidUrlQueryFilter", "This delta query supports $select and $top only."
-        )
+    if "$orderby" in request.args:
+        raise GraphError(400, "ErrorInvalidUrlQueryFilter", "Delta does not support $orderby.")
+    since = _delta_since(request)
     _selected(request)
 
     def changes() -> list[Change]:
         return [
             Change(m.id, m.seq, m.deleted)
             for m in state.messages.values()
-            if m.folder_id == folder.id
+            if m.folder_id == folder.id and since(m)
         ]
 
     def render(message_id: str) -> dict[str, Any] | None:

@@ -505,6 +505,24 @@ def test_RUN4_a_delta_link_of_one_folder_is_refused_by_another(graph: Graph) -> 
     )
 
 
+def test_RUN4_message_delta_filtered_by_received_time_keeps_its_filter_in_later_rounds(
+    graph: Graph,
+) -> None:
+    deliver(graph.sandbox, EMAIL, mime(subject="Old"), received=at(7))
+    recent = deliver(graph.sandbox, EMAIL, mime(subject="Recent"), received=at(9))
+    since = f"receivedDateTime ge {graph_time(at(8))}"
+
+    first, delta_link, _ = whole_round(
+        graph, f"me/mailFolders/inbox/messages/delta?$filter={since}"
+    )
+    late = deliver(graph.sandbox, EMAIL, mime(subject="Late arrival"), received=at(6))
+    fresh = deliver(graph.sandbox, EMAIL, mime(subject="Fresh"), received=at(10))
+    second, _, _ = whole_round(graph, delta_link)
+
+    assert [m["id"] for m in first] == [recent]
+    assert [m["id"] for m in second] == [fresh] and late not in {m["id"] for m in second}
+
+
 # -- change notifications (RUN-3) ----------------------------------------------------------------
 def subscribe(graph: Graph, receiver: Receiver, resource: str, minutes: int = 4000) -> Any:
     body = {
