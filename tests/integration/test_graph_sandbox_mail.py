@@ -629,3 +629,30 @@ def test_EML1_a_throttled_mail_listing_is_a_429_with_retry_after_then_answers(
     assert throttled.status_code == 429 and throttled.headers["Retry-After"] == "7"
     assert throttled.json()["error"]["code"] == "TooManyRequests"
     assert after.status_code == 200 and len(after.json()["value"]) == 1
+
+
+def test_EML4_encoded_headers_and_an_unknown_charset_still_read(graph: Graph) -> None:
+    raw = (
+        b"From: =?utf-8?q?Ren=C3=A9e_Dupr=C3=A9?= <renee@example.fr>\r\n"
+        b"To: ada@contoso.example, Bob <bob@contoso.example>\r\n"
+        b"Subject: =?iso-8859-1?q?R=E9sum=E9?=\r\n"
+        b"Message-ID: <resume@example.fr>\r\n"
+        b"Content-Type: text/plain; charset=x-no-such-charset\r\n"
+        b"\r\n"
+        b"Bonjour\r\n"
+    )
+
+    message_id = deliver(graph.sandbox, EMAIL, raw)
+    read = graph.ok(graph.get(f"me/messages/{message_id}"))
+
+    assert read["subject"] == "R\u00e9sum\u00e9"
+    assert read["from"]["emailAddress"] == {
+        "name": "Ren\u00e9e Dupr\u00e9",
+        "address": "renee@example.fr",
+    }
+    assert [r["emailAddress"]["address"] for r in read["toRecipients"]] == [
+        "ada@contoso.example",
+        "bob@contoso.example",
+    ]
+    assert "Bonjour" in read["body"]["content"] and read["hasAttachments"] is False
+    assert graph.get(f"me/messages/{message_id}/$value").content == raw
