@@ -7,11 +7,13 @@ than 20 requests, a repeated id, or a request without id, method or url fails th
 batch with 400. A request with a body must say its Content-Type, else it alone gets 400.
 A request whose `dependsOn` names a failed request gets 424 without running. Requests
 run in order, with the batch's Authorization, and injected faults apply to each as to a
-request of its own (an inner 429 with Retry-After, ...).
+request of its own (an inner 429 with Retry-After, ...). An answer that is not JSON (a
+message's MIME from `$value`) is given base64-encoded in its `body`, as Graph does.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -119,8 +121,9 @@ def _run(
         "status": response.status_code,
         "headers": shown_headers,
     }
-    raw = response.get_data(as_text=True)
+    raw = response.get_data()
     if raw:
         is_json = response.mimetype == "application/json"
-        answer["body"] = json.loads(raw) if is_json else raw
+        # Graph gives a body that is not JSON (a message's MIME) base64-encoded
+        answer["body"] = json.loads(raw) if is_json else base64.b64encode(raw).decode()
     return answer

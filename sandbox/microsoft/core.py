@@ -127,6 +127,9 @@ class Fault:
 
 # What a route answers when its answer has no body (a DELETE, an action): see `route`.
 NO_CONTENT = ""
+# What a route answers when its answer is an item's raw content (a message's MIME from
+# `.../$value`), OData's stream type: any bytes but Graph's JSON.
+MEDIA = "Edm.Stream"
 
 
 @dataclass
@@ -151,9 +154,10 @@ def route(
 
     `answers` is the Graph type of the route's successful answers, checked against
     Graph's schema (`sandbox/microsoft/schema`): "contact" for one, "Collection(contact)"
-    for a collection answer (a list, a view or a delta page), NO_CONTENT for an answer
-    without a body; None only for routes that answer no Graph resource (the identity
-    platform, `$batch`, whose requests are each checked by their own route)."""
+    for a collection answer (a list, a view or a delta page), MEDIA for raw content
+    (`$value`), NO_CONTENT for an answer without a body; None only for routes that
+    answer no Graph resource (the identity platform, `$batch`, whose requests are each
+    checked by their own route)."""
     regex = re.sub(r"\\{(\w+)\\}", r"(?P<\1>[^/]+)", re.escape(path.strip("/")))
     pattern = re.compile(f"^{regex}$")
     return Route(method, pattern, handler, frozenset(scopes) if scopes else None, answers)
@@ -199,7 +203,7 @@ class MicrosoftSandbox:
         self, user: User, kind: str, change: str, item_id: str, item_etag: str, container: str
     ) -> None:
         """A Graph module tells the listeners (the subscriptions module) that one of
-        `user`'s items changed: `kind` "events", "contacts" or "tasks"; `change`
+        `user`'s items changed: `kind` "events", "contacts", "tasks" or "messages"; `change`
         "created", "updated" or "deleted"; `container` its calendar, folder or list."""
         changed = Changed(user, kind, change, item_id, item_etag, container)
         for listener in list(self.listeners):
@@ -361,6 +365,12 @@ class Router:
         raw = response.get_data()
         if answers == NO_CONTENT:
             problems = [f"$: Graph answers no content, yet the body is {raw[:60]!r}"] if raw else []
+        elif answers == MEDIA:
+            problems = (
+                ["$: raw content answered as JSON"]
+                if response.mimetype == "application/json"
+                else []
+            )
         elif response.mimetype != "application/json":
             problems = [f"$: a {response.mimetype} answer, not Graph's JSON"]
         else:

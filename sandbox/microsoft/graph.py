@@ -168,6 +168,13 @@ class DeltaTokens:
         self.expired |= set(self.rounds)
         self.rounds.clear()
 
+    def expire(self, scope_prefix: str) -> None:
+        """Evict only the tokens of rounds whose scope starts with `scope_prefix`."""
+        gone = [t for t, r in self.rounds.items() if r.scope.startswith(scope_prefix)]
+        self.expired |= set(gone)
+        for token in gone:
+            del self.rounds[token]
+
 
 def tokens_of(user: User) -> DeltaTokens:
     """The user's delta tokens, one store for every Graph module."""

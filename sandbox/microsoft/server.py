@@ -24,7 +24,7 @@ from werkzeug.wrappers import Request, Response
 from sandbox.home import Address, Section, page
 from sandbox.microsoft.core import MicrosoftSandbox, Route, Router, route
 
-MODULES = ("identity", "graph", "contacts", "events", "todo", "subscriptions", "batch")
+MODULES = ("identity", "graph", "contacts", "events", "todo", "mail", "subscriptions", "batch")
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -195,6 +195,8 @@ def sections(base: str, tenant: str) -> list[Section]:
                 Address("GET", graph + "/me/contacts"),
                 Address("GET", graph + "/me/events"),
                 Address("GET", graph + "/me/todo/lists"),
+                Address("GET", graph + "/me/messages"),
+                Address("GET", graph + "/me/outlook/masterCategories"),
                 Address("GET", graph + "/subscriptions"),
                 Address("POST", graph + "/$batch"),
             ),

@@ -6,14 +6,17 @@ handshake, maximum lifetimes, renewal, notifications and lifecycle events.
     POST                 subscriptions/{id}/reauthorize
 
 Resources: `me/events` (any of the user's calendars), `me/calendars/{id}/events`,
-`me/contacts` (any folder), `me/contactFolders/{id}/contacts`, and
-`me/todo/lists/{id}/tasks`, also as `users/{id or upn}/...`.
+`me/contacts` (any folder), `me/contactFolders/{id}/contacts`,
+`me/todo/lists/{id}/tasks`, `me/messages` (any mail folder) and
+`me/mailFolders('inbox')/messages` (or `me/mailFolders/{id}/messages`), also as
+`users/{id or upn}/...`.
 
 Creating (and validating) a subscription POSTs `{notificationUrl}?validationToken=...`
 (and the same to `lifecycleNotificationUrl`) and requires the URL-decoded token back as
 `text/plain` with 200 within 10 s, else 400 `InvalidRequest`. Graph requires https
 notification URLs; the sandbox also accepts http on loopback, for tests' receivers.
-Lifetimes are capped as Graph caps them: 10,080 minutes for Outlook events and contacts,
+Lifetimes are capped as Graph caps them: 10,080 minutes for Outlook messages, events and
+contacts,
 4,230 for To Do tasks; a longer `expirationDateTime` gets 400. A subscription whose
 expiry has passed is gone (404), as Graph deletes it.
 
@@ -38,6 +41,7 @@ from urllib.parse import urlsplit
 import requests
 from werkzeug.wrappers import Request, Response
 
+from sandbox.microsoft import mail
 from sandbox.microsoft.core import (
     NO_CONTENT,
     Changed,
@@ -52,11 +56,12 @@ from sandbox.microsoft.core import (
 )
 from sandbox.microsoft.schema import SchemaDrift, graph_schema
 
-MAX_MINUTES = {"events": 10_080, "contacts": 10_080, "tasks": 4_230}
+MAX_MINUTES = {"events": 10_080, "contacts": 10_080, "messages": 10_080, "tasks": 4_230}
 KIND_SCOPES = {
     "events": frozenset({"Calendars.Read", "Calendars.ReadWrite"}),
     "contacts": frozenset({"Contacts.Read", "Contacts.ReadWrite"}),
     "tasks": frozenset({"Tasks.Read", "Tasks.ReadWrite"}),
+    "messages": frozenset({"Mail.ReadBasic", "Mail.Read", "Mail.ReadWrite"}),
 }
 SCOPES = frozenset().union(*KIND_SCOPES.values())
 CHANGE_TYPES = {"created", "updated", "deleted"}
@@ -69,13 +74,16 @@ _RESOURCES = (
     (re.compile(r"^contacts$", re.I), "contacts", None),
     (re.compile(r"^contactFolders/([^/]+)/contacts$", re.I), "contacts", 1),
     (re.compile(r"^todo/lists/([^/]+)/tasks$", re.I), "tasks", 1),
+    (re.compile(r"^messages$", re.I), "messages", None),
+    (re.compile(r"^mailFolders\('([^/']+)'\)/messages$", re.I), "messages", 1),
+    (re.compile(r"^mailFolders/([^/]+)/messages$", re.I), "messages", 1),
 )
 _PROBE = "Validation: Testing client application reachability for subscription"
 _NO_200 = (
     "Subscription validation request failed. Notification endpoint must respond with 200 OK "
     "to validation request."
 )
-_TYPES = {"events": "Event", "contacts": "Contact", "tasks": "TodoTask"}
+_TYPES = {"events": "Event", "contacts": "Contact", "tasks": "TodoTask", "messages": "Message"}
 
 
 @dataclass
@@ -195,7 +203,11 @@ def _resource(sandbox: MicrosoftSandbox, user: User, text: str) -> tuple[str, st
     for pattern, kind, group in _RESOURCES:
         found = pattern.match(rest)
         if found is not None:
-            return kind, found.group(group) if group else None
+            container = found.group(group) if group else None
+            if kind == "messages" and container is not None:
+                # a well-known name (`inbox`) stands for the folder's id
+                container = mail.folder_of(user, container).id
+            return kind, container
     raise _bad(f"Unsupported resource '{text}'.")
 
 

@@ -51,6 +51,9 @@ ROOTS = (
     "microsoft.graph.multiValueLegacyExtendedProperty",
     "microsoft.graph.subscription",
     "microsoft.graph.changeNotificationCollection",
+    "microsoft.graph.mailFolder",
+    "microsoft.graph.message",
+    "microsoft.graph.outlookCategory",
 )
 
 
