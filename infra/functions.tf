@@ -35,7 +35,8 @@ locals {
   # What each function uses besides Firestore (crmsync.entrypoints.USES, which the code
   # enforces): its service account gets the roles and secrets of these uses and no
   # others. secret: CRMSYNC_SECRET; google: the OAuth clients' secrets; vault: the KMS
-  # key; queue: enqueue to Cloud Tasks; events: publish to sync-events.
+  # key; queue: enqueue to Cloud Tasks; events: publish to sync-events; attachments: the
+  # bucket of mail attachments too large for the CRM (its HMAC key's secret).
   function_uses = {
     oauth_start      = ["secret", "google"]
     oauth_callback   = ["secret", "google", "vault", "queue", "events"]
@@ -44,14 +45,14 @@ locals {
     crm_events       = ["vault", "queue"]
     gmail_push       = ["queue"]
     scheduler_fanout = ["queue"]
-    sync_worker      = ["google", "vault", "queue", "events"]
+    sync_worker      = ["secret", "google", "vault", "queue", "events", "attachments"]
     admin            = ["google", "vault", "queue", "events"]
-    app              = ["secret", "google", "vault", "queue", "events"]
+    app              = ["secret", "google", "vault", "queue", "events", "attachments"]
   }
 
   # The functions with each use.
   users_of = {
-    for use in ["secret", "google", "vault", "queue", "events"] :
+    for use in ["secret", "google", "vault", "queue", "events", "attachments"] :
     use => toset([for name, uses in local.function_uses : name if contains(uses, use)])
   }
 
@@ -103,6 +104,12 @@ locals {
     CRMSYNC_KMS_KEY               = google_kms_crypto_key.token_vault.id
     CRMSYNC_EVENTS_TOPIC          = google_pubsub_topic.crmsync["sync-events"].id
     CRMSYNC_GMAIL_TOPIC           = google_pubsub_topic.crmsync["gmail-notifications"].id
+    # EML-2: mail attachments too large for the CRM, in Cloud Storage through its XML
+    # API with the HMAC key of the attachments account (none without var.mail_attachments)
+    CRMSYNC_ATTACHMENTS_BUCKET     = var.mail_attachments ? google_storage_bucket.attachments[0].name : ""
+    CRMSYNC_ATTACHMENTS_ENDPOINT   = "https://storage.googleapis.com"
+    CRMSYNC_ATTACHMENTS_REGION     = "auto"
+    CRMSYNC_ATTACHMENTS_ACCESS_KEY = var.attachments_access_key
   }
   # "google" is the use of the providers' OAuth clients, Microsoft's app registration
   # too (set only with var.microsoft_365, whose secrets are adopted only then).
@@ -112,6 +119,7 @@ locals {
     CRMSYNC_GOOGLE_CLIENT_SECRET    = { secret = "crmsync-google-client-secret", use = "google" }
     CRMSYNC_MICROSOFT_CLIENT_ID     = { secret = "crmsync-microsoft-client-id", use = "google" }
     CRMSYNC_MICROSOFT_CLIENT_SECRET = { secret = "crmsync-microsoft-client-secret", use = "google" }
+    CRMSYNC_ATTACHMENTS_SECRET      = { secret = "crmsync-attachments-secret", use = "attachments" }
   }
 }
 

@@ -15,7 +15,11 @@ locals {
     "crmsync-microsoft-client-id"     = "crmsync's application (client) ID at Microsoft (CRMSYNC_MICROSOFT_CLIENT_ID)."
     "crmsync-microsoft-client-secret" = "crmsync's client secret at Microsoft (CRMSYNC_MICROSOFT_CLIENT_SECRET)."
   }
-  secrets = merge(local.required_secrets, var.microsoft_365 ? local.microsoft_secrets : {})
+  # Adopted only with var.mail_attachments: the HMAC secret of the attachments account.
+  attachment_secrets = {
+    "crmsync-attachments-secret" = "The secret of the attachments account's HMAC key (CRMSYNC_ATTACHMENTS_SECRET)."
+  }
+  secrets = merge(local.required_secrets, var.microsoft_365 ? local.microsoft_secrets : {}, var.mail_attachments ? local.attachment_secrets : {})
 }
 
 import {

@@ -279,3 +279,32 @@ variable "public_url" {
     error_message = "public_url is an https:// base URL without a trailing slash."
   }
 }
+
+variable "attachments_bucket" {
+  description = "Make the Cloud Storage bucket of mail attachments too large for the CRM and the crmsync-attachments account that may use it (the first step of mail_attachments, docs/deploy.md)."
+  type        = bool
+  default     = false
+}
+
+variable "mail_attachments" {
+  description = "Whether mail attachments too large for the CRM are kept in the attachments bucket and linked from the CRM's history (EML-2). The functions then write it with the HMAC key of the crmsync-attachments account, whose secret must exist as crmsync-attachments-secret before the apply and whose access id is attachments_access_key (docs/deploy.md). False: such attachments are named in the item only."
+  type        = bool
+  default     = false
+}
+
+variable "attachments_access_key" {
+  description = "The access id of the crmsync-attachments account's HMAC key (not a secret; its secret is in crmsync-attachments-secret). Used only with mail_attachments."
+  type        = string
+  default     = ""
+}
+
+variable "attachment_days" {
+  description = "How many days a kept mail attachment stays in the bucket (and its link in the CRM works); the bucket's lifecycle deletes it after."
+  type        = number
+  default     = 365
+
+  validation {
+    condition     = var.attachment_days >= 1
+    error_message = "attachment_days is at least 1."
+  }
+}

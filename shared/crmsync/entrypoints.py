@@ -199,6 +199,8 @@ def attachment_store(env: Mapping[str, str]) -> Any:
     CRMSYNC_ATTACHMENTS_SECRET. None without a bucket."""
     if not env.get("CRMSYNC_ATTACHMENTS_BUCKET"):
         return None
+    if not env.get("CRMSYNC_ATTACHMENTS_ACCESS_KEY"):
+        raise ValueError("set CRMSYNC_ATTACHMENTS_ACCESS_KEY, the access id of the bucket's key")
     from crmsync.objectstore import Bucket, ObjectStore
 
     bucket = Bucket(

@@ -33,7 +33,7 @@ DEVELOPMENT_ONLY = {
     "CRMSYNC_MICROSOFT_GRAPH_ROOT": "Microsoft Graph at another root (the local sandbox)",
 }
 # Secrets a deployment adopts only when it offers what reads them (a variable says).
-OPTIONAL_SECRETS = {"microsoft_secrets": "microsoft_365"}
+OPTIONAL_SECRETS = {"microsoft_secrets": "microsoft_365", "attachment_secrets": "mail_attachments"}
 # Only these authenticate their callers themselves (OAuth state, channel token, client
 # state, HMAC signature, admin token) and may be invoked by anyone.
 MAY_BE_PUBLIC = {
@@ -152,6 +152,7 @@ def stub_environment(terraform: Terraform, function: str) -> dict[str, str]:
         CRMSYNC_TASKS_QUEUE="projects/p/locations/l/queues/q",
         CRMSYNC_WORKER_URL="https://functions.example/sync_worker",
         CRMSYNC_EVENTS_TOPIC="projects/p/topics/sync-events",
+        CRMSYNC_ATTACHMENTS_ENDPOINT="https://storage.example",
         CRMSYNC_LOCAL_KEK="a2V5LWVuY3J5cHRpb24ta2V5LW9mLTMyLWJ5dGVzISE=",
     )
     env.pop("CRMSYNC_KMS_KEY")  # Cloud KMS would be called; the local key stands in
@@ -280,7 +281,7 @@ def test_development_only_variables_are_read_by_the_code_and_unset_in_production
 def test_every_secret_a_function_reads_is_a_secret_the_deployment_adopts(
     terraform: Terraform,
 ) -> None:
-    optional = " ".join(
+    optional = ", ".join(
         f"var.{variable} ? local.{group} : {{}}" for group, variable in OPTIONAL_SECRETS.items()
     )
     assert terraform.local("secrets") == f"${{merge(local.required_secrets, {optional})}}"
