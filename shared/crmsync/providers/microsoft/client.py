@@ -89,6 +89,23 @@ class GraphClient:
         """One request, its JSON answer ({} when it has none). A POST is sent again only
         after a 429, which Graph answers before acting on the request: after an outage
         the caller (which can look for what an earlier attempt made) decides."""
+        answer = self._send(method, path_or_url, what, params, body, headers, page_size)
+        return _json(answer)
+
+    def content(self, path_or_url: str, what: str) -> bytes:
+        """A GET whose answer is not JSON (a message's MIME, `$value`): its bytes."""
+        return self._send("GET", path_or_url, what, None, None, None, None).content
+
+    def _send(
+        self,
+        method: str,
+        path_or_url: str,
+        what: str,
+        params: Mapping[str, str] | None,
+        body: Mapping[str, Any] | None,
+        headers: Mapping[str, str] | None,
+        page_size: int | None,
+    ) -> requests.Response:
         sent = {**self._headers(page_size), **(headers or {})}
         for attempt in range(1, self.attempts + 1):
             self.calls += 1
@@ -112,7 +129,7 @@ class GraphClient:
             if answer.status_code < 400:
                 if self.after_write is not None and method != "GET":
                     self.after_write()
-                return _json(answer)
+                return answer
             error = classify(answer, what)
             if not self._retry(error, answer.status_code, method, attempt):
                 raise error

@@ -155,6 +155,14 @@ class MicrosoftKit:
         session = https_session(setup.oauth.ca_path)
         return GraphClient(token, setup.graph_root, session, **setup.client_options)
 
+    def mail_account(self, services: Any, grants: Grants, connection: str) -> Any:
+        """The connection's Outlook mail as e-mail recording uses it (the MailAccount
+        port); Graph's notifications of it are not subscribed yet: a pass runs when the
+        user asks for one or another pass left tagged messages."""
+        from crmsync.providers.microsoft.mail import OutlookMail
+
+        return OutlookMail(self.client(services, grants, connection))
+
     def account(
         self,
         services: Any,

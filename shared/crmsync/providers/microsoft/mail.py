@@ -1,0 +1,150 @@
+"""A user's Outlook mail as e-mail recording uses it (the MailAccount port, EML-1..4).
+
+- Categories (EML-1): crmsync's three are master categories of the mailbox, kept by id.
+  Graph lets no category be renamed (its display name is fixed once made), and a
+  message carries its categories by name, so an id found again resolves to the name
+  the messages carry; a category the user deleted is made again.
+- The worklist is the messages carrying "CRM/Send To CRM" (`categories/any`); Graph
+  refuses to order a filter on categories, so a pass lists them (bounded) and takes
+  the oldest by `receivedDateTime` itself.
+- A message is read whole as MIME (`$value`); its time is Graph's `receivedDateTime`,
+  remembered from the listing.
+- Relabelling is one PATCH of the message's categories, conditional on its etag, so a
+  category the user adds at the same moment is not lost (a 412 reads it again once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from crmsync.errors import AlreadyExists, Conflict
+from crmsync.ports import LABEL_NAMES
+from crmsync.providers.microsoft.client import GraphClient
+
+CATEGORIES = "me/outlook/masterCategories"
+PAGE = 100
+MAX_LISTED = 5_000  # tagged messages a pass lists at most to find the oldest
+COLORS = {"send": "preset4", "recorded": "preset7", "missing": "preset0"}  # blue, green, red
+
+
+class OutlookMail:
+    """The MailAccount port over Microsoft Graph for the connected user (`me`)."""
+
+    def __init__(self, client: GraphClient) -> None:
+        self.client = client
+        self._names: dict[str, str] = {}  # category id → its display name
+        self._received: dict[str, datetime] = {}  # message id → receivedDateTime
+        self._held: dict[str, tuple[list[str], str]] = {}  # message id → categories, etag
+
+    def labels(self, known: Mapping[str, str]) -> dict[str, str]:
+        listed = self._categories()
+        by_name = {name.casefold(): cid for cid, name in listed.items()}
+        found: dict[str, str] = {}
+        for role, name in LABEL_NAMES.items():
+            kept = known.get(role)
+            if kept in listed:
+                found[role] = str(kept)
+            elif name.casefold() in by_name:
+                found[role] = by_name[name.casefold()]
+            else:
+                found[role] = self._create(name, COLORS.get(role, "preset0"))
+        return found
+
+    def _categories(self) -> dict[str, str]:
+        listed = {
+            str(c["id"]): str(c["displayName"])
+            for c in self.client.values(CATEGORIES, "graph masterCategories.list")
+        }
+        self._names.update(listed)
+        return listed
+
+    def _create(self, name: str, color: str) -> str:
+        body = {"displayName": name, "color": color}
+        try:
+            made = self.client.request(
+                "POST", CATEGORIES, "graph masterCategories.create", body=body
+            )
+        except AlreadyExists:  # made meanwhile (another pass, the user): take that one
+            again = {n.casefold(): cid for cid, n in self._categories().items()}
+            if name.casefold() not in again:
+                raise
+            return again[name.casefold()]
+        self._names[str(made["id"])] = name
+        return str(made["id"])
+
+    def _name(self, label: str) -> str:
+        if label not in self._names:
+            self._categories()
+        return self._names.get(label, label)
+
+    def tagged(self, label: str, limit: int) -> list[str]:
+        name = self._name(label).replace("'", "''")  # OData string literal
+        params = {
+            "$filter": f"categories/any(c:c eq '{name}')",
+            "$select": "id,receivedDateTime,categories",
+            "$top": str(PAGE),
+        }
+        found: list[tuple[datetime, str]] = []
+        for message in self.client.values("me/messages", "graph messages.list", params):
+            message_id = str(message["id"])
+            received = _moment(message.get("receivedDateTime"))
+            self._received[message_id] = received
+            etag = str(message.get("@odata.etag") or "")
+            self._held[message_id] = (list(message.get("categories") or []), etag)
+            found.append((received, message_id))
+            if len(found) >= MAX_LISTED:
+                break
+        return [message_id for _, message_id in sorted(found)][:limit]
+
+    def message(self, message_id: str) -> tuple[bytes, datetime]:
+        path = f"me/messages/{quote(message_id, safe='')}"
+        raw = self.client.content(f"{path}/$value", "graph messages.value")
+        received = self._received.get(message_id)
+        if received is None:
+            found = self.client.request(
+                "GET", path, "graph messages.get", params={"$select": "receivedDateTime"}
+            )
+            received = _moment(found.get("receivedDateTime"))
+        return raw, received
+
+    def relabel(self, message_id: str, add: Sequence[str], remove: Sequence[str]) -> None:
+        adding = [self._name(label) for label in add]
+        removing = {self._name(label).casefold() for label in remove}
+        for attempt in (1, 2):
+            listed = self._held.pop(message_id, None)
+            held, etag = listed if listed is not None else self._read(message_id)
+            kept = [c for c in held if c.casefold() not in removing]
+            wanted = kept + [n for n in adding if n.casefold() not in {c.casefold() for c in kept}]
+            headers = {"If-Match": etag} if etag else {}
+            try:
+                self.client.request(
+                    "PATCH",
+                    f"me/messages/{quote(message_id, safe='')}",
+                    "graph messages.update",
+                    body={"categories": wanted},
+                    headers=headers,
+                )
+                return
+            except Conflict:  # the message changed since it was read: read it again once
+                if attempt == 2:
+                    raise
+
+    def _read(self, message_id: str) -> tuple[list[str], str]:
+        found = self.client.request(
+            "GET",
+            f"me/messages/{quote(message_id, safe='')}",
+            "graph messages.get",
+            params={"$select": "categories"},
+        )
+        return list(found.get("categories") or []), str(found.get("@odata.etag") or "")
+
+
+def _moment(value: Any) -> datetime:
+    try:
+        when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return datetime.now(UTC)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
