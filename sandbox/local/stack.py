@@ -81,7 +81,13 @@ DEMO_USERS = {
 # (not crmsync) may do in their mailbox.
 MICROSOFT_CLIENT_ID = "6f1c2a8e-3b7d-4c1e-9f0a-5d2e8b4c7a10"
 MICROSOFT_SECRET = "local-microsoft-secret"
-OUTLOOK_SCOPES = ("User.Read", "Contacts.ReadWrite", "Calendars.ReadWrite", "Tasks.ReadWrite")
+OUTLOOK_SCOPES = (
+    "User.Read",
+    "Contacts.ReadWrite",
+    "Calendars.ReadWrite",
+    "Tasks.ReadWrite",
+    "Mail.ReadWrite",
+)
 
 
 class _Quiet(WSGIRequestHandler):

@@ -1086,6 +1086,10 @@ def work(
     if not record.active:
         return {"status": RunStatus.SKIPPED, "reason": f"connection is {record.status}"}
     if not record.syncs:
+        if trigger == "renew" and record.records_mail:  # its only channel: the mail's
+            from crmsync.usecases import mail
+
+            return mail.run_pass(services, tenant, connection)
         return {"status": RunStatus.SKIPPED, "reason": "the connection records mail only"}
     if record.preview_first:
         return {"status": RunStatus.SKIPPED, "reason": WAITS_FOR_GO}
@@ -1555,6 +1559,8 @@ def sync_now(services: Services, tenant: str, connection: str) -> bool:
         raise Refused(409, TURNED_OFF)
     if not record.active:
         raise Refused(409, f"the connection is {record.status}")
+    if record.records_mail:  # what the user tagged is recorded now too (EML-1)
+        enqueue_cycle(services, tenant, connection, MAIL, delay=timedelta(0))
     return enqueue_cycle(services, tenant, connection, "manual", delay=timedelta(0))
 
 

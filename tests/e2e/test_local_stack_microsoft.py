@@ -17,11 +17,13 @@ from typing import Any
 import pytest
 from google.cloud import firestore
 
+from crmsync import service
 from crmsync.store.firestore import FirestoreBackend
 from sandbox.crm.seed import DEMO_TENANT
 from sandbox.local.cloud_tasks import start_cloud_tasks
 from sandbox.local.emulators import Emulator
 from sandbox.local.stack import LocalStack, through_cloud_tasks
+from sandbox.microsoft import mail as outlook_mail
 from tests.e2e.test_local_stack import eventually
 
 pytestmark = pytest.mark.integration
@@ -142,3 +144,45 @@ def test_RUN3_a_crm_change_for_u2_reaches_u2s_outlook_through_crm_events_and_the
         lambda: the_run(stack, lambda r: r["trigger"] == "crm" and r["status"] == "ok"),
         what="the crm cycle's end",
     )
+
+
+def test_EML1_EML2_a_message_tagged_in_outlook_is_recorded_in_the_crm_through_graph(
+    stack: LocalStack,
+) -> None:
+    """u2 adds the mail service: crmsync makes its three categories and subscribes to
+    u2's messages; a message from Ada categorised "CRM/Send To CRM" in Outlook wakes a
+    mail pass through Graph's notification, graph_webhook, Cloud Tasks and the worker,
+    and lands once in Ada's CRM history, the message then categorised "CRM/Recorded"."""
+    assert stack.connect("u2", provider="microsoft", services="mail").status_code == 200
+    store = stack.services.backend.store(DEMO_TENANT)
+
+    def watched() -> bool:
+        record = service.connection_of(store, CONNECTION)
+        return record is not None and record.mail_watch_until is not None
+
+    eventually(watched, what="the first mail pass's categories and subscription")
+    raw = (
+        b"From: Ada Lovelace <ada@acme.example>\r\nTo: Max Manager <max.manager@demo.example>\r\n"
+        b"Subject: Analytical engine\r\nMessage-ID: <engine-2@acme.example>\r\n\r\n"
+        b"The order for the engine.\r\n"
+    )
+    sent = outlook_mail.deliver(stack.microsoft, MAX, raw)
+
+    outlook_mail.set_categories(stack.microsoft, MAX, sent, ["CRM/Send To CRM"])
+
+    ada = next(
+        c["id"] for c in stack.crm.all(DEMO_TENANT, "contact") if c["last_name"] == "Lovelace"
+    )
+
+    def recorded() -> list[dict[str, Any]]:
+        held = stack.crm.history(DEMO_TENANT, "contact", ada)
+        return [i for i in held if i["subject"] == "Analytical engine"]
+
+    [item] = eventually(recorded, what="the message in Ada's history")
+    assert item["body"] == "The order for the engine."
+
+    def categories() -> list[str]:
+        found: list[str] = stack.outlook("GET", f"me/messages/{sent}", user="u2")["categories"]
+        return found
+
+    eventually(lambda: categories() == ["CRM/Recorded"], what="the message categorised Recorded")

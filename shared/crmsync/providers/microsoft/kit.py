@@ -157,11 +157,37 @@ class MicrosoftKit:
 
     def mail_account(self, services: Any, grants: Grants, connection: str) -> Any:
         """The connection's Outlook mail as e-mail recording uses it (the MailAccount
-        port); Graph's notifications of it are not subscribed yet: a pass runs when the
-        user asks for one or another pass left tagged messages."""
+        port)."""
         from crmsync.providers.microsoft.mail import OutlookMail
 
         return OutlookMail(self.client(services, grants, connection))
+
+    def watch_mail(self, services: Any, grants: Grants, connection: str, label: str) -> Any:
+        """EML-1: Graph notifies graph_webhook of the connection's messages (a new one, a
+        category changed); returns when the subscription runs out. Graph cannot watch
+        one category, so every change wakes a mail pass, which finds the tagged ones."""
+        from crmsync.providers.microsoft.push import Subscriptions, watch_messages
+
+        store = services.backend.store(grants.tenant)
+        subscriptions = Subscriptions(self.client(services, grants, connection), {})
+        return watch_messages(
+            subscriptions,
+            services.channels(),
+            store.channels_of(connection),
+            grants.tenant,
+            connection,
+            services.url(self.webhook),
+            services.clock(),
+        )
+
+    def stop_mail(self, services: Any, grants: Grants, connection: str) -> None:
+        """The connection records mail no more: its messages' subscription goes."""
+        from crmsync.providers.microsoft.push import MAIL, Subscriptions, stop_subscriptions
+
+        store = services.backend.store(grants.tenant)
+        mine = [c for c in store.channels_of(connection) if c.resource_id == MAIL]
+        subscriptions = Subscriptions(self.client(services, grants, connection), {})
+        stop_subscriptions(subscriptions, services.channels(), mine)
 
     def account(
         self,

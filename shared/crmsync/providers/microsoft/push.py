@@ -4,10 +4,11 @@ subscription and notification field names appear.
 
 A connection has one subscription per kind it syncs (the calendar's events, the sync
 folder's contacts, the sync list's To Do tasks), each a `Channel` whose id is Graph's
-subscription id and whose `resource_id` is the kind. Each has a secret client state
-of its own, of which only a digest is kept, and lives as long as Graph allows
-(10,080 minutes for Outlook items, 4,230 for To Do tasks); it is extended a day
-before it runs out, and made again when Graph no longer has it.
+subscription id and whose `resource_id` is the kind; one that records mail has one more
+on its messages (`resource_id` "mail", EML-1), whose notifications ask for a mail pass.
+Each has a secret client state of its own, of which only a digest is kept, and lives
+as long as Graph allows (10,080 minutes for Outlook items, 4,230 for To Do tasks); it is
+extended a day before it runs out, and made again when Graph no longer has it.
 
 A notification names no change crmsync could trust: it wakes the connection up, and a
 cycle a little later reads the change feeds (bursts collapse into one cycle). An item
@@ -36,7 +37,7 @@ from crmsync.errors import NotFound, PermanentError, SyncError
 from crmsync.model import Kind
 from crmsync.ports import Channel, ChannelDirectory, PushAnswer, PushRequest, TaskQueue
 from crmsync.providers.microsoft.client import GraphClient
-from crmsync.queue import DEBOUNCE, task_name
+from crmsync.queue import DEBOUNCE, scope, task_name
 
 PROVIDER = "microsoft"
 RENEW_MARGIN = timedelta(days=1)
@@ -45,7 +46,10 @@ LIFETIME: dict[str, timedelta] = {
     "contact": timedelta(minutes=10_080),
     "activity": timedelta(minutes=10_080),
     "todo": timedelta(minutes=4_230),
+    "mail": timedelta(minutes=10_080),
 }
+MAIL = "mail"  # the messages' subscription (EML-1): a new message, a category changed
+MAIL_RESOURCE = "me/messages"
 # Asked for a minute short of the longest, so a clock a little ahead of Graph's is not
 # refused for asking too much.
 SKEW = timedelta(minutes=1)
@@ -96,10 +100,10 @@ class Subscriptions:
         notifications to `address` (Graph checks it answers its handshake first).
         Returns its id and the expiry Graph granted."""
         body = {
-            "changeType": CHANGES,
+            "changeType": "created,updated" if kind == MAIL else CHANGES,
             "notificationUrl": address,
             "lifecycleNotificationUrl": address,
-            "resource": self.resources[kind](),
+            "resource": MAIL_RESOURCE if kind == MAIL else self.resources[kind](),
             "expirationDateTime": graph_time(expires),
             "clientState": client_state,
         }
@@ -175,7 +179,7 @@ def open_subscriptions(
             problems.append(f"{kind} subscription not made ({type(exc).__name__})")
             continue
         stop_subscriptions(subscriptions, channels, [c for c in replaced if c.resource_id == kind])
-    stale = [c for c in replaced if c.resource_id not in wanted]
+    stale = [c for c in replaced if c.resource_id not in wanted and c.resource_id != MAIL]
     stop_subscriptions(subscriptions, channels, stale)
     return problems
 
@@ -293,10 +297,10 @@ def on_notification(
             refused.append(checked)
     if not accepted:
         return refused[0]
-    woken: set[tuple[str, str]] = set()
+    woken: set[tuple[str, str, str]] = set()
     for found in accepted:
         trigger = _act(found, channels, forget_cursor, now, margin)
-        key = (found.channel.tenant, found.channel.connection)
+        key = (found.channel.tenant, found.channel.connection, trigger)
         if trigger and key not in woken:
             woken.add(key)
             _enqueue(queue, found.channel, now, debounce, trigger)
@@ -353,6 +357,10 @@ def _act(
     """What an accepted notification does; the trigger of the cycle it asks for ("" for
     a lifecycle event crmsync has no use for)."""
     channel = found.channel
+    if channel.resource_id == MAIL:  # a pass renews or remakes what a lifecycle asks
+        if found.lifecycle in RENEWED:
+            channels.save_channel(replace(channel, expires=min(channel.expires, now + margin)))
+        return MAIL
     if not found.lifecycle:
         return "push"
     if found.lifecycle in RENEWED:  # the worker renews it after the cycle (RUN-5)
@@ -369,10 +377,47 @@ def _act(
 def _enqueue(
     queue: TaskQueue, channel: Channel, now: datetime, debounce: timedelta, trigger: str
 ) -> None:
+    apart = scope(trigger)  # a mail pass is a task of its own (crmsync.queue)
     queue.enqueue(
         channel.tenant,
         channel.connection,
-        name=task_name(channel.tenant, channel.connection, now, debounce),
+        name=task_name(
+            channel.tenant,
+            f"{channel.connection}-{apart}" if apart else channel.connection,
+            now,
+            debounce,
+        ),
         not_before=now + debounce,
         trigger=trigger,
     )
+
+
+def watch_messages(
+    subscriptions: SubscriptionApi,
+    channels: ChannelDirectory,
+    held: list[Channel],
+    tenant: str,
+    connection: str,
+    address: str,
+    now: datetime,
+    margin: timedelta = RENEW_MARGIN,
+) -> datetime:
+    """EML-1: the connection's subscription on its messages, live for more than
+    `margin`: kept, extended, or made (again, when Graph no longer has it). `held` are
+    the connection's channels. Returns when it runs out."""
+    mine = [c for c in held if c.provider == PROVIDER and c.resource_id == MAIL]
+    for channel in mine[1:]:  # one is enough
+        stop_subscriptions(subscriptions, channels, [channel])
+    if mine:
+        channel = mine[0]
+        if channel.expires - now > margin:
+            return channel.expires
+        try:
+            expires = subscriptions.extend(channel.id, now + LIFETIME[MAIL] - SKEW)
+        except NotFound:
+            channels.drop_channel(channel.id)
+        else:
+            channels.save_channel(replace(channel, expires=expires))
+            return expires
+    made = open_subscription(subscriptions, channels, tenant, connection, MAIL, address, now)
+    return made.expires
