@@ -5,8 +5,8 @@ function, the reference CRM, u1 connected through Google's consent and u2 throug
 Microsoft's. A newcomer watches the sync and edits on both sides in the page; each edit
 travels the production path (a CRM change event, a Calendar push, a Graph change
 notification) and shows up on the other side of the page; u1 also records mail, and a
-message tagged in u1's Gmail panel lands in the CRM's history. The edits are made at
-once and awaited together, so the module takes about half a minute."""
+message tagged in u1's Gmail panel lands in the CRM's history. The edits of each test
+are made at once and awaited together, so the module takes a minute or two."""
 
 from __future__ import annotations
 
@@ -256,7 +256,8 @@ def test_console_page_and_its_api_answer_a_newcomer_with_reasons(
     console: tuple[LocalStack, str],
 ) -> None:
     """First hour: the console is a page (HTML), and a bad request to its API is told
-    what is wrong in the error shape every crmsync endpoint uses."""
+    what is wrong in the error shape every crmsync endpoint uses (EML-1: mail written
+    into an account that records none is refused, with the reason)."""
     import requests
 
     _, url = console
@@ -268,6 +269,11 @@ def test_console_page_and_its_api_answer_a_newcomer_with_reasons(
         400,
         {"error": "unknown kind 'meeting': contact, activity or todo"},
     )
+    outlook = requests.post(
+        url + "/api/accounts/microsoft-u2/mail", json={"from": "a@b.example"}, timeout=10
+    )
+    assert outlook.status_code == 400
+    assert outlook.json()["error"].startswith("microsoft-u2 does not record mail: only a Google")
     lost = requests.get(url + "/contacts", timeout=10)
     assert lost.status_code == 404 and lost.headers["Content-Type"].startswith("text/html")
     assert "The sandbox console is one page" in lost.text
