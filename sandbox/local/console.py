@@ -398,7 +398,7 @@ def _crm_record(kind: str, record: dict[str, Any], groups: dict[str, set[str]]) 
 
 
 def _item(item: dict[str, Any]) -> dict[str, Any]:
-    shown = ("kind", "outcome", "direction", "crm_id", "provider_id", "reason", "error")
+    shown = ("kind", "outcome", "direction", "crm_id", "provider_id", "label", "reason", "error")
     found: dict[str, Any] = {k: str(item[k]) for k in shown if item.get(k) not in (None, "")}
     found["fields"] = [str(f) for f in item.get("fields") or ()]
     return found

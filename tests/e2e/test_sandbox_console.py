@@ -246,6 +246,9 @@ def test_EML1_EML2_console_tags_u1s_gmail_and_the_messages_land_in_the_crms_hist
     expect(mail(page, ada_mail)).not_to_contain_text("CRM/Send To CRM")
     mail_runs = page.locator('#runs details[data-connection="google-u1"] summary b')
     expect(mail_runs.filter(has_text=re.compile("^mail$")).first).to_be_visible()
+    filed = page.locator("#runs .item", has_text=f'"{ada_mail}"').first
+    expect(filed).to_contain_text("mail record to_crm")
+    expect(filed).to_contain_text("recorded in the CRM's history")
     [ada] = [c for c in local.crm.all(DEMO_TENANT, "contact") if c["last_name"] == "Lovelace"]
     subjects = [i["subject"] for i in local.crm.history(DEMO_TENANT, "contact", ada["id"])]
     assert subjects.count(ada_mail) == 1
