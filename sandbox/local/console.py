@@ -184,7 +184,7 @@ class Console:
         """The Gmail inbox of a Google connection that records mail."""
         record = self.local.backend.store(TENANT).connection_record(connection)
         if record is None:
-            raise LookupError(f"no connection {connection}")
+            raise LookupError(f"no connection {connection}; reload the console")
         if not _records_mail(record):
             raise ValueError(
                 f"{connection} does not record mail: only a Google account connected with "

@@ -141,7 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "",
             "crmsync is running locally.",
             f"  console            {console_url}/  (open it in a browser: the CRM beside u1's "
-            "Google and u2's Outlook, editable on both sides, with each cycle and event)",
+            "Google and Gmail and u2's Outlook, editable on both sides, with each cycle and "
+            "event)",
             f"  web app            {app_url}/sign-in?tenant=demo  (users and admins sign in "
             "with their provider account, in a browser):",
             f"    as u1              {_sign_in(app_url, 'google', DEMO_USERS['u1'])}",
