@@ -23,6 +23,7 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 
 from sandbox.local.accounts import FIELDS, KINDS, Account, GoogleApps, OutlookApps, minute, when
+from sandbox.local.inbox import GmailInbox
 
 TENANT = "demo"
 RUNS_SHOWN = 15
@@ -83,6 +84,12 @@ class Console:
         records = {
             kind: [_crm_record(kind, r, groups) for r in crm.all(TENANT, kind)] for kind in KINDS
         }
+        for contact in records["contact"]:  # what e-mail recording filed on each (EML-2)
+            held = crm.history(TENANT, "contact", contact["id"])
+            contact["history"] = {
+                "count": len(held),
+                "latest": str(held[-1].get("subject") or "") if held else "",
+            }
         return {"users": users, "records": records}
 
     def _account_state(self, connection: dict[str, Any]) -> dict[str, Any]:
@@ -93,11 +100,14 @@ class Console:
             "account": connection.get("account", ""),
             "status": connection.get("status", ""),
             "records": {},
+            "mail": None,  # the inbox, for a Google account that records mail
             "problem": "",
         }
         try:
             apps = self.account(str(connection["id"]))
             shown["records"] = {kind: apps.records(kind) for kind in KINDS}
+            if _records_mail(connection):
+                shown["mail"] = self.inbox(str(connection["id"])).messages()
         except Exception as exc:  # one account the sandbox refuses does not blank the page
             shown["problem"] = f"{type(exc).__name__}: {exc}"
         return shown
@@ -169,6 +179,18 @@ class Console:
         with self._lock:
             self._accounts[connection] = apps
         return apps
+
+    def inbox(self, connection: str) -> GmailInbox:
+        """The Gmail inbox of a Google connection that records mail."""
+        record = self.local.backend.store(TENANT).connection_record(connection)
+        if record is None:
+            raise LookupError(f"no connection {connection}; reload the console")
+        if not _records_mail(record):
+            raise ValueError(
+                f"{connection} does not record mail: only a Google account connected with "
+                "the mail service has a Gmail panel"
+            )
+        return GmailInbox(self.local.google, str(record.get("account") or ""))
 
     # -- the CRM side ------------------------------------------------------------------------
     def crm_create(self, kind: str, fields: dict[str, str], owner: str) -> str:
@@ -247,6 +269,23 @@ class Console:
             self.account(connection).delete(_kind(kind), record_id)
             return jsonify(ok=True)
 
+        @app.post("/api/accounts/<connection>/mail")
+        def mail_arrives(connection: str) -> Any:
+            sent = request.get_json(silent=True)
+            if not isinstance(sent, dict):
+                raise ValueError("send the message's from, subject and text")
+            made = self.inbox(connection).arrive(
+                str(sent.get("from") or ""),
+                str(sent.get("subject") or ""),
+                str(sent.get("text") or ""),
+            )
+            return jsonify(id=made), 201
+
+        @app.post("/api/accounts/<connection>/mail/<message_id>/send-to-crm")
+        def send_to_crm(connection: str, message_id: str) -> Any:
+            self.inbox(connection).send_to_crm(message_id)
+            return jsonify(ok=True)
+
         @app.post("/api/crm/outage")
         def outage() -> Any:
             sent = request.get_json(silent=True)
@@ -285,6 +324,10 @@ class Console:
             return jsonify(error=f"{reason}"), status
 
         return app
+
+
+def _records_mail(connection: dict[str, Any]) -> bool:
+    return connection.get("provider") == "google" and "mail" in (connection.get("services") or ())
 
 
 def _kind(kind: str) -> str:
@@ -355,7 +398,7 @@ def _crm_record(kind: str, record: dict[str, Any], groups: dict[str, set[str]]) 
 
 
 def _item(item: dict[str, Any]) -> dict[str, Any]:
-    shown = ("kind", "outcome", "direction", "crm_id", "provider_id", "reason", "error")
+    shown = ("kind", "outcome", "direction", "crm_id", "provider_id", "label", "reason", "error")
     found: dict[str, Any] = {k: str(item[k]) for k in shown if item.get(k) not in (None, "")}
     found["fields"] = [str(f) for f in item.get("fields") or ()]
     return found

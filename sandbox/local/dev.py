@@ -3,16 +3,18 @@
 Starts the Firestore and Pub/Sub emulators and the Cloud Tasks emulator; serves every
 Cloud Function with functions-framework, the reference CRM (demo tenant), the Google
 sandbox and the Microsoft sandbox (https, with a throwaway CA); registers the demo
-tenant; connects the demo user u1 through Google's OAuth flow and u2 through
-Microsoft's (msal, the sandbox's consent page); then keeps running like production
-does:
+tenant; seeds u1's Gmail inbox with a few messages and connects the demo user u1
+through Google's OAuth flow (both services: sync, and recording tagged mail) and u2
+through Microsoft's (msal, the sandbox's consent page); then keeps running like
+production does:
 
 * Cloud Scheduler: the fan-out function is called every minute;
 * Cloud Tasks: cycles reach the worker function through the Cloud Tasks emulator;
 * CRM change events: a change in the reference CRM is published, signed, to the
   `crm-events` topic, whose push subscription delivers it to the crm_events function;
 * Google push: the sandbox posts Calendar notifications to the google_webhook function;
-  Gmail's `gmail-notifications` topic is pushed to the gmail_push function;
+  Gmail's watches publish to a `gmail-notifications-…` topic, pushed to the gmail_push
+  function (a message tagged "CRM/Send To CRM" is recorded by a mail run);
 * Graph change notifications: u2's subscriptions (made at connect) are delivered to the
   graph_webhook function every second, as Graph delivers them;
 * the outbound event stream: crmsync publishes its events to `sync-events`, which a
@@ -47,7 +49,6 @@ import requests
 
 CONNECTIONS = {"u1": "google-u1", "u2": "microsoft-u2"}  # each demo user's, by user
 TOPIC = "crm-events"
-GMAIL_TOPIC = "gmail-notifications"
 EVENTS_TOPIC = "sync-events"
 
 
@@ -109,6 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             crm_wrap=switch,
         )
         stack.callback(local.close)
+        local.gmail_notifications(project)  # before the operator's config, which names it
         operator = operator_config.stack_environment(
             local, firestore_emulator, tasks=tasks_emulator, pubsub=pubsub_emulator, events=events
         )
@@ -120,13 +122,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         stack.callback(stop_console)
         admin_token = local.create_demo_tenant()
         _topic(project, TOPIC, push_to=local.functions_url + "/crm_events")
-        _topic(project, GMAIL_TOPIC, push_to=local.functions_url + "/gmail_push")
-        for user, provider, where in (
-            ("u1", "google", "the Google sandbox's OAuth consent"),
-            ("u2", "microsoft", "the Microsoft sandbox's sign-in and consent (msal)"),
+        seed_inbox(local)
+        for user, provider, services, where in (
+            ("u1", "google", "sync,mail", "the Google sandbox's OAuth consent"),
+            ("u2", "microsoft", "sync", "the Microsoft sandbox's sign-in and consent (msal)"),
         ):
             say(f"connecting the demo user {user} through {where} ...")
-            page = local.connect(user, provider=provider)
+            page = local.connect(user, services=services, provider=provider)
             if page.status_code != 200:
                 print(f"make dev: connecting {user} failed ({page.status_code})", file=sys.stderr)
                 return 1
@@ -139,7 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "",
             "crmsync is running locally.",
             f"  console            {console_url}/  (open it in a browser: the CRM beside u1's "
-            "Google and u2's Outlook, editable on both sides, with each cycle and event)",
+            "Google and Gmail and u2's Outlook, editable on both sides, with each cycle and "
+            "event)",
             f"  web app            {app_url}/sign-in?tenant=demo  (users and admins sign in "
             "with their provider account, in a browser):",
             f"    as u1              {_sign_in(app_url, 'google', DEMO_USERS['u1'])}",
@@ -156,6 +159,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"  event stream       topic {events} (printed below as 'event')",
             f"  operator config    {operator_config.shown(config)}  (private: the stack's "
             "secrets; build/dev/current.env is the latest's)",
+            "Record mail: in the console's Gmail panel of u1, tag Ada Lovelace's message Send "
+            "To CRM;",
+            "  within seconds it is in Ada's CRM history and labelled CRM/Recorded; the "
+            "unknown sender's",
+            "  message gets CRM/Missing Contact (each is a 'mail' cycle below).",
             "Onboard u3, who is not connected yet (open the link it prints):",
             f"  {operator_config.onboarding_command(config, 'u3')}",
             "The CRM contacts u1 and u2 see (in_scope: in their sync group):",
@@ -230,7 +238,8 @@ def _run(local: Any, backend: Any, project: str, tick: float, check: bool, recei
                     continue
                 seen.add(run["id"])
                 say(_run_line(run))
-                first.setdefault(run["connection"], run["status"])
+                if run.get("trigger") != "mail":  # the first sync cycle, not a mail run
+                    first.setdefault(run["connection"], run["status"])
             for event in arrived:
                 say(_event_line(event))
             shown = count
@@ -297,6 +306,37 @@ def _demo_outlook_event(local: Any) -> str:
     }
     local.outlook("POST", "me/events", json=body)
     return "demo: u2 added 'Lunch with Alan' in Outlook (Graph notification → task → worker)"
+
+
+DEMO_MAIL = (
+    (
+        "Ada Lovelace <ada@acme.example>",
+        "Engine order: next steps",
+        "Hello Dana,\n\nThank you for the call. Please send the quote for the analytical "
+        "engine by Friday.\n\nAda",
+    ),
+    (
+        "Charles Babbage <charles@difference.example>",
+        "Introduction",
+        "Dana,\n\nAda told me about crmsync. Could we talk next week?\n\nCharles",
+    ),
+    (
+        "Ada Lovelace <ada@acme.example>",
+        "Re: Engine order: next steps",
+        "One more thing: the invoice goes to accounts@acme.example.\n\nAda",
+    ),
+)
+
+
+def seed_inbox(local: Any) -> None:
+    """u1's Gmail inbox holds a few messages: two from Ada Lovelace, a contact of the
+    demo CRM, and one from an address the CRM does not know (none tagged yet)."""
+    from sandbox.local.inbox import GmailInbox
+    from sandbox.local.stack import DEMO_USERS
+
+    inbox = GmailInbox(local.google, DEMO_USERS["u1"])
+    for sender, subject, text in DEMO_MAIL:
+        inbox.arrive(sender, subject, text)
 
 
 def queue_demo_settings(local: Any) -> None:

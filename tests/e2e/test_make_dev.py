@@ -5,7 +5,8 @@ other's way (no fixed ports, no shared state). Every command its banner prints w
 printed: among them the one that makes a change in u2's Outlook, which a push-driven
 cycle then brings to the CRM, and the operator's command that prints u3's onboarding
 link with the configuration file make dev wrote for its stack (private, gone when the
-stack stops), a link the stack accepts."""
+stack stops), a link the stack accepts. u1 records mail from the start: a message of
+u1's seeded inbox tagged in the console lands in the CRM's history."""
 
 from __future__ import annotations
 
@@ -38,8 +39,9 @@ def test_make_dev_connects_u1_and_u2_syncs_both_runs_twice_at_once_and_its_comma
     """AUTH-2 (u1 through Google, u2 through Microsoft), RUN-3 (u2's Outlook change
     reaches the CRM by a push cycle, no fan-out awaited), AUTH-1 (first hour: the
     operator's command the banner prints, with the stack's configuration file, makes u3
-    a link the stack opens); `--check` exits 0 once both first cycles synced, while a
-    second `make dev` runs beside it."""
+    a link the stack opens), EML-1/EML-2 (u1's Ada message tagged in the console is
+    recorded through Gmail's watch, a mail cycle in the log); `--check` exits 0 once
+    both first cycles synced, while a second `make dev` runs beside it."""
     checked = subprocess.Popen(
         [*COMMAND, "--check"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
@@ -57,6 +59,7 @@ def test_make_dev_connects_u1_and_u2_syncs_both_runs_twice_at_once_and_its_comma
         first_cycles(banner)
         answers = {command: run(command) for command in commands(banner)}
         assert_console(banner)
+        tag_adas_message(banner)
         assert_readme_tour_commands(_shown(banner, "reference CRM"))
         running.wait_for(
             lambda lines: all(finished_events(lines, c) for c in CONNECTIONS), "events"
@@ -111,6 +114,11 @@ def test_make_dev_connects_u1_and_u2_syncs_both_runs_twice_at_once_and_its_comma
             return titles.get("Turing") == "Mathematician"
 
         eventually(in_outlook, "u2's CRM edit of Alan in u2's Outlook")
+        assert_ada_recorded(banner)
+        running.wait_for(
+            lambda lines: any("mail: 1 record" in line for line in cycle_lines(lines, " mail ")),
+            "u1's mail cycle in the log",
+        )
     finally:
         if checked.poll() is None:
             checked.kill()
@@ -221,6 +229,43 @@ def assert_console(banner: str) -> None:
     state = requests.get(addresses[0][1] + "api/state", timeout=30).json()
     shown = {a["connection"]: a["records"]["contact"] for a in state["accounts"]}
     assert "Turing" in [c["fields"]["last_name"] for c in shown["microsoft-u2"]]
+
+
+ADA_MAIL = "Engine order: next steps"  # one of the messages make dev seeds
+
+
+def _console_state(banner: str) -> dict[str, Any]:
+    console = _shown(banner, "console").rstrip("/")
+    answer: dict[str, Any] = requests.get(console + "/api/state", timeout=30).json()
+    return answer
+
+
+def tag_adas_message(banner: str) -> None:
+    """First hour, as the banner's mail step says: Ada's message in u1's Gmail panel,
+    tagged Send To CRM once u1's first mail pass made the labels."""
+    console = _shown(banner, "console").rstrip("/")
+
+    def tagged() -> bool:
+        [u1] = [a for a in _console_state(banner)["accounts"] if a["connection"] == "google-u1"]
+        [ada] = [m for m in u1["mail"] or () if m["subject"] == ADA_MAIL]
+        url = f"{console}/api/accounts/google-u1/mail/{ada['id']}/send-to-crm"
+        return requests.post(url, timeout=30).status_code == 200
+
+    eventually(tagged, "Ada's message tagged in u1's Gmail panel")
+    assert "tag Ada Lovelace's message Send To CRM" in banner
+
+
+def assert_ada_recorded(banner: str) -> None:
+    def recorded() -> bool:
+        state = _console_state(banner)
+        [ada] = [
+            c for c in state["crm"]["records"]["contact"] if c["fields"]["last_name"] == "Lovelace"
+        ]
+        [u1] = [a for a in state["accounts"] if a["connection"] == "google-u1"]
+        [message] = [m for m in u1["mail"] if m["subject"] == ADA_MAIL]
+        return ada["history"]["latest"] == ADA_MAIL and "CRM/Recorded" in message["labels"]
+
+    eventually(recorded, "Ada's message in her CRM history, labelled CRM/Recorded")
 
 
 def assert_readme_tour_commands(crm: str) -> None:

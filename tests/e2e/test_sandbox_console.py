@@ -4,11 +4,13 @@ it: Firestore's emulator, cycles through the Cloud Tasks emulator to the sync_wo
 function, the reference CRM, u1 connected through Google's consent and u2 through
 Microsoft's. A newcomer watches the sync and edits on both sides in the page; each edit
 travels the production path (a CRM change event, a Calendar push, a Graph change
-notification) and shows up on the other side of the page. The edits are made at once
-and awaited together, so the module takes about half a minute."""
+notification) and shows up on the other side of the page; u1 also records mail, and a
+message tagged in u1's Gmail panel lands in the CRM's history. The edits of each test
+are made at once and awaited together, so the module takes a minute or two."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,6 +24,7 @@ from crmsync.store.firestore import FirestoreBackend
 from sandbox.crm.seed import DEMO_TENANT
 from sandbox.local.cloud_tasks import start_cloud_tasks
 from sandbox.local.console import Console, CrmSwitch
+from sandbox.local.dev import seed_inbox
 from sandbox.local.emulators import Emulator
 from sandbox.local.stack import LocalStack, serve_app, through_cloud_tasks
 from tests.e2e.test_local_stack import eventually
@@ -32,16 +35,21 @@ SYNCED = 60_000  # ms: a cycle's outcome, awaited; a busy machine is slower, nev
 
 
 @pytest.fixture(scope="module")
-def console(firestore_emulator: Emulator) -> Iterator[tuple[LocalStack, str]]:
-    """The local stack with u1 on Google and u2 on Microsoft after both first cycles,
+def console(
+    firestore_emulator: Emulator, pubsub_emulator: Emulator
+) -> Iterator[tuple[LocalStack, str]]:
+    """The local stack as `make dev` makes it, with u1 on Google (sync and mail, its
+    inbox seeded) and u2 on Microsoft after both first cycles and u1's first mail pass,
     and the console's address."""
     firestore_emulator.reset()
     client = firestore.Client(project=firestore_emulator.project)
     tasks = start_cloud_tasks()
     switch = CrmSwitch()
     local = through_cloud_tasks(FirestoreBackend(client), tasks.host, crm_wrap=switch)
+    local.gmail_notifications(pubsub_emulator.project)
     local.create_demo_tenant()
-    assert local.connect("u1").status_code == 200
+    seed_inbox(local)
+    assert local.connect("u1", services="sync,mail").status_code == 200
     assert local.connect("u2", provider="microsoft").status_code == 200
     store = local.services.backend.store(DEMO_TENANT)
     for connection in ("google-u1", "microsoft-u2"):
@@ -49,6 +57,10 @@ def console(firestore_emulator: Emulator) -> Iterator[tuple[LocalStack, str]]:
             lambda c=connection: [r for r in store.runs(c) if r["status"] == "ok"],
             what=f"{connection}'s first cycle",
         )
+    eventually(  # the first mail pass made u1's labels and watches the inbox
+        lambda: (store.connection_record("google-u1") or {}).get("mail_watch_until"),
+        what="u1's first mail pass",
+    )
     # The CRM tells crmsync of the console's CRM edits with a signed event, as the
     # vendor's CRM would (make dev's own watch of the CRM does the same over Pub/Sub).
     url, stop = serve_app(Console(local, announce=local.post_event, crm_switch=switch).app())
@@ -192,11 +204,63 @@ def test_console_onboards_u3_from_its_link_and_shows_their_account(
     )
 
 
+def mail(page: Page, subject: str) -> Locator:
+    """The row of u1's Gmail panel whose subject is `subject`, exactly."""
+    rows = page.locator('section.side[data-column="google-u1"] table[data-kind="mail"] tr')
+    return rows.filter(has=page.get_by_text(subject, exact=True))
+
+
+def test_EML1_EML2_console_tags_u1s_gmail_and_the_messages_land_in_the_crms_history(
+    page: Page, console: tuple[LocalStack, str]
+) -> None:
+    """First hour, EML-1/EML-2: u1's Gmail panel lists the seeded inbox; a message
+    written into it from the form arrives; Ada's message tagged Send To CRM in the
+    console lands once in Ada's CRM history (shown on the CRM side) and is labelled
+    Recorded; the unknown sender's is labelled Missing Contact; the mail runs show
+    among the cycles; a message without a sender's address is refused in words."""
+    local, url = console
+    page.goto(url + "/")
+    ada_mail, unknown_mail = "Engine order: next steps", "Introduction"
+    expect(mail(page, ada_mail)).to_contain_text("from Ada Lovelace <ada@acme.example>")
+    expect(mail(page, unknown_mail)).to_contain_text("Inbox")
+
+    form = page.locator('section.side[data-column="google-u1"] form[data-kind="mail"]')
+    form.locator('[name="subject"]').fill("No sender")
+    form.get_by_role("button", name="Deliver").click()
+    expect(page.locator("#message")).to_have_text(
+        "Not delivered: from needs an e-mail address, such as ada@acme.example"
+    )
+    form.locator('[name="from"]').fill("Grace Hopper <grace@navy.example>")
+    form.locator('[name="subject"]').fill("Compiler demo")
+    form.locator('[name="text"]').fill("Shall we show the compiler on Monday?")
+    form.get_by_role("button", name="Deliver").click()
+    expect(mail(page, "Compiler demo")).to_contain_text("Unread")
+
+    mail(page, ada_mail).get_by_role("button", name="Send To CRM").click()
+    expect(page.locator("#message")).to_contain_text("is tagged Send To CRM")
+    mail(page, unknown_mail).get_by_role("button", name="Send To CRM").click()
+
+    expect(mail(page, ada_mail)).to_contain_text("CRM/Recorded", timeout=SYNCED)
+    expect(mail(page, unknown_mail)).to_contain_text("CRM/Missing Contact", timeout=SYNCED)
+    expect(row(page, "crm", "contact", "Ada Lovelace")).to_contain_text(f"latest: {ada_mail}")
+    expect(mail(page, ada_mail)).not_to_contain_text("CRM/Send To CRM")
+    mail_runs = page.locator('#runs details[data-connection="google-u1"] summary b')
+    expect(mail_runs.filter(has_text=re.compile("^mail$")).first).to_be_visible()
+    filed = page.locator("#runs .item", has_text=f'"{ada_mail}"').first
+    expect(filed).to_contain_text("mail record to_crm")
+    expect(filed).to_contain_text("recorded in the CRM's history")
+    [ada] = [c for c in local.crm.all(DEMO_TENANT, "contact") if c["last_name"] == "Lovelace"]
+    subjects = [i["subject"] for i in local.crm.history(DEMO_TENANT, "contact", ada["id"])]
+    assert subjects.count(ada_mail) == 1
+    assert unknown_mail not in subjects
+
+
 def test_console_page_and_its_api_answer_a_newcomer_with_reasons(
     console: tuple[LocalStack, str],
 ) -> None:
     """First hour: the console is a page (HTML), and a bad request to its API is told
-    what is wrong in the error shape every crmsync endpoint uses."""
+    what is wrong in the error shape every crmsync endpoint uses (EML-1: mail written
+    into an account that records none is refused, with the reason)."""
     import requests
 
     _, url = console
@@ -208,6 +272,11 @@ def test_console_page_and_its_api_answer_a_newcomer_with_reasons(
         400,
         {"error": "unknown kind 'meeting': contact, activity or todo"},
     )
+    outlook = requests.post(
+        url + "/api/accounts/microsoft-u2/mail", json={"from": "a@b.example"}, timeout=10
+    )
+    assert outlook.status_code == 400
+    assert outlook.json()["error"].startswith("microsoft-u2 does not record mail: only a Google")
     lost = requests.get(url + "/contacts", timeout=10)
     assert lost.status_code == 404 and lost.headers["Content-Type"].startswith("text/html")
     assert "The sandbox console is one page" in lost.text
