@@ -92,3 +92,13 @@ def _started(start: Callable[[], Emulator]) -> Emulator:
         return start()
     except EmulatorUnavailable as exc:
         pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _worlds_stop_serving() -> Iterator[None]:
+    """The reference CRMs the test's worlds served stop with the test (SyncWorld with
+    crm="rest"): a world something else keeps alive must not keep its server's thread."""
+    yield
+    from crmsync.testing.rest import stop_served
+
+    stop_served()
