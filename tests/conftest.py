@@ -99,6 +99,6 @@ def _worlds_stop_serving() -> Iterator[None]:
     """The reference CRMs the test's worlds served stop with the test (SyncWorld with
     crm="rest"): a world something else keeps alive must not keep its server's thread."""
     yield
-    from crmsync.testing.rest import stop_served
+    from crmsync.testing.serving import stop_served
 
     stop_served()

@@ -1,7 +1,10 @@
 """EML-1..4 through the worker: a task of trigger "mail" runs a pass over the user's
 tagged messages with the CRM the connection acts in (the same use case the
 `sync_worker` function runs), keeps the labels' ids on the connection, stores a run
-whose history items say what became of each message, and leaves sync cycles alone."""
+whose history items say what became of each message, and leaves sync cycles alone.
+These worlds keep their mailbox in memory in every pass; Gmail's and Outlook's
+adapters are run against their sandboxes by test_gmail_adapter and
+test_outlook_mail_adapter, and end to end by the local-stack tests."""
 
 from __future__ import annotations
 
@@ -34,7 +37,7 @@ def ann(world: SyncWorld) -> str:
 
 
 def test_EML2_a_mail_task_records_the_tagged_message_on_its_contact() -> None:
-    world = SyncWorld()
+    world = SyncWorld(provider_backend="memory")  # the memory mailbox (see the module)
     world.record_mail()
     crm_id = ann(world)
     sent = tagged(world, f"Ann <{ANN}>", "Offer", "o-1@x")
@@ -52,7 +55,7 @@ def test_EML2_a_mail_task_records_the_tagged_message_on_its_contact() -> None:
 
 
 def test_EML1_the_labels_ids_are_kept_on_the_connection_and_reused() -> None:
-    world = SyncWorld()
+    world = SyncWorld(provider_backend="memory")  # the memory mailbox (see the module)
     world.record_mail()
     world.sync("mail")
     record = service.connection_of(world.store, world.connection.id)
@@ -71,7 +74,7 @@ def test_EML1_the_labels_ids_are_kept_on_the_connection_and_reused() -> None:
 
 
 def test_EML4_a_mail_task_twice_records_once() -> None:
-    world = SyncWorld()
+    world = SyncWorld(provider_backend="memory")  # the memory mailbox (see the module)
     world.record_mail()
     crm_id = ann(world)
     sent = tagged(world, ANN, "Offer", "o-2@x")
@@ -84,7 +87,7 @@ def test_EML4_a_mail_task_twice_records_once() -> None:
 
 
 def test_EML1_a_connection_that_records_no_mail_skips_mail_tasks_and_syncs_as_before() -> None:
-    world = SyncWorld()
+    world = SyncWorld(provider_backend="memory")  # the memory mailbox (see the module)
     tagged(world, ANN, "Offer", "o-3@x")
 
     run = world.sync("mail")
@@ -96,7 +99,7 @@ def test_EML1_a_connection_that_records_no_mail_skips_mail_tasks_and_syncs_as_be
 def test_EML1_a_pass_that_leaves_tagged_messages_asks_for_the_next_at_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    world = SyncWorld()
+    world = SyncWorld(provider_backend="memory")  # the memory mailbox (see the module)
     world.record_mail()
     ann(world)
     for n in range(3):
@@ -111,7 +114,7 @@ def test_EML1_a_pass_that_leaves_tagged_messages_asks_for_the_next_at_once(
 
 
 def test_EML2_HIS2_sync_history_shows_the_mail_pass_and_opens_the_contact_it_filed_to() -> None:
-    world = SyncWorld()
+    world = SyncWorld(provider_backend="memory")  # the memory mailbox (see the module)
     world.record_mail()
     crm_id = ann(world)
     tagged(world, ANN, "Offer", "o-4@x")

@@ -67,6 +67,7 @@ from crmsync.providers.google.people import (
 from crmsync.providers.google.tasks import GoogleTasks, from_task, to_task
 from crmsync.recordlog import Failure, FaultKind, Faults
 from crmsync.settings import Settings
+from crmsync.testing import serving
 
 if TYPE_CHECKING:
     from crmsync.testing import SyncWorld
@@ -181,6 +182,7 @@ class GoogleSandboxSide:
         self.sandbox = GoogleSandbox(clock)
         self.base_url, stop = serve(self.sandbox)
         self._stop = weakref.finalize(self, stop)
+        serving.keep(self)
         self.endpoints = {
             "calendar": self.base_url + "calendar/v3/",
             "people": self.base_url,

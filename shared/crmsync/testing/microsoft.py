@@ -58,6 +58,7 @@ from crmsync.providers.microsoft.oauth import MicrosoftOAuth
 from crmsync.providers.microsoft.todo import EXTENSION, OPEN_EXTENSION, GraphTasks, to_task
 from crmsync.recordlog import Failure, FaultKind, Faults
 from crmsync.settings import Settings
+from crmsync.testing import serving
 from crmsync.transforms import CustomMap
 
 if TYPE_CHECKING:
@@ -172,6 +173,7 @@ class GraphSandboxSide:
         self.base_url, self.ca_path = served.base_url, served.ca_path
         self.oauth = registered(self.sandbox, self.base_url, self.ca_path, REDIRECT)
         self._stop = weakref.finalize(self, served.stop)
+        serving.keep(self)
         self.graph_root = f"{self.base_url}/v1.0"
         self.token = self.sandbox.issue_token(
             email, SCOPES, client_id=CLIENT_ID, seconds=TOKEN_SECONDS

@@ -20,21 +20,12 @@ from crmsync.crm.memory import PEOPLE
 from crmsync.crm.rest import RestCrmConnector
 from crmsync.model import CustomType, Kind
 from crmsync.recordlog import Faults
+from crmsync.testing import serving
 
 if TYPE_CHECKING:
     from crmsync.testing import SyncWorld
 
 TENANT = "t1"
-# Every reference CRM a world serves until it is stopped: a test run stops them after
-# each test (`stop_served`), since a world kept alive elsewhere would keep its serving
-# thread, which wakes twenty times a second, and a thousand of those starve the rest.
-_SERVED: weakref.WeakSet[ReferenceCrmSide] = weakref.WeakSet()
-
-
-def stop_served() -> None:
-    """Stop every reference CRM a world still serves."""
-    for side in list(_SERVED):
-        side.close()
 
 
 class ReferenceCrmSide:
@@ -53,7 +44,7 @@ class ReferenceCrmSide:
             self.ensure_user(f"u{n}")
         self.base_url, stop = serve(self.crm)
         self._stop = weakref.finalize(self, stop)
-        _SERVED.add(self)
+        serving.keep(self)
 
     def close(self) -> None:
         self._stop()
