@@ -240,6 +240,17 @@ class MailLimits:
     attachment_bytes: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Headline:
+    """What a page shows of a message for its user to choose it (EML-5): the mailbox's
+    id of it, its subject and sender as the message has them, and when it arrived."""
+
+    id: str
+    subject: str
+    sender: str  # "Name <address>", or the address alone
+    received: datetime
+
+
 # EML-1: crmsync's labels (or categories, as a mailbox calls them), by the role each plays.
 SEND, RECORDED, MISSING = "send", "recorded", "missing"
 LABEL_NAMES = {SEND: "CRM/Send To CRM", RECORDED: "CRM/Recorded", MISSING: "CRM/Missing Contact"}
@@ -265,6 +276,10 @@ class MailAccount(Protocol):
     def relabel(self, message_id: str, add: Sequence[str], remove: Sequence[str]) -> None:
         """Add and remove labels (ids) of a message. NotFound when it is gone."""
 
+    def headlines(self, label: str, limit: int) -> list[Headline]:
+        """EML-5: up to `limit` messages carrying the label `label` (an id), newest first,
+        with what a page shows of each."""
+
 
 class AttachmentStore(Protocol):
     """Where attachments too large for the CRM are kept (EML-2): crmsync.objectstore."""
@@ -282,6 +297,11 @@ class CrmMail(Protocol):
 
     def people(self, address: str) -> list[Person]:
         """The contacts and leads the acting user may see that hold `address`, most
+        history first."""
+
+    def search_people(self, text: str, limit: int) -> list[Person]:
+        """EML-5: the contacts and leads the acting user may see whose name or an address
+        holds `text` (whatever its case; 2 characters at least), up to `limit`, most
         history first."""
 
     def record_history(self, entry: HistoryEntry, key: str) -> str:
