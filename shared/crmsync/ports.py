@@ -372,6 +372,15 @@ class Store(Protocol):
         """The connection's queue items in the order they were first put (oldest first),
         each with `choice` and `picks` (None until the user settles it)."""
 
+    def put_filing(self, connection: str, filing: Mapping[str, Any]) -> None:
+        """EML-5: keep messages the user chose to file to records they chose (`id`,
+        `asked`, `messages`, `records`) until a mail pass has filed them
+        (`drop_filing`)."""
+
+    def filings(self, connection: str, limit: int) -> list[dict[str, Any]]:
+        """EML-5: up to `limit` of the filings kept, oldest `asked` first."""
+
+    def drop_filing(self, connection: str, filing_id: str) -> None: ...
     def resolve_queue_item(
         self,
         connection: str,

@@ -458,6 +458,36 @@ def test_SYN2_resolving_an_item_not_in_the_queue_is_an_error(store: Store) -> No
         store.resolve_queue_item("c1", "k-missing", "provider")
 
 
+# -- EML-5: messages the user filed to records they chose ---------------------------------
+def filing(filing_id: str, asked: datetime, **kw: Any) -> dict[str, Any]:
+    return {
+        "id": filing_id,
+        "asked": asked,
+        "messages": ["m-1", "m-2"],
+        "records": [{"kind": "contact", "id": "c-7", "name": "Ada Lovelace"}],
+        **kw,
+    }
+
+
+def test_EML5_filings_round_trip_oldest_first_up_to_the_limit(store: Store) -> None:
+    store.put_filing("c1", filing("f2", NOW + MINUTE))
+    store.put_filing("c1", filing("f1", NOW, messages=["m-3"]))
+    store.put_filing("c1", filing("f3", NOW + HOUR))
+    store.put_filing("c2", filing("f9", NOW))
+
+    assert store.filings("c1", 10) == [
+        filing("f1", NOW, messages=["m-3"]),
+        filing("f2", NOW + MINUTE),
+        filing("f3", NOW + HOUR),
+    ]
+    assert [f["id"] for f in store.filings("c1", 2)] == ["f1", "f2"]
+
+    store.drop_filing("c1", "f1")
+    store.drop_filing("c1", "f-never")
+    assert [f["id"] for f in store.filings("c1", 10)] == ["f2", "f3"]
+    assert [f["id"] for f in store.filings("c2", 10)] == ["f9"]
+
+
 # -- HIS-1: runs and their items -----------------------------------------------------------
 def run_record(run_id: str, **kw: Any) -> dict[str, Any]:
     return {
@@ -737,6 +767,7 @@ def fill(store: Store, connection: str) -> None:
     store.save_link(connection, link("k2", "crm-2", None, state="creating"))
     store.set_retries(connection, "contact", {("crm", "crm-3")})
     store.put_queue_item(connection, queue_item("k1"))
+    store.put_filing(connection, filing("f1", NOW))
     store.save_run(connection, run_record("run-1"))
     store.add_items(connection, "run-1", [history_item(1)])
     store.save_sealed_grant(connection, SEALED)
@@ -753,6 +784,7 @@ def kept(store: Store, connection: str) -> dict[str, Any]:
         "linked": store.linked_count(connection, "contact"),
         "retries": store.retries(connection, "contact"),
         "queue": [i["id"] for i in store.queue(connection)],
+        "filings": [f["id"] for f in store.filings(connection, 10)],
         "runs": [r["id"] for r in store.runs(connection)],
         "items": len(store.items(connection, "run-1")),
         "grant": store.sealed_grant(connection),
@@ -769,6 +801,7 @@ FULL = {
     "linked": 1,
     "retries": {("crm", "crm-3")},
     "queue": ["k1"],
+    "filings": ["f1"],
     "runs": ["run-1"],
     "items": 1,
     "grant": SEALED,
@@ -793,6 +826,7 @@ def test_AUTH4_erasing_a_connection_keeps_its_status_and_nothing_else(backend: B
         "linked": 0,
         "retries": set(),
         "queue": [],
+        "filings": [],
         "runs": [],
         "items": 0,
         "grant": None,
@@ -825,6 +859,7 @@ def test_the_same_connection_id_in_two_tenants_keeps_two_states(backend: Backend
         "linked": 0,
         "retries": set(),
         "queue": [],
+        "filings": [],
         "runs": [],
         "items": 0,
         "grant": None,

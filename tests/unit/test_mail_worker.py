@@ -1,4 +1,4 @@
-"""EML-1..4 through the worker: a task of trigger "mail" runs a pass over the user's
+"""EML-1..5 through the worker: a task of trigger "mail" runs a pass over the user's
 tagged messages with the CRM the connection acts in (the same use case the
 `sync_worker` function runs), keeps the labels' ids on the connection, stores a run
 whose history items say what became of each message, and leaves sync cycles alone.
@@ -14,7 +14,7 @@ from crmsync import service
 from crmsync.mail import recording
 from crmsync.queue.inline import InlineQueue
 from crmsync.testing import SyncWorld
-from crmsync.usecases import history
+from crmsync.usecases import history, mail
 
 ANN = "ann.buyer@example.com"
 
@@ -133,3 +133,149 @@ def test_EML2_HIS2_sync_history_shows_the_mail_pass_and_opens_the_contact_it_fil
     assert shown["items"][0]["actions"] == [
         {"name": "open", "url": f"https://crm.example/contact/{crm_id}"}
     ]
+
+
+# -- EML-5: messages the user chose, filed to records they chose ------------------------
+BOB = "bob.lead@example.com"
+
+
+def missing(world: SyncWorld, subject: str, message_id: str) -> str:
+    """A message from someone the CRM does not know, tagged and labelled Missing Contact."""
+    sent = tagged(world, "Stranger <stranger@elsewhere.example>", subject, message_id)
+    world.sync("mail")
+    assert world.mailbox.label_names(sent) == {"INBOX", "CRM/Missing Contact"}
+    return sent
+
+
+def bob(world: SyncWorld) -> str:
+    lead_id: str = world.crm.create("lead", {"last_name": "Lead", "emails": [BOB]})
+    return lead_id
+
+
+def file(world: SyncWorld, messages: list[str], records: list[str]) -> dict[str, object]:
+    """The user's choice, as the filing page sends it (the same use case)."""
+    tenant, connection = world.connection.tenant, world.connection.id
+    return mail.file(world.services, tenant, connection, messages, records)
+
+
+def test_EML5_chosen_messages_are_filed_once_to_each_chosen_record_and_labelled_recorded() -> None:
+    world = SyncWorld(provider_backend="memory")  # the memory mailbox (see the module)
+    world.record_mail()
+    first, second = missing(world, "Intro", "i-1@x"), missing(world, "Terms", "t-1@x")
+    contact, lead = ann(world), bob(world)
+
+    asked = file(world, [first, second], [f"contact/{contact}", f"lead/{lead}"])
+    run = world.sync("mail")
+
+    assert (asked["messages"], asked["records"]) == (2, 2)
+    assert run["status"] == "ok"
+    assert run["counts"] == {"mail": {"record": 4}}
+    for kind, record in (("contact", contact), ("lead", lead)):
+        subjects = sorted(i["subject"] for i in world.crm.history(kind, record))
+        assert subjects == ["Intro", "Terms"], kind
+    for sent in (first, second):
+        assert world.mailbox.label_names(sent) == {"INBOX", "CRM/Recorded"}
+    items = world.store.items(world.connection.id, run["id"])
+    assert sorted((i["crm_kind"], i["crm_id"], i["label"]) for i in items) == sorted(
+        (k, r, s) for k, r in (("contact", contact), ("lead", lead)) for s in ("Intro", "Terms")
+    )
+    assert {i["reason"] for i in items} == {"filed to this record, as you chose"}
+    assert world.store.filings(world.connection.id, 10) == []
+
+    file(world, [first], [f"contact/{contact}", f"lead/{lead}"])  # EML-4: chosen again
+    world.sync("mail")
+
+    assert len(world.crm.history("contact", contact)) == 2
+    assert len(world.crm.history("lead", lead)) == 2
+
+
+def test_EML5_a_recorded_message_can_be_filed_to_one_more_record() -> None:
+    world = SyncWorld(provider_backend="memory")  # the memory mailbox (see the module)
+    world.record_mail()
+    contact, lead = ann(world), bob(world)
+    sent = tagged(world, ANN, "Offer", "o-9@x")
+    world.sync("mail")
+
+    file(world, [sent], [f"lead/{lead}"])
+    world.sync("mail")
+
+    assert [i["subject"] for i in world.crm.history("contact", contact)] == ["Offer"]
+    assert [i["subject"] for i in world.crm.history("lead", lead)] == ["Offer"]
+    assert world.mailbox.label_names(sent) == {"INBOX", "CRM/Recorded"}
+
+
+def test_EML5_a_record_gone_is_reported_for_itself_and_the_others_are_filed() -> None:
+    world = SyncWorld(provider_backend="memory")  # the memory mailbox (see the module)
+    world.record_mail()
+    sent = missing(world, "Intro", "i-2@x")
+    contact = ann(world)
+
+    file(world, [sent], [f"contact/{contact}", "lead/no-such-lead"])
+    run = world.sync("mail")
+
+    assert run["counts"] == {"mail": {"record": 1, "skip": 1}}
+    [refused] = [
+        i for i in world.store.items(world.connection.id, run["id"]) if i["outcome"] == "skip"
+    ]
+    assert (refused["crm_kind"], refused["crm_id"]) == ("lead", "no-such-lead")
+    assert "the record is gone, or you may no longer see it" in refused["reason"]
+    assert len(world.crm.history("contact", contact)) == 1
+    assert world.mailbox.label_names(sent) == {"INBOX", "CRM/Recorded"}
+    assert world.store.filings(world.connection.id, 10) == []
+
+
+def test_EML5_EML4_a_pass_that_dies_while_filing_keeps_the_choice_and_the_next_files_it_once() -> (
+    None
+):
+    world = SyncWorld(provider_backend="memory")  # the memory mailbox (see the module)
+    world.record_mail()
+    first, second = missing(world, "Intro", "i-3@x"), missing(world, "Terms", "t-3@x")
+    contact, lead = ann(world), bob(world)
+    file(world, [first, second], [f"contact/{contact}", f"lead/{lead}"])
+
+    world.crash_after(2)  # the first message is in both histories, then the worker dies
+    assert world.sync("mail")["status"] == "crashed"
+    assert len(world.store.filings(world.connection.id, 10)) == 1
+    world.fail("crm", "create", "transient")  # and the CRM is away for the next pass
+    stopped = world.sync("mail")
+    assert stopped["status"] == "partial"
+    after = world.sync("mail")
+
+    assert after["status"] == "ok"
+    for kind, record in (("contact", contact), ("lead", lead)):
+        subjects = sorted(i["subject"] for i in world.crm.history(kind, record))
+        assert subjects == ["Intro", "Terms"], kind
+    assert world.store.filings(world.connection.id, 10) == []
+
+
+@pytest.mark.parametrize(
+    ("messages", "records", "reason"),
+    [
+        ([], ["contact/c1"], "no message was chosen"),
+        (["m1"], [], "no record was chosen"),
+        ([f"m{n}" for n in range(26)], ["contact/c1"], "26 messages were chosen"),
+        (["m1"], [f"contact/c{n}" for n in range(11)], "11 records were chosen"),
+        (["m1"], ["account/a1"], "'account/a1' is no CRM contact or lead"),
+        (["m1"], ["contact/"], "'contact/' is no CRM contact or lead"),
+    ],
+)
+def test_EML5_a_choice_that_cannot_be_filed_is_refused_with_its_reason_and_kept_nowhere(
+    messages: list[str], records: list[str], reason: str
+) -> None:
+    world = SyncWorld(provider_backend="memory")  # the memory mailbox (see the module)
+    world.record_mail()
+
+    with pytest.raises(service.Refused) as refused:
+        file(world, messages, records)
+
+    assert (refused.value.status, refused.value.reason) == (400, reason)
+    assert world.store.filings(world.connection.id, 10) == []
+
+
+def test_EML5_a_connection_that_records_no_mail_has_no_filing() -> None:
+    world = SyncWorld(provider_backend="memory")  # the memory mailbox (see the module)
+
+    with pytest.raises(service.Refused) as refused:
+        file(world, ["m1"], ["contact/c1"])
+
+    assert refused.value.status == 404

@@ -4,6 +4,7 @@ from crmsync.app import (  # noqa: F401
     admin_views,
     files_views,
     history_views,
+    mail_views,
     preview_views,
     queue_views,
     settings_views,

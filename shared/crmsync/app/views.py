@@ -178,6 +178,7 @@ def _connection(context: Context, record: ConnectionRecord) -> dict[str, Any]:
         "needs_reauth": record.status == ConnectionState.NEEDS_REAUTH,
         "can_sync": record.active and record.syncs and not record.preview_first,
         "preview_first": record.preview_first,  # BEY-3: the first sync waits for the user
+        "files_mail": record.active and record.records_mail,  # EML-5: its filing page
         "problems": [p for p in (record.channel_problem, record.mail_problem) if p],
         "last_run": {
             "id": last.id,

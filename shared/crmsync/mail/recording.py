@@ -13,6 +13,12 @@ on, and the next pass records the same item again (the CRM answers the first one
 relabels: nothing lost, nothing doubled, no journal of crmsync's own needed (EML-4). A
 message tagged again later, or in another user's mailbox, is one item too.
 
+EML-5: messages the user chose on crmsync's page, each to be filed to records they
+chose (`Chosen`), are settled first, in the same way: each message is read once and
+recorded on every chosen record under that record's key, then relabelled "Recorded". A
+pass that dies on the way files them again the same, and the CRM answers the items it
+has; a record the user may no longer see is reported for that record alone.
+
 What a pass cannot settle it reports and leaves alone or lets go:
 
 - a message that cannot be read (`Unreadable`): reported in the user's history with the
@@ -45,6 +51,7 @@ from crmsync.ports import (
     Linked,
     MailAccount,
     MailLimits,
+    Person,
     Stored,
 )
 
@@ -55,7 +62,16 @@ MAX_KEPT_BYTES = 25 * 2**20  # the largest attachment kept in the object store
 # Keeps an attachment of the message keyed (its first argument) in the object store.
 Keep = Callable[[str, Attachment], Linked]
 
-Outcome = Literal["recorded", "missing", "unreadable", "refused", "gone", "stopped"]
+Outcome = Literal["recorded", "filed", "missing", "unreadable", "refused", "gone", "stopped"]
+
+
+@dataclass(frozen=True, slots=True)
+class Chosen:
+    """EML-5: messages (the mailbox's ids) the user chose to file to `people`."""
+
+    id: str
+    messages: tuple[str, ...]
+    people: tuple[Person, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +93,7 @@ class Pass:
     labels: dict[str, str]
     filed: list[Filed] = field(default_factory=list)
     more: bool = False
+    settled: list[str] = field(default_factory=list)  # the ids of the `Chosen` filed
 
     def count(self, outcome: Outcome) -> int:
         return sum(1 for f in self.filed if f.outcome == outcome)
@@ -90,19 +107,28 @@ def record_tagged(
     known_labels: Mapping[str, str],
     batch: int | None = None,
     keep: Keep | None = None,
+    chosen: Iterable[Chosen] = (),
 ) -> Pass:
-    """Settle the messages tagged "Send To CRM" in `account` (see the module's rules).
-    `own` are the user's addresses (never matched), `mailbox` names the mailbox in the
-    keys of messages without a Message-ID; `keep` stores attachments too large for the
-    CRM (none: they are named only)."""
+    """Settle the messages the user chose (`chosen`), then those tagged "Send To CRM" in
+    `account` (see the module's rules). `own` are the user's addresses (never matched),
+    `mailbox` names the mailbox in the keys of messages without a Message-ID; `keep`
+    stores attachments too large for the CRM (none: they are named only)."""
     batch = batch or BATCH
     labels = account.labels(known_labels)
     done = Pass(labels)
+    limits = crm.mail_limits()
+    budget = [MAX_PASS_BYTES]
+    for asked in chosen:
+        for message_id in asked.messages:
+            filed = _file(account, crm, mailbox, labels, limits, budget, message_id, asked, keep)
+            done.filed.extend(filed)
+            if any(f.outcome == "stopped" for f in filed):
+                done.more = True
+                return done
+        done.settled.append(asked.id)
     ids = account.tagged(labels[SEND], batch + 1)
     done.more = len(ids) > batch
-    limits = crm.mail_limits()
     mine = list(own)
-    budget = [MAX_PASS_BYTES]
     for message_id in ids[:batch]:
         filed = _settle(account, crm, mine, mailbox, labels, limits, budget, message_id, keep)
         done.filed.append(filed)
@@ -152,6 +178,52 @@ def _settle(
         return Filed(message_id, "gone")
     except TransientError as exc:
         return Filed(message_id, "stopped", reason=str(exc))
+
+
+def _file(
+    account: MailAccount,
+    crm: CrmMail,
+    mailbox: str,
+    labels: Mapping[str, str],
+    limits: MailLimits,
+    budget: list[int],
+    message_id: str,
+    asked: Chosen,
+    keep: Keep | None,
+) -> list[Filed]:
+    """EML-5: one chosen message recorded on each chosen record, then labelled
+    "Recorded"; a message that cannot be read, or is gone, keeps its labels."""
+    try:
+        raw, received = account.message(message_id)
+        try:
+            mail = read(raw)
+        except Unreadable as exc:
+            return [Filed(message_id, "unreadable", reason=str(exc))]
+        keys = [filing.key(mail, person, mailbox, message_id) for person in asked.people]
+        stored, linked, left_out = _attachments(mail, limits, budget, keys[0], keep)
+        noted = _noting(mail, left_out)
+        filed: list[Filed] = []
+        for person, key in zip(asked.people, keys, strict=True):
+            record = f"{person.kind}/{person.id}"
+            item = filing.entry(noted, person, limits, received, stored, linked)
+            try:
+                crm.record_history(item, key)
+            except NotFound:
+                reason = "the record is gone, or you may no longer see it"
+                filed.append(Filed(message_id, "refused", mail.subject, record, reason))
+                continue
+            except PermanentError as exc:
+                filed.append(Filed(message_id, "refused", mail.subject, record, str(exc)))
+                continue
+            filed.append(Filed(message_id, "filed", mail.subject, record))
+        if any(f.outcome == "filed" for f in filed):
+            remove = [labels[SEND], labels[MISSING]]
+            account.relabel(message_id, [labels[RECORDED]], remove)
+        return filed
+    except NotFound:
+        return [Filed(message_id, "gone")]
+    except TransientError as exc:
+        return [Filed(message_id, "stopped", reason=str(exc))]
 
 
 def _attachments(

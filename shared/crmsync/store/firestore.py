@@ -13,6 +13,8 @@ the memory store.
     .../connections/{c}/runs/{r}/items/{i}  one history item, with seq and expire_at (TTL)
     .../connections/{c}/queue/{q}         one queue item, with what the user settled:
                                           choice (a side), picks{field: side}
+    .../connections/{c}/filings/{f}       messages a user chose to file to records they
+                                          chose (EML-5), ordered by asked, until filed
     channels/{id}                         push channel → tenant and connection
     mailboxes/{id}                        address_digest, tenant, connection: a Gmail
                                           address's route (one per connection)
@@ -651,6 +653,24 @@ class FirestoreStore:
         except gexc.NotFound:
             raise KeyError(f"no queue item {item_id!r}") from None
 
+    # -- messages filed to chosen records (EML-5) -----------------------------------------
+    def _filings(self, connection: str) -> firestore.CollectionReference:
+        return self._under(connection, "filings")
+
+    def put_filing(self, connection: str, filing: Mapping[str, Any]) -> None:
+        self.writes += 1
+        ref = self._filings(connection).document(_hashed_id("filing", str(filing["id"])))
+        ref.set(_fields(filing))
+
+    def filings(self, connection: str, limit: int) -> list[dict[str, Any]]:
+        query = self._filings(connection).order_by("asked").limit(limit)
+        found = self._query(query)
+        return [_record(s.to_dict()) for s in found]
+
+    def drop_filing(self, connection: str, filing_id: str) -> None:
+        self.writes += 1
+        self._filings(connection).document(_hashed_id("filing", filing_id)).delete()
+
     # -- history (HIS-1, HIS-2, HIS-3) ---------------------------------------------------
     def _run(self, connection: str, run_id: str) -> firestore.DocumentReference:
         return self._runs(connection).document(_hashed_id("run", run_id))
@@ -836,6 +856,7 @@ class FirestoreStore:
         registry record the status belongs to)."""
         self._delete_all(self._links(connection))
         self._delete_all(self._queue(connection))
+        self._delete_all(self._filings(connection))
         runs = list(self._runs(connection).list_documents(page_size=BATCH_LIMIT))
         self.reads += max(1, len(runs))
         for run in runs:  # also runs whose document already expired, items left

@@ -56,6 +56,7 @@ class MemoryStore:
         self._by_side: dict[tuple[str, Kind, Side], dict[str, str]] = {}
         self._retries: dict[tuple[str, Kind], set[tuple[Side, str]]] = {}
         self._queue: dict[str, dict[str, dict[str, Any]]] = {}
+        self._filings: dict[str, dict[str, dict[str, Any]]] = {}  # EML-5, in order put
         self._runs: dict[str, dict[str, dict[str, Any]]] = {}
         self._items: dict[tuple[str, str], list[dict[str, Any]]] = {}
         # when each run and item is erased (Firestore: their TTL field, HIS-3)
@@ -235,6 +236,22 @@ class MemoryStore:
         item["choice"] = choice
         item["picks"] = dict(picks) if picks else None
 
+    # -- messages filed to chosen records (EML-5) --------------------------------------
+    def put_filing(self, connection: str, filing: Mapping[str, Any]) -> None:
+        self.writes += 1
+        self._filings.setdefault(connection, {})[filing["id"]] = copy.deepcopy(dict(filing))
+
+    def filings(self, connection: str, limit: int) -> list[dict[str, Any]]:
+        self.reads += 1
+        kept = self._filings.get(connection, {}).values()
+        found = sorted(kept, key=lambda f: f["asked"])[:limit]
+        return [copy.deepcopy(f) for f in found]
+
+    def drop_filing(self, connection: str, filing_id: str) -> None:
+        if filing_id in self._filings.get(connection, {}):
+            self.writes += 1
+            del self._filings[connection][filing_id]
+
     # -- history (HIS-1, HIS-2, HIS-3) ------------------------------------------------
     def save_run(self, connection: str, run: Mapping[str, Any]) -> None:
         self.writes += 1
@@ -408,6 +425,7 @@ class MemoryStore:
             for key in [k for k in table if k[0] == connection]:
                 del table[key]
         self._queue.pop(connection, None)
+        self._filings.pop(connection, None)
         self._runs.pop(connection, None)
 
     # -- the tenant, its users and connections (the registry) -----------------------

@@ -1,4 +1,4 @@
-"""A mail cycle (EML-1..4): what the worker runs for a task of trigger "mail", which a
+"""A mail cycle (EML-1..5): what the worker runs for a task of trigger "mail", which a
 mailbox notification (pushed by the provider, through the provider's kit) or a pass
 that left tagged messages over enqueues.
 
@@ -7,6 +7,11 @@ it), runs one pass of `crmsync.mail.recording` over the user's mailbox with the 
 acting as the user, keeps the ids of crmsync's labels on the connection, and stores a
 run with one history item per message, which Sync History shows beside the sync
 cycles (HIS-1).
+
+EML-5: the user's page (`choices`) lists the messages waiting for a record ("Missing
+Contact") and those recorded lately, and finds CRM records by name or address; filing
+some of those messages to some records (`file`) keeps the choice as a filing and asks
+for a pass, which files them (`crmsync.mail.recording`) and lets the filing go.
 """
 
 from __future__ import annotations
@@ -21,14 +26,32 @@ from crmsync.connections import Grants
 from crmsync.cycle import LEASE_SECONDS
 from crmsync.errors import GrantRevoked, PermanentError, TransientError
 from crmsync.mail import files, recording
-from crmsync.ports import SEND, ConnectionRecord, ConnectionState, RunStatus
+from crmsync.ports import (
+    MISSING,
+    RECORDED,
+    SEND,
+    ConnectionRecord,
+    ConnectionState,
+    Headline,
+    Person,
+    RunStatus,
+)
 from crmsync.queue import DEBOUNCE
 
 log = logging.getLogger("crmsync.mail")
 
+# EML-5: what one filing may ask for, and what a page shows
+MAX_MESSAGES = 25  # messages filed at once
+MAX_RECORDS = 10  # records each of them is filed to
+FILINGS_PER_PASS = 5  # filings a pass settles before the tagged messages
+SHOWN = 25  # messages a page lists of each label
+FOUND = 20  # records a search shows
+KINDS = ("contact", "lead")
+
 MAIL = "mail"  # the trigger, and the kind of its history items
 ITEM_OUTCOME = {  # a message's fate → its history item's outcome
     "recorded": "record",
+    "filed": "record",
     "missing": "missing",
     "unreadable": "skip",
     "refused": "skip",
@@ -36,6 +59,7 @@ ITEM_OUTCOME = {  # a message's fate → its history item's outcome
 }
 REASONS = {
     "recorded": "recorded in the CRM's history of this record",
+    "filed": "filed to this record, as you chose",
     "missing": "no CRM contact or lead has a participant's address: labelled \"Missing "
     'Contact"; tag it again once the contact is in the CRM',
     "unreadable": "the message could not be read",
@@ -121,13 +145,21 @@ def _pass(
         keep = None
         if services.attachments is not None:  # EML-2: large attachments kept, linked
             keep = files.keeper(services.attachments, services.secret, services.public_url, tenant)
-        done = recording.record_tagged(account, crm, own, record.id, record.mail_labels, keep=keep)
+        asked = store.filings(record.id, FILINGS_PER_PASS + 1)
+        chosen = [_chosen(f) for f in asked[:FILINGS_PER_PASS]]
+        done = recording.record_tagged(
+            account, crm, own, record.id, record.mail_labels, keep=keep, chosen=chosen
+        )
     except GrantRevoked as exc:
         run.update(status=RunStatus.NEEDS_REAUTH, errors=[f"{type(exc).__name__}: {exc}"])
         return False
     except (TransientError, PermanentError) as exc:
         run.update(status=RunStatus.FAILED, errors=[f"{type(exc).__name__}: {exc}"])
         return isinstance(exc, TransientError)
+    for filing in done.settled:
+        store.drop_filing(record.id, filing)
+    if len(asked) > FILINGS_PER_PASS:
+        done.more = True
     if done.labels != dict(record.mail_labels):
         store.save_connection_record(record.id, {"mail_labels": done.labels})
     _watch(services, store, tenant, record, grants, done.labels)
@@ -143,6 +175,15 @@ def _pass(
     stopped = any(f.outcome == "stopped" for f in done.filed)
     run["status"] = RunStatus.PARTIAL if stopped else RunStatus.OK
     return done.more
+
+
+def _chosen(filing: dict[str, Any]) -> recording.Chosen:
+    people = tuple(
+        Person(str(r["kind"]), str(r["id"]), str(r.get("name") or ""), (), 0)
+        for r in filing.get("records") or ()
+    )
+    messages = tuple(str(m) for m in filing.get("messages") or ())
+    return recording.Chosen(str(filing["id"]), messages, people)
 
 
 def _item(filed: recording.Filed, outcome: str, at: datetime) -> dict[str, Any]:
@@ -189,3 +230,146 @@ def _watch(
         return
     services.backend.store("").watch_mailbox(tenant, record.id, ends)
     store.save_connection_record(record.id, {"mail_watch_until": ends, "mail_problem": ""})
+
+
+# -- EML-5: the user's choice of messages and records ---------------------------------------
+def choices(
+    services: service.Services, tenant: str, connection: str, text: str = ""
+) -> dict[str, Any]:
+    """What the filing page shows: the messages waiting for a record and those recorded
+    lately (newest first), the filings not settled yet, and with `text` the CRM's
+    contacts and leads whose name or address holds it."""
+    store = services.backend.store(tenant)
+    record = _recording(services, tenant, connection)
+    kit = services.kit(record.provider)
+    text = text.strip()
+    data: dict[str, Any] = {
+        "connection": record.id,
+        "provider_label": kit.label,
+        "account": record.account,
+        "active": record.active,
+        "waiting": [],
+        "recorded": [],
+        "search": text,
+        "found": [],
+        "pending": len(store.filings(record.id, MAX_MESSAGES)),
+        "max_messages": MAX_MESSAGES,
+        "max_records": MAX_RECORDS,
+    }
+    if not record.active:
+        return data
+    grants = Grants(store, services.vault, tenant)
+    try:
+        account = kit.mail_account(services, grants, record.id)
+        labels = account.labels(record.mail_labels)
+        if labels != dict(record.mail_labels):
+            store.save_connection_record(record.id, {"mail_labels": labels})
+        data["waiting"] = [_shown(h) for h in account.headlines(labels[MISSING], SHOWN)]
+        data["recorded"] = [_shown(h) for h in account.headlines(labels[RECORDED], SHOWN)]
+        if len(text) >= 2:
+            tenant_record = store.tenant_record() or {}
+            settings = service.settings_for(services, tenant, record)
+            crm = service.crm_for(services, tenant, tenant_record, record, settings)
+            data["found"] = [_person(p) for p in crm.search_people(text[:100], FOUND)]
+    except GrantRevoked as exc:
+        raise service.Refused(
+            409,
+            f"{kit.label} no longer lets crmsync read your mail",
+            "Sign in there again from your sync page; nothing was lost.",
+        ) from exc
+    except (TransientError, PermanentError) as exc:
+        log.warning(
+            "mail choices unavailable", extra={"tenant": tenant, "error": type(exc).__name__}
+        )
+        raise service.Refused(
+            503, f"{kit.label} or the CRM could not be reached just now", "Try again in a minute."
+        ) from exc
+    return data
+
+
+def file(
+    services: service.Services,
+    tenant: str,
+    connection: str,
+    messages: list[str],
+    records: list[str],
+) -> dict[str, Any]:
+    """EML-5: file `messages` (the mailbox's ids) to each of `records` ("contact/<id>"
+    or "lead/<id>"): kept as a filing, which the mail pass it asks for files."""
+    record = _recording(services, tenant, connection)
+    if not record.active:
+        raise service.Refused(409, f"this connection is {record.status}", "See your sync page.")
+    wanted = list(dict.fromkeys(m.strip() for m in messages if m.strip()))
+    chosen = list(dict.fromkeys(r.strip() for r in records if r.strip()))
+    if not wanted:
+        raise service.Refused(400, "no message was chosen", "Tick the messages to file.")
+    if len(wanted) > MAX_MESSAGES:
+        raise service.Refused(
+            400, f"{len(wanted)} messages were chosen", f"File at most {MAX_MESSAGES} at once."
+        )
+    if not chosen:
+        raise service.Refused(
+            400, "no record was chosen", "Find the records in the CRM and tick them."
+        )
+    if len(chosen) > MAX_RECORDS:
+        raise service.Refused(
+            400, f"{len(chosen)} records were chosen", f"Choose at most {MAX_RECORDS}."
+        )
+    people: list[dict[str, str]] = []
+    for ref in chosen:
+        kind, _, record_id = ref.partition("/")
+        if kind not in KINDS or not record_id or len(ref) > 300:
+            raise service.Refused(400, f"{ref[:40]!r} is no CRM contact or lead")
+        people.append({"kind": kind, "id": record_id})
+    if any(len(m) > 512 for m in wanted):
+        raise service.Refused(400, "a chosen message is not one of your mailbox's")
+    now = services.clock()
+    filing = {
+        "id": f"{now.strftime('%Y%m%dT%H%M%S.%f')}-{secrets.token_hex(4)}",
+        "asked": now,
+        "messages": wanted,
+        "records": people,
+    }
+    store = services.backend.store(tenant)
+    store.put_filing(record.id, filing)
+    enqueued = service.enqueue_cycle(services, tenant, record.id, MAIL, delay=timedelta(0))
+    return {
+        "filing": filing["id"],
+        "messages": len(wanted),
+        "records": len(people),
+        "enqueued": enqueued,
+    }
+
+
+def _recording(services: service.Services, tenant: str, connection: str) -> ConnectionRecord:
+    record = service.connection_of(services.backend.store(tenant), connection)
+    if record is None or not record.live:
+        raise service.Refused(404, "no such connection")
+    if not record.records_mail:
+        raise service.Refused(
+            404,
+            "this connection does not record mail",
+            "Add the mail service to it from your sync page.",
+        )
+    return record
+
+
+def _shown(headline: Headline) -> dict[str, Any]:
+    return {
+        "id": headline.id,
+        "subject": headline.subject or "(no subject)",
+        "sender": headline.sender,
+        "received": headline.received.isoformat(),
+        "received_text": f"{headline.received:%-d %b %Y, %H:%M} UTC",
+    }
+
+
+def _person(person: Person) -> dict[str, Any]:
+    return {
+        "ref": f"{person.kind}/{person.id}",
+        "kind": person.kind,
+        "id": person.id,
+        "name": person.name,
+        "emails": list(person.emails),
+        "history": person.history_count,
+    }

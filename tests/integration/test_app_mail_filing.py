@@ -1,0 +1,165 @@
+"""EML-5 over HTTP: a user who records mail opens the filing page, sees the messages
+waiting for a CRM record ("Missing Contact") and those recorded lately, finds CRM
+records by name or address, and files several messages to several records at once; the
+mail pass that the filing asks for (run by the sync_worker function) puts each message
+once into each record's history and labels it "Recorded". For Gmail and for Outlook,
+through the functions, the reference CRM and the Google and Microsoft sandboxes. A user
+reaches only their own connection; a POST without the session's CSRF token is refused."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from sandbox.crm.seed import DEMO_TENANT
+from sandbox.google import gmail
+from sandbox.local.stack import DEMO_USERS, LocalStack
+from sandbox.microsoft import mail as outlook_mail
+from tests.app_helpers import app, csrf, sign_in
+from tests.integration.test_app_preview_import import drain
+
+pytestmark = pytest.mark.integration
+
+DANA, MAX = DEMO_USERS["u1"], DEMO_USERS["u2"]
+DANAS, MAXS = "google-u1", "microsoft-u2"
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[LocalStack]:
+    from crmsync.queue.inline import InlineQueue
+    from crmsync.store.memory import MemoryBackend
+
+    stack = LocalStack(MemoryBackend(), InlineQueue(), graph_flush=0)
+    stack.create_demo_tenant()
+    assert stack.connect("u1", services="sync,mail").status_code == 200
+    assert stack.connect("u2", provider="microsoft", services="mail").status_code == 200
+    drain(stack)  # the first mail passes make the labels and categories
+    yield stack
+    stack.close()
+
+
+def message(sender: str, to: str, subject: str, message_id: str) -> bytes:
+    return (
+        f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\n"
+        f"Message-ID: <{message_id}>\r\n\r\nAbout {subject.lower()}.\r\n"
+    ).encode()
+
+
+def person(stack: LocalStack, kind: str, last_name: str) -> str:
+    found: str = next(
+        r["id"] for r in stack.crm.all(DEMO_TENANT, kind) if r.get("last_name") == last_name
+    )
+    return found
+
+
+def history(stack: LocalStack, kind: str, record: str) -> list[str]:
+    return sorted(i["subject"] for i in stack.crm.history(DEMO_TENANT, kind, record))
+
+
+def test_EML5_dana_files_two_gmail_messages_to_a_contact_and_a_lead_she_found(
+    stack: LocalStack,
+) -> None:
+    labels = stack.services.backend.store(DEMO_TENANT).connection_record(DANAS)["record"]
+    ids = labels["mail_labels"]
+    stranger = "Sam Stranger <sam@nowhere.example>"
+    sent = [
+        gmail.deliver(stack.google, DANA, message(stranger, DANA, subject, f"{n}@nowhere"))
+        for n, subject in enumerate(("Engine parts", "Delivery dates"))
+    ]
+    for one in sent:
+        gmail.change_labels(stack.google, DANA, one, add=[ids["send"]])
+    drain(stack)
+    assert all(ids["missing"] in gmail.message_labels(stack.google, DANA, m) for m in sent)
+    dana = sign_in(stack, DANA)
+
+    assert f"/me/mail/{DANAS}" in dana.get(app(stack, "/me")).text
+    shown = dana.get(app(stack, f"/api/me/mail/{DANAS}")).json()
+    assert [m["subject"] for m in shown["waiting"]] == ["Delivery dates", "Engine parts"]
+    assert {m["sender"] for m in shown["waiting"]} == {stranger}
+    found = dana.get(app(stack, f"/api/me/mail/{DANAS}"), params={"q": "LOVELACE"}).json()
+    ada = person(stack, "contact", "Lovelace")
+    assert [p["ref"] for p in found["found"]] == [f"contact/{ada}"]
+    lead = stack.crm.create(DEMO_TENANT, "lead", {"last_name": "Babbage"}, "u1")
+    leads = dana.get(app(stack, f"/api/me/mail/{DANAS}"), params={"q": "babb"}).json()
+    assert [p["ref"] for p in leads["found"]] == [f"lead/{lead}"]
+
+    page = dana.get(app(stack, f"/me/mail/{DANAS}"), params={"q": "lovelace"})
+    assert 'name="messages"' in page.text and f'value="contact/{ada}"' in page.text
+    chosen = {"messages": sent, "records": [f"contact/{ada}", f"lead/{lead}"]}
+    refused = dana.post(app(stack, f"/me/mail/{DANAS}/file"), data=chosen)
+    assert refused.status_code == 403
+    answer = dana.post(
+        app(stack, f"/me/mail/{DANAS}/file"),
+        data={**chosen, "csrf": csrf(page.text)},
+        allow_redirects=False,
+    )
+    assert answer.status_code == 303, answer.text
+    assert "Filing 2 messages to 2 records" in dana.get(answer.headers["Location"]).text
+    drain(stack)
+
+    assert history(stack, "contact", ada) == ["Delivery dates", "Engine parts"]
+    assert history(stack, "lead", lead) == ["Delivery dates", "Engine parts"]
+    for one in sent:
+        now = gmail.message_labels(stack.google, DANA, one)
+        assert ids["recorded"] in now and ids["missing"] not in now
+    after = dana.get(app(stack, f"/api/me/mail/{DANAS}")).json()
+    assert after["waiting"] == [] and after["pending"] == 0
+    assert {"Delivery dates", "Engine parts"} <= {m["subject"] for m in after["recorded"]}
+
+
+def test_EML5_max_files_an_outlook_message_to_a_record_he_found(stack: LocalStack) -> None:
+    raw = message("Nell <nell@nowhere.example>", MAX, "Service visit", "visit@nowhere")
+    sent = outlook_mail.deliver(stack.microsoft, MAX, raw)
+    outlook_mail.set_categories(stack.microsoft, MAX, sent, ["CRM/Send To CRM"])
+    drain(stack)
+    max_ = sign_in(stack, MAX, provider="microsoft")
+    shown = max_.get(app(stack, f"/api/me/mail/{MAXS}"), params={"q": "lovelace"}).json()
+    assert [m["id"] for m in shown["waiting"]] == [sent]
+    ada = person(stack, "contact", "Lovelace")
+    page = max_.get(app(stack, f"/me/mail/{MAXS}"))
+
+    answer = max_.post(
+        app(stack, f"/me/mail/{MAXS}/file"),
+        data={"messages": sent, "records": f"contact/{ada}", "csrf": csrf(page.text)},
+    )
+    assert answer.status_code == 200
+    drain(stack)
+
+    assert "Service visit" in history(stack, "contact", ada)
+    held = stack.outlook("GET", f"me/messages/{sent}", user="u2")["categories"]
+    assert held == ["CRM/Recorded"]
+
+
+def test_EML5_nobody_reaches_another_users_filing_page_or_files_from_it(
+    stack: LocalStack,
+) -> None:
+    max_ = sign_in(stack, MAX, provider="microsoft")
+    token = csrf(max_.get(app(stack, f"/me/mail/{MAXS}")).text)
+    for path in (f"/me/mail/{DANAS}", f"/api/me/mail/{DANAS}"):
+        assert max_.get(app(stack, path)).status_code == 404, path
+    answer = max_.post(
+        app(stack, f"/me/mail/{DANAS}/file"),
+        data={"messages": "m1", "records": "contact/c1", "csrf": token},
+    )
+    assert answer.status_code == 404
+    assert "you have no such connection" in answer.text.lower()
+    assert stack.services.backend.store(DEMO_TENANT).filings(DANAS, 10) == []
+
+
+def test_EML5_a_choice_without_records_is_a_page_that_says_what_to_do(stack: LocalStack) -> None:
+    max_ = sign_in(stack, MAX, provider="microsoft")
+    token = csrf(max_.get(app(stack, f"/me/mail/{MAXS}")).text)
+
+    answer = max_.post(app(stack, f"/me/mail/{MAXS}/file"), data={"messages": "m1", "csrf": token})
+
+    assert answer.status_code == 400
+    assert answer.headers["Content-Type"].startswith("text/html")
+    assert "no record was chosen" in answer.text
+    assert "Find the records in the CRM and tick them." in answer.text
+    api = max_.post(
+        app(stack, f"/api/me/mail/{MAXS}/file"),
+        json={"messages": ["m1"], "records": []},
+        headers={"X-CSRF-Token": token},
+    )
+    assert (api.status_code, api.json()["reason"]) == (400, "no record was chosen")
