@@ -1,6 +1,7 @@
 """The Gmail adapter (crmsync.providers.google.gmail) against the Google sandbox's Gmail
 over a real socket, through the real google-api-python-client, and a whole recording
-pass over it with the reference CRM behind the production connector (EML-1..4)."""
+pass over it with the reference CRM behind the production connector (EML-1..4); the
+headlines of a label a page offers to choose from (EML-5)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import pytest
 from google.oauth2.credentials import Credentials
 
 from crmsync.crm.rest import RestCrmConnector
+from crmsync.errors import PermissionDenied
 from crmsync.mail import recording
-from crmsync.ports import MISSING, RECORDED, SEND
+from crmsync.ports import MISSING, RECORDED, SEND, Headline
 from crmsync.providers.google.client import GoogleClient
 from crmsync.providers.google.gmail import GmailAccount
 from crmsync.providers.google.oauth import SERVICES
@@ -179,3 +181,60 @@ def test_EML2_EML4_a_pass_over_gmail_records_each_tagged_message_once_in_the_ref
     assert (item["subject"], item["body"]) == ("Offer", "About the offer.")
     assert set(message_labels(gmail.google, DANA, known)) == {"INBOX", labels[RECORDED]}
     assert set(message_labels(gmail.google, DANA, stranger)) == {"INBOX", labels[MISSING]}
+
+
+def test_EML5_headlines_are_the_label_s_newest_messages_with_subject_sender_and_time(
+    gmail: Gmail,
+) -> None:
+    labels = gmail.account().labels({})
+    jg = "=?utf-8?q?J=C3=BCrgen_Gro=C3=9F?= <jg@example.de>"
+    unnamed = b"From: bo@example.org\r\nTo: dana.rep@demo.example\r\n\r\nNo subject.\r\n"
+    missing = {}
+    for minutes, raw in (
+        (20, message(jg, "=?utf-8?q?Gr=C3=BC=C3=9Fe_aus_K=C3=B6ln?=", "g1@x")),
+        (0, message(ANN, "Oldest", "g2@x")),
+        (30, unnamed),
+        (10, message('"Buyer, Ann" <ann.buyer@example.com>', "Quote", "g3@x")),
+    ):  # arriving out of order
+        at = START + timedelta(minutes=minutes)
+        missing[minutes] = deliver(gmail.google, DANA, raw, internal_date=at)
+        change_labels(gmail.google, DANA, missing[minutes], add=[labels[MISSING]])
+    recorded = deliver(gmail.google, DANA, message(ANN, "Recorded", "g4@x"), internal_date=START)
+    change_labels(gmail.google, DANA, recorded, add=[labels[RECORDED]])
+    deliver(gmail.google, DANA, message(ANN, "Untagged", "g5@x"), internal_date=START)
+    account = gmail.account()
+
+    shown = account.headlines(labels[MISSING], 3)
+
+    assert shown == [
+        Headline(missing[30], "", "bo@example.org", START + timedelta(minutes=30)),
+        Headline(
+            missing[20],
+            "Grüße aus Köln",
+            "Jürgen Groß <jg@example.de>",
+            START + timedelta(minutes=20),
+        ),
+        Headline(missing[10], "Quote", f"Buyer, Ann <{ANN}>", START + timedelta(minutes=10)),
+    ]
+    assert account.client.calls == 1 + 3  # one listing, one read of each headline
+    assert [h.id for h in gmail.account().headlines(labels[RECORDED], 10)] == [recorded]
+
+
+def test_EML5_a_message_deleted_since_it_was_listed_is_left_out_of_the_headlines(
+    gmail: Gmail,
+) -> None:
+    labels = gmail.account().labels({})
+    made = []
+    for n in range(3):
+        at = START + timedelta(minutes=n)
+        made.append(deliver(gmail.google, DANA, message(ANN, f"M{n}", f"d{n}@x"), internal_date=at))
+        change_labels(gmail.google, DANA, made[-1], add=[labels[MISSING]])
+    # Gmail's answer to reading a message deleted for good between the listing and the read
+    gmail.google.inject(404, reason="notFound", method="GET", path=f"messages/{made[1]}$")
+
+    shown = gmail.account().headlines(labels[MISSING], 10)
+
+    assert [h.subject for h in shown] == ["M2", "M0"]
+    gmail.google.inject(403, reason="forbidden", method="GET", path=f"messages/{made[0]}$")
+    with pytest.raises(PermissionDenied):  # only a message gone is left out
+        gmail.account().headlines(labels[MISSING], 10)

@@ -585,6 +585,21 @@ def test_EML4_metadata_gives_the_headers_asked_for_in_any_letter_case_and_no_bod
     assert "parts" not in shown["payload"] and "raw" not in shown
 
 
+def test_EML5_metadata_of_subject_and_from_carries_the_internal_date_and_the_labels(
+    google: Google,
+) -> None:
+    message_id = google.deliver(rich_mail(), ("INBOX", "UNREAD"))
+
+    shown = message_of(google, message_id, format="metadata", metadataHeaders=["Subject", "From"])
+
+    assert shown["payload"]["headers"] == [
+        {"name": "From", "value": "Jürgen Groß <juergen@partner.example>"},
+        {"name": "Subject", "value": "Angebot für Größe 42 – bitte prüfen"},
+    ]
+    assert shown["internalDate"] == str(int((NOW + timedelta(minutes=1)).timestamp()) * 1000)
+    assert (shown["id"], shown["labelIds"]) == (message_id, ["INBOX", "UNREAD"])
+
+
 def test_EML4_a_reply_joins_the_thread_of_the_message_it_answers(google: Google) -> None:
     first = google.deliver(mail("Quote", message_id="<quote-7@partner.example>"))
     reply = google.deliver(

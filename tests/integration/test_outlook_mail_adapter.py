@@ -1,6 +1,7 @@
 """The Outlook mail adapter (crmsync.providers.microsoft.mail) against the Microsoft
 sandbox's Graph over TLS, and a whole recording pass over it into the reference CRM
-behind the production connector (EML-1..4)."""
+behind the production connector (EML-1..4); the headlines of a category a page offers
+to choose from (EML-5)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from crmsync.crm.rest import RestCrmConnector
 from crmsync.mail import recording
-from crmsync.ports import MISSING, RECORDED, SEND
+from crmsync.ports import MISSING, RECORDED, SEND, Headline
 from crmsync.providers.microsoft.client import GraphClient
 from crmsync.providers.microsoft.mail import OutlookMail
 from sandbox.crm.app import ReferenceCrm
@@ -137,3 +138,61 @@ def test_EML2_EML4_a_pass_over_outlook_records_each_tagged_message_once_in_the_r
     assert (item["subject"], item["body"]) == ("Offer", "About the offer.")
     assert categories(graph, known) == {"CRM/Recorded"}
     assert categories(graph, stranger) == {"CRM/Missing Contact"}
+
+
+def test_EML5_headlines_are_the_category_s_newest_messages_with_subject_sender_and_time(
+    graph: Graph,
+) -> None:
+    jg = "=?utf-8?q?J=C3=BCrgen_Gro=C3=9F?= <jg@example.de>"
+    unnamed = f"From: bo@example.org\r\nTo: {EMAIL}\r\n\r\nNo subject.\r\n".encode()
+    missing = {}
+    for minutes, raw in (
+        (20, message(jg, "=?utf-8?q?Gr=C3=BC=C3=9Fe_aus_K=C3=B6ln?=", "h1@x")),
+        (0, message(ANN, "Oldest", "h2@x")),
+        (30, unnamed),
+        (10, message(f"Ann Buyer <{ANN}>", "Quote", "h3@x")),
+    ):  # arriving out of order
+        at = START + timedelta(minutes=minutes)
+        missing[minutes] = deliver(graph.sandbox, EMAIL, raw, received=at)
+        set_categories(graph.sandbox, EMAIL, missing[minutes], ["Blue", "CRM/Missing Contact"])
+    recorded = deliver(graph.sandbox, EMAIL, message(ANN, "Recorded", "h4@x"), received=START)
+    set_categories(graph.sandbox, EMAIL, recorded, ["CRM/Recorded"])
+    other = deliver(graph.sandbox, EMAIL, message(ANN, "Other", "h5@x"), received=START)
+    set_categories(graph.sandbox, EMAIL, other, ["CRM/Missing Contact later"])
+    mail = mail_of(graph)
+    labels = mail.labels({})
+    before = mail.client.calls
+
+    shown = mail.headlines(labels[MISSING], 3)
+
+    assert shown == [
+        Headline(missing[30], "", "bo@example.org", START + timedelta(minutes=30)),
+        Headline(
+            missing[20],
+            "Grüße aus Köln",
+            "Jürgen Groß <jg@example.de>",
+            START + timedelta(minutes=20),
+        ),
+        Headline(missing[10], "Quote", f"Ann Buyer <{ANN}>", START + timedelta(minutes=10)),
+    ]
+    assert mail.client.calls == before + 1  # one listing, ordered by Graph
+    assert [h.id for h in mail_of(graph).headlines(labels[RECORDED], 10)] == [recorded]
+    assert mail_of(graph).headlines(labels[SEND], 10) == []
+
+
+def test_EML5_a_category_name_with_a_quote_is_found_and_a_headline_then_relabels(
+    graph: Graph,
+) -> None:
+    made = deliver(graph.sandbox, EMAIL, message(ANN, "Offer", "h6@x"), received=START)
+    set_categories(graph.sandbox, EMAIL, made, ["Ann's deals"])
+    created = graph.ok(
+        graph.post("me/outlook/masterCategories", {"displayName": "Ann's deals"}), 201
+    )
+    mail = mail_of(graph)
+    labels = mail.labels({})
+
+    [shown] = mail.headlines(created["id"], 5)
+    mail.relabel(shown.id, [labels[RECORDED]], [created["id"]])
+
+    assert (shown.id, shown.subject) == (made, "Offer")
+    assert categories(graph, made) == {"CRM/Recorded"}

@@ -2,7 +2,7 @@
 the oddities real mail carries (missing or wrong charsets, 8-bit headers, nested
 multiparts, winmail.dat, inline images, HTML only, attached messages, broken dates),
 and generated MIME: whatever arrives, the reader answers a message or `Unreadable`,
-never another error."""
+never another error. EML-5: a message's subject and sender as a page shows them."""
 
 from __future__ import annotations
 
@@ -15,7 +15,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crmsync.mail import quotes
-from crmsync.mail.reader import Participant, Unreadable, read
+from crmsync.mail.reader import (
+    Participant,
+    Unreadable,
+    header_text,
+    headline,
+    read,
+    sender_of,
+    sender_text,
+)
 
 
 def crlf(text: str) -> bytes:
@@ -87,6 +95,46 @@ def test_EML2_raw_8bit_headers_and_encoded_words_are_decoded() -> None:
     assert mail.subject == "Angebot für Köln à la carte"
     assert mail.participants[0] == Participant("from", "joerg@example.de", "Jörg Müller")
     assert mail.participants[1] == Participant("to", "rene@example.fr", "René")
+
+
+def test_EML5_a_headline_is_the_subject_and_sender_read_from_the_headers_alone() -> None:
+    raw = (
+        b"From: =?utf-8?q?Gro=C3=9F=2C_J=C3=BCrgen?= <jg@example.de>\r\n"
+        b"Subject: =?utf-8?q?Caf=C3=A9?=\r\n =?utf-8?q?_au_lait?= for \xc3\x9cber\r\n"
+        b"Content-Type: text/plain; charset=x-nothing\r\n\r\n\xff\xfe not read\r\n"
+    )
+
+    assert headline(raw) == ("Café au lait for Über", "Groß, Jürgen <jg@example.de>")
+    assert headline(b"To: dana.rep@demo.example\r\n\r\nHello\r\n") == ("", "")
+    assert headline(SIMPLE) == ("Offer for 40 seats", "Ann Buyer <Ann.Buyer@Example.com>")
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("Groß, Jürgen <jg@example.de>", "Groß, Jürgen <jg@example.de>"),  # decoded already
+        ('"Doe, Jo" <jo@example.net>', "Doe, Jo <jo@example.net>"),
+        ("=?iso-8859-1?q?Ren=E9e?= <renee@example.fr>", "Renée <renee@example.fr>"),
+        ("jo@example.net", "jo@example.net"),
+        ("<jo@example.net>", "jo@example.net"),
+        ("jo@example.net <jo@example.net>", "jo@example.net"),
+        ("jo@example.net (Jo Doe)", "Jo Doe <jo@example.net>"),
+        ("Ann <ann@example.com>, Bo <bo@example.org>", "Ann <ann@example.com>"),
+        ("Mail Delivery System", "Mail Delivery System"),
+        ("", ""),
+    ],
+)
+def test_EML5_a_sender_is_its_name_and_address_or_the_address_alone(value: str, shown: str) -> None:
+    assert sender_of(value) == shown
+
+
+def test_EML5_header_text_decodes_what_a_mailbox_service_left_encoded_and_keeps_the_rest() -> None:
+    assert header_text("=?utf-8?b?R3LDvMOfZQ==?=  aus\r\n Köln") == "Grüße aus Köln"
+    assert header_text("=?utf-8?q?broken") == "=?utf-8?q?broken"
+    assert header_text("Price = 5?=") == "Price = 5?="
+    assert sender_text(" Ann  Buyer ", "ann@example.com") == "Ann Buyer <ann@example.com>"
+    assert sender_text("ANN@example.com", "ann@example.com") == "ann@example.com"
+    assert sender_text("Ann", "") == "Ann"
 
 
 def test_EML2_an_html_only_message_is_recorded_as_its_text() -> None:

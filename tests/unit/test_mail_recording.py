@@ -3,18 +3,19 @@ and a CRM that keeps history items by key as the contract says: labels made once
 kept by id, each message recorded once on the right record and relabelled, a message
 with no known participant marked "Missing Contact" and recorded once retagged after its
 contact appears, unreadable and refused messages reported and let go, and a pass
-interrupted anywhere recording nothing twice."""
+interrupted anywhere recording nothing twice. EML-5: the memory mailbox's headlines of a
+label, for a page to choose messages from."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from crmsync.errors import NotFound, PermanentError, TransientError
 from crmsync.mail import recording
-from crmsync.ports import HistoryEntry, MailLimits, Person
+from crmsync.ports import Headline, HistoryEntry, MailLimits, Person
 from crmsync.providers.memory import MemoryMailbox
 
 NOW = datetime(2026, 11, 3, 9, 0, tzinfo=UTC)
@@ -238,3 +239,66 @@ def test_EML2_a_pass_takes_a_batch_oldest_first_and_says_more_are_left(
 
     assert [f.subject for f in done.filed] == ["M0", "M1", "M2"] and done.more
     assert recording.outcomes(done) == {"recorded": 3}
+
+
+# -- EML-5: headlines of a label -------------------------------------------------------------------
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def test_EML5_headlines_are_the_label_s_newest_messages_with_subject_sender_and_arrival() -> None:
+    clock = Clock()
+    box = MemoryMailbox(clock, DANA)
+    missing: list[str] = []
+    for minutes, raw in (
+        (20, message("=?utf-8?q?J=C3=BCrgen_Gro=C3=9F?= <jg@example.de>", "Re: Offer", "h1@x")),
+        (
+            0,
+            message(
+                "ann@example.com", "=?utf-8?q?Gr=C3=BC=C3=9Fe_aus?= =?utf-8?q?_K=C3=B6ln?=", "h2@x"
+            ),
+        ),
+        (30, b"From: Bo <bo@example.org>\r\nTo: dana.rep@demo.example\r\n\r\nNo subject.\r\n"),
+        (10, message('"Doe, Jo" <jo@example.net>', "Quote", "h3@x")),
+    ):  # arriving out of order
+        clock.now = NOW + timedelta(minutes=minutes)
+        missing.append(box.deliver(raw))
+        box.tag(missing[-1], "CRM/Missing Contact")
+    clock.now = NOW + timedelta(hours=1)
+    recorded = box.deliver(message("ann@example.com", "Recorded already", "h4@x"))
+    box.tag(recorded, "CRM/Recorded")
+    box.deliver(message("ann@example.com", "Untagged", "h5@x"))
+    label = box.label_named("CRM/Missing Contact")
+    assert label is not None
+
+    shown = box.headlines(label, 3)
+
+    assert shown == [
+        Headline(missing[2], "", "Bo <bo@example.org>", NOW + timedelta(minutes=30)),
+        Headline(
+            missing[0], "Re: Offer", "Jürgen Groß <jg@example.de>", NOW + timedelta(minutes=20)
+        ),
+        Headline(missing[3], "Quote", "Doe, Jo <jo@example.net>", NOW + timedelta(minutes=10)),
+    ]
+    assert [h.subject for h in box.headlines(label, 10)][-1] == "Grüße aus Köln"
+    assert box.headlines(label, 0) == []
+    assert box.calls["headlines"] == 3
+
+
+def test_EML5_headlines_of_messages_that_arrived_together_come_the_later_delivered_first(
+    box: MemoryMailbox,
+) -> None:
+    sent = [box.deliver(message("ann@example.com", f"M{n}", f"t{n}@x")) for n in range(12)]
+    for m in sent:
+        box.tag(m, "CRM/Recorded")
+    label = box.label_named("CRM/Recorded")
+    assert label is not None
+
+    shown = box.headlines(label, 12)
+
+    assert [h.id for h in shown] == list(reversed(sent))
+    assert {h.received for h in shown} == {NOW} and shown[0].sender == "ann@example.com"

@@ -16,6 +16,10 @@ Real mail is often not what RFC 5322 and MIME say, and none of that may stop a c
 - a date that does not parse is None, so the caller falls back to the provider's own
   (when the mailbox received or sent it).
 
+What a page shows of a message for its user to choose it (EML-5), its subject and
+sender, is read the same way, from the raw message (`headline`) or from the header
+values a mailbox service gives (`header_text`, `sender_of`, `sender_text`).
+
 What cannot be read at all (not a message, or bigger than `MAX_MESSAGE_BYTES`) raises
 `Unreadable`, whose reason holds nothing of the message: the cycle reports it as a
 history item the user sees and never retries it.
@@ -32,7 +36,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import Message
-from email.utils import getaddresses, parsedate_to_datetime
+from email.parser import BytesHeaderParser
+from email.utils import getaddresses, parsedate_to_datetime, unquote
 
 from crmsync.mail import quotes
 from crmsync.mail.html import to_text
@@ -42,6 +47,7 @@ MAX_PARTS = 500  # a message of more parts than this is refused, not walked
 ROLES = ("from", "to", "cc", "bcc")
 _MESSAGE_ID = re.compile(r"<([^<>\s]+)>")
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
+_ONE_MAILBOX = re.compile(r"^([^<>]*)<\s*([^<>\s]+@[^<>\s]+)\s*>$")  # Name <address>
 _FALLBACK = "windows-1252"
 
 
@@ -107,6 +113,48 @@ def read(raw: bytes) -> Mail:
         participants=_participants(message),
         attachments=tuple(attachments),
     )
+
+
+def headline(raw: bytes) -> tuple[str, str]:
+    """The subject and sender of the message in `raw` as a page shows them (EML-5), read
+    from its headers only; "" for what it lacks."""
+    message = BytesHeaderParser().parsebytes(raw)  # compat32, as `read`
+    subject, sender = (next(iter(_raw(message, name)), "") for name in ("subject", "from"))
+    return header_text(subject), sender_of(sender)
+
+
+def header_text(value: str) -> str:
+    """A header value as one line of text: raw 8-bit bytes read, encoded words decoded
+    (a mailbox service may hand some over undecoded), folding and runs of spaces made
+    one space."""
+    return " ".join(_words(_unmangled(value)).split())
+
+
+def sender_of(value: str) -> str:
+    """A From header's value as `sender_text` shows it (its first mailbox); the value
+    as text when it holds no address. A name holding a comma once decoded is kept
+    whole."""
+    text = " ".join(_unmangled(value).split())
+    one = _ONE_MAILBOX.match(text)
+    if one is not None:
+        name, address = one.group(1).strip(), one.group(2)
+        if len(name) > 1 and name[0] == name[-1] == '"':
+            name = unquote(name)
+    else:
+        found = [(n, a) for n, a in getaddresses([text]) if "@" in a]
+        if not found:
+            return header_text(text)
+        name, address = found[0]
+    return sender_text(_words(name), address)
+
+
+def sender_text(name: str, address: str) -> str:
+    """A sender as a page shows it: "Name <address>", or the address alone when the
+    name is none or the address itself."""
+    name, address = " ".join(name.split()), address.strip()
+    if not address or not name or name.casefold() == address.casefold():
+        return address or name
+    return f"{name} <{address}>"
 
 
 def _leaves(part: Message, count: list[int]) -> Iterator[Message]:

@@ -19,8 +19,9 @@ from crmsync import model
 from crmsync.engine.plan import Write
 from crmsync.engine.records import SideRecord
 from crmsync.errors import NotFound
+from crmsync.mail import reader
 from crmsync.model import FIELD_NAMES, Kind
-from crmsync.ports import LABEL_NAMES, ChangePage, CreatesOneByOne, WriteResult
+from crmsync.ports import LABEL_NAMES, ChangePage, CreatesOneByOne, Headline, WriteResult
 from crmsync.recordlog import Entry, Faults, RecordLog
 from crmsync.transforms import CustomMap
 
@@ -161,7 +162,7 @@ class MemoryProvider(CreatesOneByOne):
 
 
 class MemoryMailbox:
-    """A mailbox in memory that implements the MailAccount port (EML-1..4): labels by
+    """A mailbox in memory that implements the MailAccount port (EML-1..5): labels by
     id and name, messages with their raw bytes, when they arrived and their labels.
     What its user does (mail arriving, tagging, renaming a label) are its other
     methods; `calls` counts the port's calls, as a provider's quota would."""
@@ -212,6 +213,19 @@ class MemoryMailbox:
         if message_id not in self.messages:
             raise NotFound(f"no message {message_id}")
         self.on[message_id] = (self.on[message_id] - set(remove)) | set(add)
+
+    def headlines(self, label: str, limit: int) -> list[Headline]:
+        self._count("headlines")
+        delivered = {m: n for n, m in enumerate(self.messages)}  # as their ids were given
+        carrying = [m for m in self.messages if label in self.on[m]]
+        # newest first; of messages that arrived at the same moment, the higher id first
+        carrying.sort(key=lambda m: (self.messages[m][1], delivered[m]), reverse=True)
+        found = []
+        for message_id in carrying[: max(limit, 0)]:
+            raw, received = self.messages[message_id]
+            subject, sender = reader.headline(raw)
+            found.append(Headline(message_id, subject, sender, received))
+        return found
 
     # -- what the user does ----------------------------------------------------------------
     def create_label(self, name: str) -> str:

@@ -1,4 +1,4 @@
-"""A user's Gmail as e-mail recording uses it (the MailAccount port, EML-1..4).
+"""A user's Gmail as e-mail recording uses it (the MailAccount port, EML-1..5).
 
 - Labels (EML-1): crmsync's three labels are kept by id. A label the user renamed keeps
   its id, so it stays crmsync's; one missing is looked up by name first (the user may
@@ -11,9 +11,14 @@
   `internalDate` (when Gmail received or sent it), which Google advises over the Date
   header.
 - Relabelling is one `messages.modify`.
+- Headlines (EML-5) are one `messages.list` page of the label (newest first, as Gmail
+  lists) and a `messages.get` in `metadata` format of each, for its Subject and From
+  and its `internalDate`; one deleted in between is left out. Gmail gives the headers
+  decoded; an encoded word it left as it was is decoded here.
 
 Quota (per user, 15,000 units a minute): list 5, get 5, modify 5, labels.list 1,
-labels.create 5: recording a message costs 15 units and a list.
+labels.create 5: recording a message costs 15 units and a list; a page of headlines
+5 units a message and a list.
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from crmsync.errors import AlreadyExists, PermanentError
-from crmsync.ports import LABEL_NAMES
+from crmsync.errors import AlreadyExists, NotFound, PermanentError
+from crmsync.mail import reader
+from crmsync.ports import LABEL_NAMES, Headline
 from crmsync.providers.google.client import GoogleClient
 
 PARENT = "CRM"  # what makes Gmail show crmsync's labels nested
@@ -104,6 +110,28 @@ class GmailAccount:
             raise PermanentError("Gmail gave a message that is not base64url") from exc
         return raw, _received(answer.get("internalDate"))
 
+    def headlines(self, label: str, limit: int) -> list[Headline]:
+        if limit <= 0:
+            return []
+        request = self.users.messages().list(
+            userId="me", labelIds=[label], maxResults=min(limit, PAGE)
+        )
+        listed = self.client.execute(request, "gmail messages.list").get("messages", [])
+        found = []
+        for message in listed[:limit]:
+            request = self.users.messages().get(
+                userId="me",
+                id=str(message["id"]),
+                format="metadata",
+                metadataHeaders=["Subject", "From"],
+            )
+            try:
+                answer = self.client.execute(request, "gmail messages.get")
+            except NotFound:  # deleted since it was listed
+                continue
+            found.append(_headline(answer))
+        return found
+
     def watch(self, topic: str, label: str) -> datetime:
         """Gmail's notifications of changes to messages carrying `label` (an id) go to
         the Pub/Sub topic `topic` (projects/P/topics/T) until the returned moment (a
@@ -121,6 +149,19 @@ class GmailAccount:
         body = {"addLabelIds": list(add), "removeLabelIds": list(remove)}
         request = self.users.messages().modify(userId="me", id=message_id, body=body)
         self.client.execute(request, "gmail messages.modify")
+
+
+def _headline(answer: dict[str, Any]) -> Headline:
+    """A message in `metadata` format as a page shows it."""
+    headers: dict[str, str] = {}
+    for header in (answer.get("payload") or {}).get("headers") or []:
+        headers.setdefault(str(header.get("name", "")).lower(), str(header.get("value", "")))
+    return Headline(
+        id=str(answer["id"]),
+        subject=reader.header_text(headers.get("subject", "")),
+        sender=reader.sender_of(headers.get("from", "")),
+        received=_received(answer.get("internalDate")),
+    )
 
 
 def _padded(text: str) -> str:

@@ -1,16 +1,20 @@
-"""A user's Outlook mail as e-mail recording uses it (the MailAccount port, EML-1..4).
+"""A user's Outlook mail as e-mail recording uses it (the MailAccount port, EML-1..5).
 
 - Categories (EML-1): crmsync's three are master categories of the mailbox, kept by id.
   Graph lets no category be renamed (its display name is fixed once made), and a
   message carries its categories by name, so an id found again resolves to the name
   the messages carry; a category the user deleted is made again.
 - The worklist is the messages carrying "CRM/Send To CRM" (`categories/any`); Graph
-  refuses to order a filter on categories, so a pass lists them (bounded) and takes
-  the oldest by `receivedDateTime` itself.
+  refuses to order a filter on categories alone, so a pass lists them (bounded) and
+  takes the oldest by `receivedDateTime` itself.
 - A message is read whole as MIME (`$value`); its time is Graph's `receivedDateTime`,
   remembered from the listing.
 - Relabelling is one PATCH of the message's categories, conditional on its etag, so a
   category the user adds at the same moment is not lost (a 412 reads it again once).
+- Headlines (EML-5) are one listing of the category, newest first by Graph: Graph orders
+  a filtered listing only by a property that opens the filter (else 400
+  InefficientFilter), so the filter opens with a `receivedDateTime` bound every message
+  meets.
 """
 
 from __future__ import annotations
@@ -21,11 +25,14 @@ from typing import Any
 from urllib.parse import quote
 
 from crmsync.errors import AlreadyExists, Conflict
-from crmsync.ports import LABEL_NAMES
+from crmsync.mail import reader
+from crmsync.ports import LABEL_NAMES, Headline
 from crmsync.providers.microsoft.client import GraphClient
 
 CATEGORIES = "me/outlook/masterCategories"
 PAGE = 100
+MAX_TOP = 1000  # the largest $top Graph takes for messages
+EVER = "1900-01-01T00:00:00Z"  # a receivedDateTime every message is received after
 MAX_LISTED = 5_000  # tagged messages a pass lists at most to find the oldest
 COLORS = {"send": "preset4", "recorded": "preset7", "missing": "preset0"}  # blue, green, red
 
@@ -89,15 +96,47 @@ class OutlookMail:
         }
         found: list[tuple[datetime, str]] = []
         for message in self.client.values("me/messages", "graph messages.list", params):
-            message_id = str(message["id"])
-            received = _moment(message.get("receivedDateTime"))
-            self._received[message_id] = received
-            etag = str(message.get("@odata.etag") or "")
-            self._held[message_id] = (list(message.get("categories") or []), etag)
-            found.append((received, message_id))
+            found.append((self._remember(message), str(message["id"])))
             if len(found) >= MAX_LISTED:
                 break
         return [message_id for _, message_id in sorted(found)][:limit]
+
+    def headlines(self, label: str, limit: int) -> list[Headline]:
+        if limit <= 0:
+            return []
+        name = self._name(label).replace("'", "''")  # OData string literal
+        params = {
+            "$filter": f"receivedDateTime ge {EVER} and categories/any(c:c eq '{name}')",
+            "$select": "id,subject,from,receivedDateTime,categories",
+            "$orderby": "receivedDateTime desc",
+            "$top": str(min(limit, MAX_TOP)),
+        }
+        page = self.client.request("GET", "me/messages", "graph messages.list", params=params)
+        found = []
+        for message in (page.get("value") or [])[:limit]:
+            sender = (message.get("from") or {}).get("emailAddress") or {}
+            found.append(
+                Headline(
+                    id=str(message["id"]),
+                    subject=reader.header_text(str(message.get("subject") or "")),
+                    sender=reader.sender_text(
+                        reader.header_text(str(sender.get("name") or "")),
+                        str(sender.get("address") or ""),
+                    ),
+                    received=self._remember(message),
+                )
+            )
+        return found
+
+    def _remember(self, message: dict[str, Any]) -> datetime:
+        """A listed message's receivedDateTime, and its categories and etag, kept for
+        reading and relabelling it without another request."""
+        message_id = str(message["id"])
+        received = _moment(message.get("receivedDateTime"))
+        self._received[message_id] = received
+        etag = str(message.get("@odata.etag") or "")
+        self._held[message_id] = (list(message.get("categories") or []), etag)
+        return received
 
     def message(self, message_id: str) -> tuple[bytes, datetime]:
         path = f"me/messages/{quote(message_id, safe='')}"
