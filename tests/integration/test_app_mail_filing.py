@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from playwright.sync_api import Page
 
 from sandbox.crm.seed import DEMO_TENANT
 from sandbox.google import gmail
 from sandbox.local.stack import DEMO_USERS, LocalStack
 from sandbox.microsoft import mail as outlook_mail
-from tests.app_helpers import app, csrf, sign_in
+from tests.app_helpers import app, browser_sign_in, csrf, looked_at, sign_in
 from tests.integration.test_app_preview_import import drain
 
 pytestmark = pytest.mark.integration
@@ -163,3 +164,28 @@ def test_EML5_a_choice_without_records_is_a_page_that_says_what_to_do(stack: Loc
         headers={"X-CSRF-Token": token},
     )
     assert (api.status_code, api.json()["reason"]) == (400, "no record was chosen")
+
+
+def test_EML5_in_a_browser_dana_finds_a_record_ticks_a_message_and_files_it(
+    page: Page, stack: LocalStack
+) -> None:
+    ids = stack.services.backend.store(DEMO_TENANT).connection_record(DANAS)["record"]
+    raw = message("Tom <tom@nowhere.example>", DANA, "Spare gears", "gears@nowhere")
+    sent = gmail.deliver(stack.google, DANA, raw)
+    gmail.change_labels(stack.google, DANA, sent, add=[ids["mail_labels"]["send"]])
+    drain(stack)
+    ada = person(stack, "contact", "Lovelace")
+    browser_sign_in(page, stack, "u1", "google")
+
+    page.click(f"#mail-{DANAS}")
+    page.fill("#q", "lovelace")
+    page.click("#find")
+    page.get_by_label("File to Ada Lovelace").check()
+    page.get_by_label("File Spare gears").check()
+    looked_at(page, "mail-file")
+    page.click("#file-messages")
+
+    assert "Filing 1 message to 1 record" in page.locator("#notice").inner_text()
+    drain(stack)
+    assert "Spare gears" in history(stack, "contact", ada)
+    assert ids["mail_labels"]["recorded"] in gmail.message_labels(stack.google, DANA, sent)

@@ -279,3 +279,25 @@ def test_EML5_a_connection_that_records_no_mail_has_no_filing() -> None:
         file(world, ["m1"], ["contact/c1"])
 
     assert refused.value.status == 404
+
+
+def test_EML5_the_page_lists_the_waiting_and_the_recorded_messages_newest_first() -> None:
+    world = SyncWorld(provider_backend="memory")  # the memory mailbox (see the module)
+    world.record_mail()
+    ann(world)
+    older, newer = missing(world, "Intro", "i-5@x"), missing(world, "Terms", "t-5@x")
+    recorded = tagged(world, ANN, "Offer", "o-5@x")
+    world.sync("mail")
+    tenant, connection = world.connection.tenant, world.connection.id
+
+    shown = mail.choices(world.services, tenant, connection)
+
+    assert [m["id"] for m in shown["waiting"]] == [newer, older]
+    assert [(m["subject"], m["sender"]) for m in shown["waiting"]] == [
+        ("Terms", "Stranger <stranger@elsewhere.example>"),
+        ("Intro", "Stranger <stranger@elsewhere.example>"),
+    ]
+    assert [m["id"] for m in shown["recorded"]] == [recorded]
+    assert (shown["found"], shown["pending"]) == ([], 0)
+    file(world, [older], ["contact/c-x"])
+    assert mail.choices(world.services, tenant, connection)["pending"] == 1
