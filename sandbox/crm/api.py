@@ -56,6 +56,7 @@ MAX_BODY = 1024 * 1024
 # 25 MiB (what mail providers send at most) and its text.
 MAX_HISTORY_BODY = 40 * 1024 * 1024
 DEFAULT_PAGE = 100
+PEOPLE_PAGE, PEOPLE_MOST = 20, 50  # GET /people's default and largest limit (EML-5)
 RECORD_KINDS = ("contact", "activity", "todo")
 DEFAULT_GROUP = "default"
 
@@ -245,6 +246,12 @@ def _person_name(fields: Mapping[str, Any]) -> str:
     return name or str(fields["company"])
 
 
+def _holds(person: Mapping[str, Any], needle: str) -> bool:
+    """EML-5: whether a Person's name or one of its addresses holds `needle` (casefolded)."""
+    texts = (person["name"], *person["emails"])
+    return any(needle in str(text).casefold() for text in texts)
+
+
 class Api:
     """The WSGI application of the contract over one database."""
 
@@ -351,12 +358,12 @@ class Api:
         return _strip_etag(value)
 
     @staticmethod
-    def _limit(request: Request) -> int:
+    def _limit(request: Request, default: int = DEFAULT_PAGE, most: int = 1000) -> int:
         value = request.args.get("limit")
         if value is None:
-            return DEFAULT_PAGE
-        if not _DIGITS.fullmatch(value) or not 1 <= int(value) <= 1000:
-            raise bad_request("limit must be a whole number from 1 to 1000")
+            return default
+        if not _DIGITS.fullmatch(value) or not 1 <= int(value) <= most:
+            raise bad_request(f"limit must be a whole number from 1 to {most}")
         return int(value)
 
     # -- records as the user sees them ----------------------------------------------------
@@ -755,29 +762,48 @@ class Api:
 
     # -- e-mail recording -----------------------------------------------------------------
     def find_people(self, call: Call) -> Response:
-        email = call.request.args.get("email")
-        _checked(email, validation.EMAIL, "email")
-        assert email is not None
-        wanted = model.normalize_email(email)
+        """EML-2: the people holding `email`; EML-5: those whose name or an address holds
+        `q`, whatever its case. Exactly one of the two; most history first either way."""
+        email, text = call.request.args.get("email"), call.request.args.get("q")
+        if (email is None) == (text is None):
+            raise bad_request("exactly one of email (an address) and q (a text) is required")
+        limit = self._limit(call.request, PEOPLE_PAGE, PEOPLE_MOST)
+        if email is not None:
+            _checked(email, validation.EMAIL, "email")
+            wanted = model.normalize_email(email)
+            people = self._people(call, lambda person: wanted in person["emails"])
+        else:
+            _checked(text, validation.SEARCH_TEXT, "q")
+            assert text is not None
+            needle = text.casefold()
+            people = self._people(call, lambda person: _holds(person, needle))
+            people.sort(key=lambda person: (person["name"].casefold(), person["id"]))
+        people.sort(key=lambda person: -person["history_count"])  # stable: equals as above
+        return json_response({"items": people[:limit]})
+
+    def _people(self, call: Call, match: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+        """The contract's Person of each contact, then lead, oldest first, that the user
+        may see and that `match`es; records whose data does not read are left out."""
         people: list[dict[str, Any]] = []
         with self.db.transaction():
             counts = self.db.history_counts(call.tenant)
             for kind in ("contact", "lead"):
                 for record in self.db.records(call.tenant, kind):
-                    fields = canonical(kind, held(self.db, call.tenant, record))
-                    if fields is None or wanted not in fields["emails"]:
+                    if not may_see(kind, record.raw, record.owner, call.user):
                         continue
-                    people.append(
-                        {
-                            "kind": kind,
-                            "id": record.id,
-                            "name": _person_name(fields),
-                            "emails": list(fields["emails"]),
-                            "history_count": counts.get((kind, record.id), 0),
-                        }
-                    )
-        people.sort(key=lambda person: -person["history_count"])  # stable: oldest first
-        return json_response({"items": people})
+                    fields = canonical(kind, held(self.db, call.tenant, record))
+                    if fields is None:
+                        continue
+                    person = {
+                        "kind": kind,
+                        "id": record.id,
+                        "name": _person_name(fields),
+                        "emails": list(fields["emails"]),
+                        "history_count": counts.get((kind, record.id), 0),
+                    }
+                    if match(person):
+                        people.append(person)
+        return people
 
     def record_history(self, call: Call) -> Response:
         """EML-2, EML-4: one item per key; the record must be one the user sees (404)

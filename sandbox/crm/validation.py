@@ -113,6 +113,7 @@ IDEMPOTENCY_KEY = text(min_length=1, max_length=255)
 VERSION = text(min_length=1, max_length=200)
 CURSOR = text(min_length=1, max_length=500)
 EMAIL = text(min_length=3, max_length=320)
+SEARCH_TEXT = text(min_length=2, max_length=100)  # EML-5: what GET /people?q= finds
 ACCOUNT_NAME = text(min_length=1, max_length=500)
 
 

@@ -123,6 +123,9 @@ class CallsAsTodos:
     def people(self, address: str) -> list[Person]:
         return self.crm.people(address)
 
+    def search_people(self, text: str, limit: int) -> list[Person]:
+        return self.crm.search_people(text, limit)
+
     def record_history(self, entry: HistoryEntry, key: str) -> str:
         return self.crm.record_history(entry, key)
 

@@ -356,6 +356,50 @@ def test_EML2_people_are_asked_by_address_and_kept_in_the_crms_order(
     assert script.seen[0]["headers"]["X-Crm-User"] == "u1"
 
 
+def test_EML5_people_are_searched_by_text_and_limit_and_logged_without_the_text(
+    peer: tuple[Scripted, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    script, url = peer
+    items = [
+        {
+            "kind": "contact",
+            "id": f"c-{n}",
+            "name": f"Lovelace {n}",
+            "emails": [f"Ada{n}@X.example"],
+            "history_count": 3 - n,
+        }
+        for n in range(3)
+    ]
+    script.responses += [(503, {"Retry-After": "0"}, None), (200, {}, {"items": items})]
+    caplog.set_level(logging.DEBUG)
+
+    found = connector(url).search_people("Love lace+", 2)
+
+    assert found == [  # in the CRM's order, and no more than asked for
+        Person("contact", "c-0", "Lovelace 0", ("ada0@x.example",), 3),
+        Person("contact", "c-1", "Lovelace 1", ("ada1@x.example",), 2),
+    ]
+    assert [s["path"] for s in script.seen] == ["/v1/people?q=Love+lace%2B&limit=2"] * 2
+    assert script.seen[0]["headers"]["X-Crm-User"] == "u1"
+    logged = [r for r in caplog.records if r.name.startswith("crmsync")]
+    assert [r.__dict__["path"] for r in logged] == ["/people"] * 2
+    for record in logged:  # the connector's own lines
+        text = record.getMessage() + json.dumps(record.__dict__, default=str)
+        assert "lace" not in text.lower()
+
+
+def test_EML5_a_search_the_crm_refuses_is_a_permanent_error(peer: tuple[Scripted, str]) -> None:
+    script, url = peer
+    refusal = {"error": "bad_request", "reason": "q must have at least 2 characters"}
+    script.responses.append((400, {}, refusal))
+
+    with pytest.raises(PermanentError, match="q must have at least 2 characters") as refused:
+        connector(url).search_people("a", 20)
+
+    assert not isinstance(refused.value, NotFound)
+    assert len(script.seen) == 1  # not retried
+
+
 def test_EML4_a_history_item_is_sent_with_its_key_on_every_attempt_and_logged_without_content(
     peer: tuple[Scripted, str], caplog: pytest.LogCaptureFixture
 ) -> None:

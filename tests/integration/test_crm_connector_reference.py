@@ -410,6 +410,40 @@ def test_EML2_people_holding_an_address_come_in_the_crms_order_with_their_histor
     assert crm_side.people("nobody@x.org") == []
 
 
+def test_EML5_people_are_searched_by_a_part_of_a_name_or_address_in_the_crms_order(
+    crm: tuple[ReferenceCrm, str, Clock],
+) -> None:
+    reference, url, _ = crm
+    ada = reference.create("t1", "contact", dict(ADA), "u1")
+    lead = reference.create(
+        "t1", "lead", {"last_name": "Byron", "emails": ["lord@poets.org"]}, "u1"
+    )
+    bob = reference.create("t1", "contact", {"first_name": "Bob", "emails": ["bob@x.org"]}, "u1")
+    reference.create("t2", "contact", dict(ADA), "u1")  # another tenant's Ada
+    crm_side = connector(url)
+    crm_side.record_history(mail_to("contact", bob), "mail-1")
+
+    found = crm_side.search_people("X.ORG", 10)
+    limited = crm_side.search_people("x.org", 1)
+
+    assert found == [
+        Person("contact", bob, "Bob", ("bob@x.org",), 1),
+        Person("contact", ada, "Ada Lovelace", ("ada@x.org",), 0),
+    ]
+    assert limited == found[:1]
+    assert crm_side.search_people("ByRon", 10) == [
+        Person("lead", lead, "Byron", ("lord@poets.org",), 0)
+    ]
+    assert crm_side.search_people("Lovelace", 10) == found[1:]
+    assert connector(url, user="u2").search_people("Lovelace", 10) == found[1:]
+    reference.delete("t1", "contact", ada)
+    assert crm_side.search_people("Lovelace", 10) == []
+    for text, most in (("a", 10), ("a" * 101, 10), ("bob", 0), ("bob", 51)):
+        with pytest.raises(PermanentError) as refused:
+            crm_side.search_people(text, most)
+        assert not isinstance(refused.value, NotFound)
+
+
 def test_EML4_a_message_is_recorded_once_per_key_with_its_attachments_and_links(
     crm: tuple[ReferenceCrm, str, Clock],
 ) -> None:

@@ -1009,6 +1009,116 @@ def test_EML2_people_are_found_in_any_case_and_ordered_by_history(crm: Crm) -> N
     assert found() == [(newer["id"], "Byron", 1), (older["id"], "Ada", 0)]
 
 
+def search(crm: Crm, text: str, user: str = "u1", **params: Any) -> list[tuple[str, str, str, int]]:
+    """GET /people?q= as (kind, id, name, history count) of each person, in its order."""
+    answer = crm.call("GET", "/people", user=user, params={"q": text, **params})
+    assert answer.status_code == 200, answer.text
+    return [(p["kind"], p["id"], p["name"], p["history_count"]) for p in answer.json()["items"]]
+
+
+def test_EML5_people_are_found_by_a_part_of_their_name_or_address_in_any_case(crm: Crm) -> None:
+    ada = crm.create(
+        "contact",
+        {"first_name": "Ada", "last_name": "Lovelace", "emails": ["ada@engines.example"]},
+        key="1",
+    )
+    byron = crm.call(
+        "POST",
+        "/leads",
+        json={"fields": {"last_name": "Byron", "emails": ["lord@Poets.example"]}},
+        headers={"Idempotency-Key": "lead"},
+    ).json()
+    engines = crm.create(
+        "contact", {"company": "Analytical Engines", "emails": ["sales@x.example"]}, key="2"
+    )
+    crm.create("contact", {"first_name": "Bob", "emails": ["bob@acme.example"]}, key="3")
+
+    assert search(crm, "LOVE") == [("contact", ada["id"], "Ada Lovelace", 0)]
+    assert search(crm, "poets.EX") == [("lead", byron["id"], "Byron", 0)]
+    assert search(crm, "engines") == [  # an address, a company's name; of equals, by name
+        ("contact", ada["id"], "Ada Lovelace", 0),
+        ("contact", engines["id"], "Analytical Engines", 0),
+    ]
+    assert search(crm, "a l") == [("contact", ada["id"], "Ada Lovelace", 0)]  # the whole name
+    assert search(crm, "zz") == []
+    (found,) = crm.call("GET", "/people", params={"q": "byr"}).json()["items"]
+    assert found == {
+        "kind": "lead",
+        "id": byron["id"],
+        "name": "Byron",
+        "emails": ["lord@poets.example"],
+        "history_count": 0,
+    }
+
+
+def test_EML5_a_search_lists_most_history_first_then_by_name_and_at_most_limit(crm: Crm) -> None:
+    made = {
+        name: crm.create(
+            "contact", {"first_name": name, "emails": [f"{name.lower()}@acme.example"]}, key=name
+        )["id"]
+        for name in ("Cleo", "abel", "Bea", "Dan")
+    }
+    assert record_history(crm, history_item({"id": made["Dan"]}), "mail-1").status_code == 201
+
+    def found(**params: Any) -> list[str]:
+        return [name for _, _, name, _ in search(crm, "ACME", **params)]
+
+    assert found() == ["Dan", "abel", "Bea", "Cleo"]  # of equals, by name whatever its case
+    assert found(limit=50) == found()
+    assert found(limit=2) == ["Dan", "abel"]
+
+
+def test_EML5_a_search_lists_20_people_unless_told_otherwise_and_so_does_an_address(
+    crm: Crm,
+) -> None:
+    for n in range(21):
+        crm.reference.create(
+            "a", "contact", {"last_name": f"Clerk {n:02}", "emails": ["desk@acme.example"]}, "u1"
+        )
+
+    assert len(search(crm, "clerk")) == 20
+    assert search(crm, "clerk")[-1][2] == "Clerk 19"
+    by_address = crm.call("GET", "/people", params={"email": "desk@acme.example"}).json()
+    assert [p["name"] for p in by_address["items"]] == [f"Clerk {n:02}" for n in range(20)]
+    limited = crm.call("GET", "/people", params={"email": "desk@acme.example", "limit": 3})
+    assert [p["name"] for p in limited.json()["items"]] == ["Clerk 00", "Clerk 01", "Clerk 02"]
+
+
+def test_EML5_a_search_finds_no_deleted_record_and_nothing_of_another_tenant(crm: Crm) -> None:
+    ada = crm.create("contact", {"first_name": "Ada", "emails": ["ada@engines.example"]}, key="1")
+    gone = crm.create(
+        "contact", {"first_name": "Adam", "emails": ["adam@engines.example"]}, key="2"
+    )
+    crm.reference.delete("a", "contact", gone["id"])
+
+    assert search(crm, "ada") == [("contact", ada["id"], "Ada", 0)]
+    assert search(crm, "ada", user="u2") == search(crm, "ada")  # contacts: every user's
+    elsewhere = crm.call("GET", "/people", token=TOKEN_B, params={"q": "ada"})
+    assert elsewhere.status_code == 200
+    assert elsewhere.json() == {"items": []}
+
+
+def test_EML5_people_takes_exactly_one_of_email_and_q_and_a_limit_from_1_to_50(crm: Crm) -> None:
+    crm.create("contact", {"first_name": "Ada", "emails": ["ada@engines.example"]}, key="1")
+
+    for params in (
+        {},
+        {"email": "ada@engines.example", "q": "ada"},
+        {"email": "ada@engines.example", "q": ""},
+        {"q": "a"},
+        {"q": "a" * 101},
+        {"q": "ada", "limit": "0"},
+        {"q": "ada", "limit": "51"},
+        {"q": "ada", "limit": "two"},
+        {"email": "ada@engines.example", "limit": "-1"},
+    ):
+        answer = crm.call("GET", "/people", params=params)
+        assert_error(answer, 400, "bad_request")
+    assert "exactly one of email" in crm.call("GET", "/people").json()["reason"]
+    assert search(crm, "a" * 100) == []
+    assert [p[2] for p in search(crm, "ad", limit="1")] == ["Ada"]
+
+
 # -- storage, seeding and running it ----------------------------------------------------------
 
 

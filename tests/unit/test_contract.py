@@ -108,3 +108,21 @@ def test_EML2_history_items_carry_links_to_attachments_kept_elsewhere() -> None:
     assert answered["properties"]["links"]["type"] == "integer"
     too_large = load()["paths"]["/history"]["post"]["responses"]["413"]
     assert too_large == {"$ref": "#/components/responses/TooLarge"}
+
+
+def test_EML5_people_are_found_by_an_address_or_a_text_with_a_limit() -> None:
+    operation = load()["paths"]["/people"]["get"]
+    parameters = {p["name"]: p for p in operation["parameters"]}
+
+    assert sorted(parameters) == ["email", "limit", "q"]
+    assert not any(p["required"] for p in parameters.values())  # one of email and q: a 400
+    assert parameters["q"]["schema"] == {"type": "string", "minLength": 2, "maxLength": 100}
+    limit = parameters["limit"]["schema"]
+    assert (limit["type"], limit["minimum"], limit["maximum"], limit["default"]) == (
+        "integer",
+        1,
+        50,
+        20,
+    )
+    assert operation["responses"]["400"] == {"$ref": "#/components/responses/BadRequest"}
+    assert "exactly one of `email` and `q`" in operation["description"]

@@ -15,7 +15,7 @@ import pytest
 
 from crmsync.errors import NotFound, PermanentError, TransientError
 from crmsync.mail import filing, reader
-from crmsync.ports import HistoryEntry, Linked, MailLimits, Stored
+from crmsync.ports import HistoryEntry, Linked, MailLimits, Person, Stored
 from crmsync.testing import Crash, SyncWorld
 
 MiB = 1024 * 1024
@@ -62,6 +62,78 @@ def test_EML2_people_holding_an_address_come_most_history_first(world: SyncWorld
     assert counts(world, "ada@acme.example") == [("lead", byron, 2), ("contact", ada, 1)]
     assert [p.name for p in crm.people("ada@acme.example")] == ["Byron", "Ada"]
     assert crm.people("nobody@acme.example") == []
+
+
+def test_EML5_people_are_found_by_a_part_of_their_name_or_address_whatever_its_case(
+    world: SyncWorld,
+) -> None:
+    ada = world.crm.create(
+        "contact",
+        {"first_name": "Ada", "last_name": "Lovelace", "emails": ["ada@engines.example"]},
+    )
+    byron = world.crm.create_lead({"last_name": "Byron", "emails": ["lord@Poets.example"]})
+    engines = world.crm.create(
+        "contact", {"company": "Analytical Engines", "emails": ["sales@x.example"]}
+    )
+    world.crm.create("contact", {"first_name": "Bob", "emails": ["bob@acme.example"]})
+    crm = world.crm_mail()
+
+    assert crm.search_people("poets.EX", 20) == [
+        Person("lead", byron, "Byron", ("lord@poets.example",), 0)
+    ]
+    assert [(p.id, p.name) for p in crm.search_people("LOVE", 20)] == [(ada, "Ada Lovelace")]
+    assert [p.id for p in crm.search_people("a l", 20)] == [ada]  # first and last name
+    assert [p.id for p in crm.search_people("Engines", 20)] == [ada, engines]  # by name
+    assert world.crm_mail("u2").search_people("Engines", 20) == crm.search_people("engines", 20)
+    assert crm.search_people("zz", 20) == []
+    world.crm.delete("contact", ada)
+    assert [p.id for p in crm.search_people("engines", 20)] == [engines]
+
+
+def test_EML5_a_search_lists_most_history_first_then_by_name_up_to_the_limit(
+    world: SyncWorld,
+) -> None:
+    made = {
+        name: world.crm.create(
+            "contact", {"first_name": name, "emails": [f"{name.lower()}@acme.example"]}
+        )
+        for name in ("Cleo", "abel", "Bea", "Dan")
+    }
+    crm = world.crm_mail()
+    for key, name in enumerate(("Bea", "Bea", "Dan")):
+        crm.record_history(mail_to("contact", made[name]), f"mail-{key}")
+
+    def found(limit: int) -> list[tuple[str, int]]:
+        return [(p.name, p.history_count) for p in crm.search_people("ACME.example", limit)]
+
+    assert found(20) == [("Bea", 2), ("Dan", 1), ("abel", 0), ("Cleo", 0)]
+    assert found(50) == found(20)
+    assert found(3) == [("Bea", 2), ("Dan", 1), ("abel", 0)]
+    assert found(1) == [("Bea", 2)]
+
+
+def test_EML5_a_search_the_contract_refuses_is_a_permanent_error(world: SyncWorld) -> None:
+    world.crm.create("contact", {"first_name": "Ada", "emails": ["ada@acme.example"]})
+    crm = world.crm_mail()
+
+    for text, limit in (("a", 20), ("a" * 101, 20), ("ada", 0), ("ada", 51)):
+        with pytest.raises(PermanentError) as refused:
+            crm.search_people(text, limit)
+        assert not isinstance(refused.value, NotFound)
+
+    assert crm.search_people("a" * 100, 50) == []
+    assert [p.name for p in crm.search_people("ad", 1)] == ["Ada"]
+
+
+def test_EML2_EML5_an_address_finds_as_many_people_as_the_contracts_default_limit(
+    world: SyncWorld,
+) -> None:
+    for n in range(21):
+        world.crm.create("contact", {"last_name": f"Clerk {n:02}", "emails": ["desk@acme.example"]})
+    crm = world.crm_mail()
+
+    assert [p.name for p in crm.people("desk@acme.example")] == [f"Clerk {n:02}" for n in range(20)]
+    assert [p.name for p in crm.search_people("clerk", 50)] == [f"Clerk {n:02}" for n in range(21)]
 
 
 def test_EML4_a_message_is_recorded_once_per_key_whichever_cycle_sends_it(

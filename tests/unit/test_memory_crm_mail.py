@@ -51,6 +51,19 @@ def test_EML2_people_whose_data_does_not_read_are_not_found() -> None:
     assert [(p.kind, p.id) for p in found] == [("contact", good)]
 
 
+def test_EML5_people_whose_data_does_not_read_are_not_found_by_a_search() -> None:
+    memory = crm()
+    good = memory.log.insert(
+        "contact", {"first_name": "Ada", "emails": ["ada@x.org"]}, remote=False
+    ).id
+    memory.log.insert("contact", {"first_name": "Ada", "address": 5}, remote=False)
+    memory.log.insert("lead", {"first_name": "Ada", "address": 5}, remote=False)
+
+    found = memory.connector("u1").search_people("ADA", 20)
+
+    assert [(p.kind, p.id) for p in found] == [("contact", good)]
+
+
 def test_EML2_history_is_kept_on_contacts_and_leads_only() -> None:
     memory = crm()
     meeting = memory.log.insert("activity", {"subject": "Kickoff"}, owner="u1", remote=False).id

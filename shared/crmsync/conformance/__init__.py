@@ -4,8 +4,8 @@
 of the CRM, then fuzzes each operation of the OpenAPI document (`fuzz.py`), prints a
 pass/fail table and exits non-zero on any failure. The checks create, change and
 delete to-dos of their own, with subjects starting with "conformance", and remove
-them again; the e-mail checks create contacts named "conformance …" with addresses
-of their own, record history items on them, and delete them again.
+them again; the e-mail and people search checks create contacts named "conformance …"
+with addresses of their own, record history items on them, and delete them again.
 """
 
 from __future__ import annotations
@@ -483,13 +483,17 @@ def _create_contact(kit: Kit, what: str) -> tuple[str, str]:
     tag = secrets.token_hex(4)
     address = f"conformance-{tag}@example.com"
     fields = {"first_name": "conformance", "last_name": f"{what} {tag}", "emails": [address]}
+    return _create_contact_with(kit, fields), address
+
+
+def _create_contact_with(kit: Kit, fields: dict[str, Any]) -> str:
     answer = kit.crm.request(
         "POST",
         "/records/contact",
         json_body={"fields": fields},
         headers={"Idempotency-Key": _key()},
     )
-    return str(kit.crm.ok(answer, 201)["id"]), address
+    return str(kit.crm.ok(answer, 201)["id"])
 
 
 def _delete_contact(kit: Kit, record_id: str) -> None:
@@ -595,6 +599,155 @@ def check_history_limits(kit: Kit) -> str:
     return f"a body over {limit} characters gets 413 and is not recorded"
 
 
+# -- people search (EML-5) ----------------------------------------------------------------
+def _word() -> str:
+    """A text no record holds yet, with letters in it, so that its upper case differs."""
+    return f"zq{secrets.token_hex(5)}"
+
+
+def _found(kit: Kit, text: str, limit: int | None = None) -> list[dict[str, Any]]:
+    """The people GET /people?q= lists, in its order; every person listed must hold the
+    text in its name or an address, whatever its case, and no more than `limit` (or the
+    default 20) may be listed."""
+    params: dict[str, Any] = {"q": text}
+    if limit is not None:
+        params["limit"] = limit
+    items = kit.crm.ok(kit.crm.request("GET", "/people", params=params), 200)["items"]
+    most = 20 if limit is None else limit
+    if len(items) > most:
+        raise CheckFailed(f"GET /people?q= lists {len(items)} people, more than limit {most}")
+    needle = text.casefold()
+    for item in items:
+        held = [str(item.get("name") or ""), *(str(e) for e in item.get("emails") or ())]
+        if not any(needle in h.casefold() for h in held):
+            raise CheckFailed(
+                f"GET /people?q={text} lists {item.get('id')!r}, whose name and addresses "
+                "do not hold the text"
+            )
+    return [dict(item) for item in items]
+
+
+def _search(kit: Kit, text: str, limit: int | None = None) -> list[str]:
+    """The ids of the people GET /people?q= lists, in its order."""
+    return [str(item.get("id")) for item in _found(kit, text, limit)]
+
+
+def check_people_search_finds(kit: Kit) -> str:
+    """EML-5: GET /people?q= finds a contact by a part of its name and by a part of its
+    address, each in another case, as a Person with its kind, addresses and history
+    count; a text that no record holds finds nobody."""
+    in_name, in_address = _word(), _word()
+    address = f"conformance-{in_address}@example.com"
+    record_id = _create_contact_with(
+        kit,
+        {"first_name": "conformance", "last_name": f"search {in_name}", "emails": [address]},
+    )
+    try:
+        for what, text in (("name", in_name), ("address", in_address)):
+            found = [p for p in _found(kit, text.upper()) if p.get("id") == record_id]
+            if len(found) != 1:
+                raise CheckFailed(
+                    f"GET /people?q= lists the contact {len(found)} times for a part of its "
+                    f"{what} in another case ({text.upper()})"
+                )
+        (person,) = found
+        if person.get("kind") != "contact":
+            raise CheckFailed(f"GET /people?q=: kind is {person.get('kind')!r}, not 'contact'")
+        if address not in [str(e).lower() for e in person.get("emails") or ()]:
+            raise CheckFailed("GET /people?q=: the person's emails lack its address")
+        count = person.get("history_count")
+        if isinstance(count, bool) or count != 0:
+            raise CheckFailed(f"GET /people?q=: a new contact has history_count {count!r}")
+        nobody = _search(kit, _word())
+        if nobody:
+            raise CheckFailed(f"GET /people?q= lists {len(nobody)} people for a text none holds")
+    finally:
+        _delete_contact(kit, record_id)
+    return "a contact is found by a part of its name and of its address in another case"
+
+
+def check_people_search_order(kit: Kit) -> str:
+    """EML-5: the people a search finds come most history first, and `limit` bounds
+    them: of three contacts with 0, 2 and 1 items, limit 2 lists the second and third."""
+    common = _word()
+    made: list[tuple[str, str]] = []
+    try:
+        for n in range(3):
+            address = f"conformance-{common}-{n}@example.com"
+            fields = {"first_name": "conformance", "last_name": f"order {n}", "emails": [address]}
+            made.append((_create_contact_with(kit, fields), address))
+        for (record_id, address), items in zip(made, (0, 2, 1), strict=True):
+            for _ in range(items):
+                item = _history_item("contact", record_id, address)
+                kit.crm.ok(_record_history(kit, item, _key()), 201)
+        expected = [made[1][0], made[2][0], made[0][0]]
+        listed = _search(kit, common)
+        if listed != expected:
+            raise CheckFailed(
+                f"GET /people?q= lists {listed}, expected most history first: {expected}"
+            )
+        limited = _search(kit, common, limit=2)
+        if limited != expected[:2]:
+            raise CheckFailed(f"GET /people?q=&limit=2 lists {limited}, expected {expected[:2]}")
+    finally:
+        for record_id, _ in made:
+            _delete_contact(kit, record_id)
+    return "most history first; limit 2 lists the first two"
+
+
+def check_people_search_sees_only_its_own(kit: Kit) -> str:
+    """EML-5: a search finds only records the acting user may see: another tenant's
+    token finds none of this tenant's contacts, and a deleted contact is found no more."""
+    if kit.target.other_token is None:
+        raise CheckFailed("not shown: give --other-token (a second tenant) to check isolation")
+    text = _word()
+    record_id = _create_contact_with(
+        kit,
+        {
+            "first_name": "conformance",
+            "last_name": f"visible {text}",
+            "emails": [f"conformance-{text}@example.com"],
+        },
+    )
+    try:
+        if record_id not in _search(kit, text):
+            raise CheckFailed("GET /people?q= does not find a contact by a part of its name")
+        other = Client(kit.target, kit.target.other_token, kit.user)
+        answer = other.request("GET", "/people", params={"q": text})
+        if answer.status_code not in (200, 401, 403):
+            raise CheckFailed(f"another tenant's search answered {answer.status_code}")
+        if answer.status_code == 200 and answer.json().get("items"):
+            raise CheckFailed("another tenant's search finds this tenant's contact")
+    finally:
+        _delete_contact(kit, record_id)
+    if record_id in _search(kit, text):
+        raise CheckFailed("GET /people?q= still finds a deleted contact")
+    return "another tenant's token finds nothing; a deleted contact is not found"
+
+
+def check_people_search_refuses_bad_queries(kit: Kit) -> str:
+    """EML-5: GET /people takes exactly one of `email` and `q`; neither, both, a `q`
+    shorter than 2 characters and a `limit` outside 1..50 are 400 with a reason."""
+    cases: list[tuple[str, dict[str, Any]]] = [
+        ("neither email nor q", {}),
+        ("both email and q", {"email": "conformance@example.com", "q": "conformance"}),
+        ("a q of one character", {"q": "c"}),
+        ("limit 0", {"q": "conformance", "limit": 0}),
+        ("limit 51", {"q": "conformance", "limit": 51}),
+    ]
+    for label, params in cases:
+        answer = kit.crm.request("GET", "/people", params=params)
+        if answer.status_code != 400:
+            raise CheckFailed(f"{label}: GET /people answered {answer.status_code}, expected 400")
+        try:
+            body = answer.json()
+        except ValueError as exc:
+            raise CheckFailed(f"{label}: the 400 answer has no JSON reason") from exc
+        if not (isinstance(body, dict) and body.get("error") and body.get("reason")):
+            raise CheckFailed(f"{label}: the answer lacks error and reason")
+    return f"{len(cases)} kinds of bad query get 400 with a reason"
+
+
 def _huge_body() -> bytes:
     return json.dumps({"fields": {"subject": "x", "notes": "n" * (2 * 1024 * 1024)}}).encode()
 
@@ -620,6 +773,10 @@ CHECKS: list[tuple[str, Check]] = [
     ("history recorded once per key", check_history_once_per_key),
     ("history on an unknown record refused", check_history_unknown_record),
     ("history limits honoured", check_history_limits),
+    ("people found by a text", check_people_search_finds),
+    ("people search ordered and limited", check_people_search_order),
+    ("people search sees only its own", check_people_search_sees_only_its_own),
+    ("people search refuses bad queries", check_people_search_refuses_bad_queries),
 ]
 
 

@@ -6,7 +6,8 @@ values (SYN-3); declared custom fields, whose values it keeps in a record's `cus
 and refuses when undeclared or of the wrong type (SYN-1); visibility per user
 (AUTH-5); addresses a contact may share with its account (CON-7); and e-mail history
 on contacts and leads, recorded once per key and refused beyond the limits it declares
-(EML-2, EML-4).
+(EML-2, EML-4), whose contacts and leads are found by an address or by a part of a name
+or address (EML-5).
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ from crmsync.ports import (
 from crmsync.recordlog import Entry, Faults, RecordLog
 
 PEOPLE = ("contact", "lead")  # the kinds a history item may be recorded on
+# GET /people's bounds in the contract: the default and largest limit, the search text's
+# shortest and longest length (EML-5).
+PEOPLE_PAGE, PEOPLE_MOST = 20, 50
+SEARCH_SHORTEST, SEARCH_LONGEST = 2, 100
 
 
 @dataclass(frozen=True)
@@ -190,18 +195,43 @@ class MemoryCrmConnector(CreatesOneByOne):
 
     def people(self, address: str) -> list[Person]:
         """Contacts, then leads, oldest first, that hold `address`; then most history
-        first (a stable sort, as the reference CRM orders them)."""
+        first (a stable sort, as the reference CRM orders them), as many as the
+        contract's default limit."""
         self.crm.log._count("people")
         wanted = model.normalize_email(address)
+        found = [person for person in self._people() if wanted in person.emails]
+        return sorted(found, key=lambda person: -person.history_count)[:PEOPLE_PAGE]
+
+    def search_people(self, text: str, limit: int) -> list[Person]:
+        """EML-5: contacts and leads whose name or an address holds `text`, whatever its
+        case: most history first, then by name and id, as the reference CRM orders them.
+        PermanentError for a text or limit the contract refuses (the CRM's 400)."""
+        self.crm.log._count("people")
+        if not SEARCH_SHORTEST <= len(text) <= SEARCH_LONGEST:
+            raise PermanentError(f"q must have {SEARCH_SHORTEST} to {SEARCH_LONGEST} characters")
+        if not 1 <= limit <= PEOPLE_MOST:
+            raise PermanentError(f"limit must be a whole number from 1 to {PEOPLE_MOST}")
+        needle = text.casefold()
+        found = [
+            person
+            for person in self._people()
+            if any(needle in held.casefold() for held in (person.name, *person.emails))
+        ]
+        found.sort(key=lambda person: (-person.history_count, person.name.casefold(), person.id))
+        return found[:limit]
+
+    def _people(self) -> list[Person]:
+        """Every live contact, then lead, oldest first, that the user may see and whose
+        data reads."""
         found: list[Person] = []
         for kind in PEOPLE:
             for entry in self.crm.log.table(kind).values():
                 if entry.deleted or not self.crm.visible(kind, entry, self.user):
                     continue
                 person = self.crm.person(kind, entry)
-                if person is not None and wanted in person.emails:
+                if person is not None:
                     found.append(person)
-        return sorted(found, key=lambda person: -person.history_count)
+        return found
 
     def record_history(self, entry: HistoryEntry, key: str) -> str:
         self.crm.log._count("history")

@@ -188,12 +188,21 @@ class RestCrmConnector(CreatesOneByOne):
             found.extend(_side_record(kind, item) for item in body["items"])
         return found
 
-    # -- e-mail recording (EML-2, EML-4) --------------------------------------------------
+    # -- e-mail recording (EML-2, EML-4, EML-5) -------------------------------------------
     def people(self, address: str) -> list[Person]:
         """The contacts and leads the user may see that hold `address`, in the CRM's
         order (most history first)."""
         body = self._call("GET", "/people", "/people", params={"email": address})
         return [_person(item) for item in body.get("items", [])]
+
+    def search_people(self, text: str, limit: int) -> list[Person]:
+        """EML-5: the contacts and leads the user may see whose name or an address holds
+        `text`, in the CRM's order (most history first), `limit` at most. The log shows
+        the path template only, never the text. PermanentError for a text or limit the
+        CRM refuses (400)."""
+        params = {"q": text, "limit": limit}
+        body = self._call("GET", "/people", "/people", params=params)
+        return [_person(item) for item in body.get("items", [])][:limit]
 
     def record_history(self, entry: HistoryEntry, key: str) -> str:
         """POST /history once per `key` (the CRM answers a key it has seen with the item
