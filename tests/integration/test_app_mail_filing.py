@@ -9,10 +9,12 @@ reaches only their own connection; a POST without the session's CSRF token is re
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from playwright.sync_api import Page
 
+from crmsync import service
 from sandbox.crm.seed import DEMO_TENANT
 from sandbox.google import gmail
 from sandbox.local.stack import DEMO_USERS, LocalStack
@@ -54,6 +56,19 @@ def person(stack: LocalStack, kind: str, last_name: str) -> str:
     return found
 
 
+def labels_of(stack: LocalStack, connection: str) -> dict[str, str]:
+    record = service.connection_of(stack.services.backend.store(DEMO_TENANT), connection)
+    assert record is not None
+    return dict(record.mail_labels)
+
+
+def mail_pass(stack: LocalStack, connection: str) -> None:
+    """A mail pass of the connection run through the sync_worker function, as the
+    mailbox's notification of a tagged message asks for one."""
+    service.enqueue_cycle(stack.services, DEMO_TENANT, connection, "mail", delay=timedelta(0))
+    drain(stack)
+
+
 def history(stack: LocalStack, kind: str, record: str) -> list[str]:
     return sorted(i["subject"] for i in stack.crm.history(DEMO_TENANT, kind, record))
 
@@ -61,8 +76,7 @@ def history(stack: LocalStack, kind: str, record: str) -> list[str]:
 def test_EML5_dana_files_two_gmail_messages_to_a_contact_and_a_lead_she_found(
     stack: LocalStack,
 ) -> None:
-    labels = stack.services.backend.store(DEMO_TENANT).connection_record(DANAS)["record"]
-    ids = labels["mail_labels"]
+    ids = labels_of(stack, DANAS)
     stranger = "Sam Stranger <sam@nowhere.example>"
     sent = [
         gmail.deliver(stack.google, DANA, message(stranger, DANA, subject, f"{n}@nowhere"))
@@ -70,7 +84,7 @@ def test_EML5_dana_files_two_gmail_messages_to_a_contact_and_a_lead_she_found(
     ]
     for one in sent:
         gmail.change_labels(stack.google, DANA, one, add=[ids["send"]])
-    drain(stack)
+    mail_pass(stack, DANAS)
     assert all(ids["missing"] in gmail.message_labels(stack.google, DANA, m) for m in sent)
     dana = sign_in(stack, DANA)
 
@@ -99,7 +113,8 @@ def test_EML5_dana_files_two_gmail_messages_to_a_contact_and_a_lead_she_found(
     assert "Filing 2 messages to 2 records" in dana.get(answer.headers["Location"]).text
     drain(stack)
 
-    assert history(stack, "contact", ada) == ["Delivery dates", "Engine parts"]
+    held = history(stack, "contact", ada)  # Ada's own history, and each message once
+    assert (held.count("Delivery dates"), held.count("Engine parts")) == (1, 1)
     assert history(stack, "lead", lead) == ["Delivery dates", "Engine parts"]
     for one in sent:
         now = gmail.message_labels(stack.google, DANA, one)
@@ -113,7 +128,7 @@ def test_EML5_max_files_an_outlook_message_to_a_record_he_found(stack: LocalStac
     raw = message("Nell <nell@nowhere.example>", MAX, "Service visit", "visit@nowhere")
     sent = outlook_mail.deliver(stack.microsoft, MAX, raw)
     outlook_mail.set_categories(stack.microsoft, MAX, sent, ["CRM/Send To CRM"])
-    drain(stack)
+    mail_pass(stack, MAXS)
     max_ = sign_in(stack, MAX, provider="microsoft")
     shown = max_.get(app(stack, f"/api/me/mail/{MAXS}"), params={"q": "lovelace"}).json()
     assert [m["id"] for m in shown["waiting"]] == [sent]
@@ -127,7 +142,7 @@ def test_EML5_max_files_an_outlook_message_to_a_record_he_found(stack: LocalStac
     assert answer.status_code == 200
     drain(stack)
 
-    assert "Service visit" in history(stack, "contact", ada)
+    assert history(stack, "contact", ada).count("Service visit") == 1
     held = stack.outlook("GET", f"me/messages/{sent}", user="u2")["categories"]
     assert held == ["CRM/Recorded"]
 
@@ -152,28 +167,32 @@ def test_EML5_a_choice_without_records_is_a_page_that_says_what_to_do(stack: Loc
     max_ = sign_in(stack, MAX, provider="microsoft")
     token = csrf(max_.get(app(stack, f"/me/mail/{MAXS}")).text)
 
-    answer = max_.post(app(stack, f"/me/mail/{MAXS}/file"), data={"messages": "m1", "csrf": token})
+    answer = max_.post(
+        app(stack, f"/me/mail/{MAXS}/file"),
+        data={"messages": "m1", "csrf": token},
+        headers={"Accept": "text/html"},  # as a browser asks: the refusal is a page
+    )
 
     assert answer.status_code == 400
     assert answer.headers["Content-Type"].startswith("text/html")
-    assert "no record was chosen" in answer.text
+    assert "no record was chosen" in answer.text.lower()
     assert "Find the records in the CRM and tick them." in answer.text
     api = max_.post(
         app(stack, f"/api/me/mail/{MAXS}/file"),
         json={"messages": ["m1"], "records": []},
         headers={"X-CSRF-Token": token},
     )
-    assert (api.status_code, api.json()["reason"]) == (400, "no record was chosen")
+    assert (api.status_code, api.json()["error"]) == (400, "no record was chosen")
 
 
 def test_EML5_in_a_browser_dana_finds_a_record_ticks_a_message_and_files_it(
     page: Page, stack: LocalStack
 ) -> None:
-    ids = stack.services.backend.store(DEMO_TENANT).connection_record(DANAS)["record"]
+    ids = labels_of(stack, DANAS)
     raw = message("Tom <tom@nowhere.example>", DANA, "Spare gears", "gears@nowhere")
     sent = gmail.deliver(stack.google, DANA, raw)
-    gmail.change_labels(stack.google, DANA, sent, add=[ids["mail_labels"]["send"]])
-    drain(stack)
+    gmail.change_labels(stack.google, DANA, sent, add=[ids["send"]])
+    mail_pass(stack, DANAS)
     ada = person(stack, "contact", "Lovelace")
     browser_sign_in(page, stack, "u1", "google")
 
@@ -187,5 +206,5 @@ def test_EML5_in_a_browser_dana_finds_a_record_ticks_a_message_and_files_it(
 
     assert "Filing 1 message to 1 record" in page.locator("#notice").inner_text()
     drain(stack)
-    assert "Spare gears" in history(stack, "contact", ada)
-    assert ids["mail_labels"]["recorded"] in gmail.message_labels(stack.google, DANA, sent)
+    assert history(stack, "contact", ada).count("Spare gears") == 1
+    assert ids["recorded"] in gmail.message_labels(stack.google, DANA, sent)

@@ -120,9 +120,9 @@ def record_tagged(
     budget = [MAX_PASS_BYTES]
     for asked in chosen:
         for message_id in asked.messages:
-            filed = _file(account, crm, mailbox, labels, limits, budget, message_id, asked, keep)
-            done.filed.extend(filed)
-            if any(f.outcome == "stopped" for f in filed):
+            each = _file(account, crm, mailbox, labels, limits, budget, message_id, asked, keep)
+            done.filed.extend(each)
+            if any(f.outcome == "stopped" for f in each):
                 done.more = True
                 return done
         done.settled.append(asked.id)
