@@ -97,6 +97,7 @@ locals {
     CRMSYNC_STORE                 = "firestore"
     GOOGLE_CLOUD_PROJECT          = var.project_id
     CRMSYNC_HISTORY_DAYS          = tostring(var.history_days)
+    CRMSYNC_DEBOUNCE_SECONDS      = tostring(var.debounce_seconds)
     CRMSYNC_PUBLIC_URL            = local.public_url
     CRMSYNC_TASKS_QUEUE           = local.queue_path
     CRMSYNC_WORKER_URL            = local.worker_url

@@ -269,6 +269,17 @@ variable "history_days" {
   }
 }
 
+variable "debounce_seconds" {
+  description = "How long a change waits for the rest of its burst (a user editing several records, a bulk CRM import) before its cycle runs: one cycle then carries them all (RUN-3)."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.debounce_seconds >= 0 && var.debounce_seconds <= 300 && floor(var.debounce_seconds) == var.debounce_seconds
+    error_message = "debounce_seconds is a whole number of seconds from 0 to 300."
+  }
+}
+
 variable "public_url" {
   description = "CRMSYNC_PUBLIC_URL when the public functions are served under a domain of the operator's (a load balancer routing /<entry point> to each function); null for the functions' own https://REGION-PROJECT.cloudfunctions.net."
   type        = string

@@ -44,7 +44,7 @@ settings.register_profile("dev-rest", max_examples=10, deadline=None)
 # fewest examples: the rules themselves get 500 a test in the memory pass; these prove
 # that the adapters carry them over the wire.
 settings.register_profile(
-    "ci-sandbox", max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    "ci-sandbox", max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.register_profile(
     "long-sandbox", max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow]

@@ -227,6 +227,7 @@ class LocalStack:
     crm_wrap: Callable[[Any], Any] | None = None  # WSGI middleware around the CRM
     events: Any = field(default_factory=MemoryEvents)  # the outbound stream (BEY-7)
     gmail_topic: str = ""  # where Gmail's watches publish (`gmail_notifications`)
+    debounce: int = 10  # seconds a change waits for its burst (CRMSYNC_DEBOUNCE_SECONDS)
 
     def __post_init__(self) -> None:
         os.environ.setdefault("OAUTHLIB_INSECURE_TRANSPORT", "1")  # the sandbox is plain http
@@ -261,6 +262,7 @@ class LocalStack:
             clock=self.clock,
             crm_options=self.crm_options,
             events=self.events,
+            debounce=entrypoints.debounce(self.environment()),
         )
         entrypoints.use(self.services)
         if self.graph_flush > 0:
@@ -282,6 +284,7 @@ class LocalStack:
             "CRMSYNC_SECRET": self.secret,
             "CRMSYNC_LOCAL_KEK": base64.b64encode(self.kek).decode(),
             "OAUTHLIB_INSECURE_TRANSPORT": "1",
+            "CRMSYNC_DEBOUNCE_SECONDS": str(self.debounce),
             **({"CRMSYNC_GMAIL_TOPIC": self.gmail_topic} if self.gmail_topic else {}),
         }
 

@@ -19,6 +19,8 @@ just the roles and secrets of its uses (tests/infra holds the two together):
   CRMSYNC_STORE          firestore (default; FIRESTORE_EMULATOR_HOST locally) or memory
   GOOGLE_CLOUD_PROJECT   the project of Firestore
   CRMSYNC_HISTORY_DAYS   how long run history is kept (HIS-3; default 90)
+  CRMSYNC_DEBOUNCE_SECONDS  how long a change waits for the rest of its burst before
+                         its cycle runs (RUN-3; default 10, 0 to 300)
   CRMSYNC_TASKS_QUEUE, CRMSYNC_WORKER_URL, CRMSYNC_TASKS_SERVICE_ACCOUNT
                          the Cloud Tasks queue of cycles (CLOUD_TASKS_EMULATOR_HOST locally)
   CRMSYNC_SECRET         signs onboarding links and OAuth states (from Secret Manager)
@@ -56,6 +58,7 @@ from crmsync.errors import TransientError, Undeclared
 from crmsync.logs import configure_logging
 from crmsync.outbound import NoEvents, PubSubEvents
 from crmsync.ports import PushRequest
+from crmsync.queue import DEBOUNCE
 
 log = logging.getLogger("crmsync.entrypoints")
 
@@ -63,6 +66,7 @@ MAX_BODY = 64 * 1024  # events and task payloads are small; anything bigger is r
 MAX_FORM = 16 * 1024  # a provider's form_post answer: a code, the state, a few ids
 # One POST of change notifications bundles those of many subscriptions (each under 1 KB).
 MAX_PUSH_BODY = 1024 * 1024
+MAX_DEBOUNCE_SECONDS = 300  # a change waits at most five minutes for its burst
 Answer = tuple[Any, int, dict[str, str]]
 Handler = Callable[[Any], Answer]
 _JSON = {"Content-Type": "application/json"}
@@ -188,7 +192,22 @@ def from_environment(env: Mapping[str, str]) -> service.Services:
         built["secret"] = env["CRMSYNC_SECRET"].encode()
     if "attachments" in uses:
         built["attachments"] = attachment_store(env)
+    built["debounce"] = debounce(env)
     return service.Services(backend=backend, public_url=env["CRMSYNC_PUBLIC_URL"], **built)
+
+
+def debounce(env: Mapping[str, str]) -> timedelta:
+    """RUN-3: CRMSYNC_DEBOUNCE_SECONDS, or the default; a value that is no whole number
+    of seconds from 0 to 300 stops the function at start, saying so."""
+    given = env.get("CRMSYNC_DEBOUNCE_SECONDS", "").strip()
+    if not given:
+        return DEBOUNCE
+    if not given.isdigit() or int(given) > MAX_DEBOUNCE_SECONDS:
+        raise ValueError(
+            f"CRMSYNC_DEBOUNCE_SECONDS is {given!r}: give whole seconds from 0 to "
+            f"{MAX_DEBOUNCE_SECONDS}"
+        )
+    return timedelta(seconds=int(given))
 
 
 def attachment_store(env: Mapping[str, str]) -> Any:

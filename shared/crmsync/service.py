@@ -122,6 +122,8 @@ class Services:
     crm_connector: CrmFactory | None = None
     # EML-2: where attachments too large for the CRM are kept (none: they are named only)
     attachments: AttachmentStore | None = None
+    # RUN-3: how long a change waits for the others of its burst before its cycle runs
+    debounce: timedelta = DEBOUNCE
 
     def url(self, function: str) -> str:
         return self.public_url.rstrip("/") + "/" + function
@@ -804,10 +806,12 @@ def enqueue_cycle(
     connection: str,
     trigger: str,
     *,
-    delay: timedelta = DEBOUNCE,
+    delay: timedelta | None = None,
 ) -> bool:
-    """One cycle of the connection after `delay`; triggers in the same window collapse,
-    those of a task apart (a mail pass, an import step …) only with their own kind."""
+    """One cycle of the connection after `delay` (the deployment's debounce by default);
+    triggers in the same window collapse, those of a task apart (a mail pass, an import
+    step …) only with their own kind."""
+    delay = services.debounce if delay is None else delay
     now = services.clock()
     window = max(delay, timedelta(seconds=1))
     apart = scope(trigger)

@@ -24,7 +24,7 @@ from sandbox.local.cloud_tasks import start_cloud_tasks
 from sandbox.local.emulators import Emulator
 from sandbox.local.stack import LocalStack, through_cloud_tasks
 from sandbox.microsoft import mail as outlook_mail
-from tests.e2e.test_local_stack import eventually
+from tests.e2e.test_local_stack import E2E_DEBOUNCE, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +39,7 @@ def stack(firestore_emulator: Emulator) -> Iterator[LocalStack]:
     firestore_emulator.reset()
     client = firestore.Client(project=firestore_emulator.project)
     tasks = start_cloud_tasks()
-    local = through_cloud_tasks(FirestoreBackend(client), tasks.host)
+    local = through_cloud_tasks(FirestoreBackend(client), tasks.host, debounce=E2E_DEBOUNCE)
     try:
         local.create_demo_tenant()
         page = local.connect("u2", provider="microsoft")

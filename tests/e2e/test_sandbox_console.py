@@ -27,7 +27,7 @@ from sandbox.local.console import Console, CrmSwitch
 from sandbox.local.dev import seed_inbox
 from sandbox.local.emulators import Emulator
 from sandbox.local.stack import LocalStack, serve_app, through_cloud_tasks
-from tests.e2e.test_local_stack import eventually
+from tests.e2e.test_local_stack import E2E_DEBOUNCE, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +45,9 @@ def console(
     client = firestore.Client(project=firestore_emulator.project)
     tasks = start_cloud_tasks()
     switch = CrmSwitch()
-    local = through_cloud_tasks(FirestoreBackend(client), tasks.host, crm_wrap=switch)
+    local = through_cloud_tasks(
+        FirestoreBackend(client), tasks.host, crm_wrap=switch, debounce=E2E_DEBOUNCE
+    )
     local.gmail_notifications(pubsub_emulator.project)
     local.create_demo_tenant()
     seed_inbox(local)

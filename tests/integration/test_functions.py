@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import requests
 
-from crmsync import service
+from crmsync import entrypoints, service
 from crmsync.logs import configure_logging
 from crmsync.queue.inline import InlineQueue
 from crmsync.store.memory import MemoryBackend
@@ -202,6 +202,36 @@ def test_RUN3_a_crm_change_event_enqueues_one_cycle_that_brings_the_change_to_go
     [run] = drain(connected)
     assert run["status"] == "ok"
     assert "Ada King" in connected.google_contact_names()
+
+
+def test_RUN3_a_change_waits_the_deployments_debounce_for_the_rest_of_its_burst(
+    connected: LocalStack,
+) -> None:
+    drain(connected)
+    ada = next(r["id"] for r in crm_records(connected, "contact") if r["last_name"] == "Lovelace")
+    connected.services.debounce = timedelta(seconds=25)  # CRMSYNC_DEBOUNCE_SECONDS=25
+    try:
+        before = datetime.now(UTC)
+        assert connected.post_event("u1", "contact", [ada]).status_code == 202
+        after = datetime.now(UTC)
+    finally:
+        connected.services.debounce = entrypoints.debounce({})
+    [task] = queue(connected).waiting.values()
+    assert before + timedelta(seconds=25) <= task.not_before <= after + timedelta(seconds=25)
+    drain(connected)
+
+
+@pytest.mark.parametrize(("given", "seconds"), [("", 10), ("0", 0), ("2", 2), (" 300 ", 300)])
+def test_RUN3_the_debounce_is_whole_seconds_from_0_to_300_ten_by_default(
+    given: str, seconds: int
+) -> None:
+    assert entrypoints.debounce({"CRMSYNC_DEBOUNCE_SECONDS": given}) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("given", ["301", "-1", "2.5", "ten"])
+def test_RUN3_a_debounce_out_of_range_stops_the_function_saying_so(given: str) -> None:
+    with pytest.raises(ValueError, match="CRMSYNC_DEBOUNCE_SECONDS is .* whole seconds from 0"):
+        entrypoints.debounce({"CRMSYNC_DEBOUNCE_SECONDS": given})
 
 
 def test_RUN3_a_google_push_notification_enqueues_a_cycle(connected: LocalStack) -> None:

@@ -36,7 +36,6 @@ from crmsync.ports import (
     Person,
     RunStatus,
 )
-from crmsync.queue import DEBOUNCE
 
 log = logging.getLogger("crmsync.mail")
 
@@ -115,7 +114,7 @@ def run_pass(services: service.Services, tenant: str, connection: str) -> dict[s
     if run["status"] == RunStatus.NEEDS_REAUTH:
         store.set_status(connection, ConnectionState.NEEDS_REAUTH, "; ".join(run["errors"]))
     elif more:  # tagged messages are left, or the pass stopped: the next pass goes on
-        delay = timedelta(0) if run["status"] == RunStatus.OK else DEBOUNCE
+        delay = timedelta(0) if run["status"] == RunStatus.OK else services.debounce
         service.enqueue_cycle(services, tenant, connection, MAIL, delay=delay)
     elif asked:
         service.enqueue_cycle(services, tenant, connection, asked)

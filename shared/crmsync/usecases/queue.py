@@ -38,7 +38,6 @@ from crmsync import service
 from crmsync.engine.pair import OTHER
 from crmsync.model import FIELD_NAMES, Address, Kind, Phone
 from crmsync.ports import ConnectionRecord, Store, TenantStore
-from crmsync.queue import DEBOUNCE
 from crmsync.settings import SIDES, SettingsError, Side
 from crmsync.settings import resolve as effective
 
@@ -76,7 +75,7 @@ def resolve(
     label, follows = _label(services, record), _follows(services.backend.store(tenant), record)
     side, picked = _answer(item, choice, picks, label, follows)
     store.resolve_queue_item(connection, item_id, side, picked)
-    service.enqueue_cycle(services, tenant, connection, TRIGGER, delay=DEBOUNCE)
+    service.enqueue_cycle(services, tenant, connection, TRIGGER, delay=services.debounce)
     return shown({**item, "choice": side, "picks": picked}, label, follows)
 
 
@@ -95,7 +94,7 @@ def settle_batch(
         gone = SIDE[item["source"]]
         wins = gone if action == "confirm" else OTHER[gone]
         store.resolve_queue_item(connection, item["id"], wins)
-    service.enqueue_cycle(services, tenant, connection, TRIGGER, delay=DEBOUNCE)
+    service.enqueue_cycle(services, tenant, connection, TRIGGER, delay=services.debounce)
     return len(held)
 
 

@@ -289,7 +289,11 @@ class GoogleKit:
         from crmsync.providers.google.push import on_notification
 
         answer = on_notification(
-            request.headers, services.channels(), services.queue, services.clock()
+            request.headers,
+            services.channels(),
+            services.queue,
+            services.clock(),
+            services.debounce,
         )
         return PushAnswer(answer.status, answer.reason)
 

@@ -329,7 +329,12 @@ class MicrosoftKit:
             services.backend.store(tenant).forget_cursor(connection, "provider", kind)
 
         return on_notification(
-            request, services.channels(), services.queue, forget_cursor, services.clock()
+            request,
+            services.channels(),
+            services.queue,
+            forget_cursor,
+            services.clock(),
+            services.debounce,
         )
 
     # -- mail ------------------------------------------------------------------------------------
