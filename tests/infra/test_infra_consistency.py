@@ -153,6 +153,7 @@ def stub_environment(terraform: Terraform, function: str) -> dict[str, str]:
         CRMSYNC_WORKER_URL="https://functions.example/sync_worker",
         CRMSYNC_EVENTS_TOPIC="projects/p/topics/sync-events",
         CRMSYNC_ATTACHMENTS_ENDPOINT="https://storage.example",
+        CRMSYNC_DEBOUNCE_SECONDS="10",  # tostring(var.debounce_seconds)
         CRMSYNC_LOCAL_KEK="a2V5LWVuY3J5cHRpb24ta2V5LW9mLTMyLWJ5dGVzISE=",
     )
     env.pop("CRMSYNC_KMS_KEY")  # Cloud KMS would be called; the local key stands in
