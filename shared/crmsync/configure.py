@@ -31,7 +31,7 @@ from crmsync.settings import (
 )
 
 # Settings only a tenant sets for everyone: a user's layer never holds them.
-TENANT_ONLY: tuple[SettingName, ...] = ("history_days",)
+TENANT_ONLY: tuple[SettingName, ...] = ("history_days", "attachment_mb")
 
 # Settings whose change alters which records of a feed are in scope: (side, kind) feeds
 # to list whole on the next cycle.

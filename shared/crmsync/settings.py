@@ -30,6 +30,8 @@ OPERATIONS: tuple[Operation, ...] = get_args(Operation)
 Category: TypeAlias = Literal["contact", "appointment", "call", "todo"]
 CATEGORIES: tuple[Category, ...] = get_args(Category)
 
+MAX_ATTACHMENT_MB = 25  # the largest attachment any tenant may keep (EML-2)
+
 DEFAULT_TEMPLATE = (
     "Contact: {contact}\nAccount: {account}\nLead: {lead}\nCompany: {company}\n"
     "Opportunity: {opportunity}\nTicket: {ticket}\nLeader: {leader}"
@@ -75,6 +77,7 @@ SettingName: TypeAlias = Literal[
     "exclusions",
     "custom_fields",
     "history_days",
+    "attachment_mb",
 ]
 
 # The user-settings contract (SET-1, SET-3, SET-4, SET-5) with its base defaults.
@@ -123,6 +126,10 @@ BASE_DEFAULTS: dict[str, Any] = {
     # HIS-3: how many days the tenant's sync history is kept; None: the deployment's
     # CRMSYNC_HISTORY_DAYS, which also bounds a longer one. A tenant setting only.
     "history_days": None,
+    # EML-2: the largest mail attachment (MB) kept in the object store for the CRM; None:
+    # the deployment's (25 MB), which also bounds a larger one; 0: none, they are named
+    # only. A tenant setting only.
+    "attachment_mb": None,
 }
 
 _ACTIVITY_PROVIDER_FIELDS = [
@@ -430,6 +437,13 @@ def validate(provider: str, values: dict[str, Any]) -> dict[str, Any]:
     days = values["history_days"]
     if days is not None and (not isinstance(days, int) or isinstance(days, bool) or days < 1):
         raise SettingsError("history_days: expected a whole number of at least 1, or null")
+    size = values["attachment_mb"]
+    if size is not None and (
+        not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_ATTACHMENT_MB
+    ):
+        raise SettingsError(
+            f"attachment_mb: expected a whole number from 0 to {MAX_ATTACHMENT_MB}, or null"
+        )
     ratio = values["mass_delete_ratio"]
     if not isinstance(ratio, int | float) or isinstance(ratio, bool) or not 0 < ratio <= 1:
         raise SettingsError("mass_delete_ratio: expected a fraction above 0 and at most 1")

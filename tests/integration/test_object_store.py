@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -42,6 +42,7 @@ pytestmark = pytest.mark.integration
 REGION = "us-east-1"
 NOW = datetime(2026, 11, 3, 9, 0, tzinfo=UTC)
 SECRET = b"crmsync-secret-for-tests"
+NO_WAIT = timedelta(0)
 KEY = "t1/mail-4f2a/Angebot Müller.pdf"
 PDF = b"%PDF-1.4 a quote"
 
@@ -263,3 +264,102 @@ def test_EML2_the_crm_s_link_opens_the_attachment_through_the_app(serving: Moto)
     assert "Vertrag" in downloaded.headers["Content-Disposition"]
     assert forged.status_code == 404 and forged.headers["Content-Type"].startswith("text/html")
     assert "not kept any more" in forged.text
+
+
+# -- a tenant's own bucket, and its size limit (EML-2) ------------------------------------------
+def contract_from_ada(n: int) -> bytes:
+    return (
+        big_mail()
+        .replace(b"Ann <ann@example.com>", b"Ada <ada@acme.example>")
+        .replace(b"contract-1@example.com", f"contract-{n}@acme.example".encode())
+    )
+
+
+def test_EML2_an_admin_names_the_companys_own_bucket_and_large_attachments_are_kept_there(
+    checking: Moto,
+) -> None:
+    """The tenant admin names an S3 bucket of the company's (the deployment keeps none):
+    a wrong secret is refused with its reason and nothing is kept; the right one is
+    checked by a write, kept sealed and never shown; a tagged message's attachment too
+    large for the CRM then lands in that bucket and the CRM's link opens it. With the
+    company's limit at 0 MB, the next one is only named."""
+    from crmsync import service
+    from crmsync.usecases import attachments
+    from sandbox.crm.seed import DEMO_TENANT
+    from sandbox.google import gmail
+    from sandbox.local.stack import DEMO_USERS
+    from tests.app_helpers import app, csrf, sign_in
+    from tests.integration.test_app_preview_import import drain
+
+    stack = LocalStack(MemoryBackend(), InlineQueue(), graph_flush=0)
+    try:
+        stack.create_demo_tenant()
+        stack.crm.set_history_limits(DEMO_TENANT, attachment_bytes=1000)  # the PDF is larger
+        assert stack.connect("u1", services="sync,mail").status_code == 200
+        assert stack.connect("u2", provider="microsoft", services="mail").status_code == 200
+        drain(stack)
+        admin = sign_in(stack, DEMO_USERS["u2"], provider="microsoft")
+        token = {"X-CSRF-Token": csrf(admin.get(app(stack, "/admin/settings")).text)}
+        bucket = {
+            "endpoint": checking.endpoint,
+            "bucket": "attachments",
+            "region": REGION,
+            "access_key": checking.access_key,
+        }
+        named = app(stack, "/api/admin/settings/attachments")
+
+        wrong = admin.post(named, json={**bucket, "secret": "not-the-secret"}, headers=token)
+        assert wrong.status_code == 400
+        assert "the bucket refused crmsync's write with this key" in wrong.json()["error"]
+        assert attachments.shown(stack.services, DEMO_TENANT) is None
+
+        right = admin.post(named, json={**bucket, "secret": checking.secret_key}, headers=token)
+        assert right.status_code == 200, right.text
+        assert checking.secret_key not in right.text
+        kept = stack.services.backend.store(DEMO_TENANT).tenant_record()
+        assert checking.secret_key not in json.dumps(kept, default=str)
+        page = admin.get(app(stack, "/admin/settings")).text
+        assert 'id="bucket-named"' in page and checking.secret_key not in page
+
+        record = service.connection_of(stack.services.backend.store(DEMO_TENANT), "google-u1")
+        assert record is not None
+        dana = DEMO_USERS["u1"]
+        ada = next(
+            c["id"] for c in stack.crm.all(DEMO_TENANT, "contact") if c["last_name"] == "Lovelace"
+        )
+
+        def record_tagged(n: int) -> dict[str, Any]:
+            sent = gmail.deliver(stack.google, dana, contract_from_ada(n))
+            gmail.change_labels(stack.google, dana, sent, add=[record.mail_labels["send"]])
+            service.enqueue_cycle(stack.services, DEMO_TENANT, record.id, "mail", delay=NO_WAIT)
+            drain(stack)
+            held = stack.crm.history(DEMO_TENANT, "contact", ada)
+            found: dict[str, Any] = [i for i in held if i["subject"] == "The contract"][-1]
+            return found
+
+        item = record_tagged(1)
+        [link] = item["links"]
+        objects = checking.s3().list_objects_v2(Bucket="attachments", Prefix="mail/")["Contents"]
+        assert len(objects) == 1
+        stored = checking.s3().get_object(Bucket="attachments", Key=objects[0]["Key"])
+        assert stored["Body"].read() == BIG
+        opened = requests.get(link.url, allow_redirects=False, timeout=30)
+        assert opened.status_code == 303  # to the object, signed with the company's key
+        to = urlsplit(opened.headers["Location"])
+        assert f"{to.scheme}://{to.netloc}{to.path}" == (
+            f"{checking.endpoint}/attachments/{objects[0]['Key']}"
+        )
+        credential = parse_qs(to.query)["X-Amz-Credential"][0]
+        assert credential.startswith(checking.access_key + "/")
+        # (moto checking signatures cannot serve a presigned GET; a store that can is
+        # test_EML2_a_link_downloads_the_attachment_under_its_name's)
+
+        limit = {"defaults": {"attachment_mb": 0}}
+        assert admin.post(app(stack, "/api/admin/settings"), json=limit, headers=token).ok
+        named_only = record_tagged(2)
+        assert named_only["links"] == []
+        assert "Vertrag Müller.pdf" in named_only["body"]
+        after = checking.s3().list_objects_v2(Bucket="attachments", Prefix="mail/")["Contents"]
+        assert len(after) == 1
+    finally:
+        stack.close()

@@ -15,7 +15,8 @@ import pytest
 
 from crmsync.errors import NotFound, PermanentError, TransientError
 from crmsync.mail import recording
-from crmsync.ports import Headline, HistoryEntry, MailLimits, Person
+from crmsync.mail.reader import Attachment
+from crmsync.ports import Headline, HistoryEntry, Linked, MailLimits, Person
 from crmsync.providers.memory import MemoryMailbox
 
 NOW = datetime(2026, 11, 3, 9, 0, tzinfo=UTC)
@@ -224,6 +225,35 @@ def test_EML2_attachments_the_crm_stores_go_with_the_item_and_the_others_are_nam
     [item] = crm.items.values()
     assert [(a.filename, a.data) for a in item.attachments] == [("small.txt", b"small")]
     assert item.body == "See attached.\n\nAttachments not stored in the CRM:\n- big.pdf (27 bytes)"
+
+
+@pytest.mark.parametrize(("kept_bytes", "kept"), [(27, ["big.pdf"]), (26, []), (0, [])])
+def test_EML2_an_attachment_is_kept_up_to_the_size_the_tenant_keeps_and_named_above_it(
+    box: MemoryMailbox, kept_bytes: int, kept: list[str]
+) -> None:
+    crm = Crm(limits=MailLimits(attachment_bytes=0))  # the CRM stores none itself
+    crm.add("ann@example.com", "c-ann")
+    raw = (
+        b"From: ann@example.com\r\nTo: dana.rep@demo.example\r\nSubject: Files\r\n"
+        b"Message-ID: <g@x>\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+        b"--b\r\nContent-Type: text/plain\r\n\r\nSee attached.\r\n"
+        b"--b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; "
+        b"filename=big.pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        b"JVBERi0xLjQKJVBERi0xLjQKJVBERi0xLjQK\r\n--b--\r\n"
+    )
+    box.tag(box.deliver(raw))
+    stored: list[str] = []
+
+    def keep(key: str, attachment: Attachment) -> Linked:  # the object store's part
+        stored.append(attachment.filename)
+        return Linked(attachment.filename, attachment.content_type, attachment.size, "https://x/")
+
+    recording.record_tagged(box, crm, [DANA], "google-u1", {}, keep=keep, kept_bytes=kept_bytes)
+
+    [item] = crm.items.values()
+    assert stored == kept and [link.filename for link in item.links] == kept
+    named = "Attachments not stored in the CRM:\n- big.pdf (27 bytes)"
+    assert (named in item.body) == (not kept)
 
 
 def test_EML2_a_pass_takes_a_batch_oldest_first_and_says_more_are_left(

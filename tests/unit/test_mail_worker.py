@@ -13,6 +13,7 @@ import pytest
 from crmsync import service
 from crmsync.mail import recording
 from crmsync.queue.inline import InlineQueue
+from crmsync.settings import SettingsError, resolve
 from crmsync.testing import SyncWorld
 from crmsync.usecases import history, mail
 
@@ -301,3 +302,14 @@ def test_EML5_the_page_lists_the_waiting_and_the_recorded_messages_newest_first(
     assert (shown["found"], shown["pending"]) == ([], 0)
     file(world, [older], ["contact/c-x"])
     assert mail.choices(world.services, tenant, connection)["pending"] == 1
+
+
+def test_EML2_the_largest_attachment_kept_is_the_tenants_to_set_up_to_25_mb() -> None:
+    world = SyncWorld(provider_backend="memory")  # the memory mailbox (see the module)
+    with pytest.raises(SettingsError):
+        world.settings(attachment_mb=5)  # a user's layer never holds it
+    for bad in (-1, 26, "5", True, 2.5):
+        with pytest.raises(SettingsError):
+            resolve("google", {"attachment_mb": bad})
+    assert resolve("google", {"attachment_mb": 0})["attachment_mb"] == 0
+    assert resolve("google", {})["attachment_mb"] is None  # the deployment's 25 MB

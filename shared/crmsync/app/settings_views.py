@@ -19,12 +19,14 @@ from zoneinfo import ZoneInfo
 from crmsync import service
 from crmsync.app import Context, View, route
 from crmsync.ports import ConnectionRecord
-from crmsync.usecases import preferences
+from crmsync.settings import MAX_ATTACHMENT_MB
+from crmsync.usecases import attachments, preferences
 from crmsync.usecases.history import KIND_NAMES
 
 SAVED = "Settings saved"
 UNCHANGED = "Nothing to save: no setting was changed."
 HISTORY = "history_days"
+ATTACHMENT_MB = "attachment_mb"
 TENANT_ONLY = "everyone"  # the company page's section of settings users never change
 
 
@@ -445,6 +447,10 @@ def _company(context: Context) -> dict[str, Any]:
     record = services.backend.store(tenant).tenant_record() or {}
     days = (record.get("settings") or {}).get(HISTORY)
     shown["sections"].insert(0, _history_section(days))
+    size = (record.get("settings") or {}).get(ATTACHMENT_MB)
+    shown["sections"].insert(1, _attachment_section(size))
+    shown["attachments_bucket"] = attachments.shown(services, tenant)
+    shown["deployment_keeps"] = services.attachments is not None
     labels = {c["value"]: str(c["label"]) for c in shown["providers"]["choices"]}
     for section in shown["sections"]:
         for field in section["fields"]:
@@ -469,6 +475,39 @@ def _history_section(days: Any) -> dict[str, Any]:
         "default_text": "Without a value: as long as crmsync keeps history for everyone.",
     }
     return {"id": "history", "title": "Sync history", "help": "", "fields": [field]}
+
+
+def _attachment_section(size: Any) -> dict[str, Any]:
+    field = {
+        "name": ATTACHMENT_MB,
+        "label": "Largest attachment kept for the CRM (MB)",
+        "help": f"An attachment too large for the CRM itself is kept in the attachment "
+        f"bucket and linked from its history item, up to this size (0 to "
+        f"{MAX_ATTACHMENT_MB}); larger ones are named only. 0 keeps none.",
+        "type": "number",
+        "value": size,
+        "own": size is not None,
+        "defaults": {},
+        "default_text": f"Without a value: {MAX_ATTACHMENT_MB} MB.",
+    }
+    return {"id": "attachments", "title": "E-mail attachments", "help": "", "fields": [field]}
+
+
+@route("/admin/settings/attachments", methods=("POST",), who="admin")
+def name_attachment_bucket(context: Context) -> View:
+    """EML-2: the tenant's own S3-compatible bucket for attachments, once a write there
+    with its key succeeds."""
+    given = {k: v for k, v in context.form.items() if k != "csrf"}
+    kept = attachments.name_bucket(context.services, context.who.tenant, given)
+    notice = f"Attachments too large for the CRM are now kept in the bucket {kept['bucket']}."
+    return View(kept, redirect="/admin/settings", notice=notice)
+
+
+@route("/admin/settings/attachments/forget", methods=("POST",), who="admin")
+def forget_attachment_bucket(context: Context) -> View:
+    attachments.forget_bucket(context.services, context.who.tenant)
+    notice = "Attachments too large for the CRM are kept in crmsync's own bucket again."
+    return View({"forgotten": True}, redirect="/admin/settings", notice=notice)
 
 
 def _defaults_text(field: Mapping[str, Any], labels: Mapping[str, str]) -> str:

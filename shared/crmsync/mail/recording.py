@@ -29,7 +29,8 @@ What a pass cannot settle it reports and leaves alone or lets go:
   keeping every label as it is, and the next pass goes on.
 
 Attachments up to what the CRM stores itself go with the item; larger ones, up to
-`MAX_KEPT_BYTES`, are kept in the object store when one is set up (`keep`), and the
+`kept_bytes` (the tenant's choice, at most `MAX_KEPT_BYTES`), are kept in the object
+store when one is set up (`keep`), and the
 item carries their links; all this as long as the pass has not moved `MAX_PASS_BYTES`.
 The others are named at the end of the item's text.
 """
@@ -108,6 +109,7 @@ def record_tagged(
     batch: int | None = None,
     keep: Keep | None = None,
     chosen: Iterable[Chosen] = (),
+    kept_bytes: int = MAX_KEPT_BYTES,
 ) -> Pass:
     """Settle the messages the user chose (`chosen`), then those tagged "Send To CRM" in
     `account` (see the module's rules). `own` are the user's addresses (never matched),
@@ -118,6 +120,8 @@ def record_tagged(
     done = Pass(labels)
     limits = crm.mail_limits()
     budget = [MAX_PASS_BYTES]
+    if keep is not None and kept_bytes < MAX_KEPT_BYTES:  # the tenant keeps less
+        keep = _up_to(keep, kept_bytes)
     for asked in chosen:
         for message_id in asked.messages:
             each = _file(account, crm, mailbox, labels, limits, budget, message_id, asked, keep)
@@ -224,6 +228,17 @@ def _file(
         return [Filed(message_id, "gone")]
     except TransientError as exc:
         return [Filed(message_id, "stopped", reason=str(exc))]
+
+
+def _up_to(keep: Keep, kept_bytes: int) -> Keep:
+    """`keep` for attachments up to `kept_bytes`; a larger one is refused (named)."""
+
+    def kept(key: str, attachment: Attachment) -> Linked:
+        if attachment.size > kept_bytes:
+            raise PermanentError(f"larger than the {_size(kept_bytes)} the tenant keeps")
+        return keep(key, attachment)
+
+    return kept
 
 
 def _attachments(

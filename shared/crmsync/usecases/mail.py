@@ -36,6 +36,7 @@ from crmsync.ports import (
     Person,
     RunStatus,
 )
+from crmsync.usecases import attachments
 
 log = logging.getLogger("crmsync.mail")
 
@@ -142,12 +143,22 @@ def _pass(
         crm = service.crm_for(services, tenant, tenant_record, record, settings)
         own = [a for a in (record.account, crm.users().get(record.user, "")) if a]
         keep = None
-        if services.attachments is not None:  # EML-2: large attachments kept, linked
-            keep = files.keeper(services.attachments, services.secret, services.public_url, tenant)
+        kept_in = attachments.store_for(services, tenant)
+        if kept_in is not None:  # EML-2: large attachments kept, linked
+            keep = files.keeper(kept_in, services.secret, services.public_url, tenant)
+        most = settings["attachment_mb"]  # the tenant's limit, within the deployment's
+        kept_bytes = recording.MAX_KEPT_BYTES if most is None else most * 2**20
         asked = store.filings(record.id, FILINGS_PER_PASS + 1)
         chosen = [_chosen(f) for f in asked[:FILINGS_PER_PASS]]
         done = recording.record_tagged(
-            account, crm, own, record.id, record.mail_labels, keep=keep, chosen=chosen
+            account,
+            crm,
+            own,
+            record.id,
+            record.mail_labels,
+            keep=keep,
+            chosen=chosen,
+            kept_bytes=kept_bytes,
         )
     except GrantRevoked as exc:
         run.update(status=RunStatus.NEEDS_REAUTH, errors=[f"{type(exc).__name__}: {exc}"])
