@@ -11,6 +11,7 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -168,3 +169,50 @@ def test_AUTH2_no_mailbox_address_reaches_the_logs(stack: LocalStack) -> None:
     text = captured.getvalue()
     assert "gmail_push" in text, "the requests were logged"
     assert [a for a in (DANA, "stranger@", "leak@") if a in text] == []
+
+
+def test_EML1_the_fanout_renews_the_gmail_watch_within_its_last_day_and_disconnect_stops_it(
+    pubsub_emulator: Any,
+) -> None:
+    """A week of a mail connection on a clock that moves: the first pass sets Gmail's
+    watch for seven days; the fan-out leaves it alone while more than a day is left,
+    asks for a mail pass within its last day, and that pass watches again for seven
+    days from then; disconnecting stops the watch."""
+    from sandbox.google.gmail import watch_of
+    from tests.integration.test_app_preview_import import drain
+
+    now = [datetime.now(UTC)]
+    stack = LocalStack(MemoryBackend(), InlineQueue(), graph_flush=0, clock=lambda: now[0])
+    stack.google.clock = lambda: now[0]  # Gmail's watches end by the same clock
+    try:
+        stack.gmail_notifications(pubsub_emulator.project)
+        stack.create_demo_tenant()
+        assert stack.connect("u1", services="mail").status_code == 200
+        drain(stack)
+        store = stack.services.backend.store(DEMO_TENANT)
+
+        def watched_until() -> tuple[datetime | None, int]:
+            record = service.connection_of(store, CONNECTION)
+            watch = watch_of(stack.google, DANA)
+            assert record is not None and watch is not None
+            return record.mail_watch_until, int(watch["expiration"])
+
+        first, expiration = watched_until()
+        assert first is not None and first - now[0] > timedelta(days=6, hours=23)
+        assert abs(expiration / 1000 - first.timestamp()) < 1
+
+        now[0] += timedelta(days=5, hours=12)  # a day and a half left
+        assert service.fanout(stack.services).renewals == 0
+        now[0] += timedelta(days=1)  # half a day left
+        assert service.fanout(stack.services).renewals == 1
+        drain(stack)
+
+        renewed, expiration = watched_until()
+        assert renewed is not None and renewed - now[0] > timedelta(days=6, hours=23)
+        assert abs(expiration / 1000 - renewed.timestamp()) < 1
+        assert service.fanout(stack.services).renewals == 0
+
+        service.disconnect(stack.services, DEMO_TENANT, CONNECTION)
+        assert watch_of(stack.google, DANA) is None
+    finally:
+        stack.close()
