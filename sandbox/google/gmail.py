@@ -23,7 +23,7 @@ Only the search of `messages.list` (`q`) is not served: it answers 400.
 
 Tests do what users and the world do through the helpers: `deliver` (mail arrives or
 is sent), `change_labels` (the user tags a message in Gmail), `delete_message`,
-`add_label`, `expire_history`, `message_labels`, `watch_of`, and Pub/Sub's
+`add_label`, `rename_label`, `expire_history`, `message_labels`, `watch_of`, and Pub/Sub's
 `connect_pubsub`, `notifications_published` and `published`.
 """
 
@@ -74,6 +74,7 @@ from sandbox.google.gmail_world import (
     deliver,
     expire_history,
     message_labels,
+    rename_label,
     watch_of,
 )
 
@@ -91,6 +92,7 @@ __all__ = [
     "message_labels",
     "notifications_published",
     "published",
+    "rename_label",
     "routes",
     "watch_of",
 ]

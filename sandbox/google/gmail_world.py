@@ -1,9 +1,9 @@
 """What happens to a Gmail mailbox outside the API, for tests: mail arrives or is sent,
-the user tags a message or deletes it in Gmail, makes a label, and the mailbox forgets
-old history; and what tests read that no API call shows (a message's labels, the
-watch). Each takes the sandbox's lock, records history as the API does and publishes
-a notification when the mailbox's watch wants one. `account` is an `Account` or an
-e-mail address (the account is made on first use)."""
+the user tags a message or deletes it in Gmail, makes or renames a label, and the
+mailbox forgets old history; and what tests read that no API call shows (a message's
+labels, the watch). Each takes the sandbox's lock, records history as the API does
+and publishes a notification when the mailbox's watch wants one. `account` is an
+`Account` or an e-mail address (the account is made on first use)."""
 
 from __future__ import annotations
 
@@ -87,6 +87,15 @@ def add_label(sandbox: GoogleSandbox, account: Account | str, name: str) -> str:
         label = Label(mailbox.new_label_id(), mailbox.check_name(name), "user", "show", "labelShow")
         mailbox.labels[label.id] = label
         return label.id
+
+
+def rename_label(sandbox: GoogleSandbox, account: Account | str, label_id: str, name: str) -> None:
+    """The user renames one of their labels in Gmail: its id stays, the name is held to
+    Gmail's rules (unique in any letter case)."""
+    with sandbox.lock:
+        mailbox = mailbox_of(_account(sandbox, account))
+        label = mailbox.user_label(label_id)
+        label.name = mailbox.check_name(name, renamed=label)
 
 
 def expire_history(sandbox: GoogleSandbox, account: Account | str) -> None:

@@ -20,15 +20,17 @@ in Outlook. Reads need MailboxSettings.Read or MailboxSettings.ReadWrite, writes
 MailboxSettings.ReadWrite.
 
 Messages arrive through `deliver` (what no API call does: mail received or sent); their
-properties are read from the MIME. Lists accept `$select`, `$top`, `$skip` (in their
-nextLinks), `$orderby=receivedDateTime [asc|desc]` (by default newest first) and one
-`$filter`: `categories/any(c:c eq 'Name')`, optionally after `receivedDateTime ge|gt
-<time> and `. As Graph, a `$orderby` property must also open the `$filter`, else 400
-`InefficientFilter`. A PATCH changes `categories` or `isRead` and gives the message a
-new `changeKey`; `If-Match` naming an older one gets 412. `$value` answers the MIME as
-delivered, `text/plain` as Graph's documentation shows. `hasAttachments` ignores inline
-attachments, as Graph's does. Reads need Mail.Read or Mail.ReadWrite, writes
-Mail.ReadWrite.
+properties are read from the MIME. What the user does in Outlook is `set_categories`
+(tagging a message) and `add_category`; tests read the master list (`categories_of`)
+and a message's folder and categories (`message_place`) without a request. Lists
+accept `$select`, `$top`, `$skip` (in their nextLinks), `$orderby=receivedDateTime
+[asc|desc]` (by default newest first) and one `$filter`: `categories/any(c:c eq
+'Name')`, optionally after `receivedDateTime ge|gt <time> and `. As Graph, a `$orderby`
+property must also open the `$filter`, else 400 `InefficientFilter`. A PATCH changes
+`categories` or `isRead` and gives the message a new `changeKey`; `If-Match` naming an
+older one gets 412. `$value` answers the MIME as delivered, `text/plain` as Graph's
+documentation shows. `hasAttachments` ignores inline attachments, as Graph's does.
+Reads need Mail.Read or Mail.ReadWrite, writes Mail.ReadWrite.
 """
 
 from __future__ import annotations
@@ -214,6 +216,34 @@ def set_categories(
         _notify(sandbox, user, "updated", message)
 
 
+def add_category(
+    sandbox: MicrosoftSandbox, user_email: str, name: str, color: str = "preset0"
+) -> str:
+    """The user makes a category in Outlook's master list (a name no other category has,
+    in any letter case, else GraphError 409); returns its id."""
+    with sandbox.lock:
+        return _new_category(sandbox.add_user(user_email), name, color).id
+
+
+def categories_of(sandbox: MicrosoftSandbox, user_email: str) -> dict[str, str]:
+    """The master category list: id → display name."""
+    with sandbox.lock:
+        held = state_of(sandbox.add_user(user_email)).categories
+        return {c.id: c.display_name for c in held.values()}
+
+
+def message_place(
+    sandbox: MicrosoftSandbox, user_email: str, message_id: str
+) -> tuple[str, list[str]]:
+    """Where a message is (its folder's well-known name: `inbox`, `sentitems`) and the
+    categories it carries now."""
+    with sandbox.lock:
+        user = sandbox.add_user(user_email)
+        state = state_of(user)
+        message = _message(state, message_id, None)
+        return state.folders[message.folder_id].name, list(message.categories)
+
+
 def expire_message_delta(sandbox: MicrosoftSandbox, user_email: str) -> None:
     """Every message delta and next link issued to `user_email` so far is evicted, as
     Outlook evicts sync states: following one gets 410 `syncStateNotFound` with a
@@ -390,18 +420,20 @@ def _create_category(sandbox: MicrosoftSandbox, request: Request, user: User) ->
     name = fields.get("displayName")
     if not isinstance(name, str) or not name.strip():
         raise GraphError(400, "ErrorInvalidRequest", "displayName is required.")
+    found = _new_category(user, name, str(fields.get("color") or "none"))
+    return json_response(_category_json(sandbox, user, found), 201)
+
+
+def _new_category(user: User, name: str, color: str) -> Category:
+    """A category added to the master list; a name it holds in any case is a 409."""
     state = state_of(user)
     if any(c.display_name.lower() == name.lower() for c in state.categories.values()):
         raise GraphError(
             409, "ErrorDuplicateCategory", f"A category named '{name}' already exists."
         )
-    found = Category(
-        str(uuid.UUID(bytes=user.ids.randbytes(16), version=4)),
-        name,
-        str(fields.get("color") or "none"),
-    )
+    found = Category(str(uuid.UUID(bytes=user.ids.randbytes(16), version=4)), name, color)
     state.categories[found.id] = found
-    return json_response(_category_json(sandbox, user, found), 201)
+    return found
 
 
 def _patch_category(

@@ -54,8 +54,8 @@ from crmsync.usecases import queue as queue_cases
 
 if TYPE_CHECKING:
     from crmsync.store.firestore import FirestoreStore
-    from crmsync.testing.google import GoogleProviderHandle, GoogleSandboxSide
-    from crmsync.testing.microsoft import GraphProviderHandle, GraphSandboxSide
+    from crmsync.testing.google import GmailMailbox, GoogleProviderHandle, GoogleSandboxSide
+    from crmsync.testing.microsoft import GraphProviderHandle, GraphSandboxSide, OutlookMailbox
 
 __all__ = ["Crash", "SyncWorld"]
 
@@ -358,8 +358,6 @@ class SyncWorld:
         self._crm = MemoryCrm(self.now, self.faults)
         held = {k: tuple(v) for k, v in PROVIDER_DEFAULTS[provider]["field_map"].items()}
         self._provider = MemoryProvider(self.now, held, self.faults)
-        # the user's mailbox (EML-1..4): what `record_mail` connects and mail tasks read
-        self.mailbox = MemoryMailbox(self.now, f"{user}@example.com")
         self.crm_mode = crm or os.environ.get("CRMSYNC_WORLD_CRM", "memory")
         self._reference: ReferenceCrmSide | None = None
         self.crm: CrmHandle | RestCrmHandle
@@ -374,22 +372,36 @@ class SyncWorld:
         self._google: GoogleSandboxSide | None = None
         self._graph: GraphSandboxSide | None = None
         self.provider: ProviderHandle | GoogleProviderHandle | GraphProviderHandle
+        # the user's mailbox (EML-1..5): what `record_mail` connects and mail tasks read;
+        # the provider's own in a sandbox world (Gmail, Outlook), else one in memory
+        self.mailbox: MemoryMailbox | GmailMailbox | OutlookMailbox
         if self.provider_backend == "graph-sandbox":
-            from crmsync.testing.microsoft import GraphProviderHandle, GraphSandboxSide
+            from crmsync.testing.microsoft import (
+                GraphProviderHandle,
+                GraphSandboxSide,
+                OutlookMailbox,
+            )
 
             self._graph = GraphSandboxSide(
                 self.now, self.faults, PROVIDER_DEFAULTS["microsoft"], email=f"{user}@example.com"
             )
             self.provider = GraphProviderHandle(self, self._graph)
+            self.mailbox = OutlookMailbox(self._graph)
         elif self.provider_backend == "google-sandbox":
-            from crmsync.testing.google import GoogleProviderHandle, GoogleSandboxSide
+            from crmsync.testing.google import (
+                GmailMailbox,
+                GoogleProviderHandle,
+                GoogleSandboxSide,
+            )
 
             self._google = GoogleSandboxSide(
                 self.now, self.faults, PROVIDER_DEFAULTS["google"], email=f"{user}@example.com"
             )
             self.provider = GoogleProviderHandle(self, self._google)
+            self.mailbox = GmailMailbox(self._google)
         else:
             self.provider = ProviderHandle(self, self._provider)
+            self.mailbox = MemoryMailbox(self.now, f"{user}@example.com")
         self.tenant = dict(tenant or {})
         self.syncing_users = frozenset(syncing_users)
         self._user_settings: dict[str, Any] = {}
@@ -401,10 +413,12 @@ class SyncWorld:
         # grant consent left in the vault, as the worker does; a memory provider through
         # a kit of the world's.
         real: dict[str, Any] = {}
+        kits: dict[str, Any] = {}
         if self._google is not None:
             real["google"] = self._google.setup()
         if self._graph is not None:
             real["microsoft"] = self._graph.setup()
+            kits["microsoft"] = self._graph.kit()  # no mail subscription (see its kit)
         self.services = Services(
             backend=_OneTenant(self),
             queue=InlineQueue(),
@@ -414,7 +428,7 @@ class SyncWorld:
             clock=self.now,
             events=self.events,
             providers=real,
-            kits={} if real else {provider: _WorldKit(self)},
+            kits=kits if real else {provider: _WorldKit(self)},
             crm_connector=self._crm_for,
         )
         self.settings(**(settings or {}))
@@ -711,7 +725,9 @@ class _WorldKit:
         return True
 
     def mail_account(self, services: Any, grants: Any, connection: str) -> MemoryMailbox:
-        return self._world.mailbox
+        mailbox = self._world.mailbox
+        assert isinstance(mailbox, MemoryMailbox)  # a memory world's
+        return mailbox
 
     def stop_push(
         self, services: Any, grants: Any, connection: str, settings: Settings, channel: Any

@@ -7,6 +7,11 @@ a loopback socket) through the production adapters (`GoogleCalendar`, `GoogleCon
 in Google's own apps (`world.provider.create`, `label`, ...) goes to the same account
 through a client of its own: no injected failure hits it and no crash counts it.
 
+A mail pass (`world.sync("mail")`) reads the same account's Gmail through Google's kit
+and `GmailAccount`, as the worker does, and its label writes count for a crash as the
+CRM's do; `world.mailbox` (a `GmailMailbox`) is that Gmail as its user sees it. No
+Gmail topic is set up, so no mailbox is watched.
+
 Injected provider failures (`world.fail("provider", ...)`) are answered by the sandbox
 over HTTP, in Google's error format, for the requests of the next sync that match
 them; what that sync leaves untaken is injected again into the one after. Google
@@ -55,7 +60,7 @@ from crmsync.providers.google.calendar import (
 )
 from crmsync.providers.google.client import GoogleClient
 from crmsync.providers.google.kit import GoogleSetup
-from crmsync.providers.google.oauth import GoogleOAuth
+from crmsync.providers.google.oauth import SERVICES, GoogleOAuth
 from crmsync.providers.google.people import (
     PERSON_FIELDS,
     GoogleContacts,
@@ -72,8 +77,11 @@ from crmsync.testing import serving
 if TYPE_CHECKING:
     from crmsync.testing import SyncWorld
 
-SCOPES = tuple(
-    "https://www.googleapis.com/auth/" + name for name in ("calendar", "contacts", "tasks")
+# The grant covers both services, so connecting mail (`record_mail`) asks for no new
+# consent: Calendar, People and Tasks for the sync, Gmail's labels and messages for mail.
+SCOPES = (
+    *("https://www.googleapis.com/auth/" + name for name in ("calendar", "contacts", "tasks")),
+    *SERVICES["mail"],
 )
 TOKEN_SECONDS = 20 * 365 * 24 * 3600  # the world's clock may move years; grants outlive it
 TIMES = ("start", "end", "all_day", "timezone")
@@ -187,6 +195,7 @@ class GoogleSandboxSide:
             "calendar": self.base_url + "calendar/v3/",
             "people": self.base_url,
             "tasks": self.base_url,
+            "gmail": self.base_url,
         }
         self.token = self.sandbox.issue_token(email, SCOPES, seconds=TOKEN_SECONDS)
         self.user_token = self.sandbox.issue_token(email, SCOPES, seconds=TOKEN_SECONDS)
@@ -198,7 +207,9 @@ class GoogleSandboxSide:
     def setup(self) -> GoogleSetup:
         """Google's setup as a deployed function has it, pointed at this sandbox; the
         client makes one attempt per request, waits on no clock and tells the world of
-        each write (for its crashes)."""
+        each write (for its crashes). No Gmail topic is set up: no one receives
+        notifications in a world, whose mail passes run when the test says (the kit
+        then watches no mailbox, as a deployment without CRMSYNC_GMAIL_TOPIC)."""
         root = self.base_url.rstrip("/")
         oauth = GoogleOAuth(
             client_id="crmsync-world",
@@ -281,6 +292,64 @@ class GoogleSandboxSide:
 def _nothing_claimed(task_id: str) -> bool:
     """The user's own apps never take a task for a create."""
     return False
+
+
+class GmailMailbox:
+    """The world's user's Gmail as they see it in Gmail's own app, with the user's side
+    of the memory mailbox (EML-1..5): mail arrives, the user tags a message and renames
+    a label, and reads the labels a message carries. What the user does goes straight
+    into the sandbox's mailbox (as Gmail's app, not crmsync, does it); crmsync's mail
+    passes reach the same mailbox over HTTP, through the Google kit's GmailAccount and
+    the grant consent left in the vault, as the worker does.
+
+    Labels show by name; Gmail's system labels by their ids, which are their names
+    ("INBOX"). `names` holds the user's own labels only, as the memory mailbox (which
+    has no system labels) does; a label crmsync makes in Gmail alone ("CRM", which
+    nests its labels) is one of them."""
+
+    def __init__(self, side: GoogleSandboxSide) -> None:
+        self._sandbox = side.sandbox
+        self.address = side.email
+
+    @property
+    def names(self) -> dict[str, str]:
+        """Label id → name of the user's labels."""
+        from sandbox.google.gmail import mailbox_of
+
+        with self._sandbox.lock:
+            held = mailbox_of(self._sandbox.add_account(self.address)).labels
+            return {label.id: label.name for label in held.values() if label.type == "user"}
+
+    def deliver(self, raw: bytes) -> str:
+        """A message arrives in the inbox (read, as in the memory mailbox): its id."""
+        from sandbox.google.gmail import deliver
+
+        return str(deliver(self._sandbox, self.address, raw))
+
+    def label_named(self, name: str) -> str | None:
+        return next((label for label, held in self.names.items() if held == name), None)
+
+    def tag(self, message_id: str, name: str = "CRM/Send To CRM") -> None:
+        """The user puts the label of this name on the message (made if missing)."""
+        from sandbox.google.gmail import add_label, change_labels
+
+        label = self.label_named(name) or str(add_label(self._sandbox, self.address, name))
+        change_labels(self._sandbox, self.address, message_id, add=[label])
+
+    def label_names(self, message_id: str) -> set[str]:
+        from sandbox.google.gmail import message_labels
+
+        names = self.names
+        held = message_labels(self._sandbox, self.address, message_id)
+        return {names.get(label, label) for label in held}
+
+    def rename_label(self, old: str, new: str) -> None:
+        """The user renames a label in Gmail; its id stays."""
+        from sandbox.google.gmail import rename_label
+
+        label = self.label_named(old)
+        assert label is not None, f"no label {old}"
+        rename_label(self._sandbox, self.address, label, new)
 
 
 class GoogleProviderHandle:

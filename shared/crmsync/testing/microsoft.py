@@ -8,6 +8,11 @@ with the grant consent left sealed in the store. What the user does in Outlook
 (`world.provider.create`, `label`, ...) goes to the same mailbox with a token of the
 user's own: no injected failure hits it and no crash counts it.
 
+A mail pass (`world.sync("mail")`) reads the same mailbox's Outlook mail through the
+kit's `OutlookMail`, as the worker does, and its category writes count for a crash as
+the CRM's do; `world.mailbox` (an `OutlookMailbox`) is that mail as its user sees it.
+The world makes no Graph subscription, on records or on messages.
+
 Injected provider failures (`world.fail("provider", ...)`) are answered by the sandbox
 over HTTP, in Graph's error format, for the requests of the next sync that match them;
 what that sync leaves untaken is injected again into the one after. Graph answers
@@ -53,7 +58,8 @@ from crmsync.providers.microsoft.account import MicrosoftAccount
 from crmsync.providers.microsoft.calendar import GraphCalendar, to_event
 from crmsync.providers.microsoft.client import GraphClient
 from crmsync.providers.microsoft.contacts import XP, GraphContacts, custom_property, to_contact
-from crmsync.providers.microsoft.kit import MicrosoftSetup, resources_for
+from crmsync.providers.microsoft.kit import MicrosoftKit, MicrosoftSetup, resources_for
+from crmsync.providers.microsoft.oauth import SCOPES as SERVICES
 from crmsync.providers.microsoft.oauth import MicrosoftOAuth
 from crmsync.providers.microsoft.todo import EXTENSION, OPEN_EXTENSION, GraphTasks, to_task
 from crmsync.recordlog import Failure, FaultKind, Faults
@@ -64,7 +70,9 @@ from crmsync.transforms import CustomMap
 if TYPE_CHECKING:
     from crmsync.testing import SyncWorld
 
-SCOPES = ("User.Read", "Contacts.ReadWrite", "Calendars.ReadWrite", "Tasks.ReadWrite")
+# The grant covers both services, so connecting mail (`record_mail`) asks for no new
+# consent: contacts, calendar and To Do for the sync, messages and categories for mail.
+SCOPES = ("User.Read", *SERVICES["sync"], *SERVICES["mail"])
 TOKEN_SECONDS = 20 * 365 * 24 * 3600  # the world's clock may move years; grants outlive it
 CLIENT_ID, SECRET = "crmsync-world", "world-secret"
 REDIRECT = "http://crmsync.invalid/oauth_callback"
@@ -191,6 +199,10 @@ class GraphSandboxSide:
         options = {"attempts": 1, "sleep": _no_sleep, "after_write": self.faults.after_write}
         return MicrosoftSetup(self.oauth, self.graph_root, options)
 
+    def kit(self) -> MicrosoftKit:
+        """Microsoft's kit as the world's worker reaches Graph with it."""
+        return GraphWorldKit()
+
     def grant(self) -> Grant:
         """The grant consent left for the world's user, good for as long as the world
         runs (its clock may move years), bound to the account's tenant and object id."""
@@ -269,6 +281,71 @@ class GraphSandboxSide:
 def _nothing_claimed(task_id: str) -> bool:
     """The user's own apps never take a task for a create."""
     return False
+
+
+class GraphWorldKit(MicrosoftKit):
+    """Microsoft's own kit, but a world's mail pass makes no Graph subscription on the
+    user's messages, as a world's sync makes none on its records: no one receives
+    notifications in a world, whose passes run when the test says."""
+
+    def watch_mail(self, services: Any, grants: Any, connection: str, label: str) -> Any:
+        """No subscription: the mailbox has no notifications here (None)."""
+        return None
+
+
+class OutlookMailbox:
+    """The world's user's Outlook mail as they see it in Outlook, with the user's side
+    of the memory mailbox (EML-1..5): mail arrives, the user tags a message with a
+    category, and reads what a message carries. What the user does goes straight into
+    the sandbox's mailbox (as Outlook, not crmsync, does it); crmsync's mail passes
+    reach the same mailbox over https, through Microsoft's kit's OutlookMail and the
+    grant consent left in the vault, as the worker does.
+
+    Categories play the labels: `names` is the master category list (id → name), and a
+    message's `label_names` are its categories. Outlook has no label for the inbox but
+    a folder: a message in the Inbox shows "INBOX" too, as a message the memory mailbox
+    (and Gmail) delivers carries the label INBOX. Graph lets no category be renamed, so
+    `rename_label` refuses."""
+
+    def __init__(self, side: GraphSandboxSide) -> None:
+        self._sandbox = side.sandbox
+        self.address = side.email
+
+    @property
+    def names(self) -> dict[str, str]:
+        """Category id → name of the master category list."""
+        from sandbox.microsoft.mail import categories_of
+
+        return dict(categories_of(self._sandbox, self.address))
+
+    def deliver(self, raw: bytes) -> str:
+        """A message arrives in the Inbox: its id."""
+        from sandbox.microsoft.mail import deliver
+
+        return str(deliver(self._sandbox, self.address, raw))
+
+    def label_named(self, name: str) -> str | None:
+        return next((label for label, held in self.names.items() if held == name), None)
+
+    def tag(self, message_id: str, name: str = "CRM/Send To CRM") -> None:
+        """The user gives the message the category of this name (made in the master
+        list if missing)."""
+        from sandbox.microsoft.mail import add_category, message_place, set_categories
+
+        if self.label_named(name) is None:
+            add_category(self._sandbox, self.address, name)
+        _, held = message_place(self._sandbox, self.address, message_id)
+        if name not in held:
+            set_categories(self._sandbox, self.address, message_id, [*held, name])
+
+    def label_names(self, message_id: str) -> set[str]:
+        from sandbox.microsoft.mail import message_place
+
+        folder, held = message_place(self._sandbox, self.address, message_id)
+        return {*held, *(("INBOX",) if folder == "inbox" else ())}
+
+    def rename_label(self, old: str, new: str) -> None:
+        raise ValueError("Outlook keeps a category's name for good: Graph renames none")
 
 
 class GraphProviderHandle:
