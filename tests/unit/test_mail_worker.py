@@ -339,7 +339,7 @@ def test_EML5_the_page_lists_the_waiting_and_the_recorded_messages_newest_first(
 
 
 def test_EML2_the_largest_attachment_kept_is_the_tenants_to_set_up_to_25_mb() -> None:
-    world = SyncWorld(provider_backend="memory")  # the memory mailbox (see the module)
+    world = SyncWorld()
     with pytest.raises(SettingsError):
         world.settings(attachment_mb=5)  # a user's layer never holds it
     for bad in (-1, 26, "5", True, 2.5):
