@@ -1407,7 +1407,8 @@ def _route_mailbox(services: Services, store: Any, tenant: str, connection: str)
         address = services.kit(record.provider).mailbox(services, grants, connection)
     except SyncError as exc:
         return f"mailbox not routed ({type(exc).__name__}); reconnect to record mail"
-    store.save_mailbox(address, tenant, connection)
+    if address:  # a provider whose notifications name the connection routes nothing
+        store.save_mailbox(address, tenant, connection)
     return ""
 
 

@@ -208,3 +208,17 @@ def test_EML5_in_a_browser_dana_finds_a_record_ticks_a_message_and_files_it(
     drain(stack)
     assert history(stack, "contact", ada).count("Spare gears") == 1
     assert ids["recorded"] in gmail.message_labels(stack.google, DANA, sent)
+
+
+def test_EML1_connecting_outlook_mail_routes_no_mailbox_and_shows_no_problem(
+    stack: LocalStack,
+) -> None:
+    """Graph's notifications name their subscription, so an Outlook connection that
+    records mail needs no mailbox route, and its user sees no problem before its first
+    mail pass has run."""
+    assert stack.connect("u3", provider="microsoft", services="mail").status_code == 200
+
+    record = service.connection_of(stack.services.backend.store(DEMO_TENANT), "microsoft-u3")
+    assert record is not None and record.records_mail
+    assert record.mail_problem == ""
+    drain(stack)

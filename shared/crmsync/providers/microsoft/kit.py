@@ -3,7 +3,9 @@ the account a connection is bound to, refreshing and revoking, a cycle's adapter
 Microsoft Graph (Outlook contacts, the calendar and To Do), and Graph's change
 notifications: a subscription per synced kind, made at connect, renewed after cycles,
 deleted at disconnect, and the notifications the graph_webhook function receives.
-Mail recording is not built yet: mail is not routed.
+Mail recording (the "mail" service): Outlook's master categories play Gmail's labels,
+a subscription on the user's messages wakes a mail pass, and that subscription names
+the connection itself, so no mailbox address is routed.
 
 `services` is the service layer's `Services`; this kit reads its own setup from
 `services.providers["microsoft"]` (a MicrosoftSetup).
@@ -339,7 +341,9 @@ class MicrosoftKit:
 
     # -- mail ------------------------------------------------------------------------------------
     def mailbox(self, services: Any, grants: Grants, connection: str) -> str:
-        raise SyncError("recording Outlook mail is not built yet")
+        """Nothing to route: Graph's notifications name their subscription, which names
+        the connection (`watch_mail`)."""
+        return ""
 
     def on_mail(self, services: Any, data: bytes, enqueue: Callable[[str, str], object]) -> int:
         return 0
