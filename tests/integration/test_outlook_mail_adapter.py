@@ -77,10 +77,13 @@ def test_EML2_the_tagged_messages_come_oldest_first_with_their_mime_and_time(
     mail = mail_of(graph)
     labels = mail.labels({})
 
+    before = mail.client.calls
     tagged = mail.tagged(labels[SEND], 2)
+    listed = mail.client.calls - before
     raw, received = mail.message(tagged[0])
 
     assert tagged == [dict(sent)[0], dict(sent)[1]]
+    assert listed == 1  # one listing a pass, ordered by Graph
     assert b"Subject: M0" in raw and b"About the offer." in raw
     assert received == START
 

@@ -4,17 +4,15 @@
   Graph lets no category be renamed (its display name is fixed once made), and a
   message carries its categories by name, so an id found again resolves to the name
   the messages carry; a category the user deleted is made again.
-- The worklist is the messages carrying "CRM/Send To CRM" (`categories/any`); Graph
-  refuses to order a filter on categories alone, so a pass lists them (bounded) and
-  takes the oldest by `receivedDateTime` itself.
+- The worklist is the messages carrying "CRM/Send To CRM" (`categories/any`), oldest
+  first by Graph, one request a pass: Graph orders a filtered listing only by a property
+  that opens the filter (else 400 InefficientFilter), so the filter opens with a
+  `receivedDateTime` bound every message meets.
 - A message is read whole as MIME (`$value`); its time is Graph's `receivedDateTime`,
   remembered from the listing.
 - Relabelling is one PATCH of the message's categories, conditional on its etag, so a
   category the user adds at the same moment is not lost (a 412 reads it again once).
-- Headlines (EML-5) are one listing of the category, newest first by Graph: Graph orders
-  a filtered listing only by a property that opens the filter (else 400
-  InefficientFilter), so the filter opens with a `receivedDateTime` bound every message
-  meets.
+- Headlines (EML-5) are one listing of the category the same way, newest first.
 """
 
 from __future__ import annotations
@@ -30,10 +28,8 @@ from crmsync.ports import LABEL_NAMES, Headline
 from crmsync.providers.microsoft.client import GraphClient
 
 CATEGORIES = "me/outlook/masterCategories"
-PAGE = 100
 MAX_TOP = 1000  # the largest $top Graph takes for messages
 EVER = "1900-01-01T00:00:00Z"  # a receivedDateTime every message is received after
-MAX_LISTED = 5_000  # tagged messages a pass lists at most to find the oldest
 COLORS = {"send": "preset4", "recorded": "preset7", "missing": "preset0"}  # blue, green, red
 
 
@@ -88,18 +84,20 @@ class OutlookMail:
         return self._names.get(label, label)
 
     def tagged(self, label: str, limit: int) -> list[str]:
+        if limit <= 0:
+            return []
         name = self._name(label).replace("'", "''")  # OData string literal
         params = {
-            "$filter": f"categories/any(c:c eq '{name}')",
+            "$filter": f"receivedDateTime ge {EVER} and categories/any(c:c eq '{name}')",
             "$select": "id,receivedDateTime,categories",
-            "$top": str(PAGE),
+            "$orderby": "receivedDateTime asc",
+            "$top": str(min(limit, MAX_TOP)),
         }
-        found: list[tuple[datetime, str]] = []
-        for message in self.client.values("me/messages", "graph messages.list", params):
-            found.append((self._remember(message), str(message["id"])))
-            if len(found) >= MAX_LISTED:
-                break
-        return [message_id for _, message_id in sorted(found)][:limit]
+        page = self.client.request("GET", "me/messages", "graph messages.list", params=params)
+        listed = (page.get("value") or [])[:limit]
+        for message in listed:
+            self._remember(message)
+        return [str(message["id"]) for message in listed]
 
     def headlines(self, label: str, limit: int) -> list[Headline]:
         if limit <= 0:
