@@ -230,7 +230,7 @@ def test_RUN3_the_debounce_is_whole_seconds_from_0_to_300_ten_by_default(
 
 @pytest.mark.parametrize("given", ["301", "-1", "2.5", "ten"])
 def test_RUN3_a_debounce_out_of_range_stops_the_function_saying_so(given: str) -> None:
-    with pytest.raises(ValueError, match="CRMSYNC_DEBOUNCE_SECONDS is .* whole seconds from 0"):
+    with pytest.raises(ValueError, match=r"CRMSYNC_DEBOUNCE_SECONDS is .* whole seconds from 0"):
         entrypoints.debounce({"CRMSYNC_DEBOUNCE_SECONDS": given})
 
 
