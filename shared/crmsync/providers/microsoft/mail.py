@@ -84,34 +84,12 @@ class OutlookMail:
         return self._names.get(label, label)
 
     def tagged(self, label: str, limit: int) -> list[str]:
-        if limit <= 0:
-            return []
-        name = self._name(label).replace("'", "''")  # OData string literal
-        params = {
-            "$filter": f"receivedDateTime ge {EVER} and categories/any(c:c eq '{name}')",
-            "$select": "id,receivedDateTime,categories",
-            "$orderby": "receivedDateTime asc",
-            "$top": str(min(limit, MAX_TOP)),
-        }
-        page = self.client.request("GET", "me/messages", "graph messages.list", params=params)
-        listed = (page.get("value") or [])[:limit]
-        for message in listed:
-            self._remember(message)
+        listed = self._listed(label, limit, "id,receivedDateTime,categories", "asc")
         return [str(message["id"]) for message in listed]
 
     def headlines(self, label: str, limit: int) -> list[Headline]:
-        if limit <= 0:
-            return []
-        name = self._name(label).replace("'", "''")  # OData string literal
-        params = {
-            "$filter": f"receivedDateTime ge {EVER} and categories/any(c:c eq '{name}')",
-            "$select": "id,subject,from,receivedDateTime,categories",
-            "$orderby": "receivedDateTime desc",
-            "$top": str(min(limit, MAX_TOP)),
-        }
-        page = self.client.request("GET", "me/messages", "graph messages.list", params=params)
         found = []
-        for message in (page.get("value") or [])[:limit]:
+        for message in self._listed(label, limit, "id,subject,from,receivedDateTime,categories"):
             sender = (message.get("from") or {}).get("emailAddress") or {}
             found.append(
                 Headline(
@@ -125,6 +103,26 @@ class OutlookMail:
                 )
             )
         return found
+
+    def _listed(
+        self, label: str, limit: int, select: str, order: str = "desc"
+    ) -> list[dict[str, Any]]:
+        """Up to `limit` messages carrying the category `label` (an id), in one request
+        ordered by Graph by receivedDateTime, each remembered (`_remember`)."""
+        if limit <= 0:
+            return []
+        name = self._name(label).replace("'", "''")  # OData string literal
+        params = {
+            "$filter": f"receivedDateTime ge {EVER} and categories/any(c:c eq '{name}')",
+            "$select": select,
+            "$orderby": f"receivedDateTime {order}",
+            "$top": str(min(limit, MAX_TOP)),
+        }
+        page = self.client.request("GET", "me/messages", "graph messages.list", params=params)
+        listed: list[dict[str, Any]] = (page.get("value") or [])[:limit]
+        for message in listed:
+            self._remember(message)
+        return listed
 
     def _remember(self, message: dict[str, Any]) -> datetime:
         """A listed message's receivedDateTime, and its categories and etag, kept for
