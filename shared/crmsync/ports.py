@@ -522,6 +522,8 @@ CHANGING_OUTCOMES = (
     "hold",
     "conflict",
     "fail",
+    "record",  # a mail pass recorded a message (EML-2, EML-5)
+    "missing",  # or labelled one "Missing Contact" (EML-3)
 )
 
 

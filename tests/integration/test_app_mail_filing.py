@@ -207,6 +207,9 @@ def test_EML5_in_a_browser_dana_finds_a_record_ticks_a_message_and_files_it(
     assert "Filing 1 message to 1 record" in page.locator("#notice").inner_text()
     drain(stack)
     assert history(stack, "contact", ada).count("Spare gears") == 1
+    page.goto(app(stack, "/me/history"))
+    page.locator("#runs tbody a").first.click()  # the newest run: the filing's
+    assert "filed to Ada Lovelace, as you chose" in page.content()
     assert ids["recorded"] in gmail.message_labels(stack.google, DANA, sent)
 
 

@@ -172,6 +172,22 @@ def test_EML2_HIS2_sync_history_shows_the_mail_pass_and_opens_the_contact_it_fil
     ]
 
 
+def test_EML2_HIS2_a_mail_pass_that_recorded_is_no_idle_run_and_the_e_mail_filter_finds_it(
+    world: SyncWorld,
+) -> None:
+    world.record_mail()
+    ann(world)
+    idle = world.sync("mail")  # nothing tagged yet
+    tagged(world, ANN, "Offer", "o-6@x")
+    busy = world.sync("mail")
+
+    listed = {r["id"]: r for r in history.runs(world.services, "t1")["runs"]}
+    mail_only = history.runs(world.services, "t1", kind="mail")["runs"]
+
+    assert (listed[idle["id"]]["status"], listed[busy["id"]]["status"]) == ("idle", "ok")
+    assert [r["id"] for r in mail_only] == [busy["id"]]
+
+
 # -- EML-5: messages the user chose, filed to records they chose ------------------------
 BOB = "bob.lead@example.com"
 
@@ -189,10 +205,30 @@ def bob(world: SyncWorld) -> str:
     return lead_id
 
 
-def file(world: SyncWorld, messages: list[str], records: list[str]) -> dict[str, object]:
+def file(
+    world: SyncWorld, messages: list[str], records: list[str], names: dict[str, str] | None = None
+) -> dict[str, object]:
     """The user's choice, as the filing page sends it (the same use case)."""
     tenant, connection = world.connection.tenant, world.connection.id
-    return mail.file(world.services, tenant, connection, messages, records)
+    return mail.file(world.services, tenant, connection, messages, records, names)
+
+
+def test_EML5_HIS2_sync_history_names_the_record_the_user_filed_a_message_to(
+    world: SyncWorld,
+) -> None:
+    world.record_mail()
+    sent = missing(world, "Intro", "i-6@x")
+    contact, lead = ann(world), bob(world)
+    names = {f"contact/{contact}": "Ann Buyer"}  # the page knew Ann's name, not the lead's
+
+    file(world, [sent], [f"contact/{contact}", f"lead/{lead}"], names)
+    run = world.sync("mail")
+
+    reasons = {i["crm_id"]: i["reason"] for i in world.store.items(world.connection.id, run["id"])}
+    assert reasons == {
+        contact: "filed to Ann Buyer, as you chose",
+        lead: "filed to this record, as you chose",
+    }
 
 
 def test_EML5_chosen_messages_are_filed_once_to_each_chosen_record_and_labelled_recorded(

@@ -20,6 +20,8 @@ from crmsync.app import Context, View, route
 from crmsync.app.views import _own_connection as own_connection
 from crmsync.usecases import mail
 
+NAMED = "name:"  # a found record's name, sent with the form: "name:contact/<id>"
+
 
 @route("/me/mail/<connection>")
 def filing_page(context: Context) -> View:
@@ -33,7 +35,8 @@ def filing_page(context: Context) -> View:
 def file_messages(context: Context) -> View:
     record = own_connection(context)
     messages, records = _listed(context.form, "messages"), _listed(context.form, "records")
-    done = mail.file(context.services, context.who.tenant, record.id, messages, records)
+    names = {k.removeprefix(NAMED): str(v) for k, v in context.form.items() if k.startswith(NAMED)}
+    done = mail.file(context.services, context.who.tenant, record.id, messages, records, names)
     filed = f"{done['messages']} {'message' if done['messages'] == 1 else 'messages'}"
     to = f"{done['records']} {'record' if done['records'] == 1 else 'records'}"
     notice = f"Filing {filed} to {to}: each shows in your Sync History once it is in the CRM."

@@ -84,6 +84,7 @@ class Filed:
     subject: str = ""
     record: str = ""
     reason: str = ""
+    name: str = ""  # the record's name, when the user chose it by name (EML-5)
 
 
 @dataclass
@@ -219,7 +220,7 @@ def _file(
             except PermanentError as exc:
                 filed.append(Filed(message_id, "refused", mail.subject, record, str(exc)))
                 continue
-            filed.append(Filed(message_id, "filed", mail.subject, record))
+            filed.append(Filed(message_id, "filed", mail.subject, record, name=person.name))
         if any(f.outcome == "filed" for f in filed):
             remove = [labels[SEND], labels[MISSING]]
             account.relabel(message_id, [labels[RECORDED]], remove)

@@ -128,7 +128,7 @@ def runs(
         connections=_connections(connections),
         status=_one_of("status", status, tuple(RunStatus)),
         trigger=_trigger(trigger),
-        kind=_one_of("kind", kind, KINDS),
+        kind=_one_of("kind", kind, (*KINDS, "mail")),  # a mail pass's kind is "mail"
         provider=_one_of("provider", provider, PROVIDERS),
         since=_since(frame, now, zone),
         sort=_one_of("sort", sort, RUN_SORTS) or "started",

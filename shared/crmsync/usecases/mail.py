@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -199,6 +200,8 @@ def _chosen(filing: dict[str, Any]) -> recording.Chosen:
 def _item(filed: recording.Filed, outcome: str, at: datetime) -> dict[str, Any]:
     kind, _, record_id = filed.record.partition("/")
     reason = REASONS[filed.outcome]
+    if filed.outcome == "filed" and filed.name:
+        reason = f"filed to {filed.name}, as you chose"
     return {
         "kind": MAIL,
         "label": filed.subject or "(no subject)",
@@ -303,9 +306,11 @@ def file(
     connection: str,
     messages: list[str],
     records: list[str],
+    names: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """EML-5: file `messages` (the mailbox's ids) to each of `records` ("contact/<id>"
-    or "lead/<id>"): kept as a filing, which the mail pass it asks for files."""
+    or "lead/<id>", named by `names` where the page knew them): kept as a filing, which
+    the mail pass it asks for files."""
     record = _recording(services, tenant, connection)
     if not record.active:
         raise service.Refused(409, f"this connection is {record.status}", "See your sync page.")
@@ -330,7 +335,8 @@ def file(
         kind, _, record_id = ref.partition("/")
         if kind not in KINDS or not record_id or len(ref) > 300:
             raise service.Refused(400, f"{ref[:40]!r} is no CRM contact or lead")
-        people.append({"kind": kind, "id": record_id})
+        name = str((names or {}).get(ref) or "")[:200]
+        people.append({"kind": kind, "id": record_id, "name": name})
     if any(len(m) > 512 for m in wanted):
         raise service.Refused(400, "a chosen message is not one of your mailbox's")
     now = services.clock()
