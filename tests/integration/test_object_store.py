@@ -312,6 +312,20 @@ def test_EML2_an_admin_names_the_companys_own_bucket_and_large_attachments_are_k
         assert wrong.status_code == 400
         assert "the bucket refused crmsync's write with this key" in wrong.json()["error"]
         assert attachments.shown(stack.services, DEMO_TENANT) is None
+        form = {
+            **bucket,
+            "endpoint": "http://s3.example.com",  # not https
+            "secret": "typed-secret",
+            "csrf": token["X-CSRF-Token"],
+        }
+        page = admin.post(
+            app(stack, "/admin/settings/attachments"), data=form, headers={"Accept": "text/html"}
+        )
+        assert page.status_code == 400 and 'id="company-settings"' in page.text  # its page
+        assert "Nothing was changed." in page.text
+        assert "The store address must begin with https://" in page.text
+        assert 'value="attachments"' in page.text and "typed-secret" not in page.text
+        assert attachments.shown(stack.services, DEMO_TENANT) is None
 
         right = admin.post(named, json={**bucket, "secret": checking.secret_key}, headers=token)
         assert right.status_code == 200, right.text

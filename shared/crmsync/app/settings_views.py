@@ -451,6 +451,8 @@ def _company(context: Context) -> dict[str, Any]:
     shown["sections"].insert(1, _attachment_section(size))
     shown["attachments_bucket"] = attachments.shown(services, tenant)
     shown["deployment_keeps"] = services.attachments is not None
+    shown["bucket_problem"] = ""
+    shown["bucket_given"] = {}
     labels = {c["value"]: str(c["label"]) for c in shown["providers"]["choices"]}
     for section in shown["sections"]:
         for field in section["fields"]:
@@ -481,10 +483,14 @@ def _attachment_section(size: Any) -> dict[str, Any]:
     field = {
         "name": ATTACHMENT_MB,
         "label": "Largest attachment kept for the CRM (MB)",
-        "help": f"An attachment too large for the CRM itself is kept in the attachment "
-        f"bucket and linked from its history item, up to this size (0 to "
-        f"{MAX_ATTACHMENT_MB}); larger ones are named only. 0 keeps none.",
+        "help": f"An attachment too large for the CRM itself is kept in the company's "
+        f"bucket (see Where attachments are kept, below) and linked from its history "
+        f"item, up to this size (0 to {MAX_ATTACHMENT_MB}); larger ones are named "
+        f"only. 0 keeps none.",
         "type": "number",
+        "step": 1,
+        "min": 0,
+        "max": MAX_ATTACHMENT_MB,
         "value": size,
         "own": size is not None,
         "defaults": {},
@@ -498,7 +504,16 @@ def name_attachment_bucket(context: Context) -> View:
     """EML-2: the tenant's own S3-compatible bucket for attachments, once a write there
     with its key succeeds."""
     given = {k: v for k, v in context.form.items() if k != "csrf"}
-    kept = attachments.name_bucket(context.services, context.who.tenant, given)
+    try:
+        kept = attachments.name_bucket(context.services, context.who.tenant, given)
+    except service.Refused as refused:  # the page again, with why and what was typed
+        if context.api or refused.status not in (400, 503):
+            raise
+        shown = _company(context)
+        told = f"{refused.reason[:1].upper()}{refused.reason[1:]}."
+        shown["bucket_problem"] = f"{told} {refused.next_step}".strip()
+        shown["bucket_given"] = {k: v for k, v in given.items() if k != "secret"}
+        return _company_page(context, shown, refused.status)
     notice = f"Attachments too large for the CRM are now kept in the bucket {kept['bucket']}."
     return View(kept, redirect="/admin/settings", notice=notice)
 

@@ -29,6 +29,13 @@ log = logging.getLogger("crmsync.usecases.attachments")
 
 FIELD = "attachments_bucket"  # on the tenant record
 PROBE = "crmsync/check"  # the object written to check a bucket before it is kept
+LABELS = {  # the form's names of the fields, for what is said about them
+    "endpoint": "the store address",
+    "bucket": "the bucket",
+    "region": "the region",
+    "access_key": "the access key id",
+    "secret": "the secret access key",
+}
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789.-_")
 
 
@@ -53,14 +60,17 @@ def name_bucket(
     _check_endpoint(endpoint)
     if len(bucket) < 3 or not set(bucket) <= _NAME_CHARS:
         raise service.Refused(
-            400, "bucket: 3 to 63 lower-case letters, digits, dots, hyphens or underscores"
+            400,
+            "a bucket name is 3 to 63 lower-case letters, digits, dots, hyphens or underscores",
         )
     store = ObjectStore(Bucket(endpoint, bucket, region, access_key, secret))
     try:
         store.put(PROBE, "text/plain", b"crmsync keeps mail attachments here\n")
     except TransientError as exc:
         raise service.Refused(
-            503, "the bucket could not be reached just now", "Check the address, then try again."
+            400,
+            "the store could not be reached at this address",
+            "Check the store address (and that the store is up), then try again.",
         ) from exc
     except PermanentError as exc:
         raise service.Refused(
@@ -119,10 +129,10 @@ def _text(given: Mapping[str, Any], name: str, longest: int, *, required: bool =
     value = given.get(name)
     if value is None or value == "":
         if required:
-            raise service.Refused(400, f"{name}: required")
+            raise service.Refused(400, f"{LABELS[name]} is missing", "Fill it in and try again.")
         return ""
     if not isinstance(value, str) or len(value.strip()) > longest:
-        raise service.Refused(400, f"{name}: text of at most {longest} characters")
+        raise service.Refused(400, f"{LABELS[name]} is longer than {longest} characters")
     return value.strip()
 
 
@@ -135,7 +145,9 @@ def _check_endpoint(endpoint: str) -> None:
     if parts.scheme == "http" and local:
         return
     raise service.Refused(
-        400, "endpoint: an https:// address of the store, e.g. https://s3.eu-west-1.amazonaws.com"
+        400,
+        "the store address must begin with https://",
+        "Give the store's https:// address, e.g. https://s3.eu-west-1.amazonaws.com.",
     )
 
 
