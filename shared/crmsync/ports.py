@@ -329,9 +329,19 @@ INTERRUPTED = "the worker stopped before the run ended; the next run took over"
 class Store(Protocol):
     """Durable state of connections: cursors, links, runs, the queue, the lease."""
 
-    def acquire_lease(self, connection: str, holder: str, now: datetime, seconds: int) -> bool:
+    def acquire_lease(
+        self,
+        connection: str,
+        holder: str,
+        now: datetime,
+        seconds: int,
+        record: Mapping[str, Any] | None = None,
+    ) -> bool:
         """Hold the connection until `now + seconds` unless another holder's lease runs;
-        the holder renewing keeps what was asked of it (`ask_again`)."""
+        the holder renewing keeps what was asked of it (`ask_again`). `record`: fields
+        of the connection's record (`save_connection_record`) written with the lease,
+        in the same write. While it holds the lease, the holder's cursors and retries
+        are answered as it knows them (nobody else writes them)."""
 
     def ask_again(self, connection: str, trigger: str, now: datetime) -> datetime | None:
         """A cycle found the connection held: ask the holder for one cycle more, after it
@@ -342,9 +352,16 @@ class Store(Protocol):
     def asked(self, connection: str) -> Ask | None:
         """The cycle asked of the lease's holder that no release answered yet."""
 
-    def release_lease(self, connection: str, holder: str) -> str | None:
+    def held_record(self, connection: str) -> dict[str, Any] | None:
+        """The connection's record (`connection_record`) as its lease holder here took
+        the lease, with no read; None when nobody here holds it."""
+
+    def release_lease(
+        self, connection: str, holder: str, record: Mapping[str, Any] | None = None
+    ) -> str | None:
         """Give the lease up (only its holder can); the trigger of the cycle asked for
-        while it was held, if one was."""
+        while it was held, if one was. `record`: fields of the connection's record
+        written in the same write as the release."""
 
     def cursor(self, connection: str, side: Side, kind: Kind) -> str | None: ...
     def save_cursor(self, connection: str, side: Side, kind: Kind, cursor: str) -> None: ...
@@ -407,7 +424,7 @@ class Store(Protocol):
 
     def runs(self, connection: str) -> list[dict[str, Any]]: ...
     def items(self, connection: str, run_id: str) -> list[dict[str, Any]]: ...
-    def interrupt_run(self, connection: str, run_id: str, now: datetime) -> bool:
+    def interrupt_run(self, connection: str, run: Mapping[str, Any], now: datetime) -> bool:
         """Mark the run `interrupted` (its worker died: the lease it held ran out) if it
         is still `running`; whether it was."""
 
@@ -541,6 +558,20 @@ def run_result(run: Mapping[str, Any]) -> str:
     return status
 
 
+def quiet_run(run: Mapping[str, Any]) -> bool:
+    """HIS-1: a run that ended well having found nothing at all to do: no record
+    changed, skipped or failed, no error, nothing left over. A connection's record
+    folds such runs into one history entry (`folded`) instead of a document each."""
+    return (
+        run.get("status") == RunStatus.OK
+        and not any((run.get("counts") or {}).values())
+        and not run.get("errors")
+        and not run.get("unread")
+        and not run.get("pending")
+        and not run.get("retry_after")
+    )
+
+
 class ConnectionState(StrEnum):
     """Whether a connection's cycles run."""
 
@@ -610,8 +641,17 @@ class GrantStore(Protocol):
     """Where a connection's sealed grant, status and channels live (the connection
     document in Firestore)."""
 
-    def acquire_lease(self, connection: str, holder: str, now: datetime, seconds: int) -> bool: ...
-    def release_lease(self, connection: str, holder: str) -> str | None: ...
+    def acquire_lease(
+        self,
+        connection: str,
+        holder: str,
+        now: datetime,
+        seconds: int,
+        record: Mapping[str, Any] | None = None,
+    ) -> bool: ...
+    def release_lease(
+        self, connection: str, holder: str, record: Mapping[str, Any] | None = None
+    ) -> str | None: ...
     def sealed_grant(self, connection: str) -> dict[str, str] | None: ...
     def save_sealed_grant(self, connection: str, sealed: Mapping[str, str]) -> None: ...
     def set_status(self, connection: str, status: str, reason: str = "") -> None: ...
@@ -759,6 +799,9 @@ class ConnectionRecord:
     preview_first: bool = False
     mail_labels: Mapping[str, str] = field(default_factory=dict)  # EML-1: ids by role
     mail_watch_until: datetime | None = None  # EML-1: when the mailbox's watch ends
+    # HIS-1: the quiet runs since the last one recorded, as one entry: the first's id,
+    # trigger and start, the last's end, and how many (`cycles`)
+    quiet: Mapping[str, Any] | None = None
 
     @classmethod
     def of(cls, data: Mapping[str, Any]) -> ConnectionRecord:
@@ -787,6 +830,7 @@ class ConnectionRecord:
             preview_first=data.get("preview_first") is True,
             mail_labels={str(k): str(v) for k, v in (data.get("mail_labels") or {}).items()},
             mail_watch_until=_moment(data.get("mail_watch_until")),
+            quiet=dict(data["quiet"]) if data.get("quiet") else None,
         )
 
     @property

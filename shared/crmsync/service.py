@@ -1141,6 +1141,11 @@ def work(
             began=lambda run: _began(store, connection, record, run),
             kinds=kinds,
             imported=bring_in,
+            on_hold=_running,
+            on_release=lambda run: _ended(
+                services, store, _as_held(store, record), run, now, whole=kinds == KINDS
+            ),
+            fold_quiet=trigger not in ON_DEMAND,  # a run someone asked for shows on its own
         )
     )
     items = run.pop("items", [])
@@ -1255,18 +1260,118 @@ def _adapters(
 
 
 def _began(store: Any, connection: str, record: ConnectionRecord, run: Mapping[str, Any]) -> None:
-    """The cycle holds the lease: a run the connection still shows as running lost its
-    worker (its lease ran out unreleased) and is marked interrupted; this run shows as
-    running, so one that never ends turns stuck (RUN-2)."""
+    """The cycle holds the lease: a run the connection still showed as running lost its
+    worker (its lease ran out unreleased) and is marked interrupted (RUN-2)."""
     previous = record.last_run
     died = previous is not None and previous.running() and previous.id != run["id"]
-    if died and previous and store.interrupt_run(connection, previous.id, run["started"]):
+    if died and previous and store.interrupt_run(connection, _left(run, previous), run["started"]):
         log.warning(
             "run interrupted",
             extra={"connection": connection, "run": previous.id, "by": run["id"]},
         )
+
+
+def _as_held(store: Any, record: ConnectionRecord) -> ConnectionRecord:
+    """The connection's record as the cycle found it when it took the lease (a run
+    that ended meanwhile may have changed it since the worker read it first)."""
+    held = store.held_record(record.id)
+    return ConnectionRecord.of(held) if held is not None else record
+
+
+def _left(run: Mapping[str, Any], previous: RunSummary) -> dict[str, Any]:
+    """The run record of a run that died, as far as its connection's record tells it."""
+    kept = {
+        k: run[k] for k in ("connection", "tenant", "user", "provider", "history_days") if k in run
+    }
+    started = {"trigger": previous.trigger, "started": previous.started, "ended": None}
+    return {
+        "id": previous.id,
+        **kept,
+        **started,
+        "status": RunStatus.RUNNING,
+        "counts": {},
+        "errors": [],
+    }
+
+
+def _running(run: Mapping[str, Any]) -> dict[str, Any]:
+    """What the connection's record shows of a run while it holds the lease (written
+    with the lease): it shows as running, so one that never ends turns stuck (RUN-2)."""
     running = {"id": run["id"], "status": RunStatus.RUNNING, "trigger": run["trigger"]}
-    store.save_connection_record(connection, {"last_run": {**running, "started": run["started"]}})
+    return {"last_run": {**running, "started": run["started"]}}
+
+
+def _ended(
+    services: Services,
+    store: Any,
+    record: ConnectionRecord,
+    run: Mapping[str, Any],
+    now: datetime,
+    *,
+    whole: bool = True,
+) -> dict[str, Any]:
+    """What the connection's record keeps of a run that ended (written with the lease's
+    release): the run's summary, when the connection last synced well (`whole`: it
+    synced every kind, so it counts as a good cycle), its recent outcomes, and the quiet
+    runs not yet stored (HIS-1, `_quiet`)."""
+    status = run["status"]
+    summary = {k: run.get(k) for k in ("id", "status", "trigger", "started", "ended")}
+    update: dict[str, Any] = {"last_run": summary}
+    if whole and status in (RunStatus.OK, RunStatus.PARTIAL, RunStatus.CONTINUED):
+        update["last_ok"] = run.get("ended") or now
+    last_ok = update.get("last_ok", record.last_ok)
+    after = replace(record, last_run=RunSummary.of(summary), last_ok=last_ok)
+    update.update(_remember(after, RunOutcome.of_run(run, now), services.clock()))
+    return {**update, "quiet": _quiet(store, record, run)}
+
+
+# HIS-1: quiet runs (nothing to do) in a row are one entry of the history: the first is
+# stored as a run, and the ones after it only counted in the connection's record (so an
+# idle cycle writes the connection's document only); the entry is stored again with its
+# count and end once a run that did something ends, or once it is QUIET_SPAN old.
+QUIET_SPAN = timedelta(hours=1)
+
+
+def _quiet(store: Any, record: ConnectionRecord, run: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The entry of quiet runs the record keeps after `run` (None: none)."""
+    kept = record.quiet
+    folded = bool(run.get("folded"))
+    began = run.get("started")
+    first = _aware(kept.get("started")) if kept is not None else None
+    # an hour old, or begun before it (a clock set back): the entry ends
+    stale = (
+        first is not None
+        and isinstance(began, datetime)
+        and not first <= began < first + QUIET_SPAN
+    )
+    if kept is not None and (stale or not folded):
+        if int(kept.get("cycles") or 1) > 1:  # its count and end, as they ended
+            store.save_run(record.id, _quiet_run(run, kept))
+        kept = None
+    if not folded:
+        return None
+    if kept is not None:
+        return {**kept, "ended": run["ended"], "cycles": int(kept.get("cycles") or 1) + 1}
+    fields = ("id", "trigger", "started", "history_days")
+    entry = {**{k: run[k] for k in fields if k in run}, "ended": run["ended"], "cycles": 1}
+    store.save_run(record.id, _quiet_run(run, entry))  # in the history at once
+    return entry
+
+
+def _quiet_run(run: Mapping[str, Any], kept: Mapping[str, Any]) -> dict[str, Any]:
+    """The run record of an entry of quiet runs: one run that ended well and changed
+    nothing, `cycles` of them."""
+    where = {k: run[k] for k in ("connection", "tenant", "user", "provider") if k in run}
+    return {
+        **where,
+        **{k: kept[k] for k in ("id", "trigger", "started", "ended", "history_days") if k in kept},
+        "status": RunStatus.OK,
+        "counts": {},
+        "errors": [],
+        "unread": [],
+        "pending": [],
+        "cycles": int(kept.get("cycles") or 1),
+    }
 
 
 def _after_cycle(
@@ -1279,10 +1384,10 @@ def _after_cycle(
     *,
     whole: bool = True,
 ) -> None:
-    """The connection's bookkeeping after a run (`whole`: it synced every kind, so it
-    counts as a good cycle; the run joins its recent outcomes), and the cycle that comes
-    next: its continuation (RUN-6), a retry once the provider allows, or one asked for
-    while it held the lease (RUN-3)."""
+    """What follows a run (the connection's record of it went with the lease's release,
+    `_ended`; `whole`: it synced every kind): the cycle that comes next, its
+    continuation (RUN-6), a retry once the provider allows, or one asked for while it
+    held the lease (RUN-3)."""
     connection = record.id
     status = run["status"]
     if status == RunStatus.BUSY:
@@ -1291,14 +1396,9 @@ def _after_cycle(
         elif run.get("trigger") != POLL:  # the holder could not be asked: come back later
             enqueue_cycle(services, tenant, connection, "busy", delay=timedelta(seconds=60))
         return
-    summary = {k: run.get(k) for k in ("id", "status", "trigger", "started", "ended")}
-    update: dict[str, Any] = {"last_run": summary}
-    if whole and status in (RunStatus.OK, RunStatus.PARTIAL, RunStatus.CONTINUED):
-        update["last_ok"] = run.get("ended") or now
-    last_ok = update.get("last_ok", record.last_ok)
-    after = replace(record, last_run=RunSummary.of(summary), last_ok=last_ok)
-    update.update(_remember(after, RunOutcome.of_run(run, now), services.clock()))
-    store.save_connection_record(connection, update)
+    if status == RunStatus.LEASE_LOST:  # not written with a release: it had none to give
+        ended = _ended(services, store, record, run, now, whole=whole)
+        store.save_connection_record(connection, ended)
     if status == RunStatus.NEEDS_REAUTH:  # AUTH-3: no more cycles until the user reconnects
         store.set_status(connection, ConnectionState.NEEDS_REAUTH, "; ".join(run.get("errors", [])))
         store.set_next_due(connection, None)

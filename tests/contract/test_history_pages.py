@@ -282,7 +282,7 @@ def test_HIS2_an_interrupted_run_sorts_by_how_long_it_ran(store: Store) -> None:
     save(
         store, run("short", T0, MINUTE), run("died", T0 + MINUTE, None), run("long", T0, 9 * MINUTE)
     )
-    assert store.interrupt_run("c1", "died", T0 + 6 * MINUTE)
+    assert store.interrupt_run("c1", run("died", T0 + MINUTE, None), T0 + 6 * MINUTE)
 
     pages = every_page(store, RunQuery(sort="duration", descending=True))
 

@@ -156,6 +156,127 @@ def test_RUN3_leases_are_per_connection_and_per_tenant(backend: Backend) -> None
     assert t1.lease_holder("c1") == "run-1"
 
 
+# -- the lease holder's view of its connection: one read of it per cycle ----------------------
+def another_worker(backend: Backend) -> Store:
+    """The same tenant's store as another function instance holds it: for Firestore a
+    store of its own over the same database (nothing it knows is shared), for memory
+    the one store there is."""
+    if isinstance(backend, MemoryBackend):
+        return backend.store("t1")
+    return FirestoreBackend(backend.client).store("t1")
+
+
+def test_RUN3_each_holder_reads_the_cursors_and_retries_the_last_holder_left(
+    backend: Backend,
+) -> None:
+    a, b = backend.store("t1"), another_worker(backend)
+    assert a.acquire_lease("c1", "run-1", NOW, 600)
+    a.save_cursor("c1", "crm", "contact", "crm-1")
+    a.set_retries("c1", "contact", {("provider", "p-7")})
+    assert a.cursor("c1", "crm", "contact") == "crm-1"  # its own writes, as it knows them
+    assert a.retries("c1", "contact") == {("provider", "p-7")}
+    a.release_lease("c1", "run-1")
+
+    assert b.acquire_lease("c1", "run-2", NOW + MINUTE, 600)
+    assert b.cursor("c1", "crm", "contact") == "crm-1"
+    assert b.retries("c1", "contact") == {("provider", "p-7")}
+    b.save_cursor("c1", "crm", "contact", "crm-2")
+    b.set_retries("c1", "contact", set())
+    b.release_lease("c1", "run-2")
+
+    assert a.acquire_lease("c1", "run-3", NOW + 2 * MINUTE, 600)  # what it knew is old
+    assert a.cursor("c1", "crm", "contact") == "crm-2"
+    assert a.retries("c1", "contact") == set()
+    a.release_lease("c1", "run-3")
+    assert b.cursor("c1", "crm", "contact") == "crm-2"  # outside a lease: read
+
+
+def test_RUN3_a_holder_that_died_leaves_its_cursors_to_the_next_one_as_written(
+    backend: Backend,
+) -> None:
+    a, b = backend.store("t1"), another_worker(backend)
+    assert a.acquire_lease("c1", "run-1", NOW, 600)
+    a.save_cursor("c1", "provider", "todo", "t-1")  # then its worker died: no release
+
+    assert b.acquire_lease("c1", "run-2", NOW + 11 * MINUTE, 600)
+    assert b.cursor("c1", "provider", "todo") == "t-1"
+    b.save_cursor("c1", "provider", "todo", "t-2")
+    b.release_lease("c1", "run-2")
+    assert a.connection_record("c1") is None  # (the dead run's instance looks again)
+    assert a.cursor("c1", "provider", "todo") == "t-2"
+
+
+def test_RUN2_fields_of_the_connection_record_go_with_the_lease_taken_and_given_up(
+    store: Store,
+) -> None:
+    store.save_connection_record("c1", {"user": "u1", "provider": "google"})
+    running = {"id": "run-1", "status": "running", "trigger": "push", "started": NOW}
+    assert store.acquire_lease("c1", "run-1", NOW, 600, {"last_run": running})
+    assert (store.connection_record("c1") or {})["last_run"] == running
+
+    ended = {**running, "status": "ok", "ended": NOW + MINUTE}
+    store.release_lease("c1", "run-1", {"last_run": ended, "health": "ok"})
+    record = store.connection_record("c1") or {}
+    assert (record["last_run"], record["health"], record["user"]) == (ended, "ok", "u1")
+    assert store.lease_holder("c1") is None
+
+
+def test_SYN4_a_journal_left_by_a_holder_that_died_is_found_by_the_next_and_then_not(
+    backend: Backend,
+) -> None:
+    a, b = backend.store("t1"), another_worker(backend)
+    assert a.acquire_lease("c1", "run-1", NOW, 600)
+    assert a.journaled_links("c1") == []
+    a.release_lease("c1", "run-1")  # a clean release: the next holder needs no look
+
+    assert b.acquire_lease("c1", "run-2", NOW + MINUTE, 600)
+    assert b.journaled_links("c1") == []
+    b.save_link("c1", link("k1", "crm-1", None, state="creating"))  # died here
+
+    assert a.acquire_lease("c1", "run-3", NOW + 12 * MINUTE, 600)
+    assert [x.key for x in a.journaled_links("c1")] == ["k1"]
+    a.save_link("c1", link("k2", None, "p-2", kind="todo", state="applying"))
+    a.save_link("c1", link("k1", "crm-1", "p-1"))  # k1 settled; k2 left journaled
+    a.release_lease("c1", "run-3")
+
+    assert b.acquire_lease("c1", "run-4", NOW + 13 * MINUTE, 600)
+    assert [x.key for x in b.journaled_links("c1")] == ["k2"]
+    b.delete_link("c1", "todo", "k2")
+    b.release_lease("c1", "run-4")
+
+    assert a.acquire_lease("c1", "run-5", NOW + 14 * MINUTE, 600)
+    assert a.journaled_links("c1") == []
+
+
+def test_SYN2_the_holder_sees_the_queue_as_the_user_and_other_holders_left_it(
+    backend: Backend,
+) -> None:
+    a, b = backend.store("t1"), another_worker(backend)
+    assert a.acquire_lease("c1", "run-1", NOW, 600)
+    assert a.queue("c1") == []
+    a.put_queue_item("c1", queue_item("k1"))
+    a.put_queue_item("c1", queue_item("k2"))
+    assert [i["id"] for i in a.queue("c1")] == ["k1", "k2"]
+    a.release_lease("c1", "run-1")
+
+    app = another_worker(backend)  # the user answers in the web app
+    app.resolve_queue_item("c1", "k2", choice="crm")
+    assert b.acquire_lease("c1", "run-2", NOW + MINUTE, 600)
+    assert [(i["id"], i["choice"]) for i in b.queue("c1")] == [("k1", None), ("k2", "crm")]
+    b.drop_queue_item("c1", "k2")  # applied
+    b.release_lease("c1", "run-2")
+
+    app.drop_queue_item("c1", "k1")  # a reset of the kind, outside any cycle
+    assert a.acquire_lease("c1", "run-3", NOW + 2 * MINUTE, 600)
+    assert a.queue("c1") == []
+    a.release_lease("c1", "run-3")
+    assert b.acquire_lease("c1", "run-4", NOW + 3 * MINUTE, 600)
+    b.put_queue_item("c1", queue_item("k3"))
+    b.release_lease("c1", "run-4")
+    assert a.acquire_lease("c1", "run-5", NOW + 4 * MINUTE, 600)
+    assert [i["id"] for i in a.queue("c1")] == ["k3"]
+
+
 # -- cursors ------------------------------------------------------------------------------
 def test_cursors_are_kept_per_side_and_kind_and_can_be_forgotten(store: Store) -> None:
     store.save_cursor("c1", "crm", "contact", "crm-cursor-1")
@@ -540,18 +661,22 @@ def test_HIS1_runs_round_trip_in_the_order_first_saved(store: Store) -> None:
 def test_RUN2_a_run_whose_worker_died_is_marked_interrupted_once_and_a_finished_one_never(
     store: Store,
 ) -> None:
-    store.save_run("c1", run_record("run-1", errors=["kept"]))
+    store.save_run("c1", run_record("run-1", errors=["kept"]))  # stored while running
     store.save_run("c1", run_record("run-2", ended=NOW + MINUTE, status="ok"))
+    never_stored = run_record("run-3", started=NOW + 2 * MINUTE)  # its record shows it
 
-    assert store.interrupt_run("c1", "run-1", NOW + 3 * MINUTE) is True
-    assert store.interrupt_run("c1", "run-1", NOW + 4 * MINUTE) is False  # once
-    assert store.interrupt_run("c1", "run-2", NOW + 3 * MINUTE) is False  # it finished
-    assert store.interrupt_run("c1", "run-9", NOW) is False  # no such run
+    assert store.interrupt_run("c1", run_record("run-1"), NOW + 3 * MINUTE) is True
+    assert store.interrupt_run("c1", run_record("run-1"), NOW + 4 * MINUTE) is False  # once
+    assert store.interrupt_run("c1", run_record("run-2"), NOW + 3 * MINUTE) is False  # it ended
+    assert store.interrupt_run("c1", never_stored, NOW + 5 * MINUTE) is True
+    assert store.interrupt_run("c1", never_stored, NOW + 6 * MINUTE) is False  # once
 
-    first, second = store.runs("c1")
+    first, second, third = store.runs("c1")
     assert (first["status"], first["ended"]) == ("interrupted", NOW + 3 * MINUTE)
     assert first["errors"][0] == "kept" and "worker stopped" in first["errors"][1]
     assert (second["status"], second["ended"]) == ("ok", NOW + MINUTE)
+    assert (third["id"], third["status"], third["trigger"]) == ("run-3", "interrupted", "schedule")
+    assert (third["started"], third["ended"]) == (NOW + 2 * MINUTE, NOW + 5 * MINUTE)
 
 
 def test_RUN3_a_nonce_is_claimed_once_across_tenants_until_released(backend: Backend) -> None:

@@ -104,6 +104,58 @@ def test_a_cycle_with_one_change_reads_fewer_documents_than_the_connection_has_l
     assert world.store.reads - reads < 60
 
 
+def test_an_idle_cycle_reads_three_documents_and_writes_two(world: SyncWorld) -> None:
+    """What every connected user costs every few minutes: the tenant's, the user's and
+    the connection's documents read once each (the lease, cursors, retries, journal
+    and queue are in the last), and the connection's document written twice (the lease
+    taken; the lease given up with the run's outcome). The history keeps the quiet
+    cycles in a row as one entry, stored with the first of them."""
+    ids = [crm_member(world, f"Person{n}") for n in range(5)]
+    world.sync()
+    world.advance(timedelta(minutes=5))
+    world.sync()  # the echoes of the creates, known by version: the first quiet cycle
+    # the lease taken, the provider's cursor moved past the echoes, the history's entry
+    # of quiet cycles stored, and the lease given up
+    assert world.cost["writes"] == 4
+
+    for _ in range(3):
+        world.advance(timedelta(minutes=5))
+        run = world.sync()
+        assert run["status"] == "ok" and run["counts"] == {}
+        assert world.cost == {"reads": 3, "writes": 2}
+
+    world.crm.update("contact", ids[2], {"title": "CTO"})
+    world.advance(timedelta(minutes=5))
+    assert world.sync()["counts"] == {"contact": {"update": 1}}
+    world.advance(timedelta(minutes=5))
+    world.sync()  # its echo: quiet again, a new entry
+    world.advance(timedelta(minutes=5))
+    world.sync()  # counted in the connection's record only
+    assert [(r["counts"], r.get("cycles")) for r in world.runs()] == [
+        ({"contact": {"create": 5}}, None),
+        ({}, 4),  # the four quiet cycles, stored with their count once a change came
+        ({"contact": {"update": 1}}, None),
+        ({}, 1),  # stored as it began; its count and end follow when it ends
+    ]
+
+
+def test_a_cycle_of_k_changes_reads_each_changed_link_once(world: SyncWorld) -> None:
+    """The reads of a cycle grow with its changes, not with the connection's links: the
+    three documents of an idle cycle and one link per change."""
+    ids = [crm_member(world, f"Person{n}") for n in range(40)]
+    world.sync()
+    world.advance(timedelta(minutes=5))
+    world.sync()
+    for cid in ids[:10]:
+        world.crm.update("contact", cid, {"title": "CTO"})
+    world.advance(timedelta(minutes=5))
+
+    run = world.sync()
+
+    assert run["counts"] == {"contact": {"update": 10}}
+    assert world.cost["reads"] <= 3 + 10 + 2  # + the mass-delete guard and the journal
+
+
 def test_SYN2_a_conflict_settled_field_by_field_is_applied_from_the_firestore_store(
     world: SyncWorld,
 ) -> None:

@@ -626,8 +626,8 @@ def test_RUN3_a_long_cycle_renews_its_lease_as_it_works() -> None:
     expiries: list[datetime] = []
     acquire = world.store.acquire_lease
 
-    def recorded(connection: str, holder: str, now: datetime, seconds: int) -> bool:
-        taken = acquire(connection, holder, now, seconds)
+    def recorded(connection: str, holder: str, now: datetime, seconds: int, *record: Any) -> bool:
+        taken = acquire(connection, holder, now, seconds, *record)
         expiries.append(now + timedelta(seconds=seconds))
         return taken
 
@@ -651,11 +651,13 @@ def test_RUN3_a_cycle_that_lost_its_lease_stops_writing() -> None:
     taken = {"n": 0}
     acquire = world.store.acquire_lease
 
-    def expires_early(connection: str, holder: str, now: datetime, seconds: int) -> bool:
+    def expires_early(
+        connection: str, holder: str, now: datetime, seconds: int, *record: Any
+    ) -> bool:
         taken["n"] += 1
         if taken["n"] > 1:  # the lease ran out and another worker has it now
             return False
-        return acquire(connection, holder, now, seconds)
+        return acquire(connection, holder, now, seconds, *record)
 
     world.store.acquire_lease = expires_early  # type: ignore[method-assign]
 

@@ -113,6 +113,7 @@ def test_HIS2_a_run_reads_as_a_person_reads_it() -> None:
             }
         },
         "errors": 1,
+        "cycles": 1,
         "group": "Today",
     }
 
@@ -145,6 +146,45 @@ def test_HIS2_a_run_that_held_or_skipped_says_so_and_is_listed_by_what_it_change
 
     assert held in of_kind("contact") and held not in of_kind("todo")
     assert skipped not in of_kind("todo")
+
+
+def test_HIS1_quiet_cycles_in_a_row_are_one_entry_stored_again_each_hour() -> None:
+    """Every cycle is recorded, a quiet one (nothing to do) as one more of the quiet
+    cycles before it: the entry is stored as it begins, and again with its count and
+    end an hour on, when the next entry begins."""
+    world = SyncWorld()
+    linked_pair(world, GRACE)
+    world.advance(timedelta(minutes=5))
+    world.sync()  # the echo of the pair's link: quiet, the first of the entry
+    for _ in range(12):  # every 5 minutes; the 12th comes an hour after the first
+        world.advance(timedelta(minutes=5))
+        world.sync()
+
+    first, second = history.runs(world.services, "t1", status="idle")["runs"][::-1][-2:]
+
+    assert (first["cycles"], second["cycles"]) == (12, 1)
+    assert first["ended"] < second["started"]
+    assert _summary(first["counts"], idle=True, cycles=first["cycles"]) == (
+        "No changes in 12 cycles"
+    )
+    record = world.store.connection_record("c1") or {}
+    assert (record["quiet"]["id"], record["last_run"]["status"]) == (second["id"], "ok")
+
+
+def test_HIS1_a_sync_someone_asked_for_is_its_own_entry_even_when_it_finds_nothing() -> None:
+    world = SyncWorld()
+    linked_pair(world, GRACE)
+    world.advance(timedelta(minutes=5))
+    world.sync()
+    asked = []
+    for _ in range(2):
+        world.advance(timedelta(minutes=5))
+        asked.append(world.sync(trigger="manual")["id"])
+
+    listed = [r["id"] for r in history.runs(world.services, "t1")["runs"]]
+
+    assert set(asked) <= set(listed)
+    assert all(world.store.run("c1", run_id)["trigger"] == "manual" for run_id in asked)
 
 
 def grouped_world() -> tuple[SyncWorld, list[str]]:

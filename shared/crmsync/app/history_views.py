@@ -233,7 +233,9 @@ def _row(context: Context, scope: Scope, run: Mapping[str, Any], zone: ZoneInfo)
         "provider_label": _label(context, run["provider"]),
         "started_text": _when(run["started"], zone),
         "duration_text": _took(run["duration"]),
-        "summary": _summary(run["counts"], idle=run["status"] == RunStatus.IDLE),
+        "summary": _summary(
+            run["counts"], idle=run["status"] == RunStatus.IDLE, cycles=run.get("cycles", 1)
+        ),
         "link": context.url(scope.page(run["connection"], run["id"])),
     }
 
@@ -492,10 +494,11 @@ def _took(seconds: Any) -> str:
     return f"{minutes} min {rest} s"
 
 
-def _summary(counts: Mapping[str, Mapping[str, int]], idle: bool = False) -> str:
+def _summary(counts: Mapping[str, Mapping[str, int]], idle: bool = False, cycles: int = 1) -> str:
     """A run's counts in a few words: "3 created, 1 restored, 1 conflict held for your
     decision, 1 failed"; records skipped by a rule come last. "No changes" is said of a
-    run whose result is nothing to do and only of it, so the two always agree."""
+    run whose result is nothing to do and only of it, so the two always agree; of the
+    quiet cycles kept as one entry, "No changes in 12 cycles"."""
 
     def said(name: str, words: tuple[str, str]) -> str:
         n = sum(per.get(name, 0) for per in counts.values())
@@ -504,5 +507,6 @@ def _summary(counts: Mapping[str, Mapping[str, int]], idle: bool = False) -> str
     changes = [s for s in (said(n, w) for n, w in SHOWN_COUNTS.items()) if s]
     skipped = said("skipped", SKIPPED)
     if idle:
-        return f"{NO_CHANGES}; {skipped}" if skipped else NO_CHANGES
+        quiet = f"{NO_CHANGES} in {cycles} cycles" if cycles > 1 else NO_CHANGES
+        return f"{quiet}; {skipped}" if skipped else quiet
     return ", ".join([*changes, skipped] if skipped else changes)

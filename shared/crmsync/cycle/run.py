@@ -43,7 +43,15 @@ from crmsync.engine.mass_delete import could_hold
 from crmsync.engine.records import CrmSchema
 from crmsync.errors import CrmUnauthorized, GrantRevoked, PermanentError, TransientError
 from crmsync.model import KINDS, Kind
-from crmsync.ports import Connection, CrmConnector, ProviderAccount, RecordSide, RunStatus, Store
+from crmsync.ports import (
+    Connection,
+    CrmConnector,
+    ProviderAccount,
+    RecordSide,
+    RunStatus,
+    Store,
+    quiet_run,
+)
 from crmsync.queue import IMPORT, POLL
 from crmsync.settings import Settings, Side
 
@@ -91,6 +99,12 @@ class Cycle:
     budget_seconds: float | None = None
     ticker: Callable[[], float] = time.monotonic  # elapsed time, for budget and lease
     began: Callable[[Mapping[str, Any]], None] | None = None  # told once the lease is held
+    # fields of the connection's record written with the lease as it is taken, and as it
+    # is given up (from the run record then): one write each (an idle cycle makes two)
+    on_hold: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
+    on_release: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
+    # HIS-1: a quiet run is not stored on its own; `on_release` keeps it in the record
+    fold_quiet: bool = False
     kinds: tuple[Kind, ...] = KINDS  # the kinds it syncs (a poll: the unpushed ones)
     # CON-9: the provider contacts an import step brings in, read instead of the feeds
     imported: tuple[SideRecord, ...] | None = None
@@ -140,10 +154,11 @@ class Cycle:
         }
         if self.settings["history_days"] is not None:  # the tenant keeps history shorter
             run["history_days"] = self.settings["history_days"]
-        held = self.hold(started)
+        held = self.hold(started, self.on_hold(run) if self.on_hold is not None else None)
         if held is not True:  # asked of the holder (when its lease runs out), or not
             return {**run, "status": RunStatus.BUSY, "ended": started, "asked": held or None}
-        self.store.save_run(self.conn, run)
+        # the connection's record shows it running (`on_hold`); its run record is stored
+        # once it ends, or by the run that finds it dead (RUN-2)
         if self.began is not None:
             self.began(run)
         try:
@@ -156,13 +171,13 @@ class Cycle:
         log.info("cycle finished", extra={**self.history.where, "status": status})
         return {**run, "items": list(self.history.items)}  # the items are stored apart (HIS-1)
 
-    def hold(self, now: datetime) -> bool | datetime:
+    def hold(self, now: datetime, record: Mapping[str, Any] | None = None) -> bool | datetime:
         """Take the connection's lease (True); or, while another cycle holds it, ask that
         one for one cycle more after it ends, and return when its lease runs out. A poll
         asks for nothing (False): the next poll comes soon, and the holder reads every
         kind a poll would. False also when the lease changed hands too fast to settle."""
         for _ in range(3):
-            if self.store.acquire_lease(self.conn, self.run_id, now, LEASE_SECONDS):
+            if self.store.acquire_lease(self.conn, self.run_id, now, LEASE_SECONDS, record):
                 return True
             if self.trigger in (POLL, IMPORT):  # an import step comes back on its own
                 return False
@@ -219,12 +234,17 @@ class Cycle:
             self._retry_after = max(self._retry_after or 0.0, float(wait))
 
     def finish_run(self, run: dict[str, Any], status: RunStatus, pending: list[Kind]) -> None:
-        self.store.add_items(self.conn, self.run_id, self.history.items, run.get("history_days"))
         run.update(status=status, ended=self.clock(), pending=pending)
         if self._retry_after is not None:
             run["retry_after"] = self._retry_after  # throttled: when to come back (RUN-6)
-        self.store.save_run(self.conn, run)
-        asked = self.store.release_lease(self.conn, self.run_id)
+        if self.fold_quiet and not self.history.items and quiet_run(run):
+            run["folded"] = True  # kept with the quiet runs around it (HIS-1, `on_release`)
+        else:
+            items = self.history.items
+            self.store.add_items(self.conn, self.run_id, items, run.get("history_days"))
+            self.store.save_run(self.conn, run)
+        record = self.on_release(run) if self.on_release is not None else None
+        asked = self.store.release_lease(self.conn, self.run_id, record)
         if asked:
             run["again"] = asked  # a trigger came while it ran: one cycle follows
 
@@ -403,11 +423,16 @@ def run_cycle(
     began: Callable[[Mapping[str, Any]], None] | None = None,
     kinds: tuple[Kind, ...] = KINDS,
     imported: tuple[SideRecord, ...] | None = None,
+    on_hold: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
+    on_release: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
+    fold_quiet: bool = False,
 ) -> Mapping[str, Any]:
     """Run one cycle of `kinds` and return its run record (HIS-1), with its record-level
     items under "items" (the store keeps those apart from the run). `began` is called
     with the run record once the cycle holds the connection's lease; `imported` makes
-    it an import step over those provider contacts (CON-9)."""
+    it an import step over those provider contacts (CON-9). `on_hold` and `on_release`
+    give the connection record's fields written with the lease as it is taken and given
+    up, from the run record as it is then."""
     return Cycle(
         connection,
         store,
@@ -422,6 +447,9 @@ def run_cycle(
         began=began,
         kinds=kinds,
         imported=imported,
+        on_hold=on_hold,
+        on_release=on_release,
+        fold_quiet=fold_quiet,
     ).run()
 
 

@@ -46,6 +46,7 @@ come back equal; times come back as aware UTC datetimes.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import hashlib
 import math
@@ -85,6 +86,7 @@ Snapshot: TypeAlias = "firestore.DocumentSnapshot[firestore.DocumentReference]"
 BATCH_LIMIT = 500  # writes per commit
 IN_LIMIT = 30  # values per `in` filter
 LEASE_ATTEMPTS = 8
+RECENT_SECONDS = 5.0  # a read this recent is what a lease's conditional write goes by
 # The next full cycle's due time lives in the connection's record (not indexed: no
 # query needs it); the scheduler moves it with next_due, in the same write.
 FULL_DUE = FieldPath("record", "full_due").to_api_repr()
@@ -313,6 +315,52 @@ def _merge_paths(prefix: tuple[str, ...], keys: Iterable[str]) -> list[str]:
     return [FieldPath(*prefix, key).to_api_repr() for key in keys]
 
 
+def _record_update(record: Mapping[str, Any]) -> dict[str, Any]:
+    """`save_connection_record`'s fields as an update of the connection document."""
+    fields = dict(record)
+    data: dict[str, Any] = {}
+    if "status" in fields:
+        data.update(status=fields.pop("status"), reason=fields.pop("reason", ""))
+    fields.pop("reason", None)
+    if "next_due" in fields:
+        data["next_due"] = _encode(fields.pop("next_due"))
+    for key, value in fields.items():
+        data[FieldPath("record", key).to_api_repr()] = _encode(value)
+    return data
+
+
+@dataclasses.dataclass
+class _Doc:
+    """A document as read or last written by this store: its fields, and the update
+    time a conditional write goes by (None once written unconditionally)."""
+
+    data: dict[str, Any]
+    update_time: Any
+    exists: bool
+
+
+@dataclasses.dataclass
+class _Held:
+    """What the lease holder knows of its connection besides the document: the journal
+    entries it knows are open (found at the start, or written since and not yet
+    settled), whether those are all there are (`journal_known`), and the queue as read
+    once while it holds the lease, with what the document's summary of it should say."""
+
+    holder: str
+    doc: _Doc
+    open: set[str] = dataclasses.field(default_factory=set)
+    journal_known: bool = False
+    queue: dict[str, dict[str, Any]] | None = None
+    waiting: dict[str, bool] | None = None  # the summary to write with the release
+
+
+# Connection document fields that spare an idle cycle its queries: whether no link is
+# journaled (set by a release that knows so, cleared by every lease taken), and the ids
+# of the queue's items.
+JOURNAL_CLEAN = "journal_clean"
+WAITING = "waiting"
+
+
 def _chunks(values: Sequence[str], size: int) -> Iterator[Sequence[str]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
@@ -392,6 +440,8 @@ class FirestoreStore:
         self._channels = client.collection("channels")
         self._mailboxes = client.collection("mailboxes")
         self._states = client.collection("oauth_states")
+        self._held: dict[str, _Held] = {}  # connection → its lease holder's view
+        self._seen: dict[str, tuple[float, _Doc]] = {}  # document id → last read
 
     # -- references and counted operations -------------------------------------------
     def _connection(self, connection: str) -> firestore.DocumentReference:
@@ -445,32 +495,73 @@ class FirestoreStore:
         return (snap.to_dict() or {}).get(name) if snap.exists else None
 
     # -- lease (RUN-3) ----------------------------------------------------------------
-    def acquire_lease(self, connection: str, holder: str, now: datetime, seconds: int) -> bool:
+    # An idle cycle, every few minutes for every connected user, reads the connection
+    # document once: the worker's read of the record is what the lease's conditional
+    # write goes by, and while the lease is held the holder answers its own cursors and
+    # retries (no one else writes them) from the document as it took the lease.
+    def _snapshot(self, ref: firestore.DocumentReference) -> _Doc:
+        snap = self._get(ref)
+        data = (snap.to_dict() or {}) if snap.exists else {}
+        doc = _Doc(data, snap.update_time if snap.exists else None, snap.exists)
+        self._seen[ref.id] = (time.monotonic(), doc)
+        return doc
+
+    def _recent(self, ref: firestore.DocumentReference) -> _Doc | None:
+        """The document as this store read it moments ago: good enough to write on
+        condition that it has not changed since (if it has, the write says so)."""
+        seen = self._seen.pop(ref.id, None)
+        if seen is None or time.monotonic() - seen[0] > RECENT_SECONDS:
+            return None
+        return seen[1]
+
+    def acquire_lease(
+        self,
+        connection: str,
+        holder: str,
+        now: datetime,
+        seconds: int,
+        record: Mapping[str, Any] | None = None,
+    ) -> bool:
         """Hold the connection until `now + seconds`, unless another holder's lease is
         still running. Written only if the document is as it was read, so of two
         workers racing for a free lease exactly one gets it. The holder renewing keeps
-        what was asked of it (`ask_again`)."""
+        what was asked of it (`ask_again`). `record`: fields of the connection's record
+        written with the lease, in the same write."""
         ref = self._connection(connection)
+        held = self._held.get(connection)
+        doc = held.doc if held is not None and held.holder == holder else self._recent(ref)
         for attempt in range(LEASE_ATTEMPTS):
-            snap = self._get(ref)
-            current = (snap.to_dict() or {}).get("lease") if snap.exists else None
+            fresh = doc is None or (doc.update_time is None and doc.exists)
+            if doc is None or fresh:
+                doc = self._snapshot(ref)
+            current = doc.data.get("lease")
             if current and current["holder"] != holder and _utc(current["expires"]) > now:
+                if not fresh:  # as read a while ago: look again before saying no
+                    doc = None
+                    continue
                 return False
             lease = {"holder": holder, "expires": now + timedelta(seconds=seconds)}
             if current and current["holder"] == holder and current.get("asked"):
                 lease["asked"] = current["asked"]
+            fields = {"lease": lease, JOURNAL_CLEAN: False, **_record_update(record or {})}
             try:
                 self.writes += 1
-                if snap.exists:
-                    ref.update(
-                        {"lease": lease},
-                        option=self.client.write_option(last_update_time=snap.update_time),
-                    )
+                if doc.exists:
+                    option = self.client.write_option(last_update_time=doc.update_time)
+                    result = ref.update(fields, option=option)
                 else:
-                    ref.create({"lease": lease})
+                    result = ref.create({"lease": lease})
             except (gexc.FailedPrecondition, gexc.AlreadyExists, gexc.NotFound):
                 _pause(attempt)  # the document changed meanwhile: look again
+                doc = None
                 continue
+            data = {**doc.data, "lease": lease, JOURNAL_CLEAN: False}
+            mine = _Doc(data, result.update_time, True)
+            if held is not None and held.holder == holder:  # renewed: what it knew holds
+                held.doc = mine
+            else:
+                clean = doc.data.get(JOURNAL_CLEAN) is True
+                self._held[connection] = _Held(holder, mine, journal_known=clean)
             return True
         return False
 
@@ -504,46 +595,88 @@ class FirestoreStore:
             return None
         return Ask(str(current["asked"]), _utc(current["expires"]))
 
-    def release_lease(self, connection: str, holder: str) -> str | None:
+    def release_lease(
+        self, connection: str, holder: str, record: Mapping[str, Any] | None = None
+    ) -> str | None:
         """Give the lease up; only its holder can. Returns the trigger of the cycle asked
-        for meanwhile, read in the same step as the release."""
+        for meanwhile, read in the same step as the release (the holder's own view of
+        the document serves, written on condition that nobody asked meanwhile).
+        `record`: fields of the connection's record written in the same write."""
         ref = self._connection(connection)
+        held = self._held.pop(connection, None)
+        if held is not None and held.holder != holder:
+            held = None
+        doc = held.doc if held is not None else None
+        fields: dict[str, Any] = {"lease": firestore.DELETE_FIELD, **_record_update(record or {})}
+        if held is not None:
+            fields[JOURNAL_CLEAN] = held.journal_known and not held.open
+            if held.waiting is not None:
+                fields[WAITING] = held.waiting
         for attempt in range(LEASE_ATTEMPTS):
-            snap = self._get(ref)
-            current = (snap.to_dict() or {}).get("lease") if snap.exists else None
+            if doc is None or doc.update_time is None:
+                doc = self._snapshot(ref)
+            current = doc.data.get("lease")
             if not current or current["holder"] != holder:
                 return None
             try:
                 self.writes += 1
                 ref.update(
-                    {"lease": firestore.DELETE_FIELD},
-                    option=self.client.write_option(last_update_time=snap.update_time),
+                    fields, option=self.client.write_option(last_update_time=doc.update_time)
                 )
                 asked = current.get("asked")
                 return str(asked) if asked else None
             except (gexc.FailedPrecondition, gexc.NotFound):
                 _pause(attempt)
+                doc = None
         return None
 
     def lease_holder(self, connection: str) -> str | None:
         current = self._field(connection, "lease")
         return str(current["holder"]) if current else None
 
+    def held_record(self, connection: str) -> dict[str, Any] | None:
+        doc = self._holding(connection)
+        return self._connection_record(doc.data) if doc is not None else None
+
+    def _holding(self, connection: str) -> _Doc | None:
+        """The connection document as the lease holder in this store knows it."""
+        held = self._held.get(connection)
+        return held.doc if held is not None else None
+
+    def _wrote(self, connection: str, name: str, key: str, value: Any) -> None:
+        """The holder's own write of `name.key` (None: removed), kept in its view; its
+        next conditional write reads the document first."""
+        doc = self._holding(connection)
+        if doc is None:
+            return
+        inner = dict(doc.data.get(name) or {})
+        if value is None:
+            inner.pop(key, None)
+        else:
+            inner[key] = value
+        doc.data[name] = inner
+        doc.update_time = None
+
     # -- cursors ----------------------------------------------------------------------
     def cursor(self, connection: str, side: Side, kind: Kind) -> str | None:
-        cursors = self._field(connection, "cursors") or {}
+        doc = self._holding(connection)
+        cursors = (doc.data if doc else {"cursors": self._field(connection, "cursors")}).get(
+            "cursors"
+        ) or {}
         found = cursors.get(f"{side}_{kind}")
         return str(found) if found is not None else None
 
     def save_cursor(self, connection: str, side: Side, kind: Kind, cursor: str) -> None:
         self.writes += 1
         self._connection(connection).set({"cursors": {f"{side}_{kind}": cursor}}, merge=True)
+        self._wrote(connection, "cursors", f"{side}_{kind}", cursor)
 
     def forget_cursor(self, connection: str, side: Side, kind: Kind) -> None:
         self.writes += 1
         self._connection(connection).set(
             {"cursors": {f"{side}_{kind}": firestore.DELETE_FIELD}}, merge=True
         )
+        self._wrote(connection, "cursors", f"{side}_{kind}", None)
 
     # -- links ------------------------------------------------------------------------
     def links_for(
@@ -573,18 +706,37 @@ class FirestoreStore:
         return [_link_of(s.to_dict() or {}) for s in sorted(self._query(query), key=_created)]
 
     def journaled_links(self, connection: str) -> list[Link]:
+        """The links a run journaled and did not settle; none without a query when the
+        lease holder's document says a release left none."""
+        held = self._held.get(connection)
+        if held is not None and held.journal_known and not held.open:
+            return []
         query = self._links(connection).where(
             filter=firestore.FieldFilter("state", "in", _JOURNALED)
         )
-        return [_link_of(s.to_dict() or {}) for s in sorted(self._query(query), key=_created)]
+        found = [_link_of(s.to_dict() or {}) for s in sorted(self._query(query), key=_created)]
+        if held is not None:
+            held.open = {_hashed_id(link.kind, link.key) for link in found}
+            held.journal_known = True
+        return found
 
     def save_link(self, connection: str, link: Link) -> None:
         self.writes += 1
         self._link(connection, link.kind, link.key).set(_link_fields(link))
+        held = self._held.get(connection)
+        if held is not None:
+            ref_id = _hashed_id(link.kind, link.key)
+            if link.state in _JOURNALED:
+                held.open.add(ref_id)
+            else:
+                held.open.discard(ref_id)
 
     def delete_link(self, connection: str, kind: Kind, key: str) -> None:
         self.writes += 1
         self._link(connection, kind, key).delete()
+        held = self._held.get(connection)
+        if held is not None:
+            held.open.discard(_hashed_id(kind, key))
 
     def linked_count(self, connection: str, kind: Kind) -> int:
         query = (
@@ -600,7 +752,9 @@ class FirestoreStore:
 
     # -- retries (SYN-5) --------------------------------------------------------------
     def retries(self, connection: str, kind: Kind) -> set[tuple[Side, str]]:
-        stored = (self._field(connection, "retries") or {}).get(kind) or []
+        doc = self._holding(connection)
+        kept = doc.data.get("retries") if doc else self._field(connection, "retries")
+        stored = (kept or {}).get(kind) or []
         out: set[tuple[Side, str]] = set()
         for entry in stored:
             side, _, record_id = str(entry).partition(":")
@@ -608,9 +762,11 @@ class FirestoreStore:
         return out
 
     def set_retries(self, connection: str, kind: Kind, pending: set[tuple[Side, str]]) -> None:
-        value: Any = sorted(f"{side}:{i}" for side, i in pending) or firestore.DELETE_FIELD
+        kept = sorted(f"{side}:{i}" for side, i in pending)
+        value: Any = kept or firestore.DELETE_FIELD
         self.writes += 1
         self._connection(connection).set({"retries": {kind: value}}, merge=True)
+        self._wrote(connection, "retries", kind, kept or None)
 
     # -- queue (SYN-2 manual, SET-5) ----------------------------------------------------
     def put_queue_item(self, connection: str, item: Mapping[str, Any]) -> None:
@@ -619,25 +775,78 @@ class FirestoreStore:
         ref = self._queue(connection).document(_hashed_id("queue", str(item["id"])))
         fields = _fields(item)
 
+        summary = self._connection(connection)
+        listed = ref.id in self._waiting(connection)
+
         @firestore.transactional
-        def put(transaction: firestore.Transaction) -> None:
+        def put(transaction: firestore.Transaction) -> dict[str, Any]:
             snap = ref.get(transaction=transaction)
             old = (snap.to_dict() or {}) if snap.exists else {}
             same = _decode(old.get("reason")) == item.get("reason")
             kept = {key: old.get(key) if same else None for key in ("choice", "picks")}
             transaction.set(ref, {**fields, **kept})
+            if not listed:  # the connection's summary names every item
+                transaction.set(summary, {WAITING: {ref.id: True}}, merge=True)
+            return {**fields, **kept}
 
         self.reads += 1
-        self.writes += 1
-        put(self.client.transaction())
+        self.writes += 1 if listed else 2
+        stored = put(self.client.transaction())
+        self._queued(connection, ref.id, _record(stored))
 
     def drop_queue_item(self, connection: str, item_id: str) -> None:
-        self.writes += 1
-        self._queue(connection).document(_hashed_id("queue", item_id)).delete()
+        ref = self._queue(connection).document(_hashed_id("queue", item_id))
+        batch = self.client.batch()
+        batch.delete(ref)
+        gone = {WAITING: {ref.id: firestore.DELETE_FIELD}}
+        batch.set(self._connection(connection), gone, merge=True)
+        self.writes += 2
+        batch.commit()
+        self._queued(connection, ref.id, None)
+
+    def _waiting(self, connection: str) -> dict[str, bool]:
+        """The queue's item ids as the lease holder knows them ({} for anyone else)."""
+        held = self._held.get(connection)
+        if held is None:
+            return {}
+        if held.waiting is not None:
+            return held.waiting
+        return dict(held.doc.data.get(WAITING) or {})
+
+    def _queued(self, connection: str, ref_id: str, item: dict[str, Any] | None) -> None:
+        """The holder's own change to the queue, kept in what it knows of it."""
+        held = self._held.get(connection)
+        if held is None:
+            return
+        waiting = self._waiting(connection)
+        if item is None:
+            waiting.pop(ref_id, None)
+            if held.queue is not None:
+                held.queue.pop(ref_id, None)
+        else:
+            waiting[ref_id] = True
+            if held.queue is not None:
+                held.queue[ref_id] = item
+        held.waiting = waiting
+        held.doc.update_time = None  # the document changed: a conditional write reads it
 
     def queue(self, connection: str) -> list[dict[str, Any]]:
-        found = sorted(self._query(self._queue(connection)), key=_created)
-        return [_record(s.to_dict()) for s in found]
+        """The connection's queue items, oldest first. The lease holder reads them once
+        while it holds the lease, and not at all when the document's summary says the
+        queue is empty (and puts the summary right with its release if it is not)."""
+        held = self._held.get(connection)
+        if held is None:
+            found = sorted(self._query(self._queue(connection)), key=_created)
+            return [_record(snap.to_dict()) for snap in found]
+        if held.queue is None:
+            if held.waiting is None and held.doc.data.get(WAITING) == {}:
+                held.queue = {}  # the summary says none waits
+            else:
+                found = sorted(self._query(self._queue(connection)), key=_created)
+                held.queue = {snap.id: _record(snap.to_dict()) for snap in found}
+                if held.doc.data.get(WAITING) != dict.fromkeys(held.queue, True):
+                    held.waiting = dict.fromkeys(held.queue, True)
+        return [copy.deepcopy(item) for item in held.queue.values()]
 
     def resolve_queue_item(
         self,
@@ -682,13 +891,14 @@ class FirestoreStore:
         """Store the run with what a page query needs of it (its tenant, connection, the
         kinds it touched, its duration); it expires `retention` (or the tenant's shorter
         `history_days`) after it ended, or started."""
+        self.writes += 1
+        self._run(connection, str(run["id"])).set(self._run_document(connection, run))
+
+    def _run_document(self, connection: str, run: Mapping[str, Any]) -> dict[str, Any]:
         moment = run.get("ended") or run.get("started")
         expire_at = paging.expiry(moment, self._kept(run.get("history_days")))
         where = {"tenant": self.tenant, "connection": connection}
-        self.writes += 1
-        self._run(connection, str(run["id"])).set(
-            {**_fields({**run, **where, **paging.derived(run)}), "expire_at": expire_at}
-        )
+        return {**_fields({**run, **where, **paging.derived(run)}), "expire_at": expire_at}
 
     def add_items(
         self,
@@ -759,12 +969,23 @@ class FirestoreStore:
             page = page.start_after([*values, self._run(connection, run_id)])
         return page.limit(query.limit + 1)
 
-    def interrupt_run(self, connection: str, run_id: str, now: datetime) -> bool:
-        """Only a run still `running` as read is changed (a precondition on its update
-        time), so a run that finished meanwhile keeps its own ending."""
-        ref = self._run(connection, run_id)
+    def interrupt_run(self, connection: str, run: Mapping[str, Any], now: datetime) -> bool:
+        """RUN-2: a run whose worker died is stored as interrupted, once. A run is stored
+        when it ends, so one never stored is created so (`create`: a run that ended
+        meanwhile keeps its own ending); a run stored as `running` is changed only if
+        still as read (a precondition on its update time)."""
+        ref = self._run(connection, str(run["id"]))
         snap = self._get(ref)
-        data = snap.to_dict() or {} if snap.exists else {}
+        if not snap.exists:
+            errors = [*run.get("errors", []), INTERRUPTED]
+            ended = {**run, "status": RunStatus.INTERRUPTED, "ended": now, "errors": errors}
+            try:
+                self.writes += 1
+                ref.create(self._run_document(connection, ended))
+            except gexc.AlreadyExists:
+                return False
+            return True
+        data = snap.to_dict() or {}
         if data.get("status") != RunStatus.RUNNING:
             return False
         errors = [*_decode(data.get("errors") or []), INTERRUPTED]
@@ -863,11 +1084,19 @@ class FirestoreStore:
             self._delete_all(run.collection("items"))
         self._delete_refs(runs)
         self.drop_mailbox(self.tenant, connection)
+        self._held.pop(connection, None)
         gone = firestore.DELETE_FIELD
         self.writes += 1
         with contextlib.suppress(gexc.NotFound):  # nothing was ever kept
             self._connection(connection).update(
-                {"grant": gone, "lease": gone, "cursors": gone, "retries": gone}
+                {
+                    "grant": gone,
+                    "lease": gone,
+                    "cursors": gone,
+                    "retries": gone,
+                    WAITING: gone,
+                    JOURNAL_CLEAN: gone,
+                }
             )
 
     def _delete_all(self, collection: firestore.CollectionReference) -> None:
@@ -927,8 +1156,11 @@ class FirestoreStore:
     def connection_record(self, connection: str) -> dict[str, Any] | None:
         """The connection document: id, user, provider, account, settings, status,
         next_due, health; None when there is no such connection."""
-        snap = self._get(self._connection(connection))
-        return self._connection_record(snap.to_dict() or {}) if snap.exists else None
+        doc = self._snapshot(self._connection(connection))
+        held = self._held.get(connection)
+        if held is not None and (doc.data.get("lease") or {}).get("holder") != held.holder:
+            del self._held[connection]  # its holder is gone (or never released here)
+        return self._connection_record(doc.data) if doc.exists else None
 
     @staticmethod
     def _connection_record(data: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -1032,6 +1264,7 @@ class FirestoreBackend:
         self.client = client
         self.retention = retention
         self._stores: dict[str, FirestoreStore] = {}
+        self.reads = 0  # document reads of the queries across tenants
 
     def store(self, tenant: str) -> FirestoreStore:
         if tenant not in self._stores:
@@ -1055,9 +1288,11 @@ class FirestoreBackend:
             query = query.start_after(
                 {"next_due": after.due, "tenant": after.tenant, "id": after.connection}
             )
+        found = [snap.to_dict() or {} for snap in query.stream()]
+        self.reads += max(1, len(found))
         return [
             Due(_utc(data["next_due"]), data["tenant"], data["id"], self._listed(data))
-            for data in (snap.to_dict() or {} for snap in query.stream())
+            for data in found
         ]
 
     @staticmethod

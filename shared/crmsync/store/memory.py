@@ -75,15 +75,26 @@ class MemoryStore:
         self.writes = 0
 
     # -- lease (RUN-3) --------------------------------------------------------------
-    def acquire_lease(self, connection: str, holder: str, now: datetime, seconds: int) -> bool:
-        self.reads += 1
+    def acquire_lease(
+        self,
+        connection: str,
+        holder: str,
+        now: datetime,
+        seconds: int,
+        record: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """As Firestore counts it: the read of the connection document is the one its
+        record was read with just before (or, renewing, the holder's own view)."""
         current = self._leases.get(connection)
         if current is not None and current[0] != holder and current[1] > now:
+            self.reads += 1  # looked again before saying no
             return False
         self.writes += 1
         if current is None or current[0] != holder:
             self._asked.pop(connection, None)  # asked of the holder before, not of this one
         self._leases[connection] = (holder, now + timedelta(seconds=seconds))
+        if record:
+            self._merge_record(connection, record)
         return True
 
     def ask_again(self, connection: str, trigger: str, now: datetime) -> datetime | None:
@@ -102,12 +113,24 @@ class MemoryStore:
         trigger = self._asked.get(connection)
         return Ask(trigger, current[1]) if current and trigger else None
 
-    def release_lease(self, connection: str, holder: str) -> str | None:
+    def release_lease(
+        self, connection: str, holder: str, record: Mapping[str, Any] | None = None
+    ) -> str | None:
         if self._leases.get(connection, ("",))[0] != holder:
             return None
         self.writes += 1
         del self._leases[connection]
+        if record:
+            self._merge_record(connection, record)
         return self._asked.pop(connection, None)
+
+    def held_record(self, connection: str) -> dict[str, Any] | None:
+        if connection not in self._leases or connection not in self._connections:
+            return None
+        reads = self.reads
+        record = self.connection_record(connection)
+        self.reads = reads  # the holder's own view: no read
+        return record
 
     def lease_holder(self, connection: str) -> str | None:
         current = self._leases.get(connection)
@@ -115,7 +138,8 @@ class MemoryStore:
 
     # -- cursors -------------------------------------------------------------------
     def cursor(self, connection: str, side: Side, kind: Kind) -> str | None:
-        self.reads += 1
+        if connection not in self._leases:  # the holder knows its own (one document)
+            self.reads += 1
         return self._cursors.get((connection, side, kind))
 
     def save_cursor(self, connection: str, side: Side, kind: Kind, cursor: str) -> None:
@@ -194,7 +218,8 @@ class MemoryStore:
 
     # -- retries (SYN-5) -----------------------------------------------------------
     def retries(self, connection: str, kind: Kind) -> set[tuple[Side, str]]:
-        self.reads += 1
+        if connection not in self._leases:  # the holder knows its own (one document)
+            self.reads += 1
         return set(self._retries.get((connection, kind), set()))
 
     def set_retries(self, connection: str, kind: Kind, pending: set[tuple[Side, str]]) -> None:
@@ -330,16 +355,22 @@ class MemoryStore:
             self._items[key] = [self._items[key][i] for i in kept]
             self._item_expiry[key] = [expiries[i] for i in kept]
 
-    def interrupt_run(self, connection: str, run_id: str, now: datetime) -> bool:
+    def interrupt_run(self, connection: str, run: Mapping[str, Any], now: datetime) -> bool:
         self.reads += 1
-        run = self._runs.get(connection, {}).get(run_id)
-        if run is None or run.get("status") != RunStatus.RUNNING:
+        run_id = str(run["id"])
+        if run_id not in self._runs.get(connection, {}):  # a run is stored when it ends
+            errors = [*run.get("errors", []), INTERRUPTED]
+            self.save_run(
+                connection, {**run, "status": RunStatus.INTERRUPTED, "ended": now, "errors": errors}
+            )
+            return True
+        stored = self._runs[connection][run_id]
+        if stored.get("status") != RunStatus.RUNNING:
             return False
         self.writes += 1
-        run.update(
-            status=RunStatus.INTERRUPTED, ended=now, errors=[*run.get("errors", []), INTERRUPTED]
-        )
-        kept = paging.retention(self.retention, run.get("history_days"))
+        errors = [*stored.get("errors", []), INTERRUPTED]
+        stored.update(status=RunStatus.INTERRUPTED, ended=now, errors=errors)
+        kept = paging.retention(self.retention, stored.get("history_days"))
         self._run_expiry[(connection, run_id)] = paging.expiry(now, kept)
         return True
 
@@ -475,6 +506,9 @@ class MemoryStore:
     def save_connection_record(self, connection: str, record: Mapping[str, Any]) -> None:
         """Merge `record` into the connection document (top-level keys replace)."""
         self.writes += 1
+        self._merge_record(connection, record)
+
+    def _merge_record(self, connection: str, record: Mapping[str, Any]) -> None:
         merged = {**self._connections.get(connection, {}), **copy.deepcopy(dict(record))}
         if "status" in record:
             self._status[connection] = (record["status"], record.get("reason", ""))

@@ -408,6 +408,7 @@ class SyncWorld:
         self.connection = Connection("t1", "c1", user, provider)
         self._dead_runs: set[str] = set()
         self._runs = 0
+        self.cost: dict[str, int] = {}  # store operations of the last cycle (`sync`)
         self.events = MemoryEvents()  # what the cycles told the CRM (BEY-7)
         # A sandbox world reaches its provider through the provider's own kit, with the
         # grant consent left in the vault, as the worker does; a memory provider through
@@ -606,16 +607,25 @@ class SyncWorld:
             self.onboard()  # a new store: connected afresh (SYN-9)
         side = self._google or self._graph
         armed = side.armed() if side is not None else contextlib.nullcontext()
+        reads, writes = self.store.reads, self.store.writes
         try:
             with armed:
-                return service.work(
+                run = service.work(
                     self.services, self.connection.tenant, self.connection.id, trigger
                 )
         except Crash:
+            self._worked(reads, writes)
             dead = str(self.store.lease_holder(self.connection.id))
             self._dead_runs.add(dead)
             counts: dict[str, Any] = next((r["counts"] for r in self.runs() if r["id"] == dead), {})
             return {"id": dead, "status": "crashed", "counts": counts, "errors": []}
+        self._worked(reads, writes)
+        return run
+
+    def _worked(self, reads: int, writes: int) -> None:
+        """`cost`: the store operations of the worker's last cycle, the world's own apart
+        (each one a Firestore document operation over the Firestore store)."""
+        self.cost = {"reads": self.store.reads - reads, "writes": self.store.writes - writes}
 
     def _crm_for(
         self, tenant: str, tenant_record: Mapping[str, Any], crm_user: str, settings: Settings

@@ -194,6 +194,7 @@ def _run_view(run: Mapping[str, Any], edges: _Edges) -> dict[str, Any]:
         "duration": took,
         "counts": _counts(run.get("counts") or {}),
         "errors": len(run.get("errors") or []),
+        "cycles": int(run.get("cycles") or 1),  # quiet runs kept as one (HIS-1)
         "group": edges.group(started),
     }
 
