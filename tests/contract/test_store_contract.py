@@ -191,6 +191,29 @@ def test_RUN3_each_holder_reads_the_cursors_and_retries_the_last_holder_left(
     assert b.cursor("c1", "crm", "contact") == "crm-2"  # outside a lease: read
 
 
+@pytest.mark.integration
+def test_SYN5_records_a_user_asked_to_sync_again_stay_when_the_holder_sets_its_retries(
+    firestore_client: Any,
+) -> None:
+    """Firestore only: the lease holder answers its retries from what it read as it took
+    the lease, and another instance (the web app's) may add some meanwhile. (The memory
+    store is one store for every caller: there is no other view to fall behind.)"""
+    a, app = (
+        FirestoreBackend(firestore_client).store("t1"),
+        another_worker(FirestoreBackend(firestore_client)),
+    )
+    app.set_retries("c1", "contact", {("crm", "c-1")})
+    assert a.acquire_lease("c1", "run-1", NOW, 600)
+    assert a.retries("c1", "contact") == {("crm", "c-1")}
+
+    asked = app.retries("c1", "contact") | {("provider", "p-9")}  # "sync again" meanwhile
+    app.set_retries("c1", "contact", asked)
+    a.set_retries("c1", "contact", {("crm", "c-2")})  # c-1 done, c-2 failed this cycle
+    a.release_lease("c1", "run-1")
+
+    assert app.retries("c1", "contact") == {("crm", "c-2"), ("provider", "p-9")}
+
+
 def test_RUN3_a_holder_that_died_leaves_its_cursors_to_the_next_one_as_written(
     backend: Backend,
 ) -> None:
@@ -472,6 +495,48 @@ def test_journaled_links_are_the_creating_and_applying_links_of_the_connection(
     store.save_link("c2", link("k-other", "crm-o", None, state="creating"))
 
     assert sorted(x.key for x in store.journaled_links("c1")) == ["k-act", "k1", "k2"]
+
+
+def test_SYN6_the_linked_count_follows_each_holders_links_and_is_counted_again_after_a_death(
+    backend: Backend,
+) -> None:
+    """The lease holder keeps the count as its links change, so a cycle among many links
+    counts none of them (Firestore: no read); a holder that died without giving the
+    lease up leaves the count to be made again."""
+    a, b = backend.store("t1"), another_worker(backend)
+    assert a.acquire_lease("c1", "run-1", NOW, 600)
+    for n in range(4):
+        a.save_link("c1", link(f"k{n}", f"crm-{n}", f"p-{n}"))
+    a.save_link("c1", link("k-new", "crm-9", None, state="creating"))
+    assert a.linked_count("c1", "contact") == 4  # counted: nothing known before
+    a.release_lease("c1", "run-1")
+
+    assert b.acquire_lease("c1", "run-2", NOW + MINUTE, 600)
+    [old] = b.links_for("c1", "contact", ["crm-0"], [])
+    b.save_link("c1", link("k-new", "crm-9", "p-9"))  # its create finished: linked
+    b.save_link("c1", link("k5", "crm-5", "p-5", state="conflict"))
+    b.delete_link("c1", "contact", old.key)
+    reads = b.reads
+    assert b.linked_count("c1", "contact") == 5
+    assert b.linked_count("c1", "activity") == 0
+    if isinstance(b, FirestoreStore):
+        assert b.reads - reads == 1  # the contact count known; the activity one counted
+    b.release_lease("c1", "run-2")
+
+    assert a.acquire_lease("c1", "run-3", NOW + 2 * MINUTE, 600)
+    reads = a.reads
+    assert (a.linked_count("c1", "contact"), a.linked_count("c1", "activity")) == (5, 0)
+    if isinstance(a, FirestoreStore):
+        assert a.reads == reads
+    a.save_link("c1", link("k6", "crm-6", "p-6"))  # then its worker died
+
+    assert b.acquire_lease("c1", "run-4", NOW + 13 * MINUTE, 600)
+    assert b.linked_count("c1", "contact") == 6
+    b.release_lease("c1", "run-4")
+    app = another_worker(backend)
+    app.delete_link("c1", "contact", "k6")  # a reset of the kind, outside any cycle
+    assert a.acquire_lease("c1", "run-5", NOW + 14 * MINUTE, 600)
+    assert a.linked_count("c1", "contact") == 5
 
 
 def test_linked_count_counts_linked_and_conflict_links_of_the_kind(store: Store) -> None:

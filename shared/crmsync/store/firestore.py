@@ -352,6 +352,54 @@ class _Held:
     journal_known: bool = False
     queue: dict[str, dict[str, Any]] | None = None
     waiting: dict[str, bool] | None = None  # the summary to write with the release
+    # SYN-6's count of linked records per kind: the document's counts are right when
+    # the last holder gave the lease up (`counted`); this holder's links change them by
+    # `linked_delta` (from the states it read them in: `states`), or it counted a kind
+    # itself (`linked_base`); a link it deleted unread makes a kind's count unknown
+    counted: bool = False
+    states: dict[str, str] = dataclasses.field(default_factory=dict)
+    linked_delta: dict[str, int] = dataclasses.field(default_factory=dict)
+    linked_base: dict[str, int] = dataclasses.field(default_factory=dict)
+    unsure: set[str] = dataclasses.field(default_factory=set)
+
+    def saw(self, links: Iterable[Link]) -> None:
+        for link in links:
+            self.states[_hashed_id(link.kind, link.key)] = link.state
+
+    def changed(self, kind: str, key: str, state: str) -> None:
+        """A link saved in `state` ("" when deleted)."""
+        ref_id = _hashed_id(kind, key)
+        if ref_id not in self.states and not state:
+            self.unsure.add(kind)  # deleted, in a state it never read
+        before = self.states.get(ref_id, "")  # unread: a link it made
+        counted = (state in _COUNTED) - (before in _COUNTED)
+        self.linked_delta[kind] = self.linked_delta.get(kind, 0) + counted
+        self.states[ref_id] = state
+
+    def linked(self, kind: str) -> int | None:
+        """The kind's linked count as the holder knows it, or None."""
+        if kind in self.unsure:
+            return None
+        if kind in self.linked_base:
+            return self.linked_base[kind] + self.linked_delta.get(kind, 0)
+        counts = self.doc.data.get(LINKED)
+        if self.counted and isinstance(counts, dict) and kind in counts:
+            return int(counts[kind]) + self.linked_delta.get(kind, 0)
+        return None
+
+    def counts_written(self) -> dict[str, Any]:
+        """The counts the release writes: each kind's as now known, or none."""
+        counts = self.doc.data.get(LINKED)
+        stored = counts if isinstance(counts, dict) else {}
+        fields: dict[str, Any] = {}
+        for kind in sorted({*stored, *self.linked_base, *self.linked_delta}):
+            path = FieldPath(LINKED, kind).to_api_repr()
+            known = self.linked(kind)
+            if known is not None:
+                fields[path] = known
+            elif kind in stored:
+                fields[path] = firestore.DELETE_FIELD  # counted again when it is needed
+        return fields
 
 
 # Connection document fields that spare an idle cycle its queries: whether no link is
@@ -359,6 +407,7 @@ class _Held:
 # of the queue's items.
 JOURNAL_CLEAN = "journal_clean"
 WAITING = "waiting"
+LINKED = "linked"  # the count of linked records per kind (SYN-6)
 
 
 def _chunks(values: Sequence[str], size: int) -> Iterator[Sequence[str]]:
@@ -561,7 +610,8 @@ class FirestoreStore:
                 held.doc = mine
             else:
                 clean = doc.data.get(JOURNAL_CLEAN) is True
-                self._held[connection] = _Held(holder, mine, journal_known=clean)
+                released = not current  # its last holder gave it up: its counts hold
+                self._held[connection] = _Held(holder, mine, journal_known=clean, counted=released)
             return True
         return False
 
@@ -612,6 +662,7 @@ class FirestoreStore:
             fields[JOURNAL_CLEAN] = held.journal_known and not held.open
             if held.waiting is not None:
                 fields[WAITING] = held.waiting
+            fields.update(held.counts_written())
         for attempt in range(LEASE_ATTEMPTS):
             if doc is None or doc.update_time is None:
                 doc = self._snapshot(ref)
@@ -699,11 +750,19 @@ class FirestoreStore:
                 if lookup in newest:
                     link = newest[lookup][1]
                     chosen.setdefault(link.key, link)
+        self._saw(connection, chosen.values())
         return list(chosen.values())
 
     def links(self, connection: str, kind: Kind) -> Iterable[Link]:
         query = self._links(connection).where(filter=firestore.FieldFilter("kind", "==", kind))
-        return [_link_of(s.to_dict() or {}) for s in sorted(self._query(query), key=_created)]
+        found = [_link_of(s.to_dict() or {}) for s in sorted(self._query(query), key=_created)]
+        self._saw(connection, found)
+        return found
+
+    def _saw(self, connection: str, links: Iterable[Link]) -> None:
+        held = self._held.get(connection)
+        if held is not None:
+            held.saw(links)
 
     def journaled_links(self, connection: str) -> list[Link]:
         """The links a run journaled and did not settle; none without a query when the
@@ -718,6 +777,7 @@ class FirestoreStore:
         if held is not None:
             held.open = {_hashed_id(link.kind, link.key) for link in found}
             held.journal_known = True
+            held.saw(found)
         return found
 
     def save_link(self, connection: str, link: Link) -> None:
@@ -730,15 +790,32 @@ class FirestoreStore:
                 held.open.add(ref_id)
             else:
                 held.open.discard(ref_id)
+            held.changed(link.kind, link.key, link.state)
 
     def delete_link(self, connection: str, kind: Kind, key: str) -> None:
-        self.writes += 1
-        self._link(connection, kind, key).delete()
         held = self._held.get(connection)
         if held is not None:
+            self.writes += 1
+            self._link(connection, kind, key).delete()
             held.open.discard(_hashed_id(kind, key))
+            held.changed(kind, key, "")
+            return
+        batch = self.client.batch()  # outside a cycle: the kind is counted again (SYN-6)
+        batch.delete(self._link(connection, kind, key))
+        batch.set(
+            self._connection(connection), {LINKED: {kind: firestore.DELETE_FIELD}}, merge=True
+        )
+        self.writes += 2
+        batch.commit()
 
     def linked_count(self, connection: str, kind: Kind) -> int:
+        """SYN-6: the kind's links in a linked state (linked, conflict). The lease holder
+        knows it from the connection's document, kept as links change, with no read;
+        else it is counted, a read per 1,000 links."""
+        held = self._held.get(connection)
+        known = held.linked(kind) if held is not None else None
+        if known is not None:
+            return known
         query = (
             self._links(connection)
             .where(filter=firestore.FieldFilter("kind", "==", kind))
@@ -748,6 +825,10 @@ class FirestoreStore:
         [[result]] = aggregation.get()
         count = int(result.value)
         self.reads += max(1, math.ceil(count / 1000))  # one read per 1000 index entries
+        if held is not None:  # the count from here on, written with the release
+            held.linked_base[kind] = count
+            held.linked_delta[kind] = 0
+            held.unsure.discard(kind)
         return count
 
     # -- retries (SYN-5) --------------------------------------------------------------
@@ -762,7 +843,15 @@ class FirestoreStore:
         return out
 
     def set_retries(self, connection: str, kind: Kind, pending: set[tuple[Side, str]]) -> None:
-        kept = sorted(f"{side}:{i}" for side, i in pending)
+        """The records of `kind` the next cycle reads again. The lease holder's set
+        keeps what someone else added since it read them (a user's "sync again")."""
+        wanted = {f"{side}:{i}" for side, i in pending}
+        doc = self._holding(connection)
+        if doc is not None:
+            known = {str(e) for e in (doc.data.get("retries") or {}).get(kind) or []}
+            stored = (self._field(connection, "retries") or {}).get(kind) or []
+            wanted |= {str(e) for e in stored} - known
+        kept = sorted(wanted)
         value: Any = kept or firestore.DELETE_FIELD
         self.writes += 1
         self._connection(connection).set({"retries": {kind: value}}, merge=True)
@@ -1096,6 +1185,7 @@ class FirestoreStore:
                     "retries": gone,
                     WAITING: gone,
                     JOURNAL_CLEAN: gone,
+                    LINKED: gone,
                 }
             )
 
