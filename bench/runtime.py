@@ -76,8 +76,12 @@ def cycles(client: Any, links: int) -> list[dict[str, Any]]:
     ]
     world.advance(timedelta(minutes=15))
     world.sync()  # the first cycle over Firestore learns that no journal or queue waits
+    for crm_id in ids[-100:]:
+        world.crm.update("contact", crm_id, {"title": "warm"})
     world.advance(timedelta(minutes=15))
-    world.sync()  # and starts the history's entry of quiet cycles
+    world.sync()  # the first busy cycle counts the links for the mass-delete guard, once
+    world.advance(timedelta(minutes=15))
+    world.sync()  # the echo of its writes, quiet: the history's entry of quiet cycles
     for k in (0, 100):
         for crm_id in ids[:k]:
             world.crm.update("contact", crm_id, {"title": f"t{time.perf_counter_ns()}"})

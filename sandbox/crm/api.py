@@ -415,7 +415,7 @@ class Api:
             _answer_fault(lambda: faults.before_write("crm", op), "write")
 
     def _before_read(self, op: str) -> None:
-        """The injected failure for this read (a change feed), if any."""
+        """The injected failure for this read (a change feed, the users), if any."""
         faults = self.faults
         if faults is not None:
             _answer_fault(lambda: faults.before_read("crm", op), "read")
@@ -500,6 +500,7 @@ class Api:
         )
 
     def list_users(self, call: Call) -> Response:
+        self._before_read("users")
         return json_response({"items": [_user_json(u) for u in self.db.users(call.tenant)]})
 
     def get_user(self, call: Call, user_id: str) -> Response:

@@ -214,15 +214,20 @@ def test_SYN5_records_a_user_asked_to_sync_again_stay_when_the_holder_sets_its_r
     assert app.retries("c1", "contact") == {("crm", "c-2"), ("provider", "p-9")}
 
 
-def test_RUN3_a_holder_that_died_leaves_its_cursors_to_the_next_one_as_written(
+def test_SYN4_a_holder_that_died_leaves_the_cursors_it_started_from(
     backend: Backend,
 ) -> None:
+    """The holder's cursors go with its release, in the same write: one that dies
+    first moved none, so the next cycle reads those changes again (and finds them
+    applied, by version)."""
     a, b = backend.store("t1"), another_worker(backend)
+    a.save_cursor("c1", "provider", "todo", "t-0")
     assert a.acquire_lease("c1", "run-1", NOW, 600)
     a.save_cursor("c1", "provider", "todo", "t-1")  # then its worker died: no release
+    assert a.cursor("c1", "provider", "todo") == "t-1"
 
     assert b.acquire_lease("c1", "run-2", NOW + 11 * MINUTE, 600)
-    assert b.cursor("c1", "provider", "todo") == "t-1"
+    assert b.cursor("c1", "provider", "todo") == "t-0"
     b.save_cursor("c1", "provider", "todo", "t-2")
     b.release_lease("c1", "run-2")
     assert a.connection_record("c1") is None  # (the dead run's instance looks again)

@@ -163,6 +163,16 @@ def test_EML5_nobody_reaches_another_users_filing_page_or_files_from_it(
     assert stack.services.backend.store(DEMO_TENANT).filings(DANAS, 10) == []
 
 
+def test_EML5_a_search_of_one_letter_asks_for_two(stack: LocalStack) -> None:
+    max_ = sign_in(stack, MAX, provider="microsoft")
+
+    page = max_.get(app(stack, f"/me/mail/{MAXS}"), params={"q": "l"})
+
+    assert page.status_code == 200
+    assert "Type at least two letters" in page.text
+    assert "No CRM contact or lead you may see holds" not in page.text
+
+
 def test_EML5_a_choice_without_records_is_a_page_that_says_what_to_do(stack: LocalStack) -> None:
     max_ = sign_in(stack, MAX, provider="microsoft")
     token = csrf(max_.get(app(stack, f"/me/mail/{MAXS}")).text)

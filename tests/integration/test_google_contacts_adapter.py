@@ -351,6 +351,34 @@ def test_SYN4_an_update_from_a_stale_version_is_a_conflict(
     assert people.get(person_id).fields["title"] == "CTO"  # type: ignore[index]
 
 
+def test_SYN4_an_update_of_a_contact_the_feed_gave_is_one_request_and_stale_is_a_conflict(
+    sandbox: tuple[GoogleSandbox, str],
+) -> None:
+    """The person at the version the engine read is the one the feed gave: the update
+    is one updateContact with its etag; a contact the user changed after the feed read
+    it is refused by Google (400 failedPrecondition), a Conflict, and nothing written."""
+    google, base = sandbox
+    people = contacts_of(google, base)
+    first, second = create(people), create(people, key="key-2", emails=["b@example.com"])
+    listed = {r.id: r for r in people.changes(None).records}
+    requests = dict(google.requests)
+
+    people.update(
+        Write("provider", "update", "contact", first, {"title": "CTO"}, listed[first].version)
+    )
+
+    sent = {m: n - requests.get(m, 0) for m, n in google.requests.items()}
+    assert {m: n for m, n in sent.items() if n} == {"PATCH": 1}
+    other = contacts_of(google, base)  # the user edits the second contact meanwhile
+    other.update(Write("provider", "update", "contact", second, {"title": "Chair"}))
+    with pytest.raises(Conflict):
+        people.update(
+            Write("provider", "update", "contact", second, {"title": "CEO"}, listed[second].version)
+        )
+    assert people.get(second).fields["title"] == "Chair"  # type: ignore[index]
+    assert people.get(first).fields["title"] == "CTO"  # type: ignore[index]
+
+
 def test_SYN4_an_update_without_a_version_writes_over_the_current_one(
     sandbox: tuple[GoogleSandbox, str],
 ) -> None:

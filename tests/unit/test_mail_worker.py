@@ -298,6 +298,23 @@ def test_EML5_a_record_gone_is_reported_for_itself_and_the_others_are_filed(
     assert world.store.filings(world.connection.id, 10) == []
 
 
+def test_HIS4_a_mail_pass_the_crm_did_not_answer_says_the_crm_and_the_next_records(
+    world: SyncWorld,
+) -> None:
+    world.record_mail()
+    tagged(world, ANN, "Offer", "o-1@x")
+    ann(world)
+    world.fail("crm", "users", "transient")  # the CRM is away as the pass begins
+
+    failed = world.sync("mail")
+    shown = history.run_detail(world.services, "t1", world.connection.id, failed["id"])
+    after = world.sync("mail")
+
+    assert failed["status"] == "failed"
+    assert shown["messages"] == ["The CRM did not answer in time; the next sync tries again."]
+    assert after["counts"] == {"mail": {"record": 1}}
+
+
 def test_EML5_EML4_a_pass_that_dies_while_filing_keeps_the_choice_and_the_next_files_it_once(
     world: SyncWorld,
 ) -> None:

@@ -182,6 +182,7 @@ class MemoryCrmConnector(CreatesOneByOne):
         return self.crm.schema()
 
     def users(self) -> dict[str, str]:
+        self.crm.log.faults.before_read("crm", "users")
         return dict(self.crm.directory)
 
     def directory(self) -> list[CrmUser]:

@@ -357,6 +357,8 @@ class _Held:
     # `linked_delta` (from the states it read them in: `states`), or it counted a kind
     # itself (`linked_base`); a link it deleted unread makes a kind's count unknown
     counted: bool = False
+    # cursors moved while it holds the lease, written with the release (None: forgotten)
+    cursors: dict[str, str | None] = dataclasses.field(default_factory=dict)
     states: dict[str, str] = dataclasses.field(default_factory=dict)
     linked_delta: dict[str, int] = dataclasses.field(default_factory=dict)
     linked_base: dict[str, int] = dataclasses.field(default_factory=dict)
@@ -607,6 +609,11 @@ class FirestoreStore:
             data = {**doc.data, "lease": lease, JOURNAL_CLEAN: False}
             mine = _Doc(data, result.update_time, True)
             if held is not None and held.holder == holder:  # renewed: what it knew holds
+                moved = {k: v for k, v in held.cursors.items() if v is not None}
+                stored = {**(mine.data.get("cursors") or {}), **moved}
+                mine.data["cursors"] = {
+                    k: v for k, v in stored.items() if held.cursors.get(k, v) is not None
+                }
                 held.doc = mine
             else:
                 clean = doc.data.get(JOURNAL_CLEAN) is True
@@ -663,6 +670,9 @@ class FirestoreStore:
             if held.waiting is not None:
                 fields[WAITING] = held.waiting
             fields.update(held.counts_written())
+            for key, cursor in held.cursors.items():
+                gone = firestore.DELETE_FIELD
+                fields[FieldPath("cursors", key).to_api_repr()] = gone if cursor is None else cursor
         for attempt in range(LEASE_ATTEMPTS):
             if doc is None or doc.update_time is None:
                 doc = self._snapshot(ref)
@@ -718,11 +728,26 @@ class FirestoreStore:
         return str(found) if found is not None else None
 
     def save_cursor(self, connection: str, side: Side, kind: Kind, cursor: str) -> None:
+        """Outside a lease, written now; the lease holder's go with its release (a
+        holder that dies first leaves the cursors it started from: the next cycle
+        reads those changes again and finds them applied, SYN-4)."""
+        held = self._held.get(connection)
+        if held is not None:
+            held.cursors[f"{side}_{kind}"] = cursor
+            cursors = dict(held.doc.data.get("cursors") or {})
+            held.doc.data["cursors"] = {**cursors, f"{side}_{kind}": cursor}
+            return
         self.writes += 1
         self._connection(connection).set({"cursors": {f"{side}_{kind}": cursor}}, merge=True)
-        self._wrote(connection, "cursors", f"{side}_{kind}", cursor)
 
     def forget_cursor(self, connection: str, side: Side, kind: Kind) -> None:
+        held = self._held.get(connection)
+        if held is not None:
+            held.cursors[f"{side}_{kind}"] = None
+            cursors = dict(held.doc.data.get("cursors") or {})
+            cursors.pop(f"{side}_{kind}", None)
+            held.doc.data["cursors"] = cursors
+            return
         self.writes += 1
         self._connection(connection).set(
             {"cursors": {f"{side}_{kind}": firestore.DELETE_FIELD}}, merge=True
@@ -1146,11 +1171,26 @@ class FirestoreStore:
 
     # -- the grant and the connection's status (AUTH-2..AUTH-4) ---------------------------
     def sealed_grant(self, connection: str) -> dict[str, str] | None:
-        found = self._field(connection, "grant")
+        """The sealed grant; as the connection document was read moments ago (a worker
+        reads it with the connection's record) or as the lease holder knows it."""
+        ref = self._connection(connection)
+        held = self._held.get(connection)
+        seen = self._seen.get(ref.id)
+        if held is not None:
+            found = held.doc.data.get("grant")
+        elif seen is not None and time.monotonic() - seen[0] <= RECENT_SECONDS:
+            found = seen[1].data.get("grant")
+        else:
+            found = self._field(connection, "grant")
         return dict(found) if found is not None else None
 
     def save_sealed_grant(self, connection: str, sealed: Mapping[str, str]) -> None:
         self._merge(self._connection(connection), {"grant": dict(sealed)}, ["grant"])
+        self._seen.pop(self._connection(connection).id, None)
+        held = self._held.get(connection)
+        if held is not None:
+            held.doc.data["grant"] = dict(sealed)
+            held.doc.update_time = None  # written: a conditional write reads it first
 
     def set_status(self, connection: str, status: str, reason: str = "") -> None:
         data = {"status": status, "reason": reason}
@@ -1174,6 +1214,7 @@ class FirestoreStore:
         self._delete_refs(runs)
         self.drop_mailbox(self.tenant, connection)
         self._held.pop(connection, None)
+        self._seen.pop(self._connection(connection).id, None)
         gone = firestore.DELETE_FIELD
         self.writes += 1
         with contextlib.suppress(gexc.NotFound):  # nothing was ever kept

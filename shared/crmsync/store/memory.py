@@ -55,6 +55,8 @@ class MemoryStore:
         self._links: dict[tuple[str, Kind], dict[str, Link]] = {}
         self._by_side: dict[tuple[str, Kind, Side], dict[str, str]] = {}
         self._retries: dict[tuple[str, Kind], set[tuple[Side, str]]] = {}
+        # cursors the lease holder moved, kept with its release
+        self._moving: dict[str, dict[tuple[Side, Kind], str | None]] = {}
         self._queue: dict[str, dict[str, dict[str, Any]]] = {}
         self._filings: dict[str, dict[str, dict[str, Any]]] = {}  # EML-5, in order put
         self._runs: dict[str, dict[str, dict[str, Any]]] = {}
@@ -92,6 +94,7 @@ class MemoryStore:
         self.writes += 1
         if current is None or current[0] != holder:
             self._asked.pop(connection, None)  # asked of the holder before, not of this one
+            self._moving.pop(connection, None)  # moved by a holder that died: not kept
         self._leases[connection] = (holder, now + timedelta(seconds=seconds))
         if record:
             self._merge_record(connection, record)
@@ -120,6 +123,9 @@ class MemoryStore:
             return None
         self.writes += 1
         del self._leases[connection]
+        for (side, kind), cursor in self._moving.pop(connection, {}).items():
+            self.save_cursor(connection, side, kind, cursor)
+            self.writes -= 1  # in the release's write
         if record:
             self._merge_record(connection, record)
         return self._asked.pop(connection, None)
@@ -138,17 +144,27 @@ class MemoryStore:
 
     # -- cursors -------------------------------------------------------------------
     def cursor(self, connection: str, side: Side, kind: Kind) -> str | None:
+        moving = self._moving.get(connection, {})
+        if (side, kind) in moving:
+            return moving[(side, kind)]
         if connection not in self._leases:  # the holder knows its own (one document)
             self.reads += 1
         return self._cursors.get((connection, side, kind))
 
-    def save_cursor(self, connection: str, side: Side, kind: Kind, cursor: str) -> None:
+    def save_cursor(self, connection: str, side: Side, kind: Kind, cursor: str | None) -> None:
+        """The lease holder's cursors go with its release, as in Firestore: a holder
+        that dies leaves the cursors it started from."""
+        if connection in self._leases:
+            self._moving.setdefault(connection, {})[(side, kind)] = cursor
+            return
         self.writes += 1
-        self._cursors[(connection, side, kind)] = cursor
+        if cursor is None:
+            self._cursors.pop((connection, side, kind), None)
+        else:
+            self._cursors[(connection, side, kind)] = cursor
 
     def forget_cursor(self, connection: str, side: Side, kind: Kind) -> None:
-        self.writes += 1
-        self._cursors.pop((connection, side, kind), None)
+        self.save_cursor(connection, side, kind, None)
 
     # -- links ---------------------------------------------------------------------
     def _table(self, connection: str, kind: Kind) -> dict[str, Link]:

@@ -320,6 +320,8 @@ def _run_error(error: str, side: str) -> str:
     if error == INTERRUPTED:
         return STOPPED
     first, _, rest = error.partition(": ")
+    if first == "crm":  # a mail pass says when the CRM was the side that failed
+        return _words(rest.partition(": ")[0], "the CRM", UNKNOWN_RUN)
     if first in KIND_NAMES:  # either side's feed: which one, the error does not say
         name = rest.partition(": ")[0]
         told = _words(name, "one side", UNKNOWN_RUN)

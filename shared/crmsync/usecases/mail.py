@@ -141,7 +141,7 @@ def _pass(
     grants = Grants(store, services.vault, tenant)
     try:
         account = services.kit(record.provider).mail_account(services, grants, record.id)
-        crm = service.crm_for(services, tenant, tenant_record, record, settings)
+        crm = _CrmSide(service.crm_for(services, tenant, tenant_record, record, settings))
         own = [a for a in (record.account, crm.users().get(record.user, "")) if a]
         keep = None
         kept_in = attachments.store_for(services, tenant)
@@ -165,7 +165,8 @@ def _pass(
         run.update(status=RunStatus.NEEDS_REAUTH, errors=[f"{type(exc).__name__}: {exc}"])
         return False
     except (TransientError, PermanentError) as exc:
-        run.update(status=RunStatus.FAILED, errors=[f"{type(exc).__name__}: {exc}"])
+        side = CRM_SIDE if getattr(exc, CRM_SIDE, False) else ""
+        run.update(status=RunStatus.FAILED, errors=[f"{side}{type(exc).__name__}: {exc}"])
         return isinstance(exc, TransientError)
     for filing in done.settled:
         store.drop_filing(record.id, filing)
@@ -186,6 +187,32 @@ def _pass(
     stopped = any(f.outcome == "stopped" for f in done.filed)
     run["status"] = RunStatus.PARTIAL if stopped else RunStatus.OK
     return done.more
+
+
+# A pass's error that came from the CRM says so ("crm: TransientError: ..."): the
+# history tells the user which side did not answer (HIS-4).
+CRM_SIDE = "crm: "
+
+
+class _CrmSide:
+    """The CRM as a mail pass uses it: a failure it raises is marked as the CRM's."""
+
+    def __init__(self, crm: Any) -> None:
+        self._crm = crm
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._crm, name)
+        if not callable(found):
+            return found
+
+        def call(*args: Any, **kw: Any) -> Any:
+            try:
+                return found(*args, **kw)
+            except (TransientError, PermanentError) as exc:
+                setattr(exc, CRM_SIDE, True)
+                raise
+
+        return call
 
 
 def _chosen(filing: dict[str, Any]) -> recording.Chosen:
