@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from crmsync.engine import Context, Link, Links, SideRecord, reconcile
+from crmsync.engine import Context, Link, SideRecord
+from crmsync.engine.reconcile import Links, reconcile
 from crmsync.model import Kind, normalize
 from crmsync.settings import resolve
 

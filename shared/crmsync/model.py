@@ -18,8 +18,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, TypeAlias, TypeVar, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import phonenumbers
-
 Kind: TypeAlias = Literal["contact", "activity", "todo"]
 KINDS: tuple[Kind, ...] = get_args(Kind)
 ActivityType: TypeAlias = Literal["meeting", "call", "personal", "event"]
@@ -250,6 +248,8 @@ def normalize_email(value: str) -> str:
 
 def normalize_phone(number: str, region: str | None = None) -> str:
     """E.164 when the number parses and is valid, otherwise the trimmed original."""
+    import phonenumbers  # its metadata loads at the first phone, not at cold start
+
     text = number.strip()
     try:
         parsed = phonenumbers.parse(text, region)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
 from crmsync import providers
@@ -32,8 +32,6 @@ from crmsync.bursts import ChannelLookups
 from crmsync.connections import Grants
 from crmsync.crm import events
 from crmsync.crm.rest import RestCrmConnector
-from crmsync.cycle import Cycle, Planned, run_cycle
-from crmsync.cycle.poll import changed_kinds
 from crmsync.engine import SideRecord
 from crmsync.errors import GrantRevoked, PermanentError, SyncError
 from crmsync.model import KINDS, Kind
@@ -65,6 +63,9 @@ from crmsync.queue import CHECK, DEBOUNCE, IMPORT, MAIL, POLL, scope, task_name
 from crmsync.settings import PROVIDERS, SERVICES, Settings, SettingsError, TenantSettings, resolve
 
 log = logging.getLogger("crmsync.service")
+
+if TYPE_CHECKING:  # the cycle and its planner load at a worker's first cycle
+    from crmsync.cycle import Planned
 
 LINK_TTL = timedelta(days=7)  # how long an onboarding link may be opened
 LINK_MADE = "link_made"  # the user record's time of the user's last onboarding link
@@ -1127,6 +1128,8 @@ def work(
     if bring_in is not None:
         kinds = ("contact",)
     conn = Connection(tenant, connection, record.user, record.provider, settings.values)
+    from crmsync.cycle import run_cycle
+
     run = dict(
         run_cycle(
             conn,
@@ -1189,6 +1192,8 @@ def dry_run(
     crm = crm_for(services, tenant, tenant_record, record, settings)
     grants = Grants(store, services.vault, tenant)
     provider, _ = _provider(services, store, grants, record, settings, crm, dry_run=True)
+    from crmsync.cycle import Cycle
+
     conn = Connection(tenant, connection, record.user, record.provider, settings.values)
     cycle = Cycle(
         conn,
@@ -1251,6 +1256,8 @@ def _adapters(
     if not kinds:
         return None
     feeds, _ = _provider(services, store, grants, record, settings, None, kinds)
+    from crmsync.cycle.poll import changed_kinds
+
     changed = tuple(changed_kinds(store, record.id, feeds, kinds))
     if not changed:
         return None

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from crmsync.engine import Context, CrmSchema, Decision, Link, Links, SideRecord, reconcile
+from crmsync.engine import Context, CrmSchema, Decision, Link, SideRecord
+from crmsync.engine.reconcile import Links, reconcile
 from crmsync.model import Kind, normalize
 from crmsync.settings import resolve
 

@@ -12,15 +12,27 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Mapping
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from typing import TYPE_CHECKING
 
 from crmsync.ports import KeyEncryptionKey
+
+if TYPE_CHECKING:
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 
 class VaultError(ValueError):
     """A sealed secret that does not open: wrong key, wrong connection, or tampered."""
+
+
+def _aes_gcm() -> tuple[type[AESGCM], type[InvalidTag]]:
+    """AES-GCM and the error of a secret that does not open. The cryptography library
+    loads at the first secret sealed or opened, not at the cold start of a function
+    that has none (a webhook, the fan-out)."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM, InvalidTag
 
 
 class LocalKek:
@@ -30,7 +42,8 @@ class LocalKek:
         if len(key) != 32:
             raise ValueError("a local key-encryption key is 32 bytes")
         self.key_id = key_id
-        self._aead = AESGCM(key)
+        aes_gcm, self._invalid = _aes_gcm()
+        self._aead = aes_gcm(key)
 
     def wrap(self, data_key: bytes, context: bytes) -> bytes:
         nonce = os.urandom(12)
@@ -39,7 +52,7 @@ class LocalKek:
     def unwrap(self, wrapped: bytes, context: bytes) -> bytes:
         try:
             return self._aead.decrypt(wrapped[:12], wrapped[12:], context)
-        except InvalidTag as exc:
+        except self._invalid as exc:
             raise VaultError("the data key does not unwrap") from exc
 
 
@@ -49,10 +62,11 @@ class TokenVault:
 
     def seal(self, secret: bytes, context: str) -> dict[str, str]:
         """`secret` encrypted for `context` (e.g. "tenant/connection"), as stored data."""
-        data_key = AESGCM.generate_key(bit_length=256)
+        aes_gcm, _ = _aes_gcm()
+        data_key = aes_gcm.generate_key(bit_length=256)
         nonce = os.urandom(12)
         bound = context.encode()
-        sealed = AESGCM(data_key).encrypt(nonce, secret, bound)
+        sealed = aes_gcm(data_key).encrypt(nonce, secret, bound)
         return {
             "kek": self.kek.key_id,
             "key": _b64(self.kek.wrap(data_key, bound)),
@@ -64,10 +78,11 @@ class TokenVault:
         if sealed.get("kek") != self.kek.key_id:
             raise VaultError("sealed with another key-encryption key")
         bound = context.encode()
+        aes_gcm, invalid = _aes_gcm()
         try:
             data_key = self.kek.unwrap(_unb64(sealed["key"]), bound)
-            return AESGCM(data_key).decrypt(_unb64(sealed["nonce"]), _unb64(sealed["data"]), bound)
-        except (InvalidTag, KeyError, ValueError) as exc:
+            return aes_gcm(data_key).decrypt(_unb64(sealed["nonce"]), _unb64(sealed["data"]), bound)
+        except (invalid, KeyError, ValueError) as exc:
             raise VaultError("the sealed secret does not open") from exc
 
 

@@ -16,10 +16,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-import requests
 
 from crmsync import model
 from crmsync.crm import custom
@@ -45,6 +43,9 @@ from crmsync.ports import (
     Person,
     WriteResult,
 )
+
+if TYPE_CHECKING:
+    import requests
 
 log = logging.getLogger("crmsync.crm.rest")
 
@@ -86,7 +87,11 @@ class RestCrmConnector(CreatesOneByOne):
         self.backoff = backoff
         self.max_wait = max_wait
         self.page_size = page_size
-        self.session = session or requests.Session()
+        if session is None:
+            import requests  # at the first connector, not at every function's cold start
+
+            session = requests.Session()
+        self.session = session
         self.after_write = after_write
         self.sleep = sleep
         self._declared: dict[str, Any] | None = None  # the /schema answer
@@ -321,7 +326,7 @@ class RestCrmConnector(CreatesOneByOne):
                     headers={**self._headers, **(headers or {})},
                     timeout=self.timeout,
                 )
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except (_requests().ConnectionError, _requests().Timeout) as exc:
                 self._log(method, template, None, started, attempt)
                 if attempt == self.attempts:
                     raise TransientError(f"CRM unreachable: {type(exc).__name__}") from exc
@@ -354,6 +359,12 @@ class RestCrmConnector(CreatesOneByOne):
                 "attempt": attempt,
             },
         )
+
+
+def _requests() -> Any:
+    import requests
+
+    return requests
 
 
 def _answer(response: requests.Response) -> dict[str, Any]:

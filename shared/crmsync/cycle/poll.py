@@ -15,8 +15,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from crmsync.engine import Links, SideRecord
+from crmsync.engine import SideRecord
 from crmsync.engine.linked import news
+from crmsync.engine.reconcile import Links
 from crmsync.errors import CursorExpired, PermanentError, TransientError
 from crmsync.model import Kind
 from crmsync.ports import ProviderAccount, Store

@@ -10,7 +10,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
-from crmsync.engine import Links, SideRecord
+from crmsync.engine import SideRecord
+from crmsync.engine.reconcile import Links
 from crmsync.errors import CursorExpired, PermanentError
 from crmsync.model import Kind
 from crmsync.ports import RecordSide, Store

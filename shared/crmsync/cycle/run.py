@@ -37,9 +37,10 @@ from crmsync.cycle.reading import (
     add_vanished,
     read_changes,
 )
-from crmsync.engine import Context, Links, Plan, SideRecord, Write, reconcile
+from crmsync.engine import Context, Plan, SideRecord, Write
 from crmsync.engine.lens import crm_view, provider_view
 from crmsync.engine.mass_delete import could_hold
+from crmsync.engine.reconcile import Links, reconcile
 from crmsync.engine.records import CrmSchema
 from crmsync.errors import CrmUnauthorized, GrantRevoked, PermanentError, TransientError
 from crmsync.model import KINDS, Kind

@@ -1,7 +1,12 @@
-"""The pure reconciliation core: records and links in, a plan of decisions out."""
+"""The pure reconciliation core: records and links in, a plan of decisions out.
+
+The package holds the shapes records and plans are passed in; the planner itself
+(`crmsync.engine.reconcile`: `reconcile`, `Links`, `LinkIndex`) is imported by what
+plans, so a function that only passes records around (a webhook, the fan-out) does not
+load it at cold start.
+"""
 
 from crmsync.engine.plan import AccountSpec, Decision, Hold, Plan, Write
-from crmsync.engine.reconcile import LinkIndex, Links, reconcile
 from crmsync.engine.records import Context, CrmSchema, Link, SideRecord
 
 __all__ = [
@@ -11,10 +16,7 @@ __all__ = [
     "Decision",
     "Hold",
     "Link",
-    "LinkIndex",
-    "Links",
     "Plan",
     "SideRecord",
     "Write",
-    "reconcile",
 ]
