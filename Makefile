@@ -111,6 +111,7 @@ bench: venv
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/cycle.py
 	-$(BIN)/python bench/runtime.py  # fails while a counted figure misses its goal
+	-$(BIN)/python bench/fanout.py  # 100k due connections (minutes); fails while it misses its goal
 	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/mail.py
 

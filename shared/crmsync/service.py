@@ -19,7 +19,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -75,7 +75,7 @@ RECENT_RUNS = 5  # the outcomes of a connection's last cycles its record keeps
 FAILING_RUNS = 3  # this many bad cycles in a row: failing, not a record retried once
 RENEW_WITHIN = timedelta(days=1)  # RUN-5: channels renewed a day before they expire
 BUDGET_SECONDS = 20 * 60.0  # RUN-6: a cycle yields before the 30-minute task deadline
-FANOUT_PAGE = 500
+FANOUT_PAGE = 2000  # due connections a query; fewer, larger pages cost less (bench/fanout.py)
 FANOUT_THREADS = 16  # Cloud Tasks calls in flight at once while enqueueing a page
 CRM_ID = re.compile(r"[A-Za-z0-9._:@-]{1,200}")  # the CRM contract's Id (X-Crm-User)
 
@@ -835,7 +835,9 @@ class FanoutReport:
     pages: int = 0
 
 
-def fanout(services: Services, page_size: int = FANOUT_PAGE) -> FanoutReport:
+def fanout(
+    services: Services, page_size: int = FANOUT_PAGE, threads: int = FANOUT_THREADS
+) -> FanoutReport:
     """RUN-2: page through due connections (never all of them at once), enqueue a cycle
     for each, and move its next due time; flag stuck runs and stale cursors. A
     connection is due for a full cycle every `frequency_minutes`, and in between, when
@@ -845,40 +847,40 @@ def fanout(services: Services, page_size: int = FANOUT_PAGE) -> FanoutReport:
     channels expire within a day get a cycle that renews them."""
     now = services.clock()
     report = FanoutReport()
-    after: Due | None = None
     tenants: dict[str, Mapping[str, Any]] = {}  # each tenant's settings read once
-    while True:
-        page = services.backend.due(now, page_size, after)
+    intervals: dict[tuple[str, str, str], Intervals] = {}  # resolved once per settings
+    # Pages overlap: while a page's tasks are created, the next page is read and the
+    # last one's moves are written. A page's moves are written only once all of its
+    # tasks are created (none is skipped), and one failure stops the fan-out with the
+    # connections after it still due (the next tick takes them).
+    with (
+        ThreadPoolExecutor(max_workers=threads) as enqueuing,
+        ThreadPoolExecutor(max_workers=2) as storing,
+    ):
+        page = services.backend.due(now, page_size, None)
         report.pages += 1
-        moves: list[NextDue] = []
-        ready: list[tuple[Due, str]] = []
-        for due in page:
-            store = services.backend.store(due.tenant)
-            record = (
-                ConnectionRecord.of(due.record)
-                if due.record is not None
-                else connection_of(store, due.connection)
+        moved: Future[None] | None = None
+        while True:
+            moves, ready = _page_due(services, page, tenants, intervals, now, report)
+            created = [enqueuing.submit(_enqueue_due, services, item, now) for item in ready]
+            following = (
+                storing.submit(services.backend.due, now, page_size, page[-1])
+                if page and len(page) >= page_size
+                else None
             )
-            if record is None or not record.active or record.preview_first:  # BEY-3: waits
-                moves.append(NextDue(due.tenant, due.connection, None))
-                continue
-            _check_health(store, due.connection, record, now, report)
-            if due.tenant not in tenants:
-                tenants[due.tenant] = (store.tenant_record() or {}).get("settings", {})
-            move, trigger = _next_due(services, tenants[due.tenant], record, due, now)
-            moves.append(move)
-            if trigger:
-                ready.append((due, trigger))
-        with ThreadPoolExecutor(max_workers=FANOUT_THREADS) as pool:
-            for enqueued in pool.map(lambda item: _enqueue_due(services, item, now), ready):
-                if enqueued:
+            for enqueued in created:
+                if enqueued.result():
                     report.enqueued += 1
                 else:
                     report.collapsed += 1
-        services.backend.set_next_due_many(moves)  # after enqueueing: none is skipped
-        if len(page) < page_size:
-            break
-        after = page[-1]
+            if moved is not None:
+                moved.result()
+            moved = storing.submit(services.backend.set_next_due_many, moves)
+            if following is None:
+                break
+            page = following.result()
+            report.pages += 1
+        moved.result()
     for channel in services.backend.expiring_channels(now + RENEW_WITHIN, page_size):
         if enqueue_cycle(services, channel.tenant, channel.connection, "renew"):
             report.renewals += 1
@@ -887,6 +889,45 @@ def fanout(services: Services, page_size: int = FANOUT_PAGE) -> FanoutReport:
             report.renewals += 1
     log.info("fan-out", extra={"enqueued": report.enqueued, "renewals": report.renewals})
     return report
+
+
+def _page_due(
+    services: Services,
+    page: Sequence[Due],
+    tenants: dict[str, Mapping[str, Any]],
+    intervals: dict[tuple[str, str, str], Intervals],
+    now: datetime,
+    report: FanoutReport,
+) -> tuple[list[NextDue], list[tuple[Due, str]]]:
+    """A page of due connections: where each moves next, and those a cycle is
+    enqueued for with its trigger."""
+    moves: list[NextDue] = []
+    ready: list[tuple[Due, str]] = []
+    for due in page:
+        store = services.backend.store(due.tenant)
+        record = (
+            ConnectionRecord.of(due.record)
+            if due.record is not None
+            else connection_of(store, due.connection)
+        )
+        if record is None or not record.active or record.preview_first:  # BEY-3: waits
+            moves.append(NextDue(due.tenant, due.connection, None))
+            continue
+        _check_health(store, due.connection, record, now, report)
+        if due.tenant not in tenants:
+            tenants[due.tenant] = (store.tenant_record() or {}).get("settings", {})
+        mine = (
+            due.tenant,
+            record.provider,
+            json.dumps(record.settings, sort_keys=True, default=str),
+        )
+        if mine not in intervals:
+            intervals[mine] = _intervals(services, tenants[due.tenant], record)
+        move, trigger = _next_due(intervals[mine], record, due, now)
+        moves.append(move)
+        if trigger:
+            ready.append((due, trigger))
+    return moves, ready
 
 
 def _enqueue_due(services: Services, ready: tuple[Due, str], now: datetime) -> bool:
@@ -901,17 +942,13 @@ def _enqueue_due(services: Services, ready: tuple[Due, str], now: datetime) -> b
 
 
 def _next_due(
-    services: Services,
-    tenant_settings: Mapping[str, Any],
-    record: ConnectionRecord,
-    due: Due,
-    now: datetime,
+    intervals: Intervals, record: ConnectionRecord, due: Due, now: datetime
 ) -> tuple[NextDue, str]:
     """What a due connection gets now, a full cycle ("schedule") or a poll, and when it
     is due next: for its next full cycle, or sooner for a poll of the kinds its
     provider pushes nothing for (SET-1: the user's frequency and poll interval). A
     connection that syncs manually only gets nothing and is never due (SET-7)."""
-    frequency, poll = _intervals(services, tenant_settings, record)
+    frequency, poll = intervals
     if frequency is None:
         return NextDue(due.tenant, due.connection, None), ""
     full = record.full_due
@@ -922,9 +959,13 @@ def _next_due(
     return NextDue(due.tenant, due.connection, when, full), trigger
 
 
+# A connection's time between full cycles (None: manual only) and between polls.
+Intervals = tuple[timedelta | None, timedelta | None]
+
+
 def _intervals(
     services: Services, tenant_settings: Mapping[str, Any], record: ConnectionRecord
-) -> tuple[timedelta | None, timedelta | None]:
+) -> Intervals:
     """The time between full cycles (None: manual only, SET-7), and between polls
     (None: nothing to poll)."""
     try:

@@ -6,6 +6,7 @@ cycle any notification triggers reads every kind."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 
 from crmsync import service
 from crmsync.auth.vault import LocalKek, TokenVault
+from crmsync.errors import TransientError
 from crmsync.queue import POLL
 from crmsync.queue.inline import InlineQueue
 from crmsync.store.memory import MemoryBackend
@@ -174,3 +176,58 @@ def test_RUN2_the_fanout_polls_between_full_cycles_at_one_read_per_due_connectio
     assert taken["google-5"] == [(0, "schedule"), (5, POLL), (10, POLL), (15, "schedule")]
     assert taken["google-calendar"] == [(0, "schedule"), (15, "schedule")]
     assert taken["microsoft"] == [(0, "schedule"), (15, "schedule")]
+
+
+class _Unreachable(InlineQueue):
+    """Cloud Tasks that stops answering after `answered` tasks, until told to come back."""
+
+    def __init__(self, answered: int) -> None:
+        super().__init__()
+        self.answered = answered
+        self._lock = threading.Lock()  # the fan-out creates tasks from several threads
+
+    def enqueue(self, tenant: str, connection: str, **task: Any) -> bool:
+        with self._lock:
+            if self.answered <= 0:
+                raise TransientError("Cloud Tasks did not answer")
+            self.answered -= 1
+            return super().enqueue(tenant, connection, **task)
+
+
+def test_RUN2_a_fanout_cut_short_by_the_queue_leaves_the_rest_due_and_skips_none() -> None:
+    """Pages overlap (the next is read while one's tasks are created), yet a page's
+    connections move only once all its tasks exist: the connections of the page that
+    failed, and of every page after it, are still due and enqueued by the next tick,
+    each once."""
+    backend = MemoryBackend()
+    start = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    for t in range(2):
+        store = backend.store(f"t{t}")
+        store.save_tenant_record({"settings": {}})
+        for c in range(10):
+            store.save_connection_record(
+                f"c{c}", {"user": f"u{c}", "provider": "microsoft", "next_due": start}
+            )
+    queue = _Unreachable(answered=9)  # the third page of 4 fails at its second task
+    services = service.Services(
+        backend=backend,
+        queue=queue,
+        vault=TokenVault(LocalKek(b"k" * 32)),
+        secret=b"s",
+        public_url="http://crmsync.invalid/",
+        clock=lambda: start,
+    )
+
+    with pytest.raises(TransientError):
+        service.fanout(services, page_size=4, threads=3)
+
+    still_due = {(d.tenant, d.connection) for d in backend.due(start, 100)}
+    assert len(still_due) == 20 - 8  # the first two pages moved, nothing after them
+    queue.answered = 100
+    report = service.fanout(services, page_size=4, threads=3)
+
+    assert report.enqueued == 20 - 9 and report.collapsed == 1  # its task already waits
+    assert {(q.tenant, q.connection) for q in queue.waiting.values()} == {
+        (f"t{t}", f"c{c}") for t in range(2) for c in range(10)
+    }
+    assert backend.due(start, 100) == []

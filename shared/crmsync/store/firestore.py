@@ -90,6 +90,8 @@ RECENT_SECONDS = 5.0  # a read this recent is what a lease's conditional write g
 # The next full cycle's due time lives in the connection's record (not indexed: no
 # query needs it); the scheduler moves it with next_due, in the same write.
 FULL_DUE = FieldPath("record", "full_due").to_api_repr()
+# The fields of a connection document the scheduler's query of due ones returns.
+DUE_FIELDS = ["id", "tenant", "registered", "record", "status", "reason", "next_due"]
 
 # Firestore deletes a document once this timestamp field has passed (HIS-3, AUTH-2).
 TTL_FIELDS: dict[str, str] = {
@@ -1414,6 +1416,9 @@ class FirestoreBackend:
             .order_by("tenant")
             .order_by("id")
             .limit(limit)
+            # what the scheduler decides by: not the grant, the cursors or the lease
+            # holder's state, which a cycle reads
+            .select(DUE_FIELDS)
         )
         if after is not None:
             query = query.start_after(
