@@ -428,10 +428,19 @@ def normalize(kind: Kind, raw: Fields, region: str | None = None) -> dict[str, A
     return fields_of(make(kind, raw, region))
 
 
+_PLAIN_ATOMS = (str, int, float, bool, type(None), date, datetime)
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}  # a dataclass's fields, by its type
+
+
 def to_plain(value: Any) -> Any:
     """Canonical value → plain data (dicts, lists, dates kept) for callers and tests."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, _PLAIN_ATOMS):
+        return value
+    names = _FIELD_NAMES.get(type(value))
+    if names is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = _FIELD_NAMES[type(value)] = tuple(f.name for f in dataclasses.fields(value))
+    if names is not None:
+        return {name: to_plain(getattr(value, name)) for name in names}
     if isinstance(value, tuple | list):
         return [to_plain(v) for v in value]
     if isinstance(value, Mapping):

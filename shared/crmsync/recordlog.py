@@ -9,10 +9,11 @@ transient or permanent error, or a crash of the whole process after the n-th wri
 
 from __future__ import annotations
 
+import bisect
 import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from crmsync import model
@@ -192,7 +193,7 @@ class RecordLog:
         self._ids += 1
         entry = Entry(
             id=f"{self.prefix}{self._ids}",
-            raw=copy.deepcopy(dict(raw)),
+            raw=_copied(dict(raw)),
             version=0,
             modified=self.clock(),
             ref=ref,
@@ -228,7 +229,7 @@ class RecordLog:
         if remote:
             self.faults.before_write(self.side, "update")
             self._check(entry, version)
-        entry.raw.update(copy.deepcopy(dict(fields)))
+        entry.raw.update(_copied(dict(fields)))
         self._touch(kind, entry)
         return entry
 
@@ -279,15 +280,21 @@ class RecordLog:
             raise CursorExpired(f"cursor {cursor!r} is not valid") from exc
         if after < self._oldest.get(kind, 0):
             raise CursorExpired(f"cursor {cursor} has expired")
-        latest: dict[str, int] = {}
-        for seq, record_id in self._log.get(kind, []):
-            if seq > after:
-                latest[record_id] = seq
-        ordered = sorted(latest.items(), key=lambda item: item[1])
-        page = ordered[: self.page_size]
+        # Each record once, at its latest change after the cursor, in the order of those
+        # changes: a change is a record's latest when the record's version is its seq.
+        log = self._log.get(kind, [])
+        page: list[tuple[str, int]] = []
+        more = False
+        for index in range(bisect.bisect_right(log, after, key=lambda item: item[0]), len(log)):
+            seq, record_id = log[index]
+            if table[record_id].version != seq:
+                continue  # changed again later: it comes at that change
+            if len(page) == self.page_size:
+                more = True
+                break
+            page.append((record_id, seq))
         entries = [table[i] for i, _ in page if visible(table[i])]
         end = page[-1][1] if page else max(after, 0)
-        more = len(ordered) > len(page)
         return entries, str(end if more else max(end, self._seq)), more
 
     def record(
@@ -315,3 +322,18 @@ class RecordLog:
             ref=entry.ref,
             error=error,
         )
+
+
+_ATOMS = (str, int, float, bool, type(None), datetime, date)
+
+
+def _copied(value: Any) -> Any:
+    """A deep copy of plain data (dicts, lists and atoms) without `copy.deepcopy`'s
+    bookkeeping; anything else is deep-copied."""
+    if isinstance(value, _ATOMS):
+        return value
+    if type(value) is dict:
+        return {k: _copied(v) for k, v in value.items()}
+    if type(value) is list:
+        return [_copied(v) for v in value]
+    return copy.deepcopy(value)

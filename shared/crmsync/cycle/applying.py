@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -83,9 +83,7 @@ class Applier:
         self.checkpoint()
         for decision, write in zip(batch, writes, strict=True):
             assert decision.link is not None
-            self.store.save_link(
-                self.connection, replace(decision.link, state="creating", pending=write)
-            )
+            self.store.save_link(self.connection, decision.link.journaled("creating", write))
         try:
             results = self.sides[writes[0].side].create_many(writes)
         except (TransientError, PermanentError) as exc:
@@ -99,7 +97,7 @@ class Applier:
                 continue
             assert decision.link is not None
             link = decision.link.with_side(write.side, result.id, result.version, result.reminder)
-            self.store.save_link(self.connection, replace(link, pending=None))
+            self.store.save_link(self.connection, link.journaled(link.state, None))
             self.unqueue(decision.link.key)
             retry |= ids(decision) if decision.retry else set()
             self.history.decision(decision, link)
@@ -119,7 +117,7 @@ class Applier:
             ):
                 link = link.with_side(write.side, result.id, result.version, result.reminder)
         if link is not None:
-            self.store.save_link(self.connection, replace(link, pending=None))
+            self.store.save_link(self.connection, link.journaled(link.state, None))
         if replaced and dropped is not None:
             self.store.delete_link(self.connection, dropped.kind, dropped.key)
         self.settle_queue(decision)
@@ -133,14 +131,12 @@ class Applier:
         if create is not None and link is not None:
             if replaced and dropped is not None:  # one link per record, also mid-journal
                 self.store.delete_link(self.connection, dropped.kind, dropped.key)
-            self.store.save_link(self.connection, replace(link, state="creating", pending=create))
+            self.store.save_link(self.connection, link.journaled("creating", create))
         elif others and previous is not None:
             keeps = link is not None and link.key == previous.key
             journal = link if keeps and link is not None else previous
             intent = Intent(previous, others, keeps)
-            self.store.save_link(
-                self.connection, replace(journal, state="applying", pending=intent)
-            )
+            self.store.save_link(self.connection, journal.journaled("applying", intent))
 
     def write(self, write: Write) -> WriteResult | None:
         """One write on its side; None for a delete, or for an update that answered with

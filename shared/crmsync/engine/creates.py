@@ -43,7 +43,7 @@ def create_twin(planning: Planning, side: Side, cand: Candidate) -> Decision:
         link = replace(seen, state="detached", note=note)
         return decision(planning, pair, outcome="skip", reason=note, link=link)
     write = create_write(planning, other, fields, key, record.id)
-    link = replace(seen, base=dict(fields))
+    link = seen.based(dict(fields))
     if write.as_lead:  # CON-8: a lead is the CRM's to work on; it does not sync back
         link = replace(link, state="detached", note="imported into the CRM as a lead")
     return decision(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, TypeAlias
 
@@ -85,16 +85,58 @@ class Link:
             reminder,
         )
 
+    def journaled(self, state: LinkState, pending: Any) -> Link:
+        """This link with the write(s) a journal entry holds (None: none), built
+        directly: once per write of a cycle."""
+        return Link(
+            self.key,
+            self.kind,
+            self.crm_id,
+            self.provider_id,
+            self.crm_version,
+            self.provider_version,
+            self.base,
+            state,
+            pending,
+            self.note,
+            self.reminder,
+        )
+
+    def based(self, base: Mapping[str, Any]) -> Link:
+        """This link on another agreed base, all else kept."""
+        return Link(
+            self.key,
+            self.kind,
+            self.crm_id,
+            self.provider_id,
+            self.crm_version,
+            self.provider_version,
+            base,
+            self.state,
+            self.pending,
+            self.note,
+            self.reminder,
+        )
+
     def with_side(
         self, side: Side, record_id: str | None, version: str | None, reminder: str | None = None
     ) -> Link:
         """The link after a write on `side`: the record's id and version, and the
         provider record's reminder when the write's answer showed it (SYN-10)."""
-        if side == "crm":
-            return replace(self, crm_id=record_id, crm_version=version)
-        if reminder is not None:
-            return replace(self, provider_id=record_id, provider_version=version, reminder=reminder)
-        return replace(self, provider_id=record_id, provider_version=version)
+        crm = side == "crm"
+        return Link(  # built directly, as `agreed` is: once per write of a cycle
+            self.key,
+            self.kind,
+            record_id if crm else self.crm_id,
+            self.provider_id if crm else record_id,
+            version if crm else self.crm_version,
+            self.provider_version if crm else version,
+            self.base,
+            self.state,
+            self.pending,
+            self.note,
+            reminder if reminder is not None and not crm else self.reminder,
+        )
 
     def side_id(self, side: Side) -> str | None:
         return self.crm_id if side == "crm" else self.provider_id
