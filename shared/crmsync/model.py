@@ -418,18 +418,21 @@ def make(kind: Kind, raw: Fields, region: str | None = None) -> Record:
         raise InvalidRecord(f"{kind}: a value has the wrong shape ({exc})") from exc
 
 
+_PLAIN_ATOMS = (str, int, float, bool, type(None), date, datetime)
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}  # a dataclass's fields, by its type
+
+
 def fields_of(record: Record) -> dict[str, Any]:
     """The record's fields as a flat mapping of immutable values (the engine's view)."""
-    return {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
+    names = _FIELD_NAMES.get(type(record))
+    if names is None:
+        names = _FIELD_NAMES[type(record)] = tuple(f.name for f in dataclasses.fields(record))
+    return {name: getattr(record, name) for name in names}
 
 
 def normalize(kind: Kind, raw: Fields, region: str | None = None) -> dict[str, Any]:
     """Normalised canonical fields; keys outside the canonical set are not kept."""
     return fields_of(make(kind, raw, region))
-
-
-_PLAIN_ATOMS = (str, int, float, bool, type(None), date, datetime)
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}  # a dataclass's fields, by its type
 
 
 def to_plain(value: Any) -> Any:

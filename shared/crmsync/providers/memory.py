@@ -69,7 +69,8 @@ class MemoryProvider(CreatesOneByOne):
         """What a write sets: the fields held, custom values as the mapping writes them,
         merged with those the record holds."""
         assert write.fields is not None
-        held, _ = self.split(write.kind, model.to_plain(dict(write.fields)))
+        kept = self.held[write.kind]
+        held = {k: model.to_plain(v) for k, v in write.fields.items() if k in kept or k == CUSTOM}
         values = self.custom_map(write.kind).write(write.fields)
         if values:
             held[CUSTOM] = model.merge_custom(entry.raw.get(CUSTOM) if entry else None, values)
