@@ -108,7 +108,7 @@ locals {
   firestore_unindexed_fields = {
     links        = ["base", "pending", "saved"]
     runs         = ["counts", "errors", "expire_at"]
-    items        = ["changes", "label", "expire_at"]
+    items        = ["entries", "changes", "label", "expire_at"]
     queue        = ["crm_values", "provider_values", "picks"]
     connections  = ["record", "grant", "cursors", "retries"]
     oauth_states = ["expires_at"]

@@ -794,6 +794,22 @@ def test_HIS1_more_items_than_one_commit_holds_are_all_kept(store: Store) -> Non
     assert store.items("c1", "run-1") == []
 
 
+def test_HIS1_a_cycles_items_are_written_many_to_a_document(firestore_client: Any) -> None:
+    """k history items cost k / 200 document writes, not k; items stored one to a
+    document, as they were before, are read with them."""
+    store = FirestoreBackend(firestore_client).store("t1")
+    many = [history_item(n) for n in range(450)]
+    writes = store.writes
+
+    store.add_items("c1", "run-1", many)
+
+    assert store.writes - writes == 3
+    older = {**history_item(7), "changes": {"title": ["Mr", "Dr"]}}  # stored as it was
+    store._items("c1", "run-0").document().set({**older, "seq": 0, "expire_at": NOW})
+    assert store.items("c1", "run-1") == many
+    assert store.items("c1", "run-0") == [older]
+
+
 # -- RUN-5: push channels ------------------------------------------------------------------
 def test_RUN5_a_channel_is_found_by_its_id_from_any_tenant(backend: Backend) -> None:
     saved = channel("ch/1", "t1", "c1", NOW + timedelta(days=7))

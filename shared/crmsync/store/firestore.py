@@ -49,6 +49,7 @@ import contextlib
 import copy
 import dataclasses
 import hashlib
+import json
 import math
 import random
 import re
@@ -107,7 +108,7 @@ TTL_FIELDS: dict[str, str] = {
 UNINDEXED_FIELDS: dict[str, tuple[str, ...]] = {
     "links": ("base", "pending", "saved"),
     "runs": ("counts", "errors", "expire_at"),
-    "items": ("changes", "label", "expire_at"),
+    "items": ("entries", "changes", "label", "expire_at"),
     "queue": ("crm_values", "provider_values", "picks"),
     "connections": ("record", "grant", "cursors", "retries"),
     "oauth_states": ("expires_at",),
@@ -218,6 +219,29 @@ _STORED_TYPES: dict[str, type[Any]] = {
         Regarding,
     )
 }
+
+
+ITEM_ENTRIES = "entries"  # the items of an item document
+ITEMS_PER_DOCUMENT = 200
+ITEM_BYTES = 512 * 1024  # an item document's items, as JSON, at most (Firestore: 1 MiB)
+
+
+def _item_chunks(
+    items: Sequence[Mapping[str, Any]],
+) -> Iterator[tuple[int, list[Mapping[str, Any]]]]:
+    """The items in documents' worth, each with the place of its first item: at most
+    ITEMS_PER_DOCUMENT items, and at most ITEM_BYTES of them (measured as JSON)."""
+    chunk: list[Mapping[str, Any]] = []
+    size, first = 0, 0
+    for seq, item in enumerate(items):
+        weight = len(json.dumps(item, default=str))
+        if chunk and (len(chunk) == ITEMS_PER_DOCUMENT or size + weight > ITEM_BYTES):
+            yield first, chunk
+            chunk, size, first = [], 0, seq
+        chunk.append(item)
+        size += weight
+    if chunk:
+        yield first, chunk
 
 
 def _encode(value: Any) -> Any:
@@ -1023,17 +1047,27 @@ class FirestoreStore:
         items: Sequence[Mapping[str, Any]],
         history_days: int | None = None,
     ) -> None:
-        """Append the run's items, ≤500 per commit; each expires as long after it
-        happened as its run is kept."""
+        """Append the run's items, many to a document (`ITEMS_PER_DOCUMENT`, and less
+        than Firestore's 1 MiB): a cycle of k changes writes k / 200 documents, not k.
+        The document expires as long after its last item as its run is kept."""
         collection = self._items(connection, run_id)
         kept = self._kept(history_days)
-        for start in range(0, len(items), BATCH_LIMIT):
-            batch = self.client.batch()
-            for seq, item in enumerate(items[start : start + BATCH_LIMIT], start):
-                expire_at = paging.expiry(item.get("at"), kept)
-                batch.set(
-                    collection.document(), {**_fields(item), "seq": seq, "expire_at": expire_at}
-                )
+        batch = self.client.batch()
+        for seq, chunk in _item_chunks(items):
+            moments = [item["at"] for item in chunk if isinstance(item.get("at"), datetime)]
+            batch.set(
+                collection.document(),
+                {
+                    ITEM_ENTRIES: [_fields(item) for item in chunk],
+                    "seq": seq,
+                    "expire_at": paging.expiry(max(moments) if moments else None, kept),
+                },
+            )
+            if len(batch) == BATCH_LIMIT:
+                self.writes += len(batch)
+                batch.commit()
+                batch = self.client.batch()
+        if len(batch):
             self.writes += len(batch)
             batch.commit()
 
@@ -1121,9 +1155,18 @@ class FirestoreStore:
         return True
 
     def items(self, connection: str, run_id: str) -> list[dict[str, Any]]:
+        """The run's items in order: documents of many (`add_items`), and documents of
+        one, as items were stored before."""
         found = self._query(self._items(connection, run_id))
         found.sort(key=lambda s: (_created(s), (s.to_dict() or {}).get("seq", 0)))
-        return [_record(s.to_dict(), ("expire_at", "seq")) for s in found]
+        items: list[dict[str, Any]] = []
+        for snap in found:
+            data = snap.to_dict() or {}
+            if ITEM_ENTRIES in data:
+                items += [_record(entry) for entry in data[ITEM_ENTRIES]]
+            else:
+                items.append(_record(data, ("expire_at", "seq")))
+        return items
 
     # -- channels (global) -------------------------------------------------------------
     def channel(self, channel_id: str) -> Channel | None:
