@@ -107,6 +107,7 @@ locals {
   # increasing timestamps cost no index writes.
   firestore_unindexed_fields = {
     links        = ["base", "pending", "saved"]
+    journal      = ["entries", "at"]
     runs         = ["counts", "errors", "expire_at"]
     items        = ["entries", "changes", "label", "expire_at"]
     queue        = ["crm_values", "provider_values", "picks"]

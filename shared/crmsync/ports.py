@@ -375,6 +375,13 @@ class Store(Protocol):
     def journaled_links(self, connection: str) -> list[Link]:
         """Links whose writes a run journaled but did not finish (state creating/applying)."""
 
+    def journal_links(self, connection: str, links: Sequence[Link]) -> None:
+        """Keep these links, each in state `creating` or `applying` with what it is
+        about to write, before those writes (SYN-4): `journaled_links` gives them back
+        until each is saved settled or deleted. As `save_link` of each, in fewer
+        writes where the store can."""
+        ...
+
     def save_link(self, connection: str, link: Link) -> None: ...
     def delete_link(self, connection: str, kind: Kind, key: str) -> None: ...
     def linked_count(self, connection: str, kind: Kind) -> int: ...

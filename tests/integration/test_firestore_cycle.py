@@ -179,3 +179,61 @@ def test_SYN2_a_conflict_settled_field_by_field_is_applied_from_the_firestore_st
     assert (crm["title"], crm["company"]) == (contact["title"], contact["company"])
     assert (crm["title"], crm["company"]) == ("Chief Analyst", "Engines plc")
     assert world.waiting() == []
+
+
+@pytest.mark.parametrize("crash_after", [1, 3, 6, 9])
+def test_SYN4_a_cycle_killed_mid_batch_converges_and_leaves_no_journal(
+    world: SyncWorld, crash_after: int
+) -> None:
+    """A cycle journals its decisions in one document before writing any of them; killed
+    after any of its writes (creates on one side, updates on the other), the next
+    cycles finish each journaled write once, and the journal document is gone."""
+    ids = [crm_member(world, name) for name in ("Ada", "Bob", "Cyd", "Dee")]
+    world.sync()
+    world.advance(timedelta(minutes=5))
+    world.sync()  # the echoes of its creates
+    for n, cid in enumerate(ids):
+        world.crm.update("contact", cid, {"title": f"T{n}"})
+    for name in ("Eve", "Fay", "Gus", "Hal", "Ivy"):
+        crm_member(world, name)
+    world.advance(timedelta(minutes=5))
+    world.crash_after(crash_after)
+
+    assert world.sync()["status"] == "crashed"
+    store: FirestoreStore = world.store  # type: ignore[assignment]
+    assert list(store._journal(world.connection.id).stream()) != []
+    for _ in range(4):
+        world.advance(timedelta(minutes=5))
+        run = world.sync()
+        if run["status"] == "ok" and not run["counts"]:
+            break
+
+    assert (run["status"], run["counts"]) == ("ok", {})
+    contacts = world.provider.all("contact")
+    assert len(contacts) == 9  # none twice
+    titles = sorted(c.get("title") or "" for c in contacts)
+    assert titles == [""] * 5 + ["T0", "T1", "T2", "T3"]
+    assert [link["state"] for link in world.links("contact")] == ["linked"] * 9
+    assert list(store._journal(world.connection.id).stream()) == []
+    assert world.store.journaled_links(world.connection.id) == []
+
+
+def test_SYN4_a_cycle_of_k_changes_journals_them_in_one_write(world: SyncWorld) -> None:
+    """The journal of a cycle's k decisions is one document (k / 100 writes), written
+    before their writes and deleted with the lease's release."""
+    for n in range(30):
+        crm_member(world, f"Person{n}")
+    world.sync()
+    world.advance(timedelta(minutes=5))
+    world.sync()
+    ids = [link["crm_id"] for link in world.links("contact")]
+    for cid in ids:
+        world.crm.update("contact", cid, {"title": "CTO"})
+    world.advance(timedelta(minutes=5))
+
+    run = world.sync()
+
+    assert run["counts"] == {"contact": {"update": 30}}
+    # a link read and a link write each; the journal written and deleted; the lease
+    # taken and given up; the run, its items
+    assert world.cost["writes"] <= 30 + 2 + 2 + 2

@@ -25,6 +25,7 @@ from crmsync.ports import Store, WriteResult
 from crmsync.settings import Side
 
 BATCH = 200  # plain creates the cycle hands a side in one call, when it takes several
+JOURNALED = 100  # decisions journaled in one store write before their writes
 
 Retry = set[tuple[Side, str]]
 
@@ -44,19 +45,33 @@ class Applier:
     _queued: set[str] | None = None
 
     def apply(self, plan: Plan) -> Retry:
-        """Apply every decision; returns the records to plan again next cycle."""
+        """Apply every decision, JOURNALED at a time: all of them journaled first, in
+        one store write, then written one by one; returns the records to plan again
+        next cycle."""
         retry: Retry = set()
-        decisions = list(plan.decisions)
-        at = 0
-        while at < len(decisions):
-            batch = batch_at(decisions, at, self.sides)
-            if batch:
-                retry |= self.apply_batch(batch)
-                at += len(batch)
-                continue
-            retry |= self.apply_guarded(decisions[at])
-            at += 1
+        every = list(plan.decisions)
+        for start in range(0, len(every), JOURNALED):
+            decisions = every[start : start + JOURNALED]
+            self.journal_all(decisions)
+            at = 0
+            while at < len(decisions):
+                batch = batch_at(decisions, at, self.sides)
+                if batch:
+                    retry |= self.apply_batch(batch)
+                    at += len(batch)
+                    continue
+                retry |= self.apply_guarded(decisions[at])
+                at += 1
         return retry
+
+    def journal_all(self, decisions: list[Decision]) -> None:
+        """What the decisions are about to write, kept before any of it is written (a
+        link replaced by a decision's own is deleted first: one link per record, also
+        mid-journal)."""
+        self.checkpoint()
+        journaled = [j for d in decisions if (j := self.journaled(d)) is not None]
+        if journaled:
+            self.store.journal_links(self.connection, journaled)
 
     def apply_guarded(self, decision: Decision) -> Retry:
         self.checkpoint()
@@ -76,14 +91,11 @@ class Applier:
         return ids(decision) if decision.retry else set()
 
     def apply_batch(self, batch: list[Decision]) -> Retry:
-        """Plain creates in one request: every link journaled first, so a crash anywhere
-        leaves creates that the journal completes by their keys (SYN-4)."""
+        """Plain creates in one request, their links journaled (`journal_all`), so a
+        crash anywhere leaves creates that the journal completes by their keys (SYN-4)."""
         retry: Retry = set()
         writes = [d.writes[0] for d in batch]
         self.checkpoint()
-        for decision, write in zip(batch, writes, strict=True):
-            assert decision.link is not None
-            self.store.save_link(self.connection, decision.link.journaled("creating", write))
         try:
             results = self.sides[writes[0].side].create_many(writes)
         except (TransientError, PermanentError) as exc:
@@ -107,8 +119,7 @@ class Applier:
         """Journal, write, then store the link; returns the link as stored."""
         link, dropped = decision.link, decision.dropped
         replaced = dropped is not None and (link is None or link.key != dropped.key)
-        self.journal(decision, replaced)
-        for write in decision.writes:
+        for write in decision.writes:  # journaled already (`journal_all`)
             result = self.write(write)
             if (
                 link is not None
@@ -123,20 +134,23 @@ class Applier:
         self.settle_queue(decision)
         return link
 
-    def journal(self, decision: Decision, replaced: bool) -> None:
-        """What the decision is about to write, kept on its link before any write."""
+    def journaled(self, decision: Decision) -> Link | None:
+        """The decision's link as journaled before its writes: `creating` with the
+        create, or `applying` with an intent of its other writes; None when it writes
+        nothing."""
         link, dropped, previous = decision.link, decision.dropped, decision.previous
+        replaced = dropped is not None and (link is None or link.key != dropped.key)
         create = next((w for w in decision.writes if w.op == "create"), None)
-        others = tuple(w for w in decision.writes if w.op != "create")
         if create is not None and link is not None:
             if replaced and dropped is not None:  # one link per record, also mid-journal
                 self.store.delete_link(self.connection, dropped.kind, dropped.key)
-            self.store.save_link(self.connection, link.journaled("creating", create))
-        elif others and previous is not None:
+            return link.journaled("creating", create)
+        others = tuple(w for w in decision.writes if w.op != "create")
+        if others and previous is not None:
             keeps = link is not None and link.key == previous.key
             journal = link if keeps and link is not None else previous
-            intent = Intent(previous, others, keeps)
-            self.store.save_link(self.connection, journal.journaled("applying", intent))
+            return journal.journaled("applying", Intent(previous, others, keeps))
+        return None
 
     def write(self, write: Write) -> WriteResult | None:
         """One write on its side; None for a delete, or for an update that answered with

@@ -107,6 +107,7 @@ TTL_FIELDS: dict[str, str] = {
 # maps cost no index entries (the TTL fields too, as Firestore advises).
 UNINDEXED_FIELDS: dict[str, tuple[str, ...]] = {
     "links": ("base", "pending", "saved"),
+    "journal": ("entries", "at"),
     "runs": ("counts", "errors", "expire_at"),
     "items": ("entries", "changes", "label", "expire_at"),
     "queue": ("crm_values", "provider_values", "picks"),
@@ -222,6 +223,7 @@ _STORED_TYPES: dict[str, type[Any]] = {
 
 
 ITEM_ENTRIES = "entries"  # the items of an item document
+JOURNAL_ENTRIES = "entries"  # the journaled links of a journal document
 ITEMS_PER_DOCUMENT = 200
 ITEM_BYTES = 512 * 1024  # an item document's items, as JSON, at most (Firestore: 1 MiB)
 
@@ -376,6 +378,10 @@ class _Held:
     doc: _Doc
     open: set[str] = dataclasses.field(default_factory=set)
     journal_known: bool = False
+    # the journal documents it wrote or found (id → their links), and for each open
+    # link the document that journaled it last ("" when its own link document did)
+    journals: dict[str, list[Link]] = dataclasses.field(default_factory=dict)
+    journal_of: dict[str, str] = dataclasses.field(default_factory=dict)
     queue: dict[str, dict[str, Any]] | None = None
     waiting: dict[str, bool] | None = None  # the summary to write with the release
     # SYN-6's count of linked records per kind: the document's counts are right when
@@ -533,6 +539,9 @@ class FirestoreStore:
 
     def _links(self, connection: str) -> firestore.CollectionReference:
         return self._under(connection, "links")
+
+    def _journal(self, connection: str) -> firestore.CollectionReference:
+        return self._under(connection, "journal")
 
     def _link(self, connection: str, kind: str, key: str) -> firestore.DocumentReference:
         return self._links(connection).document(_hashed_id(kind, key))
@@ -692,6 +701,7 @@ class FirestoreStore:
         doc = held.doc if held is not None else None
         fields: dict[str, Any] = {"lease": firestore.DELETE_FIELD, **_record_update(record or {})}
         if held is not None:
+            self._settle_journals(connection, held)
             fields[JOURNAL_CLEAN] = held.journal_known and not held.open
             if held.waiting is not None:
                 fields[WAITING] = held.waiting
@@ -816,8 +826,10 @@ class FirestoreStore:
             held.saw(links)
 
     def journaled_links(self, connection: str) -> list[Link]:
-        """The links a run journaled and did not settle; none without a query when the
-        lease holder's document says a release left none."""
+        """The links a run journaled and did not settle: in their own documents (a
+        journal written outside a cycle) and in journal documents, less the entries
+        whose link was saved after them; none without a query when the lease holder's
+        document says a release left none."""
         held = self._held.get(connection)
         if held is not None and held.journal_known and not held.open:
             return []
@@ -825,11 +837,93 @@ class FirestoreStore:
             filter=firestore.FieldFilter("state", "in", _JOURNALED)
         )
         found = [_link_of(s.to_dict() or {}) for s in sorted(self._query(query), key=_created)]
+        own = {_hashed_id(link.kind, link.key) for link in found}
+        journals, entries = self._open_journal_entries(connection, own)
+        found += [link for _, link in entries]
         if held is not None:
-            held.open = {_hashed_id(link.kind, link.key) for link in found}
+            held.open = own | {_hashed_id(link.kind, link.key) for _, link in entries}
+            held.journal_of = {ref_id: "" for ref_id in own}
+            held.journal_of.update({_hashed_id(j.kind, j.key): d for d, j in entries})
+            held.journals = journals
             held.journal_known = True
-            held.saw(found)
+            held.saw(link for link in found if _hashed_id(link.kind, link.key) in own)
         return found
+
+    def _open_journal_entries(
+        self, connection: str, own: set[str]
+    ) -> tuple[dict[str, list[Link]], list[tuple[str, Link]]]:
+        """The journal documents (id → links), and their entries still open: the link
+        was not saved since (a create's link not at all; an intent's link not deleted)."""
+        journals: dict[str, list[Link]] = {}
+        entries: list[tuple[str, Any, Link]] = []
+        for snap in sorted(self._query(self._journal(connection)), key=_created):
+            data = snap.to_dict() or {}
+            links = [_link_of(entry) for entry in data.get(JOURNAL_ENTRIES) or []]
+            journals[snap.id] = links
+            entries += [(snap.id, data.get("at"), link) for link in links]
+        if not entries:
+            return journals, []
+        refs = [self._link(connection, link.kind, link.key) for _, _, link in entries]
+        current = {snap.id: snap for snap in self.client.get_all(refs)}
+        self.reads += len(refs)
+        open_entries: list[tuple[str, Link]] = []
+        for (doc_id, at, link), ref in zip(entries, refs, strict=True):
+            ref_id = ref.id
+            if ref_id in own:
+                continue  # its own document journals it, later
+            stored = current.get(ref_id)
+            if stored is not None and stored.exists:
+                saved = (stored.to_dict() or {}).get("saved")
+                if saved is not None and at is not None and saved > at:
+                    continue  # settled after it was journaled
+            elif link.state == "applying":
+                continue  # the link it meant to change is gone since
+            open_entries.append((doc_id, link))
+        latest = {_hashed_id(link.kind, link.key): (doc_id, link) for doc_id, link in open_entries}
+        return journals, list(latest.values())
+
+    def journal_links(self, connection: str, links: Sequence[Link]) -> None:
+        """Journal these links, each with what it is about to write, in one document
+        written before their writes (SYN-4): a cycle of k changes journals them in
+        k / 100 writes, not k. Their own documents are written once, when settled. A
+        journal kept outside a lease goes into each link's own document."""
+        held = self._held.get(connection)
+        if held is None:
+            for link in links:
+                self.save_link(connection, link)
+            return
+        ref = self._journal(connection).document()
+        entries = [{k: v for k, v in _link_fields(link).items() if k != "saved"} for link in links]
+        self.writes += 1
+        ref.set({JOURNAL_ENTRIES: entries, "at": firestore.SERVER_TIMESTAMP})
+        held.journals[ref.id] = list(links)
+        for link in links:
+            ref_id = _hashed_id(link.kind, link.key)
+            held.open.add(ref_id)
+            held.journal_of[ref_id] = ref.id
+
+    def _settle_journals(self, connection: str, held: _Held) -> None:
+        """At the release: journal documents all of whose links were settled are
+        deleted; one with links still open keeps only those."""
+        batch = self.client.batch()
+        for doc_id, links in held.journals.items():
+            still = [
+                link
+                for link in links
+                if held.journal_of.get(_hashed_id(link.kind, link.key)) == doc_id
+                and _hashed_id(link.kind, link.key) in held.open
+            ]
+            ref = self._journal(connection).document(doc_id)
+            if not still:
+                batch.delete(ref)
+            elif len(still) < len(links):
+                entries = [
+                    {k: v for k, v in _link_fields(link).items() if k != "saved"} for link in still
+                ]
+                batch.set(ref, {JOURNAL_ENTRIES: entries, "at": firestore.SERVER_TIMESTAMP})
+        if len(batch):
+            self.writes += len(batch)
+            batch.commit()
 
     def save_link(self, connection: str, link: Link) -> None:
         self.writes += 1
@@ -839,8 +933,10 @@ class FirestoreStore:
             ref_id = _hashed_id(link.kind, link.key)
             if link.state in _JOURNALED:
                 held.open.add(ref_id)
+                held.journal_of[ref_id] = ""
             else:
                 held.open.discard(ref_id)
+                held.journal_of.pop(ref_id, None)
             held.changed(link.kind, link.key, link.state)
 
     def delete_link(self, connection: str, kind: Kind, key: str) -> None:
@@ -849,6 +945,7 @@ class FirestoreStore:
             self.writes += 1
             self._link(connection, kind, key).delete()
             held.open.discard(_hashed_id(kind, key))
+            held.journal_of.pop(_hashed_id(kind, key), None)
             held.changed(kind, key, "")
             return
         batch = self.client.batch()  # outside a cycle: the kind is counted again (SYN-6)
@@ -1250,6 +1347,7 @@ class FirestoreStore:
         """AUTH-4: everything crmsync keeps of a connection, but its status (and the
         registry record the status belongs to)."""
         self._delete_all(self._links(connection))
+        self._delete_all(self._journal(connection))
         self._delete_all(self._queue(connection))
         self._delete_all(self._filings(connection))
         runs = list(self._runs(connection).list_documents(page_size=BATCH_LIMIT))

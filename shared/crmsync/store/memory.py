@@ -201,6 +201,10 @@ class MemoryStore:
             if link.state in ("creating", "applying")
         ]
 
+    def journal_links(self, connection: str, links: Sequence[Link]) -> None:
+        for link in links:
+            self.save_link(connection, link)
+
     def save_link(self, connection: str, link: Link) -> None:
         self.writes += 1
         table = self._table(connection, link.kind)
