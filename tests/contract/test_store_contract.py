@@ -276,6 +276,40 @@ def test_SYN4_a_journal_left_by_a_holder_that_died_is_found_by_the_next_and_then
     assert a.journaled_links("c1") == []
 
 
+def test_SYN4_links_journaled_at_once_are_found_until_each_is_settled(
+    backend: Backend,
+) -> None:
+    """A cycle journals a batch of links in one write before their writes: a holder
+    that dies leaves those it did not settle, and the next finds exactly those; one
+    journaled again is read once; a failure left journaled is found after a release."""
+    a, b = backend.store("t1"), another_worker(backend)
+    assert a.acquire_lease("c1", "run-1", NOW, 600)
+    assert a.journaled_links("c1") == []
+    a.save_link("c1", link("k3", "crm-3", "p-3"))
+    journaled = [
+        link("k1", "crm-1", None, state="creating"),
+        link("k2", "crm-2", None, state="creating"),
+        link("k3", "crm-3", "p-3", state="applying"),
+    ]
+    a.journal_links("c1", journaled)
+    a.save_link("c1", link("k1", "crm-1", "p-1"))  # settled; then its worker died
+
+    assert b.acquire_lease("c1", "run-2", NOW + 11 * MINUTE, 600)
+    assert sorted(x.key for x in b.journaled_links("c1")) == ["k2", "k3"]
+    b.journal_links("c1", [link("k3", "crm-3", "p-3", state="applying")])  # once more
+    b.save_link("c1", link("k2", "crm-2", "p-2"))  # k3's write failed: left journaled
+    b.release_lease("c1", "run-2")
+
+    assert a.acquire_lease("c1", "run-3", NOW + 12 * MINUTE, 600)
+    assert [x.key for x in a.journaled_links("c1")] == ["k3"]
+    a.delete_link("c1", "contact", "k3")
+    a.release_lease("c1", "run-3")
+
+    assert b.acquire_lease("c1", "run-4", NOW + 13 * MINUTE, 600)
+    assert b.journaled_links("c1") == []
+    assert [x.key for x in b.links("c1", "contact")] == ["k1", "k2"]
+
+
 def test_SYN2_the_holder_sees_the_queue_as_the_user_and_other_holders_left_it(
     backend: Backend,
 ) -> None:

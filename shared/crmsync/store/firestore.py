@@ -864,8 +864,9 @@ class FirestoreStore:
         if not entries:
             return journals, []
         refs = [self._link(connection, link.kind, link.key) for _, _, link in entries]
-        current = {snap.id: snap for snap in self.client.get_all(refs)}
-        self.reads += len(refs)
+        unique = list({ref.id: ref for ref in refs}.values())  # journaled twice: read once
+        current = {snap.id: snap for snap in self.client.get_all(unique)}
+        self.reads += len(unique)
         open_entries: list[tuple[str, Link]] = []
         for (doc_id, at, link), ref in zip(entries, refs, strict=True):
             ref_id = ref.id
