@@ -28,7 +28,7 @@ HYPOTHESIS_PROFILE ?= ci
 PYTEST_ARGS ?=
 
 .PHONY: venv chromium lint format typecheck pytest test test-google-sandbox test-graph-sandbox bench dev clean \
-	package infra-check infra-format soak kill-matrix
+	package infra-check infra-format soak kill-matrix load
 
 venv: $(STAMP) $(TASKS_STAMP)
 
@@ -121,8 +121,14 @@ bench: venv
 # write points of a 200-record cycle, with the recovery and what both sides then hold.
 SOAK_ARGS ?=
 KILL_ARGS ?=
+LOAD_ARGS ?=
 soak: $(STAMP)
 	$(BIN)/python bench/soak.py $(SOAK_ARGS)
+
+# 1,000 users connected, then 5,000 changes in a minute on both sides (bench/load.py;
+# about 20 minutes here): tasks, cycles, operations per change, time to the other side.
+load: $(STAMP)
+	$(BIN)/python bench/load.py $(LOAD_ARGS)
 
 kill-matrix: $(STAMP)
 	$(BIN)/python bench/kill_matrix.py $(KILL_ARGS)

@@ -382,8 +382,16 @@ def _crm_user_ids(
 
 def _connected(store: TenantStore, user: str) -> bool:
     """Whether the user has a live connection with any provider."""
+    return any(record.live for record in _connections_of_user(store, user))
+
+
+def _connections_of_user(store: TenantStore, user: str) -> list[ConnectionRecord]:
+    """The user's connections, one per provider: a read each, however many users the
+    tenant has (a CRM event of one user must not read the tenant's every connection)."""
+    if not safe_id(user):
+        return []
     found = (connection_of(store, connection_id(user, p)) for p in PROVIDERS)
-    return any(record is not None and record.live for record in found)
+    return [record for record in found if record is not None]
 
 
 @dataclass(frozen=True)
@@ -1658,8 +1666,8 @@ def crm_event(services: Services, signature: str | None, body: bytes) -> int:
         return 0
     enqueued = 0
     try:
-        for connection in connections_of(store):
-            if connection.user == event.user and connection.active:
+        for connection in _connections_of_user(store, event.user):
+            if connection.active:
                 enqueue_cycle(services, event.tenant, connection.id, "crm")
                 enqueued += 1
     except Exception:

@@ -1,8 +1,9 @@
-"""`make soak` and `make kill-matrix` as README.md prints them (the short examples it
-gives beside the defaults): users syncing under injected faults end with both sides
-agreeing, nothing lost or duplicated (SYN-4, SYN-5, RUN-6); a worker killed at sampled
-write points recovers with its run marked interrupted and every record once on each
-side (RUN-2, RUN-6)."""
+"""`make soak`, `make kill-matrix` and `make load` as README.md prints them (the short
+examples it gives beside the defaults): users syncing under injected faults end with
+both sides agreeing, nothing lost or duplicated (SYN-4, SYN-5, RUN-6); a worker killed
+at sampled write points recovers with its run marked interrupted and every record once
+on each side (RUN-2, RUN-6); a burst of changes on both sides is folded into fewer
+cycles and every change arrives once (RUN-3)."""
 
 from __future__ import annotations
 
@@ -64,3 +65,15 @@ def test_RUN6_the_readmes_kill_matrix_recovers_with_nothing_lost_or_twice() -> N
     assert all("interrupted: yes" in row and "duplicates 0, lost 0" in row for row in rows)
     assert all(f"Google {records}, CRM {records}" in row for row in rows)
     assert "kill matrix: 2 kills, duplicates 0, lost 0;" in done.stdout
+
+
+def test_RUN3_the_readmes_load_test_folds_a_burst_into_fewer_cycles_and_loses_nothing() -> None:
+    done = run(readme_command("load"))
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "lost: 0, duplicated: 0, other: 0" in out
+    changes = re.search(r"burst: (\d+) changes", out)
+    tasks = re.search(r"tasks enqueued and run: (\d+)", out)
+    assert changes and tasks and 0 < int(tasks[1]) < int(changes[1])  # the debounce folds
+    assert re.search(r"last edit to the other side, \d+ meetings: p50 [\d.]+ s", out)

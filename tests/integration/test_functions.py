@@ -204,6 +204,27 @@ def test_RUN3_a_crm_change_event_enqueues_one_cycle_that_brings_the_change_to_go
     assert "Ada King" in connected.google_contact_names()
 
 
+def test_RUN3_a_crm_event_reads_the_users_own_connections_not_the_tenants(
+    connected: LocalStack,
+) -> None:
+    """A CRM event of one user costs the same reads in a tenant of 200 connections as
+    in a tenant of one: it looks up the user's connection per provider, it does not
+    list the tenant's."""
+    drain(connected)
+    tenant = connected.services.backend.store(DEMO_TENANT)
+    for n in range(200):
+        tenant.save_connection_record(
+            f"google-x{n}", {"user": f"x{n}", "provider": "google", "status": "active"}
+        )
+    reads = tenant.reads
+
+    assert connected.post_event("u1", "contact", ["1"]).status_code == 202
+
+    assert len(queue(connected).waiting) == 1
+    assert tenant.reads - reads <= 4  # the tenant's record, and a connection per provider
+    drain(connected)
+
+
 def test_RUN3_a_change_waits_the_deployments_debounce_for_the_rest_of_its_burst(
     connected: LocalStack,
 ) -> None:
