@@ -28,6 +28,12 @@ locals {
       query_scope = "COLLECTION"
       fields      = [["kind", "ASCENDING"], ["state", "ASCENDING"]]
     }
+    # FirestoreStore.live_connections (AUTH-6): the disconnected ones counted.
+    connections_by_status = {
+      collection  = "connections"
+      query_scope = "COLLECTION"
+      fields      = [["registered", "ASCENDING"], ["status", "ASCENDING"]]
+    }
     # FirestoreStore.run_page (HIS-2): a tenant's runs, filtered by any of tenant,
     # connection, status, trigger, provider and kind, in one of ten orders (a sort other
     # than `started` is followed by `started`, newest first). Firestore merges one index

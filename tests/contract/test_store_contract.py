@@ -844,6 +844,22 @@ def test_HIS1_a_cycles_items_are_written_many_to_a_document(firestore_client: An
     assert store.items("c1", "run-0") == [older]
 
 
+def test_AUTH6_live_connections_are_counted_without_reading_each(store: Store) -> None:
+    """The seats taken: connections not disconnected, needs_reauth ones included,
+    counted in one read per 1,000 whatever their number."""
+    for n in range(5):
+        store.save_connection_record(f"google-u{n}", {"user": f"u{n}", "status": "active"})
+    store.set_status("google-u1", "disconnected")
+    store.set_status("google-u2", "needs_reauth", "invalid_grant")
+    reads = store.reads
+
+    assert store.live_connections() == 4
+    assert store.reads - reads <= 2
+    assert store.live_connections() == sum(
+        1 for r in store.connection_records() if r["status"] != "disconnected"
+    )
+
+
 # -- RUN-5: push channels ------------------------------------------------------------------
 def test_RUN5_a_channel_is_found_by_its_id_from_any_tenant(backend: Backend) -> None:
     saved = channel("ch/1", "t1", "c1", NOW + timedelta(days=7))

@@ -18,6 +18,7 @@ from crmsync.ports import (
     INTERRUPTED,
     Ask,
     Channel,
+    ConnectionState,
     Due,
     NextDue,
     RunPage,
@@ -539,6 +540,11 @@ class MemoryStore:
     def connection_records(self) -> list[dict[str, Any]]:
         """Every connection of the tenant (admin status), in id order."""
         return [r for c in sorted(self._connections) if (r := self.connection_record(c))]
+
+    def live_connections(self) -> int:
+        self.reads += 1
+        status = (self._status.get(c, ("active", ""))[0] for c in self._connections)
+        return sum(1 for state in status if state != ConnectionState.DISCONNECTED)
 
     def set_next_due(self, connection: str, when: datetime | None) -> None:
         """When the scheduler next enqueues a cycle (None: never, e.g. needs_reauth)."""
