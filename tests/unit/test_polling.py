@@ -135,6 +135,17 @@ def test_RUN3_a_connection_whose_provider_pushes_every_kind_is_never_polled() ->
 
 
 # -- the fan-out ------------------------------------------------------------------------
+def fanout_services(backend: MemoryBackend, queue: InlineQueue, clock: Any) -> service.Services:
+    return service.Services(
+        backend=backend,
+        queue=queue,
+        vault=TokenVault(LocalKek(b"k" * 32)),
+        secret=b"s",
+        public_url="http://crmsync.invalid/",
+        clock=clock,
+    )
+
+
 def test_RUN2_the_fanout_polls_between_full_cycles_at_one_read_per_due_connection() -> None:
     backend = MemoryBackend()
     store = backend.store("t1")
@@ -153,14 +164,7 @@ def test_RUN2_the_fanout_polls_between_full_cycles_at_one_read_per_due_connectio
         )
     queue = InlineQueue()
     now = [start]
-    services = service.Services(
-        backend=backend,
-        queue=queue,
-        vault=TokenVault(LocalKek(b"k" * 32)),
-        secret=b"s",
-        public_url="http://crmsync.invalid/",
-        clock=lambda: now[0],
-    )
+    services = fanout_services(backend, queue, lambda: now[0])
     taken: dict[str, list[tuple[int, str]]] = {c: [] for c in connections}
 
     for minute in range(16):
@@ -209,14 +213,7 @@ def test_RUN2_a_fanout_cut_short_by_the_queue_leaves_the_rest_due_and_skips_none
                 f"c{c}", {"user": f"u{c}", "provider": "microsoft", "next_due": start}
             )
     queue = _Unreachable(answered=9)  # the third page of 4 fails at its second task
-    services = service.Services(
-        backend=backend,
-        queue=queue,
-        vault=TokenVault(LocalKek(b"k" * 32)),
-        secret=b"s",
-        public_url="http://crmsync.invalid/",
-        clock=lambda: start,
-    )
+    services = fanout_services(backend, queue, lambda: start)
 
     with pytest.raises(TransientError):
         service.fanout(services, page_size=4, threads=3)

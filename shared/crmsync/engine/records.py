@@ -86,24 +86,15 @@ class Link:
         )
 
     def journaled(self, state: LinkState, pending: Any) -> Link:
-        """This link with the write(s) a journal entry holds (None: none), built
-        directly: once per write of a cycle."""
-        return Link(
-            self.key,
-            self.kind,
-            self.crm_id,
-            self.provider_id,
-            self.crm_version,
-            self.provider_version,
-            self.base,
-            state,
-            pending,
-            self.note,
-            self.reminder,
-        )
+        """This link with the write(s) a journal entry holds (None: none)."""
+        return self._kept(self.base, state, pending)
 
     def based(self, base: Mapping[str, Any]) -> Link:
         """This link on another agreed base, all else kept."""
+        return self._kept(base, self.state, self.pending)
+
+    def _kept(self, base: Mapping[str, Any], state: LinkState, pending: Any) -> Link:
+        """Built directly, as `agreed` is: once per write of a cycle."""
         return Link(
             self.key,
             self.kind,
@@ -112,8 +103,8 @@ class Link:
             self.crm_version,
             self.provider_version,
             base,
-            self.state,
-            self.pending,
+            state,
+            pending,
             self.note,
             self.reminder,
         )
