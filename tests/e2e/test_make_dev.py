@@ -152,7 +152,13 @@ class Running:
         deadline = time.monotonic() + timeout
         while not holds(self.lines):
             if time.monotonic() > deadline or self.process.poll() is not None:
-                raise AssertionError(f"make dev: no {what}:\n{self.text()}")
+                time.sleep(0.5)  # what it printed last, before it ended, is part of the story
+                while not self._new.empty():
+                    self.lines.append(self._new.get())
+                if holds(self.lines):
+                    return
+                ended = self.process.poll()
+                raise AssertionError(f"make dev (exit status {ended}): no {what}:\n{self.text()}")
             with contextlib.suppress(queue.Empty):
                 self.lines.append(self._new.get(timeout=0.5))
 
