@@ -475,6 +475,12 @@ def _link_fields(link: Link) -> dict[str, Any]:
     }
 
 
+def _journal_entry(link: Link) -> dict[str, Any]:
+    """A link as a journal document holds it: its fields, less the save time (a server
+    timestamp, which Firestore refuses inside an array; the document has its own)."""
+    return {k: v for k, v in _link_fields(link).items() if k != "saved"}
+
+
 def _link_of(data: Mapping[str, Any]) -> Link:
     return Link(
         key=data["key"],
@@ -896,7 +902,7 @@ class FirestoreStore:
                 self.save_link(connection, link)
             return
         ref = self._journal(connection).document()
-        entries = [{k: v for k, v in _link_fields(link).items() if k != "saved"} for link in links]
+        entries = [_journal_entry(link) for link in links]
         self.writes += 1
         ref.set({JOURNAL_ENTRIES: entries, "at": firestore.SERVER_TIMESTAMP})
         held.journals[ref.id] = list(links)
@@ -920,9 +926,7 @@ class FirestoreStore:
             if not still:
                 batch.delete(ref)
             elif len(still) < len(links):
-                entries = [
-                    {k: v for k, v in _link_fields(link).items() if k != "saved"} for link in still
-                ]
+                entries = [_journal_entry(link) for link in still]
                 batch.set(ref, {JOURNAL_ENTRIES: entries, "at": firestore.SERVER_TIMESTAMP})
         if len(batch):
             self.writes += len(batch)
