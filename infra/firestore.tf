@@ -114,10 +114,10 @@ locals {
   firestore_unindexed_fields = {
     links        = ["base", "pending", "saved"]
     journal      = ["entries", "at"]
-    runs         = ["counts", "errors", "expire_at"]
+    runs         = ["counts", "errors", "expire_at", "entries"]
     items        = ["entries", "changes", "label", "expire_at"]
     queue        = ["crm_values", "provider_values", "picks"]
-    connections  = ["record", "grant", "cursors", "retries"]
+    connections  = ["record", "grant", "cursors", "retries", "journal"]
     oauth_states = ["expires_at"]
     nonces       = ["expires_at"]
     sessions     = ["expires_at", "csrf"]

@@ -62,3 +62,13 @@ class AlreadyExists(PermanentError):
 class Undeclared(Exception):
     """A function used something it does not declare in `crmsync.entrypoints.USES`, so
     its deployment grants it no access: a defect, never caught as a provider's error."""
+
+
+class LeaseTaken(Exception):
+    """A connection's lease this holder meant to take (taken lazily: written with its
+    first write) or held is another holder's now. `first`: raised by that first write,
+    so the holder wrote nothing under it and may start again."""
+
+    def __init__(self, message: str, *, first: bool) -> None:
+        super().__init__(message)
+        self.first = first

@@ -336,12 +336,18 @@ class Store(Protocol):
         now: datetime,
         seconds: int,
         record: Mapping[str, Any] | None = None,
+        *,
+        lazy: bool = False,
     ) -> bool:
         """Hold the connection until `now + seconds` unless another holder's lease runs;
         the holder renewing keeps what was asked of it (`ask_again`). `record`: fields
         of the connection's record (`save_connection_record`) written with the lease,
         in the same write. While it holds the lease, the holder's cursors and retries
-        are answered as it knows them (nobody else writes them)."""
+        are answered as it knows them (nobody else writes them).
+
+        `lazy`: the store may write the lease with the holder's first write instead
+        (on condition that nobody took it meanwhile); that write, and each after it,
+        then raises LeaseTaken(first=True) if somebody did. A store may ignore it."""
 
     def ask_again(self, connection: str, trigger: str, now: datetime) -> datetime | None:
         """A cycle found the connection held: ask the holder for one cycle more, after it
@@ -416,9 +422,12 @@ class Store(Protocol):
         per field (`picks`, field name → side); each replaces the other. KeyError for
         an item not in the queue."""
 
-    def save_run(self, connection: str, run: Mapping[str, Any]) -> None:
-        """Keep the run; it is erased the deployment's retention after it ended, or its
-        own `history_days` (the tenant's, HIS-3) when that is shorter."""
+    def save_run(
+        self, connection: str, run: Mapping[str, Any], items: Sequence[Mapping[str, Any]] = ()
+    ) -> None:
+        """Keep the run, and its `items` (as `add_items` would, in the same write where
+        they fit); it is erased the deployment's retention after it ended, or its own
+        `history_days` (the tenant's, HIS-3) when that is shorter."""
 
     def add_items(
         self,
@@ -660,6 +669,8 @@ class GrantStore(Protocol):
         now: datetime,
         seconds: int,
         record: Mapping[str, Any] | None = None,
+        *,
+        lazy: bool = False,
     ) -> bool: ...
     def release_lease(
         self, connection: str, holder: str, record: Mapping[str, Any] | None = None
@@ -807,6 +818,10 @@ class ConnectionRecord:
     recent: tuple[RunOutcome, ...] = ()  # its last few cycles, oldest first
     consented: datetime | None = None  # when its user last consented (AUTH-1)
     enabled: bool = True  # SET-6: the tenant admin's switch for the connection's user
+    # the CRM user its user acts as, as mapped when it connected (a mapping changes
+    # only while its user has no live connection); "" for a record made before it was
+    # kept here: the user's record says
+    crm_user: str = ""
     # BEY-3: no cycle runs until the user starts the first sync from its preview
     preview_first: bool = False
     mail_labels: Mapping[str, str] = field(default_factory=dict)  # EML-1: ids by role
@@ -839,6 +854,7 @@ class ConnectionRecord:
             recent=tuple(RunOutcome.of(outcome) for outcome in data.get("recent") or ()),
             consented=_moment(data.get("consented")),
             enabled=data.get("enabled") is not False,
+            crm_user=str(data.get("crm_user") or ""),
             preview_first=data.get("preview_first") is True,
             mail_labels={str(k): str(v) for k, v in (data.get("mail_labels") or {}).items()},
             mail_watch_until=_moment(data.get("mail_watch_until")),

@@ -598,6 +598,8 @@ def finish_oauth(services: Services, state: str | None, code: str | None) -> dic
     kept = existing.services if existing is not None else ()
     merged = sorted(set(pending.services) | set(kept))
     waits = "sync" in merged and _waits_for_go(existing, pending.preview)
+    user_record = store.user_record(user) or {}
+    crm_user = str(user_record.get("crm_user") or user)
     store.save_connection_record(
         connection,
         {
@@ -614,11 +616,12 @@ def finish_oauth(services: Services, state: str | None, code: str | None) -> dic
             "reason": "",
             # mail is pushed, never polled; a first sync waiting for the user is not due
             "next_due": now if "sync" in merged and not waits else None,
-            "enabled": (store.user_record(user) or {}).get("enabled") is not False,  # SET-6
+            "enabled": user_record.get("enabled") is not False,  # SET-6
+            "crm_user": crm_user,  # a cycle needs no read of the user's record for it
             "preview_first": waits,
         },
     )
-    store.mark_syncing(crm_user_of(store, user), True)  # CAL-6: colleagues' cycles know
+    store.mark_syncing(crm_user, True)  # CAL-6: colleagues' cycles know
     if "sync" in pending.services:
         problem = _open_channel(services, tenant, connection)
         store.save_connection_record(connection, {"channel_problem": problem})
@@ -1381,6 +1384,8 @@ def _ended(
     last_ok = update.get("last_ok", record.last_ok)
     after = replace(record, last_run=RunSummary.of(summary), last_ok=last_ok)
     update.update(_remember(after, RunOutcome.of_run(run, now), services.clock()))
+    if not record.crm_user:  # a record made before it kept its CRM user: kept from now
+        update["crm_user"] = crm_user_of(store, record.user)
     return {**update, "quiet": _quiet(store, record, run)}
 
 
@@ -1578,7 +1583,7 @@ def crm_for(
     record: ConnectionRecord,
     settings: Settings,
 ) -> CrmConnector:
-    crm_user = crm_user_of(services.backend.store(tenant), record.user)
+    crm_user = record.crm_user or crm_user_of(services.backend.store(tenant), record.user)
     if services.crm_connector is not None:
         return services.crm_connector(tenant, tenant_record, crm_user, settings)
     token = services.vault.open(tenant_record["crm_token"], f"{tenant}/crm-token").decode()

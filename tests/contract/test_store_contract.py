@@ -762,6 +762,23 @@ def test_HIS1_runs_round_trip_in_the_order_first_saved(store: Store) -> None:
     assert store.runs("c2") == []
 
 
+@pytest.mark.parametrize("count", [3, 450])
+def test_HIS1_a_run_saved_with_its_items_keeps_both_and_lists_no_items(
+    store: Store, count: int
+) -> None:
+    """A cycle's history is one write where its items fit one document (Firestore: in
+    the run's own), and item documents where they do not; either way the run reads as
+    the run, and its items, in order, as its items."""
+    finished = run_record("run-1", ended=NOW + MINUTE, status="ok")
+    many = [history_item(n) for n in range(count)]
+
+    store.save_run("c1", finished, many)
+
+    assert store.runs("c1") == [finished]
+    assert store.items("c1", "run-1") == many
+    assert store.items("c1", "run-2") == []
+
+
 def test_RUN2_a_run_whose_worker_died_is_marked_interrupted_once_and_a_finished_one_never(
     store: Store,
 ) -> None:
@@ -1034,6 +1051,7 @@ def fill(store: Store, connection: str) -> None:
     store.save_sealed_grant(connection, SEALED)
     store.set_status(connection, "needs_reauth", "revoked")
     assert store.acquire_lease(connection, "run-1", NOW, 600)
+    store.journal_links(connection, [link("k3", "crm-4", None, kind="todo", state="creating")])
 
 
 def kept(store: Store, connection: str) -> dict[str, Any]:
@@ -1041,7 +1059,7 @@ def kept(store: Store, connection: str) -> dict[str, Any]:
         "cursor": store.cursor(connection, "crm", "contact"),
         "links": [x.key for x in store.links(connection, "contact")],
         "found": [x.key for x in store.links_for(connection, "contact", ["crm-1"], ["p-1"])],
-        "journaled": [x.key for x in store.journaled_links(connection)],
+        "journaled": sorted(x.key for x in store.journaled_links(connection)),
         "linked": store.linked_count(connection, "contact"),
         "retries": store.retries(connection, "contact"),
         "queue": [i["id"] for i in store.queue(connection)],
@@ -1058,7 +1076,7 @@ FULL = {
     "cursor": "cursor-1",
     "links": ["k1", "k2"],
     "found": ["k1"],
-    "journaled": ["k2"],
+    "journaled": ["k2", "k3"],
     "linked": 1,
     "retries": {("crm", "crm-3")},
     "queue": ["k1"],

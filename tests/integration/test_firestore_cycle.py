@@ -4,11 +4,15 @@ whose state, links, journal, cursors, lease and history all live in Firestore.""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from crmsync.engine.records import Link
+from crmsync.errors import LeaseTaken
+from crmsync.model import Kind
 from crmsync.store.firestore import FirestoreStore
 from crmsync.testing import SyncWorld
 
@@ -104,25 +108,26 @@ def test_a_cycle_with_one_change_reads_fewer_documents_than_the_connection_has_l
     assert world.store.reads - reads < 60
 
 
-def test_an_idle_cycle_reads_three_documents_and_writes_two(world: SyncWorld) -> None:
-    """What every connected user costs every few minutes: the tenant's, the user's and
-    the connection's documents read once each (the lease, cursors, retries, journal
-    and queue are in the last), and the connection's document written twice (the lease
-    taken; the lease given up with the run's outcome). The history keeps the quiet
+def test_an_idle_cycle_reads_two_documents_and_writes_one(world: SyncWorld) -> None:
+    """What every connected user costs every few minutes: the tenant's and the
+    connection's documents read once each (the lease, cursors, retries, journal, queue
+    and the CRM user it acts as are in the last), and the connection's document written
+    once: the lease is taken lazily (written with a cycle's first write, and an idle
+    cycle makes none), and given up with the run's outcome. The history keeps the quiet
     cycles in a row as one entry, stored with the first of them."""
     ids = [crm_member(world, f"Person{n}") for n in range(5)]
     world.sync()
     world.advance(timedelta(minutes=5))
     world.sync()  # the echoes of the creates, known by version: the first quiet cycle
-    # the lease taken, the history's entry of quiet cycles stored, and the lease given
-    # up with the provider's cursor moved past the echoes
-    assert world.cost["writes"] == 3
+    # the history's entry of quiet cycles stored, and the release, with the provider's
+    # cursor moved past the echoes
+    assert world.cost["writes"] == 2
 
     for _ in range(3):
         world.advance(timedelta(minutes=5))
         run = world.sync()
         assert run["status"] == "ok" and run["counts"] == {}
-        assert world.cost == {"reads": 3, "writes": 2}
+        assert world.cost == {"reads": 2, "writes": 1}
 
     world.crm.update("contact", ids[2], {"title": "CTO"})
     world.advance(timedelta(minutes=5))
@@ -139,9 +144,27 @@ def test_an_idle_cycle_reads_three_documents_and_writes_two(world: SyncWorld) ->
     ]
 
 
+def test_a_connection_kept_before_its_crm_user_was_learns_it_once(world: SyncWorld) -> None:
+    """A connection's record made before it kept the CRM user its user acts as: its
+    next cycle reads the user's record for it and keeps it; the cycles after read only
+    the tenant's and the connection's documents."""
+    world.store.save_user_record(world.user, {"crm_user": world.user})
+    world.store.save_connection_record(world.connection.id, {"crm_user": ""})
+    crm_member(world, "Ada")
+    world.sync()
+    assert world.store.connection_record(world.connection.id)["crm_user"] == world.user
+    world.advance(timedelta(minutes=5))
+    world.sync()  # the echo of its create
+    world.advance(timedelta(minutes=5))
+
+    world.sync()
+
+    assert world.cost["reads"] == 2
+
+
 def test_a_cycle_of_k_changes_reads_each_changed_link_once(world: SyncWorld) -> None:
     """The reads of a cycle grow with its changes, not with the connection's links: the
-    three documents of an idle cycle and one link per change."""
+    two documents of an idle cycle and one link per change."""
     ids = [crm_member(world, f"Person{n}") for n in range(40)]
     world.sync()
     world.advance(timedelta(minutes=5))
@@ -153,7 +176,7 @@ def test_a_cycle_of_k_changes_reads_each_changed_link_once(world: SyncWorld) -> 
     run = world.sync()
 
     assert run["counts"] == {"contact": {"update": 10}}
-    assert world.cost["reads"] <= 3 + 10 + 2  # + the mass-delete guard and the journal
+    assert world.cost["reads"] <= 2 + 10 + 2  # + the mass-delete guard and the journal
 
 
 def test_SYN2_a_conflict_settled_field_by_field_is_applied_from_the_firestore_store(
@@ -185,9 +208,10 @@ def test_SYN2_a_conflict_settled_field_by_field_is_applied_from_the_firestore_st
 def test_SYN4_a_cycle_killed_mid_batch_converges_and_leaves_no_journal(
     world: SyncWorld, crash_after: int
 ) -> None:
-    """A cycle journals its decisions in one document before writing any of them; killed
-    after any of its writes (creates on one side, updates on the other), the next
-    cycles finish each journaled write once, and the journal document is gone."""
+    """A cycle journals its decisions in the connection's document (with its lease, in
+    one write) before writing any of them; killed after any of its writes (creates on
+    one side, updates on the other), the next cycles finish each journaled write once,
+    and the journal is gone."""
     ids = [crm_member(world, name) for name in ("Ada", "Bob", "Cyd", "Dee")]
     world.sync()
     world.advance(timedelta(minutes=5))
@@ -201,7 +225,7 @@ def test_SYN4_a_cycle_killed_mid_batch_converges_and_leaves_no_journal(
 
     assert world.sync()["status"] == "crashed"
     store: FirestoreStore = world.store  # type: ignore[assignment]
-    assert list(store._journal(world.connection.id).stream()) != []
+    assert len(journal_entries(store, world.connection.id)) == 9
     for _ in range(4):
         world.advance(timedelta(minutes=5))
         run = world.sync()
@@ -215,12 +239,19 @@ def test_SYN4_a_cycle_killed_mid_batch_converges_and_leaves_no_journal(
     assert titles == [""] * 5 + ["T0", "T1", "T2", "T3"]
     assert [link["state"] for link in world.links("contact")] == ["linked"] * 9
     assert list(store._journal(world.connection.id).stream()) == []
+    assert journal_entries(store, world.connection.id) == []
     assert world.store.journaled_links(world.connection.id) == []
 
 
+def journal_entries(store: FirestoreStore, connection: str) -> list[Any]:
+    """The journal the connection's document holds, as stored."""
+    data = store._connection(connection).get().to_dict() or {}
+    return list((data.get("journal") or {}).get("entries") or [])
+
+
 def test_SYN4_a_cycle_of_k_changes_journals_them_in_one_write(world: SyncWorld) -> None:
-    """The journal of a cycle's k decisions is one document (k / 100 writes), written
-    before their writes and deleted with the lease's release."""
+    """The journal of a cycle's k decisions is written in the connection's document with
+    the lease, before their writes, and cleared by the lease's release."""
     for n in range(30):
         crm_member(world, f"Person{n}")
     world.sync()
@@ -234,6 +265,82 @@ def test_SYN4_a_cycle_of_k_changes_journals_them_in_one_write(world: SyncWorld) 
     run = world.sync()
 
     assert run["counts"] == {"contact": {"update": 30}}
-    # a link read and a link write each; the journal written and deleted; the lease
-    # taken and given up; the run, its items
-    assert world.cost["writes"] <= 30 + 2 + 2 + 2
+    # a link write each; the lease taken with the journal; the run with its items; the
+    # release, which clears the journal
+    assert world.cost["writes"] == 30 + 1 + 1 + 1
+
+
+def test_RUN3_a_lease_taken_lazily_goes_to_the_worker_that_writes_first(
+    firestore_client: Any,
+) -> None:
+    """Two workers take a free connection's lease lazily (neither has written it): the
+    first write wins it, with its journal; the other's writes all fail as taken, write
+    nothing, and its release gives nothing up. A worker in the same process as a lazy
+    holder finds the connection held."""
+    first, second = (FirestoreStore(firestore_client, "t-race") for _ in range(2))
+    first.save_connection_record("c1", {"user": "u1", "provider": "google"})
+    now = datetime.now(UTC)
+    link = Link("contact-crm-1", "contact", "1", None, state="creating")
+    assert first.acquire_lease("c1", "run-a", now, 120, lazy=True)
+    assert second.acquire_lease("c1", "run-b", now, 120, lazy=True)
+    assert first.lease_holder("c1") is None  # nothing written yet
+    assert not first.acquire_lease("c1", "run-c", now, 120, lazy=True)
+
+    second.journal_links("c1", [link])
+
+    assert first.lease_holder("c1") == "run-b"
+    with pytest.raises(LeaseTaken) as taken:
+        first.journal_links("c1", [replace(link, key="contact-crm-2", crm_id="2")])
+    assert taken.value.first
+    with pytest.raises(LeaseTaken):
+        first.save_link("c1", replace(link, key="contact-crm-3", crm_id="3"))
+    assert first.release_lease("c1", "run-a") is None
+    assert first.lease_holder("c1") == "run-b"
+    assert [link.key for link in second.links("c1", "contact")] == []
+    assert [link.key for link in first.journaled_links("c1")] == ["contact-crm-1"]
+    assert not first.acquire_lease("c1", "run-a", now, 120, lazy=True)
+    second.release_lease("c1", "run-b")
+    assert first.lease_holder("c1") is None
+
+
+class _RacedCrm:
+    """The CRM as a cycle reads it, with another worker's whole cycle run just as this
+    cycle reads its first page: the two race for the lease."""
+
+    def __init__(self, crm: Any, race: Any) -> None:
+        self._crm, self._race = crm, race
+
+    def changes(self, kind: Kind, cursor: str | None) -> Any:
+        race, self._race = self._race, None
+        if race is not None:
+            race()
+        return self._crm.changes(kind, cursor)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._crm, name)
+
+
+def test_RUN3_a_cycle_that_lost_the_lease_before_writing_starts_again(
+    world: SyncWorld, firestore_client: Any
+) -> None:
+    """A cycle that took its lease lazily and finds, at its first write, that another
+    worker's cycle took the connection meanwhile wrote nothing: it starts again, reads
+    what that cycle left, and ends well, with nothing applied twice and no lost lease
+    in its history."""
+    ids = [crm_member(world, name) for name in ("Ada", "Bob")]
+    world.sync()
+    world.advance(timedelta(minutes=5))
+    world.sync()
+    world.crm.update("contact", ids[0], {"title": "CTO"})
+    world.advance(timedelta(minutes=5))
+    cycle = world.cycle()
+    cycle.store = FirestoreStore(firestore_client, "t1")  # another worker's store
+    raced: list[dict[str, Any]] = []
+    cycle.crm = _RacedCrm(cycle.crm, lambda: raced.append(world.sync()))
+
+    run = cycle.run()
+
+    assert [r["counts"] for r in raced] == [{"contact": {"update": 1}}]
+    assert (run["status"], run["counts"], run["errors"]) == ("ok", {}, [])
+    [contact] = [c for c in world.provider.all("contact") if c.get("title")]
+    assert contact["title"] == "CTO"

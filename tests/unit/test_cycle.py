@@ -627,8 +627,10 @@ def test_RUN3_a_long_cycle_renews_its_lease_as_it_works() -> None:
     expiries: list[datetime] = []
     acquire = world.store.acquire_lease
 
-    def recorded(connection: str, holder: str, now: datetime, seconds: int, *record: Any) -> bool:
-        taken = acquire(connection, holder, now, seconds, *record)
+    def recorded(
+        connection: str, holder: str, now: datetime, seconds: int, *record: Any, **lazy: Any
+    ) -> bool:
+        taken = acquire(connection, holder, now, seconds, *record, **lazy)
         expiries.append(now + timedelta(seconds=seconds))
         return taken
 
@@ -653,12 +655,12 @@ def test_RUN3_a_cycle_that_lost_its_lease_stops_writing() -> None:
     acquire = world.store.acquire_lease
 
     def expires_early(
-        connection: str, holder: str, now: datetime, seconds: int, *record: Any
+        connection: str, holder: str, now: datetime, seconds: int, *record: Any, **lazy: Any
     ) -> bool:
         taken["n"] += 1
         if taken["n"] > 1:  # the lease ran out and another worker has it now
             return False
-        return acquire(connection, holder, now, seconds, *record)
+        return acquire(connection, holder, now, seconds, *record, **lazy)
 
     world.store.acquire_lease = expires_early  # type: ignore[method-assign]
 

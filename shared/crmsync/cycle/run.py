@@ -44,7 +44,13 @@ from crmsync.engine.lens import crm_view, provider_view
 from crmsync.engine.mass_delete import could_hold
 from crmsync.engine.reconcile import Links, reconcile
 from crmsync.engine.records import CrmSchema
-from crmsync.errors import CrmUnauthorized, GrantRevoked, PermanentError, TransientError
+from crmsync.errors import (
+    CrmUnauthorized,
+    GrantRevoked,
+    LeaseTaken,
+    PermanentError,
+    TransientError,
+)
 from crmsync.model import KINDS, Kind
 from crmsync.ports import (
     Connection,
@@ -65,6 +71,11 @@ log = logging.getLogger("crmsync.cycle")
 # minutes (and its run is marked interrupted by the next one).
 LEASE_SECONDS = 120
 RENEW_EVERY = 30.0  # seconds of work between renewals of the lease
+# A cycle takes its lease lazily: the lease is written with the cycle's first write (its
+# journal, as a rule), so a cycle costs one write of the connection's document less. A
+# cycle that finds another took it first (before it wrote anything) starts again, up to
+# TAKES times, the last time taking the lease at once.
+TAKES = 3
 
 
 class BudgetSpent(Exception):
@@ -157,30 +168,49 @@ class Cycle:
         }
         if self.settings["history_days"] is not None:  # the tenant keeps history shorter
             run["history_days"] = self.settings["history_days"]
-        held = self.hold(started, self.on_hold(run) if self.on_hold is not None else None)
-        if held is not True:  # asked of the holder (when its lease runs out), or not
-            return {**run, "status": RunStatus.BUSY, "ended": started, "asked": held or None}
-        # the connection's record shows it running (`on_hold`); its run record is stored
-        # once it ends, or by the run that finds it dead (RUN-2)
-        if self.began is not None:
-            self.began(run)
-        try:
-            status, pending_kinds = self.run_kinds()
-        except Exception as exc:  # a defect: record it, free the lease, let the task retry
-            self.history.error(f"{type(exc).__name__}: {exc}")
-            self.finish_run(run, RunStatus.FAILED, [])
-            raise
+        for take in range(TAKES):
+            record = self.on_hold(run) if self.on_hold is not None else None
+            held = self.hold(started, record, lazy=take < TAKES - 1 and self.imported is None)
+            if held is not True:  # asked of the holder (when its lease runs out), or not
+                return {**run, "status": RunStatus.BUSY, "ended": started, "asked": held or None}
+            # the connection's record shows it running (`on_hold`, written with the lease);
+            # its run record is stored once it ends, or by the run that finds it dead (RUN-2)
+            if self.began is not None:
+                self.began(run)
+            try:
+                status, pending_kinds = self.run_kinds()
+            except LeaseTaken:  # another cycle took it before this one wrote anything
+                self.history = History(self.clock, where=self.history.where)
+                run.update(
+                    counts=self.history.counts,
+                    unread=self.history.unread,
+                    errors=self.history.errors,
+                )
+                self._retry_after = None
+                continue
+            except Exception as exc:  # a defect: record it, free the lease, let the task retry
+                self.history.error(f"{type(exc).__name__}: {exc}")
+                self.finish_run(run, RunStatus.FAILED, [])
+                raise
+            break
+        else:
+            return {**run, "status": RunStatus.BUSY, "ended": started, "asked": None}
         self.finish_run(run, status, pending_kinds)
         log.info("cycle finished", extra={**self.history.where, "status": status})
         return {**run, "items": list(self.history.items)}  # the items are stored apart (HIS-1)
 
-    def hold(self, now: datetime, record: Mapping[str, Any] | None = None) -> bool | datetime:
-        """Take the connection's lease (True); or, while another cycle holds it, ask that
-        one for one cycle more after it ends, and return when its lease runs out. A poll
-        asks for nothing (False): the next poll comes soon, and the holder reads every
-        kind a poll would. False also when the lease changed hands too fast to settle."""
+    def hold(
+        self, now: datetime, record: Mapping[str, Any] | None = None, *, lazy: bool = False
+    ) -> bool | datetime:
+        """Take the connection's lease (True; `lazy`: written with the first write); or,
+        while another cycle holds it, ask that one for one cycle more after it ends, and
+        return when its lease runs out. A poll asks for nothing (False): the next poll
+        comes soon, and the holder reads every kind a poll would. False also when the
+        lease changed hands too fast to settle."""
         for _ in range(3):
-            if self.store.acquire_lease(self.conn, self.run_id, now, LEASE_SECONDS, record):
+            if self.store.acquire_lease(
+                self.conn, self.run_id, now, LEASE_SECONDS, record, lazy=lazy
+            ):
                 return True
             if self.trigger in (POLL, IMPORT):  # an import step comes back on its own
                 return False
@@ -207,6 +237,11 @@ class Cycle:
         except CrmUnauthorized as exc:
             self.history.error(f"{type(exc).__name__}: {exc}")
             return RunStatus.CRM_UNAUTHORIZED, []
+        except LeaseTaken as exc:
+            if exc.first:
+                raise  # nothing written: `run` starts again
+            self.history.error("LeaseLost: another cycle took over the connection")
+            return RunStatus.LEASE_LOST, []
         except LeaseLost:
             self.history.error("LeaseLost: another cycle took over the connection")
             return RunStatus.LEASE_LOST, []
@@ -243,9 +278,7 @@ class Cycle:
         if self.fold_quiet and not self.history.items and quiet_run(run):
             run["folded"] = True  # kept with the quiet runs around it (HIS-1, `on_release`)
         else:
-            items = self.history.items
-            self.store.add_items(self.conn, self.run_id, items, run.get("history_days"))
-            self.store.save_run(self.conn, run)
+            self.store.save_run(self.conn, run, self.history.items)
         record = self.on_release(run) if self.on_release is not None else None
         asked = self.store.release_lease(self.conn, self.run_id, record)
         if asked:

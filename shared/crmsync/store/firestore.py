@@ -65,6 +65,7 @@ from google.cloud.firestore_v1.field_path import FieldPath
 from crmsync.auth.state import TTL as STATE_TTL
 from crmsync.engine.plan import AccountSpec, Hold, Intent, Write
 from crmsync.engine.records import Link
+from crmsync.errors import LeaseTaken
 from crmsync.model import Activity, Address, Contact, Kind, Phone, Regarding, Todo
 from crmsync.ports import (
     INTERRUPTED,
@@ -108,10 +109,10 @@ TTL_FIELDS: dict[str, str] = {
 UNINDEXED_FIELDS: dict[str, tuple[str, ...]] = {
     "links": ("base", "pending", "saved"),
     "journal": ("entries", "at"),
-    "runs": ("counts", "errors", "expire_at"),
+    "runs": ("counts", "errors", "expire_at", "entries"),
     "items": ("entries", "changes", "label", "expire_at"),
     "queue": ("crm_values", "provider_values", "picks"),
-    "connections": ("record", "grant", "cursors", "retries"),
+    "connections": ("record", "grant", "cursors", "retries", "journal"),
     "oauth_states": ("expires_at",),
     "nonces": ("expires_at",),
     "sessions": ("expires_at", "csrf"),
@@ -178,7 +179,8 @@ INDEXES: tuple[Index, ...] = (
 
 _JOURNALED = ["creating", "applying"]
 _USER_ID = "~user"  # a user document's own field for the user's id
-_RUN_INTERNAL = ("expire_at", "kinds", "duration", "result")  # kept for queries, not part of a run
+# kept for queries, not part of a run (and the run's items, where they fit: `save_run`)
+_RUN_INTERNAL = ("expire_at", "kinds", "duration", "result", "entries")
 _COUNTED = ["linked", "conflict"]
 _PLAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+#:=-]{0,127}")
 _PLAIN_ID_RESERVED = re.compile(r"__.*__")
@@ -226,6 +228,12 @@ _STORED_TYPES: dict[str, type[Any]] = {
 
 ITEM_ENTRIES = "entries"  # the items of an item document
 JOURNAL_ENTRIES = "entries"  # the journaled links of a journal document
+# The lease holder's journal is kept in the connection's document while it fits
+# (JOURNAL_BYTES of entries, as JSON), written with the lease when the lease is taken
+# lazily, and cleared by the release: a cycle's journal costs no write of its own.
+JOURNAL = "journal"  # the connection document's field: {entries, at}
+IN_CONNECTION = "~connection"  # the journal "document" id of those entries
+JOURNAL_BYTES = 256 * 1024
 ITEMS_PER_DOCUMENT = 200
 ITEM_BYTES = 512 * 1024  # an item document's items, as JSON, at most (Firestore: 1 MiB)
 
@@ -378,6 +386,10 @@ class _Held:
 
     holder: str
     doc: _Doc
+    # a lease taken lazily and not written yet: the fields its first write carries
+    # (`doc` is the document as read, with the lease as it will be)
+    pending: dict[str, Any] | None = None
+    lost: bool = False  # that first write found another holder: it writes nothing more
     open: set[str] = dataclasses.field(default_factory=set)
     journal_known: bool = False
     # the journal documents it wrote or found (id → their links), and for each open
@@ -449,6 +461,10 @@ LINKED = "linked"  # the count of linked records per kind (SYN-6)
 def _chunks(values: Sequence[str], size: int) -> Iterator[Sequence[str]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
+
+
+def _moment_of(value: Any) -> datetime:
+    return value if isinstance(value, datetime) else datetime.min.replace(tzinfo=UTC)
 
 
 def _created(snap: Snapshot) -> datetime:
@@ -600,6 +616,14 @@ class FirestoreStore:
         self._seen[ref.id] = (time.monotonic(), doc)
         return doc
 
+    def _glimpse(self, connection: str) -> _Doc | None:
+        """The connection's document as this store read it moments ago, kept for the
+        conditional write that may follow (`_recent`)."""
+        seen = self._seen.get(self._connection(connection).id)
+        if seen is None or time.monotonic() - seen[0] > RECENT_SECONDS:
+            return None
+        return seen[1]
+
     def _recent(self, ref: firestore.DocumentReference) -> _Doc | None:
         """The document as this store read it moments ago: good enough to write on
         condition that it has not changed since (if it has, the write says so)."""
@@ -615,15 +639,39 @@ class FirestoreStore:
         now: datetime,
         seconds: int,
         record: Mapping[str, Any] | None = None,
+        *,
+        lazy: bool = False,
     ) -> bool:
         """Hold the connection until `now + seconds`, unless another holder's lease is
         still running. Written only if the document is as it was read, so of two
         workers racing for a free lease exactly one gets it. The holder renewing keeps
         what was asked of it (`ask_again`). `record`: fields of the connection's record
-        written with the lease, in the same write."""
+        written with the lease, in the same write.
+
+        `lazy`: the lease is written with the holder's first write for the connection
+        (its journal, as a rule), on condition that the document is still as read here;
+        that write raises LeaseTaken(first=True) when another holder came first. A
+        cycle that writes nothing gives such a lease up in its release's one write."""
         ref = self._connection(connection)
         held = self._held.get(connection)
-        doc = held.doc if held is not None and held.holder == holder else self._recent(ref)
+        mine = held is not None and held.holder == holder
+        if (
+            held is not None
+            and not mine
+            and held.pending is not None
+            and not held.lost
+            and _utc(held.pending["lease"]["expires"]) > now
+        ):
+            return False  # a holder here took it lazily: its document shows nothing yet
+        if mine and held is not None and held.lost:
+            return False
+        if mine and held is not None and held.pending is not None:  # renewed unwritten
+            lease = {"holder": holder, "expires": now + timedelta(seconds=seconds)}
+            held.pending["lease"] = lease
+            held.pending.update(_record_update(record or {}))
+            held.doc.data["lease"] = lease
+            return True
+        doc = held.doc if mine and held is not None else self._recent(ref)
         for attempt in range(LEASE_ATTEMPTS):
             fresh = doc is None or (doc.update_time is None and doc.exists)
             if doc is None or fresh:
@@ -638,6 +686,19 @@ class FirestoreStore:
             if current and current["holder"] == holder and current.get("asked"):
                 lease["asked"] = current["asked"]
             fields = {"lease": lease, JOURNAL_CLEAN: False, **_record_update(record or {})}
+            data = {**doc.data, "lease": lease, JOURNAL_CLEAN: False}
+            clean = doc.data.get(JOURNAL_CLEAN) is True
+            released = not current  # its last holder gave it up: its counts hold
+            self._seen.pop(ref.id, None)  # the holder's view serves from here on
+            if lazy and not mine and doc.exists and doc.update_time is not None:
+                self._held[connection] = _Held(
+                    holder,
+                    _Doc(data, doc.update_time, True),
+                    pending=fields,
+                    journal_known=clean,
+                    counted=released,
+                )
+                return True
             try:
                 self.writes += 1
                 if doc.exists:
@@ -649,21 +710,71 @@ class FirestoreStore:
                 _pause(attempt)  # the document changed meanwhile: look again
                 doc = None
                 continue
-            data = {**doc.data, "lease": lease, JOURNAL_CLEAN: False}
-            mine = _Doc(data, result.update_time, True)
-            if held is not None and held.holder == holder:  # renewed: what it knew holds
+            taken = _Doc(data, result.update_time, True)
+            if mine and held is not None:  # renewed: what it knew holds
                 moved = {k: v for k, v in held.cursors.items() if v is not None}
-                stored = {**(mine.data.get("cursors") or {}), **moved}
-                mine.data["cursors"] = {
+                stored = {**(taken.data.get("cursors") or {}), **moved}
+                taken.data["cursors"] = {
                     k: v for k, v in stored.items() if held.cursors.get(k, v) is not None
                 }
-                held.doc = mine
+                held.doc = taken
             else:
-                clean = doc.data.get(JOURNAL_CLEAN) is True
-                released = not current  # its last holder gave it up: its counts hold
-                self._held[connection] = _Held(holder, mine, journal_known=clean, counted=released)
+                self._held[connection] = _Held(holder, taken, journal_known=clean, counted=released)
             return True
         return False
+
+    def _take(self, connection: str, extra: Mapping[str, Any] | None = None) -> bool:
+        """Write a lease taken lazily, with `extra` fields of the connection's document
+        in the same write, on condition that the document is as read when the lease
+        was taken; False when there is no such lease (nothing written)."""
+        held = self._held.get(connection)
+        if held is None or held.pending is None:
+            return False
+        if held.lost:
+            raise LeaseTaken("another cycle took the connection first", first=True)
+        fields = {**held.pending, **(extra or {})}
+        try:
+            self.writes += 1
+            result = self._connection(connection).update(
+                fields, option=self.client.write_option(last_update_time=held.doc.update_time)
+            )
+        except (gexc.FailedPrecondition, gexc.NotFound) as exc:
+            held.lost = True  # every write it tries from here on says so again
+            self._seen.pop(self._connection(connection).id, None)  # read it again next
+            raise LeaseTaken("another cycle took the connection first", first=True) from exc
+        held.pending = None
+        held.doc.update_time = result.update_time
+        return True
+
+    def _holder_writes(self, connection: str, fields: Mapping[str, Any]) -> None:
+        """The lease holder's own conditional write of its connection's document (a
+        lease not written yet goes with it); raises LeaseTaken when the lease is
+        another's now."""
+        if self._take(connection, fields):
+            return
+        held = self._held[connection]
+        ref = self._connection(connection)
+        for attempt in range(LEASE_ATTEMPTS):
+            if held.doc.update_time is None:  # written unconditionally since: look
+                doc = self._snapshot(ref)
+                current = doc.data.get("lease") or {}
+                if current.get("holder") != held.holder:
+                    raise LeaseTaken("the connection's lease is another's", first=False)
+                held.doc.update_time = doc.update_time
+                held.doc.data["lease"] = current  # with what was asked of it meanwhile
+            try:
+                self.writes += 1
+                result = ref.update(
+                    dict(fields),
+                    option=self.client.write_option(last_update_time=held.doc.update_time),
+                )
+            except (gexc.FailedPrecondition, gexc.NotFound):
+                _pause(attempt)
+                held.doc.update_time = None
+                continue
+            held.doc.update_time = result.update_time
+            return
+        raise LeaseTaken("the connection's document kept changing", first=False)
 
     def ask_again(self, connection: str, trigger: str, now: datetime) -> datetime | None:
         """Ask the lease's holder for one cycle more after it ends: written only if the
@@ -702,14 +813,24 @@ class FirestoreStore:
         for meanwhile, read in the same step as the release (the holder's own view of
         the document serves, written on condition that nobody asked meanwhile).
         `record`: fields of the connection's record written in the same write."""
+        try:
+            return self._release(connection, holder, record)
+        finally:
+            self._seen.pop(self._connection(connection).id, None)  # as it was: no more
+
+    def _release(
+        self, connection: str, holder: str, record: Mapping[str, Any] | None
+    ) -> str | None:
         ref = self._connection(connection)
         held = self._held.pop(connection, None)
         if held is not None and held.holder != holder:
             held = None
+        if held is not None and held.lost:
+            return None  # it never held the connection
         doc = held.doc if held is not None else None
         fields: dict[str, Any] = {"lease": firestore.DELETE_FIELD, **_record_update(record or {})}
         if held is not None:
-            self._settle_journals(connection, held)
+            fields.update(self._settle_journals(connection, held))
             fields[JOURNAL_CLEAN] = held.journal_known and not held.open
             if held.waiting is not None:
                 fields[WAITING] = held.waiting
@@ -764,7 +885,10 @@ class FirestoreStore:
 
     # -- cursors ----------------------------------------------------------------------
     def cursor(self, connection: str, side: Side, kind: Kind) -> str | None:
-        doc = self._holding(connection)
+        """The lease holder's view; else the document as read moments ago (a poll reads
+        it to find the connection), else a read. A cursor a moment old at worst has the
+        feed shown again from a little earlier, which the links already hold."""
+        doc = self._holding(connection) or self._glimpse(connection)
         cursors = (doc.data if doc else {"cursors": self._field(connection, "cursors")}).get(
             "cursors"
         ) or {}
@@ -783,6 +907,7 @@ class FirestoreStore:
             return
         self.writes += 1
         self._connection(connection).set({"cursors": {f"{side}_{kind}": cursor}}, merge=True)
+        self._seen.pop(self._connection(connection).id, None)  # not as seen any more
 
     def forget_cursor(self, connection: str, side: Side, kind: Kind) -> None:
         held = self._held.get(connection)
@@ -796,6 +921,7 @@ class FirestoreStore:
         self._connection(connection).set(
             {"cursors": {f"{side}_{kind}": firestore.DELETE_FIELD}}, merge=True
         )
+        self._seen.pop(self._connection(connection).id, None)  # not as seen any more
         self._wrote(connection, "cursors", f"{side}_{kind}", None)
 
     # -- links ------------------------------------------------------------------------
@@ -846,7 +972,8 @@ class FirestoreStore:
         )
         found = [_link_of(s.to_dict() or {}) for s in sorted(self._query(query), key=_created)]
         own = {_hashed_id(link.kind, link.key) for link in found}
-        journals, entries = self._open_journal_entries(connection, own)
+        kept = held.doc.data.get(JOURNAL) if held is not None else self._field(connection, JOURNAL)
+        journals, entries = self._open_journal_entries(connection, own, kept)
         found += [link for _, link in entries]
         if held is not None:
             held.open = own | {_hashed_id(link.kind, link.key) for _, link in entries}
@@ -858,17 +985,24 @@ class FirestoreStore:
         return found
 
     def _open_journal_entries(
-        self, connection: str, own: set[str]
+        self, connection: str, own: set[str], kept: Mapping[str, Any] | None = None
     ) -> tuple[dict[str, list[Link]], list[tuple[str, Link]]]:
-        """The journal documents (id → links), and their entries still open: the link
-        was not saved since (a create's link not at all; an intent's link not deleted)."""
+        """The journals (id → links: the journal documents, and `kept`, the one in the
+        connection's document), and their entries still open: the link was not saved
+        since (a create's link not at all; an intent's link not deleted)."""
         journals: dict[str, list[Link]] = {}
         entries: list[tuple[str, Any, Link]] = []
-        for snap in sorted(self._query(self._journal(connection)), key=_created):
-            data = snap.to_dict() or {}
+        found = [
+            (snap.id, snap.to_dict() or {})
+            for snap in sorted(self._query(self._journal(connection)), key=_created)
+        ]
+        if kept:  # journaled last, but for a journal document written after it
+            found.append((IN_CONNECTION, dict(kept)))
+            found.sort(key=lambda pair: _moment_of(pair[1].get("at")))
+        for doc_id, data in found:
             links = [_link_of(entry) for entry in data.get(JOURNAL_ENTRIES) or []]
-            journals[snap.id] = links
-            entries += [(snap.id, data.get("at"), link) for link in links]
+            journals[doc_id] = links
+            entries += [(doc_id, data.get("at"), link) for link in links]
         if not entries:
             return journals, []
         refs = [self._link(connection, link.kind, link.key) for _, _, link in entries]
@@ -892,36 +1026,72 @@ class FirestoreStore:
         return journals, list(latest.values())
 
     def journal_links(self, connection: str, links: Sequence[Link]) -> None:
-        """Journal these links, each with what it is about to write, in one document
-        written before their writes (SYN-4): a cycle of k changes journals them in
-        k / 100 writes, not k. Their own documents are written once, when settled. A
-        journal kept outside a lease goes into each link's own document."""
+        """Journal these links, each with what it is about to write, before their writes
+        (SYN-4): in the connection's document while the holder's open entries fit there
+        (with a lease taken lazily, in the lease's own write), else in a journal
+        document; a cycle of k changes journals them in k / 100 writes, not k. Their
+        own documents are written once, when settled. A journal kept outside a lease
+        goes into each link's own document."""
         held = self._held.get(connection)
         if held is None:
             for link in links:
                 self.save_link(connection, link)
             return
+        new = {_hashed_id(link.kind, link.key) for link in links}
+        kept = [
+            link
+            for link in self._still_open(held, IN_CONNECTION)
+            if _hashed_id(link.kind, link.key) not in new
+        ]
+        merged = [*kept, *links]
+        entries = [_journal_entry(link) for link in merged]
+        if len(json.dumps(entries, default=str)) <= JOURNAL_BYTES:
+            self._holder_writes(
+                connection, {JOURNAL: {JOURNAL_ENTRIES: entries, "at": firestore.SERVER_TIMESTAMP}}
+            )
+            held.doc.data[JOURNAL] = {JOURNAL_ENTRIES: entries}
+            self._journaled(held, IN_CONNECTION, merged)
+            return
+        self._take(connection)
         ref = self._journal(connection).document()
-        entries = [_journal_entry(link) for link in links]
         self.writes += 1
-        ref.set({JOURNAL_ENTRIES: entries, "at": firestore.SERVER_TIMESTAMP})
-        held.journals[ref.id] = list(links)
+        ref.set(
+            {
+                JOURNAL_ENTRIES: [_journal_entry(link) for link in links],
+                "at": firestore.SERVER_TIMESTAMP,
+            }
+        )
+        self._journaled(held, ref.id, list(links))
+
+    @staticmethod
+    def _journaled(held: _Held, journal_id: str, links: list[Link]) -> None:
+        held.journals[journal_id] = links
         for link in links:
             ref_id = _hashed_id(link.kind, link.key)
             held.open.add(ref_id)
-            held.journal_of[ref_id] = ref.id
+            held.journal_of[ref_id] = journal_id
 
-    def _settle_journals(self, connection: str, held: _Held) -> None:
+    @staticmethod
+    def _still_open(held: _Held, journal_id: str) -> list[Link]:
+        """The links of a journal the holder knows are still open and journaled there
+        last."""
+        return [
+            link
+            for link in held.journals.get(journal_id, [])
+            if held.journal_of.get(_hashed_id(link.kind, link.key)) == journal_id
+            and _hashed_id(link.kind, link.key) in held.open
+        ]
+
+    def _settle_journals(self, connection: str, held: _Held) -> dict[str, Any]:
         """At the release: journal documents all of whose links were settled are
-        deleted; one with links still open keeps only those."""
+        deleted; one with links still open keeps only those. Returns the release's
+        fields for the journal in the connection's document (cleared, or its open
+        entries)."""
         batch = self.client.batch()
         for doc_id, links in held.journals.items():
-            still = [
-                link
-                for link in links
-                if held.journal_of.get(_hashed_id(link.kind, link.key)) == doc_id
-                and _hashed_id(link.kind, link.key) in held.open
-            ]
+            if doc_id == IN_CONNECTION:
+                continue
+            still = self._still_open(held, doc_id)
             ref = self._journal(connection).document(doc_id)
             if not still:
                 batch.delete(ref)
@@ -931,8 +1101,18 @@ class FirestoreStore:
         if len(batch):
             self.writes += len(batch)
             batch.commit()
+        if JOURNAL not in held.doc.data and IN_CONNECTION not in held.journals:
+            return {}
+        still = self._still_open(held, IN_CONNECTION)
+        if not still:
+            return {JOURNAL: firestore.DELETE_FIELD}
+        if len(still) == len(held.journals.get(IN_CONNECTION, [])):
+            return {}  # as written
+        entries = [_journal_entry(link) for link in still]
+        return {JOURNAL: {JOURNAL_ENTRIES: entries, "at": firestore.SERVER_TIMESTAMP}}
 
     def save_link(self, connection: str, link: Link) -> None:
+        self._take(connection)  # a lease taken lazily is written first
         self.writes += 1
         self._link(connection, link.kind, link.key).set(_link_fields(link))
         held = self._held.get(connection)
@@ -947,6 +1127,7 @@ class FirestoreStore:
             held.changed(link.kind, link.key, link.state)
 
     def delete_link(self, connection: str, kind: Kind, key: str) -> None:
+        self._take(connection)  # a lease taken lazily is written first
         held = self._held.get(connection)
         if held is not None:
             self.writes += 1
@@ -1000,6 +1181,7 @@ class FirestoreStore:
     def set_retries(self, connection: str, kind: Kind, pending: set[tuple[Side, str]]) -> None:
         """The records of `kind` the next cycle reads again. The lease holder's set
         keeps what someone else added since it read them (a user's "sync again")."""
+        self._take(connection)  # a lease taken lazily is written first
         wanted = {f"{side}:{i}" for side, i in pending}
         doc = self._holding(connection)
         if doc is not None:
@@ -1016,6 +1198,7 @@ class FirestoreStore:
     def put_queue_item(self, connection: str, item: Mapping[str, Any]) -> None:
         """Store the item; a choice the user made stays only while the reason is the
         same (read and written in one transaction, as the user may be choosing)."""
+        self._take(connection)  # a lease taken lazily is written first
         ref = self._queue(connection).document(_hashed_id("queue", str(item["id"])))
         fields = _fields(item)
 
@@ -1039,6 +1222,7 @@ class FirestoreStore:
         self._queued(connection, ref.id, _record(stored))
 
     def drop_queue_item(self, connection: str, item_id: str) -> None:
+        self._take(connection)  # a lease taken lazily is written first
         ref = self._queue(connection).document(_hashed_id("queue", item_id))
         batch = self.client.batch()
         batch.delete(ref)
@@ -1099,6 +1283,7 @@ class FirestoreStore:
         choice: Side | None = None,
         picks: Mapping[str, Side] | None = None,
     ) -> None:
+        self._take(connection)  # a lease taken lazily is written first
         ref = self._queue(connection).document(_hashed_id("queue", item_id))
         self.writes += 1
         try:
@@ -1131,12 +1316,22 @@ class FirestoreStore:
     def _kept(self, days: Any) -> timedelta:
         return paging.retention(self.retention, days)
 
-    def save_run(self, connection: str, run: Mapping[str, Any]) -> None:
+    def save_run(
+        self, connection: str, run: Mapping[str, Any], items: Sequence[Mapping[str, Any]] = ()
+    ) -> None:
         """Store the run with what a page query needs of it (its tenant, connection, the
         kinds it touched, its duration); it expires `retention` (or the tenant's shorter
-        `history_days`) after it ended, or started."""
+        `history_days`) after it ended, or started. Its items go in the same document
+        when they fit one item document's worth (a cycle's history is one write), else
+        in item documents (`add_items`)."""
+        document = self._run_document(connection, run)
+        chunks = list(_item_chunks(items))
+        if len(chunks) == 1:
+            document[ITEM_ENTRIES] = [_fields(item) for item in chunks[0][1]]
+        elif chunks:
+            self.add_items(connection, str(run["id"]), items, run.get("history_days"))
         self.writes += 1
-        self._run(connection, str(run["id"])).set(self._run_document(connection, run))
+        self._run(connection, str(run["id"])).set(document)
 
     def _run_document(self, connection: str, run: Mapping[str, Any]) -> dict[str, Any]:
         moment = run.get("ended") or run.get("started")
@@ -1259,11 +1454,13 @@ class FirestoreStore:
         return True
 
     def items(self, connection: str, run_id: str) -> list[dict[str, Any]]:
-        """The run's items in order: documents of many (`add_items`), and documents of
-        one, as items were stored before."""
+        """The run's items in order: in its own document (`save_run`), in documents of
+        many (`add_items`), and in documents of one, as items were stored before."""
+        snap = self._get(self._run(connection, run_id))
+        kept = (snap.to_dict() or {}).get(ITEM_ENTRIES) if snap.exists else None
+        items: list[dict[str, Any]] = [_record(entry) for entry in kept or []]
         found = self._query(self._items(connection, run_id))
         found.sort(key=lambda s: (_created(s), (s.to_dict() or {}).get("seq", 0)))
-        items: list[dict[str, Any]] = []
         for snap in found:
             data = snap.to_dict() or {}
             if ITEM_ENTRIES in data:
@@ -1334,6 +1531,7 @@ class FirestoreStore:
         return dict(found) if found is not None else None
 
     def save_sealed_grant(self, connection: str, sealed: Mapping[str, str]) -> None:
+        self._take(connection)  # a lease taken lazily is written first
         self._merge(self._connection(connection), {"grant": dict(sealed)}, ["grant"])
         self._seen.pop(self._connection(connection).id, None)
         held = self._held.get(connection)
@@ -1342,6 +1540,7 @@ class FirestoreStore:
             held.doc.update_time = None  # written: a conditional write reads it first
 
     def set_status(self, connection: str, status: str, reason: str = "") -> None:
+        self._take(connection)  # a lease taken lazily is written first
         data = {"status": status, "reason": reason}
         self._merge(self._connection(connection), data, ["status", "reason"])
 
@@ -1375,6 +1574,7 @@ class FirestoreStore:
                     "cursors": gone,
                     "retries": gone,
                     WAITING: gone,
+                    JOURNAL: gone,
                     JOURNAL_CLEAN: gone,
                     LINKED: gone,
                 }
@@ -1455,6 +1655,7 @@ class FirestoreStore:
 
     def save_connection_record(self, connection: str, record: Mapping[str, Any]) -> None:
         """Merge `record` into the connection document (top-level keys replace)."""
+        self._take(connection)  # a lease taken lazily is written first
         fields = dict(record)
         data: dict[str, Any] = {"id": connection, "tenant": self.tenant, "registered": True}
         if "status" in fields:
@@ -1501,6 +1702,7 @@ class FirestoreStore:
         self._set_due(connection, {"next_due": when, FULL_DUE: full})
 
     def _set_due(self, connection: str, fields: Mapping[str, Any]) -> None:
+        self._take(connection)  # a lease taken lazily is written first
         ref = self._connection(connection)
         snap = self._get(ref)
         if snap.exists and (snap.to_dict() or {}).get("registered"):

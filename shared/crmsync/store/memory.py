@@ -85,9 +85,12 @@ class MemoryStore:
         now: datetime,
         seconds: int,
         record: Mapping[str, Any] | None = None,
+        *,
+        lazy: bool = False,
     ) -> bool:
         """As Firestore counts it: the read of the connection document is the one its
-        record was read with just before (or, renewing, the holder's own view)."""
+        record was read with just before (or, renewing, the holder's own view). Taken
+        at once, `lazy` or not."""
         current = self._leases.get(connection)
         if current is not None and current[0] != holder and current[1] > now:
             self.reads += 1  # looked again before saying no
@@ -299,7 +302,11 @@ class MemoryStore:
             del self._filings[connection][filing_id]
 
     # -- history (HIS-1, HIS-2, HIS-3) ------------------------------------------------
-    def save_run(self, connection: str, run: Mapping[str, Any]) -> None:
+    def save_run(
+        self, connection: str, run: Mapping[str, Any], items: Sequence[Mapping[str, Any]] = ()
+    ) -> None:
+        if items:
+            self.add_items(connection, str(run["id"]), items, run.get("history_days"))
         self.writes += 1
         self._runs.setdefault(connection, {})[run["id"]] = copy.deepcopy(dict(run))
         kept = paging.retention(self.retention, run.get("history_days"))

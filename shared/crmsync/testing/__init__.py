@@ -466,6 +466,7 @@ class SyncWorld:
             record.update(
                 id=self.connection.id,
                 user=self.user,
+                crm_user=self.user,
                 provider=self.connection.provider,
                 services=["sync"],
                 status="active",

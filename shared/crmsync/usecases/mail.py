@@ -110,8 +110,7 @@ def run_pass(services: service.Services, tenant: str, connection: str) -> dict[s
         more = _pass(services, store, tenant, tenant_record, record, run, items)
     finally:
         run["ended"] = services.clock()
-        store.add_items(connection, run_id, items, None)
-        store.save_run(connection, run)
+        store.save_run(connection, run, items)
         asked = store.release_lease(connection, run_id)
     if run["status"] == RunStatus.NEEDS_REAUTH:
         store.set_status(connection, ConnectionState.NEEDS_REAUTH, "; ".join(run["errors"]))
