@@ -12,7 +12,6 @@ import pytest
 
 from crmsync.engine.records import Link
 from crmsync.errors import LeaseTaken
-from crmsync.model import Kind
 from crmsync.store.firestore import FirestoreStore
 from crmsync.testing import SyncWorld
 
@@ -142,6 +141,26 @@ def test_an_idle_cycle_reads_two_documents_and_writes_one(world: SyncWorld) -> N
         ({"contact": {"update": 1}}, None),
         ({}, 1),  # stored as it began; its count and end follow when it ends
     ]
+
+
+def test_RUN3_a_poll_that_finds_nothing_reads_two_documents_and_writes_none(
+    world: SyncWorld,
+) -> None:
+    """A poll (every two minutes for Google's contacts and to-dos) that finds no change
+    reads the connection's document, whose cursors it polls from, and the tenant's;
+    it writes nothing and records no run."""
+    crm_member(world, "Ada")
+    world.sync()
+    world.advance(timedelta(minutes=5))
+    world.sync()  # the echo of its create
+    runs = len(world.runs())
+
+    world.advance(timedelta(minutes=2))
+    run = world.sync(trigger="poll")
+
+    assert run["status"] == "idle"
+    assert world.cost == {"reads": 2, "writes": 0}
+    assert len(world.runs()) == runs
 
 
 def test_a_connection_kept_before_its_crm_user_was_learns_it_once(world: SyncWorld) -> None:
@@ -303,30 +322,27 @@ def test_RUN3_a_lease_taken_lazily_goes_to_the_worker_that_writes_first(
     assert first.lease_holder("c1") is None
 
 
-class _RacedCrm:
-    """The CRM as a cycle reads it, with another worker's whole cycle run just as this
-    cycle reads its first page: the two race for the lease."""
+class _RacedStore(FirestoreStore):
+    """Another worker's store over the same database, whose cycle has the connection
+    taken from it by a whole other cycle (`race`) just after it read its links."""
 
-    def __init__(self, crm: Any, race: Any) -> None:
-        self._crm, self._race = crm, race
+    race: Any = None
 
-    def changes(self, kind: Kind, cursor: str | None) -> Any:
-        race, self._race = self._race, None
+    def links_for(self, *args: Any) -> list[Link]:
+        found = super().links_for(*args)
+        race, self.race = self.race, None
         if race is not None:
             race()
-        return self._crm.changes(kind, cursor)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._crm, name)
+        return found
 
 
 def test_RUN3_a_cycle_that_lost_the_lease_before_writing_starts_again(
     world: SyncWorld, firestore_client: Any
 ) -> None:
     """A cycle that took its lease lazily and finds, at its first write, that another
-    worker's cycle took the connection meanwhile wrote nothing: it starts again, reads
-    what that cycle left, and ends well, with nothing applied twice and no lost lease
-    in its history."""
+    worker's cycle took the connection meanwhile has written nothing: it starts again,
+    reads what that cycle left, and ends well, with nothing applied twice and no lost
+    lease in its history."""
     ids = [crm_member(world, name) for name in ("Ada", "Bob")]
     world.sync()
     world.advance(timedelta(minutes=5))
@@ -334,9 +350,10 @@ def test_RUN3_a_cycle_that_lost_the_lease_before_writing_starts_again(
     world.crm.update("contact", ids[0], {"title": "CTO"})
     world.advance(timedelta(minutes=5))
     cycle = world.cycle()
-    cycle.store = FirestoreStore(firestore_client, "t1")  # another worker's store
+    store = _RacedStore(firestore_client, "t1")  # another worker's
     raced: list[dict[str, Any]] = []
-    cycle.crm = _RacedCrm(cycle.crm, lambda: raced.append(world.sync()))
+    store.race = lambda: raced.append(world.sync())
+    cycle.store = store
 
     run = cycle.run()
 
@@ -344,3 +361,40 @@ def test_RUN3_a_cycle_that_lost_the_lease_before_writing_starts_again(
     assert (run["status"], run["counts"], run["errors"]) == ("ok", {}, [])
     [contact] = [c for c in world.provider.all("contact") if c.get("title")]
     assert contact["title"] == "CTO"
+    assert store.lease_holder(world.connection.id) is None
+
+
+class _Watched:
+    """The provider as a cycle writes to it, noting who held the lease at each create."""
+
+    def __init__(self, provider: Any, store: FirestoreStore, connection: str) -> None:
+        self._provider, self._store, self._connection = provider, store, connection
+        self.holders: list[str | None] = []
+
+    def create(self, write: Any) -> Any:
+        self.holders.append(self._store.lease_holder(self._connection))
+        return self._provider.create(write)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._provider, name)
+
+
+def test_SYN4_a_cycle_finishing_a_journal_writes_its_lease_before_resending_a_create(
+    world: SyncWorld,
+) -> None:
+    """A lease taken lazily is written before the cycle sends again a create a killed
+    run journaled: two cycles never finish the same journaled create at once."""
+    for name in ("Ada", "Bob", "Cyd"):
+        crm_member(world, name)
+    world.crash_after(1)
+    assert world.sync()["status"] == "crashed"
+    world.advance(timedelta(seconds=121))  # the dead run's lease ran out
+    cycle = world.cycle()
+    watched = _Watched(cycle.provider, world.store, world.connection.id)  # type: ignore[arg-type]
+    cycle.provider = watched  # type: ignore[assignment]
+
+    run = cycle.run()
+
+    assert run["status"] == "ok"
+    assert watched.holders and set(watched.holders) == {cycle.run_id}
+    assert len(world.provider.all("contact")) == 3

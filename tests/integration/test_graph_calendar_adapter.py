@@ -254,8 +254,8 @@ def test_RUN4_an_event_made_after_the_round_and_deleted_before_the_next_reads_as
 ) -> None:
     """Graph's delta is state-based: an event made after a round began and deleted
     before the next was in no round's state. The cursor kept after the cycle's writes
-    names it, so the next round reads it and reports it gone; one the round reports
-    itself costs no extra request."""
+    names it, so the next round reads it and reports it gone; one the round reports at
+    the version its create left is the echo of that create: not read, not reported."""
     cal = calendar_of(graph)
     first = cal.changes(None)  # the cycle reads ...
     gone = create(cal, key="k-gone")  # ... then writes
@@ -268,10 +268,38 @@ def test_RUN4_an_event_made_after_the_round_and_deleted_before_the_next_reads_as
     later = calendar_of(graph).changes(kept)
 
     assert gone not in {r.id for r in bare.records}  # what the round alone reports
-    assert {(r.id, r.gone) for r in later.records} == {(gone, True), (echoed, False)}
+    assert {(r.id, r.gone) for r in later.records} == {(gone, True)}
+    assert echoed in {r.id for r in bare.records}  # the round reported it
     gets = graph.sandbox.requests.get("GET", 0) - requests.get("GET", 0)
-    assert gets == 1 + 1 + 1  # the round's page, the echoed event's read, the gone one's
+    assert gets == 1 + 1  # the round's page, the gone one's read
     assert calendar_of(graph).cursor_after_writes(later.cursor) == later.cursor
+
+
+def test_RUN4_an_event_changed_after_crmsyncs_write_is_read_and_reported(graph: Graph) -> None:
+    """The echo of crmsync's own write is known by the version the write left; once the
+    user changes the event after it, the round reports another version, and the event
+    is read again and reported with the user's change."""
+    cal = calendar_of(graph)
+    first = cal.changes(None)
+    made = create(cal, key="k-1")
+    updated = cal.update(
+        Write(
+            "provider",
+            "update",
+            "activity",
+            target=made,
+            fields={"subject": "Ours"},
+            version=cal.get(made).version,
+        )
+    )
+    kept = cal.cursor_after_writes(first.cursor)
+    graph.ok(graph.patch(f"me/events/{made}", {"location": {"displayName": "Room 9"}}), 200)
+
+    later = calendar_of(graph).changes(kept)
+
+    [record] = later.records
+    assert (record.id, record.fields["location"]) == (made, "Room 9")
+    assert record.version != updated.version
 
 
 def test_SYN4_an_update_from_a_stale_version_is_a_conflict(graph: Graph) -> None:

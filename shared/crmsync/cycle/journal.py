@@ -36,15 +36,22 @@ class Journal:
     view: View  # how a side holds canonical values (the lens), for unwritten fields
     history: History
     excluded: Callable[[Kind, str], bool] = lambda kind, crm_id: False  # SET-4, now
+    # called before its first remote write: the cycle writes a lease it took lazily,
+    # so that no other cycle finishes the same journaled writes at the same time
+    ready: Callable[[], None] = lambda: None
 
     def settle(self, kinds: Iterable[Kind]) -> None:
         """Finish what a killed run journaled for records of `kinds`."""
         wanted = set(kinds)
+        ready = False
         for link in self.store.journaled_links(self.connection):
             if link.kind not in wanted:
                 continue  # a cycle of the other kinds settles it
             if link.state == "creating" and link.crm_id and self.excluded(link.kind, link.crm_id):
                 continue  # sent once the user includes the record again
+            if not ready:
+                self.ready()
+                ready = True
             try:
                 if link.state == "creating":
                     self.finish_create(link)

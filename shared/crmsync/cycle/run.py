@@ -180,6 +180,7 @@ class Cycle:
             try:
                 status, pending_kinds = self.run_kinds()
             except LeaseTaken:  # another cycle took it before this one wrote anything
+                self.store.release_lease(self.conn, self.run_id)  # it never held it
                 self.history = History(self.clock, where=self.history.where)
                 run.update(
                     counts=self.history.counts,
@@ -414,6 +415,7 @@ class Cycle:
             self.view,
             self.history,
             lambda kind, crm_id: self.settings.excluded(kind, crm_id, self.clock()),
+            self.take_lease,
         )
 
     def applier(self) -> Applier:
@@ -433,6 +435,13 @@ class Cycle:
         if self._deadline is not None and self.ticker() > self._deadline:
             raise BudgetSpent()
         self.keep_lease()
+
+    def take_lease(self) -> None:
+        """Write the lease now if it was taken lazily (before remote writes no journal
+        write of this cycle precedes); a lease another took meanwhile stops the cycle."""
+        if not self.store.acquire_lease(self.conn, self.run_id, self.clock(), LEASE_SECONDS):
+            raise LeaseLost()
+        self._renewed = self.ticker()
 
     def keep_lease(self) -> None:
         """Renew the lease every RENEW_EVERY seconds of work (RUN-3), so a long cycle

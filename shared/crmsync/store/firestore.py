@@ -651,7 +651,8 @@ class FirestoreStore:
         `lazy`: the lease is written with the holder's first write for the connection
         (its journal, as a rule), on condition that the document is still as read here;
         that write raises LeaseTaken(first=True) when another holder came first. A
-        cycle that writes nothing gives such a lease up in its release's one write."""
+        cycle that writes nothing gives such a lease up in its release's one write. Its
+        holder renewing it without `lazy` has it written then."""
         ref = self._connection(connection)
         held = self._held.get(connection)
         mine = held is not None and held.holder == holder
@@ -670,6 +671,8 @@ class FirestoreStore:
             held.pending["lease"] = lease
             held.pending.update(_record_update(record or {}))
             held.doc.data["lease"] = lease
+            if not lazy:  # written now (LeaseTaken if another took it meanwhile)
+                self._take(connection)
             return True
         doc = held.doc if mine and held is not None else self._recent(ref)
         for attempt in range(LEASE_ATTEMPTS):
@@ -730,6 +733,8 @@ class FirestoreStore:
         held = self._held.get(connection)
         if held is None or held.pending is None:
             return False
+        if held.doc.update_time is None:  # its document written since it was read
+            held.lost = True
         if held.lost:
             raise LeaseTaken("another cycle took the connection first", first=True)
         fields = {**held.pending, **(extra or {})}
@@ -1198,7 +1203,6 @@ class FirestoreStore:
     def put_queue_item(self, connection: str, item: Mapping[str, Any]) -> None:
         """Store the item; a choice the user made stays only while the reason is the
         same (read and written in one transaction, as the user may be choosing)."""
-        self._take(connection)  # a lease taken lazily is written first
         ref = self._queue(connection).document(_hashed_id("queue", str(item["id"])))
         fields = _fields(item)
 
@@ -1222,7 +1226,6 @@ class FirestoreStore:
         self._queued(connection, ref.id, _record(stored))
 
     def drop_queue_item(self, connection: str, item_id: str) -> None:
-        self._take(connection)  # a lease taken lazily is written first
         ref = self._queue(connection).document(_hashed_id("queue", item_id))
         batch = self.client.batch()
         batch.delete(ref)
@@ -1283,7 +1286,6 @@ class FirestoreStore:
         choice: Side | None = None,
         picks: Mapping[str, Side] | None = None,
     ) -> None:
-        self._take(connection)  # a lease taken lazily is written first
         ref = self._queue(connection).document(_hashed_id("queue", item_id))
         self.writes += 1
         try:
@@ -1531,7 +1533,6 @@ class FirestoreStore:
         return dict(found) if found is not None else None
 
     def save_sealed_grant(self, connection: str, sealed: Mapping[str, str]) -> None:
-        self._take(connection)  # a lease taken lazily is written first
         self._merge(self._connection(connection), {"grant": dict(sealed)}, ["grant"])
         self._seen.pop(self._connection(connection).id, None)
         held = self._held.get(connection)
@@ -1540,7 +1541,6 @@ class FirestoreStore:
             held.doc.update_time = None  # written: a conditional write reads it first
 
     def set_status(self, connection: str, status: str, reason: str = "") -> None:
-        self._take(connection)  # a lease taken lazily is written first
         data = {"status": status, "reason": reason}
         self._merge(self._connection(connection), data, ["status", "reason"])
 
@@ -1655,7 +1655,6 @@ class FirestoreStore:
 
     def save_connection_record(self, connection: str, record: Mapping[str, Any]) -> None:
         """Merge `record` into the connection document (top-level keys replace)."""
-        self._take(connection)  # a lease taken lazily is written first
         fields = dict(record)
         data: dict[str, Any] = {"id": connection, "tenant": self.tenant, "registered": True}
         if "status" in fields:
@@ -1702,7 +1701,6 @@ class FirestoreStore:
         self._set_due(connection, {"next_due": when, FULL_DUE: full})
 
     def _set_due(self, connection: str, fields: Mapping[str, Any]) -> None:
-        self._take(connection)  # a lease taken lazily is written first
         ref = self._connection(connection)
         snap = self._get(ref)
         if snap.exists and (snap.to_dict() or {}).get("registered"):

@@ -486,6 +486,15 @@ def sync_window(
     return low, now + REACH_AHEAD
 
 
+def _echo(item: Mapping[str, Any], wrote: Mapping[str, str]) -> bool:
+    """A single event a round reports at the version crmsync's own write left: its echo,
+    which needs no read (a series' version also depends on its occurrences)."""
+    if item.get("seriesMasterId") or item.get("type") not in (None, "singleInstance"):
+        return False
+    version = item.get("@odata.etag")
+    return version is not None and wrote.get(str(item["id"])) == str(version)
+
+
 def _window_cursor(cursor: str | None) -> tuple[tuple[datetime, datetime] | None, str | None]:
     """The window and delta link a calendar cursor holds (`<low> <high> <link>`)."""
     if not cursor:
@@ -578,6 +587,7 @@ class GraphCalendar(RemembersWhatItMade):
         read too: an event deleted is gone, one moved out of the window or the calendar
         is a change, never a delete."""
         kept, made = echoes.split(cursor)
+        wrote = echoes.written(cursor)
         window, link = _window_cursor(kept)
         if window is not None and self._rolled(window):
             window, link = None, None  # a fresh round over today's window
@@ -586,16 +596,20 @@ class GraphCalendar(RemembersWhatItMade):
         params = None if link else {"startDateTime": _iso(low), "endDateTime": _iso(high)}
         changed: dict[str, None] = {}
         removed: dict[str, None] = {}
+        echoed: set[str] = set()
         for page in self.client.pages(start, "graph events.delta", params):
             for item in page.get("value") or ():
                 if "@removed" in item:
                     removed[str(item["id"])] = None
+                elif _echo(item, wrote):
+                    echoed.add(str(item["id"]))  # as crmsync's own write left it
                 else:
                     changed[str(item.get("seriesMasterId") or item["id"])] = None
             if page.get("@odata.deltaLink"):
+                echoed -= changed.keys()  # changed after all (another instance of it)
                 reported = [*changed, *(i for i in removed if i not in changed)]
                 records = self._read_many(reported)
-                records += echoes.unreported(made, records, self.get)
+                records += echoes.unreported(made, records, self.get, echoed)
                 cursor = f"{_iso(low)} {_iso(high)} {page['@odata.deltaLink']}"
                 return ChangePage(records, cursor)
         raise PermanentError("an event delta round ended without a delta link")
@@ -673,6 +687,7 @@ class GraphCalendar(RemembersWhatItMade):
         )
         self._made_now(str(made["id"]))
         if not write.fields.get("recurrence"):
+            self._wrote_now(str(made["id"]), str(made["@odata.etag"]))
             return WriteResult(str(made["id"]), str(made["@odata.etag"]), reminder_of(made))
         self._apply_exceptions(str(made["id"]), write.fields)
         return self._result(str(made["id"]))
@@ -689,6 +704,7 @@ class GraphCalendar(RemembersWhatItMade):
                 results[n] = made
                 continue
             self._made_now(str(made["id"]))
+            self._wrote_now(str(made["id"]), str(made["@odata.etag"]))
             results[n] = WriteResult(str(made["id"]), str(made["@odata.etag"]), reminder_of(made))
         for n, write in enumerate(writes):
             if n not in results:
@@ -732,6 +748,7 @@ class GraphCalendar(RemembersWhatItMade):
             self._apply_exceptions(write.target, fields)
         if answer.get("recurrence"):
             return self._result(write.target)
+        self._wrote_now(str(answer["id"]), str(answer["@odata.etag"]))
         return WriteResult(str(answer["id"]), str(answer["@odata.etag"]), reminder_of(answer))
 
     def delete(self, write: Write) -> None:
