@@ -322,6 +322,26 @@ def test_RUN3_a_lease_taken_lazily_goes_to_the_worker_that_writes_first(
     assert first.lease_holder("c1") is None
 
 
+def test_RUN3_a_trigger_meeting_a_lease_taken_lazily_here_asks_its_holder_again(
+    firestore_client: Any,
+) -> None:
+    """A cycle that finds the connection taken lazily by another cycle of the same
+    instance (its document shows no lease yet) asks that one for one cycle more, as it
+    would a lease it can read: the holder's release answers the ask, written or not."""
+    store = FirestoreStore(firestore_client, "t-ask")
+    store.save_connection_record("c1", {"user": "u1", "provider": "google"})
+    now = datetime.now(UTC)
+    assert store.acquire_lease("c1", "run-a", now, 120, lazy=True)
+    assert not store.acquire_lease("c1", "run-b", now, 120, lazy=True)
+
+    expires = store.ask_again("c1", "push", now)
+
+    assert expires is not None and expires > now
+    assert store.ask_again("c1", "crm", now) == expires  # one more cycle is all it takes
+    assert store.acquire_lease("c1", "run-a", now, 120, lazy=True)  # renewed, unwritten
+    assert store.release_lease("c1", "run-a") == "push"
+
+
 class _RacedStore(FirestoreStore):
     """Another worker's store over the same database, whose cycle has the connection
     taken from it by a whole other cycle (`race`) just after it read its links."""

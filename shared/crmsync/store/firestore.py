@@ -668,6 +668,8 @@ class FirestoreStore:
             return False
         if mine and held is not None and held.pending is not None:  # renewed unwritten
             lease = {"holder": holder, "expires": now + timedelta(seconds=seconds)}
+            if held.pending["lease"].get("asked"):  # asked of it here meanwhile
+                lease["asked"] = held.pending["lease"]["asked"]
             held.pending["lease"] = lease
             held.pending.update(_record_update(record or {}))
             held.doc.data["lease"] = lease
@@ -786,6 +788,13 @@ class FirestoreStore:
         document is as read, so an ask either reaches the holder before it releases the
         lease, or finds the lease gone and says so (None)."""
         ref = self._connection(connection)
+        held = self._held.get(connection)
+        if held is not None and held.pending is not None and not held.lost:
+            lease = held.pending["lease"]  # taken lazily here: asked here, written with it
+            if _utc(lease["expires"]) > now:
+                lease.setdefault("asked", trigger)
+                held.doc.data["lease"] = lease
+                return _utc(lease["expires"])
         for attempt in range(LEASE_ATTEMPTS):
             snap = self._get(ref)
             current = (snap.to_dict() or {}).get("lease") if snap.exists else None
