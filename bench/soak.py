@@ -349,6 +349,9 @@ def _all_idle(stack: LocalStack, before: list[dict[str, Any]]) -> bool:
             return False
         if last.get("id") == earlier.get(record["id"]):
             return False
+        quiet = record.get("quiet") or {}
+        if quiet.get("ended") == last.get("ended"):
+            continue  # folded into the record's entry of quiet runs (HIS-1): it changed nothing
         [run] = [r for r in store.runs(record["id"]) if r["id"] == last["id"]]
         if any(n for counts in run.get("counts", {}).values() for n in counts.values()):
             return False
