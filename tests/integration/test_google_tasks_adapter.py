@@ -19,7 +19,7 @@ from werkzeug.serving import make_server
 from crmsync.engine.plan import Write
 from crmsync.errors import Conflict, CursorExpired, NotFound
 from crmsync.providers.google.client import GoogleClient
-from crmsync.providers.google.tasks import HELD, GoogleTasks
+from crmsync.providers.google.tasks import HELD, RECHECK_WRITES, GoogleTasks
 from sandbox.google.core import TASKS_SCOPES, GoogleSandbox, Router
 from sandbox.google.server import routes, serve
 from sandbox.google.tasks import complete_in_google_app, stored_tasks
@@ -417,6 +417,119 @@ def test_SYN4_update_from_a_stale_version_is_a_conflict(world: World) -> None:
         tasks.delete(Write("provider", "delete", "todo", task_id, version=before))
 
     assert tasks.get(task_id).fields["subject"] == "Call Bob today"  # type: ignore[index]
+
+
+def user_edits(world: World, task_id: str, **body: Any) -> None:
+    """The user changes a task in Google's own apps."""
+    service = world.client().service("tasks", "v1")
+    service.tasks().patch(tasklist="@default", task=task_id, body=body).execute(num_retries=0)
+
+
+def requests_during(world: World, act: Callable[[], Any]) -> dict[str, int]:
+    """The requests the sandbox answered while `act` ran, per HTTP method."""
+    before = dict(world.google.requests)
+    act()
+    after = world.google.requests
+    return {m: n - before.get(m, 0) for m, n in after.items() if n != before.get(m, 0)}
+
+
+def test_SYN4_updates_after_a_feed_read_cost_one_listing_and_a_patch_each(world: World) -> None:
+    tasks = world.adapter()
+    made = [create(tasks, f"key-{n}", subject=f"Call {n}") for n in range(5)]
+    world.clock.advance(minutes=10)
+    fresh = world.adapter()  # the next cycle's process
+    versions = {r.id: r.version for r in fresh.changes(None).records}
+
+    def update_all() -> None:
+        for n, task_id in enumerate(made):
+            update(fresh, task_id, versions[task_id], notes=f"note {n}")
+
+    # five patches and one listing of what changed since the feed, not five reads
+    assert requests_during(world, update_all) == {"GET": 1, "PATCH": 5}
+    assert sorted(t["notes"] for t in world.stored()) == [f"note {n}" for n in range(5)]
+
+
+def test_SYN4_a_task_the_user_changed_after_the_feed_read_is_a_conflict_not_overwritten(
+    world: World,
+) -> None:
+    tasks = world.adapter()
+    task_id, other = create(tasks, "key-1"), create(tasks, "key-2", subject="Email Ann")
+    world.clock.advance(minutes=10)
+    cursor = tasks.changes(None).cursor
+    world.clock.advance(minutes=10)
+    read = by_id(tasks.changes(cursor).records)
+    versions = {t["id"]: t["etag"] for t in world.stored()}
+    assert read == {}  # nothing changed since the cursor: the links' versions hold
+
+    world.clock.advance(seconds=0.2)
+    user_edits(world, task_id, title="Call Bob at noon")  # after the feed read
+    with pytest.raises(Conflict):
+        update(tasks, task_id, versions[task_id], subject="Call Bob today")
+    assert update(tasks, other, versions[other], subject="Email Ann today")
+
+    world.clock.advance(seconds=6)  # the listing is older than RECHECK: listed again
+    user_edits(world, other, title="Email Ann and Bob")
+    with pytest.raises(Conflict):
+        update(tasks, other, versions[other], notes="x")
+    with pytest.raises(Conflict):
+        tasks.delete(Write("provider", "delete", "todo", other, version=versions[other]))
+
+    titles = {t["id"]: t["title"] for t in world.stored()}
+    assert titles == {task_id: "Call Bob at noon", other: "Email Ann and Bob"}
+
+
+def test_SYN4_a_burst_of_updates_lists_the_changes_again_every_few_writes(world: World) -> None:
+    tasks = world.adapter()
+    made = [create(tasks, f"key-{n}", subject=f"Call {n}") for n in range(2 * RECHECK_WRITES + 1)]
+    world.clock.advance(minutes=10)
+    fresh = world.adapter()
+    versions = {r.id: r.version for r in fresh.changes(None).records}
+    *burst, last = made
+
+    def update_the_burst() -> None:
+        for task_id in burst:
+            world.clock.advance(seconds=0.05)
+            update(fresh, task_id, versions[task_id], notes="updated")
+
+    # a listing before the first write and one after RECHECK_WRITES writes
+    assert requests_during(world, update_the_burst) == {"GET": 2, "PATCH": len(burst)}
+
+    user_edits(world, last, title="Call the last one at noon")
+    # RECHECK_WRITES more writes made: listed again, and the user's edit is seen
+    with pytest.raises(Conflict):
+        update(fresh, last, versions[last], notes="updated")
+    assert {t["id"]: t["title"] for t in world.stored()}[last] == "Call the last one at noon"
+
+
+def test_SYN4_a_task_deleted_after_the_feed_read_is_not_found_for_an_update_or_delete(
+    world: World,
+) -> None:
+    tasks = world.adapter()
+    first, second = create(tasks, "key-1"), create(tasks, "key-2", subject="Email Ann")
+    world.clock.advance(minutes=10)
+    versions = {r.id: r.version for r in tasks.changes(None).records}
+    service = world.client().service("tasks", "v1")
+    for task_id in (first, second):
+        service.tasks().delete(tasklist="@default", task=task_id).execute(num_retries=0)
+
+    with pytest.raises(NotFound):
+        update(tasks, first, versions[first], subject="Too late")
+    with pytest.raises(NotFound):
+        tasks.delete(Write("provider", "delete", "todo", second, version=versions[second]))
+
+
+def test_SYN4_a_task_written_twice_in_a_cycle_is_not_its_own_conflict(world: World) -> None:
+    tasks = world.adapter()
+    task_id = create(tasks)
+    world.clock.advance(minutes=10)
+    version = by_id(tasks.changes(None).records)[task_id].version
+
+    version = update(tasks, task_id, version, subject="Call Bob today")
+    world.clock.advance(seconds=6)  # listed again: the task's own write shows in it
+    version = update(tasks, task_id, version, notes="bring the contract")
+    tasks.delete(Write("provider", "delete", "todo", task_id, version=version))
+
+    assert tasks.get(task_id).fields is None
 
 
 def test_SYN4_an_update_returns_the_version_the_next_listing_shows(world: World) -> None:

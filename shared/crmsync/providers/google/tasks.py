@@ -43,9 +43,18 @@ Residual risk, precisely:
   * SideRecord.ref is always None: nothing on a task says crmsync made it, so a
     reconnect re-links tasks by subject and due date (TSK-2), not by a mark (SYN-9).
 
-Concurrency: Tasks' patch and delete take no If-Match precondition, so a write with
-a version reads the task first and raises Conflict when its etag differs; a user edit
-landing between that read and the write is overwritten (a window of one round trip).
+Concurrency: Tasks' patch and delete take no If-Match precondition. A write with a
+version raises Conflict when the task's etag differs from it, and NotFound when the
+task was deleted, from what the list says changed since the cycle read its feed: the
+tasks updated since then are listed before the first write, and again after
+`RECHECK_WRITES` writes or `RECHECK` (one request for a burst of writes, not a read
+before each). A task absent from those listings is as the feed (or its link) left it.
+Each listing after the first starts where Google's own stamps say the one before was
+made, less `RELIST_MARGIN`, so it holds the tasks of the last seconds, not minutes.
+A user edit landing between a listing and the write is overwritten: a window of at
+most `RECHECK_WRITES` writes or `RECHECK`, where a read before each write left one
+round trip; the price of one request per update instead of two. A write with a
+version and no feed read in this process reads the task first.
 """
 
 from __future__ import annotations
@@ -69,6 +78,11 @@ PAGE_SIZE = 100  # the most tasks.list returns per page
 SAFETY_MARGIN = timedelta(minutes=2)
 RETRY_WINDOW = timedelta(hours=1)
 LOOKUP_REUSE = timedelta(minutes=2)
+# A listing of what changed since the feed vouches for the versions for this many
+# writes, or this long; the next starts this long before Google's newest stamp seen.
+RECHECK_WRITES = 25
+RECHECK = timedelta(seconds=5)
+RELIST_MARGIN = timedelta(seconds=10)
 _DONE = ("completed", "cancelled")
 
 
@@ -170,6 +184,7 @@ class GoogleTasks:
         self.held = HELD
         self._made: dict[str, str] = {}  # idempotency key → task made in this process
         self.recent: Recent | None = None  # the create look-up's listing, while usable
+        self.checked: Checked | None = None  # what changed since the feed was read
 
     @property
     def tasks(self) -> Any:
@@ -226,6 +241,9 @@ class GoogleTasks:
         bound = max([*stamps, started]) - SAFETY_MARGIN
         if after is not None:
             bound = max(bound, after)
+        seen = {str(t["id"]): (str(t.get("etag")), bool(t.get("deleted"))) for t in tasks}
+        newest = max(stamps, default=None)
+        self.checked = Checked(max([*stamps, started]) - SAFETY_MARGIN, seen, newest)
         return ChangePage([self.record(t) for t in tasks], _cursor(self.tasklist, bound))
 
     def _task(self, task_id: str) -> dict[str, Any]:
@@ -241,6 +259,37 @@ class GoogleTasks:
         if version is not None and str(task.get("etag")) != version:
             raise Conflict(f"task {task_id} changed since version {version}")
         return task
+
+    def _check(self, task_id: str, version: str | None) -> None:
+        """Raise NotFound when the task is deleted and Conflict when it is not at
+        `version`: from the changes listed since the feed was read (listed again after
+        RECHECK_WRITES writes or RECHECK), or from a read of the task when this process
+        read no feed."""
+        if version is None:
+            return
+        checked = self.checked
+        if checked is None:
+            self._live(task_id, version)
+            return
+        now = self.clock()
+        if checked.at is None or checked.writes >= RECHECK_WRITES or now - checked.at > RECHECK:
+            for task in self._list_tasks(checked.since, deleted=True):
+                checked.saw(task)
+            if checked.newest is not None:  # nothing made after this listing is older
+                checked.since = max(checked.since, checked.newest - RELIST_MARGIN)
+            checked.at, checked.writes = now, 0
+        etag, deleted = checked.tasks.get(task_id, (version, False))
+        if deleted:
+            raise NotFound(f"task {task_id} is deleted")
+        if etag != version:
+            raise Conflict(f"task {task_id} changed since version {version}")
+
+    def _wrote(self, task_id: str, answer: Mapping[str, Any] | None) -> None:
+        """A write of this process (answer None: a delete): the listing of changes knows
+        the task's new etag, so a later write from that version is not a conflict."""
+        if self.checked is not None:
+            self.checked.writes += 1
+            self.checked.saw({"id": task_id, "deleted": True} if answer is None else answer)
 
     def get(self, record_id: str) -> SideRecord:
         try:
@@ -291,21 +340,46 @@ class GoogleTasks:
         if not body:  # nothing a task holds changes: no write
             current = self._live(write.target, write.version or None)
             return WriteResult(write.target, str(current["etag"]))
-        if write.version:
-            self._live(write.target, write.version)
+        self._check(write.target, write.version or None)
         request = self.tasks.patch(tasklist=self.tasklist, task=write.target, body=body)
         answer = self.client.execute(request, "tasks tasks.patch")
         if answer.get("deleted"):  # the write landed on a deleted task's remains
             raise NotFound(f"task {write.target} is deleted")
+        self._wrote(write.target, answer)
         return WriteResult(str(answer["id"]), str(answer["etag"]))
 
     def delete(self, write: Write) -> None:
-        """Delete the task; Google keeps a deleted task's remains, so a task already
-        deleted is told apart by reading it first."""
+        """Delete the task. Google keeps a deleted task's remains and deletes them again
+        without a word, so a task already deleted is told apart by the changes listed
+        since the feed was read, or by reading it when no version is known."""
         assert write.target is not None
-        self._live(write.target, write.version or None)
+        if write.version:
+            self._check(write.target, write.version)
+        else:
+            self._live(write.target, None)
         request = self.tasks.delete(tasklist=self.tasklist, task=write.target)
         self.client.execute(request, "tasks tasks.delete")
+        self._wrote(write.target, None)
+
+
+@dataclass
+class Checked:
+    """What the list says changed since the feed was read: each task listed or written
+    (id → etag, deleted); where the next listing starts (`since`); Google's newest
+    `updated` stamp seen; when the last listing was made (None: not yet) and the writes
+    made since."""
+
+    since: datetime
+    tasks: dict[str, tuple[str, bool]]
+    newest: datetime | None
+    at: datetime | None = None
+    writes: int = 0
+
+    def saw(self, task: Mapping[str, Any]) -> None:
+        self.tasks[str(task["id"])] = (str(task.get("etag")), bool(task.get("deleted")))
+        stamp = model.parse_instant(task.get("updated"))
+        if stamp is not None and (self.newest is None or stamp > self.newest):
+            self.newest = stamp
 
 
 @dataclass(frozen=True)
