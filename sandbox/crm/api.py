@@ -46,6 +46,7 @@ from sandbox.crm.database import (
     StoredRecord,
     User,
 )
+from sandbox.crm.links import record_url
 from sandbox.crm.records import as_lead, as_record, as_tombstone, canonical, held, model_kind
 from sandbox.crm.validation import Check, Invalid
 from sandbox.crm.visibility import may_see
@@ -57,6 +58,7 @@ MAX_BODY = 1024 * 1024
 MAX_HISTORY_BODY = 40 * 1024 * 1024
 DEFAULT_PAGE = 100
 PEOPLE_PAGE, PEOPLE_MOST = 20, 50  # GET /people's default and largest limit (EML-5)
+RECENT_PAGE, RECENT_MOST = 5, 20  # GET /people/{kind}/{id}: the history items it shows
 RECORD_KINDS = ("contact", "activity", "todo")
 DEFAULT_GROUP = "default"
 
@@ -83,6 +85,7 @@ ROUTES: tuple[tuple[str, str, str, bool], ...] = (
     ("/accounts", "POST", "create_account", True),
     ("/leads", "POST", "create_lead", True),
     ("/people", "GET", "find_people", True),
+    ("/people/<kind>/<record_id>", "GET", "get_person", True),
     ("/history", "POST", "record_history", True),
 )
 ACTS_FOR_USER = {handler: acts for _, _, handler, acts in ROUTES}
@@ -239,6 +242,10 @@ def _history_json(item: Mapping[str, Any]) -> dict[str, Any]:
         "attachments": len(item["attachments"]),
         "links": len(item["links"]),
     }
+
+
+def _moment(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def _person_name(fields: Mapping[str, Any]) -> str:
@@ -805,6 +812,64 @@ class Api:
                     if match(person):
                         people.append(person)
         return people
+
+    def get_person(self, call: Call, kind: str, record_id: str) -> Response:
+        """CTX-1: a contact or lead as the mail client's pane shows it: who, where to
+        open it in the CRM, its account and that account's open opportunities, its
+        latest history items and the custom fields that hold a value."""
+        if kind not in ("contact", "lead"):
+            raise bad_request("kind must be contact or lead")
+        limit = self._limit(call.request, RECENT_PAGE, RECENT_MOST)
+        site = call.request.host_url.rstrip("/")
+
+        def url(some_id: str) -> str:
+            return record_url(site, call.tenant, some_id)
+
+        with self.db.transaction():
+            record = self._visible_person(call, kind, record_id)
+            if not may_see(kind, record.raw, record.owner, call.user):
+                raise ApiError(404, "not_found", f"no {kind} {record_id} for this user")
+            raw = held(self.db, call.tenant, record)
+            fields = canonical(kind, raw)
+            if fields is None:
+                raise ApiError(404, "not_found", f"the {kind} {record_id} does not read as one")
+            history = self.db.history_of(call.tenant, kind, record.id)
+            account = self.db.account(call.tenant, record.account_id) if record.account_id else None
+            opportunities = (
+                self.db.open_opportunities(call.tenant, account["id"]) if account else []
+            )
+            declared = self._custom_names(call.tenant, kind)
+        custom = raw.get("custom") if isinstance(raw.get("custom"), dict) else {}
+        # newest first; of items dated alike, the one recorded later
+        recent = sorted(reversed(history), key=lambda item: _moment(item["date"]), reverse=True)
+        return json_response(
+            {
+                "kind": kind,
+                "id": record.id,
+                "name": _person_name(fields),
+                "title": fields["title"],
+                "emails": list(fields["emails"]),
+                "history_count": len(history),
+                "url": url(record.id),
+                "account": None
+                if account is None
+                else {
+                    "id": account["id"],
+                    "name": account["name"],
+                    "url": url(account["id"]),
+                },
+                "opportunities": [{**o, "url": url(o["id"])} for o in opportunities],
+                "history": [
+                    {"id": item["id"], "subject": item["subject"], "date": item["date"]}
+                    for item in recent[:limit]
+                ],
+                "fields": [
+                    {"name": name, "value": custom[name]}
+                    for name in declared
+                    if custom.get(name) not in (None, "", [])
+                ],
+            }
+        )
 
     def record_history(self, call: Call) -> Response:
         """EML-2, EML-4: one item per key; the record must be one the user sees (404)

@@ -183,6 +183,25 @@ class ReferenceCrm:
             self._live(tenant, "contact", contact_id)
             self.database.attach_account(tenant, contact_id, account_id, share_address)
 
+    def add_opportunity(
+        self,
+        tenant: str,
+        account_id: str,
+        name: str,
+        stage: str = "Qualification",
+        *,
+        amount: str | None = None,
+        close_date: str | None = None,
+        open: bool = True,
+    ) -> str:
+        """An opportunity of the account (CTX-1); a closed one is not `open`."""
+        if self.database.account(tenant, account_id) is None:
+            raise NotFound(f"no account {account_id}")
+        found = self.database.create_opportunity(
+            tenant, account_id, name, stage=stage, amount=amount, close_date=close_date, open=open
+        )
+        return str(found["id"])
+
     # -- what the CRM declares (SYN-3, CAL-9, TSK-3, CON-8) ---------------------------------------
     def set_field_limit(self, tenant: str, kind: str, field: str, n: int) -> None:
         if n < 1:

@@ -92,6 +92,19 @@ CREATE TABLE IF NOT EXISTS accounts (
     PRIMARY KEY (tenant, id)
 );
 CREATE INDEX IF NOT EXISTS accounts_by_name ON accounts (tenant, name, number);
+CREATE TABLE IF NOT EXISTS opportunities (
+    tenant TEXT NOT NULL REFERENCES tenants (id),
+    id TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    account_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    amount TEXT,
+    close_date TEXT,
+    open INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (tenant, id)
+);
+CREATE INDEX IF NOT EXISTS opportunities_by_account ON opportunities (tenant, account_id, number);
 CREATE TABLE IF NOT EXISTS history (
     tenant TEXT NOT NULL REFERENCES tenants (id),
     id TEXT NOT NULL,
@@ -646,6 +659,60 @@ class CrmDatabase:
                 name,
             )
         return [_account(row) for row in rows]
+
+    # -- opportunities (CTX-1: what the mail client's pane shows of an account) ---------
+    def create_opportunity(
+        self,
+        tenant: str,
+        account_id: str,
+        name: str,
+        *,
+        stage: str,
+        amount: str | None = None,
+        close_date: str | None = None,
+        open: bool = True,
+    ) -> dict[str, Any]:
+        with self.transaction():
+            number = self._next_number(tenant, "opportunity")
+            opportunity_id = f"opp-{number}"
+            self._run(
+                "INSERT INTO opportunities (tenant, id, number, account_id, name, stage, amount,"
+                " close_date, open) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                tenant,
+                opportunity_id,
+                number,
+                account_id,
+                name,
+                stage,
+                amount,
+                close_date,
+                int(open),
+            )
+        return {
+            "id": opportunity_id,
+            "name": name,
+            "stage": stage,
+            "amount": amount,
+            "close_date": close_date,
+        }
+
+    def opportunity(self, tenant: str, opportunity_id: str) -> dict[str, Any] | None:
+        row = self._one(
+            "SELECT * FROM opportunities WHERE tenant = ? AND id = ?", tenant, opportunity_id
+        )
+        names = ("id", "name", "stage", "amount", "close_date")
+        return None if row is None else {name: row[name] for name in names}
+
+    def open_opportunities(self, tenant: str, account_id: str) -> list[dict[str, Any]]:
+        """The account's open opportunities, oldest first."""
+        rows = self._all(
+            "SELECT * FROM opportunities WHERE tenant = ? AND account_id = ? AND open = 1"
+            " ORDER BY number",
+            tenant,
+            account_id,
+        )
+        names = ("id", "name", "stage", "amount", "close_date")
+        return [{name: row[name] for name in names} for row in rows]
 
     def set_account_address(
         self, tenant: str, account_id: str, address: Mapping[str, Any], *, but: str | None

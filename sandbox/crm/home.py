@@ -5,10 +5,13 @@ it was seeded. Every other path answers as the contract says (JSON errors)."""
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 from werkzeug.wrappers import Request, Response
 
 from sandbox.crm.api import PREFIX, ROUTES
 from sandbox.crm.database import CrmDatabase
+from sandbox.crm.links import RECORD_PAGES
 from sandbox.crm.seed import DEMO_TENANT, DEMO_TOKEN
 from sandbox.home import Address, Section, page
 
@@ -16,10 +19,14 @@ PATHS = ("/", PREFIX, PREFIX + "/")
 
 
 def is_home(request: Request) -> bool:
-    return request.method in ("GET", "HEAD") and request.path in PATHS
+    return request.method in ("GET", "HEAD") and (
+        request.path in PATHS or request.path.startswith(RECORD_PAGES)
+    )
 
 
 def answer(database: CrmDatabase, request: Request) -> Response:
+    if request.path.startswith(RECORD_PAGES):
+        return record_page(database, request)
     base = request.host_url.rstrip("/") + PREFIX
     return Response(page("Reference CRM", _INTRO, sections(database, base)), mimetype="text/html")
 
@@ -59,3 +66,48 @@ def sections(database: CrmDatabase, base: str) -> list[Section]:
     paths = tuple(Address(method, base + path) for path, method, _, _ in ROUTES)
     found.append(Section("The contract's paths", paths))
     return found
+
+
+def record_page(database: CrmDatabase, request: Request) -> Response:
+    """The page a link from crmsync's mail-client pane opens: the record's id, kind and
+    name, or a page saying there is no such record (CTX-1)."""
+    parts = request.path.removeprefix(RECORD_PAGES).split("/")
+    if len(parts) != 3 or parts[1] != "records":
+        return _no_record()
+    tenant, record_id = unquote(parts[0]), unquote(parts[2])
+    found = _shown_record(database, tenant, record_id)
+    if found is None:
+        return _no_record()
+    title, facts = found
+    notes = tuple(f"{name}: {value}" for name, value in facts if value)
+    body = page(title, "A record of the reference CRM.", [Section("Details", notes=notes)])
+    return Response(body, mimetype="text/html")
+
+
+def _shown_record(
+    database: CrmDatabase, tenant: str, record_id: str
+) -> tuple[str, list[tuple[str, str]]] | None:
+    if not database.has_tenant(tenant):
+        return None
+    account = database.account(tenant, record_id)
+    if account is not None:
+        return account["name"], [("Account", account["id"]), ("Type", account["type"])]
+    record = database.record(tenant, record_id)
+    if record is not None and not record.deleted:
+        name = " ".join(str(record.raw.get(k) or "") for k in ("first_name", "last_name"))
+        title = name.strip() or str(record.raw.get("subject") or record.id)
+        return title, [("Kind", record.kind), ("Id", record.id)]
+    found = database.opportunity(tenant, record_id)
+    if found is not None:
+        return found["name"], [("Opportunity", found["id"]), ("Stage", found["stage"])]
+    return None
+
+
+def _no_record() -> Response:
+    body = page(
+        "No such record",
+        "This address names no record of the reference CRM. Open the CRM's root page to "
+        "see what it holds.",
+        [],
+    )
+    return Response(body, status=404, mimetype="text/html")

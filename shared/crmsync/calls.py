@@ -18,7 +18,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from crmsync.engine.plan import Write
@@ -39,6 +39,9 @@ PREFIX = "call:"
 
 _CALL_STATUS_AS_TASK = {"completed": "completed", "declined": "cancelled"}
 _TASK_STATUS_AS_CALL = {"completed": "completed", "cancelled": "declined"}
+
+if TYPE_CHECKING:
+    from crmsync.crm.cards import PersonCard
 
 
 def is_call(fields: Mapping[str, Any] | None) -> bool:
@@ -125,6 +128,9 @@ class CallsAsTodos:
 
     def search_people(self, text: str, limit: int) -> list[Person]:
         return self.crm.search_people(text, limit)
+
+    def person_card(self, person: Person, recent: int = 5) -> PersonCard:
+        return self.crm.person_card(person, recent)
 
     def record_history(self, entry: HistoryEntry, key: str) -> str:
         return self.crm.record_history(entry, key)

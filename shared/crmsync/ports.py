@@ -13,12 +13,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from crmsync.engine.plan import Write
 from crmsync.engine.records import CrmSchema, Link, SideRecord
 from crmsync.model import Kind, normalize_email
 from crmsync.settings import Settings, Side
+
+if TYPE_CHECKING:
+    from crmsync.crm.cards import PersonCard
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,6 +306,11 @@ class CrmMail(Protocol):
         """EML-5: the contacts and leads the acting user may see whose name or an address
         holds `text` (whatever its case; 2 characters at least), up to `limit`, most
         history first."""
+
+    def person_card(self, person: Person, recent: int = 5) -> PersonCard:
+        """CTX-1: what the mail client's pane shows of `person`: where to open it, its
+        account and open opportunities, its `recent` latest history items and its custom
+        fields that hold a value. NotFound when it is gone or hidden from the user."""
 
     def record_history(self, entry: HistoryEntry, key: str) -> str:
         """Record `entry` once per `key` (EML-4): the same key again answers the item

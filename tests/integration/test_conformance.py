@@ -16,6 +16,7 @@ import pytest
 
 from crmsync.cli import main
 from crmsync.conformance import CHECKS, Kit, Outcome, Target
+from sandbox.crm.api import PREFIX
 from sandbox.crm.app import ReferenceCrm
 from sandbox.crm.database import CrmDatabase
 from sandbox.crm.server import serve
@@ -477,4 +478,28 @@ def test_EML5_kit_fails_an_implementation_that_takes_other_than_one_of_email_and
     refuses = outcomes["people search refuses bad queries"]
     assert not refuses.passed
     assert refuses.detail.startswith(f"{case}: GET /people answered 200")
+    assert outcomes["people found by e-mail"].passed
+
+
+def _cardless(app: WsgiApp) -> WsgiApp:
+    """An implementation from before the person's card: GET /people/{kind}/{id} is 404."""
+
+    def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if environ.get("PATH_INFO", "").startswith(PREFIX + "/people/"):
+            environ = {**environ, "PATH_INFO": PREFIX + "/no-such-path"}
+        return app(environ, start_response)
+
+    return wrapped
+
+
+def test_CTX1_kit_fails_an_implementation_without_the_persons_card() -> None:
+    crm = reference_crm()
+    base_url, stop = serve(crm, wrap=_cardless)
+    try:
+        outcomes = {o.check: o for o in Kit(target(base_url)).run(CHECKS)}
+    finally:
+        stop()
+
+    assert not outcomes["a person's card"].passed
+    assert "/people/contact/" in outcomes["a person's card"].detail
     assert outcomes["people found by e-mail"].passed

@@ -516,3 +516,33 @@ def test_EML2_a_message_the_crm_does_not_take_is_a_permanent_error(
 
     assert not isinstance(raised.value, NotFound)
     assert reference.history("t1", "contact", ada) == []
+
+
+def test_CTX1_a_cards_addresses_open_the_records_page_and_stay_within_their_tenant(
+    crm: tuple[ReferenceCrm, str, Clock],
+) -> None:
+    reference, url, _ = crm
+    ada = reference.create("t1", "contact", {"first_name": "Ada", "emails": ["ada@x.org"]}, "u1")
+    acme = reference.create_account("t1", "Acme Engines")
+    reference.attach_to_account("t1", ada, acme)
+    deal = reference.add_opportunity("t1", acme, "Renewal", "Proposal", close_date="2026-12-20")
+    [person] = connector(url).people("ada@x.org")
+
+    card = connector(url).person_card(person)
+
+    assert card.account is not None and [o.id for o in card.opportunities] == [deal]
+    assert card.opportunities[0].detail == "Proposal · closes 2026-12-20"
+    pages = {
+        card.url: "Ada",
+        card.account.url: "Acme Engines",
+        card.opportunities[0].url: "Renewal",
+    }
+    for address, name in pages.items():
+        page = requests.get(address, timeout=5)
+        assert (page.status_code, page.headers["Content-Type"]) == (200, "text/html; charset=utf-8")
+        assert f"<h1>{name}</h1>" in page.text
+    other_tenant = card.url.replace("/t1/", "/t2/")
+    missing = requests.get(other_tenant, timeout=5)
+    assert missing.status_code == 404 and "No such record" in missing.text
+    with pytest.raises(NotFound):
+        connector(url, token="token-2").person_card(person)  # another tenant's CRM

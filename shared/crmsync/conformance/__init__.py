@@ -599,6 +599,45 @@ def check_history_limits(kit: Kit) -> str:
     return f"a body over {limit} characters gets 413 and is not recorded"
 
 
+# -- a person's card (CTX-1) ---------------------------------------------------------------
+CARD_KEYS = ("kind", "id", "name", "emails", "url", "account", "opportunities", "history", "fields")
+
+
+def _card(kit: Kit, record_id: str, **params: Any) -> requests.Response:
+    return kit.crm.request("GET", f"/people/contact/{record_id}", params=params or None)
+
+
+def check_person_card(kit: Kit) -> str:
+    """CTX-1: GET /people/{kind}/{id} answers a contact with an address to open it, its
+    latest history items newest first (`limit` at most), and empty lists where it has
+    nothing; an unknown contact is 404."""
+    record_id, address = _create_contact(kit, "card")
+    try:
+        for n, day in enumerate(("2026-11-01", "2026-11-03", "2026-11-02")):
+            item = {**_history_item("contact", record_id, address), "date": f"{day}T09:00:00Z"}
+            kit.crm.ok(_record_history(kit, {**item, "subject": f"card {n}"}, _key()), 201)
+        card = kit.crm.ok(_card(kit, record_id, limit=2), 200)
+        missing = [key for key in CARD_KEYS if key not in card]
+        if missing:
+            raise CheckFailed(f"GET /people/contact/{{id}} lacks {', '.join(missing)}")
+        if (card["kind"], card["id"]) != ("contact", record_id):
+            raise CheckFailed(f"GET /people/contact/{{id}} answers {card['kind']} {card['id']}")
+        if not str(card["url"]).startswith(("https://", "http://")):
+            raise CheckFailed(f"the card's url {card['url']!r} is not an address to open")
+        subjects = [item.get("subject") for item in card["history"]]
+        if subjects != ["card 1", "card 2"]:
+            raise CheckFailed(f"the card's history is {subjects}, expected the 2 newest first")
+        if not isinstance(card["opportunities"], list) or not isinstance(card["fields"], list):
+            raise CheckFailed("the card's opportunities and fields must be lists")
+        if card["account"] is not None and not isinstance(card["account"], dict):
+            raise CheckFailed("the card's account must be an object or null")
+    finally:
+        _delete_contact(kit, record_id)
+    kit.crm.ok(_card(kit, record_id), 404)
+    kit.crm.ok(_card(kit, f"conformance-{secrets.token_hex(6)}"), 404)
+    return "a contact's card has its url, its 2 newest history items first; a deleted one is 404"
+
+
 # -- people search (EML-5) ----------------------------------------------------------------
 def _word() -> str:
     """A text no record holds yet, with letters in it, so that its upper case differs."""
@@ -777,6 +816,7 @@ CHECKS: list[tuple[str, Check]] = [
     ("people search ordered and limited", check_people_search_order),
     ("people search sees only its own", check_people_search_sees_only_its_own),
     ("people search refuses bad queries", check_people_search_refuses_bad_queries),
+    ("a person's card", check_person_card),
 ]
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from crmsync import model
 from crmsync.crm import custom
+from crmsync.crm.cards import PersonCard, Recent, Related, deal_line
 from crmsync.engine.plan import AccountSpec, Write
 from crmsync.engine.records import CrmSchema, SideRecord
 from crmsync.errors import NotFound, PermanentError
@@ -58,6 +59,7 @@ class MemoryCrm:
         self.log = RecordLog("crm", clock, faults or Faults(), prefix="crm-")
         self.groups: dict[str, set[str]] = {}
         self.accounts: list[dict[str, Any]] = []
+        self.opportunities: list[dict[str, Any]] = []  # CTX-1: each with its account_id
         self.limits: dict[Kind, dict[str, int]] = {}
         self.custom: dict[Kind, dict[str, model.CustomField]] = {}
         self.infinite_series = True
@@ -233,6 +235,40 @@ class MemoryCrmConnector(CreatesOneByOne):
                 if person is not None:
                     found.append(person)
         return found
+
+    def person_card(self, person: Person, recent: int = 5) -> PersonCard:
+        """CTX-1: the person's card as the reference CRM answers it, but for addresses: a
+        memory CRM has no pages to open. NotFound when the person is gone or hidden from
+        the user."""
+        self.crm.log._count("people")
+        entry = self.crm.log.table(person.kind).get(person.id) if person.kind in PEOPLE else None
+        if entry is None or entry.deleted or not self.crm.visible(person.kind, entry, self.user):
+            raise NotFound(f"no {person.kind} {person.id} for this user")
+        found = self.crm.person(person.kind, entry)
+        if found is None:
+            raise NotFound(f"the {person.kind} {person.id} does not read as one")
+        items = self.crm.history.get((person.kind, person.id), [])
+        newest = sorted(reversed(items), key=lambda item: item.entry.date, reverse=True)
+        account = self.crm.account(entry.extra.get("account_id"))
+        stored = entry.raw.get("custom")
+        held: dict[str, Any] = stored if isinstance(stored, dict) else {}
+        return PersonCard(
+            person=found,
+            title=str(entry.raw.get("title") or ""),
+            url="",
+            account=None if account is None else Related(account["id"], account["name"], ""),
+            opportunities=tuple(
+                Related(o["id"], o["name"], "", deal_line(o))
+                for o in self.crm.opportunities
+                if account is not None and o["account_id"] == account["id"] and o["open"]
+            ),
+            history=tuple(Recent(i.id, i.entry.subject, i.entry.date) for i in newest[:recent]),
+            fields=tuple(
+                (name, str(held[name]))
+                for name in self.crm.custom_of("contact")  # a lead has a contact's fields
+                if held.get(name) not in (None, "")
+            ),
+        )
 
     def record_history(self, entry: HistoryEntry, key: str) -> str:
         self.crm.log._count("history")

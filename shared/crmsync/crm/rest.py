@@ -47,6 +47,8 @@ from crmsync.ports import (
 if TYPE_CHECKING:
     import requests
 
+    from crmsync.crm.cards import PersonCard
+
 log = logging.getLogger("crmsync.crm.rest")
 
 _RETRIED = {429, 500, 502, 503, 504}
@@ -208,6 +210,15 @@ class RestCrmConnector(CreatesOneByOne):
         params = {"q": text, "limit": limit}
         body = self._call("GET", "/people", "/people", params=params)
         return [_person(item) for item in body.get("items", [])][:limit]
+
+    def person_card(self, person: Person, recent: int = 5) -> PersonCard:
+        """CTX-1: the person's card (GET /people/{kind}/{id}). NotFound when the person
+        is gone or hidden from the user."""
+        from crmsync.crm.cards import card_of
+
+        path = f"/people/{quote(person.kind, safe='')}/{quote(person.id, safe='')}"
+        body = self._call("GET", path, "/people/{kind}/{id}", params={"limit": recent})
+        return card_of(person, body)
 
     def record_history(self, entry: HistoryEntry, key: str) -> str:
         """POST /history once per `key` (the CRM answers a key it has seen with the item

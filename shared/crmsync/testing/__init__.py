@@ -215,6 +215,29 @@ class CrmHandle(_Side):
         self._crm.accounts.append(account)
         return str(account["id"])
 
+    def add_opportunity(
+        self,
+        account_id: str,
+        name: str,
+        stage: str = "Qualification",
+        *,
+        amount: str | None = None,
+        close_date: str | None = None,
+        open: bool = True,
+    ) -> str:
+        """An opportunity of the account (CTX-1); a closed one is not `open`."""
+        found = {
+            "id": f"opp-{len(self._crm.opportunities) + 1}",
+            "account_id": account_id,
+            "name": name,
+            "stage": stage,
+            "amount": amount,
+            "close_date": close_date,
+            "open": open,
+        }
+        self._crm.opportunities.append(found)
+        return str(found["id"])
+
     def attach_to_account(
         self, contact_id: str, account_id: str, share_address: bool = False
     ) -> None:

@@ -169,6 +169,22 @@ class RestCrmHandle:
     def create_account(self, name: str, address: Mapping[str, Any] | None = None) -> str:
         return str(self._crm.create_account(TENANT, name, dict(address) if address else None))
 
+    def add_opportunity(
+        self,
+        account_id: str,
+        name: str,
+        stage: str = "Qualification",
+        *,
+        amount: str | None = None,
+        close_date: str | None = None,
+        open: bool = True,
+    ) -> str:
+        return str(
+            self._crm.add_opportunity(
+                TENANT, account_id, name, stage, amount=amount, close_date=close_date, open=open
+            )
+        )
+
     def attach_to_account(
         self, contact_id: str, account_id: str, share_address: bool = False
     ) -> None:
