@@ -502,6 +502,28 @@ def mailbox_digest(address: str) -> str:
     return hashlib.sha256(normalize_email(address).encode()).hexdigest()
 
 
+def account_digest(provider: str, subject: str) -> str:
+    """What the account directory keeps of a provider account: the SHA-256 digest of the
+    provider's name and the account's stable id."""
+    return hashlib.sha256(f"{provider}\0{subject}".encode()).hexdigest()
+
+
+class AccountDirectory(Protocol):
+    """A provider account (its stable id) → the connections bound to it: how a request
+    that names only the account (the mail client's pane, CTX-1) finds its tenant and
+    connection. One account may be connected in several tenants; a connection has one
+    route, replaced when saved again and dropped when the connection is erased."""
+
+    def account_connections(self, provider: str, subject: str) -> list[tuple[str, str]]:
+        """(tenant, connection) of every route of the account, in that order."""
+
+    def save_account(self, provider: str, subject: str, tenant: str, connection: str) -> None:
+        """Route the account to the connection (its earlier account routes no more)."""
+
+    def drop_account(self, tenant: str, connection: str) -> None:
+        """Drop the connection's route (nothing happens when it has none)."""
+
+
 class MailboxDirectory(Protocol):
     """Mailbox address → the connections its push notifications are for: the route a
     mail notification takes, which names only the mailbox. One address may be
@@ -837,6 +859,9 @@ class ConnectionRecord:
     # HIS-1: the quiet runs since the last one recorded, as one entry: the first's id,
     # trigger and start, the last's end, and how many (`cycles`)
     quiet: Mapping[str, Any] | None = None
+    # CTX-1: its account is in the account directory (records made before were routed
+    # at their next cycle's end)
+    routed: bool = False
 
     @classmethod
     def of(cls, data: Mapping[str, Any]) -> ConnectionRecord:
@@ -867,6 +892,7 @@ class ConnectionRecord:
             mail_labels={str(k): str(v) for k, v in (data.get("mail_labels") or {}).items()},
             mail_watch_until=_moment(data.get("mail_watch_until")),
             quiet=dict(data["quiet"]) if data.get("quiet") else None,
+            routed=data.get("routed") is True,
         )
 
     @property

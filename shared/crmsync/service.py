@@ -619,8 +619,11 @@ def finish_oauth(services: Services, state: str | None, code: str | None) -> dic
             "enabled": user_record.get("enabled") is not False,  # SET-6
             "crm_user": crm_user,  # a cycle needs no read of the user's record for it
             "preview_first": waits,
+            "routed": bool(grant.subject),
         },
     )
+    if grant.subject:  # CTX-1: the mail client's pane finds the connection by its account
+        store.save_account(pending.provider, grant.subject, tenant, connection)
     store.mark_syncing(crm_user, True)  # CAL-6: colleagues' cycles know
     if "sync" in pending.services:
         problem = _open_channel(services, tenant, connection)
@@ -1386,6 +1389,9 @@ def _ended(
     update.update(_remember(after, RunOutcome.of_run(run, now), services.clock()))
     if not record.crm_user:  # a record made before it kept its CRM user: kept from now
         update["crm_user"] = crm_user_of(store, record.user)
+    if not record.routed and record.subject:  # made before the account directory (CTX-1)
+        store.save_account(record.provider, record.subject, store.tenant, record.id)
+        update["routed"] = True
     return {**update, "quiet": _quiet(store, record, run)}
 
 

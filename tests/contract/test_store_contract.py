@@ -986,11 +986,67 @@ def test_AUTH4_erasing_a_connection_drops_its_mailbox_route_and_no_other(
     assert t2.mailbox_connections("ada@example.com") == [("t1", "c2"), ("t2", "c1")]
 
 
-def stored_anywhere(backend: Backend) -> list[tuple[str, Any]]:
-    """Every document of the database, with its path (Firestore), or the mailbox
-    directory as the memory backend holds it: what a reader of the storage sees."""
+# -- CTX-1: the mail client's pane finds the connections of the account it names ----------
+def test_CTX1_an_account_is_found_in_every_tenant_that_connected_it_and_no_other(
+    backend: Backend,
+) -> None:
+    backend.store("t1").save_account("google", "1001", "t1", "c1")
+    backend.store("t2").save_account("google", "1001", "t2", "c7")
+    backend.store("t1").save_account("microsoft", "1001", "t1", "c3")  # another provider's
+
+    directory = backend.store("")
+    assert directory.account_connections("google", "1001") == [("t1", "c1"), ("t2", "c7")]
+    assert directory.account_connections("microsoft", "1001") == [("t1", "c3")]
+    assert directory.account_connections("google", "1002") == []
+
+
+def test_CTX1_a_connection_bound_again_routes_by_its_new_account_and_drops_alone(
+    backend: Backend,
+) -> None:
+    directory = backend.store("")
+    directory.save_account("google", "1001", "t1", "c1")
+    directory.save_account("google", "1001", "t1", "c2")
+    directory.save_account("google", "2002", "t1", "c1")  # switched account (SYN-9)
+
+    assert directory.account_connections("google", "1001") == [("t1", "c2")]
+    assert directory.account_connections("google", "2002") == [("t1", "c1")]
+    directory.drop_account("t1", "c2")
+    directory.drop_account("t9", "c9")  # never routed: nothing happens
+    assert directory.account_connections("google", "1001") == []
+    assert directory.account_connections("google", "2002") == [("t1", "c1")]
+
+
+def test_AUTH4_erasing_a_connection_drops_its_account_route_and_no_other(
+    backend: Backend,
+) -> None:
+    t1, t2 = backend.store("t1"), backend.store("t2")
+    for store, connection in ((t1, "c1"), (t1, "c2"), (t2, "c1")):
+        store.save_connection_record(connection, {"user": "u1", "provider": "google"})
+        store.save_account("google", "1001", store.tenant, connection)
+
+    t1.erase_connection("c1")
+
+    assert t2.account_connections("google", "1001") == [("t1", "c2"), ("t2", "c1")]
+
+
+def test_CTX1_an_account_route_keeps_a_digest_of_the_account_never_its_id(
+    backend: Backend,
+) -> None:
+    backend.store("t1").save_account("google", "108234987123", "t1", "c1")
+
+    stored = repr(stored_anywhere(backend, accounts=True))
+
+    assert hashlib.sha256(b"google\x00108234987123").hexdigest() in stored
+    assert "108234987123" not in stored
+
+
+def stored_anywhere(backend: Backend, accounts: bool = False) -> list[tuple[str, Any]]:
+    """Every document of the database, with its path (Firestore), or the mailbox (or
+    account) directory as the memory backend holds it: what a reader of the storage
+    sees."""
     if isinstance(backend, MemoryBackend):
-        return [(repr(route), digest) for route, digest in backend._mailboxes.items()]
+        held = backend._accounts if accounts else backend._mailboxes
+        return [(repr(route), digest) for route, digest in held.items()]
     found: list[tuple[str, Any]] = []
     collections = list(backend.client.collections())
     while collections:

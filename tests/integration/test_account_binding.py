@@ -185,6 +185,27 @@ def test_SYN9_switching_accounts_disconnects_the_old_one_and_deletes_nothing(
     assert connected.google_contact_names(email=MALLORY) == dana_contacts  # a fresh start
     gone = connected.events.of_type("connection.disconnected")  # type: ignore[attr-defined]
     assert [e["data"]["reason"] for e in gone] == ["switched account"]
+    directory = connected.services.backend.store("")
+    mallory, dana = (connected.google.accounts[e].id for e in (MALLORY, DANA))
+    assert directory.account_connections("google", mallory) == [(DEMO_TENANT, CONNECTION)]
+    assert directory.account_connections("google", dana) == []  # CTX-1: routes to no one
+
+
+def test_CTX1_a_connection_made_before_the_account_directory_is_routed_by_its_next_cycle(
+    connected: LocalStack,
+) -> None:
+    directory = connected.services.backend.store("")
+    dana = connected.google.accounts[DANA].id
+    assert directory.account_connections("google", dana) == [(DEMO_TENANT, CONNECTION)]
+    directory.drop_account(DEMO_TENANT, CONNECTION)
+    store(connected).save_connection_record(CONNECTION, {"routed": False})  # type: ignore[attr-defined]
+
+    service.enqueue_cycle(connected.services, DEMO_TENANT, CONNECTION, "schedule")
+    runs = drain(connected)
+
+    assert runs and {r["status"] for r in runs} == {"ok"}
+    assert directory.account_connections("google", dana) == [(DEMO_TENANT, CONNECTION)]
+    assert store(connected).connection_record(CONNECTION)["routed"] is True  # type: ignore[attr-defined]
 
 
 def test_AUTH3_a_cycle_never_runs_under_another_accounts_grant(connected: LocalStack) -> None:

@@ -18,6 +18,8 @@ the memory store.
     channels/{id}                         push channel → tenant and connection
     mailboxes/{id}                        address_digest, tenant, connection: a Gmail
                                           address's route (one per connection)
+    accounts/{id}                         account_digest, tenant, connection: a provider
+                                          account's route (one per connection, CTX-1)
     oauth_states/{s}                      one pending sign-in, with expires_at (TTL)
     sessions/{s}                          one signed-in browser of the web app, with
                                           expires_at (TTL); named by the id's digest
@@ -77,6 +79,7 @@ from crmsync.ports import (
     RunPage,
     RunQuery,
     RunStatus,
+    account_digest,
     mailbox_digest,
 )
 from crmsync.settings import Side
@@ -201,6 +204,10 @@ def _name_id(value: str) -> str:
 
 def _mailbox_id(tenant: str, connection: str) -> str:
     return _hashed_id("mailbox", tenant, connection)
+
+
+def _account_id(tenant: str, connection: str) -> str:
+    return _hashed_id("account", tenant, connection)
 
 
 def _lookup(kind: str, record_id: str | None) -> str | None:
@@ -546,6 +553,7 @@ class FirestoreStore:
         self._tenant_ref = client.collection("tenants").document(_name_id(tenant))
         self._channels = client.collection("channels")
         self._mailboxes = client.collection("mailboxes")
+        self._accounts = client.collection("accounts")
         self._states = client.collection("oauth_states")
         self._held: dict[str, _Held] = {}  # connection → its lease holder's view
         self._seen: dict[str, tuple[float, _Doc]] = {}  # document id → last read
@@ -1501,6 +1509,28 @@ class FirestoreStore:
         ).where(filter=firestore.FieldFilter("connection", "==", connection))
         return [_channel_of(s.to_dict() or {}) for s in self._query(query)]
 
+    # -- accounts (global: the mail client's pane names only the account, CTX-1) --------
+    def account_connections(self, provider: str, subject: str) -> list[tuple[str, str]]:
+        query = self._accounts.where(
+            filter=firestore.FieldFilter("account_digest", "==", account_digest(provider, subject))
+        )
+        routes = (s.to_dict() or {} for s in self._query(query))
+        return sorted((str(data["tenant"]), str(data["connection"])) for data in routes)
+
+    def save_account(self, provider: str, subject: str, tenant: str, connection: str) -> None:
+        self.writes += 1
+        self._accounts.document(_account_id(tenant, connection)).set(
+            {
+                "account_digest": account_digest(provider, subject),
+                "tenant": tenant,
+                "connection": connection,
+            }
+        )
+
+    def drop_account(self, tenant: str, connection: str) -> None:
+        self.writes += 1
+        self._accounts.document(_account_id(tenant, connection)).delete()
+
     # -- mailboxes (global: Gmail push notifications name only the address) ------------
     def mailbox_connections(self, address: str) -> list[tuple[str, str]]:
         query = self._mailboxes.where(
@@ -1571,6 +1601,7 @@ class FirestoreStore:
             self._delete_all(run.collection("items"))
         self._delete_refs(runs)
         self.drop_mailbox(self.tenant, connection)
+        self.drop_account(self.tenant, connection)
         self._held.pop(connection, None)
         self._seen.pop(self._connection(connection).id, None)
         gone = firestore.DELETE_FIELD

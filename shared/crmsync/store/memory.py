@@ -24,6 +24,7 @@ from crmsync.ports import (
     RunPage,
     RunQuery,
     RunStatus,
+    account_digest,
     mailbox_digest,
 )
 from crmsync.settings import Side
@@ -44,6 +45,7 @@ class MemoryStore:
         nonces: dict[str, datetime] | None = None,
         retention: timedelta = paging.RETENTION,
         watches: dict[tuple[str, str], datetime] | None = None,
+        accounts: dict[tuple[str, str], str] | None = None,
     ) -> None:
         self.tenant = tenant
         self.retention = retention
@@ -71,6 +73,8 @@ class MemoryStore:
         self._mailboxes: dict[tuple[str, str], str] = mailboxes if mailboxes is not None else {}
         # (tenant, connection) → when the mailbox's watch ends (EML-1)
         self._watches: dict[tuple[str, str], datetime] = watches if watches is not None else {}
+        # (tenant, connection) → digest of the provider account it is bound to (CTX-1)
+        self._accounts: dict[tuple[str, str], str] = accounts if accounts is not None else {}
         self._nonces: dict[str, datetime] = nonces if nonces is not None else {}
         self._grants: dict[str, dict[str, str]] = {}
         self._status: dict[str, tuple[str, str]] = {}
@@ -425,6 +429,20 @@ class MemoryStore:
             if c.connection == connection and (not self.tenant or c.tenant == self.tenant)
         ]
 
+    # -- accounts (global: the mail client's pane names only the account, CTX-1) ------
+    def account_connections(self, provider: str, subject: str) -> list[tuple[str, str]]:
+        self.reads += 1
+        wanted = account_digest(provider, subject)
+        return sorted(route for route, digest in self._accounts.items() if digest == wanted)
+
+    def save_account(self, provider: str, subject: str, tenant: str, connection: str) -> None:
+        self.writes += 1
+        self._accounts[(tenant, connection)] = account_digest(provider, subject)
+
+    def drop_account(self, tenant: str, connection: str) -> None:
+        self.writes += 1
+        self._accounts.pop((tenant, connection), None)
+
     # -- mailboxes (global: Gmail push notifications name only the address) ----------
     def mailbox_connections(self, address: str) -> list[tuple[str, str]]:
         self.reads += 1
@@ -470,6 +488,7 @@ class MemoryStore:
         self._leases.pop(connection, None)
         self._asked.pop(connection, None)
         self._mailboxes.pop((self.tenant, connection), None)
+        self._accounts.pop((self.tenant, connection), None)
         self._watches.pop((self.tenant, connection), None)
         tables: list[dict[Any, Any]] = [
             self._cursors,
@@ -589,6 +608,7 @@ class MemoryBackend:
         self._states: dict[str, dict[str, Any]] = {}
         self._mailboxes: dict[tuple[str, str], str] = {}
         self._watches: dict[tuple[str, str], datetime] = {}
+        self._accounts: dict[tuple[str, str], str] = {}
         self._nonces: dict[str, datetime] = {}
         self._stores: dict[str, MemoryStore] = {}
         self._sessions = MemorySessions()
@@ -606,6 +626,7 @@ class MemoryBackend:
                 self._nonces,
                 retention=self.retention,
                 watches=self._watches,
+                accounts=self._accounts,
             )
         return self._stores[tenant]
 
