@@ -41,6 +41,13 @@ def graph_webhook(request: Any) -> Any:
 
 
 @functions_framework.http
+def addon(request: Any) -> Any:
+    """Public: the mail client's pane (CTX-1): Gmail's add-on events at /google, each
+    checked against Google's ID tokens."""
+    return _entrypoints().addon(request)
+
+
+@functions_framework.http
 def crm_events(request: Any) -> Any:
     """CRM change events, signed; direct HTTPS or Pub/Sub push (RUN-3)."""
     return _entrypoints().crm_events(request)

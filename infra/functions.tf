@@ -16,6 +16,10 @@ locals {
     # and slows down or drops for an endpoint often slower: keep one instance warm
     # (min_instances = 1 in function_overrides) if cold starts take longer.
     graph_webhook = { memory = "512Mi", cpu = "1", concurrency = 16, min_instances = 0, max_instances = 20, timeout_seconds = 60 }
+    # Public: the mail client's pane (CTX-1): Gmail's add-on events, authenticated by
+    # Google's ID tokens (the add-on's service account, the user's token for its client).
+    # A person waits for each answer: crmsync answers within 10 seconds.
+    addon = { memory = "512Mi", cpu = "1", concurrency = 16, min_instances = 0, max_instances = 20, timeout_seconds = 30 }
     # Signed CRM events (HMAC checked by crmsync), direct HTTPS or Pub/Sub push.
     crm_events = { memory = "512Mi", cpu = "1", concurrency = 16, min_instances = 0, max_instances = 20, timeout_seconds = 60 }
     # Pub/Sub push only: Gmail's mailbox notifications, routed to their connections.
@@ -43,6 +47,7 @@ locals {
     google_webhook   = ["queue"]
     graph_webhook    = ["queue"]
     crm_events       = ["vault", "queue"]
+    addon            = ["google", "vault", "queue"]
     gmail_push       = ["queue"]
     scheduler_fanout = ["queue"]
     sync_worker      = ["secret", "google", "vault", "queue", "events", "attachments"]
@@ -75,6 +80,7 @@ locals {
     oauth_callback = { public = "allUsers" }
     google_webhook = { public = "allUsers" }
     graph_webhook  = { public = "allUsers" }
+    addon          = { public = "allUsers" }
     admin          = { public = "allUsers" }
     app            = { public = "allUsers" }
     crm_events = merge(
@@ -105,6 +111,10 @@ locals {
     CRMSYNC_KMS_KEY               = google_kms_crypto_key.token_vault.id
     CRMSYNC_EVENTS_TOPIC          = google_pubsub_topic.crmsync["sync-events"].id
     CRMSYNC_GMAIL_TOPIC           = google_pubsub_topic.crmsync["gmail-notifications"].id
+    # CTX-1: the Gmail add-on's deployment (none while unset): its service account and
+    # OAuth client, as `gcloud workspace-add-ons get-authorization` shows them
+    CRMSYNC_GOOGLE_ADDON_ACCOUNT   = var.gmail_addon_service_account
+    CRMSYNC_GOOGLE_ADDON_CLIENT_ID = var.gmail_addon_client_id
     # EML-2: mail attachments too large for the CRM, in Cloud Storage through its XML
     # API with the HMAC key of the attachments account (none without var.mail_attachments)
     CRMSYNC_ATTACHMENTS_BUCKET     = var.mail_attachments ? google_storage_bucket.attachments[0].name : ""
@@ -125,7 +135,7 @@ locals {
 }
 
 resource "google_cloudfunctions2_function" "crmsync" {
-  # checkov:skip=CKV_GCP_124:oauth_start, oauth_callback, google_webhook, graph_webhook, admin, app and (with direct HTTPS) crm_events are called from the internet by users, Google, Microsoft and CRMs, and authenticate each request themselves; the fan-out and the worker are ALLOW_INTERNAL_ONLY (local.internal_only).
+  # checkov:skip=CKV_GCP_124:oauth_start, oauth_callback, google_webhook, graph_webhook, addon, admin, app and (with direct HTTPS) crm_events are called from the internet by users, Google, Microsoft and CRMs, and authenticate each request themselves; the fan-out and the worker are ALLOW_INTERNAL_ONLY (local.internal_only).
   for_each = local.functions
 
   project     = var.project_id

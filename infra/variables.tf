@@ -73,11 +73,11 @@ variable "function_overrides" {
   validation {
     condition = alltrue([
       for name in keys(var.function_overrides) : contains(
-        ["oauth_start", "oauth_callback", "google_webhook", "graph_webhook", "crm_events", "gmail_push", "scheduler_fanout", "sync_worker", "admin", "app"],
+        ["oauth_start", "oauth_callback", "google_webhook", "graph_webhook", "addon", "crm_events", "gmail_push", "scheduler_fanout", "sync_worker", "admin", "app"],
         name,
       )
     ])
-    error_message = "function_overrides is keyed by entry point: oauth_start, oauth_callback, google_webhook, graph_webhook, crm_events, gmail_push, scheduler_fanout, sync_worker, admin or app."
+    error_message = "function_overrides is keyed by entry point: oauth_start, oauth_callback, google_webhook, graph_webhook, addon, crm_events, gmail_push, scheduler_fanout, sync_worker, admin or app."
   }
 
   validation {
@@ -317,5 +317,22 @@ variable "attachment_days" {
   validation {
     condition     = var.attachment_days >= 1
     error_message = "attachment_days is at least 1."
+  }
+}
+
+variable "gmail_addon_service_account" {
+  description = "The service account of the Gmail add-on's deployment (CTX-1), which signs the ID token of every request Gmail sends: serviceAccountEmail of `gcloud workspace-add-ons get-authorization`. Empty: crmsync serves no Gmail add-on."
+  type        = string
+  default     = ""
+}
+
+variable "gmail_addon_client_id" {
+  description = "The OAuth client of the Gmail add-on's deployment (CTX-1), the audience of the user's ID token in each event: oauthClientId of `gcloud workspace-add-ons get-authorization`."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.gmail_addon_client_id != "" || var.gmail_addon_service_account == ""
+    error_message = "Set gmail_addon_client_id together with gmail_addon_service_account."
   }
 }

@@ -139,6 +139,22 @@ def _metadata_only(sandbox: GoogleSandbox, request: Request) -> bool:
     return grant is not None and bool(grant.scopes & METADATA_ONLY)
 
 
+def _current_message_only(
+    sandbox: GoogleSandbox, request: Request, account: Account, message_id: str
+) -> None:
+    """A token whose only mail scopes are an add-on's current-message ones reads the one
+    message Gmail's `X-Goog-Gmail-Access-Token` opens (the add-on's open message)."""
+    from sandbox.google.addons import opens
+
+    header_value = request.headers.get("Authorization", "")
+    grant = sandbox.access_tokens.get(header_value.removeprefix("Bearer "))
+    if grant is None or grant.scopes & READ_SCOPES:
+        return
+    given = request.headers.get("X-Goog-Gmail-Access-Token", "")
+    if not opens(sandbox, given, account.email, message_id):
+        raise ApiError(403, "forbidden", "The add-on's access token does not open this message")
+
+
 def _page_size(request: Request) -> int:
     value = request.args.get("maxResults")
     if value is None:
@@ -313,6 +329,7 @@ def get_message(
         raise ApiError(400, "invalidArgument", f"Invalid format: {form}")
     if form in ("raw", "full") and _metadata_only(sandbox, request):
         raise ApiError(403, "forbidden", f"Metadata scope doesn't allow format {form.upper()}")
+    _current_message_only(sandbox, request, account, message_id)
     message = mailbox.message(message_id)
     shown = _message_resource(message)
     if form == "raw":

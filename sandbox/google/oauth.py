@@ -153,9 +153,6 @@ def _new_signing_key(now: datetime) -> SigningKey:
 def id_token(sandbox: GoogleSandbox, account: Account, client_id: str, nonce: str = "") -> str:
     """An ID token of `account` for `client_id`, as Google's token endpoint issues it,
     with the authorization request's `nonce` when it had one."""
-    from google.auth import crypt, jwt
-
-    key = _signing_key(sandbox)
     now = int(sandbox.clock().timestamp())
     claims = {
         "iss": ISSUER,
@@ -169,6 +166,14 @@ def id_token(sandbox: GoogleSandbox, account: Account, client_id: str, nonce: st
     }
     if nonce:
         claims["nonce"] = nonce
+    return sign(sandbox, claims)
+
+
+def sign(sandbox: GoogleSandbox, claims: dict[str, object]) -> str:
+    """A JWT of `claims` signed with the key the sandbox publishes at oauth2/v1/certs."""
+    from google.auth import crypt, jwt
+
+    key = _signing_key(sandbox)
     signer = crypt.RSASigner.from_string(key.private_pem, key.key_id)
     return jwt.encode(signer, claims).decode()
 

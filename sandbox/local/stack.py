@@ -40,6 +40,7 @@ from crmsync.outbound import MemoryEvents
 from sandbox.crm.app import ReferenceCrm
 from sandbox.crm.database import CrmDatabase
 from sandbox.crm.seed import DEMO_TENANT, DEMO_TOKEN, seed_demo
+from sandbox.google import addons as google_addons
 from sandbox.google.core import GoogleSandbox
 from sandbox.google.server import serve as serve_google
 from sandbox.home import Address, Section, page
@@ -58,6 +59,7 @@ ENTRY_POINTS = {
     "oauth_callback": "Google and Microsoft send the user back here after consent",
     "google_webhook": "Google Calendar's push notifications (POST)",
     "graph_webhook": "Microsoft Graph's change notifications (POST)",
+    "addon": "the mail client's pane: Gmail's add-on events at /addon/google (POST)",
     "crm_events": "the CRM's signed change events (POST)",
     "gmail_push": "Gmail's notifications, pushed by Pub/Sub (POST)",
     "scheduler_fanout": "Cloud Scheduler, every minute (POST)",
@@ -276,6 +278,8 @@ class LocalStack:
             "CRMSYNC_GOOGLE_CLIENT_ID": CLIENT_ID,
             "CRMSYNC_GOOGLE_CLIENT_SECRET": CLIENT_SECRET,
             "CRMSYNC_GOOGLE_ROOT": self.google_url,
+            "CRMSYNC_GOOGLE_ADDON_ACCOUNT": google_addons.SERVICE_ACCOUNT,
+            "CRMSYNC_GOOGLE_ADDON_CLIENT_ID": google_addons.CLIENT_ID,
             "CRMSYNC_MICROSOFT_CLIENT_ID": MICROSOFT_CLIENT_ID,
             "CRMSYNC_MICROSOFT_CLIENT_SECRET": MICROSOFT_SECRET,
             "CRMSYNC_MICROSOFT_AUTHORITY": f"{self.microsoft_url}/{self.microsoft.tenant_id}",

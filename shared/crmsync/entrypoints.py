@@ -30,6 +30,9 @@ just the roles and secrets of its uses (tests/infra holds the two together):
   CRMSYNC_GOOGLE_CLIENT_ID, CRMSYNC_GOOGLE_CLIENT_SECRET
                          crmsync's OAuth client at Google
   CRMSYNC_GOOGLE_ROOT    Google's APIs and OAuth at another root (the local sandbox)
+  CRMSYNC_GOOGLE_ADDON_ACCOUNT, CRMSYNC_GOOGLE_ADDON_CLIENT_ID
+                         the Gmail add-on's deployment: the service account that signs
+                         Gmail's requests and the add-on's OAuth client (unset: none)
   CRMSYNC_MICROSOFT_CLIENT_ID, CRMSYNC_MICROSOFT_CLIENT_SECRET
                          crmsync's app registration at Microsoft (unset: no Microsoft)
   CRMSYNC_MICROSOFT_AUTHORITY, CRMSYNC_MICROSOFT_CA, CRMSYNC_MICROSOFT_GRAPH_ROOT
@@ -92,6 +95,9 @@ USES: dict[str, frozenset[str]] = {
     # the web app: sessions and sign-in (secret), the providers' sign-in and pickers,
     # the CRM's directory (vault), sync now (queue), disconnect (events)
     "app": frozenset({"secret", "google", "vault", "queue", "events", "attachments"}),
+    # the mail client's pane (CTX-1): the providers' add-on setups, the CRM (vault),
+    # filing a message (queue)
+    "addon": frozenset({"google", "vault", "queue"}),
 }
 EVERYTHING = frozenset({"secret", "google", "vault", "queue", "events", "attachments"})
 # The Services field each use is.
@@ -333,6 +339,8 @@ _FOR_BROWSERS = {
     "notifications to crmsync." + _ELSEWHERE,
     "graph_webhook": "This address is where Microsoft Graph posts its change "
     "notifications to crmsync." + _ELSEWHERE,
+    "addon": "This address is where Gmail's crmsync add-on posts what you open in "
+    "Gmail; open a message in Gmail to see the CRM beside it." + _ELSEWHERE,
     "crm_events": "This address is where your CRM posts its signed change events to "
     "crmsync." + _ELSEWHERE,
     "gmail_push": "This address is where Pub/Sub pushes Gmail's mailbox notifications "
@@ -503,6 +511,22 @@ def _push(request: Any, provider: str) -> Answer:
     answer = service.provider_push(services(), provider, pushed)
     if answer.text is not None:
         return answer.text, answer.status, _TEXT
+    return _json({"error" if answer.status >= 400 else "result": answer.reason}, answer.status)
+
+
+@_guarded
+def addon(request: Any) -> Answer:
+    """The mail client's pane (CTX-1): at /<provider>, the events of that provider's
+    mail-client add-on (Gmail's POSTs its event objects), checked and answered with the
+    client's card JSON by the provider's kit."""
+    _allow(request, POST, "the mail client's add-on POSTs its events to this address")
+    provider = request.path.strip("/").partition("/")[0]
+    pushed = PushRequest(
+        dict(request.headers), request.args.to_dict(), _body(request, MAX_PUSH_BODY)
+    )
+    answer = service.pane_request(services(), provider, pushed)
+    if answer.text is not None:
+        return answer.text, answer.status, _JSON
     return _json({"error" if answer.status >= 400 else "result": answer.reason}, answer.status)
 
 

@@ -1588,17 +1588,18 @@ def crm_for(
     tenant_record: Mapping[str, Any],
     record: ConnectionRecord,
     settings: Settings,
+    *,
+    brief: bool = False,
 ) -> CrmConnector:
+    """The CRM acting as the connection's CRM user; `brief`: asked once, 5 s at most (a
+    person waits for the answer)."""
     crm_user = record.crm_user or crm_user_of(services.backend.store(tenant), record.user)
     if services.crm_connector is not None:
         return services.crm_connector(tenant, tenant_record, crm_user, settings)
     token = services.vault.open(tenant_record["crm_token"], f"{tenant}/crm-token").decode()
+    options = {**dict(services.crm_options), **({"attempts": 1, "timeout": 5.0} if brief else {})}
     return RestCrmConnector(
-        tenant_record["crm"]["base_url"],
-        token,
-        crm_user,
-        settings["contact_group"],
-        **dict(services.crm_options),
+        tenant_record["crm"]["base_url"], token, crm_user, settings["contact_group"], **options
     )
 
 
@@ -1630,6 +1631,15 @@ def provider_push(services: Services, provider: str, request: PushRequest) -> Pu
     the channels it names and enqueues those connections' debounced cycles, or answers
     the provider's handshake; what it answers goes back to the provider as it is."""
     answer: PushAnswer = services.kit(provider).on_push(services, request)
+    return answer
+
+
+def pane_request(services: Services, provider: str, request: PushRequest) -> PushAnswer:
+    """A request of the mail client's pane (CTX-1) in `provider`'s mail client, whole,
+    to the provider's kit, which checks it and answers with its client's card."""
+    if provider not in services.provider_names() or not hasattr(services.kit(provider), "on_addon"):
+        raise Refused(404, f"crmsync has no mail-client pane for {provider[:40]!r}")
+    answer: PushAnswer = services.kit(provider).on_addon(services, request)
     return answer
 
 

@@ -41,6 +41,7 @@ MAY_BE_PUBLIC = {
     "oauth_callback",
     "google_webhook",
     "graph_webhook",
+    "addon",  # Google's ID tokens: the add-on's service account and the user's
     "crm_events",
     "admin",
     "app",  # sessions from a verified sign-in, CSRF on every form, admin tokens

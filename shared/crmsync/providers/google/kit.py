@@ -40,12 +40,16 @@ class GoogleSetup:
     # The Pub/Sub topic Gmail publishes mailbox notifications to (EML-1),
     # projects/P/topics/gmail-notifications; none: mail is recorded on Sync now only.
     gmail_topic: str = ""
+    # CTX-1: the Gmail add-on's deployment (its service account and OAuth client), and
+    # where Google publishes the certificates that sign ID tokens; None: no add-on
+    addon: Any = None  # crmsync.providers.google.addon.AddonSetup
 
 
 def setup_from_environment(env: Mapping[str, str]) -> GoogleSetup | None:
     """The setup a deployed function reads: CRMSYNC_GOOGLE_CLIENT_ID and _SECRET,
     CRMSYNC_GOOGLE_ROOT for Google's APIs and OAuth at another root (the sandbox), and
-    CRMSYNC_GMAIL_TOPIC for Gmail's notifications."""
+    CRMSYNC_GMAIL_TOPIC for Gmail's notifications, and CRMSYNC_GOOGLE_ADDON_ACCOUNT and
+    _CLIENT_ID for the Gmail add-on (CTX-1)."""
     if not env.get("CRMSYNC_GOOGLE_CLIENT_ID"):
         return None
     from crmsync.providers.google.oauth import GoogleOAuth
@@ -73,7 +77,19 @@ def setup_from_environment(env: Mapping[str, str]) -> GoogleSetup | None:
         public + "/oauth_callback",
         **oauth_urls,
     )
-    return GoogleSetup(oauth, endpoints, gmail_topic=env.get("CRMSYNC_GMAIL_TOPIC", ""))
+    addon = None
+    if env.get("CRMSYNC_GOOGLE_ADDON_ACCOUNT"):
+        from crmsync.providers.google.addon import AddonSetup
+
+        addon = AddonSetup(
+            account=env["CRMSYNC_GOOGLE_ADDON_ACCOUNT"],
+            client_id=env["CRMSYNC_GOOGLE_ADDON_CLIENT_ID"],
+            certs_uri=oauth.certs_uri,
+            endpoints=endpoints,
+        )
+    return GoogleSetup(
+        oauth, endpoints, gmail_topic=env.get("CRMSYNC_GMAIL_TOPIC", ""), addon=addon
+    )
 
 
 class GoogleKit:
@@ -298,6 +314,16 @@ class GoogleKit:
         return PushAnswer(answer.status, answer.reason)
 
     # -- mail (the "mail" service) -----------------------------------------------------------
+    # -- the mail client's pane (CTX-1) -----------------------------------------------------
+    def on_addon(self, services: Any, request: PushRequest) -> PushAnswer:
+        """A request of the Gmail add-on: checked, then answered with a card."""
+        setup = _setup(services)
+        if setup is None or setup.addon is None:
+            return PushAnswer(404, "this crmsync has no Gmail add-on")
+        from crmsync.providers.google.addon import on_event
+
+        return on_event(services, setup.addon, request)
+
     def mail_account(self, services: Any, grants: Grants, connection: str) -> Any:
         """The connection's Gmail as e-mail recording uses it (the MailAccount port)."""
         from crmsync.providers.google.gmail import GmailAccount

@@ -1,0 +1,495 @@
+"""The Gmail add-on (CTX-1): a Google Workspace add-on on the HTTP runtime, served by
+the `addon` function at /google. Gmail POSTs an event object when the user opens the
+add-on's homepage, opens a message, or clicks a button of a card; the answer is Card v1
+JSON. No Apps Script and no other server.
+
+Every request is checked before anything is read or written:
+  * the Authorization header's ID token is Google's (signature by Google's published
+    certificates, issuer, expiry), for this endpoint (audience), of the deployment's
+    service account (`CRMSYNC_GOOGLE_ADDON_ACCOUNT`, its address verified);
+  * the event's `userIdToken` is Google's, for the add-on's OAuth client
+    (`CRMSYNC_GOOGLE_ADDON_CLIENT_ID`): its subject is the Google account the pane is
+    for, found in crmsync's account directory.
+Anything else is 401 and nothing happens. A user who is not connected, whose consent
+must be renewed, or whose CRM is slow or down gets a card saying so and what to do.
+
+The open message's participants are read with Gmail's own tokens of the event (the
+user's token for the add-on's scopes and the message's `accessToken`), its headers
+only (`format=metadata`). Actions are buttons whose function is this endpoint with
+`?do=<action>`; what a card must remember rides in the action's parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from email.utils import getaddresses
+from typing import Any
+
+from crmsync.errors import GrantRevoked, PermanentError, SyncError, TransientError
+from crmsync.ports import PushAnswer, PushRequest
+
+log = logging.getLogger("crmsync.google.addon")
+
+PATH = "/addon/google"  # below the public URL: the endpoint of every trigger and action
+ISSUERS = ("accounts.google.com", "https://accounts.google.com")
+CLOCK_SKEW_SECONDS = 60
+HEADERS = ("From", "To", "Cc", "Reply-To")
+MOST_FILED = 10  # records a message is filed to at once (EML-5's MAX_RECORDS)
+SCOPES = (
+    "https://www.googleapis.com/auth/userinfo.email",
+    "https://www.googleapis.com/auth/gmail.addons.execute",
+    "https://www.googleapis.com/auth/gmail.addons.current.message.metadata",
+)
+
+
+@dataclass(frozen=True)
+class AddonSetup:
+    """What the add-on's requests are checked against: the deployment's service account
+    and OAuth client, Google's certificates, and where Gmail's API answers."""
+
+    account: str
+    client_id: str
+    certs_uri: str
+    endpoints: Mapping[str, str]
+
+
+class Unauthenticated(Exception):
+    """The request is not Google's, or not for this add-on (401)."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """The parts of Google's event object crmsync uses."""
+
+    subject: str  # the user's Google account (its stable id)
+    email: str
+    user_token: str  # the user's access token for the add-on's scopes
+    message_id: str
+    message_token: str
+    parameters: Mapping[str, str]
+    inputs: Mapping[str, list[str]]
+
+
+def endpoint(public_url: str) -> str:
+    return public_url.rstrip("/") + PATH
+
+
+def deployment(public_url: str, name: str = "crmsync") -> dict[str, Any]:
+    """The add-on's deployment resource (projects.deployments): its scopes, and the
+    endpoint every trigger calls."""
+    url = endpoint(public_url)
+    return {
+        "oauthScopes": list(SCOPES),
+        "addOns": {
+            "common": {
+                "name": name,
+                "logoUrl": public_url.rstrip("/") + "/app/static/crmsync-logo.png",
+                "homepageTrigger": {"runFunction": url},
+                "openLinkUrlPrefixes": [public_url.rstrip("/") + "/", "https://"],
+            },
+            "gmail": {"contextualTriggers": [{"unconditional": {}, "onTriggerFunction": url}]},
+            "httpOptions": {"authorizationHeader": "SYSTEM_ID_TOKEN"},
+        },
+    }
+
+
+# -- checking who asks -----------------------------------------------------------------------
+def _verified(token: str, setup: AddonSetup, audience: str | None) -> dict[str, Any]:
+    from google.auth.exceptions import GoogleAuthError
+    from google.auth.transport.requests import Request
+    from google.oauth2 import id_token
+
+    try:
+        claims = dict(
+            id_token.verify_token(
+                token,
+                Request(),
+                audience=audience,
+                certs_url=setup.certs_uri,
+                clock_skew_in_seconds=CLOCK_SKEW_SECONDS,
+            )
+        )
+    except (ValueError, GoogleAuthError) as exc:
+        raise Unauthenticated(f"the token does not verify ({type(exc).__name__})") from exc
+    if claims.get("iss") not in ISSUERS:
+        raise Unauthenticated("the token is not Google's")
+    return claims
+
+
+def check_caller(headers: Mapping[str, str], setup: AddonSetup, url: str) -> None:
+    """The request is Google's, for this endpoint, from the add-on's service account."""
+    scheme, _, token = (headers.get("Authorization") or "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthenticated("no bearer token")
+    claims = _verified(token.strip(), setup, None)
+    audience = str(claims.get("aud") or "").partition("?")[0]
+    if audience != url:
+        raise Unauthenticated("the token is for another endpoint")
+    if claims.get("email") != setup.account or claims.get("email_verified") is not True:
+        raise Unauthenticated("the token is not the add-on's service account's")
+
+
+def read_event(body: bytes, setup: AddonSetup) -> Event:
+    """The event object, with its user's ID token verified for the add-on's client."""
+    try:
+        data = json.loads(body or b"{}")
+    except ValueError as exc:
+        raise Unauthenticated("the body is not an event object") from exc
+    if not isinstance(data, dict):
+        raise Unauthenticated("the body is not an event object")
+    auth = _object(data.get("authorizationEventObject"))
+    user_id_token = str(auth.get("userIdToken") or "")
+    if not user_id_token:
+        raise Unauthenticated("the event names no user")
+    claims = _verified(user_id_token, setup, setup.client_id)
+    if not claims.get("sub"):
+        raise Unauthenticated("the user's token names no account")
+    common = _object(data.get("commonEventObject"))
+    gmail = _object(data.get("gmail"))
+    parameters = {str(k): str(v) for k, v in _object(common.get("parameters")).items()}
+    inputs: dict[str, list[str]] = {}
+    for name, given in _object(common.get("formInputs")).items():
+        values = _object(_object(given).get("stringInputs")).get("value")
+        if isinstance(values, list):
+            inputs[str(name)] = [str(v) for v in values]
+    return Event(
+        subject=str(claims["sub"]),
+        email=str(claims.get("email") or ""),
+        user_token=str(auth.get("userOAuthToken") or auth.get("userOauthToken") or ""),
+        message_id=str(gmail.get("messageId") or parameters.get("message") or ""),
+        message_token=str(gmail.get("accessToken") or ""),
+        parameters=parameters,
+        inputs=inputs,
+    )
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+# -- the open message ------------------------------------------------------------------------
+def participants(event: Event, setup: AddonSetup) -> list[tuple[str, str]]:
+    """(name, address) of each participant of the open message, from its headers, read
+    with the event's own tokens."""
+    from google.oauth2.credentials import Credentials
+
+    from crmsync.providers.google.client import GoogleClient
+
+    token = Credentials(event.user_token)  # type: ignore[no-untyped-call]
+    client = GoogleClient(token, setup.endpoints, attempts=2)
+    request = (
+        client.service("gmail", "v1")
+        .users()
+        .messages()
+        .get(userId="me", id=event.message_id, format="metadata", metadataHeaders=list(HEADERS))
+    )
+    request.headers["X-Goog-Gmail-Access-Token"] = event.message_token
+    message = client.execute(request, "gmail messages.get (add-on)")
+    headers = (message.get("payload") or {}).get("headers") or []
+    values = [str(h.get("value") or "") for h in headers if h.get("name") in HEADERS]
+    return [(name, address) for name, address in getaddresses(values) if address]
+
+
+# -- the request -----------------------------------------------------------------------------
+def on_event(services: Any, setup: AddonSetup, request: PushRequest) -> PushAnswer:
+    """One request of Gmail: checked, then answered with a card (or a 401)."""
+    from crmsync.usecases import pane
+
+    url = endpoint(services.public_url)
+    try:
+        check_caller(request.headers, setup, url)
+        event = read_event(request.body, setup)
+    except Unauthenticated as exc:
+        log.warning("add-on request refused", extra={"reason": str(exc)})
+        return PushAnswer(401, "not a request of crmsync's Gmail add-on")
+    action = str(request.query.get("do") or "")
+    who = pane.viewer(services, "google", event.subject)
+    if isinstance(who, pane.Blocked):
+        return _answer(blocked_card(who), action)
+    try:
+        card, note = _act(services, setup, url, who, event, action)
+    except GrantRevoked:
+        card, note = _problem("Gmail did not let crmsync read this message", _REOPEN), ""
+    except SyncError as exc:
+        log.warning("add-on action failed", extra={"error": type(exc).__name__})
+        card, note = _problem(_failure(exc), "Try again in a minute."), ""
+    except _Refusal as exc:
+        card, note = _problem(exc.reason, exc.next_step), ""
+    return _answer(card, action, note)
+
+
+_REOPEN = "Open the message again; if it goes on, reload Gmail."
+
+
+class _Refusal(Exception):
+    def __init__(self, reason: str, next_step: str) -> None:
+        super().__init__(reason)
+        self.reason, self.next_step = reason, next_step
+
+
+def _failure(exc: SyncError) -> str:
+    if isinstance(exc, TransientError):
+        return "Gmail or the CRM could not be reached just now"
+    if isinstance(exc, PermanentError):
+        return "The CRM did not take that"
+    return "Something went wrong on crmsync's side"
+
+
+def _act(
+    services: Any, setup: AddonSetup, url: str, who: Any, event: Event, action: str
+) -> tuple[dict[str, Any], str]:
+    from crmsync import service
+    from crmsync.usecases import pane
+
+    if not event.message_id:
+        return home_card(who, pane.sign_in_url(services, who.tenant)), ""
+    try:
+        if action == "":
+            found = participants(event, setup)
+            shown = pane.message_pane(services, who, found)
+            return pane_card(shown, who, url, event.message_id), ""
+        if action in ("file", "search"):
+            text = (event.inputs.get("search") or [""])[0]
+            people = pane.search(services, who, text) if action == "search" else []
+            return file_card(who, url, event, people, text), ""
+        if action == "file_to":
+            chosen = list(dict.fromkeys(event.inputs.get("records") or []))[:MOST_FILED]
+            if not chosen:
+                raise _Refusal("No record was chosen", "Tick the records to file the message to.")
+            names = {ref: _name_of(event, ref) for ref in chosen}
+            pane.file_message(services, who, event.message_id, chosen, names)
+            filed = len(chosen)
+            note = f"Filed to {filed} record{'s' if filed > 1 else ''}: in the CRM within a minute"
+            return filed_card(url, event.message_id, names), note
+        if action in ("create_contact", "create_lead"):
+            kind = action.removeprefix("create_")
+            address = event.parameters.get("address", "")
+            name = event.parameters.get("name", "")
+            pane.create_person(services, who, kind, address, name, event.message_id)
+            shown = pane.message_pane(services, who, participants(event, setup))
+            return pane_card(shown, who, url, event.message_id), f"The {kind} was made in the CRM"
+    except service.Refused as exc:
+        raise _Refusal(exc.reason, exc.next_step or "") from exc
+    raise _Refusal("This button does nothing any more", _REOPEN)
+
+
+def _name_of(event: Event, ref: str) -> str:
+    return event.parameters.get(f"name:{ref}", "")[:200]
+
+
+def _answer(card: dict[str, Any], action: str, note: str = "") -> PushAnswer:
+    """A trigger's card is pushed; an action's replaces the card it was clicked on."""
+    if not action:
+        body: dict[str, Any] = {"action": {"navigations": [{"pushCard": card}]}}
+    else:
+        done: dict[str, Any] = {"navigations": [{"updateCard": card}]}
+        if note:
+            done["notification"] = {"text": note}
+        body = {"renderActions": {"action": done}}
+    return PushAnswer(200, "", json.dumps(body))
+
+
+# -- cards (Card v1 JSON) --------------------------------------------------------------------
+def _card(title: str, subtitle: str, sections: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    header = {"title": title, "subtitle": subtitle} if subtitle else {"title": title}
+    return {"header": header, "sections": [s for s in sections if s.get("widgets")]}
+
+
+def _text(text: str) -> dict[str, Any]:
+    return {"textParagraph": {"text": _escaped(text)}}
+
+
+def _escaped(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _open(label: str, url: str) -> dict[str, Any]:
+    return {"text": label, "onClick": {"openLink": {"url": url}}}
+
+
+def _do(label: str, url: str, action: str, **parameters: str) -> dict[str, Any]:
+    listed = [{"key": k, "value": v} for k, v in parameters.items()]
+    return {
+        "text": label,
+        "onClick": {"action": {"function": f"{url}?do={action}", "parameters": listed}},
+    }
+
+
+def _line(top: str, text: str, bottom: str = "", link: str = "") -> dict[str, Any]:
+    shown: dict[str, Any] = {"topLabel": _escaped(top), "text": _escaped(text) or "—"}
+    if bottom:
+        shown["bottomLabel"] = _escaped(bottom)
+    if link:
+        shown["button"] = _open("Open", link)
+    return {"decoratedText": shown}
+
+
+def blocked_card(blocked: Any) -> dict[str, Any]:
+    widgets: list[dict[str, Any]] = [_text(blocked.next_step)]
+    if blocked.link:
+        widgets.append({"buttonList": {"buttons": [_open(blocked.label, blocked.link)]}})
+    return _card("crmsync", blocked.reason, [{"widgets": widgets}])
+
+
+def _problem(reason: str, next_step: str) -> dict[str, Any]:
+    return _card("crmsync", reason, [{"widgets": [_text(next_step or _REOPEN)]}])
+
+
+def home_card(who: Any, link: str) -> dict[str, Any]:
+    account = who.record.account or "your Google account"
+    return _card(
+        "crmsync",
+        f"Connected as {account}",
+        [
+            {
+                "widgets": [
+                    _text(
+                        "Open a message to see the CRM's contacts, accounts and open "
+                        "opportunities behind its participants, and to file it to the CRM."
+                    ),
+                    {"buttonList": {"buttons": [_open("Open crmsync", link)]}},
+                ]
+            }
+        ],
+    )
+
+
+def pane_card(shown: Any, who: Any, url: str, message: str) -> dict[str, Any]:
+    sections: list[dict[str, Any]] = []
+    if shown.failed or shown.late:
+        why = (
+            "The CRM did not answer in time for some participants"
+            if shown.late and not shown.failed
+            else "The CRM could not be reached for some participants"
+        )
+        sections.append({"widgets": [_text(f"{why}. Open the message again in a minute.")]})
+    for beside in shown.people:
+        sections.append(_person_section(beside, url, message))
+    for address in shown.late:
+        sections.append(
+            {"header": _escaped(address), "widgets": [_text("Still waiting for the CRM.")]}
+        )
+    if not shown.people and not shown.late:
+        sections.append({"widgets": [_text("No one but you takes part in this message.")]})
+    if shown.left_out:
+        sections.append({"widgets": [_text(f"{shown.left_out} more participants are not shown.")]})
+    if who.files_mail:
+        buttons = [_do("File to CRM", url, "file", message=message)]
+    else:
+        buttons = []
+        sections.append(
+            {
+                "widgets": [
+                    _text(
+                        "To file messages to the CRM, add mail to your connection on "
+                        "your crmsync page."
+                    )
+                ]
+            }
+        )
+    if buttons:
+        sections.append({"widgets": [{"buttonList": {"buttons": buttons}}]})
+    return _card("CRM", who.record.account, sections)
+
+
+def _person_section(beside: Any, url: str, message: str) -> dict[str, Any]:
+    card = beside.card
+    header = _escaped(beside.name or beside.address)
+    if card is None:
+        known = {"message": message, "address": beside.address, "name": beside.name}
+        return {
+            "header": header,
+            "widgets": [
+                _text(f"{beside.address} is not in the CRM."),
+                {
+                    "buttonList": {
+                        "buttons": [
+                            _do("Create contact", url, "create_contact", **known),
+                            _do("Create lead", url, "create_lead", **known),
+                        ]
+                    }
+                },
+            ],
+        }
+    person = card.person
+    widgets = [_line(person.kind.capitalize(), person.name or beside.address, card.title, card.url)]
+    if card.account is not None:
+        widgets.append(_line("Account", card.account.name, "", card.account.url))
+    for deal in card.opportunities:
+        widgets.append(_line("Open opportunity", deal.name, deal.detail, deal.url))
+    for item in card.history:
+        day = f"{item.date:%-d %b %Y}" if item.date is not None else ""
+        widgets.append(_line(f"History {day}".strip(), item.subject or "(no subject)"))
+    for name, value in card.fields:
+        widgets.append(_line(name, value))
+    if beside.more:
+        widgets.append(_text(f"{beside.more} more CRM records hold {beside.address}."))
+    return {
+        "header": header,
+        "collapsible": len(widgets) > 4,
+        "uncollapsibleWidgetsCount": 2,
+        "widgets": widgets,
+    }
+
+
+def file_card(who: Any, url: str, event: Event, found: Sequence[Any], text: str) -> dict[str, Any]:
+    """Choose the records to file the open message to: the people of the message the
+    CRM knows, or those a search found."""
+    items: list[dict[str, Any]] = []
+    names: dict[str, str] = {}
+    for person in found:
+        ref = f"{person.kind}/{person.id}"
+        names[f"name:{ref}"] = person.name
+        label = f"{person.name or ', '.join(person.emails)} ({person.kind})"
+        items.append({"text": _escaped(label), "value": ref, "selected": False})
+    search = {
+        "textInput": {"name": "search", "label": "Find a contact or lead", "value": _escaped(text)}
+    }
+    widgets: list[dict[str, Any]] = [
+        search,
+        {"buttonList": {"buttons": [_do("Find", url, "search", message=event.message_id)]}},
+    ]
+    if items:
+        widgets.append(
+            {
+                "selectionInput": {
+                    "name": "records",
+                    "label": "File to",
+                    "type": "CHECK_BOX",
+                    "items": items,
+                }
+            }
+        )
+        file_button = _do("File", url, "file_to", message=event.message_id, **names)
+        widgets.append({"buttonList": {"buttons": [file_button]}})
+    elif text and len(text.strip()) < 2:
+        widgets.append(_text("Type at least 2 letters of a name or an address."))
+    elif text:
+        widgets.append(_text(f"No contact or lead holds “{_escaped(text)}”."))
+    return _card("File to CRM", who.record.account, [{"widgets": widgets}])
+
+
+def filed_card(url: str, message: str, names: Mapping[str, str]) -> dict[str, Any]:
+    listed = ", ".join(name or ref for ref, name in names.items())
+    return _card(
+        "File to CRM",
+        "Filed",
+        [
+            {
+                "widgets": [
+                    _text(
+                        f"This message is being filed to {listed}. It shows in the CRM's "
+                        "history within a minute, once, with its attachments."
+                    ),
+                    {
+                        "buttonList": {
+                            "buttons": [_do("File elsewhere too", url, "file", message=message)]
+                        }
+                    },
+                ]
+            }
+        ],
+    )

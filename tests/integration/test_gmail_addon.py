@@ -1,0 +1,351 @@
+"""The Gmail add-on (CTX-1) through the `addon` function, as Gmail runs it: the Google
+sandbox posts the event objects Gmail posts (signed by its own token issuer) when Dana
+opens a message or clicks a button of a card; the answers are Card v1 JSON, each parsed
+by Google's Card v1 protos with unknown fields refused. The reference CRM and the Google
+sandbox over real sockets; filing goes through e-mail recording (the sync_worker's mail
+pass)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+from google.apps import card_v1
+
+from crmsync.queue.inline import InlineQueue
+from crmsync.store.memory import MemoryBackend
+from crmsync.usecases import pane
+from sandbox.crm.chaos import Slow
+from sandbox.crm.seed import DEMO_TENANT
+from sandbox.google import addons, gmail
+from sandbox.local.stack import DEMO_USERS, LocalStack
+from tests.integration.test_app_preview_import import drain
+
+pytestmark = pytest.mark.integration
+
+DANA = DEMO_USERS["u1"]
+DANAS = "google-u1"
+ADA, GRACE, SAM = "ada@acme.example", "grace@globex.example", "sam@nowhere.example"
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[LocalStack]:
+    slowed: list[Slow] = []
+
+    def wrap(app: Any) -> Any:
+        slowed.append(Slow(app))
+        return slowed[0]
+
+    stack = LocalStack(MemoryBackend(), InlineQueue(), graph_flush=0, crm_wrap=wrap)
+    stack.slow = slowed[0]  # type: ignore[attr-defined]
+    stack.create_demo_tenant()
+    assert stack.connect("u1", services="sync,mail").status_code == 200
+    drain(stack)  # the first cycle and mail pass
+    yield stack
+    stack.close()
+
+
+def endpoint(stack: LocalStack) -> str:
+    return stack.functions_url + "/addon/google"
+
+
+def delivered(stack: LocalStack, subject: str, sender: str, *others: str) -> str:
+    """A message in Dana's mailbox from `sender`, to Dana and `others`."""
+    to = ", ".join([DANA, *others])
+    raw = (
+        f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\n"
+        f"Message-ID: <{subject.replace(' ', '-').lower()}@nowhere>\r\n\r\nAbout {subject}.\r\n"
+    )
+    return gmail.deliver(stack.google, DANA, raw.encode())
+
+
+def opened(
+    stack: LocalStack, message: str, email: str = DANA, action: str = "", **event: Any
+) -> requests.Response:
+    """Gmail posts the event of `email` opening `message` (or clicking `action`)."""
+    url = endpoint(stack) + (f"?do={action}" if action else "")
+    built = addons.message_event(stack.google, url, email, message, **event)
+    return addons.post(stack.google, url, built)
+
+
+def card_of(answer: requests.Response) -> dict[str, Any]:
+    """The card of an answer, parsed by Google's Card v1 protos (unknown fields refused)."""
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["Content-Type"] == "application/json"
+    body = answer.json()
+    if "renderActions" in body:
+        [navigation] = body["renderActions"]["action"]["navigations"]
+        card = navigation["updateCard"]
+    else:
+        [navigation] = body["action"]["navigations"]
+        card = navigation["pushCard"]
+    card_v1.Card.from_json(json.dumps(card))  # raises on a misspelt or unknown field
+    return dict(card)
+
+
+def notification(answer: requests.Response) -> str:
+    return str(answer.json()["renderActions"]["action"].get("notification", {}).get("text", ""))
+
+
+def sections(card: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    return {str(s.get("header", "")): s["widgets"] for s in card["sections"]}
+
+
+def lines(widgets: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """(top label, text, address opened) of each decorated text."""
+    return [
+        (
+            w["decoratedText"].get("topLabel", ""),
+            w["decoratedText"]["text"],
+            w["decoratedText"]
+            .get("button", {})
+            .get("onClick", {})
+            .get("openLink", {})
+            .get("url", ""),
+        )
+        for w in widgets
+        if "decoratedText" in w
+    ]
+
+
+def buttons(card: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    found = {}
+    for section in card["sections"]:
+        for widget in section["widgets"]:
+            for button in widget.get("buttonList", {}).get("buttons", []):
+                found[button["text"]] = button["onClick"]
+    return found
+
+
+def texts(card: dict[str, Any]) -> str:
+    return (
+        " ".join(
+            w["textParagraph"]["text"]
+            for s in card["sections"]
+            for w in s["widgets"]
+            if "textParagraph" in w
+        )
+        + " "
+        + card["header"].get("subtitle", "")
+    )
+
+
+def test_CTX1_opening_a_message_shows_the_crm_records_behind_its_participants(
+    stack: LocalStack,
+) -> None:
+    message = delivered(stack, "Renewal terms", f"Ada Lovelace <{ADA}>", GRACE, SAM)
+
+    card = card_of(opened(stack, message))
+
+    shown = sections(card)
+    assert set(shown) - {""} == {"Ada Lovelace", GRACE, SAM}  # not Dana herself
+    ada = lines(shown["Ada Lovelace"])
+    assert [(top, text) for top, text, _ in ada[:4]] == [
+        ("Contact", "Ada Lovelace"),
+        ("Account", "Acme GmbH"),
+        ("Open opportunity", "Acme renewal 2027"),
+        ("Open opportunity", "Acme analytics pilot"),
+    ]
+    assert [text for top, text, _ in ada if top.startswith("History ")] == [
+        "Agenda for the review"  # the seeded message recorded on Ada
+    ]
+    for _, _, url in ada[:4]:  # each opens the record's page in the CRM
+        page = requests.get(url, timeout=10)
+        assert page.status_code == 200 and "text/html" in page.headers["Content-Type"]
+    grace = lines(shown[GRACE])
+    assert [(top, text) for top, text, _ in grace] == [
+        ("Contact", "Grace Hopper"),
+        ("Account", "Globex Ltd"),
+        ("Open opportunity", "Globex onboarding"),
+    ]
+    assert all(url.startswith(stack.crm_url.split("/api/")[0] + "/ui/") for _, _, url in grace)
+    assert f"{SAM} is not in the CRM." in texts(
+        {"header": {}, "sections": [{"widgets": shown[SAM]}]}
+    )
+    assert {"Create contact", "Create lead", "File to CRM"} <= set(buttons(card))
+
+
+def test_CTX1_every_request_is_checked_and_a_forged_one_changes_nothing(
+    stack: LocalStack,
+) -> None:
+    message = delivered(stack, "Forged", f"Sam <{SAM}>")
+    url = endpoint(stack) + "?do=create_contact"
+    event = addons.message_event(
+        stack.google, url, DANA, message, parameters={"address": SAM, "name": "Sam Forged"}
+    )
+    other_endpoint = addons.system_token(stack.google, stack.functions_url + "/app")
+    other_account = addons.system_token(stack.google, url, email="someone@example.com")
+    forged_user = {
+        **event,
+        "authorizationEventObject": {
+            **event["authorizationEventObject"],
+            "userIdToken": addons.sign(stack.google, {"iss": "https://accounts.google.com"}),
+        },
+    }
+    tries = [
+        requests.post(url, json=event, timeout=10),  # no token
+        addons.post(stack.google, url, event, token="not-a-token"),
+        addons.post(stack.google, url, event, token=other_endpoint),
+        addons.post(stack.google, url, event, token=other_account),
+        addons.post(stack.google, url, forged_user),
+    ]
+
+    assert [t.status_code for t in tries] == [401] * 5
+    assert all("sections" not in t.text for t in tries)
+    assert not [p for p in stack.crm.all(DEMO_TENANT, "contact") if SAM in p.get("emails", [])]
+
+
+def test_CTX1_an_account_not_connected_gets_one_card_saying_how_to_connect(
+    stack: LocalStack,
+) -> None:
+    stranger = "nell@elsewhere.example"
+    stack.google.add_account(stranger)
+
+    card = card_of(
+        addons.post(
+            stack.google,
+            endpoint(stack),
+            addons.homepage_event(stack.google, endpoint(stack), stranger),
+        )
+    )
+
+    assert card["header"]["subtitle"] == "This Google account is not connected to crmsync"
+    assert "onboarding link" in texts(card)
+    assert buttons(card) == {}
+
+
+def test_CTX1_a_user_who_must_sign_in_again_gets_the_link_to_do_it(stack: LocalStack) -> None:
+    message = delivered(stack, "Reconsent", f"Ada <{ADA}>")
+    store = stack.services.backend.store(DEMO_TENANT)
+    store.set_status(DANAS, "needs_reauth", "revoked")
+    try:
+        card = card_of(opened(stack, message))
+    finally:
+        store.set_status(DANAS, "active")
+
+    assert card["header"]["subtitle"] == "crmsync needs you to sign in to Google again"
+    link = buttons(card)["Open crmsync"]["openLink"]["url"]
+    assert link == pane.sign_in_url(stack.services, DEMO_TENANT)
+    assert requests.get(link, timeout=10).status_code == 200  # the sign-in page
+
+
+def test_CTX1_a_slow_crm_gets_an_answer_within_the_deadline_never_a_spinner(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    message = delivered(stack, "Slow CRM", f"Ada <{ADA}>", GRACE)
+    monkeypatch.setattr(pane, "DEADLINE", 0.5)
+    stack.slow.delay = 2.0  # type: ignore[attr-defined]
+    try:
+        started = time.monotonic()
+        card = card_of(opened(stack, message))
+        took = time.monotonic() - started
+    finally:
+        stack.slow.delay = 0.0  # type: ignore[attr-defined]
+
+    assert took < 2.0  # the deadline, not the CRM, ended the wait
+    assert "The CRM did not answer in time for some participants" in texts(card)
+    assert set(sections(card)) >= {ADA, GRACE}
+
+
+def test_CTX1_a_message_is_filed_to_several_records_once_through_mail_recording(
+    stack: LocalStack,
+) -> None:
+    message = delivered(stack, "Joint proposal", f"Sam <{SAM}>")
+    ada = next(
+        r["id"] for r in stack.crm.all(DEMO_TENANT, "contact") if r.get("last_name") == "Lovelace"
+    )
+    grace = next(
+        r["id"] for r in stack.crm.all(DEMO_TENANT, "contact") if r.get("last_name") == "Hopper"
+    )
+
+    chooser = card_of(opened(stack, message, action="file", parameters={"message": message}))
+    assert "Find" in buttons(chooser)
+    found = card_of(
+        opened(
+            stack,
+            message,
+            action="search",
+            parameters={"message": message},
+            inputs={"search": ["o"]},
+        )
+    )
+    assert "Type at least 2 letters" in texts(found) and "File" not in buttons(found)
+    found = card_of(
+        opened(
+            stack,
+            message,
+            action="search",
+            parameters={"message": message},
+            inputs={"search": ["acme"]},
+        )
+    )
+    [choice] = [
+        w["selectionInput"]
+        for s in found["sections"]
+        for w in s["widgets"]
+        if "selectionInput" in w
+    ]
+    assert f"contact/{ada}" in [item["value"] for item in choice["items"]]
+    filing = buttons(found)["File"]["action"]
+    given = {p["key"]: p["value"] for p in filing["parameters"]}
+
+    answer = opened(
+        stack,
+        message,
+        action="file_to",
+        parameters=given,
+        inputs={"records": [f"contact/{ada}", f"contact/{grace}"]},
+    )
+    again = opened(
+        stack, message, action="file_to", parameters=given, inputs={"records": [f"contact/{ada}"]}
+    )
+    drain(stack)  # the mail pass the filings asked for
+
+    assert "Filed to 2 records" in notification(answer)
+    card_of(answer)
+    card_of(again)
+    for record in (ada, grace):
+        subjects = [i["subject"] for i in stack.crm.history(DEMO_TENANT, "contact", record)]
+        assert subjects.count("Joint proposal") == 1  # once, though filed twice to Ada
+
+
+def test_CTX1_a_participant_unknown_to_the_crm_becomes_a_contact_once(stack: LocalStack) -> None:
+    newcomer = "lin@newco.example"
+    message = delivered(stack, "Hello from Newco", f"Lin Chen <{newcomer}>")
+    known = {"message": message, "address": newcomer, "name": "Lin Chen"}
+
+    first = opened(stack, message, action="create_contact", parameters=known)
+    second = opened(stack, message, action="create_contact", parameters=known)  # clicked twice
+
+    assert notification(first) == "The contact was made in the CRM"
+    card = card_of(second)
+    made = [r for r in stack.crm.all(DEMO_TENANT, "contact") if newcomer in r.get("emails", [])]
+    assert [(r["first_name"], r["last_name"]) for r in made] == [("Lin", "Chen")]
+    assert lines(sections(card)["Lin Chen"])[0][:2] == ("Contact", "Lin Chen")
+
+
+def test_CTX1_the_homepage_says_who_is_connected_and_what_the_pane_does(stack: LocalStack) -> None:
+    url = endpoint(stack)
+
+    card = card_of(addons.post(stack.google, url, addons.homepage_event(stack.google, url, DANA)))
+
+    assert card["header"]["subtitle"] == f"Connected as {DANA}"
+    assert "Open a message" in texts(card)
+    assert buttons(card)["Open crmsync"]["openLink"]["url"] == pane.sign_in_url(
+        stack.services, DEMO_TENANT
+    )
+
+
+def test_CTX1_the_function_answers_a_browser_with_a_page_and_a_get_with_405(
+    stack: LocalStack,
+) -> None:
+    page = requests.get(endpoint(stack), headers={"Accept": "text/html"}, timeout=10)
+    machine = requests.get(endpoint(stack), timeout=10)
+
+    assert page.status_code == 405 and "text/html" in page.headers["Content-Type"]
+    assert "open a message in Gmail" in page.text
+    assert machine.status_code == 405 and machine.headers["Allow"] == "POST"
