@@ -13,6 +13,7 @@ except to show the runs.
 
 from __future__ import annotations
 
+import html
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -24,6 +25,9 @@ from flask import Flask, Response, jsonify, request
 
 from sandbox.local.accounts import FIELDS, KINDS, Account, GoogleApps, OutlookApps, minute, when
 from sandbox.local.inbox import GmailInbox
+from sandbox.local.stack import DEMO_USERS
+
+ADDON_USER = DEMO_USERS["u1"]  # whose Gmail the add-on's page shows
 
 TENANT = "demo"
 RUNS_SHOWN = 15
@@ -227,6 +231,51 @@ class Console:
         for user in sorted(users if users is not None else self._users_of(kind, record_id)):
             self.announce(user, kind, [record_id])
 
+    # -- the Gmail add-on, for a look (CTX-1) ----------------------------------------------------
+    def addon_page(self, message_id: str, form: Any) -> Response:
+        """Post the event Gmail posts when u1 opens `message_id` ("" for the homepage)
+        or clicks a button of its card (`form`: the card's inputs and the button's `do`),
+        signed as Google signs it; draw the card the addon function answers."""
+        import json as jsonlib
+
+        from sandbox.google import addon_html, addons
+
+        email = ADDON_USER
+        endpoint = self.local.functions_url + "/addon/google"
+        url, parameters, inputs = endpoint, {}, {}
+        if form is not None:
+            action = jsonlib.loads(form.get("do") or "{}")
+            url = str(action.get("function") or "")
+            if not url.startswith(endpoint):
+                raise ValueError("the card's button calls no function of this stack")
+            parameters = {p["key"]: p["value"] for p in action.get("parameters") or []}
+            inputs = {name: form.getlist(name) for name in form if name != "do"}
+        google = self.local.google
+        if message_id:
+            event = addons.message_event(
+                google, url, email, message_id, parameters=parameters, inputs=inputs
+            )
+        else:
+            event = addons.homepage_event(google, url, email)
+        answer = addons.post(google, url, event)
+        if answer.status_code != 200:
+            raise ValueError(f"the addon function answered {answer.status_code}: {answer.text}")
+        body = answer.json()
+        done = body.get("renderActions", body).get("action", {})
+        [navigation] = done.get("navigations") or [{}]
+        card = navigation.get("pushCard") or navigation.get("updateCard") or {}
+        note = str((done.get("notification") or {}).get("text") or "")
+        after = ""
+        if not message_id:  # the homepage: and the messages to open beside it
+            listed = "".join(
+                f'<li><a href="/gmail-addon/{html.escape(m["id"])}">'
+                f"{html.escape(m['subject'] or '(no subject)')}</a> "
+                f"<small>{html.escape(m['from'])}</small></li>"
+                for m in GmailInbox(google, email).messages()
+            )
+            after = f"<h2>Open a message of {html.escape(email)}'s inbox</h2><ul>{listed}</ul>"
+        return Response(addon_html.page(card, note, after=after), mimetype="text/html")
+
     # -- the web app ---------------------------------------------------------------------------
     def app(self) -> Flask:
         app = Flask("crmsync-console")
@@ -305,6 +354,17 @@ class Console:
             from crmsync import service
 
             return jsonify(link=service.onboarding_link(self.local.services, TENANT, user))
+
+        @app.get("/gmail-addon")
+        @app.get("/gmail-addon/<message_id>")
+        def gmail_addon(message_id: str = "") -> Response:
+            """CTX-1: the card Gmail shows beside u1's open message (or the add-on's
+            homepage), as the addon function answers it, drawn as a page."""
+            return self.addon_page(message_id, None)
+
+        @app.post("/gmail-addon/<message_id>")
+        def gmail_addon_action(message_id: str) -> Response:
+            return self.addon_page(message_id, request.form)
 
         @app.errorhandler(404)
         def missing(exc: Exception) -> Any:

@@ -1,4 +1,5 @@
-"""The `crmsync` command: `conformance` (the CRM vendor's kit), and the operator's
+"""The `crmsync` command: `conformance` (the CRM vendor's kit), `addon-deployment` (the
+mail client's add-on, CTX-1), and the operator's
 `tenant` (register a tenant), `onboarding-link` (a user's link to connect) and
 `admin-consent-link` (a directory admin's approval for a whole organisation), which
 act on a deployment through the same variables the functions read (see
@@ -99,9 +100,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     consent.add_argument("--tenant", required=True, help="the tenant id")
     consent.add_argument("--provider", default="microsoft", help="default: microsoft")
+    pane = verbs.add_parser(
+        "addon-deployment",
+        help="the mail client's add-on deployment for a provider (CTX-1), as JSON",
+        description="Prints the deployment resource of crmsync's add-on in the provider's "
+        "mail client, its triggers calling the addon function at --public-url. For Gmail: "
+        "gcloud workspace-add-ons deployments create crmsync --deployment-file=FILE, "
+        "then put the service account and OAuth client that `gcloud workspace-add-ons "
+        "get-authorization` shows into Terraform's gmail_addon_service_account and "
+        "gmail_addon_client_id.",
+    )
+    pane.add_argument("--public-url", required=True, help="where the functions answer")
+    pane.add_argument("--provider", default="google", help="default: google")
+    pane.add_argument("--name", default="crmsync", help="the add-on's name in the mail client")
     args = parser.parse_args(argv)
     if args.verb == "conformance":
         return conformance(args)
+    if args.verb == "addon-deployment":
+        return addon_deployment(args)
     deployment = _deployment(args.config)
     if deployment is None:
         return 2
@@ -111,6 +127,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         "admin-consent-link": admin_consent_link,
     }[args.verb]
     return _answer(lambda: act(deployment, args))
+
+
+def addon_deployment(args: argparse.Namespace) -> int:
+    import json
+
+    from crmsync import providers
+
+    try:
+        kit = providers.kit(args.provider)
+    except KeyError:
+        print(f"crmsync has no provider {args.provider!r}", file=sys.stderr)
+        return 2
+    if not hasattr(kit, "addon_deployment"):
+        print(f"crmsync has no mail-client add-on for {args.provider}", file=sys.stderr)
+        return 2
+    if not args.public_url.startswith("https://"):
+        print("--public-url must be the functions' https:// address", file=sys.stderr)
+        return 2
+    print(json.dumps(kit.addon_deployment(args.public_url, args.name), indent=2))
+    return 0
 
 
 def register_tenant(deployment: Any, args: argparse.Namespace) -> str:

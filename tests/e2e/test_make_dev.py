@@ -59,6 +59,7 @@ def test_make_dev_connects_u1_and_u2_syncs_both_runs_twice_at_once_and_its_comma
         first_cycles(banner)
         answers = {command: run(command) for command in commands(banner)}
         assert_console(banner)
+        assert_gmail_addon(banner)
         tag_adas_message(banner)
         assert_readme_tour_commands(_shown(banner, "reference CRM"))
         running.wait_for(
@@ -235,6 +236,19 @@ def assert_console(banner: str) -> None:
     state = requests.get(addresses[0][1] + "api/state", timeout=30).json()
     shown = {a["connection"]: a["records"]["contact"] for a in state["accounts"]}
     assert "Turing" in [c["fields"]["last_name"] for c in shown["microsoft-u2"]]
+
+
+def assert_gmail_addon(banner: str) -> None:
+    """CTX-1, first hour: the banner's Gmail add-on address lists u1's inbox beside the
+    add-on's homepage card; a message of Ada's opens the card of the CRM behind her."""
+    import re
+
+    home = requests.get(_shown(banner, "Gmail add-on"), timeout=30)
+    assert home.status_code == 200 and home.headers["Content-Type"].startswith("text/html")
+    [ada] = re.findall(rf'<a href="(/gmail-addon/[^"]+)">{re.escape(ADA_MAIL)}</a>', home.text)
+    console = _shown(banner, "console").rstrip("/")
+    card = requests.get(console + ada, timeout=30)
+    assert card.status_code == 200 and "Acme GmbH" in card.text, card.text
 
 
 ADA_MAIL = "Engine order: next steps"  # one of the messages make dev seeds

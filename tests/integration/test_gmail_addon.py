@@ -7,7 +7,9 @@ pass)."""
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -349,3 +351,51 @@ def test_CTX1_the_function_answers_a_browser_with_a_page_and_a_get_with_405(
     assert page.status_code == 405 and "text/html" in page.headers["Content-Type"]
     assert "open a message in Gmail" in page.text
     assert machine.status_code == 405 and machine.headers["Allow"] == "POST"
+
+
+def test_CTX1_filing_with_no_record_ticked_says_what_to_do_and_files_nothing(
+    stack: LocalStack,
+) -> None:
+    message = delivered(stack, "Nothing ticked", f"Sam <{SAM}>")
+    before = len(stack.services.backend.store(DEMO_TENANT).filings(DANAS, 50))
+
+    card = card_of(opened(stack, message, action="file_to", parameters={"message": message}))
+
+    assert card["header"]["subtitle"] == "No record was chosen"
+    assert "Tick the records" in texts(card)
+    assert len(stack.services.backend.store(DEMO_TENANT).filings(DANAS, 50)) == before
+
+
+def test_CTX1_the_logo_the_deployment_names_is_served(stack: LocalStack) -> None:
+    logo = requests.get(stack.functions_url + "/app/assets/crmsync-logo.png", timeout=10)
+
+    assert logo.status_code == 200 and logo.headers["Content-Type"] == "image/png"
+    assert logo.content.startswith(b"\x89PNG")
+
+
+def test_CTX1_make_devs_console_draws_the_gmail_cards_and_their_buttons_work(
+    stack: LocalStack,
+) -> None:
+    from sandbox.local.console import Console
+
+    message = delivered(stack, "Console look", f"Ada Lovelace <{ADA}>")
+    console = Console(stack).app().test_client()
+
+    shown = console.get(f"/gmail-addon/{message}")
+    home = console.get("/gmail-addon")
+
+    assert shown.status_code == 200 and shown.mimetype == "text/html"
+    page = shown.get_data(as_text=True)
+    assert "<h2>Ada Lovelace</h2>" in page and "Acme renewal 2027" in page
+    assert f"Connected as {DANA}" in home.get_data(as_text=True)
+    assert f'<a href="/gmail-addon/{message}">Console look</a>' in home.get_data(as_text=True)
+    [do] = re.findall(r'name="do" value="([^"]*)">File to CRM</button>', page)
+    do = html.unescape(do)
+    chooser = console.post(f"/gmail-addon/{message}", data={"do": do})
+    assert chooser.status_code == 200
+    assert "Find a contact or lead" in chooser.get_data(as_text=True)
+    found = console.post(
+        f"/gmail-addon/{message}",
+        data={"do": do.replace("do=file", "do=search"), "search": "lovelace"},
+    )
+    assert 'type="checkbox" name="records"' in found.get_data(as_text=True)

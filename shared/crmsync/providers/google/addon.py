@@ -86,7 +86,7 @@ def deployment(public_url: str, name: str = "crmsync") -> dict[str, Any]:
         "addOns": {
             "common": {
                 "name": name,
-                "logoUrl": public_url.rstrip("/") + "/app/static/crmsync-logo.png",
+                "logoUrl": public_url.rstrip("/") + "/app/assets/crmsync-logo.png",
                 "homepageTrigger": {"runFunction": url},
                 "openLinkUrlPrefixes": [public_url.rstrip("/") + "/", "https://"],
             },

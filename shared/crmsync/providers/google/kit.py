@@ -324,6 +324,12 @@ class GoogleKit:
 
         return on_event(services, setup.addon, request)
 
+    def addon_deployment(self, public_url: str, name: str = "crmsync") -> dict[str, Any]:
+        """The Gmail add-on's deployment resource (its triggers call `public_url`)."""
+        from crmsync.providers.google.addon import deployment
+
+        return deployment(public_url, name)
+
     def mail_account(self, services: Any, grants: Grants, connection: str) -> Any:
         """The connection's Gmail as e-mail recording uses it (the MailAccount port)."""
         from crmsync.providers.google.gmail import GmailAccount
