@@ -90,7 +90,7 @@ def _widget(widget: Mapping[str, Any]) -> str:
         name = _t(given.get("name", ""))
         items = "".join(
             f'<label><input type="checkbox" name="{name}" value="{_t(item.get("value", ""))}"'
-            f"{' checked' if item.get('selected') else ''}> {item.get('text', '')}</label><br>"
+            f"{' checked' if item.get('selected') else ''}> {_t(item.get('text', ''))}</label><br>"
             for item in given.get("items", [])
         )
         return f"<fieldset><legend>{_t(given.get('label', ''))}</legend>{items}</fieldset>"

@@ -35,7 +35,16 @@ CLIENT_ID = "100200300400-addon.apps.googleusercontent.com"
 EXECUTE = SCOPE + "gmail.addons.execute"
 CURRENT_METADATA = SCOPE + "gmail.addons.current.message.metadata"
 COMPOSE = SCOPE + "gmail.addons.current.action.compose"
-SCOPES = (SCOPE + "userinfo.email", EXECUTE, CURRENT_METADATA, COMPOSE)
+CALENDAR_EXECUTE = SCOPE + "calendar.addons.execute"
+CURRENT_EVENT = SCOPE + "calendar.addons.current.event.read"
+SCOPES = (
+    SCOPE + "userinfo.email",
+    EXECUTE,
+    CURRENT_METADATA,
+    COMPOSE,
+    CALENDAR_EXECUTE,
+    CURRENT_EVENT,
+)
 TOKEN_SECONDS = 300
 
 
@@ -115,11 +124,52 @@ def message_event(
     }
 
 
-def homepage_event(sandbox: GoogleSandbox, endpoint: str, email: str) -> dict[str, Any]:
-    """The event of the add-on's homepage (no message open)."""
+def calendar_event(
+    sandbox: GoogleSandbox,
+    endpoint: str,
+    email: str,
+    event_id: str,
+    *,
+    calendar_id: str = "primary",
+    parameters: Mapping[str, str] | None = None,
+    inputs: Mapping[str, list[str]] | None = None,
+) -> dict[str, Any]:
+    """The event Google Calendar posts when `email` opens the event `event_id` (an
+    occurrence's id names its series in `recurringEventId`), with its organizer and
+    attendees as the event holds them (`currentEventAccess: READ`)."""
+    from sandbox.google.calendar import calendar_events
+
+    series, _, _ = event_id.rpartition("_")
+    stored = {e["id"]: e for e in calendar_events(sandbox, email, calendar_id)}
+    found = stored.get(event_id) or stored.get(series) or {}
+    shown: dict[str, Any] = {"id": event_id, "calendarId": calendar_id}
+    if event_id not in stored and series in stored:
+        shown["recurringEventId"] = series
+    if found.get("organizer"):
+        shown["organizer"] = {"email": found["organizer"].get("email", "")}
+    shown["attendees"] = [
+        {k: a[k] for k in ("email", "displayName", "self", "organizer", "responseStatus") if k in a}
+        for a in found.get("attendees") or []
+    ]
+    shown["capabilities"] = {"canSeeAttendees": True, "canAddAttendees": True}
+    event = homepage_event(sandbox, endpoint, email, host="CALENDAR")
+    common = event["commonEventObject"]
+    if parameters:
+        common["parameters"] = dict(parameters)
+    if inputs:
+        common["formInputs"] = {
+            name: {"stringInputs": {"value": list(values)}} for name, values in inputs.items()
+        }
+    return {**event, "calendar": shown}
+
+
+def homepage_event(
+    sandbox: GoogleSandbox, endpoint: str, email: str, host: str = "GMAIL"
+) -> dict[str, Any]:
+    """The event of the add-on's homepage in `host` (nothing open)."""
     account = sandbox.add_account(email)
     return {
-        "commonEventObject": {"hostApp": "GMAIL", "platform": "WEB"},
+        "commonEventObject": {"hostApp": host, "platform": "WEB"},
         "authorizationEventObject": {
             "userOAuthToken": sandbox.issue_token(email, SCOPES, client_id=CLIENT_ID),
             "userIdToken": id_token(sandbox, account, CLIENT_ID),

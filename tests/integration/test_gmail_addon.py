@@ -12,12 +12,14 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import requests
 from google.apps import card_v1
 
+from crmsync import service
 from crmsync.queue.inline import InlineQueue
 from crmsync.store.memory import MemoryBackend
 from crmsync.usecases import pane
@@ -399,3 +401,121 @@ def test_CTX1_make_devs_console_draws_the_gmail_cards_and_their_buttons_work(
         data={"do": do.replace("do=file", "do=search"), "search": "lovelace"},
     )
     assert 'type="checkbox" name="records"' in found.get_data(as_text=True)
+
+
+# -- the open calendar event ----------------------------------------------------------------
+def event_opened(
+    stack: LocalStack, event_id: str, action: str = "", **event: Any
+) -> requests.Response:
+    """Google Calendar posts the event of Dana opening the event (or clicking `action`)."""
+    url = endpoint(stack) + (f"?do={action}" if action else "")
+    built = addons.calendar_event(stack.google, url, DANA, event_id, **event)
+    return addons.post(stack.google, url, built)
+
+
+def meeting_in_google(stack: LocalStack, subject: str, *guests: str) -> str:
+    """A meeting Dana makes in Google Calendar with `guests`, synced to the CRM."""
+    start = datetime.now(UTC).replace(microsecond=0, second=0, minute=0) + timedelta(days=2)
+    made = (
+        stack.google_api("calendar", "v3")
+        .events()
+        .insert(
+            calendarId="primary",
+            body={
+                "summary": subject,
+                "start": {"dateTime": start.isoformat()},
+                "end": {"dateTime": (start + timedelta(hours=1)).isoformat()},
+                "attendees": [{"email": guest} for guest in guests],
+            },
+        )
+        .execute()
+    )
+    service.enqueue_cycle(stack.services, DEMO_TENANT, DANAS, "schedule")
+    drain(stack)
+    return str(made["id"])
+
+
+def crm_activity(stack: LocalStack, subject: str) -> dict[str, Any]:
+    [found] = [a for a in stack.crm.all(DEMO_TENANT, "activity") if a["subject"] == subject]
+    return dict(found)
+
+
+def test_CTX1_an_open_event_shows_its_crm_activity_and_saves_participants_and_related_records(
+    stack: LocalStack,
+) -> None:
+    stack.crm.declare_custom_field(DEMO_TENANT, "activity", "outcome", "enum", ("won", "lost"))
+    max_ = DEMO_USERS["u2"]
+    event_id = meeting_in_google(stack, "Renewal workshop", ADA, max_)
+    before = crm_activity(stack, "Renewal workshop")
+
+    card = card_of(event_opened(stack, event_id))
+
+    shown = sections(card)
+    assert card["header"]["title"] == "Renewal workshop"
+    assert lines(shown["In the CRM"])[0][:2] == ("Leader", "Dana Rep")
+    choices = {
+        w["selectionInput"]["name"]: {i["value"]: i["text"] for i in w["selectionInput"]["items"]}
+        for w in shown["Change it"]
+        if "selectionInput" in w
+    }
+    acme = next(r for r in choices["about"] if r.startswith("account/"))
+    renewal = next(r for r, text in choices["about"].items() if text.startswith("Acme renewal"))
+    assert choices["about"][acme] == "Acme GmbH (account)"
+    save = buttons(card)["Save to CRM"]["action"]
+    given = {p["key"]: p["value"] for p in save["parameters"]}
+    sam = "u3"  # a colleague who is not a guest of the event
+    assert choices["join"][sam] == "Sam Support" and "u2" not in choices["join"]  # Max is in
+
+    saved = event_opened(
+        stack,
+        event_id,
+        action="meeting_save",
+        parameters=given,
+        inputs={"about": [acme, renewal], "join": [sam], "custom:outcome": ["won"]},
+    )
+
+    assert notification(saved) == "Saved to the CRM"
+    after = crm_activity(stack, "Renewal workshop")
+    assert after["regarding"]["account"] == acme.partition("/")[2]
+    assert after["regarding"]["opportunity"] == renewal.partition("/")[2]
+    assert after["custom"] == {"outcome": "won"}
+    assert after["members"] == [*before["members"], sam]
+    shown_after = sections(card_of(saved))
+    assert [text for _, text, _ in lines(shown_after["About"])] == [
+        "Acme GmbH",
+        "Acme renewal 2027",
+    ]
+    service.enqueue_cycle(stack.services, DEMO_TENANT, DANAS, "schedule")
+    drain(stack)  # the next cycle
+    assert crm_activity(stack, "Renewal workshop")["regarding"] == after["regarding"]
+    assert crm_activity(stack, "Renewal workshop")["custom"] == {"outcome": "won"}
+    assert crm_activity(stack, "Renewal workshop")["members"] == after["members"]
+    event = stack.google_api("calendar", "v3").events().get(calendarId="primary", eventId=event_id)
+    guests = {a["email"] for a in event.execute().get("attendees", [])}
+    assert DEMO_USERS["u3"] in guests  # CAL-6: the colleague added in the CRM is invited
+
+
+def test_CTX1_saving_from_a_stale_card_changes_nothing_and_shows_the_activity_as_it_is(
+    stack: LocalStack,
+) -> None:
+    event_id = meeting_in_google(stack, "Stale card", GRACE)
+    card = card_of(event_opened(stack, event_id))
+    save = buttons(card)["Save to CRM"]["action"]
+    given = {p["key"]: p["value"] for p in save["parameters"]}
+    activity = crm_activity(stack, "Stale card")
+    stack.crm.update(DEMO_TENANT, "activity", activity["id"], {"location": "Room 4"})  # meanwhile
+
+    again = event_opened(
+        stack, event_id, action="meeting_save", parameters=given, inputs={"about": ["contact/x"]}
+    )
+
+    assert "changed in the CRM meanwhile" in notification(again)
+    card_of(again)
+    assert crm_activity(stack, "Stale card")["regarding"] == activity["regarding"]
+
+
+def test_CTX1_an_event_the_crm_does_not_have_says_when_it_will(stack: LocalStack) -> None:
+    card = card_of(event_opened(stack, "no-such-event"))
+
+    assert card["header"]["subtitle"] == "This event is not in the CRM"
+    assert "next sync" in texts(card)

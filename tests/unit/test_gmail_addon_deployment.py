@@ -10,7 +10,7 @@ import json
 from contextlib import redirect_stderr, redirect_stdout
 
 from google.apps.script import type as manifest
-from google.apps.script.type import gmail
+from google.apps.script.type import calendar, gmail
 
 from crmsync.cli import main
 
@@ -35,15 +35,20 @@ def test_CTX1_the_deployment_parses_as_googles_add_on_manifest_and_calls_the_add
     common = manifest.CommonAddOnManifest.from_json(json.dumps(add_ons["common"]))
     trigger = gmail.GmailAddOnManifest.from_json(json.dumps(add_ons["gmail"]))
     options = manifest.HttpOptions.from_json(json.dumps(add_ons["httpOptions"]))
+    events = calendar.CalendarAddOnManifest.from_json(json.dumps(add_ons["calendar"]))
     endpoint = f"{PUBLIC}/addon/google"
     assert common.homepage_trigger.run_function == endpoint
     assert [t.on_trigger_function for t in trigger.contextual_triggers] == [endpoint]
+    assert events.event_open_trigger.run_function == endpoint
+    assert events.current_event_access == calendar.CalendarAddOnManifest.EventAccess.READ
     assert options.authorization_header == manifest.HttpAuthorizationHeader.SYSTEM_ID_TOKEN
-    assert set(add_ons) == {"common", "gmail", "httpOptions"}
+    assert set(add_ons) == {"common", "gmail", "calendar", "httpOptions"}
     assert deployment["oauthScopes"] == [
         "https://www.googleapis.com/auth/userinfo.email",  # the user's ID token in each event
         "https://www.googleapis.com/auth/gmail.addons.execute",
         "https://www.googleapis.com/auth/gmail.addons.current.message.metadata",  # headers only
+        "https://www.googleapis.com/auth/calendar.addons.execute",
+        "https://www.googleapis.com/auth/calendar.addons.current.event.read",  # its guests
     ]
 
 

@@ -22,7 +22,7 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from crmsync import model, service
@@ -37,6 +37,7 @@ DEADLINE = 8.0  # seconds the CRM is waited for; a mail client gives up after ab
 MOST_PEOPLE = 10  # participants shown beside one message
 RECENT = 3  # history items shown of each person
 FOUND = 10  # people a search in the pane lists
+MOST_JOINABLE = 30  # colleagues the pane offers to add to a meeting
 
 
 @dataclass(frozen=True)
@@ -231,3 +232,194 @@ def create_person(
     result = _crm(services, who).create(write)
     log.info("person made from the pane", extra={"tenant": who.tenant, "kind": kind})
     return str(result.id)
+
+
+# -- the open calendar event --------------------------------------------------------------
+@dataclass(frozen=True)
+class Related:
+    """A record an activity may be about: its kind in `Regarding` (contact, lead,
+    account, opportunity), its id and what it is called."""
+
+    kind: str
+    id: str
+    name: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Meeting:
+    """The CRM activity linked to the open event, as the pane shows and edits it."""
+
+    activity: str  # its id in the CRM
+    version: str
+    subject: str
+    leader: str  # a CRM user's name (or id)
+    members: tuple[str, ...]  # CRM users' names (or ids)
+    regarding: tuple[Related, ...]  # what it is about now
+    custom: tuple[tuple[str, str, str], ...]  # declared custom fields: name, type, value
+    joinable: tuple[tuple[str, str], ...]  # CRM users who may join it: (id, name)
+    offered: tuple[Related, ...]  # records of the attendees it may be about
+
+
+ABOUT = ("contact", "lead", "account", "opportunity")  # what the pane relates a meeting to
+
+
+def meeting(
+    services: service.Services,
+    who: Viewer,
+    events: Sequence[str],
+    attendees: Sequence[tuple[str, str]],
+    deadline: float | None = None,
+) -> Meeting | Blocked:
+    """The CRM activity linked to the first of `events` (the event's id, then its
+    series') that has one, with the CRM users who may join it (the `attendees`, (name,
+    address), who are CRM users first) and the records of the other attendees it may be
+    about: their contacts or leads, accounts and open opportunities."""
+    store = services.backend.store(who.tenant)
+    links = [
+        link
+        for event in events
+        if event
+        for link in store.links_for(who.record.id, "activity", (), (event,))
+        if link.crm_id
+    ]
+    if not who.record.syncs or not links:
+        return Blocked(
+            "This event is not in the CRM",
+            "crmsync brings the events of your calendar it syncs to the CRM at its next "
+            "sync; open the event again then."
+            if who.record.syncs
+            else "Your connection does not sync your calendar: add it on your crmsync page.",
+        )
+    crm = _crm(services, who)
+    record = crm.get("activity", str(links[0].crm_id))
+    if record.fields is None:
+        return Blocked("This event's CRM activity was deleted", "Nothing is kept in the CRM.")
+    directory = {user.id: user for user in crm.directory()}
+    by_address = {user.email.lower(): user for user in directory.values() if user.email}
+    fields = record.fields
+    members = tuple(str(m) for m in fields.get("members") or ())
+    leader = str(fields.get("leader") or "")
+
+    def named(user: str) -> str:
+        found = directory.get(user)
+        return (found.name or found.email or user) if found else user
+
+    shown = message_pane(services, who, attendees, deadline)
+    offered: dict[tuple[str, str], Related] = {}
+    for beside in shown.people:
+        if beside.card is None or beside.address in by_address:
+            continue
+        person = beside.card.person
+        offered[(person.kind, person.id)] = Related(person.kind, person.id, person.name)
+        if beside.card.account is not None:
+            account = beside.card.account
+            offered[("account", account.id)] = Related("account", account.id, account.name)
+        for deal in beside.card.opportunities:
+            offered[("opportunity", deal.id)] = Related(
+                "opportunity", deal.id, deal.name, deal.detail
+            )
+    regarding = fields.get("regarding")
+    now = tuple(
+        offered.get((kind, str(value))) or Related(kind, str(value), str(value))
+        for kind in ABOUT
+        if (value := getattr(regarding, kind, None))
+    )
+    declared = crm.schema().custom.get("activity", {})
+    custom = tuple(
+        (name, field.type, _custom_text(fields.get(model.CUSTOM + name)))
+        for name, field in declared.items()
+    )
+    # colleagues who may join: the guests who are CRM users first, then the directory
+    guests = [u for a in dict.fromkeys(a.lower() for _, a in attendees) if (u := by_address.get(a))]
+    joinable = tuple(
+        (user.id, user.name or user.email)
+        for user in dict.fromkeys([*guests, *directory.values()])
+        if user.id not in members and user.id != leader
+    )[:MOST_JOINABLE]
+    return Meeting(
+        activity=record.id,
+        version=record.version,
+        subject=str(fields.get("subject") or ""),
+        leader=named(leader),
+        members=tuple(named(m) for m in members),
+        regarding=now,
+        custom=custom,
+        joinable=joinable,
+        offered=tuple(r for key, r in offered.items() if r not in now),
+    )
+
+
+def _custom_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def save_meeting(
+    services: service.Services,
+    who: Viewer,
+    activity: str,
+    version: str,
+    *,
+    join: Sequence[str] = (),
+    about: Sequence[str] = (),
+    custom: dict[str, str] | None = None,
+) -> str:
+    """Write the pane's changes to the CRM activity at once, from the version the pane
+    showed (Conflict when it changed meanwhile): CRM users who join it (`join`, their
+    ids), what it is about (`about`, "kind/id"; one of each kind, the last given wins)
+    and its custom fields (`custom`, by name; "" empties one). The cycle then syncs it
+    as any CRM change: the next cycle does not undo it. Returns the new version."""
+    crm = _crm(services, who)
+    record = crm.get("activity", activity)
+    if record.fields is None:
+        raise NotFound(f"activity {activity} is gone")
+    fields: dict[str, Any] = {}
+    members = list(record.fields.get("members") or ())
+    added = [user for user in dict.fromkeys(join) if user and user not in members]
+    if added:
+        fields["members"] = tuple([*members, *added])
+    if about:
+        chosen: dict[str, str] = {}
+        for ref in about:
+            kind, _, record_id = ref.partition("/")
+            if kind not in ABOUT or not record_id:
+                raise service.Refused(400, f"{ref[:40]!r} is no record a meeting can be about")
+            chosen[kind] = record_id
+        current = record.fields.get("regarding") or model.Regarding()
+        fields["regarding"] = replace(current, **chosen)
+    if custom:
+        declared = crm.schema().custom.get("activity", {})
+        for name, text in custom.items():
+            field_ = declared.get(name)
+            if field_ is None:
+                raise service.Refused(400, f"the CRM has no activity field {name[:40]!r}")
+            fields[model.CUSTOM + name] = _custom_value(field_, text)
+    if not fields:
+        return version
+    write = Write("crm", "update", "activity", activity, fields=fields, version=version)
+    result = crm.update(write)
+    log.info("activity changed from the pane", extra={"tenant": who.tenant})
+    return str(result.version)
+
+
+def _custom_value(declared: Any, text: str) -> Any:
+    """A custom field's value from what the pane's form gave; "" empties it."""
+    text = text.strip()
+    if not text:
+        return None
+    if declared.type == "number":
+        try:
+            return float(text) if "." in text else int(text)
+        except ValueError as exc:
+            raise service.Refused(400, f"{declared.name} takes a number") from exc
+    if declared.type == "boolean":
+        if text.lower() not in ("yes", "no", "true", "false"):
+            raise service.Refused(400, f"{declared.name} takes yes or no")
+        return text.lower() in ("yes", "true")
+    if declared.type == "enum" and text not in declared.values:
+        raise service.Refused(400, f"{declared.name} takes one of {', '.join(declared.values)}")
+    return text

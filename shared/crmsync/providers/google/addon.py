@@ -42,6 +42,8 @@ SCOPES = (
     "https://www.googleapis.com/auth/userinfo.email",
     "https://www.googleapis.com/auth/gmail.addons.execute",
     "https://www.googleapis.com/auth/gmail.addons.current.message.metadata",
+    "https://www.googleapis.com/auth/calendar.addons.execute",
+    "https://www.googleapis.com/auth/calendar.addons.current.event.read",
 )
 
 
@@ -71,6 +73,8 @@ class Event:
     message_token: str
     parameters: Mapping[str, str]
     inputs: Mapping[str, list[str]]
+    events: tuple[str, ...] = ()  # the open calendar event's id, then its series'
+    attendees: tuple[tuple[str, str], ...] = ()  # (name, address) of the event's guests
 
 
 def endpoint(public_url: str) -> str:
@@ -91,6 +95,7 @@ def deployment(public_url: str, name: str = "crmsync") -> dict[str, Any]:
                 "openLinkUrlPrefixes": [public_url.rstrip("/") + "/", "https://"],
             },
             "gmail": {"contextualTriggers": [{"unconditional": {}, "onTriggerFunction": url}]},
+            "calendar": {"eventOpenTrigger": {"runFunction": url}, "currentEventAccess": "READ"},
             "httpOptions": {"authorizationHeader": "SYSTEM_ID_TOKEN"},
         },
     }
@@ -149,6 +154,8 @@ def read_event(body: bytes, setup: AddonSetup) -> Event:
         raise Unauthenticated("the user's token names no account")
     common = _object(data.get("commonEventObject"))
     gmail = _object(data.get("gmail"))
+    calendar = _object(data.get("calendar"))
+    guests = [_object(a) for a in calendar.get("attendees") or [] if isinstance(a, dict)]
     parameters = {str(k): str(v) for k, v in _object(common.get("parameters")).items()}
     inputs: dict[str, list[str]] = {}
     for name, given in _object(common.get("formInputs")).items():
@@ -163,6 +170,19 @@ def read_event(body: bytes, setup: AddonSetup) -> Event:
         message_token=str(gmail.get("accessToken") or ""),
         parameters=parameters,
         inputs=inputs,
+        events=tuple(
+            str(v)
+            for v in (
+                calendar.get("id") or parameters.get("event"),
+                calendar.get("recurringEventId") or parameters.get("series"),
+            )
+            if v
+        ),
+        attendees=tuple(
+            (str(a.get("displayName") or ""), str(a["email"]))
+            for a in guests
+            if a.get("email") and not a.get("resource")
+        ),
     )
 
 
@@ -244,6 +264,8 @@ def _act(
     from crmsync import service
     from crmsync.usecases import pane
 
+    if event.events:
+        return _meeting_act(services, url, who, event, action)
     if not event.message_id:
         return home_card(who, pane.sign_in_url(services, who.tenant)), ""
     try:
@@ -274,6 +296,45 @@ def _act(
     except service.Refused as exc:
         raise _Refusal(exc.reason, exc.next_step or "") from exc
     raise _Refusal("This button does nothing any more", _REOPEN)
+
+
+def _meeting_act(
+    services: Any, url: str, who: Any, event: Event, action: str
+) -> tuple[dict[str, Any], str]:
+    """The open calendar event: its CRM activity, and the pane's changes saved to it."""
+    from crmsync import service
+    from crmsync.errors import Conflict
+    from crmsync.usecases import pane
+
+    note = ""
+    try:
+        if action == "meeting_save":
+            custom = {
+                name.removeprefix("custom:"): (values or [""])[0]
+                for name, values in event.inputs.items()
+                if name.startswith("custom:")
+            }
+            try:
+                pane.save_meeting(
+                    services,
+                    who,
+                    event.parameters.get("activity", ""),
+                    event.parameters.get("version", ""),
+                    join=event.inputs.get("join") or [],
+                    about=event.inputs.get("about") or [],
+                    custom=custom,
+                )
+                note = "Saved to the CRM"
+            except Conflict:
+                note = "The activity changed in the CRM meanwhile: make your change again"
+        elif action:
+            raise _Refusal("This button does nothing any more", "Open the event again.")
+        shown = pane.meeting(services, who, event.events, event.attendees)
+    except service.Refused as exc:
+        raise _Refusal(exc.reason, exc.next_step or "") from exc
+    if isinstance(shown, pane.Blocked):
+        return blocked_card(shown), note
+    return meeting_card(shown, url, event), note
 
 
 def _name_of(event: Event, ref: str) -> str:
@@ -444,10 +505,8 @@ def file_card(who: Any, url: str, event: Event, found: Sequence[Any], text: str)
         ref = f"{person.kind}/{person.id}"
         names[f"name:{ref}"] = person.name
         label = f"{person.name or ', '.join(person.emails)} ({person.kind})"
-        items.append({"text": _escaped(label), "value": ref, "selected": False})
-    search = {
-        "textInput": {"name": "search", "label": "Find a contact or lead", "value": _escaped(text)}
-    }
+        items.append({"text": label, "value": ref, "selected": False})
+    search = {"textInput": {"name": "search", "label": "Find a contact or lead", "value": text}}
     widgets: list[dict[str, Any]] = [
         search,
         {"buttonList": {"buttons": [_do("Find", url, "search", message=event.message_id)]}},
@@ -468,7 +527,7 @@ def file_card(who: Any, url: str, event: Event, found: Sequence[Any], text: str)
     elif text and len(text.strip()) < 2:
         widgets.append(_text("Type at least 2 letters of a name or an address."))
     elif text:
-        widgets.append(_text(f"No contact or lead holds “{_escaped(text)}”."))
+        widgets.append(_text(f"No contact or lead holds “{text}”."))
     return _card("File to CRM", who.record.account, [{"widgets": widgets}])
 
 
@@ -493,3 +552,56 @@ def filed_card(url: str, message: str, names: Mapping[str, str]) -> dict[str, An
             }
         ],
     )
+
+
+def meeting_card(shown: Any, url: str, event: Event) -> dict[str, Any]:
+    """The CRM activity of the open event: who takes part, what it is about, its custom
+    fields; and what the user may add, saved to the CRM with one button."""
+    about = [_line(r.kind.capitalize(), r.name, r.detail) for r in shown.regarding]
+    people = [_line("Leader", shown.leader)] if shown.leader else []
+    people += [_line("Participant", name) for name in shown.members]
+    sections: list[dict[str, Any]] = [
+        {"header": "In the CRM", "widgets": people or [_text("No CRM user takes part yet.")]},
+        {"header": "About", "widgets": about or [_text("It is about no record yet.")]},
+    ]
+    adding: list[dict[str, Any]] = []
+    if shown.joinable:
+        items = [{"text": name, "value": user} for user, name in shown.joinable]
+        adding.append(
+            {
+                "selectionInput": {
+                    "name": "join",
+                    "label": "Add colleagues",
+                    "type": "CHECK_BOX",
+                    "items": items,
+                }
+            }
+        )
+    if shown.offered:
+        items = [
+            {
+                "text": f"{r.name} ({r.kind}{', ' + r.detail if r.detail else ''})",
+                "value": f"{r.kind}/{r.id}",
+            }
+            for r in shown.offered
+        ]
+        adding.append(
+            {
+                "selectionInput": {
+                    "name": "about",
+                    "label": "Relate it to",
+                    "type": "CHECK_BOX",
+                    "items": items,
+                }
+            }
+        )
+    for name, kind, value in shown.custom:
+        label = name + (" (yes or no)" if kind == "boolean" else "")
+        adding.append({"textInput": {"name": f"custom:{name}", "label": label, "value": value}})
+    if adding:
+        parameters = {"activity": shown.activity, "version": shown.version}
+        parameters.update(zip(("event", "series"), event.events, strict=False))
+        save = _do("Save to CRM", url, "meeting_save", **parameters)
+        adding.append({"buttonList": {"buttons": [save]}})
+        sections.append({"header": "Change it", "widgets": adding})
+    return _card(shown.subject or "(no subject)", "The CRM activity of this event", sections)
