@@ -47,7 +47,7 @@ locals {
     google_webhook   = ["queue"]
     graph_webhook    = ["queue"]
     crm_events       = ["vault", "queue"]
-    addon            = ["google", "vault", "queue"]
+    addon            = ["secret", "google", "vault", "queue"]
     gmail_push       = ["queue"]
     scheduler_fanout = ["queue"]
     sync_worker      = ["secret", "google", "vault", "queue", "events", "attachments"]

@@ -59,6 +59,7 @@ MAX_HISTORY_BODY = 40 * 1024 * 1024
 DEFAULT_PAGE = 100
 PEOPLE_PAGE, PEOPLE_MOST = 20, 50  # GET /people's default and largest limit (EML-5)
 RECENT_PAGE, RECENT_MOST = 5, 20  # GET /people/{kind}/{id}: the history items it shows
+DOCUMENTS_PAGE, DOCUMENTS_MOST = 20, 50  # GET /documents' default and largest limit
 RECORD_KINDS = ("contact", "activity", "todo")
 DEFAULT_GROUP = "default"
 
@@ -86,6 +87,8 @@ ROUTES: tuple[tuple[str, str, str, bool], ...] = (
     ("/leads", "POST", "create_lead", True),
     ("/people", "GET", "find_people", True),
     ("/people/<kind>/<record_id>", "GET", "get_person", True),
+    ("/documents", "GET", "find_documents", True),
+    ("/documents/<document_id>/content", "GET", "get_document", True),
     ("/history", "POST", "record_history", True),
 )
 ACTS_FOR_USER = {handler: acts for _, _, handler, acts in ROUTES}
@@ -869,6 +872,43 @@ class Api:
                     if custom.get(name) not in (None, "", [])
                 ],
             }
+        )
+
+    def find_documents(self, call: Call) -> Response:
+        """CTX-1: the documents the user may see whose name holds `q`, whatever its case,
+        newest first (then by name), `limit` at most."""
+        text = call.request.args.get("q")
+        _checked(text, validation.SEARCH_TEXT, "q")
+        assert text is not None
+        limit = self._limit(call.request, DOCUMENTS_PAGE, DOCUMENTS_MOST)
+        needle = text.casefold()
+        found = [
+            d
+            for d in self.db.documents(call.tenant)
+            if needle in d["name"].casefold() and d["owner"] in (None, call.user)
+        ]
+        found.sort(key=lambda d: d["name"].casefold())
+        found.sort(key=lambda d: d["modified"], reverse=True)
+        shown = [
+            {k: d[k] for k in ("id", "name", "content_type", "size", "modified")}
+            for d in found[:limit]
+        ]
+        return json_response({"items": shown})
+
+    def get_document(self, call: Call, document_id: str) -> Response:
+        """CTX-1: a document's content, as it was stored, named by its file name."""
+        found = self.db.document(call.tenant, document_id)
+        if found is None or found["owner"] not in (None, call.user):
+            raise ApiError(404, "not_found", f"no document {document_id} for this user")
+        name = str(found["name"]).replace('"', "")
+        return Response(
+            bytes(found["content"]),
+            status=200,
+            mimetype=None,
+            headers={
+                "Content-Type": found["content_type"],
+                "Content-Disposition": f'attachment; filename="{name}"',
+            },
         )
 
     def record_history(self, call: Call) -> Response:

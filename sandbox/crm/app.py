@@ -183,6 +183,17 @@ class ReferenceCrm:
             self._live(tenant, "contact", contact_id)
             self.database.attach_account(tenant, contact_id, account_id, share_address)
 
+    def add_document(
+        self,
+        tenant: str,
+        name: str,
+        content: bytes,
+        content_type: str = "application/octet-stream",
+        owner: str | None = None,
+    ) -> str:
+        """A document of the CRM (CTX-1), seen by everyone or by its `owner` only."""
+        return self.database.add_document(tenant, name, content_type, content, owner)
+
     def add_opportunity(
         self,
         tenant: str,

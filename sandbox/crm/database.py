@@ -127,6 +127,17 @@ CREATE TABLE IF NOT EXISTS attachments (
     content BLOB NOT NULL,
     PRIMARY KEY (tenant, history_id, position)
 );
+CREATE TABLE IF NOT EXISTS documents (
+    tenant TEXT NOT NULL REFERENCES tenants (id),
+    id TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    content BLOB NOT NULL,
+    owner TEXT,
+    modified TEXT NOT NULL,
+    PRIMARY KEY (tenant, id)
+);
 CREATE TABLE IF NOT EXISTS history_links (
     tenant TEXT NOT NULL REFERENCES tenants (id),
     history_id TEXT NOT NULL,
@@ -659,6 +670,45 @@ class CrmDatabase:
                 name,
             )
         return [_account(row) for row in rows]
+
+    # -- documents (CTX-1: what a user attaches to a message while writing it) ----------
+    def add_document(
+        self, tenant: str, name: str, content_type: str, content: bytes, owner: str | None
+    ) -> str:
+        with self.transaction():
+            number = self._next_number(tenant, "document")
+            document_id = f"doc-{number}"
+            self._run(
+                "INSERT INTO documents (tenant, id, number, name, content_type, content, owner,"
+                " modified) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                tenant,
+                document_id,
+                number,
+                name,
+                content_type,
+                content,
+                owner,
+                self.now().isoformat(),
+            )
+        return document_id
+
+    def documents(self, tenant: str) -> list[dict[str, Any]]:
+        """Every document of the tenant, oldest first, without its content."""
+        rows = self._all(
+            "SELECT id, name, content_type, length(content) AS size, owner, modified"
+            " FROM documents WHERE tenant = ? ORDER BY number",
+            tenant,
+        )
+        return [dict(row) for row in rows]
+
+    def document(self, tenant: str, document_id: str) -> dict[str, Any] | None:
+        row = self._one(
+            "SELECT id, name, content_type, content, owner, modified FROM documents"
+            " WHERE tenant = ? AND id = ?",
+            tenant,
+            document_id,
+        )
+        return None if row is None else dict(row)
 
     # -- opportunities (CTX-1: what the mail client's pane shows of an account) ---------
     def create_opportunity(

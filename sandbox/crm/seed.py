@@ -43,7 +43,25 @@ def seed_demo(crm: ReferenceCrm, tenant: str = DEMO_TENANT, token: str = DEMO_TO
         _activities(crm, tenant, today, contacts)
         _todos(crm, tenant, today)
         _leads(crm, tenant, today, contacts)
+        _documents(crm, tenant)
     return token
+
+
+def _documents(crm: ReferenceCrm, tenant: str) -> None:
+    """What a rep attaches to a message while writing it (CTX-1): two shared documents
+    and one of Max's own."""
+    crm.add_document(
+        tenant, "Acme renewal proposal 2027.txt", PROPOSAL, "text/plain; charset=utf-8"
+    )
+    crm.add_document(tenant, "Price list 2027.csv", PRICES, "text/csv")
+    crm.add_document(tenant, "Max's forecast notes.txt", b"Q1: steady.\n", "text/plain", "u2")
+
+
+PROPOSAL = (
+    "Renewal proposal for Acme GmbH, 2027\n\n"
+    "Licences: 120 seats at 400 EUR a year. Support: premium, 24/7.\n"
+).encode()
+PRICES = b"product,price_eur\nseat,400\npremium support,9000\n"
 
 
 def _users(crm: ReferenceCrm, tenant: str) -> None:

@@ -163,6 +163,27 @@ def calendar_event(
     return {**event, "calendar": shown}
 
 
+def compose_event(
+    sandbox: GoogleSandbox,
+    endpoint: str,
+    email: str,
+    *,
+    parameters: Mapping[str, str] | None = None,
+    inputs: Mapping[str, list[str]] | None = None,
+) -> dict[str, Any]:
+    """The event Gmail posts when `email`, writing a message, picks the add-on's compose
+    action (or clicks a button of its card); `draftAccess: NONE`: nothing of the draft."""
+    event = homepage_event(sandbox, endpoint, email)
+    common = event["commonEventObject"]
+    if parameters:
+        common["parameters"] = dict(parameters)
+    if inputs:
+        common["formInputs"] = {
+            name: {"stringInputs": {"value": list(values)}} for name, values in inputs.items()
+        }
+    return {**event, "gmail": {}}
+
+
 def homepage_event(
     sandbox: GoogleSandbox, endpoint: str, email: str, host: str = "GMAIL"
 ) -> dict[str, Any]:

@@ -41,7 +41,7 @@ _CALL_STATUS_AS_TASK = {"completed": "completed", "declined": "cancelled"}
 _TASK_STATUS_AS_CALL = {"completed": "completed", "cancelled": "declined"}
 
 if TYPE_CHECKING:
-    from crmsync.crm.cards import PersonCard
+    from crmsync.crm.cards import Document, PersonCard
 
 
 def is_call(fields: Mapping[str, Any] | None) -> bool:
@@ -131,6 +131,12 @@ class CallsAsTodos:
 
     def person_card(self, person: Person, recent: int = 5) -> PersonCard:
         return self.crm.person_card(person, recent)
+
+    def documents(self, text: str, limit: int) -> list[Document]:
+        return self.crm.documents(text, limit)
+
+    def document(self, document_id: str) -> tuple[str, str, bytes]:
+        return self.crm.document(document_id)
 
     def record_history(self, entry: HistoryEntry, key: str) -> str:
         return self.crm.record_history(entry, key)

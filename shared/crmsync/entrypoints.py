@@ -96,8 +96,8 @@ USES: dict[str, frozenset[str]] = {
     # the CRM's directory (vault), sync now (queue), disconnect (events)
     "app": frozenset({"secret", "google", "vault", "queue", "events", "attachments"}),
     # the mail client's pane (CTX-1): the providers' add-on setups, the CRM (vault),
-    # filing a message (queue)
-    "addon": frozenset({"google", "vault", "queue"}),
+    # filing a message (queue), the addresses of attached documents (secret)
+    "addon": frozenset({"secret", "google", "vault", "queue"}),
 }
 EVERYTHING = frozenset({"secret", "google", "vault", "queue", "events", "attachments"})
 # The Services field each use is.

@@ -21,7 +21,7 @@ from crmsync.model import Kind, normalize_email
 from crmsync.settings import Settings, Side
 
 if TYPE_CHECKING:
-    from crmsync.crm.cards import PersonCard
+    from crmsync.crm.cards import Document, PersonCard
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,6 +311,14 @@ class CrmMail(Protocol):
         """CTX-1: what the mail client's pane shows of `person`: where to open it, its
         account and open opportunities, its `recent` latest history items and its custom
         fields that hold a value. NotFound when it is gone or hidden from the user."""
+
+    def documents(self, text: str, limit: int) -> list[Document]:
+        """CTX-1: the documents the user may see whose name holds `text` (2 characters
+        at least, whatever its case), newest first, `limit` at most."""
+
+    def document(self, document_id: str) -> tuple[str, str, bytes]:
+        """CTX-1: a document's file name, content type and content. NotFound when it is
+        unknown or hidden from the user."""
 
     def record_history(self, entry: HistoryEntry, key: str) -> str:
         """Record `entry` once per `key` (EML-4): the same key again answers the item

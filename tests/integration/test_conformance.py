@@ -36,6 +36,7 @@ def reference_crm() -> ReferenceCrm:
     crm.set_field_limit("vendor", "todo", "subject", 80)
     crm.declare_custom_field("vendor", "todo", "ticket", "number")
     crm.declare_custom_field("vendor", "todo", "channel", "enum", values=("phone", "mail"))
+    crm.add_document("vendor", "Conformance sample.txt", b"a document to attach\n", "text/plain")
     return crm
 
 
@@ -503,3 +504,20 @@ def test_CTX1_kit_fails_an_implementation_without_the_persons_card() -> None:
     assert not outcomes["a person's card"].passed
     assert "/people/contact/" in outcomes["a person's card"].detail
     assert outcomes["people found by e-mail"].passed
+
+
+def test_CTX1_kit_fails_a_tenant_without_a_document_to_find_and_says_what_to_put_there() -> None:
+    crm = ReferenceCrm(CrmDatabase(":memory:"))
+    crm.add_tenant("vendor", "token-vendor")
+    crm.add_user("vendor", "rep", name="Dana Rep", email="dana@crm.example")
+    base_url, stop = serve(crm)
+    try:
+        outcomes = {o.check: o for o in Kit(Target(base_url, "token-vendor")).run(CHECKS)}
+    finally:
+        stop()
+
+    assert not outcomes["documents found and read"].passed
+    assert (
+        "put a document whose name holds 'conformance'"
+        in outcomes["documents found and read"].detail
+    )

@@ -519,3 +519,53 @@ def test_CTX1_an_event_the_crm_does_not_have_says_when_it_will(stack: LocalStack
 
     assert card["header"]["subtitle"] == "This event is not in the CRM"
     assert "next sync" in texts(card)
+
+
+# -- writing a message: CRM documents ---------------------------------------------------------
+def composing(stack: LocalStack, action: str, **event: Any) -> requests.Response:
+    """Gmail posts the event of Dana's compose action (or a button of its card)."""
+    url = endpoint(stack) + f"?do={action}"
+    return addons.post(stack.google, url, addons.compose_event(stack.google, url, DANA, **event))
+
+
+def inserted(answer: requests.Response) -> str:
+    """The HTML the answer puts into the draft, where the cursor is."""
+    assert answer.status_code == 200, answer.text
+    update = answer.json()["renderActions"]["hostAppAction"]["gmailAction"]
+    body = update["updateDraftActionMarkup"]["updateBody"]
+    assert body["type"] == "IN_PLACE_INSERT"
+    [content] = body["insertContents"]
+    assert content["contentType"] == "MUTABLE_HTML"
+    return str(content["content"])
+
+
+def test_CTX1_a_crm_document_found_while_writing_goes_into_the_draft_and_opens_for_its_reader(
+    stack: LocalStack,
+) -> None:
+    first = card_of(composing(stack, "compose"))
+    assert "Find" in buttons(first)
+
+    found = card_of(composing(stack, "docs_search", inputs={"search": ["RENEWAL"]}))
+    [widget] = sections(found)["Put into the message"]
+    assert widget["decoratedText"]["text"] == "Acme renewal proposal 2027.txt"
+    insert = widget["decoratedText"]["button"]["onClick"]["action"]
+    given = {p["key"]: p["value"] for p in insert["parameters"]}
+    html_link = inserted(composing(stack, "docs_insert", parameters=given))
+
+    [address] = re.findall(r'<a href="([^"]+)">Acme renewal proposal 2027.txt</a>', html_link)
+    opened_by_reader = requests.get(html.unescape(address), timeout=10)  # no session at all
+    assert opened_by_reader.status_code == 200
+    assert opened_by_reader.content.startswith(b"Renewal proposal for Acme GmbH, 2027")
+    assert opened_by_reader.headers["Content-Disposition"] == (
+        'attachment; filename="Acme renewal proposal 2027.txt"'
+    )
+    forged = html.unescape(address)[:-4] + "AAAA"
+    refused = requests.get(forged, headers={"Accept": "text/html"}, timeout=10)
+    assert refused.status_code == 404 and "not available any more" in refused.text
+
+
+def test_CTX1_another_users_document_is_not_found_while_writing(stack: LocalStack) -> None:
+    card = card_of(composing(stack, "docs_search", inputs={"search": ["forecast"]}))
+
+    assert "No CRM document's name holds “forecast”." in texts(card)
+    assert "Put into the message" not in sections(card)

@@ -39,6 +39,9 @@ def test_CTX1_the_deployment_parses_as_googles_add_on_manifest_and_calls_the_add
     endpoint = f"{PUBLIC}/addon/google"
     assert common.homepage_trigger.run_function == endpoint
     assert [t.on_trigger_function for t in trigger.contextual_triggers] == [endpoint]
+    [compose] = trigger.compose_trigger.actions
+    assert (compose.run_function, compose.label) == (f"{endpoint}?do=compose", "CRM documents")
+    assert trigger.compose_trigger.draft_access == gmail.ComposeTrigger.DraftAccess.NONE
     assert events.event_open_trigger.run_function == endpoint
     assert events.current_event_access == calendar.CalendarAddOnManifest.EventAccess.READ
     assert options.authorization_header == manifest.HttpAuthorizationHeader.SYSTEM_ID_TOKEN
@@ -47,6 +50,7 @@ def test_CTX1_the_deployment_parses_as_googles_add_on_manifest_and_calls_the_add
         "https://www.googleapis.com/auth/userinfo.email",  # the user's ID token in each event
         "https://www.googleapis.com/auth/gmail.addons.execute",
         "https://www.googleapis.com/auth/gmail.addons.current.message.metadata",  # headers only
+        "https://www.googleapis.com/auth/gmail.addons.current.action.compose",
         "https://www.googleapis.com/auth/calendar.addons.execute",
         "https://www.googleapis.com/auth/calendar.addons.current.event.read",  # its guests
     ]

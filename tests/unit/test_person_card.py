@@ -5,11 +5,11 @@ CRM and, with CRMSYNC_WORLD_CRM=rest, the reference CRM over HTTP."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from crmsync.errors import NotFound
+from crmsync.errors import NotFound, PermanentError
 from crmsync.ports import HistoryEntry
 from crmsync.testing import SyncWorld
 
@@ -100,3 +100,37 @@ def test_CTX1_history_dated_alike_lists_the_later_recorded_first(world: SyncWorl
     [person] = crm.people(ADA)
 
     assert [h.subject for h in crm.person_card(person).history] == ["Second", "First"]
+
+
+# -- documents to attach (CTX-1) ------------------------------------------------------------
+def test_CTX1_documents_are_found_by_a_part_of_their_name_and_read_whole(
+    world: SyncWorld,
+) -> None:
+    first = world.crm.add_document("Renewal proposal.txt", b"Dear Acme,\n", "text/plain")
+    world.advance(timedelta(minutes=1))
+    second = world.crm.add_document("Acme renewal prices.csv", b"seat,400\n", "text/csv")
+    world.crm.add_document("Max's acme notes.txt", b"private\n", "text/plain", owner="u2")
+    crm = world.crm_mail()
+
+    found = crm.documents("ACME", 10)
+
+    assert [(d.id, d.name, d.size) for d in found] == [(second, "Acme renewal prices.csv", 9)]
+    assert [d.id for d in crm.documents("re", 10)] == [second, first]  # newest first
+    assert [d.id for d in crm.documents("re", 1)] == [second]
+    assert crm.document(first) == ("Renewal proposal.txt", "text/plain", b"Dear Acme,\n")
+
+
+def test_CTX1_a_document_hidden_from_the_user_or_unknown_is_not_found(world: SyncWorld) -> None:
+    private = world.crm.add_document("Max's forecast.txt", b"Q1\n", "text/plain", owner="u2")
+    crm = world.crm_mail()
+
+    assert crm.documents("forecast", 10) == []
+    with pytest.raises(NotFound):
+        crm.document(private)
+    with pytest.raises(NotFound):
+        crm.document("doc-404")
+    with pytest.raises(PermanentError):
+        crm.documents("f", 10)  # the contract's 400: two letters at least
+    assert [d.name for d in world.crm_mail("u2").documents("forecast", 10)] == [
+        "Max's forecast.txt"
+    ]

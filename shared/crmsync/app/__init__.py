@@ -68,7 +68,7 @@ class View:
     redirect: str = ""  # an action done: the page (app path) to show next
     notice: str = ""
     headers: dict[str, str] = field(default_factory=dict)
-    body: str | None = None  # answered as is, with `headers`, to pages and the API alike
+    body: str | bytes | None = None  # answered as is, with `headers`, to pages and API alike
 
 
 ViewFunction = Callable[[Context], View]

@@ -2,6 +2,7 @@
 
 from crmsync.app import (  # noqa: F401
     admin_views,
+    document_views,
     files_views,
     history_views,
     mail_views,

@@ -638,6 +638,42 @@ def check_person_card(kit: Kit) -> str:
     return "a contact's card has its url, its 2 newest history items first; a deleted one is 404"
 
 
+# -- documents (CTX-1) --------------------------------------------------------------------
+def check_documents(kit: Kit) -> str:
+    """CTX-1: GET /documents?q= finds the test tenant's document named "conformance…"
+    whatever the case of `q`, and its content is as large as listed, with its type; an
+    unknown document is 404 and a `q` of one letter 400."""
+    answer = kit.crm.request("GET", "/documents", params={"q": "CONFORMANCE"})
+    items = kit.crm.ok(answer, 200).get("items")
+    if not isinstance(items, list):
+        raise CheckFailed("GET /documents answers no items list")
+    found = [
+        d for d in items if isinstance(d, dict) and "conformance" in str(d.get("name")).lower()
+    ]
+    if not found:
+        raise CheckFailed(
+            "GET /documents?q=CONFORMANCE finds nothing: put a document whose name holds "
+            "'conformance' in the test tenant"
+        )
+    document = found[0]
+    content = kit.crm.request("GET", f"/documents/{document['id']}/content")
+    if content.status_code != 200:
+        raise CheckFailed(f"GET /documents/{{id}}/content answered {content.status_code}")
+    if len(content.content) != document.get("size"):
+        raise CheckFailed(
+            f"the content has {len(content.content)} bytes; the listing said {document.get('size')}"
+        )
+    if not content.headers.get("Content-Type"):
+        raise CheckFailed("the content comes without its Content-Type")
+    kit.crm.ok(
+        kit.crm.request("GET", f"/documents/conformance-{secrets.token_hex(6)}/content"), 404
+    )
+    kit.crm.ok(kit.crm.request("GET", "/documents", params={"q": "c"}), 400)
+    return (
+        f"found {document['name']!r} by a part of its name; its {len(content.content)} bytes read"
+    )
+
+
 # -- people search (EML-5) ----------------------------------------------------------------
 def _word() -> str:
     """A text no record holds yet, with letters in it, so that its upper case differs."""
@@ -817,6 +853,7 @@ CHECKS: list[tuple[str, Check]] = [
     ("people search sees only its own", check_people_search_sees_only_its_own),
     ("people search refuses bad queries", check_people_search_refuses_bad_queries),
     ("a person's card", check_person_card),
+    ("documents found and read", check_documents),
 ]
 
 

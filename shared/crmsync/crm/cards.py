@@ -33,6 +33,27 @@ class Recent:
 
 
 @dataclass(frozen=True, slots=True)
+class Document:
+    """A CRM document a user may attach to a message (CTX-1)."""
+
+    id: str
+    name: str
+    content_type: str
+    size: int
+    modified: datetime | None
+
+
+def document_of(item: Mapping[str, Any]) -> Document:
+    return Document(
+        str(item["id"]),
+        _text(item.get("name")) or str(item["id"]),
+        _text(item.get("content_type")) or "application/octet-stream",
+        int(item.get("size") or 0),
+        _instant(item.get("modified")),
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class PersonCard:
     person: Person
     title: str

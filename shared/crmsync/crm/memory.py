@@ -19,7 +19,7 @@ from typing import Any
 
 from crmsync import model
 from crmsync.crm import custom
-from crmsync.crm.cards import PersonCard, Recent, Related, deal_line
+from crmsync.crm.cards import Document, PersonCard, Recent, Related, deal_line
 from crmsync.engine.plan import AccountSpec, Write
 from crmsync.engine.records import CrmSchema, SideRecord
 from crmsync.errors import NotFound, PermanentError
@@ -60,6 +60,8 @@ class MemoryCrm:
         self.groups: dict[str, set[str]] = {}
         self.accounts: list[dict[str, Any]] = []
         self.opportunities: list[dict[str, Any]] = []  # CTX-1: each with its account_id
+        # CTX-1: documents to attach: id, name, content_type, content, owner (None: all)
+        self.documents: list[dict[str, Any]] = []
         self.limits: dict[Kind, dict[str, int]] = {}
         self.custom: dict[Kind, dict[str, model.CustomField]] = {}
         self.infinite_series = True
@@ -269,6 +271,32 @@ class MemoryCrmConnector(CreatesOneByOne):
                 if held.get(name) not in (None, "")
             ),
         )
+
+    def documents(self, text: str, limit: int) -> list[Document]:
+        """CTX-1: as the reference CRM finds them: the user's and everyone's documents
+        whose name holds `text`, newest first, then by name."""
+        self.crm.log._count("documents")
+        if not SEARCH_SHORTEST <= len(text) <= SEARCH_LONGEST:
+            raise PermanentError(f"q must have {SEARCH_SHORTEST} to {SEARCH_LONGEST} characters")
+        needle = text.casefold()
+        found = [
+            d
+            for d in self.crm.documents
+            if needle in d["name"].casefold() and d["owner"] in (None, self.user)
+        ]
+        found.sort(key=lambda d: d["name"].casefold())
+        found.sort(key=lambda d: d["modified"], reverse=True)
+        return [
+            Document(d["id"], d["name"], d["content_type"], len(d["content"]), d["modified"])
+            for d in found[:limit]
+        ]
+
+    def document(self, document_id: str) -> tuple[str, str, bytes]:
+        self.crm.log._count("documents")
+        for d in self.crm.documents:
+            if d["id"] == document_id and d["owner"] in (None, self.user):
+                return d["name"], d["content_type"], bytes(d["content"])
+        raise NotFound(f"no document {document_id} for this user")
 
     def record_history(self, entry: HistoryEntry, key: str) -> str:
         self.crm.log._count("history")

@@ -47,11 +47,12 @@ from crmsync.ports import (
 if TYPE_CHECKING:
     import requests
 
-    from crmsync.crm.cards import PersonCard
+    from crmsync.crm.cards import Document, PersonCard
 
 log = logging.getLogger("crmsync.crm.rest")
 
 _RETRIED = {429, 500, 502, 503, 504}
+MAX_DOCUMENT = 25 * 1024 * 1024  # CTX-1: the largest document attached to a message
 _GONE = SideRecord("", "0", None)
 
 
@@ -220,6 +221,22 @@ class RestCrmConnector(CreatesOneByOne):
         body = self._call("GET", path, "/people/{kind}/{id}", params={"limit": recent})
         return card_of(person, body)
 
+    def documents(self, text: str, limit: int) -> list[Document]:
+        """CTX-1: GET /documents?q= (the log shows the path, never the text)."""
+        from crmsync.crm.cards import document_of
+
+        body = self._call("GET", "/documents", "/documents", params={"q": text, "limit": limit})
+        return [document_of(item) for item in body.get("items", []) if "id" in item][:limit]
+
+    def document(self, document_id: str) -> tuple[str, str, bytes]:
+        """CTX-1: a document's file name, content type and content (25 MB at most)."""
+        path = f"/documents/{quote(document_id, safe='')}/content"
+        response = self._raw("GET", path, "/documents/{id}/content")
+        disposition = response.headers.get("Content-Disposition", "")
+        name = disposition.partition('filename="')[2].partition('"')[0] or document_id
+        kind = response.headers.get("Content-Type") or "application/octet-stream"
+        return name, kind, response.content
+
     def record_history(self, entry: HistoryEntry, key: str) -> str:
         """POST /history once per `key` (the CRM answers a key it has seen with the item
         recorded first); the item's id. NotFound for a record that is gone (404);
@@ -326,6 +343,27 @@ class RestCrmConnector(CreatesOneByOne):
     ) -> dict[str, Any]:
         """One request, retried while the answer is transient; the JSON body or a typed
         error. `template` is what the log shows instead of the path with its ids."""
+        return _answer(self._send(method, path, template, params, json, headers))
+
+    def _raw(self, method: str, path: str, template: str) -> requests.Response:
+        """One request whose answer is not JSON (a document's content): the response,
+        or a typed error; PermanentError for content over MAX_DOCUMENT bytes."""
+        response = self._send(method, path, template, None, None, None)
+        if response.status_code >= 400:
+            raise _error(response)
+        if len(response.content) > MAX_DOCUMENT:
+            raise PermanentError(f"the document is larger than {MAX_DOCUMENT} bytes")
+        return response
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        template: str,
+        params: Mapping[str, Any] | None,
+        json: Any,
+        headers: Mapping[str, str] | None,
+    ) -> requests.Response:
         for attempt in range(1, self.attempts + 1):
             started = time.monotonic()
             try:
@@ -345,7 +383,7 @@ class RestCrmConnector(CreatesOneByOne):
                 continue
             self._log(method, template, response.status_code, started, attempt)
             if response.status_code not in _RETRIED:
-                return _answer(response)
+                return response
             wait = _retry_after(response)
             if attempt == self.attempts or (wait is not None and wait > self.max_wait):
                 raise _error(response)

@@ -215,6 +215,25 @@ class CrmHandle(_Side):
         self._crm.accounts.append(account)
         return str(account["id"])
 
+    def add_document(
+        self,
+        name: str,
+        content: bytes,
+        content_type: str = "application/octet-stream",
+        owner: str | None = None,
+    ) -> str:
+        """A document of the CRM (CTX-1), seen by everyone or by its `owner` only."""
+        found = {
+            "id": f"doc-{len(self._crm.documents) + 1}",
+            "name": name,
+            "content_type": content_type,
+            "content": bytes(content),
+            "owner": owner,
+            "modified": self._crm.log.clock(),
+        }
+        self._crm.documents.append(found)
+        return str(found["id"])
+
     def add_opportunity(
         self,
         account_id: str,

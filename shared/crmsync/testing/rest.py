@@ -169,6 +169,15 @@ class RestCrmHandle:
     def create_account(self, name: str, address: Mapping[str, Any] | None = None) -> str:
         return str(self._crm.create_account(TENANT, name, dict(address) if address else None))
 
+    def add_document(
+        self,
+        name: str,
+        content: bytes,
+        content_type: str = "application/octet-stream",
+        owner: str | None = None,
+    ) -> str:
+        return str(self._crm.add_document(TENANT, name, content, content_type, owner))
+
     def add_opportunity(
         self,
         account_id: str,

@@ -122,6 +122,11 @@ def viewer(services: service.Services, provider: str, subject: str) -> Viewer | 
     return Viewer(tenant, record)
 
 
+def crm_of(services: service.Services, who: Viewer) -> Any:
+    """The CRM as the viewer's CRM user, asked briefly (a person waits)."""
+    return _crm(services, who)
+
+
 def _crm(services: service.Services, who: Viewer) -> Any:
     tenant_record = services.backend.store(who.tenant).tenant_record() or {}
     settings = service.settings_for(services, who.tenant, who.record)

@@ -42,6 +42,7 @@ SCOPES = (
     "https://www.googleapis.com/auth/userinfo.email",
     "https://www.googleapis.com/auth/gmail.addons.execute",
     "https://www.googleapis.com/auth/gmail.addons.current.message.metadata",
+    "https://www.googleapis.com/auth/gmail.addons.current.action.compose",
     "https://www.googleapis.com/auth/calendar.addons.execute",
     "https://www.googleapis.com/auth/calendar.addons.current.event.read",
 )
@@ -85,16 +86,29 @@ def deployment(public_url: str, name: str = "crmsync") -> dict[str, Any]:
     """The add-on's deployment resource (projects.deployments): its scopes, and the
     endpoint every trigger calls."""
     url = endpoint(public_url)
+    logo = public_url.rstrip("/") + "/app/assets/crmsync-logo.png"
     return {
         "oauthScopes": list(SCOPES),
         "addOns": {
             "common": {
                 "name": name,
-                "logoUrl": public_url.rstrip("/") + "/app/assets/crmsync-logo.png",
+                "logoUrl": logo,
                 "homepageTrigger": {"runFunction": url},
                 "openLinkUrlPrefixes": [public_url.rstrip("/") + "/", "https://"],
             },
-            "gmail": {"contextualTriggers": [{"unconditional": {}, "onTriggerFunction": url}]},
+            "gmail": {
+                "contextualTriggers": [{"unconditional": {}, "onTriggerFunction": url}],
+                "composeTrigger": {
+                    "actions": [
+                        {
+                            "runFunction": f"{url}?do=compose",
+                            "label": "CRM documents",
+                            "logoUrl": logo,
+                        }
+                    ],
+                    "draftAccess": "NONE",
+                },
+            },
             "calendar": {"eventOpenTrigger": {"runFunction": url}, "currentEventAccess": "READ"},
             "httpOptions": {"authorizationHeader": "SYSTEM_ID_TOKEN"},
         },
@@ -230,7 +244,10 @@ def on_event(services: Any, setup: AddonSetup, request: PushRequest) -> PushAnsw
     if isinstance(who, pane.Blocked):
         return _answer(blocked_card(who), action)
     try:
-        card, note = _act(services, setup, url, who, event, action)
+        done = _act(services, setup, url, who, event, action)
+        if isinstance(done, Inserted):
+            return _inserted(done)
+        card, note = done
     except GrantRevoked:
         card, note = _problem("Gmail did not let crmsync read this message", _REOPEN), ""
     except SyncError as exc:
@@ -260,12 +277,14 @@ def _failure(exc: SyncError) -> str:
 
 def _act(
     services: Any, setup: AddonSetup, url: str, who: Any, event: Event, action: str
-) -> tuple[dict[str, Any], str]:
+) -> tuple[dict[str, Any], str] | Inserted:
     from crmsync import service
     from crmsync.usecases import pane
 
     if event.events:
         return _meeting_act(services, url, who, event, action)
+    if action in ("compose", "docs_search", "docs_insert"):
+        return _compose_act(services, url, who, event, action)
     if not event.message_id:
         return home_card(who, pane.sign_in_url(services, who.tenant)), ""
     try:
@@ -335,6 +354,83 @@ def _meeting_act(
     if isinstance(shown, pane.Blocked):
         return blocked_card(shown), note
     return meeting_card(shown, url, event), note
+
+
+@dataclass(frozen=True)
+class Inserted:
+    """A link to put into the draft being written, where the cursor is."""
+
+    url: str
+    name: str
+
+
+def _inserted(done: Inserted) -> PushAnswer:
+    link = f'<a href="{_escaped(done.url)}">{_escaped(done.name)}</a>'
+    body = {
+        "renderActions": {
+            "hostAppAction": {
+                "gmailAction": {
+                    "updateDraftActionMarkup": {
+                        "updateBody": {
+                            "insertContents": [{"content": link, "contentType": "MUTABLE_HTML"}],
+                            "type": "IN_PLACE_INSERT",
+                        }
+                    }
+                }
+            }
+        }
+    }
+    return PushAnswer(200, "", json.dumps(body))
+
+
+def _compose_act(
+    services: Any, url: str, who: Any, event: Event, action: str
+) -> tuple[dict[str, Any], str] | Inserted:
+    """While writing a message: find CRM documents and put one into the draft. Gmail's
+    add-ons cannot attach a file to the open draft, so the document goes in as an
+    address crmsync answers with the document, read from the CRM when it is opened."""
+    from crmsync import service
+    from crmsync.usecases import documents
+
+    try:
+        if action == "docs_insert":
+            document = event.parameters.get("document", "")
+            if not document:
+                raise _Refusal("No document was chosen", "Find the document again.")
+            link = documents.address(services, who.tenant, who.record.id, document)
+            return Inserted(link, event.parameters.get("name") or document)
+        text = (event.inputs.get("search") or [""])[0] if action == "docs_search" else ""
+        found = documents.find(services, who, text) if text else []
+        return documents_card(who, url, found, text), ""
+    except service.Refused as exc:
+        raise _Refusal(exc.reason, exc.next_step or "") from exc
+
+
+def documents_card(who: Any, url: str, found: Sequence[Any], text: str) -> dict[str, Any]:
+    widgets: list[dict[str, Any]] = [
+        {"textInput": {"name": "search", "label": "Find a CRM document", "value": text}},
+        {"buttonList": {"buttons": [_do("Find", url, "docs_search")]}},
+    ]
+    if text and len(text.strip()) < 2:
+        widgets.append(_text("Type at least 2 letters of the document's name."))
+    elif text and not found:
+        widgets.append(_text(f"No CRM document's name holds “{text}”."))
+    results = []
+    for document in found:
+        size = f"{document.size / 1024:.0f} KB" if document.size >= 1024 else f"{document.size} B"
+        insert = _do("Insert", url, "docs_insert", document=document.id, name=document.name)
+        line = {
+            "decoratedText": {
+                "text": _escaped(document.name),
+                "bottomLabel": size,
+                "button": insert,
+            }
+        }
+        results.append(line)
+    sections: list[dict[str, Any]] = [{"widgets": widgets}]
+    if results:
+        sections.append({"header": "Put into the message", "widgets": results})
+    return _card("CRM documents", who.record.account, sections)
 
 
 def _name_of(event: Event, ref: str) -> str:

@@ -1,0 +1,90 @@
+"""CRM documents attached to a message being written (CTX-1): found in the CRM as the
+user, and handed to the mail client as an address crmsync answers,
+`<public URL>/app/documents/<token>`, which serves the document from the CRM when the
+recipient opens it. (A mail client whose add-ons cannot attach a file to the open
+draft, as Gmail's, inserts that address; one that can attaches the bytes themselves.)
+
+The token names the tenant, the connection whose user attached the document, the
+document and when the address ends (`DAYS` after it was made); it is signed with
+crmsync's secret (HMAC-SHA256), so it can be neither forged nor pointed at another
+document, and holds nothing of the document. The document is read from the CRM as the
+connection's CRM user each time it is opened: a document deleted in the CRM, or a
+connection gone, opens nothing."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+from datetime import datetime, timedelta
+
+from crmsync import service
+from crmsync.crm.cards import Document
+from crmsync.errors import NotFound
+from crmsync.usecases.pane import Viewer, crm_of
+
+log = logging.getLogger("crmsync.documents")
+
+PATH = "/app/documents/"
+DAYS = 30  # how long an attached document's address opens it
+FOUND = 10  # documents a search lists
+
+
+class BadToken(ValueError):
+    """An address of no document crmsync hands out, or one that has ended."""
+
+
+def find(services: service.Services, who: Viewer, text: str) -> list[Document]:
+    """The documents the user may see whose name holds `text` (2 characters at least)."""
+    text = text.strip()[:100]
+    if len(text) < 2:
+        return []
+    found: list[Document] = crm_of(services, who).documents(text, FOUND)
+    return found
+
+
+def address(services: service.Services, tenant: str, connection: str, document: str) -> str:
+    """The address that opens `document` for whoever holds it, for DAYS."""
+    ends = int((services.clock() + timedelta(days=DAYS)).timestamp())
+    payload = json.dumps([tenant, connection, document, ends], separators=(",", ":"))
+    packed = _b64(payload.encode())
+    return services.public_url.rstrip("/") + PATH + f"{packed}.{_signature(services, packed)}"
+
+
+def opened(services: service.Services, token: str) -> tuple[str, str, str]:
+    """(tenant, connection, document) of a token crmsync made and that has not ended."""
+    packed, _, signature = token.partition(".")
+    if not packed or len(token) > 2000:
+        raise BadToken("not a document address")
+    if not hmac.compare_digest(signature, _signature(services, packed)):
+        raise BadToken("not a document address")
+    try:
+        tenant, connection, document, ends = json.loads(base64.urlsafe_b64decode(packed + "=="))
+    except (ValueError, TypeError) as exc:
+        raise BadToken("not a document address") from exc
+    if datetime.fromtimestamp(int(ends), services.clock().tzinfo) < services.clock():
+        raise BadToken("this document's address has ended")
+    return str(tenant), str(connection), str(document)
+
+
+def content(services: service.Services, token: str) -> tuple[str, str, bytes]:
+    """The document an address names, read from the CRM as its connection's user:
+    (file name, content type, bytes). NotFound (or Refused) when it opens nothing."""
+    tenant, connection, document = opened(services, token)
+    record = service.connection_of(services.backend.store(tenant), connection)
+    if record is None or not record.live:
+        raise NotFound("the connection that attached the document is gone")
+    name, kind, data = crm_of(services, Viewer(tenant, record)).document(document)
+    log.info("document opened", extra={"tenant": tenant, "connection": connection})
+    return name, kind, data
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _signature(services: service.Services, packed: str) -> str:
+    mac = hmac.new(services.secret, f"crmsync-document|{packed}".encode(), hashlib.sha256)
+    return _b64(mac.digest())
