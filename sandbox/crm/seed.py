@@ -58,9 +58,9 @@ def _documents(crm: ReferenceCrm, tenant: str) -> None:
 
 
 PROPOSAL = (
-    "Renewal proposal for Acme GmbH, 2027\n\n"
-    "Licences: 120 seats at 400 EUR a year. Support: premium, 24/7.\n"
-).encode()
+    b"Renewal proposal for Acme GmbH, 2027\n\n"
+    b"Licences: 120 seats at 400 EUR a year. Support: premium, 24/7.\n"
+)
 PRICES = b"product,price_eur\nseat,400\npremium support,9000\n"
 
 
