@@ -170,7 +170,7 @@ def test_CTX1_opening_a_message_shows_the_crm_records_behind_its_participants(
     assert f"{SAM} is not in the CRM." in texts(
         {"header": {}, "sections": [{"widgets": shown[SAM]}]}
     )
-    assert {"Create contact", "Create lead", "File to CRM"} <= set(buttons(card))
+    assert {"Add to the CRM", "File to CRM"} <= set(buttons(card))
 
 
 def test_CTX1_every_request_is_checked_and_a_forged_one_changes_nothing(
@@ -179,7 +179,12 @@ def test_CTX1_every_request_is_checked_and_a_forged_one_changes_nothing(
     message = delivered(stack, "Forged", f"Sam <{SAM}>")
     url = endpoint(stack) + "?do=create_contact"
     event = addons.message_event(
-        stack.google, url, DANA, message, parameters={"address": SAM, "name": "Sam Forged"}
+        stack.google,
+        url,
+        DANA,
+        message,
+        parameters={"address": SAM},
+        inputs={"first_name": ["Sam"], "last_name": ["Forged"]},
     )
     other_endpoint = addons.system_token(stack.google, stack.functions_url + "/app")
     other_account = addons.system_token(stack.google, url, email="someone@example.com")
@@ -317,19 +322,50 @@ def test_CTX1_a_message_is_filed_to_several_records_once_through_mail_recording(
         assert subjects.count("Joint proposal") == 1  # once, though filed twice to Ada
 
 
-def test_CTX1_a_participant_unknown_to_the_crm_becomes_a_contact_once(stack: LocalStack) -> None:
-    newcomer = "lin@newco.example"
+def test_CTX1_a_participant_unknown_to_the_crm_becomes_a_contact_prefilled_and_made_once(
+    stack: LocalStack,
+) -> None:
+    newcomer = "lin@new-co.example"
     message = delivered(stack, "Hello from Newco", f"Lin Chen <{newcomer}>")
-    known = {"message": message, "address": newcomer, "name": "Lin Chen"}
+    [unknown] = [
+        b["onClick"]["action"]
+        for w in sections(card_of(opened(stack, message)))["Lin Chen"]
+        for b in w.get("buttonList", {}).get("buttons", [])
+    ]
+    form = card_of(
+        opened(
+            stack,
+            message,
+            action="new_person",
+            parameters={p["key"]: p["value"] for p in unknown["parameters"]},
+        )
+    )
+    prefilled = {
+        w["textInput"]["name"]: w["textInput"].get("value", "")
+        for w in form["sections"][0]["widgets"]
+        if "textInput" in w
+    }
+    assert prefilled == {"first_name": "Lin", "last_name": "Chen", "company": "New Co", "title": ""}
+    create = buttons(form)["Create contact"]["action"]
+    given = {p["key"]: p["value"] for p in create["parameters"]}
+    corrected = {**{k: [v] for k, v in prefilled.items()}, "title": ["Buyer"]}
 
-    first = opened(stack, message, action="create_contact", parameters=known)
-    second = opened(stack, message, action="create_contact", parameters=known)  # clicked twice
+    first = opened(stack, message, action="create_contact", parameters=given, inputs=corrected)
+    second = opened(stack, message, action="create_contact", parameters=given, inputs=corrected)
 
     assert notification(first) == "The contact was made in the CRM"
-    card = card_of(second)
+    card = card_of(second)  # clicked twice: still one
     made = [r for r in stack.crm.all(DEMO_TENANT, "contact") if newcomer in r.get("emails", [])]
-    assert [(r["first_name"], r["last_name"]) for r in made] == [("Lin", "Chen")]
-    assert lines(sections(card)["Lin Chen"])[0][:2] == ("Contact", "Lin Chen")
+    assert [(r["first_name"], r["last_name"], r["company"], r["title"]) for r in made] == [
+        ("Lin", "Chen", "New Co", "Buyer")
+    ]
+    [contact, *_] = sections(card)["Lin Chen"]
+    shown = contact["decoratedText"]
+    assert (shown["topLabel"], shown["text"], shown["bottomLabel"]) == (
+        "Contact",
+        "Lin Chen",
+        "Buyer",
+    )
 
 
 def test_CTX1_the_homepage_says_who_is_connected_and_what_the_pane_does(stack: LocalStack) -> None:

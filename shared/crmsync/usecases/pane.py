@@ -216,22 +216,61 @@ def file_message(
     return mail.file(services, who.tenant, who.record.id, [message], list(records), names)
 
 
+PERSON_FIELDS = ("first_name", "last_name", "company", "title")  # what the form offers
+
+
+def prefilled(address: str, name: str) -> dict[str, str]:
+    """A new contact's fields as the message suggests them: the display name split in
+    first and last name, and the company named after the address's domain (not for the
+    addresses of mail services, which name no company)."""
+    first, _, last = name.strip().strip('"').partition(" ")
+    domain = address.rpartition("@")[2].lower()
+    label = domain.split(".")[0] if domain.count(".") >= 1 else ""
+    company = "" if domain in FREE_MAIL or not label else label.replace("-", " ").title()
+    return {"first_name": first, "last_name": last, "company": company, "title": ""}
+
+
+FREE_MAIL = frozenset(
+    {
+        "gmail.com",
+        "googlemail.com",
+        "outlook.com",
+        "hotmail.com",
+        "live.com",
+        "yahoo.com",
+        "icloud.com",
+        "me.com",
+        "aol.com",
+        "gmx.de",
+        "gmx.net",
+        "web.de",
+        "proton.me",
+        "protonmail.com",
+    }
+)
+
+
 def create_person(
-    services: service.Services, who: Viewer, kind: str, address: str, name: str, message: str
+    services: service.Services,
+    who: Viewer,
+    kind: str,
+    address: str,
+    given: dict[str, str],
+    message: str,
 ) -> str:
-    """A contact (or lead) for a participant the CRM does not know, named and addressed
-    as the message has them; made once per message and address (a second click, or
-    the client's resend, finds the first). Returns its id."""
+    """A contact (or lead) for a participant the CRM does not know, with the address the
+    message has and the fields the user gave (`given`: PERSON_FIELDS); made once per
+    message and address (a second click, or the client's resend, finds the first).
+    Returns its id."""
     if kind not in ("contact", "lead"):
         raise service.Refused(400, f"{kind!r} is neither a contact nor a lead")
     address = model.normalize_email(address) if "@" in address else ""
     if not address:
         raise service.Refused(400, "the participant has no address to keep")
-    first, _, last = name.strip().partition(" ")
-    fields = model.normalize(
-        "contact",
-        {"first_name": first[:100], "last_name": last[:100], "emails": [address]},
-    )
+    shown = {name: str(given.get(name) or "").strip()[:100] for name in PERSON_FIELDS}
+    if not (shown["first_name"] or shown["last_name"] or shown["company"]):
+        raise service.Refused(400, "a new contact needs a name", "Give a first or last name.")
+    fields = model.normalize("contact", {**shown, "emails": [address]})
     key = hashlib.sha256(f"pane\0{who.record.id}\0{message}\0{address}".encode()).hexdigest()
     write = Write("crm", "create", "contact", fields=fields, key=key, as_lead=kind == "lead")
     result = _crm(services, who).create(write)

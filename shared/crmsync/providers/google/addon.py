@@ -305,11 +305,15 @@ def _act(
             filed = len(chosen)
             note = f"Filed to {filed} record{'s' if filed > 1 else ''}: in the CRM within a minute"
             return filed_card(url, event.message_id, names), note
+        if action == "new_person":
+            address = event.parameters.get("address", "")
+            given = pane.prefilled(address, event.parameters.get("name", ""))
+            return person_form(who, url, event.message_id, address, given), ""
         if action in ("create_contact", "create_lead"):
             kind = action.removeprefix("create_")
             address = event.parameters.get("address", "")
-            name = event.parameters.get("name", "")
-            pane.create_person(services, who, kind, address, name, event.message_id)
+            given = {n: (event.inputs.get(n) or [""])[0] for n in pane.PERSON_FIELDS}
+            pane.create_person(services, who, kind, address, given, event.message_id)
             shown = pane.message_pane(services, who, participants(event, setup))
             return pane_card(shown, who, url, event.message_id), f"The {kind} was made in the CRM"
     except service.Refused as exc:
@@ -564,8 +568,7 @@ def _person_section(beside: Any, url: str, message: str) -> dict[str, Any]:
                 {
                     "buttonList": {
                         "buttons": [
-                            _do("Create contact", url, "create_contact", **known),
-                            _do("Create lead", url, "create_lead", **known),
+                            _do("Add to the CRM", url, "new_person", **known),
                         ]
                     }
                 },
@@ -701,3 +704,30 @@ def meeting_card(shown: Any, url: str, event: Event) -> dict[str, Any]:
         adding.append({"buttonList": {"buttons": [save]}})
         sections.append({"header": "Change it", "widgets": adding})
     return _card(shown.subject or "(no subject)", "The CRM activity of this event", sections)
+
+
+_LABELS = {
+    "first_name": "First name",
+    "last_name": "Last name",
+    "company": "Company",
+    "title": "Title",
+}
+
+
+def person_form(
+    who: Any, url: str, message: str, address: str, given: Mapping[str, str]
+) -> dict[str, Any]:
+    """A new contact or lead for a participant, prefilled from the message, to correct
+    before it is made."""
+    widgets: list[dict[str, Any]] = [_line("Address", address)]
+    widgets += [
+        {"textInput": {"name": name, "label": label, "value": given.get(name, "")}}
+        for name, label in _LABELS.items()
+    ]
+    known = {"message": message, "address": address}
+    buttons = [
+        _do("Create contact", url, "create_contact", **known),
+        _do("Create lead", url, "create_lead", **known),
+    ]
+    widgets.append({"buttonList": {"buttons": buttons}})
+    return _card("Add to the CRM", who.record.account, [{"widgets": widgets}])
