@@ -61,6 +61,20 @@ def state_of(sandbox: GoogleSandbox) -> AddonState:
         return _STATES.setdefault(sandbox, AddonState())
 
 
+def _clicked(
+    common: dict[str, Any],
+    parameters: Mapping[str, str] | None,
+    inputs: Mapping[str, list[str]] | None,
+) -> None:
+    """A click of a card's button: the action's parameters and the card's inputs."""
+    if parameters:
+        common["parameters"] = dict(parameters)
+    if inputs:
+        common["formInputs"] = {
+            name: {"stringInputs": {"value": list(values)}} for name, values in inputs.items()
+        }
+
+
 def system_token(sandbox: GoogleSandbox, audience: str, email: str = SERVICE_ACCOUNT) -> str:
     """The ID token of the deployment's service account for `audience` (the endpoint)."""
     now = int(sandbox.clock().timestamp())
@@ -100,25 +114,13 @@ def message_event(
 ) -> dict[str, Any]:
     """The event Gmail posts when `email` opens the message (or clicks an action of the
     card shown beside it, with its `parameters` and the form's `inputs`)."""
-    account = sandbox.add_account(email)
-    common: dict[str, Any] = {"hostApp": "GMAIL", "platform": "WEB"}
-    if parameters:
-        common["parameters"] = dict(parameters)
-    if inputs:
-        common["formInputs"] = {
-            name: {"stringInputs": {"value": list(values)}} for name, values in inputs.items()
-        }
-    thread = sandbox_thread(sandbox, email, message_id)
+    event = homepage_event(sandbox, endpoint, email)
+    _clicked(event["commonEventObject"], parameters, inputs)
     return {
-        "commonEventObject": common,
-        "authorizationEventObject": {
-            "userOAuthToken": sandbox.issue_token(email, SCOPES, client_id=CLIENT_ID),
-            "userIdToken": id_token(sandbox, account, CLIENT_ID),
-            "systemIdToken": system_token(sandbox, endpoint),
-        },
+        **event,
         "gmail": {
             "messageId": message_id,
-            "threadId": thread,
+            "threadId": sandbox_thread(sandbox, email, message_id),
             "accessToken": message_token(sandbox, email, message_id),
         },
     }
@@ -154,12 +156,7 @@ def calendar_event(
     shown["capabilities"] = {"canSeeAttendees": True, "canAddAttendees": True}
     event = homepage_event(sandbox, endpoint, email, host="CALENDAR")
     common = event["commonEventObject"]
-    if parameters:
-        common["parameters"] = dict(parameters)
-    if inputs:
-        common["formInputs"] = {
-            name: {"stringInputs": {"value": list(values)}} for name, values in inputs.items()
-        }
+    _clicked(common, parameters, inputs)
     return {**event, "calendar": shown}
 
 
@@ -175,12 +172,7 @@ def compose_event(
     action (or clicks a button of its card); `draftAccess: NONE`: nothing of the draft."""
     event = homepage_event(sandbox, endpoint, email)
     common = event["commonEventObject"]
-    if parameters:
-        common["parameters"] = dict(parameters)
-    if inputs:
-        common["formInputs"] = {
-            name: {"stringInputs": {"value": list(values)}} for name, values in inputs.items()
-        }
+    _clicked(common, parameters, inputs)
     return {**event, "gmail": {}}
 
 

@@ -60,7 +60,7 @@ from crmsync import service, web
 from crmsync.errors import TransientError, Undeclared
 from crmsync.logs import configure_logging
 from crmsync.outbound import NoEvents, PubSubEvents
-from crmsync.ports import PushRequest
+from crmsync.ports import PushAnswer, PushRequest
 from crmsync.queue import DEBOUNCE
 
 log = logging.getLogger("crmsync.entrypoints")
@@ -505,12 +505,18 @@ def _push(request: Any, provider: str) -> Answer:
     """A provider's push notification, whole, to the provider's kit; its answer as
     plain text where the provider expects one, else as JSON."""
     _allow(request, POST, "notifications are POSTed to this address")
-    pushed = PushRequest(
-        dict(request.headers), request.args.to_dict(), _body(request, MAX_PUSH_BODY)
-    )
-    answer = service.provider_push(services(), provider, pushed)
+    return _kit_answer(service.provider_push(services(), provider, _whole(request)), _TEXT)
+
+
+def _whole(request: Any) -> PushRequest:
+    """A request as a provider's kit reads it: headers, query and body."""
+    return PushRequest(dict(request.headers), request.args.to_dict(), _body(request, MAX_PUSH_BODY))
+
+
+def _kit_answer(answer: PushAnswer, kind: Mapping[str, str]) -> Answer:
+    """A kit's answer: its body as `kind` where it gave one, else its reason as JSON."""
     if answer.text is not None:
-        return answer.text, answer.status, _TEXT
+        return answer.text, answer.status, dict(kind)
     return _json({"error" if answer.status >= 400 else "result": answer.reason}, answer.status)
 
 
@@ -521,13 +527,7 @@ def addon(request: Any) -> Answer:
     client's card JSON by the provider's kit."""
     _allow(request, POST, "the mail client's add-on POSTs its events to this address")
     provider = request.path.strip("/").partition("/")[0]
-    pushed = PushRequest(
-        dict(request.headers), request.args.to_dict(), _body(request, MAX_PUSH_BODY)
-    )
-    answer = service.pane_request(services(), provider, pushed)
-    if answer.text is not None:
-        return answer.text, answer.status, _JSON
-    return _json({"error" if answer.status >= 400 else "result": answer.reason}, answer.status)
+    return _kit_answer(service.pane_request(services(), provider, _whole(request)), _JSON)
 
 
 @_guarded

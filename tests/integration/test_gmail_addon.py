@@ -273,25 +273,15 @@ def test_CTX1_a_message_is_filed_to_several_records_once_through_mail_recording(
 
     chooser = card_of(opened(stack, message, action="file", parameters={"message": message}))
     assert "Find" in buttons(chooser)
-    found = card_of(
-        opened(
-            stack,
-            message,
-            action="search",
-            parameters={"message": message},
-            inputs={"search": ["o"]},
-        )
-    )
+
+    def search(text: str) -> dict[str, Any]:
+        given = {"message": message}
+        inputs = {"search": [text]}
+        return card_of(opened(stack, message, action="search", parameters=given, inputs=inputs))
+
+    found = search("o")
     assert "Type at least 2 letters" in texts(found) and "File" not in buttons(found)
-    found = card_of(
-        opened(
-            stack,
-            message,
-            action="search",
-            parameters={"message": message},
-            inputs={"search": ["acme"]},
-        )
-    )
+    found = search("acme")
     [choice] = [
         w["selectionInput"]
         for s in found["sections"]
