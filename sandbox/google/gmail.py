@@ -343,9 +343,15 @@ def get_message(
 
 
 def get_attachment(
-    request: Request, account: Account, user_id: str, message_id: str, attachment_id: str
+    sandbox: GoogleSandbox,
+    request: Request,
+    account: Account,
+    user_id: str,
+    message_id: str,
+    attachment_id: str,
 ) -> Response:
     mailbox = _own(account, user_id)
+    _current_message_only(sandbox, request, account, message_id)
     data = mailbox.message(message_id).rendered().attachments.get(attachment_id)
     if data is None:
         raise ApiError(400, "invalidArgument", "Invalid attachment token")
@@ -534,6 +540,7 @@ def routes(sandbox: GoogleSandbox) -> list[Route]:
     user = "gmail/v1/users/{user_id}"
     labels, label = user + "/labels", user + "/labels/{label_id}"
     messages, message = user + "/messages", user + "/messages/{message_id}"
+    attachment = message + "/attachments/{attachment_id}"
     return [
         route("GET", user + "/profile", get_profile, PROFILE_SCOPES),
         route("GET", labels, list_labels, LABEL_READ_SCOPES),
@@ -547,7 +554,7 @@ def routes(sandbox: GoogleSandbox) -> list[Route]:
         route("GET", message, bound(get_message), MESSAGE_GET_SCOPES),
         route("DELETE", message, bound(delete_message_handler), DELETE_SCOPES),
         route("POST", message + "/modify", bound(modify_message), MODIFY_SCOPES),
-        route("GET", message + "/attachments/{attachment_id}", get_attachment, ATTACHMENT_SCOPES),
+        route("GET", attachment, bound(get_attachment), ATTACHMENT_SCOPES),
         route("GET", user + "/history", list_history, READ_SCOPES),
         route("POST", user + "/watch", bound(watch), READ_SCOPES),
         route("POST", user + "/stop", stop, READ_SCOPES),

@@ -34,6 +34,7 @@ ROUTES = {
     "google_webhook": {"POST"},
     "graph_webhook": {"POST"},
     "crm_events": {"POST"},
+    "addon/google": {"POST"},
     "gmail_push": {"POST"},
     "scheduler_fanout": {"POST"},
     "sync_worker": {"POST"},

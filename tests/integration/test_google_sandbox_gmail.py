@@ -29,6 +29,7 @@ from crmsync.errors import PermissionDenied
 from crmsync.providers.google.client import GoogleClient
 from crmsync.providers.google.gmail_push import mailbox_address
 from crmsync.providers.google.oauth import SERVICES
+from sandbox.google import addons
 from sandbox.google.core import CALENDAR_SCOPES, SCOPE, GoogleSandbox
 from sandbox.google.gmail import (
     EmulatorPubSub,
@@ -912,12 +913,20 @@ def _call(google: Google, method_id: str, service: Any) -> Any:
         method = labels.patch if method_id == "labels.patch" else labels.update
         return method(userId="me", id=label, body={"name": f"Renamed {next(_names)}"})
     message_id = google.deliver(rich_mail())
+    opened = addons.message_token(google.sandbox, ANN, message_id)  # an add-on's open message
+
+    def for_addon(request: Any) -> Any:
+        request.headers["X-Goog-Gmail-Access-Token"] = opened
+        return request
+
     requests: dict[str, Callable[[], Any]] = {
         "getProfile": lambda: users.getProfile(userId="me"),
         "labels.list": lambda: labels.list(userId="me"),
         "labels.get": lambda: labels.get(userId="me", id="INBOX"),
         "messages.list": lambda: messages.list(userId="me"),
-        "messages.get": lambda: messages.get(userId="me", id=message_id, format="minimal"),
+        "messages.get": lambda: for_addon(
+            messages.get(userId="me", id=message_id, format="minimal")
+        ),
         "messages.modify": lambda: messages.modify(
             userId="me", id=message_id, body={"addLabelIds": ["STARRED"]}
         ),
@@ -925,8 +934,10 @@ def _call(google: Google, method_id: str, service: Any) -> Any:
             userId="me", body={"ids": [message_id], "addLabelIds": ["STARRED"]}
         ),
         "messages.delete": lambda: messages.delete(userId="me", id=message_id),
-        "messages.attachments.get": lambda: messages.attachments().get(
-            userId="me", messageId=message_id, id=_attachment_id(google, message_id)
+        "messages.attachments.get": lambda: for_addon(
+            messages.attachments().get(
+                userId="me", messageId=message_id, id=_attachment_id(google, message_id)
+            )
         ),
         "history.list": lambda: users.history().list(userId="me", startHistoryId=1000),
         "watch": lambda: users.watch(userId="me", body={"topicName": TOPIC}),
@@ -1258,3 +1269,21 @@ def test_RUN3_without_a_gmail_grant_the_mailbox_address_is_a_permission_error(
 ) -> None:
     with pytest.raises(PermissionDenied):
         mailbox_address(google.client(scopes=CALENDAR_SCOPES))
+
+
+def test_CTX1_an_add_on_token_reads_only_the_message_gmail_opened_for_it(google: Google) -> None:
+    opened, other = google.deliver(rich_mail()), google.deliver(rich_mail())
+    token = addons.message_token(google.sandbox, ANN, opened)
+    service = google.gmail(scopes=frozenset({addons.CURRENT_METADATA}))
+
+    def get(message_id: str, given: str | None) -> Any:
+        request = service.users().messages().get(userId="me", id=message_id, format="metadata")
+        if given is not None:
+            request.headers["X-Goog-Gmail-Access-Token"] = given
+        return request
+
+    assert run(get(opened, token))["id"] == opened
+    assert failure(get(opened, None)) == (403, "forbidden")
+    assert failure(get(other, token)) == (403, "forbidden")  # another message of the mailbox
+    full = google.gmail(scopes=READONLY)
+    assert run(full.users().messages().get(userId="me", id=other))["id"] == other

@@ -2,7 +2,7 @@
 user, and handed to the mail client as an address crmsync answers,
 `<public URL>/app/documents/<token>`, which serves the document from the CRM when the
 recipient opens it. (A mail client whose add-ons cannot attach a file to the open
-draft, as Gmail's, inserts that address; one that can attaches the bytes themselves.)
+draft inserts that address; one that can attaches the bytes themselves.)
 
 The token names the tenant, the connection whose user attached the document, the
 document and when the address ends (`DAYS` after it was made); it is signed with

@@ -23,6 +23,7 @@ import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from crmsync import model, service
@@ -230,23 +231,11 @@ def prefilled(address: str, name: str) -> dict[str, str]:
     return {"first_name": first, "last_name": last, "company": company, "title": ""}
 
 
+# the domains of mail services, whose addresses name no company (one a line)
 FREE_MAIL = frozenset(
-    {
-        "gmail.com",
-        "googlemail.com",
-        "outlook.com",
-        "hotmail.com",
-        "live.com",
-        "yahoo.com",
-        "icloud.com",
-        "me.com",
-        "aol.com",
-        "gmx.de",
-        "gmx.net",
-        "web.de",
-        "proton.me",
-        "protonmail.com",
-    }
+    line.strip()
+    for line in (Path(__file__).parent / "mail_services.txt").read_text().splitlines()
+    if line.strip() and not line.startswith("#")
 )
 
 
