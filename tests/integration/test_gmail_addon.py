@@ -23,9 +23,11 @@ from crmsync import service
 from crmsync.queue.inline import InlineQueue
 from crmsync.store.memory import MemoryBackend
 from crmsync.usecases import pane
+from sandbox.chaos import Chaos
 from sandbox.crm.chaos import Slow
 from sandbox.crm.seed import DEMO_TENANT
 from sandbox.google import addons, gmail
+from sandbox.local.console import CrmSwitch
 from sandbox.local.stack import DEMO_USERS, LocalStack
 from tests.integration.test_app_preview_import import drain
 
@@ -39,13 +41,15 @@ ADA, GRACE, SAM = "ada@acme.example", "grace@globex.example", "sam@nowhere.examp
 @pytest.fixture(scope="module")
 def stack() -> Iterator[LocalStack]:
     slowed: list[Slow] = []
+    switch = CrmSwitch()
 
     def wrap(app: Any) -> Any:
-        slowed.append(Slow(app))
+        slowed.append(Slow(switch(app)))  # the CRM slowed down, or down (503)
         return slowed[0]
 
     stack = LocalStack(MemoryBackend(), InlineQueue(), graph_flush=0, crm_wrap=wrap)
     stack.slow = slowed[0]  # type: ignore[attr-defined]
+    stack.switch = switch  # type: ignore[attr-defined]
     stack.create_demo_tenant()
     assert stack.connect("u1", services="sync,mail").status_code == 200
     drain(stack)  # the first cycle and mail pass
@@ -258,6 +262,23 @@ def test_CTX1_a_slow_crm_gets_an_answer_within_the_deadline_never_a_spinner(
     assert took < 2.0  # the deadline, not the CRM, ended the wait
     assert "The CRM did not answer in time for some participants" in texts(card)
     assert set(sections(card)) >= {ADA, GRACE}
+
+
+def test_CTX1_a_crm_that_is_down_gets_a_card_that_says_so_and_offers_no_new_contact(
+    stack: LocalStack,
+) -> None:
+    message = delivered(stack, "CRM down", f"Ada Lovelace <{ADA}>")
+    faults = stack.switch.faults  # type: ignore[attr-defined]
+    faults.chaos = Chaos(rate=1.0, kinds=frozenset({"503"}))
+    try:
+        card = card_of(opened(stack, message))
+    finally:
+        faults.chaos = None
+
+    assert "The CRM could not be reached for some participants" in texts(card)
+    [said] = [w["textParagraph"]["text"] for w in sections(card)["Ada Lovelace"]]
+    assert said == f"The CRM could not be asked about {ADA}."
+    assert "Add to the CRM" not in buttons(card)
 
 
 def test_CTX1_a_message_is_filed_to_several_records_once_through_mail_recording(

@@ -72,6 +72,7 @@ class Beside:
     name: str
     card: PersonCard | None = None
     more: int = 0
+    failed: bool = False  # the CRM could not be asked: whether it knows them is unknown
 
 
 @dataclass(frozen=True)
@@ -178,7 +179,7 @@ def message_pane(
             extra={"tenant": who.tenant, "error": type(error).__name__},
         )
         failed = True
-        people.append(Beside(address, shown[address]))
+        people.append(Beside(address, shown[address], failed=True))
     return Pane(tuple(people), tuple(late), failed, left_out)
 
 

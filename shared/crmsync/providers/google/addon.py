@@ -559,6 +559,11 @@ def pane_card(shown: Any, who: Any, url: str, message: str) -> dict[str, Any]:
 def _person_section(beside: Any, url: str, message: str) -> dict[str, Any]:
     card = beside.card
     header = _escaped(beside.name or beside.address)
+    if beside.failed:
+        return {
+            "header": header,
+            "widgets": [_text(f"The CRM could not be asked about {beside.address}.")],
+        }
     if card is None:
         known = {"message": message, "address": beside.address, "name": beside.name}
         return {
