@@ -329,8 +329,8 @@ def get_message(
         raise ApiError(400, "invalidArgument", f"Invalid format: {form}")
     if form in ("raw", "full") and _metadata_only(sandbox, request):
         raise ApiError(403, "forbidden", f"Metadata scope doesn't allow format {form.upper()}")
+    message = mailbox.message(message_id)  # 404 for no such message, whoever asks
     _current_message_only(sandbox, request, account, message_id)
-    message = mailbox.message(message_id)
     shown = _message_resource(message)
     if form == "raw":
         shown["raw"] = b64url(message.raw)

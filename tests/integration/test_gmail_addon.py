@@ -364,12 +364,13 @@ def test_CTX1_a_participant_unknown_to_the_crm_becomes_a_contact_prefilled_and_m
     first = opened(stack, message, action="create_contact", parameters=given, inputs=corrected)
     second = opened(stack, message, action="create_contact", parameters=given, inputs=corrected)
 
-    assert notification(first) == "The contact was made in the CRM"
+    assert notification(first) == "The contact is in the CRM"
     card = card_of(second)  # clicked twice: still one
     made = [r for r in stack.crm.all(DEMO_TENANT, "contact") if newcomer in r.get("emails", [])]
     assert [(r["first_name"], r["last_name"], r["company"], r["title"]) for r in made] == [
         ("Lin", "Chen", "New Co", "Buyer")
     ]
+    assert made[0]["id"] in stack.crm.database.members(DEMO_TENANT, "u1")  # Dana syncs it
     [contact, *_] = sections(card)["Lin Chen"]
     shown = contact["decoratedText"]
     assert (shown["topLabel"], shown["text"], shown["bottomLabel"]) == (
@@ -412,6 +413,10 @@ def test_CTX1_filing_with_no_record_ticked_says_what_to_do_and_files_nothing(
 
     assert card["header"]["subtitle"] == "No record was chosen"
     assert "Tick the records" in texts(card)
+    back = buttons(card)["Back"]["action"]
+    given = {p["key"]: p["value"] for p in back["parameters"]}
+    chooser = card_of(opened(stack, message, action="file", parameters=given))
+    assert "Find" in buttons(chooser)  # on from where the user was
     assert len(stack.services.backend.store(DEMO_TENANT).filings(DANAS, 50)) == before
 
 
@@ -616,3 +621,9 @@ def test_CTX1_another_users_document_is_not_found_while_writing(stack: LocalStac
 
     assert "No CRM document's name holds “forecast”." in texts(card)
     assert "Put into the message" not in sections(card)
+
+
+def test_CTX1_a_message_no_longer_in_the_mailbox_says_so(stack: LocalStack) -> None:
+    card = card_of(opened(stack, "17f00dfeed000000"))  # deleted since Gmail showed it
+
+    assert card["header"]["subtitle"] == "This message is not in your mailbox any more"

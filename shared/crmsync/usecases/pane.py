@@ -250,7 +250,8 @@ def create_person(
 ) -> str:
     """A contact (or lead) for a participant the CRM does not know, with the address the
     message has and the fields the user gave (`given`: PERSON_FIELDS); made once per
-    message and address (a second click, or the client's resend, finds the first).
+    message and address (a second click, or the client's resend, finds the first). A
+    contact goes into the user's contact sync group, so it reaches their address book.
     Returns its id."""
     if kind not in ("contact", "lead"):
         raise service.Refused(400, f"{kind!r} is neither a contact nor a lead")
@@ -262,7 +263,10 @@ def create_person(
         raise service.Refused(400, "a new contact needs a name", "Give a first or last name.")
     fields = model.normalize("contact", {**shown, "emails": [address]})
     key = hashlib.sha256(f"pane\0{who.record.id}\0{message}\0{address}".encode()).hexdigest()
-    write = Write("crm", "create", "contact", fields=fields, key=key, as_lead=kind == "lead")
+    contact = kind == "contact"  # a contact the user makes is one they sync (CON-1)
+    write = Write(
+        "crm", "create", "contact", fields=fields, key=key, as_lead=not contact, in_scope=contact
+    )
     result = _crm(services, who).create(write)
     log.info("person made from the pane", extra={"tenant": who.tenant, "kind": kind})
     return str(result.id)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from email.utils import getaddresses
 from typing import Any
 
-from crmsync.errors import GrantRevoked, PermanentError, SyncError, TransientError
+from crmsync.errors import GrantRevoked, NotFound, PermanentError, SyncError, TransientError
 from crmsync.ports import PushAnswer, PushRequest
 
 log = logging.getLogger("crmsync.google.addon")
@@ -221,7 +221,14 @@ def participants(event: Event, setup: AddonSetup) -> list[tuple[str, str]]:
         .get(userId="me", id=event.message_id, format="metadata", metadataHeaders=list(HEADERS))
     )
     request.headers["X-Goog-Gmail-Access-Token"] = event.message_token
-    message = client.execute(request, "gmail messages.get (add-on)")
+    try:
+        message = client.execute(request, "gmail messages.get (add-on)")
+    except NotFound as exc:
+        raise _Refusal(
+            "This message is not in your mailbox any more", "Open another message."
+        ) from exc
+    except PermanentError as exc:  # Gmail refused the add-on's tokens for it
+        raise _Refusal("Gmail did not let crmsync read this message", _REOPEN) from exc
     headers = (message.get("payload") or {}).get("headers") or []
     values = [str(h.get("value") or "") for h in headers if h.get("name") in HEADERS]
     return [(name, address) for name, address in getaddresses(values) if address]
@@ -255,6 +262,10 @@ def on_event(services: Any, setup: AddonSetup, request: PushRequest) -> PushAnsw
         card, note = _problem(_failure(exc), "Try again in a minute."), ""
     except _Refusal as exc:
         card, note = _problem(exc.reason, exc.next_step), ""
+        if exc.back is not None:
+            action_back, given = exc.back
+            back = {"buttonList": {"buttons": [_do("Back", url, action_back, **given)]}}
+            card["sections"].append({"widgets": [back]})
     return _answer(card, action, note)
 
 
@@ -262,14 +273,21 @@ _REOPEN = "Open the message again; if it goes on, reload Gmail."
 
 
 class _Refusal(Exception):
-    def __init__(self, reason: str, next_step: str) -> None:
+    """What the user asked cannot be done; `back` (an action and its parameters) is the
+    card to go on from."""
+
+    def __init__(
+        self, reason: str, next_step: str, back: tuple[str, dict[str, str]] | None = None
+    ) -> None:
         super().__init__(reason)
-        self.reason, self.next_step = reason, next_step
+        self.reason, self.next_step, self.back = reason, next_step, back
 
 
 def _failure(exc: SyncError) -> str:
     if isinstance(exc, TransientError):
         return "Gmail or the CRM could not be reached just now"
+    if isinstance(exc, NotFound):
+        return "The CRM no longer has that record"
     if isinstance(exc, PermanentError):
         return "The CRM did not take that"
     return "Something went wrong on crmsync's side"
@@ -299,7 +317,10 @@ def _act(
         if action == "file_to":
             chosen = list(dict.fromkeys(event.inputs.get("records") or []))[:MOST_FILED]
             if not chosen:
-                raise _Refusal("No record was chosen", "Tick the records to file the message to.")
+                back = ("file", {"message": event.message_id})
+                raise _Refusal(
+                    "No record was chosen", "Tick the records to file the message to.", back
+                )
             names = {ref: _name_of(event, ref) for ref in chosen}
             pane.file_message(services, who, event.message_id, chosen, names)
             filed = len(chosen)
@@ -315,7 +336,7 @@ def _act(
             given = {n: (event.inputs.get(n) or [""])[0] for n in pane.PERSON_FIELDS}
             pane.create_person(services, who, kind, address, given, event.message_id)
             shown = pane.message_pane(services, who, participants(event, setup))
-            return pane_card(shown, who, url, event.message_id), f"The {kind} was made in the CRM"
+            return pane_card(shown, who, url, event.message_id), f"The {kind} is in the CRM"
     except service.Refused as exc:
         raise _Refusal(exc.reason, exc.next_step or "") from exc
     raise _Refusal("This button does nothing any more", _REOPEN)
