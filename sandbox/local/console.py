@@ -232,17 +232,20 @@ class Console:
             self.announce(user, kind, [record_id])
 
     # -- the Gmail add-on, for a look (CTX-1) ----------------------------------------------------
-    def addon_page(self, message_id: str, form: Any) -> Response:
-        """Post the event Gmail posts when u1 opens `message_id` ("" for the homepage)
-        or clicks a button of its card (`form`: the card's inputs and the button's `do`),
-        signed as Google signs it; draw the card the addon function answers."""
+    def addon_page(self, message_id: str, form: Any, where: str = "message") -> Response:
+        """Post the event Google posts when u1 opens `message_id` ("" for the homepage),
+        the calendar event of that id (`where` "event"), or the compose action (`where`
+        "compose"), or clicks a button of its card (`form`: the card's inputs and the
+        button's `do`), signed as Google signs it; draw what the addon function answers."""
         import json as jsonlib
 
         from sandbox.google import addon_html, addons
 
         email = ADDON_USER
         endpoint = self.local.functions_url + "/addon/google"
-        url, parameters, inputs = endpoint, {}, {}
+        url = endpoint + ("?do=compose" if where == "compose" else "")
+        parameters: dict[str, str] = {}
+        inputs: dict[str, list[str]] = {}
         if form is not None:
             action = jsonlib.loads(form.get("do") or "{}")
             url = str(action.get("function") or "")
@@ -251,30 +254,58 @@ class Console:
             parameters = {p["key"]: p["value"] for p in action.get("parameters") or []}
             inputs = {name: form.getlist(name) for name in form if name != "do"}
         google = self.local.google
-        if message_id:
-            event = addons.message_event(
-                google, url, email, message_id, parameters=parameters, inputs=inputs
-            )
+        clicked = {"parameters": parameters, "inputs": inputs}
+        if where == "event":
+            event = addons.calendar_event(google, url, email, message_id, **clicked)
+        elif where == "compose":
+            event = addons.compose_event(google, url, email, **clicked)
+        elif message_id:
+            event = addons.message_event(google, url, email, message_id, **clicked)
         else:
             event = addons.homepage_event(google, url, email)
         answer = addons.post(google, url, event)
         if answer.status_code != 200:
             raise ValueError(f"the addon function answered {answer.status_code}: {answer.text}")
         body = answer.json()
+        draft = body.get("renderActions", {}).get("hostAppAction", {}).get("gmailAction")
+        if draft:  # what Gmail puts into the draft, where the cursor is
+            [content] = draft["updateDraftActionMarkup"]["updateBody"]["insertContents"]
+            card = {
+                "header": {"title": "Put into the draft", "subtitle": "where the cursor is"},
+                "sections": [{"widgets": [{"textParagraph": {"text": content["content"]}}]}],
+            }
+            return Response(addon_html.page(card), mimetype="text/html")
         done = body.get("renderActions", body).get("action", {})
         [navigation] = done.get("navigations") or [{}]
         card = navigation.get("pushCard") or navigation.get("updateCard") or {}
         note = str((done.get("notification") or {}).get("text") or "")
-        after = ""
-        if not message_id:  # the homepage: and the messages to open beside it
-            listed = "".join(
-                f'<li><a href="/gmail-addon/{html.escape(m["id"])}">'
-                f"{html.escape(m['subject'] or '(no subject)')}</a> "
-                f"<small>{html.escape(m['from'])}</small></li>"
-                for m in GmailInbox(google, email).messages()
-            )
-            after = f"<h2>Open a message of {html.escape(email)}'s inbox</h2><ul>{listed}</ul>"
+        after = self._addon_list(google, email) if not message_id and where == "message" else ""
         return Response(addon_html.page(card, note, after=after), mimetype="text/html")
+
+    @staticmethod
+    def _addon_list(google: Any, email: str) -> str:
+        """Under the homepage: u1's messages and calendar events to open, and the
+        compose action."""
+        from sandbox.google.calendar import calendar_events
+
+        messages = "".join(
+            f'<li><a href="/gmail-addon/{html.escape(m["id"])}">'
+            f"{html.escape(m['subject'] or '(no subject)')}</a> "
+            f"<small>{html.escape(m['from'])}</small></li>"
+            for m in GmailInbox(google, email).messages()
+        )
+        events = "".join(
+            f'<li><a href="/calendar-addon/{html.escape(e["id"])}">'
+            f"{html.escape(e.get('summary') or '(no title)')}</a></li>"
+            for e in calendar_events(google, email)
+            if e.get("status") != "cancelled"
+        )
+        return (
+            f"<h2>Open a message of {html.escape(email)}'s inbox</h2><ul>{messages}</ul>"
+            f"<h2>Open an event of their calendar</h2><ul>{events}</ul>"
+            '<h2>Write a message</h2><p><a href="/gmail-addon/compose">CRM documents</a> '
+            "(the add-on's compose action)</p>"
+        )
 
     # -- the web app ---------------------------------------------------------------------------
     def app(self) -> Flask:
@@ -365,6 +396,18 @@ class Console:
         @app.post("/gmail-addon/<message_id>")
         def gmail_addon_action(message_id: str) -> Response:
             return self.addon_page(message_id, request.form)
+
+        @app.route("/gmail-addon/compose", methods=["GET", "POST"])
+        def gmail_addon_compose() -> Response:
+            """CTX-1: the add-on's compose action, while u1 writes a message."""
+            form = request.form if request.method == "POST" else None
+            return self.addon_page("", form, where="compose")
+
+        @app.route("/calendar-addon/<event_id>", methods=["GET", "POST"])
+        def calendar_addon(event_id: str) -> Response:
+            """CTX-1: the card Google Calendar shows beside u1's open event."""
+            form = request.form if request.method == "POST" else None
+            return self.addon_page(event_id, form, where="event")
 
         @app.errorhandler(404)
         def missing(exc: Exception) -> Any:

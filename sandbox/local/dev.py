@@ -144,7 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "Google and Gmail and u2's Outlook, editable on both sides, with each cycle and "
             "event)",
             f"  Gmail add-on       {console_url}/gmail-addon  (the CRM beside u1's open "
-            "message, drawn from the cards the addon function answers Gmail: open a message)",
+            "message or event, drawn from the cards the addon function answers Google: open "
+            "one)",
             f"  web app            {app_url}/sign-in?tenant=demo  (users and admins sign in "
             "with their provider account, in a browser):",
             f"    as u1              {_sign_in(app_url, 'google', DEMO_USERS['u1'])}",

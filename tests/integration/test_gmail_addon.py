@@ -627,3 +627,26 @@ def test_CTX1_a_message_no_longer_in_the_mailbox_says_so(stack: LocalStack) -> N
     card = card_of(opened(stack, "17f00dfeed000000"))  # deleted since Gmail showed it
 
     assert card["header"]["subtitle"] == "This message is not in your mailbox any more"
+
+
+def test_CTX1_make_devs_console_draws_the_calendar_and_compose_cards_too(
+    stack: LocalStack,
+) -> None:
+    from sandbox.local.console import Console
+
+    event_id = meeting_in_google(stack, "Console meeting", ADA)
+    console = Console(stack).app().test_client()
+    home = console.get("/gmail-addon").get_data(as_text=True)
+
+    assert f'<a href="/calendar-addon/{event_id}">Console meeting</a>' in home
+    meeting = console.get(f"/calendar-addon/{event_id}").get_data(as_text=True)
+    assert "<h1>Console meeting</h1>" in meeting and "Acme GmbH (account)" in meeting
+    compose = console.get("/gmail-addon/compose").get_data(as_text=True)
+    [find] = re.findall(r'name="do" value="([^"]*)">Find</button>', compose)
+    found = console.post(
+        "/gmail-addon/compose", data={"do": html.unescape(find), "search": "price"}
+    ).get_data(as_text=True)
+    [insert] = re.findall(r'name="do" value="([^"]*)">Insert</button>', found)
+    put = console.post("/gmail-addon/compose", data={"do": html.unescape(insert)})
+    assert "Put into the draft" in put.get_data(as_text=True)
+    assert "Price list 2027.csv</a>" in put.get_data(as_text=True)
