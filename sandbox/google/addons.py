@@ -28,12 +28,13 @@ from typing import Any
 import requests
 
 from sandbox.google.core import SCOPE, ApiError, GoogleSandbox
+from sandbox.google.gmail import ADDON_METADATA
 from sandbox.google.oauth import ISSUER, id_token, sign
 
 SERVICE_ACCOUNT = "service-100200300400@gcp-sa-gsuiteaddons.iam.gserviceaccount.com"
 CLIENT_ID = "100200300400-addon.apps.googleusercontent.com"
 EXECUTE = SCOPE + "gmail.addons.execute"
-CURRENT_METADATA = SCOPE + "gmail.addons.current.message.metadata"
+CURRENT_METADATA = ADDON_METADATA  # the open message's headers
 COMPOSE = SCOPE + "gmail.addons.current.action.compose"
 CALENDAR_EXECUTE = SCOPE + "calendar.addons.execute"
 CURRENT_EVENT = SCOPE + "calendar.addons.current.event.read"

@@ -126,10 +126,6 @@ def viewer(services: service.Services, provider: str, subject: str) -> Viewer | 
 
 def crm_of(services: service.Services, who: Viewer) -> Any:
     """The CRM as the viewer's CRM user, asked briefly (a person waits)."""
-    return _crm(services, who)
-
-
-def _crm(services: service.Services, who: Viewer) -> Any:
     tenant_record = services.backend.store(who.tenant).tenant_record() or {}
     settings = service.settings_for(services, who.tenant, who.record)
     return service.crm_for(services, who.tenant, tenant_record, who.record, settings, brief=True)
@@ -154,7 +150,7 @@ def message_pane(
     left_out = max(0, len(shown) - MOST_PEOPLE)
     if not addresses:
         return Pane((), left_out=left_out)
-    crm = _crm(services, who)
+    crm = crm_of(services, who)
     pool = ThreadPoolExecutor(max_workers=min(len(addresses), 5))
     try:
         futures = {a: pool.submit(_beside, crm, a, shown[a]) for a in addresses}
@@ -200,7 +196,7 @@ def search(services: service.Services, who: Viewer, text: str) -> list[Person]:
     text = text.strip()[:100]
     if len(text) < 2:
         return []
-    found: list[Person] = _crm(services, who).search_people(text, FOUND)
+    found: list[Person] = crm_of(services, who).search_people(text, FOUND)
     return found
 
 
@@ -267,7 +263,7 @@ def create_person(
     write = Write(
         "crm", "create", "contact", fields=fields, key=key, as_lead=not contact, in_scope=contact
     )
-    result = _crm(services, who).create(write)
+    result = crm_of(services, who).create(write)
     log.info("person made from the pane", extra={"tenant": who.tenant, "kind": kind})
     return str(result.id)
 
@@ -329,7 +325,7 @@ def meeting(
             if who.record.syncs
             else "Your connection does not sync your calendar: add it on your crmsync page.",
         )
-    crm = _crm(services, who)
+    crm = crm_of(services, who)
     record = crm.get("activity", str(links[0].crm_id))
     if record.fields is None:
         return Blocked("This event's CRM activity was deleted", "Nothing is kept in the CRM.")
@@ -411,7 +407,7 @@ def save_meeting(
     ids), what it is about (`about`, "kind/id"; one of each kind, the last given wins)
     and its custom fields (`custom`, by name; "" empties one). The cycle then syncs it
     as any CRM change: the next cycle does not undo it. Returns the new version."""
-    crm = _crm(services, who)
+    crm = crm_of(services, who)
     record = crm.get("activity", activity)
     if record.fields is None:
         raise NotFound(f"activity {activity} is gone")
