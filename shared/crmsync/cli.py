@@ -102,17 +102,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     consent.add_argument("--provider", default="microsoft", help="default: microsoft")
     pane = verbs.add_parser(
         "addon-deployment",
-        help="the mail client's add-on deployment for a provider (CTX-1), as JSON",
-        description="Prints the deployment resource of crmsync's add-on in the provider's "
-        "mail client, its triggers calling the addon function at --public-url. For Gmail: "
-        "gcloud workspace-add-ons deployments create crmsync --deployment-file=FILE, "
-        "then put the service account and OAuth client that `gcloud workspace-add-ons "
-        "get-authorization` shows into Terraform's gmail_addon_service_account and "
-        "gmail_addon_client_id.",
+        help="the mail client's add-on deployment for a provider (CTX-1)",
+        description="Prints the deployment of crmsync's add-on in the provider's mail "
+        "client, its triggers calling the addon function at --public-url. For Gmail, a "
+        "deployment resource (JSON): gcloud workspace-add-ons deployments create crmsync "
+        "--deployment-file=FILE, then put the service account and OAuth client that "
+        "`gcloud workspace-add-ons get-authorization` shows into Terraform's "
+        "gmail_addon_service_account and gmail_addon_client_id. For Outlook "
+        "(--provider microsoft --client-id <crmsync's app registration>), the add-in's "
+        "XML manifest, which an admin uploads in the Microsoft 365 admin center "
+        "(Integrated apps).",
     )
     pane.add_argument("--public-url", required=True, help="where the functions answer")
     pane.add_argument("--provider", default="google", help="default: google")
     pane.add_argument("--name", default="crmsync", help="the add-on's name in the mail client")
+    pane.add_argument(
+        "--client-id", default="", help="Outlook: crmsync's Microsoft app registration's id"
+    )
     args = parser.parse_args(argv)
     if args.verb == "conformance":
         return conformance(args)
@@ -145,7 +151,12 @@ def addon_deployment(args: argparse.Namespace) -> int:
     if not args.public_url.startswith("https://"):
         print("--public-url must be the functions' https:// address", file=sys.stderr)
         return 2
-    print(json.dumps(kit.addon_deployment(args.public_url, args.name), indent=2))
+    try:
+        made = kit.addon_deployment(args.public_url, args.name, args.client_id)
+    except ValueError as exc:
+        print(f"{exc}: give it with --client-id", file=sys.stderr)
+        return 2
+    print(made if isinstance(made, str) else json.dumps(made, indent=2))
     return 0
 
 

@@ -508,26 +508,36 @@ def _push(request: Any, provider: str) -> Answer:
     return _kit_answer(service.provider_push(services(), provider, _whole(request)), _TEXT)
 
 
-def _whole(request: Any) -> PushRequest:
-    """A request as a provider's kit reads it: headers, query and body."""
-    return PushRequest(dict(request.headers), request.args.to_dict(), _body(request, MAX_PUSH_BODY))
+def _whole(request: Any, path: str = "") -> PushRequest:
+    """A request as a provider's kit reads it: headers, query and body (and its method,
+    and its path below the kit's own address)."""
+    body = _body(request, MAX_PUSH_BODY) if request.method == "POST" else b""
+    return PushRequest(dict(request.headers), request.args.to_dict(), body, request.method, path)
 
 
 def _kit_answer(answer: PushAnswer, kind: Mapping[str, str]) -> Answer:
-    """A kit's answer: its body as `kind` where it gave one, else its reason as JSON."""
+    """A kit's answer: its body as `kind` (or as the type it names) where it gave one,
+    else its reason as JSON."""
     if answer.text is not None:
+        if answer.content_type:
+            kind = {"Content-Type": answer.content_type, "X-Content-Type-Options": "nosniff"}
         return answer.text, answer.status, dict(kind)
     return _json({"error" if answer.status >= 400 else "result": answer.reason}, answer.status)
 
 
 @_guarded
 def addon(request: Any) -> Answer:
-    """The mail client's pane (CTX-1): at /<provider>, the events of that provider's
-    mail-client add-on (Gmail's POSTs its event objects), checked and answered with the
-    client's card JSON by the provider's kit."""
-    _allow(request, POST, "the mail client's add-on POSTs its events to this address")
-    provider = request.path.strip("/").partition("/")[0]
-    return _kit_answer(service.pane_request(services(), provider, _whole(request)), _JSON)
+    """The mail client's pane (CTX-1): at /<provider>, what that provider's mail-client
+    add-on asks (Gmail POSTs its event objects, Outlook's task pane its actions), checked
+    and answered by the provider's kit; a kit whose pane is a page of crmsync's serves
+    it (and its manifest) to GET."""
+    provider, _, rest = request.path.strip("/").partition("/")
+    allowed = (*READ, *POST) if service.pane_has_pages(services(), provider) else POST
+    _allow(request, allowed, "the mail client's add-on POSTs its events to this address")
+    asked = _whole(request, "/" + rest if rest else "")
+    if request.method != "POST":
+        return _kit_answer(service.pane_page(services(), provider, asked), _HTML)
+    return _kit_answer(service.pane_request(services(), provider, asked), _JSON)
 
 
 @_guarded

@@ -492,6 +492,8 @@ class PushRequest:
     headers: Mapping[str, str] = field(default_factory=dict)
     query: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""
+    method: str = "POST"
+    path: str = ""  # below the provider's own address ("/manifest.xml"), where it has pages
 
 
 @dataclass(frozen=True, slots=True)
@@ -502,6 +504,7 @@ class PushAnswer:
     status: int
     reason: str
     text: str | None = None
+    content_type: str = ""  # of `text`, where it is not the caller's default
 
 
 def mailbox_digest(address: str) -> str:

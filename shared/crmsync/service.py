@@ -1643,6 +1643,18 @@ def pane_request(services: Services, provider: str, request: PushRequest) -> Pus
     return answer
 
 
+def pane_has_pages(services: Services, provider: str) -> bool:
+    """Whether `provider`'s mail-client pane is a page crmsync serves (a task pane and its
+    manifest), not cards its mail client draws."""
+    return provider in services.provider_names() and hasattr(services.kit(provider), "addon_page")
+
+
+def pane_page(services: Services, provider: str, request: PushRequest) -> PushAnswer:
+    """A page of the mail client's pane (CTX-1) that crmsync serves itself (pane_has_pages)."""
+    answer: PushAnswer = services.kit(provider).addon_page(services, request)
+    return answer
+
+
 def mail_notification(services: Services, provider: str, data: bytes) -> int:
     """A mailbox notification (the data of a Pub/Sub push): a debounced cycle of each
     active connection that records mail of that mailbox. Returns how many were

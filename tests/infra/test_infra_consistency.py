@@ -31,6 +31,7 @@ DEVELOPMENT_ONLY = {
     "CRMSYNC_MICROSOFT_AUTHORITY": "Microsoft's identity platform elsewhere (the local sandbox)",
     "CRMSYNC_MICROSOFT_CA": "the CA that signs the local Microsoft sandbox",
     "CRMSYNC_MICROSOFT_GRAPH_ROOT": "Microsoft Graph at another root (the local sandbox)",
+    "CRMSYNC_MICROSOFT_OFFICE_JS": "a stand-in for Office.js where no Outlook opens the pane",
 }
 # Secrets a deployment adopts only when it offers what reads them (a variable says).
 OPTIONAL_SECRETS = {"microsoft_secrets": "microsoft_365", "attachment_secrets": "mail_attachments"}

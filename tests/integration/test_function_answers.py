@@ -35,6 +35,7 @@ ROUTES = {
     "graph_webhook": {"POST"},
     "crm_events": {"POST"},
     "addon/google": {"POST"},
+    "addon/microsoft": {"GET", "HEAD", "POST"},  # the Outlook task pane is a page
     "gmail_push": {"POST"},
     "scheduler_fanout": {"POST"},
     "sync_worker": {"POST"},

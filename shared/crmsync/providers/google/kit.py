@@ -324,8 +324,11 @@ class GoogleKit:
 
         return on_event(services, setup.addon, request)
 
-    def addon_deployment(self, public_url: str, name: str = "crmsync") -> dict[str, Any]:
-        """The Gmail add-on's deployment resource (its triggers call `public_url`)."""
+    def addon_deployment(
+        self, public_url: str, name: str = "crmsync", client_id: str = ""
+    ) -> dict[str, Any]:
+        """The Gmail add-on's deployment resource (its triggers call `public_url`; Google
+        names the add-on's OAuth client when it is deployed, so `client_id` is unused)."""
         from crmsync.providers.google.addon import deployment
 
         return deployment(public_url, name)

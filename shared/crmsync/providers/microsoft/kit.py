@@ -39,12 +39,14 @@ class MicrosoftSetup:
     oauth: Any
     graph_root: str = "https://graph.microsoft.com/v1.0"
     client_options: Mapping[str, Any] = field(default_factory=dict)
+    office_js: str = ""  # where the Outlook pane loads Office.js from: Microsoft's CDN
 
 
 def setup_from_environment(env: Mapping[str, str]) -> MicrosoftSetup | None:
     """The setup a deployed function reads: CRMSYNC_MICROSOFT_CLIENT_ID and _SECRET, and
     optionally CRMSYNC_MICROSOFT_AUTHORITY (another identity platform: the sandbox's) and
-    CRMSYNC_MICROSOFT_CA (the CA bundle that signs it)."""
+    CRMSYNC_MICROSOFT_CA (the CA bundle that signs it); CRMSYNC_MICROSOFT_OFFICE_JS
+    only where no Outlook loads the pane (the sandbox's stand-in for Office.js)."""
     if not env.get("CRMSYNC_MICROSOFT_CLIENT_ID"):
         return None
     from crmsync.providers.microsoft.oauth import MicrosoftOAuth
@@ -62,7 +64,10 @@ def setup_from_environment(env: Mapping[str, str]) -> MicrosoftSetup | None:
         public + "/oauth_callback",
         **extra,
     )
-    return MicrosoftSetup(oauth, graph) if graph else MicrosoftSetup(oauth)
+    office_js = env.get("CRMSYNC_MICROSOFT_OFFICE_JS", "")
+    if graph:
+        return MicrosoftSetup(oauth, graph, office_js=office_js)
+    return MicrosoftSetup(oauth, office_js=office_js)
 
 
 class MicrosoftKit:
@@ -344,6 +349,34 @@ class MicrosoftKit:
         """Nothing to route: Graph's notifications name their subscription, which names
         the connection (`watch_mail`)."""
         return ""
+
+    # -- the mail client's pane (CTX-1) -----------------------------------------------------
+    def on_addon(self, services: Any, request: PushRequest) -> PushAnswer:
+        """A POST of the Outlook add-in's task pane: checked, then answered."""
+        from crmsync.providers.microsoft.addin import on_action, setup_of
+
+        setup = _setup(services)
+        if setup is None:
+            return PushAnswer(404, "this crmsync has no Outlook add-in")
+        return on_action(services, setup_of(setup.oauth, setup.office_js), request)
+
+    def addon_page(self, services: Any, request: PushRequest) -> PushAnswer:
+        """The Outlook add-in's task pane page, its script and its manifest."""
+        from crmsync.providers.microsoft.addin import on_page, setup_of
+
+        setup = _setup(services)
+        if setup is None:
+            return PushAnswer(404, "this crmsync has no Outlook add-in")
+        return on_page(services, setup_of(setup.oauth, setup.office_js), request)
+
+    def addon_deployment(self, public_url: str, name: str = "crmsync", client_id: str = "") -> str:
+        """The Outlook add-in's XML manifest: its task pane under `public_url`, its SSO
+        for crmsync's app registration `client_id`."""
+        from crmsync.providers.microsoft.addin import manifest
+
+        if not client_id:
+            raise ValueError("the Outlook add-in's manifest needs the app registration's client id")
+        return manifest(public_url, client_id, name)
 
     def on_mail(self, services: Any, data: bytes, enqueue: Callable[[str, str], object]) -> int:
         return 0

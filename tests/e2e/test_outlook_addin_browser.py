@@ -1,0 +1,214 @@
+"""crmsync's task pane in Outlook (CTX-1), in a real browser (Debian's Chromium through
+Playwright): the page the addon function serves, its script, and crmsync's answers, as
+Outlook runs them. Only Office.js is a stand-in: the page's request for Microsoft's
+office.js is answered with sandbox/microsoft/office_stub.js, which plays Outlook's
+mailbox (the open message, meeting or draft, as Graph has them at the Microsoft
+sandbox) and hands the pane the Office SSO token the sandbox's identity platform
+signed. Max reads a message, files it to several records and adds a participant the
+CRM does not know; organises a meeting, adds a colleague and related records to its
+CRM activity; and attaches a CRM document to a draft. Each view passes axe-core's
+accessibility check."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from crmsync import service
+from crmsync.providers.microsoft.addin import OFFICE_JS
+from crmsync.queue.inline import InlineQueue
+from crmsync.store.memory import MemoryBackend
+from sandbox.crm.seed import DEMO_TENANT
+from sandbox.local.stack import DEMO_USERS, MICROSOFT_CLIENT_ID, LocalStack
+from sandbox.microsoft import mail, office
+from tests.app_helpers import looked_at
+from tests.integration.test_app_preview_import import drain
+
+pytestmark = pytest.mark.integration
+
+MAX = DEMO_USERS["u2"]
+MAXS = "microsoft-u2"
+ADA, GRACE = "ada@acme.example", "grace@globex.example"
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[LocalStack]:
+    stack = LocalStack(MemoryBackend(), InlineQueue(), graph_flush=0)
+    stack.create_demo_tenant()
+    assert stack.connect("u2", services="sync,mail", provider="microsoft").status_code == 200
+    drain(stack)
+    yield stack
+    stack.close()
+
+
+def in_outlook(page: Page, stack: LocalStack, item: dict[str, Any] | None) -> dict[str, Any]:
+    """Outlook opens the pane beside `item`: Office.js is the stand-in, given the item
+    and Max's SSO token. Returns the stand-in's configuration."""
+    token = office.sso_token(stack.microsoft, MAX, MICROSOFT_CLIENT_ID)
+    config = office.stub_config(token, item)
+    page.route(
+        OFFICE_JS,
+        lambda route: route.fulfill(body=office.stub_script(), content_type="text/javascript"),
+    )
+    page.add_init_script(f"window.__officeStub = {json.dumps(config)};")
+    page.goto(stack.functions_url + "/addon/microsoft")
+    return config
+
+
+def received(stack: LocalStack, subject: str, sender: str, *others: str) -> dict[str, Any]:
+    """A message in Max's inbox from `sender` to Max and `others`, as Graph has it."""
+    raw = (
+        f"From: {sender}\r\nTo: {', '.join([MAX, *others])}\r\nSubject: {subject}\r\n"
+        f"Message-ID: <{subject.replace(' ', '-').lower()}@nowhere>\r\n\r\nAbout it.\r\n"
+    )
+    message_id = mail.deliver(stack.microsoft, MAX, raw.encode())
+    return dict(stack.outlook("GET", f"me/messages/{message_id}"))
+
+
+def test_CTX1_outlook_pane_shows_the_crm_behind_a_message_files_it_and_adds_a_newcomer(
+    page: Page, stack: LocalStack
+) -> None:
+    newcomer = "lin@new-co.example"
+    message = received(stack, "Pilot scope", f"Ada Lovelace <{ADA}>", GRACE, newcomer)
+
+    in_outlook(page, stack, office.message_item(message))
+
+    ada = page.locator(f'section.person[data-address="{ADA}"]')
+    expect(ada.locator("h2")).to_have_text("Ada Lovelace")
+    expect(ada.get_by_role("link", name="Acme GmbH")).to_be_visible()
+    expect(ada.get_by_role("link", name="Acme renewal 2027")).to_be_visible()
+    expect(ada).to_contain_text("Agenda for the review")  # its history
+    href = ada.get_by_role("link", name="Ada Lovelace").get_attribute("href")
+    assert href is not None and href.startswith(stack.crm_url.split("/api/")[0] + "/ui/")
+    lin = page.locator(f'section.person[data-address="{newcomer}"]')
+    expect(lin).to_contain_text("not in the CRM")
+    looked_at(page, "outlook-message")
+
+    # filed to Ada and Grace (ticked: the message's people), and Hopper found by search
+    records = page.locator("#records input[name=records]")
+    expect(records).to_have_count(2)
+    page.fill("#search", "hopper")
+    page.click("text=Find")
+    expect(records).to_have_count(2)  # Grace was offered already: not twice
+    page.click("#filing button:text-is('File to CRM')")
+    expect(page.locator("#filing-result")).to_contain_text("Filed to 2 records")
+    page.click("#filing button:text-is('File to CRM')")  # again: recorded once all the same
+    expect(page.locator("#filing-result")).to_contain_text("Filed to 2 records")
+    drain(stack)  # the mail pass the filing asked for
+    for last_name in ("Lovelace", "Hopper"):
+        [person] = [
+            r for r in stack.crm.all(DEMO_TENANT, "contact") if r.get("last_name") == last_name
+        ]
+        subjects = [i["subject"] for i in stack.crm.history(DEMO_TENANT, "contact", person["id"])]
+        assert subjects.count("Pilot scope") == 1
+
+    # the newcomer: prefilled from the message, made a contact, then shown as one
+    lin.get_by_role("button", name="Add to the CRM").click()
+    expect(lin.locator("input[name=company]")).to_have_value("New Co")
+    lin.locator("input[name=first_name]").fill("Lin")
+    lin.locator("input[name=last_name]").fill("Chen")
+    looked_at(page, "outlook-new-person")
+    lin.get_by_role("button", name="Create contact").click()
+    expect(page.locator("#pane")).to_contain_text("The person is in the CRM.")
+    expect(page.locator(f'section.person[data-address="{newcomer}"] h2')).to_have_text("Lin Chen")
+    made = [p for p in stack.crm.all(DEMO_TENANT, "contact") if newcomer in p.get("emails", [])]
+    assert [(p["first_name"], p["last_name"], p["company"]) for p in made] == [
+        ("Lin", "Chen", "New Co")
+    ]
+
+
+def meeting_in_outlook(stack: LocalStack, subject: str, *guests: str) -> dict[str, Any]:
+    """A meeting Max organises in Outlook with `guests`, synced to the CRM; Graph's JSON."""
+    start = datetime.now(UTC).replace(microsecond=0, second=0, minute=0) + timedelta(days=2)
+    made = stack.outlook(
+        "POST",
+        "me/events",
+        json={
+            "subject": subject,
+            "start": {"dateTime": start.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
+            "end": {
+                "dateTime": (start + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S"),
+                "timeZone": "UTC",
+            },
+            "attendees": [
+                {"emailAddress": {"address": guest}, "type": "required"} for guest in guests
+            ],
+        },
+    )
+    service.enqueue_cycle(stack.services, DEMO_TENANT, MAXS, "schedule")
+    drain(stack)
+    return dict(stack.outlook("GET", f"me/events/{made['id']}"))
+
+
+def test_CTX1_outlook_pane_adds_a_colleague_and_related_records_to_a_meetings_activity(
+    page: Page, stack: LocalStack
+) -> None:
+    stack.crm.declare_custom_field(DEMO_TENANT, "activity", "stage", "enum", ("first", "follow-up"))
+    event = meeting_in_outlook(stack, "Analytics pilot review", ADA)
+    [before] = [
+        a for a in stack.crm.all(DEMO_TENANT, "activity") if a["subject"] == event["subject"]
+    ]
+
+    in_outlook(page, stack, office.event_item(event, organizer=True))
+
+    expect(page.locator("#activity h2")).to_have_text("Analytics pilot review")
+    expect(page.locator("#activity")).to_contain_text("Not related to a record yet.")
+    looked_at(page, "outlook-meeting")
+    page.get_by_label("Sam Support").check()  # a colleague, not a guest
+    page.get_by_label("Acme GmbH (account)").check()
+    page.get_by_label("Acme analytics pilot (opportunity)").check()
+    page.locator("input[data-name=stage]").fill("follow-up")
+    page.click("text=Save to the CRM")
+
+    expect(page.locator("#meeting-result")).to_contain_text("Saved to the CRM.")
+    expect(page.locator("#activity")).to_contain_text("Acme GmbH (account)")
+    expect(page.locator("#activity")).to_contain_text("Sam Support")
+    [after] = [a for a in stack.crm.all(DEMO_TENANT, "activity") if a["id"] == before["id"]]
+    assert after["members"] == [*before["members"], "u3"]
+    assert after["regarding"]["account"] and after["regarding"]["opportunity"]
+    assert after["custom"] == {"stage": "follow-up"}
+    service.enqueue_cycle(stack.services, DEMO_TENANT, MAXS, "schedule")
+    drain(stack)  # the next cycle keeps it
+    [kept] = [a for a in stack.crm.all(DEMO_TENANT, "activity") if a["id"] == before["id"]]
+    assert (kept["members"], kept["regarding"], kept["custom"]) == (
+        after["members"],
+        after["regarding"],
+        after["custom"],
+    )
+
+
+def test_CTX1_outlook_pane_attaches_a_crm_document_to_the_draft(
+    page: Page, stack: LocalStack
+) -> None:
+    in_outlook(page, stack, office.draft_item("Our proposal", (ADA,)))
+
+    page.fill("#documents-search", "renewal")
+    page.click("#compose button:text-is('Find')")
+    looked_at(page, "outlook-compose")
+    page.get_by_role("button", name="Attach Acme renewal proposal 2027.txt").click()
+
+    expect(page.locator("#attach-result")).to_contain_text(
+        "Attached Acme renewal proposal 2027.txt"
+    )
+    attached = page.evaluate("window.__officeStub.attached")
+    assert [a["name"] for a in attached] == ["Acme renewal proposal 2027.txt"]
+    database = stack.crm.database
+    [listed] = [d for d in database.documents(DEMO_TENANT) if d["name"] == attached[0]["name"]]
+    stored = database.document(DEMO_TENANT, listed["id"])
+    assert stored is not None
+    assert base64.b64decode(attached[0]["base64"]) == stored["content"]  # the file itself
+
+
+def test_CTX1_outlook_pane_opened_outside_outlook_says_where_to_open_it(
+    page: Page, stack: LocalStack
+) -> None:
+    page.route(OFFICE_JS, lambda route: route.abort())  # no Office.js: not in Outlook
+    page.goto(stack.functions_url + "/addon/microsoft")
+
+    expect(page.locator("#pane")).to_contain_text("Open a message or a meeting in Outlook")
