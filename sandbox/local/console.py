@@ -28,6 +28,7 @@ from sandbox.local.inbox import GmailInbox
 from sandbox.local.stack import DEMO_USERS
 
 ADDON_USER = DEMO_USERS["u1"]  # whose Gmail the add-on's page shows
+OUTLOOK_USER = DEMO_USERS["u2"]  # whose Outlook the add-in's page shows
 
 TENANT = "demo"
 RUNS_SHOWN = 15
@@ -307,6 +308,50 @@ class Console:
             "(the add-on's compose action)</p>"
         )
 
+    def outlook_page(self) -> Response:
+        """CTX-1: u2's Outlook inbox, calendar and a new message, each a link that opens
+        crmsync's task pane (the addon function's page) as Outlook would beside it: with
+        this console's stand-in for Office.js, given the item and u2's SSO token."""
+        from sandbox.local.stack import MICROSOFT_CLIENT_ID
+        from sandbox.microsoft import office
+
+        email = OUTLOOK_USER
+        token = office.sso_token(self.local.microsoft, email, MICROSOFT_CLIENT_ID)
+        pane = self.local.functions_url + "/addon/microsoft"
+
+        def opened(item: dict[str, Any]) -> str:
+            return html.escape(pane + office.fragment(office.stub_config(token, item)))
+
+        messages = self.local.outlook("GET", "me/mailFolders/inbox/messages?$top=25")["value"]
+        events = self.local.outlook("GET", "me/events?$top=25")["value"]
+        listed = "".join(
+            f'<li><a href="{opened(office.message_item(m))}">'
+            f"{html.escape(m.get('subject') or '(no subject)')}</a> <small>"
+            f"{html.escape(((m.get('from') or {}).get('emailAddress') or {}).get('address', ''))}"
+            "</small></li>"
+            for m in messages
+        )
+        meetings = "".join(
+            f'<li><a href="{opened(office.event_item(e, organizer=True))}">'
+            f"{html.escape(e.get('subject') or '(no subject)')}</a></li>"
+            for e in events
+            if not e.get("isCancelled")
+        )
+        draft = opened(office.draft_item("A new message"))
+        page = (
+            '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            "<title>crmsync in Outlook</title></head><body><main>"
+            f"<h1>crmsync's pane in {html.escape(email)}'s Outlook</h1>"
+            "<p>Each link opens crmsync's task pane as Outlook opens it beside the item "
+            "(this console stands in for Office.js and hands the pane the user's SSO token). "
+            "Open a message, a meeting or a new message.</p>"
+            f"<h2>Inbox</h2><ul>{listed or '<li>(empty)</li>'}</ul>"
+            f"<h2>Calendar</h2><ul>{meetings or '<li>(no meetings yet)</li>'}</ul>"
+            f'<h2>Write a message</h2><p><a href="{draft}">A new message</a> '
+            "(attach a CRM document)</p></main></body></html>"
+        )
+        return Response(page, mimetype="text/html")
+
     # -- the web app ---------------------------------------------------------------------------
     def app(self) -> Flask:
         app = Flask("crmsync-console")
@@ -408,6 +453,17 @@ class Console:
             """CTX-1: the card Google Calendar shows beside u1's open event."""
             form = request.form if request.method == "POST" else None
             return self.addon_page(event_id, form, where="event")
+
+        @app.get("/outlook-addin")
+        def outlook_addin() -> Response:
+            return self.outlook_page()
+
+        @app.get("/office.js")
+        def office_js() -> Response:
+            """The stand-in for Office.js the pane loads in make dev."""
+            from sandbox.microsoft import office
+
+            return Response(office.stub_script(), mimetype="text/javascript")
 
         @app.errorhandler(404)
         def missing(exc: Exception) -> Any:

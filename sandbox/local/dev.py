@@ -96,6 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         configure_logging(open(os.devnull, "w"))  # noqa: SIM115 - the product's own logs
         port = args.port or free_port()
+        console_port = free_port()  # the console stands in for Office.js (the Outlook pane)
+        while console_port == port:
+            console_port = free_port()
         backend = FirestoreBackend(firestore.Client(project=firestore_emulator.project))
         project = pubsub_emulator.project
         events = _topic(project, EVENTS_TOPIC)
@@ -108,6 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             functions_port=port,
             events=PubSubEvents(events),
             crm_wrap=switch,
+            office_js=f"http://127.0.0.1:{console_port}/office.js",
         )
         stack.callback(local.close)
         local.gmail_notifications(project)  # before the operator's config, which names it
@@ -117,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = stack.enter_context(operator_config.written(operator))
         # The CRM's changes reach crmsync through this process's watch of the CRM below.
         console_url, stop_console = serve_app(
-            Console(local, events=received, crm_switch=switch).app()
+            Console(local, events=received, crm_switch=switch).app(), console_port
         )
         stack.callback(stop_console)
         admin_token = local.create_demo_tenant()
@@ -125,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed_inbox(local)
         for user, provider, services, where in (
             ("u1", "google", "sync,mail", "the Google sandbox's OAuth consent"),
-            ("u2", "microsoft", "sync", "the Microsoft sandbox's sign-in and consent (msal)"),
+            ("u2", "microsoft", "sync,mail", "the Microsoft sandbox's sign-in and consent (msal)"),
         ):
             say(f"connecting the demo user {user} through {where} ...")
             page = local.connect(user, services=services, provider=provider)
@@ -146,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"  Gmail add-on       {console_url}/gmail-addon  (the CRM beside u1's open "
             "message or event, drawn from the cards the addon function answers Google: open "
             "one)",
+            f"  Outlook add-in     {console_url}/outlook-addin  (crmsync's task pane beside "
+            "u2's open message, meeting or new message, as Outlook opens it: open one)",
             f"  web app            {app_url}/sign-in?tenant=demo  (users and admins sign in "
             "with their provider account, in a browser):",
             f"    as u1              {_sign_in(app_url, 'google', DEMO_USERS['u1'])}",
@@ -333,13 +339,37 @@ DEMO_MAIL = (
 
 def seed_inbox(local: Any) -> None:
     """u1's Gmail inbox holds a few messages: two from Ada Lovelace, a contact of the
-    demo CRM, and one from an address the CRM does not know (none tagged yet)."""
+    demo CRM, and one from an address the CRM does not know (none tagged yet); u2's
+    Outlook inbox two, from Grace Hopper and from a stranger."""
     from sandbox.local.inbox import GmailInbox
     from sandbox.local.stack import DEMO_USERS
+    from sandbox.microsoft import mail
 
     inbox = GmailInbox(local.google, DEMO_USERS["u1"])
     for sender, subject, text in DEMO_MAIL:
         inbox.arrive(sender, subject, text)
+    max_ = DEMO_USERS["u2"]
+    for number, (sender, subject, text) in enumerate(OUTLOOK_MAIL):
+        raw = (
+            f"From: {sender}\r\nTo: {max_}\r\nSubject: {subject}\r\n"
+            f"Message-ID: <demo-outlook-{number}@crmsync.example>\r\n\r\n{text}\r\n"
+        )
+        mail.deliver(local.microsoft, max_, raw.encode())
+
+
+# u2's Outlook inbox (the Outlook add-in's demo): a contact of the CRM and a stranger
+OUTLOOK_MAIL = (
+    (
+        "Grace Hopper <grace@globex.example>",
+        "Onboarding plan",
+        "Max,\n\nHere is the plan for the Globex onboarding.\n\nGrace",
+    ),
+    (
+        "Lin Chen <lin@new-co.example>",
+        "A question about crmsync",
+        "Hello Max,\n\nCould you show us how the CRM works with Outlook?\n\nLin",
+    ),
+)
 
 
 def queue_demo_settings(local: Any) -> None:

@@ -230,6 +230,9 @@ class LocalStack:
     events: Any = field(default_factory=MemoryEvents)  # the outbound stream (BEY-7)
     gmail_topic: str = ""  # where Gmail's watches publish (`gmail_notifications`)
     debounce: int = 10  # seconds a change waits for its burst (CRMSYNC_DEBOUNCE_SECONDS)
+    # where the Outlook pane loads Office.js from when no Outlook opens it (make dev's
+    # console serves sandbox/microsoft/office_stub.js); Microsoft's CDN when ""
+    office_js: str = ""
 
     def __post_init__(self) -> None:
         os.environ.setdefault("OAUTHLIB_INSECURE_TRANSPORT", "1")  # the sandbox is plain http
@@ -290,6 +293,7 @@ class LocalStack:
             "OAUTHLIB_INSECURE_TRANSPORT": "1",
             "CRMSYNC_DEBOUNCE_SECONDS": str(self.debounce),
             **({"CRMSYNC_GMAIL_TOPIC": self.gmail_topic} if self.gmail_topic else {}),
+            **({"CRMSYNC_MICROSOFT_OFFICE_JS": self.office_js} if self.office_js else {}),
         }
 
     def gmail_notifications(self, project: str) -> str:

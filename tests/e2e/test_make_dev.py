@@ -60,6 +60,7 @@ def test_make_dev_connects_u1_and_u2_syncs_both_runs_twice_at_once_and_its_comma
         answers = {command: run(command) for command in commands(banner)}
         assert_console(banner)
         assert_gmail_addon(banner)
+        assert_outlook_addin(banner)
         tag_adas_message(banner)
         assert_readme_tour_commands(_shown(banner, "reference CRM"))
         running.wait_for(
@@ -252,6 +253,37 @@ def assert_gmail_addon(banner: str) -> None:
 
 
 ADA_MAIL = "Engine order: next steps"  # one of the messages make dev seeds
+
+
+def assert_outlook_addin(banner: str) -> None:
+    """CTX-1, first hour: the banner's Outlook add-in address lists u2's inbox; Grace's
+    message opens crmsync's task pane (the addon function's page, with the console's
+    stand-in for Office.js), and the pane's first request, with the SSO token the link
+    hands it, finds Grace in the CRM."""
+    import base64
+    import html
+    import re
+
+    listing = requests.get(_shown(banner, "Outlook add-in"), timeout=30)
+    assert listing.status_code == 200 and listing.headers["Content-Type"].startswith("text/html")
+    [link] = re.findall(r'<a href="([^"]+)">Onboarding plan</a>', listing.text)
+    pane_url, _, fragment = html.unescape(link).partition("#office=")
+    assert pane_url.endswith("/addon/microsoft")
+    page = requests.get(pane_url, timeout=30)
+    console = _shown(banner, "console").rstrip("/")
+    assert f'<script src="{console}/office.js"></script>' in page.text
+    assert "window.Office" in requests.get(console + "/office.js", timeout=30).text
+    config = json.loads(base64.urlsafe_b64decode(fragment + "=" * (-len(fragment) % 4)))
+    sender = config["item"]["from"]
+    shown = requests.post(
+        pane_url + "?do=message",
+        json={"participants": [[sender["displayName"], sender["emailAddress"]]]},
+        headers={"Authorization": f"Bearer {config['token']}"},
+        timeout=30,
+    ).json()
+    [grace] = shown["people"]
+    assert grace["card"]["name"] == "Grace Hopper", shown
+    assert shown["files_mail"] is True  # u2 records mail: the pane files to the CRM
 
 
 def _console_state(banner: str) -> dict[str, Any]:
