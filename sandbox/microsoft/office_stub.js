@@ -4,7 +4,8 @@
 // provides what the pane uses, with Outlook's names and callback shapes:
 // Office.onReady, Office.auth.getAccessToken, Office.context.mailbox.item (a message
 // or meeting, read or compose form), convertToRestId, addFileAttachmentFromBase64Async
-// and body.setSelectedDataAsync. The item and the SSO token come from
+// body.setSelectedDataAsync, and the dialog window (displayDialogAsync, messageParent)
+// a pane signs in through where SSO gives no token. The item and the SSO token come from
 // `window.__officeStub` (set before the page loads) or from the page address's
 // `#office=<base64url JSON>`. What the pane did to the draft is kept in
 // `window.__officeStub.attached` and `.inserted`, and shown at the page's foot.
@@ -99,7 +100,7 @@
     PlatformType: { OfficeOnline: "OfficeOnline" },
     CoercionType: { Html: "html", Text: "text" },
     AsyncResultStatus: { Succeeded: "succeeded", Failed: "failed" },
-    EventType: { ItemChanged: "olkItemSelectedChanged" },
+    EventType: { ItemChanged: "olkItemSelectedChanged", DialogMessageReceived: "dialogMessageReceived" },
     MailboxEnums: { ItemType: { Message: "message", Appointment: "appointment" }, RestVersion: { v1_0: "v1.0", v2_0: "v2.0", Beta: "beta" } },
     onReady: function (callback) {
       var info = { host: config.host === undefined ? "Outlook" : config.host, platform: "OfficeOnline" };
@@ -115,6 +116,25 @@
     },
     context: {
       requirements: { isSetSupported: function () { return true; } },
+      ui: {
+        // Outlook's dialog window: a window of its own, whose page answers the pane
+        // with messageParent (this stand-in, loaded there too, passes it on)
+        displayDialogAsync: function (url, options, callback) {
+          var opened = window.open(url, "office-dialog", "popup,width=500,height=600");
+          if (!opened) { failed(callback, "DialogBlocked", "The window was blocked."); return; }
+          var handlers = [];
+          window.__officeDialogMessage = function (message) {
+            handlers.forEach(function (handler) { handler({ message: message, origin: location.origin }); });
+          };
+          done(callback, {
+            addEventHandler: function (type, handler) { handlers.push(handler); },
+            close: function () { opened.close(); },
+          });
+        },
+        messageParent: function (message) {
+          if (window.opener && window.opener.__officeDialogMessage) window.opener.__officeDialogMessage(message);
+        },
+      },
       mailbox: {
         item: item,
         // an EWS id to Graph's: Outlook's documented mapping of the id's characters

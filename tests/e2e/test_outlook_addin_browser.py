@@ -27,7 +27,7 @@ from crmsync.store.memory import MemoryBackend
 from sandbox.crm.seed import DEMO_TENANT
 from sandbox.local.stack import DEMO_USERS, MICROSOFT_CLIENT_ID, LocalStack
 from sandbox.microsoft import mail, office
-from tests.app_helpers import looked_at
+from tests.app_helpers import browser_sign_in, looked_at
 from tests.integration.test_app_preview_import import drain
 
 pytestmark = pytest.mark.integration
@@ -47,12 +47,15 @@ def stack() -> Iterator[LocalStack]:
     stack.close()
 
 
-def in_outlook(page: Page, stack: LocalStack, item: dict[str, Any] | None) -> dict[str, Any]:
-    """Outlook opens the pane beside `item`: Office.js is the stand-in, given the item
-    and Max's SSO token. Returns the stand-in's configuration."""
-    token = office.sso_token(stack.microsoft, MAX, MICROSOFT_CLIENT_ID)
+def in_outlook(
+    page: Page, stack: LocalStack, item: dict[str, Any] | None, sso: bool = True
+) -> dict[str, Any]:
+    """Outlook opens the pane beside `item`: Office.js is the stand-in (in the pane and
+    in any window it opens), given the item and Max's SSO token (none without `sso`:
+    Office SSO unavailable). Returns the stand-in's configuration."""
+    token = office.sso_token(stack.microsoft, MAX, MICROSOFT_CLIENT_ID) if sso else ""
     config = office.stub_config(token, item)
-    page.route(
+    page.context.route(
         OFFICE_JS,
         lambda route: route.fulfill(body=office.stub_script(), content_type="text/javascript"),
     )
@@ -203,6 +206,27 @@ def test_CTX1_outlook_pane_attaches_a_crm_document_to_the_draft(
     stored = database.document(DEMO_TENANT, listed["id"])
     assert stored is not None
     assert base64.b64decode(attached[0]["base64"]) == stored["content"]  # the file itself
+
+
+def test_CTX1_without_office_sso_the_pane_signs_in_through_the_web_app_in_outlooks_dialog(
+    page: Page, stack: LocalStack
+) -> None:
+    browser_sign_in(page, stack, "u2", "microsoft")  # Max's crmsync session in this browser
+    message = received(stack, "No SSO here", f"Grace Hopper <{GRACE}>")
+
+    in_outlook(page, stack, office.message_item(message), sso=False)
+
+    expect(page.locator("#pane")).to_contain_text("could not sign you in to crmsync by itself")
+    looked_at(page, "outlook-sign-in")
+    with page.expect_popup() as opened:
+        page.click("#sign-in")
+    dialog = opened.value
+    if not dialog.is_closed():
+        dialog.wait_for_event("close")  # the pane closes it once it has the key
+    assert dialog.url.startswith(stack.functions_url + "/addon/microsoft/signed-in")
+    expect(page.locator(f'section.person[data-address="{GRACE}"] h2')).to_have_text("Grace Hopper")
+    page.click("#filing button:text-is('File to CRM')")  # every later request signed in too
+    expect(page.locator("#filing-result")).to_contain_text("Filed to 1 record")
 
 
 def test_CTX1_outlook_pane_opened_outside_outlook_says_where_to_open_it(

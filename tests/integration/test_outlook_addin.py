@@ -21,6 +21,7 @@ from crmsync.usecases import pane
 from sandbox.crm.seed import DEMO_TENANT
 from sandbox.local.stack import DEMO_USERS, MICROSOFT_CLIENT_ID, LocalStack
 from sandbox.microsoft import office
+from tests.app_helpers import app, sign_in
 from tests.integration.test_app_preview_import import drain
 from tests.outlook_manifest import schema_errors
 
@@ -144,3 +145,29 @@ def test_CTX1_a_request_that_is_not_the_panes_is_refused_with_a_reason(stack: Lo
     assert (
         nobody.status_code == 400 and nobody.json()["problem"]["reason"] == "No record was chosen"
     )
+
+
+def test_CTX1_the_web_apps_sign_in_hands_the_pane_a_key_that_only_opens_that_users_pane(
+    stack: LocalStack,
+) -> None:
+    browser = sign_in(stack, MAX, "microsoft")
+    handed = browser.get(app(stack, "/me/pane/microsoft"), allow_redirects=False)
+    assert handed.status_code == 303
+    page, _, key = handed.headers["Location"].partition("#key=")
+    assert page == endpoint(stack) + "/signed-in" and key
+    signed_in = requests.get(page, timeout=10)
+    assert signed_in.status_code == 200 and f'<script src="{OFFICE_JS}"></script>' in signed_in.text
+
+    def with_key(given: str) -> requests.Response:
+        headers = {"Authorization": f"Crmsync {given}"}
+        return requests.post(f"{endpoint(stack)}?do=home", json={}, headers=headers, timeout=10)
+
+    home = with_key(key)
+    assert home.status_code == 200 and home.json()["account"] == MAX
+    packed, _, signature = key.partition(".")
+    forged = pane.pane_key(stack.services, DEMO_TENANT, "google-u1")  # signed, but not Max
+    assert with_key(packed + "." + signature[::-1]).status_code == 401
+    assert with_key(forged).status_code == 401  # a key of a connection not of this pane
+    stranger = requests.Session().get(app(stack, "/me/pane/microsoft"), allow_redirects=False)
+    assert stranger.status_code == 303 and "/sign-in" in stranger.headers["Location"]
+    assert browser.get(app(stack, "/me/pane/google"), allow_redirects=False).status_code == 404

@@ -6,6 +6,7 @@ from crmsync.app import (  # noqa: F401
     files_views,
     history_views,
     mail_views,
+    pane_views,
     preview_views,
     queue_views,
     settings_views,

@@ -5,13 +5,16 @@ beside a message being read or written and beside a meeting, as the manifest say
 Office.js, loaded from Microsoft's CDN as Microsoft requires, and asks crmsync what to
 show with a JSON POST per action (`?do=<action>`).
 
-Every POST is checked before anything is read or written: it carries the Office SSO
+Every POST is checked before anything is read or written. It carries the Office SSO
 token Outlook gave the pane (`Office.auth.getAccessToken`), an access token of
 Microsoft's identity platform v2.0 for crmsync's own app registration (audience its
 client id, scope `access_as_user`), signed by a key Microsoft publishes, issued by
 `login.microsoftonline.com/{tid}/v2.0`, unexpired. Its tenant and object id are the
 Microsoft account the pane is for, found in crmsync's account directory as at connect
-(`tid/oid`). Anything else is 401 and nothing happens.
+(`tid/oid`). Where Outlook gives no such token (SSO unavailable, or refused), the pane
+signs in through crmsync's web app in Outlook's dialog window instead, and carries the
+key the web app hands it (`Authorization: Crmsync <key>`, `pane.pane_key`). Anything
+else is 401 and nothing happens.
 
 What the pane shows is the provider-neutral use cases' (`crmsync.usecases.pane`,
 `documents`): the participants come from the open item, as Outlook shows them to the
@@ -339,9 +342,15 @@ def on_page(services: Any, setup: AddinSetup, request: PushRequest) -> PushAnswe
         page = Template((_HERE / "addin_pane.html").read_text()).substitute(
             office_js=escape(setup.office_js),
             script=escape(endpoint(services.public_url) + "/pane.js"),
+            sign_in=escape(services.url("app") + "/me/pane/microsoft"),
             logo=escape(services.public_url.rstrip("/") + "/app/assets/crmsync-logo.png"),
         )
         return PushAnswer(200, "the task pane", page, _HTML)
+    if request.path == "/signed-in":
+        page = Template((_HERE / "addin_signed_in.html").read_text()).substitute(
+            office_js=escape(setup.office_js)
+        )
+        return PushAnswer(200, "signed in", page, _HTML)
     if request.path == "/pane.js":
         return PushAnswer(200, "the task pane's script", (_HERE / "addin_pane.js").read_text(), _JS)
     if request.path == "/manifest.xml":
@@ -367,18 +376,25 @@ def on_action(services: Any, setup: AddinSetup, request: PushRequest) -> PushAns
     from crmsync import service
     from crmsync.usecases import pane
 
-    try:
-        subject = check_user(request.headers, setup)
-    except Unauthenticated as exc:
-        log.warning("add-in request refused", extra={"reason": str(exc)})
-        return _answer({"problem": _SIGN_IN}, 401)
+    scheme, _, key = (request.headers.get("Authorization") or "").partition(" ")
+    if scheme.lower() == KEY_SCHEME.lower():  # signed in through the web app
+        who = pane.keyed_viewer(services, "microsoft", key.strip())
+        if who is None:
+            log.warning("add-in request refused", extra={"reason": "not a pane key"})
+            return _answer({"problem": _SIGN_IN}, 401)
+    else:
+        try:
+            subject = check_user(request.headers, setup)
+        except Unauthenticated as exc:
+            log.warning("add-in request refused", extra={"reason": str(exc)})
+            return _answer({"problem": _SIGN_IN}, 401)
+        who = pane.viewer(services, "microsoft", subject)
     try:
         asked = json.loads(request.body or b"{}")
     except ValueError:
         asked = None
     if not isinstance(asked, dict):
         return _answer({"problem": {"reason": "The pane sent no request", "next_step": ""}}, 400)
-    who = pane.viewer(services, "microsoft", subject)
     if isinstance(who, pane.Blocked):
         return _answer({"view": "blocked", **_blocked(who)})
     action = str(request.query.get("do") or "home")
@@ -398,8 +414,9 @@ def on_action(services: Any, setup: AddinSetup, request: PushRequest) -> PushAns
 
 _SIGN_IN = {
     "reason": "Outlook did not say who you are",
-    "next_step": "Close the pane and open it again; if it goes on, sign out of Outlook and in.",
+    "next_step": "Sign in to crmsync with the button below, or close the pane and open it again.",
 }
+KEY_SCHEME = "Crmsync"  # Authorization: Crmsync <pane key>, from the web app's sign-in
 
 
 def _answer(body: Mapping[str, Any], status: int = 200) -> PushAnswer:

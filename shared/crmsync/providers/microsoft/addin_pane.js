@@ -6,7 +6,8 @@
   "use strict";
   var endpoint = document.currentScript.src.replace(/\/pane\.js(\?.*)?$/, "");
   var pane = document.getElementById("pane");
-  var token = null;
+  var auth = null;  // "Bearer <Office SSO token>", or "Crmsync <key>" from the web app
+  var signInUrl = pane.getAttribute("data-sign-in");
 
   // -- drawing ------------------------------------------------------------------------
   function el(tag, attrs) {
@@ -34,7 +35,24 @@
   }
   function problem(found) {
     return el("div", { class: "problem", role: "alert" },
-      el("strong", { text: found.reason }), found.next_step ? el("p", { text: found.next_step }) : null);
+      el("strong", { text: found.reason }), found.next_step ? el("p", { text: found.next_step }) : null,
+      found.unsigned ? signInButton() : null);
+  }
+  function signInButton() {  // where Office SSO is not available: the web app's sign-in
+    return el("button", { type: "button", class: "primary", id: "sign-in", text: "Sign in to crmsync", onclick: function () {
+      Office.context.ui.displayDialogAsync(signInUrl, { height: 60, width: 30 }, function (result) {
+        if (result.status === "failed") {
+          show(problem({ reason: "Outlook did not open the sign-in window", next_step: "Allow Outlook to open windows, then try again." }));
+          return;
+        }
+        var dialog = result.value;
+        dialog.addEventHandler(Office.EventType.DialogMessageReceived, function (answer) {
+          auth = "Crmsync " + answer.message;
+          dialog.close();
+          start();
+        });
+      });
+    } });
   }
   function blocked(found) {
     return el("section", { id: "blocked" },
@@ -46,25 +64,31 @@
   // -- asking crmsync -------------------------------------------------------------------
   function signIn() {
     return Office.auth.getAccessToken({ allowSignInPrompt: true, allowConsentPrompt: true })
-      .then(function (found) { token = found; });
+      .then(function (found) { auth = "Bearer " + found; });
   }
   function ask(action, body, again) {
-    var ready = token ? Promise.resolve() : signIn();
+    var ready = auth ? Promise.resolve() : signIn().then(null, function (error) {
+      error = error || {};
+      throw { unsigned: true, code: error.code };
+    });
     return ready.then(function () {
       return fetch(endpoint + "?do=" + encodeURIComponent(action), {
         method: "POST",
-        headers: { "Authorization": "Bearer " + token, "Content-Type": "application/json" },
+        headers: { "Authorization": auth, "Content-Type": "application/json" },
         body: JSON.stringify(body || {}),
       });
     }).then(function (answer) {
-      if (answer.status === 401 && !again) { token = null; return ask(action, body, true); }
-      return answer.json().catch(function () {
+      if (answer.status === 401 && !again) { auth = null; return ask(action, body, true); }
+      return answer.json().then(function (found) {
+        if (answer.status === 401 && found.problem) found.problem.unsigned = true;
+        return found;
+      }, function () {
         return { problem: { reason: "crmsync did not answer", next_step: "Try again in a minute." } };
       });
     }, function (error) {
-      if (error && error.code !== undefined) {  // Office could not sign the user in
-        return { problem: { reason: "Outlook could not sign you in to crmsync (" + error.code + ")",
-          next_step: "Close the pane and open it again; if it goes on, ask your admin to deploy crmsync's add-in again." } };
+      if (error && error.unsigned) {  // Office gave no SSO token: the web app signs in
+        return { problem: { reason: "Outlook could not sign you in to crmsync by itself" + (error.code ? " (" + error.code + ")" : ""),
+          next_step: "Sign in with your Microsoft 365 account once; the pane remembers it while it is open.", unsigned: true } };
       }
       return { problem: { reason: "crmsync could not be reached", next_step: "Check your connection and open the pane again." } };
     });
