@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import requests
 from playwright.sync_api import Page, expect
 
 from crmsync import service
@@ -77,8 +79,10 @@ def received(stack: LocalStack, subject: str, sender: str, *others: str) -> dict
 def test_CTX1_outlook_pane_shows_the_crm_behind_a_message_files_it_and_adds_a_newcomer(
     page: Page, stack: LocalStack
 ) -> None:
-    newcomer = "lin@new-co.example"
-    message = received(stack, "Pilot scope", f"Ada Lovelace <{ADA}>", GRACE, newcomer)
+    newcomer, prospect = "lin@new-co.example", "ola@startup.example"
+    message = received(
+        stack, "Pilot scope", f"Ada Lovelace <{ADA}>", GRACE, newcomer, f"Ola Berg <{prospect}>"
+    )
 
     in_outlook(page, stack, office.message_item(message))
 
@@ -123,6 +127,18 @@ def test_CTX1_outlook_pane_shows_the_crm_behind_a_message_files_it_and_adds_a_ne
     made = [p for p in stack.crm.all(DEMO_TENANT, "contact") if newcomer in p.get("emails", [])]
     assert [(p["first_name"], p["last_name"], p["company"]) for p in made] == [
         ("Lin", "Chen", "New Co")
+    ]
+
+    # another one becomes a lead, named as the message names her
+    ola = page.locator(f'section.person[data-address="{prospect}"]')
+    ola.get_by_role("button", name="Add to the CRM").click()
+    expect(ola.locator("input[name=first_name]")).to_have_value("Ola")
+    expect(ola.locator("input[name=last_name]")).to_have_value("Berg")
+    ola.get_by_role("button", name="Create lead").click()
+    expect(page.locator(f'section.person[data-address="{prospect}"] h2')).to_have_text("Ola Berg")
+    leads = [p for p in stack.crm.all(DEMO_TENANT, "lead") if prospect in p.get("emails", [])]
+    assert [(p["first_name"], p["last_name"], p["company"]) for p in leads] == [
+        ("Ola", "Berg", "Startup")
     ]
 
 
@@ -185,6 +201,11 @@ def test_CTX1_outlook_pane_adds_a_colleague_and_related_records_to_a_meetings_ac
         after["custom"],
     )
 
+    # the same meeting as an attendee opens it (Outlook's read form): as saved
+    in_outlook(page, stack, office.event_item(event))
+    expect(page.locator("#activity")).to_contain_text("Acme analytics pilot (opportunity)")
+    expect(page.locator("#activity")).to_contain_text("Sam Support")
+
 
 def test_CTX1_outlook_pane_attaches_a_crm_document_to_the_draft(
     page: Page, stack: LocalStack
@@ -206,6 +227,26 @@ def test_CTX1_outlook_pane_attaches_a_crm_document_to_the_draft(
     stored = database.document(DEMO_TENANT, listed["id"])
     assert stored is not None
     assert base64.b64decode(attached[0]["base64"]) == stored["content"]  # the file itself
+
+
+def test_CTX1_a_crm_document_too_large_to_attach_goes_into_the_draft_as_a_link_that_opens_it(
+    page: Page, stack: LocalStack
+) -> None:
+    content = b"0123456789abcdef" * (19 * 1024 * 1024 // 16)  # 19 MB: past ATTACH_MOST
+    stack.crm.add_document(DEMO_TENANT, "Acme site survey.bin", content)
+    in_outlook(page, stack, office.draft_item("The survey", (ADA,)))
+
+    page.fill("#documents-search", "survey")
+    page.click("#compose button:text-is('Find')")
+    page.get_by_role("button", name="Attach Acme site survey.bin").click()
+
+    expect(page.locator("#attach-result")).to_contain_text("too large to attach: a link")
+    assert page.evaluate("window.__officeStub.attached") == []
+    [inserted] = page.evaluate("window.__officeStub.inserted")
+    link = re.fullmatch(r'<a href="([^"]+)">Acme site survey\.bin</a>', inserted)
+    assert link is not None and link.group(1).startswith(stack.services.url("app") + "/documents/")
+    opened = requests.get(link.group(1), timeout=60)  # as the recipient opens it
+    assert opened.status_code == 200 and opened.content == content
 
 
 def test_CTX1_without_office_sso_the_pane_signs_in_through_the_web_app_in_outlooks_dialog(
