@@ -42,6 +42,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from contextlib import ExitStack, suppress
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -94,8 +95,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sandbox.local.console import Console, CrmSwitch, EventLog
         from sandbox.local.stack import DEMO_USERS, serve_app, through_cloud_tasks
 
-        configure_logging(open(os.devnull, "w"))  # noqa: SIM115 - the product's own logs
         port = args.port or free_port()
+        # the product's own logs (JSON lines, as Cloud Logging gets them): a page's error
+        # reference is found there; kept after the stack stops, for a look afterwards
+        operator_config.DEV_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
+        product_log = operator_config.DEV_DIR / f"stack-{port}.log"
+        configure_logging(_private(product_log))  # open until the process ends
         console_port = free_port()  # the console stands in for Office.js (the Outlook pane)
         while console_port == port:
             console_port = free_port()
@@ -127,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         admin_token = local.create_demo_tenant()
         _topic(project, TOPIC, push_to=local.functions_url + "/crm_events")
         seed_inbox(local)
+        seed_outlook(local)
         for user, provider, services, where in (
             ("u1", "google", "sync,mail", "the Google sandbox's OAuth consent"),
             ("u2", "microsoft", "sync,mail", "the Microsoft sandbox's sign-in and consent (msal)"),
@@ -168,6 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"  event stream       topic {events} (printed below as 'event')",
             f"  operator config    {operator_config.shown(config)}  (private: the stack's "
             "secrets; build/dev/current.env is the latest's)",
+            f"  product log        {operator_config.shown(product_log)}  (crmsync's own log "
+            "lines; an error page's reference is in it)",
             "Record mail: in the console's Gmail panel of u1, tag Ada Lovelace's message Send "
             "To CRM;",
             "  within seconds it is in Ada's CRM history and labelled CRM/Recorded; the "
@@ -198,6 +206,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         say("check " + ("passed: both first cycles synced" if status == 0 else "failed"))
     say("stopped: every process make dev started has ended")
     return status
+
+
+def _private(path: Any) -> Any:
+    """`path` opened for writing, readable by its owner only."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    return os.fdopen(descriptor, "w", buffering=1)
 
 
 def _sign_in(app_url: str, provider: str, email: str) -> str:
@@ -339,15 +353,22 @@ DEMO_MAIL = (
 
 def seed_inbox(local: Any) -> None:
     """u1's Gmail inbox holds a few messages: two from Ada Lovelace, a contact of the
-    demo CRM, and one from an address the CRM does not know (none tagged yet); u2's
-    Outlook inbox two, from Grace Hopper and from a stranger."""
+    demo CRM, and one from an address the CRM does not know (none tagged yet)."""
     from sandbox.local.inbox import GmailInbox
     from sandbox.local.stack import DEMO_USERS
-    from sandbox.microsoft import mail
 
     inbox = GmailInbox(local.google, DEMO_USERS["u1"])
     for sender, subject, text in DEMO_MAIL:
         inbox.arrive(sender, subject, text)
+
+
+def seed_outlook(local: Any) -> None:
+    """u2's Outlook inbox holds two messages, from Grace Hopper (a contact of the demo
+    CRM) and from a stranger; u2's calendar a meeting with Grace tomorrow, for the
+    Outlook pane to relate to her records once the first sync brought it to the CRM."""
+    from sandbox.local.stack import DEMO_USERS
+    from sandbox.microsoft import mail
+
     max_ = DEMO_USERS["u2"]
     for number, (sender, subject, text) in enumerate(OUTLOOK_MAIL):
         raw = (
@@ -355,6 +376,23 @@ def seed_inbox(local: Any) -> None:
             f"Message-ID: <demo-outlook-{number}@crmsync.example>\r\n\r\n{text}\r\n"
         )
         mail.deliver(local.microsoft, max_, raw.encode())
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(days=1)
+    local.outlook(
+        "POST",
+        "me/events",
+        user="u2",
+        json={
+            "subject": "Globex onboarding kickoff",
+            "start": {"dateTime": start.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
+            "end": {
+                "dateTime": (start + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S"),
+                "timeZone": "UTC",
+            },
+            "attendees": [
+                {"emailAddress": {"address": "grace@globex.example"}, "type": "required"}
+            ],
+        },
+    )
 
 
 # u2's Outlook inbox (the Outlook add-in's demo): a contact of the CRM and a stranger

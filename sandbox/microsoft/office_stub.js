@@ -103,7 +103,9 @@
     EventType: { ItemChanged: "olkItemSelectedChanged", DialogMessageReceived: "dialogMessageReceived" },
     MailboxEnums: { ItemType: { Message: "message", Appointment: "appointment" }, RestVersion: { v1_0: "v1.0", v2_0: "v2.0", Beta: "beta" } },
     onReady: function (callback) {
-      var info = { host: config.host === undefined ? "Outlook" : config.host, platform: "OfficeOnline" };
+      // given no item or token, this page is not in Outlook (as Office.js outside Office)
+      var inOutlook = config.item !== undefined || config.token !== undefined;
+      var info = { host: config.host !== undefined ? config.host : (inOutlook ? "Outlook" : null), platform: "OfficeOnline" };
       return new Promise(function (resolve) {
         setTimeout(function () { if (callback) callback(info); resolve(info); }, 0);
       });

@@ -116,7 +116,16 @@ def test_CTX1_outlook_pane_shows_the_crm_behind_a_message_files_it_and_adds_a_ne
         assert subjects.count("Pilot scope") == 1
 
     # the newcomer: prefilled from the message, made a contact, then shown as one
+    page.fill("#search", "zzqx")
+    page.click("text=Find")
+    expect(page.locator("#filing-result")).to_have_text(
+        'No contact or lead has "zzqx" in its name or address.'
+    )
     lin.get_by_role("button", name="Add to the CRM").click()
+    lin.get_by_role("button", name="Add to the CRM").click()  # shown and hidden again
+    expect(lin.locator("form.create")).to_have_count(0)
+    lin.get_by_role("button", name="Add to the CRM").click()
+    expect(lin.locator("form.create")).to_have_count(1)
     expect(lin.locator("input[name=company]")).to_have_value("New Co")
     lin.locator("input[name=first_name]").fill("Lin")
     lin.locator("input[name=last_name]").fill("Chen")
@@ -135,7 +144,8 @@ def test_CTX1_outlook_pane_shows_the_crm_behind_a_message_files_it_and_adds_a_ne
     expect(ola.locator("input[name=first_name]")).to_have_value("Ola")
     expect(ola.locator("input[name=last_name]")).to_have_value("Berg")
     ola.get_by_role("button", name="Create lead").click()
-    expect(page.locator(f'section.person[data-address="{prospect}"] h2')).to_have_text("Ola Berg")
+    made_lead = page.locator(f'section.person[data-address="{prospect}"]')
+    expect(made_lead.get_by_role("link", name="Ola Berg")).to_be_visible()  # her CRM record
     leads = [p for p in stack.crm.all(DEMO_TENANT, "lead") if prospect in p.get("emails", [])]
     assert [(p["first_name"], p["last_name"], p["company"]) for p in leads] == [
         ("Ola", "Berg", "Startup")
@@ -179,6 +189,8 @@ def test_CTX1_outlook_pane_adds_a_colleague_and_related_records_to_a_meetings_ac
     expect(page.locator("#activity h2")).to_have_text("Analytics pilot review")
     expect(page.locator("#activity")).to_contain_text("Not related to a record yet.")
     looked_at(page, "outlook-meeting")
+    page.click("text=Save to the CRM")
+    expect(page.locator("#meeting-result")).to_contain_text("Nothing to save")
     page.get_by_label("Sam Support").check()  # a colleague, not a guest
     page.get_by_label("Acme GmbH (account)").check()
     page.get_by_label("Acme analytics pilot (opportunity)").check()

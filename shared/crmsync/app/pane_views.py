@@ -29,4 +29,6 @@ def pane_sign_in(context: Context) -> View:
         )
     key = pane.pane_key(services, who.tenant, record.id)
     signed_in = f"{services.public_url.rstrip('/')}/addon/{provider}/signed-in#key={key}"
+    if context.api:
+        return View({"address": signed_in}, headers={"Cache-Control": "no-store"})
     return View({}, status=303, headers={"Location": signed_in, "Cache-Control": "no-store"})

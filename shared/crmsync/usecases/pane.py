@@ -485,7 +485,9 @@ def save_meeting(
             field_ = declared.get(name)
             if field_ is None:
                 raise service.Refused(400, f"the CRM has no activity field {name[:40]!r}")
-            fields[model.CUSTOM + name] = _custom_value(field_, text)
+            value = _custom_value(field_, text)
+            if value != record.fields.get(model.CUSTOM + name):  # as the form showed it: kept
+                fields[model.CUSTOM + name] = value
     if not fields:
         return version
     write = Write("crm", "update", "activity", activity, fields=fields, version=version)

@@ -518,15 +518,18 @@ def _act(services: Any, who: Any, action: str, asked: dict[str, Any]) -> dict[st
         return {"view": "meeting", **_meeting(found)}
     if action == "meeting_save":
         custom = _object(asked.get("custom"))
+        shown_version = str(asked.get("version") or "")
         version = pane.save_meeting(
             services,
             who,
             str(asked.get("activity") or ""),
-            str(asked.get("version") or ""),
+            shown_version,
             join=_texts(asked.get("join")),
             about=_texts(asked.get("about")),
             custom={str(k)[:100]: str(v)[:1000] for k, v in custom.items()},
         )
+        if version == shown_version:
+            return {"version": version, "note": "Nothing to save: tick or fill something first."}
         return {"version": version, "note": "Saved to the CRM."}
     if action == "documents":
         found_documents = documents.find(services, who, str(asked.get("text") or ""))

@@ -181,6 +181,8 @@
     return box;
   }
   function createForm(open, id, who, box) {
+    var shown = box.querySelector("form.create");
+    if (shown) { shown.remove(); return; }  // the button shows and hides one form
     var names = ["first_name", "last_name", "company", "title"];
     var labels = { first_name: "First name", last_name: "Last name", company: "Company", title: "Title" };
     var inputs = {};
@@ -216,7 +218,8 @@
     function search() {
       ask("search", { text: text.value }).then(function (found) {
         if (found.problem) { result.replaceChildren(problem(found.problem)); return; }
-        if (!found.people.length) result.replaceChildren(note("No contact or lead holds " + JSON.stringify(text.value) + " (two letters at least).", "problem"));
+        if (text.value.trim().length < 2) result.replaceChildren(note("Type two letters at least.", "problem"));
+        else if (!found.people.length) result.replaceChildren(note("No contact or lead has " + JSON.stringify(text.value.trim()) + " in its name or address.", "problem"));
         else result.replaceChildren();
         found.people.forEach(function (p) { offer(p.ref, p.name, p.detail, false); });
       });
@@ -225,7 +228,12 @@
       var refs = Object.keys(chosen).filter(function (ref) { return chosen[ref].box.checked; });
       var names = {};
       refs.forEach(function (ref) { names[ref] = chosen[ref].name; });
-      if (!refs.length) { result.replaceChildren(note("Tick the records to file the message to.", "problem")); return; }
+      if (!refs.length) {
+        result.replaceChildren(note(Object.keys(chosen).length
+          ? "Tick the records to file the message to."
+          : "Find a contact or lead above to file the message to, or add the person to the CRM first.", "problem"));
+        return;
+      }
       ask("file", { item: id, records: refs, names: names }).then(function (found) {
         result.replaceChildren(found.problem ? problem(found.problem) : note(found.note));
       });
@@ -299,6 +307,11 @@
   }
 
   // -- a message being written ------------------------------------------------------------------
+  function size(bytes) {
+    if (bytes < 1024) return bytes + " bytes";
+    if (bytes < 1024 * 1024) return Math.round(bytes / 1024) + " KB";
+    return (bytes / 1024 / 1024).toFixed(1) + " MB";
+  }
   function compose(open) {
     var text = el("input", { type: "text", id: "documents-search", "aria-label": "Find CRM documents", placeholder: "Find a CRM document" });
     var list = el("div", { id: "documents" });
@@ -327,9 +340,10 @@
     function search() {
       ask("documents", { text: text.value }).then(function (found) {
         if (found.problem) { list.replaceChildren(problem(found.problem)); return; }
-        if (!found.documents.length) { list.replaceChildren(note("No CRM document is called " + JSON.stringify(text.value) + " (two letters at least).", "problem")); return; }
+        if (text.value.trim().length < 2) { list.replaceChildren(note("Type two letters at least.", "problem")); return; }
+        if (!found.documents.length) { list.replaceChildren(note("No CRM document you may see has " + JSON.stringify(text.value.trim()) + " in its name.", "problem")); return; }
         list.replaceChildren(...found.documents.map(function (doc) {
-          return el("p", { class: "document" }, doc.name + " ", el("span", { class: "detail", text: Math.max(1, Math.round(doc.size / 1024)) + " KB " }),
+          return el("p", { class: "document" }, doc.name + " ", el("span", { class: "detail", text: size(doc.size) + " " }),
             el("button", { type: "button", text: "Attach", "aria-label": "Attach " + doc.name, onclick: function () { attach(doc); } }));
         }));
       });
