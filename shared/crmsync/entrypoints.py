@@ -339,8 +339,9 @@ _FOR_BROWSERS = {
     "notifications to crmsync." + _ELSEWHERE,
     "graph_webhook": "This address is where Microsoft Graph posts its change "
     "notifications to crmsync." + _ELSEWHERE,
-    "addon": "This address is where Gmail's crmsync add-on posts what you open in "
-    "Gmail; open a message in Gmail to see the CRM beside it." + _ELSEWHERE,
+    "addon": "This address is where the mail clients' crmsync add-ons ask what to show "
+    "beside the open message: open a message in Gmail, or crmsync's pane in Outlook, to "
+    "see the CRM beside it." + _ELSEWHERE,
     "crm_events": "This address is where your CRM posts its signed change events to "
     "crmsync." + _ELSEWHERE,
     "gmail_push": "This address is where Pub/Sub pushes Gmail's mailbox notifications "
