@@ -316,18 +316,7 @@ def _demo_google_event(local: Any) -> str:
 
 def _demo_outlook_event(local: Any) -> str:
     """The manager adds a meeting in Outlook."""
-    from datetime import UTC, datetime, timedelta
-
-    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(days=2)
-    body = {
-        "subject": "Lunch with Alan",
-        "start": {"dateTime": start.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
-        "end": {
-            "dateTime": (start + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S"),
-            "timeZone": "UTC",
-        },
-    }
-    local.outlook("POST", "me/events", json=body)
+    local.outlook("POST", "me/events", json=outlook_meeting("Lunch with Alan", days=2))
     return "demo: u2 added 'Lunch with Alan' in Outlook (Graph notification → task → worker)"
 
 
@@ -376,23 +365,26 @@ def seed_outlook(local: Any) -> None:
             f"Message-ID: <demo-outlook-{number}@crmsync.example>\r\n\r\n{text}\r\n"
         )
         mail.deliver(local.microsoft, max_, raw.encode())
-    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(days=1)
-    local.outlook(
-        "POST",
-        "me/events",
-        user="u2",
-        json={
-            "subject": "Globex onboarding kickoff",
-            "start": {"dateTime": start.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
-            "end": {
-                "dateTime": (start + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S"),
-                "timeZone": "UTC",
-            },
-            "attendees": [
-                {"emailAddress": {"address": "grace@globex.example"}, "type": "required"}
-            ],
+    body = outlook_meeting("Globex onboarding kickoff", days=1, guests=("grace@globex.example",))
+    local.outlook("POST", "me/events", user="u2", json=body)
+
+
+def outlook_meeting(subject: str, days: int, guests: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A meeting of an hour, `days` from now on the hour, as Outlook's Graph takes it."""
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(days=days)
+    body: dict[str, Any] = {
+        "subject": subject,
+        "start": {"dateTime": start.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
+        "end": {
+            "dateTime": (start + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S"),
+            "timeZone": "UTC",
         },
-    )
+    }
+    if guests:
+        body["attendees"] = [
+            {"emailAddress": {"address": guest}, "type": "required"} for guest in guests
+        ]
+    return body
 
 
 # u2's Outlook inbox (the Outlook add-in's demo): a contact of the CRM and a stranger

@@ -178,6 +178,17 @@ def _key_signature(services: service.Services, packed: str) -> str:
     return _b64(mac.digest())
 
 
+def failure(exc: Exception, client: str) -> str:
+    """What the pane says when `client` (the mail client) or the CRM failed it."""
+    if isinstance(exc, TransientError):
+        return f"{client} or the CRM could not be reached just now"
+    if isinstance(exc, NotFound):
+        return "The CRM no longer has that record"
+    if isinstance(exc, PermanentError):
+        return "The CRM did not take that"
+    return "Something went wrong on crmsync's side"
+
+
 def crm_of(services: service.Services, who: Viewer) -> Any:
     """The CRM as the viewer's CRM user, asked briefly (a person waits)."""
     tenant_record = services.backend.store(who.tenant).tenant_record() or {}

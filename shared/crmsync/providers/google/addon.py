@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from email.utils import getaddresses
 from typing import Any
 
-from crmsync.errors import GrantRevoked, NotFound, PermanentError, SyncError, TransientError
+from crmsync.errors import GrantRevoked, NotFound, PermanentError, SyncError
 from crmsync.ports import PushAnswer, PushRequest
 
 log = logging.getLogger("crmsync.google.addon")
@@ -284,13 +284,9 @@ class _Refusal(Exception):
 
 
 def _failure(exc: SyncError) -> str:
-    if isinstance(exc, TransientError):
-        return "Gmail or the CRM could not be reached just now"
-    if isinstance(exc, NotFound):
-        return "The CRM no longer has that record"
-    if isinstance(exc, PermanentError):
-        return "The CRM did not take that"
-    return "Something went wrong on crmsync's side"
+    from crmsync.usecases import pane
+
+    return pane.failure(exc, "Gmail")
 
 
 def _act(

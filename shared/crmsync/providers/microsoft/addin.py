@@ -38,7 +38,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from xml.sax.saxutils import escape, quoteattr
 
-from crmsync.errors import NotFound, PermanentError, SyncError, TransientError
+from crmsync.errors import SyncError
 from crmsync.ports import PushAnswer, PushRequest
 
 log = logging.getLogger("crmsync.microsoft.addin")
@@ -433,13 +433,9 @@ def _blocked(blocked: Any) -> dict[str, str]:
 
 
 def _failure(exc: SyncError) -> str:
-    if isinstance(exc, TransientError):
-        return "Outlook or the CRM could not be reached just now"
-    if isinstance(exc, NotFound):
-        return "The CRM no longer has that record"
-    if isinstance(exc, PermanentError):
-        return "The CRM did not take that"
-    return "Something went wrong on crmsync's side"
+    from crmsync.usecases import pane
+
+    return pane.failure(exc, "Outlook")
 
 
 def _texts(value: Any, most: int = 50) -> list[str]:
