@@ -7,6 +7,7 @@ tests/e2e/test_outlook_addin_browser.py."""
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 from typing import Any
 
@@ -171,3 +172,32 @@ def test_CTX1_the_web_apps_sign_in_hands_the_pane_a_key_that_only_opens_that_use
     stranger = requests.Session().get(app(stack, "/me/pane/microsoft"), allow_redirects=False)
     assert stranger.status_code == 303 and "/sign-in" in stranger.headers["Location"]
     assert browser.get(app(stack, "/me/pane/google"), allow_redirects=False).status_code == 404
+
+
+def test_CTX1_every_icon_the_manifest_names_is_served_at_the_size_outlook_asks_for(
+    stack: LocalStack,
+) -> None:
+    from lxml import etree
+
+    root = etree.fromstring(requests.get(endpoint(stack) + "/manifest.xml", timeout=10).content)
+    ns = {
+        "o": "http://schemas.microsoft.com/office/appforoffice/1.1",
+        "bt": "http://schemas.microsoft.com/office/officeappbasictypes/1.0",
+        "v": "http://schemas.microsoft.com/office/mailappversionoverrides/1.1",
+    }
+    images = {
+        i.get("id"): i.get("DefaultValue") for i in root.iterfind(".//bt:Images/bt:Image", ns)
+    }
+    wanted = {
+        (images[i.get("resid")], int(i.get("size")))
+        for i in root.iterfind(".//v:Icon/bt:Image", ns)
+    }
+    wanted.add((root.find("o:IconUrl", ns).get("DefaultValue"), 64))  # Office's sizes for them
+    wanted.add((root.find("o:HighResolutionIconUrl", ns).get("DefaultValue"), 128))
+
+    assert {size for _, size in wanted} == {16, 32, 64, 80, 128}
+    for url, size in wanted:
+        icon = requests.get(url, timeout=10)
+        assert icon.status_code == 200 and icon.headers["Content-Type"] == "image/png", url
+        assert icon.content[:8] == b"\x89PNG\r\n\x1a\n"
+        assert struct.unpack(">II", icon.content[16:24]) == (size, size), url

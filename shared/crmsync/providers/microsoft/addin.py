@@ -103,7 +103,7 @@ def manifest(public_url: str, client_id: str, name: str = "crmsync") -> str:
     base = public_url.rstrip("/")
     pane = endpoint(base)
     host = urlsplit(base).netloc
-    icon = f"{base}/app/assets/crmsync-logo.png"
+    icons = f"{base}/app/assets/crmsync-logo"  # -<pixels>.png: the sizes Office asks for
     short = escape(name[:125])
     extension_points = "".join(
         _EXTENSION_POINT.format(surface=surface, group=group, label=f"{group}.label")
@@ -122,7 +122,7 @@ def manifest(public_url: str, client_id: str, name: str = "crmsync") -> str:
         id=ADDIN_ID,
         name=short,
         description=escape(DESCRIPTION),
-        icon=escape(icon),
+        icons=escape(icons),
         support=escape(f"{base}/app/"),
         domain=escape(base),
         pane=escape(pane),
@@ -157,9 +157,9 @@ _EXTENSION_POINT = """
                     <Description resid="{group}.tip"/>
                   </Supertip>
                   <Icon>
-                    <bt:Image size="16" resid="icon"/>
-                    <bt:Image size="32" resid="icon"/>
-                    <bt:Image size="80" resid="icon"/>
+                    <bt:Image size="16" resid="icon16"/>
+                    <bt:Image size="32" resid="icon32"/>
+                    <bt:Image size="80" resid="icon80"/>
                   </Icon>
                   <Action xsi:type="ShowTaskpane">
                     <SourceLocation resid="pane"/>
@@ -181,8 +181,8 @@ _MANIFEST = """<?xml version="1.0" encoding="UTF-8"?>
   <DefaultLocale>en-US</DefaultLocale>
   <DisplayName DefaultValue="{name}"/>
   <Description DefaultValue="{description}"/>
-  <IconUrl DefaultValue="{icon}"/>
-  <HighResolutionIconUrl DefaultValue="{icon}"/>
+  <IconUrl DefaultValue="{icons}-64.png"/>
+  <HighResolutionIconUrl DefaultValue="{icons}-128.png"/>
   <SupportUrl DefaultValue="{support}"/>
   <AppDomains>
     <AppDomain>{domain}</AppDomain>
@@ -231,7 +231,9 @@ _MANIFEST = """<?xml version="1.0" encoding="UTF-8"?>
       </Hosts>
       <Resources>
         <bt:Images>
-          <bt:Image id="icon" DefaultValue="{icon}"/>
+          <bt:Image id="icon16" DefaultValue="{icons}-16.png"/>
+          <bt:Image id="icon32" DefaultValue="{icons}-32.png"/>
+          <bt:Image id="icon80" DefaultValue="{icons}-80.png"/>
         </bt:Images>
         <bt:Urls>
           <bt:Url id="pane" DefaultValue="{pane}"/>
