@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
 
 from lxml import etree
 
@@ -95,3 +96,11 @@ def test_CTX1_sso_is_asked_for_crmsyncs_app_registration() -> None:
 def test_CTX1_the_outlook_manifest_needs_the_app_registrations_client_id() -> None:
     code, _, err = printed("addon-deployment", "--provider", "microsoft", "--public-url", PUBLIC)
     assert code == 2 and "--client-id" in err
+
+
+def test_CTX1_the_schema_check_passes_microsofts_own_sample_manifest() -> None:
+    """The check itself: Microsoft's published Outlook sample (VersionOverrides 1.1 with
+    WebApplicationInfo) is valid, so a failure above is crmsync's manifest, not the
+    schemas' copy."""
+    sample = Path(__file__).resolve().parents[1] / "schemas" / "outlook" / "sample-manifest.xml"
+    assert schema_errors(sample.read_bytes()) == []
