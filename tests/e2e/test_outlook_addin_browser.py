@@ -24,13 +24,12 @@ from playwright.sync_api import Page, expect
 
 from crmsync import service
 from crmsync.providers.microsoft.addin import OFFICE_JS
-from crmsync.queue.inline import InlineQueue
-from crmsync.store.memory import MemoryBackend
 from sandbox.crm.seed import DEMO_TENANT
 from sandbox.local.stack import DEMO_USERS, MICROSOFT_CLIENT_ID, LocalStack
 from sandbox.microsoft import mail, office
 from tests.app_helpers import browser_sign_in, looked_at
 from tests.integration.test_app_preview_import import drain
+from tests.integration.test_outlook_addin import max_connected
 
 pytestmark = pytest.mark.integration
 
@@ -41,12 +40,7 @@ ADA, GRACE = "ada@acme.example", "grace@globex.example"
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[LocalStack]:
-    stack = LocalStack(MemoryBackend(), InlineQueue(), graph_flush=0)
-    stack.create_demo_tenant()
-    assert stack.connect("u2", services="sync,mail", provider="microsoft").status_code == 200
-    drain(stack)
-    yield stack
-    stack.close()
+    yield from max_connected()
 
 
 def in_outlook(

@@ -33,14 +33,19 @@ MAXS = "microsoft-u2"
 SAM = "sam@nowhere.example"
 
 
-@pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStack]:
+def max_connected() -> Iterator[LocalStack]:
+    """A local stack whose demo tenant has Max connected to Microsoft 365, with mail."""
     stack = LocalStack(MemoryBackend(), InlineQueue(), graph_flush=0)
     stack.create_demo_tenant()
     assert stack.connect("u2", services="sync,mail", provider="microsoft").status_code == 200
     drain(stack)
     yield stack
     stack.close()
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[LocalStack]:
+    yield from max_connected()
 
 
 def endpoint(stack: LocalStack) -> str:
