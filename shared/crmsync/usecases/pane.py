@@ -18,10 +18,7 @@ calls and the answers into its client's cards or pages.
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
-import json
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -31,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from crmsync import model, service
+from crmsync.auth import sealed
 from crmsync.crm.cards import PersonCard
 from crmsync.engine.plan import Write
 from crmsync.errors import CrmUnauthorized, NotFound, PermanentError, TransientError
@@ -140,42 +138,25 @@ KEY_HOURS = 8  # how long a pane key signs a mail client's pane in
 def pane_key(services: service.Services, tenant: str, connection: str) -> str:
     """A key that signs a mail client's pane in as the user of `connection`, for
     KEY_HOURS: for a client whose own sign-in (its SSO) is not available, handed over by
-    the web app once the user signed in there. Signed with crmsync's secret (HMAC-SHA256):
-    it cannot be forged or pointed at another connection; whoever holds it acts in the
-    pane as that user until it ends, and it opens nothing once the connection is gone."""
-    ends = int((services.clock() + timedelta(hours=KEY_HOURS)).timestamp())
-    packed = _b64(json.dumps([tenant, connection, ends], separators=(",", ":")).encode())
-    return f"{packed}.{_key_signature(services, packed)}"
+    the web app once the user signed in there. Sealed with crmsync's secret: it cannot
+    be forged or pointed at another connection; whoever holds it acts in the pane as
+    that user until it ends, and it opens nothing once the connection is gone."""
+    ends = services.clock() + timedelta(hours=KEY_HOURS)
+    return sealed.seal(services.secret, "pane", [tenant, connection], ends)
 
 
 def keyed_viewer(services: service.Services, provider: str, key: str) -> Viewer | Blocked | None:
     """The viewer a pane key signs in (as `viewer` finds one: Blocked when the
     connection cannot be used now); None when it is no key of this crmsync's, has
     ended, or names a connection of another provider."""
-    packed, _, signature = key.partition(".")
-    if not packed or len(key) > 1000:
-        return None
-    if not hmac.compare_digest(signature, _key_signature(services, packed)):
-        return None
     try:
-        tenant, connection, ends = json.loads(base64.urlsafe_b64decode(packed + "=="))
-    except (ValueError, TypeError):
-        return None
-    if int(ends) < services.clock().timestamp():
+        tenant, connection = sealed.unseal(services.secret, "pane", key, services.clock())
+    except ValueError:  # Unsealed, or sealed with other values
         return None
     record = service.connection_of(services.backend.store(str(tenant)), str(connection))
     if record is None or record.provider != provider or not record.live:
         return None
     return _usable(services, str(tenant), record)
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
-def _key_signature(services: service.Services, packed: str) -> str:
-    mac = hmac.new(services.secret, f"crmsync-pane|{packed}".encode(), hashlib.sha256)
-    return _b64(mac.digest())
 
 
 def failure(exc: Exception, client: str) -> str:

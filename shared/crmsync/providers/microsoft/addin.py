@@ -32,6 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -338,10 +339,16 @@ def check_user(headers: Mapping[str, str], setup: AddinSetup) -> str:
 
 
 # -- the pages ---------------------------------------------------------------------------------
+@cache
+def _asset(name: str) -> str:
+    """A file of the pane, read once per instance."""
+    return (_HERE / name).read_text()
+
+
 def on_page(services: Any, setup: AddinSetup, request: PushRequest) -> PushAnswer:
     """GET: the task pane (/), its script (/pane.js) and the manifest (/manifest.xml)."""
     if request.path in ("", "/"):
-        page = Template((_HERE / "addin_pane.html").read_text()).substitute(
+        page = Template(_asset("addin_pane.html")).substitute(
             office_js=escape(setup.office_js),
             script=escape(endpoint(services.public_url) + "/pane.js"),
             sign_in=escape(services.url("app") + "/me/pane/microsoft"),
@@ -349,12 +356,12 @@ def on_page(services: Any, setup: AddinSetup, request: PushRequest) -> PushAnswe
         )
         return PushAnswer(200, "the task pane", page, _HTML)
     if request.path == "/signed-in":
-        page = Template((_HERE / "addin_signed_in.html").read_text()).substitute(
+        page = Template(_asset("addin_signed_in.html")).substitute(
             office_js=escape(setup.office_js)
         )
         return PushAnswer(200, "signed in", page, _HTML)
     if request.path == "/pane.js":
-        return PushAnswer(200, "the task pane's script", (_HERE / "addin_pane.js").read_text(), _JS)
+        return PushAnswer(200, "the task pane's script", _asset("addin_pane.js"), _JS)
     if request.path == "/manifest.xml":
         return PushAnswer(200, "manifest", manifest(services.public_url, setup.client_id), _XML)
     from crmsync import service
