@@ -16,6 +16,7 @@ a counted figure misses its goal or a task is lost or doubled.
 from __future__ import annotations
 
 import argparse
+import resource
 import sys
 import time
 from collections import Counter
@@ -127,6 +128,7 @@ def measure(connections: int, threads: int, page: int) -> dict[str, Any]:
         started, cpu = time.perf_counter(), time.process_time()
         report = service.fanout(services, page, threads=threads)
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # seeding included
         used = {name: group_cpu(pid) - before[name] for name, pid in emulators.items()}
         reads = backend.reads + sum(store.reads for store in stores) - reads
 
@@ -145,6 +147,8 @@ def measure(connections: int, threads: int, page: int) -> dict[str, Any]:
         "tasks": len(names),
         "doubled": sum(1 for n in names.values() if n > 1),
         "due after": again.enqueued,
+        # the scheduler_fanout function has 1 GiB (infra/functions.tf)
+        "peak MB": peak,
     }
 
 
