@@ -75,6 +75,11 @@ Handler = Callable[[Any], Answer]
 _JSON = {"Content-Type": "application/json"}
 _HTML = {"Content-Type": "text/html; charset=utf-8"}
 _TEXT = {"Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Options": "nosniff"}
+# Every answer forbids other sites to frame it, so that no page of crmsync (a consent,
+# a disconnect, a setting) can be shown under another site's clicks; a page a mail
+# client shows in its own window allows framing by https sites only (PushAnswer.framed).
+UNFRAMED = {"Content-Security-Policy": "frame-ancestors 'none'", "X-Frame-Options": "DENY"}
+FRAMED = {"Content-Security-Policy": "frame-ancestors https:"}
 READ = ("GET", "HEAD")
 POST = ("POST",)
 
@@ -284,6 +289,8 @@ def _guarded(handler: Handler, *, pages: bool = False) -> Handler:
             answer = _failure(reference, person)
         finally:
             _serving.reset(serving)
+        if "Content-Security-Policy" not in answer[2]:
+            answer = answer[0], answer[1], {**answer[2], **UNFRAMED}
         log.info(
             "request",
             extra={
@@ -522,7 +529,7 @@ def _kit_answer(answer: PushAnswer, kind: Mapping[str, str]) -> Answer:
     if answer.text is not None:
         if answer.content_type:
             kind = {"Content-Type": answer.content_type, "X-Content-Type-Options": "nosniff"}
-        return answer.text, answer.status, dict(kind)
+        return answer.text, answer.status, {**kind, **(FRAMED if answer.framed else {})}
     return _json({"error" if answer.status >= 400 else "result": answer.reason}, answer.status)
 
 

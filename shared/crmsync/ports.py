@@ -505,6 +505,9 @@ class PushAnswer:
     reason: str
     text: str | None = None
     content_type: str = ""  # of `text`, where it is not the caller's default
+    # `text` is a page the provider's own client shows inside its window (a frame on
+    # the web), so it may be framed; every other answer of crmsync forbids framing
+    framed: bool = False
 
 
 def mailbox_digest(address: str) -> str:

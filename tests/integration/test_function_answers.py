@@ -345,3 +345,41 @@ def test_first_hour_the_functions_root_names_every_entry_point(live: LocalStack)
     assert in_a_browser.status_code == 404
     shown = page_text(in_a_browser)
     assert "No function answers /nope" in shown and url(live, "oauth_start") in shown
+
+
+# -- framing -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("route", sorted(ROUTES))
+def test_RUN1_no_answer_of_any_route_may_be_framed_by_another_site(
+    live: LocalStack, route: str
+) -> None:
+    """A consent, a disconnect or a setting shown in another site's frame could be
+    clicked under that site's cover (clickjacking): every answer, page or error, to a
+    browser or a machine, forbids framing, in CSP and in the older header alike. The
+    Outlook task pane's own pages are the exception, below."""
+    method = "GET" if "GET" in ROUTES[route] else "POST"
+    for accept in ({}, BROWSER):
+        answer = requests.request(method, url(live, route), headers=accept, timeout=10)
+        if route == "addon/microsoft" and method == "GET" and answer.status_code == 200:
+            continue
+        assert answer.headers["Content-Security-Policy"] == "frame-ancestors 'none'", route
+        assert answer.headers["X-Frame-Options"] == "DENY", route
+
+
+def test_RUN1_the_outlook_task_pane_may_be_framed_by_outlook_on_the_web_only_over_https(
+    live: LocalStack,
+) -> None:
+    """Outlook on the web shows the task pane and, at times, its sign-in window in a
+    frame of its own page: those two pages allow https ancestors (no X-Frame-Options,
+    which cannot name them); its script, its manifest and its actions forbid framing."""
+    for page in ("addon/microsoft", "addon/microsoft/signed-in"):
+        answer = requests.get(url(live, page), headers=BROWSER, timeout=10)
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["Content-Security-Policy"] == "frame-ancestors https:"
+        assert "X-Frame-Options" not in answer.headers
+    for other in ("addon/microsoft/pane.js", "addon/microsoft/manifest.xml"):
+        answer = requests.get(url(live, other), timeout=10)
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["Content-Security-Policy"] == "frame-ancestors 'none'"
+    action = requests.post(url(live, "addon/microsoft") + "?do=home", json={}, timeout=10)
+    assert action.status_code == 401
+    assert action.headers["X-Frame-Options"] == "DENY"

@@ -354,12 +354,13 @@ def on_page(services: Any, setup: AddinSetup, request: PushRequest) -> PushAnswe
             sign_in=escape(services.url("app") + "/me/pane/microsoft"),
             logo=escape(services.public_url.rstrip("/") + "/app/assets/crmsync-logo.png"),
         )
-        return PushAnswer(200, "the task pane", page, _HTML)
+        return PushAnswer(200, "the task pane", page, _HTML, framed=True)
     if request.path == "/signed-in":
         page = Template(_asset("addin_signed_in.html")).substitute(
             office_js=escape(setup.office_js)
         )
-        return PushAnswer(200, "signed in", page, _HTML)
+        # Outlook on the web may show its dialog window in a frame
+        return PushAnswer(200, "signed in", page, _HTML, framed=True)
     if request.path == "/pane.js":
         return PushAnswer(200, "the task pane's script", _asset("addin_pane.js"), _JS)
     if request.path == "/manifest.xml":
