@@ -15,13 +15,13 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
-from crmsync.engine.plan import Write
-from crmsync.engine.records import CrmSchema, Link, SideRecord
 from crmsync.model import Kind, normalize_email
-from crmsync.settings import Settings, Side
 
 if TYPE_CHECKING:
     from crmsync.crm.cards import Document, PersonCard
+    from crmsync.engine.plan import Write
+    from crmsync.engine.records import CrmSchema, Link, SideRecord
+    from crmsync.settings import Settings, Side
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,8 +31,6 @@ from crmsync.auth.vault import TokenVault
 from crmsync.bursts import ChannelLookups
 from crmsync.connections import Grants
 from crmsync.crm import events
-from crmsync.crm.rest import RestCrmConnector
-from crmsync.engine import SideRecord
 from crmsync.errors import GrantRevoked, PermanentError, SyncError
 from crmsync.model import KINDS, Kind
 from crmsync.outbound import NoEvents, connection_event, cycle_events, publish_all
@@ -64,8 +62,9 @@ from crmsync.settings import PROVIDERS, SERVICES, Settings, SettingsError, Tenan
 
 log = logging.getLogger("crmsync.service")
 
-if TYPE_CHECKING:  # the cycle and its planner load at a worker's first cycle
+if TYPE_CHECKING:  # the cycle, its planner and the CRM client load at their first use
     from crmsync.cycle import Planned
+    from crmsync.engine import SideRecord
 
 LINK_TTL = timedelta(days=7)  # how long an onboarding link may be opened
 LINK_MADE = "link_made"  # the user record's time of the user's last onboarding link
@@ -357,6 +356,8 @@ def crm_directory(
         # only the directory is asked: any provider's settings build the connector
         crm = services.crm_connector(tenant, tenant_record, "", resolve(PROVIDERS[0]))
     else:
+        from crmsync.crm.rest import RestCrmConnector
+
         token = services.vault.open(tenant_record["crm_token"], f"{tenant}/crm-token")
         crm = RestCrmConnector(
             tenant_record["crm"]["base_url"],
@@ -1600,6 +1601,8 @@ def crm_for(
     crm_user = record.crm_user or crm_user_of(services.backend.store(tenant), record.user)
     if services.crm_connector is not None:
         return services.crm_connector(tenant, tenant_record, crm_user, settings)
+    from crmsync.crm.rest import RestCrmConnector
+
     token = services.vault.open(tenant_record["crm_token"], f"{tenant}/crm-token").decode()
     options = {**dict(services.crm_options), **({"attempts": 1, "timeout": 5.0} if brief else {})}
     return RestCrmConnector(

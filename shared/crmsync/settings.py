@@ -13,11 +13,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cached_property
-from typing import Any, Literal, TypeAlias, get_args
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from crmsync.model import CUSTOM, CUSTOM_NAME, FIELD_NAMES, KINDS, Kind
-from crmsync.transforms import CustomMap, TransformError, transform
+
+if TYPE_CHECKING:  # the transforms load where custom fields are mapped or checked
+    from crmsync.transforms import CustomMap
 
 Provider: TypeAlias = Literal["google", "microsoft"]
 PROVIDERS: tuple[Provider, ...] = get_args(Provider)
@@ -350,6 +352,8 @@ class Settings:
 
     def custom_map(self, kind: Kind) -> CustomMap:
         """How the provider holds this kind's mapped custom fields (SYN-1)."""
+        from crmsync.transforms import CustomMap
+
         return CustomMap.of(self.values["custom_fields"][kind])
 
     def excluded(self, kind: Kind, crm_id: str, now: datetime) -> bool:
@@ -523,6 +527,8 @@ def _check_custom_field(where: str, name: Any, spec: Any, keys: dict[str, str]) 
     if key in keys:
         raise SettingsError(f"{where}.provider: {key!r} already holds {keys[key]}")
     keys[key] = name
+    from crmsync.transforms import TransformError, transform
+
     try:
         transform(spec.get("transform"))
     except TransformError as exc:
