@@ -244,3 +244,29 @@ def test_BEY7_the_topic_must_be_a_topic_path() -> None:
         PubSubEvents("sync-events")
     stamped = encode({"at": datetime(2026, 1, 1, tzinfo=UTC)})
     assert stamped == b'{"at": "2026-01-01T00:00:00+00:00"}'
+
+
+def test_BEY7_a_grant_revoked_under_a_mail_pass_is_announced_as_needs_reauth(
+    stack: LocalStack,
+) -> None:
+    """A connection that records mail only finds out in a mail pass that its user took
+    the grant back: the CRM hears of it as it would of a sync cycle's, once."""
+    stack.create_demo_tenant()
+    assert stack.connect("u1", services="mail").status_code == 200
+    drain(stack)
+    connection = service.connection_of(stack.services.backend.store(DEMO_TENANT), CONNECTION)
+    assert connection is not None and connection.records_mail
+    google_oauth.revoke_all(stack.google, DEMO_USERS["u1"])
+    google_oauth.expire_access_tokens(stack.google, DEMO_USERS["u1"])
+    service.enqueue_cycle(stack.services, DEMO_TENANT, CONNECTION, "mail")
+    [run] = drain(stack)
+    assert run["status"] == "needs_reauth"
+
+    [reauth] = events_of(stack).of_type("connection.needs_reauth")
+    assert (reauth["tenant"], reauth["connection"], reauth["user"]) == (
+        DEMO_TENANT,
+        CONNECTION,
+        "u1",
+    )
+    assert reauth["data"]["run"] == run["run"]
+    assert events_of(stack).of_type("cycle.finished") == []  # no sync cycle ran

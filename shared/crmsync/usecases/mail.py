@@ -27,6 +27,7 @@ from crmsync.connections import Grants
 from crmsync.cycle import LEASE_SECONDS
 from crmsync.errors import GrantRevoked, PermanentError, TransientError
 from crmsync.mail import files, recording
+from crmsync.outbound import needs_reauth, publish_all
 from crmsync.ports import (
     MISSING,
     RECORDED,
@@ -114,6 +115,8 @@ def run_pass(services: service.Services, tenant: str, connection: str) -> dict[s
         asked = store.release_lease(connection, run_id)
     if run["status"] == RunStatus.NEEDS_REAUTH:
         store.set_status(connection, ConnectionState.NEEDS_REAUTH, "; ".join(run["errors"]))
+        # BEY-7: the CRM hears of it as of a sync cycle's refused grant
+        publish_all(services.events, [needs_reauth(tenant, connection, record.user, now, run_id)])
     elif more:  # tagged messages are left, or the pass stopped: the next pass goes on
         delay = timedelta(0) if run["status"] == RunStatus.OK else services.debounce
         service.enqueue_cycle(services, tenant, connection, MAIL, delay=delay)
