@@ -80,6 +80,7 @@ FANOUT_PAGE = 10_000
 # Cloud Tasks calls in flight while a page is enqueued: a create takes tens of
 # milliseconds in production, so at 16 the fan-out waited on the network, not its CPU.
 FANOUT_THREADS = 32
+DUE_NAMES = timedelta(milliseconds=1)  # a scheduled task's name: its connection's due time
 CRM_ID = re.compile(r"[A-Za-z0-9._:@-]{1,200}")  # the CRM contract's Id (X-Crm-User)
 
 
@@ -953,11 +954,15 @@ def _page_due(
 
 
 def _enqueue_due(services: Services, ready: tuple[Due, str], now: datetime) -> bool:
+    """The task is named by the due time it serves, not by the tick: a tick that finds
+    a connection still due whose task an earlier tick made (that tick overlapped this
+    one, or stopped before it moved the connection) names the same task, which Cloud
+    Tasks makes once."""
     due, trigger = ready
     return services.queue.enqueue(
         due.tenant,
         due.connection,
-        name=task_name(due.tenant, due.connection, now, timedelta(minutes=1)),
+        name=task_name(due.tenant, due.connection, due.due, DUE_NAMES),
         not_before=now,
         trigger=trigger,
     )

@@ -202,7 +202,8 @@ def test_RUN2_a_fanout_cut_short_by_the_queue_leaves_the_rest_due_and_skips_none
     """Pages overlap (the next is read while one's tasks are created), yet a page's
     connections move only once all its tasks exist: the connections of the page that
     failed, and of every page after it, are still due and enqueued by the next tick,
-    each once."""
+    each once: a task is named by the due time it serves, not by the tick, so the next
+    tick, a minute later, names the task it finds already made as the first did."""
     backend = MemoryBackend()
     start = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
     for t in range(2):
@@ -213,7 +214,8 @@ def test_RUN2_a_fanout_cut_short_by_the_queue_leaves_the_rest_due_and_skips_none
                 f"c{c}", {"user": f"u{c}", "provider": "microsoft", "next_due": start}
             )
     queue = _Unreachable(answered=9)  # the third page of 4 fails at its second task
-    services = fanout_services(backend, queue, lambda: start)
+    now = [start]
+    services = fanout_services(backend, queue, lambda: now[0])
 
     with pytest.raises(TransientError):
         service.fanout(services, page_size=4, threads=3)
@@ -221,10 +223,11 @@ def test_RUN2_a_fanout_cut_short_by_the_queue_leaves_the_rest_due_and_skips_none
     still_due = {(d.tenant, d.connection) for d in backend.due(start, 100)}
     assert len(still_due) == 20 - 8  # the first two pages moved, nothing after them
     queue.answered = 100
+    now[0] = start + timedelta(minutes=1)  # the next tick
     report = service.fanout(services, page_size=4, threads=3)
 
     assert report.enqueued == 20 - 9 and report.collapsed == 1  # its task already waits
     assert {(q.tenant, q.connection) for q in queue.waiting.values()} == {
         (f"t{t}", f"c{c}") for t in range(2) for c in range(10)
     }
-    assert backend.due(start, 100) == []
+    assert backend.due(now[0], 100) == []
