@@ -138,7 +138,7 @@ class CallsAsTodos:
     def document(self, document_id: str) -> tuple[str, str, bytes]:
         return self.crm.document(document_id)
 
-    def record_history(self, entry: HistoryEntry, key: str) -> str:
+    def record_history(self, entry: HistoryEntry, key: str) -> tuple[str, bool]:
         return self.crm.record_history(entry, key)
 
     # -- reading ----------------------------------------------------------------------

@@ -320,10 +320,11 @@ class CrmMail(Protocol):
         """CTX-1: a document's file name, content type and content. NotFound when it is
         unknown or hidden from the user."""
 
-    def record_history(self, entry: HistoryEntry, key: str) -> str:
+    def record_history(self, entry: HistoryEntry, key: str) -> tuple[str, bool]:
         """Record `entry` once per `key` (EML-4): the same key again answers the item
-        recorded first. Returns the item's id. NotFound when the record is gone;
-        PermanentError when the CRM refuses the item (too large, malformed)."""
+        recorded first. Returns the item's id, and whether this call recorded it (False:
+        the key was recorded before). NotFound when the record is gone; PermanentError
+        when the CRM refuses the item (too large, malformed)."""
 
 
 class CrmConnector(RecordSide, CrmMail, Protocol):

@@ -69,6 +69,19 @@ def mail_pass(stack: LocalStack, connection: str) -> None:
     drain(stack)
 
 
+def filed_reasons(stack: LocalStack, connection: str, message_id: str, record: str) -> list[str]:
+    """What Sync History says of the message and the record, newest first: the reasons
+    of the items of the connection's runs that filed it there."""
+    store = stack.services.backend.store(DEMO_TENANT)
+    runs = sorted(store.runs(connection), key=lambda r: r["started"], reverse=True)
+    return [
+        str(item["reason"])
+        for run in runs
+        for item in store.items(connection, run["id"])
+        if item["provider_id"] == message_id and item["crm_id"] == record
+    ]
+
+
 def history(stack: LocalStack, kind: str, record: str) -> list[str]:
     return sorted(i["subject"] for i in stack.crm.history(DEMO_TENANT, kind, record))
 
@@ -145,6 +158,21 @@ def test_EML5_max_files_an_outlook_message_to_a_record_he_found(stack: LocalStac
     assert history(stack, "contact", ada).count("Service visit") == 1
     held = stack.outlook("GET", f"me/messages/{sent}", user="u2")["categories"]
     assert held == ["CRM/Recorded"]
+    assert filed_reasons(stack, MAXS, sent, ada) == ["filed to this record, as you chose"]
+
+    # filed to Ada again: the CRM keeps it once, and Sync History says it was there
+    page = max_.get(app(stack, f"/me/mail/{MAXS}"))
+    again = max_.post(
+        app(stack, f"/me/mail/{MAXS}/file"),
+        data={"messages": sent, "records": f"contact/{ada}", "csrf": csrf(page.text)},
+    )
+    assert again.status_code == 200
+    drain(stack)
+    assert history(stack, "contact", ada).count("Service visit") == 1
+    assert filed_reasons(stack, MAXS, sent, ada) == [
+        "already filed to this record: the CRM keeps it there once",
+        "filed to this record, as you chose",
+    ]
 
 
 def test_EML5_nobody_reaches_another_users_filing_page_or_files_from_it(

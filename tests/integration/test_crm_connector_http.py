@@ -407,9 +407,9 @@ def test_EML4_a_history_item_is_sent_with_its_key_on_every_attempt_and_logged_wi
     script.responses += [(503, {"Retry-After": "0"}, None), (201, {}, ITEM)]
     caplog.set_level(logging.DEBUG)
 
-    item_id = connector(url).record_history(MAIL, "mail-key-1")
+    item_id, new = connector(url).record_history(MAIL, "mail-key-1")
 
-    assert item_id == "h-9"
+    assert (item_id, new) == ("h-9", True)  # 201: this call recorded it
     assert [s["headers"]["Idempotency-Key"] for s in script.seen] == ["mail-key-1"] * 2
     sent = script.seen[1]["body"]
     assert sent == {
@@ -447,7 +447,8 @@ def test_EML4_a_key_the_crm_recorded_before_answers_the_first_item(
     script, url = peer
     script.responses.append((200, {}, ITEM))
 
-    assert connector(url).record_history(MAIL, "mail-key-1") == "h-9"
+    # 200: the item recorded first, which this call did not record
+    assert connector(url).record_history(MAIL, "mail-key-1") == ("h-9", False)
     assert len(script.seen) == 1
 
 

@@ -147,10 +147,10 @@ def test_EML4_a_message_is_recorded_once_per_key_whichever_cycle_sends_it(
         links=(Linked("deck.mp4", "video/mp4", 80 * MiB, "https://store.example/d?sig=1"),),
     )
 
-    first = world.crm_mail().record_history(entry, "mail-1")
+    first, new = world.crm_mail().record_history(entry, "mail-1")
     again = world.crm_mail().record_history(entry, "mail-1")  # a later cycle, anew
 
-    assert again == first
+    assert new and again == (first, False)  # the same item, and it says it was there
     assert world.crm.history("contact", ada) == [
         {
             "id": first,
@@ -169,8 +169,8 @@ def test_EML4_a_message_is_recorded_once_per_key_whichever_cycle_sends_it(
             ],
         }
     ]
-    other = world.crm_mail().record_history(mail_to("contact", ada), "mail-2")
-    assert other != first
+    other, new = world.crm_mail().record_history(mail_to("contact", ada), "mail-2")
+    assert new and other != first
     assert [item["id"] for item in world.crm.history("contact", ada)] == [first, other]
 
 
@@ -187,8 +187,9 @@ def test_EML4_a_recording_that_failed_or_died_is_recorded_once_when_retried(
     world.crash_after(1)
     with pytest.raises(Crash):  # the CRM recorded it; the process died before noting so
         crm.record_history(mail_to("contact", ada), "mail-1")
-    resumed = world.crm_mail().record_history(mail_to("contact", ada), "mail-1")
+    resumed, new = world.crm_mail().record_history(mail_to("contact", ada), "mail-1")
 
+    assert not new  # recorded before the process died
     assert [item["id"] for item in world.crm.history("contact", ada)] == [resumed]
     assert counts(world, "ada@acme.example") == [("contact", ada, 1)]
 

@@ -38,11 +38,12 @@ class Crm:
     def people(self, address: str) -> list[Person]:
         return list(self.people_by_address.get(address, []))
 
-    def record_history(self, entry: HistoryEntry, key: str) -> str:
+    def record_history(self, entry: HistoryEntry, key: str) -> tuple[str, bool]:
         if self.fail:
             raise self.fail.pop(0)
+        new = key not in self.items
         self.items.setdefault(key, entry)
-        return key
+        return key, new
 
     def add(self, address: str, pid: str, history: int = 0) -> None:
         self.people_by_address.setdefault(address, []).append(
@@ -109,15 +110,21 @@ def test_EML4_a_message_tagged_again_or_in_another_mailbox_is_one_item(
     raw = message("ann@example.com", "Offer", "same@x")
     mine = box.deliver(raw)
     box.tag(mine)
-    labels = run(box, crm).labels
+    first = run(box, crm)
     box.tag(mine)  # tagged again
-    run(box, crm, labels)
+    again = run(box, crm, first.labels)
     colleague = MemoryMailbox(lambda: NOW, "max.manager@demo.example")
     theirs = colleague.deliver(raw)
     colleague.tag(theirs)
-    recording.record_tagged(colleague, crm, ["max.manager@demo.example"], "google-u2", {})
+    other = recording.record_tagged(colleague, crm, ["max.manager@demo.example"], "google-u2", {})
 
     assert len(crm.items) == 1
+    # each pass says whether it put the message into the CRM or found it there already
+    assert [(f.outcome, f.before) for p in (first, again, other) for f in p.filed] == [
+        ("recorded", False),
+        ("recorded", True),
+        ("recorded", True),
+    ]
 
 
 def test_EML3_no_match_labels_missing_contact_and_a_retag_after_the_contact_appears_records_it(

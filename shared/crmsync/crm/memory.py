@@ -298,12 +298,12 @@ class MemoryCrmConnector(CreatesOneByOne):
                 return d["name"], d["content_type"], bytes(d["content"])
         raise NotFound(f"no document {document_id} for this user")
 
-    def record_history(self, entry: HistoryEntry, key: str) -> str:
+    def record_history(self, entry: HistoryEntry, key: str) -> tuple[str, bool]:
         self.crm.log._count("history")
         earlier = self.crm.history_keys.get(key)
         if earlier is not None:
             self._written()
-            return earlier.id
+            return earlier.id, False
         kind = entry.record_kind
         record = self.crm.log.table(kind).get(entry.record_id) if kind in PEOPLE else None
         if record is None or record.deleted or not self.crm.visible(kind, record, self.user):
@@ -315,7 +315,7 @@ class MemoryCrmConnector(CreatesOneByOne):
         self.crm.history.setdefault((entry.record_kind, entry.record_id), []).append(item)
         self.crm.history_keys[key] = item
         self._written()
-        return item.id
+        return item.id, True
 
     def _in_scope(self, kind: Kind, entry: Entry) -> bool:
         return kind != "contact" or entry.id in self.crm.groups.get(self.group, set())

@@ -237,20 +237,17 @@ class RestCrmConnector(CreatesOneByOne):
         kind = response.headers.get("Content-Type") or "application/octet-stream"
         return name, kind, response.content
 
-    def record_history(self, entry: HistoryEntry, key: str) -> str:
-        """POST /history once per `key` (the CRM answers a key it has seen with the item
-        recorded first); the item's id. NotFound for a record that is gone (404);
-        PermanentError for an item the CRM refuses (400, 413)."""
-        answer = self._call(
-            "POST",
-            "/history",
-            "/history",
-            json=_history(entry),
-            headers={"Idempotency-Key": key},
-        )
+    def record_history(self, entry: HistoryEntry, key: str) -> tuple[str, bool]:
+        """POST /history once per `key`: the item's id, and whether this call recorded
+        it (201) or the CRM had recorded the key before (200, the item recorded first).
+        NotFound for a record that is gone (404); PermanentError for an item the CRM
+        refuses (400, 413)."""
+        headers = {"Idempotency-Key": key}
+        response = self._send("POST", "/history", "/history", None, _history(entry), headers)
+        answer = _answer(response)
         if self.after_write is not None:
             self.after_write()
-        return str(answer["id"])
+        return str(answer["id"]), response.status_code != 200
 
     # -- writing --------------------------------------------------------------------------
     def _fields(self, write: Write) -> dict[str, Any]:

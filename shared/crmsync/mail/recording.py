@@ -85,6 +85,7 @@ class Filed:
     record: str = ""
     reason: str = ""
     name: str = ""  # the record's name, when the user chose it by name (EML-5)
+    before: bool = False  # the CRM held it already (the same message on the same record)
 
 
 @dataclass
@@ -173,12 +174,13 @@ def _settle(
         stored, linked, left_out = _attachments(mail, limits, budget, key, keep)
         item = filing.entry(_noting(mail, left_out), person, limits, received, stored, linked)
         try:
-            crm.record_history(item, key)
+            _, new = crm.record_history(item, key)
         except PermanentError as exc:
             relabel(None)
             return Filed(message_id, "refused", mail.subject, reason=str(exc))
         relabel(labels[RECORDED])
-        return Filed(message_id, "recorded", mail.subject, f"{person.kind}/{person.id}")
+        record = f"{person.kind}/{person.id}"
+        return Filed(message_id, "recorded", mail.subject, record, before=not new)
     except NotFound:
         return Filed(message_id, "gone")
     except TransientError as exc:
@@ -212,7 +214,7 @@ def _file(
             record = f"{person.kind}/{person.id}"
             item = filing.entry(noted, person, limits, received, stored, linked)
             try:
-                crm.record_history(item, key)
+                _, new = crm.record_history(item, key)
             except NotFound:
                 reason = "the record is gone, or you may no longer see it"
                 filed.append(Filed(message_id, "refused", mail.subject, record, reason))
@@ -220,7 +222,9 @@ def _file(
             except PermanentError as exc:
                 filed.append(Filed(message_id, "refused", mail.subject, record, str(exc)))
                 continue
-            filed.append(Filed(message_id, "filed", mail.subject, record, name=person.name))
+            filed.append(
+                Filed(message_id, "filed", mail.subject, record, name=person.name, before=not new)
+            )
         if any(f.outcome == "filed" for f in filed):
             remove = [labels[SEND], labels[MISSING]]
             account.relabel(message_id, [labels[RECORDED]], remove)

@@ -68,6 +68,10 @@ REASONS = {
     "refused": "the CRM did not take the message",
     "gone": "the message was deleted before it could be recorded",
 }
+BEFORE = {
+    "recorded": "already in the CRM's history of this record: it is kept there once",
+    "filed": "already filed to {name}: the CRM keeps it there once",
+}
 
 
 def run_pass(services: service.Services, tenant: str, connection: str) -> dict[str, Any]:
@@ -231,6 +235,8 @@ def _item(filed: recording.Filed, outcome: str, at: datetime) -> dict[str, Any]:
     reason = REASONS[filed.outcome]
     if filed.outcome == "filed" and filed.name:
         reason = f"filed to {filed.name}, as you chose"
+    if filed.before:  # EML-4: the CRM keeps a message once per record
+        reason = BEFORE[filed.outcome].format(name=filed.name or "this record")
     return {
         "kind": MAIL,
         "label": filed.subject or "(no subject)",
