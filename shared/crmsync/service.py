@@ -75,7 +75,7 @@ FAILING_RUNS = 3  # this many bad cycles in a row: failing, not a record retried
 RENEW_WITHIN = timedelta(days=1)  # RUN-5: channels renewed a day before they expire
 BUDGET_SECONDS = 20 * 60.0  # RUN-6: a cycle yields before the 30-minute task deadline
 # Due connections a query: fewer, larger pages cost less (bench/fanout.py: 136 s for
-# 100k in pages of 2,000, 94 s in pages of 10,000). Three pages at most are held at once.
+# 100k in pages of 2,000, 82-94 s in pages of 10,000). At most three pages are held.
 FANOUT_PAGE = 10_000
 # Cloud Tasks calls in flight while a page is enqueued: a create takes tens of
 # milliseconds in production, so at 16 the fan-out waited on the network, not its CPU.
